@@ -1,0 +1,112 @@
+# privmem: build, test and install.
+#
+#   make              library (static and shared), CLI, pkg-config file in build/
+#   make check        build and run every test
+#   make asan         build and run the tests under ASan + UBSan (build/asan)
+#   make tsan         build and run the tests under TSan (build/tsan)
+#   make install PREFIX=/usr/local
+#   make deps         install missing Debian packages (done automatically)
+#
+# Sources are found by globbing: src/**/*.c is the library, tools/*.c the CLI,
+# tests/test_*.c one test program each (tests/lib/*.c is shared test code).
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+VERSION  := 0.1.0
+
+PKGS     := liburcu-bp libcrypto
+SAN      ?=
+
+ifeq ($(SAN),address)
+  SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DPM_ASAN=1
+else ifeq ($(SAN),thread)
+  SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer -DPM_TSAN=1
+else
+  SANFLAGS :=
+endif
+
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wvla
+CPPFLAGS += -Iinclude -Isrc -D_GNU_SOURCE -DPM_VERSION='"$(VERSION)"'
+CFLAGS   += -std=gnu11 $(OPT) -g -fPIC -pthread $(WARN) $(SANFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS  += -pthread $(SANFLAGS)
+
+DEPS_STAMP := $(BUILD)/.deps
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+LIB_SRCS  := $(sort $(shell find src -name '*.c'))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+TLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
+TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+TEST_SRCS := $(sort $(wildcard tests/test_*.c))
+TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+
+STATIC := $(BUILD)/libprivmem.a
+SHARED := $(BUILD)/libprivmem.so
+CLI    := $(BUILD)/privmem
+PCFILE := $(BUILD)/privmem.pc
+
+.PHONY: all check asan tsan install deps clean run
+all: $(STATIC) $(SHARED) $(CLI) $(PCFILE)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p $(@D)
+	@./scripts/deps.sh
+	@touch $@
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(STATIC): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJS)
+	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+$(CLI): $(TOOL_OBJS) $(STATIC)
+	$(CC) -o $@ $(TOOL_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $< $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+
+# In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
+$(PCFILE): Makefile
+	@mkdir -p $(@D)
+	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" > $@
+
+run: all
+	$(CLI) run
+
+check: all $(TEST_BINS)
+	@./scripts/runtests.sh $(TEST_BINS)
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=address OPT=-O1 check
+
+tsan:
+	$(MAKE) BUILD=build/tsan SAN=thread OPT=-O1 check
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libprivmem.so.0
+	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
+	install -m 644 include/privmem/*.h $(DESTDIR)$(PREFIX)/include/privmem/
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * privmem/privmem.h: the KVM uAPI served by a library.
+ *
+ * privmem's public API is KVM's: pm_kvm_open() stands for open("/dev/kvm"),
+ * pm_kvm_ioctl() for ioctl(2), and the pm_kvm_* file operations for the
+ * system calls on the files KVM hands out (VM, vCPU, guest_memfd). Handles
+ * are small integers from a table the library owns, not OS file descriptors;
+ * a handle that is not open is EBADF. Every call returns as its system call
+ * does: -1 (MAP_FAILED for mmap) with errno set to what Linux gives.
+ *
+ * Extensions KVM has no equivalent for are ioctls with type PMIO (0xAF,
+ * outside KVM's 0xAE) and constants outside KVM's ranges, all listed below.
+ */
+#ifndef PRIVMEM_PRIVMEM_H
+#define PRIVMEM_PRIVMEM_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <privmem/kvm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- the file operations ---- */
+int pm_kvm_open(void);
+int pm_kvm_close(int handle);
+int pm_kvm_ioctl(int handle, unsigned long request, ...);
+int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len);
+ssize_t pm_kvm_read(int handle, void *buf, size_t count);
+ssize_t pm_kvm_write(int handle, const void *buf, size_t count);
+ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset);
+ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset);
+void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset);
+int pm_kvm_munmap(void *addr, size_t length);
+int pm_kvm_fstat(int handle, struct stat *st);
+
+/* The library version, e.g. "0.1.0". */
+const char *pm_version(void);
+
+/* ---- extension: VM types ----
+ * PM_VM_TYPE_PKVM: a pKVM-style protected VM (Arm's protected KVM page
+ * ownership model). KVM on x86 has no such type; the number is privmem's. */
+#define PM_VM_TYPE_PKVM 16
+
+/* ---- extension: guest_memfd creation flags ----
+ * guest_memfd hands out the largest naturally aligned page (1G, 2M, 4K) that
+ * fits the file and the pool. These flags cap it, for 2M-vs-4K comparisons.
+ * They are accepted on every VM type but not reported by
+ * KVM_CAP_GUEST_MEMFD_FLAGS, which lists KVM's own flags only. */
+#define PM_GUEST_MEMFD_FLAG_NO_1G   (1ULL << 62) /* at most 2M pages */
+#define PM_GUEST_MEMFD_FLAG_NO_HUGE (1ULL << 63) /* 4K pages only */
+
+/* ---- extension ioctls ---- */
+#define PMIO 0xAF
+
+/* The frame pool: privmem's simulated host physical memory. */
+#define PM_POOL_MAX_ORDER 18 /* 1 GiB runs */
+
+struct pm_pool_stats {
+	__u64 size;           /* bytes the pool manages */
+	__u64 in_use;         /* bytes handed out */
+	__u64 populated;      /* bytes backed by host memory (in use or free) */
+	__u64 watermark;      /* free populated bytes kept before returning memory to the OS */
+	__u64 scrubbed;       /* bytes zeroed on free, since the pool was configured */
+	__u64 released;       /* bytes returned to the OS, since the pool was configured */
+	__u64 alloc_failures; /* allocations refused with ENOMEM */
+	__u64 thp;            /* 1 if the host backs the pool with transparent huge pages */
+	__u64 free_blocks[PM_POOL_MAX_ORDER + 1]; /* free runs per order (4K << order) */
+};
+
+struct pm_pool_config {
+	__u64 size;      /* bytes, a multiple of 2 MiB; 0 keeps the current size */
+	__u64 watermark; /* bytes; 0 keeps the current watermark */
+};
+
+/* System handle: read the pool statistics. */
+#define PM_KVM_GET_POOL_STATS _IOR(PMIO, 0x10, struct pm_pool_stats)
+/* System handle: resize the pool. EBUSY while any frame is in use, EINVAL
+ * for a size that is not a multiple of 2 MiB. The initial size comes from the
+ * environment variable PRIVMEM_POOL_SIZE (bytes, or with a K/M/G suffix),
+ * default 4 GiB; the watermark from PRIVMEM_POOL_WATERMARK, default 256 MiB. */
+#define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PRIVMEM_PRIVMEM_H */

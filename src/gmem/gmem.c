@@ -1,0 +1,605 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd: pages, fallocate, punch hole, bindings and lifetime.
+ * See gmem.h for the design (ownership, locks) and gmem_internal.h for the
+ * index format.
+ */
+#include <linux/falloc.h>
+#include <privmem/privmem.h>
+#include "gmem/gmem_internal.h"
+#include "gmem/pool.h"
+#include "kvm/vm.h"
+#include "lib/rcu.h"
+#include "memslot/memslot.h"
+
+static atomic_uint_fast64_t gmem_next_ino = 1000;
+
+/* ---- lifetime ---- */
+
+static unsigned int gmem_max_order(uint64_t flags)
+{
+	if (flags & PM_GUEST_MEMFD_FLAG_NO_HUGE)
+		return PM_ORDER_4K;
+	if (flags & PM_GUEST_MEMFD_FLAG_NO_1G)
+		return PM_ORDER_2M;
+	return PM_ORDER_1G;
+}
+
+int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gmem **out)
+{
+	struct pm_gmem *g = pm_zalloc(sizeof(*g));
+
+	if (!g)
+		return -ENOMEM;
+	g->size = size;
+	g->npages = size >> PM_PAGE_SHIFT;
+	g->nr_top = (g->npages + (1ULL << GE_LEVEL_SHIFT(2)) - 1) >> GE_LEVEL_SHIFT(2);
+	g->top = calloc(g->nr_top, sizeof(g->top[0]));
+	if (!g->top) {
+		free(g);
+		return -ENOMEM;
+	}
+	pm_ref_init(&g->refs, 1);
+	g->flags = flags;
+	g->max_order = gmem_max_order(flags);
+	g->ino = atomic_fetch_add(&gmem_next_ino, 1);
+	pthread_rwlock_init(&g->bindings_lock, NULL);
+	pthread_rwlock_init(&g->index_lock, NULL);
+	pthread_mutex_init(&g->views_lock, NULL);
+	pm_vm_get(vm);
+	g->vm = vm;
+	*out = g;
+	return 0;
+}
+
+void pm_gmem_get(struct pm_gmem *g)
+{
+	pm_ref_get(&g->refs);
+}
+
+bool pm_gmem_tryget(struct pm_gmem *g)
+{
+	long n = atomic_load_explicit(&g->refs.n, memory_order_relaxed);
+
+	while (n > 0)
+		if (atomic_compare_exchange_weak_explicit(&g->refs.n, &n, n + 1,
+							  memory_order_acquire, memory_order_relaxed))
+			return true;
+	return false;
+}
+
+/* Returns a run of frames to the pool, after the model took it back. */
+static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
+{
+	const struct pm_model_ops *m = g->vm->model;
+
+	if (m->gmem_invalidate)
+		m->gmem_invalidate(pfn, pfn + (1ULL << order));
+	pm_pool_free(pfn, order);
+	atomic_fetch_sub_explicit(&g->pages, 1ULL << order, memory_order_relaxed);
+}
+
+/* Frees every page and node below entry e of `level` (no concurrent users). */
+static void gmem_free_entry(struct pm_gmem *g, uint64_t e, unsigned int level)
+{
+	if (ge_is_folio(e)) {
+		if (e & GE_POISON)
+			atomic_fetch_sub_explicit(&g->pages, 1, memory_order_relaxed);
+		else    /* a poisoned frame is never reused */
+			gmem_free_run(g, ge_pfn(e), GE_LEVEL_SHIFT(level));
+	} else if (ge_is_table(e)) {
+		_Atomic uint64_t *node = ge_table(e);
+
+		for (unsigned int i = 0; i < GE_ENTRIES; i++)
+			gmem_free_entry(g, atomic_load_explicit(&node[i], memory_order_relaxed), level - 1);
+		free(node);
+	}
+}
+
+/* Clears every binding: the slots live on without their file. */
+static void gmem_clear_bindings(struct pm_gmem *g)
+{
+	struct pm_gmem_binding *b, *next;
+
+	pthread_rwlock_wrlock(&g->bindings_lock);
+	for (b = g->bindings; b; b = next) {
+		struct pm_memslot *s = b->slot;
+		struct pm_inval_ticket t;
+
+		next = b->next;
+		pm_inval_begin(g->vm, s->base_gfn, s->base_gfn + s->npages, PM_INVAL_ALL,
+			       PM_INVAL_CAUSE_RELEASE, &t);
+		pm_rcu_assign_pointer(s->gmem, NULL);
+		pm_inval_end(g->vm, &t);
+		free(b);
+	}
+	g->bindings = NULL;
+	pthread_rwlock_unlock(&g->bindings_lock);
+}
+
+static void gmem_release(struct pm_gmem *g)
+{
+	struct pm_vm *vm = g->vm;
+
+	PM_BUG_ON(g->views);
+	gmem_clear_bindings(g);
+	/* Faults that found g through a slot have failed pm_gmem_tryget or
+	 * dropped their reference; wait until none can still be looking. */
+	pm_synchronize_rcu();
+	for (uint64_t i = 0; i < g->nr_top; i++)
+		gmem_free_entry(g, atomic_load_explicit(&g->top[i], memory_order_relaxed), 2);
+	free(g->top);
+	pthread_mutex_destroy(&g->views_lock);
+	pthread_rwlock_destroy(&g->index_lock);
+	pthread_rwlock_destroy(&g->bindings_lock);
+	free(g);
+	pm_vm_put(vm);
+}
+
+void pm_gmem_put(struct pm_gmem *g)
+{
+	if (pm_ref_put(&g->refs))
+		gmem_release(g);
+}
+
+uint64_t pm_gmem_flags(const struct pm_gmem *g) { return g->flags; }
+uint64_t pm_gmem_size(const struct pm_gmem *g) { return g->size; }
+struct pm_vm *pm_gmem_vm(const struct pm_gmem *g) { return g->vm; }
+
+/* ---- bindings ---- */
+
+int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, uint64_t offset)
+{
+	uint64_t start = offset >> PM_PAGE_SHIFT, end = start + slot->npages;
+	struct pm_gmem_binding *b;
+
+	if (g->vm != vm)
+		return -EINVAL;
+	if ((int64_t)offset < 0 || !PM_ALIGNED(offset, PM_PAGE_SIZE) ||
+	    offset + (slot->npages << PM_PAGE_SHIFT) > g->size)
+		return -EINVAL;
+	b = pm_zalloc(sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+
+	pthread_rwlock_wrlock(&g->bindings_lock);
+	for (struct pm_gmem_binding *o = g->bindings; o; o = o->next) {
+		if (pm_ranges_overlap(start, end, o->start, o->end)) {
+			pthread_rwlock_unlock(&g->bindings_lock);
+			free(b);
+			return -EEXIST;
+		}
+	}
+	b->slot = slot;
+	b->start = start;
+	b->end = end;
+	b->next = g->bindings;
+	g->bindings = b;
+	slot->gmem_pgoff = start;
+	slot->gmem_only = g->flags & GUEST_MEMFD_FLAG_MMAP;
+	atomic_store_explicit(&slot->gmem, g, memory_order_release);
+	pthread_rwlock_unlock(&g->bindings_lock);
+	return 0;
+}
+
+void pm_gmem_unbind(struct pm_memslot *slot)
+{
+	struct pm_gmem *g;
+
+	/* The file may be releasing concurrently; RCU keeps it readable. */
+	pm_rcu_read_lock();
+	g = pm_rcu_dereference(slot->gmem);
+	if (g) {
+		pthread_rwlock_wrlock(&g->bindings_lock);
+		for (struct pm_gmem_binding **pb = &g->bindings; *pb; pb = &(*pb)->next) {
+			if ((*pb)->slot == slot) {
+				struct pm_gmem_binding *b = *pb;
+
+				*pb = b->next;
+				free(b);
+				break;
+			}
+		}
+		atomic_store_explicit(&slot->gmem, NULL, memory_order_release);
+		pthread_rwlock_unlock(&g->bindings_lock);
+	}
+	pm_rcu_read_unlock();
+}
+
+/* ---- pages ---- */
+
+/* Fills the empty entry `slot` of `level` covering page `index`: with a page
+ * of the entry's size when the file and the pool allow, else with a node. */
+static int gmem_fill(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level, uint64_t index)
+{
+	unsigned int order = GE_LEVEL_SHIFT(level);
+	uint64_t first = PM_ALIGN_DOWN(index, 1ULL << order);
+	uint64_t expected = 0;
+	_Atomic uint64_t *node;
+	pm_pfn_t pfn;
+
+	if (level == 0 || (order <= g->max_order && first + (1ULL << order) <= g->npages)) {
+		int r = pm_pool_alloc(order, &pfn);
+
+		if (r == 0) {
+			if (atomic_compare_exchange_strong(slot, &expected, ge_make_folio(pfn, 0))) {
+				atomic_fetch_add_explicit(&g->pages, 1ULL << order, memory_order_relaxed);
+				atomic_fetch_add_explicit(&g->folios[level], 1, memory_order_relaxed);
+			} else {
+				pm_pool_free(pfn, order);  /* lost the race: use the winner's */
+			}
+			return 0;
+		}
+		if (level == 0)
+			return r;
+	}
+	node = calloc(GE_ENTRIES, sizeof(*node));
+	if (!node)
+		return -ENOMEM;
+	if (!atomic_compare_exchange_strong(slot, &expected, ge_make_table(node)))
+		free(node);
+	return 0;
+}
+
+/* Finds (allocating if `alloc`) the page entry covering index: returns its
+ * slot and level, or NULL with *err (-ENOMEM) / 0 when absent and !alloc.
+ * index_lock held (shared or exclusive). */
+static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, uint64_t index, bool alloc,
+				   unsigned int *level, int *err)
+{
+	_Atomic uint64_t *slot = &g->top[index >> GE_LEVEL_SHIFT(2)];
+	unsigned int l = 2;
+
+	*err = 0;
+	for (;;) {
+		uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+
+		if (ge_is_table(e)) {
+			l--;
+			slot = &ge_table(e)[(index >> GE_LEVEL_SHIFT(l)) & (GE_ENTRIES - 1)];
+		} else if (ge_is_folio(e)) {
+			*level = l;
+			return slot;
+		} else if (!alloc) {
+			return NULL;
+		} else {
+			*err = gmem_fill(g, slot, l, index);
+			if (*err)
+				return NULL;
+		}
+	}
+}
+
+pm_pfn_t pm_gmem_peek_pfn_locked(struct pm_gmem *g, uint64_t index)
+{
+	unsigned int level;
+	int err;
+	_Atomic uint64_t *slot = gmem_walk(g, index, false, &level, &err);
+	uint64_t e;
+
+	if (!slot)
+		return PM_PFN_INVALID;
+	e = atomic_load_explicit(slot, memory_order_acquire);
+	if (e & GE_POISON)
+		return PM_PFN_INVALID;
+	return ge_pfn(e) + (index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1));
+}
+
+static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
+			unsigned int level, uint64_t index, gfn_t gfn)
+{
+	const struct pm_model_ops *m = g->vm->model;
+	uint64_t off = index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1);
+	int r;
+
+	if ((e & GE_PREPARED) || !m->gmem_prepare)
+		return 0;
+	r = m->gmem_prepare(g->vm, ge_pfn(e), gfn - off, GE_LEVEL_SHIFT(level));
+	if (!r)
+		atomic_fetch_or_explicit(slot, GE_PREPARED, memory_order_release);
+	return r;
+}
+
+int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
+		    unsigned int *order)
+{
+	_Atomic uint64_t *slot;
+	unsigned int level;
+	uint64_t e;
+	int r;
+
+	if (index >= g->npages)
+		return -EINVAL;
+	pthread_rwlock_rdlock(&g->index_lock);
+	slot = gmem_walk(g, index, true, &level, &r);
+	if (!slot)
+		goto out;
+	e = atomic_load_explicit(slot, memory_order_acquire);
+	if (e & GE_POISON) {
+		r = -EHWPOISON;
+		goto out;
+	}
+	r = gmem_prepare(g, slot, e, level, index, gfn);
+	if (r)
+		goto out;
+	*order = GE_LEVEL_SHIFT(level);
+	*pfn = ge_pfn(e) + (index & ((1ULL << *order) - 1));
+out:
+	pthread_rwlock_unlock(&g->index_lock);
+	return r;
+}
+
+static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	int r = 0;
+
+	pthread_rwlock_rdlock(&g->index_lock);
+	for (uint64_t i = start; i < end;) {
+		unsigned int level;
+		_Atomic uint64_t *slot = gmem_walk(g, i, true, &level, &r);
+
+		if (!slot)
+			break;
+		i = PM_ALIGN_DOWN(i, 1ULL << GE_LEVEL_SHIFT(level)) + (1ULL << GE_LEVEL_SHIFT(level));
+	}
+	pthread_rwlock_unlock(&g->index_lock);
+	if (!r)
+		pm_gmem_views_refresh(g, start, end);
+	return r;
+}
+
+/* ---- punch hole ---- */
+
+/* Runs of frames taken out of the index, freed once the lock is dropped. */
+struct gmem_runs {
+	struct { pm_pfn_t pfn; unsigned int order; } *v;
+	size_t n, cap;
+};
+
+static void gmem_runs_add(struct pm_gmem *g, struct gmem_runs *runs, pm_pfn_t pfn, unsigned int order)
+{
+	if (runs->n == runs->cap) {
+		size_t cap = runs->cap ? runs->cap * 2 : 64;
+		void *v = realloc(runs->v, cap * sizeof(runs->v[0]));
+
+		if (!v) {
+			/* No memory to defer: free now, under the lock (slower, same result). */
+			gmem_free_run(g, pfn, order);
+			return;
+		}
+		runs->v = v;
+		runs->cap = cap;
+	}
+	runs->v[runs->n].pfn = pfn;
+	runs->v[runs->n].order = order;
+	runs->n++;
+}
+
+/* Replaces the huge page in *slot (level >= 1) by a node of its sub-pages.
+ * index_lock held exclusively. -ENOMEM leaves it whole. */
+static int gmem_split(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level)
+{
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	_Atomic uint64_t *node = calloc(GE_ENTRIES, sizeof(*node));
+	uint64_t step = 1ULL << GE_LEVEL_SHIFT(level - 1);
+
+	if (!node)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < GE_ENTRIES; i++)
+		atomic_init(&node[i], ge_make_folio(ge_pfn(e) + i * step, e & GE_PREPARED));
+	atomic_store_explicit(slot, ge_make_table(node), memory_order_release);
+	atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->folios[level - 1], GE_ENTRIES, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->splits, 1, memory_order_relaxed);
+	return 0;
+}
+
+static bool gmem_node_empty(_Atomic uint64_t *node)
+{
+	for (unsigned int i = 0; i < GE_ENTRIES; i++)
+		if (atomic_load_explicit(&node[i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+/* Removes pages [start, end) below *slot, an entry of `level` whose first
+ * page is `first`. index_lock held exclusively. */
+static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level,
+			    uint64_t first, uint64_t start, uint64_t end, struct gmem_runs *runs)
+{
+	uint64_t span = 1ULL << GE_LEVEL_SHIFT(level);
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	int r = 0;
+
+	if (ge_is_folio(e) && start <= first && first + span <= end) {
+		atomic_store_explicit(slot, 0, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
+		if (e & GE_POISON)      /* never reused: leaves the file only */
+			atomic_fetch_sub_explicit(&g->pages, 1, memory_order_relaxed);
+		else
+			gmem_runs_add(g, runs, ge_pfn(e), GE_LEVEL_SHIFT(level));
+		return 0;
+	}
+	if (ge_is_folio(e)) {
+		r = gmem_split(g, slot, level);
+		if (r)
+			return r;
+		e = atomic_load_explicit(slot, memory_order_relaxed);
+	}
+	if (ge_is_table(e)) {
+		_Atomic uint64_t *node = ge_table(e);
+		uint64_t step = span / GE_ENTRIES;
+
+		for (unsigned int i = 0; i < GE_ENTRIES && !r; i++) {
+			uint64_t f = first + i * step;
+
+			if (pm_ranges_overlap(f, f + step, start, end))
+				r = gmem_punch_entry(g, &node[i], level - 1, f, start, end, runs);
+		}
+		if (gmem_node_empty(node)) {
+			atomic_store_explicit(slot, 0, memory_order_relaxed);
+			free(node);     /* no reader: index_lock is exclusive */
+		}
+	}
+	return r;
+}
+
+/* Invalidates the gfns of every binding overlapping [start, end). */
+static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end,
+			    struct pm_inval_ticket **tickets, size_t *n)
+{
+	size_t cap = 0;
+
+	*n = 0;
+	for (struct pm_gmem_binding *b = g->bindings; b; b = b->next)
+		cap += pm_ranges_overlap(start, end, b->start, b->end);
+	*tickets = cap ? calloc(cap, sizeof(**tickets)) : NULL;
+	if (cap && !*tickets)
+		return -ENOMEM;
+	for (struct pm_gmem_binding *b = g->bindings; b; b = b->next) {
+		struct pm_memslot *s = b->slot;
+		uint64_t lo = PM_MAX(start, b->start), hi = PM_MIN(end, b->end);
+
+		if (lo >= hi)
+			continue;
+		pm_inval_begin(g->vm, s->base_gfn + (lo - b->start), s->base_gfn + (hi - b->start),
+			       s->gmem_only ? PM_INVAL_ALL : PM_INVAL_PRIVATE,
+			       PM_INVAL_CAUSE_PUNCH, &(*tickets)[(*n)++]);
+	}
+	return 0;
+}
+
+static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	struct gmem_runs runs = { 0 };
+	struct pm_inval_ticket *tickets;
+	size_t nt;
+	int r;
+
+	end = PM_MIN(end, g->npages);
+	if (start >= end)
+		return 0;
+	pthread_rwlock_rdlock(&g->bindings_lock);
+	r = gmem_inval_begin(g, start, end, &tickets, &nt);
+	if (r)
+		goto out_unlock;
+	pm_gmem_views_revoke(g, start, end);
+
+	pthread_rwlock_wrlock(&g->index_lock);
+	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t < g->nr_top && !r; t++)
+		r = gmem_punch_entry(g, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
+	pthread_rwlock_unlock(&g->index_lock);
+
+	for (size_t i = 0; i < runs.n; i++)
+		gmem_free_run(g, runs.v[i].pfn, runs.v[i].order);
+	free(runs.v);
+	pm_gmem_views_refresh(g, start, end);
+	for (size_t i = 0; i < nt; i++)
+		pm_inval_end(g->vm, &tickets[i]);
+	free(tickets);
+out_unlock:
+	pthread_rwlock_unlock(&g->bindings_lock);
+	return r;
+}
+
+/* ---- fallocate ---- */
+
+#define PM_FALLOC_MODE_MASK (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE | \
+			     FALLOC_FL_ZERO_RANGE | FALLOC_FL_INSERT_RANGE | \
+			     FALLOC_FL_UNSHARE_RANGE)
+
+/* The checks vfs_fallocate() makes before any file system sees the call. */
+int pm_vfs_fallocate_check(int mode, int64_t offset, int64_t len, bool regular)
+{
+	if (offset < 0 || len <= 0)
+		return -EINVAL;
+	if (mode & ~(PM_FALLOC_MODE_MASK | FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	switch (mode & PM_FALLOC_MODE_MASK) {
+	case 0:
+	case FALLOC_FL_UNSHARE_RANGE:
+	case FALLOC_FL_ZERO_RANGE:
+		break;
+	case FALLOC_FL_PUNCH_HOLE:
+		if (!(mode & FALLOC_FL_KEEP_SIZE))
+			return -EOPNOTSUPP;
+		break;
+	case FALLOC_FL_COLLAPSE_RANGE:
+	case FALLOC_FL_INSERT_RANGE:
+		if (mode & FALLOC_FL_KEEP_SIZE)
+			return -EOPNOTSUPP;
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (!regular)           /* not a regular file (/dev/kvm, anon inodes) */
+		return -ENODEV;
+	if ((uint64_t)offset + (uint64_t)len > INT64_MAX)  /* past the largest file size */
+		return -EFBIG;
+	return 0;
+}
+
+int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len)
+{
+	if (!(mode & FALLOC_FL_KEEP_SIZE))
+		return -EOPNOTSUPP;
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE))
+		return -EOPNOTSUPP;
+	if (!PM_ALIGNED((uint64_t)offset, PM_PAGE_SIZE) || !PM_ALIGNED((uint64_t)len, PM_PAGE_SIZE))
+		return -EINVAL;
+	if (mode & FALLOC_FL_PUNCH_HOLE)
+		return gmem_punch_hole(g, (uint64_t)offset >> PM_PAGE_SHIFT,
+				       ((uint64_t)offset + (uint64_t)len) >> PM_PAGE_SHIFT);
+	if ((uint64_t)offset + (uint64_t)len > g->size)
+		return -EINVAL;
+	return gmem_allocate(g, (uint64_t)offset >> PM_PAGE_SHIFT,
+			     ((uint64_t)offset + (uint64_t)len) >> PM_PAGE_SHIFT);
+}
+
+/* ---- memory failure, stat ---- */
+
+int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
+{
+	_Atomic uint64_t *slot;
+	unsigned int level;
+	int r = -ENOENT;
+
+	if (index >= g->npages)
+		return -EINVAL;
+	pthread_rwlock_wrlock(&g->index_lock);
+	while ((slot = gmem_walk(g, index, false, &level, &r)) && level > 0) {
+		r = gmem_split(g, slot, level);
+		if (r)
+			goto out;
+	}
+	if (!slot) {
+		r = -ENOENT;
+		goto out;
+	}
+	if (!(atomic_fetch_or(slot, GE_POISON) & GE_POISON))
+		atomic_fetch_add(&g->poisoned, 1);
+	r = 0;
+out:
+	pthread_rwlock_unlock(&g->index_lock);
+	return r;
+}
+
+void pm_gmem_fstat(struct pm_gmem *g, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = g->ino;
+	st->st_mode = S_IFREG | 0600;
+	st->st_nlink = 1;
+	st->st_size = (off_t)g->size;
+	st->st_blksize = PM_PAGE_SIZE;
+	st->st_blocks = (blkcnt_t)(atomic_load(&g->pages) * (PM_PAGE_SIZE / 512));
+}
+
+void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st)
+{
+	st->pages = atomic_load(&g->pages);
+	for (int i = 0; i < 3; i++)
+		st->folios[i] = atomic_load(&g->folios[i]);
+	st->splits = atomic_load(&g->splits);
+	st->poisoned = atomic_load(&g->poisoned);
+}

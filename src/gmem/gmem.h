@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd: the file that holds a VM's private memory.
+ *
+ * Ownership: a guest_memfd is reference counted (its handle, each mmap
+ * view, and faults in flight hold references). It holds a reference on its
+ * VM: the file pins the VM, not the other way round. Memslots bind to it
+ * without a reference; the last put releases the file: every binding is
+ * cleared (slot->gmem = NULL, mappings zapped), then, after an RCU grace
+ * period, the pages go back to the pool and the VM reference is dropped.
+ *
+ * Pages: a three-level index (1G, 2M, 4K entries) maps file pages to pool
+ * frames. A page is allocated on first use with the largest naturally
+ * aligned order (1G, 2M, 4K) that lies inside the file, is wholly
+ * unpopulated and the pool can give; huge pages are split when partly
+ * punched. Frames are scrubbed by the pool when freed, so punched pages
+ * read zero afterwards.
+ *
+ * Locks (order: bindings_lock, then the VM's mmu_lock, then index_lock):
+ *   bindings_lock (rwlock): the bindings list. Exclusive: bind, unbind,
+ *     release. Shared: punch hole, for its whole duration, so the set of
+ *     slots it invalidates cannot change under it.
+ *   index_lock (rwlock): the page index. Shared: lookups and allocations,
+ *     which insert with compare-and-exchange (a loser frees its frames).
+ *     Exclusive: removal, splitting of huge pages, freeing of index nodes.
+ *   views_lock (mutex): the list of mmap views.
+ */
+#ifndef PM_GMEM_GMEM_H
+#define PM_GMEM_GMEM_H
+
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include "lib/common.h"
+
+struct pm_vm;
+struct pm_memslot;
+struct pm_gmem;
+
+int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gmem **out);
+void pm_gmem_get(struct pm_gmem *g);
+/* Takes a reference unless the file is being released; false then. */
+bool pm_gmem_tryget(struct pm_gmem *g);
+void pm_gmem_put(struct pm_gmem *g);
+
+/* Binds slot (not yet published) to g at byte offset. -EINVAL, -EEXIST. */
+int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, uint64_t offset);
+/* Removes slot's binding, if the file still has it (slots_lock held). */
+void pm_gmem_unbind(struct pm_memslot *slot);
+
+/* The checks vfs_fallocate() makes for every file, in its order; `regular`
+ * is false for files that are not regular (everything but guest_memfd).
+ * pm_gmem_fallocate() assumes they passed. */
+int pm_vfs_fallocate_check(int mode, int64_t offset, int64_t len, bool regular);
+int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len);
+void pm_gmem_fstat(struct pm_gmem *g, struct stat *st);
+uint64_t pm_gmem_flags(const struct pm_gmem *g);
+uint64_t pm_gmem_size(const struct pm_gmem *g);
+struct pm_vm *pm_gmem_vm(const struct pm_gmem *g);
+
+/* The frame backing file page `index`, allocating it if needed; calls the
+ * model's prepare hook on first use. *order is the order of the huge page
+ * the frame belongs to; *pfn is the frame of `index` itself.
+ * 0, -ENOMEM, -EHWPOISON, -EINVAL (index past the end). */
+int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
+		    unsigned int *order);
+
+/* Marks file page `index` as hardware-poisoned (memory failure): a later
+ * pm_gmem_get_pfn gives -EHWPOISON and the frame is never reused. */
+int pm_gmem_poison(struct pm_gmem *g, uint64_t index);
+
+/* mmap / munmap of a guest_memfd (views), see gmem_mmap.c. */
+void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flags,
+		   int64_t offset, int *err);
+/* Unmaps the view starting exactly at addr; -EINVAL if there is none. */
+int pm_gmem_munmap(void *addr, size_t len);
+
+/* Statistics for tests and reports. */
+struct pm_gmem_stats {
+	uint64_t pages;         /* 4K pages allocated */
+	uint64_t folios[3];     /* allocated huge pages by size: 4K, 2M, 1G */
+	uint64_t splits;        /* huge pages split by punch hole */
+	uint64_t poisoned;      /* pages lost to memory failure */
+};
+void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st);
+
+#endif

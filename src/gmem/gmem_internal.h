@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * guest_memfd internals shared by gmem.c (pages, bindings, lifetime) and
+ * gmem_mmap.c (views). See gmem.h for ownership and locking.
+ */
+#ifndef PM_GMEM_INTERNAL_H
+#define PM_GMEM_INTERNAL_H
+
+#include "gmem/gmem.h"
+
+/*
+ * Index entries (64-bit atomics), three levels: level 2 entries cover 1G of
+ * the file (the `top` array), level 1 entries 2M, level 0 entries 4K.
+ *   0                              empty
+ *   pfn << 12 | GE_FOLIO | flags   a page of order 9 * level starting at pfn
+ *   node pointer | GE_TABLE        512 entries of the level below
+ */
+#define GE_FOLIO     0x1ULL
+#define GE_TABLE     0x2ULL
+#define GE_PREPARED  0x4ULL  /* the model's prepare hook ran for this page */
+#define GE_POISON    0x8ULL  /* memory failure (level 0 only) */
+#define GE_KIND_MASK 0x3ULL
+#define GE_FLAG_MASK 0xfffULL
+
+#define GE_LEVEL_SHIFT(l) (9u * (l))
+#define GE_ENTRIES   512
+
+static inline bool ge_is_folio(uint64_t e) { return (e & GE_KIND_MASK) == GE_FOLIO; }
+static inline bool ge_is_table(uint64_t e) { return (e & GE_KIND_MASK) == GE_TABLE; }
+static inline pm_pfn_t ge_pfn(uint64_t e) { return e >> PM_PAGE_SHIFT; }
+static inline _Atomic uint64_t *ge_table(uint64_t e) { return (_Atomic uint64_t *)(uintptr_t)(e & ~GE_FLAG_MASK); }
+static inline uint64_t ge_make_folio(pm_pfn_t pfn, uint64_t flags) { return pfn << PM_PAGE_SHIFT | GE_FOLIO | flags; }
+static inline uint64_t ge_make_table(_Atomic uint64_t *node) { return (uint64_t)(uintptr_t)node | GE_TABLE; }
+
+struct pm_gmem_binding {
+	struct pm_memslot *slot;
+	uint64_t start, end;                /* file pages [start, end) */
+	struct pm_gmem_binding *next;
+};
+
+struct pm_gmem_view;
+
+struct pm_gmem {
+	pm_refcount_t refs;
+	struct pm_vm *vm;                   /* referenced; immutable */
+	uint64_t size;                      /* bytes; immutable */
+	uint64_t npages;                    /* immutable */
+	uint64_t flags;                     /* GUEST_MEMFD_FLAG_* | PM_GUEST_MEMFD_FLAG_*; immutable */
+	uint64_t ino;                       /* immutable */
+	unsigned int max_order;             /* immutable */
+
+	pthread_rwlock_t bindings_lock;
+	struct pm_gmem_binding *bindings;   /* bindings_lock */
+
+	pthread_rwlock_t index_lock;
+	_Atomic uint64_t *top;              /* nr_top entries of level 2 */
+	uint64_t nr_top;                    /* immutable */
+
+	pthread_mutex_t views_lock;
+	struct pm_gmem_view *views;         /* views_lock */
+
+	atomic_uint_fast64_t pages;         /* statistics: 4K pages allocated */
+	atomic_uint_fast64_t folios[3];     /* pages allocated by order 0/9/18 */
+	atomic_uint_fast64_t splits;
+	atomic_uint_fast64_t poisoned;
+};
+
+/* Is file page `index` accessible to the host through mmap? */
+static inline bool pm_gmem_host_shared(const struct pm_gmem *g, uint64_t index)
+{
+	return (g->flags & (1ULL << 1)) && index < g->npages; /* INIT_SHARED */
+}
+
+/* Frame of `index` if allocated (index_lock held), else PM_PFN_INVALID. */
+pm_pfn_t pm_gmem_peek_pfn_locked(struct pm_gmem *g, uint64_t index);
+
+/* Views: make [start, end) of every view SIGBUS (before frames are freed),
+ * and map the current frames again (after), populating shared pages. */
+void pm_gmem_views_revoke(struct pm_gmem *g, uint64_t start, uint64_t end);
+void pm_gmem_views_refresh(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+#endif

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The frame pool: privmem's simulated host physical memory.
+ *
+ * One memfd-backed region, mapped once MAP_SHARED (the library's "direct
+ * map"); frame N is the 4 KiB at file offset N << 12. Being a file, a frame
+ * can also be mapped at a second address (guest_memfd's mmap, in place).
+ * A buddy allocator hands out naturally aligned runs of 4K << order frames,
+ * order 0..PM_POOL_MAX_ORDER (4K, 2M = order 9, 1G = order 18).
+ *
+ * Invariants:
+ *  - every free frame reads zero: frames are scrubbed when freed (memset, or
+ *    released to the OS, which also zeroes), so no data passes between owners;
+ *  - host memory is populated in 2 MiB chunks when first allocated from, and
+ *    free 2 MiB (or larger) runs are returned to the OS while the free
+ *    populated memory exceeds the watermark;
+ *  - bookkeeping is struct pm_frame, at most 16 bytes per frame.
+ *
+ * Locking: pool_lock (private to pool.c) protects the free lists, the frame
+ * flags and the statistics. Scrubbing happens outside it.
+ */
+#ifndef PM_GMEM_POOL_H
+#define PM_GMEM_POOL_H
+
+#include "lib/common.h"
+#include <privmem/privmem.h>
+
+/* Allocates 4K << order contiguous, naturally aligned frames (zeroed).
+ * Returns 0 and *pfn, or -ENOMEM. Initialises the pool on first use. */
+int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn);
+
+/* Frees frames [pfn, pfn + (1 << order)): scrubs them, then returns them to
+ * the buddy lists (merging with free buddies). The run must be naturally
+ * aligned and allocated; it may be part of a larger allocation (a huge page
+ * being split). */
+void pm_pool_free(pm_pfn_t pfn, unsigned int order);
+
+/* Library address of a frame (valid while allocated). */
+void *pm_pfn_to_hva(pm_pfn_t pfn);
+/* Frame of a library address inside the pool, or PM_PFN_INVALID. */
+pm_pfn_t pm_hva_to_pfn(const void *hva);
+/* The pool's memfd: frame N is at offset N << 12 (for mmap aliases). */
+int pm_pool_memfd(void);
+/* Number of frames the pool manages. */
+uint64_t pm_pool_nr_frames(void);
+
+/* Resizes the pool (see PM_KVM_SET_POOL_CONFIG). 0 or -EBUSY / -EINVAL / -ENOMEM. */
+int pm_pool_configure(uint64_t size, uint64_t watermark);
+void pm_pool_get_stats(struct pm_pool_stats *st);
+
+#endif

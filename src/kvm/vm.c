@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM object: creation for a type, lifetime, capabilities, and
+ * KVM_SET_MEMORY_ATTRIBUTES (the attribute flow around the invalidation
+ * protocol). See vm.h for ownership and the lock order.
+ */
+#include <unistd.h>
+#include <privmem/privmem.h>
+#include "kvm/vm.h"
+#include "lib/rcu.h"
+#include "memslot/memslot.h"
+#include "vcpu/vcpu.h"
+
+#define PM_EXIT_HYPERCALL_VALID_MASK (1ULL << KVM_HC_MAP_GPA_RANGE)
+
+int pm_vm_create(unsigned long type, struct pm_vm **out)
+{
+	const struct pm_model_ops *model = pm_model_for_type(type);
+	struct pm_vm *vm;
+	int r;
+
+	if (!model)
+		return -EINVAL;
+	vm = pm_zalloc(sizeof(*vm));
+	if (!vm)
+		return -ENOMEM;
+	pm_ref_init(&vm->refs, 1);
+	vm->model = model;
+	vm->type = type;
+	pthread_mutex_init(&vm->lock, NULL);
+	r = pm_memslots_init(vm);
+	if (r)
+		goto err_free;
+	r = pm_attr_init(&vm->attrs);
+	if (r)
+		goto err_slots;
+	r = pm_inval_init(&vm->inval);
+	if (r)
+		goto err_attrs;
+	r = model->vm_init ? model->vm_init(vm) : 0;
+	if (r)
+		goto err_inval;
+	*out = vm;
+	return 0;
+
+err_inval:
+	pm_inval_destroy(&vm->inval);
+err_attrs:
+	pm_attr_destroy(&vm->attrs);
+err_slots:
+	pm_memslots_destroy(vm);
+err_free:
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+	return r;
+}
+
+static void vm_destroy(struct pm_vm *vm)
+{
+	if (vm->model->vm_destroy)
+		vm->model->vm_destroy(vm);
+	pm_memslots_destroy(vm);
+	for (unsigned int i = 0; i < atomic_load(&vm->nr_vcpus); i++)
+		pm_vcpu_destroy(vm->vcpus[i]);
+	/* Attribute nodes may still sit in RCU callbacks; they free themselves. */
+	pm_attr_destroy(&vm->attrs);
+	pm_inval_destroy(&vm->inval);
+	pthread_mutex_destroy(&vm->lock);
+	free(vm);
+}
+
+void pm_vm_get(struct pm_vm *vm)
+{
+	pm_ref_get(&vm->refs);
+}
+
+void pm_vm_put(struct pm_vm *vm)
+{
+	if (pm_ref_put(&vm->refs))
+		vm_destroy(vm);
+}
+
+long pm_check_extension(struct pm_vm *vm, unsigned long cap)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+	switch (cap) {
+	case KVM_CAP_USER_MEMORY:
+	case KVM_CAP_USER_MEMORY2:
+	case KVM_CAP_SYNC_MMU:
+	case KVM_CAP_MEMORY_FAULT_INFO:
+	case KVM_CAP_IMMEDIATE_EXIT:
+	case KVM_CAP_GUEST_MEMFD:
+		return 1;
+	case KVM_CAP_NR_VCPUS:
+		return online > 0 ? PM_MIN(online, PM_MAX_VCPUS) : 1;
+	case KVM_CAP_MAX_VCPUS:
+		return PM_MAX_VCPUS;
+	case KVM_CAP_MAX_VCPU_ID:
+		return PM_MAX_VCPU_IDS;
+	case KVM_CAP_NR_MEMSLOTS:
+		return PM_USER_MEM_SLOTS;
+	case KVM_CAP_MEMORY_ATTRIBUTES:
+		return vm ? (long)pm_vm_supported_attrs(vm) : (long)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	case KVM_CAP_GUEST_MEMFD_FLAGS:
+		return GUEST_MEMFD_FLAG_MMAP |
+		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
+	case KVM_CAP_VM_TYPES:
+		return pm_model_vm_types();
+	case KVM_CAP_EXIT_HYPERCALL:
+		return PM_EXIT_HYPERCALL_VALID_MASK;
+	default:
+		return 0;
+	}
+}
+
+int pm_vm_enable_cap(struct pm_vm *vm, const void *arg)
+{
+	const struct kvm_enable_cap *cap = arg;
+
+	if (cap->flags)
+		return -EINVAL;
+	switch (cap->cap) {
+	case KVM_CAP_EXIT_HYPERCALL:
+		if (cap->args[0] & ~PM_EXIT_HYPERCALL_VALID_MASK)
+			return -EINVAL;
+		atomic_store(&vm->hypercall_exit_enabled, cap->args[0]);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
+{
+	const struct kvm_memory_attributes *a = arg;
+	struct pm_inval_ticket t;
+	gfn_t start, end;
+	int r;
+
+	if (a->flags)
+		return -EINVAL;
+	if (a->attributes & ~pm_vm_supported_attrs(vm))
+		return -EINVAL;
+	if (a->size == 0 || a->address + a->size < a->address)
+		return -EINVAL;
+	if (!PM_ALIGNED(a->address, PM_PAGE_SIZE) || !PM_ALIGNED(a->size, PM_PAGE_SIZE))
+		return -EINVAL;
+	start = a->address >> PM_PAGE_SHIFT;
+	end = (a->address + a->size) >> PM_PAGE_SHIFT;
+	if (pm_attr_range_is(&vm->attrs, start, end, a->attributes))
+		return 0;
+
+	/* Zap the kind of mapping the range is leaving. */
+	pm_inval_begin(vm, start, end,
+		       (a->attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? PM_INVAL_SHARED : PM_INVAL_PRIVATE,
+		       PM_INVAL_CAUSE_ATTR, &t);
+	r = pm_attr_set(&vm->attrs, start, end, a->attributes);
+	pm_inval_end(vm, &t);
+	return r;
+}

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM object.
+ *
+ * Ownership: a VM is reference counted. Its handle holds one reference,
+ * every guest_memfd created on it holds one (the file pins the VM, not the
+ * other way round), and so does every vCPU handle. The VM is destroyed at
+ * the last put: memslots are deleted, vCPUs freed, the model torn down.
+ *
+ * Locks, in the order they nest:
+ *   slots_lock (mutex)      memslot updates (KVM's slots_lock)
+ *   gmem bindings_lock      a guest_memfd's bindings (gmem.h)
+ *   inval.mmu_lock          see memslot/invalidate.h
+ *   attrs.lock              attribute-store writers (memslot/attr.h)
+ *   lock (mutex)            vCPU creation, enabled capabilities
+ */
+#ifndef PM_KVM_VM_H
+#define PM_KVM_VM_H
+
+#include <pthread.h>
+#include "lib/common.h"
+#include "memslot/attr.h"
+#include "memslot/invalidate.h"
+#include "models/model.h"
+
+#define PM_USER_MEM_SLOTS   32764   /* KVM_USER_MEM_SLOTS on x86 */
+#define PM_MAX_VCPUS        1024
+#define PM_MAX_VCPU_IDS     4096
+
+struct pm_memslots;
+struct pm_memslot;
+struct pm_vcpu;
+
+struct pm_vm {
+	pm_refcount_t refs;
+	const struct pm_model_ops *model;    /* immutable */
+	unsigned long type;                  /* immutable */
+
+	pthread_mutex_t slots_lock;
+	struct pm_memslots *_Atomic slots;   /* RCU; replaced under slots_lock */
+	struct pm_memslot **slot_by_id;      /* slots_lock; PM_USER_MEM_SLOTS entries */
+	uint64_t nr_memslot_pages;           /* slots_lock */
+
+	struct pm_attr_store attrs;
+	struct pm_inval inval;
+
+	pthread_mutex_t lock;
+	struct pm_vcpu *vcpus[PM_MAX_VCPUS]; /* lock; published entries immutable */
+	atomic_uint nr_vcpus;                /* written under lock */
+	atomic_uint_fast64_t hypercall_exit_enabled; /* KVM_CAP_EXIT_HYPERCALL mask */
+
+	void *model_data;                    /* owned by the model */
+};
+
+/* KVM_CREATE_VM: returns 0 and a VM with one reference, or -errno. */
+int pm_vm_create(unsigned long type, struct pm_vm **out);
+void pm_vm_get(struct pm_vm *vm);
+void pm_vm_put(struct pm_vm *vm);
+
+/* KVM_CHECK_EXTENSION on a system (vm == NULL) or VM handle. */
+long pm_check_extension(struct pm_vm *vm, unsigned long cap);
+/* KVM_ENABLE_CAP on a VM handle. */
+int pm_vm_enable_cap(struct pm_vm *vm, const void *arg);
+/* KVM_SET_MEMORY_ATTRIBUTES. */
+int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg);
+
+/* Attributes this VM supports (KVM_MEMORY_ATTRIBUTE_*). */
+static inline uint64_t pm_vm_supported_attrs(const struct pm_vm *vm)
+{
+	return vm->model->private_mem ? (1ULL << 3) : 0;
+}
+
+static inline bool pm_vm_gfn_is_private(struct pm_vm *vm, gfn_t gfn)
+{
+	return pm_attr_get(&vm->attrs, gfn) & (1ULL << 3);
+}
+
+#endif

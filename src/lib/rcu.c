@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: MIT */
+#include "lib/rcu.h"
+#include "lib/common.h"
+
+char pm_rcu_tsan_sync;
+
+struct pm_rcu_cb {
+	struct rcu_head head;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+static void pm_rcu_cb_run(struct rcu_head *head)
+{
+	struct pm_rcu_cb *cb = caa_container_of(head, struct pm_rcu_cb, head);
+
+	PM_TSAN_ACQUIRE(&pm_rcu_tsan_sync);
+	cb->fn(cb->arg);
+	free(cb);
+}
+
+void pm_rcu_call(void (*fn)(void *arg), void *arg)
+{
+	struct pm_rcu_cb *cb = malloc(sizeof(*cb));
+
+	if (!cb) {
+		/* No memory for a callback: fall back to waiting here. */
+		pm_synchronize_rcu();
+		fn(arg);
+		return;
+	}
+	cb->fn = fn;
+	cb->arg = arg;
+	urcu_bp_call_rcu(&cb->head, pm_rcu_cb_run);
+}
+
+void pm_rcu_free(void *ptr)
+{
+	if (ptr)
+		pm_rcu_call(free, ptr);
+}
+
+void pm_rcu_barrier(void)
+{
+	urcu_bp_barrier();
+}

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memory-attribute store of a VM: gfn -> attributes (KVM_MEMORY_ATTRIBUTE_*).
+ *
+ * A radix tree of 512-entry nodes over the 52-bit gfn space (6 levels: a
+ * level-L entry covers 512^L gfns, so level 1 is 2M and level 2 is 1G). An
+ * entry is either a value, uniform over everything it covers, or a pointer
+ * to a child node. The tree is kept canonical: a node whose 512 entries are
+ * the same value is replaced by that value in its parent. Hence
+ *  - memory grows with the number of range boundaries, not with pages
+ *    (a 1 TiB range set in one call is two entries);
+ *  - a 2M (level 1) or 1G (level 2) block is "mixed" exactly when its entry
+ *    is a child pointer, which is how the MMU tells whether a huge mapping
+ *    is allowed.
+ *
+ * Locking: writers serialise on store->lock; readers take no lock: they run
+ * inside an RCU read-side section (taken by the accessors themselves), see
+ * every entry atomically, and nodes are freed after a grace period. A reader
+ * racing with a writer may see the old or the new value of any gfn in the
+ * range being changed; callers order this with the invalidation protocol.
+ */
+#ifndef PM_MEMSLOT_ATTR_H
+#define PM_MEMSLOT_ATTR_H
+
+#include <pthread.h>
+#include "lib/common.h"
+
+#define PM_ATTR_LEVELS    6  /* levels 0 (4K entries) .. 5 (root) */
+#define PM_ATTR_LEVEL_2M  1
+#define PM_ATTR_LEVEL_1G  2
+
+struct pm_attr_node;
+
+struct pm_attr_store {
+	pthread_mutex_t lock;              /* serialises writers */
+	struct pm_attr_node *_Atomic root; /* level 5; never NULL after init */
+	atomic_size_t nodes;               /* live nodes, for memory accounting */
+};
+
+int pm_attr_init(struct pm_attr_store *s);      /* 0 or -ENOMEM */
+void pm_attr_destroy(struct pm_attr_store *s);  /* no concurrent users */
+
+/* Attributes of gfn (0 = shared, the initial state of all memory). */
+uint64_t pm_attr_get(struct pm_attr_store *s, gfn_t gfn);
+
+/* Sets [start, end) to attrs (start < end <= 1 << 52; attrs < 1 << 62).
+ * Either the whole range changes or, on -ENOMEM, nothing does. */
+int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
+
+/* True if every gfn in [start, end) has exactly attrs. */
+bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
+
+/* True if the naturally aligned block of level `level` (1: 2M, 2: 1G)
+ * containing gfn does not have one value throughout. */
+bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level);
+
+/* Bytes of memory the store uses (nodes). */
+size_t pm_attr_memory(struct pm_attr_store *s);
+
+/* For tests only: after n more successful node allocations (by any store),
+ * every further one fails, until called again; n < 0 disarms. */
+void pm_attr_test_fail_alloc(int n);
+
+#endif

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Memslots: the guest physical address space of a VM.
+ *
+ * A memslot maps [base_gfn, base_gfn + npages) to the VMM's memory at
+ * userspace_addr (shared pages) and, with KVM_MEM_GUEST_MEMFD, to a
+ * guest_memfd at gmem_pgoff (private pages; shared pages too when the slot
+ * is gmem-only, i.e. its guest_memfd was created with GUEST_MEMFD_FLAG_MMAP).
+ *
+ * The set of slots is an immutable snapshot (struct pm_memslots: slots
+ * sorted by base_gfn, looked up by binary search) published with RCU; an
+ * update copies the array, publishes the copy and frees the old one after a
+ * grace period. Readers (faults) never block on writers. A slot itself is
+ * immutable once published, except for `gmem`, which guest_memfd's release
+ * clears (RCU) while the slot lives on.
+ */
+#ifndef PM_MEMSLOT_MEMSLOT_H
+#define PM_MEMSLOT_MEMSLOT_H
+
+#include "lib/common.h"
+
+struct pm_vm;
+struct pm_gmem;
+struct kvm_userspace_memory_region2;
+
+struct pm_memslot {
+	uint32_t id;                       /* as_id << 16 | slot; as_id is 0 */
+	uint32_t flags;                    /* KVM_MEM_* */
+	gfn_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+	struct pm_gmem *_Atomic gmem;      /* RCU; NULL once the file is released */
+	uint64_t gmem_pgoff;               /* file page of base_gfn */
+	bool gmem_only;                    /* shared faults served by guest_memfd */
+};
+
+struct pm_memslots {
+	uint64_t generation;
+	uint32_t nr;
+	struct pm_memslot *slots[];        /* nr entries, sorted by base_gfn */
+};
+
+/* KVM_SET_USER_MEMORY_REGION(2): mem already copied in (v1 zero-extended).
+ * The facade resolves mem->guest_memfd to a referenced gmem, or to the errno
+ * resolving gave (-EBADF not a handle, -EINVAL not a guest_memfd); the
+ * error is reported at the point of validation where Linux reports it. */
+int pm_memslot_set(struct pm_vm *vm, const struct kvm_userspace_memory_region2 *mem,
+		   struct pm_gmem *gmem, int gmem_err);
+
+int pm_memslots_init(struct pm_vm *vm);
+
+/* The slot containing gfn, or NULL. Call inside an RCU read-side section;
+ * the slot stays valid until its end. */
+struct pm_memslot *pm_memslot_lookup(struct pm_vm *vm, gfn_t gfn);
+
+/* Deletes every slot (VM destruction). */
+void pm_memslots_destroy(struct pm_vm *vm);
+
+static inline bool pm_memslot_has_gmem(const struct pm_memslot *s)
+{
+	return s->flags & (1u << 2);
+}
+
+#endif

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The table of VM types privmem offers. A type whose model is not built yet
+ * has no entry, and KVM_CREATE_VM answers EINVAL for it, as Linux does for a
+ * type the host cannot run.
+ */
+#include <privmem/privmem.h>
+#include "models/model.h"
+
+static const struct pm_model_ops *const pm_models[] = {
+	&pm_model_default,
+	&pm_model_sw,
+};
+
+const struct pm_model_ops *pm_model_for_type(unsigned long type)
+{
+	for (size_t i = 0; i < PM_ARRAY_SIZE(pm_models); i++)
+		if (pm_models[i]->type == type)
+			return pm_models[i];
+	return NULL;
+}
+
+int pm_model_vm_types(void)
+{
+	int mask = 0;
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(pm_models); i++) {
+		PM_BUG_ON(pm_models[i]->type >= 31);
+		mask |= 1 << pm_models[i]->type;
+	}
+	return mask;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Protection models behind one ops table.
+ *
+ * A VM type (KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, ...) selects a
+ * model: what the type supports (private memory, read-only slots, which
+ * guest_memfd flags) and the hooks through which the model's "hardware"
+ * (the TDX module, SNP's RMP, pKVM's hypervisor) follows guest memory.
+ * Every hook is optional; a NULL hook means the model needs nothing there.
+ *
+ * Hooks tied to guest_memfd page lifetime (as upstream):
+ *  - gmem_prepare: a page is handed to the guest for the first time;
+ *  - gmem_invalidate: frames are really freed (before any scrub or reuse).
+ * There is deliberately no hook on attribute changes (see seed 002).
+ */
+#ifndef PM_MODELS_MODEL_H
+#define PM_MODELS_MODEL_H
+
+#include "lib/common.h"
+
+struct pm_vm;
+
+struct pm_model_ops {
+	const char *name;           /* "default", "sw", ... */
+	unsigned long type;         /* KVM VM type number */
+	bool private_mem;           /* KVM_MEMORY_ATTRIBUTE_PRIVATE is supported */
+	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
+	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
+
+	int (*vm_init)(struct pm_vm *vm);
+	void (*vm_destroy)(struct pm_vm *vm);
+	int (*gmem_prepare)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn, unsigned int order);
+	void (*gmem_invalidate)(pm_pfn_t start, pm_pfn_t end);
+};
+
+/* The model of a VM type, or NULL if privmem does not offer that type (yet). */
+const struct pm_model_ops *pm_model_for_type(unsigned long type);
+/* Bitmask of supported VM types (KVM_CAP_VM_TYPES). */
+int pm_model_vm_types(void);
+
+extern const struct pm_model_ops pm_model_default;
+extern const struct pm_model_ops pm_model_sw;
+
+#endif

@@ -1,0 +1,427 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The KVM facade: pm_kvm_* resolve a handle, then call the kind's entry in
+ * a const table of file operations, as the kernel calls a file's f_op. Each
+ * operation copies its argument in (NULL is EFAULT), calls the internal
+ * function, and turns -errno into -1/errno. Missing operations return what
+ * Linux returns for a file without them.
+ */
+#include <stdarg.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+#include <privmem/privmem.h>
+#include "gmem/gmem.h"
+#include "gmem/pool.h"
+#include "kvm/vm.h"
+#include "memslot/memslot.h"
+#include "uapi/handle.h"
+#include "vcpu/vcpu.h"
+
+struct pm_file_ops {
+	long (*ioctl)(const struct pm_file *f, unsigned long req, unsigned long arg);
+	int unknown_ioctl;         /* errno for an ioctl the kind does not know */
+	int (*fallocate)(const struct pm_file *f, int mode, int64_t off, int64_t len);
+	void *(*mmap)(const struct pm_file *f, void *addr, size_t len, int prot, int flags,
+		      int64_t off, int *err);
+	void (*fstat)(const struct pm_file *f, struct stat *st);
+};
+
+static inline long pm_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+#define COPY_IN(dst, arg) do {                                 \
+		if (!(arg))                                    \
+			return -EFAULT;                        \
+		memcpy(&(dst), (const void *)(arg), sizeof(dst)); \
+	} while (0)
+
+/* ---- system handle ---- */
+
+static long sys_create_vm(unsigned long type)
+{
+	struct pm_file f = { .kind = PM_HANDLE_VM };
+	struct pm_vm *vm;
+	int r = pm_vm_create(type, &vm);
+
+	if (r)
+		return r;
+	f.obj = vm;
+	r = pm_handle_install(&f);
+	if (r < 0)
+		pm_vm_put(vm);
+	return r;
+}
+
+static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
+{
+	struct pm_pool_config cfg;
+
+	switch (req) {
+	case KVM_GET_API_VERSION:
+		return arg ? -EINVAL : KVM_API_VERSION;
+	case KVM_CREATE_VM:
+		return sys_create_vm(arg);
+	case KVM_CHECK_EXTENSION:
+		return pm_check_extension(NULL, arg);
+	case KVM_GET_VCPU_MMAP_SIZE:
+		return arg ? -EINVAL : PM_VCPU_MMAP_SIZE;
+	case PM_KVM_GET_POOL_STATS:
+		if (!arg)
+			return -EFAULT;
+		pm_pool_get_stats((struct pm_pool_stats *)arg);
+		return 0;
+	case PM_KVM_SET_POOL_CONFIG:
+		COPY_IN(cfg, arg);
+		return pm_pool_configure(cfg.size, cfg.watermark);
+	default:
+		return -EINVAL;
+	}
+}
+
+static void sys_fstat(const struct pm_file *f, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = S_IFCHR | 0660;
+	st->st_rdev = makedev(10, 232);   /* /dev/kvm */
+	st->st_nlink = 1;
+	st->st_blksize = PM_PAGE_SIZE;
+}
+
+/* ---- VM handle ---- */
+
+static long vm_create_vcpu(struct pm_vm *vm, unsigned long id)
+{
+	struct pm_file f = { .kind = PM_HANDLE_VCPU };
+	struct pm_vcpu *vcpu;
+	int r = pm_vcpu_create(vm, id, &vcpu);
+
+	if (r)
+		return r;
+	f.obj = vcpu;
+	pm_vm_get(vm);          /* the vCPU handle's reference */
+	r = pm_handle_install(&f);
+	if (r < 0)
+		pm_vm_put(vm);  /* the vCPU stays with its VM, as in KVM */
+	return r;
+}
+
+static long vm_set_memory_region(struct pm_vm *vm, unsigned long req, unsigned long arg)
+{
+	struct kvm_userspace_memory_region2 mem;
+	struct pm_file gf = { 0 };
+	int gerr = 0;
+	long r;
+
+	memset(&mem, 0, sizeof(mem));
+	if (!arg)
+		return -EFAULT;
+	if (req == KVM_SET_USER_MEMORY_REGION) {
+		memcpy(&mem, (const void *)arg, sizeof(struct kvm_userspace_memory_region));
+		if (mem.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
+			return -EINVAL;
+	} else {
+		memcpy(&mem, (const void *)arg, sizeof(mem));
+	}
+	if (mem.flags & KVM_MEM_GUEST_MEMFD) {
+		gerr = pm_handle_get((int)mem.guest_memfd, &gf);
+		if (!gerr && gf.kind != PM_HANDLE_GMEM) {
+			pm_file_put(&gf);
+			gf.kind = PM_HANDLE_NONE;
+			gerr = -EINVAL;
+		}
+	}
+	r = pm_memslot_set(vm, &mem, gerr ? NULL : gf.obj, gerr);
+	if (!gerr && gf.kind == PM_HANDLE_GMEM)
+		pm_file_put(&gf);
+	return r;
+}
+
+static long vm_create_guest_memfd(struct pm_vm *vm, unsigned long arg)
+{
+	const uint64_t ext = PM_GUEST_MEMFD_FLAG_NO_1G | PM_GUEST_MEMFD_FLAG_NO_HUGE;
+	struct kvm_create_guest_memfd args;
+	struct pm_file f = { .kind = PM_HANDLE_GMEM };
+	struct pm_gmem *g;
+	long r;
+
+	COPY_IN(args, arg);
+	if (args.flags & ~((uint64_t)pm_check_extension(vm, KVM_CAP_GUEST_MEMFD_FLAGS) | ext))
+		return -EINVAL;
+	if ((int64_t)args.size <= 0 || !PM_ALIGNED(args.size, PM_PAGE_SIZE))
+		return -EINVAL;
+	r = pm_gmem_create(vm, args.size, args.flags, &g);
+	if (r)
+		return r;
+	f.obj = g;
+	r = pm_handle_install(&f);
+	if (r < 0)
+		pm_gmem_put(g);
+	return r;
+}
+
+static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
+{
+	struct pm_vm *vm = f->obj;
+	struct kvm_memory_attributes attrs;
+	struct kvm_enable_cap cap;
+
+	switch (req) {
+	case KVM_CREATE_VCPU:
+		return vm_create_vcpu(vm, arg);
+	case KVM_CHECK_EXTENSION:
+		return pm_check_extension(vm, arg);
+	case KVM_SET_USER_MEMORY_REGION:
+	case KVM_SET_USER_MEMORY_REGION2:
+		return vm_set_memory_region(vm, req, arg);
+	case KVM_SET_MEMORY_ATTRIBUTES:
+		COPY_IN(attrs, arg);
+		return pm_vm_set_memory_attributes(vm, &attrs);
+	case KVM_CREATE_GUEST_MEMFD:
+		return vm_create_guest_memfd(vm, arg);
+	case KVM_ENABLE_CAP:
+		COPY_IN(cap, arg);
+		return pm_vm_enable_cap(vm, &cap);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* VM and vCPU files are anonymous inodes: no type bits, one shared inode. */
+static void anon_fstat(const struct pm_file *f, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_mode = 0600;
+	st->st_ino = 1;
+	st->st_nlink = 1;
+	st->st_blksize = PM_PAGE_SIZE;
+}
+
+/* ---- vCPU handle ---- */
+
+static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
+{
+	return -EINVAL;
+}
+
+/* Mappings of kvm_run pages, for pm_kvm_munmap (each holds a VM reference). */
+struct run_map {
+	void *addr;
+	size_t len;
+	struct pm_vm *vm;
+	struct run_map *next;
+};
+static pthread_mutex_t run_maps_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct run_map *run_maps;          /* run_maps_lock */
+
+static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot, int flags,
+		       int64_t off, int *err)
+{
+	struct pm_vcpu *vcpu = f->obj;
+	struct run_map *m;
+
+	/* Only the kvm_run page exists; it cannot be placed or copied. */
+	if (off != 0 || len > PM_VCPU_MMAP_SIZE || (flags & MAP_FIXED) ||
+	    (flags & MAP_TYPE) == MAP_PRIVATE) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	m = pm_zalloc(sizeof(*m));
+	if (!m) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	m->addr = vcpu->run;
+	m->len = len;
+	m->vm = vcpu->vm;
+	pm_vm_get(m->vm);
+	pthread_mutex_lock(&run_maps_lock);
+	m->next = run_maps;
+	run_maps = m;
+	pthread_mutex_unlock(&run_maps_lock);
+	return vcpu->run;
+}
+
+static int run_munmap(void *addr, size_t len)
+{
+	struct run_map *m = NULL;
+
+	pthread_mutex_lock(&run_maps_lock);
+	for (struct run_map **pm = &run_maps; *pm; pm = &(*pm)->next) {
+		if ((*pm)->addr == addr && (*pm)->len == len) {
+			m = *pm;
+			*pm = m->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&run_maps_lock);
+	if (!m)
+		return -EINVAL;
+	pm_vm_put(m->vm);
+	free(m);
+	return 0;
+}
+
+/* ---- guest_memfd handle ---- */
+
+static int gmem_fallocate(const struct pm_file *f, int mode, int64_t off, int64_t len)
+{
+	return pm_gmem_fallocate(f->obj, mode, off, len);
+}
+
+static void *gmem_mmap(const struct pm_file *f, void *addr, size_t len, int prot, int flags,
+		       int64_t off, int *err)
+{
+	return pm_gmem_mmap(f->obj, addr, len, prot, flags, off, err);
+}
+
+static void gmem_fstat(const struct pm_file *f, struct stat *st)
+{
+	pm_gmem_fstat(f->obj, st);
+}
+
+static const struct pm_file_ops pm_fops[PM_HANDLE_NR_KINDS] = {
+	[PM_HANDLE_SYSTEM] = { .ioctl = sys_ioctl, .unknown_ioctl = EINVAL, .fstat = sys_fstat },
+	[PM_HANDLE_VM]     = { .ioctl = vm_ioctl, .unknown_ioctl = ENOTTY, .fstat = anon_fstat },
+	[PM_HANDLE_VCPU]   = { .ioctl = vcpu_ioctl, .unknown_ioctl = EINVAL, .mmap = vcpu_mmap,
+			       .fstat = anon_fstat },
+	[PM_HANDLE_GMEM]   = { .unknown_ioctl = ENOTTY, .fallocate = gmem_fallocate,
+			       .mmap = gmem_mmap, .fstat = gmem_fstat },
+};
+
+/* ---- the public entry points ---- */
+
+int pm_kvm_open(void)
+{
+	struct pm_file f = { .kind = PM_HANDLE_SYSTEM };
+
+	return (int)pm_ret(pm_handle_install(&f));
+}
+
+int pm_kvm_close(int handle)
+{
+	return (int)pm_ret(pm_handle_close(handle));
+}
+
+int pm_kvm_ioctl(int handle, unsigned long request, ...)
+{
+	const struct pm_file_ops *ops;
+	struct pm_file f;
+	unsigned long arg;
+	va_list ap;
+	long r;
+
+	va_start(ap, request);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	r = pm_handle_get(handle, &f);
+	if (r)
+		return (int)pm_ret(r);
+	ops = &pm_fops[f.kind];
+	r = ops->ioctl ? ops->ioctl(&f, request, arg) : -ops->unknown_ioctl;
+	pm_file_put(&f);
+	return (int)pm_ret(r);
+}
+
+int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len)
+{
+	struct pm_file f;
+	long r = pm_handle_get(handle, &f);
+
+	if (r)
+		return (int)pm_ret(r);
+	r = pm_vfs_fallocate_check(mode, offset, len, f.kind == PM_HANDLE_GMEM);
+	if (!r)
+		r = pm_fops[f.kind].fallocate ? pm_fops[f.kind].fallocate(&f, mode, offset, len)
+					      : -EOPNOTSUPP;
+	pm_file_put(&f);
+	return (int)pm_ret(r);
+}
+
+/* No privmem file can be read or written (guest_memfd refuses both). */
+static ssize_t rw_refused(int handle)
+{
+	struct pm_file f;
+	long r = pm_handle_get(handle, &f);
+
+	if (r)
+		return pm_ret(r);
+	pm_file_put(&f);
+	return pm_ret(-EINVAL);
+}
+
+ssize_t pm_kvm_read(int handle, void *buf, size_t count) { return rw_refused(handle); }
+ssize_t pm_kvm_write(int handle, const void *buf, size_t count) { return rw_refused(handle); }
+
+/* pread64/pwrite64 refuse a negative offset before looking at the fd. */
+ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset)
+{
+	return offset < 0 ? pm_ret(-EINVAL) : rw_refused(handle);
+}
+
+ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset)
+{
+	return offset < 0 ? pm_ret(-EINVAL) : rw_refused(handle);
+}
+
+void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset)
+{
+	struct pm_file f;
+	int err = 0;
+	void *p = NULL;
+	long r = pm_handle_get(handle, &f);
+
+	if (r) {
+		errno = (int)-r;
+		return MAP_FAILED;
+	}
+	if (!length || !PM_ALIGNED((uint64_t)offset, PM_PAGE_SIZE) || offset < 0)
+		err = -EINVAL;
+	else if (!pm_fops[f.kind].mmap)
+		err = -ENODEV;
+	else
+		p = pm_fops[f.kind].mmap(&f, addr, PM_ALIGN_UP(length, PM_PAGE_SIZE), prot, flags,
+					 offset, &err);
+	pm_file_put(&f);
+	if (err) {
+		errno = -err;
+		return MAP_FAILED;
+	}
+	return p;
+}
+
+int pm_kvm_munmap(void *addr, size_t length)
+{
+	size_t len = PM_ALIGN_UP(length, PM_PAGE_SIZE);
+
+	if (!length || !PM_ALIGNED((uintptr_t)addr, PM_PAGE_SIZE))
+		return (int)pm_ret(-EINVAL);
+	if (pm_gmem_munmap(addr, len) == 0)
+		return 0;
+	return (int)pm_ret(run_munmap(addr, len));
+}
+
+int pm_kvm_fstat(int handle, struct stat *st)
+{
+	struct pm_file f;
+	long r = pm_handle_get(handle, &f);
+
+	if (r)
+		return (int)pm_ret(r);
+	if (!st)
+		r = -EFAULT;
+	else
+		pm_fops[f.kind].fstat(&f, st);
+	pm_file_put(&f);
+	return (int)pm_ret(r);
+}
+
+const char *pm_version(void)
+{
+	return PM_VERSION;
+}

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <sys/mman.h>
+#include "kvm/vm.h"
+#include "vcpu/vcpu.h"
+
+_Static_assert(sizeof(struct kvm_run) <= PM_VCPU_MMAP_SIZE, "kvm_run fits its page");
+
+static bool vcpu_id_taken(struct pm_vm *vm, unsigned long id)
+{
+	for (unsigned int i = 0; i < atomic_load(&vm->nr_vcpus); i++)
+		if (vm->vcpus[i]->id == id)
+			return true;
+	return false;
+}
+
+int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
+{
+	struct pm_vcpu *vcpu;
+	int r = 0;
+
+	if (id >= PM_MAX_VCPU_IDS)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	if (atomic_load(&vm->nr_vcpus) >= PM_MAX_VCPUS) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (vcpu_id_taken(vm, id)) {
+		r = -EEXIST;
+		goto out;
+	}
+	vcpu = pm_zalloc(sizeof(*vcpu));
+	if (!vcpu) {
+		r = -ENOMEM;
+		goto out;
+	}
+	vcpu->run = mmap(NULL, PM_VCPU_MMAP_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vcpu->run == MAP_FAILED) {
+		free(vcpu);
+		r = -ENOMEM;
+		goto out;
+	}
+	vcpu->vm = vm;
+	vcpu->id = (unsigned int)id;
+	vcpu->idx = atomic_load(&vm->nr_vcpus);
+	vm->vcpus[vcpu->idx] = vcpu;
+	atomic_store_explicit(&vm->nr_vcpus, vcpu->idx + 1, memory_order_release);
+	*out = vcpu;
+out:
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
+void pm_vcpu_destroy(struct pm_vcpu *vcpu)
+{
+	munmap(vcpu->run, PM_VCPU_MMAP_SIZE);
+	free(vcpu);
+}

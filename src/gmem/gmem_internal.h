@@ -13,7 +13,8 @@
  * the file (the `top` array), level 1 entries 2M, level 0 entries 4K.
  *   0                              empty
  *   pfn << 12 | GE_FOLIO | flags   a page of order 9 * level starting at pfn
- *   node pointer | GE_TABLE        512 entries of the level below
+ *   node pointer | GE_TABLE        512 entries of the level below (malloc'd: the
+ *                                  two kind bits are free in the pointer)
  */
 #define GE_FOLIO     0x1ULL
 #define GE_TABLE     0x2ULL
@@ -28,7 +29,7 @@
 static inline bool ge_is_folio(uint64_t e) { return (e & GE_KIND_MASK) == GE_FOLIO; }
 static inline bool ge_is_table(uint64_t e) { return (e & GE_KIND_MASK) == GE_TABLE; }
 static inline pm_pfn_t ge_pfn(uint64_t e) { return e >> PM_PAGE_SHIFT; }
-static inline _Atomic uint64_t *ge_table(uint64_t e) { return (_Atomic uint64_t *)(uintptr_t)(e & ~GE_FLAG_MASK); }
+static inline _Atomic uint64_t *ge_table(uint64_t e) { return (_Atomic uint64_t *)(uintptr_t)(e & ~GE_KIND_MASK); }
 static inline uint64_t ge_make_folio(pm_pfn_t pfn, uint64_t flags) { return pfn << PM_PAGE_SHIFT | GE_FOLIO | flags; }
 static inline uint64_t ge_make_table(_Atomic uint64_t *node) { return (uint64_t)(uintptr_t)node | GE_TABLE; }
 

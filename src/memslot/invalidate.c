@@ -125,9 +125,14 @@ uint64_t pm_inval_snapshot(struct pm_vm *vm)
 	return atomic_load_explicit(&vm->inval.seq, memory_order_acquire);
 }
 
+atomic_bool pm_inval_test_disable_retry;
+
 bool pm_inval_retry(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t snap)
 {
 	struct pm_inval *inv = &vm->inval;
+
+	if (pm_unlikely(atomic_load_explicit(&pm_inval_test_disable_retry, memory_order_relaxed)))
+		return false;
 
 	if (atomic_load_explicit(&inv->in_progress, memory_order_acquire)) {
 		for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++) {

@@ -109,4 +109,8 @@ void pm_mmu_write_unlock(struct pm_vm *vm);
  * `snap` and maps [start, end) retry? */
 bool pm_inval_retry(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t snap);
 
+/* For tests only: when set, pm_inval_retry() never asks for a retry, i.e.
+ * the protocol is switched off, so tests can show what it prevents. */
+extern atomic_bool pm_inval_test_disable_retry;
+
 #endif

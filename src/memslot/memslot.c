@@ -136,44 +136,32 @@ static void memslot_free(struct pm_memslot *slot)
 	free(slot);
 }
 
-/* Delete or move: zap the old range while the array changes. */
-static int memslot_replace_invalidating(struct pm_vm *vm, struct pm_memslot *old,
-					struct pm_memslot *new)
-{
-	struct pm_inval_ticket t;
-	int r;
-
-	pm_inval_begin(vm, old->base_gfn, old->base_gfn + old->npages, PM_INVAL_ALL,
-		       PM_INVAL_CAUSE_MEMSLOT, &t);
-	r = memslots_replace(vm, old, new);
-	pm_inval_end(vm, &t);
-	if (r)
-		return r;
-	/* No fault may still use `old` once it is freed. */
-	pm_synchronize_rcu();
-	memslot_free(old);
-	return 0;
-}
-
+/* Publishes the change; for a delete or a move, zaps the old range while
+ * the array changes. Then frees `old` once no fault can still use it. */
 static int memslot_commit(struct pm_vm *vm, struct pm_memslot *old, struct pm_memslot *new,
 			  enum memslot_change change)
 {
+	uint16_t id = (uint16_t)(new ? new->id : old->id);
+	struct pm_inval_ticket t;
 	int r;
 
 	if (change == MR_DELETE || change == MR_MOVE) {
-		r = memslot_replace_invalidating(vm, old, new);
+		pm_inval_begin(vm, old->base_gfn, old->base_gfn + old->npages, PM_INVAL_ALL,
+			       PM_INVAL_CAUSE_MEMSLOT, &t);
+		r = memslots_replace(vm, old, new);
+		pm_inval_end(vm, &t);
 	} else {
 		r = memslots_replace(vm, old, new);
-		if (!r && old) {
-			pm_synchronize_rcu();
-			free(old);      /* flags-only change: no binding to drop */
-		}
 	}
 	if (r)
 		return r;
-	vm->slot_by_id[(uint16_t)(new ? new->id : old->id)] = new;
+	vm->slot_by_id[id] = new;
 	/* Unsigned arithmetic: moves and flag changes add and remove the same. */
 	vm->nr_memslot_pages += (new ? new->npages : 0) - (old ? old->npages : 0);
+	if (old) {
+		pm_synchronize_rcu();
+		memslot_free(old);
+	}
 	return 0;
 }
 

@@ -70,7 +70,8 @@ $(STATIC): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS)
+	ln -sf libprivmem.so.0 $@
 
 $(CLI): $(TOOL_OBJS) $(STATIC)
 	$(CC) -o $@ $(TOOL_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
@@ -82,10 +83,13 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
 	@mkdir -p $(@D)
-	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" > $@
+	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath > $@
 
+# The main job. `privmem run` arrives with the MMU and vCPU engine; until
+# then the CLI prints its version and help.
 run: all
-	$(CLI) run
+	$(CLI) --version
+	$(CLI) --help
 
 check: all $(TEST_BINS)
 	@./scripts/runtests.sh $(TEST_BINS)
@@ -99,7 +103,7 @@ tsan:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
-	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libprivmem.so.0
+	install -m 755 $(SHARED).0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so.0
 	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
 	install -m 644 include/privmem/*.h $(DESTDIR)$(PREFIX)/include/privmem/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/

@@ -31,6 +31,8 @@ void pm_rcu_call(void (*fn)(void *arg), void *arg)
 	}
 	cb->fn = fn;
 	cb->arg = arg;
+	/* liburcu hands cb to its callback thread, invisibly to TSan. */
+	PM_TSAN_RELEASE(&pm_rcu_tsan_sync);
 	urcu_bp_call_rcu(&cb->head, pm_rcu_cb_run);
 }
 

@@ -1,0 +1,454 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The memory-attribute store: a canonical radix tree over the gfn space.
+ *
+ * Nodes hold 512 entries; a node whose entries are of level L covers
+ * 512^(L+1) gfns, and the root (level 5) covers the whole 52-bit space (only
+ * its first 128 entries are ever used). An entry is one 64-bit atomic word:
+ *  - a value (bit 63 clear): the attributes of every gfn it covers;
+ *    attributes are < 1 << 62, so a value never has bit 63 set;
+ *  - a node (bit 63 set): the rest is the address of the child node, whose
+ *    entries are one level lower. Level-0 entries are always values.
+ * A zeroed node is thus a node of shared (0) memory.
+ *
+ * Invariant (canonical form): no node other than the root has 512 equal
+ * value entries; such a node is replaced by that value in its parent. So an
+ * entry is a node exactly when what it covers is mixed.
+ *
+ * pm_attr_set, under store->lock:
+ *  1. counts the nodes it will create: a value entry that the range covers
+ *     only partly, and whose value differs, must be split into a node; this
+ *     happens only on the paths of the two range boundaries;
+ *  2. allocates them all, or fails with -ENOMEM having changed nothing;
+ *  3. walks the range: fully covered entries are overwritten with the value
+ *     (a node there is retired with its whole subtree), partly covered ones
+ *     are descended into (splitting a value entry: the new node is filled
+ *     and updated before it is published), and a child left uniform on the
+ *     way back up is collapsed into its parent entry.
+ *
+ * Readers take no lock: inside an RCU read-side section they follow entries
+ * with acquire loads; the writer publishes nodes with release stores, and
+ * never modifies a node once it is unlinked: it is freed after a grace
+ * period. A racing reader sees, for each gfn, its old or its new value.
+ */
+#include "memslot/attr.h"
+#include "lib/rcu.h"
+
+#define ATTR_SHIFT         9
+#define ATTR_FANOUT        (1u << ATTR_SHIFT)
+#define ATTR_ROOT_LEVEL    (PM_ATTR_LEVELS - 1)
+#define ATTR_GFN_LIMIT     (1ULL << 52)
+#define ATTR_VALUE_LIMIT   (1ULL << 62)
+#define ATTR_ENTRY_NODE    (1ULL << 63)
+/* Splits per set: one per level below the root, on each boundary path. */
+#define ATTR_MAX_SPLITS    (2 * ATTR_ROOT_LEVEL)
+
+struct pm_attr_node {
+	/* Written only by the writer holding store->lock; read under RCU. */
+	_Atomic uint64_t entries[ATTR_FANOUT];
+};
+
+_Static_assert(sizeof(struct pm_attr_node) == ATTR_FANOUT * sizeof(uint64_t),
+	       "a node is exactly its entries");
+_Static_assert(ATTR_GFN_LIMIT >> (ATTR_SHIFT * ATTR_ROOT_LEVEL) <= ATTR_FANOUT,
+	       "the root covers the gfn space");
+
+/* One call of pm_attr_set; lives on the writer's stack. */
+struct attr_set_op {
+	struct pm_attr_store *store;
+	gfn_t start, end;          /* the range being set */
+	uint64_t attrs;            /* its new value */
+	struct pm_attr_node *spare[ATTR_MAX_SPLITS]; /* preallocated, zeroed */
+	int nr_spare;              /* how many were allocated */
+	int used;                  /* how many splits consumed */
+};
+
+/* ---- entries ----------------------------------------------------------- */
+
+static inline bool attr_entry_is_node(uint64_t e)
+{
+	return e & ATTR_ENTRY_NODE;
+}
+
+static inline struct pm_attr_node *attr_entry_node(uint64_t e)
+{
+	return (struct pm_attr_node *)(uintptr_t)(e & ~ATTR_ENTRY_NODE);
+}
+
+static inline uint64_t attr_node_entry(struct pm_attr_node *node)
+{
+	uint64_t p = (uintptr_t)node;
+
+	PM_BUG_ON(p & ATTR_ENTRY_NODE);
+	return p | ATTR_ENTRY_NODE;
+}
+
+/* Gfns covered by one entry of level `level`. */
+static inline gfn_t attr_span(int level)
+{
+	return 1ULL << (ATTR_SHIFT * level);
+}
+
+static inline unsigned int attr_index(gfn_t gfn, int level)
+{
+	return (gfn >> (ATTR_SHIFT * level)) & (ATTR_FANOUT - 1);
+}
+
+static inline bool attr_covers(const struct attr_set_op *op, gfn_t base, int level)
+{
+	return op->start <= base && base + attr_span(level) <= op->end;
+}
+
+/* ---- node allocation (the one place that can fail) --------------------- */
+
+/* Successes left before allocations fail; < 0: never fail. */
+static atomic_int attr_fail_after = -1;
+
+void pm_attr_test_fail_alloc(int n)
+{
+	atomic_store(&attr_fail_after, n);
+}
+
+static bool attr_alloc_should_fail(void)
+{
+	int left = atomic_load(&attr_fail_after);
+
+	while (left > 0)
+		if (atomic_compare_exchange_weak(&attr_fail_after, &left, left - 1))
+			return false;
+	return left == 0;
+}
+
+/* A zeroed node (all shared), counted in store->nodes; NULL on ENOMEM. */
+static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s)
+{
+	struct pm_attr_node *node;
+
+	if (attr_alloc_should_fail())
+		return NULL;
+	node = pm_zalloc(sizeof(*node));
+	if (node)
+		atomic_fetch_add(&s->nodes, 1);
+	return node;
+}
+
+/* Frees a node no reader can have seen. */
+static void attr_node_free_unpublished(struct pm_attr_store *s, struct pm_attr_node *node)
+{
+	atomic_fetch_sub(&s->nodes, 1);
+	free(node);
+}
+
+/* Frees a node just unlinked, once readers that may be in it are gone. */
+static void attr_node_retire(struct pm_attr_store *s, struct pm_attr_node *node)
+{
+	atomic_fetch_sub(&s->nodes, 1);
+	/* Our own accesses to the node precede the free through call_rcu's
+	 * queue, which TSan cannot see. */
+	PM_TSAN_RELEASE(&pm_rcu_tsan_sync);
+	pm_rcu_free(node);
+}
+
+/* Retires node and every node below it (just unlinked; writer only). */
+static void attr_tree_retire(struct pm_attr_store *s, struct pm_attr_node *node)
+{
+	for (unsigned int i = 0; i < ATTR_FANOUT; i++) {
+		uint64_t e = atomic_load_explicit(&node->entries[i], memory_order_relaxed);
+
+		if (attr_entry_is_node(e))
+			attr_tree_retire(s, attr_entry_node(e));
+	}
+	attr_node_retire(s, node);
+}
+
+/* Frees node and every node below it at once: no reader may exist. */
+static void attr_tree_free(struct pm_attr_store *s, struct pm_attr_node *node)
+{
+	for (unsigned int i = 0; i < ATTR_FANOUT; i++) {
+		uint64_t e = atomic_load_explicit(&node->entries[i], memory_order_relaxed);
+
+		if (attr_entry_is_node(e))
+			attr_tree_free(s, attr_entry_node(e));
+	}
+	attr_node_free_unpublished(s, node);
+}
+
+/* ---- init / destroy ----------------------------------------------------- */
+
+int pm_attr_init(struct pm_attr_store *s)
+{
+	struct pm_attr_node *root;
+
+	atomic_init(&s->nodes, 0);
+	root = attr_node_alloc(s);
+	if (!root)
+		return -ENOMEM;
+	/* A default mutex cannot fail to initialise in glibc. */
+	PM_BUG_ON(pthread_mutex_init(&s->lock, NULL) != 0);
+	atomic_init(&s->root, root);
+	return 0;
+}
+
+void pm_attr_destroy(struct pm_attr_store *s)
+{
+	attr_tree_free(s, atomic_load_explicit(&s->root, memory_order_relaxed));
+	atomic_store_explicit(&s->root, NULL, memory_order_relaxed);
+	PM_BUG_ON(atomic_load(&s->nodes) != 0);
+	pthread_mutex_destroy(&s->lock);
+}
+
+size_t pm_attr_memory(struct pm_attr_store *s)
+{
+	return atomic_load(&s->nodes) * sizeof(struct pm_attr_node);
+}
+
+/* ---- lockless readers --------------------------------------------------- */
+
+/*
+ * Follows gfn's path down from the root until a value entry or the entry of
+ * level stop_level; returns that entry and stores its level in *level.
+ * Caller is in an RCU read-side section.
+ */
+static uint64_t attr_walk(struct pm_attr_store *s, gfn_t gfn, int stop_level, int *level)
+{
+	struct pm_attr_node *node = pm_rcu_dereference(s->root);
+
+	for (int l = ATTR_ROOT_LEVEL;; l--) {
+		uint64_t e = pm_rcu_dereference(node->entries[attr_index(gfn, l)]);
+
+		PM_BUG_ON(l == 0 && attr_entry_is_node(e));
+		if (!attr_entry_is_node(e) || l == stop_level) {
+			*level = l;
+			return e;
+		}
+		node = attr_entry_node(e);
+	}
+}
+
+uint64_t pm_attr_get(struct pm_attr_store *s, gfn_t gfn)
+{
+	uint64_t e;
+	int level;
+
+	PM_BUG_ON(gfn >= ATTR_GFN_LIMIT);
+	pm_rcu_read_lock();
+	e = attr_walk(s, gfn, 0, &level);
+	pm_rcu_read_unlock();
+	return e;
+}
+
+/* Each step skips a whole value entry: O(boundaries in range × levels). */
+bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
+{
+	bool same = true;
+	gfn_t gfn = start;
+
+	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT);
+	PM_BUG_ON(attrs >= ATTR_VALUE_LIMIT);
+	pm_rcu_read_lock();
+	while (same && gfn < end) {
+		int level;
+
+		same = attr_walk(s, gfn, 0, &level) == attrs;
+		gfn = PM_ALIGN_DOWN(gfn, attr_span(level)) + attr_span(level);
+	}
+	pm_rcu_read_unlock();
+	return same;
+}
+
+bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level)
+{
+	uint64_t e;
+	int found;
+
+	PM_BUG_ON(gfn >= ATTR_GFN_LIMIT);
+	PM_BUG_ON(level < PM_ATTR_LEVEL_2M || level > ATTR_ROOT_LEVEL);
+	pm_rcu_read_lock();
+	e = attr_walk(s, gfn, level, &found);
+	pm_rcu_read_unlock();
+	/* A value above `level` covers the whole block: not mixed. */
+	return attr_entry_is_node(e);
+}
+
+/* ---- set: counting the splits ------------------------------------------- */
+
+/*
+ * Bases of the entries of level `level`, in the node covering
+ * [nbase, nbase + 512 entries), that the range covers only partly: at most
+ * the one holding start and the one holding end - 1. Returns their number.
+ */
+static int attr_partial_entries(const struct attr_set_op *op, int level, gfn_t nbase,
+				gfn_t base[2])
+{
+	gfn_t nend = nbase + attr_span(level + 1);
+	gfn_t edge[2] = { op->start, op->end - 1 };
+	int n = 0;
+
+	for (int i = 0; i < 2; i++) {
+		gfn_t b = PM_ALIGN_DOWN(edge[i], attr_span(level));
+
+		if (edge[i] < nbase || edge[i] >= nend || attr_covers(op, b, level))
+			continue;
+		if (n == 0 || base[0] != b)
+			base[n++] = b;
+	}
+	return n;
+}
+
+/* Nodes needed to split the value entry (level, base): it and its partial
+ * descendants, which all inherit its value, different from op->attrs. */
+static int attr_count_split(const struct attr_set_op *op, int level, gfn_t base)
+{
+	gfn_t sub[2];
+	int n = 1;
+	int k = attr_partial_entries(op, level - 1, base, sub);
+
+	for (int i = 0; i < k; i++)
+		n += attr_count_split(op, level - 1, sub[i]);
+	return n;
+}
+
+/* Nodes pm_attr_set will create below node (entries of `level`, at nbase). */
+static int attr_count_node(const struct attr_set_op *op, struct pm_attr_node *node,
+			   int level, gfn_t nbase)
+{
+	gfn_t base[2];
+	int n = 0;
+	int k = attr_partial_entries(op, level, nbase, base);
+
+	for (int i = 0; i < k; i++) {
+		uint64_t e = atomic_load_explicit(&node->entries[attr_index(base[i], level)],
+						  memory_order_relaxed);
+
+		if (attr_entry_is_node(e))
+			n += attr_count_node(op, attr_entry_node(e), level - 1, base[i]);
+		else if (e != op->attrs)
+			n += attr_count_split(op, level, base[i]);
+	}
+	return n;
+}
+
+/* Allocates every node the set needs; on -ENOMEM frees them again. */
+static int attr_prealloc(struct attr_set_op *op, int needed)
+{
+	PM_BUG_ON(needed > ATTR_MAX_SPLITS);
+	for (op->nr_spare = 0; op->nr_spare < needed; op->nr_spare++) {
+		op->spare[op->nr_spare] = attr_node_alloc(op->store);
+		if (!op->spare[op->nr_spare])
+			goto err_unwind;
+	}
+	return 0;
+
+err_unwind:
+	while (op->nr_spare > 0)
+		attr_node_free_unpublished(op->store, op->spare[--op->nr_spare]);
+	return -ENOMEM;
+}
+
+/* ---- set: applying ------------------------------------------------------ */
+
+static void attr_set_node(struct attr_set_op *op, struct pm_attr_node *node,
+			  int level, gfn_t nbase);
+
+/* True if node holds 512 equal values; stores the value in *value. */
+static bool attr_node_uniform(struct pm_attr_node *node, uint64_t *value)
+{
+	uint64_t first = atomic_load_explicit(&node->entries[0], memory_order_relaxed);
+
+	if (attr_entry_is_node(first))
+		return false;
+	for (unsigned int i = 1; i < ATTR_FANOUT; i++)
+		if (atomic_load_explicit(&node->entries[i], memory_order_relaxed) != first)
+			return false;
+	*value = first;
+	return true;
+}
+
+/* An entry the range covers fully: becomes the value, dropping any subtree. */
+static void attr_entry_overwrite(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e)
+{
+	if (e == op->attrs)
+		return;
+	atomic_store_explicit(slot, op->attrs, memory_order_release);
+	if (attr_entry_is_node(e))
+		attr_tree_retire(op->store, attr_entry_node(e));
+}
+
+/* A node entry the range covers partly: update the child, then collapse it
+ * if it became uniform. */
+static void attr_entry_descend(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e,
+			       int level, gfn_t base)
+{
+	struct pm_attr_node *child = attr_entry_node(e);
+	uint64_t value;
+
+	attr_set_node(op, child, level - 1, base);
+	if (!attr_node_uniform(child, &value))
+		return;
+	atomic_store_explicit(slot, value, memory_order_release);
+	attr_node_retire(op->store, child);
+}
+
+/* A value entry the range covers partly, with another value: replace it by
+ * a preallocated node, filled and updated before it is published. */
+static void attr_entry_split(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e,
+			     int level, gfn_t base)
+{
+	struct pm_attr_node *child;
+	uint64_t value;
+
+	PM_BUG_ON(level == 0);                 /* level-0 entries are one gfn */
+	PM_BUG_ON(op->used >= op->nr_spare);   /* the count missed a split */
+	child = op->spare[op->used++];
+	for (unsigned int i = 0; i < ATTR_FANOUT; i++)
+		atomic_store_explicit(&child->entries[i], e, memory_order_relaxed);
+	attr_set_node(op, child, level - 1, base);
+	/* Part of it keeps the old value, part has the new one. */
+	PM_BUG_ON(attr_node_uniform(child, &value));
+	pm_rcu_assign_pointer(*slot, attr_node_entry(child));
+}
+
+static void attr_set_entry(struct attr_set_op *op, _Atomic uint64_t *slot, int level,
+			   gfn_t base)
+{
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+
+	if (attr_covers(op, base, level))
+		attr_entry_overwrite(op, slot, e);
+	else if (attr_entry_is_node(e))
+		attr_entry_descend(op, slot, e, level, base);
+	else if (e != op->attrs)
+		attr_entry_split(op, slot, e, level, base);
+}
+
+/* Sets the part of the range inside node (entries of `level`, at nbase). */
+static void attr_set_node(struct attr_set_op *op, struct pm_attr_node *node,
+			  int level, gfn_t nbase)
+{
+	gfn_t span = attr_span(level);
+	gfn_t from = PM_MAX(op->start, nbase);
+	gfn_t to = PM_MIN(op->end, nbase + attr_span(level + 1));
+
+	for (gfn_t base = PM_ALIGN_DOWN(from, span); base < to; base += span)
+		attr_set_entry(op, &node->entries[attr_index(base, level)], level, base);
+}
+
+int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
+{
+	struct attr_set_op op = { .store = s, .start = start, .end = end, .attrs = attrs };
+	struct pm_attr_node *root;
+	int err;
+
+	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT);
+	PM_BUG_ON(attrs >= ATTR_VALUE_LIMIT);
+	pthread_mutex_lock(&s->lock);
+	root = atomic_load_explicit(&s->root, memory_order_relaxed);
+	err = attr_prealloc(&op, attr_count_node(&op, root, ATTR_ROOT_LEVEL, 0));
+	if (err)
+		goto out_unlock;
+	attr_set_node(&op, root, ATTR_ROOT_LEVEL, 0);
+	PM_BUG_ON(op.used != op.nr_spare);     /* the count and the walk agree */
+out_unlock:
+	pthread_mutex_unlock(&s->lock);
+	return err;
+}

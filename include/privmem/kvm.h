@@ -136,6 +136,9 @@ struct kvm_enable_cap {
 #define KVM_EPERM    EPERM
 #define KVM_EOPNOTSUPP 95
 
+/* run->hypercall.flags */
+#define KVM_EXIT_HYPERCALL_LONG_MODE (1ULL << 0)
+
 /* KVM_HC_MAP_GPA_RANGE a2 (attributes) */
 #define KVM_MAP_GPA_RANGE_PAGE_SZ_4K  0
 #define KVM_MAP_GPA_RANGE_PAGE_SZ_2M  (1 << 0)

@@ -9,6 +9,7 @@
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/memslot.h"
+#include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
 
 #define PM_EXIT_HYPERCALL_VALID_MASK (1ULL << KVM_HC_MAP_GPA_RANGE)
@@ -37,12 +38,17 @@ int pm_vm_create(unsigned long type, struct pm_vm **out)
 	r = pm_inval_init(&vm->inval);
 	if (r)
 		goto err_attrs;
-	r = model->vm_init ? model->vm_init(vm) : 0;
+	r = pm_mmu_init(vm);
 	if (r)
 		goto err_inval;
+	r = model->vm_init ? model->vm_init(vm) : 0;
+	if (r)
+		goto err_mmu;
 	*out = vm;
 	return 0;
 
+err_mmu:
+	pm_mmu_destroy(vm);
 err_inval:
 	pm_inval_destroy(&vm->inval);
 err_attrs:
@@ -62,6 +68,7 @@ static void vm_destroy(struct pm_vm *vm)
 	pm_memslots_destroy(vm);
 	for (unsigned int i = 0; i < atomic_load(&vm->nr_vcpus); i++)
 		pm_vcpu_destroy(vm->vcpus[i]);
+	pm_mmu_destroy(vm);
 	/* Attribute nodes may still sit in RCU callbacks; they free themselves. */
 	pm_attr_destroy(&vm->attrs);
 	pm_inval_destroy(&vm->inval);
@@ -91,6 +98,7 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_MEMORY_FAULT_INFO:
 	case KVM_CAP_IMMEDIATE_EXIT:
 	case KVM_CAP_GUEST_MEMFD:
+	case KVM_CAP_PRE_FAULT_MEMORY:
 		return 1;
 	case KVM_CAP_NR_VCPUS:
 		return online > 0 ? PM_MIN(online, PM_MAX_VCPUS) : 1;

@@ -30,6 +30,7 @@
 struct pm_memslots;
 struct pm_memslot;
 struct pm_vcpu;
+struct pm_mmu;
 
 struct pm_vm {
 	pm_refcount_t refs;
@@ -43,6 +44,7 @@ struct pm_vm {
 
 	struct pm_attr_store attrs;
 	struct pm_inval inval;
+	struct pm_mmu *mmu;                  /* immutable after creation */
 
 	pthread_mutex_t lock;
 	struct pm_vcpu *vcpus[PM_MAX_VCPUS]; /* lock; published entries immutable */

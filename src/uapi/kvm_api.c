@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
+#include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/pool.h"
@@ -204,9 +205,46 @@ static void anon_fstat(const struct pm_file *f, struct stat *st)
 
 /* ---- vCPU handle ---- */
 
+static long vcpu_pre_fault(struct pm_vcpu *vcpu, unsigned long arg)
+{
+	struct kvm_pre_fault_memory range;
+	long r;
+
+	COPY_IN(range, arg);
+	r = pm_vcpu_pre_fault(vcpu, &range);
+	memcpy((void *)arg, &range, sizeof(range));   /* the remaining range */
+	return r;
+}
+
 static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
-	return -EINVAL;
+	struct pm_vcpu *vcpu = f->obj;
+	struct pm_guest_entry entry;
+
+	switch (req) {
+	case KVM_RUN:
+		return arg ? -EINVAL : pm_vcpu_run(vcpu);
+	case KVM_PRE_FAULT_MEMORY:
+		return vcpu_pre_fault(vcpu, arg);
+	case PM_KVM_SET_GUEST:
+		COPY_IN(entry, arg);
+		return pm_vcpu_set_guest(vcpu, &entry);
+	default:
+		return -EINVAL;
+	}
+}
+
+uint64_t pm_get_ucall(int handle, struct pm_ucall *uc)
+{
+	struct pm_file f;
+	uint64_t cmd = PM_UCALL_NONE;
+
+	if (pm_handle_get(handle, &f))
+		return PM_UCALL_NONE;
+	if (f.kind == PM_HANDLE_VCPU)
+		cmd = pm_vcpu_get_ucall(f.obj, uc);
+	pm_file_put(&f);
+	return cmd;
 }
 
 /* Mappings of kvm_run pages, for pm_kvm_munmap (each holds a VM reference). */

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * vCPU creation and destruction (see vcpu.h).
+ */
 #include <pthread.h>
 #include <sys/mman.h>
 #include "kvm/vm.h"
+#include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
 
 _Static_assert(sizeof(struct kvm_run) <= PM_VCPU_MMAP_SIZE, "kvm_run fits its page");
@@ -12,6 +16,25 @@ static bool vcpu_id_taken(struct pm_vm *vm, unsigned long id)
 		if (vm->vcpus[i]->id == id)
 			return true;
 	return false;
+}
+
+static struct pm_vcpu *vcpu_alloc(struct pm_vm *vm, unsigned long id)
+{
+	struct pm_vcpu *vcpu = pm_zalloc(sizeof(*vcpu));
+
+	if (!vcpu)
+		return NULL;
+	vcpu->run = mmap(NULL, PM_VCPU_MMAP_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (vcpu->run == MAP_FAILED) {
+		free(vcpu);
+		return NULL;
+	}
+	vcpu->vm = vm;
+	vcpu->id = (unsigned int)id;
+	pthread_mutex_init(&vcpu->run_lock, NULL);
+	pm_vcpu_tlb_flush(vcpu);
+	return vcpu;
 }
 
 int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
@@ -30,20 +53,11 @@ int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
 		r = -EEXIST;
 		goto out;
 	}
-	vcpu = pm_zalloc(sizeof(*vcpu));
+	vcpu = vcpu_alloc(vm, id);
 	if (!vcpu) {
 		r = -ENOMEM;
 		goto out;
 	}
-	vcpu->run = mmap(NULL, PM_VCPU_MMAP_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (vcpu->run == MAP_FAILED) {
-		free(vcpu);
-		r = -ENOMEM;
-		goto out;
-	}
-	vcpu->vm = vm;
-	vcpu->id = (unsigned int)id;
 	vcpu->idx = atomic_load(&vm->nr_vcpus);
 	vm->vcpus[vcpu->idx] = vcpu;
 	atomic_store_explicit(&vm->nr_vcpus, vcpu->idx + 1, memory_order_release);
@@ -55,6 +69,9 @@ out:
 
 void pm_vcpu_destroy(struct pm_vcpu *vcpu)
 {
+	if (vcpu->coro)
+		pm_coro_destroy(vcpu->coro);   /* cancels a guest that has not finished */
+	pthread_mutex_destroy(&vcpu->run_lock);
 	munmap(vcpu->run, PM_VCPU_MMAP_SIZE);
 	free(vcpu);
 }

@@ -1,22 +1,74 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vCPUs. A vCPU belongs to its VM (freed when the VM is destroyed, as in
- * KVM); its handle holds a reference on the VM. The vCPU's struct kvm_run
- * is one page, mapped into the VMM by pm_kvm_mmap() of the vCPU handle.
+ * KVM); its handle holds a reference on the VM. Its struct kvm_run is one
+ * page, mapped into the VMM by pm_kvm_mmap() of the vCPU handle.
+ *
+ * Guest code runs as a coroutine (coro.h) on the thread that calls KVM_RUN.
+ * The guest side fills in an exit (run->exit_reason and its fields, the
+ * return value of KVM_RUN) and yields; the next KVM_RUN completes what the
+ * exit left pending (MMIO read data, a hypercall's return value) and
+ * resumes it.
+ *
+ * Locking: run_lock serialises KVM_RUN, PM_KVM_SET_GUEST and
+ * pm_get_ucall; every field below it is protected by it (the guest side
+ * runs while the KVM_RUN caller holds it). The TLB is private to the
+ * vCPU; in_guest and tlb_ack are read by shootdowns on other threads.
  */
 #ifndef PM_VCPU_VCPU_H
 #define PM_VCPU_VCPU_H
 
+#include <pthread.h>
+#include <privmem/guest.h>
 #include <privmem/kvm.h>
 #include "lib/common.h"
 
 struct pm_vm;
+struct pm_coro;
+
+#define PM_TLB_ENTRIES 256       /* direct mapped, by gpa page */
+
+struct pm_tlb_entry {
+	uint64_t tag;                /* gpa >> 12 (with the model's kind bits); ~0 = empty */
+	uint8_t *hva;                /* host address of the page */
+	bool writable;
+};
+
+/* What an exit left for the next KVM_RUN to complete. */
+enum pm_vcpu_pending {
+	PM_PENDING_NONE,
+	PM_PENDING_MMIO_READ,        /* copy run->mmio.data to mmio_dst */
+	PM_PENDING_HYPERCALL,        /* hand run->hypercall.ret to the guest */
+};
+
+/* Exits by reason, for reports. */
+enum pm_exit_stat {
+	PM_STAT_EXIT_UCALL, PM_STAT_EXIT_MEMORY_FAULT, PM_STAT_EXIT_HYPERCALL,
+	PM_STAT_EXIT_MMIO, PM_STAT_EXIT_INTR, PM_STAT_EXIT_SYSTEM_EVENT, PM_STAT_EXIT_NR,
+};
 
 struct pm_vcpu {
-	struct pm_vm *vm;        /* owner; immutable */
-	unsigned int id;         /* KVM vCPU id; immutable */
-	unsigned int idx;        /* index in vm->vcpus; immutable */
-	struct kvm_run *run;     /* one page; shared with the VMM */
+	struct pm_vm *vm;            /* owner; immutable */
+	unsigned int id;             /* KVM vCPU id; immutable */
+	unsigned int idx;            /* index in vm->vcpus; immutable */
+	struct kvm_run *run;         /* one page; shared with the VMM */
+
+	pthread_mutex_t run_lock;
+	struct pm_guest_entry entry; /* run_lock */
+	struct pm_coro *coro;        /* run_lock; NULL until the first KVM_RUN */
+	bool finished;               /* run_lock: the guest returned or aborted */
+	int exit_ret;                /* run_lock: KVM_RUN's result for this exit */
+	enum pm_vcpu_pending pending;/* run_lock */
+	void *mmio_dst;              /* run_lock: PM_PENDING_MMIO_READ */
+	long hypercall_ret;          /* run_lock: PM_PENDING_HYPERCALL result */
+	struct pm_ucall ucall;       /* run_lock: valid if exit_reason is PM_EXIT_UCALL */
+	uint64_t exits[PM_STAT_EXIT_NR]; /* run_lock */
+
+	/* TLB and shootdown. */
+	atomic_bool in_guest;        /* the vCPU may be using TLB entries */
+	atomic_uint_fast64_t tlb_ack;/* the last TLB generation flushed */
+	uint64_t tlb_seen;           /* vCPU-private copy of tlb_ack */
+	struct pm_tlb_entry tlb[PM_TLB_ENTRIES];
 };
 
 #define PM_VCPU_MMAP_SIZE 4096   /* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run only */
@@ -25,5 +77,27 @@ struct pm_vcpu {
 int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out);
 /* Called by VM destruction only. */
 void pm_vcpu_destroy(struct pm_vcpu *vcpu);
+
+/* KVM_RUN: 0, or -errno (with the exit described in run). */
+int pm_vcpu_run(struct pm_vcpu *vcpu);
+/* PM_KVM_SET_GUEST. */
+int pm_vcpu_set_guest(struct pm_vcpu *vcpu, const struct pm_guest_entry *e);
+/* KVM_PRE_FAULT_MEMORY. */
+int pm_vcpu_pre_fault(struct pm_vcpu *vcpu, struct kvm_pre_fault_memory *range);
+/* pm_get_ucall. */
+uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc);
+
+/* Is a signal pending for the calling thread (KVM_RUN's EINTR)? */
+bool pm_vcpu_signal_pending(void);
+/* The guest coroutine's body (guest.c). */
+void pm_guest_main(void *arg);
+
+/* Guest mode: a vCPU in guest mode uses its TLB; entering flushes it if a
+ * shootdown happened meanwhile. */
+void pm_vcpu_enter_guest_mode(struct pm_vcpu *vcpu);
+void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu);
+/* In guest mode: acknowledge a pending shootdown (flush) if there is one. */
+void pm_vcpu_tlb_check(struct pm_vcpu *vcpu);
+void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu);
 
 #endif

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage-2 MMU: fault path, translation, zaps and TLB shootdown.
+ * See mmu.h for the design.
+ */
+#include <sched.h>
+#include <privmem/kvm.h>
+#include "gmem/gmem.h"
+#include "gmem/pool.h"
+#include "kvm/vm.h"
+#include "lib/rcu.h"
+#include "memslot/memslot.h"
+#include "mmu/mmu.h"
+#include "vcpu/vcpu.h"
+
+/* ---- zaps and shootdown ---- */
+
+void pm_mmu_tlb_shootdown(struct pm_vm *vm)
+{
+	struct pm_mmu *mmu = vm->mmu;
+	uint64_t gen = atomic_fetch_add(&mmu->tlb_gen, 1) + 1;
+	unsigned int n = atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+
+	atomic_fetch_add_explicit(&mmu->shootdowns, 1, memory_order_relaxed);
+	for (unsigned int i = 0; i < n; i++) {
+		struct pm_vcpu *v = vm->vcpus[i];
+
+		/* seq_cst pairs with the vCPU's in_guest store / tlb_gen load. */
+		while (atomic_load(&v->in_guest) && atomic_load(&v->tlb_ack) < gen)
+			sched_yield();
+	}
+}
+
+static bool zap_filter(uint64_t pte, void *arg)
+{
+	unsigned int filter = *(unsigned int *)arg;
+
+	return (pte & PM_PTE_PRIVATE) ? (filter & PM_INVAL_PRIVATE) : (filter & PM_INVAL_SHARED);
+}
+
+/* The invalidation consumer: zap, then shoot down, before memory changes. */
+static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		    enum pm_inval_cause cause, void *ctx)
+{
+	struct pm_mmu *mmu = vm->mmu;
+	struct pm_s2_zap_result res = { 0 };
+
+	start = PM_MIN(start, 1ULL << PM_S2_GFN_BITS);
+	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
+	if (start >= end)
+		return;
+	/* A split can only fail for want of a table frame; the zap must not. */
+	while (pm_s2_zap(&mmu->s2, start, end, zap_filter, &filter, &res) == -ENOMEM)
+		sched_yield();
+	atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);
+	atomic_fetch_add_explicit(&mmu->splits, res.split, memory_order_relaxed);
+	if (res.zapped)
+		pm_mmu_tlb_shootdown(vm);
+}
+
+int pm_mmu_init(struct pm_vm *vm)
+{
+	struct pm_mmu *mmu = pm_zalloc(sizeof(*mmu));
+	struct pm_inval_consumer c = { .zap = mmu_zap };
+	int r;
+
+	if (!mmu)
+		return -ENOMEM;
+	r = pm_s2_init(&mmu->s2);
+	if (r) {
+		free(mmu);
+		return r;
+	}
+	vm->mmu = mmu;
+	pm_inval_add_consumer(&vm->inval, &c);
+	return 0;
+}
+
+void pm_mmu_destroy(struct pm_vm *vm)
+{
+	if (!vm->mmu)
+		return;
+	pm_s2_destroy(&vm->mmu->s2);
+	free(vm->mmu);
+	vm->mmu = NULL;
+}
+
+/* ---- translation (TLB fill) ---- */
+
+static int mark_visit(struct pm_walk_ctx *ctx)
+{
+	uint64_t bits = *(uint64_t *)ctx->arg;
+	uint64_t old = ctx->old;
+
+	/* Never OR into an entry a concurrent zap has just cleared. */
+	while (pm_pte_is_leaf(old, ctx->level) && (old & bits) != bits &&
+	       !atomic_compare_exchange_weak(ctx->ptep, &old, old | bits))
+		;
+	return 0;
+}
+
+/* Sets ACCESSED (and DIRTY) on the leaf covering gfn, as a hardware walk does. */
+static void mmu_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
+{
+	const struct pm_walker w = { .visit = mark_visit, .arg = &bits, .flags = PM_WALK_LEAF };
+
+	pm_s2_walk(s2, gfn, gfn + 1, &w);
+}
+
+uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write)
+{
+	uint64_t want = PM_PTE_ACCESSED | (write ? PM_PTE_DIRTY : 0);
+	uint64_t pte;
+	int level;
+	gfn_t off;
+
+	if (gfn >> PM_S2_GFN_BITS || !pm_s2_lookup(&vm->mmu->s2, gfn, &pte, &level))
+		return NULL;
+	if (write && !(pte & PM_PTE_WRITE))
+		return NULL;
+	if ((pte & want) != want)
+		mmu_mark(&vm->mmu->s2, gfn, want);
+	off = gfn & (pm_s2_level_pages(level) - 1);
+	if (pte & PM_PTE_HVA)
+		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);
+	return pm_pfn_to_hva(pm_pte_addr(pte) + off);
+}
+
+/* ---- the fault path ---- */
+
+/* Where the fault's page comes from. */
+struct fault_source {
+	uint64_t addr;           /* pfn, or host virtual page number if hva */
+	bool hva;
+	unsigned int order;      /* the largest mapping the source allows */
+	bool writable;
+};
+
+/* A page from guest_memfd (private, or shared on a gmem-only slot). */
+static enum pm_fault_result fault_from_gmem(struct pm_memslot *slot, struct pm_fault *f,
+					    struct fault_source *src)
+{
+	struct pm_gmem *g = pm_rcu_dereference(slot->gmem);
+	unsigned int order;
+	pm_pfn_t pfn;
+	int r;
+
+	if (!g || !pm_gmem_tryget(g)) {
+		f->err = EFAULT;
+		return PM_FAULT_MEMORY;
+	}
+	r = pm_gmem_get_pfn(g, slot->gmem_pgoff + (f->gfn - slot->base_gfn), f->gfn, &pfn, &order);
+	pm_gmem_put(g);
+	if (r) {
+		f->err = r == -EHWPOISON ? EHWPOISON : EFAULT;
+		return PM_FAULT_MEMORY;
+	}
+	src->addr = pfn;
+	src->hva = false;
+	src->order = order;
+	src->writable = true;
+	return PM_FAULT_MAPPED;
+}
+
+/* The largest level <= the source's that the slot's alignment and the
+ * attributes allow for gfn. */
+static int fault_max_level(struct pm_vm *vm, struct pm_memslot *slot, gfn_t gfn,
+			   const struct fault_source *src, gfn_t file_index)
+{
+	for (int level = PM_MIN((int)src->order / 9, 2); level > 0; level--) {
+		uint64_t n = pm_s2_level_pages(level);
+		gfn_t base = PM_ALIGN_DOWN(gfn, n);
+		/* The backing address of `base` must be aligned like base. */
+		uint64_t backing = src->hva ? src->addr - (gfn - base) : file_index - (gfn - base);
+
+		if (base < slot->base_gfn || base + n > slot->base_gfn + slot->npages)
+			continue;
+		if (!PM_ALIGNED(backing, n))
+			continue;
+		if (pm_attr_mixed(&vm->attrs, gfn, level))
+			continue;
+		return level;
+	}
+	return 0;
+}
+
+/* Looks the page up: the first half of a fault, before the race check. */
+static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
+					 struct fault_source *src, int *level)
+{
+	struct pm_memslot *slot = pm_memslot_lookup(vm, f->gfn);
+	enum pm_fault_result r;
+	gfn_t index = 0;
+
+	if (f->private_access) {
+		if (!slot || !pm_memslot_has_gmem(slot)) {
+			f->err = EFAULT;
+			return PM_FAULT_MEMORY;
+		}
+		r = fault_from_gmem(slot, f, src);
+		index = slot->gmem_pgoff + (f->gfn - slot->base_gfn);
+	} else if (!slot) {
+		return PM_FAULT_MMIO;
+	} else if (slot->gmem_only) {
+		r = fault_from_gmem(slot, f, src);
+		index = slot->gmem_pgoff + (f->gfn - slot->base_gfn);
+	} else {
+		src->hva = true;
+		src->addr = (slot->userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot->base_gfn);
+		src->order = PM_ORDER_1G;
+		src->writable = !(slot->flags & KVM_MEM_READONLY);
+		r = PM_FAULT_MAPPED;
+	}
+	if (r != PM_FAULT_MAPPED)
+		return r;
+	if (f->write && !src->writable)
+		return PM_FAULT_MMIO;   /* a write to a read-only slot */
+	*level = fault_max_level(vm, slot, f->gfn, src, index);
+	return PM_FAULT_MAPPED;
+}
+
+static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault *f, int level)
+{
+	uint64_t n = pm_s2_level_pages(level);
+	uint64_t addr = src->addr - (f->gfn & (n - 1));
+
+	return (addr << PM_PAGE_SHIFT) | PM_PTE_EXEC | (src->writable ? PM_PTE_WRITE : 0) |
+	       (src->hva ? PM_PTE_HVA : 0) | (f->private_access ? PM_PTE_PRIVATE : 0);
+}
+
+/* Installs the mapping at `level` or, if smaller mappings are in the way,
+ * below it. Returns the level installed, or -1 if the gfn is mapped already. */
+static int fault_install(struct pm_vm *vm, const struct fault_source *src, struct pm_fault *f,
+			 int level)
+{
+	for (; level >= 0; level--) {
+		int r = pm_s2_map(&vm->mmu->s2, f->gfn, level, fault_pte(src, f, level));
+
+		if (r == 0)
+			return level;
+		if (r == -ENOMEM)
+			return -2;
+		/* -EEXIST: something is there; a smaller level may still be free. */
+		uint64_t pte;
+		int l;
+
+		if (pm_s2_lookup(&vm->mmu->s2, f->gfn, &pte, &l))
+			return -1;      /* another fault mapped it */
+	}
+	return -1;
+}
+
+/* One attempt: PM_FAULT_MAPPED with f->level >= 0 when installed, -1 level
+ * when it must be retried. */
+static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
+{
+	struct fault_source src;
+	uint64_t snap = pm_inval_snapshot(vm);
+	enum pm_fault_result r;
+	int level = 0;
+
+	if (f->private_access != pm_vm_gfn_is_private(vm, f->gfn)) {
+		f->err = EFAULT;        /* implicit conversion request */
+		return PM_FAULT_MEMORY;
+	}
+	pm_rcu_read_lock();
+	r = fault_lookup(vm, f, &src, &level);
+	pm_rcu_read_unlock();
+	if (r != PM_FAULT_MAPPED)
+		return r;
+
+	uint64_t n = pm_s2_level_pages(level);
+	gfn_t base = PM_ALIGN_DOWN(f->gfn, n);
+
+	pm_mmu_read_lock(vm);
+	if (pm_inval_retry(vm, base, base + n, snap)) {
+		f->level = -1;
+	} else {
+		f->level = fault_install(vm, &src, f, level);
+		if (f->level == -2) {
+			pm_mmu_read_unlock(vm);
+			f->err = ENOMEM;
+			return PM_FAULT_MEMORY;
+		}
+	}
+	pm_mmu_read_unlock(vm);
+	return PM_FAULT_MAPPED;
+}
+
+enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
+{
+	struct pm_mmu *mmu = vm->mmu;
+	enum pm_fault_result r;
+
+	if (f->gfn >> PM_S2_GFN_BITS)
+		return f->private_access ? (f->err = EFAULT, PM_FAULT_MEMORY) : PM_FAULT_MMIO;
+	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
+	for (;;) {
+		r = fault_once(vm, f);
+		if (r != PM_FAULT_MAPPED || f->level != -1)
+			break;
+		/* Raced an invalidation (or another fault): look again. */
+		atomic_fetch_add_explicit(&mmu->retries, 1, memory_order_relaxed);
+		if (pm_mmu_translate(vm, f->gfn, f->write))
+			return PM_FAULT_MAPPED;
+		sched_yield();
+	}
+	if (r == PM_FAULT_MAPPED && f->level >= 0)
+		atomic_fetch_add_explicit(&mmu->mapped[f->level], 1, memory_order_relaxed);
+	return r;
+}
+
+void pm_mmu_count(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t counts[3])
+{
+	pm_s2_count(&vm->mmu->s2, start, PM_MIN(end, 1ULL << PM_S2_GFN_BITS), counts);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The stage-2 MMU of a VM: its page table, the private fault path, the
+ * vCPUs' software TLBs and TLB shootdown.
+ *
+ * Fault path (the reference's order): snapshot the invalidation sequence;
+ * decide whether the access is private; a mismatch with the gfn's attribute,
+ * a private access without guest_memfd or a guest_memfd error is a
+ * memory-fault exit; private pages come from guest_memfd, shared ones from
+ * the slot's userspace mapping (or guest_memfd for gmem-only slots); the
+ * level is the largest the page, the slot's alignment and the attributes
+ * allow; under mmu_lock (shared) retry if an invalidation raced, else
+ * install with compare-and-exchange. Faults run in parallel.
+ *
+ * TLB: each vCPU caches gpa page -> host address (and whether writes are
+ * allowed) in a direct-mapped software TLB checked on every guest access.
+ * Shootdown: a zap bumps the VM's TLB generation and waits until every vCPU
+ * that is in guest mode has seen it (flushing its TLB); vCPUs outside guest
+ * mode flush when they enter it. A vCPU leaves guest mode for every exit
+ * and while its own fault is handled (as a hardware vCPU exits to KVM on an
+ * EPT violation), so a shootdown never waits for a fault.
+ * When a zap returns, no vCPU can read or write the old page any more.
+ */
+#ifndef PM_MMU_MMU_H
+#define PM_MMU_MMU_H
+
+#include "lib/common.h"
+#include "mmu/pgtable.h"
+
+struct pm_vm;
+struct pm_vcpu;
+
+struct pm_mmu {
+	struct pm_s2 s2;                        /* the page table (sw, default) */
+	atomic_uint_fast64_t tlb_gen;           /* bumped by every shootdown */
+	atomic_uint_fast64_t shootdowns;
+	atomic_uint_fast64_t faults;            /* faults handled */
+	atomic_uint_fast64_t mapped[3];         /* mappings installed by level */
+	atomic_uint_fast64_t retries;           /* faults retried (raced an invalidation) */
+	atomic_uint_fast64_t zapped;            /* leaves zapped */
+	atomic_uint_fast64_t splits;            /* huge leaves split by zaps */
+};
+
+int pm_mmu_init(struct pm_vm *vm);
+void pm_mmu_destroy(struct pm_vm *vm);
+
+/* Why a fault could not be resolved: the exit the vCPU takes. */
+enum pm_fault_result {
+	PM_FAULT_MAPPED = 0,     /* mapped (or raced: retry the access) */
+	PM_FAULT_MEMORY,         /* KVM_EXIT_MEMORY_FAULT (err: EFAULT/EHWPOISON) */
+	PM_FAULT_MMIO,           /* no memslot (shared access), or a write to a read-only slot */
+};
+
+struct pm_fault {
+	gfn_t gfn;
+	bool write;
+	bool private_access;     /* the access is private */
+	int err;                 /* PM_FAULT_MEMORY: EFAULT or EHWPOISON */
+	int level;               /* PM_FAULT_MAPPED: level installed */
+};
+
+/* Resolves a fault; never takes an exit itself. */
+enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);
+
+/* The host address of gfn's page for a read (or write), from the page
+ * table; NULL if not mapped (or not writable). Sets ACCESSED (and DIRTY). */
+uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
+
+/* Shoots down every vCPU's TLB (see above). */
+void pm_mmu_tlb_shootdown(struct pm_vm *vm);
+
+/* Mappings by level over [start, end) (for reports and tests). */
+void pm_mmu_count(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t counts[3]);
+
+#endif

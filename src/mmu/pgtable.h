@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The software stage-2 page table: 4 levels of 512 64-bit entries living in
+ * frame-pool pages (one frame per table), translating gfns (48-bit GPAs) to
+ * host memory, with 4K (level 0), 2M (level 1) and 1G (level 2) leaves.
+ * Level 3 is the root (512 GiB per entry).
+ *
+ * Entry format:
+ *   bit 0      VALID     the entry maps something (table or leaf)
+ *   bit 1      WRITE     writable (leaves)
+ *   bit 2      EXEC      executable (leaves; kept for models, unused by accesses)
+ *   bit 5      ACCESSED  set by the vCPU's TLB fill; cleared by age
+ *   bit 6      DIRTY     set by the vCPU's TLB fill for a write
+ *   bit 7      LEAF      at levels 1 and 2, a huge leaf; set on every leaf
+ *   bit 8      PRIVATE   the leaf maps private (guest_memfd) memory
+ *   bit 9      HVA       the address field is a host virtual page number
+ *                        (shared memory from the VMM's mapping); otherwise
+ *                        it is a frame-pool pfn
+ *   bits 12-51 ADDR      pfn or host virtual page number (leaf), pfn (table)
+ *   bits 52-53 SW_STATE  software state for models (pKVM page state)
+ *   bits 54-61 SW        reserved for models
+ *   bit 62     FROZEN    a not-valid placeholder a model (TDX) writes with
+ *                        compare-and-exchange while it updates an entry;
+ *                        whoever meets it retries
+ * An entry of 0 is empty.
+ *
+ * Concurrency: walks run inside an RCU read-side section (taken by the
+ * functions here); every change is a compare-and-exchange on one entry; a
+ * table is detached by compare-and-exchange and its frame freed after a
+ * grace period, so a concurrent walker never reads a freed table. Callers
+ * order conflicting map and zap operations (the invalidation protocol);
+ * the table stays consistent whatever they do.
+ */
+#ifndef PM_MMU_PGTABLE_H
+#define PM_MMU_PGTABLE_H
+
+#include "lib/common.h"
+
+#define PM_PTE_VALID     (1ULL << 0)
+#define PM_PTE_WRITE     (1ULL << 1)
+#define PM_PTE_EXEC      (1ULL << 2)
+#define PM_PTE_ACCESSED  (1ULL << 5)
+#define PM_PTE_DIRTY     (1ULL << 6)
+#define PM_PTE_LEAF      (1ULL << 7)
+#define PM_PTE_PRIVATE   (1ULL << 8)
+#define PM_PTE_HVA       (1ULL << 9)
+#define PM_PTE_ADDR_MASK 0x000ffffffffff000ULL
+#define PM_PTE_SW_STATE_SHIFT 52
+#define PM_PTE_SW_STATE_MASK  (3ULL << PM_PTE_SW_STATE_SHIFT)
+#define PM_PTE_SW_MASK   (0xffULL << 54)
+#define PM_PTE_FROZEN    (1ULL << 62)
+
+#define PM_S2_LEVELS     4
+#define PM_S2_ROOT_LEVEL 3
+#define PM_S2_GFN_BITS   36          /* 48-bit guest physical addresses */
+
+static inline uint64_t pm_s2_level_pages(int level) { return 1ULL << (9 * level); }
+static inline bool pm_pte_valid(uint64_t e) { return e & PM_PTE_VALID; }
+static inline bool pm_pte_frozen(uint64_t e) { return e & PM_PTE_FROZEN; }
+static inline bool pm_pte_is_leaf(uint64_t e, int level)
+{
+	return pm_pte_valid(e) && (level == 0 || (e & PM_PTE_LEAF));
+}
+static inline bool pm_pte_is_table(uint64_t e, int level)
+{
+	return pm_pte_valid(e) && level > 0 && !(e & PM_PTE_LEAF);
+}
+static inline uint64_t pm_pte_addr(uint64_t e) { return (e & PM_PTE_ADDR_MASK) >> 12; }
+
+struct pm_s2 {
+	pm_pfn_t root;                  /* frame of the root table; immutable */
+	atomic_uint_fast64_t tables;    /* table frames in use, root included */
+	atomic_uint_fast64_t leaves[3]; /* valid leaves by level (4K, 2M, 1G) */
+	atomic_uint_fast64_t splits;    /* huge leaves split */
+};
+
+int pm_s2_init(struct pm_s2 *s2);                 /* 0 or -ENOMEM */
+/* Frees every table; no concurrent users. Leaves map memory the s2 does not own. */
+void pm_s2_destroy(struct pm_s2 *s2);
+
+/* ---- the generic walker ---- */
+enum {
+	PM_WALK_LEAF       = 1 << 0,  /* leaves and empty/invalid entries */
+	PM_WALK_TABLE_PRE  = 1 << 1,  /* a table entry, before descending */
+	PM_WALK_TABLE_POST = 1 << 2,  /* a table entry, after its children */
+};
+
+struct pm_walk_ctx {
+	struct pm_s2 *s2;
+	_Atomic uint64_t *ptep;
+	uint64_t old;        /* the entry's value when the walker read it */
+	gfn_t gfn;           /* first gfn the entry covers */
+	int level;
+	unsigned int visit;  /* which PM_WALK_* this call is */
+	void *arg;
+};
+
+struct pm_walker {
+	/* 0 continues, < 0 ends the walk with that error. After a LEAF or
+	 * TABLE_PRE visit the walker re-reads the entry, so it descends into a
+	 * table the visitor just installed (or skips one it removed). */
+	int (*visit)(struct pm_walk_ctx *ctx);
+	void *arg;
+	unsigned int flags;  /* PM_WALK_* visits wanted */
+};
+
+/* Visits the entries covering [start, end) in gfn order. */
+int pm_s2_walk(struct pm_s2 *s2, gfn_t start, gfn_t end, const struct pm_walker *w);
+
+/* ---- operations (small visitors over the walker) ---- */
+
+/* Installs leaf `pte` (LEAF|VALID set by the callee) at `level` for the
+ * naturally aligned block containing gfn, creating tables on the way.
+ * 0; -EEXIST if a valid or frozen entry is already there (a table where a
+ * huge leaf was wanted included); -ENOMEM. */
+int pm_s2_map(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte);
+
+/* Which leaves a zap removes. */
+typedef bool (*pm_s2_filter_fn)(uint64_t pte, void *arg);
+
+struct pm_s2_zap_result {
+	uint64_t zapped;     /* leaves removed */
+	uint64_t split;      /* huge leaves split because the range covered part */
+	uint64_t tables_freed;
+};
+
+/* Removes the leaves in [start, end) that filter accepts (NULL: all). A huge
+ * leaf only partly inside the range is split first, down to 4K if needed,
+ * so exactly the range goes. Tables left empty whose whole span lies in the
+ * range are detached and freed after a grace period. The caller must shoot
+ * down TLBs before it frees or reuses the memory that was mapped.
+ * 0 or -ENOMEM (a split could not allocate; nothing of that leaf removed). */
+int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
+	      void *arg, struct pm_s2_zap_result *res);
+
+/* Splits the huge leaf covering gfn at `level` into 512 leaves of the level
+ * below (same memory, same bits). 0, -ENOENT (no huge leaf there), -ENOMEM. */
+int pm_s2_split(struct pm_s2 *s2, gfn_t gfn, int level);
+
+/* Clears ACCESSED on the leaves in [start, end); returns how many had it. */
+uint64_t pm_s2_age(struct pm_s2 *s2, gfn_t start, gfn_t end);
+
+/* The leaf covering gfn: its value and level; false if none. */
+bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level);
+
+/* Leaves by level (4K, 2M, 1G) in [start, end). */
+void pm_s2_count(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t counts[3]);
+
+#endif

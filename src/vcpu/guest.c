@@ -1,0 +1,303 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The guest side of the vCPU engine: the privmem/guest.h API.
+ *
+ * Every access goes page by page through the vCPU's TLB (checked for a
+ * pending shootdown first); a miss walks the stage-2 table; a page that is
+ * not mapped leaves guest mode for the fault path, which maps it or asks for
+ * an exit. Exits fill in kvm_run and yield to KVM_RUN's caller; when the
+ * guest is resumed it retries the access (a memory fault) or picks up the
+ * VMM's answer (MMIO read data, a hypercall's return value).
+ */
+#include <stdio.h>
+#include <privmem/guest.h>
+#include "kvm/vm.h"
+#include "mmu/mmu.h"
+#include "vcpu/coro.h"
+#include "vcpu/vcpu.h"
+
+static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
+{
+	return (struct pm_vcpu *)g;
+}
+
+/* Takes an exit: kvm_run is filled in; KVM_RUN returns `ret`. */
+static void guest_exit(struct pm_vcpu *v, int ret, enum pm_exit_stat stat)
+{
+	v->exit_ret = ret;
+	v->exits[stat]++;
+	pm_coro_yield(v->coro);
+}
+
+static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_access, int err)
+{
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_MEMORY_FAULT;
+	run->memory_fault.flags = private_access ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
+	run->memory_fault.gpa = gfn << PM_PAGE_SHIFT;
+	run->memory_fault.size = PM_PAGE_SIZE;
+	guest_exit(v, -err, PM_STAT_EXIT_MEMORY_FAULT);
+}
+
+/* The fault path, outside guest mode as on an EPT violation. Returns true
+ * once the page is mapped, false for an MMIO access. */
+static bool guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
+{
+	struct pm_vm *vm = v->vm;
+
+	for (;;) {
+		struct pm_fault f = { .gfn = gfn, .write = write };
+		enum pm_fault_result r;
+
+		pm_vcpu_exit_guest_mode(v);
+		f.private_access = pm_vm_gfn_is_private(vm, gfn);
+		r = pm_mmu_fault(vm, &f);
+		pm_vcpu_enter_guest_mode(v);
+		if (r == PM_FAULT_MAPPED)
+			return true;
+		if (r == PM_FAULT_MMIO)
+			return false;
+		guest_memory_fault_exit(v, gfn, f.private_access, f.err);
+	}
+}
+
+/* Host address of the page containing gpa, or NULL for MMIO. */
+static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
+{
+	gfn_t gfn = gpa >> PM_PAGE_SHIFT;
+
+	for (;;) {
+		uint8_t *hva = pm_mmu_translate(v->vm, gfn, write);
+
+		if (hva) {
+			struct pm_tlb_entry *e = &v->tlb[gfn & (PM_TLB_ENTRIES - 1)];
+
+			/* A read fill must not make the page look writable. */
+			e->tag = gfn;
+			e->hva = hva;
+			e->writable = write;
+			return hva;
+		}
+		if (!guest_fault(v, gfn, write))
+			return NULL;
+	}
+}
+
+static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
+{
+	const struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+
+	pm_vcpu_tlb_check(v);
+	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
+		return e->hva;
+	return guest_page_slow(v, gpa, write);
+}
+
+/* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes. */
+static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len, bool write)
+{
+	struct kvm_run *run = v->run;
+
+	while (len) {
+		size_t n = PM_MIN(len, sizeof(run->mmio.data));
+
+		run->exit_reason = KVM_EXIT_MMIO;
+		run->mmio.phys_addr = gpa;
+		run->mmio.len = (uint32_t)n;
+		run->mmio.is_write = write;
+		memset(run->mmio.data, 0, sizeof(run->mmio.data));
+		if (write) {
+			memcpy(run->mmio.data, buf, n);
+		} else {
+			v->pending = PM_PENDING_MMIO_READ;
+			v->mmio_dst = buf;
+		}
+		guest_exit(v, 0, PM_STAT_EXIT_MMIO);
+		gpa += n;
+		buf += n;
+		len -= n;
+	}
+}
+
+/* Copies between buf and guest memory (src == NULL with write: memset c). */
+static void guest_access(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, const uint8_t *src,
+			 int c, size_t len, bool write)
+{
+	while (len) {
+		size_t off = gpa & (PM_PAGE_SIZE - 1);
+		size_t n = PM_MIN(len, PM_PAGE_SIZE - off);
+		uint8_t *page = guest_page(v, gpa, write);
+		uint8_t tmp[64];
+
+		if (page && !write)
+			memcpy(buf, page + off, n);
+		else if (page && src)
+			memcpy(page + off, src, n);
+		else if (page)
+			memset(page + off, c, n);
+		else if (!write)
+			guest_mmio(v, gpa, buf, n, false);
+		else if (src)
+			guest_mmio(v, gpa, (uint8_t *)src, n, true);
+		else
+			for (size_t done = 0; done < n; done += sizeof(tmp)) {
+				memset(tmp, c, sizeof(tmp));
+				guest_mmio(v, gpa + done, tmp, PM_MIN(sizeof(tmp), n - done), true);
+			}
+		gpa += n;
+		len -= n;
+		if (buf)
+			buf += n;
+		if (src)
+			src += n;
+	}
+}
+
+void pm_guest_read(struct pm_guest *g, uint64_t gpa, void *buf, size_t len)
+{
+	guest_access(to_vcpu(g), gpa, buf, NULL, 0, len, false);
+}
+
+void pm_guest_write(struct pm_guest *g, uint64_t gpa, const void *buf, size_t len)
+{
+	guest_access(to_vcpu(g), gpa, NULL, buf, 0, len, true);
+}
+
+void pm_guest_memset(struct pm_guest *g, uint64_t gpa, int c, size_t len)
+{
+	guest_access(to_vcpu(g), gpa, NULL, NULL, c, len, true);
+}
+
+uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+	uint64_t val;
+
+	if (pm_likely(PM_ALIGNED(gpa, 8))) {
+		uint8_t *page = guest_page(v, gpa, false);
+
+		/* Relaxed atomics: another vCPU or the VMM may write concurrently. */
+		if (page)
+			return atomic_load_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
+						    memory_order_relaxed);
+	}
+	guest_access(v, gpa, (uint8_t *)&val, NULL, 0, sizeof(val), false);
+	return val;
+}
+
+void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+
+	if (pm_likely(PM_ALIGNED(gpa, 8))) {
+		uint8_t *page = guest_page(v, gpa, true);
+
+		if (page) {
+			atomic_store_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))), val,
+					      memory_order_relaxed);
+			return;
+		}
+	}
+	guest_access(v, gpa, NULL, (const uint8_t *)&val, 0, sizeof(val), true);
+}
+
+bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, uint64_t desired)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+	uint8_t *page;
+
+	PM_GUEST_ASSERT(g, PM_ALIGNED(gpa, 8));
+	page = guest_page(v, gpa, true);
+	PM_GUEST_ASSERT(g, page != NULL);       /* no atomics on MMIO */
+	return atomic_compare_exchange_strong((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
+					      expected, desired);
+}
+
+/* ---- hypercalls and ucalls ---- */
+
+static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
+{
+	struct kvm_run *run = v->run;
+
+	if (!(atomic_load(&v->vm->hypercall_exit_enabled) & (1ULL << KVM_HC_MAP_GPA_RANGE)))
+		return -KVM_ENOSYS;
+	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !npages ||
+	    (gpa >> PM_PAGE_SHIFT) + npages <= (gpa >> PM_PAGE_SHIFT))
+		return -KVM_EINVAL;
+	run->exit_reason = KVM_EXIT_HYPERCALL;
+	memset(&run->hypercall, 0, sizeof(run->hypercall));
+	run->hypercall.nr = KVM_HC_MAP_GPA_RANGE;
+	run->hypercall.args[0] = gpa;
+	run->hypercall.args[1] = npages;
+	run->hypercall.args[2] = attrs;
+	run->hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
+	v->pending = PM_PENDING_HYPERCALL;
+	guest_exit(v, 0, PM_STAT_EXIT_HYPERCALL);
+	return v->hypercall_ret;
+}
+
+long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
+			uint64_t a2, uint64_t a3)
+{
+	if (nr == KVM_HC_MAP_GPA_RANGE)
+		return guest_map_gpa_range(to_vcpu(g), a0, a1, a2);
+	return -KVM_ENOSYS;
+}
+
+static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)
+{
+	memset(&v->ucall, 0, sizeof(v->ucall));
+	v->ucall.cmd = cmd;
+	v->ucall.args[0] = arg;
+	if (msg)
+		snprintf(v->ucall.msg, sizeof(v->ucall.msg), "%s", msg);
+	v->run->exit_reason = PM_EXIT_UCALL;
+	v->exit_ret = 0;
+	v->exits[PM_STAT_EXIT_UCALL]++;
+}
+
+void pm_guest_sync(struct pm_guest *g, uint64_t arg)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+
+	guest_ucall(v, PM_UCALL_SYNC, arg, NULL);
+	pm_coro_yield(v->coro);
+}
+
+/* Ends the guest: it is never resumed again (destroying the vCPU cancels
+ * the suspended coroutine). */
+static _Noreturn void guest_end(struct pm_vcpu *v, uint64_t cmd, const char *msg)
+{
+	guest_ucall(v, cmd, 0, msg);
+	v->finished = true;
+	for (;;)
+		pm_coro_yield(v->coro);
+}
+
+void pm_guest_done(struct pm_guest *g)
+{
+	guest_end(to_vcpu(g), PM_UCALL_DONE, NULL);
+}
+
+void pm_guest_abort(struct pm_guest *g, const char *file, int line, const char *what)
+{
+	char msg[sizeof(((struct pm_ucall *)0)->msg)];
+
+	snprintf(msg, sizeof(msg), "%s:%d: %s", file, line, what);
+	guest_end(to_vcpu(g), PM_UCALL_ABORT, msg);
+}
+
+unsigned int pm_guest_vcpu_id(struct pm_guest *g)
+{
+	return to_vcpu(g)->id;
+}
+
+/* The coroutine's body: the guest code, then DONE. */
+void pm_guest_main(void *arg)
+{
+	struct pm_vcpu *v = arg;
+
+	v->entry.fn((struct pm_guest *)v, v->entry.arg);
+	guest_ucall(v, PM_UCALL_DONE, 0, NULL);
+}

@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM_RUN and the other vCPU ioctls: the host side of the vCPU engine.
+ *
+ * KVM_RUN completes what the previous exit left pending (MMIO read data, a
+ * hypercall's return value), honours immediate_exit and pending signals,
+ * then enters guest mode and resumes the guest coroutine until it exits
+ * again. See vcpu.h for the locking and guest.c for the guest side.
+ */
+#include <signal.h>
+#include <privmem/guest.h>
+#include "kvm/vm.h"
+#include "mmu/mmu.h"
+#include "vcpu/coro.h"
+#include "vcpu/vcpu.h"
+
+/* ---- guest mode and the TLB ---- */
+
+void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
+{
+	for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
+		vcpu->tlb[i].tag = UINT64_MAX;
+}
+
+void pm_vcpu_tlb_check(struct pm_vcpu *vcpu)
+{
+	uint64_t gen = atomic_load_explicit(&vcpu->vm->mmu->tlb_gen, memory_order_acquire);
+
+	if (pm_likely(gen == vcpu->tlb_seen))
+		return;
+	pm_vcpu_tlb_flush(vcpu);
+	vcpu->tlb_seen = gen;
+	atomic_store_explicit(&vcpu->tlb_ack, gen, memory_order_release);
+}
+
+void pm_vcpu_enter_guest_mode(struct pm_vcpu *vcpu)
+{
+	uint64_t gen;
+
+	/* Dekker with pm_mmu_tlb_shootdown: either it sees us in guest mode
+	 * and waits for our ack, or we see its new generation and flush. */
+	atomic_store(&vcpu->in_guest, true);
+	gen = atomic_load(&vcpu->vm->mmu->tlb_gen);
+	if (gen != vcpu->tlb_seen) {
+		pm_vcpu_tlb_flush(vcpu);
+		vcpu->tlb_seen = gen;
+		atomic_store_explicit(&vcpu->tlb_ack, gen, memory_order_release);
+	}
+}
+
+void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu)
+{
+	atomic_store_explicit(&vcpu->in_guest, false, memory_order_release);
+}
+
+/* ---- KVM_RUN ---- */
+
+/* A signal pending for this thread (a VMM's kick: it blocks the signal in
+ * its vCPU threads and sends it to interrupt KVM_RUN). */
+bool pm_vcpu_signal_pending(void)
+{
+	sigset_t set;
+
+	if (sigpending(&set))
+		return false;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&set, sig) == 1)
+			return true;
+	return false;
+}
+
+/* Completes the previous exit with what the VMM wrote into kvm_run. */
+static void vcpu_complete_exit(struct pm_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+
+	switch (vcpu->pending) {
+	case PM_PENDING_MMIO_READ:
+		memcpy(vcpu->mmio_dst, run->mmio.data, PM_MIN(run->mmio.len, sizeof(run->mmio.data)));
+		break;
+	case PM_PENDING_HYPERCALL:
+		vcpu->hypercall_ret = (long)run->hypercall.ret;
+		break;
+	case PM_PENDING_NONE:
+		break;
+	}
+	vcpu->pending = PM_PENDING_NONE;
+}
+
+static int vcpu_run_locked(struct pm_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+	bool alive;
+
+	if (!vcpu->entry.fn)
+		return -ENOEXEC;        /* no guest code: nothing to run */
+	vcpu_complete_exit(vcpu);
+	if (run->immediate_exit)
+		return -EINTR;
+	if (pm_vcpu_signal_pending()) {
+		run->exit_reason = KVM_EXIT_INTR;
+		vcpu->exits[PM_STAT_EXIT_INTR]++;
+		return -EINTR;
+	}
+	if (vcpu->finished) {           /* report the end again */
+		run->exit_reason = PM_EXIT_UCALL;
+		return 0;
+	}
+	if (!vcpu->coro && pm_coro_create(&vcpu->coro, PM_CORO_DEFAULT_STACK, pm_guest_main, vcpu))
+		return -ENOMEM;
+	run->exit_reason = KVM_EXIT_UNKNOWN;
+	vcpu->exit_ret = 0;
+	pm_vcpu_enter_guest_mode(vcpu);
+	alive = pm_coro_resume(vcpu->coro);
+	pm_vcpu_exit_guest_mode(vcpu);
+	if (!alive)
+		vcpu->finished = true;
+	return vcpu->exit_ret;
+}
+
+int pm_vcpu_run(struct pm_vcpu *vcpu)
+{
+	int r;
+
+	pthread_mutex_lock(&vcpu->run_lock);
+	r = vcpu_run_locked(vcpu);
+	pthread_mutex_unlock(&vcpu->run_lock);
+	return r;
+}
+
+int pm_vcpu_set_guest(struct pm_vcpu *vcpu, const struct pm_guest_entry *e)
+{
+	int r = 0;
+
+	if (!e->fn)
+		return -EINVAL;
+	pthread_mutex_lock(&vcpu->run_lock);
+	if (vcpu->coro)
+		r = -EBUSY;             /* the guest has started */
+	else
+		vcpu->entry = *e;
+	pthread_mutex_unlock(&vcpu->run_lock);
+	return r;
+}
+
+uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc)
+{
+	uint64_t cmd = PM_UCALL_NONE;
+
+	pthread_mutex_lock(&vcpu->run_lock);
+	if (vcpu->run->exit_reason == PM_EXIT_UCALL) {
+		cmd = vcpu->ucall.cmd;
+		if (uc)
+			*uc = vcpu->ucall;
+	}
+	pthread_mutex_unlock(&vcpu->run_lock);
+	return cmd;
+}
+
+/* ---- KVM_PRE_FAULT_MEMORY ---- */
+
+/* Maps the page at range->gpa; returns the bytes covered or -errno. */
+static int64_t pre_fault_one(struct pm_vcpu *vcpu, const struct kvm_pre_fault_memory *range)
+{
+	struct pm_vm *vm = vcpu->vm;
+	struct pm_fault f = { .gfn = range->gpa >> PM_PAGE_SHIFT };
+	uint64_t span, end;
+
+	f.private_access = pm_vm_gfn_is_private(vm, f.gfn);
+	switch (pm_mmu_fault(vm, &f)) {
+	case PM_FAULT_MMIO:
+		return -ENOENT;
+	case PM_FAULT_MEMORY:
+		return -f.err;
+	case PM_FAULT_MAPPED:
+		break;
+	}
+	span = pm_s2_level_pages(f.level > 0 ? f.level : 0) << PM_PAGE_SHIFT;
+	end = PM_ALIGN_DOWN(range->gpa, span) + span;
+	return (int64_t)PM_MIN(end - range->gpa, range->size);
+}
+
+int pm_vcpu_pre_fault(struct pm_vcpu *vcpu, struct kvm_pre_fault_memory *range)
+{
+	uint64_t start = range->gpa;
+	int64_t r = 0;
+
+	if (range->flags)
+		return -EINVAL;
+	if (!PM_ALIGNED(range->gpa, PM_PAGE_SIZE) || !PM_ALIGNED(range->size, PM_PAGE_SIZE) ||
+	    range->gpa + range->size <= range->gpa)
+		return -EINVAL;
+	pthread_mutex_lock(&vcpu->run_lock);
+	while (range->size) {
+		if (pm_vcpu_signal_pending()) {
+			r = -EINTR;
+			break;
+		}
+		r = pre_fault_one(vcpu, range);
+		if (r < 0)
+			break;
+		range->gpa += (uint64_t)r;
+		range->size -= (uint64_t)r;
+	}
+	pthread_mutex_unlock(&vcpu->run_lock);
+	return range->gpa != start ? 0 : (int)r;
+}

@@ -85,6 +85,31 @@ struct pm_pool_config {
  * default 4 GiB; the watermark from PRIVMEM_POOL_WATERMARK, default 256 MiB. */
 #define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
 
+/* VM handle: statistics of the VM since creation. */
+enum {
+	PM_STAT_EXITS_UCALL, PM_STAT_EXITS_MEMORY_FAULT, PM_STAT_EXITS_HYPERCALL,
+	PM_STAT_EXITS_MMIO, PM_STAT_EXITS_INTR, PM_STAT_EXITS_SYSTEM_EVENT,
+	PM_STAT_NR_EXITS = 8,
+};
+enum {
+	PM_STAT_INVAL_PUNCH, PM_STAT_INVAL_RELEASE, PM_STAT_INVAL_ATTR, PM_STAT_INVAL_MEMSLOT,
+	PM_STAT_NR_INVAL = 4,
+};
+struct pm_vm_stats {
+	__u64 exits[PM_STAT_NR_EXITS];      /* KVM_RUN exits by reason (all vCPUs) */
+	__u64 faults;                       /* stage-2 faults handled */
+	__u64 fault_retries;                /* faults that raced an invalidation */
+	__u64 mapped[3];                    /* mappings installed: 4K, 2M, 1G */
+	__u64 mappings[3];                  /* mappings present now: 4K, 2M, 1G */
+	__u64 zapped;                       /* mappings removed */
+	__u64 splits;                       /* huge mappings split by partial zaps */
+	__u64 tlb_shootdowns;
+	__u64 invalidations[PM_STAT_NR_INVAL]; /* by cause */
+	__u64 table_pages;                  /* stage-2 page-table pages */
+	__u64 reserved[8];
+};
+#define PM_KVM_GET_VM_STATS _IOR(PMIO, 0x20, struct pm_vm_stats)
+
 #ifdef __cplusplus
 }
 #endif

@@ -581,6 +581,10 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 	r = 0;
 out:
 	pthread_rwlock_unlock(&g->index_lock);
+	/* Host mappings of the page fault from now on, as Linux unmaps a
+	 * poisoned page (a refresh maps it SIGBUS too: get_pfn fails). */
+	if (!r)
+		pm_gmem_views_revoke(g, index, index + 1);
 	return r;
 }
 

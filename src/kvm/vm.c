@@ -167,3 +167,36 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 	pm_inval_end(vm, &t);
 	return r;
 }
+
+void pm_vm_get_stats(struct pm_vm *vm, void *out)
+{
+	struct pm_vm_stats *st = out;
+	struct pm_mmu *mmu = vm->mmu;
+	unsigned int n;
+
+	memset(st, 0, sizeof(*st));
+	/* Exit counts are per vCPU, under each run_lock. */
+	pthread_mutex_lock(&vm->lock);
+	n = atomic_load(&vm->nr_vcpus);
+	pthread_mutex_unlock(&vm->lock);
+	for (unsigned int i = 0; i < n; i++) {
+		struct pm_vcpu *v = vm->vcpus[i];
+
+		pthread_mutex_lock(&v->run_lock);
+		for (int e = 0; e < PM_STAT_NR_EXITS; e++)
+			st->exits[e] += v->exits[e];
+		pthread_mutex_unlock(&v->run_lock);
+	}
+	st->faults = atomic_load(&mmu->faults);
+	st->fault_retries = atomic_load(&mmu->retries);
+	for (int l = 0; l < 3; l++) {
+		st->mapped[l] = atomic_load(&mmu->mapped[l]);
+		st->mappings[l] = atomic_load(&mmu->s2.leaves[l]);
+	}
+	st->zapped = atomic_load(&mmu->zapped);
+	st->splits = atomic_load(&mmu->splits);
+	st->tlb_shootdowns = atomic_load(&mmu->shootdowns);
+	for (int c = 0; c < PM_INVAL_CAUSE_NR && c < PM_STAT_NR_INVAL; c++)
+		st->invalidations[c] = atomic_load(&vm->inval.count[c]);
+	st->table_pages = atomic_load(&mmu->s2.tables);
+}

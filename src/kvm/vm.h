@@ -63,6 +63,8 @@ void pm_vm_put(struct pm_vm *vm);
 long pm_check_extension(struct pm_vm *vm, unsigned long cap);
 /* KVM_ENABLE_CAP on a VM handle. */
 int pm_vm_enable_cap(struct pm_vm *vm, const void *arg);
+/* PM_KVM_GET_VM_STATS. */
+void pm_vm_get_stats(struct pm_vm *vm, void *out);
 /* KVM_SET_MEMORY_ATTRIBUTES. */
 int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg);
 

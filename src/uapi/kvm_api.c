@@ -188,6 +188,11 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 	case KVM_ENABLE_CAP:
 		COPY_IN(cap, arg);
 		return pm_vm_enable_cap(vm, &cap);
+	case PM_KVM_GET_VM_STATS:
+		if (!arg)
+			return -EFAULT;
+		pm_vm_get_stats(vm, (void *)arg);
+		return 0;
 	default:
 		return -ENOTTY;
 	}

@@ -22,7 +22,7 @@ static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
 }
 
 /* Takes an exit: kvm_run is filled in; KVM_RUN returns `ret`. */
-static void guest_exit(struct pm_vcpu *v, int ret, enum pm_exit_stat stat)
+static void guest_exit(struct pm_vcpu *v, int ret, int stat)
 {
 	v->exit_ret = ret;
 	v->exits[stat]++;
@@ -37,7 +37,7 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	run->memory_fault.flags = private_access ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
 	run->memory_fault.gpa = gfn << PM_PAGE_SHIFT;
 	run->memory_fault.size = PM_PAGE_SIZE;
-	guest_exit(v, -err, PM_STAT_EXIT_MEMORY_FAULT);
+	guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
 /* The fault path, outside guest mode as on an EPT violation. Returns true
@@ -113,7 +113,7 @@ static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len
 			v->pending = PM_PENDING_MMIO_READ;
 			v->mmio_dst = buf;
 		}
-		guest_exit(v, 0, PM_STAT_EXIT_MMIO);
+		guest_exit(v, 0, PM_STAT_EXITS_MMIO);
 		gpa += n;
 		buf += n;
 		len -= n;
@@ -233,7 +233,7 @@ static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages
 	run->hypercall.args[2] = attrs;
 	run->hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
 	v->pending = PM_PENDING_HYPERCALL;
-	guest_exit(v, 0, PM_STAT_EXIT_HYPERCALL);
+	guest_exit(v, 0, PM_STAT_EXITS_HYPERCALL);
 	return v->hypercall_ret;
 }
 
@@ -254,7 +254,7 @@ static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const cha
 		snprintf(v->ucall.msg, sizeof(v->ucall.msg), "%s", msg);
 	v->run->exit_reason = PM_EXIT_UCALL;
 	v->exit_ret = 0;
-	v->exits[PM_STAT_EXIT_UCALL]++;
+	v->exits[PM_STAT_EXITS_UCALL]++;
 }
 
 void pm_guest_sync(struct pm_guest *g, uint64_t arg)

@@ -99,7 +99,7 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		return -EINTR;
 	if (pm_vcpu_signal_pending()) {
 		run->exit_reason = KVM_EXIT_INTR;
-		vcpu->exits[PM_STAT_EXIT_INTR]++;
+		vcpu->exits[PM_STAT_EXITS_INTR]++;
 		return -EINTR;
 	}
 	if (vcpu->finished) {           /* report the end again */

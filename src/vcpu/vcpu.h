@@ -41,12 +41,6 @@ enum pm_vcpu_pending {
 	PM_PENDING_HYPERCALL,        /* hand run->hypercall.ret to the guest */
 };
 
-/* Exits by reason, for reports. */
-enum pm_exit_stat {
-	PM_STAT_EXIT_UCALL, PM_STAT_EXIT_MEMORY_FAULT, PM_STAT_EXIT_HYPERCALL,
-	PM_STAT_EXIT_MMIO, PM_STAT_EXIT_INTR, PM_STAT_EXIT_SYSTEM_EVENT, PM_STAT_EXIT_NR,
-};
-
 struct pm_vcpu {
 	struct pm_vm *vm;            /* owner; immutable */
 	unsigned int id;             /* KVM vCPU id; immutable */
@@ -62,7 +56,7 @@ struct pm_vcpu {
 	void *mmio_dst;              /* run_lock: PM_PENDING_MMIO_READ */
 	long hypercall_ret;          /* run_lock: PM_PENDING_HYPERCALL result */
 	struct pm_ucall ucall;       /* run_lock: valid if exit_reason is PM_EXIT_UCALL */
-	uint64_t exits[PM_STAT_EXIT_NR]; /* run_lock */
+	uint64_t exits[PM_STAT_NR_EXITS]; /* run_lock: by PM_STAT_EXITS_* */
 
 	/* TLB and shootdown. */
 	atomic_bool in_guest;        /* the vCPU may be using TLB entries */

@@ -85,11 +85,9 @@ $(PCFILE): Makefile
 	@mkdir -p $(@D)
 	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath > $@
 
-# The main job. `privmem run` arrives with the MMU and vCPU engine; until
-# then the CLI prints its version and help.
+# The main job: privmem run on its default scenario.
 run: all
-	$(CLI) --version
-	$(CLI) --help
+	$(CLI) run
 
 check: all $(TEST_BINS)
 	@./scripts/runtests.sh $(TEST_BINS)

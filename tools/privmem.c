@@ -2,13 +2,14 @@
 /*
  * privmem: run a protected VM scenario and report on it, or benchmark.
  *
- * The subcommands `run` and `bench` arrive with the MMU and vCPU engine;
- * until then the CLI prints its help and version.
+ * Subcommands: run (a protected VM scenario and its report) and bench
+ * (benchmarks beside their references).
  */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <privmem/privmem.h>
+#include "cli.h"
 
 static void usage(FILE *out)
 {
@@ -19,8 +20,8 @@ static void usage(FILE *out)
 		"attributes, KVM's uAPI) simulated in user space.\n"
 		"\n"
 		"commands:\n"
-		"  run     run a protected VM scenario and report on it (not built yet)\n"
-		"  bench   measure conversions, faults and accesses (not built yet)\n"
+		"  run     run a protected VM scenario and report on it (privmem run --help)\n"
+		"  bench   measure conversions, faults and accesses (privmem bench --help)\n"
 		"\n"
 		"options:\n"
 		"  -h, --help      print this help and exit\n"
@@ -54,12 +55,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (!strcmp(argv[optind], "run") || !strcmp(argv[optind], "bench")) {
-		fprintf(stderr, "privmem: '%s' is not built yet (it needs the MMU and vCPU engine)\n",
-			argv[optind]);
-		usage(stderr);
-		return 2;
-	}
+	if (!strcmp(argv[optind], "run"))
+		return cmd_run(argc - optind, argv + optind);
+	if (!strcmp(argv[optind], "bench"))
+		return cmd_bench(argc - optind, argv + optind);
 	fprintf(stderr, "privmem: unknown command '%s'\n", argv[optind]);
 	usage(stderr);
 	return 2;

@@ -1,0 +1,571 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The software stage-2 page table (interface and entry format in pgtable.h).
+ *
+ * Design
+ *  - One generic walker (pm_s2_walk) visits the entries covering a range in
+ *    gfn order: LEAF for leaves and empty or frozen entries, TABLE_PRE before
+ *    descending into a table and TABLE_POST after its children. It re-reads
+ *    an entry after a LEAF or PRE visit, so a visitor may install a table
+ *    (map creating its path, a split) or remove one, and the walk follows.
+ *    map, zap, split, age, lookup, count and destroy are each a small
+ *    visitor over it.
+ *  - Every table is one frame-pool frame of 512 entries; the root, allocated
+ *    by pm_s2_init, lives until pm_s2_destroy. A table is reachable only
+ *    through its parent entry.
+ *  - Every entry change is one compare-and-exchange, so a change that lost
+ *    a race (including a vCPU's fetch-or of ACCESSED|DIRTY into a leaf) is
+ *    seen and re-evaluated, never overwritten.
+ *
+ * Detaching an empty table (zap) without losing a concurrent install: the
+ * zapper first turns every empty entry of the table into the DETACHING
+ * marker (a FROZEN entry), one CAS each; if one entry is in use it thaws the
+ * ones it froze and keeps the table. Once all 512 are frozen nothing can be
+ * installed there any more (installs CAS from empty), so the parent entry is
+ * cleared and the frame freed after an RCU grace period: walkers that
+ * already hold a pointer to it read a live frame full of markers until they
+ * leave their read-side section. A map that meets a marker retries from the
+ * root (-EAGAIN inside this file); everything else treats it as FROZEN.
+ *
+ * "Empty" means neither VALID nor FROZEN: stray ACCESSED/DIRTY bits that a
+ * vCPU fetch-ors into an entry just zapped do not make it occupied.
+ *
+ * Shared state: the entries (atomic, changed only by CAS as above; tables
+ * protected from reuse by RCU), and the counters of struct pm_s2 (atomic,
+ * updated by whoever wins the CAS that changes what they count).
+ */
+#include "mmu/pgtable.h"
+
+#include "gmem/pool.h"
+#include "lib/rcu.h"
+
+#define S2_PTRS          512
+#define S2_GFN_LIMIT     (1ULL << PM_S2_GFN_BITS)
+#define S2_AD_BITS       (PM_PTE_ACCESSED | PM_PTE_DIRTY)
+/* The marker a zapper puts into every entry of a table it is detaching. */
+#define S2_DETACHING     (PM_PTE_FROZEN | PM_PTE_ADDR_MASK)
+
+typedef _Atomic uint64_t s2_pte_t;
+
+/* ---- entries ---- */
+
+static bool pte_empty(uint64_t e)
+{
+	return !(e & (PM_PTE_VALID | PM_PTE_FROZEN));
+}
+
+static bool pte_detaching(uint64_t e)
+{
+	return (e & ~S2_AD_BITS) == S2_DETACHING;
+}
+
+static uint64_t pte_table(pm_pfn_t pfn)
+{
+	return PM_PTE_VALID | (pfn << PM_PAGE_SHIFT);
+}
+
+static bool pte_is_table_at(uint64_t e, int level, pm_pfn_t pfn)
+{
+	return pm_pte_is_table(e, level) && pm_pte_addr(e) == pfn;
+}
+
+static uint64_t pte_with_addr(uint64_t e, uint64_t addr)
+{
+	return (e & ~PM_PTE_ADDR_MASK) | (addr << PM_PAGE_SHIFT);
+}
+
+static s2_pte_t *table_ptes(pm_pfn_t pfn)
+{
+	return pm_pfn_to_hva(pfn);
+}
+
+static uint64_t pte_read(s2_pte_t *ptep)
+{
+	return atomic_load_explicit(ptep, memory_order_acquire);
+}
+
+/* On failure *old is updated to the current value. */
+static bool pte_cas(s2_pte_t *ptep, uint64_t *old, uint64_t new)
+{
+	return atomic_compare_exchange_strong(ptep, old, new);
+}
+
+static bool ctx_inside(const struct pm_walk_ctx *ctx, gfn_t start, gfn_t end)
+{
+	return ctx->gfn >= start && ctx->gfn + pm_s2_level_pages(ctx->level) <= end;
+}
+
+static void s2_count_leaf(struct pm_s2 *s2, int level, int64_t n)
+{
+	atomic_fetch_add_explicit(&s2->leaves[level], (uint64_t)n, memory_order_relaxed);
+}
+
+static void s2_count_table(struct pm_s2 *s2, int64_t n)
+{
+	atomic_fetch_add_explicit(&s2->tables, (uint64_t)n, memory_order_relaxed);
+}
+
+static void assert_range(gfn_t start, gfn_t end)
+{
+	PM_BUG_ON(start > end);
+	PM_BUG_ON(end > S2_GFN_LIMIT);
+}
+
+/* ---- the walker ---- */
+
+struct s2_walk {
+	struct pm_s2 *s2;
+	gfn_t start, end;
+	const struct pm_walker *w;
+};
+
+static int walk_table(const struct s2_walk *wk, pm_pfn_t table, gfn_t base, int level);
+
+static int walk_visit(const struct s2_walk *wk, struct pm_walk_ctx *ctx, unsigned int visit)
+{
+	if (!(wk->w->flags & visit))
+		return 0;
+	ctx->visit = visit;
+	return wk->w->visit(ctx);
+}
+
+static int walk_entry(const struct s2_walk *wk, s2_pte_t *ptep, gfn_t gfn, int level)
+{
+	struct pm_walk_ctx ctx = {
+		.s2 = wk->s2, .ptep = ptep, .old = pte_read(ptep),
+		.gfn = gfn, .level = level, .arg = wk->w->arg,
+	};
+	bool table = pm_pte_is_table(ctx.old, level);
+	int ret = walk_visit(wk, &ctx, table ? PM_WALK_TABLE_PRE : PM_WALK_LEAF);
+
+	if (ret)
+		return ret;
+	ctx.old = pte_read(ptep);
+	if (!pm_pte_is_table(ctx.old, level))
+		return 0;
+	ret = walk_table(wk, pm_pte_addr(ctx.old), gfn, level - 1);
+	if (ret)
+		return ret;
+	return walk_visit(wk, &ctx, PM_WALK_TABLE_POST);
+}
+
+/* Visits the entries of the table (covering from base, at level) that overlap the range. */
+static int walk_table(const struct s2_walk *wk, pm_pfn_t table, gfn_t base, int level)
+{
+	uint64_t span = pm_s2_level_pages(level);
+	gfn_t first = PM_MAX(wk->start, base);
+	gfn_t last = PM_MIN(wk->end, base + S2_PTRS * span) - 1;
+	s2_pte_t *ptes = table_ptes(table);
+	uint64_t i;
+	int ret;
+
+	PM_BUG_ON(level < 0 || first > last);
+	for (i = (first - base) / span; i <= (last - base) / span; i++) {
+		ret = walk_entry(wk, &ptes[i], base + i * span, level);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int pm_s2_walk(struct pm_s2 *s2, gfn_t start, gfn_t end, const struct pm_walker *w)
+{
+	struct s2_walk wk = { .s2 = s2, .start = start, .end = end, .w = w };
+	int ret;
+
+	assert_range(start, end);
+	if (start == end)
+		return 0;
+	pm_rcu_read_lock();
+	ret = walk_table(&wk, s2->root, 0, PM_S2_ROOT_LEVEL);
+	pm_rcu_read_unlock();
+	return ret;
+}
+
+/* ---- init and destroy ---- */
+
+int pm_s2_init(struct pm_s2 *s2)
+{
+	int i;
+
+	memset(s2, 0, sizeof(*s2));
+	if (pm_pool_alloc(0, &s2->root))
+		return -ENOMEM;
+	atomic_init(&s2->tables, 1);
+	for (i = 0; i < 3; i++)
+		atomic_init(&s2->leaves[i], 0);
+	atomic_init(&s2->splits, 0);
+	return 0;
+}
+
+static int destroy_visit(struct pm_walk_ctx *ctx)
+{
+	pm_pool_free(pm_pte_addr(ctx->old), 0);
+	s2_count_table(ctx->s2, -1);
+	return 0;
+}
+
+void pm_s2_destroy(struct pm_s2 *s2)
+{
+	struct pm_walker w = { .visit = destroy_visit, .flags = PM_WALK_TABLE_POST };
+
+	pm_rcu_barrier();         /* tables detached earlier are freed first */
+	pm_s2_walk(s2, 0, S2_GFN_LIMIT, &w);
+	PM_BUG_ON(atomic_load(&s2->tables) != 1);
+	pm_pool_free(s2->root, 0);
+	s2->root = PM_PFN_INVALID;
+	atomic_store(&s2->tables, 0);
+}
+
+/* ---- map ---- */
+
+struct s2_map_req {
+	int level;
+	uint64_t pte;
+	bool installed;
+};
+
+/* Errno for an install that met an occupied entry. */
+static int occupied_errno(uint64_t cur)
+{
+	return pte_detaching(cur) ? -EAGAIN : -EEXIST;
+}
+
+static int map_install_leaf(struct pm_walk_ctx *ctx, struct s2_map_req *m)
+{
+	uint64_t cur = ctx->old;
+
+	while (pte_empty(cur)) {
+		if (pte_cas(ctx->ptep, &cur, m->pte)) {
+			s2_count_leaf(ctx->s2, ctx->level, 1);
+			m->installed = true;
+			return 0;
+		}
+	}
+	return occupied_errno(cur);
+}
+
+/* A new table nobody saw yet is freed at once if another one won the slot. */
+static int map_install_table(struct pm_walk_ctx *ctx)
+{
+	uint64_t cur = ctx->old;
+	pm_pfn_t pfn;
+
+	if (!pte_empty(cur))
+		return occupied_errno(cur);
+	if (pm_pool_alloc(0, &pfn))
+		return -ENOMEM;
+	while (pte_empty(cur)) {
+		if (pte_cas(ctx->ptep, &cur, pte_table(pfn))) {
+			s2_count_table(ctx->s2, 1);
+			return 0;
+		}
+	}
+	pm_pool_free(pfn, 0);
+	return pm_pte_is_table(cur, ctx->level) ? 0 : occupied_errno(cur);
+}
+
+static int map_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_map_req *m = ctx->arg;
+
+	if (ctx->visit == PM_WALK_TABLE_PRE)
+		return ctx->level > m->level ? 0 : -EEXIST;
+	if (ctx->level == m->level)
+		return map_install_leaf(ctx, m);
+	return map_install_table(ctx);
+}
+
+int pm_s2_map(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte)
+{
+	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF };
+	struct pm_walker w = { .visit = map_visit, .arg = &m,
+			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
+	gfn_t first;
+	int ret;
+
+	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	PM_BUG_ON(pte & PM_PTE_FROZEN);
+	first = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(level));
+	/* Retry when a table on the path was being detached, or was detached
+	 * between two reads of its entry (the walk then ends with no install). */
+	do
+		ret = pm_s2_walk(s2, first, first + pm_s2_level_pages(level), &w);
+	while (ret == -EAGAIN || (!ret && !m.installed));
+	return ret;
+}
+
+/* ---- split ---- */
+
+/* Fills a fresh table with the 512 leaves one level below huge leaf `huge`. */
+static void split_fill(pm_pfn_t table, uint64_t huge, int child_level)
+{
+	s2_pte_t *ptes = table_ptes(table);
+	uint64_t step = pm_s2_level_pages(child_level);
+	uint64_t addr = pm_pte_addr(huge);
+	int i;
+
+	for (i = 0; i < S2_PTRS; i++)
+		atomic_store_explicit(&ptes[i], pte_with_addr(huge, addr + i * step),
+				      memory_order_relaxed);
+}
+
+/*
+ * Replaces the huge leaf *cur at ctx->ptep by a table of 512 leaves of the
+ * level below. 0 if done; -EAGAIN if the entry stopped being a leaf (*cur
+ * is its new value); -ENOMEM.
+ */
+static int split_leaf(struct pm_walk_ctx *ctx, uint64_t *cur)
+{
+	pm_pfn_t pfn;
+
+	PM_BUG_ON(ctx->level < 1);
+	if (pm_pool_alloc(0, &pfn))
+		return -ENOMEM;
+	do {
+		if (!pm_pte_is_leaf(*cur, ctx->level)) {
+			pm_pool_free(pfn, 0);
+			return -EAGAIN;
+		}
+		split_fill(pfn, *cur, ctx->level - 1);
+	} while (!pte_cas(ctx->ptep, cur, pte_table(pfn)));
+	s2_count_table(ctx->s2, 1);
+	s2_count_leaf(ctx->s2, ctx->level, -1);
+	s2_count_leaf(ctx->s2, ctx->level - 1, S2_PTRS);
+	atomic_fetch_add_explicit(&ctx->s2->splits, 1, memory_order_relaxed);
+	return 0;
+}
+
+struct s2_split_req {
+	int level;
+	bool done;
+};
+
+static int split_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_split_req *sp = ctx->arg;
+	uint64_t cur = ctx->old;
+	int ret;
+
+	if (sp->done)
+		return 0;         /* the children of the new table */
+	if (ctx->level != sp->level || !pm_pte_is_leaf(cur, ctx->level))
+		return -ENOENT;
+	ret = split_leaf(ctx, &cur);
+	if (ret == -EAGAIN)   /* someone split it first, or it went away */
+		return -ENOENT;
+	sp->done = !ret;
+	return ret;
+}
+
+int pm_s2_split(struct pm_s2 *s2, gfn_t gfn, int level)
+{
+	struct s2_split_req sp = { .level = level };
+	struct pm_walker w = { .visit = split_visit, .arg = &sp, .flags = PM_WALK_LEAF };
+	int ret;
+
+	PM_BUG_ON(level < 1 || level >= PM_S2_ROOT_LEVEL);
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	ret = pm_s2_walk(s2, gfn, gfn + 1, &w);
+	return ret || sp.done ? ret : -ENOENT;  /* the path vanished meanwhile */
+}
+
+/* ---- zap ---- */
+
+struct s2_zap_req {
+	gfn_t start, end;
+	pm_s2_filter_fn filter;
+	void *arg;
+	struct pm_s2_zap_result *res;
+};
+
+static bool zap_wants(const struct s2_zap_req *z, uint64_t pte, int level)
+{
+	return pm_pte_is_leaf(pte, level) && (!z->filter || z->filter(pte, z->arg));
+}
+
+/* Removes the leaf, or splits it when only part is in range (the walker
+ * then descends into the new table). */
+static int zap_leaf(struct pm_walk_ctx *ctx)
+{
+	struct s2_zap_req *z = ctx->arg;
+	uint64_t cur = ctx->old;
+	int ret;
+
+	while (zap_wants(z, cur, ctx->level)) {
+		if (!ctx_inside(ctx, z->start, z->end)) {
+			ret = split_leaf(ctx, &cur);
+			if (ret != -EAGAIN) {
+				z->res->split += !ret;
+				return ret;
+			}
+		} else if (pte_cas(ctx->ptep, &cur, 0)) {
+			s2_count_leaf(ctx->s2, ctx->level, -1);
+			z->res->zapped++;
+			return 0;
+		}
+	}
+	return 0;
+}
+
+/* Thaws entries [0, n) of a table this zapper froze. */
+static void table_thaw(s2_pte_t *ptes, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		PM_BUG_ON(!pte_detaching(atomic_exchange(&ptes[i], 0)));
+}
+
+/* Freezes every entry of an empty table; false (nothing frozen) if one is in use. */
+static bool table_freeze_empty(s2_pte_t *ptes)
+{
+	uint64_t cur;
+	int i;
+
+	for (i = 0; i < S2_PTRS; i++) {
+		cur = pte_read(&ptes[i]);
+		do {
+			if (!pte_empty(cur)) {
+				table_thaw(ptes, i);
+				return false;
+			}
+		} while (!pte_cas(&ptes[i], &cur, S2_DETACHING));
+	}
+	return true;
+}
+
+/* Clears the parent entry of a frozen table; false if a model froze the parent. */
+static bool table_unlink(struct pm_walk_ctx *ctx)
+{
+	pm_pfn_t pfn = pm_pte_addr(ctx->old);
+	uint64_t cur = pte_read(ctx->ptep);
+
+	while (pte_is_table_at(cur, ctx->level, pfn)) {
+		if (pte_cas(ctx->ptep, &cur, 0))
+			return true;
+	}
+	/* Nobody but us can detach or replace a table whose entries we froze. */
+	PM_BUG_ON(!pm_pte_frozen(cur));
+	return false;
+}
+
+static void table_free_cb(void *arg)
+{
+	pm_pool_free((pm_pfn_t)(uintptr_t)arg, 0);
+}
+
+/* Detaches the table if its span is in range and all its entries are empty. */
+static int zap_table_post(struct pm_walk_ctx *ctx)
+{
+	struct s2_zap_req *z = ctx->arg;
+	pm_pfn_t pfn = pm_pte_addr(ctx->old);
+	s2_pte_t *ptes = table_ptes(pfn);
+
+	if (!ctx_inside(ctx, z->start, z->end) || !table_freeze_empty(ptes))
+		return 0;
+	if (!table_unlink(ctx)) {
+		table_thaw(ptes, S2_PTRS);
+		return 0;
+	}
+	pm_rcu_call(table_free_cb, (void *)(uintptr_t)pfn);
+	s2_count_table(ctx->s2, -1);
+	z->res->tables_freed++;
+	return 0;
+}
+
+static int zap_visit(struct pm_walk_ctx *ctx)
+{
+	if (ctx->visit == PM_WALK_TABLE_POST)
+		return zap_table_post(ctx);
+	return zap_leaf(ctx);
+}
+
+int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
+	      void *arg, struct pm_s2_zap_result *res)
+{
+	struct pm_s2_zap_result local = { 0 };
+	struct s2_zap_req z = { .start = start, .end = end, .filter = filter,
+				.arg = arg, .res = res ? res : &local };
+	struct pm_walker w = { .visit = zap_visit, .arg = &z,
+			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_POST };
+
+	if (res)
+		memset(res, 0, sizeof(*res));
+	return pm_s2_walk(s2, start, end, &w);
+}
+
+/* ---- age, lookup, count ---- */
+
+static int age_visit(struct pm_walk_ctx *ctx)
+{
+	uint64_t *aged = ctx->arg;
+	uint64_t cur = ctx->old;
+
+	while (pm_pte_is_leaf(cur, ctx->level) && (cur & PM_PTE_ACCESSED)) {
+		if (pte_cas(ctx->ptep, &cur, cur & ~PM_PTE_ACCESSED)) {
+			(*aged)++;
+			break;
+		}
+	}
+	return 0;
+}
+
+uint64_t pm_s2_age(struct pm_s2 *s2, gfn_t start, gfn_t end)
+{
+	uint64_t aged = 0;
+	struct pm_walker w = { .visit = age_visit, .arg = &aged, .flags = PM_WALK_LEAF };
+
+	pm_s2_walk(s2, start, end, &w);
+	return aged;
+}
+
+struct s2_lookup {
+	uint64_t pte;
+	int level;
+	bool found;
+};
+
+static int lookup_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_lookup *l = ctx->arg;
+
+	if (pm_pte_is_leaf(ctx->old, ctx->level)) {
+		l->pte = ctx->old;
+		l->level = ctx->level;
+		l->found = true;
+	}
+	return 0;
+}
+
+bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level)
+{
+	struct s2_lookup l = { .found = false };
+	struct pm_walker w = { .visit = lookup_visit, .arg = &l, .flags = PM_WALK_LEAF };
+
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	pm_s2_walk(s2, gfn, gfn + 1, &w);
+	if (l.found && pte)
+		*pte = l.pte;
+	if (l.found && level)
+		*level = l.level;
+	return l.found;
+}
+
+static int count_visit(struct pm_walk_ctx *ctx)
+{
+	uint64_t *counts = ctx->arg;
+
+	if (pm_pte_is_leaf(ctx->old, ctx->level))
+		counts[ctx->level]++;
+	return 0;
+}
+
+void pm_s2_count(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t counts[3])
+{
+	struct pm_walker w = { .visit = count_visit, .arg = counts, .flags = PM_WALK_LEAF };
+
+	counts[0] = counts[1] = counts[2] = 0;
+	pm_s2_walk(s2, start, end, &w);
+}

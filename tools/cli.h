@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared pieces of the privmem CLI: argument parsing and output helpers. */
+#ifndef PM_TOOLS_CLI_H
+#define PM_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#define PM_MIN_U64(a, b) ((uint64_t)(a) < (uint64_t)(b) ? (uint64_t)(a) : (uint64_t)(b))
+#define PM_ALIGN_DOWN_U64(x, a) ((uint64_t)(x) & ~((uint64_t)(a) - 1))
+
+/* "sw", "default" (and the models' names as they land) -> KVM VM type. */
+int cli_parse_vm_type(const char *s, unsigned long *type);
+/* "512M", "2G", "4096" -> bytes (K/M/G suffixes, powers of 1024). */
+int cli_parse_size(const char *s, uint64_t *out);
+int cli_parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out);
+/* Prints "privmem: bad OPTION 'VALUE'" and returns 2 (usage error). */
+int cli_bad_arg(const char *opt, const char *val);
+double cli_elapsed(const struct timespec *t0);
+/* Prints s as a JSON string literal. */
+void cli_json_string(const char *s);
+
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,629 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * privmem run: run a protected VM scenario and report on it.
+ *
+ * Scenarios (one per vCPU; the default mixes them):
+ *  - convert: the vCPU converts regions of its chunk back and forth in 4K
+ *    and 2M patterns, checking data at every step (the host sees shared
+ *    writes, private pages start zeroed, private data never reaches the
+ *    host, host writes reach the guest after a page is shared again);
+ *  - bounce: a virtio-like device thread in the VMM fills a shared bounce
+ *    buffer on request (doorbell: an MMIO write); the guest copies the data
+ *    into private memory and checks it;
+ *  - accept: the vCPU converts its whole chunk to private in 2M batches and
+ *    touches every page, as a booting guest accepts memory.
+ * Data checks are counted per kind; the exit status is 1 if any failed.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "cli.h"
+#include "vmm.h"
+
+enum scenario { SC_CONVERT, SC_BOUNCE, SC_ACCEPT, SC_NR, SC_DEFAULT = SC_NR };
+static const char *const scenario_names[] = { "convert", "bounce", "accept" };
+
+enum check {
+	CK_HOST_SEES_SHARED, CK_PRIVATE_STARTS_ZERO, CK_PRIVATE_READBACK, CK_HOST_NEVER_SEES_PRIVATE,
+	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK, CK_NR,
+};
+static const char *const check_names[] = {
+	"host_sees_shared_write", "private_page_starts_zero", "private_readback",
+	"host_never_sees_private", "guest_sees_host_write_after_share", "bounce_data_intact",
+	"accepted_page_starts_zero", "accepted_page_readback",
+};
+
+#define MIB ((uint64_t)1 << 20)
+#define BOUNCE_HDR_SEQ    0
+#define BOUNCE_HDR_LEN    8
+#define BOUNCE_HDR_SUM    16
+#define BOUNCE_HDR_STATUS 24
+#define BOUNCE_DATA_MAX   (256 * 1024)
+#define DOORBELL_GPA      (1ULL << 40)   /* outside every memslot: MMIO */
+
+/* Requests from guest code to the VMM at a SYNC (the guest is suspended). */
+enum sync_cmd { SYNC_PROGRESS, SYNC_HOST_CHECK_SHARED, SYNC_HOST_CHECK_NOT_PRIVATE, SYNC_HOST_WRITE };
+
+/* One vCPU's job: parameters, and the check counters its guest code and
+ * the VMM's SYNC handler update (the guest is suspended during a SYNC). */
+struct job {
+	struct vmm *m;
+	enum scenario sc;
+	uint64_t base, size;        /* the vCPU's chunk of guest RAM */
+	unsigned int iterations;
+	unsigned int seed;
+	struct { uint64_t gpa, npages, pattern; } req;
+	uint64_t passed[CK_NR], failed[CK_NR];
+};
+
+static void check(struct job *j, enum check c, bool ok)
+{
+	if (ok)
+		j->passed[c]++;
+	else
+		j->failed[c]++;
+}
+
+static uint64_t pattern(uint64_t gpa, uint64_t seed)
+{
+	return ((gpa >> 12) * 0x9E3779B97F4A7C15ULL ^ seed * 0xC2B2AE3D27D4EB4FULL) | 1;
+}
+
+/* ---- guest side ---- */
+
+static void guest_stamp(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t a = gpa + (p << 12);
+
+		pm_guest_write64(g, a, pattern(a, seed));
+		pm_guest_write64(g, a + 4088, pattern(a, seed) ^ 1);
+	}
+}
+
+static bool guest_has(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed, bool zero)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t a = gpa + (p << 12);
+		uint64_t w0 = zero ? 0 : pattern(a, seed), w1 = zero ? 0 : pattern(a, seed) ^ 1;
+
+		if (pm_guest_read64(g, a) != w0 || pm_guest_read64(g, a + 4088) != w1)
+			return false;
+	}
+	return true;
+}
+
+static void guest_sync(struct pm_guest *g, struct job *j, enum sync_cmd cmd, uint64_t gpa,
+		       uint64_t npages, uint64_t seed)
+{
+	j->req.gpa = gpa;
+	j->req.npages = npages;
+	j->req.pattern = seed;
+	pm_guest_sync(g, cmd);
+}
+
+static long guest_convert(struct pm_guest *g, uint64_t gpa, uint64_t npages, bool to_private)
+{
+	uint64_t attrs = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
+			 (npages >= 512 ? KVM_MAP_GPA_RANGE_PAGE_SZ_2M : KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+
+	return pm_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs, 0);
+}
+
+static void guest_convert_cycle(struct pm_guest *g, struct job *j, uint64_t gpa, uint64_t npages,
+				uint64_t seed)
+{
+	guest_stamp(g, gpa, npages, seed);
+	guest_sync(g, j, SYNC_HOST_CHECK_SHARED, gpa, npages, seed);
+	PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, true) == 0);
+	check(j, CK_PRIVATE_STARTS_ZERO, guest_has(g, gpa, npages, 0, true));
+	guest_stamp(g, gpa, npages, seed + 1);
+	check(j, CK_PRIVATE_READBACK, guest_has(g, gpa, npages, seed + 1, false));
+	guest_sync(g, j, SYNC_HOST_CHECK_NOT_PRIVATE, gpa, npages, seed + 1);
+	PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, false) == 0);
+	guest_sync(g, j, SYNC_HOST_WRITE, gpa, npages, seed + 2);
+	check(j, CK_GUEST_SEES_HOST_WRITE, guest_has(g, gpa, npages, seed + 2, false));
+}
+
+static void guest_convert_main(struct pm_guest *g, struct job *j)
+{
+	unsigned int seed = j->seed;
+
+	for (unsigned int it = 0; it < j->iterations; it++) {
+		bool huge = (it & 1) && j->size >= 2 * MIB;
+		uint64_t npages = huge ? 512 : 1 + (uint64_t)rand_r(&seed) % 16;
+		uint64_t span = (j->size >> 12) - npages;
+		uint64_t page = span ? (uint64_t)rand_r(&seed) % span : 0;
+
+		if (huge)
+			page &= ~511ULL;
+		guest_convert_cycle(g, j, j->base + (page << 12), npages, (uint64_t)it << 8 | j->seed);
+		if (it % 16 == 15)
+			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
+	}
+}
+
+static uint64_t checksum(const uint8_t *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ULL;
+	return h;
+}
+
+static void guest_bounce_main(struct pm_guest *g, struct job *j)
+{
+	uint64_t hdr = j->base, data = j->base + 4096;
+	uint64_t priv = j->base + MIB;
+	uint8_t *buf = malloc(BOUNCE_DATA_MAX);
+
+	PM_GUEST_ASSERT(g, buf != NULL);
+	if (j->m->private_mem)
+		PM_GUEST_ASSERT(g, guest_convert(g, priv, MIB >> 12, true) == 0);
+	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
+		uint64_t len = 4096 + (uint64_t)(seq * 7919u % (BOUNCE_DATA_MAX - 4096));
+
+		pm_guest_write64(g, hdr + BOUNCE_HDR_SEQ, seq);
+		pm_guest_write64(g, hdr + BOUNCE_HDR_LEN, len);
+		pm_guest_write64(g, DOORBELL_GPA, seq);           /* kick the device */
+		while (pm_guest_read64(g, hdr + BOUNCE_HDR_STATUS) != seq)
+			sched_yield();                            /* the device runs on the host */
+		pm_guest_read(g, data, buf, len);                 /* bounce buffer -> private */
+		pm_guest_write(g, priv, buf, len);
+		memset(buf, 0, len);
+		pm_guest_read(g, priv, buf, len);
+		check(j, CK_BOUNCE_DATA, checksum(buf, len) == pm_guest_read64(g, hdr + BOUNCE_HDR_SUM));
+		if (seq % 16 == 0)
+			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
+	}
+	free(buf);
+}
+
+static void guest_accept_main(struct pm_guest *g, struct job *j)
+{
+	for (uint64_t gpa = j->base; gpa < j->base + j->size; gpa += 2 * MIB) {
+		uint64_t npages = PM_MIN_U64(512, (j->base + j->size - gpa) >> 12);
+
+		PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, true) == 0);
+		for (uint64_t p = 0; p < npages; p++) {
+			uint64_t a = gpa + (p << 12);
+
+			check(j, CK_ACCEPT_ZERO, pm_guest_read64(g, a) == 0);
+			pm_guest_write64(g, a, pattern(a, j->seed));
+			check(j, CK_ACCEPT_READBACK, pm_guest_read64(g, a) == pattern(a, j->seed));
+		}
+		guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
+	}
+}
+
+static void guest_main(struct pm_guest *g, void *arg)
+{
+	struct job *j = arg;
+
+	switch (j->sc) {
+	case SC_CONVERT:
+		guest_convert_main(g, j);
+		break;
+	case SC_BOUNCE:
+		guest_bounce_main(g, j);
+		break;
+	default:
+		guest_accept_main(g, j);
+		break;
+	}
+}
+
+/* ---- VMM side ---- */
+
+static bool host_has(struct vmm *m, uint64_t gpa, uint64_t npages, uint64_t seed, bool absent)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t a = gpa + (p << 12), w0, w1;
+
+		memcpy(&w0, m->shared + a, 8);
+		memcpy(&w1, m->shared + a + 4088, 8);
+		if (absent ? (w0 == pattern(a, seed) || w1 == (pattern(a, seed) ^ 1))
+			   : (w0 != pattern(a, seed) || w1 != (pattern(a, seed) ^ 1)))
+			return false;
+	}
+	return true;
+}
+
+/* The bounce device: a thread serving doorbells from a queue. */
+struct device {
+	struct vmm *m;
+	struct job *jobs;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int queue[VMM_MAX_VCPUS];       /* vCPUs with a request (each has at most one) */
+	unsigned int head, tail;        /* lock */
+	bool stop;                      /* lock */
+	pthread_t thread;
+};
+
+struct run_ctx {
+	struct job jobs[VMM_MAX_VCPUS];
+	struct device dev;
+};
+
+static void vmm_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
+{
+	struct job *j = &((struct run_ctx *)m->ctx)->jobs[vcpu];
+
+	switch (uc->args[0]) {
+	case SYNC_HOST_CHECK_SHARED:
+		check(j, CK_HOST_SEES_SHARED, host_has(m, j->req.gpa, j->req.npages, j->req.pattern, false));
+		break;
+	case SYNC_HOST_CHECK_NOT_PRIVATE:
+		check(j, CK_HOST_NEVER_SEES_PRIVATE,
+		      host_has(m, j->req.gpa, j->req.npages, j->req.pattern, true));
+		break;
+	case SYNC_HOST_WRITE:
+		for (uint64_t p = 0; p < j->req.npages; p++) {
+			uint64_t a = j->req.gpa + (p << 12), w0 = pattern(a, j->req.pattern), w1 = w0 ^ 1;
+
+			memcpy(m->shared + a, &w0, 8);
+			memcpy(m->shared + a + 4088, &w1, 8);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void device_mmio(struct vmm *m, int vcpu, struct kvm_run *run)
+{
+	struct device *d = &((struct run_ctx *)m->ctx)->dev;
+
+	if (!run->mmio.is_write || run->mmio.phys_addr != DOORBELL_GPA)
+		return;                       /* reads of unknown MMIO return zero */
+	pthread_mutex_lock(&d->lock);
+	d->queue[d->tail++ % VMM_MAX_VCPUS] = vcpu;
+	pthread_cond_signal(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static void device_serve(struct device *d, int vcpu)
+{
+	struct vmm *m = d->m;
+	uint8_t *hdr = m->shared + d->jobs[vcpu].base;
+	uint64_t seq, len, sum;
+
+	memcpy(&seq, hdr + BOUNCE_HDR_SEQ, 8);
+	memcpy(&len, hdr + BOUNCE_HDR_LEN, 8);
+	len = PM_MIN_U64(len, BOUNCE_DATA_MAX);
+	for (uint64_t i = 0; i < len; i++)
+		hdr[4096 + i] = (uint8_t)((seq * 131 + i * 7) ^ (i >> 9));
+	sum = checksum(hdr + 4096, len);
+	memcpy(hdr + BOUNCE_HDR_SUM, &sum, 8);
+	atomic_store_explicit((_Atomic uint64_t *)(hdr + BOUNCE_HDR_STATUS), seq, memory_order_release);
+}
+
+static void *device_main(void *arg)
+{
+	struct device *d = arg;
+
+	pthread_mutex_lock(&d->lock);
+	for (;;) {
+		int vcpu;
+
+		while (d->head == d->tail && !d->stop)
+			pthread_cond_wait(&d->cond, &d->lock);
+		if (d->head == d->tail)
+			break;
+		vcpu = d->queue[d->head++ % VMM_MAX_VCPUS];
+		pthread_mutex_unlock(&d->lock);
+		device_serve(d, vcpu);
+		pthread_mutex_lock(&d->lock);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return NULL;
+}
+
+static void device_start(struct device *d, struct vmm *m, struct job *jobs)
+{
+	d->m = m;
+	d->jobs = jobs;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	pthread_create(&d->thread, NULL, device_main, d);
+}
+
+static void device_stop(struct device *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->stop = true;
+	pthread_cond_signal(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+	pthread_join(d->thread, NULL);
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+}
+
+/* ---- options, setup, report ---- */
+
+struct run_opts {
+	unsigned long type;
+	const char *type_name;
+	uint64_t mem;
+	int vcpus;
+	enum scenario sc;
+	unsigned int seed;
+	unsigned int iterations;   /* 0: the scenario's default */
+	bool json;
+};
+
+static void run_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: privmem run [--vm-type sw|default] [--mem SIZE] [--vcpus N]\n"
+		"                   [--scenario convert|bounce|accept|default] [--seed N]\n"
+		"                   [--iterations N] [--json]\n"
+		"\n"
+		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
+		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
+		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
+		"\n"
+		"  --vm-type TYPE    sw (software-protected, default) or default (no private memory)\n"
+		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
+		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
+		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU)\n"
+		"  --seed N          seed for the random choices (default 1)\n"
+		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
+		"  --json            print the report as one JSON object\n", VMM_MAX_VCPUS);
+}
+
+static int run_parse(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option opts[] = {
+		{ "vm-type", required_argument, NULL, 't' }, { "mem", required_argument, NULL, 'm' },
+		{ "vcpus", required_argument, NULL, 'c' }, { "scenario", required_argument, NULL, 's' },
+		{ "seed", required_argument, NULL, 'S' }, { "iterations", required_argument, NULL, 'i' },
+		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct run_opts){ .type = KVM_X86_SW_PROTECTED_VM, .type_name = "sw", .mem = 512 * MIB,
+				.vcpus = 4, .sc = SC_DEFAULT, .seed = 1 };
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			if (cli_parse_vm_type(optarg, &o->type))
+				return cli_bad_arg("--vm-type", optarg);
+			o->type_name = optarg;
+			break;
+		case 'm':
+			if (cli_parse_size(optarg, &o->mem) || o->mem < 2 * MIB)
+				return cli_bad_arg("--mem", optarg);
+			break;
+		case 'c':
+			if (cli_parse_uint(optarg, 1, VMM_MAX_VCPUS, (unsigned int *)&o->vcpus))
+				return cli_bad_arg("--vcpus", optarg);
+			break;
+		case 's':
+			for (o->sc = 0; o->sc < SC_NR && strcmp(optarg, scenario_names[o->sc]); o->sc++)
+				;
+			if (o->sc == SC_NR && strcmp(optarg, "default"))
+				return cli_bad_arg("--scenario", optarg);
+			break;
+		case 'S':
+			if (cli_parse_uint(optarg, 0, UINT32_MAX, &o->seed))
+				return cli_bad_arg("--seed", optarg);
+			break;
+		case 'i':
+			if (cli_parse_uint(optarg, 1, 1000000, &o->iterations))
+				return cli_bad_arg("--iterations", optarg);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			run_usage(stdout);
+			exit(0);
+		default:
+			run_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return cli_bad_arg("argument", argv[optind]);
+	if ((o->mem / (uint64_t)o->vcpus) < 2 * MIB) {
+		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
+		return 2;
+	}
+	return 0;
+}
+
+static void jobs_init(struct run_ctx *ctx, struct vmm *m, const struct run_opts *o)
+{
+	uint64_t chunk = PM_ALIGN_DOWN_U64(o->mem / (uint64_t)o->vcpus, 2 * MIB);
+
+	for (int i = 0; i < o->vcpus; i++) {
+		struct job *j = &ctx->jobs[i];
+
+		j->m = m;
+		j->sc = o->sc == SC_DEFAULT ? (enum scenario)(i % SC_NR) : o->sc;
+		/* Without private memory only the bounce device makes sense. */
+		if (!m->private_mem)
+			j->sc = SC_BOUNCE;
+		j->base = (uint64_t)i * chunk;
+		j->size = chunk;
+		j->seed = o->seed * 1000003u + (unsigned int)i;
+		j->iterations = o->iterations ? o->iterations : (j->sc == SC_BOUNCE ? 100 : 200);
+	}
+}
+
+static void progress_tick(struct vmm *m, void *arg)
+{
+	const struct timespec *t0 = arg;
+
+	fprintf(stderr, "\r  running: %.1f s, %" PRIu64 " conversions, %" PRIu64 " progress marks   ",
+		cli_elapsed(t0), (uint64_t)atomic_load(&m->conversions), (uint64_t)atomic_load(&m->progress));
+	fflush(stderr);
+}
+
+struct report {
+	const struct run_opts *o;
+	struct run_ctx *ctx;
+	struct vmm *m;
+	struct pm_vm_stats vs;
+	struct pm_pool_stats ps;
+	double elapsed;
+	uint64_t passed[CK_NR], failed[CK_NR], total_failed, total_passed;
+	int run_result;
+};
+
+static void report_text(const struct report *r)
+{
+	static const char *const exit_names[] = { "ucall", "memory_fault", "hypercall", "mmio", "intr" };
+	const struct run_opts *o = r->o;
+
+	printf("privmem run: vm-type %s, %" PRIu64 " MiB, %d vCPUs, seed %u\n", o->type_name,
+	       o->mem / MIB, o->vcpus, o->seed);
+	for (int i = 0; i < o->vcpus; i++)
+		printf("  vCPU %d: %-8s %" PRIu64 " MiB at 0x%" PRIx64 "\n", i,
+		       scenario_names[r->ctx->jobs[i].sc], r->ctx->jobs[i].size / MIB, r->ctx->jobs[i].base);
+	printf("elapsed        %.3f s\n", r->elapsed);
+	printf("exits         ");
+	for (int e = 0; e < 5; e++)
+		printf(" %s %" PRIu64 "%s", exit_names[e], (uint64_t)r->vs.exits[e], e < 4 ? "," : "\n");
+	printf("conversions    %" PRIu64 " (pages to private %" PRIu64 ", to shared %" PRIu64 ")\n",
+	       (uint64_t)atomic_load(&r->m->conversions), (uint64_t)atomic_load(&r->m->to_private_pages),
+	       (uint64_t)atomic_load(&r->m->to_shared_pages));
+	printf("faults         %" PRIu64 " (retried %" PRIu64 ")\n", (uint64_t)r->vs.faults,
+	       (uint64_t)r->vs.fault_retries);
+	printf("mapped         4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 "  (present at the end: 4K %"
+	       PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ")\n", (uint64_t)r->vs.mapped[0],
+	       (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mapped[2], (uint64_t)r->vs.mappings[0],
+	       (uint64_t)r->vs.mappings[1], (uint64_t)r->vs.mappings[2]);
+	printf("zaps           %" PRIu64 " mappings removed, %" PRIu64 " huge mappings split\n",
+	       (uint64_t)r->vs.zapped, (uint64_t)r->vs.splits);
+	printf("tlb shootdowns %" PRIu64 "\n", (uint64_t)r->vs.tlb_shootdowns);
+	printf("frame pool     in use %.1f MiB, populated %.1f MiB, scrubbed %.1f MiB, released %.1f MiB\n",
+	       (double)r->ps.in_use / MIB, (double)r->ps.populated / MIB, (double)r->ps.scrubbed / MIB,
+	       (double)r->ps.released / MIB);
+	printf("checks\n");
+	for (int c = 0; c < CK_NR; c++)
+		if (r->passed[c] || r->failed[c])
+			printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", check_names[c],
+			       r->passed[c], r->failed[c]);
+	if (r->run_result)
+		printf("guest failure  %s\n", r->m->abort_msg);
+	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n",
+	       r->total_failed || r->run_result ? "FAIL" : "PASS", r->total_passed, r->total_failed);
+}
+
+static void report_json(const struct report *r)
+{
+	static const char *const exit_names[] = { "ucall", "memory_fault", "hypercall", "mmio", "intr" };
+	const struct run_opts *o = r->o;
+
+	printf("{\"vm_type\":\"%s\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,",
+	       o->type_name, o->mem, o->vcpus, o->seed);
+	printf("\"scenarios\":[");
+	for (int i = 0; i < o->vcpus; i++)
+		printf("%s\"%s\"", i ? "," : "", scenario_names[r->ctx->jobs[i].sc]);
+	printf("],\"elapsed_s\":%.6f,\"exits\":{", r->elapsed);
+	for (int e = 0; e < 5; e++)
+		printf("%s\"%s\":%" PRIu64, e ? "," : "", exit_names[e], (uint64_t)r->vs.exits[e]);
+	printf("},\"conversions\":%" PRIu64 ",\"pages_to_private\":%" PRIu64 ",\"pages_to_shared\":%" PRIu64,
+	       (uint64_t)atomic_load(&r->m->conversions), (uint64_t)atomic_load(&r->m->to_private_pages),
+	       (uint64_t)atomic_load(&r->m->to_shared_pages));
+	printf(",\"faults\":%" PRIu64 ",\"fault_retries\":%" PRIu64, (uint64_t)r->vs.faults,
+	       (uint64_t)r->vs.fault_retries);
+	printf(",\"mapped\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64 "}",
+	       (uint64_t)r->vs.mapped[0], (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mapped[2]);
+	printf(",\"mappings_present\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64 "}",
+	       (uint64_t)r->vs.mappings[0], (uint64_t)r->vs.mappings[1], (uint64_t)r->vs.mappings[2]);
+	printf(",\"zapped\":%" PRIu64 ",\"splits\":%" PRIu64 ",\"tlb_shootdowns\":%" PRIu64,
+	       (uint64_t)r->vs.zapped, (uint64_t)r->vs.splits, (uint64_t)r->vs.tlb_shootdowns);
+	printf(",\"pool\":{\"in_use\":%" PRIu64 ",\"populated\":%" PRIu64 ",\"scrubbed\":%" PRIu64
+	       ",\"released\":%" PRIu64 "}", (uint64_t)r->ps.in_use, (uint64_t)r->ps.populated,
+	       (uint64_t)r->ps.scrubbed, (uint64_t)r->ps.released);
+	printf(",\"checks\":{");
+	for (int c = 0, first = 1; c < CK_NR; c++) {
+		if (!r->passed[c] && !r->failed[c])
+			continue;
+		printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", first ? "" : ",",
+		       check_names[c], r->passed[c], r->failed[c]);
+		first = 0;
+	}
+	printf("},\"guest_failure\":");
+	if (r->run_result)
+		cli_json_string(r->m->abort_msg);
+	else
+		printf("null");
+	printf(",\"result\":\"%s\"}\n", r->total_failed || r->run_result ? "FAIL" : "PASS");
+}
+
+static void report_collect(struct report *r)
+{
+	for (int i = 0; i < r->o->vcpus; i++)
+		for (int c = 0; c < CK_NR; c++) {
+			r->passed[c] += r->ctx->jobs[i].passed[c];
+			r->failed[c] += r->ctx->jobs[i].failed[c];
+		}
+	for (int c = 0; c < CK_NR; c++) {
+		r->total_passed += r->passed[c];
+		r->total_failed += r->failed[c];
+	}
+	vmm_vm_stats(r->m, &r->vs);
+	vmm_pool_stats(r->m, &r->ps);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_ctx *ctx = calloc(1, sizeof(*ctx));
+	void *args[VMM_MAX_VCPUS];
+	struct report rep = { 0 };
+	struct run_opts o;
+	struct timespec t0;
+	struct vmm m;
+	int r = run_parse(argc, argv, &o);
+
+	if (r || !ctx) {
+		free(ctx);
+		return r ? r : 1;
+	}
+	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
+		vmm_destroy(&m);
+		free(ctx);
+		return 1;
+	}
+	jobs_init(ctx, &m, &o);
+	for (int i = 0; i < o.vcpus; i++)
+		args[i] = &ctx->jobs[i];
+	m.ctx = ctx;
+	m.sync = vmm_sync;
+	m.mmio = device_mmio;
+	device_start(&ctx->dev, &m, ctx->jobs);
+	vmm_set_guest(&m, guest_main, args);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rep.run_result = vmm_run_all(&m, isatty(STDERR_FILENO) && !o.json ? progress_tick : NULL, &t0);
+	rep.elapsed = cli_elapsed(&t0);
+	if (isatty(STDERR_FILENO) && !o.json)
+		fprintf(stderr, "\r%70s\r", "");
+	device_stop(&ctx->dev);
+
+	rep.o = &o;
+	rep.ctx = ctx;
+	rep.m = &m;
+	report_collect(&rep);
+	if (o.json)
+		report_json(&rep);
+	else
+		report_text(&rep);
+	r = rep.total_failed || rep.run_result ? 1 : 0;
+	vmm_destroy(&m);
+	free(ctx);
+	return r;
+}

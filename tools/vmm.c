@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The CLI's VMM (see vmm.h).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <linux/falloc.h>
+#include "vmm.h"
+
+static int fail(const char *what)
+{
+	int err = errno;
+
+	fprintf(stderr, "privmem: %s: %s\n", what, strerror(err));
+	return -err;
+}
+
+static int vmm_add_vcpus(struct vmm *m, int nr_vcpus)
+{
+	for (int i = 0; i < nr_vcpus; i++) {
+		m->vcpu[i] = pm_kvm_ioctl(m->vm, KVM_CREATE_VCPU, i);
+		if (m->vcpu[i] < 0)
+			return fail("KVM_CREATE_VCPU");
+		m->run[i] = pm_kvm_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m->vcpu[i], 0);
+		if (m->run[i] == MAP_FAILED)
+			return fail("mmap(vcpu)");
+		m->nr_vcpus = i + 1;
+	}
+	return 0;
+}
+
+static int vmm_add_memory(struct vmm *m, uint64_t gmem_flags)
+{
+	struct kvm_create_guest_memfd cg = { .size = m->mem_size, .flags = gmem_flags };
+	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = m->mem_size };
+
+	m->shared = mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->shared == MAP_FAILED) {
+		m->shared = NULL;
+		return fail("mmap(guest RAM)");
+	}
+	r.userspace_addr = (uintptr_t)m->shared;
+	if (m->private_mem) {
+		m->gmem = pm_kvm_ioctl(m->vm, KVM_CREATE_GUEST_MEMFD, &cg);
+		if (m->gmem < 0)
+			return fail("KVM_CREATE_GUEST_MEMFD");
+		r.flags = KVM_MEM_GUEST_MEMFD;
+		r.guest_memfd = (uint32_t)m->gmem;
+	}
+	if (pm_kvm_ioctl(m->vm, KVM_SET_USER_MEMORY_REGION2, &r))
+		return fail("KVM_SET_USER_MEMORY_REGION2");
+	return 0;
+}
+
+int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpus,
+	       uint64_t gmem_flags)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
+				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+	int r;
+
+	memset(m, 0, sizeof(*m));
+	m->gmem = m->vm = m->kvm = -1;
+	pthread_mutex_init(&m->abort_lock, NULL);
+	m->type = type;
+	m->mem_size = mem_size;
+	if (nr_vcpus < 1 || nr_vcpus > VMM_MAX_VCPUS) {
+		fprintf(stderr, "privmem: --vcpus must be 1..%d\n", VMM_MAX_VCPUS);
+		return -EINVAL;
+	}
+	m->kvm = pm_kvm_open();
+	m->vm = pm_kvm_ioctl(m->kvm, KVM_CREATE_VM, type);
+	if (m->vm < 0)
+		return fail("KVM_CREATE_VM");
+	m->private_mem = pm_kvm_ioctl(m->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES) &
+			 KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &cap))
+		return fail("KVM_ENABLE_CAP(EXIT_HYPERCALL)");
+	r = vmm_add_memory(m, gmem_flags);
+	if (!r)
+		r = vmm_add_vcpus(m, nr_vcpus);
+	return r;
+}
+
+void vmm_destroy(struct vmm *m)
+{
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		pm_kvm_munmap(m->run[i], 4096);
+		pm_kvm_close(m->vcpu[i]);
+	}
+	if (m->gmem >= 0)
+		pm_kvm_close(m->gmem);
+	if (m->vm >= 0)
+		pm_kvm_close(m->vm);
+	if (m->kvm >= 0)
+		pm_kvm_close(m->kvm);
+	if (m->shared)
+		munmap(m->shared, m->mem_size);
+	pthread_mutex_destroy(&m->abort_lock);
+}
+
+int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)
+{
+	struct kvm_memory_attributes a = {
+		.address = gpa, .size = size,
+		.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
+	};
+
+	if (gpa + size > m->mem_size || gpa + size < gpa)
+		return -EINVAL;
+	if (pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
+		return -errno;
+	/* Discard the copy the range left, as QEMU does. */
+	if (to_private) {
+		madvise(m->shared + gpa, size, MADV_DONTNEED);
+	} else if (pm_kvm_fallocate(m->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				    (off_t)gpa, (off_t)size)) {
+		return -errno;
+	}
+	atomic_fetch_add(to_private ? &m->to_private_pages : &m->to_shared_pages, size >> 12);
+	atomic_fetch_add(&m->conversions, 1);
+	return 0;
+}
+
+int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void **args)
+{
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		struct pm_guest_entry e = { .fn = fn, .arg = args ? args[i] : NULL };
+
+		if (pm_kvm_ioctl(m->vcpu[i], PM_KVM_SET_GUEST, &e))
+			return fail("PM_KVM_SET_GUEST");
+	}
+	return 0;
+}
+
+static void vmm_record_abort(struct vmm *m, int i, const char *msg)
+{
+	pthread_mutex_lock(&m->abort_lock);
+	if (!atomic_fetch_add(&m->aborts, 1))
+		snprintf(m->abort_msg, sizeof(m->abort_msg), "vCPU %d: %s", i, msg);
+	pthread_mutex_unlock(&m->abort_lock);
+}
+
+static void vmm_hypercall(struct vmm *m, struct kvm_run *run)
+{
+	uint64_t gpa = run->hypercall.args[0], npages = run->hypercall.args[1];
+	bool to_private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
+	int r = run->hypercall.nr == KVM_HC_MAP_GPA_RANGE && npages < (1ULL << 40)
+		? vmm_convert(m, gpa, npages << 12, to_private) : -EINVAL;
+
+	run->hypercall.ret = r ? (uint64_t)(int64_t)-KVM_EINVAL : 0;
+}
+
+/* One vCPU's loop: 0 when its guest is done, -1 on abort or failure. */
+static int vmm_run_vcpu(struct vmm *m, int i)
+{
+	struct kvm_run *run = m->run[i];
+	struct pm_ucall uc;
+
+	for (;;) {
+		int r = pm_kvm_ioctl(m->vcpu[i], KVM_RUN, 0);
+
+		if (r && !(errno == EINTR)) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "KVM_RUN: %s (exit %u)", strerror(errno), run->exit_reason);
+			vmm_record_abort(m, i, msg);
+			return -1;
+		}
+		switch (run->exit_reason) {
+		case KVM_EXIT_HYPERCALL:
+			vmm_hypercall(m, run);
+			break;
+		case KVM_EXIT_MMIO:
+			if (m->mmio)
+				m->mmio(m, i, run);
+			break;
+		case PM_EXIT_UCALL:
+			switch (pm_get_ucall(m->vcpu[i], &uc)) {
+			case PM_UCALL_SYNC:
+				atomic_fetch_add(&m->progress, 1);
+				if (m->sync)
+					m->sync(m, i, &uc);
+				break;
+			case PM_UCALL_DONE:
+				return 0;
+			default:
+				vmm_record_abort(m, i, uc.msg);
+				return -1;
+			}
+			break;
+		case KVM_EXIT_INTR:
+			break;
+		default:
+			vmm_record_abort(m, i, "unexpected exit");
+			return -1;
+		}
+	}
+}
+
+struct vcpu_thread {
+	struct vmm *m;
+	int i;
+	int result;
+	atomic_bool done;
+};
+
+static void *vcpu_thread_main(void *arg)
+{
+	struct vcpu_thread *t = arg;
+
+	t->result = vmm_run_vcpu(t->m, t->i);
+	atomic_store(&t->done, true);
+	return NULL;
+}
+
+static bool vcpus_done(struct vcpu_thread *t, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!atomic_load(&t[i].done))
+			return false;
+	return true;
+}
+
+int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx)
+{
+	struct vcpu_thread t[VMM_MAX_VCPUS];
+	pthread_t tid[VMM_MAX_VCPUS];
+	int result = 0;
+
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		t[i] = (struct vcpu_thread){ .m = m, .i = i };
+		pthread_create(&tid[i], NULL, vcpu_thread_main, &t[i]);
+	}
+	while (tick && !vcpus_done(t, m->nr_vcpus)) {
+		struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+		tick(m, ctx);
+	}
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		pthread_join(tid[i], NULL);
+		result |= t[i].result;
+	}
+	return result;
+}
+
+int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st)
+{
+	return pm_kvm_ioctl(m->vm, PM_KVM_GET_VM_STATS, st);
+}
+
+int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st)
+{
+	return pm_kvm_ioctl(m->kvm, PM_KVM_GET_POOL_STATS, st);
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A small VMM on privmem's KVM uAPI, shared by `privmem run` and
+ * `privmem bench`: it creates a VM with one memslot covering guest RAM at
+ * gpa 0 (shared pages in an anonymous mapping, private pages in a
+ * guest_memfd), runs vCPU threads and answers their exits the way QEMU
+ * does: KVM_HC_MAP_GPA_RANGE sets the attribute and discards the other copy
+ * (destructive conversion), MMIO goes to a device callback.
+ */
+#ifndef PM_TOOLS_VMM_H
+#define PM_TOOLS_VMM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <privmem/guest.h>
+
+#define VMM_MAX_VCPUS 64
+
+struct vmm;
+
+/* Called on the vCPU thread for an MMIO exit; fills run->mmio.data for reads. */
+typedef void (*vmm_mmio_fn)(struct vmm *m, int vcpu, struct kvm_run *run);
+/* Called on the vCPU thread for a PM_UCALL_SYNC. */
+typedef void (*vmm_sync_fn)(struct vmm *m, int vcpu, const struct pm_ucall *uc);
+
+struct vmm {
+	int kvm, vm, gmem;
+	unsigned long type;
+	bool private_mem;             /* the VM type has private memory */
+	uint64_t mem_size;            /* guest RAM [0, mem_size) */
+	uint8_t *shared;              /* the VMM's mapping of shared pages */
+	int nr_vcpus;
+	int vcpu[VMM_MAX_VCPUS];
+	struct kvm_run *run[VMM_MAX_VCPUS];
+	vmm_mmio_fn mmio;
+	vmm_sync_fn sync;
+	void *ctx;                    /* for the callbacks */
+
+	/* Counters (atomics: several vCPU threads update them). */
+	atomic_uint_fast64_t to_private_pages, to_shared_pages;
+	atomic_uint_fast64_t conversions;
+	atomic_uint_fast64_t progress;   /* SYNC ucalls: guest progress marks */
+	atomic_uint_fast64_t aborts;
+	char abort_msg[320];             /* first abort (under abort_lock) */
+	pthread_mutex_t abort_lock;
+};
+
+/* Creates the VM; gmem_flags are extra guest_memfd flags (e.g. 4K only).
+ * Returns 0 or -errno (with a message on stderr). */
+int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpus,
+	       uint64_t gmem_flags);
+void vmm_destroy(struct vmm *m);
+
+/* Destructive conversion of [gpa, gpa + size): 0 or -errno. */
+int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private);
+
+/* Sets guest code on every vCPU: fn(g, args[i]). */
+int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void **args);
+
+/* Runs every vCPU on its own thread until its guest is done; 0 if all
+ * finished with DONE, -1 if any aborted or KVM_RUN failed. The calling
+ * thread calls tick(m, ctx) about every 200 ms meanwhile (if not NULL). */
+int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx);
+
+/* Statistics. */
+int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st);
+int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st);
+
+#endif

@@ -961,21 +961,6 @@ static void test_concurrent_map_zap_lookup_stays_consistent(void **state)
 	expect_counters(s2, 0, 0, 0);
 }
 
-#ifdef PM_TSAN
-/*
- * liburcu-bp is not instrumented: TSan sees urcu_bp_barrier() calloc a
- * completion that liburcu's call_rcu thread later frees, but not the
- * library's own synchronisation between the two, and reports a race in
- * every test that calls pm_rcu_barrier (pm_s2_destroy does). Ignore only
- * the allocator calls made from inside liburcu; our callbacks (which
- * free table frames through the pool) stay checked.
- */
-const char *__tsan_default_suppressions(void);
-const char *__tsan_default_suppressions(void)
-{
-	return "called_from_lib:liburcu-bp.so\n";
-}
-#endif
 
 static int group_setup(void **state)
 {

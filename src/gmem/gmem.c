@@ -356,23 +356,22 @@ struct gmem_runs {
 	size_t n, cap;
 };
 
-static void gmem_runs_add(struct pm_gmem *g, struct gmem_runs *runs, pm_pfn_t pfn, unsigned int order)
+/* Records a run to free; -ENOMEM if there is no room (nothing recorded). */
+static int gmem_runs_add(struct gmem_runs *runs, pm_pfn_t pfn, unsigned int order)
 {
 	if (runs->n == runs->cap) {
 		size_t cap = runs->cap ? runs->cap * 2 : 64;
 		void *v = realloc(runs->v, cap * sizeof(runs->v[0]));
 
-		if (!v) {
-			/* No memory to defer: free now, under the lock (slower, same result). */
-			gmem_free_run(g, pfn, order);
-			return;
-		}
+		if (!v)
+			return -ENOMEM;
 		runs->v = v;
 		runs->cap = cap;
 	}
 	runs->v[runs->n].pfn = pfn;
 	runs->v[runs->n].order = order;
 	runs->n++;
+	return 0;
 }
 
 /* Replaces the huge page in *slot (level >= 1) by a node of its sub-pages.
@@ -412,12 +411,13 @@ static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned 
 	int r = 0;
 
 	if (ge_is_folio(e) && start <= first && first + span <= end) {
-		atomic_store_explicit(slot, 0, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
+		/* Recorded first: a page we cannot free later stays in the file. */
+		if (!(e & GE_POISON) && gmem_runs_add(runs, ge_pfn(e), GE_LEVEL_SHIFT(level)))
+			return -ENOMEM;
 		if (e & GE_POISON)      /* never reused: leaves the file only */
 			atomic_fetch_sub_explicit(&g->pages, 1, memory_order_relaxed);
-		else
-			gmem_runs_add(g, runs, ge_pfn(e), GE_LEVEL_SHIFT(level));
+		atomic_store_explicit(slot, 0, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
 		return 0;
 	}
 	if (ge_is_folio(e)) {
@@ -483,17 +483,21 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	r = gmem_inval_begin(g, start, end, &tickets, &nt);
 	if (r)
 		goto out_unlock;
-	pm_gmem_views_revoke(g, start, end);
 
 	pthread_rwlock_wrlock(&g->index_lock);
 	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t < g->nr_top && !r; t++)
 		r = gmem_punch_entry(g, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
 	pthread_rwlock_unlock(&g->index_lock);
 
+	/* Views move to the file's new pages while the old frames are still
+	 * ours: no view ever shows a frame after it is freed, and host reads
+	 * racing the punch see the old page or a new zero page, never SIGBUS. */
+	pm_gmem_views_refresh(g, start, end);
 	for (size_t i = 0; i < runs.n; i++)
 		gmem_free_run(g, runs.v[i].pfn, runs.v[i].order);
 	free(runs.v);
-	pm_gmem_views_refresh(g, start, end);
+	if (runs.n)     /* pages the pool could not supply before the frees */
+		pm_gmem_views_refresh(g, start, end);
 	for (size_t i = 0; i < nt; i++)
 		pm_inval_end(g->vm, &tickets[i]);
 	free(tickets);

@@ -4,6 +4,18 @@
 
 char pm_rcu_tsan_sync;
 
+#if defined(PM_TSAN)
+/* liburcu is not instrumented: TSan cannot see the synchronisation behind
+ * the allocations it makes on one thread and frees on its callback thread
+ * (urcu_bp_barrier, call_rcu). Ignore the allocator calls made from inside
+ * the library; privmem's own accesses stay checked (see rcu.h). */
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void)
+{
+	return "called_from_lib:liburcu-bp.so\n";
+}
+#endif
+
 struct pm_rcu_cb {
 	struct rcu_head head;
 	void (*fn)(void *arg);

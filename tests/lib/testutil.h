@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Helpers shared by the test programs (every file in tests/lib/ is linked into each).
+ */
+#ifndef PM_TESTS_TESTUTIL_H
+#define PM_TESTS_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * Touches the byte at addr once, reading it (write == false, the byte goes
+ * to *val if val is not NULL) or storing *val, with a SIGBUS handler
+ * installed only for the duration of the access (the previous action is
+ * restored afterwards). Returns true if the access raised SIGBUS at addr,
+ * false if it completed. Other signals are not caught, and a SIGBUS another
+ * thread takes meanwhile gets the default action.
+ *
+ * Works under ASan (which honours a user SIGBUS handler: its
+ * allow_user_segv_handler flag defaults to true) and TSan (which delivers
+ * synchronous signals at once and supports siglongjmp out of a handler).
+ * TSan does not check the access itself: a probe may race remaps on purpose.
+ */
+bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
+
+#endif

@@ -1,0 +1,1555 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of guest_memfd (src/gmem/) through the KVM uAPI privmem serves, as
+ * Linux's guest_memfd behaves (../shared/reference/upstream-kvm.md):
+ * creation, stat, the refused file operations, mmap (in place, SIGBUS where
+ * the host may not touch), fallocate and punch hole, page sizes and splits,
+ * pool exhaustion, lifetime (the file pins the VM; release clears bindings),
+ * invalidation of bound gfns, memory failure, and concurrent use (including
+ * host reads through a view racing punch hole).
+ *
+ * Internal state is read where the uAPI cannot show it: the struct pm_gmem /
+ * pm_vm behind a handle (pm_handle_get), page statistics, frames
+ * (pm_gmem_get_pfn, pm_pfn_to_hva) and zaps (a consumer on the VM).
+ *
+ * Every test leaves the pool idle (in_use == 0 once its VMs are gone: a VM
+ * holds page-table frames of its own), which the tests that reconfigure it
+ * rely on, except the memory-failure tests at the end: a poisoned frame
+ * never returns to the pool.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <privmem/privmem.h>
+#include "gmem/gmem.h"
+#include "gmem/pool.h"
+#include "kvm/vm.h"
+#include "lib/rcu.h"
+#include "memslot/invalidate.h"
+#include "memslot/memslot.h"
+#include "uapi/handle.h"
+#include "lib/testutil.h"   /* tests/lib/ */
+
+#define MIB (1ULL << 20)
+#define GIB (1ULL << 30)
+#define PAGE PM_PAGE_SIZE
+
+#define POOL_SIZE      (4 * GIB)
+#define POOL_WATERMARK (64 * MIB)
+
+#define DEFAULT_VM KVM_X86_DEFAULT_VM
+#define SW_VM      KVM_X86_SW_PROTECTED_VM
+#define MMAP       GUEST_MEMFD_FLAG_MMAP
+#define SHARED     (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
+#define KEEP       FALLOC_FL_KEEP_SIZE
+#define PUNCH      (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)
+
+static int sys_handle = -1;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* expr fails as a system call does: -1 with errno err. */
+#define assert_fails(expr, err) do {                                    \
+		errno = 0;                                              \
+		assert_int_equal((long)(expr), -1);                     \
+		assert_int_equal(errno, (err));                         \
+	} while (0)
+
+#define assert_mmap_fails(expr, err) do {                               \
+		errno = 0;                                              \
+		assert_ptr_equal((expr), MAP_FAILED);                   \
+		assert_int_equal(errno, (err));                         \
+	} while (0)
+
+static struct pm_pool_stats pool_stats(void)
+{
+	struct pm_pool_stats st;
+
+	assert_int_equal(pm_kvm_ioctl(sys_handle, PM_KVM_GET_POOL_STATS, &st), 0);
+	return st;
+}
+
+static uint64_t pool_in_use(void)
+{
+	return pool_stats().in_use;
+}
+
+/* Resizes the (idle) pool. */
+static void pool_configure(uint64_t size)
+{
+	struct pm_pool_config cfg = { .size = size, .watermark = POOL_WATERMARK };
+
+	assert_int_equal(pm_kvm_ioctl(sys_handle, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+	assert_int_equal(pool_stats().size, size);
+}
+
+static int vm_new(unsigned long type)
+{
+	int vm = pm_kvm_ioctl(sys_handle, KVM_CREATE_VM, type);
+
+	assert_true(vm >= 0);
+	return vm;
+}
+
+static int gmem_try_create(int vm, uint64_t size, uint64_t flags)
+{
+	struct kvm_create_guest_memfd args = { .size = size, .flags = flags };
+
+	return pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+}
+
+static int gmem_new(int vm, uint64_t size, uint64_t flags)
+{
+	int h = gmem_try_create(vm, size, flags);
+
+	assert_true(h >= 0);
+	return h;
+}
+
+static void close_ok(int h)
+{
+	assert_int_equal(pm_kvm_close(h), 0);
+}
+
+/* The object behind a handle, referenced: drop it with pm_gmem_put/pm_vm_put. */
+static void *handle_obj(int h, enum pm_handle_kind kind)
+{
+	struct pm_file f;
+
+	assert_int_equal(pm_handle_get(h, &f), 0);
+	assert_int_equal(f.kind, kind);
+	return f.obj;
+}
+
+static struct pm_gmem *gmem_ref(int h)
+{
+	return handle_obj(h, PM_HANDLE_GMEM);
+}
+
+static struct pm_vm *vm_ref(int h)
+{
+	return handle_obj(h, PM_HANDLE_VM);
+}
+
+static struct pm_gmem_stats gmem_stats(struct pm_gmem *g)
+{
+	struct pm_gmem_stats st;
+
+	pm_gmem_get_stats(g, &st);
+	return st;
+}
+
+static void alloc_ok(int h, uint64_t off, uint64_t len)
+{
+	assert_int_equal(pm_kvm_fallocate(h, KEEP, (off_t)off, (off_t)len), 0);
+}
+
+static void punch_ok(int h, uint64_t off, uint64_t len)
+{
+	assert_int_equal(pm_kvm_fallocate(h, PUNCH, (off_t)off, (off_t)len), 0);
+}
+
+static pm_pfn_t pfn_ok(struct pm_gmem *g, uint64_t index, unsigned int *order)
+{
+	pm_pfn_t pfn = PM_PFN_INVALID;
+	unsigned int o = ~0u;
+
+	assert_int_equal(pm_gmem_get_pfn(g, index, index, &pfn, &o), 0);
+	assert_true(pfn < pm_pool_nr_frames());
+	if (order)
+		*order = o;
+	return pfn;
+}
+
+/* The library's (direct map) address of file page `index`. */
+static uint8_t *page_hva(struct pm_gmem *g, uint64_t index)
+{
+	return pm_pfn_to_hva(pfn_ok(g, index, NULL));
+}
+
+static uint8_t *map_ok(int h, size_t len, off_t off)
+{
+	void *p = pm_kvm_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, h, off);
+
+	assert_ptr_not_equal(p, MAP_FAILED);
+	return p;
+}
+
+static void unmap_ok(void *p, size_t len)
+{
+	assert_int_equal(pm_kvm_munmap(p, len), 0);
+}
+
+static bool read_sigbuses(uint8_t *p)
+{
+	return pm_test_sigbus(p, false, NULL);
+}
+
+static bool write_sigbuses(uint8_t *p)
+{
+	uint8_t v = 0x5a;
+
+	return pm_test_sigbus(p, true, &v);
+}
+
+static bool is_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static bool is_filled(const uint8_t *p, size_t len, uint8_t byte)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i] != byte)
+			return false;
+	return true;
+}
+
+/* Binds [gpa, gpa + size) as slot `slot` to guest_memfd `gmem` at `offset`. */
+static void bind_ok(int vm, uint32_t slot, uint64_t gpa, uint64_t size, int gmem, uint64_t offset)
+{
+	struct kvm_userspace_memory_region2 r = {
+		.slot = slot,
+		.flags = KVM_MEM_GUEST_MEMFD,
+		.guest_phys_addr = gpa,
+		.memory_size = size,
+		.guest_memfd_offset = offset,
+		.guest_memfd = (uint32_t)gmem,
+	};
+
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+}
+
+/* Deterministic PRNG (xorshift64*), so failures reproduce. */
+static uint64_t rng_next(uint64_t *st)
+{
+	*st ^= *st >> 12;
+	*st ^= *st << 25;
+	*st ^= *st >> 27;
+	return *st * 2685821657736338717ULL;
+}
+
+/* ---- zap recording ------------------------------------------------------ */
+
+struct zap {
+	gfn_t start, end;
+	unsigned int filter;
+	enum pm_inval_cause cause;
+};
+
+#define ZAP_LOG_MAX 16
+
+/* Zaps seen by a consumer; must outlive the VM it is attached to. */
+struct zap_log {
+	pthread_mutex_t lock;
+	unsigned int n;                 /* lock; events recorded (all counted) */
+	struct zap ev[ZAP_LOG_MAX];     /* lock; the first ZAP_LOG_MAX */
+};
+
+static void zap_record(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		       enum pm_inval_cause cause, void *ctx)
+{
+	struct zap_log *log = ctx;
+
+	pthread_mutex_lock(&log->lock);
+	if (log->n < ZAP_LOG_MAX)
+		log->ev[log->n] = (struct zap){ start, end, filter, cause };
+	log->n++;
+	pthread_mutex_unlock(&log->lock);
+}
+
+/* Registers log as a zap consumer of the (fresh) VM behind handle vm. */
+static void zap_log_attach(struct zap_log *log, int vm)
+{
+	struct pm_vm *v = vm_ref(vm);
+	struct pm_inval_consumer c = { .zap = zap_record, .ctx = log };
+
+	memset(log, 0, sizeof(*log));
+	pthread_mutex_init(&log->lock, NULL);
+	pm_inval_add_consumer(&v->inval, &c);
+	pm_vm_put(v);
+}
+
+static unsigned int zap_count(struct zap_log *log)
+{
+	unsigned int n;
+
+	pthread_mutex_lock(&log->lock);
+	n = log->n;
+	pthread_mutex_unlock(&log->lock);
+	return n;
+}
+
+static void zap_reset(struct zap_log *log)
+{
+	pthread_mutex_lock(&log->lock);
+	log->n = 0;
+	pthread_mutex_unlock(&log->lock);
+}
+
+/* The log holds exactly one zap of [start, end) with filter and cause. */
+static bool zap_seen(struct zap_log *log, gfn_t start, gfn_t end, unsigned int filter,
+		     enum pm_inval_cause cause)
+{
+	unsigned int hits = 0;
+
+	pthread_mutex_lock(&log->lock);
+	for (unsigned int i = 0; i < log->n && i < ZAP_LOG_MAX; i++) {
+		const struct zap *z = &log->ev[i];
+
+		hits += z->start == start && z->end == end && z->filter == filter &&
+			z->cause == cause;
+	}
+	pthread_mutex_unlock(&log->lock);
+	return hits == 1;
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+static void check_flag_bits(unsigned long type, uint64_t expected_mask)
+{
+	int vm = vm_new(type);
+	long mask = pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
+
+	assert_int_equal(mask, expected_mask);
+	for (unsigned int bit = 0; bit < 62; bit++) {
+		uint64_t flag = 1ULL << bit;
+
+		if (mask & flag) {
+			close_ok(gmem_new(vm, PAGE, flag));
+			continue;
+		}
+		assert_fails(gmem_try_create(vm, PAGE, flag), EINVAL);
+		/* Also next to every supported flag. */
+		assert_fails(gmem_try_create(vm, PAGE, flag | (uint64_t)mask), EINVAL);
+	}
+	close_ok(vm);
+}
+
+static void test_create_rejects_every_flag_bit_outside_the_reported_mask(void **state)
+{
+	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP);
+}
+
+static void test_create_accepts_the_reported_mask_with_the_page_size_extensions(void **state)
+{
+	unsigned long types[] = { DEFAULT_VM, SW_VM };
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(types); i++) {
+		int vm = vm_new(types[i]);
+		uint64_t mask = (uint64_t)pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION,
+						       KVM_CAP_GUEST_MEMFD_FLAGS);
+
+		close_ok(gmem_new(vm, PAGE, mask));
+		close_ok(gmem_new(vm, PAGE, mask | PM_GUEST_MEMFD_FLAG_NO_1G));
+		close_ok(gmem_new(vm, PAGE, mask | PM_GUEST_MEMFD_FLAG_NO_HUGE));
+		close_ok(gmem_new(vm, PAGE, PM_GUEST_MEMFD_FLAG_NO_1G | PM_GUEST_MEMFD_FLAG_NO_HUGE));
+		close_ok(vm);
+	}
+}
+
+static void test_create_init_shared_on_sw_vm_is_einval(void **state)
+{
+	int vm = vm_new(SW_VM);
+
+	assert_fails(gmem_try_create(vm, PAGE, GUEST_MEMFD_FLAG_INIT_SHARED), EINVAL);
+	assert_fails(gmem_try_create(vm, PAGE, SHARED), EINVAL);
+	close_ok(vm);
+}
+
+static void test_create_rejects_zero_unaligned_and_negative_sizes(void **state)
+{
+	static const uint64_t bad[] = {
+		0, 1, PAGE - 1, PAGE + 1, 3 * PAGE + 512,
+		1ULL << 63,                      /* a negative loff_t */
+		(1ULL << 63) | PAGE,
+		UINT64_MAX & PM_PAGE_MASK,       /* -4096 */
+	};
+	int vm = vm_new(SW_VM);
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(bad); i++)
+		assert_fails(gmem_try_create(vm, bad[i], 0), EINVAL);
+	close_ok(vm);
+}
+
+static void test_create_ignores_reserved_fields(void **state)
+{
+	int vm = vm_new(SW_VM);
+	struct kvm_create_guest_memfd args = { .size = 2 * PAGE };
+	struct stat st;
+	int h;
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(args.reserved); i++)
+		args.reserved[i] = ~0ULL - i;
+	h = pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+	assert_true(h >= 0);
+	assert_int_equal(pm_kvm_fstat(h, &st), 0);
+	assert_int_equal(st.st_size, 2 * PAGE);
+	close_ok(h);
+	close_ok(vm);
+}
+
+static void test_create_with_null_argument_is_efault(void **state)
+{
+	int vm = vm_new(SW_VM);
+
+	assert_fails(pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, NULL), EFAULT);
+	close_ok(vm);
+}
+
+static void test_create_returns_a_new_handle_each_time(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int a = gmem_new(vm, PAGE, 0), b = gmem_new(vm, 2 * PAGE, 0), c = gmem_new(vm, PAGE, 0);
+	struct stat st;
+
+	assert_true(a != b && b != c && a != c && a != vm && b != vm && c != vm);
+	/* Each handle is its own file: closing one leaves the others. */
+	close_ok(b);
+	assert_fails(pm_kvm_fstat(b, &st), EBADF);
+	assert_int_equal(pm_kvm_fstat(a, &st), 0);
+	assert_int_equal(st.st_size, PAGE);
+	assert_int_equal(pm_kvm_fstat(c, &st), 0);
+	close_ok(a);
+	close_ok(c);
+	close_ok(vm);
+}
+
+/* ---- stat --------------------------------------------------------------- */
+
+static void test_fstat_gives_distinct_inodes_size_blksize_and_blocks(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int a = gmem_new(vm, 16 * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	int b = gmem_new(vm, 4 * MIB, 0);
+	struct stat sa, sb;
+
+	assert_int_equal(pm_kvm_fstat(a, &sa), 0);
+	assert_int_equal(pm_kvm_fstat(b, &sb), 0);
+	assert_true(S_ISREG(sa.st_mode));
+	assert_true(sa.st_ino != sb.st_ino);
+	assert_int_equal(sa.st_size, 16 * PAGE);
+	assert_int_equal(sb.st_size, 4 * MIB);
+	assert_int_equal(sa.st_blksize, 4096);
+	assert_int_equal(sb.st_blksize, 4096);
+	assert_int_equal(sa.st_blocks, 0);
+
+	/* st_blocks counts 512-byte blocks of allocated pages. */
+	alloc_ok(a, 2 * PAGE, 3 * PAGE);
+	assert_int_equal(pm_kvm_fstat(a, &sa), 0);
+	assert_int_equal(sa.st_blocks, 3 * PAGE / 512);
+	punch_ok(a, 3 * PAGE, PAGE);
+	assert_int_equal(pm_kvm_fstat(a, &sa), 0);
+	assert_int_equal(sa.st_blocks, 2 * PAGE / 512);
+	/* A 4K fallocate in a 2M-capable file allocates a whole 2M page. */
+	alloc_ok(b, 0, PAGE);
+	assert_int_equal(pm_kvm_fstat(b, &sb), 0);
+	assert_int_equal(sb.st_blocks, 2 * MIB / 512);
+
+	close_ok(a);
+	close_ok(b);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- read/write, bad handles ------------------------------------------ */
+
+static void test_read_write_pread_pwrite_are_einval(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED);
+	char buf[64] = { 0 };
+
+	alloc_ok(h, 0, 4 * PAGE);
+	assert_fails(pm_kvm_read(h, buf, sizeof(buf)), EINVAL);
+	assert_fails(pm_kvm_write(h, buf, sizeof(buf)), EINVAL);
+	assert_fails(pm_kvm_pread(h, buf, sizeof(buf), 0), EINVAL);
+	assert_fails(pm_kvm_pwrite(h, buf, sizeof(buf), 0), EINVAL);
+	assert_fails(pm_kvm_pread(h, buf, sizeof(buf), -1), EINVAL);
+	assert_fails(pm_kvm_pwrite(h, buf, sizeof(buf), -4096), EINVAL);
+	assert_fails(pm_kvm_read(h, buf, 0), EINVAL);
+	close_ok(h);
+	close_ok(vm);
+}
+
+static void check_ebadf_everywhere(int h)
+{
+	char buf[16];
+	struct stat st;
+
+	assert_fails(pm_kvm_read(h, buf, sizeof(buf)), EBADF);
+	assert_fails(pm_kvm_write(h, buf, sizeof(buf)), EBADF);
+	assert_fails(pm_kvm_pread(h, buf, sizeof(buf), 0), EBADF);
+	assert_fails(pm_kvm_pwrite(h, buf, sizeof(buf), 0), EBADF);
+	assert_fails(pm_kvm_fallocate(h, KEEP, 0, PAGE), EBADF);
+	assert_fails(pm_kvm_fallocate(h, PUNCH, 0, PAGE), EBADF);
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, h, 0), EBADF);
+	assert_fails(pm_kvm_fstat(h, &st), EBADF);
+	assert_fails(pm_kvm_ioctl(h, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD), EBADF);
+	assert_fails(pm_kvm_close(h), EBADF);
+}
+
+static void test_file_ops_on_closed_or_bogus_handles_are_ebadf(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, PAGE, SHARED);
+
+	close_ok(h);
+	check_ebadf_everywhere(h);
+	check_ebadf_everywhere(-1);
+	check_ebadf_everywhere(PM_MAX_HANDLES);
+	check_ebadf_everywhere(0x7fffffff);
+	close_ok(vm);
+}
+
+/* ---- mmap --------------------------------------------------------------- */
+
+static void test_mmap_without_mmap_flag_is_enodev(void **state)
+{
+	int sw = vm_new(SW_VM), dflt = vm_new(DEFAULT_VM);
+	int a = gmem_new(sw, 4 * PAGE, 0);
+	int b = gmem_new(dflt, 4 * PAGE, GUEST_MEMFD_FLAG_INIT_SHARED);
+
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, a, 0), ENODEV);
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, b, 0), ENODEV);
+	close_ok(a);
+	close_ok(b);
+	close_ok(sw);
+	close_ok(dflt);
+}
+
+static void test_mmap_private_is_einval(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED);
+
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, h, 0), EINVAL);
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE, h, 0), EINVAL);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_mmap_zero_length_is_einval(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED);
+
+	assert_mmap_fails(pm_kvm_mmap(NULL, 0, PROT_READ | PROT_WRITE, MAP_SHARED, h, 0), EINVAL);
+	close_ok(h);
+	close_ok(vm);
+}
+
+static void test_mmap_unaligned_offset_is_einval(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED);
+
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, h, 1), EINVAL);
+	assert_mmap_fails(pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, h, PAGE + 512), EINVAL);
+	close_ok(h);
+	close_ok(vm);
+}
+
+/* Every page of a view of a file without INIT_SHARED faults, allocated or not. */
+static void check_private_view_sigbuses(unsigned long type)
+{
+	int vm = vm_new(type);
+	int h = gmem_new(vm, 8 * PAGE, MMAP);
+	uint8_t *p = map_ok(h, 8 * PAGE, 0);
+
+	for (int i = 0; i < 8; i++) {
+		assert_true(read_sigbuses(p + i * PAGE));
+		assert_true(write_sigbuses(p + i * PAGE + 123));
+	}
+	alloc_ok(h, 0, 8 * PAGE);
+	for (int i = 0; i < 8; i++) {
+		assert_true(read_sigbuses(p + i * PAGE + PAGE - 1));
+		assert_true(write_sigbuses(p + i * PAGE));
+	}
+	unmap_ok(p, 8 * PAGE);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_mmap_without_init_shared_sigbuses_on_read_and_write(void **state)
+{
+	check_private_view_sigbuses(SW_VM);
+	check_private_view_sigbuses(DEFAULT_VM);
+}
+
+static void test_mmap_init_shared_fresh_pages_read_zero_and_take_writes(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * MIB, SHARED);
+	uint8_t *p = map_ok(h, 4 * MIB, 0);
+	uint8_t v = 0xff;
+
+	for (uint64_t off = 0; off < 4 * MIB; off += PAGE) {
+		assert_false(pm_test_sigbus(p + off, false, &v));
+		assert_int_equal(v, 0);
+	}
+	assert_true(is_zero(p, 4 * MIB));
+	memset(p + 5 * PAGE, 0xa5, PAGE);
+	assert_true(is_filled(p + 5 * PAGE, PAGE, 0xa5));
+	assert_false(write_sigbuses(p + 4 * MIB - 1));
+	unmap_ok(p, 4 * MIB);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_mmap_access_at_or_past_end_of_file_sigbuses(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 2 * PAGE, SHARED);
+	uint8_t *p = map_ok(h, 5 * PAGE, 0);
+	uint8_t *q = map_ok(h, 2 * PAGE, 2 * PAGE);   /* wholly past the end */
+
+	assert_false(read_sigbuses(p));
+	assert_false(write_sigbuses(p + 2 * PAGE - 1));
+	for (int i = 2; i < 5; i++) {
+		assert_true(read_sigbuses(p + i * PAGE));
+		assert_true(write_sigbuses(p + i * PAGE + 7));
+	}
+	assert_true(read_sigbuses(q));
+	assert_true(write_sigbuses(q + PAGE));
+	unmap_ok(p, 5 * PAGE);
+	unmap_ok(q, 2 * PAGE);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_mmap_views_share_memory_in_place(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 64 * PAGE, SHARED);
+	struct pm_gmem *g = gmem_ref(h);
+	uint8_t *a = map_ok(h, 64 * PAGE, 0);
+	uint8_t *b = map_ok(h, 16 * PAGE, 32 * PAGE);   /* pages 32..47 */
+
+	assert_true(a != b);
+	memset(a + 33 * PAGE, 0x3c, PAGE);
+	assert_true(is_filled(b + PAGE, PAGE, 0x3c));
+	assert_true(is_filled(page_hva(g, 33), PAGE, 0x3c));
+	/* And back: the frame, seen by both views. */
+	memset(page_hva(g, 40), 0xc3, PAGE);
+	assert_true(is_filled(a + 40 * PAGE, PAGE, 0xc3));
+	assert_true(is_filled(b + 8 * PAGE, PAGE, 0xc3));
+	b[15 * PAGE + 9] = 0x77;
+	assert_int_equal(a[47 * PAGE + 9], 0x77);
+	assert_int_equal(page_hva(g, 47)[9], 0x77);
+
+	unmap_ok(a, 64 * PAGE);
+	unmap_ok(b, 16 * PAGE);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- fallocate ---------------------------------------------------------- */
+
+static void test_fallocate_without_keep_size_is_eopnotsupp(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, 0);
+
+	assert_fails(pm_kvm_fallocate(h, 0, 0, PAGE), EOPNOTSUPP);
+	assert_fails(pm_kvm_fallocate(h, FALLOC_FL_PUNCH_HOLE, 0, PAGE), EOPNOTSUPP);
+	/* vfs_fallocate checks offset and len before the mode. */
+	assert_fails(pm_kvm_fallocate(h, 0, -PAGE, PAGE), EINVAL);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_unknown_modes_are_eopnotsupp(void **state)
+{
+	static const int modes[] = {
+		FALLOC_FL_ZERO_RANGE | KEEP,
+		FALLOC_FL_ZERO_RANGE,
+		FALLOC_FL_COLLAPSE_RANGE,
+		FALLOC_FL_INSERT_RANGE,
+		FALLOC_FL_UNSHARE_RANGE | KEEP,
+		FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE | KEEP,
+		0x100 | KEEP,                    /* no such mode bit */
+	};
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, 0);
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(modes); i++)
+		assert_fails(pm_kvm_fallocate(h, modes[i], 0, PAGE), EOPNOTSUPP);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_negative_offset_or_nonpositive_len_is_einval(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, 0);
+	const int modes[] = { KEEP, PUNCH };
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(modes); i++) {
+		assert_fails(pm_kvm_fallocate(h, modes[i], -PAGE, PAGE), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], -1, PAGE), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], 0, 0), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], 0, -PAGE), EINVAL);
+	}
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_unaligned_offset_or_len_is_einval(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, 0);
+	const int modes[] = { KEEP, PUNCH };
+	struct stat st;
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(modes); i++) {
+		assert_fails(pm_kvm_fallocate(h, modes[i], 1, PAGE), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], PAGE + 512, PAGE), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], 0, 100), EINVAL);
+		assert_fails(pm_kvm_fallocate(h, modes[i], PAGE, PAGE + 1), EINVAL);
+	}
+	assert_int_equal(pm_kvm_fstat(h, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_allocating_past_end_is_einval(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct stat st;
+
+	assert_fails(pm_kvm_fallocate(h, KEEP, 15 * PAGE, 2 * PAGE), EINVAL);
+	assert_fails(pm_kvm_fallocate(h, KEEP, 16 * PAGE, PAGE), EINVAL);
+	assert_fails(pm_kvm_fallocate(h, KEEP, 0, 17 * PAGE), EINVAL);
+	assert_fails(pm_kvm_fallocate(h, KEEP, 1ULL << 40, PAGE), EINVAL);
+	assert_int_equal(pm_kvm_fstat(h, &st), 0);
+	assert_int_equal(st.st_blocks, 0);     /* nothing allocated on the way */
+	assert_int_equal(st.st_size, 16 * PAGE);
+	alloc_ok(h, 0, 16 * PAGE);             /* exactly up to the end is fine */
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_punching_past_end_succeeds(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 16 * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct stat st;
+
+	alloc_ok(h, 0, 16 * PAGE);
+	punch_ok(h, 16 * PAGE, PAGE);
+	punch_ok(h, 1ULL << 40, 1ULL << 30);
+	punch_ok(h, 14 * PAGE, 1ULL << 30);    /* straddles the end */
+	assert_int_equal(pm_kvm_fstat(h, &st), 0);
+	assert_int_equal(st.st_blocks, 14 * PAGE / 512);
+	assert_int_equal(st.st_size, 16 * PAGE);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_punched_page_reads_zero_while_neighbours_keep_data(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 8 * MIB, SHARED);
+	uint8_t *p = map_ok(h, 8 * MIB, 0);
+
+	alloc_ok(h, 0, 8 * MIB);
+	for (uint64_t i = 0; i < 8 * MIB / PAGE; i++)
+		memset(p + i * PAGE, (int)(i % 251) + 1, PAGE);
+	punch_ok(h, 700 * PAGE, PAGE);         /* inside the second 2M page */
+	punch_ok(h, 4 * MIB, 2 * MIB);         /* a whole 2M page */
+	for (uint64_t i = 0; i < 8 * MIB / PAGE; i++) {
+		bool punched = i == 700 || (i >= 1024 && i < 1536);
+
+		assert_false(read_sigbuses(p + i * PAGE));
+		if (punched)
+			assert_true(is_zero(p + i * PAGE, PAGE));
+		else
+			assert_true(is_filled(p + i * PAGE, PAGE, (uint8_t)(i % 251) + 1));
+	}
+	unmap_ok(p, 8 * MIB);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_on_vm_or_system_handle_is_enodev(void **state)
+{
+	int vm = vm_new(SW_VM);
+
+	assert_fails(pm_kvm_fallocate(vm, KEEP, 0, PAGE), ENODEV);
+	assert_fails(pm_kvm_fallocate(vm, PUNCH, 0, PAGE), ENODEV);
+	assert_fails(pm_kvm_fallocate(sys_handle, KEEP, 0, PAGE), ENODEV);
+	assert_fails(pm_kvm_fallocate(sys_handle, PUNCH, 0, PAGE), ENODEV);
+	close_ok(vm);
+}
+
+/* ---- page sizes --------------------------------------------------------- */
+
+/* A 4K fallocate at `off` of a 2 GiB file with `flags` allocates one page of
+ * `order`, containing it, naturally aligned. */
+static void check_page_size_for_4k_fallocate(uint64_t flags, uint64_t off, unsigned int order)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 2 * GIB, flags);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+	unsigned int got;
+	pm_pfn_t pfn;
+
+	alloc_ok(h, off, PAGE);
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, 1ULL << order);
+	assert_int_equal(st.folios[0], order == PM_ORDER_4K);
+	assert_int_equal(st.folios[1], order == PM_ORDER_2M);
+	assert_int_equal(st.folios[2], order == PM_ORDER_1G);
+	assert_int_equal(pool_in_use() - before, PAGE << order);
+	pfn = pfn_ok(g, off / PAGE, &got);
+	assert_int_equal(got, order);
+	assert_true(PM_ALIGNED(pfn - (off / PAGE % (1ULL << order)), 1ULL << order));
+	/* Another page of the same huge page allocates nothing more. */
+	if (order) {
+		alloc_ok(h, PM_ALIGN_DOWN(off, PAGE << order), PAGE);
+		assert_int_equal(gmem_stats(g).pages, 1ULL << order);
+	}
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_4k_fallocate_in_1g_aligned_file_gets_a_1g_page(void **state)
+{
+	check_page_size_for_4k_fallocate(0, 0, PM_ORDER_1G);
+	check_page_size_for_4k_fallocate(0, GIB + 12345 * PAGE, PM_ORDER_1G);
+}
+
+static void test_no_1g_flag_caps_pages_at_2m(void **state)
+{
+	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_1G, 0, PM_ORDER_2M);
+	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_1G, GIB + 7 * PAGE, PM_ORDER_2M);
+}
+
+static void test_no_huge_flag_gives_4k_pages(void **state)
+{
+	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_HUGE, 0, PM_ORDER_4K);
+	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_HUGE | PM_GUEST_MEMFD_FLAG_NO_1G,
+					 3 * MIB, PM_ORDER_4K);
+}
+
+static void test_3m_file_gets_a_2m_page_and_4k_pages_for_the_tail(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 3 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+	unsigned int order;
+
+	alloc_ok(h, 0, 3 * MIB);
+	st = gmem_stats(g);
+	assert_int_equal(st.folios[2], 0);
+	assert_int_equal(st.folios[1], 1);
+	assert_int_equal(st.folios[0], 256);
+	assert_int_equal(st.pages, 768);
+	assert_int_equal(pool_in_use() - before, 3 * MIB);
+	pfn_ok(g, 511, &order);
+	assert_int_equal(order, PM_ORDER_2M);
+	pfn_ok(g, 512, &order);
+	assert_int_equal(order, PM_ORDER_4K);
+	pfn_ok(g, 767, &order);
+	assert_int_equal(order, PM_ORDER_4K);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_get_pfn_past_end_of_file_is_einval(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 3 * PAGE, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	pm_pfn_t pfn;
+	unsigned int order;
+
+	assert_int_equal(pm_gmem_get_pfn(g, 3, 3, &pfn, &order), -EINVAL);
+	assert_int_equal(pm_gmem_get_pfn(g, UINT64_MAX, 0, &pfn, &order), -EINVAL);
+	assert_int_equal(gmem_stats(g).pages, 0);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_punching_4k_of_a_2m_page_splits_it_and_keeps_the_rest(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 4 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+	unsigned int order;
+	pm_pfn_t head;
+
+	alloc_ok(h, 0, 2 * MIB);
+	head = pfn_ok(g, 0, &order);
+	assert_int_equal(order, PM_ORDER_2M);
+	for (uint64_t i = 0; i < 512; i++)
+		memset(pm_pfn_to_hva(head + i), (int)(i & 0xff) ^ 0x5a, PAGE);
+
+	punch_ok(h, 5 * PAGE, PAGE);
+	st = gmem_stats(g);
+	assert_int_equal(st.splits, 1);
+	assert_int_equal(st.pages, 511);
+	assert_int_equal(st.folios[1], 0);
+	assert_int_equal(st.folios[0], 511);
+	assert_int_equal(pool_in_use() - before, 511 * PAGE);
+	for (uint64_t i = 0; i < 512; i++) {
+		if (i == 5)
+			continue;
+		assert_int_equal(pfn_ok(g, i, &order), head + i);   /* same frames, in place */
+		assert_int_equal(order, PM_ORDER_4K);
+		assert_true(is_filled(pm_pfn_to_hva(head + i), PAGE, (uint8_t)(i & 0xff) ^ 0x5a));
+	}
+	/* The hole is refilled with a zeroed 4K page. */
+	assert_true(is_zero(page_hva(g, 5), PAGE));
+	assert_int_equal(gmem_stats(g).pages, 512);
+
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_punching_a_whole_2m_page_frees_it(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 4 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+
+	alloc_ok(h, 0, 4 * MIB);
+	assert_int_equal(gmem_stats(g).folios[1], 2);
+	assert_int_equal(pool_in_use() - before, 4 * MIB);
+	punch_ok(h, 2 * MIB, 2 * MIB);
+	st = gmem_stats(g);
+	assert_int_equal(st.splits, 0);
+	assert_int_equal(st.folios[1], 1);
+	assert_int_equal(st.pages, 512);
+	assert_int_equal(pool_in_use() - before, 2 * MIB);
+	/* A split page punched piece by piece is freed as well. */
+	punch_ok(h, PAGE, PAGE);
+	punch_ok(h, 0, PAGE);
+	punch_ok(h, 2 * PAGE, 2 * MIB - 2 * PAGE);
+	st = gmem_stats(g);
+	assert_int_equal(st.splits, 1);
+	assert_int_equal(st.pages, 0);
+	assert_int_equal(st.folios[0] + st.folios[1] + st.folios[2], 0);
+	assert_int_equal(pool_in_use(), before);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- exhaustion --------------------------------------------------------- */
+
+static void test_exhausted_pool_gives_enomem_leaks_nothing_and_recovers(void **state)
+{
+	uint64_t vm_mem;
+	int vm, h;
+	struct pm_gmem *g;
+
+	pool_configure(8 * MIB);
+	vm = vm_new(SW_VM);
+	vm_mem = pool_in_use();                 /* the VM's own frames (page tables) */
+	h = gmem_new(vm, 16 * MIB, 0);
+	g = gmem_ref(h);
+
+	assert_fails(pm_kvm_fallocate(h, KEEP, 0, 16 * MIB), ENOMEM);
+	/* What was allocated before the pool ran dry stays in the file. */
+	assert_int_equal(pool_in_use(), 8 * MIB);
+	assert_int_equal(gmem_stats(g).pages * PAGE, pool_in_use() - vm_mem);
+	assert_fails(pm_kvm_fallocate(h, KEEP, 15 * MIB, PAGE), ENOMEM);
+	assert_true(pool_stats().alloc_failures > 0);
+
+	punch_ok(h, 0, 16 * MIB);
+	assert_int_equal(pool_in_use(), vm_mem);
+	alloc_ok(h, 8 * MIB, 4 * MIB);        /* the pool works again */
+	assert_int_equal(pool_in_use() - vm_mem, 4 * MIB);
+
+	pm_gmem_put(g);
+	close_ok(h);
+	assert_int_equal(pool_in_use(), vm_mem);
+	h = gmem_new(vm, 8 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	alloc_ok(h, 0, 8 * MIB - PM_ALIGN_UP(vm_mem, PAGE));
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+	pool_configure(POOL_SIZE);
+}
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+static void test_file_pins_the_vm_after_its_handle_is_closed(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	struct pm_vm *v = vm_ref(vm);
+	int h = gmem_new(vm, 4 * MIB, SHARED);
+	uint64_t before = pool_in_use();
+	uint8_t *p;
+
+	assert_int_equal(pm_ref_read(&v->refs), 3);   /* handle, file, ours */
+	close_ok(vm);
+	assert_int_equal(pm_ref_read(&v->refs), 2);   /* file, ours */
+
+	alloc_ok(h, 0, 2 * MIB);
+	p = map_ok(h, 4 * MIB, 0);
+	p[3 * MIB] = 0x42;
+	assert_int_equal(p[3 * MIB], 0x42);
+	punch_ok(h, 0, PAGE);
+	assert_true(pool_in_use() > before);
+	unmap_ok(p, 4 * MIB);
+
+	close_ok(h);
+	assert_int_equal(pm_ref_read(&v->refs), 1);   /* the file let go */
+	assert_int_equal(pool_in_use(), before);      /* only the VM's own frames */
+	pm_vm_put(v);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* Reads slot s's state at gfn under RCU: present, and its file. */
+static bool slot_at(struct pm_vm *vm, gfn_t gfn, struct pm_gmem **gmem)
+{
+	struct pm_memslot *s;
+
+	pm_rcu_read_lock();
+	s = pm_memslot_lookup(vm, gfn);
+	if (s)
+		*gmem = atomic_load(&s->gmem);
+	pm_rcu_read_unlock();
+	return s != NULL;
+}
+
+static void test_release_clears_bindings_and_zaps_the_slot(void **state)
+{
+	const uint64_t gpa = 64 * MIB, size = 2 * MIB;
+	const gfn_t gfn = gpa / PAGE, npages = size / PAGE;
+	int vm = vm_new(SW_VM);
+	struct pm_vm *v = vm_ref(vm);
+	uint64_t vm_mem = pool_in_use();        /* the VM's own frames */
+	int h = gmem_new(vm, 4 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h), *bound = NULL;
+	uint64_t releases = atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]);
+	struct zap_log log;
+	struct kvm_userspace_memory_region2 del = { .slot = 3, .flags = KVM_MEM_GUEST_MEMFD,
+						    .guest_phys_addr = gpa };
+
+	zap_log_attach(&log, vm);
+	bind_ok(vm, 3, gpa, size, h, 2 * MIB);
+	alloc_ok(h, 0, 4 * MIB);
+	assert_true(slot_at(v, gfn, &bound));
+	assert_ptr_equal(bound, g);
+	zap_reset(&log);
+
+	pm_gmem_put(g);
+	close_ok(h);                        /* the last reference: release */
+
+	assert_true(slot_at(v, gfn + npages - 1, &bound));
+	assert_null(bound);
+	assert_int_equal(zap_count(&log), 1);
+	assert_true(zap_seen(&log, gfn, gfn + npages, PM_INVAL_ALL, PM_INVAL_CAUSE_RELEASE));
+	assert_int_equal(atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]), releases + 1);
+	assert_int_equal(pool_in_use(), vm_mem);
+
+	/* The orphaned slot can still be deleted. */
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &del), 0);
+	assert_false(slot_at(v, gfn, &bound));
+	pm_vm_put(v);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- punch hole invalidation -------------------------------------------- */
+
+/* Two slots on one 1 MiB file: A = file pages [0, 64) at gfn 256,
+ * B = file pages [128, 192) at gfn 4096. */
+static void check_punch_zaps_bound_gfns(uint64_t flags, unsigned int filter)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 1 * MIB, flags);
+	struct zap_log log;
+
+	zap_log_attach(&log, vm);
+	bind_ok(vm, 1, 256 * PAGE, 64 * PAGE, h, 0);
+	bind_ok(vm, 2, 4096 * PAGE, 64 * PAGE, h, 128 * PAGE);
+	alloc_ok(h, 0, 1 * MIB);
+	zap_reset(&log);
+
+	punch_ok(h, 32 * PAGE, 128 * PAGE);   /* file pages [32, 160) */
+	assert_int_equal(zap_count(&log), 2);
+	assert_true(zap_seen(&log, 256 + 32, 256 + 64, filter, PM_INVAL_CAUSE_PUNCH));
+	assert_true(zap_seen(&log, 4096, 4096 + 32, filter, PM_INVAL_CAUSE_PUNCH));
+
+	zap_reset(&log);
+	punch_ok(h, 64 * PAGE, 64 * PAGE);    /* between the bindings */
+	punch_ok(h, 192 * PAGE, 64 * PAGE);   /* after them */
+	punch_ok(h, 1 * MIB, 1 * MIB);        /* past the end */
+	assert_int_equal(zap_count(&log), 0);
+
+	/* Unallocated pages are invalidated all the same. */
+	punch_ok(h, 191 * PAGE, 2 * PAGE);
+	assert_int_equal(zap_count(&log), 1);
+	assert_true(zap_seen(&log, 4096 + 63, 4096 + 64, filter, PM_INVAL_CAUSE_PUNCH));
+
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_punch_zaps_private_mappings_of_exactly_the_bound_gfns(void **state)
+{
+	check_punch_zaps_bound_gfns(0, PM_INVAL_PRIVATE);
+}
+
+static void test_punch_of_mmap_file_zaps_all_mappings_of_exactly_the_bound_gfns(void **state)
+{
+	check_punch_zaps_bound_gfns(MMAP, PM_INVAL_ALL);
+}
+
+/* ---- concurrency -------------------------------------------------------- */
+
+struct stress {
+	int handle;
+	int iters;
+	struct pm_gmem *g;
+	uint64_t npages;
+	uint64_t seed;
+	int mode;               /* KEEP, PUNCH, or -1 for the get_pfn reader */
+	unsigned long errors;   /* calls that failed */
+};
+
+/* A random range of up to 1024 pages starting inside the file (punches may
+ * run past the end). */
+static void stress_range(struct stress *s, uint64_t *off, uint64_t *len)
+{
+	uint64_t first = rng_next(&s->seed) % s->npages;
+	uint64_t n = 1 + rng_next(&s->seed) % 1024;
+
+	if (s->mode == KEEP)
+		n = PM_MIN(n, s->npages - first);
+	*off = first * PAGE;
+	*len = n * PAGE;
+}
+
+static void *stress_thread(void *arg)
+{
+	struct stress *s = arg;
+
+	for (int i = 0; i < s->iters; i++) {
+		uint64_t off, len;
+
+		if (s->mode < 0) {
+			pm_pfn_t pfn;
+			unsigned int order;
+
+			for (int j = 0; j < 16; j++) {
+				uint64_t index = rng_next(&s->seed) % s->npages;
+
+				if (pm_gmem_get_pfn(s->g, index, index, &pfn, &order) ||
+				    pfn >= pm_pool_nr_frames() ||
+				    (order != PM_ORDER_4K && order != PM_ORDER_2M))
+					s->errors++;
+			}
+			continue;
+		}
+		stress_range(s, &off, &len);
+		if (pm_kvm_fallocate(s->handle, s->mode, (off_t)off, (off_t)len))
+			s->errors++;
+	}
+	return NULL;
+}
+
+/* 2 punchers, 2 allocators and a get_pfn reader on one file, `iters` calls
+ * (of 16 lookups for the reader) each. */
+static void run_stress(int h, uint64_t size, int iters, uint64_t seed)
+{
+	static const int modes[] = { PUNCH, PUNCH, KEEP, KEEP, -1 };
+	struct stress s[PM_ARRAY_SIZE(modes)];
+	pthread_t t[PM_ARRAY_SIZE(modes)];
+	struct pm_gmem *g = gmem_ref(h);
+	struct pm_gmem_stats st;
+	struct stat sb;
+
+	for (size_t i = 0; i < PM_ARRAY_SIZE(modes); i++) {
+		s[i] = (struct stress){ .handle = h, .iters = iters, .g = g, .npages = size / PAGE,
+					.seed = seed * 131 + i + 1, .mode = modes[i] };
+		assert_int_equal(pthread_create(&t[i], NULL, stress_thread, &s[i]), 0);
+	}
+	for (size_t i = 0; i < PM_ARRAY_SIZE(modes); i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(s[i].errors, 0);
+	}
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, st.folios[0] + (st.folios[1] << 9) + (st.folios[2] << 18));
+	assert_int_equal(pm_kvm_fstat(h, &sb), 0);
+	assert_int_equal(sb.st_blocks, st.pages * (PAGE / 512));
+	pm_gmem_put(g);
+}
+
+static void test_concurrent_punch_and_allocate_leak_nothing(void **state)
+{
+	int vm = vm_new(SW_VM);
+	uint64_t vm_mem = pool_in_use();        /* the VM's own frames */
+	int h = gmem_new(vm, 32 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	struct zap_log log;
+
+	zap_log_attach(&log, vm);
+	bind_ok(vm, 0, 0, 16 * MIB, h, 8 * MIB);
+	run_stress(h, 32 * MIB, 300, 1);
+	assert_int_equal(gmem_stats(g).pages * PAGE, pool_in_use() - vm_mem);
+	assert_true(zap_count(&log) > 0);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_concurrent_punch_and_allocate_under_a_view_leak_nothing(void **state)
+{
+	const uint64_t size = 16 * MIB;
+	int vm = vm_new(DEFAULT_VM);
+	uint64_t vm_mem = pool_in_use();        /* the VM's own frames */
+	int h = gmem_new(vm, size, SHARED);
+	struct pm_gmem *g = gmem_ref(h);
+	uint8_t *p = map_ok(h, size, 0);
+
+	run_stress(h, size, 150, 2);   /* every allocation remaps the view: slower */
+	/* Afterwards the view shows exactly the file's frames. */
+	for (uint64_t i = 0; i < size / PAGE; i++) {
+		uint8_t v = 0;
+
+		page_hva(g, i)[i % PAGE] = (uint8_t)(i | 1);
+		assert_false(pm_test_sigbus(p + i * PAGE + i % PAGE, false, &v));
+		assert_int_equal(v, (uint8_t)(i | 1));
+	}
+	assert_int_equal(gmem_stats(g).pages * PAGE, pool_in_use() - vm_mem);
+	unmap_ok(p, size);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* Threads racing punch hole on an INIT_SHARED file A, whose pages are never
+ * written: a reader of A's view, an allocator of A, and a writer filling the
+ * pages of another file B with 0xee (frames A frees may become B's). */
+struct punch_race {
+	int a, b;                       /* handles */
+	const uint8_t *view;            /* of A */
+	size_t len;                     /* of A */
+	atomic_bool stop;
+	atomic_ulong rounds;                     /* written by the reader only */
+	unsigned long sigbus, nonzero;           /* the reader's; read after join */
+	unsigned long errors;                    /* written by the writer only */
+	unsigned long alloc_errors;              /* written by the allocator only */
+};
+
+static void *race_reader(void *arg)
+{
+	struct punch_race *r = arg;
+
+	while (!atomic_load(&r->stop)) {
+		for (size_t off = 0; off < r->len; off += PAGE) {
+			uint8_t v = 0;
+
+			if (pm_test_sigbus((void *)(r->view + off + (off / PAGE) % PAGE), false, &v))
+				r->sigbus++;
+			else if (v)
+				r->nonzero++;
+		}
+		atomic_fetch_add(&r->rounds, 1);
+	}
+	return NULL;
+}
+
+static void *race_allocator(void *arg)
+{
+	struct punch_race *r = arg;
+
+	while (!atomic_load(&r->stop))
+		if (pm_kvm_fallocate(r->a, KEEP, 0, (off_t)r->len))
+			r->alloc_errors++;
+	return NULL;
+}
+
+static void *race_writer(void *arg)
+{
+	struct punch_race *r = arg;
+	struct pm_file f;
+	struct stat st;
+
+	if (pm_handle_get(r->b, &f) || pm_kvm_fstat(r->b, &st)) {
+		r->errors++;
+		return NULL;
+	}
+	while (!atomic_load(&r->stop)) {
+		for (uint64_t i = 0; i < (uint64_t)st.st_size / PAGE; i++) {
+			pm_pfn_t pfn;
+			unsigned int order;
+
+			if (pm_gmem_get_pfn(f.obj, i, i, &pfn, &order))
+				r->errors++;
+			else
+				memset(pm_pfn_to_hva(pfn), 0xee, PAGE);
+		}
+		if (pm_kvm_fallocate(r->b, PUNCH, 0, st.st_size))
+			r->errors++;
+	}
+	pm_file_put(&f);
+	return NULL;
+}
+
+/*
+ * Linux: a host access to a shared page while the page is punched sees the
+ * old page or a new zeroed one (the fault allocates it): never SIGBUS, and
+ * never a frame that was freed and handed to someone else.
+ */
+static void test_host_reads_racing_punch_hole_see_zero_never_sigbus_nor_foreign_data(void **state)
+{
+	void *(*const fns[])(void *) = { race_reader, race_allocator, race_writer };
+	int vm = vm_new(DEFAULT_VM);
+	struct punch_race r = { .len = 2 * MIB };
+	pthread_t t[PM_ARRAY_SIZE(fns)];
+
+	r.a = gmem_new(vm, r.len, SHARED);
+	r.b = gmem_new(vm, 4 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	r.view = map_ok(r.a, r.len, 0);
+	for (size_t i = 0; i < PM_ARRAY_SIZE(fns); i++)
+		assert_int_equal(pthread_create(&t[i], NULL, fns[i], &r), 0);
+	for (int i = 0; i < 300 || (i < 100000 && atomic_load(&r.rounds) < 5); i++)
+		punch_ok(r.a, (i % 2) * MIB, MIB + (i % 3) * MIB);
+	atomic_store(&r.stop, true);
+	for (size_t i = 0; i < PM_ARRAY_SIZE(fns); i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	unmap_ok((void *)r.view, r.len);
+	close_ok(r.a);
+	close_ok(r.b);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+	assert_int_equal(r.errors + r.alloc_errors, 0);
+	assert_true(atomic_load(&r.rounds) > 0);
+	if (r.nonzero || r.sigbus)
+		print_message("%lu rounds of reads: %lu SIGBUS, %lu non-zero bytes\n",
+			      atomic_load(&r.rounds), r.sigbus, r.nonzero);
+	assert_int_equal(r.nonzero, 0);
+	assert_int_equal(r.sigbus, 0);
+}
+
+/* ---- memory failure (last: a poisoned frame never returns to the pool) -- */
+
+static void test_poisoning_an_unallocated_page_is_enoent(void **state)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 4 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+
+	assert_int_equal(pm_gmem_poison(g, 0), -ENOENT);
+	assert_int_equal(pm_gmem_poison(g, 1023), -ENOENT);
+	alloc_ok(h, 0, 2 * MIB);
+	assert_int_equal(pm_gmem_poison(g, 512), -ENOENT);   /* the other 2M half */
+	assert_int_equal(gmem_stats(g).poisoned, 0);
+	assert_int_equal(gmem_stats(g).splits, 0);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed(void **state)
+{
+	uint64_t base = pool_in_use();
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 4 * MIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+	unsigned int order;
+	pm_pfn_t head, pfn;
+
+	alloc_ok(h, 0, 2 * MIB);
+	head = pfn_ok(g, 0, &order);
+	assert_int_equal(order, PM_ORDER_2M);
+
+	assert_int_equal(pm_gmem_poison(g, 3), 0);
+	assert_int_equal(pm_gmem_get_pfn(g, 3, 3, &pfn, &order), -EHWPOISON);
+	assert_int_equal(pfn_ok(g, 2, &order), head + 2);      /* neighbours are fine */
+	assert_int_equal(order, PM_ORDER_4K);
+	assert_int_equal(pfn_ok(g, 4, NULL), head + 4);
+	st = gmem_stats(g);
+	assert_int_equal(st.poisoned, 1);
+	assert_int_equal(st.splits, 1);
+	assert_int_equal(st.pages, 512);
+
+	/* Punching takes the page out of the file but not back to the pool. */
+	punch_ok(h, 3 * PAGE, PAGE);
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, 511);
+	assert_int_equal(pool_in_use() - before, 2 * MIB);
+	/* The hole gets a new, healthy frame. */
+	pfn = pfn_ok(g, 3, NULL);
+	assert_true(pfn != head + 3);
+	assert_true(is_zero(pm_pfn_to_hva(pfn), PAGE));
+	punch_ok(h, 0, 4 * MIB);
+	assert_int_equal(pool_in_use() - before, PAGE);
+
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use() - base, PAGE);
+}
+
+static void test_poisoned_page_of_a_closed_file_is_never_freed(void **state)
+{
+	uint64_t base = pool_in_use();
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 8 * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct pm_gmem *g = gmem_ref(h);
+
+	alloc_ok(h, 0, 8 * PAGE);
+	assert_int_equal(pm_gmem_poison(g, 7), 0);
+	assert_int_equal(pm_gmem_poison(g, 7), 0);             /* idempotent */
+	assert_int_equal(gmem_stats(g).poisoned, 1);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use() - base, PAGE);
+}
+
+static void test_host_access_to_a_poisoned_shared_page_sigbuses(void **state)
+{
+	uint64_t base = pool_in_use();
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 8 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct pm_gmem *g = gmem_ref(h);
+	uint8_t *p = map_ok(h, 8 * PAGE, 0);
+
+	memset(p, 0x11, 8 * PAGE);
+	assert_int_equal(pm_gmem_poison(g, 2), 0);
+	assert_true(read_sigbuses(p + 2 * PAGE));
+	assert_true(write_sigbuses(p + 2 * PAGE + 5));
+	assert_false(read_sigbuses(p + PAGE));
+	assert_true(is_filled(p + 3 * PAGE, PAGE, 0x11));
+	/* After a punch the page is a fresh one again. */
+	punch_ok(h, 2 * PAGE, PAGE);
+	assert_false(read_sigbuses(p + 2 * PAGE));
+	assert_true(is_zero(p + 2 * PAGE, PAGE));
+
+	unmap_ok(p, 8 * PAGE);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use() - base, PAGE);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+
+static int group_setup(void **state)
+{
+	struct pm_pool_config cfg = { .size = POOL_SIZE, .watermark = POOL_WATERMARK };
+
+	sys_handle = pm_kvm_open();
+	if (sys_handle < 0)
+		return -1;
+	return pm_kvm_ioctl(sys_handle, PM_KVM_SET_POOL_CONFIG, &cfg) ? -1 : 0;
+}
+
+static int group_teardown(void **state)
+{
+	return pm_kvm_close(sys_handle) ? -1 : 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_rejects_every_flag_bit_outside_the_reported_mask),
+		cmocka_unit_test(test_create_accepts_the_reported_mask_with_the_page_size_extensions),
+		cmocka_unit_test(test_create_init_shared_on_sw_vm_is_einval),
+		cmocka_unit_test(test_create_rejects_zero_unaligned_and_negative_sizes),
+		cmocka_unit_test(test_create_ignores_reserved_fields),
+		cmocka_unit_test(test_create_with_null_argument_is_efault),
+		cmocka_unit_test(test_create_returns_a_new_handle_each_time),
+		cmocka_unit_test(test_fstat_gives_distinct_inodes_size_blksize_and_blocks),
+		cmocka_unit_test(test_read_write_pread_pwrite_are_einval),
+		cmocka_unit_test(test_file_ops_on_closed_or_bogus_handles_are_ebadf),
+		cmocka_unit_test(test_mmap_without_mmap_flag_is_enodev),
+		cmocka_unit_test(test_mmap_private_is_einval),
+		cmocka_unit_test(test_mmap_zero_length_is_einval),
+		cmocka_unit_test(test_mmap_unaligned_offset_is_einval),
+		cmocka_unit_test(test_mmap_without_init_shared_sigbuses_on_read_and_write),
+		cmocka_unit_test(test_mmap_init_shared_fresh_pages_read_zero_and_take_writes),
+		cmocka_unit_test(test_mmap_access_at_or_past_end_of_file_sigbuses),
+		cmocka_unit_test(test_mmap_views_share_memory_in_place),
+		cmocka_unit_test(test_fallocate_without_keep_size_is_eopnotsupp),
+		cmocka_unit_test(test_fallocate_unknown_modes_are_eopnotsupp),
+		cmocka_unit_test(test_fallocate_negative_offset_or_nonpositive_len_is_einval),
+		cmocka_unit_test(test_fallocate_unaligned_offset_or_len_is_einval),
+		cmocka_unit_test(test_fallocate_allocating_past_end_is_einval),
+		cmocka_unit_test(test_fallocate_punching_past_end_succeeds),
+		cmocka_unit_test(test_punched_page_reads_zero_while_neighbours_keep_data),
+		cmocka_unit_test(test_fallocate_on_vm_or_system_handle_is_enodev),
+		cmocka_unit_test(test_4k_fallocate_in_1g_aligned_file_gets_a_1g_page),
+		cmocka_unit_test(test_no_1g_flag_caps_pages_at_2m),
+		cmocka_unit_test(test_no_huge_flag_gives_4k_pages),
+		cmocka_unit_test(test_3m_file_gets_a_2m_page_and_4k_pages_for_the_tail),
+		cmocka_unit_test(test_get_pfn_past_end_of_file_is_einval),
+		cmocka_unit_test(test_punching_4k_of_a_2m_page_splits_it_and_keeps_the_rest),
+		cmocka_unit_test(test_punching_a_whole_2m_page_frees_it),
+		cmocka_unit_test(test_exhausted_pool_gives_enomem_leaks_nothing_and_recovers),
+		cmocka_unit_test(test_file_pins_the_vm_after_its_handle_is_closed),
+		cmocka_unit_test(test_release_clears_bindings_and_zaps_the_slot),
+		cmocka_unit_test(test_punch_zaps_private_mappings_of_exactly_the_bound_gfns),
+		cmocka_unit_test(test_punch_of_mmap_file_zaps_all_mappings_of_exactly_the_bound_gfns),
+		cmocka_unit_test(test_concurrent_punch_and_allocate_leak_nothing),
+		cmocka_unit_test(test_concurrent_punch_and_allocate_under_a_view_leak_nothing),
+		cmocka_unit_test(test_host_reads_racing_punch_hole_see_zero_never_sigbus_nor_foreign_data),
+		/* Last: they leave poisoned frames allocated for good. */
+		cmocka_unit_test(test_poisoning_an_unallocated_page_is_enoent),
+		cmocka_unit_test(test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed),
+		cmocka_unit_test(test_poisoned_page_of_a_closed_file_is_never_freed),
+		cmocka_unit_test(test_host_access_to_a_poisoned_shared_page_sigbuses),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -60,7 +60,10 @@ struct pm_ucall {
 /* The ucall of vCPU handle `vcpu`'s last exit (copied to *uc if uc != NULL). */
 uint64_t pm_get_ucall(int vcpu, struct pm_ucall *uc);
 
-/* ---- memory ---- */
+/* ---- memory ----
+ * read64/write64 on an 8-byte aligned gpa and cmpxchg64 are single atomic
+ * accesses with x86's ordering (loads acquire, stores release); the other
+ * calls copy bytes. */
 void pm_guest_read(struct pm_guest *g, uint64_t gpa, void *buf, size_t len);
 void pm_guest_write(struct pm_guest *g, uint64_t gpa, const void *buf, size_t len);
 uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa);

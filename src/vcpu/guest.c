@@ -58,6 +58,13 @@ static bool guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
 			return true;
 		if (r == PM_FAULT_MMIO)
 			return false;
+		/* The access's private-ness is the attribute's (software-
+		 * protected VM). If a conversion changed it since we read it,
+		 * the mismatch is ours, not the guest's: decide again, as a
+		 * retried access would, instead of exiting. */
+		if (r == PM_FAULT_MEMORY && f.err == EFAULT &&
+		    f.private_access != pm_vm_gfn_is_private(vm, gfn))
+			continue;
 		guest_memory_fault_exit(v, gfn, f.private_access, f.err);
 	}
 }
@@ -101,6 +108,9 @@ static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len
 
 	while (len) {
 		size_t n = PM_MIN(len, sizeof(run->mmio.data));
+		/* The VMM's answer lands here, whatever it left in run->mmio.len
+		 * (Linux copies its own fragment length): n bytes reach buf. */
+		uint8_t data[sizeof(run->mmio.data)];
 
 		run->exit_reason = KVM_EXIT_MMIO;
 		run->mmio.phys_addr = gpa;
@@ -111,9 +121,11 @@ static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len
 			memcpy(run->mmio.data, buf, n);
 		} else {
 			v->pending = PM_PENDING_MMIO_READ;
-			v->mmio_dst = buf;
+			v->mmio_dst = data;
 		}
 		guest_exit(v, 0, PM_STAT_EXITS_MMIO);
+		if (!write)
+			memcpy(buf, data, n);
 		gpa += n;
 		buf += n;
 		len -= n;
@@ -177,10 +189,12 @@ uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
 		uint8_t *page = guest_page(v, gpa, false);
 
-		/* Relaxed atomics: another vCPU or the VMM may write concurrently. */
+		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
+		 * loads acquire, stores release. Free on x86; it also gives a
+		 * device handing data to the guest its happens-before. */
 		if (page)
 			return atomic_load_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
-						    memory_order_relaxed);
+						    memory_order_acquire);
 	}
 	guest_access(v, gpa, (uint8_t *)&val, NULL, 0, sizeof(val), false);
 	return val;
@@ -195,7 +209,7 @@ void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
 
 		if (page) {
 			atomic_store_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))), val,
-					      memory_order_relaxed);
+					      memory_order_release);
 			return;
 		}
 	}

@@ -429,14 +429,17 @@ static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned 
 	if (ge_is_table(e)) {
 		_Atomic uint64_t *node = ge_table(e);
 		uint64_t step = span / GE_ENTRIES;
+		uint64_t lo = (PM_MAX(start, first) - first) / step;
+		uint64_t hi = (PM_MIN(end, first + span) - first + step - 1) / step;
 
-		for (unsigned int i = 0; i < GE_ENTRIES && !r; i++) {
-			uint64_t f = first + i * step;
-
-			if (pm_ranges_overlap(f, f + step, start, end))
-				r = gmem_punch_entry(g, &node[i], level - 1, f, start, end, runs);
-		}
-		if (gmem_node_empty(node)) {
+		for (uint64_t i = lo; i < hi && !r; i++)
+			r = gmem_punch_entry(g, &node[i], level - 1, first + i * step, start, end, runs);
+		/* A node goes only with a punch of its whole span (which may let
+		 * a huge page take its place later); a partly punched node stays,
+		 * even empty, so that converting page after page does not
+		 * allocate and free it each time. */
+		if (!r && start <= first && first + span <= end) {
+			PM_BUG_ON(!gmem_node_empty(node));
 			atomic_store_explicit(slot, 0, memory_order_relaxed);
 			free(node);     /* no reader: index_lock is exclusive */
 		}
@@ -485,7 +488,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 		goto out_unlock;
 
 	pthread_rwlock_wrlock(&g->index_lock);
-	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t < g->nr_top && !r; t++)
+	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t <= (end - 1) >> GE_LEVEL_SHIFT(2) && !r; t++)
 		r = gmem_punch_entry(g, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
 	pthread_rwlock_unlock(&g->index_lock);
 

@@ -126,7 +126,7 @@ static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s)
 
 	if (attr_alloc_should_fail())
 		return NULL;
-	node = pm_zalloc(sizeof(*node));
+	node = pm_recycler_alloc(&s->recycler);
 	if (node)
 		atomic_fetch_add(&s->nodes, 1);
 	return node;
@@ -136,17 +136,14 @@ static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s)
 static void attr_node_free_unpublished(struct pm_attr_store *s, struct pm_attr_node *node)
 {
 	atomic_fetch_sub(&s->nodes, 1);
-	free(node);
+	pm_recycler_free(&s->recycler, node);
 }
 
 /* Frees a node just unlinked, once readers that may be in it are gone. */
 static void attr_node_retire(struct pm_attr_store *s, struct pm_attr_node *node)
 {
 	atomic_fetch_sub(&s->nodes, 1);
-	/* Our own accesses to the node precede the free through call_rcu's
-	 * queue, which TSan cannot see. */
-	PM_TSAN_RELEASE(&pm_rcu_tsan_sync);
-	pm_rcu_free(node);
+	pm_recycler_retire(&s->recycler, node);
 }
 
 /* Retires node and every node below it (just unlinked; writer only). */
@@ -180,9 +177,13 @@ int pm_attr_init(struct pm_attr_store *s)
 	struct pm_attr_node *root;
 
 	atomic_init(&s->nodes, 0);
+	/* Up to 64 cached nodes (256 KiB): enough for conversions in flight. */
+	pm_recycler_init(&s->recycler, sizeof(struct pm_attr_node), 64);
 	root = attr_node_alloc(s);
-	if (!root)
+	if (!root) {
+		pm_recycler_destroy(&s->recycler);
 		return -ENOMEM;
+	}
 	/* A default mutex cannot fail to initialise in glibc. */
 	PM_BUG_ON(pthread_mutex_init(&s->lock, NULL) != 0);
 	atomic_init(&s->root, root);
@@ -194,6 +195,7 @@ void pm_attr_destroy(struct pm_attr_store *s)
 	attr_tree_free(s, atomic_load_explicit(&s->root, memory_order_relaxed));
 	atomic_store_explicit(&s->root, NULL, memory_order_relaxed);
 	PM_BUG_ON(atomic_load(&s->nodes) != 0);
+	pm_recycler_destroy(&s->recycler);
 	pthread_mutex_destroy(&s->lock);
 }
 

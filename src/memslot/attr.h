@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include "lib/common.h"
+#include "lib/recycle.h"
 
 #define PM_ATTR_LEVELS    6  /* levels 0 (4K entries) .. 5 (root) */
 #define PM_ATTR_LEVEL_2M  1
@@ -35,6 +36,7 @@ struct pm_attr_store {
 	pthread_mutex_t lock;              /* serialises writers */
 	struct pm_attr_node *_Atomic root; /* level 5; never NULL after init */
 	atomic_size_t nodes;               /* live nodes, for memory accounting */
+	struct pm_recycler recycler;       /* node allocation; reuse after a grace period */
 };
 
 int pm_attr_init(struct pm_attr_store *s);      /* 0 or -ENOMEM */

@@ -13,8 +13,12 @@
  * "returns" into: pm__coro_start, which calls coro_main(c), which runs
  * fn(arg), marks the coroutine finished and switches away for good.
  *
- * Ownership: the caller owns the struct pm_coro; the coroutine owns nothing.
- * The struct's fields are written by whoever currently holds the CPU for the
+ * Cancelling (destroying a suspended coroutine) longjmps from its pending
+ * yield straight to coro_main: nothing in the skipped guest frames runs, so
+ * guest code must not hold resources of its own across a yield.
+ *
+ * Ownership: the caller owns the struct pm_coro, which owns its stack
+ * mapping (and, under TSan, its fiber). The struct's fields are written by whoever currently holds the CPU for the
  * coroutine: the resuming host before the switch in, the coroutine itself
  * until it switches out. The caller serialises resumes (the vCPU run lock),
  * and each switch orders these accesses, so no field needs a lock.
@@ -22,8 +26,9 @@
  * The coroutine may be resumed by a different thread each time. Code here
  * never keeps a thread-local address across a switch on the coroutine side:
  * pm_coro_current()'s variable is written only by pm_coro_resume(), which
- * stays on the host thread throughout. (Guest code must not hold TLS
- * addresses across a yield either: the compiler may cache them.)
+ * stays on the host thread throughout. (Guest code must not keep TLS
+ * addresses, or the result of pthread_self(), which glibc declares const,
+ * across a yield either: the compiler may reuse them on the new thread.)
  *
  * Sanitizers: both ASan and TSan must be told about every stack switch.
  * ASan learns the target stack bounds before the switch and reports the
@@ -212,8 +217,15 @@ _Static_assert(FRAME_WORDS * 8 % 16 == 0, "the saved rsp is 16-byte aligned");
 
 /* ---- sanitizer annotations (empty without sanitizers) ---- */
 
+/*
+ * Always inlined: between __tsan_switch_to_fiber() and pm__coro_switch() no
+ * instrumented function may return, or TSan pops its shadow call stack entry
+ * from the other fiber's stack (and both stacks drift until one overflows).
+ */
+#define SAN_INLINE static inline __attribute__((always_inline))
+
 /* Host side, right before switching into c. */
-static inline void san_host_leave(struct pm_coro *c)
+SAN_INLINE void san_host_leave(struct pm_coro *c)
 {
 #if PM_CORO_TSAN
 	c->host_fiber = __tsan_get_current_fiber();
@@ -227,7 +239,7 @@ static inline void san_host_leave(struct pm_coro *c)
 }
 
 /* Host side, right after c switched back. */
-static inline void san_host_arrive(struct pm_coro *c)
+SAN_INLINE void san_host_arrive(struct pm_coro *c)
 {
 #if PM_CORO_ASAN
 	__sanitizer_finish_switch_fiber(c->host_fake_stack, NULL, NULL);
@@ -235,7 +247,7 @@ static inline void san_host_arrive(struct pm_coro *c)
 }
 
 /* Coroutine side, right before switching to the host; for_good on finish. */
-static inline void san_coro_leave(struct pm_coro *c, bool for_good)
+SAN_INLINE void san_coro_leave(struct pm_coro *c, bool for_good)
 {
 #if PM_CORO_ASAN
 	__sanitizer_start_switch_fiber(for_good ? NULL : &c->coro_fake_stack,
@@ -247,7 +259,7 @@ static inline void san_coro_leave(struct pm_coro *c, bool for_good)
 }
 
 /* Coroutine side, on every arrival: the resumer may be a new thread. */
-static inline void san_coro_arrive(struct pm_coro *c)
+SAN_INLINE void san_coro_arrive(struct pm_coro *c)
 {
 #if PM_CORO_ASAN
 	__sanitizer_finish_switch_fiber(c->coro_fake_stack, &c->host_stack_lo,
@@ -257,6 +269,7 @@ static inline void san_coro_arrive(struct pm_coro *c)
 
 /* ---- the two directions of a switch ---- */
 
+/* Returns when c yields or finishes. */
 static void host_switch_to_coro(struct pm_coro *c)
 {
 	san_host_leave(c);

@@ -350,21 +350,32 @@ static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 
 /* ---- punch hole ---- */
 
-/* Runs of frames taken out of the index, freed once the lock is dropped. */
+/* Runs of frames taken out of the index, freed once the lock is dropped;
+ * the first few live on the stack (a conversion punches one or two). */
+struct gmem_run { pm_pfn_t pfn; unsigned int order; };
+#define GMEM_RUNS_INLINE 16
 struct gmem_runs {
-	struct { pm_pfn_t pfn; unsigned int order; } *v;
+	struct gmem_run *v;
 	size_t n, cap;
+	struct gmem_run inline_v[GMEM_RUNS_INLINE];
 };
 
 /* Records a run to free; -ENOMEM if there is no room (nothing recorded). */
 static int gmem_runs_add(struct gmem_runs *runs, pm_pfn_t pfn, unsigned int order)
 {
+	if (!runs->v) {
+		runs->v = runs->inline_v;
+		runs->cap = GMEM_RUNS_INLINE;
+	}
 	if (runs->n == runs->cap) {
-		size_t cap = runs->cap ? runs->cap * 2 : 64;
-		void *v = realloc(runs->v, cap * sizeof(runs->v[0]));
+		size_t cap = runs->cap * 4;
+		struct gmem_run *v = runs->v == runs->inline_v ? malloc(cap * sizeof(*v))
+							       : realloc(runs->v, cap * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
+		if (runs->v == runs->inline_v)
+			memcpy(v, runs->inline_v, sizeof(runs->inline_v));
 		runs->v = v;
 		runs->cap = cap;
 	}
@@ -447,17 +458,19 @@ static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned 
 	return r;
 }
 
-/* Invalidates the gfns of every binding overlapping [start, end). */
+/* Invalidates the gfns of every binding overlapping [start, end); the
+ * tickets go in `local` when they fit (the usual one or two slots). */
+#define GMEM_TICKETS_INLINE 4
 static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end,
-			    struct pm_inval_ticket **tickets, size_t *n)
+			    struct pm_inval_ticket *local, struct pm_inval_ticket **tickets, size_t *n)
 {
 	size_t cap = 0;
 
 	*n = 0;
 	for (struct pm_gmem_binding *b = g->bindings; b; b = b->next)
 		cap += pm_ranges_overlap(start, end, b->start, b->end);
-	*tickets = cap ? calloc(cap, sizeof(**tickets)) : NULL;
-	if (cap && !*tickets)
+	*tickets = cap <= GMEM_TICKETS_INLINE ? local : calloc(cap, sizeof(**tickets));
+	if (!*tickets)
 		return -ENOMEM;
 	for (struct pm_gmem_binding *b = g->bindings; b; b = b->next) {
 		struct pm_memslot *s = b->slot;
@@ -474,16 +487,19 @@ static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end,
 
 static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	struct gmem_runs runs = { 0 };
-	struct pm_inval_ticket *tickets;
+	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
+	struct gmem_runs runs;
 	size_t nt;
 	int r;
+
+	runs.v = NULL;
+	runs.n = runs.cap = 0;
 
 	end = PM_MIN(end, g->npages);
 	if (start >= end)
 		return 0;
 	pthread_rwlock_rdlock(&g->bindings_lock);
-	r = gmem_inval_begin(g, start, end, &tickets, &nt);
+	r = gmem_inval_begin(g, start, end, local, &tickets, &nt);
 	if (r)
 		goto out_unlock;
 
@@ -498,12 +514,14 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	pm_gmem_views_refresh(g, start, end);
 	for (size_t i = 0; i < runs.n; i++)
 		gmem_free_run(g, runs.v[i].pfn, runs.v[i].order);
-	free(runs.v);
+	if (runs.v != runs.inline_v)
+		free(runs.v);
 	if (runs.n)     /* pages the pool could not supply before the frees */
 		pm_gmem_views_refresh(g, start, end);
 	for (size_t i = 0; i < nt; i++)
 		pm_inval_end(g->vm, &tickets[i]);
-	free(tickets);
+	if (tickets != local)
+		free(tickets);
 out_unlock:
 	pthread_rwlock_unlock(&g->bindings_lock);
 	return r;

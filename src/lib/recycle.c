@@ -60,7 +60,7 @@ void pm_recycler_destroy(struct pm_recycler *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-void *pm_recycler_alloc(struct pm_recycler *r)
+void *pm_recycler_alloc(struct pm_recycler *r, bool zero)
 {
 	void *obj;
 
@@ -72,8 +72,9 @@ void *pm_recycler_alloc(struct pm_recycler *r)
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (!obj)
-		return calloc(1, r->size);
-	memset(obj, 0, r->size);
+		return zero ? calloc(1, r->size) : malloc(r->size);
+	if (zero)
+		memset(obj, 0, r->size);
 	return obj;
 }
 

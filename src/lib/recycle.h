@@ -34,8 +34,9 @@ struct pm_recycler {
 void pm_recycler_init(struct pm_recycler *r, size_t size, size_t max_free);
 /* Hands every retired object to RCU, waits for all callbacks, frees everything. */
 void pm_recycler_destroy(struct pm_recycler *r);
-/* A zeroed object, or NULL on ENOMEM. */
-void *pm_recycler_alloc(struct pm_recycler *r);
+/* An object, zeroed if `zero` (else its content is undefined: the caller
+ * writes all of it), or NULL on ENOMEM. */
+void *pm_recycler_alloc(struct pm_recycler *r, bool zero);
 /* An object no reader has seen: reusable at once. */
 void pm_recycler_free(struct pm_recycler *r, void *obj);
 /* An object just unlinked: reusable after a grace period. On ENOMEM for a

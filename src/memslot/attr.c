@@ -119,14 +119,15 @@ static bool attr_alloc_should_fail(void)
 	return left == 0;
 }
 
-/* A zeroed node (all shared), counted in store->nodes; NULL on ENOMEM. */
-static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s)
+/* A node counted in store->nodes, zeroed (all shared) if `zero`, else for
+ * the caller to fill; NULL on ENOMEM. */
+static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s, bool zero)
 {
 	struct pm_attr_node *node;
 
 	if (attr_alloc_should_fail())
 		return NULL;
-	node = pm_recycler_alloc(&s->recycler);
+	node = pm_recycler_alloc(&s->recycler, zero);
 	if (node)
 		atomic_fetch_add(&s->nodes, 1);
 	return node;
@@ -177,9 +178,10 @@ int pm_attr_init(struct pm_attr_store *s)
 	struct pm_attr_node *root;
 
 	atomic_init(&s->nodes, 0);
-	/* Up to 64 cached nodes (256 KiB): enough for conversions in flight. */
-	pm_recycler_init(&s->recycler, sizeof(struct pm_attr_node), 64);
-	root = attr_node_alloc(s);
+	/* Up to 256 cached nodes (1 MiB) ready for reuse; nodes retired
+	 * beyond that during a grace period go back to malloc. */
+	pm_recycler_init(&s->recycler, sizeof(struct pm_attr_node), 256);
+	root = attr_node_alloc(s, true);
 	if (!root) {
 		pm_recycler_destroy(&s->recycler);
 		return -ENOMEM;
@@ -335,7 +337,7 @@ static int attr_prealloc(struct attr_set_op *op, int needed)
 {
 	PM_BUG_ON(needed > ATTR_MAX_SPLITS);
 	for (op->nr_spare = 0; op->nr_spare < needed; op->nr_spare++) {
-		op->spare[op->nr_spare] = attr_node_alloc(op->store);
+		op->spare[op->nr_spare] = attr_node_alloc(op->store, false);  /* split fills it */
 		if (!op->spare[op->nr_spare])
 			goto err_unwind;
 	}
@@ -352,17 +354,29 @@ err_unwind:
 static void attr_set_node(struct attr_set_op *op, struct pm_attr_node *node,
 			  int level, gfn_t nbase);
 
-/* True if node holds 512 equal values; stores the value in *value. */
+/* The writer's plain view of a node's entries: only the writer (holding
+ * store->lock) changes entries, so its own reads need not be atomic, and a
+ * node not yet published has no reader at all. Plain accesses let the
+ * 512-entry scans and fills below run as vector code (memcmp, a store loop)
+ * instead of one atomic access per entry. */
+static inline uint64_t *attr_plain(struct pm_attr_node *node)
+{
+	_Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t), "plain view of entries");
+	return (uint64_t *)(void *)node->entries;
+}
+
+/* True if node holds 512 equal values; stores the value in *value.
+ * Writer only. */
 static bool attr_node_uniform(struct pm_attr_node *node, uint64_t *value)
 {
-	uint64_t first = atomic_load_explicit(&node->entries[0], memory_order_relaxed);
+	const uint64_t *e = attr_plain(node);
 
-	if (attr_entry_is_node(first))
+	if (attr_entry_is_node(e[0]))
 		return false;
-	for (unsigned int i = 1; i < ATTR_FANOUT; i++)
-		if (atomic_load_explicit(&node->entries[i], memory_order_relaxed) != first)
-			return false;
-	*value = first;
+	/* All equal <=> each entry equals its successor. */
+	if (memcmp(e, e + 1, (ATTR_FANOUT - 1) * sizeof(e[0])))
+		return false;
+	*value = e[0];
 	return true;
 }
 
@@ -402,8 +416,8 @@ static void attr_entry_split(struct attr_set_op *op, _Atomic uint64_t *slot, uin
 	PM_BUG_ON(level == 0);                 /* level-0 entries are one gfn */
 	PM_BUG_ON(op->used >= op->nr_spare);   /* the count missed a split */
 	child = op->spare[op->used++];
-	for (unsigned int i = 0; i < ATTR_FANOUT; i++)
-		atomic_store_explicit(&child->entries[i], e, memory_order_relaxed);
+	for (unsigned int i = 0; i < ATTR_FANOUT; i++)   /* unpublished: plain stores */
+		attr_plain(child)[i] = e;
 	attr_set_node(op, child, level - 1, base);
 	/* Part of it keeps the old value, part has the new one. */
 	PM_BUG_ON(attr_node_uniform(child, &value));

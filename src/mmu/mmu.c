@@ -224,8 +224,11 @@ static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault 
 	uint64_t n = pm_s2_level_pages(level);
 	uint64_t addr = src->addr - (f->gfn & (n - 1));
 
+	/* ACCESSED (and DIRTY) as the hardware walk of the faulting access
+	 * would set them, so the access needs no second walk to mark them. */
 	return (addr << PM_PAGE_SHIFT) | PM_PTE_EXEC | (src->writable ? PM_PTE_WRITE : 0) |
-	       (src->hva ? PM_PTE_HVA : 0) | (f->private_access ? PM_PTE_PRIVATE : 0);
+	       (src->hva ? PM_PTE_HVA : 0) | (f->private_access ? PM_PTE_PRIVATE : 0) |
+	       PM_PTE_ACCESSED | (f->write ? PM_PTE_DIRTY : 0);
 }
 
 /* Installs the mapping at `level` or, if smaller mappings are in the way,
@@ -284,6 +287,11 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 		}
 	}
 	pm_mmu_read_unlock(vm);
+	if (f->level >= 0) {
+		f->hva = src.hva ? (uint8_t *)(uintptr_t)(src.addr << PM_PAGE_SHIFT)
+				 : pm_pfn_to_hva(src.addr);
+		f->writable = src.writable;
+	}
 	return PM_FAULT_MAPPED;
 }
 
@@ -295,6 +303,7 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	if (f->gfn >> PM_S2_GFN_BITS)
 		return f->private_access ? (f->err = EFAULT, PM_FAULT_MEMORY) : PM_FAULT_MMIO;
 	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
+	f->hva = NULL;
 	for (;;) {
 		r = fault_once(vm, f);
 		if (r != PM_FAULT_MAPPED || f->level != -1)

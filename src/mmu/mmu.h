@@ -57,6 +57,9 @@ struct pm_fault {
 	bool private_access;     /* the access is private */
 	int err;                 /* PM_FAULT_MEMORY: EFAULT or EHWPOISON */
 	int level;               /* PM_FAULT_MAPPED: level installed */
+	uint8_t *hva;            /* PM_FAULT_MAPPED: the page's host address, if this
+	                          * fault installed the mapping (else NULL) */
+	bool writable;           /* ... and whether the mapping allows writes */
 };
 
 /* Resolves a fault; never takes an exit itself. */

@@ -40,32 +40,51 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
-/* The fault path, outside guest mode as on an EPT violation. Returns true
- * once the page is mapped, false for an MMIO access. */
-static bool guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
+static void guest_tlb_fill(struct pm_vcpu *v, gfn_t gfn, uint8_t *hva, bool writable)
+{
+	struct pm_tlb_entry *e = &v->tlb[gfn & (PM_TLB_ENTRIES - 1)];
+
+	e->tag = gfn;
+	e->hva = hva;
+	e->writable = writable;
+}
+
+/* The fault path, outside guest mode as on an EPT violation. Returns the
+ * page's host address (filled into the TLB), NULL for an MMIO access, or
+ * GUEST_FAULT_LOOKUP when the mapping exists but must be looked up again. */
+#define GUEST_FAULT_LOOKUP ((uint8_t *)1)
+static uint8_t *guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
 {
 	struct pm_vm *vm = v->vm;
 
 	for (;;) {
 		struct pm_fault f = { .gfn = gfn, .write = write };
+		uint64_t gen = v->tlb_seen;
 		enum pm_fault_result r;
 
 		pm_vcpu_exit_guest_mode(v);
 		f.private_access = pm_vm_gfn_is_private(vm, gfn);
 		r = pm_mmu_fault(vm, &f);
 		pm_vcpu_enter_guest_mode(v);
-		if (r == PM_FAULT_MAPPED)
-			return true;
 		if (r == PM_FAULT_MMIO)
-			return false;
-		/* The access's private-ness is the attribute's (software-
-		 * protected VM). If a conversion changed it since we read it,
-		 * the mismatch is ours, not the guest's: decide again, as a
-		 * retried access would, instead of exiting. */
-		if (r == PM_FAULT_MEMORY && f.err == EFAULT &&
-		    f.private_access != pm_vm_gfn_is_private(vm, gfn))
+			return NULL;
+		if (r == PM_FAULT_MEMORY) {
+			/* The access's private-ness is the attribute's (software-
+			 * protected VM). If a conversion changed it since we read
+			 * it, the mismatch is ours, not the guest's: decide again,
+			 * as a retried access would, instead of exiting. */
+			if (f.err == EFAULT && f.private_access != pm_vm_gfn_is_private(vm, gfn))
+				continue;
+			guest_memory_fault_exit(v, gfn, f.private_access, f.err);
 			continue;
-		guest_memory_fault_exit(v, gfn, f.private_access, f.err);
+		}
+		/* The address the fault found is still good unless a shootdown
+		 * completed while we were out of guest mode; one that begins
+		 * now waits for this access, like any access in flight. */
+		if (!f.hva || v->tlb_seen != gen)
+			return GUEST_FAULT_LOOKUP;
+		guest_tlb_fill(v, gfn, f.hva, f.writable && write);
+		return f.hva;
 	}
 }
 
@@ -78,16 +97,14 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
 		uint8_t *hva = pm_mmu_translate(v->vm, gfn, write);
 
 		if (hva) {
-			struct pm_tlb_entry *e = &v->tlb[gfn & (PM_TLB_ENTRIES - 1)];
-
-			/* A read fill must not make the page look writable. */
-			e->tag = gfn;
-			e->hva = hva;
-			e->writable = write;
+			/* A read fill must not make the page look writable
+			 * (the first write walks again to set DIRTY). */
+			guest_tlb_fill(v, gfn, hva, write);
 			return hva;
 		}
-		if (!guest_fault(v, gfn, write))
-			return NULL;
+		hva = guest_fault(v, gfn, write);
+		if (hva != GUEST_FAULT_LOOKUP)
+			return hva;
 	}
 }
 
@@ -95,7 +112,9 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
 {
 	const struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
-	pm_vcpu_tlb_check(v);
+	/* A pending shootdown: flush and acknowledge before using the TLB. */
+	if (pm_unlikely(atomic_load_explicit(v->tlb_gen, memory_order_acquire) != v->tlb_seen))
+		pm_vcpu_tlb_check(v);
 	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
 		return e->hva;
 	return guest_page_slow(v, gpa, write);

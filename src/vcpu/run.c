@@ -24,7 +24,7 @@ void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
 
 void pm_vcpu_tlb_check(struct pm_vcpu *vcpu)
 {
-	uint64_t gen = atomic_load_explicit(&vcpu->vm->mmu->tlb_gen, memory_order_acquire);
+	uint64_t gen = atomic_load_explicit(vcpu->tlb_gen, memory_order_acquire);
 
 	if (pm_likely(gen == vcpu->tlb_seen))
 		return;
@@ -40,7 +40,7 @@ void pm_vcpu_enter_guest_mode(struct pm_vcpu *vcpu)
 	/* Dekker with pm_mmu_tlb_shootdown: either it sees us in guest mode
 	 * and waits for our ack, or we see its new generation and flush. */
 	atomic_store(&vcpu->in_guest, true);
-	gen = atomic_load(&vcpu->vm->mmu->tlb_gen);
+	gen = atomic_load(vcpu->tlb_gen);
 	if (gen != vcpu->tlb_seen) {
 		pm_vcpu_tlb_flush(vcpu);
 		vcpu->tlb_seen = gen;
@@ -76,7 +76,8 @@ static void vcpu_complete_exit(struct pm_vcpu *vcpu)
 
 	switch (vcpu->pending) {
 	case PM_PENDING_MMIO_READ:
-		memcpy(vcpu->mmio_dst, run->mmio.data, PM_MIN(run->mmio.len, sizeof(run->mmio.data)));
+		/* mmio_dst is a buffer of sizeof(run->mmio.data) (guest.c). */
+		memcpy(vcpu->mmio_dst, run->mmio.data, sizeof(run->mmio.data));
 		break;
 	case PM_PENDING_HYPERCALL:
 		vcpu->hypercall_ret = (long)run->hypercall.ret;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include "kvm/vm.h"
+#include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
 
@@ -32,6 +33,7 @@ static struct pm_vcpu *vcpu_alloc(struct pm_vm *vm, unsigned long id)
 	}
 	vcpu->vm = vm;
 	vcpu->id = (unsigned int)id;
+	vcpu->tlb_gen = (_Atomic uint64_t *)&vm->mmu->tlb_gen;
 	pthread_mutex_init(&vcpu->run_lock, NULL);
 	pm_vcpu_tlb_flush(vcpu);
 	return vcpu;

@@ -59,6 +59,7 @@ struct pm_vcpu {
 	uint64_t exits[PM_STAT_NR_EXITS]; /* run_lock: by PM_STAT_EXITS_* */
 
 	/* TLB and shootdown. */
+	_Atomic uint64_t *tlb_gen;   /* &vm->mmu->tlb_gen; immutable */
 	atomic_bool in_guest;        /* the vCPU may be using TLB entries */
 	atomic_uint_fast64_t tlb_ack;/* the last TLB generation flushed */
 	uint64_t tlb_seen;           /* vCPU-private copy of tlb_ack */

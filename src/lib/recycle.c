@@ -19,6 +19,7 @@ void pm_recycler_init(struct pm_recycler *r, size_t size, size_t max_free)
 	r->batch = NULL;
 }
 
+/* obj is zeroed except for its first word, the link. */
 static void recycler_put_locked(struct pm_recycler *r, void *obj)
 {
 	if (r->nr_free >= r->max_free) {
@@ -36,6 +37,8 @@ static void recycler_batch_done(void *arg)
 	struct pm_recycle_batch *b = arg;
 	struct pm_recycler *r = b->r;
 
+	for (unsigned int i = 0; i < b->n; i++)
+		memset(b->obj[i], 0, r->size);   /* here, not on the allocating path */
 	pthread_mutex_lock(&r->lock);
 	for (unsigned int i = 0; i < b->n; i++)
 		recycler_put_locked(r, b->obj[i]);
@@ -60,7 +63,7 @@ void pm_recycler_destroy(struct pm_recycler *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-void *pm_recycler_alloc(struct pm_recycler *r, bool zero)
+void *pm_recycler_alloc(struct pm_recycler *r)
 {
 	void *obj;
 
@@ -72,14 +75,14 @@ void *pm_recycler_alloc(struct pm_recycler *r, bool zero)
 	}
 	pthread_mutex_unlock(&r->lock);
 	if (!obj)
-		return zero ? calloc(1, r->size) : malloc(r->size);
-	if (zero)
-		memset(obj, 0, r->size);
+		return calloc(1, r->size);
+	*(void **)obj = NULL;      /* the link: the rest is zero already */
 	return obj;
 }
 
 void pm_recycler_free(struct pm_recycler *r, void *obj)
 {
+	memset(obj, 0, r->size);
 	pthread_mutex_lock(&r->lock);
 	recycler_put_locked(r, obj);
 	pthread_mutex_unlock(&r->lock);

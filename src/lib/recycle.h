@@ -8,6 +8,10 @@
  * nodes) neither calls malloc/free nor wakes liburcu's callback thread
  * each time.
  *
+ * Objects come back zeroed: the RCU callback zeroes them on liburcu's
+ * thread, off the hot path, so a caller that wants a zeroed object (the
+ * common case) gets one without paying for it.
+ *
  * Locking: r->lock protects every field below it; the RCU callback takes it
  * too. A retired object is never written before its grace period ends
  * (readers may be in it): the batch keeps the pointers, not the objects.
@@ -34,10 +38,9 @@ struct pm_recycler {
 void pm_recycler_init(struct pm_recycler *r, size_t size, size_t max_free);
 /* Hands every retired object to RCU, waits for all callbacks, frees everything. */
 void pm_recycler_destroy(struct pm_recycler *r);
-/* An object, zeroed if `zero` (else its content is undefined: the caller
- * writes all of it), or NULL on ENOMEM. */
-void *pm_recycler_alloc(struct pm_recycler *r, bool zero);
-/* An object no reader has seen: reusable at once. */
+/* A zeroed object, or NULL on ENOMEM. */
+void *pm_recycler_alloc(struct pm_recycler *r);
+/* An object no reader has seen: reusable at once (zeroed here). */
 void pm_recycler_free(struct pm_recycler *r, void *obj);
 /* An object just unlinked: reusable after a grace period. On ENOMEM for a
  * new batch it falls back to freeing the object through pm_rcu_free. */

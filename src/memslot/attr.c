@@ -119,15 +119,14 @@ static bool attr_alloc_should_fail(void)
 	return left == 0;
 }
 
-/* A node counted in store->nodes, zeroed (all shared) if `zero`, else for
- * the caller to fill; NULL on ENOMEM. */
-static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s, bool zero)
+/* A zeroed node (all shared) counted in store->nodes; NULL on ENOMEM. */
+static struct pm_attr_node *attr_node_alloc(struct pm_attr_store *s)
 {
 	struct pm_attr_node *node;
 
 	if (attr_alloc_should_fail())
 		return NULL;
-	node = pm_recycler_alloc(&s->recycler, zero);
+	node = pm_recycler_alloc(&s->recycler);
 	if (node)
 		atomic_fetch_add(&s->nodes, 1);
 	return node;
@@ -181,7 +180,7 @@ int pm_attr_init(struct pm_attr_store *s)
 	/* Up to 256 cached nodes (1 MiB) ready for reuse; nodes retired
 	 * beyond that during a grace period go back to malloc. */
 	pm_recycler_init(&s->recycler, sizeof(struct pm_attr_node), 256);
-	root = attr_node_alloc(s, true);
+	root = attr_node_alloc(s);
 	if (!root) {
 		pm_recycler_destroy(&s->recycler);
 		return -ENOMEM;
@@ -337,7 +336,7 @@ static int attr_prealloc(struct attr_set_op *op, int needed)
 {
 	PM_BUG_ON(needed > ATTR_MAX_SPLITS);
 	for (op->nr_spare = 0; op->nr_spare < needed; op->nr_spare++) {
-		op->spare[op->nr_spare] = attr_node_alloc(op->store, false);  /* split fills it */
+		op->spare[op->nr_spare] = attr_node_alloc(op->store);
 		if (!op->spare[op->nr_spare])
 			goto err_unwind;
 	}
@@ -416,7 +415,8 @@ static void attr_entry_split(struct attr_set_op *op, _Atomic uint64_t *slot, uin
 	PM_BUG_ON(level == 0);                 /* level-0 entries are one gfn */
 	PM_BUG_ON(op->used >= op->nr_spare);   /* the count missed a split */
 	child = op->spare[op->used++];
-	for (unsigned int i = 0; i < ATTR_FANOUT; i++)   /* unpublished: plain stores */
+	/* The node comes zeroed (all shared): only another value needs a fill. */
+	for (unsigned int i = 0; e && i < ATTR_FANOUT; i++)  /* unpublished: plain stores */
 		attr_plain(child)[i] = e;
 	attr_set_node(op, child, level - 1, base);
 	/* Part of it keeps the old value, part has the new one. */

@@ -175,18 +175,12 @@ void pm_vm_get_stats(struct pm_vm *vm, void *out)
 	unsigned int n;
 
 	memset(st, 0, sizeof(*st));
-	/* Exit counts are per vCPU, under each run_lock. */
-	pthread_mutex_lock(&vm->lock);
-	n = atomic_load(&vm->nr_vcpus);
-	pthread_mutex_unlock(&vm->lock);
-	for (unsigned int i = 0; i < n; i++) {
-		struct pm_vcpu *v = vm->vcpus[i];
-
-		pthread_mutex_lock(&v->run_lock);
+	/* Exit counts are per-vCPU atomics: reading them never waits for a
+	 * vCPU that is running its guest. */
+	n = atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+	for (unsigned int i = 0; i < n; i++)
 		for (int e = 0; e < PM_STAT_NR_EXITS; e++)
-			st->exits[e] += v->exits[e];
-		pthread_mutex_unlock(&v->run_lock);
-	}
+			st->exits[e] += atomic_load_explicit(&vm->vcpus[i]->exits[e], memory_order_relaxed);
 	st->faults = atomic_load(&mmu->faults);
 	st->fault_retries = atomic_load(&mmu->retries);
 	for (int l = 0; l < 3; l++) {

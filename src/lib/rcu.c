@@ -3,6 +3,9 @@
 #include "lib/common.h"
 
 char pm_rcu_tsan_sync;
+#if defined(PM_TSAN)
+static char pm_rcu_tsan_barrier_sync;   /* callbacks done -> pm_rcu_barrier() */
+#endif
 
 #if defined(PM_TSAN)
 /* liburcu is not instrumented: TSan cannot see the synchronisation behind
@@ -29,6 +32,8 @@ static void pm_rcu_cb_run(struct rcu_head *head)
 	PM_TSAN_ACQUIRE(&pm_rcu_tsan_sync);
 	cb->fn(cb->arg);
 	free(cb);
+	/* What the callback did happens before a pm_rcu_barrier() returns. */
+	PM_TSAN_RELEASE(&pm_rcu_tsan_barrier_sync);
 }
 
 void pm_rcu_call(void (*fn)(void *arg), void *arg)
@@ -57,4 +62,5 @@ void pm_rcu_free(void *ptr)
 void pm_rcu_barrier(void)
 {
 	urcu_bp_barrier();
+	PM_TSAN_ACQUIRE(&pm_rcu_tsan_barrier_sync);
 }

@@ -54,12 +54,15 @@ void pm_recycler_destroy(struct pm_recycler *r)
 	r->batch = NULL;
 	pthread_mutex_unlock(&r->lock);
 	pm_rcu_barrier();
+	pthread_mutex_lock(&r->lock);
 	while (r->free_list) {
 		void *next = *(void **)r->free_list;
 
 		free(r->free_list);
 		r->free_list = next;
 	}
+	r->nr_free = 0;
+	pthread_mutex_unlock(&r->lock);
 	pthread_mutex_destroy(&r->lock);
 }
 

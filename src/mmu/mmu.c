@@ -262,7 +262,11 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 	enum pm_fault_result r;
 	int level = 0;
 
-	if (f->private_access != pm_vm_gfn_is_private(vm, f->gfn)) {
+	bool attr_private = pm_vm_gfn_is_private(vm, f->gfn);
+
+	if (f->kind_from_attr)
+		f->private_access = attr_private;
+	if (f->private_access != attr_private) {
 		f->err = EFAULT;        /* implicit conversion request */
 		return PM_FAULT_MEMORY;
 	}

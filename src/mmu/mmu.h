@@ -54,7 +54,11 @@ enum pm_fault_result {
 struct pm_fault {
 	gfn_t gfn;
 	bool write;
-	bool private_access;     /* the access is private */
+	bool private_access;     /* the access is private (an output too, see below) */
+	bool kind_from_attr;     /* the access is private exactly when the gfn's
+	                          * attribute is (software-protected and default
+	                          * VMs): the fault reads the attribute itself,
+	                          * after its snapshot, and sets private_access */
 	int err;                 /* PM_FAULT_MEMORY: EFAULT or EHWPOISON */
 	int level;               /* PM_FAULT_MAPPED: level installed */
 	uint8_t *hva;            /* PM_FAULT_MAPPED: the page's host address, if this

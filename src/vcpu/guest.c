@@ -25,7 +25,7 @@ static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
 static void guest_exit(struct pm_vcpu *v, int ret, int stat)
 {
 	v->exit_ret = ret;
-	v->exits[stat]++;
+	atomic_fetch_add_explicit(&v->exits[stat], 1, memory_order_relaxed);
 	pm_coro_yield(v->coro);
 }
 
@@ -58,23 +58,19 @@ static uint8_t *guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
 	struct pm_vm *vm = v->vm;
 
 	for (;;) {
-		struct pm_fault f = { .gfn = gfn, .write = write };
+		/* On software-protected VMs an access is private exactly when
+		 * the attribute says so: the fault path reads it after its
+		 * snapshot, so a racing conversion is a retry, never an exit. */
+		struct pm_fault f = { .gfn = gfn, .write = write, .kind_from_attr = true };
 		uint64_t gen = v->tlb_seen;
 		enum pm_fault_result r;
 
 		pm_vcpu_exit_guest_mode(v);
-		f.private_access = pm_vm_gfn_is_private(vm, gfn);
 		r = pm_mmu_fault(vm, &f);
 		pm_vcpu_enter_guest_mode(v);
 		if (r == PM_FAULT_MMIO)
 			return NULL;
 		if (r == PM_FAULT_MEMORY) {
-			/* The access's private-ness is the attribute's (software-
-			 * protected VM). If a conversion changed it since we read
-			 * it, the mismatch is ours, not the guest's: decide again,
-			 * as a retried access would, instead of exiting. */
-			if (f.err == EFAULT && f.private_access != pm_vm_gfn_is_private(vm, gfn))
-				continue;
 			guest_memory_fault_exit(v, gfn, f.private_access, f.err);
 			continue;
 		}
@@ -287,7 +283,7 @@ static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const cha
 		snprintf(v->ucall.msg, sizeof(v->ucall.msg), "%s", msg);
 	v->run->exit_reason = PM_EXIT_UCALL;
 	v->exit_ret = 0;
-	v->exits[PM_STAT_EXITS_UCALL]++;
+	atomic_fetch_add_explicit(&v->exits[PM_STAT_EXITS_UCALL], 1, memory_order_relaxed);
 }
 
 void pm_guest_sync(struct pm_guest *g, uint64_t arg)

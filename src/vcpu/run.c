@@ -100,7 +100,7 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		return -EINTR;
 	if (pm_vcpu_signal_pending()) {
 		run->exit_reason = KVM_EXIT_INTR;
-		vcpu->exits[PM_STAT_EXITS_INTR]++;
+		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);
 		return -EINTR;
 	}
 	if (vcpu->finished) {           /* report the end again */
@@ -164,10 +164,9 @@ uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc)
 static int64_t pre_fault_one(struct pm_vcpu *vcpu, const struct kvm_pre_fault_memory *range)
 {
 	struct pm_vm *vm = vcpu->vm;
-	struct pm_fault f = { .gfn = range->gpa >> PM_PAGE_SHIFT };
+	struct pm_fault f = { .gfn = range->gpa >> PM_PAGE_SHIFT, .kind_from_attr = true };
 	uint64_t span, end;
 
-	f.private_access = pm_vm_gfn_is_private(vm, f.gfn);
 	switch (pm_mmu_fault(vm, &f)) {
 	case PM_FAULT_MMIO:
 		return -ENOENT;

@@ -56,7 +56,7 @@ struct pm_vcpu {
 	void *mmio_dst;              /* run_lock: PM_PENDING_MMIO_READ */
 	long hypercall_ret;          /* run_lock: PM_PENDING_HYPERCALL result */
 	struct pm_ucall ucall;       /* run_lock: valid if exit_reason is PM_EXIT_UCALL */
-	uint64_t exits[PM_STAT_NR_EXITS]; /* run_lock: by PM_STAT_EXITS_* */
+	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
 	/* TLB and shootdown. */
 	_Atomic uint64_t *tlb_gen;   /* &vm->mmu->tlb_gen; immutable */

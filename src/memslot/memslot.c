@@ -97,33 +97,45 @@ static bool memslots_overlap(const struct pm_memslots *ms, gfn_t start, gfn_t en
 	return false;
 }
 
+/* Position of slot s in the array (it must be there). */
+static uint32_t memslots_index(const struct pm_memslots *ms, const struct pm_memslot *s)
+{
+	uint32_t i = memslots_upper_bound(ms, s->base_gfn);
+
+	PM_BUG_ON(i == 0 || ms->slots[i - 1] != s);
+	return i - 1;
+}
+
 /* Publishes a copy of the slot array with `old` removed and `new` added
- * (either may be NULL); the previous array is freed after a grace period. */
+ * (either may be NULL); the previous array is freed after a grace period.
+ * Bulk copies: filling all 32764 slots copies arrays, not elements. */
 static int memslots_replace(struct pm_vm *vm, struct pm_memslot *old, struct pm_memslot *new)
 {
 	struct pm_memslots *cur = atomic_load_explicit(&vm->slots, memory_order_relaxed);
 	uint32_t nr = cur->nr - (old != NULL) + (new != NULL);
 	struct pm_memslots *next = malloc(sizeof(*next) + (size_t)nr * sizeof(next->slots[0]));
-	uint32_t j = 0;
+	uint32_t n = cur->nr, del = old ? memslots_index(cur, old) : n;
 
 	if (!next)
 		return -ENOMEM;
 	next->generation = cur->generation + 1;
-	next->nr = nr;
-	bool placed = (new == NULL);
-
-	for (uint32_t i = 0; i < cur->nr; i++) {
-		if (cur->slots[i] == old)
-			continue;
-		if (!placed && new->base_gfn < cur->slots[i]->base_gfn) {
-			next->slots[j++] = new;
-			placed = true;
-		}
-		next->slots[j++] = cur->slots[i];
+	/* The old array without `old`... */
+	memcpy(next->slots, cur->slots, del * sizeof(cur->slots[0]));
+	if (del < n) {
+		memcpy(next->slots + del, cur->slots + del + 1, (n - del - 1) * sizeof(cur->slots[0]));
+		n--;
 	}
-	if (!placed)
-		next->slots[j++] = new;
-	PM_BUG_ON(j != nr);
+	/* ...then `new` at its sorted place. */
+	if (new) {
+		next->nr = n;
+		uint32_t ins = memslots_upper_bound(next, new->base_gfn);
+
+		memmove(next->slots + ins + 1, next->slots + ins, (n - ins) * sizeof(next->slots[0]));
+		next->slots[ins] = new;
+		n++;
+	}
+	PM_BUG_ON(n != nr);
+	next->nr = nr;
 	pm_rcu_assign_pointer(vm->slots, next);
 	pm_rcu_free(cur);
 	return 0;

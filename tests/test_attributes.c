@@ -13,6 +13,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
+#include "lib/zaplog.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -30,59 +32,28 @@
 #define GFNS_1G   (1ULL << 18)
 #define TOP       (1ULL << 52)              /* gfns in the 64-bit GPA space */
 
-#define assert_fails(call, err)                         \
-	do {                                            \
-		errno = 0;                              \
-		assert_int_equal((long)(call), -1);     \
-		assert_int_equal(errno, (err));         \
-	} while (0)
 
 /* ---- fixture: a VM with a zap consumer that logs invalidations ---------- */
-
-struct zap_rec {
-	gfn_t start, end;
-	unsigned int filter;
-	enum pm_inval_cause cause;
-};
-
-#define ZAP_LOG_MAX 64
 
 struct fx {
 	int sys, vmh;
 	struct pm_file vmf;     /* our reference on the VM */
 	struct pm_vm *vm;
-	pthread_mutex_t log_lock;
-	long nr_zaps;           /* log_lock */
-	struct zap_rec zaps[ZAP_LOG_MAX]; /* log_lock; the first ZAP_LOG_MAX */
+	struct pm_zaplog log;    /* invalidations the VM made */
 };
-
-static void fx_log_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
-		       enum pm_inval_cause cause, void *ctx)
-{
-	struct fx *fx = ctx;
-
-	pthread_mutex_lock(&fx->log_lock);
-	if (fx->nr_zaps < ZAP_LOG_MAX)
-		fx->zaps[fx->nr_zaps] = (struct zap_rec){ start, end, filter, cause };
-	fx->nr_zaps++;
-	pthread_mutex_unlock(&fx->log_lock);
-}
 
 static int fx_setup(void **state, unsigned long type)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	struct pm_inval_consumer c = { .zap = fx_log_zap };
 
 	if (!fx)
 		return -1;
-	pthread_mutex_init(&fx->log_lock, NULL);
 	fx->sys = pm_kvm_open();
 	fx->vmh = pm_kvm_ioctl(fx->sys, KVM_CREATE_VM, type);
 	if (fx->sys < 0 || fx->vmh < 0 || pm_handle_get(fx->vmh, &fx->vmf) != 0)
 		return -1;
 	fx->vm = fx->vmf.obj;
-	c.ctx = fx;
-	pm_inval_add_consumer(&fx->vm->inval, &c);
+	pm_zaplog_attach(&fx->log, fx->vm);
 	*state = fx;
 	return 0;
 }
@@ -98,28 +69,23 @@ static int teardown(void **state)
 	pm_kvm_close(fx->vmh);
 	pm_file_put(&fx->vmf);
 	pm_kvm_close(fx->sys);
-	pthread_mutex_destroy(&fx->log_lock);
+	pthread_mutex_destroy(&fx->log.lock);
 	free(fx);
 	return 0;
 }
 
 static long fx_nr_zaps(struct fx *fx)
 {
-	long n;
-
-	pthread_mutex_lock(&fx->log_lock);
-	n = fx->nr_zaps;
-	pthread_mutex_unlock(&fx->log_lock);
-	return n;
+	return (long)pm_zaplog_count(&fx->log);
 }
 
 static void assert_zap(struct fx *fx, long i, gfn_t start, gfn_t end, unsigned int filter)
 {
-	assert_true(i < ZAP_LOG_MAX);
-	assert_int_equal(fx->zaps[i].start, start);
-	assert_int_equal(fx->zaps[i].end, end);
-	assert_int_equal(fx->zaps[i].filter, filter);
-	assert_int_equal(fx->zaps[i].cause, PM_INVAL_CAUSE_ATTR);
+	assert_true(i < PM_ZAPLOG_MAX);
+	assert_int_equal(fx->log.ev[i].start, start);
+	assert_int_equal(fx->log.ev[i].end, end);
+	assert_int_equal(fx->log.ev[i].filter, filter);
+	assert_int_equal(fx->log.ev[i].cause, PM_INVAL_CAUSE_ATTR);
 }
 
 /* ---- helpers ------------------------------------------------------------ */

@@ -37,6 +37,7 @@
 #include "memslot/memslot.h"
 #include "uapi/handle.h"
 #include "lib/testutil.h"   /* tests/lib/ */
+#include "lib/zaplog.h"
 
 #define MIB (1ULL << 20)
 #define GIB (1ULL << 30)
@@ -56,12 +57,6 @@ static int sys_handle = -1;
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* expr fails as a system call does: -1 with errno err. */
-#define assert_fails(expr, err) do {                                    \
-		errno = 0;                                              \
-		assert_int_equal((long)(expr), -1);                     \
-		assert_int_equal(errno, (err));                         \
-	} while (0)
 
 #define assert_mmap_fails(expr, err) do {                               \
 		errno = 0;                                              \
@@ -242,77 +237,13 @@ static uint64_t rng_next(uint64_t *st)
 
 /* ---- zap recording ------------------------------------------------------ */
 
-struct zap {
-	gfn_t start, end;
-	unsigned int filter;
-	enum pm_inval_cause cause;
-};
-
-#define ZAP_LOG_MAX 16
-
-/* Zaps seen by a consumer; must outlive the VM it is attached to. */
-struct zap_log {
-	pthread_mutex_t lock;
-	unsigned int n;                 /* lock; events recorded (all counted) */
-	struct zap ev[ZAP_LOG_MAX];     /* lock; the first ZAP_LOG_MAX */
-};
-
-static void zap_record(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
-		       enum pm_inval_cause cause, void *ctx)
-{
-	struct zap_log *log = ctx;
-
-	pthread_mutex_lock(&log->lock);
-	if (log->n < ZAP_LOG_MAX)
-		log->ev[log->n] = (struct zap){ start, end, filter, cause };
-	log->n++;
-	pthread_mutex_unlock(&log->lock);
-}
-
 /* Registers log as a zap consumer of the (fresh) VM behind handle vm. */
-static void zap_log_attach(struct zap_log *log, int vm)
+static void zap_log_attach(struct pm_zaplog *log, int vm)
 {
 	struct pm_vm *v = vm_ref(vm);
-	struct pm_inval_consumer c = { .zap = zap_record, .ctx = log };
 
-	memset(log, 0, sizeof(*log));
-	pthread_mutex_init(&log->lock, NULL);
-	pm_inval_add_consumer(&v->inval, &c);
+	pm_zaplog_attach(log, v);
 	pm_vm_put(v);
-}
-
-static unsigned int zap_count(struct zap_log *log)
-{
-	unsigned int n;
-
-	pthread_mutex_lock(&log->lock);
-	n = log->n;
-	pthread_mutex_unlock(&log->lock);
-	return n;
-}
-
-static void zap_reset(struct zap_log *log)
-{
-	pthread_mutex_lock(&log->lock);
-	log->n = 0;
-	pthread_mutex_unlock(&log->lock);
-}
-
-/* The log holds exactly one zap of [start, end) with filter and cause. */
-static bool zap_seen(struct zap_log *log, gfn_t start, gfn_t end, unsigned int filter,
-		     enum pm_inval_cause cause)
-{
-	unsigned int hits = 0;
-
-	pthread_mutex_lock(&log->lock);
-	for (unsigned int i = 0; i < log->n && i < ZAP_LOG_MAX; i++) {
-		const struct zap *z = &log->ev[i];
-
-		hits += z->start == start && z->end == end && z->filter == filter &&
-			z->cause == cause;
-	}
-	pthread_mutex_unlock(&log->lock);
-	return hits == 1;
 }
 
 /* ---- creation ----------------------------------------------------------- */
@@ -1070,7 +1001,7 @@ static void test_release_clears_bindings_and_zaps_the_slot(void **state)
 	int h = gmem_new(vm, 4 * MIB, 0);
 	struct pm_gmem *g = gmem_ref(h), *bound = NULL;
 	uint64_t releases = atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]);
-	struct zap_log log;
+	struct pm_zaplog log;
 	struct kvm_userspace_memory_region2 del = { .slot = 3, .flags = KVM_MEM_GUEST_MEMFD,
 						    .guest_phys_addr = gpa };
 
@@ -1079,15 +1010,15 @@ static void test_release_clears_bindings_and_zaps_the_slot(void **state)
 	alloc_ok(h, 0, 4 * MIB);
 	assert_true(slot_at(v, gfn, &bound));
 	assert_ptr_equal(bound, g);
-	zap_reset(&log);
+	pm_zaplog_reset(&log);
 
 	pm_gmem_put(g);
 	close_ok(h);                        /* the last reference: release */
 
 	assert_true(slot_at(v, gfn + npages - 1, &bound));
 	assert_null(bound);
-	assert_int_equal(zap_count(&log), 1);
-	assert_true(zap_seen(&log, gfn, gfn + npages, PM_INVAL_ALL, PM_INVAL_CAUSE_RELEASE));
+	assert_int_equal(pm_zaplog_count(&log), 1);
+	assert_true(pm_zaplog_seen(&log, gfn, gfn + npages, PM_INVAL_ALL, PM_INVAL_CAUSE_RELEASE));
 	assert_int_equal(atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]), releases + 1);
 	assert_int_equal(pool_in_use(), vm_mem);
 
@@ -1107,29 +1038,29 @@ static void check_punch_zaps_bound_gfns(uint64_t flags, unsigned int filter)
 {
 	int vm = vm_new(SW_VM);
 	int h = gmem_new(vm, 1 * MIB, flags);
-	struct zap_log log;
+	struct pm_zaplog log;
 
 	zap_log_attach(&log, vm);
 	bind_ok(vm, 1, 256 * PAGE, 64 * PAGE, h, 0);
 	bind_ok(vm, 2, 4096 * PAGE, 64 * PAGE, h, 128 * PAGE);
 	alloc_ok(h, 0, 1 * MIB);
-	zap_reset(&log);
+	pm_zaplog_reset(&log);
 
 	punch_ok(h, 32 * PAGE, 128 * PAGE);   /* file pages [32, 160) */
-	assert_int_equal(zap_count(&log), 2);
-	assert_true(zap_seen(&log, 256 + 32, 256 + 64, filter, PM_INVAL_CAUSE_PUNCH));
-	assert_true(zap_seen(&log, 4096, 4096 + 32, filter, PM_INVAL_CAUSE_PUNCH));
+	assert_int_equal(pm_zaplog_count(&log), 2);
+	assert_true(pm_zaplog_seen(&log, 256 + 32, 256 + 64, filter, PM_INVAL_CAUSE_PUNCH));
+	assert_true(pm_zaplog_seen(&log, 4096, 4096 + 32, filter, PM_INVAL_CAUSE_PUNCH));
 
-	zap_reset(&log);
+	pm_zaplog_reset(&log);
 	punch_ok(h, 64 * PAGE, 64 * PAGE);    /* between the bindings */
 	punch_ok(h, 192 * PAGE, 64 * PAGE);   /* after them */
 	punch_ok(h, 1 * MIB, 1 * MIB);        /* past the end */
-	assert_int_equal(zap_count(&log), 0);
+	assert_int_equal(pm_zaplog_count(&log), 0);
 
 	/* Unallocated pages are invalidated all the same. */
 	punch_ok(h, 191 * PAGE, 2 * PAGE);
-	assert_int_equal(zap_count(&log), 1);
-	assert_true(zap_seen(&log, 4096 + 63, 4096 + 64, filter, PM_INVAL_CAUSE_PUNCH));
+	assert_int_equal(pm_zaplog_count(&log), 1);
+	assert_true(pm_zaplog_seen(&log, 4096 + 63, 4096 + 64, filter, PM_INVAL_CAUSE_PUNCH));
 
 	close_ok(h);
 	close_ok(vm);
@@ -1232,13 +1163,13 @@ static void test_concurrent_punch_and_allocate_leak_nothing(void **state)
 	uint64_t vm_mem = pool_in_use();        /* the VM's own frames */
 	int h = gmem_new(vm, 32 * MIB, 0);
 	struct pm_gmem *g = gmem_ref(h);
-	struct zap_log log;
+	struct pm_zaplog log;
 
 	zap_log_attach(&log, vm);
 	bind_ok(vm, 0, 0, 16 * MIB, h, 8 * MIB);
 	run_stress(h, 32 * MIB, 300, 1);
 	assert_int_equal(gmem_stats(g).pages * PAGE, pool_in_use() - vm_mem);
-	assert_true(zap_count(&log) > 0);
+	assert_true(pm_zaplog_count(&log) > 0);
 	pm_gmem_put(g);
 	close_ok(h);
 	close_ok(vm);

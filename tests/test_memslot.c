@@ -13,6 +13,8 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
+#include "lib/zaplog.h"
 
 #include <pthread.h>
 
@@ -32,59 +34,28 @@
 #define LOG_DIRTY   KVM_MEM_LOG_DIRTY_PAGES
 #define READONLY    KVM_MEM_READONLY
 
-#define assert_fails(call, err)                         \
-	do {                                            \
-		errno = 0;                              \
-		assert_int_equal((long)(call), -1);     \
-		assert_int_equal(errno, (err));         \
-	} while (0)
 
 /* ---- fixture: a VM with a zap consumer that logs invalidations ---------- */
-
-struct zap_rec {
-	gfn_t start, end;
-	unsigned int filter;
-	enum pm_inval_cause cause;
-};
-
-#define ZAP_LOG_MAX 64
 
 struct fx {
 	int sys, vmh;
 	struct pm_file vmf;     /* our reference on the VM */
 	struct pm_vm *vm;
-	pthread_mutex_t log_lock;
-	int nr_zaps;            /* log_lock */
-	struct zap_rec zaps[ZAP_LOG_MAX]; /* log_lock */
+	struct pm_zaplog log;    /* invalidations the VM made */
 };
-
-static void fx_log_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
-		       enum pm_inval_cause cause, void *ctx)
-{
-	struct fx *fx = ctx;
-
-	pthread_mutex_lock(&fx->log_lock);
-	if (fx->nr_zaps < ZAP_LOG_MAX)
-		fx->zaps[fx->nr_zaps] = (struct zap_rec){ start, end, filter, cause };
-	fx->nr_zaps++;
-	pthread_mutex_unlock(&fx->log_lock);
-}
 
 static int fx_setup(void **state, unsigned long type)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	struct pm_inval_consumer c = { .zap = fx_log_zap };
 
 	if (!fx)
 		return -1;
-	pthread_mutex_init(&fx->log_lock, NULL);
 	fx->sys = pm_kvm_open();
 	fx->vmh = pm_kvm_ioctl(fx->sys, KVM_CREATE_VM, type);
 	if (fx->sys < 0 || fx->vmh < 0 || pm_handle_get(fx->vmh, &fx->vmf) != 0)
 		return -1;
 	fx->vm = fx->vmf.obj;
-	c.ctx = fx;
-	pm_inval_add_consumer(&fx->vm->inval, &c);
+	pm_zaplog_attach(&fx->log, fx->vm);
 	*state = fx;
 	return 0;
 }
@@ -99,19 +70,14 @@ static int teardown(void **state)
 	pm_kvm_close(fx->vmh);
 	pm_file_put(&fx->vmf);     /* destroys the VM: its consumer goes with it */
 	pm_kvm_close(fx->sys);
-	pthread_mutex_destroy(&fx->log_lock);
+	pthread_mutex_destroy(&fx->log.lock);
 	free(fx);
 	return 0;
 }
 
 static int fx_nr_zaps(struct fx *fx)
 {
-	int n;
-
-	pthread_mutex_lock(&fx->log_lock);
-	n = fx->nr_zaps;
-	pthread_mutex_unlock(&fx->log_lock);
-	return n;
+	return (int)pm_zaplog_count(&fx->log);
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -678,10 +644,10 @@ static void test_deleting_a_slot_invalidates_its_range(void **state)
 
 	assert_int_equal(set_mem(fx->vmh, 0, 0, 32 * PAGE, 0, UADDR), 0);
 	assert_int_equal(fx_nr_zaps(fx), 1);
-	assert_int_equal(fx->zaps[0].start, 32);
-	assert_int_equal(fx->zaps[0].end, 40);
-	assert_int_equal(fx->zaps[0].filter, PM_INVAL_ALL);
-	assert_int_equal(fx->zaps[0].cause, PM_INVAL_CAUSE_MEMSLOT);
+	assert_int_equal(fx->log.ev[0].start, 32);
+	assert_int_equal(fx->log.ev[0].end, 40);
+	assert_int_equal(fx->log.ev[0].filter, PM_INVAL_ALL);
+	assert_int_equal(fx->log.ev[0].cause, PM_INVAL_CAUSE_MEMSLOT);
 	assert_int_equal(atomic_load(&fx->vm->inval.count[PM_INVAL_CAUSE_MEMSLOT]), before + 1);
 	assert_int_equal(atomic_load(&fx->vm->inval.in_progress), 0);
 }
@@ -693,10 +659,10 @@ static void test_moving_a_slot_invalidates_its_old_range(void **state)
 	assert_int_equal(set_mem(fx->vmh, 0, 0, 32 * PAGE, 8 * PAGE, UADDR), 0);
 	assert_int_equal(set_mem(fx->vmh, 0, 0, 128 * PAGE, 8 * PAGE, UADDR), 0);
 	assert_int_equal(fx_nr_zaps(fx), 1);
-	assert_int_equal(fx->zaps[0].start, 32);
-	assert_int_equal(fx->zaps[0].end, 40);
-	assert_int_equal(fx->zaps[0].filter, PM_INVAL_ALL);
-	assert_int_equal(fx->zaps[0].cause, PM_INVAL_CAUSE_MEMSLOT);
+	assert_int_equal(fx->log.ev[0].start, 32);
+	assert_int_equal(fx->log.ev[0].end, 40);
+	assert_int_equal(fx->log.ev[0].filter, PM_INVAL_ALL);
+	assert_int_equal(fx->log.ev[0].cause, PM_INVAL_CAUSE_MEMSLOT);
 }
 
 static void test_refused_requests_invalidate_nothing(void **state)
@@ -722,9 +688,9 @@ static void test_deleting_a_guest_memfd_slot_invalidates_and_unbinds_it(void **s
 
 	assert_int_equal(set_mem(fx->vmh, 0, 0, 0, 0, 0), 0);
 	assert_int_equal(fx_nr_zaps(fx), 1);
-	assert_int_equal(fx->zaps[0].start, 32);
-	assert_int_equal(fx->zaps[0].end, 40);
-	assert_int_equal(fx->zaps[0].cause, PM_INVAL_CAUSE_MEMSLOT);
+	assert_int_equal(fx->log.ev[0].start, 32);
+	assert_int_equal(fx->log.ev[0].end, 40);
+	assert_int_equal(fx->log.ev[0].cause, PM_INVAL_CAUSE_MEMSLOT);
 	/* The file offsets are free again: a new slot binds them. */
 	assert_int_equal(set_mem2(fx->vmh, 1, GMEM, 64 * PAGE, 8 * PAGE, UADDR, g, 0), 0);
 	assert_ptr_equal(lookup(fx->vm, 64).gmem, gmem_obj(g));

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -29,13 +30,6 @@
 /* An ioctl number no privmem file knows (KVM type, unused number). */
 #define UNKNOWN_IOCTL _IO(KVMIO, 0xfe)
 
-/* The call fails as a system call does: -1 and errno err. */
-#define assert_fails(call, err)                         \
-	do {                                            \
-		errno = 0;                              \
-		assert_int_equal((long)(call), -1);     \
-		assert_int_equal(errno, (err));         \
-	} while (0)
 
 #define assert_mmap_fails(call, err)                    \
 	do {                                            \

@@ -26,6 +26,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,13 +51,6 @@
 #define MMIO_GPA  (1ULL << 40)       /* outside every memslot */
 #define MAX_VCPUS 4
 
-/* The call fails as a system call does: -1 and errno err. */
-#define assert_fails(call, err)                         \
-	do {                                            \
-		errno = 0;                              \
-		assert_int_equal((long)(call), -1);     \
-		assert_int_equal(errno, (err));         \
-	} while (0)
 
 /* ---- the VMM ------------------------------------------------------------ */
 

@@ -23,4 +23,13 @@
  */
 bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
 
+/* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
+ * include cmocka.h first). */
+#define assert_fails(call, err)                         \
+	do {                                            \
+		errno = 0;                              \
+		assert_int_equal((long)(call), -1);     \
+		assert_int_equal(errno, (err));         \
+	} while (0)
+
 #endif

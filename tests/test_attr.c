@@ -443,10 +443,13 @@ static void diff_check_range_is(const struct diff *d, uint64_t a, uint64_t b)
 	assert_false(pm_attr_range_is(d->s, d->base + a, d->base + b, v + 1));
 }
 
-/* Canonical form fixes the node count: the root, the three nodes down to
- * the window's 1G blocks if anything is set, one per mixed 1G and 2M block. */
+/* Canonical form fixes the node count: the root, the nodes between it and
+ * the window's 1G blocks if anything is set (none when the root is at the
+ * 1G level itself), one per mixed 1G and 2M block. */
 static size_t diff_expected_memory(const struct diff *d)
 {
+	int chain = pm_attr_root_level(d->s) - PM_ATTR_LEVEL_1G;
+
 	size_t nodes = 1;
 	bool any = false;
 
@@ -456,7 +459,7 @@ static size_t diff_expected_memory(const struct diff *d)
 		nodes += !ref_uniform(d, off, GFNS_1G);
 	for (uint64_t i = 0; i < WIN && !any; i++)
 		any = d->ref[i] != 0;
-	return (nodes + (any ? LEVELS_BELOW_ROOT - 2 : 0)) * NODE_BYTES;
+	return (nodes + (any ? (size_t)chain : 0)) * NODE_BYTES;
 }
 
 /* Checks the whole window; every_gfn adds a get of each gfn (slow in TSan:

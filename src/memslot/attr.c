@@ -36,7 +36,8 @@
 
 #define ATTR_SHIFT         9
 #define ATTR_FANOUT        (1u << ATTR_SHIFT)
-#define ATTR_ROOT_LEVEL    (PM_ATTR_LEVELS - 1)
+#define ATTR_ROOT_LEVEL    (PM_ATTR_LEVELS - 1)   /* the highest a root can be */
+#define ATTR_FIRST_ROOT    PM_ATTR_LEVEL_1G       /* a new store's root: 512 GiB */
 #define ATTR_GFN_LIMIT     (1ULL << 52)
 #define ATTR_VALUE_LIMIT   (1ULL << 62)
 #define ATTR_ENTRY_NODE    (1ULL << 63)
@@ -50,6 +51,25 @@ struct pm_attr_node {
 
 _Static_assert(sizeof(struct pm_attr_node) == ATTR_FANOUT * sizeof(uint64_t),
 	       "a node is exactly its entries");
+
+/* store->root packs the root node and its level in one word. */
+#define ATTR_ROOT_LEVEL_MASK 7u
+
+static inline uintptr_t attr_root_word(struct pm_attr_node *node, int level)
+{
+	PM_BUG_ON((uintptr_t)node & ATTR_ROOT_LEVEL_MASK);
+	return (uintptr_t)node | (uintptr_t)level;
+}
+
+static inline struct pm_attr_node *attr_root_node(uintptr_t w)
+{
+	return (struct pm_attr_node *)(w & ~(uintptr_t)ATTR_ROOT_LEVEL_MASK);
+}
+
+static inline int attr_root_level(uintptr_t w)
+{
+	return (int)(w & ATTR_ROOT_LEVEL_MASK);
+}
 _Static_assert(ATTR_GFN_LIMIT >> (ATTR_SHIFT * ATTR_ROOT_LEVEL) <= ATTR_FANOUT,
 	       "the root covers the gfn space");
 
@@ -187,17 +207,25 @@ int pm_attr_init(struct pm_attr_store *s)
 	}
 	/* A default mutex cannot fail to initialise in glibc. */
 	PM_BUG_ON(pthread_mutex_init(&s->lock, NULL) != 0);
-	atomic_init(&s->root, root);
+	atomic_init(&s->root, attr_root_word(root, ATTR_FIRST_ROOT));
 	return 0;
 }
 
 void pm_attr_destroy(struct pm_attr_store *s)
 {
-	attr_tree_free(s, atomic_load_explicit(&s->root, memory_order_relaxed));
-	atomic_store_explicit(&s->root, NULL, memory_order_relaxed);
+	attr_tree_free(s, attr_root_node(atomic_load_explicit(&s->root, memory_order_relaxed)));
+	atomic_store_explicit(&s->root, 0, memory_order_relaxed);
 	PM_BUG_ON(atomic_load(&s->nodes) != 0);
 	pm_recycler_destroy(&s->recycler);
 	pthread_mutex_destroy(&s->lock);
+}
+
+int pm_attr_root_level(struct pm_attr_store *s)
+{
+	int level;
+
+	level = attr_root_level(atomic_load_explicit(&s->root, memory_order_acquire));
+	return level;
 }
 
 size_t pm_attr_memory(struct pm_attr_store *s)
@@ -214,9 +242,17 @@ size_t pm_attr_memory(struct pm_attr_store *s)
  */
 static uint64_t attr_walk(struct pm_attr_store *s, gfn_t gfn, int stop_level, int *level)
 {
-	struct pm_attr_node *node = pm_rcu_dereference(s->root);
+	uintptr_t w = pm_rcu_dereference(s->root);
+	struct pm_attr_node *node = attr_root_node(w);
+	int l = attr_root_level(w);
 
-	for (int l = ATTR_ROOT_LEVEL;; l--) {
+	/* Beyond the root's span nothing was ever set: one shared value up to
+	 * the end of the gfn space (a range walk steps over it at once). */
+	if (gfn >= attr_span(l + 1)) {
+		*level = PM_ATTR_LEVELS;
+		return 0;
+	}
+	for (;; l--) {
 		uint64_t e = pm_rcu_dereference(node->entries[attr_index(gfn, l)]);
 
 		PM_BUG_ON(l == 0 && attr_entry_is_node(e));
@@ -265,7 +301,8 @@ bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level)
 	int found;
 
 	PM_BUG_ON(gfn >= ATTR_GFN_LIMIT);
-	PM_BUG_ON(level < PM_ATTR_LEVEL_2M || level > ATTR_ROOT_LEVEL);
+	/* Roots are at least at level 1G, so these entries always exist. */
+	PM_BUG_ON(level < PM_ATTR_LEVEL_2M || level > PM_ATTR_LEVEL_1G);
 	pm_rcu_read_lock();
 	e = attr_walk(s, gfn, level, &found);
 	pm_rcu_read_unlock();
@@ -449,20 +486,53 @@ static void attr_set_node(struct attr_set_op *op, struct pm_attr_node *node,
 		attr_set_entry(op, &node->entries[attr_index(base, level)], level, base);
 }
 
+/* Raises the root until it covers gfn end - 1: a new root whose first entry
+ * is the old root (or its value, if uniform: canonical form). The values
+ * of all gfns stay as they were. 0 or -ENOMEM (then the root may have
+ * grown part of the way, which changes no value). store->lock held. */
+static int attr_grow_root(struct pm_attr_store *s, gfn_t end)
+{
+	uintptr_t w = atomic_load_explicit(&s->root, memory_order_relaxed);
+
+	while (end > attr_span(attr_root_level(w) + 1)) {
+		struct pm_attr_node *root = attr_root_node(w), *top = attr_node_alloc(s);
+		uint64_t value;
+
+		if (!top)
+			return -ENOMEM;
+		if (attr_node_uniform(root, &value)) {
+			attr_plain(top)[0] = value;
+			w = attr_root_word(top, attr_root_level(w) + 1);
+			atomic_store_explicit(&s->root, w, memory_order_release);
+			attr_node_retire(s, root);
+		} else {
+			attr_plain(top)[0] = attr_node_entry(root);
+			w = attr_root_word(top, attr_root_level(w) + 1);
+			atomic_store_explicit(&s->root, w, memory_order_release);
+		}
+	}
+	return 0;
+}
+
 int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 {
 	struct attr_set_op op = { .store = s, .start = start, .end = end, .attrs = attrs };
 	struct pm_attr_node *root;
+	uintptr_t w;
 	int err;
 
 	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT);
 	PM_BUG_ON(attrs >= ATTR_VALUE_LIMIT);
 	pthread_mutex_lock(&s->lock);
-	root = atomic_load_explicit(&s->root, memory_order_relaxed);
-	err = attr_prealloc(&op, attr_count_node(&op, root, ATTR_ROOT_LEVEL, 0));
+	err = attr_grow_root(s, end);
 	if (err)
 		goto out_unlock;
-	attr_set_node(&op, root, ATTR_ROOT_LEVEL, 0);
+	w = atomic_load_explicit(&s->root, memory_order_relaxed);
+	root = attr_root_node(w);
+	err = attr_prealloc(&op, attr_count_node(&op, root, attr_root_level(w), 0));
+	if (err)
+		goto out_unlock;
+	attr_set_node(&op, root, attr_root_level(w), 0);
 	PM_BUG_ON(op.used != op.nr_spare);     /* the count and the walk agree */
 out_unlock:
 	pthread_mutex_unlock(&s->lock);

@@ -2,8 +2,12 @@
 /*
  * The memory-attribute store of a VM: gfn -> attributes (KVM_MEMORY_ATTRIBUTE_*).
  *
- * A radix tree of 512-entry nodes over the 52-bit gfn space (6 levels: a
- * level-L entry covers 512^L gfns, so level 1 is 2M and level 2 is 1G). An
+ * A radix tree of 512-entry nodes over the 52-bit gfn space (up to 6 levels:
+ * a level-L entry covers 512^L gfns, so level 1 is 2M and level 2 is 1G).
+ * The root starts at level 2 (512 GiB) and is raised when a set reaches
+ * beyond it, so a VM's tree is only as tall as its addresses need: a 4K
+ * conversion in a uniform region splits (and later collapses) two nodes,
+ * not five. An
  * entry is either a value, uniform over everything it covers, or a pointer
  * to a child node. The tree is kept canonical: a node whose 512 entries are
  * the same value is replaced by that value in its parent. Hence
@@ -34,7 +38,9 @@ struct pm_attr_node;
 
 struct pm_attr_store {
 	pthread_mutex_t lock;              /* serialises writers */
-	struct pm_attr_node *_Atomic root; /* level 5; never NULL after init */
+	_Atomic uintptr_t root;            /* the root node | its level (low 3 bits):
+	                                    * one word, so readers always walk a root
+	                                    * with its own level; never 0 after init */
 	atomic_size_t nodes;               /* live nodes, for memory accounting */
 	struct pm_recycler recycler;       /* node allocation; reuse after a grace period */
 };
@@ -52,9 +58,13 @@ int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 /* True if every gfn in [start, end) has exactly attrs. */
 bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
 
-/* True if the naturally aligned block of level `level` (1: 2M, 2: 1G)
- * containing gfn does not have one value throughout. */
+/* True if the naturally aligned block of level `level` (1: 2M, 2: 1G; no
+ * other) containing gfn does not have one value throughout. */
 bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level);
+
+/* The root's level: 2 (512 GiB) at first, raised as sets reach higher
+ * gfns (never lowered). Gfns beyond the root's span are shared. */
+int pm_attr_root_level(struct pm_attr_store *s);
 
 /* Bytes of memory the store uses (nodes). */
 size_t pm_attr_memory(struct pm_attr_store *s);

@@ -59,6 +59,7 @@ struct pm_gmem {
 
 	pthread_mutex_t views_lock;
 	struct pm_gmem_view *views;         /* views_lock */
+	atomic_uint nr_views;               /* written under views_lock; read without it */
 
 	atomic_uint_fast64_t pages;         /* statistics: 4K pages allocated */
 	atomic_uint_fast64_t folios[3];     /* pages allocated by order 0/9/18 */

@@ -93,14 +93,21 @@ static int view_fill(struct pm_gmem_view *v, uint64_t start, uint64_t end, bool 
 
 void pm_gmem_views_revoke(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
+	if (!atomic_load(&g->nr_views))
+		return;
 	pthread_mutex_lock(&g->views_lock);
 	for (struct pm_gmem_view *v = g->views; v; v = v->next)
 		PM_BUG_ON(view_fill(v, start, end, true));   /* MAP_FIXED over our own mapping */
 	pthread_mutex_unlock(&g->views_lock);
 }
 
+/* A view being created counts itself before it reads the index, so a
+ * caller that changed the index and then sees no view loses nothing by
+ * skipping the lock: the new view read the changed index. */
 void pm_gmem_views_refresh(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
+	if (!atomic_load(&g->nr_views))
+		return;
 	pthread_mutex_lock(&g->views_lock);
 	for (struct pm_gmem_view *v = g->views; v; v = v->next)
 		PM_BUG_ON(view_fill(v, start, end, false));
@@ -142,10 +149,15 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 	pm_gmem_get(g);
 
 	pthread_mutex_lock(&g->views_lock);
+	/* Counted before it reads the index (seq_cst): a punch that then finds
+	 * no view removed its pages before this fill read them. */
+	atomic_fetch_add(&g->nr_views, 1);
 	*err = view_fill(v, v->pgoff, v->pgoff + (len >> PM_PAGE_SHIFT), false);
 	if (!*err) {
 		v->next = g->views;
 		g->views = v;
+	} else {
+		atomic_fetch_sub(&g->nr_views, 1);
 	}
 	pthread_mutex_unlock(&g->views_lock);
 	if (*err) {
@@ -189,6 +201,7 @@ int pm_gmem_munmap(void *addr, size_t len)
 	for (struct pm_gmem_view **pv = &g->views; *pv; pv = &(*pv)->next) {
 		if (*pv == v) {
 			*pv = v->next;
+			atomic_fetch_sub_explicit(&g->nr_views, 1, memory_order_release);
 			break;
 		}
 	}

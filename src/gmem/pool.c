@@ -128,7 +128,8 @@ struct pool {
 	uint64_t alloc_failures; /* since creation */
 };
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Adaptive: the critical sections are short, so spin a little before sleeping. */
+static pthread_mutex_t pool_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 /* Broadcast under pool_lock whenever a run leaves transit. */
 static pthread_cond_t pool_transit_cond = PTHREAD_COND_INITIALIZER;
 /* Whether this thread holds pool_lock, for the _locked assertions. */

@@ -159,11 +159,12 @@ static void attr_node_free_unpublished(struct pm_attr_store *s, struct pm_attr_n
 	pm_recycler_free(&s->recycler, node);
 }
 
-/* Frees a node just unlinked, once readers that may be in it are gone. */
-static void attr_node_retire(struct pm_attr_store *s, struct pm_attr_node *node)
+/* Frees a node just unlinked, once readers that may be in it are gone;
+ * `zero` says all its entries are 0 (then it is reused without zeroing). */
+static void attr_node_retire(struct pm_attr_store *s, struct pm_attr_node *node, bool zero)
 {
 	atomic_fetch_sub(&s->nodes, 1);
-	pm_recycler_retire(&s->recycler, node);
+	pm_recycler_retire(&s->recycler, node, zero);
 }
 
 /* Retires node and every node below it (just unlinked; writer only). */
@@ -175,7 +176,7 @@ static void attr_tree_retire(struct pm_attr_store *s, struct pm_attr_node *node)
 		if (attr_entry_is_node(e))
 			attr_tree_retire(s, attr_entry_node(e));
 	}
-	attr_node_retire(s, node);
+	attr_node_retire(s, node, false);
 }
 
 /* Frees node and every node below it at once: no reader may exist. */
@@ -205,8 +206,15 @@ int pm_attr_init(struct pm_attr_store *s)
 		pm_recycler_destroy(&s->recycler);
 		return -ENOMEM;
 	}
-	/* A default mutex cannot fail to initialise in glibc. */
-	PM_BUG_ON(pthread_mutex_init(&s->lock, NULL) != 0);
+	/* Short critical sections: spin a little before sleeping. */
+	{
+		pthread_mutexattr_t a;
+
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+		PM_BUG_ON(pthread_mutex_init(&s->lock, &a) != 0);
+		pthread_mutexattr_destroy(&a);
+	}
 	atomic_init(&s->root, attr_root_word(root, ATTR_FIRST_ROOT));
 	return 0;
 }
@@ -438,7 +446,7 @@ static void attr_entry_descend(struct attr_set_op *op, _Atomic uint64_t *slot, u
 	if (!attr_node_uniform(child, &value))
 		return;
 	atomic_store_explicit(slot, value, memory_order_release);
-	attr_node_retire(op->store, child);
+	attr_node_retire(op->store, child, value == 0);   /* a collapsed shared node is all zero */
 }
 
 /* A value entry the range covers partly, with another value: replace it by
@@ -504,7 +512,7 @@ static int attr_grow_root(struct pm_attr_store *s, gfn_t end)
 			attr_plain(top)[0] = value;
 			w = attr_root_word(top, attr_root_level(w) + 1);
 			atomic_store_explicit(&s->root, w, memory_order_release);
-			attr_node_retire(s, root);
+			attr_node_retire(s, root, value == 0);
 		} else {
 			attr_plain(top)[0] = attr_node_entry(root);
 			w = attr_root_word(top, attr_root_level(w) + 1);
@@ -536,5 +544,7 @@ int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 	PM_BUG_ON(op.used != op.nr_spare);     /* the count and the walk agree */
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
+	/* Retired nodes become reusable without holding up other writers. */
+	pm_recycler_maintain(&s->recycler);
 	return err;
 }

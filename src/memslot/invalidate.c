@@ -3,6 +3,7 @@
  * The invalidation protocol (see invalidate.h for the argument why a racing
  * fault always retries).
  */
+#include <sched.h>
 #include "memslot/invalidate.h"
 #include "kvm/vm.h"
 
@@ -19,16 +20,12 @@ int pm_inval_init(struct pm_inval *inv)
 	pthread_rwlockattr_destroy(&attr);
 	if (r)
 		return -r;
-	pthread_mutex_init(&inv->range_lock, NULL);
-	pthread_cond_init(&inv->range_free, NULL);
 	return 0;
 }
 
 void pm_inval_destroy(struct pm_inval *inv)
 {
 	PM_BUG_ON(atomic_load(&inv->in_progress) != 0);
-	pthread_cond_destroy(&inv->range_free);
-	pthread_mutex_destroy(&inv->range_lock);
 	pthread_rwlock_destroy(&inv->mmu_lock);
 }
 
@@ -58,33 +55,30 @@ void pm_mmu_write_unlock(struct pm_vm *vm)
 	PM_BUG_ON(pthread_rwlock_unlock(&vm->inval.mmu_lock));
 }
 
-/* Takes a free range slot, waiting if every slot is in use. */
+/* Claims a free range slot (compare-and-exchange: no lock, so
+ * invalidations of disjoint ranges do not contend here), waiting if all
+ * PM_INVAL_MAX_RANGES are in use. */
 static struct pm_inval_range *inval_claim_slot(struct pm_inval *inv, gfn_t start, gfn_t end)
 {
-	pthread_mutex_lock(&inv->range_lock);
 	for (;;) {
 		for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++) {
 			struct pm_inval_range *r = &inv->ranges[i];
+			bool free_slot = false;
 
-			if (atomic_load_explicit(&r->start, memory_order_relaxed) !=
-			    atomic_load_explicit(&r->end, memory_order_relaxed))
-				continue;       /* claimed (start == end means free) */
+			if (atomic_load_explicit(&r->claimed, memory_order_relaxed) ||
+			    !atomic_compare_exchange_strong(&r->claimed, &free_slot, true))
+				continue;
 			atomic_store_explicit(&r->start, start, memory_order_relaxed);
 			atomic_store_explicit(&r->end, end, memory_order_relaxed);
-			pthread_mutex_unlock(&inv->range_lock);
 			return r;
 		}
-		pthread_cond_wait(&inv->range_free, &inv->range_lock);
+		sched_yield();
 	}
 }
 
-static void inval_release_slot(struct pm_inval *inv, struct pm_inval_range *r)
+static void inval_release_slot(struct pm_inval_range *r)
 {
-	pthread_mutex_lock(&inv->range_lock);
-	atomic_store_explicit(&r->start, 0, memory_order_relaxed);
-	atomic_store_explicit(&r->end, 0, memory_order_relaxed);
-	pthread_cond_signal(&inv->range_free);
-	pthread_mutex_unlock(&inv->range_lock);
+	atomic_store_explicit(&r->claimed, false, memory_order_release);
 }
 
 void pm_inval_begin(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
@@ -116,7 +110,7 @@ void pm_inval_end(struct pm_vm *vm, struct pm_inval_ticket *t)
 	atomic_fetch_add_explicit(&inv->seq, 1, memory_order_seq_cst);
 	atomic_store_explicit(&t->range->active, false, memory_order_seq_cst);
 	atomic_fetch_sub_explicit(&inv->in_progress, 1, memory_order_relaxed);
-	inval_release_slot(inv, t->range);
+	inval_release_slot(t->range);
 	t->range = NULL;
 }
 

@@ -67,7 +67,8 @@ struct pm_inval_consumer {
 #define PM_INVAL_MAX_CONSUMERS  4
 
 struct pm_inval_range {
-	_Atomic gfn_t start;   /* written under range_lock before `active` */
+	atomic_bool claimed;   /* owned by a running invalidation (compare-and-exchange) */
+	_Atomic gfn_t start;   /* written by the owner before `active` */
 	_Atomic gfn_t end;
 	atomic_bool active;    /* set under mmu_lock (exclusive); cleared at end */
 };
@@ -75,8 +76,6 @@ struct pm_inval_range {
 struct pm_inval {
 	pthread_rwlock_t mmu_lock;           /* see above; writer-preferring */
 	atomic_uint_fast64_t seq;            /* bumped by every end */
-	pthread_mutex_t range_lock;          /* slot allocation */
-	pthread_cond_t range_free;           /* signalled when a slot retires */
 	struct pm_inval_range ranges[PM_INVAL_MAX_RANGES];
 	atomic_uint in_progress;             /* active slots */
 	struct pm_inval_consumer consumers[PM_INVAL_MAX_CONSUMERS]; /* set before use */

@@ -5,7 +5,8 @@
 #include "uapi/handle.h"
 #include "vcpu/vcpu.h"
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Readers (every call resolving a handle) share it; open and close take it exclusively. */
+static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
 static struct pm_file *table;      /* table_lock */
 static int table_size;             /* table_lock */
 
@@ -63,14 +64,14 @@ int pm_handle_install(const struct pm_file *f)
 {
 	int h, r = 0;
 
-	pthread_mutex_lock(&table_lock);
+	pthread_rwlock_wrlock(&table_lock);
 	for (h = 0; h < table_size && table[h].kind != PM_HANDLE_NONE; h++)
 		;
 	if (h == table_size)
 		r = table_grow_locked();
 	if (!r)
 		table[h] = *f;
-	pthread_mutex_unlock(&table_lock);
+	pthread_rwlock_unlock(&table_lock);
 	return r ? r : h;
 }
 
@@ -78,13 +79,13 @@ int pm_handle_get(int handle, struct pm_file *f)
 {
 	int r = -EBADF;
 
-	pthread_mutex_lock(&table_lock);
+	pthread_rwlock_rdlock(&table_lock);
 	if (handle >= 0 && handle < table_size && table[handle].kind != PM_HANDLE_NONE) {
 		*f = table[handle];
 		file_get(f);
 		r = 0;
 	}
-	pthread_mutex_unlock(&table_lock);
+	pthread_rwlock_unlock(&table_lock);
 	return r;
 }
 
@@ -92,13 +93,13 @@ int pm_handle_close(int handle)
 {
 	struct pm_file f = { 0 };
 
-	pthread_mutex_lock(&table_lock);
+	pthread_rwlock_wrlock(&table_lock);
 	if (handle >= 0 && handle < table_size) {
 		f = table[handle];
 		table[handle].kind = PM_HANDLE_NONE;
 		table[handle].obj = NULL;
 	}
-	pthread_mutex_unlock(&table_lock);
+	pthread_rwlock_unlock(&table_lock);
 	if (f.kind == PM_HANDLE_NONE)
 		return -EBADF;
 	pm_file_put(&f);

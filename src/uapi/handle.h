@@ -5,9 +5,10 @@
  * reference on it (a vCPU handle references the vCPU's VM). Handles are
  * the lowest free small integers, like file descriptors.
  *
- * Locking: table_lock (handle.c) protects the table. pm_handle_get() takes
- * a reference on the object under it, so a concurrent close cannot free
- * the object under a running call.
+ * Locking: table_lock (handle.c, a reader/writer lock: lookups share it)
+ * protects the table. pm_handle_get() takes a reference on the object
+ * under it, so a concurrent close cannot free the object under a running
+ * call.
  */
 #ifndef PM_UAPI_HANDLE_H
 #define PM_UAPI_HANDLE_H

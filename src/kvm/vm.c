@@ -87,10 +87,22 @@ void pm_vm_put(struct pm_vm *vm)
 		vm_destroy(vm);
 }
 
+/* Online CPUs, read once: sysconf() parses /sys each time (microseconds). */
+static long vm_online_cpus(void)
+{
+	static atomic_long online;
+	long n = atomic_load_explicit(&online, memory_order_relaxed);
+
+	if (!n) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		n = n > 0 ? n : 1;
+		atomic_store_explicit(&online, n, memory_order_relaxed);
+	}
+	return n;
+}
+
 long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 {
-	long online = sysconf(_SC_NPROCESSORS_ONLN);
-
 	switch (cap) {
 	case KVM_CAP_USER_MEMORY:
 	case KVM_CAP_USER_MEMORY2:
@@ -101,7 +113,7 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_PRE_FAULT_MEMORY:
 		return 1;
 	case KVM_CAP_NR_VCPUS:
-		return online > 0 ? PM_MIN(online, PM_MAX_VCPUS) : 1;
+		return PM_MIN(vm_online_cpus(), PM_MAX_VCPUS);
 	case KVM_CAP_MAX_VCPUS:
 		return PM_MAX_VCPUS;
 	case KVM_CAP_MAX_VCPU_ID:

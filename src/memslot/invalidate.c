@@ -60,9 +60,16 @@ void pm_mmu_write_unlock(struct pm_vm *vm)
  * PM_INVAL_MAX_RANGES are in use. */
 static struct pm_inval_range *inval_claim_slot(struct pm_inval *inv, gfn_t start, gfn_t end)
 {
+	/* Each thread starts its search at its own slot, so concurrent
+	 * invalidations from different threads do not read each other's. */
+	static atomic_uint next_home;
+	static _Thread_local unsigned int home = UINT32_MAX;
+
+	if (home == UINT32_MAX)
+		home = atomic_fetch_add_explicit(&next_home, 1, memory_order_relaxed);
 	for (;;) {
-		for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++) {
-			struct pm_inval_range *r = &inv->ranges[i];
+		for (unsigned int k = 0; k < PM_INVAL_MAX_RANGES; k++) {
+			struct pm_inval_range *r = &inv->ranges[(home + k) % PM_INVAL_MAX_RANGES];
 			bool free_slot = false;
 
 			if (atomic_load_explicit(&r->claimed, memory_order_relaxed) ||

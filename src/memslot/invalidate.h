@@ -66,7 +66,10 @@ struct pm_inval_consumer {
 #define PM_INVAL_MAX_RANGES     64
 #define PM_INVAL_MAX_CONSUMERS  4
 
+/* One cache line each: invalidations on different threads use different
+ * slots and must not bounce each other's lines. */
 struct pm_inval_range {
+	_Alignas(64)
 	atomic_bool claimed;   /* owned by a running invalidation (compare-and-exchange) */
 	_Atomic gfn_t start;   /* written by the owner before `active` */
 	_Atomic gfn_t end;

@@ -52,8 +52,11 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 	/* A split can only fail for want of a table frame; the zap must not. */
 	while (pm_s2_zap(&mmu->s2, start, end, zap_filter, &filter, &res) == -ENOMEM)
 		sched_yield();
-	atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);
-	atomic_fetch_add_explicit(&mmu->splits, res.split, memory_order_relaxed);
+	/* Statistics are shared lines: written only when there is news. */
+	if (res.zapped)
+		atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);
+	if (res.split)
+		atomic_fetch_add_explicit(&mmu->splits, res.split, memory_order_relaxed);
 	if (res.zapped)
 		pm_mmu_tlb_shootdown(vm);
 }

@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
 
 #include "vcpu/coro.h"
 
@@ -653,25 +654,10 @@ static void test_stack_has_guard_page_below(void **state)
 
 /* ---- misuse ---- */
 
-/* Runs fn(arg) in a child; the child must die of SIGABRT (a PM_BUG_ON). */
+/* fn(arg) must die of SIGABRT (a PM_BUG_ON) in a child. */
 static void expect_abort(void (*fn)(void *), void *arg)
 {
-	int status = 0;
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		signal(SIGABRT, SIG_DFL);
-		if (devnull >= 0)
-			dup2(devnull, STDERR_FILENO);
-		fn(arg);
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_true(pm_test_aborts(fn, arg));
 }
 
 static void resume_finished(void *arg)

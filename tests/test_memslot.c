@@ -37,42 +37,12 @@
 
 /* ---- fixture: a VM with a zap consumer that logs invalidations ---------- */
 
-struct fx {
-	int sys, vmh;
-	struct pm_file vmf;     /* our reference on the VM */
-	struct pm_vm *vm;
-	struct pm_zaplog log;    /* invalidations the VM made */
-};
-
-static int fx_setup(void **state, unsigned long type)
-{
-	struct fx *fx = calloc(1, sizeof(*fx));
-
-	if (!fx)
-		return -1;
-	fx->sys = pm_kvm_open();
-	fx->vmh = pm_kvm_ioctl(fx->sys, KVM_CREATE_VM, type);
-	if (fx->sys < 0 || fx->vmh < 0 || pm_handle_get(fx->vmh, &fx->vmf) != 0)
-		return -1;
-	fx->vm = fx->vmf.obj;
-	pm_zaplog_attach(&fx->log, fx->vm);
-	*state = fx;
-	return 0;
-}
-
-static int setup_default(void **state) { return fx_setup(state, KVM_X86_DEFAULT_VM); }
-static int setup_sw(void **state) { return fx_setup(state, KVM_X86_SW_PROTECTED_VM); }
+static int setup_default(void **state) { return pm_fx_setup(state, KVM_X86_DEFAULT_VM); }
+static int setup_sw(void **state) { return pm_fx_setup(state, KVM_X86_SW_PROTECTED_VM); }
 
 static int teardown(void **state)
 {
-	struct fx *fx = *state;
-
-	pm_kvm_close(fx->vmh);
-	pm_file_put(&fx->vmf);     /* destroys the VM: its consumer goes with it */
-	pm_kvm_close(fx->sys);
-	pthread_mutex_destroy(&fx->log.lock);
-	free(fx);
-	return 0;
+	return pm_fx_teardown(state);
 }
 
 static int fx_nr_zaps(struct fx *fx)

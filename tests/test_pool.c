@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "lib/testutil.h"
 
 #include "gmem/pool.h"
 
@@ -104,25 +105,24 @@ static void free_range(pm_pfn_t pfn, uint64_t count)
 	}
 }
 
-/* Runs fn(arg) in a child; the child must die of SIGABRT (a PM_BUG_ON). */
+struct abort_call {
+	void (*fn)(pm_pfn_t);
+	pm_pfn_t pfn;
+};
+
+static void abort_call_run(void *arg)
+{
+	struct abort_call *c = arg;
+
+	c->fn(c->pfn);
+}
+
+/* fn(arg) must die of SIGABRT (a PM_BUG_ON) in a child. */
 static void expect_abort(void (*fn)(pm_pfn_t), pm_pfn_t arg)
 {
-	int status = 0;
-	pid_t pid = fork();
+	struct abort_call c = { fn, arg };
 
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-
-		signal(SIGABRT, SIG_DFL);
-		if (devnull >= 0)
-			dup2(devnull, STDERR_FILENO);
-		fn(arg);
-		_exit(0);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFSIGNALED(status));
-	assert_int_equal(WTERMSIG(status), SIGABRT);
+	assert_true(pm_test_aborts(abort_call_run, &c));
 }
 
 /* ---- environment (must run before anything touches the pool) ---- */

@@ -23,6 +23,10 @@
  */
 bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
 
+/* Runs fn(arg) in a forked child with stderr silenced; true if the child
+ * died of SIGABRT (a PM_BUG_ON), false otherwise. */
+bool pm_test_aborts(void (*fn)(void *), void *arg);
+
 /* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
  * include cmocka.h first). */
 #define assert_fails(call, err)                         \

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <privmem/privmem.h>
 #include "zaplog.h"
 
 static void zaplog_record(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
@@ -52,4 +53,32 @@ bool pm_zaplog_seen(struct pm_zaplog *log, gfn_t start, gfn_t end, unsigned int 
 	}
 	pthread_mutex_unlock(&log->lock);
 	return hits == 1;
+}
+
+int pm_fx_setup(void **state, unsigned long type)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	if (!fx)
+		return -1;
+	fx->sys = pm_kvm_open();
+	fx->vmh = pm_kvm_ioctl(fx->sys, KVM_CREATE_VM, type);
+	if (fx->sys < 0 || fx->vmh < 0 || pm_handle_get(fx->vmh, &fx->vmf) != 0)
+		return -1;
+	fx->vm = fx->vmf.obj;
+	pm_zaplog_attach(&fx->log, fx->vm);
+	*state = fx;
+	return 0;
+}
+
+int pm_fx_teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	pm_kvm_close(fx->vmh);
+	pm_file_put(&fx->vmf);     /* destroys the VM: its consumer goes with it */
+	pm_kvm_close(fx->sys);
+	pthread_mutex_destroy(&fx->log.lock);
+	free(fx);
+	return 0;
 }

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include "kvm/vm.h"
+#include "uapi/handle.h"
 
 #define PM_ZAPLOG_MAX 64
 
@@ -32,5 +33,18 @@ void pm_zaplog_reset(struct pm_zaplog *log);
 /* The log holds exactly one zap of [start, end) with filter and cause. */
 bool pm_zaplog_seen(struct pm_zaplog *log, gfn_t start, gfn_t end, unsigned int filter,
 		    enum pm_inval_cause cause);
+
+/* A fixture: a system handle, a VM of `type` with our own reference on
+ * it, and a zap log attached. */
+struct fx {
+	int sys, vmh;
+	struct pm_file vmf;     /* our reference on the VM */
+	struct pm_vm *vm;
+	struct pm_zaplog log;   /* invalidations the VM made */
+};
+
+/* cmocka setup/teardown shapes: 0 or -1. */
+int pm_fx_setup(void **state, unsigned long type);
+int pm_fx_teardown(void **state);
 
 #endif

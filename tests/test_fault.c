@@ -357,6 +357,54 @@ static void test_private_fault_on_1g_guest_memfd_maps_1g(void **state)
 	pm_kvm_close(kvm);
 }
 
+/* With the pool exhausted, converting 4K inside a 2M private mapping has no
+ * frame to split the mapping with: the conversion still completes, removing
+ * the whole 2M mapping (it used to retry the split forever). */
+static void test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page(void **state)
+{
+	struct pm_pool_config cfg = { .size = 8 * MIB, .watermark = 1 * MIB };
+	struct pm_pool_stats ps;
+	struct pm_vm_stats st;
+	struct vmm m;
+	uint64_t old_size, old_wm;
+	int kvm, gmem, hog, n = 0;
+
+	kvm = pm_kvm_open();
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	old_size = ps.size;
+	old_wm = ps.watermark;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+
+	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
+	gmem = vmm_create_gmem(&m, 2 * MIB, PM_GUEST_MEMFD_FLAG_NO_1G);
+	vmm_add_slot(&m, 0, 2 * MIB, gmem, 0, NULL);
+	vmm_set_attr(&m, 0, 2 * MIB, true);
+	{
+		struct kvm_pre_fault_memory pf = { .gpa = 0, .size = PAGE };
+
+		assert_int_equal(pm_kvm_ioctl(m.vcpu[0], KVM_PRE_FAULT_MEMORY, &pf), 0);
+	}
+	vmm_stats(&m, &st);
+	assert_int_equal(st.mappings[1], 1);
+	/* Every remaining frame goes to another file. */
+	hog = vmm_create_gmem(&m, 8 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	while (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, (off_t)n * PAGE, PAGE) == 0)
+		n++;
+	assert_int_equal(errno, ENOMEM);
+	vmm_set_attr(&m, PAGE, PAGE, false);
+	vmm_stats(&m, &st);
+	assert_int_equal(st.mappings[1], 0);
+	assert_int_equal(st.mappings[0], 0);
+	pm_kvm_close(hog);
+	vmm_destroy(&m);
+
+	assert_int_equal(pool_in_use(kvm), 0);
+	cfg.size = old_size;
+	cfg.watermark = old_wm;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+	pm_kvm_close(kvm);
+}
+
 static void test_private_fault_on_no_huge_guest_memfd_maps_4k(void **state)
 {
 	struct touch_list t = { .gpa = { GIB, GIB + 2 * MIB + 7 * PAGE, GIB + PAGE }, .n = 3 };
@@ -1167,6 +1215,7 @@ int main(void)
 		cmocka_unit_test(test_private_fault_on_2m_guest_memfd_maps_2m),
 		cmocka_unit_test(test_private_fault_on_1g_guest_memfd_maps_1g),
 		cmocka_unit_test(test_private_fault_on_no_huge_guest_memfd_maps_4k),
+		cmocka_unit_test(test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page),
 		cmocka_unit_test(test_slot_misaligned_with_its_file_or_smaller_than_the_huge_page_maps_4k),
 		cmocka_unit_test(test_mixed_2m_range_maps_its_private_pages_4k),
 		cmocka_unit_test(test_converting_one_page_splits_the_2m_mapping_and_keeps_the_rest),

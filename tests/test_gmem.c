@@ -1077,6 +1077,30 @@ static void test_punch_of_mmap_file_zaps_all_mappings_of_exactly_the_bound_gfns(
 	check_punch_zaps_bound_gfns(MMAP, PM_INVAL_ALL);
 }
 
+/* A punch over a file bound to more memslots than there are invalidation
+ * range slots (64) completes and zaps every binding (it used to wait for a
+ * free slot while holding all the others). */
+static void test_punch_over_more_bindings_than_range_slots_completes(void **state)
+{
+	enum { N = PM_INVAL_MAX_RANGES + 6 };
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, N * PAGE, 0);
+	struct pm_zaplog log;
+
+	zap_log_attach(&log, vm);
+	for (int i = 0; i < N; i++)
+		bind_ok(vm, (uint32_t)i, (uint64_t)i * 2 * MIB, PAGE, h, (uint64_t)i * PAGE);
+	alloc_ok(h, 0, N * PAGE);
+	pm_zaplog_reset(&log);
+	punch_ok(h, 0, N * PAGE);
+	assert_int_equal(pm_zaplog_count(&log), N);
+	for (int i = 0; i < PM_ZAPLOG_MAX; i++)
+		assert_int_equal(log.ev[i].end - log.ev[i].start, 1);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
 /* ---- concurrency -------------------------------------------------------- */
 
 struct stress {
@@ -1472,6 +1496,7 @@ int main(void)
 		cmocka_unit_test(test_release_clears_bindings_and_zaps_the_slot),
 		cmocka_unit_test(test_punch_zaps_private_mappings_of_exactly_the_bound_gfns),
 		cmocka_unit_test(test_punch_of_mmap_file_zaps_all_mappings_of_exactly_the_bound_gfns),
+		cmocka_unit_test(test_punch_over_more_bindings_than_range_slots_completes),
 		cmocka_unit_test(test_concurrent_punch_and_allocate_leak_nothing),
 		cmocka_unit_test(test_concurrent_punch_and_allocate_under_a_view_leak_nothing),
 		cmocka_unit_test(test_host_reads_racing_punch_hole_see_zero_never_sigbus_nor_foreign_data),

@@ -677,26 +677,35 @@ static int hog_pool(pm_pfn_t *pfns, unsigned int *orders, int max)
 	}
 }
 
-static void test_out_of_frames_is_enomem_and_changes_nothing(void **state)
+/* Without frames, split and map fail with ENOMEM and change nothing; a zap
+ * that would need a split removes the whole huge leaf instead (a zap must
+ * not fail: its caller is about to free the memory). */
+static void test_out_of_frames_split_and_map_fail_zap_takes_the_whole_leaf(void **state)
 {
 	struct pm_s2 *s2 = s2_of(state);
 	static pm_pfn_t pfns[POOL_SIZE / PM_PAGE_SIZE];
 	static unsigned int orders[POOL_SIZE / PM_PAGE_SIZE];
 	struct pm_s2_zap_result res;
-	int n, i;
+	uint64_t pte;
+	int n, i, level;
 
 	map_ok(s2, 0, 1, PM_PTE_PRIVATE);
 	pm_rcu_barrier();
 	n = hog_pool(pfns, orders, (int)PM_ARRAY_SIZE(pfns));
-	assert_int_equal(pm_s2_zap(s2, 5, 6, NULL, NULL, &res), -ENOMEM);
-	assert_int_equal(res.zapped, 0);
 	assert_int_equal(pm_s2_split(s2, 0, 1), -ENOMEM);
 	assert_int_equal(pm_s2_map(s2, P1G, 0, leaf(P1G, 0)), -ENOMEM);
+	assert_true(pm_s2_lookup(s2, 5, &pte, &level));
+	assert_int_equal(level, 1);
+	assert_int_equal(pm_s2_zap(s2, 5, 6, NULL, NULL, &res), 0);
+	assert_int_equal(res.zapped, 1);
+	assert_int_equal(res.split, 0);
+	assert_false(pm_s2_lookup(s2, 0, &pte, &level));
+	assert_false(pm_s2_lookup(s2, 511, &pte, &level));
 	for (i = 0; i < n; i++)
 		pm_pool_free(pfns[i], orders[i]);
-	expect_leaf(s2, 5, 1, PM_PTE_PRIVATE);
+	expect_none(s2, 5);
 	expect_none(s2, P1G);
-	expect_counters(s2, 0, 1, 0);
+	expect_counters(s2, 0, 0, 0);
 	assert_int_equal(atomic_load(&s2->splits), 0);
 	assert_int_equal(atomic_load(&s2->tables), 3);
 }
@@ -993,7 +1002,7 @@ int main(void)
 		T(test_zap_frees_tables_it_empties),
 		T(test_zap_keeps_tables_partly_outside_the_range),
 		T(test_zap_leaves_frozen_entries_alone),
-		T(test_out_of_frames_is_enomem_and_changes_nothing),
+		T(test_out_of_frames_split_and_map_fail_zap_takes_the_whole_leaf),
 		T(test_split_keeps_memory_and_bits),
 		T(test_split_without_a_huge_leaf_is_enoent),
 		T(test_age_clears_accessed_and_counts_leaves_that_had_it),

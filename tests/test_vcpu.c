@@ -703,6 +703,33 @@ static void test_poisoned_guest_memfd_page_is_memory_fault_ehwpoison(void **stat
 	vmm_close(&m);
 }
 
+static void guest_read_page7_twice(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, pm_guest_read64(g, 7 * PAGE + 16));   /* maps the page */
+	pm_guest_sync(g, pm_guest_read64(g, 7 * PAGE + 16));   /* after the poison */
+}
+
+/* Poisoning a page the guest has mapped removes the mapping (as Linux
+ * invalidates on memory failure): the next access exits with EHWPOISON
+ * instead of reading the poisoned frame through the old mapping. */
+static void test_poisoning_a_mapped_page_unmaps_it(void **state)
+{
+	const struct vmm_cfg cfg = { .type = KVM_X86_SW_PROTECTED_VM, .gmem = true,
+				     .gmem_flags = PM_GUEST_MEMFD_FLAG_NO_1G };
+	struct pm_file f;
+	struct vmm m;
+
+	vmm_open(&m, &cfg);
+	vmm_set_attr(&m, 0, 2 * MIB, true);
+	vmm_guest(&m, 0, guest_read_page7_twice, NULL);
+	assert_int_equal(expect_sync(&m, 0), 0);       /* a 2M private page, zero */
+	assert_int_equal(pm_handle_get(m.gmem, &f), 0);
+	assert_int_equal(pm_gmem_poison(f.obj, 7), 0);
+	pm_file_put(&f);
+	expect_memory_fault(&m, 0, EHWPOISON, 7 * PAGE, true);
+	vmm_close(&m);
+}
+
 #define SLOT_PAGE (9 * PAGE)
 #define SLOT_MAGIC 0x5106deadbeef0001ULL
 
@@ -1480,6 +1507,7 @@ int main(void)
 		cmocka_unit_test(test_guest_read64_write64_memset_cmpxchg64),
 		cmocka_unit_test(test_private_access_without_guest_memfd_is_memory_fault_then_retried),
 		cmocka_unit_test(test_poisoned_guest_memfd_page_is_memory_fault_ehwpoison),
+		cmocka_unit_test(test_poisoning_a_mapped_page_unmaps_it),
 		cmocka_unit_test(test_slot_deleted_while_suspended_gives_private_memory_fault),
 		cmocka_unit_test(test_slot_deleted_under_a_running_vcpu_gives_private_memory_fault),
 		cmocka_unit_test(test_map_gpa_range_exits_when_enabled_and_guest_gets_ret),

@@ -458,10 +458,11 @@ static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned 
 	return r;
 }
 
-/* Invalidates the gfns of every binding overlapping [start, end); the
- * tickets go in `local` when they fit (the usual one or two slots). */
+/* Invalidates the gfns of every binding overlapping [start, end) (filter 0:
+ * private mappings, or all of them on gmem-only slots); the tickets go in
+ * `local` when they fit (the usual one or two slots). bindings_lock held. */
 #define GMEM_TICKETS_INLINE 4
-static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end,
+static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end, unsigned int filter,
 			    struct pm_inval_ticket *local, struct pm_inval_ticket **tickets, size_t *n)
 {
 	size_t cap = 0;
@@ -479,10 +480,19 @@ static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end,
 		if (lo >= hi)
 			continue;
 		pm_inval_begin(g->vm, s->base_gfn + (lo - b->start), s->base_gfn + (hi - b->start),
-			       s->gmem_only ? PM_INVAL_ALL : PM_INVAL_PRIVATE,
+			       filter ? filter : (s->gmem_only ? PM_INVAL_ALL : PM_INVAL_PRIVATE),
 			       PM_INVAL_CAUSE_PUNCH, &(*tickets)[(*n)++]);
 	}
 	return 0;
+}
+
+static void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, size_t n,
+			   struct pm_inval_ticket *local)
+{
+	for (size_t i = 0; i < n; i++)
+		pm_inval_end(g->vm, &tickets[i]);
+	if (tickets != local)
+		free(tickets);
 }
 
 static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
@@ -499,7 +509,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	if (start >= end)
 		return 0;
 	pthread_rwlock_rdlock(&g->bindings_lock);
-	r = gmem_inval_begin(g, start, end, local, &tickets, &nt);
+	r = gmem_inval_begin(g, start, end, 0, local, &tickets, &nt);
 	if (r)
 		goto out_unlock;
 
@@ -518,10 +528,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 		free(runs.v);
 	if (runs.n)     /* pages the pool could not supply before the frees */
 		pm_gmem_views_refresh(g, start, end);
-	for (size_t i = 0; i < nt; i++)
-		pm_inval_end(g->vm, &tickets[i]);
-	if (tickets != local)
-		free(tickets);
+	gmem_inval_end(g, tickets, nt, local);
 out_unlock:
 	pthread_rwlock_unlock(&g->bindings_lock);
 	return r;
@@ -585,12 +592,19 @@ int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len)
 
 int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 {
+	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
 	_Atomic uint64_t *slot;
 	unsigned int level;
+	size_t nt;
 	int r = -ENOENT;
 
 	if (index >= g->npages)
 		return -EINVAL;
+	/* As Linux on memory failure: every mapping of the page goes. */
+	pthread_rwlock_rdlock(&g->bindings_lock);
+	r = gmem_inval_begin(g, index, index + 1, PM_INVAL_ALL, local, &tickets, &nt);
+	if (r)
+		goto out_bindings;
 	pthread_rwlock_wrlock(&g->index_lock);
 	while ((slot = gmem_walk(g, index, false, &level, &r)) && level > 0) {
 		r = gmem_split(g, slot, level);
@@ -606,10 +620,11 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 	r = 0;
 out:
 	pthread_rwlock_unlock(&g->index_lock);
-	/* Host mappings of the page fault from now on, as Linux unmaps a
-	 * poisoned page (a refresh maps it SIGBUS too: get_pfn fails). */
-	if (!r)
+	if (!r)         /* and it leaves the host's views: later accesses SIGBUS */
 		pm_gmem_views_revoke(g, index, index + 1);
+	gmem_inval_end(g, tickets, nt, local);
+out_bindings:
+	pthread_rwlock_unlock(&g->bindings_lock);
 	return r;
 }
 

@@ -16,7 +16,8 @@
  * punched. Frames are scrubbed by the pool when freed, so punched pages
  * read zero afterwards.
  *
- * Locks (order: bindings_lock, then the VM's mmu_lock, then index_lock):
+ * Locks (order: bindings_lock, the VM's mmu_lock, views_lock, index_lock;
+ * a view being filled allocates pages under views_lock):
  *   bindings_lock (rwlock): the bindings list. Exclusive: bind, unbind,
  *     release. Shared: punch hole, for its whole duration, so the set of
  *     slots it invalidates cannot change under it.

@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: MIT */
+#include <pthread.h>
+#include <sched.h>
 #include "lib/rcu.h"
 #include "lib/common.h"
 
@@ -23,7 +25,46 @@ struct pm_rcu_cb {
 	struct rcu_head head;
 	void (*fn)(void *arg);
 	void *arg;
+	bool reserved;          /* from the reserve below, not malloc */
 };
+
+/* Callbacks for when malloc fails: pm_rcu_call may run inside a read-side
+ * section (a page-table walk freeing a table), so it must never wait for a
+ * grace period itself. reserve_lock protects the stack. */
+#define PM_RCU_RESERVE 64
+static struct pm_rcu_cb reserve[PM_RCU_RESERVE];
+static struct pm_rcu_cb *reserve_free[PM_RCU_RESERVE];
+static int reserve_top = -1;    /* -1: not filled yet */
+static pthread_mutex_t reserve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct pm_rcu_cb *rcu_cb_reserved(void)
+{
+	struct pm_rcu_cb *cb = NULL;
+
+	pthread_mutex_lock(&reserve_lock);
+	if (reserve_top < 0) {
+		for (int i = 0; i < PM_RCU_RESERVE; i++)
+			reserve_free[i] = &reserve[i];
+		reserve_top = PM_RCU_RESERVE;
+	}
+	if (reserve_top > 0)
+		cb = reserve_free[--reserve_top];
+	pthread_mutex_unlock(&reserve_lock);
+	if (cb)
+		cb->reserved = true;
+	return cb;
+}
+
+static void rcu_cb_release(struct pm_rcu_cb *cb)
+{
+	if (!cb->reserved) {
+		free(cb);
+		return;
+	}
+	pthread_mutex_lock(&reserve_lock);
+	reserve_free[reserve_top++] = cb;
+	pthread_mutex_unlock(&reserve_lock);
+}
 
 static void pm_rcu_cb_run(struct rcu_head *head)
 {
@@ -31,20 +72,25 @@ static void pm_rcu_cb_run(struct rcu_head *head)
 
 	PM_TSAN_ACQUIRE(&pm_rcu_tsan_sync);
 	cb->fn(cb->arg);
-	free(cb);
+	rcu_cb_release(cb);
 	/* What the callback did happens before a pm_rcu_barrier() returns. */
 	PM_TSAN_RELEASE(&pm_rcu_tsan_barrier_sync);
 }
 
 void pm_rcu_call(void (*fn)(void *arg), void *arg)
 {
-	struct pm_rcu_cb *cb = malloc(sizeof(*cb));
+	struct pm_rcu_cb *cb;
 
-	if (!cb) {
-		/* No memory for a callback: fall back to waiting here. */
-		pm_synchronize_rcu();
-		fn(arg);
-		return;
+	for (;;) {
+		cb = malloc(sizeof(*cb));
+		if (cb) {
+			cb->reserved = false;
+			break;
+		}
+		cb = rcu_cb_reserved();
+		if (cb)
+			break;
+		sched_yield();  /* callbacks in flight give reserve entries back */
 	}
 	cb->fn = fn;
 	cb->arg = arg;

@@ -3,7 +3,6 @@
  * The invalidation protocol (see invalidate.h for the argument why a racing
  * fault always retries).
  */
-#include <sched.h>
 #include "memslot/invalidate.h"
 #include "kvm/vm.h"
 
@@ -56,8 +55,9 @@ void pm_mmu_write_unlock(struct pm_vm *vm)
 }
 
 /* Claims a free range slot (compare-and-exchange: no lock, so
- * invalidations of disjoint ranges do not contend here), waiting if all
- * PM_INVAL_MAX_RANGES are in use. */
+ * invalidations of disjoint ranges do not contend here), or NULL if all
+ * PM_INVAL_MAX_RANGES are taken (the caller then overflows; waiting here
+ * while holding other slots could deadlock). */
 static struct pm_inval_range *inval_claim_slot(struct pm_inval *inv, gfn_t start, gfn_t end)
 {
 	/* Each thread starts its search at its own slot, so concurrent
@@ -67,20 +67,18 @@ static struct pm_inval_range *inval_claim_slot(struct pm_inval *inv, gfn_t start
 
 	if (home == UINT32_MAX)
 		home = atomic_fetch_add_explicit(&next_home, 1, memory_order_relaxed);
-	for (;;) {
-		for (unsigned int k = 0; k < PM_INVAL_MAX_RANGES; k++) {
-			struct pm_inval_range *r = &inv->ranges[(home + k) % PM_INVAL_MAX_RANGES];
-			bool free_slot = false;
+	for (unsigned int k = 0; k < PM_INVAL_MAX_RANGES; k++) {
+		struct pm_inval_range *r = &inv->ranges[(home + k) % PM_INVAL_MAX_RANGES];
+		bool free_slot = false;
 
-			if (atomic_load_explicit(&r->claimed, memory_order_relaxed) ||
-			    !atomic_compare_exchange_strong(&r->claimed, &free_slot, true))
-				continue;
-			atomic_store_explicit(&r->start, start, memory_order_relaxed);
-			atomic_store_explicit(&r->end, end, memory_order_relaxed);
-			return r;
-		}
-		sched_yield();
+		if (atomic_load_explicit(&r->claimed, memory_order_relaxed) ||
+		    !atomic_compare_exchange_strong(&r->claimed, &free_slot, true))
+			continue;
+		atomic_store_explicit(&r->start, start, memory_order_relaxed);
+		atomic_store_explicit(&r->end, end, memory_order_relaxed);
+		return r;
 	}
+	return NULL;
 }
 
 static void inval_release_slot(struct pm_inval_range *r)
@@ -102,7 +100,10 @@ void pm_inval_begin(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 	/* Publish the range, with every fault that checked before it done. */
 	pm_mmu_write_lock(vm);
 	atomic_fetch_add_explicit(&inv->in_progress, 1, memory_order_relaxed);
-	atomic_store_explicit(&t->range->active, true, memory_order_release);
+	if (t->range)
+		atomic_store_explicit(&t->range->active, true, memory_order_release);
+	else
+		atomic_fetch_add_explicit(&inv->overflow, 1, memory_order_release);
 	pm_mmu_write_unlock(vm);
 
 	for (unsigned int i = 0; i < inv->nr_consumers; i++)
@@ -115,9 +116,13 @@ void pm_inval_end(struct pm_vm *vm, struct pm_inval_ticket *t)
 
 	/* The new seq must be visible before the range retires. */
 	atomic_fetch_add_explicit(&inv->seq, 1, memory_order_seq_cst);
-	atomic_store_explicit(&t->range->active, false, memory_order_seq_cst);
-	atomic_fetch_sub_explicit(&inv->in_progress, 1, memory_order_relaxed);
-	inval_release_slot(t->range);
+	if (t->range) {
+		atomic_store_explicit(&t->range->active, false, memory_order_seq_cst);
+		inval_release_slot(t->range);
+	} else {
+		atomic_fetch_sub_explicit(&inv->overflow, 1, memory_order_seq_cst);
+	}
+	atomic_fetch_sub_explicit(&inv->in_progress, 1, memory_order_release);
 	t->range = NULL;
 }
 
@@ -136,6 +141,8 @@ bool pm_inval_retry(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t snap)
 		return false;
 
 	if (atomic_load_explicit(&inv->in_progress, memory_order_acquire)) {
+		if (atomic_load_explicit(&inv->overflow, memory_order_acquire))
+			return true;
 		for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++) {
 			struct pm_inval_range *r = &inv->ranges[i];
 

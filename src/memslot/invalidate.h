@@ -28,6 +28,11 @@
  * that checks later sees the range (or, after end, the new seq). Zaps run
  * under the shared lock, concurrently with faults on other ranges.
  *
+ * An invalidation that finds all PM_INVAL_MAX_RANGES slots taken (a punch
+ * over a file bound to many memslots claims one per slot) does not wait
+ * for one, which could deadlock against another holder of several: it
+ * counts itself in `overflow`, and every fault retries until it ends.
+ *
  * Consumers (the MMU) register a zap callback; filters say which kind of
  * mapping must go (shared, private or both).
  */
@@ -80,7 +85,9 @@ struct pm_inval {
 	pthread_rwlock_t mmu_lock;           /* see above; writer-preferring */
 	atomic_uint_fast64_t seq;            /* bumped by every end */
 	struct pm_inval_range ranges[PM_INVAL_MAX_RANGES];
-	atomic_uint in_progress;             /* active slots */
+	atomic_uint in_progress;             /* running invalidations */
+	atomic_uint overflow;                /* running ones that found no free slot:
+	                                      * while non-zero every fault retries */
 	struct pm_inval_consumer consumers[PM_INVAL_MAX_CONSUMERS]; /* set before use */
 	unsigned int nr_consumers;
 	atomic_uint_fast64_t count[PM_INVAL_CAUSE_NR]; /* invalidations by cause */
@@ -88,7 +95,7 @@ struct pm_inval {
 
 /* A running invalidation (caller storage). */
 struct pm_inval_ticket {
-	struct pm_inval_range *range;
+	struct pm_inval_range *range;        /* NULL: counted in overflow */
 	gfn_t start, end;
 };
 

@@ -49,16 +49,17 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
 	if (start >= end)
 		return;
-	/* A split can only fail for want of a table frame; the zap must not. */
-	while (pm_s2_zap(&mmu->s2, start, end, zap_filter, &filter, &res) == -ENOMEM)
-		sched_yield();
+	/* Cannot fail: without a frame to split a huge leaf it removes it whole. */
+	PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &filter, &res) != 0);
 	/* Statistics are shared lines: written only when there is news. */
 	if (res.zapped)
 		atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);
 	if (res.split)
 		atomic_fetch_add_explicit(&mmu->splits, res.split, memory_order_relaxed);
-	if (res.zapped)
-		pm_mmu_tlb_shootdown(vm);
+	/* Always, even when this zap removed nothing: a concurrent zap of an
+	 * overlapping range may have removed the entry and not finished its
+	 * own shootdown yet, and our caller frees the memory when we return. */
+	pm_mmu_tlb_shootdown(vm);
 }
 
 int pm_mmu_init(struct pm_vm *vm)
@@ -139,35 +140,20 @@ struct fault_source {
 	bool writable;
 };
 
-/* A page from guest_memfd (private, or shared on a gmem-only slot). */
-static enum pm_fault_result fault_from_gmem(struct pm_memslot *slot, struct pm_fault *f,
-					    struct fault_source *src)
-{
-	struct pm_gmem *g = pm_rcu_dereference(slot->gmem);
-	unsigned int order;
-	pm_pfn_t pfn;
-	int r;
-
-	if (!g || !pm_gmem_tryget(g)) {
-		f->err = EFAULT;
-		return PM_FAULT_MEMORY;
-	}
-	r = pm_gmem_get_pfn(g, slot->gmem_pgoff + (f->gfn - slot->base_gfn), f->gfn, &pfn, &order);
-	pm_gmem_put(g);
-	if (r) {
-		f->err = r == -EHWPOISON ? EHWPOISON : EFAULT;
-		return PM_FAULT_MEMORY;
-	}
-	src->addr = pfn;
-	src->hva = false;
-	src->order = order;
-	src->writable = true;
-	return PM_FAULT_MAPPED;
-}
+/* What a fault needs of its memslot, copied inside the RCU read-side
+ * section (the slot may be freed after it). */
+struct fault_slot {
+	gfn_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+	uint32_t flags;
+	uint64_t gmem_pgoff;
+	bool gmem_only;
+};
 
 /* The largest level <= the source's that the slot's alignment and the
  * attributes allow for gfn. */
-static int fault_max_level(struct pm_vm *vm, struct pm_memslot *slot, gfn_t gfn,
+static int fault_max_level(struct pm_vm *vm, const struct fault_slot *slot, gfn_t gfn,
 			   const struct fault_source *src, gfn_t file_index)
 {
 	for (int level = PM_MIN((int)src->order / 9, 2); level > 0; level--) {
@@ -187,38 +173,73 @@ static int fault_max_level(struct pm_vm *vm, struct pm_memslot *slot, gfn_t gfn,
 	return 0;
 }
 
-/* Looks the page up: the first half of a fault, before the race check. */
+/* Inside an RCU read-side section: finds gfn's slot, copies it, and takes
+ * a reference on its guest_memfd if the page must come from there. */
+static enum pm_fault_result fault_find_slot(struct pm_vm *vm, struct pm_fault *f,
+					    struct fault_slot *fs, struct pm_gmem **gp)
+{
+	struct pm_memslot *slot = pm_memslot_lookup(vm, f->gfn);
+	struct pm_gmem *g;
+
+	*gp = NULL;
+	if (f->private_access && (!slot || !pm_memslot_has_gmem(slot))) {
+		f->err = EFAULT;
+		return PM_FAULT_MEMORY;
+	}
+	if (!slot)
+		return PM_FAULT_MMIO;
+	*fs = (struct fault_slot){ slot->base_gfn, slot->npages, slot->userspace_addr, slot->flags,
+				   slot->gmem_pgoff, slot->gmem_only };
+	if (!f->private_access && !slot->gmem_only)
+		return PM_FAULT_MAPPED;
+	g = pm_rcu_dereference(slot->gmem);
+	if (!g || !pm_gmem_tryget(g)) {
+		f->err = EFAULT;
+		return PM_FAULT_MEMORY;
+	}
+	*gp = g;
+	return PM_FAULT_MAPPED;
+}
+
+/* Looks the page up: the first half of a fault, before the race check.
+ * The guest_memfd work (allocation, the prepare hook) and the last put of
+ * the file run outside the RCU read-side section: they may block, and a
+ * last put releases the file, which waits for a grace period. */
 static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 					 struct fault_source *src, int *level)
 {
-	struct pm_memslot *slot = pm_memslot_lookup(vm, f->gfn);
+	struct fault_slot fs;
+	struct pm_gmem *g;
 	enum pm_fault_result r;
 	gfn_t index = 0;
 
-	if (f->private_access) {
-		if (!slot || !pm_memslot_has_gmem(slot)) {
-			f->err = EFAULT;
-			return PM_FAULT_MEMORY;
-		}
-		r = fault_from_gmem(slot, f, src);
-		index = slot->gmem_pgoff + (f->gfn - slot->base_gfn);
-	} else if (!slot) {
-		return PM_FAULT_MMIO;
-	} else if (slot->gmem_only) {
-		r = fault_from_gmem(slot, f, src);
-		index = slot->gmem_pgoff + (f->gfn - slot->base_gfn);
-	} else {
-		src->hva = true;
-		src->addr = (slot->userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot->base_gfn);
-		src->order = PM_ORDER_1G;
-		src->writable = !(slot->flags & KVM_MEM_READONLY);
-		r = PM_FAULT_MAPPED;
-	}
+	pm_rcu_read_lock();
+	r = fault_find_slot(vm, f, &fs, &g);
+	pm_rcu_read_unlock();
 	if (r != PM_FAULT_MAPPED)
 		return r;
+	if (g) {
+		unsigned int order;
+		pm_pfn_t pfn;
+		int err;
+
+		index = fs.gmem_pgoff + (f->gfn - fs.base_gfn);
+		err = pm_gmem_get_pfn(g, index, f->gfn, &pfn, &order);
+		pm_gmem_put(g);
+		if (err) {
+			f->err = err == -EHWPOISON ? EHWPOISON : EFAULT;
+			return PM_FAULT_MEMORY;
+		}
+		*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order, .writable = true };
+	} else {
+		*src = (struct fault_source){
+			.addr = (fs.userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - fs.base_gfn),
+			.hva = true, .order = PM_ORDER_1G, .writable = !(fs.flags & KVM_MEM_READONLY),
+		};
+	}
 	if (f->write && !src->writable)
 		return PM_FAULT_MMIO;   /* a write to a read-only slot */
-	*level = fault_max_level(vm, slot, f->gfn, src, index);
+	*level = fault_max_level(vm, &fs, f->gfn, src, index);
 	return PM_FAULT_MAPPED;
 }
 
@@ -273,9 +294,7 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 		f->err = EFAULT;        /* implicit conversion request */
 		return PM_FAULT_MEMORY;
 	}
-	pm_rcu_read_lock();
 	r = fault_lookup(vm, f, &src, &level);
-	pm_rcu_read_unlock();
 	if (r != PM_FAULT_MAPPED)
 		return r;
 

@@ -394,13 +394,21 @@ static int zap_leaf(struct pm_walk_ctx *ctx)
 	int ret;
 
 	while (zap_wants(z, cur, ctx->level)) {
-		if (!ctx_inside(ctx, z->start, z->end)) {
+		bool whole = ctx_inside(ctx, z->start, z->end);
+
+		if (!whole) {
 			ret = split_leaf(ctx, &cur);
-			if (ret != -EAGAIN) {
-				z->res->split += !ret;
-				return ret;
+			if (ret == 0) {
+				z->res->split++;
+				return 0;
 			}
-		} else if (pte_cas(ctx->ptep, &cur, 0)) {
+			/* No frame for the split: remove the whole leaf, more
+			 * than was asked (it is faulted in again, smaller);
+			 * a zap must not fail. */
+			if (ret == -ENOMEM)
+				whole = true;
+		}
+		if (whole && pte_cas(ctx->ptep, &cur, 0)) {
 			s2_count_leaf(ctx->s2, ctx->level, -1);
 			z->res->zapped++;
 			return 0;

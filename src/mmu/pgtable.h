@@ -126,10 +126,11 @@ struct pm_s2_zap_result {
 
 /* Removes the leaves in [start, end) that filter accepts (NULL: all). A huge
  * leaf only partly inside the range is split first, down to 4K if needed,
- * so exactly the range goes. Tables left empty whose whole span lies in the
- * range are detached and freed after a grace period. The caller must shoot
- * down TLBs before it frees or reuses the memory that was mapped.
- * 0 or -ENOMEM (a split could not allocate; nothing of that leaf removed). */
+ * so exactly the range goes; if no frame is left for a split, the whole
+ * leaf goes instead (more than asked: it is faulted in again, smaller), so
+ * a zap never fails. Tables left empty whose whole span lies in the range
+ * are detached and freed after a grace period. The caller must shoot down
+ * TLBs before it frees or reuses the memory that was mapped. Returns 0. */
 int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
 	      void *arg, struct pm_s2_zap_result *res);
 

@@ -417,13 +417,19 @@ void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, of
 	struct pm_file f;
 	int err = 0;
 	void *p = NULL;
-	long r = pm_handle_get(handle, &f);
+	long r;
 
+	/* x86's mmap refuses an unaligned offset before looking at the fd. */
+	if (!PM_ALIGNED((uint64_t)offset, PM_PAGE_SIZE)) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	r = pm_handle_get(handle, &f);
 	if (r) {
 		errno = (int)-r;
 		return MAP_FAILED;
 	}
-	if (!length || !PM_ALIGNED((uint64_t)offset, PM_PAGE_SIZE) || offset < 0)
+	if (!length || offset < 0)
 		err = -EINVAL;
 	else if (!pm_fops[f.kind].mmap)
 		err = -ENODEV;

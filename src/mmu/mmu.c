@@ -18,9 +18,14 @@
 void pm_mmu_tlb_shootdown(struct pm_vm *vm)
 {
 	struct pm_mmu *mmu = vm->mmu;
-	uint64_t gen = atomic_fetch_add(&mmu->tlb_gen, 1) + 1;
 	unsigned int n = atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
+	uint64_t gen;
 
+	/* No vCPU, no TLB: one created later flushes when it first enters
+	 * guest mode (its generation differs from the VM's). */
+	if (!n)
+		return;
+	gen = atomic_fetch_add(&mmu->tlb_gen, 1) + 1;
 	atomic_fetch_add_explicit(&mmu->shootdowns, 1, memory_order_relaxed);
 	for (unsigned int i = 0; i < n; i++) {
 		struct pm_vcpu *v = vm->vcpus[i];

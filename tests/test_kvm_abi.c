@@ -22,20 +22,7 @@
 
 #include <privmem/kvm.h>
 
-struct pm_abi_item {
-	const char *name;
-	uint64_t value;
-};
-
-/* Defined in tests/lib/linux_kvm_abi.c from <linux/kvm.h>. */
-extern const struct pm_abi_item pm_linux_abi[];
-extern const size_t pm_linux_abi_len;
-
-#define C(x)       { #x, (uint64_t)(x) }
-#define SZ(T)      { "sizeof(" #T ")", (uint64_t)sizeof(T) }
-#define OFF(T, m)  { "offsetof(" #T ", " #m ")", (uint64_t)offsetof(T, m) }
-#define MSZ(T, m)  { "sizeof(((" #T " *)0)->" #m ")", (uint64_t)sizeof(((T *)0)->m) }
-#define FLD(T, m)  OFF(T, m), MSZ(T, m)
+#include "lib/kvm_abi.h"
 
 static const struct pm_abi_item pm_privmem_abi[] = {
 #include "lib/kvm_abi_items.h"

@@ -14,19 +14,7 @@
 #include <linux/kvm.h>
 #include <linux/kvm_para.h> /* KVM_HC_*, KVM_E*, KVM_MAP_GPA_RANGE_* (not pulled in by linux/kvm.h) */
 
-struct pm_abi_item {
-	const char *name;
-	uint64_t value;
-};
-
-extern const struct pm_abi_item pm_linux_abi[];
-extern const size_t pm_linux_abi_len;
-
-#define C(x)       { #x, (uint64_t)(x) }
-#define SZ(T)      { "sizeof(" #T ")", (uint64_t)sizeof(T) }
-#define OFF(T, m)  { "offsetof(" #T ", " #m ")", (uint64_t)offsetof(T, m) }
-#define MSZ(T, m)  { "sizeof(((" #T " *)0)->" #m ")", (uint64_t)sizeof(((T *)0)->m) }
-#define FLD(T, m)  OFF(T, m), MSZ(T, m)
+#include "kvm_abi.h"
 
 const struct pm_abi_item pm_linux_abi[] = {
 #include "kvm_abi_items.h"

@@ -20,7 +20,7 @@
 #define GFNS_2M     (1ULL << 9)
 #define GFNS_1G     (1ULL << 18)
 #define GFNS_1T     (1ULL << 28)
-#define NODE_BYTES  (512 * sizeof(uint64_t))  /* one 512-entry node */
+#define NODE_BYTES  PM_ATTR_NODE_BYTES  /* one 512-entry node */
 #define LEVELS_BELOW_ROOT (PM_ATTR_LEVELS - 1)
 
 /* ---- helpers ------------------------------------------------------------ */

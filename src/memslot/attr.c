@@ -47,10 +47,15 @@
 struct pm_attr_node {
 	/* Written only by the writer holding store->lock; read under RCU. */
 	_Atomic uint64_t entries[ATTR_FANOUT];
+	/* Writer only (store->lock): how many entries are not 0 (a nonzero
+	 * value or a node). Keeps the uniformity test that every set makes on
+	 * its way back up O(1) for the common case: 0 means all shared; only a
+	 * node with no 0 entry at all is scanned. All-zero memory is thus a
+	 * valid all-shared node. */
+	uint32_t nonzero;
 };
 
-_Static_assert(sizeof(struct pm_attr_node) == ATTR_FANOUT * sizeof(uint64_t),
-	       "a node is exactly its entries");
+_Static_assert(sizeof(struct pm_attr_node) == PM_ATTR_NODE_BYTES, "node size as documented");
 
 /* store->root packs the root node and its level in one word. */
 #define ATTR_ROOT_LEVEL_MASK 7u
@@ -415,7 +420,11 @@ static bool attr_node_uniform(struct pm_attr_node *node, uint64_t *value)
 {
 	const uint64_t *e = attr_plain(node);
 
-	if (attr_entry_is_node(e[0]))
+	if (node->nonzero == 0) {
+		*value = 0;
+		return true;
+	}
+	if (node->nonzero < ATTR_FANOUT || attr_entry_is_node(e[0]))
 		return false;
 	/* All equal <=> each entry equals its successor. */
 	if (memcmp(e, e + 1, (ATTR_FANOUT - 1) * sizeof(e[0])))
@@ -424,20 +433,32 @@ static bool attr_node_uniform(struct pm_attr_node *node, uint64_t *value)
 	return true;
 }
 
+/* The writer's store of entry i of a node (published or not, so always an
+ * atomic release store: a node entry must be seen after the child's
+ * content), keeping node->nonzero. */
+static void attr_store(struct pm_attr_node *node, unsigned int i, uint64_t e)
+{
+	uint64_t old = attr_plain(node)[i];
+
+	node->nonzero += (e != 0) - (old != 0);
+	atomic_store_explicit(&node->entries[i], e, memory_order_release);
+}
+
 /* An entry the range covers fully: becomes the value, dropping any subtree. */
-static void attr_entry_overwrite(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e)
+static void attr_entry_overwrite(struct attr_set_op *op, struct pm_attr_node *node,
+				 unsigned int i, uint64_t e)
 {
 	if (e == op->attrs)
 		return;
-	atomic_store_explicit(slot, op->attrs, memory_order_release);
+	attr_store(node, i, op->attrs);
 	if (attr_entry_is_node(e))
 		attr_tree_retire(op->store, attr_entry_node(e));
 }
 
 /* A node entry the range covers partly: update the child, then collapse it
  * if it became uniform. */
-static void attr_entry_descend(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e,
-			       int level, gfn_t base)
+static void attr_entry_descend(struct attr_set_op *op, struct pm_attr_node *node,
+			       unsigned int i, uint64_t e, int level, gfn_t base)
 {
 	struct pm_attr_node *child = attr_entry_node(e);
 	uint64_t value;
@@ -445,14 +466,14 @@ static void attr_entry_descend(struct attr_set_op *op, _Atomic uint64_t *slot, u
 	attr_set_node(op, child, level - 1, base);
 	if (!attr_node_uniform(child, &value))
 		return;
-	atomic_store_explicit(slot, value, memory_order_release);
+	attr_store(node, i, value);
 	attr_node_retire(op->store, child, value == 0);   /* a collapsed shared node is all zero */
 }
 
 /* A value entry the range covers partly, with another value: replace it by
  * a preallocated node, filled and updated before it is published. */
-static void attr_entry_split(struct attr_set_op *op, _Atomic uint64_t *slot, uint64_t e,
-			     int level, gfn_t base)
+static void attr_entry_split(struct attr_set_op *op, struct pm_attr_node *node,
+			     unsigned int i, uint64_t e, int level, gfn_t base)
 {
 	struct pm_attr_node *child;
 	uint64_t value;
@@ -461,25 +482,29 @@ static void attr_entry_split(struct attr_set_op *op, _Atomic uint64_t *slot, uin
 	PM_BUG_ON(op->used >= op->nr_spare);   /* the count missed a split */
 	child = op->spare[op->used++];
 	/* The node comes zeroed (all shared): only another value needs a fill. */
-	for (unsigned int i = 0; e && i < ATTR_FANOUT; i++)  /* unpublished: plain stores */
-		attr_plain(child)[i] = e;
+	if (e) {
+		for (unsigned int j = 0; j < ATTR_FANOUT; j++)  /* unpublished: plain stores */
+			attr_plain(child)[j] = e;
+		child->nonzero = ATTR_FANOUT;
+	}
 	attr_set_node(op, child, level - 1, base);
 	/* Part of it keeps the old value, part has the new one. */
 	PM_BUG_ON(attr_node_uniform(child, &value));
-	pm_rcu_assign_pointer(*slot, attr_node_entry(child));
+	attr_store(node, i, attr_node_entry(child));   /* publishes the filled child */
 }
 
-static void attr_set_entry(struct attr_set_op *op, _Atomic uint64_t *slot, int level,
+static void attr_set_entry(struct attr_set_op *op, struct pm_attr_node *node, int level,
 			   gfn_t base)
 {
-	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	unsigned int i = attr_index(base, level);
+	uint64_t e = attr_plain(node)[i];
 
 	if (attr_covers(op, base, level))
-		attr_entry_overwrite(op, slot, e);
+		attr_entry_overwrite(op, node, i, e);
 	else if (attr_entry_is_node(e))
-		attr_entry_descend(op, slot, e, level, base);
+		attr_entry_descend(op, node, i, e, level, base);
 	else if (e != op->attrs)
-		attr_entry_split(op, slot, e, level, base);
+		attr_entry_split(op, node, i, e, level, base);
 }
 
 /* Sets the part of the range inside node (entries of `level`, at nbase). */
@@ -491,7 +516,7 @@ static void attr_set_node(struct attr_set_op *op, struct pm_attr_node *node,
 	gfn_t to = PM_MIN(op->end, nbase + attr_span(level + 1));
 
 	for (gfn_t base = PM_ALIGN_DOWN(from, span); base < to; base += span)
-		attr_set_entry(op, &node->entries[attr_index(base, level)], level, base);
+		attr_set_entry(op, node, level, base);
 }
 
 /* Raises the root until it covers gfn end - 1: a new root whose first entry
@@ -509,12 +534,12 @@ static int attr_grow_root(struct pm_attr_store *s, gfn_t end)
 		if (!top)
 			return -ENOMEM;
 		if (attr_node_uniform(root, &value)) {
-			attr_plain(top)[0] = value;
+			attr_store(top, 0, value);   /* unpublished */
 			w = attr_root_word(top, attr_root_level(w) + 1);
 			atomic_store_explicit(&s->root, w, memory_order_release);
 			attr_node_retire(s, root, value == 0);
 		} else {
-			attr_plain(top)[0] = attr_node_entry(root);
+			attr_store(top, 0, attr_node_entry(root));   /* unpublished */
 			w = attr_root_word(top, attr_root_level(w) + 1);
 			atomic_store_explicit(&s->root, w, memory_order_release);
 		}

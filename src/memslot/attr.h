@@ -66,6 +66,9 @@ bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level);
  * gfns (never lowered). Gfns beyond the root's span are shared. */
 int pm_attr_root_level(struct pm_attr_store *s);
 
+/* Bytes of one node: 512 entries and the writer's counter word. */
+#define PM_ATTR_NODE_BYTES (512 * 8 + 8)
+
 /* Bytes of memory the store uses (nodes). */
 size_t pm_attr_memory(struct pm_attr_store *s);
 

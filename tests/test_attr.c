@@ -85,6 +85,13 @@ static void assert_range_exact(struct pm_attr_store *s, gfn_t start, gfn_t end,
 
 /* ---- basic values ------------------------------------------------------- */
 
+/* Memory of the canonical tree: stale uniform leaves collapsed first. */
+static size_t compacted_memory(struct pm_attr_store *s)
+{
+	pm_attr_compact(s);
+	return pm_attr_memory(s);
+}
+
 static void test_initial_state_is_all_shared_in_one_node(void **state)
 {
 	struct pm_attr_store *s = *state;
@@ -189,7 +196,7 @@ static void test_setting_back_to_shared_returns_memory(void **state)
 	set_ok(s, 1000, 5001, 0);
 	assert_true(pm_attr_memory(s) > initial);
 	set_ok(s, 3 * GFNS_1G + 7, 9 * GFNS_1G - 3, 0);
-	assert_int_equal(pm_attr_memory(s), initial);
+	assert_int_equal(compacted_memory(s), initial);
 	assert_false(pm_attr_mixed(s, 1000, PM_ATTR_LEVEL_2M));
 	assert_false(pm_attr_mixed(s, 3 * GFNS_1G, PM_ATTR_LEVEL_1G));
 }
@@ -239,18 +246,18 @@ static void test_random_sets_then_full_cover_collapse_to_one_node(void **state)
 	random_sets_anywhere(s, &rng, 500);
 	assert_true(pm_attr_memory(s) > 10 * initial);
 	set_ok(s, 0, GFN_LIMIT, 5);     /* one set over everything */
-	assert_int_equal(pm_attr_memory(s), initial);
+	assert_int_equal(compacted_memory(s), initial);
 	assert_true(pm_attr_range_is(s, 0, GFN_LIMIT, 5));
 
 	random_sets_anywhere(s, &rng, 500);
 	cover_in_pieces(s, &rng, 3);    /* adjacent sets covering everything */
-	assert_int_equal(pm_attr_memory(s), initial);
+	assert_int_equal(compacted_memory(s), initial);
 	assert_true(pm_attr_range_is(s, 0, GFN_LIMIT, 3));
 	assert_false(pm_attr_mixed(s, 0, PM_ATTR_LEVEL_1G));
 
 	random_sets_anywhere(s, &rng, 500);
 	cover_in_pieces(s, &rng, 0);
-	assert_int_equal(pm_attr_memory(s), initial);
+	assert_int_equal(compacted_memory(s), initial);
 	assert_true(pm_attr_range_is(s, 0, GFN_LIMIT, 0));
 }
 
@@ -274,10 +281,82 @@ static void test_one_tib_set_uses_few_nodes(void **state)
 	assert_true(pm_attr_mixed(s, end, PM_ATTR_LEVEL_1G));
 	/* Clearing it returns to the single root. */
 	set_ok(s, start, end, 0);
-	assert_int_equal(pm_attr_memory(s), NODE_BYTES);
+	assert_int_equal(compacted_memory(s), NODE_BYTES);
 }
 
 /* ---- mixed and range_is ------------------------------------------------- */
+
+/* A 4K page converted and converted back leaves its leaf linked but
+ * uniform: values, mixed and range_is read through it, the next toggle in
+ * the same 2M reuses it (no node allocated), and compaction returns the
+ * memory. */
+static void test_uniform_leaf_stays_and_reads_as_value(void **state)
+{
+	struct pm_attr_store *s = *state;
+	gfn_t base = 7 * GFNS_1G + 5 * GFNS_2M;
+	size_t initial = pm_attr_memory(s), kept;
+
+	set_ok(s, base + 3, base + 4, 8);
+	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
+	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));
+	set_ok(s, base + 3, base + 4, 0);
+	kept = pm_attr_memory(s);
+	assert_int_equal(kept, initial + 2 * NODE_BYTES);   /* the leaf and its parent */
+	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
+	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));
+	assert_int_equal(pm_attr_get(s, base + 3), 0);
+	assert_true(pm_attr_range_is(s, base - 1, base + GFNS_2M + 1, 0));
+	assert_true(pm_attr_range_is(s, 0, 1ULL << 40, 0));
+	/* Reuse: another page of the same 2M needs no new node. */
+	for (gfn_t g = 0; g < GFNS_2M; g += 37) {
+		set_ok(s, base + g, base + g + 1, 8);
+		assert_int_equal(pm_attr_memory(s), kept);
+		assert_int_equal(pm_attr_get(s, base + g), 8);
+		assert_false(pm_attr_range_is(s, base, base + GFNS_2M, 0));
+		assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
+		set_ok(s, base + g, base + g + 1, 0);
+		assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
+	}
+	/* A uniform private leaf reads as private. */
+	set_ok(s, base, base + GFNS_2M - 1, 8);
+	set_ok(s, base + GFNS_2M - 1, base + GFNS_2M, 8);
+	assert_true(pm_attr_range_is(s, base, base + GFNS_2M, 8));
+	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
+	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));
+	set_ok(s, 7 * GFNS_1G, base, 8);
+	set_ok(s, base + GFNS_2M, 8 * GFNS_1G, 8);
+	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));   /* looks through the leaf */
+	assert_true(pm_attr_range_is(s, 7 * GFNS_1G, 8 * GFNS_1G, 8));
+	set_ok(s, 7 * GFNS_1G, 8 * GFNS_1G, 0);
+	assert_int_equal(compacted_memory(s), initial);
+}
+
+/* Uniform leaves kept linked are bounded: toggling one page in each of many
+ * 2M blocks keeps at most PM_ATTR_STALE leaves, and every block reads
+ * uniform. */
+static void test_uniform_leaves_are_bounded(void **state)
+{
+	struct pm_attr_store *s = *state;
+	size_t initial = pm_attr_memory(s);
+	enum { BLOCKS = 4 * PM_ATTR_STALE };
+
+	for (gfn_t b = 0; b < BLOCKS; b++) {
+		gfn_t g = (b % 3) * GFNS_1G + b * GFNS_2M + b % 512;
+
+		set_ok(s, g, g + 1, 8);
+		set_ok(s, g, g + 1, 0);
+		/* The root, a level-1 node per 1G touched (3), the leaves. */
+		assert_true(pm_attr_memory(s) <= initial + (3 + PM_ATTR_STALE) * NODE_BYTES);
+	}
+	for (gfn_t b = 0; b < BLOCKS; b++) {
+		gfn_t g = (b % 3) * GFNS_1G + b * GFNS_2M;
+
+		assert_false(pm_attr_mixed(s, g, PM_ATTR_LEVEL_2M));
+		assert_false(pm_attr_mixed(s, g, PM_ATTR_LEVEL_1G));
+	}
+	assert_true(pm_attr_range_is(s, 0, 4 * GFNS_1G, 0));
+	assert_int_equal(compacted_memory(s), initial);
+}
 
 static void test_mixed_2m_block_with_one_private_page(void **state)
 {
@@ -486,7 +565,7 @@ static void diff_check_all(const struct diff *d, bool every_gfn)
 						      d->ref[run]));
 		run = i;
 	}
-	assert_int_equal(pm_attr_memory(d->s), diff_expected_memory(d));
+	assert_int_equal(compacted_memory(d->s), diff_expected_memory(d));
 }
 
 /* A random range in the window: small, medium, 2M-aligned or large. */
@@ -730,7 +809,9 @@ int main(void)
 		T(test_setting_back_to_shared_returns_memory),
 		T(test_random_sets_then_full_cover_collapse_to_one_node),
 		T(test_one_tib_set_uses_few_nodes),
-		T(test_mixed_2m_block_with_one_private_page),
+	T(test_uniform_leaf_stays_and_reads_as_value),
+	T(test_uniform_leaves_are_bounded),
+	T(test_mixed_2m_block_with_one_private_page),
 		T(test_mixed_1g_block_containing_mixed_2m_block),
 		T(test_range_is_true_and_false_cases),
 		T(test_enomem_set_changes_nothing),

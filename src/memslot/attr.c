@@ -11,9 +11,20 @@
  *    entries are one level lower. Level-0 entries are always values.
  * A zeroed node is thus a node of shared (0) memory.
  *
- * Invariant (canonical form): no node other than the root has 512 equal
- * value entries; such a node is replaced by that value in its parent. So an
- * entry is a node exactly when what it covers is mixed.
+ * Invariant (canonical form, relaxed for leaves): no node other than the
+ * root and the leaves whose positions are in the stale ring has 512 equal
+ * value entries; such a node is replaced by that value in its parent.
+ *
+ * Why leaves may stay: a 4K conversion in a uniform region splits a leaf
+ * (and its parent) and converting back would collapse them at once; every
+ * collapse retires nodes, and recycling them costs a grace period (an IPI
+ * to every CPU running the process). A leaf that becomes uniform therefore
+ * stays linked, marked uniform (node->uniform, which readers use), and its
+ * position enters a ring of PM_ATTR_STALE positions; when the ring is full
+ * the oldest position is collapsed properly (with its ancestors, if they
+ * become uniform). Readers treat a uniform leaf as the value it holds, so an
+ * entry of level >= 1 is a node exactly when what it covers is mixed, up to
+ * the stale leaves below it: pm_attr_mixed() at 1G looks through them.
  *
  * pm_attr_set, under store->lock:
  *  1. counts the nodes it will create: a value entry that the range covers
@@ -53,6 +64,13 @@ struct pm_attr_node {
 	 * node with no 0 entry at all is scanned. All-zero memory is thus a
 	 * valid all-shared node. */
 	uint32_t nonzero;
+	/* Writer only: this leaf's position is in store->stale (see below). */
+	uint32_t in_stale;
+	/* Leaves only (entries of level 0): 0 while mixed, value + 1 while all
+	 * 512 entries hold value (a "stale" uniform leaf kept linked). Written
+	 * by the writer after each change of the leaf; read by lock-free
+	 * readers, which use it instead of the entries. */
+	_Atomic uint64_t uniform;
 };
 
 _Static_assert(sizeof(struct pm_attr_node) == PM_ATTR_NODE_BYTES, "node size as documented");
@@ -203,6 +221,7 @@ int pm_attr_init(struct pm_attr_store *s)
 	struct pm_attr_node *root;
 
 	atomic_init(&s->nodes, 0);
+	s->stale_head = s->nr_stale = 0;
 	/* Up to 256 cached nodes (1 MiB) ready for reuse; nodes retired
 	 * beyond that during a grace period go back to malloc. */
 	pm_recycler_init(&s->recycler, sizeof(struct pm_attr_node), 256);
@@ -269,6 +288,16 @@ static uint64_t attr_walk(struct pm_attr_store *s, gfn_t gfn, int stop_level, in
 		uint64_t e = pm_rcu_dereference(node->entries[attr_index(gfn, l)]);
 
 		PM_BUG_ON(l == 0 && attr_entry_is_node(e));
+		if (attr_entry_is_node(e) && l == 1) {
+			/* A stale uniform leaf reads as its value. */
+			uint64_t u = atomic_load_explicit(&attr_entry_node(e)->uniform,
+							  memory_order_acquire);
+
+			if (u) {
+				*level = 1;
+				return u - 1;
+			}
+		}
 		if (!attr_entry_is_node(e) || l == stop_level) {
 			*level = l;
 			return e;
@@ -308,19 +337,49 @@ bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t 
 	return same;
 }
 
+/* Reader: do all 512 entries of a level-1 node read as one value (values,
+ * or stale leaves holding it)? Caller is in an RCU read-side section. */
+static bool attr_node_reads_uniform(struct pm_attr_node *node)
+{
+	uint64_t first = 0;
+
+	for (unsigned int i = 0; i < ATTR_FANOUT; i++) {
+		uint64_t e = pm_rcu_dereference(node->entries[i]);
+
+		if (attr_entry_is_node(e)) {
+			e = atomic_load_explicit(&attr_entry_node(e)->uniform, memory_order_acquire);
+			if (!e)
+				return false;
+			e--;
+		}
+		if (i == 0)
+			first = e;
+		else if (e != first)
+			return false;
+	}
+	return true;
+}
+
 bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level)
 {
 	uint64_t e;
 	int found;
+	bool mixed;
 
 	PM_BUG_ON(gfn >= ATTR_GFN_LIMIT);
 	/* Roots are at least at level 1G, so these entries always exist. */
 	PM_BUG_ON(level < PM_ATTR_LEVEL_2M || level > PM_ATTR_LEVEL_1G);
 	pm_rcu_read_lock();
 	e = attr_walk(s, gfn, level, &found);
+	/* A value at or above `level` covers the whole block: not mixed. A
+	 * level-1 node below a 1G entry may still be uniform through its
+	 * stale leaves: look through them. */
+	if (attr_entry_is_node(e) && found == PM_ATTR_LEVEL_1G)
+		mixed = !attr_node_reads_uniform(attr_entry_node(e));
+	else
+		mixed = attr_entry_is_node(e);
 	pm_rcu_read_unlock();
-	/* A value above `level` covers the whole block: not mixed. */
-	return attr_entry_is_node(e);
+	return mixed;
 }
 
 /* ---- set: counting the splits ------------------------------------------- */
@@ -444,6 +503,68 @@ static void attr_store(struct pm_attr_node *node, unsigned int i, uint64_t e)
 	atomic_store_explicit(&node->entries[i], e, memory_order_release);
 }
 
+/* ---- stale leaves ------------------------------------------------------- */
+
+/*
+ * Collapses the leaf on base's path if it is uniform, then each ancestor
+ * that thereby became uniform (never the root). Identifying the leaf by
+ * position, not by pointer, keeps the ring valid whatever happened to the
+ * node since. store->lock held; not during a set's walk.
+ */
+static void attr_collapse_at(struct pm_attr_store *s, gfn_t base)
+{
+	uintptr_t w = atomic_load_explicit(&s->root, memory_order_relaxed);
+	struct pm_attr_node *path[PM_ATTR_LEVELS];   /* path[l]: entries of level l */
+	struct pm_attr_node *node = attr_root_node(w);
+	int top = attr_root_level(w);
+	uint64_t value;
+
+	if (base >= attr_span(top + 1))
+		return;
+	for (int l = top;; l--) {
+		uint64_t e;
+
+		path[l] = node;
+		if (l == 0)
+			break;
+		e = attr_plain(node)[attr_index(base, l)];
+		if (!attr_entry_is_node(e))
+			return;        /* no leaf here any more */
+		node = attr_entry_node(e);
+	}
+	path[0]->in_stale = 0;
+	for (int l = 0; l < top && attr_node_uniform(path[l], &value); l++) {
+		attr_store(path[l + 1], attr_index(base, l + 1), value);
+		/* A leaf's uniform word is set, so only interior nodes of
+		 * shared memory are all zero. */
+		attr_node_retire(s, path[l], l > 0 && value == 0);
+	}
+}
+
+/* Records a leaf that became uniform; collapsing waits for
+ * attr_stale_trim() after the walk. store->lock held. */
+static void attr_stale_push(struct pm_attr_store *s, struct pm_attr_node *leaf, gfn_t base)
+{
+	if (leaf->in_stale)
+		return;
+	PM_BUG_ON(s->nr_stale >= PM_ATTR_STALE_RING);
+	leaf->in_stale = 1;
+	s->stale[(s->stale_head + s->nr_stale) % PM_ATTR_STALE_RING] = base;
+	s->nr_stale++;
+}
+
+/* Collapses the oldest stale leaves until at most `keep` remain. */
+static void attr_stale_trim(struct pm_attr_store *s, unsigned int keep)
+{
+	while (s->nr_stale > keep) {
+		gfn_t base = s->stale[s->stale_head];
+
+		s->stale_head = (s->stale_head + 1) % PM_ATTR_STALE_RING;
+		s->nr_stale--;
+		attr_collapse_at(s, base);
+	}
+}
+
 /* An entry the range covers fully: becomes the value, dropping any subtree. */
 static void attr_entry_overwrite(struct attr_set_op *op, struct pm_attr_node *node,
 				 unsigned int i, uint64_t e)
@@ -464,8 +585,16 @@ static void attr_entry_descend(struct attr_set_op *op, struct pm_attr_node *node
 	uint64_t value;
 
 	attr_set_node(op, child, level - 1, base);
-	if (!attr_node_uniform(child, &value))
+	if (!attr_node_uniform(child, &value)) {
+		if (level == 1)
+			atomic_store_explicit(&child->uniform, 0, memory_order_release);
 		return;
+	}
+	if (level == 1) {       /* a leaf: stays linked, marked (see the top) */
+		atomic_store_explicit(&child->uniform, value + 1, memory_order_release);
+		attr_stale_push(op->store, child, base);
+		return;
+	}
 	attr_store(node, i, value);
 	attr_node_retire(op->store, child, value == 0);   /* a collapsed shared node is all zero */
 }
@@ -488,7 +617,8 @@ static void attr_entry_split(struct attr_set_op *op, struct pm_attr_node *node,
 		child->nonzero = ATTR_FANOUT;
 	}
 	attr_set_node(op, child, level - 1, base);
-	/* Part of it keeps the old value, part has the new one. */
+	/* Part of it keeps the old value, part has the new one (child->uniform
+	 * stays 0: mixed). */
 	PM_BUG_ON(attr_node_uniform(child, &value));
 	attr_store(node, i, attr_node_entry(child));   /* publishes the filled child */
 }
@@ -567,9 +697,18 @@ int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 		goto out_unlock;
 	attr_set_node(&op, root, attr_root_level(w), 0);
 	PM_BUG_ON(op.used != op.nr_spare);     /* the count and the walk agree */
+	attr_stale_trim(s, PM_ATTR_STALE);
 out_unlock:
 	pthread_mutex_unlock(&s->lock);
 	/* Retired nodes become reusable without holding up other writers. */
 	pm_recycler_maintain(&s->recycler);
 	return err;
+}
+
+void pm_attr_compact(struct pm_attr_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	attr_stale_trim(s, 0);
+	pthread_mutex_unlock(&s->lock);
+	pm_recycler_maintain(&s->recycler);
 }

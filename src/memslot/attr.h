@@ -10,12 +10,16 @@
  * not five. An
  * entry is either a value, uniform over everything it covers, or a pointer
  * to a child node. The tree is kept canonical: a node whose 512 entries are
- * the same value is replaced by that value in its parent. Hence
+ * the same value is replaced by that value in its parent, except for up to
+ * PM_ATTR_STALE uniform leaves kept linked so that 4K conversions back and
+ * forth do not allocate and retire nodes each time (attr.c). Hence
  *  - memory grows with the number of range boundaries, not with pages
- *    (a 1 TiB range set in one call is two entries);
- *  - a 2M (level 1) or 1G (level 2) block is "mixed" exactly when its entry
- *    is a child pointer, which is how the MMU tells whether a huge mapping
- *    is allowed.
+ *    (a 1 TiB range set in one call is two entries), plus at most
+ *    PM_ATTR_STALE leaves;
+ *  - whether a 2M (level 1) or 1G (level 2) block is "mixed" is read off
+ *    its entry (a value, or a leaf marked uniform) in O(1), and for 1G by
+ *    looking through the stale leaves of its node; that is how the MMU
+ *    tells whether a huge mapping is allowed.
  *
  * Locking: writers serialise on store->lock; readers take no lock: they run
  * inside an RCU read-side section (taken by the accessors themselves), see
@@ -34,6 +38,11 @@
 #define PM_ATTR_LEVEL_2M  1
 #define PM_ATTR_LEVEL_1G  2
 
+/* Uniform leaves kept linked between sets (attr.c: "stale leaves"); a set
+ * adds at most two (its boundaries) before trimming. */
+#define PM_ATTR_STALE      64
+#define PM_ATTR_STALE_RING (PM_ATTR_STALE + 2)
+
 struct pm_attr_node;
 
 struct pm_attr_store {
@@ -43,6 +52,10 @@ struct pm_attr_store {
 	                                    * with its own level; never 0 after init */
 	atomic_size_t nodes;               /* live nodes, for memory accounting */
 	struct pm_recycler recycler;       /* node allocation; reuse after a grace period */
+	/* Positions of leaves kept linked while uniform (see attr.c), oldest
+	 * first; all three under lock. */
+	gfn_t stale[PM_ATTR_STALE_RING];
+	unsigned int stale_head, nr_stale;
 };
 
 int pm_attr_init(struct pm_attr_store *s);      /* 0 or -ENOMEM */
@@ -66,11 +79,14 @@ bool pm_attr_mixed(struct pm_attr_store *s, gfn_t gfn, int level);
  * gfns (never lowered). Gfns beyond the root's span are shared. */
 int pm_attr_root_level(struct pm_attr_store *s);
 
-/* Bytes of one node: 512 entries and the writer's counter word. */
-#define PM_ATTR_NODE_BYTES (512 * 8 + 8)
+/* Bytes of one node: 512 entries, the writer's counters, the uniform word. */
+#define PM_ATTR_NODE_BYTES (512 * 8 + 16)
 
 /* Bytes of memory the store uses (nodes). */
 size_t pm_attr_memory(struct pm_attr_store *s);
+/* Collapses every stale uniform leaf: the tree becomes fully canonical
+ * (memory is then exactly what the boundaries need). Not in a read section. */
+void pm_attr_compact(struct pm_attr_store *s);
 
 /* For tests only: after n more successful node allocations (by any store),
  * every further one fails, until called again; n < 0 disarms. */

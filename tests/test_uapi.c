@@ -611,6 +611,64 @@ static void test_concurrent_open_close_never_hands_out_a_handle_twice(void **sta
 	free(sh);
 }
 
+/* Lookups racing close and table growth: a thread hammers ioctls on
+ * handles another thread closes, reopens and pushes up through table
+ * growth; every call either works on a live object or fails with EBADF
+ * (ASan/TSan see any use of a freed object or table). */
+struct lc_shared {
+	atomic_int vm;            /* the handle the reader uses; -1 at the end */
+	atomic_long ok, ebadf, other;
+};
+
+static void *lc_reader(void *p)
+{
+	struct lc_shared *sh = p;
+	int h;
+
+	while ((h = atomic_load(&sh->vm)) >= 0) {
+		int r = pm_kvm_ioctl(h, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY);
+
+		if (r == 1)
+			atomic_fetch_add(&sh->ok, 1);
+		else if (r == -1 && errno == EBADF)
+			atomic_fetch_add(&sh->ebadf, 1);
+		else if (r != -1 || errno != EINVAL)   /* a reused handle of another kind */
+			atomic_fetch_add(&sh->other, 1);
+	}
+	return NULL;
+}
+
+static void test_lookups_race_close_and_table_growth(void **state)
+{
+	struct lc_shared sh = { .vm = -1 };
+	enum { ROUNDS = 200, EXTRA = 150 };
+	int sys = open_sys(), extra[EXTRA];
+	pthread_t t;
+
+	atomic_store(&sh.vm, pm_kvm_ioctl(sys, KVM_CREATE_VM, 0));
+	assert_true(atomic_load(&sh.vm) >= 0);
+	assert_int_equal(pthread_create(&t, NULL, lc_reader, &sh), 0);
+	for (int round = 0; round < ROUNDS; round++) {
+		int old = atomic_load(&sh.vm), vm;
+
+		/* Grow the table past its current size now and then. */
+		for (int i = 0; round % 50 == 0 && i < EXTRA; i++)
+			extra[i] = open_sys();
+		close_ok(old);          /* the reader may be inside a call on it */
+		vm = pm_kvm_ioctl(sys, KVM_CREATE_VM, 0);
+		assert_true(vm >= 0);
+		atomic_store(&sh.vm, vm);
+		for (int i = 0; round % 50 == 0 && i < EXTRA; i++)
+			close_ok(extra[i]);
+	}
+	close_ok(atomic_load(&sh.vm));
+	atomic_store(&sh.vm, -1);
+	pthread_join(t, NULL);
+	close_ok(sys);
+	assert_int_equal(atomic_load(&sh.other), 0);
+	assert_true(atomic_load(&sh.ok) > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -633,6 +691,7 @@ int main(void)
 		cmocka_unit_test(test_vm_lives_while_a_vcpu_handle_or_run_mapping_remains),
 		cmocka_unit_test(test_gmem_of_a_closed_vm_still_answers),
 		cmocka_unit_test(test_concurrent_open_close_never_hands_out_a_handle_twice),
+		cmocka_unit_test(test_lookups_race_close_and_table_growth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

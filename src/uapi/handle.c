@@ -2,13 +2,28 @@
 #include <pthread.h>
 #include "gmem/gmem.h"
 #include "kvm/vm.h"
+#include "lib/rcu.h"
 #include "uapi/handle.h"
 #include "vcpu/vcpu.h"
 
-/* Readers (every call resolving a handle) share it; open and close take it exclusively. */
-static pthread_rwlock_t table_lock = PTHREAD_RWLOCK_INITIALIZER;
-static struct pm_file *table;      /* table_lock */
-static int table_size;             /* table_lock */
+/*
+ * The table is an array of pointers to immutable struct pm_file, published
+ * with RCU: a lookup reads one entry inside a read-side section and takes
+ * its reference on the object there, writing no shared line but the
+ * object's own refcount (as Linux's fdget on a shared file table). Install
+ * and close serialise on table_lock. Close clears the entry, waits for a
+ * grace period (every lookup that could have read the entry has taken its
+ * reference by then) and only then drops the table's reference, so the
+ * object outlives every such lookup and close is synchronous, as close()
+ * is for the caller.
+ */
+struct handle_table {
+	int size;                               /* immutable */
+	_Atomic(struct pm_file *) entry[];      /* written under table_lock */
+};
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(struct handle_table *) table;   /* replaced under table_lock */
 
 static void file_get(const struct pm_file *f)
 {
@@ -44,64 +59,90 @@ void pm_file_put(const struct pm_file *f)
 	}
 }
 
-static int table_grow_locked(void)
+/* A table twice as large with the same entries; the old one is freed after
+ * a grace period (lookups may still be reading it). */
+static int table_grow_locked(struct handle_table **tp)
 {
-	int size = table_size ? table_size * 2 : 64;
-	struct pm_file *t;
+	struct handle_table *old = *tp, *t;
+	int size = old ? old->size * 2 : 64;
 
 	if (size > PM_MAX_HANDLES)
 		return -EMFILE;
-	t = realloc(table, (size_t)size * sizeof(*t));
+	t = calloc(1, sizeof(*t) + (size_t)size * sizeof(t->entry[0]));
 	if (!t)
 		return -ENOMEM;
-	memset(t + table_size, 0, (size_t)(size - table_size) * sizeof(*t));
-	table = t;
-	table_size = size;
+	t->size = size;
+	for (int h = 0; old && h < old->size; h++)
+		atomic_init(&t->entry[h], atomic_load_explicit(&old->entry[h],
+							       memory_order_relaxed));
+	pm_rcu_assign_pointer(table, t);
+	pm_rcu_free(old);
+	*tp = t;
 	return 0;
 }
 
 int pm_handle_install(const struct pm_file *f)
 {
+	struct pm_file *copy = malloc(sizeof(*copy));
+	struct handle_table *t;
 	int h, r = 0;
 
-	pthread_rwlock_wrlock(&table_lock);
-	for (h = 0; h < table_size && table[h].kind != PM_HANDLE_NONE; h++)
-		;
-	if (h == table_size)
-		r = table_grow_locked();
+	if (!copy)
+		return -ENOMEM;
+	*copy = *f;
+	pthread_mutex_lock(&table_lock);
+	t = atomic_load_explicit(&table, memory_order_relaxed);
+	for (h = 0; t && h < t->size; h++)
+		if (!atomic_load_explicit(&t->entry[h], memory_order_relaxed))
+			break;
+	if (!t || h == t->size)
+		r = table_grow_locked(&t);
 	if (!r)
-		table[h] = *f;
-	pthread_rwlock_unlock(&table_lock);
+		pm_rcu_assign_pointer(t->entry[h], copy);
+	pthread_mutex_unlock(&table_lock);
+	if (r)
+		free(copy);
 	return r ? r : h;
 }
 
 int pm_handle_get(int handle, struct pm_file *f)
 {
-	int r = -EBADF;
+	struct handle_table *t;
+	struct pm_file *e = NULL;
 
-	pthread_rwlock_rdlock(&table_lock);
-	if (handle >= 0 && handle < table_size && table[handle].kind != PM_HANDLE_NONE) {
-		*f = table[handle];
+	if (handle < 0)
+		return -EBADF;
+	pm_rcu_read_lock();
+	t = pm_rcu_dereference(table);
+	if (t && handle < t->size)
+		e = pm_rcu_dereference(t->entry[handle]);
+	if (e) {
+		*f = *e;
 		file_get(f);
-		r = 0;
 	}
-	pthread_rwlock_unlock(&table_lock);
-	return r;
+	pm_rcu_read_unlock();
+	return e ? 0 : -EBADF;
 }
 
 int pm_handle_close(int handle)
 {
-	struct pm_file f = { 0 };
+	struct handle_table *t;
+	struct pm_file *e = NULL;
 
-	pthread_rwlock_wrlock(&table_lock);
-	if (handle >= 0 && handle < table_size) {
-		f = table[handle];
-		table[handle].kind = PM_HANDLE_NONE;
-		table[handle].obj = NULL;
-	}
-	pthread_rwlock_unlock(&table_lock);
-	if (f.kind == PM_HANDLE_NONE)
+	if (handle < 0)
 		return -EBADF;
-	pm_file_put(&f);
+	pthread_mutex_lock(&table_lock);
+	t = atomic_load_explicit(&table, memory_order_relaxed);
+	if (t && handle < t->size) {
+		e = atomic_load_explicit(&t->entry[handle], memory_order_relaxed);
+		atomic_store_explicit(&t->entry[handle], NULL, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&table_lock);
+	if (!e)
+		return -EBADF;
+	/* Lookups that read the entry have their references after this. */
+	pm_synchronize_rcu();
+	pm_file_put(e);
+	free(e);
 	return 0;
 }

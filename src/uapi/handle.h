@@ -5,10 +5,12 @@
  * reference on it (a vCPU handle references the vCPU's VM). Handles are
  * the lowest free small integers, like file descriptors.
  *
- * Locking: table_lock (handle.c, a reader/writer lock: lookups share it)
- * protects the table. pm_handle_get() takes a reference on the object
- * under it, so a concurrent close cannot free the object under a running
- * call.
+ * Locking: lookups are lock-free (RCU: they write no shared line except
+ * the object's refcount); install and close serialise on table_lock
+ * (handle.c). pm_handle_get() takes a reference on the object inside its
+ * read-side section, and close drops the table's reference only after a
+ * grace period, so a concurrent close cannot free the object under a
+ * running call. Close must not be called inside a read-side section.
  */
 #ifndef PM_UAPI_HANDLE_H
 #define PM_UAPI_HANDLE_H

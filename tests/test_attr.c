@@ -796,6 +796,106 @@ static void test_concurrent_readers_see_only_possible_values(void **state)
 	free(sh);
 }
 
+/* ---- concurrent writers ------------------------------------------------ */
+
+/*
+ * Writers in parallel: each of MW_THREADS threads owns the gfns congruent
+ * to its number modulo MW_THREADS in a window of MW_LEAVES leaves, so all
+ * of them set entries of the same leaves (the fast path's stripe locks and
+ * the structural path interleave), and each keeps its own record of what
+ * it set; one more thread changes the structure next to the window (large
+ * sets, 2M-aligned sets, compaction). Afterwards every gfn holds the value
+ * its owner set last, and the tree compacts back to the root.
+ */
+#define MW_THREADS 3
+#define MW_LEAVES  8
+#define MW_WINDOW  (MW_LEAVES * GFNS_2M)
+#define MW_BASE    (3 * GFNS_1G - 4 * GFNS_2M)     /* straddles a 1G boundary */
+#define MW_ROUNDS  20000
+
+struct mw_arg {
+	struct pm_attr_store *s;
+	int me;
+	uint8_t *ref;            /* MW_WINDOW values; this thread's gfns only */
+	atomic_bool *stop;
+};
+
+static void *mw_owner(void *p)
+{
+	struct mw_arg *a = p;
+	uint64_t rng = 0x1234567ULL * (uint64_t)(a->me + 1);
+
+	for (int i = 0; i < MW_ROUNDS; i++) {
+		/* One of my gfns, alone or as the one-gfn ranges a 4K
+		 * conversion makes, with a value of 0..3. */
+		uint64_t off = rng_below(&rng, MW_WINDOW / MW_THREADS) * MW_THREADS + (uint64_t)a->me;
+		uint64_t v = rng_below(&rng, 4);
+
+		if (pm_attr_set(a->s, MW_BASE + off, MW_BASE + off + 1, v))
+			return (void *)1;
+		a->ref[off] = (uint8_t)v;
+	}
+	return NULL;
+}
+
+static void *mw_structure(void *p)
+{
+	struct mw_arg *a = p;
+	uint64_t rng = 42;
+	long bad = 0;
+
+	while (!atomic_load(a->stop)) {
+		/* Next to the window, never inside it. */
+		gfn_t base = MW_BASE + MW_WINDOW + rng_below(&rng, 4) * GFNS_2M;
+		gfn_t start = base + rng_below(&rng, 3 * GFNS_2M), len = 1 + rng_below(&rng, GFNS_2M);
+
+		bad += pm_attr_set(a->s, start, start + len, rng_below(&rng, 4)) != 0;
+		bad += pm_attr_set(a->s, base, base + GFNS_2M, rng_below(&rng, 2)) != 0;
+		if (rng_below(&rng, 16) == 0)
+			pm_attr_compact(a->s);
+	}
+	return (void *)bad;
+}
+
+static void test_concurrent_writers_of_shared_leaves(void **state)
+{
+	struct pm_attr_store *s = *state;
+	uint8_t *ref = calloc(MW_WINDOW, 1);
+	struct mw_arg args[MW_THREADS + 1];
+	pthread_t t[MW_THREADS + 1];
+	atomic_bool stop = false;
+	size_t initial = pm_attr_memory(s);
+	void *ret;
+
+	assert_non_null(ref);
+	for (int i = 0; i <= MW_THREADS; i++) {
+		args[i] = (struct mw_arg){ .s = s, .me = i, .ref = ref, .stop = &stop };
+		assert_int_equal(pthread_create(&t[i], NULL, i < MW_THREADS ? mw_owner : mw_structure,
+						&args[i]), 0);
+	}
+	for (int i = 0; i < MW_THREADS; i++) {
+		pthread_join(t[i], &ret);
+		assert_null(ret);
+	}
+	atomic_store(&stop, true);
+	pthread_join(t[MW_THREADS], &ret);
+	assert_null(ret);
+
+	for (uint64_t off = 0; off < MW_WINDOW; off++)
+		assert_int_equal(pm_attr_get(s, MW_BASE + off), ref[off]);
+	/* Mixed-ness agrees with the values, leaf by leaf. */
+	for (uint64_t l = 0; l < MW_LEAVES; l++) {
+		bool same = true;
+
+		for (uint64_t i = 1; i < GFNS_2M; i++)
+			same = same && ref[l * GFNS_2M + i] == ref[l * GFNS_2M];
+		assert_int_equal(pm_attr_mixed(s, MW_BASE + l * GFNS_2M, PM_ATTR_LEVEL_2M), !same);
+	}
+	set_ok(s, MW_BASE - GFNS_1G, MW_BASE + 2 * GFNS_1G, 0);
+	assert_int_equal(compacted_memory(s), initial);
+	free(ref);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup_store, teardown_store)
@@ -819,6 +919,7 @@ int main(void)
 		T(test_differential_at_gfn_zero),
 		T(test_differential_at_top_of_gfn_space),
 		T(test_concurrent_readers_see_only_possible_values),
+		T(test_concurrent_writers_of_shared_leaves),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

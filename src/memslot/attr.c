@@ -58,13 +58,14 @@
 struct pm_attr_node {
 	/* Written only by the writer holding store->lock; read under RCU. */
 	_Atomic uint64_t entries[ATTR_FANOUT];
-	/* Writer only (store->lock): how many entries are not 0 (a nonzero
+	/* Writers only (a leaf's: its stripe or all stripes; others': all
+	 * stripes, see attr.h): how many entries are not 0 (a nonzero
 	 * value or a node). Keeps the uniformity test that every set makes on
 	 * its way back up O(1) for the common case: 0 means all shared; only a
 	 * node with no 0 entry at all is scanned. All-zero memory is thus a
 	 * valid all-shared node. */
 	uint32_t nonzero;
-	/* Writer only: this leaf's position is in store->stale (see below). */
+	/* Writers only, as nonzero: this leaf's position is in store->stale. */
 	uint32_t in_stale;
 	/* Leaves only (entries of level 0): 0 while mixed, value + 1 while all
 	 * 512 entries hold value (a "stale" uniform leaf kept linked). Written
@@ -237,6 +238,8 @@ int pm_attr_init(struct pm_attr_store *s)
 		pthread_mutexattr_init(&a);
 		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
 		PM_BUG_ON(pthread_mutex_init(&s->lock, &a) != 0);
+		for (unsigned int i = 0; i < PM_ATTR_STRIPES; i++)
+			PM_BUG_ON(pthread_mutex_init(&s->stripes[i].lock, &a) != 0);
 		pthread_mutexattr_destroy(&a);
 	}
 	atomic_init(&s->root, attr_root_word(root, ATTR_FIRST_ROOT));
@@ -249,6 +252,8 @@ void pm_attr_destroy(struct pm_attr_store *s)
 	atomic_store_explicit(&s->root, 0, memory_order_relaxed);
 	PM_BUG_ON(atomic_load(&s->nodes) != 0);
 	pm_recycler_destroy(&s->recycler);
+	for (unsigned int i = 0; i < PM_ATTR_STRIPES; i++)
+		pthread_mutex_destroy(&s->stripes[i].lock);
 	pthread_mutex_destroy(&s->lock);
 }
 
@@ -677,6 +682,78 @@ static int attr_grow_root(struct pm_attr_store *s, gfn_t end)
 	return 0;
 }
 
+/* ---- set: the leaf fast path ------------------------------------------- */
+
+static struct pm_attr_stripe *attr_stripe(struct pm_attr_store *s, gfn_t gfn)
+{
+	gfn_t leaf = gfn >> ATTR_SHIFT;
+
+	return &s->stripes[(leaf ^ (leaf >> 7)) % PM_ATTR_STRIPES];
+}
+
+/* Structural writers exclude the fast path by holding every stripe. */
+static void attr_lock_all(struct pm_attr_store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	for (unsigned int i = 0; i < PM_ATTR_STRIPES; i++)
+		pthread_mutex_lock(&s->stripes[i].lock);
+}
+
+static void attr_unlock_all(struct pm_attr_store *s)
+{
+	for (unsigned int i = PM_ATTR_STRIPES; i-- > 0;)
+		pthread_mutex_unlock(&s->stripes[i].lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/*
+ * A set inside one leaf that exists, and that does not leave the leaf
+ * newly uniform (which would need the stale ring, or a collapse): only the
+ * leaf changes, under its stripe lock, while other threads set other
+ * leaves. Nothing is allocated or retired. Returns false, having changed
+ * nothing, when the set needs the structural path.
+ */
+static bool attr_set_in_leaf(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
+{
+	struct pm_attr_stripe *st;
+	struct pm_attr_node *node, *leaf = NULL;
+	uintptr_t w;
+	int nonzero;
+	bool done = false;
+
+	if ((start >> ATTR_SHIFT) != ((end - 1) >> ATTR_SHIFT))
+		return false;
+	st = attr_stripe(s, start);
+	pthread_mutex_lock(&st->lock);
+	/* The structure cannot change while we hold a stripe: plain walk. */
+	w = atomic_load_explicit(&s->root, memory_order_relaxed);
+	node = attr_root_node(w);
+	if (start >= attr_span(attr_root_level(w) + 1))
+		goto out;
+	for (int l = attr_root_level(w); l > 0; l--) {
+		uint64_t e = attr_plain(node)[attr_index(start, l)];
+
+		if (!attr_entry_is_node(e))
+			goto out;       /* a value covers the leaf's place: a split */
+		node = attr_entry_node(e);
+	}
+	leaf = node;
+	nonzero = (int)leaf->nonzero;
+	for (gfn_t g = start; g < end; g++)
+		nonzero += (attrs != 0) - (attr_plain(leaf)[attr_index(g, 0)] != 0);
+	if (nonzero == ATTR_FANOUT || (nonzero == 0 && !leaf->in_stale))
+		goto out;               /* maybe newly uniform: the ring or a collapse */
+	for (gfn_t g = start; g < end; g++)
+		attr_store(leaf, attr_index(g, 0), attrs);
+	PM_BUG_ON((int)leaf->nonzero != nonzero);
+	/* 0 < nonzero < 512: mixed; or all shared, already in the ring. */
+	atomic_store_explicit(&leaf->uniform, nonzero ? 0 : 1, memory_order_release);
+	done = true;
+out:
+	pthread_mutex_unlock(&st->lock);
+	return done;
+}
+
 int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 {
 	struct attr_set_op op = { .store = s, .start = start, .end = end, .attrs = attrs };
@@ -686,7 +763,9 @@ int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 
 	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT);
 	PM_BUG_ON(attrs >= ATTR_VALUE_LIMIT);
-	pthread_mutex_lock(&s->lock);
+	if (attr_set_in_leaf(s, start, end, attrs))
+		return 0;
+	attr_lock_all(s);
 	err = attr_grow_root(s, end);
 	if (err)
 		goto out_unlock;
@@ -699,7 +778,7 @@ int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 	PM_BUG_ON(op.used != op.nr_spare);     /* the count and the walk agree */
 	attr_stale_trim(s, PM_ATTR_STALE);
 out_unlock:
-	pthread_mutex_unlock(&s->lock);
+	attr_unlock_all(s);
 	/* Retired nodes become reusable without holding up other writers. */
 	pm_recycler_maintain(&s->recycler);
 	return err;
@@ -707,8 +786,8 @@ out_unlock:
 
 void pm_attr_compact(struct pm_attr_store *s)
 {
-	pthread_mutex_lock(&s->lock);
+	attr_lock_all(s);
 	attr_stale_trim(s, 0);
-	pthread_mutex_unlock(&s->lock);
+	attr_unlock_all(s);
 	pm_recycler_maintain(&s->recycler);
 }

@@ -21,7 +21,12 @@
  *    looking through the stale leaves of its node; that is how the MMU
  *    tells whether a huge mapping is allowed.
  *
- * Locking: writers serialise on store->lock; readers take no lock: they run
+ * Locking: a set inside one existing leaf (a 2M block's node of 4K
+ * entries) that leaves it mixed changes only that leaf, under the leaf's
+ * stripe lock (one of PM_ATTR_STRIPES, by leaf address): sets of different
+ * leaves run in parallel. Every other set changes the structure (splits,
+ * collapses, the stale ring, the root) and takes store->lock and then every
+ * stripe in order, excluding all writers. Readers take no lock: they run
  * inside an RCU read-side section (taken by the accessors themselves), see
  * every entry atomically, and nodes are freed after a grace period. A reader
  * racing with a writer may see the old or the new value of any gfn in the
@@ -45,15 +50,22 @@
 
 struct pm_attr_node;
 
+#define PM_ATTR_STRIPES 16
+
+struct pm_attr_stripe {
+	_Alignas(64) pthread_mutex_t lock;  /* a leaf's fast-path sets; all for structure */
+};
+
 struct pm_attr_store {
-	pthread_mutex_t lock;              /* serialises writers */
+	pthread_mutex_t lock;              /* serialises structural writers (then: stripes) */
+	struct pm_attr_stripe stripes[PM_ATTR_STRIPES];
 	_Atomic uintptr_t root;            /* the root node | its level (low 3 bits):
 	                                    * one word, so readers always walk a root
 	                                    * with its own level; never 0 after init */
 	atomic_size_t nodes;               /* live nodes, for memory accounting */
 	struct pm_recycler recycler;       /* node allocation; reuse after a grace period */
 	/* Positions of leaves kept linked while uniform (see attr.c), oldest
-	 * first; all three under lock. */
+	 * first; all three under lock and every stripe. */
 	gfn_t stale[PM_ATTR_STALE_RING];
 	unsigned int stale_head, nr_stale;
 };

@@ -2,7 +2,8 @@
 /*
  * Tests of the frame pool (src/gmem/pool.c): buddy allocation, scrubbing,
  * population and release to the OS, statistics, address translation,
- * configuration, misuse detection, and concurrent use.
+ * configuration, misuse detection, concurrent use, and the per-thread caches
+ * of 4K frames.
  *
  * Each test configures the small pool it needs (pm_pool_configure), so the
  * tests do not depend on each other, except test_env_* which must run first:
@@ -123,6 +124,13 @@ static void expect_abort(void (*fn)(pm_pfn_t), pm_pfn_t arg)
 	struct abort_call c = { fn, arg };
 
 	assert_true(pm_test_aborts(abort_call_run, &c));
+}
+
+static void expect_no_abort(void (*fn)(pm_pfn_t), pm_pfn_t arg)
+{
+	struct abort_call c = { fn, arg };
+
+	assert_false(pm_test_aborts(abort_call_run, &c));
 }
 
 /* ---- environment (must run before anything touches the pool) ---- */
@@ -613,10 +621,14 @@ struct stress_thread {
 	unsigned int id;
 	unsigned int seed;
 	uint64_t iters;
+	bool only_4k;
 	unsigned long errors;
 	unsigned long allocs;
 	struct stress_slot slot[STRESS_SLOTS];
 };
+
+/* Tells the helper threads of a cache stress test to stop. */
+static atomic_bool cache_stress_done;
 
 static uint64_t frame_stamp(const struct stress_slot *s, uint64_t i)
 {
@@ -669,6 +681,8 @@ static void stress_alloc(struct stress_thread *t, struct stress_slot *s, uint64_
 	static const unsigned int orders[] = { 0, 0, 0, 1, 2, 3, 5, 9, 9, 10 };
 	unsigned int order = orders[rand_r(&t->seed) % PM_ARRAY_SIZE(orders)];
 
+	if (t->only_4k)
+		order = 0;
 	if (pm_pool_alloc(order, &s->pfn)) {
 		s->pfn = PM_PFN_INVALID;
 		return;
@@ -741,6 +755,328 @@ static void test_concurrent_alloc_free_with_release_never_overlaps(void **state)
 	assert_true(pool_stats().released > 0);
 }
 
+/* ---- per-thread caches of 4K frames ---- */
+
+static uint64_t free_bytes(const struct pm_pool_stats *st)
+{
+	uint64_t bytes = 0;
+	unsigned int o;
+
+	for (o = 0; o <= PM_POOL_MAX_ORDER; o++)
+		bytes += st->free_blocks[o] * run_bytes(o);
+	return bytes;
+}
+
+#define PARKED_MAX 64
+
+/* A thread that allocates nr_alloc 4K frames, frees the first nr_free, then
+ * parks (its cache holding frames) until released, frees the rest and exits. */
+struct parked {
+	pthread_t thread;
+	pthread_barrier_t step;
+	unsigned int nr_alloc, nr_free;
+	pm_pfn_t pfn[PARKED_MAX];
+	unsigned long errors;
+};
+
+static void *parked_fn(void *arg)
+{
+	struct parked *p = arg;
+	unsigned int i;
+
+	for (i = 0; i < p->nr_alloc; i++)
+		p->errors += pm_pool_alloc(0, &p->pfn[i]) != 0;
+	for (i = 0; i < p->nr_free; i++)
+		pm_pool_free(p->pfn[i], 0);
+	pthread_barrier_wait(&p->step); /* parked */
+	pthread_barrier_wait(&p->step); /* released */
+	for (; i < p->nr_alloc; i++)
+		pm_pool_free(p->pfn[i], 0);
+	return NULL;
+}
+
+/* Returns once the thread is parked. */
+static void parked_start(struct parked *p, unsigned int nr_alloc, unsigned int nr_free)
+{
+	assert_true(nr_free <= nr_alloc && nr_alloc <= PARKED_MAX);
+	p->nr_alloc = nr_alloc;
+	p->nr_free = nr_free;
+	p->errors = 0;
+	assert_int_equal(pthread_barrier_init(&p->step, NULL, 2), 0);
+	assert_int_equal(pthread_create(&p->thread, NULL, parked_fn, p), 0);
+	pthread_barrier_wait(&p->step);
+	assert_int_equal(p->errors, 0);
+}
+
+/* Lets the thread free what it still holds, exit, and be joined. */
+static void parked_finish(struct parked *p)
+{
+	pthread_barrier_wait(&p->step);
+	assert_int_equal(pthread_join(p->thread, NULL), 0);
+	pthread_barrier_destroy(&p->step);
+}
+
+static void test_stats_stay_exact_while_frames_sit_in_caches(void **state)
+{
+	struct parked p;
+	struct pm_pool_stats st;
+	pm_pfn_t mine;
+
+	fresh_pool(4 * MIB, KEEP_ALL);
+	parked_start(&p, 40, 25);
+	assert_true(pm_pool_cached_frames() >= 25);
+	mine = alloc_ok(0);
+	st = pool_stats();
+	assert_int_equal(st.in_use, 16 * PM_PAGE_SIZE);
+	assert_int_equal(st.in_use + free_bytes(&st), 4 * MIB);
+	assert_int_equal(pm_pool_cached_frames(), 0); /* the read drained them */
+
+	pm_pool_free(mine, 0);
+	assert_true(pm_pool_cached_frames() > 0);
+	st = pool_stats();
+	assert_int_equal(st.in_use, 15 * PM_PAGE_SIZE);
+	assert_int_equal(st.in_use + free_bytes(&st), 4 * MIB);
+	/* Freed frames count as scrubbed, cached or not. */
+	assert_int_equal(st.scrubbed, 26 * PM_PAGE_SIZE);
+
+	parked_finish(&p);
+	st = pool_stats();
+	assert_int_equal(st.in_use, 0);
+	assert_int_equal(st.scrubbed, 41 * PM_PAGE_SIZE); /* 40 of the thread, 1 here */
+	assert_int_equal(st.free_blocks[10], 1);
+	assert_int_equal(free_bytes(&st), 4 * MIB);
+}
+
+/* A frees frames into its cache and keeps them there; B then gets every
+ * frame of the pool, A's included, before its first ENOMEM. */
+static void test_enomem_only_after_reclaiming_other_threads_caches(void **state)
+{
+	const uint64_t nr = 4 * MIB / PM_PAGE_SIZE;
+	uint8_t *seen = calloc(nr, 1);
+	pm_pfn_t *pfn = calloc(nr, sizeof(*pfn));
+	struct parked a;
+	uint64_t failures, n = 0, i;
+	pm_pfn_t extra;
+
+	assert_non_null(seen);
+	assert_non_null(pfn);
+	fresh_pool(4 * MIB, KEEP_ALL);
+	failures = pool_stats().alloc_failures;
+	parked_start(&a, 48, 48);
+	assert_true(pm_pool_cached_frames() >= 48);
+
+	while (n < nr && pm_pool_alloc(0, &pfn[n]) == 0) {
+		assert_true(pfn[n] < nr);
+		assert_false(seen[pfn[n]]);
+		seen[pfn[n]] = 1;
+		n++;
+	}
+	assert_int_equal(n, nr);
+	assert_int_equal(pm_pool_alloc(0, &extra), -ENOMEM);
+	assert_int_equal(pm_pool_cached_frames(), 0);
+	assert_int_equal(pool_stats().alloc_failures - failures, 1);
+	assert_int_equal(pool_stats().in_use, 4 * MIB);
+
+	for (i = 0; i < n; i++)
+		pm_pool_free(pfn[i], 0);
+	parked_finish(&a);
+	assert_int_equal(pool_stats().in_use, 0);
+	assert_int_equal(pool_stats().free_blocks[10], 1);
+	free(pfn);
+	free(seen);
+}
+
+/* A 2M allocation whose only candidate block is incomplete because some
+ * of its frames sit in another thread's cache reclaims them. */
+static void test_huge_alloc_reclaims_cached_frames_of_its_block(void **state)
+{
+	struct parked a;
+	pm_pfn_t r1, r2, extra;
+
+	fresh_pool(4 * MIB, KEEP_ALL);
+	parked_start(&a, 1, 1);
+	assert_true(pm_pool_cached_frames() > 0);
+	r1 = alloc_ok(9);
+	r2 = alloc_ok(9);
+	assert_int_equal(PM_MIN(r1, r2), 0);
+	assert_int_equal(pm_pool_alloc(0, &extra), -ENOMEM);
+	pm_pool_free(r1, 9);
+	pm_pool_free(r2, 9);
+	parked_finish(&a);
+	assert_int_equal(pool_stats().free_blocks[10], 1);
+}
+
+static void free_order0_once(pm_pfn_t pfn)
+{
+	pm_pool_free(pfn, 0);
+}
+
+/* The first free leaves the frame in the cache; the read of the statistics
+ * drains it into a free block, which the second free must find. */
+static void free_order0_twice_across_a_drain(pm_pfn_t pfn)
+{
+	struct pm_pool_stats st;
+
+	pm_pool_free(pfn, 0);
+	pm_pool_get_stats(&st);
+	if (pm_pool_cached_frames() != 0)
+		_exit(3); /* not drained: not the case under test (and no abort) */
+	pm_pool_free(pfn, 0);
+}
+
+static void *free_order0_fn(void *arg)
+{
+	pm_pool_free((pm_pfn_t)(uintptr_t)arg, 0);
+	return NULL;
+}
+
+/* Freed into this thread's cache, then again by another thread. */
+static void free_order0_twice_across_threads(pm_pfn_t pfn)
+{
+	pthread_t t;
+
+	pm_pool_free(pfn, 0);
+	if (pthread_create(&t, NULL, free_order0_fn, (void *)(uintptr_t)pfn) == 0)
+		pthread_join(t, NULL);
+}
+
+static void test_double_free_of_a_cached_frame_aborts(void **state)
+{
+	pm_pfn_t pfn;
+
+	fresh_pool(4 * MIB, KEEP_ALL);
+	pfn = alloc_ok(0);
+	expect_no_abort(free_order0_once, pfn); /* the children can tell */
+	expect_abort(free_order0_twice, pfn);
+	expect_abort(free_order0_twice_across_a_drain, pfn);
+	expect_abort(free_order0_twice_across_threads, pfn);
+	assert_int_equal(pool_stats().in_use, PM_PAGE_SIZE);
+	pm_pool_free(pfn, 0);
+	assert_int_equal(pool_stats().in_use, 0);
+}
+
+static void test_exiting_thread_returns_its_cached_frames(void **state)
+{
+	const uint64_t nr = 4 * MIB / PM_PAGE_SIZE;
+	pm_pfn_t *pfn = calloc(nr, sizeof(*pfn));
+	struct pm_pool_stats st;
+	struct parked a;
+	uint64_t i;
+
+	assert_non_null(pfn);
+	fresh_pool(4 * MIB, KEEP_ALL);
+	parked_start(&a, 48, 48);
+	assert_true(pm_pool_cached_frames() >= 48);
+	parked_finish(&a);
+	/* Counted without a drain: nothing is left in any cache, so the read of
+	 * the statistics (which drains) finds the frames on the lists. */
+	assert_int_equal(pm_pool_cached_frames(), 0);
+	st = pool_stats();
+	assert_int_equal(st.in_use, 0);
+	assert_int_equal(st.free_blocks[10], 1);
+	assert_int_equal(free_bytes(&st), 4 * MIB);
+	for (i = 0; i < nr; i++)
+		pfn[i] = alloc_ok(0);
+	for (i = 0; i < nr; i++)
+		pm_pool_free(pfn[i], 0);
+	assert_int_equal(pool_stats().in_use, 0);
+	free(pfn);
+}
+
+static void test_cached_frame_reads_zero_when_handed_out_again(void **state)
+{
+	pm_pfn_t dirty, got[64];
+	uint64_t scrubbed;
+	size_t n = 0, i;
+	bool again = false;
+
+	fresh_pool(4 * MIB, KEEP_ALL);
+	scrubbed = pool_stats().scrubbed;
+	dirty = alloc_ok(0);
+	fill(dirty, 0, 0xc3);
+	pm_pool_free(dirty, 0);
+	assert_true(pm_pool_cached_frames() > 0);
+	while (!again && n < PM_ARRAY_SIZE(got)) {
+		got[n] = alloc_ok(0);
+		again = got[n++] == dirty;
+	}
+	assert_true(again);
+	assert_true(is_zero(pm_pfn_to_hva(dirty), PM_PAGE_SIZE));
+	assert_int_equal(pool_stats().scrubbed - scrubbed, PM_PAGE_SIZE);
+	for (i = 0; i < n; i++)
+		pm_pool_free(got[i], 0);
+}
+
+#define CACHE_STRESS_THREADS 4
+
+/* The whole pool is free or in use (4K frames do not go through transit). */
+static void *stats_reader_fn(void *arg)
+{
+	struct stress_thread *t = arg;
+	struct pm_pool_stats st;
+
+	while (!atomic_load(&cache_stress_done)) {
+		pm_pool_get_stats(&st);
+		t->errors += st.size != 64 * MIB || st.in_use + free_bytes(&st) != st.size;
+		t->iters++;
+	}
+	return NULL;
+}
+
+/* Configuring drains every cache: EBUSY while any frame is held, else the
+ * pool is re-created under the workers, which hold nothing then. */
+static void *reconfigurer_fn(void *arg)
+{
+	struct stress_thread *t = arg;
+	int ret;
+
+	while (!atomic_load(&cache_stress_done)) {
+		ret = pm_pool_configure(0, 0);
+		t->errors += ret != 0 && ret != -EBUSY;
+		t->iters++;
+		usleep(100);
+	}
+	return NULL;
+}
+
+static void test_concurrent_cached_alloc_free_with_stats_and_reconfigure(void **state)
+{
+	static struct stress_thread threads[CACHE_STRESS_THREADS], reader, reconf;
+	struct pm_pool_stats st;
+	unsigned int i, o;
+
+	fresh_pool(64 * MIB, KEEP_ALL);
+	atomic_store(&cache_stress_done, false);
+	reader = (struct stress_thread){ .id = 0 };
+	reconf = (struct stress_thread){ .id = 0 };
+	assert_int_equal(pthread_create(&reader.thread, NULL, stats_reader_fn, &reader), 0);
+	assert_int_equal(pthread_create(&reconf.thread, NULL, reconfigurer_fn, &reconf), 0);
+	for (i = 0; i < CACHE_STRESS_THREADS; i++) {
+		threads[i] = (struct stress_thread){ .id = i + 1, .seed = 777 + i,
+						     .iters = STRESS_ITERS, .only_4k = true };
+		assert_int_equal(pthread_create(&threads[i].thread, NULL, stress_thread_fn,
+						&threads[i]), 0);
+	}
+	for (i = 0; i < CACHE_STRESS_THREADS; i++) {
+		assert_int_equal(pthread_join(threads[i].thread, NULL), 0);
+		assert_int_equal(threads[i].errors, 0);
+		assert_true(threads[i].allocs > 0);
+	}
+	atomic_store(&cache_stress_done, true);
+	assert_int_equal(pthread_join(reader.thread, NULL), 0);
+	assert_int_equal(pthread_join(reconf.thread, NULL), 0);
+	assert_int_equal(reader.errors, 0);
+	assert_int_equal(reconf.errors, 0);
+	assert_true(reader.iters > 0 && reconf.iters > 0);
+
+	assert_int_equal(pm_pool_cached_frames(), 0);
+	st = pool_stats();
+	assert_int_equal(st.in_use, 0);
+	for (o = 0; o <= PM_POOL_MAX_ORDER; o++)
+		assert_int_equal(st.free_blocks[o], o == 14 ? 1 : 0);
+	assert_true(is_zero(pm_pfn_to_hva(0), 64 * MIB));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -761,6 +1097,13 @@ int main(void)
 		cmocka_unit_test(test_bad_frees_abort),
 		cmocka_unit_test(test_concurrent_alloc_free_never_overlaps),
 		cmocka_unit_test(test_concurrent_alloc_free_with_release_never_overlaps),
+		cmocka_unit_test(test_stats_stay_exact_while_frames_sit_in_caches),
+		cmocka_unit_test(test_enomem_only_after_reclaiming_other_threads_caches),
+		cmocka_unit_test(test_huge_alloc_reclaims_cached_frames_of_its_block),
+		cmocka_unit_test(test_double_free_of_a_cached_frame_aborts),
+		cmocka_unit_test(test_exiting_thread_returns_its_cached_frames),
+		cmocka_unit_test(test_cached_frame_reads_zero_when_handed_out_again),
+		cmocka_unit_test(test_concurrent_cached_alloc_free_with_stats_and_reconfigure),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

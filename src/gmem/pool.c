@@ -49,8 +49,45 @@
  * many transits to end as were pending, so ENOMEM means the pool is really
  * exhausted, not merely busy zeroing.
  *
- * Locking: pool_lock protects struct pool and the frame array. The address
- * translation is lock-free through two atomics written under pool_lock.
+ * Per-thread caches ("magazines") of 4K frames: the common pm_pool_alloc(0)
+ * and pm_pool_free(pfn, 0) take no shared lock and write no shared line.
+ *
+ *   allocated --pm_pool_free(pfn, 0)--> cached (scrubbed, in the freeing
+ *                                       thread's cache)
+ *   cached --pm_pool_alloc(0) by the cache's thread--> allocated
+ *   cached --flush (the cache is full, or drained)--> free (merged at once:
+ *                                                   it reads zero already)
+ *   free --refill (the cache is empty: CACHE_BATCH frames)--> cached
+ *
+ * A cached frame is free from every user's point of view: it reads zero
+ * (scrubbed as it enters the cache, under the cache's lock, not pool_lock),
+ * its head is FRAME_CACHED (freeing it again aborts; a buddy does not merge
+ * with it), and it is counted in nr_allocated (off the lists) until flushed.
+ *
+ * Draining: every cache is on a registry (pool_caches). Whatever must see
+ * the whole pool - the statistics, configuration, and an allocation that
+ * found the free lists empty - takes pool_caches_lock, every cache's lock,
+ * then pool_lock, and flushes every cache. While it holds them no frame
+ * enters or leaves a cache, and no free of a 4K frame is half done (the
+ * scrub runs under the cache's lock), so statistics read then are exact and
+ * ENOMEM then means the pool is exhausted. A thread takes its own cache's
+ * lock in the fast path (uncontended: drainers are rare), then pool_lock
+ * only to refill or flush. A cache's frames are read or moved only under
+ * its lock, so an owner and a drainer never race.
+ *
+ * Checking a 4K free without pool_lock: pm_pool_free(pfn, 0) must catch a
+ * frame that is cached (its own head word, claimed by compare-and-exchange)
+ * or inside a free or in-transit block (a head at one of pfn's aligned
+ * positions). Head words are atomic and written under pool_lock (except
+ * PLAIN <-> CACHED of a frame, by the thread holding it); pool_lock holders
+ * keep pool_seq odd, so a walk of the heads between two equal even reads of
+ * pool_seq saw the lists at one instant, as the walk under pool_lock would.
+ *
+ * Locking: pool_lock protects struct pool and the frame array (but see the
+ * cached frames above). Lock order: pool_caches_lock > a cache's lock >
+ * pool_lock; nothing takes a cache lock while holding pool_lock. The
+ * address translation is lock-free through two atomics written under
+ * pool_lock.
  */
 #include "gmem/pool.h"
 
@@ -86,15 +123,22 @@ enum frame_state {
 	FRAME_PLAIN = 0, /* allocated, or inside a block without being its head */
 	FRAME_FREE,      /* head of a block on the free list of its order */
 	FRAME_TRANSIT,   /* head of a run being zeroed, on no list */
+	FRAME_CACHED,    /* a free 4K frame in a thread's cache (order 0) */
 };
 
-/* One per frame, protected by pool_lock. Fields other than state are only
- * meaningful on a FREE or TRANSIT head. */
+/* A frame's state and, on a head, its block's order, in one word: a reader
+ * without pool_lock sees the two consistently. A PLAIN frame's word is 0. */
+#define FRAME_WORD(state, order) ((uint16_t)((unsigned int)(state) | (order) << 8))
+
+/* One per frame. next and prev are protected by pool_lock and meaningful on
+ * a FREE head only. */
 struct pm_frame {
 	uint32_t next;  /* FREE: next block on the same list, or FRAME_NIL */
 	uint32_t prev;  /* FREE: previous block, or FRAME_NIL */
-	uint8_t state;  /* enum frame_state */
-	uint8_t order;  /* FREE or TRANSIT: the block is 1 << order frames */
+	/* FRAME_WORD(enum frame_state, order): written under pool_lock, except
+	 * PLAIN <-> CACHED by the holder of the cache the frame enters or
+	 * leaves; read under pool_lock or in a pool_seq read section. */
+	_Atomic uint16_t word;
 };
 static_assert(sizeof(struct pm_frame) <= 16, "struct pm_frame must stay within 16 bytes");
 
@@ -119,7 +163,7 @@ struct pool {
 	uint32_t free_list[PM_POOL_MAX_ORDER + 1]; /* first block, or FRAME_NIL */
 	uint64_t nr_free[PM_POOL_MAX_ORDER + 1];   /* blocks on each list */
 	uint64_t nr_populated; /* chunks whose bit is set */
-	uint64_t nr_allocated; /* frames handed out */
+	uint64_t nr_allocated; /* frames handed out, or cached (off the lists, not in transit) */
 	uint64_t nr_scrubbing; /* frames in transit to a memset (still populated) */
 	uint64_t nr_transit;   /* runs in transit */
 
@@ -130,6 +174,9 @@ struct pool {
 
 /* Adaptive: the critical sections are short, so spin a little before sleeping. */
 static pthread_mutex_t pool_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+/* Odd while a thread holds pool_lock (written by that thread only): see
+ * "checking a 4K free" at the top of the file. */
+static _Atomic uint64_t pool_seq;
 /* Broadcast under pool_lock whenever a run leaves transit. */
 static pthread_cond_t pool_transit_cond = PTHREAD_COND_INITIALIZER;
 /* Whether this thread holds pool_lock, for the _locked assertions. */
@@ -157,19 +204,49 @@ struct transit {
 
 /* ---- locking ---- */
 
+/* pool_seq: the holder makes it odd on entry and even on exit. Plain
+ * load-and-store: only the holder of pool_lock writes it. No fence after
+ * the odd store (TSan does not model fences): head words are stored with
+ * release order, so a reader that loads (acquire) a head word stored in
+ * the section sees the odd value, or later, when it reads pool_seq again. */
+static void pool_seq_enter(void)
+{
+	uint64_t seq = atomic_load_explicit(&pool_seq, memory_order_relaxed);
+
+	atomic_store_explicit(&pool_seq, seq + 1, memory_order_relaxed);
+}
+
+static void pool_seq_exit(void)
+{
+	uint64_t seq = atomic_load_explicit(&pool_seq, memory_order_relaxed);
+
+	atomic_store_explicit(&pool_seq, seq + 1, memory_order_release);
+}
+
 static void pool_lock_take(void)
 {
 	pthread_mutex_lock(&pool_lock);
 	pool_lock_held = true;
+	pool_seq_enter();
 }
 
 static void pool_lock_drop(void)
 {
+	pool_seq_exit();
 	pool_lock_held = false;
 	pthread_mutex_unlock(&pool_lock);
 }
 
 #define pool_assert_locked() PM_BUG_ON(!pool_lock_held)
+
+/* Waits on pool_transit_cond, which drops pool_lock meanwhile. */
+static void pool_lock_wait_transit(void)
+{
+	pool_assert_locked();
+	pool_seq_exit();
+	pthread_cond_wait(&pool_transit_cond, &pool_lock);
+	pool_seq_enter();
+}
 
 /* ---- small helpers ---- */
 
@@ -188,14 +265,26 @@ static void bit_clear(uint64_t *map, uint64_t i)
 	map[i / 64] &= ~(1ULL << (i % 64));
 }
 
-static bool frame_is_head(const struct pm_frame *f)
+/* Acquire and release (plain moves on x86): what makes a pool_seq read
+ * section work without fences, see pool_seq_enter(). */
+static uint16_t frame_word(struct pm_frame *f)
 {
-	return f->state != FRAME_PLAIN;
+	return atomic_load_explicit(&f->word, memory_order_acquire);
 }
 
-static bool frame_is_free_block(const struct pm_frame *f, unsigned int order)
+static enum frame_state frame_state(struct pm_frame *f)
 {
-	return f->state == FRAME_FREE && f->order == order;
+	return (enum frame_state)(frame_word(f) & 0xff);
+}
+
+static void frame_set(struct pm_frame *f, enum frame_state state, unsigned int order)
+{
+	atomic_store_explicit(&f->word, FRAME_WORD(state, order), memory_order_release);
+}
+
+static bool frame_is_free_block(struct pm_frame *f, unsigned int order)
+{
+	return frame_word(f) == FRAME_WORD(FRAME_FREE, order);
 }
 
 static bool pool_size_ok(uint64_t size)
@@ -261,9 +350,8 @@ static void free_list_add_locked(uint64_t pfn, unsigned int order)
 	uint32_t next = pool.free_list[order];
 
 	pool_assert_locked();
-	PM_BUG_ON(f->state == FRAME_FREE);
-	f->state = FRAME_FREE;
-	f->order = (uint8_t)order;
+	PM_BUG_ON(frame_state(f) != FRAME_PLAIN);
+	frame_set(f, FRAME_FREE, order);
 	f->prev = FRAME_NIL;
 	f->next = next;
 	if (next != FRAME_NIL)
@@ -275,17 +363,19 @@ static void free_list_add_locked(uint64_t pfn, unsigned int order)
 static void free_list_del_locked(uint64_t pfn)
 {
 	struct pm_frame *f = &pool.frames[pfn];
+	uint16_t word = frame_word(f);
+	unsigned int order = word >> 8;
 
 	pool_assert_locked();
-	PM_BUG_ON(f->state != FRAME_FREE);
+	PM_BUG_ON(word != FRAME_WORD(FRAME_FREE, order));
 	if (f->prev != FRAME_NIL)
 		pool.frames[f->prev].next = f->next;
 	else
-		pool.free_list[f->order] = f->next;
+		pool.free_list[order] = f->next;
 	if (f->next != FRAME_NIL)
 		pool.frames[f->next].prev = f->prev;
-	pool.nr_free[f->order]--;
-	f->state = FRAME_PLAIN;
+	pool.nr_free[order]--;
+	frame_set(f, FRAME_PLAIN, 0);
 }
 
 /* The largest naturally aligned block at pfn within room frames. */
@@ -557,51 +647,35 @@ static int pool_alloc_block_locked(unsigned int order, uint64_t *pfn)
 	while (!pool_take_block_locked(order, pfn)) {
 		if (pool_transits_done - start >= pending)
 			return -ENOMEM;
-		pthread_cond_wait(&pool_transit_cond, &pool_lock);
+		pool_lock_wait_transit();
 		if (!pool.live)
 			return -ENOMEM;
 	}
 	return 0;
 }
 
-int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn)
+/* The block at head leaves the lists for a caller (or a cache). */
+static void pool_commit_alloc_locked(uint64_t head, unsigned int order, uint64_t *todo)
 {
-	uint64_t todo[(RUN_MAX_CHUNKS + 63) / 64] = { 0 };
-	uint64_t head;
-	int ret;
-
-	PM_BUG_ON(order > PM_POOL_MAX_ORDER);
-	pool_lock_take();
-	ret = pool_ensure_locked();
-	if (!ret)
-		ret = pool_alloc_block_locked(order, &head);
-	if (ret) {
-		pool.alloc_failures++;
-		pool_lock_drop();
-		return ret;
-	}
+	pool_assert_locked();
 	pool.nr_allocated += 1ULL << order;
 	pool_mark_populated_locked(head, order, todo);
-	pool_lock_drop();
-
-	pool_prefault(head, order, todo);
-	*pfn = head;
-	return 0;
 }
 
 /* ---- freeing: transit, zeroing, merging, trimming ---- */
 
-/* The free or in-transit block containing pfn, or PM_PFN_INVALID. */
-static uint64_t pool_block_containing_locked(uint64_t pfn)
+/* The free, in-transit or cached block containing pfn, or PM_PFN_INVALID.
+ * Exact under pool_lock; without it, only in a pool_seq read section
+ * (pool_frame_in_block). */
+static uint64_t pool_block_containing(uint64_t pfn)
 {
 	unsigned int o;
 
-	pool_assert_locked();
 	for (o = 0; o <= PM_POOL_MAX_ORDER; o++) {
 		uint64_t head = PM_ALIGN_DOWN(pfn, 1ULL << o);
-		const struct pm_frame *f = &pool.frames[head];
+		uint16_t word = frame_word(&pool.frames[head]);
 
-		if (frame_is_head(f) && pfn - head < (1ULL << f->order))
+		if (word != FRAME_WORD(FRAME_PLAIN, 0) && pfn - head < (1ULL << (word >> 8)))
 			return head;
 	}
 	return PM_PFN_INVALID;
@@ -618,9 +692,9 @@ static void pool_check_allocated_locked(uint64_t pfn, unsigned int order)
 	n = 1ULL << order;
 	PM_BUG_ON(pfn >= pool.nr_frames || n > pool.nr_frames - pfn);
 	PM_BUG_ON(!PM_ALIGNED(pfn, n));                               /* misaligned */
-	PM_BUG_ON(pool_block_containing_locked(pfn) != PM_PFN_INVALID); /* double free */
+	PM_BUG_ON(pool_block_containing(pfn) != PM_PFN_INVALID);        /* double free */
 	for (i = 1; i < n; i++)                                       /* partly freed */
-		PM_BUG_ON(frame_is_head(&pool.frames[pfn + i]));
+		PM_BUG_ON(frame_state(&pool.frames[pfn + i]) != FRAME_PLAIN);
 	PM_BUG_ON(pool.nr_allocated < n);
 }
 
@@ -629,9 +703,8 @@ static void pool_enter_transit_locked(uint64_t pfn, unsigned int order)
 	struct pm_frame *f = &pool.frames[pfn];
 
 	pool_assert_locked();
-	PM_BUG_ON(f->state != FRAME_PLAIN);
-	f->state = FRAME_TRANSIT;
-	f->order = (uint8_t)order;
+	PM_BUG_ON(frame_state(f) != FRAME_PLAIN);
+	frame_set(f, FRAME_TRANSIT, order);
 	pool.nr_transit++;
 }
 
@@ -761,8 +834,8 @@ static void pool_end_transit_locked(struct transit *t)
 	struct pm_frame *f = &pool.frames[t->pfn];
 
 	pool_assert_locked();
-	PM_BUG_ON(f->state != FRAME_TRANSIT || f->order != t->order);
-	f->state = FRAME_PLAIN;
+	PM_BUG_ON(frame_word(f) != FRAME_WORD(FRAME_TRANSIT, t->order));
+	frame_set(f, FRAME_PLAIN, 0);
 	PM_BUG_ON(pool.nr_scrubbing < t->scrub_frames);
 	pool.nr_scrubbing -= t->scrub_frames;
 	pool.scrubbed += t->scrubbed;
@@ -790,19 +863,428 @@ static bool pool_begin_trim_locked(struct transit *t)
 	return true;
 }
 
-void pm_pool_free(pm_pfn_t pfn, unsigned int order)
+/* t is a free block that just grew (merged): while it qualifies for a trim,
+ * releases the excess, dropping pool_lock for the punch. */
+static void pool_trim_locked(struct transit *t)
+{
+	pool_assert_locked();
+	while (pool_begin_trim_locked(t)) {
+		pool_lock_drop();
+		pool_zero(t);
+		pool_lock_take();
+		pool_end_transit_locked(t);
+	}
+}
+
+/* The shared path: transit, zeroing, merging, trimming. */
+static void pool_free_run(uint64_t pfn, unsigned int order)
 {
 	struct transit t;
 
 	pool_lock_take();
 	pool_begin_free_locked(pfn, order, &t);
-	do {
-		pool_lock_drop();
-		pool_zero(&t);
-		pool_lock_take();
-		pool_end_transit_locked(&t);
-	} while (pool_begin_trim_locked(&t));
 	pool_lock_drop();
+	pool_zero(&t);
+	pool_lock_take();
+	pool_end_transit_locked(&t);
+	pool_trim_locked(&t);
+	pool_lock_drop();
+}
+
+/* ---- per-thread caches of 4K frames ---- */
+
+/*
+ * Sizes. A refill or a flush moves CACHE_BATCH frames in one hold of
+ * pool_lock, so a thread streaming 4K allocations (or frees) takes the lock
+ * once per 32 of them: the lock's and the lists' cache-line transfers cost a
+ * few nanoseconds a frame instead of a few hundred, while the critical
+ * section (32 list operations, about a microsecond) stays short for the
+ * threads waiting on it. CACHE_MAX is twice the batch, so after a refill
+ * (BATCH - 1 frames left) or a flush (BATCH left) a thread has room for a
+ * whole batch of either operation before it needs the lock again: a thread
+ * alternating allocations and frees never takes it. A cache holds at most
+ * 256 KiB, an eighth of a 2 MiB chunk, small against the watermark
+ * (256 MiB by default); its frames do keep their 2 MiB blocks from merging
+ * (and from being released) until they are flushed or drained.
+ */
+#define CACHE_BATCH 32
+#define CACHE_MAX   (2 * CACHE_BATCH)
+/* A cache's lock and counters share no line with other threads' data. */
+#define CACHE_ALIGN 64
+
+/* One per thread that has allocated or freed a 4K frame. */
+struct pool_cache {
+	/* Taken by the owner in its fast path, by drainers under
+	 * pool_caches_lock, and by the owner's exit. */
+	pthread_mutex_t lock;
+	unsigned int nr;           /* lock: frames in pfn[] */
+	uint64_t scrubbed;         /* lock: bytes zeroed, not yet in pool.scrubbed */
+	uint32_t pfn[CACHE_MAX];   /* lock: FRAME_CACHED frames, oldest first */
+	struct pool_cache *next;   /* pool_caches_lock: the registry */
+	struct pool_cache **pprev; /* pool_caches_lock */
+};
+
+/* The registry, and the first lock a drainer takes. */
+static pthread_mutex_t pool_caches_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pool_cache *pool_caches; /* pool_caches_lock */
+/* This thread holds pool_caches_lock and every cache's lock (a drainer). */
+static _Thread_local bool pool_caches_all_held;
+/* The cache whose lock this thread holds as its owner, or NULL. */
+static _Thread_local struct pool_cache *pool_cache_held;
+/* This thread's cache: NULL until its first 4K alloc or free. */
+static _Thread_local struct pool_cache *pool_cache_self;
+/* This thread's cache went back at its exit: later 4K frees of the thread
+ * (in other exit handlers) take the shared path. */
+static _Thread_local bool pool_cache_retired;
+/* The key whose destructor returns a thread's cache when it exits. */
+static pthread_key_t pool_cache_key;
+static pthread_once_t pool_cache_key_once = PTHREAD_ONCE_INIT;
+static bool pool_cache_key_ok; /* written once, under pool_cache_key_once */
+
+static void pool_cache_lock(struct pool_cache *c)
+{
+	PM_BUG_ON(pool_cache_held || pool_caches_all_held);
+	pthread_mutex_lock(&c->lock);
+	pool_cache_held = c;
+}
+
+static void pool_cache_unlock(struct pool_cache *c)
+{
+	PM_BUG_ON(pool_cache_held != c);
+	pool_cache_held = NULL;
+	pthread_mutex_unlock(&c->lock);
+}
+
+#define cache_assert_locked(c) PM_BUG_ON(pool_cache_held != (c) && !pool_caches_all_held)
+
+/* A drainer's locks: the registry, then every cache in registry order. */
+static void pool_caches_lock_all(void)
+{
+	struct pool_cache *c;
+
+	PM_BUG_ON(pool_cache_held || pool_caches_all_held || pool_lock_held);
+	pthread_mutex_lock(&pool_caches_lock);
+	for (c = pool_caches; c; c = c->next)
+		pthread_mutex_lock(&c->lock);
+	pool_caches_all_held = true;
+}
+
+static void pool_caches_unlock_all(void)
+{
+	struct pool_cache *c;
+
+	PM_BUG_ON(!pool_caches_all_held);
+	pool_caches_all_held = false;
+	for (c = pool_caches; c; c = c->next)
+		pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&pool_caches_lock);
+}
+
+/* A cached frame goes back on the lists, merged with its free buddies. It
+ * reads zero already, so it needs no transit. */
+static void pool_uncache_locked(uint64_t pfn)
+{
+	struct transit t = { .pfn = pfn, .order = 0 };
+	struct pm_frame *f = &pool.frames[pfn];
+
+	pool_assert_locked();
+	PM_BUG_ON(frame_word(f) != FRAME_WORD(FRAME_CACHED, 0));
+	PM_BUG_ON(!pool.nr_allocated);
+	frame_set(f, FRAME_PLAIN, 0);
+	pool.nr_allocated--;
+	pool_merge_locked(&t.pfn, &t.order);
+	pool_trim_locked(&t);
+}
+
+/* Returns the n oldest frames of c to the lists (pool_lock may be dropped
+ * meanwhile, to release memory; c's lock is not). */
+static void pool_cache_flush_locked(struct pool_cache *c, unsigned int n)
+{
+	unsigned int i;
+
+	cache_assert_locked(c);
+	pool_assert_locked();
+	PM_BUG_ON(n > c->nr);
+	pool.scrubbed += c->scrubbed;
+	c->scrubbed = 0;
+	for (i = 0; i < n; i++)
+		pool_uncache_locked(c->pfn[i]);
+	memmove(c->pfn, c->pfn + n, (c->nr - n) * sizeof(c->pfn[0]));
+	c->nr -= n;
+}
+
+/* Empties every cache: until the caller drops the caches' locks, every free
+ * frame is on the lists (merged as far as it goes) and every counter is
+ * exact, as without caches. */
+static void pool_drain_caches_locked(void)
+{
+	struct pool_cache *c;
+
+	PM_BUG_ON(!pool_caches_all_held);
+	pool_assert_locked();
+	for (c = pool_caches; c; c = c->next) {
+		/* Caches are drained before the pool is destroyed. */
+		PM_BUG_ON(!pool.live && (c->nr || c->scrubbed));
+		pool_cache_flush_locked(c, c->nr);
+	}
+}
+
+static void pool_cache_reverse(struct pool_cache *c)
+{
+	unsigned int i;
+	uint32_t pfn;
+
+	for (i = 0; i < c->nr / 2; i++) {
+		pfn = c->pfn[i];
+		c->pfn[i] = c->pfn[c->nr - 1 - i];
+		c->pfn[c->nr - 1 - i] = pfn;
+	}
+}
+
+/* Fills the empty cache c with up to CACHE_BATCH frames in one hold of
+ * pool_lock, then prefaults the chunks this populated. c stays locked
+ * throughout, so no drainer can return those frames to the lists (and their
+ * chunk be released) before the prefault ends: see "population" above. The
+ * frame taken first (the lowest of a split block) ends on top. */
+static void pool_cache_refill(struct pool_cache *c)
+{
+	uint64_t chunk[CACHE_BATCH], pfn, todo;
+	unsigned int nr_chunks = 0, i;
+
+	cache_assert_locked(c);
+	PM_BUG_ON(c->nr);
+	pool_lock_take();
+	if (!pool_ensure_locked()) {
+		while (c->nr < CACHE_BATCH && pool_take_block_locked(0, &pfn)) {
+			todo = 0;
+			pool_commit_alloc_locked(pfn, 0, &todo);
+			if (todo)
+				chunk[nr_chunks++] = run_first_chunk(pfn);
+			frame_set(&pool.frames[pfn], FRAME_CACHED, 0);
+			c->pfn[c->nr++] = (uint32_t)pfn;
+		}
+	}
+	pool_lock_drop();
+	for (i = 0; i < nr_chunks; i++)
+		pool_populate(chunk[i], 1);
+	pool_cache_reverse(c);
+}
+
+/* Whether pfn lies in a free, in-transit or cached block: the walk of
+ * pool_block_containing() in a pool_seq read section, retried while
+ * pool_lock holders interfere, and under pool_lock as a last resort. */
+static bool pool_frame_in_block(uint64_t pfn)
+{
+	unsigned int tries;
+	uint64_t seq;
+	bool in;
+
+	for (tries = 0; tries < 16; tries++) {
+		seq = atomic_load_explicit(&pool_seq, memory_order_acquire);
+		if (seq & 1)
+			continue;
+		in = pool_block_containing(pfn) != PM_PFN_INVALID;
+		/* Not hoisted above the acquire loads of the walk. */
+		if (atomic_load_explicit(&pool_seq, memory_order_relaxed) == seq)
+			return in;
+	}
+	pool_lock_take();
+	in = pool_block_containing(pfn) != PM_PFN_INVALID;
+	pool_lock_drop();
+	return in;
+}
+
+/* pool_check_allocated_locked() for a 4K frame, without pool_lock: the frame
+ * must be in the pool and in no free, in-transit or cached block. It becomes
+ * CACHED; the compare-and-exchange catches a double free racing this one. */
+static void pool_cache_claim(uint64_t pfn)
+{
+	uint16_t plain = FRAME_WORD(FRAME_PLAIN, 0);
+
+	/* The pool cannot be re-created under a caller holding a frame. */
+	PM_BUG_ON(pfn >= atomic_load_explicit(&pool_hva_frames, memory_order_relaxed));
+	PM_BUG_ON(pool_frame_in_block(pfn));                            /* double free */
+	PM_BUG_ON(!atomic_compare_exchange_strong_explicit(&pool.frames[pfn].word, &plain,
+							   FRAME_WORD(FRAME_CACHED, 0),
+							   memory_order_relaxed,
+							   memory_order_relaxed));
+}
+
+static void pool_cache_exit(void *arg);
+
+static void pool_cache_key_init(void)
+{
+	pool_cache_key_ok = pthread_key_create(&pool_cache_key, pool_cache_exit) == 0;
+}
+
+static struct pool_cache *pool_cache_create(void)
+{
+	struct pool_cache *c;
+
+	pthread_once(&pool_cache_key_once, pool_cache_key_init);
+	if (!pool_cache_key_ok)
+		return NULL;
+	c = aligned_alloc(CACHE_ALIGN, PM_ALIGN_UP(sizeof(*c), CACHE_ALIGN));
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	if (pthread_setspecific(pool_cache_key, c)) {
+		pthread_mutex_destroy(&c->lock);
+		free(c);
+		return NULL;
+	}
+	pthread_mutex_lock(&pool_caches_lock);
+	c->next = pool_caches;
+	c->pprev = &pool_caches;
+	if (pool_caches)
+		pool_caches->pprev = &c->next;
+	pool_caches = c;
+	pthread_mutex_unlock(&pool_caches_lock);
+	pool_cache_self = c;
+	return c;
+}
+
+/* This thread's cache, created on first use; NULL if that failed (the
+ * thread then uses the shared path) or the thread is exiting. */
+static struct pool_cache *pool_cache_get(void)
+{
+	if (pm_likely(pool_cache_self) || pool_cache_retired)
+		return pool_cache_self;
+	return pool_cache_create();
+}
+
+/* The key's destructor, at thread exit: the frames go back to the lists,
+ * then the empty cache leaves the registry (once a drainer that holds the
+ * registry lets go: nobody can reach the cache after that). */
+static void pool_cache_exit(void *arg)
+{
+	struct pool_cache *c = arg;
+
+	pool_cache_self = NULL;
+	pool_cache_retired = true;
+	pool_cache_lock(c);
+	pool_lock_take();
+	pool_cache_flush_locked(c, c->nr);
+	pool_lock_drop();
+	pool_cache_unlock(c);
+
+	pthread_mutex_lock(&pool_caches_lock);
+	*c->pprev = c->next;
+	if (c->next)
+		c->next->pprev = c->pprev;
+	pthread_mutex_unlock(&pool_caches_lock);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* ---- allocation and freeing: the entry points ---- */
+
+/* The lists had no block: flush every cache and wait for the transits
+ * pending, then take one. ENOMEM here means the pool is exhausted. */
+static int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
+{
+	uint64_t todo[(RUN_MAX_CHUNKS + 63) / 64] = { 0 };
+	uint64_t head;
+	int ret;
+
+	pool_caches_lock_all();
+	pool_lock_take();
+	ret = pool_ensure_locked();
+	if (!ret) {
+		pool_drain_caches_locked();
+		ret = pool_alloc_block_locked(order, &head);
+	}
+	if (ret)
+		pool.alloc_failures++;
+	else
+		pool_commit_alloc_locked(head, order, todo);
+	pool_lock_drop();
+	pool_caches_unlock_all();
+	if (ret)
+		return ret;
+	pool_prefault(head, order, todo);
+	*pfn = head;
+	return 0;
+}
+
+/* The shared path: from the lists, under pool_lock. */
+static int pool_alloc_run(unsigned int order, pm_pfn_t *pfn)
+{
+	uint64_t todo[(RUN_MAX_CHUNKS + 63) / 64] = { 0 };
+	uint64_t head;
+	bool ok;
+
+	pool_lock_take();
+	ok = !pool_ensure_locked() && pool_take_block_locked(order, &head);
+	if (ok)
+		pool_commit_alloc_locked(head, order, todo);
+	pool_lock_drop();
+	if (!ok)
+		return pool_alloc_reclaim(order, pfn);
+	pool_prefault(head, order, todo);
+	*pfn = head;
+	return 0;
+}
+
+/* 4K from the caller's cache, refilled when empty. */
+static int pool_cache_alloc(struct pool_cache *c, pm_pfn_t *pfn)
+{
+	struct pm_frame *f;
+	uint64_t head;
+
+	pool_cache_lock(c);
+	if (!c->nr)
+		pool_cache_refill(c);
+	if (!c->nr) {
+		pool_cache_unlock(c);
+		return pool_alloc_reclaim(0, pfn);
+	}
+	head = c->pfn[--c->nr];
+	f = &pool.frames[head];
+	PM_BUG_ON(frame_word(f) != FRAME_WORD(FRAME_CACHED, 0));
+	frame_set(f, FRAME_PLAIN, 0);
+	pool_cache_unlock(c);
+	*pfn = head;
+	return 0;
+}
+
+/* 4K into the caller's cache: checked, scrubbed (under the cache's lock,
+ * so that a drainer finds it cached, not half freed), then pushed; a full
+ * cache first flushes its oldest batch. */
+static void pool_cache_free(struct pool_cache *c, uint64_t pfn)
+{
+	pool_cache_lock(c);
+	pool_cache_claim(pfn);
+	pool_scrub(pfn, 0);
+	c->scrubbed += PM_PAGE_SIZE;
+	if (c->nr == CACHE_MAX) {
+		pool_lock_take();
+		pool_cache_flush_locked(c, CACHE_BATCH);
+		pool_lock_drop();
+	}
+	c->pfn[c->nr++] = (uint32_t)pfn;
+	pool_cache_unlock(c);
+}
+
+int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn)
+{
+	struct pool_cache *c;
+
+	PM_BUG_ON(order > PM_POOL_MAX_ORDER);
+	if (order == 0 && (c = pool_cache_get()))
+		return pool_cache_alloc(c, pfn);
+	return pool_alloc_run(order, pfn);
+}
+
+void pm_pool_free(pm_pfn_t pfn, unsigned int order)
+{
+	struct pool_cache *c;
+
+	if (order == 0 && (c = pool_cache_get()))
+		pool_cache_free(c, pfn);
+	else
+		pool_free_run(pfn, order);
 }
 
 /* ---- translation ---- */
@@ -862,6 +1344,8 @@ static int pool_reconfigure_locked(uint64_t size, uint64_t watermark)
 		return -EINVAL;
 	if (size > POOL_MAX_SIZE)
 		return -ENOMEM;
+	if (pool.live)
+		pool_drain_caches_locked();
 	if (pool_busy_locked())
 		return -EBUSY;
 	if (pool.live)
@@ -879,11 +1363,13 @@ int pm_pool_configure(uint64_t size, uint64_t watermark)
 {
 	int ret;
 
+	pool_caches_lock_all();
 	pool_lock_take();
 	pool_read_config_locked();
 	ret = pool_reconfigure_locked(size ? size : pool.config_size,
 				      watermark ? watermark : pool.watermark);
 	pool_lock_drop();
+	pool_caches_unlock_all();
 	return ret;
 }
 
@@ -906,10 +1392,26 @@ static void pool_fill_stats_locked(struct pm_pool_stats *st)
 void pm_pool_get_stats(struct pm_pool_stats *st)
 {
 	memset(st, 0, sizeof(*st));
+	pool_caches_lock_all();
 	pool_lock_take();
 	(void)pool_ensure_locked();
 	st->watermark = pool.watermark;
-	if (pool.live)
+	if (pool.live) {
+		pool_drain_caches_locked();
 		pool_fill_stats_locked(st);
+	}
 	pool_lock_drop();
+	pool_caches_unlock_all();
+}
+
+uint64_t pm_pool_cached_frames(void)
+{
+	struct pool_cache *c;
+	uint64_t n = 0;
+
+	pool_caches_lock_all();
+	for (c = pool_caches; c; c = c->next)
+		n += c->nr;
+	pool_caches_unlock_all();
+	return n;
 }

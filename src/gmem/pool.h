@@ -11,13 +11,23 @@
  * Invariants:
  *  - every free frame reads zero: frames are scrubbed when freed (memset, or
  *    released to the OS, which also zeroes), so no data passes between owners;
+ *    that includes the 4K frames a thread keeps in its cache (below);
  *  - host memory is populated in 2 MiB chunks when first allocated from, and
  *    free 2 MiB (or larger) runs are returned to the OS while the free
  *    populated memory exceeds the watermark;
  *  - bookkeeping is struct pm_frame, at most 16 bytes per frame.
  *
+ * Per-thread caches: each thread that allocates or frees 4K frames keeps up
+ * to 64 free ones of its own, so that the common 4K alloc and free take no
+ * shared lock; it refills and flushes them 32 at a time, and returns them
+ * when it exits. Frames in a cache are free to every user: they read zero,
+ * freeing one again aborts, statistics and reconfiguration drain every
+ * cache first, and an allocation reclaims every thread's cache before it
+ * fails with ENOMEM.
+ *
  * Locking: pool_lock (private to pool.c) protects the free lists, the frame
- * flags and the statistics. Scrubbing happens outside it.
+ * flags and the statistics. Scrubbing happens outside it. A cache has a lock
+ * of its own, which only its thread takes outside a drain.
  */
 #ifndef PM_GMEM_POOL_H
 #define PM_GMEM_POOL_H
@@ -30,9 +40,9 @@
 int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn);
 
 /* Frees frames [pfn, pfn + (1 << order)): scrubs them, then returns them to
- * the buddy lists (merging with free buddies). The run must be naturally
- * aligned and allocated; it may be part of a larger allocation (a huge page
- * being split). */
+ * the buddy lists (merging with free buddies), or a 4K frame to the calling
+ * thread's cache. The run must be naturally aligned and allocated; it may be
+ * part of a larger allocation (a huge page being split). */
 void pm_pool_free(pm_pfn_t pfn, unsigned int order);
 
 /* Library address of a frame (valid while allocated). */
@@ -44,8 +54,13 @@ int pm_pool_memfd(void);
 /* Number of frames the pool manages. */
 uint64_t pm_pool_nr_frames(void);
 
-/* Resizes the pool (see PM_KVM_SET_POOL_CONFIG). 0 or -EBUSY / -EINVAL / -ENOMEM. */
+/* Resizes the pool (see PM_KVM_SET_POOL_CONFIG), after draining every
+ * thread's cache. 0 or -EBUSY / -EINVAL / -ENOMEM. */
 int pm_pool_configure(uint64_t size, uint64_t watermark);
+/* Drains every thread's cache into the buddy lists, then reads the
+ * statistics: they are exact, as if there were no caches. */
 void pm_pool_get_stats(struct pm_pool_stats *st);
+/* Frames sitting in threads' caches now, without draining them (for tests). */
+uint64_t pm_pool_cached_frames(void);
 
 #endif

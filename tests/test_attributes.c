@@ -229,7 +229,7 @@ static void test_conversions_invalidate_once_over_the_range(void **state)
 {
 	struct fx *fx = *state;
 	uint64_t seq0 = pm_inval_snapshot(fx->vm);
-	uint64_t attr0 = atomic_load(&fx->vm->inval.count[PM_INVAL_CAUSE_ATTR]);
+	uint64_t attr0 = pm_inval_count(&fx->vm->inval, PM_INVAL_CAUSE_ATTR);
 
 	/* Going private zaps shared mappings. */
 	set_gfns(fx, 16, 24, PRIVATE);
@@ -260,8 +260,8 @@ static void test_conversions_invalidate_once_over_the_range(void **state)
 
 	/* Each invalidation ended: one seq step each, none in flight. */
 	assert_int_equal(pm_inval_snapshot(fx->vm), seq0 + 4);
-	assert_int_equal(atomic_load(&fx->vm->inval.count[PM_INVAL_CAUSE_ATTR]), attr0 + 4);
-	assert_int_equal(atomic_load(&fx->vm->inval.in_progress), 0);
+	assert_int_equal(pm_inval_count(&fx->vm->inval, PM_INVAL_CAUSE_ATTR), attr0 + 4);
+	assert_int_equal(pm_inval_running(&fx->vm->inval), 0);
 }
 
 static void test_shared_on_the_default_vm_never_invalidates(void **state)
@@ -354,12 +354,13 @@ static void test_mixed_blocks_around_a_1g_boundary(void **state)
  * `completed`.
  *
  * Readers act as faults: snap = snapshot; val = attribute; take mmu_lock
- * shared; retry = pm_inval_retry(gfn, snap). When a fault would NOT retry,
- * it would install a mapping of kind val, so val must be what the gfn is
- * and stays while the lock is held. With the lock held and retry false:
+ * for reading; retry = pm_inval_retry(gfn, snap). When a fault would NOT
+ * retry, it would install a mapping of kind val, so val must be what the
+ * gfn is and stays while the lock is held. With the lock held and retry false:
  *  - seq == snap and no invalidation covering the gfn is active. The next
- *    invalidation, number snap + 1, cannot publish its range (that needs
- *    mmu_lock exclusive) and so has not touched the store; invalidation
+ *    invalidation, number snap + 1, has not touched the store: had it
+ *    published its range before we took mmu_lock we would see it, and
+ *    after, it waits for us to leave before it zaps and stores; invalidation
  *    snap ended before the snapshot (we read its seq + 1), and its store
  *    happened before its end. Hence (1) val == value(snap - seq0), and
  *    (2) re-reading the attribute now gives val again.
@@ -412,11 +413,12 @@ static int race_check_once(struct race *rc)
 {
 	struct pm_vm *vm = rc->vm;
 	uint64_t snap, val, k, done;
+	unsigned int slot;
 	int bad = 0;
 
 	snap = pm_inval_snapshot(vm);
 	val = pm_attr_get(&vm->attrs, RACE_GFN);
-	pm_mmu_read_lock(vm);
+	slot = pm_mmu_read_lock(vm);
 	if (pm_inval_retry(vm, RACE_GFN, RACE_GFN + 1, snap)) {
 		atomic_fetch_add_explicit(&rc->retries, 1, memory_order_relaxed);
 	} else {
@@ -427,7 +429,7 @@ static int race_check_once(struct race *rc)
 		bad += !(done <= k && k <= done + 1);                    /* (3) */
 		atomic_fetch_add_explicit(&rc->checks, 1, memory_order_relaxed);
 	}
-	pm_mmu_read_unlock(vm);
+	pm_mmu_read_unlock(vm, slot);
 	return bad;
 }
 

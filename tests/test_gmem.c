@@ -1000,7 +1000,7 @@ static void test_release_clears_bindings_and_zaps_the_slot(void **state)
 	uint64_t vm_mem = pool_in_use();        /* the VM's own frames */
 	int h = gmem_new(vm, 4 * MIB, 0);
 	struct pm_gmem *g = gmem_ref(h), *bound = NULL;
-	uint64_t releases = atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]);
+	uint64_t releases = pm_inval_count(&v->inval, PM_INVAL_CAUSE_RELEASE);
 	struct pm_zaplog log;
 	struct kvm_userspace_memory_region2 del = { .slot = 3, .flags = KVM_MEM_GUEST_MEMFD,
 						    .guest_phys_addr = gpa };
@@ -1019,7 +1019,7 @@ static void test_release_clears_bindings_and_zaps_the_slot(void **state)
 	assert_null(bound);
 	assert_int_equal(pm_zaplog_count(&log), 1);
 	assert_true(pm_zaplog_seen(&log, gfn, gfn + npages, PM_INVAL_ALL, PM_INVAL_CAUSE_RELEASE));
-	assert_int_equal(atomic_load(&v->inval.count[PM_INVAL_CAUSE_RELEASE]), releases + 1);
+	assert_int_equal(pm_inval_count(&v->inval, PM_INVAL_CAUSE_RELEASE), releases + 1);
 	assert_int_equal(pool_in_use(), vm_mem);
 
 	/* The orphaned slot can still be deleted. */

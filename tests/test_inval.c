@@ -15,7 +15,11 @@
  * The deterministic tests run every interleaving of interest with the
  * protocol on (the fault must retry or its mapping must be zapped) and off
  * (the test-only switch pm_inval_test_disable_retry: the stale mapping must
- * appear, which shows the check can fail). The stress test runs faults,
+ * appear, which shows the check can fail). Others check the parts of the
+ * argument in invalidate.h one by one: an invalidation waits for a fault
+ * inside mmu_lock before it zaps (case (a)); the sequence counts the ends
+ * of invalidations on every range slot, including a slot first used after
+ * the fault's snapshot, and of invalidations that found no free slot. The stress test runs faults,
  * punches and conversions concurrently and checks, at quiescent points,
  * that every installed mapping matches the current attribute and frame.
  */
@@ -44,6 +48,7 @@ struct env {
 	struct pm_vm *pvm;
 	struct pm_gmem *g;
 	void *shared_mem;
+	atomic_uint zaps;                 /* calls of fake_zap */
 	_Atomic uint64_t map[NPAGES];     /* the fake stage-2: pfn << 2 | kind */
 };
 
@@ -54,6 +59,7 @@ static void fake_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filt
 {
 	struct env *e = ctx;
 
+	atomic_fetch_add(&e->zaps, 1);
 	for (gfn_t gfn = start; gfn < end && gfn < NPAGES; gfn++) {
 		uint64_t m = atomic_load(&e->map[gfn]);
 		unsigned int kind = m & 3;
@@ -156,13 +162,13 @@ static void fault_prepare(struct env *e, gfn_t gfn, struct fault *f)
 static bool fault_commit(struct env *e, struct fault *f)
 {
 	bool installed = false;
+	unsigned int slot = pm_mmu_read_lock(e->pvm);
 
-	pm_mmu_read_lock(e->pvm);
 	if (f->entry && !pm_inval_retry(e->pvm, f->gfn, f->gfn + 1, f->snap)) {
 		atomic_store(&e->map[f->gfn], f->entry);
 		installed = true;
 	}
-	pm_mmu_read_unlock(e->pvm);
+	pm_mmu_read_unlock(e->pvm, slot);
 	return installed;
 }
 
@@ -318,6 +324,135 @@ static void test_fault_retries_across_gmem_release(void **state)
 	assert_int_equal(f.entry, 0);      /* the slot has no file any more */
 }
 
+/* Case (a) of the argument: a fault that checked before the range was
+ * published, and is still inside mmu_lock, is waited for; the zap comes
+ * after its install and removes the mapping. */
+struct inval_thread {
+	struct env *e;
+	gfn_t start, n;
+	atomic_bool done;
+};
+
+static void *punch_main(void *arg)
+{
+	struct inval_thread *it = arg;
+
+	punch(it->e, it->start, it->n);
+	atomic_store(&it->done, true);
+	return NULL;
+}
+
+static void test_invalidation_waits_for_a_fault_inside_mmu_lock(void **state)
+{
+	struct env *e = *state;
+	struct inval_thread it = { .e = e, .start = 5, .n = 1 };
+	struct timespec ms50 = { 0, 50 * 1000 * 1000 };
+	unsigned int zaps, slot;
+	bool zapped_early, ended_early;
+	struct fault f;
+	pthread_t t;
+
+	set_attr(e, 0, NPAGES, true);
+	fault_prepare(e, 5, &f);
+	zaps = atomic_load(&e->zaps);
+	slot = pm_mmu_read_lock(e->pvm);
+	assert_false(pm_inval_retry(e->pvm, 5, 6, f.snap));
+	assert_int_equal(pthread_create(&t, NULL, punch_main, &it), 0);
+	nanosleep(&ms50, NULL);
+	zapped_early = atomic_load(&e->zaps) != zaps;
+	ended_early = atomic_load(&it.done);
+	atomic_store(&e->map[5], f.entry);              /* the install */
+	pm_mmu_read_unlock(e->pvm, slot);
+	pthread_join(t, NULL);
+	assert_false(zapped_early);                     /* not before we left */
+	assert_false(ended_early);
+	assert_int_equal(atomic_load(&e->zaps), zaps + 1);
+	assert_int_equal(atomic_load(&e->map[5]), 0);   /* zapped */
+	assert_true(mapping_is_current(e, 5));
+}
+
+/* An invalidation that ends on a range slot no fault has looked at yet (its
+ * first use in the VM comes after the snapshot) still makes the fault
+ * retry: a new slot adds a term to the sum. The main thread holds a slot so
+ * that the other thread's invalidation needs another one. */
+static void *convert_main(void *arg)
+{
+	struct inval_thread *it = arg;
+
+	set_attr(it->e, it->start, it->n, false);
+	atomic_store(&it->done, true);
+	return NULL;
+}
+
+static void test_fault_retries_after_an_end_on_a_slot_first_used_after_its_snapshot(void **state)
+{
+	struct env *e = *state;
+	struct inval_thread it = { .e = e, .start = 1000, .n = 8 };
+	struct pm_inval_ticket held;
+	uint64_t used0, seq0;
+	struct fault f;
+	pthread_t t;
+
+	set_attr(e, 0, NPAGES, true);
+	pm_inval_begin(e->pvm, 3000, 3001, PM_INVAL_ALL, PM_INVAL_CAUSE_ATTR, &held);
+	seq0 = pm_inval_snapshot(e->pvm);
+	used0 = atomic_load(&e->pvm->inval.used);
+	fault_prepare(e, 3, &f);
+	assert_int_equal(pthread_create(&t, NULL, convert_main, &it), 0);
+	pthread_join(t, NULL);
+	assert_int_not_equal(atomic_load(&e->pvm->inval.used), used0);  /* a new slot */
+	assert_int_equal(pm_inval_snapshot(e->pvm), seq0 + 1);
+	assert_false(fault_commit(e, &f));      /* disjoint range, but an end since */
+	pm_inval_end(e->pvm, &held);
+	assert_int_equal(pm_inval_snapshot(e->pvm), seq0 + 2);
+	fault_prepare(e, 3, &f);
+	assert_true(fault_commit(e, &f));
+	assert_int_equal(pm_inval_running(&e->pvm->inval), 0);
+}
+
+/* With every range slot taken, an invalidation overflows: while it runs
+ * every fault retries, whatever its range; its end is counted like any. */
+static void test_overflowing_invalidation_makes_every_fault_retry(void **state)
+{
+	struct env *e = *state;
+	struct pm_inval_ticket held[PM_INVAL_MAX_RANGES], over;
+	bool elsewhere_ok, over_slot, during, after_end, later;
+	unsigned int running;
+	uint64_t seq0, attr0;
+	struct fault f;
+
+	set_attr(e, 0, NPAGES, true);
+	seq0 = pm_inval_snapshot(e->pvm);
+	attr0 = pm_inval_count(&e->pvm->inval, PM_INVAL_CAUSE_ATTR);
+	for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++) {
+		pm_inval_begin(e->pvm, 2000 + i, 2001 + i, PM_INVAL_ALL, PM_INVAL_CAUSE_ATTR, &held[i]);
+		assert_non_null(held[i].range);
+	}
+	fault_prepare(e, 10, &f);
+	elsewhere_ok = fault_commit(e, &f);     /* the held ranges are elsewhere */
+	pm_inval_begin(e->pvm, 3000, 3001, PM_INVAL_ALL, PM_INVAL_CAUSE_PUNCH, &over);
+	over_slot = over.range != NULL;
+	running = pm_inval_running(&e->pvm->inval);
+	fault_prepare(e, 11, &f);
+	during = fault_commit(e, &f);
+	pm_inval_end(e->pvm, &over);
+	after_end = fault_commit(e, &f);
+	fault_prepare(e, 11, &f);
+	later = fault_commit(e, &f);
+	for (unsigned int i = 0; i < PM_INVAL_MAX_RANGES; i++)
+		pm_inval_end(e->pvm, &held[i]);
+	assert_true(elsewhere_ok);
+	assert_false(over_slot);
+	assert_int_equal(running, PM_INVAL_MAX_RANGES + 1);
+	assert_false(during);                   /* overflow: every fault retries */
+	assert_false(after_end);                /* it ended since the snapshot */
+	assert_true(later);
+	assert_int_equal(pm_inval_snapshot(e->pvm), seq0 + PM_INVAL_MAX_RANGES + 1);
+	assert_int_equal(pm_inval_count(&e->pvm->inval, PM_INVAL_CAUSE_ATTR),
+			 attr0 + PM_INVAL_MAX_RANGES);
+	assert_int_equal(pm_inval_running(&e->pvm->inval), 0);
+}
+
 /* ---- concurrent stress ---- */
 
 #define STRESS_ROUNDS  40
@@ -390,6 +525,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fault_during_invalidation_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_retries_across_memslot_deletion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fault_retries_across_gmem_release, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_invalidation_waits_for_a_fault_inside_mmu_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fault_retries_after_an_end_on_a_slot_first_used_after_its_snapshot, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overflowing_invalidation_makes_every_fault_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent_faults_punches_conversions_never_stale, setup, teardown),
 	};
 

@@ -604,7 +604,7 @@ static void test_gpa_overlap_is_eexist_at_both_ends_and_containment(void **state
 static void test_deleting_a_slot_invalidates_its_range(void **state)
 {
 	struct fx *fx = *state;
-	uint64_t before = atomic_load(&fx->vm->inval.count[PM_INVAL_CAUSE_MEMSLOT]);
+	uint64_t before = pm_inval_count(&fx->vm->inval, PM_INVAL_CAUSE_MEMSLOT);
 
 	assert_int_equal(set_mem(fx->vmh, 0, 0, 32 * PAGE, 8 * PAGE, UADDR), 0);
 	assert_int_equal(set_mem(fx->vmh, 1, 0, 64 * PAGE, 8 * PAGE, UADDR), 0);
@@ -618,8 +618,8 @@ static void test_deleting_a_slot_invalidates_its_range(void **state)
 	assert_int_equal(fx->log.ev[0].end, 40);
 	assert_int_equal(fx->log.ev[0].filter, PM_INVAL_ALL);
 	assert_int_equal(fx->log.ev[0].cause, PM_INVAL_CAUSE_MEMSLOT);
-	assert_int_equal(atomic_load(&fx->vm->inval.count[PM_INVAL_CAUSE_MEMSLOT]), before + 1);
-	assert_int_equal(atomic_load(&fx->vm->inval.in_progress), 0);
+	assert_int_equal(pm_inval_count(&fx->vm->inval, PM_INVAL_CAUSE_MEMSLOT), before + 1);
+	assert_int_equal(pm_inval_running(&fx->vm->inval), 0);
 }
 
 static void test_moving_a_slot_invalidates_its_old_range(void **state)

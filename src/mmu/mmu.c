@@ -305,19 +305,19 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 
 	uint64_t n = pm_s2_level_pages(level);
 	gfn_t base = PM_ALIGN_DOWN(f->gfn, n);
+	unsigned int slot = pm_mmu_read_lock(vm);
 
-	pm_mmu_read_lock(vm);
 	if (pm_inval_retry(vm, base, base + n, snap)) {
 		f->level = -1;
 	} else {
 		f->level = fault_install(vm, &src, f, level);
 		if (f->level == -2) {
-			pm_mmu_read_unlock(vm);
+			pm_mmu_read_unlock(vm, slot);
 			f->err = ENOMEM;
 			return PM_FAULT_MEMORY;
 		}
 	}
-	pm_mmu_read_unlock(vm);
+	pm_mmu_read_unlock(vm, slot);
 	if (f->level >= 0) {
 		f->hva = src.hva ? (uint8_t *)(uintptr_t)(src.addr << PM_PAGE_SHIFT)
 				 : pm_pfn_to_hva(src.addr);

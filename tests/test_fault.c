@@ -37,6 +37,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "kvm/vm.h"
+#include "mmu/mmu.h"
+#include "uapi/handle.h"
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -676,7 +679,19 @@ static void test_gmem_only_slot_serves_shared_faults_in_place_from_guest_memfd(v
 
 /* ---- TLB shootdown ------------------------------------------------------------------ */
 
+/* The VM behind a VM handle (white box; the handle keeps it alive). */
+static struct pm_vm *vm_of(int h)
+{
+	struct pm_file f;
+
+	assert_int_equal(pm_handle_get(h, &f), 0);
+	assert_int_equal(f.kind, PM_HANDLE_VM);
+	pm_file_put(&f);
+	return f.obj;
+}
+
 #define OLD_VALUE(p)  (0x01d0000000000000ULL | (p))
+#define UNMAPPED_PAGE (512 + 1)
 #define FORBIDDEN     0xf0bdf0bdf0bdf0bdULL
 
 /*
@@ -731,6 +746,7 @@ static void *run_to_ucall(void *arg)
 struct convert_thread {
 	struct vmm *m;
 	struct slot *s;
+	uint64_t page;           /* which page of the slot to convert */
 	int r;
 	atomic_bool returned;
 };
@@ -739,12 +755,12 @@ static void *convert_page0(void *arg)
 {
 	struct convert_thread *c = arg;
 
-	c->r = set_attr(c->m->vm, c->s->gpa, PAGE, true);
+	c->r = set_attr(c->m->vm, c->s->gpa + c->page * PAGE, PAGE, true);
 	atomic_store(&c->returned, true);
 	/* After the conversion returned, the VMM reuses its copy of the page. */
 	for (int i = 0; i < 512; i++)
-		atomic_store_explicit(&((_Atomic uint64_t *)c->s->shared)[i], FORBIDDEN,
-				      memory_order_relaxed);
+		atomic_store_explicit(&((_Atomic uint64_t *)(c->s->shared + c->page * PAGE))[i],
+				      FORBIDDEN, memory_order_relaxed);
 	return NULL;
 }
 
@@ -757,7 +773,11 @@ struct hold_result {
 	struct pm_vm_stats st;
 };
 
-static void hold_and_convert(struct hold_result *res)
+/* page: the page converted (0 is the one the guest holds; UNMAPPED_PAGE,
+ * in the slot's other 2M, was never mapped, even by a huge mapping of page
+ * 0); in_flight: pretend another zap is between its first entry
+ * change and the end of its shootdown. */
+static void hold_and_convert_page(struct hold_result *res, uint64_t page, bool in_flight)
 {
 	struct hold_arg a = { 0 };
 	struct convert_thread c = { 0 };
@@ -769,8 +789,8 @@ static void hold_and_convert(struct hold_result *res)
 
 	memset(res, 0, sizeof(*res));
 	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
-	gmem = vmm_create_gmem(&m, 2 * MIB, 0);
-	s = vmm_add_slot(&m, 0, 2 * MIB, gmem, 0, NULL);
+	gmem = vmm_create_gmem(&m, 4 * MIB, 0);
+	s = vmm_add_slot(&m, 0, 4 * MIB, gmem, 0, NULL);
 	*(uint64_t *)s->shared = OLD_VALUE(0);
 	vmm_guest(&m, 0, guest_hold_tlb_entry, &a);
 	res->t.m = &m;
@@ -780,12 +800,22 @@ static void hold_and_convert(struct hold_result *res)
 		sched_yield();
 	c.m = &m;
 	c.s = s;
+	c.page = page;
+	if (in_flight)
+		atomic_fetch_add(&vm_of(m.vm)->mmu->zaps_in_flight, 1);
 	assert_int_equal(pthread_create(&ct, NULL, convert_page0, &c), 0);
 	usleep(200 * 1000);
+	/* A conversion that must not wait gets as long as a loaded machine
+	 * needs; one that must wait is still blocked after any time. */
+	end = now_s() + 20;
+	while (page == UNMAPPED_PAGE && !in_flight && !atomic_load(&c.returned) && now_s() < end)
+		usleep(1000);
 	res->returned_early = atomic_load(&c.returned);
 	atomic_store(&a.release, true);
 	pthread_join(ct, NULL);
 	pthread_join(vt, NULL);
+	if (in_flight)
+		atomic_fetch_sub(&vm_of(m.vm)->mmu->zaps_in_flight, 1);
 	res->convert_r = c.r;
 	assert_true(atomic_load(&a.holding));
 	vmm_stats(&m, &res->st);
@@ -795,11 +825,40 @@ static void hold_and_convert(struct hold_result *res)
 	vmm_destroy(&m);
 }
 
+static void hold_and_convert(struct hold_result *res)
+{
+	hold_and_convert_page(res, 0, false);
+}
+
 static void test_zap_waits_for_a_vcpu_in_guest_mode(void **state)
 {
 	struct hold_result res;
 
 	hold_and_convert(&res);
+	assert_false(res.returned_early);
+	assert_int_equal(res.convert_r, 0);
+	assert_true(res.st.tlb_shootdowns > 0);
+}
+
+/* A conversion of a page no TLB can hold (never mapped) zaps nothing and
+ * shoots nothing down: it returns while the guest spins. */
+static void test_zap_of_nothing_does_not_wait(void **state)
+{
+	struct hold_result res;
+
+	hold_and_convert_page(&res, UNMAPPED_PAGE, false);
+	assert_true(res.returned_early);
+	assert_int_equal(res.convert_r, 0);
+	assert_int_equal(res.st.tlb_shootdowns, 0);
+}
+
+/* ... unless another zap may have emptied the entry and not finished its
+ * shootdown: then it waits for the vCPUs like that zap. */
+static void test_zap_of_nothing_waits_while_another_zap_is_in_flight(void **state)
+{
+	struct hold_result res;
+
+	hold_and_convert_page(&res, UNMAPPED_PAGE, true);
 	assert_false(res.returned_early);
 	assert_int_equal(res.convert_r, 0);
 	assert_true(res.st.tlb_shootdowns > 0);
@@ -1223,6 +1282,8 @@ int main(void)
 		cmocka_unit_test(test_default_vm_refuses_the_private_attribute),
 		cmocka_unit_test(test_gmem_only_slot_serves_shared_faults_in_place_from_guest_memfd),
 		cmocka_unit_test(test_zap_waits_for_a_vcpu_in_guest_mode),
+		cmocka_unit_test(test_zap_of_nothing_does_not_wait),
+		cmocka_unit_test(test_zap_of_nothing_waits_while_another_zap_is_in_flight),
 		cmocka_unit_test(test_access_racing_a_conversion_follows_the_new_attribute_without_exit),
 		cmocka_unit_test(test_guest_never_sees_the_old_page_after_a_zap_returned),
 		cmocka_unit_test(test_vcpus_fault_while_vmm_threads_convert_and_punch),

@@ -1015,11 +1015,12 @@ static void *stats_reader_fn(void *arg)
 	struct stress_thread *t = arg;
 	struct pm_pool_stats st;
 
-	while (!atomic_load(&cache_stress_done)) {
+	/* At least once, however late this thread is scheduled. */
+	do {
 		pm_pool_get_stats(&st);
 		t->errors += st.size != 64 * MIB || st.in_use + free_bytes(&st) != st.size;
 		t->iters++;
-	}
+	} while (!atomic_load(&cache_stress_done));
 	return NULL;
 }
 
@@ -1030,12 +1031,12 @@ static void *reconfigurer_fn(void *arg)
 	struct stress_thread *t = arg;
 	int ret;
 
-	while (!atomic_load(&cache_stress_done)) {
+	do {
 		ret = pm_pool_configure(0, 0);
 		t->errors += ret != 0 && ret != -EBUSY;
 		t->iters++;
 		usleep(100);
-	}
+	} while (!atomic_load(&cache_stress_done));
 	return NULL;
 }
 

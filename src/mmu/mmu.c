@@ -36,35 +36,66 @@ void pm_mmu_tlb_shootdown(struct pm_vm *vm)
 	}
 }
 
+struct zap_arg {
+	struct pm_mmu *mmu;
+	unsigned int filter;
+	bool announced;         /* counted in mmu->zaps_in_flight */
+};
+
+/* Called for each leaf before the zap removes or splits it: the first
+ * accepted leaf announces this zap in zaps_in_flight, before any entry
+ * changes (see mmu_zap). */
 static bool zap_filter(uint64_t pte, void *arg)
 {
-	unsigned int filter = *(unsigned int *)arg;
+	struct zap_arg *z = arg;
+	bool take = (pte & PM_PTE_PRIVATE) ? (z->filter & PM_INVAL_PRIVATE) :
+					     (z->filter & PM_INVAL_SHARED);
 
-	return (pte & PM_PTE_PRIVATE) ? (filter & PM_INVAL_PRIVATE) : (filter & PM_INVAL_SHARED);
+	if (take && !z->announced) {
+		atomic_fetch_add(&z->mmu->zaps_in_flight, 1);
+		z->announced = true;
+	}
+	return take;
 }
 
-/* The invalidation consumer: zap, then shoot down, before memory changes. */
+/*
+ * The invalidation consumer: zap, then shoot down, before memory changes.
+ *
+ * A zap that changed no entry need not shoot down, as KVM flushes remote
+ * TLBs only when a zap found something, with one exception: another zap
+ * of an overlapping range may have removed the entry and not finished its
+ * own shootdown yet, and our caller frees the memory when we return. Every
+ * zap that changes entries is counted in zaps_in_flight from before its
+ * first change until its shootdown is done, so a zap that found nothing
+ * and reads 0 there knows no TLB can still hold a removed entry of its
+ * range: the entry it found empty was emptied by a zap whose increment
+ * happens before that (the entry's release/acquire), and whose decrement
+ * comes only after its shootdown.
+ */
 static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 		    enum pm_inval_cause cause, void *ctx)
 {
 	struct pm_mmu *mmu = vm->mmu;
 	struct pm_s2_zap_result res = { 0 };
+	struct zap_arg z = { .mmu = mmu, .filter = filter };
 
 	start = PM_MIN(start, 1ULL << PM_S2_GFN_BITS);
 	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
 	if (start >= end)
 		return;
 	/* Cannot fail: without a frame to split a huge leaf it removes it whole. */
-	PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &filter, &res) != 0);
+	PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &z, &res) != 0);
 	/* Statistics are shared lines: written only when there is news. */
 	if (res.zapped)
 		atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);
 	if (res.split)
 		atomic_fetch_add_explicit(&mmu->splits, res.split, memory_order_relaxed);
-	/* Always, even when this zap removed nothing: a concurrent zap of an
-	 * overlapping range may have removed the entry and not finished its
-	 * own shootdown yet, and our caller frees the memory when we return. */
-	pm_mmu_tlb_shootdown(vm);
+	if (z.announced) {
+		pm_mmu_tlb_shootdown(vm);
+		atomic_fetch_sub(&mmu->zaps_in_flight, 1);
+	} else if (atomic_load(&mmu->zaps_in_flight)) {
+		pm_mmu_tlb_shootdown(vm);
+	}
 }
 
 int pm_mmu_init(struct pm_vm *vm)

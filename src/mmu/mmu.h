@@ -33,6 +33,8 @@ struct pm_vcpu;
 struct pm_mmu {
 	struct pm_s2 s2;                        /* the page table (sw, default) */
 	atomic_uint_fast64_t tlb_gen;           /* bumped by every shootdown */
+	atomic_uint zaps_in_flight;             /* zaps between their first entry change
+	                                         * and the end of their shootdown */
 	atomic_uint_fast64_t shootdowns;
 	atomic_uint_fast64_t faults;            /* faults handled */
 	atomic_uint_fast64_t mapped[3];         /* mappings installed by level */

@@ -25,11 +25,13 @@
 
 #include <linux/falloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
 #include "gmem/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
@@ -1331,6 +1333,743 @@ static void test_host_reads_racing_punch_hole_see_zero_never_sigbus_nor_foreign_
 	assert_int_equal(r.sigbus, 0);
 }
 
+/* ---- concurrency: the index under its stripes --------------------------- */
+
+#define CONC_THREADS 4
+#define BLOCK_PAGES  512        /* 4K pages in a 2M block */
+
+static bool page_present(struct pm_gmem *g, uint64_t index)
+{
+	return pm_gmem_peek_pfn(g, index) != PM_PFN_INVALID;
+}
+
+/*
+ * Threads owning disjoint 4K chunks (chunk c belongs to thread c % threads,
+ * so every 2M block, index node and cache line of entries is shared by all
+ * of them) allocate and punch ranges of their own chunks.
+ */
+#define OWN_CHUNK 8
+
+struct chunk_owner {
+	int handle;
+	unsigned int id;
+	uint64_t nchunks;       /* of the file */
+	uint64_t seed;
+	int iters;
+	uint8_t *want;          /* per page, allocated; a thread writes its own pages only */
+	unsigned long errors;
+};
+
+static void *chunk_owner_thread(void *arg)
+{
+	struct chunk_owner *o = arg;
+
+	for (int i = 0; i < o->iters; i++) {
+		uint64_t c = rng_next(&o->seed) % (o->nchunks / CONC_THREADS) * CONC_THREADS + o->id;
+		uint64_t a = rng_next(&o->seed) % OWN_CHUNK;
+		uint64_t n = 1 + rng_next(&o->seed) % (OWN_CHUNK - a);
+		bool alloc = rng_next(&o->seed) & 1;
+		uint64_t first = c * OWN_CHUNK + a;
+
+		if (pm_kvm_fallocate(o->handle, alloc ? KEEP : PUNCH, (off_t)(first * PAGE),
+				     (off_t)(n * PAGE)))
+			o->errors++;
+		memset(&o->want[first], alloc, n);
+	}
+	return NULL;
+}
+
+static void test_concurrent_4k_allocate_and_punch_of_disjoint_ranges_leave_the_exact_index(void **state)
+{
+	const uint64_t npages = 8 * MIB / PAGE;
+	int vm = vm_new(SW_VM);
+	uint64_t before = pool_in_use();
+	int h = gmem_new(vm, npages * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct pm_gmem *g = gmem_ref(h);
+	uint8_t *want = calloc(npages, 1);
+	struct chunk_owner o[CONC_THREADS];
+	pthread_t t[CONC_THREADS];
+	struct pm_gmem_stats st;
+	uint64_t count = 0;
+
+	assert_non_null(want);
+	for (unsigned int i = 0; i < CONC_THREADS; i++) {
+		o[i] = (struct chunk_owner){ .handle = h, .id = i, .nchunks = npages / OWN_CHUNK,
+					     .seed = 77 + i, .iters = 3000, .want = want };
+		assert_int_equal(pthread_create(&t[i], NULL, chunk_owner_thread, &o[i]), 0);
+	}
+	for (unsigned int i = 0; i < CONC_THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(o[i].errors, 0);
+	}
+	for (uint64_t i = 0; i < npages; i++) {
+		assert_int_equal(page_present(g, i), want[i]);
+		count += want[i];
+	}
+	assert_true(count > 0 && count < npages);
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, count);
+	assert_int_equal(st.folios[0], count);
+	assert_int_equal(st.folios[1] + st.folios[2] + st.splits, 0);
+	assert_int_equal(pool_in_use() - before, count * PAGE);
+	free(want);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/*
+ * A 2M block of a file that allows 2M pages, as gmem.h specifies it: empty,
+ * one 2M page, or a node of 4K entries (which stays when partly punched,
+ * even empty, and goes with a punch of the whole block).
+ */
+enum block_state { BLOCK_EMPTY, BLOCK_FOLIO, BLOCK_NODE };
+
+struct block_model {
+	enum block_state state;
+	uint8_t present[BLOCK_PAGES];
+	unsigned long splits;
+};
+
+static void block_allocate(struct block_model *b, unsigned int a, unsigned int e)
+{
+	if (b->state == BLOCK_EMPTY) {
+		b->state = BLOCK_FOLIO;
+		memset(b->present, 1, BLOCK_PAGES);
+	} else if (b->state == BLOCK_NODE) {
+		memset(&b->present[a], 1, e - a);
+	}
+}
+
+static void block_punch(struct block_model *b, unsigned int a, unsigned int e)
+{
+	bool whole = a == 0 && e == BLOCK_PAGES;
+
+	if (b->state == BLOCK_EMPTY)
+		return;
+	if (b->state == BLOCK_FOLIO && !whole) {
+		b->state = BLOCK_NODE;
+		b->splits++;
+	}
+	memset(&b->present[a], 0, e - a);
+	if (whole)
+		b->state = BLOCK_EMPTY;
+}
+
+struct block_owner {
+	int handle;
+	unsigned int id;
+	uint64_t nblocks;       /* of the file */
+	uint64_t seed;
+	int iters;
+	struct block_model *model;  /* per block; a thread writes its own blocks only */
+	unsigned long errors;
+};
+
+static void *block_owner_thread(void *arg)
+{
+	struct block_owner *o = arg;
+
+	for (int i = 0; i < o->iters; i++) {
+		uint64_t bl = rng_next(&o->seed) % (o->nblocks / CONC_THREADS) * CONC_THREADS + o->id;
+		unsigned int kind = (unsigned int)(rng_next(&o->seed) % 8);
+		unsigned int a = (unsigned int)(rng_next(&o->seed) % BLOCK_PAGES);
+		unsigned int e = a + 1 + (unsigned int)(rng_next(&o->seed) % (BLOCK_PAGES - a));
+		bool alloc = kind % 2;
+
+		if (kind < 2) {         /* the whole block */
+			a = 0;
+			e = BLOCK_PAGES;
+		}
+		if (pm_kvm_fallocate(o->handle, alloc ? KEEP : PUNCH,
+				     (off_t)((bl * BLOCK_PAGES + a) * PAGE), (off_t)((e - a) * PAGE)))
+			o->errors++;
+		if (alloc)
+			block_allocate(&o->model[bl], a, e);
+		else
+			block_punch(&o->model[bl], a, e);
+	}
+	return NULL;
+}
+
+/* Threads owning disjoint 2M blocks (neighbours: their entries share index
+ * nodes and cache lines) allocate, split and punch them; afterwards every
+ * page, page size and statistic is exactly what the model says. */
+static void test_statistics_are_exact_after_concurrent_huge_page_conversions(void **state)
+{
+	const uint64_t nblocks = 16;
+	int vm = vm_new(SW_VM);
+	uint64_t before = pool_in_use();
+	int h = gmem_new(vm, nblocks * 2 * MIB, PM_GUEST_MEMFD_FLAG_NO_1G);
+	struct pm_gmem *g = gmem_ref(h);
+	struct block_model *model = calloc(nblocks, sizeof(*model));
+	struct block_owner o[CONC_THREADS];
+	pthread_t t[CONC_THREADS];
+	struct pm_gmem_stats st;
+	uint64_t pages = 0, folios0 = 0, folios1 = 0, splits = 0;
+
+	assert_non_null(model);
+	for (unsigned int i = 0; i < CONC_THREADS; i++) {
+		o[i] = (struct block_owner){ .handle = h, .id = i, .nblocks = nblocks,
+					     .seed = 991 + i, .iters = 600, .model = model };
+		assert_int_equal(pthread_create(&t[i], NULL, block_owner_thread, &o[i]), 0);
+	}
+	for (unsigned int i = 0; i < CONC_THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(o[i].errors, 0);
+	}
+	for (uint64_t bl = 0; bl < nblocks; bl++) {
+		struct block_model *b = &model[bl];
+
+		for (unsigned int i = 0; i < BLOCK_PAGES; i++) {
+			uint64_t index = bl * BLOCK_PAGES + i;
+			unsigned int order;
+
+			assert_int_equal(page_present(g, index), b->present[i]);
+			if (!b->present[i])
+				continue;
+			pfn_ok(g, index, &order);
+			assert_int_equal(order, b->state == BLOCK_FOLIO ? PM_ORDER_2M : PM_ORDER_4K);
+			pages++;
+			folios0 += b->state == BLOCK_NODE;
+		}
+		folios1 += b->state == BLOCK_FOLIO;
+		splits += b->splits;
+	}
+	assert_true(folios1 > 0 && folios0 > 0 && splits > 0);
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, pages);
+	assert_int_equal(st.folios[0], folios0);
+	assert_int_equal(st.folios[1], folios1);
+	assert_int_equal(st.folios[2], 0);
+	assert_int_equal(st.splits, splits);
+	assert_int_equal(pool_in_use() - before, pages * PAGE);
+	free(model);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/*
+ * Rounds of three threads starting together, each allocating or punching a
+ * random range (the ranges overlap and cross a 2M boundary). After each
+ * round the index must be what one of the six serial orders of the three
+ * calls gives: a call is atomic with respect to the others.
+ */
+#define OVL_THREADS 3
+
+struct ovl_op {
+	int mode;               /* KEEP or PUNCH */
+	uint64_t first, n;      /* pages */
+};
+
+struct ovl {
+	int handle;
+	pthread_barrier_t start, done;
+	struct ovl_op op[OVL_THREADS];  /* written by the main thread between rounds */
+	bool stop;                      /* likewise */
+	unsigned long errors[OVL_THREADS];
+};
+
+struct ovl_thread_arg {
+	struct ovl *o;
+	unsigned int id;
+};
+
+static void *ovl_thread(void *arg)
+{
+	struct ovl_thread_arg *a = arg;
+	struct ovl *o = a->o;
+
+	for (;;) {
+		const struct ovl_op *op = &o->op[a->id];
+
+		pthread_barrier_wait(&o->start);
+		if (o->stop)
+			return NULL;
+		if (pm_kvm_fallocate(o->handle, op->mode, (off_t)(op->first * PAGE), (off_t)(op->n * PAGE)))
+			o->errors[a->id]++;
+		pthread_barrier_wait(&o->done);
+	}
+}
+
+static void ovl_apply(uint8_t *pages, const struct ovl_op *op)
+{
+	memset(&pages[op->first], op->mode == KEEP, op->n);
+}
+
+/* `rounds` rounds on a NO_HUGE file of `npages`, each op starting in the
+ * file's first half and `len_max` pages long at most. */
+static void check_overlapping_rounds(uint64_t npages, uint64_t len_max, int rounds, uint64_t seed)
+{
+	static const unsigned int orders[6][OVL_THREADS] = {
+		{ 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 },
+	};
+	int vm = vm_new(SW_VM);
+	uint64_t before = pool_in_use();
+	int h = gmem_new(vm, npages * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct pm_gmem *g = gmem_ref(h);
+	uint8_t *cur = calloc(npages, 1), *got = malloc(npages), *serial = malloc(npages);
+	struct ovl_thread_arg args[OVL_THREADS];
+	pthread_t t[OVL_THREADS];
+	struct ovl o = { .handle = h };
+	struct pm_gmem_stats st;
+	uint64_t count = 0;
+
+	assert_true(cur && got && serial);
+	pthread_barrier_init(&o.start, NULL, OVL_THREADS + 1);
+	pthread_barrier_init(&o.done, NULL, OVL_THREADS + 1);
+	for (unsigned int i = 0; i < OVL_THREADS; i++) {
+		args[i] = (struct ovl_thread_arg){ .o = &o, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, ovl_thread, &args[i]), 0);
+	}
+	for (int round = 0; round < rounds; round++) {
+		bool serialisable = false;
+
+		for (unsigned int i = 0; i < OVL_THREADS; i++) {
+			struct ovl_op *op = &o.op[i];
+			uint64_t n = 1 + rng_next(&seed) % len_max;
+
+			op->mode = rng_next(&seed) % 2 ? KEEP : PUNCH;
+			op->first = rng_next(&seed) % (npages / 2);
+			op->n = PM_MIN(n, npages - op->first);
+		}
+		pthread_barrier_wait(&o.start);
+		pthread_barrier_wait(&o.done);
+		for (uint64_t i = 0; i < npages; i++)
+			got[i] = page_present(g, i);
+		for (size_t k = 0; k < PM_ARRAY_SIZE(orders) && !serialisable; k++) {
+			memcpy(serial, cur, npages);
+			for (unsigned int i = 0; i < OVL_THREADS; i++)
+				ovl_apply(serial, &o.op[orders[k][i]]);
+			serialisable = !memcmp(serial, got, npages);
+		}
+		assert_true(serialisable);
+		memcpy(cur, got, npages);
+	}
+	o.stop = true;
+	pthread_barrier_wait(&o.start);
+	for (unsigned int i = 0; i < OVL_THREADS; i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(o.errors[i], 0);
+	}
+	pthread_barrier_destroy(&o.start);
+	pthread_barrier_destroy(&o.done);
+	for (uint64_t i = 0; i < npages; i++)
+		count += cur[i];
+	st = gmem_stats(g);
+	assert_int_equal(st.pages, count);
+	assert_int_equal(st.folios[0], count);
+	assert_int_equal(pool_in_use() - before, count * PAGE);
+	free(cur);
+	free(got);
+	free(serial);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_concurrent_allocate_and_punch_of_overlapping_ranges_serialise(void **state)
+{
+	/* Ranges of one or two 2M blocks: each call locks its blocks' stripes. */
+	check_overlapping_rounds(2 * BLOCK_PAGES, BLOCK_PAGES, 300, 4242);
+	/* 48 blocks hashed over the stripes; calls over 32 blocks or more
+	 * take every stripe, and meet calls that take a few. */
+	check_overlapping_rounds(48 * BLOCK_PAGES, 40 * BLOCK_PAGES, 25, 4343);
+}
+
+/*
+ * Punches racing a memslot bound to and unbound from the file again and
+ * again: every call completes, and a punch invalidates gfns of the slot
+ * only (a punch holds the bindings for its whole duration, so it never
+ * reads a binding being changed).
+ */
+struct bind_race {
+	int handle;
+	uint64_t npages;
+	uint64_t seed;
+	atomic_bool *stop;
+	atomic_ulong punches;
+	unsigned long errors;   /* this puncher's */
+};
+
+static void *bind_race_puncher(void *arg)
+{
+	struct bind_race *r = arg;
+
+	while (!atomic_load(r->stop)) {
+		uint64_t first = rng_next(&r->seed) % r->npages;
+		uint64_t n = 1 + rng_next(&r->seed) % (r->npages / 2);
+
+		if (pm_kvm_fallocate(r->handle, PUNCH, (off_t)(first * PAGE), (off_t)(n * PAGE)))
+			r->errors++;
+		atomic_fetch_add(&r->punches, 1);
+	}
+	return NULL;
+}
+
+static unsigned long bind_race_punches(struct bind_race *r, size_t n)
+{
+	unsigned long sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += atomic_load(&r[i].punches);
+	return sum;
+}
+
+static void test_punches_racing_memslot_bind_and_unbind_zap_only_the_slot(void **state)
+{
+	const uint64_t npages = 2048, gfn = 0x10000, slot_pages = 1024, offset = 512 * PAGE;
+	struct kvm_userspace_memory_region2 del = { .slot = 0, .flags = KVM_MEM_GUEST_MEMFD,
+						    .guest_phys_addr = gfn * PAGE };
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, npages * PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	struct bind_race r[2];
+	pthread_t t[PM_ARRAY_SIZE(r)];
+	atomic_bool stop = false;
+	unsigned int punch_zaps = 0;
+	struct pm_zaplog log;
+
+	zap_log_attach(&log, vm);
+	alloc_ok(h, 0, npages * PAGE);
+	for (size_t i = 0; i < PM_ARRAY_SIZE(r); i++) {
+		r[i] = (struct bind_race){ .handle = h, .npages = npages, .seed = 600 + i, .stop = &stop };
+		assert_int_equal(pthread_create(&t[i], NULL, bind_race_puncher, &r[i]), 0);
+	}
+	for (int round = 0; round < 200; round++) {
+		unsigned long seen;
+
+		bind_ok(vm, 0, gfn * PAGE, slot_pages * PAGE, h, offset);
+		/* Three punches end: at least one began after the bind. */
+		seen = bind_race_punches(r, PM_ARRAY_SIZE(r));
+		while (bind_race_punches(r, PM_ARRAY_SIZE(r)) < seen + 3)
+			sched_yield();
+		assert_int_equal(pm_kvm_ioctl(vm, KVM_SET_USER_MEMORY_REGION2, &del), 0);
+	}
+	atomic_store(&stop, true);
+	for (size_t i = 0; i < PM_ARRAY_SIZE(r); i++) {
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+		assert_int_equal(r[i].errors, 0);
+	}
+	pthread_mutex_lock(&log.lock);
+	for (unsigned int i = 0; i < PM_MIN(log.n, (unsigned int)PM_ZAPLOG_MAX); i++) {
+		const struct pm_zap *z = &log.ev[i];
+
+		if (z->cause != PM_INVAL_CAUSE_PUNCH)
+			continue;
+		punch_zaps++;
+		assert_true(z->start >= gfn && z->start < z->end && z->end <= gfn + slot_pages);
+	}
+	pthread_mutex_unlock(&log.lock);
+	assert_true(punch_zaps > 0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/*
+ * Rounds of threads allocating pages of one empty huge block at once (half
+ * through a fault's pm_gmem_get_pfn, half through fallocate): they all end
+ * up in the one page of the block's size that was allocated, nothing leaks.
+ */
+struct same_block {
+	int handle;
+	struct pm_gmem *g;
+	pthread_barrier_t start, done;
+	uint64_t index[CONC_THREADS];   /* written by the main thread between rounds */
+	bool stop;                      /* likewise */
+	pm_pfn_t pfn[CONC_THREADS];     /* written by thread i, read after `done` */
+	unsigned long errors[CONC_THREADS];
+};
+
+struct same_block_arg {
+	struct same_block *s;
+	unsigned int id;
+};
+
+static void *same_block_thread(void *arg)
+{
+	struct same_block_arg *a = arg;
+	struct same_block *s = a->s;
+
+	for (;;) {
+		uint64_t index;
+		unsigned int order;
+
+		pthread_barrier_wait(&s->start);
+		if (s->stop)
+			return NULL;
+		index = s->index[a->id];
+		if (a->id % 2) {
+			if (pm_kvm_fallocate(s->handle, KEEP, (off_t)(index * PAGE), PAGE))
+				s->errors[a->id]++;
+			s->pfn[a->id] = pm_gmem_peek_pfn(s->g, index);
+		} else if (pm_gmem_get_pfn(s->g, index, index, &s->pfn[a->id], &order)) {
+			s->errors[a->id]++;
+		}
+		pthread_barrier_wait(&s->done);
+	}
+}
+
+static void check_same_block_race(uint64_t size, uint64_t flags, unsigned int order, int rounds)
+{
+	const uint64_t span = 1ULL << order;
+	int vm = vm_new(SW_VM);
+	uint64_t before = pool_in_use();
+	int h = gmem_new(vm, size, flags);
+	struct same_block s = { .handle = h, .g = gmem_ref(h) };
+	struct same_block_arg args[CONC_THREADS];
+	pthread_t t[CONC_THREADS];
+	uint64_t seed = 5 + order;
+
+	pthread_barrier_init(&s.start, NULL, CONC_THREADS + 1);
+	pthread_barrier_init(&s.done, NULL, CONC_THREADS + 1);
+	for (unsigned int i = 0; i < CONC_THREADS; i++) {
+		args[i] = (struct same_block_arg){ .s = &s, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, same_block_thread, &args[i]), 0);
+	}
+	for (int round = 0; round < rounds; round++) {
+		uint64_t base = rng_next(&seed) % (size / PAGE / span) * span;
+		uint64_t page = rng_next(&seed) % span;
+		struct pm_gmem_stats st;
+
+		/* 4K: all on one page; huge: on pages of different 2M blocks. */
+		for (unsigned int i = 0; i < CONC_THREADS; i++)
+			s.index[i] = base + (order ? (page + i * BLOCK_PAGES * 3) % span : page);
+		pthread_barrier_wait(&s.start);
+		pthread_barrier_wait(&s.done);
+		for (unsigned int i = 0; i < CONC_THREADS; i++) {
+			unsigned int got;
+
+			assert_int_equal(s.errors[i], 0);
+			assert_int_equal(s.pfn[i] - (s.index[i] - base), s.pfn[0] - (s.index[0] - base));
+			assert_int_equal(pfn_ok(s.g, s.index[i], &got), s.pfn[i]);
+			assert_int_equal(got, order);
+		}
+		st = gmem_stats(s.g);
+		assert_int_equal(st.pages, span);
+		assert_int_equal(st.folios[order / 9], 1);
+		assert_int_equal(st.folios[0] + st.folios[1] + st.folios[2], 1);
+		assert_int_equal(pool_in_use() - before, span * PAGE);
+		punch_ok(h, 0, size);
+	}
+	s.stop = true;
+	pthread_barrier_wait(&s.start);
+	for (unsigned int i = 0; i < CONC_THREADS; i++)
+		assert_int_equal(pthread_join(t[i], NULL), 0);
+	pthread_barrier_destroy(&s.start);
+	pthread_barrier_destroy(&s.done);
+	assert_int_equal(gmem_stats(s.g).pages, 0);
+	pm_gmem_put(s.g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_concurrent_allocations_of_one_page_give_one_page(void **state)
+{
+	check_same_block_race(4 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE, PM_ORDER_4K, 200);
+	check_same_block_race(8 * MIB, PM_GUEST_MEMFD_FLAG_NO_1G, PM_ORDER_2M, 100);
+	/* A 1G page is inserted under every stripe of the file. */
+	check_same_block_race(GIB, 0, PM_ORDER_1G, 1);
+}
+
+/*
+ * A punch of part of a huge page (which splits it) races an allocator
+ * asking for pages inside and outside the hole and a reader looking up
+ * pages outside it: a lookup sees the huge page or the finished node, never
+ * a half-built one, so pages outside the hole keep their frame all along;
+ * an allocation inside the hole comes wholly before the punch (it gets the
+ * old frame, which the punch then removes) or wholly after (a new, zeroed
+ * 4K page, which stays).
+ */
+#define SPLIT_LOOKS 8           /* pages the allocator asks for, inside and outside */
+
+struct split_race {
+	int handle;
+	struct pm_gmem *g;
+	pthread_barrier_t start;
+	uint64_t first, n;                      /* the hole, in pages */
+	uint64_t inside[SPLIT_LOOKS], outside[SPLIT_LOOKS];
+	unsigned int nr_inside;
+	pm_pfn_t head;                          /* of the huge page, at file page 0 */
+	pm_pfn_t got[SPLIT_LOOKS];              /* the allocator's, for inside[] */
+	unsigned int got_order[SPLIT_LOOKS];
+	atomic_bool punched;
+	unsigned long punch_errors, alloc_errors;   /* the puncher's, the allocator's */
+	unsigned long reader_errors, reader_rounds; /* the reader's */
+};
+
+static void *split_puncher(void *arg)
+{
+	struct split_race *r = arg;
+
+	pthread_barrier_wait(&r->start);
+	if (pm_kvm_fallocate(r->handle, PUNCH, (off_t)(r->first * PAGE), (off_t)(r->n * PAGE)))
+		r->punch_errors++;
+	atomic_store(&r->punched, true);
+	return NULL;
+}
+
+static void *split_allocator(void *arg)
+{
+	struct split_race *r = arg;
+
+	pthread_barrier_wait(&r->start);
+	for (unsigned int j = 0; j < SPLIT_LOOKS; j++) {
+		pm_pfn_t pfn;
+		unsigned int order;
+
+		if (j < r->nr_inside &&
+		    pm_gmem_get_pfn(r->g, r->inside[j], r->inside[j], &r->got[j], &r->got_order[j]))
+			r->alloc_errors++;
+		if (pm_gmem_get_pfn(r->g, r->outside[j], r->outside[j], &pfn, &order) ||
+		    pfn != r->head + r->outside[j])
+			r->alloc_errors++;
+	}
+	return NULL;
+}
+
+static void *split_reader(void *arg)
+{
+	struct split_race *r = arg;
+	bool last;
+
+	pthread_barrier_wait(&r->start);
+	do {
+		last = atomic_load(&r->punched);
+		for (unsigned int j = 0; j < SPLIT_LOOKS; j++)
+			if (pm_gmem_peek_pfn(r->g, r->outside[j]) != r->head + r->outside[j])
+				r->reader_errors++;
+		r->reader_rounds++;
+	} while (!last);
+	return NULL;
+}
+
+static bool split_listed(const uint64_t *v, unsigned int n, uint64_t x)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (v[i] == x)
+			return true;
+	return false;
+}
+
+/* Picks a hole inside one 2M block of the huge page (not all of it) and the
+ * pages to look at, all distinct. */
+static void split_pick(struct split_race *r, uint64_t span, uint64_t *seed)
+{
+	uint64_t block = rng_next(seed) % (span / BLOCK_PAGES) * BLOCK_PAGES;
+	uint64_t a = rng_next(seed) % BLOCK_PAGES;
+
+	r->first = block + a;
+	r->n = 1 + rng_next(seed) % (BLOCK_PAGES - a);
+	if (r->n == BLOCK_PAGES)
+		r->n--;
+	r->nr_inside = 0;
+	while (r->nr_inside < PM_MIN(r->n, SPLIT_LOOKS)) {
+		uint64_t p = r->first + rng_next(seed) % r->n;
+
+		if (!split_listed(r->inside, r->nr_inside, p))
+			r->inside[r->nr_inside++] = p;
+	}
+	for (unsigned int j = 0; j < SPLIT_LOOKS;) {
+		/* Half of them next to the hole, in its 2M block. */
+		uint64_t p = j % 2 ? rng_next(seed) % span : block + rng_next(seed) % BLOCK_PAGES;
+
+		if ((p < r->first || p >= r->first + r->n) && !split_listed(r->outside, j, p))
+			r->outside[j++] = p;
+	}
+}
+
+static void check_split_race(uint64_t flags, unsigned int order, int rounds)
+{
+	void *(*const fns[])(void *) = { split_puncher, split_allocator, split_reader };
+	const uint64_t span = 1ULL << order;
+	int vm = vm_new(SW_VM);
+	uint64_t before = pool_in_use();
+	int h = gmem_new(vm, span * PAGE, flags);
+	struct split_race r = { .handle = h, .g = gmem_ref(h) };
+	pthread_t t[PM_ARRAY_SIZE(fns)];
+	uint64_t seed = 31 + order;
+
+	for (int round = 0; round < rounds; round++) {
+		uint64_t after = 0;
+		struct pm_gmem_stats st;
+		unsigned int got;
+
+		alloc_ok(h, 0, PAGE);
+		r.head = pfn_ok(r.g, 0, &got);
+		assert_int_equal(got, order);
+		split_pick(&r, span, &seed);
+		for (unsigned int j = 0; j < SPLIT_LOOKS; j++) {
+			*(uint8_t *)pm_pfn_to_hva(r.head + r.outside[j]) = 0xa5;
+			if (j < r.nr_inside)
+				*(uint8_t *)pm_pfn_to_hva(r.head + r.inside[j]) = 0xa5;
+		}
+		atomic_store(&r.punched, false);
+		r.reader_rounds = 0;
+		pthread_barrier_init(&r.start, NULL, PM_ARRAY_SIZE(fns));
+		for (size_t i = 0; i < PM_ARRAY_SIZE(fns); i++)
+			assert_int_equal(pthread_create(&t[i], NULL, fns[i], &r), 0);
+		for (size_t i = 0; i < PM_ARRAY_SIZE(fns); i++)
+			assert_int_equal(pthread_join(t[i], NULL), 0);
+		pthread_barrier_destroy(&r.start);
+		assert_int_equal(r.punch_errors + r.alloc_errors + r.reader_errors, 0);
+		assert_true(r.reader_rounds > 0);
+
+		for (unsigned int j = 0; j < SPLIT_LOOKS; j++) {
+			assert_int_equal(pm_gmem_peek_pfn(r.g, r.outside[j]), r.head + r.outside[j]);
+			assert_int_equal(*(uint8_t *)pm_pfn_to_hva(r.head + r.outside[j]), 0xa5);
+		}
+		for (unsigned int j = 0; j < r.nr_inside; j++) {
+			uint64_t p = r.inside[j];
+
+			if (r.got_order[j] == order) {          /* before the punch */
+				assert_int_equal(r.got[j], r.head + p);
+				assert_false(page_present(r.g, p));
+			} else {        /* after it (perhaps the frame just freed) */
+				assert_int_equal(r.got_order[j], PM_ORDER_4K);
+				assert_int_equal(pm_gmem_peek_pfn(r.g, p), r.got[j]);
+				assert_true(is_zero(pm_pfn_to_hva(r.got[j]), PAGE));
+				after++;
+			}
+		}
+		for (uint64_t p = r.first; p < r.first + r.n; p++)
+			if (!split_listed(r.inside, r.nr_inside, p))
+				assert_false(page_present(r.g, p));
+		/* One split per level down to 4K; the other 2M blocks of a 1G
+		 * page stay 2M pages. */
+		st = gmem_stats(r.g);
+		assert_int_equal(st.splits, order / 9);
+		assert_int_equal(st.pages, span - r.n + after);
+		assert_int_equal(st.folios[0], BLOCK_PAGES - r.n + after);
+		assert_int_equal(st.folios[1], order == PM_ORDER_1G ? span / BLOCK_PAGES - 1 : 0);
+		assert_int_equal(st.folios[2], 0);
+		assert_int_equal(pool_in_use() - before, st.pages * PAGE);
+		punch_ok(h, 0, span * PAGE);
+		/* A new file each round would do as well; the counters restart. */
+		pm_gmem_put(r.g);
+		close_ok(h);
+		h = gmem_new(vm, span * PAGE, flags);
+		r.handle = h;
+		r.g = gmem_ref(h);
+	}
+	pm_gmem_put(r.g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_punch_splitting_a_huge_page_races_allocations_and_lookups_in_it(void **state)
+{
+	check_split_race(PM_GUEST_MEMFD_FLAG_NO_1G, PM_ORDER_2M, 40);
+	/* A 1G page is split under every stripe of the file. */
+	check_split_race(0, PM_ORDER_1G, 1);
+}
+
 /* ---- memory failure (last: a poisoned frame never returns to the pool) -- */
 
 static void test_poisoning_an_unallocated_page_is_enoent(void **state)
@@ -1500,6 +2239,12 @@ int main(void)
 		cmocka_unit_test(test_concurrent_punch_and_allocate_leak_nothing),
 		cmocka_unit_test(test_concurrent_punch_and_allocate_under_a_view_leak_nothing),
 		cmocka_unit_test(test_host_reads_racing_punch_hole_see_zero_never_sigbus_nor_foreign_data),
+		cmocka_unit_test(test_concurrent_4k_allocate_and_punch_of_disjoint_ranges_leave_the_exact_index),
+		cmocka_unit_test(test_statistics_are_exact_after_concurrent_huge_page_conversions),
+		cmocka_unit_test(test_concurrent_allocate_and_punch_of_overlapping_ranges_serialise),
+		cmocka_unit_test(test_concurrent_allocations_of_one_page_give_one_page),
+		cmocka_unit_test(test_punches_racing_memslot_bind_and_unbind_zap_only_the_slot),
+		cmocka_unit_test(test_punch_splitting_a_huge_page_races_allocations_and_lookups_in_it),
 		/* Last: they leave poisoned frames allocated for good. */
 		cmocka_unit_test(test_poisoning_an_unallocated_page_is_enoent),
 		cmocka_unit_test(test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed),

@@ -185,9 +185,7 @@ static bool mapping_is_current(struct env *e, gfn_t gfn)
 		return false;
 	if (!priv)
 		return true;
-	pthread_rwlock_rdlock(&e->g->index_lock);
-	cur = pm_gmem_peek_pfn_locked(e->g, gfn);
-	pthread_rwlock_unlock(&e->g->index_lock);
+	cur = pm_gmem_peek_pfn(e->g, gfn);
 	return cur == (m >> 2);
 }
 

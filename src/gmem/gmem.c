@@ -14,6 +14,29 @@
 
 static atomic_uint_fast64_t gmem_next_ino = 1000;
 
+/* ---- the bindings lock (a big-reader lock: lib/brlock.h) ---- */
+
+/* Shared; returns the slot to give back to gmem_bindings_read_unlock(). */
+static unsigned int gmem_bindings_read_lock(struct pm_gmem *g)
+{
+	return pm_brlock_read_lock(&g->bindings_lock);
+}
+
+static void gmem_bindings_read_unlock(struct pm_gmem *g, unsigned int slot)
+{
+	pm_brlock_read_unlock(&g->bindings_lock, slot);
+}
+
+static void gmem_bindings_write_lock(struct pm_gmem *g)
+{
+	pm_brlock_write_lock(&g->bindings_lock);
+}
+
+static void gmem_bindings_write_unlock(struct pm_gmem *g)
+{
+	pm_brlock_write_unlock(&g->bindings_lock);
+}
+
 /* ---- lifetime ---- */
 
 static unsigned int gmem_max_order(uint64_t flags)
@@ -25,31 +48,65 @@ static unsigned int gmem_max_order(uint64_t flags)
 	return PM_ORDER_1G;
 }
 
+/* One stripe per 2M block, up to GMEM_MAX_STRIPES (a power of two); more
+ * blocks are hashed over them. */
+static void gmem_size_stripes(struct pm_gmem *g)
+{
+	uint64_t blocks = (g->npages + (1ULL << GE_LEVEL_SHIFT(1)) - 1) >> GE_LEVEL_SHIFT(1);
+	unsigned int log2 = 0;
+
+	while ((1ULL << log2) < blocks && (1U << log2) < GMEM_MAX_STRIPES)
+		log2++;
+	g->nr_stripes = 1U << log2;
+	g->stripe_shift = 64 - log2;
+	g->stripe_hash = blocks > g->nr_stripes;
+}
+
+static struct pm_gmem_stripe *gmem_stripes_new(unsigned int n)
+{
+	struct pm_gmem_stripe *st = aligned_alloc(_Alignof(struct pm_gmem_stripe), n * sizeof(*st));
+
+	if (!st)
+		return NULL;
+	memset(st, 0, n * sizeof(*st));
+	for (unsigned int i = 0; i < n; i++)
+		pthread_rwlock_init(&st[i].lock, NULL);
+	return st;
+}
+
 int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gmem **out)
 {
-	struct pm_gmem *g = pm_zalloc(sizeof(*g));
+	struct pm_gmem *g = aligned_alloc(_Alignof(struct pm_gmem), sizeof(*g));
 
 	if (!g)
 		return -ENOMEM;
+	memset(g, 0, sizeof(*g));
 	g->size = size;
 	g->npages = size >> PM_PAGE_SHIFT;
 	g->nr_top = (g->npages + (1ULL << GE_LEVEL_SHIFT(2)) - 1) >> GE_LEVEL_SHIFT(2);
 	g->top = calloc(g->nr_top, sizeof(g->top[0]));
-	if (!g->top) {
-		free(g);
-		return -ENOMEM;
-	}
+	if (!g->top)
+		goto err_free;
+	gmem_size_stripes(g);
+	g->stripes = gmem_stripes_new(g->nr_stripes);
+	if (!g->stripes)
+		goto err_free_top;
 	pm_ref_init(&g->refs, 1);
 	g->flags = flags;
 	g->max_order = gmem_max_order(flags);
 	g->ino = atomic_fetch_add(&gmem_next_ino, 1);
-	pthread_rwlock_init(&g->bindings_lock, NULL);
-	pthread_rwlock_init(&g->index_lock, NULL);
+	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
 	pthread_mutex_init(&g->views_lock, NULL);
 	pm_vm_get(vm);
 	g->vm = vm;
 	*out = g;
 	return 0;
+
+err_free_top:
+	free(g->top);
+err_free:
+	free(g);
+	return -ENOMEM;
 }
 
 void pm_gmem_get(struct pm_gmem *g)
@@ -68,7 +125,8 @@ bool pm_gmem_tryget(struct pm_gmem *g)
 	return false;
 }
 
-/* Returns a run of frames to the pool, after the model took it back. */
+/* Returns a run of frames to the pool, after the model took it back. The
+ * run is out of the index (and out of the statistics) already. */
 static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 {
 	const struct pm_model_ops *m = g->vm->model;
@@ -76,16 +134,14 @@ static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 	if (m->gmem_invalidate)
 		m->gmem_invalidate(pfn, pfn + (1ULL << order));
 	pm_pool_free(pfn, order);
-	atomic_fetch_sub_explicit(&g->pages, 1ULL << order, memory_order_relaxed);
 }
 
-/* Frees every page and node below entry e of `level` (no concurrent users). */
+/* Frees every page and node below entry e of `level` (release: no other
+ * users, and no statistics left to keep). */
 static void gmem_free_entry(struct pm_gmem *g, uint64_t e, unsigned int level)
 {
 	if (ge_is_folio(e)) {
-		if (e & GE_POISON)
-			atomic_fetch_sub_explicit(&g->pages, 1, memory_order_relaxed);
-		else    /* a poisoned frame is never reused */
+		if (!(e & GE_POISON))   /* a poisoned frame is never reused */
 			gmem_free_run(g, ge_pfn(e), GE_LEVEL_SHIFT(level));
 	} else if (ge_is_table(e)) {
 		_Atomic uint64_t *node = ge_table(e);
@@ -101,7 +157,7 @@ static void gmem_clear_bindings(struct pm_gmem *g)
 {
 	struct pm_gmem_binding *b, *next;
 
-	pthread_rwlock_wrlock(&g->bindings_lock);
+	gmem_bindings_write_lock(g);
 	for (b = g->bindings; b; b = next) {
 		struct pm_memslot *s = b->slot;
 		struct pm_inval_ticket t;
@@ -114,7 +170,7 @@ static void gmem_clear_bindings(struct pm_gmem *g)
 		free(b);
 	}
 	g->bindings = NULL;
-	pthread_rwlock_unlock(&g->bindings_lock);
+	gmem_bindings_write_unlock(g);
 }
 
 static void gmem_release(struct pm_gmem *g)
@@ -129,9 +185,11 @@ static void gmem_release(struct pm_gmem *g)
 	for (uint64_t i = 0; i < g->nr_top; i++)
 		gmem_free_entry(g, atomic_load_explicit(&g->top[i], memory_order_relaxed), 2);
 	free(g->top);
+	for (unsigned int i = 0; i < g->nr_stripes; i++)
+		pthread_rwlock_destroy(&g->stripes[i].lock);
+	free(g->stripes);
 	pthread_mutex_destroy(&g->views_lock);
-	pthread_rwlock_destroy(&g->index_lock);
-	pthread_rwlock_destroy(&g->bindings_lock);
+	pm_brlock_destroy(&g->bindings_lock);
 	free(g);
 	pm_vm_put(vm);
 }
@@ -162,10 +220,10 @@ int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, u
 	if (!b)
 		return -ENOMEM;
 
-	pthread_rwlock_wrlock(&g->bindings_lock);
+	gmem_bindings_write_lock(g);
 	for (struct pm_gmem_binding *o = g->bindings; o; o = o->next) {
 		if (pm_ranges_overlap(start, end, o->start, o->end)) {
-			pthread_rwlock_unlock(&g->bindings_lock);
+			gmem_bindings_write_unlock(g);
 			free(b);
 			return -EEXIST;
 		}
@@ -178,7 +236,7 @@ int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, u
 	slot->gmem_pgoff = start;
 	slot->gmem_only = g->flags & GUEST_MEMFD_FLAG_MMAP;
 	atomic_store_explicit(&slot->gmem, g, memory_order_release);
-	pthread_rwlock_unlock(&g->bindings_lock);
+	gmem_bindings_write_unlock(g);
 	return 0;
 }
 
@@ -190,7 +248,7 @@ void pm_gmem_unbind(struct pm_memslot *slot)
 	pm_rcu_read_lock();
 	g = pm_rcu_dereference(slot->gmem);
 	if (g) {
-		pthread_rwlock_wrlock(&g->bindings_lock);
+		gmem_bindings_write_lock(g);
 		for (struct pm_gmem_binding **pb = &g->bindings; *pb; pb = &(*pb)->next) {
 			if ((*pb)->slot == slot) {
 				struct pm_gmem_binding *b = *pb;
@@ -201,16 +259,159 @@ void pm_gmem_unbind(struct pm_memslot *slot)
 			}
 		}
 		atomic_store_explicit(&slot->gmem, NULL, memory_order_release);
-		pthread_rwlock_unlock(&g->bindings_lock);
+		gmem_bindings_write_unlock(g);
 	}
 	pm_rcu_read_unlock();
+}
+
+/* ---- index locking (see gmem.h) ---- */
+
+/* Fibonacci hashing: neighbouring blocks, and blocks a power of two apart,
+ * land on different stripes. */
+#define GMEM_STRIPE_MIX 0x9e3779b97f4a7c15ULL
+
+static unsigned int gmem_stripe_of(const struct pm_gmem *g, uint64_t block)
+{
+	if (!g->stripe_hash)
+		return (unsigned int)block;
+	return (unsigned int)((block * GMEM_STRIPE_MIX) >> g->stripe_shift);
+}
+
+/* The stripe of file page `index` (whose counters count changes to an
+ * entry starting at `index`). */
+static struct pm_gmem_stripe *gmem_stripe_at(struct pm_gmem *g, uint64_t index)
+{
+	return &g->stripes[gmem_stripe_of(g, index >> GE_LEVEL_SHIFT(1))];
+}
+
+enum gmem_lock_mode {
+	GMEM_LOOKUP,            /* shared: read entries */
+	GMEM_ALLOC,             /* shared: read entries, fill empty ones */
+	GMEM_REMOVE,            /* exclusive: remove and split entries, set POISON */
+};
+
+/* The stripes one index operation holds, a bit each. */
+struct gmem_locked {
+	uint64_t mask;
+	bool excl;
+};
+
+_Static_assert(GMEM_MAX_STRIPES <= 64, "a stripe mask is one word");
+
+static uint64_t gmem_all_stripes(const struct pm_gmem *g)
+{
+	return g->nr_stripes == 64 ? ~0ULL : (1ULL << g->nr_stripes) - 1;
+}
+
+static bool gmem_holds_all(const struct pm_gmem *g, const struct gmem_locked *lk)
+{
+	return lk->excl && lk->mask == gmem_all_stripes(g);
+}
+
+/* Stripes are taken in ascending order. */
+static void gmem_lock_stripes(struct pm_gmem *g, const struct gmem_locked *lk)
+{
+	for (uint64_t m = lk->mask; m; m &= m - 1) {
+		pthread_rwlock_t *l = &g->stripes[__builtin_ctzll(m)].lock;
+
+		if (lk->excl)
+			pthread_rwlock_wrlock(l);
+		else
+			pthread_rwlock_rdlock(l);
+	}
+}
+
+static void gmem_unlock(struct pm_gmem *g, const struct gmem_locked *lk)
+{
+	for (uint64_t m = lk->mask; m; m &= m - 1)
+		pthread_rwlock_unlock(&g->stripes[__builtin_ctzll(m)].lock);
+}
+
+/* May the entry of `level` starting at file page `first` hold a page of its
+ * own size (the file's flags allow it and it lies inside the file)? */
+static bool gmem_huge_fits(const struct pm_gmem *g, unsigned int level, uint64_t first)
+{
+	unsigned int order = GE_LEVEL_SHIFT(level);
+
+	return order <= g->max_order && first + (1ULL << order) <= g->npages;
+}
+
+/*
+ * Would an operation on [start, end) change a 1G entry? An allocation may
+ * insert a 1G page into an empty top entry, a removal splits a 1G page it
+ * does not wholly cover. With a stripe of each GiB of the range held, the
+ * answer "no" cannot change: a top entry is emptied, and a 1G page
+ * inserted, only under every stripe held exclusively.
+ */
+static bool gmem_changes_1g(struct pm_gmem *g, uint64_t start, uint64_t end,
+			    enum gmem_lock_mode mode)
+{
+	if (mode == GMEM_LOOKUP || g->max_order < PM_ORDER_1G)
+		return false;
+	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t <= (end - 1) >> GE_LEVEL_SHIFT(2); t++) {
+		uint64_t e = atomic_load_explicit(&g->top[t], memory_order_acquire);
+		uint64_t first = t << GE_LEVEL_SHIFT(2);
+
+		if (mode == GMEM_ALLOC && !e && gmem_huge_fits(g, 2, first))
+			return true;
+		if (mode == GMEM_REMOVE && ge_is_folio(e) &&
+		    (start > first || end < first + (1ULL << GE_LEVEL_SHIFT(2))))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Locks file pages [start, end) for `mode`: the stripes of their blocks,
+ * shared for lookups and allocations, exclusive for removals; and every
+ * stripe exclusively where a 1G entry would change (one racer takes a 1G
+ * run from the pool, not each of them), decided under the stripes, which
+ * are dropped and all taken before anything changes.
+ */
+static void gmem_lock(struct pm_gmem *g, struct gmem_locked *lk, uint64_t start, uint64_t end,
+		      enum gmem_lock_mode mode)
+{
+	uint64_t b0 = start >> GE_LEVEL_SHIFT(1), b1 = (end - 1) >> GE_LEVEL_SHIFT(1);
+
+	lk->excl = mode == GMEM_REMOVE;
+	if (b0 == b1) {
+		lk->mask = 1ULL << gmem_stripe_of(g, b0);
+	} else if (b1 - b0 >= g->nr_stripes - 1) {
+		lk->mask = gmem_all_stripes(g);
+	} else {
+		lk->mask = 0;
+		for (uint64_t b = b0; b <= b1; b++)
+			lk->mask |= 1ULL << gmem_stripe_of(g, b);
+	}
+	gmem_lock_stripes(g, lk);
+	if (!gmem_holds_all(g, lk) && gmem_changes_1g(g, start, end, mode)) {
+		gmem_unlock(g, lk);
+		lk->mask = gmem_all_stripes(g);
+		lk->excl = true;
+		gmem_lock_stripes(g, lk);
+	}
+}
+
+/* The entry of `level` starting at file page `first` may be removed or
+ * split: its whole span is locked exclusively. */
+static void gmem_assert_span_held(struct pm_gmem *g, const struct gmem_locked *lk,
+				  unsigned int level, uint64_t first)
+{
+	PM_BUG_ON(!lk->excl);
+	if (level == 2)
+		PM_BUG_ON(!gmem_holds_all(g, lk));
+	else
+		PM_BUG_ON(!(lk->mask >> gmem_stripe_of(g, first >> GE_LEVEL_SHIFT(1)) & 1));
 }
 
 /* ---- pages ---- */
 
 /* Fills the empty entry `slot` of `level` covering page `index`: with a page
- * of the entry's size when the file and the pool allow, else with a node. */
-static int gmem_fill(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level, uint64_t index)
+ * of the entry's size when the file and the pool allow, else with a node.
+ * The stripe of index held, at least shared; all of them exclusively for a
+ * 1G page. Racers insert by compare-and-exchange; a loser frees its own. */
+static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
+		     unsigned int level, uint64_t index)
 {
 	unsigned int order = GE_LEVEL_SHIFT(level);
 	uint64_t first = PM_ALIGN_DOWN(index, 1ULL << order);
@@ -218,13 +419,17 @@ static int gmem_fill(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int lev
 	_Atomic uint64_t *node;
 	pm_pfn_t pfn;
 
-	if (level == 0 || (order <= g->max_order && first + (1ULL << order) <= g->npages)) {
-		int r = pm_pool_alloc(order, &pfn);
+	if (level == 0 || gmem_huge_fits(g, level, first)) {
+		int r;
 
+		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
+		r = pm_pool_alloc(order, &pfn);
 		if (r == 0) {
 			if (atomic_compare_exchange_strong(slot, &expected, ge_make_folio(pfn, 0))) {
-				atomic_fetch_add_explicit(&g->pages, 1ULL << order, memory_order_relaxed);
-				atomic_fetch_add_explicit(&g->folios[level], 1, memory_order_relaxed);
+				struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
+
+				atomic_fetch_add_explicit(&st->pages, 1ULL << order, memory_order_relaxed);
+				atomic_fetch_add_explicit(&st->folios[level], 1, memory_order_relaxed);
 			} else {
 				pm_pool_free(pfn, order);  /* lost the race: use the winner's */
 			}
@@ -237,15 +442,15 @@ static int gmem_fill(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int lev
 	if (!node)
 		return -ENOMEM;
 	if (!atomic_compare_exchange_strong(slot, &expected, ge_make_table(node)))
-		free(node);
+		free(node);     /* never published */
 	return 0;
 }
 
 /* Finds (allocating if `alloc`) the page entry covering index: returns its
  * slot and level, or NULL with *err (-ENOMEM) / 0 when absent and !alloc.
- * index_lock held (shared or exclusive). */
-static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, uint64_t index, bool alloc,
-				   unsigned int *level, int *err)
+ * The stripe of index held (shared or exclusive). */
+static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
+				   bool alloc, unsigned int *level, int *err)
 {
 	_Atomic uint64_t *slot = &g->top[index >> GE_LEVEL_SHIFT(2)];
 	unsigned int l = 2;
@@ -263,28 +468,37 @@ static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, uint64_t index, bool alloc
 		} else if (!alloc) {
 			return NULL;
 		} else {
-			*err = gmem_fill(g, slot, l, index);
+			*err = gmem_fill(g, lk, slot, l, index);
 			if (*err)
 				return NULL;
 		}
 	}
 }
 
-pm_pfn_t pm_gmem_peek_pfn_locked(struct pm_gmem *g, uint64_t index)
+pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index)
 {
+	pm_pfn_t pfn = PM_PFN_INVALID;
+	struct gmem_locked lk;
+	_Atomic uint64_t *slot;
 	unsigned int level;
-	int err;
-	_Atomic uint64_t *slot = gmem_walk(g, index, false, &level, &err);
 	uint64_t e;
+	int err;
 
-	if (!slot)
+	if (index >= g->npages)
 		return PM_PFN_INVALID;
-	e = atomic_load_explicit(slot, memory_order_acquire);
-	if (e & GE_POISON)
-		return PM_PFN_INVALID;
-	return ge_pfn(e) + (index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1));
+	gmem_lock(g, &lk, index, index + 1, GMEM_LOOKUP);
+	slot = gmem_walk(g, &lk, index, false, &level, &err);
+	if (slot) {
+		e = atomic_load_explicit(slot, memory_order_acquire);
+		if (!(e & GE_POISON))
+			pfn = ge_pfn(e) + (index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1));
+	}
+	gmem_unlock(g, &lk);
+	return pfn;
 }
 
+/* Runs the model's prepare hook on the page in *slot once. The stripe of
+ * index held (shared): the entry stays a page while the flag is or-ed in. */
 static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 			unsigned int level, uint64_t index, gfn_t gfn)
 {
@@ -303,6 +517,7 @@ static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order)
 {
+	struct gmem_locked lk;
 	_Atomic uint64_t *slot;
 	unsigned int level;
 	uint64_t e;
@@ -310,8 +525,8 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 
 	if (index >= g->npages)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&g->index_lock);
-	slot = gmem_walk(g, index, true, &level, &r);
+	gmem_lock(g, &lk, index, index + 1, GMEM_ALLOC);
+	slot = gmem_walk(g, &lk, index, true, &level, &r);
 	if (!slot)
 		goto out;
 	e = atomic_load_explicit(slot, memory_order_acquire);
@@ -325,24 +540,27 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 	*order = GE_LEVEL_SHIFT(level);
 	*pfn = ge_pfn(e) + (index & ((1ULL << *order) - 1));
 out:
-	pthread_rwlock_unlock(&g->index_lock);
+	gmem_unlock(g, &lk);
 	return r;
 }
 
+/* The whole range under its stripes: a punch overlapping it runs wholly
+ * before or wholly after. */
 static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
+	struct gmem_locked lk;
 	int r = 0;
 
-	pthread_rwlock_rdlock(&g->index_lock);
+	gmem_lock(g, &lk, start, end, GMEM_ALLOC);
 	for (uint64_t i = start; i < end;) {
 		unsigned int level;
-		_Atomic uint64_t *slot = gmem_walk(g, i, true, &level, &r);
+		_Atomic uint64_t *slot = gmem_walk(g, &lk, i, true, &level, &r);
 
 		if (!slot)
 			break;
 		i = PM_ALIGN_DOWN(i, 1ULL << GE_LEVEL_SHIFT(level)) + (1ULL << GE_LEVEL_SHIFT(level));
 	}
-	pthread_rwlock_unlock(&g->index_lock);
+	gmem_unlock(g, &lk);
 	if (!r)
 		pm_gmem_views_refresh(g, start, end);
 	return r;
@@ -350,8 +568,9 @@ static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 
 /* ---- punch hole ---- */
 
-/* Runs of frames taken out of the index, freed once the lock is dropped;
- * the first few live on the stack (a conversion punches one or two). */
+/* Runs of frames taken out of the index, freed once the stripes are
+ * dropped; the first few live on the stack (a conversion punches one or
+ * two). */
 struct gmem_run { pm_pfn_t pfn; unsigned int order; };
 #define GMEM_RUNS_INLINE 16
 struct gmem_runs {
@@ -385,22 +604,26 @@ static int gmem_runs_add(struct gmem_runs *runs, pm_pfn_t pfn, unsigned int orde
 	return 0;
 }
 
-/* Replaces the huge page in *slot (level >= 1) by a node of its sub-pages.
- * index_lock held exclusively. -ENOMEM leaves it whole. */
-static int gmem_split(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level)
+/* Replaces the huge page in *slot (level >= 1, starting at file page
+ * `first`) by a node of its sub-pages, published whole: a reader sees the
+ * page or the complete node. -ENOMEM leaves it whole. */
+static int gmem_split(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
+		      unsigned int level, uint64_t first)
 {
 	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
 	_Atomic uint64_t *node = calloc(GE_ENTRIES, sizeof(*node));
 	uint64_t step = 1ULL << GE_LEVEL_SHIFT(level - 1);
+	struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
 
+	gmem_assert_span_held(g, lk, level, first);
 	if (!node)
 		return -ENOMEM;
 	for (unsigned int i = 0; i < GE_ENTRIES; i++)
 		atomic_init(&node[i], ge_make_folio(ge_pfn(e) + i * step, e & GE_PREPARED));
 	atomic_store_explicit(slot, ge_make_table(node), memory_order_release);
-	atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&g->folios[level - 1], GE_ENTRIES, memory_order_relaxed);
-	atomic_fetch_add_explicit(&g->splits, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&st->folios[level], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->folios[level - 1], GE_ENTRIES, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->splits, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -412,27 +635,44 @@ static bool gmem_node_empty(_Atomic uint64_t *node)
 	return true;
 }
 
+/* Takes the page in *slot (level, starting at `first`) out of the index:
+ * its frames are recorded to be freed, except a poisoned page's. */
+static int gmem_remove_folio(struct pm_gmem *g, const struct gmem_locked *lk,
+			     _Atomic uint64_t *slot, unsigned int level, uint64_t first,
+			     struct gmem_runs *runs)
+{
+	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
+
+	gmem_assert_span_held(g, lk, level, first);
+	/* Recorded first: a page we cannot free later stays in the file. */
+	if (!(e & GE_POISON) && gmem_runs_add(runs, ge_pfn(e), GE_LEVEL_SHIFT(level)))
+		return -ENOMEM;
+	atomic_store_explicit(slot, 0, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&st->pages, 1ULL << GE_LEVEL_SHIFT(level), memory_order_relaxed);
+	atomic_fetch_sub_explicit(&st->folios[level], 1, memory_order_relaxed);
+	return 0;
+}
+
 /* Removes pages [start, end) below *slot, an entry of `level` whose first
- * page is `first`. index_lock held exclusively. */
-static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned int level,
-			    uint64_t first, uint64_t start, uint64_t end, struct gmem_runs *runs)
+ * page is `first`. The stripes of [start, end) held exclusively (all of
+ * them where a 1G page is split). */
+static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
+			    unsigned int level, uint64_t first, uint64_t start, uint64_t end,
+			    struct gmem_runs *runs)
 {
 	uint64_t span = 1ULL << GE_LEVEL_SHIFT(level);
-	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+	/* Acquire: a top entry may have become a node under another stripe
+	 * (an allocation elsewhere in the GiB); entries below it change only
+	 * under stripes this punch holds. */
+	uint64_t e = atomic_load_explicit(slot, memory_order_acquire);
+	bool whole = start <= first && first + span <= end;
 	int r = 0;
 
-	if (ge_is_folio(e) && start <= first && first + span <= end) {
-		/* Recorded first: a page we cannot free later stays in the file. */
-		if (!(e & GE_POISON) && gmem_runs_add(runs, ge_pfn(e), GE_LEVEL_SHIFT(level)))
-			return -ENOMEM;
-		if (e & GE_POISON)      /* never reused: leaves the file only */
-			atomic_fetch_sub_explicit(&g->pages, 1, memory_order_relaxed);
-		atomic_store_explicit(slot, 0, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&g->folios[level], 1, memory_order_relaxed);
-		return 0;
-	}
+	if (ge_is_folio(e) && whole)
+		return gmem_remove_folio(g, lk, slot, level, first, runs);
 	if (ge_is_folio(e)) {
-		r = gmem_split(g, slot, level);
+		r = gmem_split(g, lk, slot, level, first);
 		if (r)
 			return r;
 		e = atomic_load_explicit(slot, memory_order_relaxed);
@@ -444,15 +684,16 @@ static int gmem_punch_entry(struct pm_gmem *g, _Atomic uint64_t *slot, unsigned 
 		uint64_t hi = (PM_MIN(end, first + span) - first + step - 1) / step;
 
 		for (uint64_t i = lo; i < hi && !r; i++)
-			r = gmem_punch_entry(g, &node[i], level - 1, first + i * step, start, end, runs);
+			r = gmem_punch_entry(g, lk, &node[i], level - 1, first + i * step, start, end, runs);
 		/* A node goes only with a punch of its whole span (which may let
 		 * a huge page take its place later); a partly punched node stays,
 		 * even empty, so that converting page after page does not
 		 * allocate and free it each time. */
-		if (!r && start <= first && first + span <= end) {
+		if (!r && whole) {
+			gmem_assert_span_held(g, lk, level, first);
 			PM_BUG_ON(!gmem_node_empty(node));
 			atomic_store_explicit(slot, 0, memory_order_relaxed);
-			free(node);     /* no reader: index_lock is exclusive */
+			free(node);     /* no reader: its whole span is locked */
 		}
 	}
 	return r;
@@ -498,7 +739,9 @@ static void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, s
 static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
+	struct gmem_locked lk;
 	struct gmem_runs runs;
+	unsigned int reader;
 	size_t nt;
 	int r;
 
@@ -508,15 +751,15 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	end = PM_MIN(end, g->npages);
 	if (start >= end)
 		return 0;
-	pthread_rwlock_rdlock(&g->bindings_lock);
+	reader = gmem_bindings_read_lock(g);
 	r = gmem_inval_begin(g, start, end, 0, local, &tickets, &nt);
 	if (r)
 		goto out_unlock;
 
-	pthread_rwlock_wrlock(&g->index_lock);
+	gmem_lock(g, &lk, start, end, GMEM_REMOVE);
 	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t <= (end - 1) >> GE_LEVEL_SHIFT(2) && !r; t++)
-		r = gmem_punch_entry(g, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
-	pthread_rwlock_unlock(&g->index_lock);
+		r = gmem_punch_entry(g, &lk, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
+	gmem_unlock(g, &lk);
 
 	/* Views move to the file's new pages while the old frames are still
 	 * ours: no view ever shows a frame after it is freed, and host reads
@@ -530,7 +773,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 		pm_gmem_views_refresh(g, start, end);
 	gmem_inval_end(g, tickets, nt, local);
 out_unlock:
-	pthread_rwlock_unlock(&g->bindings_lock);
+	gmem_bindings_read_unlock(g, reader);
 	return r;
 }
 
@@ -593,21 +836,22 @@ int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len)
 int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 {
 	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
+	struct gmem_locked lk;
 	_Atomic uint64_t *slot;
-	unsigned int level;
+	unsigned int level, reader;
 	size_t nt;
 	int r = -ENOENT;
 
 	if (index >= g->npages)
 		return -EINVAL;
 	/* As Linux on memory failure: every mapping of the page goes. */
-	pthread_rwlock_rdlock(&g->bindings_lock);
+	reader = gmem_bindings_read_lock(g);
 	r = gmem_inval_begin(g, index, index + 1, PM_INVAL_ALL, local, &tickets, &nt);
 	if (r)
 		goto out_bindings;
-	pthread_rwlock_wrlock(&g->index_lock);
-	while ((slot = gmem_walk(g, index, false, &level, &r)) && level > 0) {
-		r = gmem_split(g, slot, level);
+	gmem_lock(g, &lk, index, index + 1, GMEM_REMOVE);
+	while ((slot = gmem_walk(g, &lk, index, false, &level, &r)) && level > 0) {
+		r = gmem_split(g, &lk, slot, level, PM_ALIGN_DOWN(index, 1ULL << GE_LEVEL_SHIFT(level)));
 		if (r)
 			goto out;
 	}
@@ -616,34 +860,43 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 		goto out;
 	}
 	if (!(atomic_fetch_or(slot, GE_POISON) & GE_POISON))
-		atomic_fetch_add(&g->poisoned, 1);
+		atomic_fetch_add_explicit(&gmem_stripe_at(g, index)->poisoned, 1, memory_order_relaxed);
 	r = 0;
 out:
-	pthread_rwlock_unlock(&g->index_lock);
+	gmem_unlock(g, &lk);
 	if (!r)         /* and it leaves the host's views: later accesses SIGBUS */
 		pm_gmem_views_revoke(g, index, index + 1);
 	gmem_inval_end(g, tickets, nt, local);
 out_bindings:
-	pthread_rwlock_unlock(&g->bindings_lock);
+	gmem_bindings_read_unlock(g, reader);
 	return r;
+}
+
+/* Sums the stripes' shares: exact when no operation is running. */
+void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	for (unsigned int i = 0; i < g->nr_stripes; i++) {
+		struct pm_gmem_stripe *s = &g->stripes[i];
+
+		st->pages += atomic_load_explicit(&s->pages, memory_order_relaxed);
+		for (int o = 0; o < 3; o++)
+			st->folios[o] += atomic_load_explicit(&s->folios[o], memory_order_relaxed);
+		st->splits += atomic_load_explicit(&s->splits, memory_order_relaxed);
+		st->poisoned += atomic_load_explicit(&s->poisoned, memory_order_relaxed);
+	}
 }
 
 void pm_gmem_fstat(struct pm_gmem *g, struct stat *st)
 {
+	struct pm_gmem_stats gs;
+
+	pm_gmem_get_stats(g, &gs);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = g->ino;
 	st->st_mode = S_IFREG | 0600;
 	st->st_nlink = 1;
 	st->st_size = (off_t)g->size;
 	st->st_blksize = PM_PAGE_SIZE;
-	st->st_blocks = (blkcnt_t)(atomic_load(&g->pages) * (PM_PAGE_SIZE / 512));
-}
-
-void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st)
-{
-	st->pages = atomic_load(&g->pages);
-	for (int i = 0; i < 3; i++)
-		st->folios[i] = atomic_load(&g->folios[i]);
-	st->splits = atomic_load(&g->splits);
-	st->poisoned = atomic_load(&g->poisoned);
+	st->st_blocks = (blkcnt_t)(gs.pages * (PM_PAGE_SIZE / 512));
 }

@@ -16,15 +16,44 @@
  * punched. Frames are scrubbed by the pool when freed, so punched pages
  * read zero afterwards.
  *
- * Locks (order: bindings_lock, the VM's mmu_lock, views_lock, index_lock;
- * a view being filled allocates pages under views_lock):
- *   bindings_lock (rwlock): the bindings list. Exclusive: bind, unbind,
- *     release. Shared: punch hole, for its whole duration, so the set of
- *     slots it invalidates cannot change under it.
- *   index_lock (rwlock): the page index. Shared: lookups and allocations,
- *     which insert with compare-and-exchange (a loser frees its frames).
- *     Exclusive: removal, splitting of huge pages, freeing of index nodes.
+ * Locks (order: bindings_lock, the VM's mmu_lock, views_lock, the index
+ * stripes in ascending order, the pool; a view being filled allocates
+ * pages under views_lock; invalidations, view updates and the freeing of
+ * punched frames run with no stripe held):
+ *   bindings_lock (big-reader lock, gmem_internal.h): the bindings list.
+ *     Exclusive: bind, unbind, release. Shared: punch hole and memory
+ *     failure, for their whole duration, so the set of slots they
+ *     invalidate cannot change under them. A shared hold writes only the
+ *     calling thread's slot of the lock.
+ *   index stripes (rwlocks, each on cache lines of its own): the page
+ *     index, see below.
  *   views_lock (mutex): the list of mmap views.
+ *
+ * Index locking. File page i lies in 2M block i >> 9; block b is locked by
+ * stripe gmem_stripe_of(b): a file has one stripe per block up to 32, and
+ * beyond that the blocks are hashed over 32 stripes. An operation on pages
+ * [start, end) holds the stripes of every block the range touches (all of
+ * them for a large range), taken in ascending order, for its whole index
+ * update, so an allocation and a punch of overlapping ranges run one after
+ * the other, while operations on blocks of different stripes share no lock
+ * and write no common cache line:
+ *   shared: lookups (get_pfn, peek) and allocations (fallocate, get_pfn).
+ *     An empty entry is filled by compare-and-exchange (a loser frees what
+ *     it allocated and uses the winner's); PREPARED is or-ed into a page.
+ *   exclusive: punch hole and memory failure: removal, splitting, POISON,
+ *     freeing of index nodes.
+ * An entry that is not empty is removed or split only with every stripe of
+ * its span held exclusively (a 4K or 2M entry: its block's stripe; a 1G
+ * entry: every stripe), and a 1G page is inserted only with every stripe
+ * held exclusively; an empty top entry becomes a node under any stripe of
+ * its blocks. So a block's stripe pins the entries and nodes on the path to
+ * it (only empty entries change under a shared holder), a split is never
+ * seen half built, and a node is freed with no reader in it. An operation
+ * that will insert or split a 1G page finds out under its stripes, drops
+ * them and takes them all, before changing anything.
+ *
+ * Statistics are counted per stripe (in the stripe of the changed entry's
+ * first page) and summed on read: exact when no operation runs.
  */
 #ifndef PM_GMEM_GMEM_H
 #define PM_GMEM_GMEM_H

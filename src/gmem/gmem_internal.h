@@ -7,6 +7,7 @@
 #define PM_GMEM_INTERNAL_H
 
 #include "gmem/gmem.h"
+#include "lib/brlock.h"
 
 /*
  * Index entries (64-bit atomics), three levels: level 2 entries cover 1G of
@@ -41,8 +42,35 @@ struct pm_gmem_binding {
 
 struct pm_gmem_view;
 
+/*
+ * Index stripes (see gmem.h, "Index locking"): file page i lies in 2M block
+ * i >> 9, locked by stripe gmem_stripe_of(block). Each stripe is on cache
+ * lines of its own, with the share of the file's statistics changed by
+ * operations on its blocks, so operations on blocks of different stripes
+ * write no common line. A file's totals are the sums over its stripes:
+ * exact whenever no operation is running. A share may wrap below zero (a
+ * page counted in one stripe can be removed under another: a 1G page), the
+ * sum never does. At most 32: an operation may hold them all, and
+ * ThreadSanitizer tracks at most 64 locks held by one thread.
+ */
+#define GMEM_MAX_STRIPES 32
+
+struct pm_gmem_stripe {
+	_Alignas(64)
+	pthread_rwlock_t lock;              /* the index entries of its blocks */
+	/* Statistics: atomics, no lock (shared holders count concurrently). */
+	atomic_uint_fast64_t pages;         /* 4K pages in the index */
+	atomic_uint_fast64_t folios[3];     /* pages of order 0/9/18 in the index */
+	atomic_uint_fast64_t splits;        /* huge pages split */
+	atomic_uint_fast64_t poisoned;      /* pages marked POISON */
+};
+
 struct pm_gmem {
+	/* Written by every file operation (the handle's reference): a line of
+	 * its own, away from the fields operations read. */
+	_Alignas(64)
 	pm_refcount_t refs;
+	_Alignas(64)
 	struct pm_vm *vm;                   /* referenced; immutable */
 	uint64_t size;                      /* bytes; immutable */
 	uint64_t npages;                    /* immutable */
@@ -50,21 +78,24 @@ struct pm_gmem {
 	uint64_t ino;                       /* immutable */
 	unsigned int max_order;             /* immutable */
 
-	pthread_rwlock_t bindings_lock;
 	struct pm_gmem_binding *bindings;   /* bindings_lock */
 
-	pthread_rwlock_t index_lock;
-	_Atomic uint64_t *top;              /* nr_top entries of level 2 */
+	_Atomic uint64_t *top;              /* nr_top entries of level 2: the stripes
+	                                     * (pointer immutable) */
 	uint64_t nr_top;                    /* immutable */
+	struct pm_gmem_stripe *stripes;     /* nr_stripes; immutable */
+	unsigned int nr_stripes;            /* a power of two <= GMEM_MAX_STRIPES; immutable */
+	unsigned int stripe_shift;          /* 64 - log2(nr_stripes), for hashing; immutable */
+	bool stripe_hash;                   /* more blocks than stripes; immutable */
 
 	pthread_mutex_t views_lock;
 	struct pm_gmem_view *views;         /* views_lock */
 	atomic_uint nr_views;               /* written under views_lock; read without it */
 
-	atomic_uint_fast64_t pages;         /* statistics: 4K pages allocated */
-	atomic_uint_fast64_t folios[3];     /* pages allocated by order 0/9/18 */
-	atomic_uint_fast64_t splits;
-	atomic_uint_fast64_t poisoned;
+	/* The bindings: a big-reader lock (lib/brlock.h), so punches on
+	 * different threads, which hold it shared, write no common line;
+	 * bind, unbind and release take it for writing. */
+	struct pm_brlock bindings_lock;
 };
 
 /* Is file page `index` accessible to the host through mmap? */
@@ -73,8 +104,9 @@ static inline bool pm_gmem_host_shared(const struct pm_gmem *g, uint64_t index)
 	return (g->flags & (1ULL << 1)) && index < g->npages; /* INIT_SHARED */
 }
 
-/* Frame of `index` if allocated (index_lock held), else PM_PFN_INVALID. */
-pm_pfn_t pm_gmem_peek_pfn_locked(struct pm_gmem *g, uint64_t index);
+/* Frame of `index` if allocated (not poisoned), else PM_PFN_INVALID;
+ * allocates nothing. Takes the page's stripe, shared. */
+pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index);
 
 /* Views: make [start, end) of every view SIGBUS (before frames are freed),
  * and map the current frames again (after), populating shared pages. */

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
 
 #include <privmem/privmem.h>
@@ -669,6 +670,45 @@ static void test_lookups_race_close_and_table_growth(void **state)
 	assert_true(atomic_load(&sh.ok) > 0);
 }
 
+/* A pinned call (no reference) keeps its object: a close of the handle
+ * waits until the call is out, then drops the table's reference. */
+struct close_arg {
+	int h, r;
+	atomic_bool returned;
+};
+
+static void *close_thread(void *p)
+{
+	struct close_arg *c = p;
+
+	c->r = pm_kvm_close(c->h);
+	atomic_store(&c->returned, true);
+	return NULL;
+}
+
+static void test_close_waits_for_a_pinned_call(void **state)
+{
+	int sys = open_sys(), vm = pm_kvm_ioctl(sys, KVM_CREATE_VM, 0);
+	struct close_arg c = { .h = vm };
+	struct pm_file f;
+	unsigned int slot;
+	pthread_t t;
+
+	assert_true(vm >= 0);
+	assert_int_equal(pm_handle_pin(vm, &f, &slot), 0);
+	assert_int_equal(f.kind, PM_HANDLE_VM);
+	assert_int_equal(pthread_create(&t, NULL, close_thread, &c), 0);
+	usleep(100 * 1000);
+	assert_false(atomic_load(&c.returned));
+	/* The object is alive and usable by the pinned call meanwhile. */
+	assert_int_equal(pm_check_extension(f.obj, KVM_CAP_USER_MEMORY), 1);
+	pm_handle_unpin(slot);
+	pthread_join(t, NULL);
+	assert_int_equal(c.r, 0);
+	assert_int_equal(pm_handle_pin(vm, &f, &slot), -EBADF);
+	close_ok(sys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -692,6 +732,7 @@ int main(void)
 		cmocka_unit_test(test_gmem_of_a_closed_vm_still_answers),
 		cmocka_unit_test(test_concurrent_open_close_never_hands_out_a_handle_twice),
 		cmocka_unit_test(test_lookups_race_close_and_table_growth),
+		cmocka_unit_test(test_close_waits_for_a_pinned_call),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include "gmem/gmem.h"
 #include "kvm/vm.h"
+#include "lib/brlock.h"
 #include "lib/rcu.h"
 #include "uapi/handle.h"
 #include "vcpu/vcpu.h"
@@ -16,6 +17,12 @@
  * reference by then) and only then drops the table's reference, so the
  * object outlives every such lookup and close is synchronous, as close()
  * is for the caller.
+ *
+ * Short calls (pm_handle_pin) take no reference at all: they hold the
+ * big-reader lock `users` for reading while they run, writing only their
+ * CPU's slot, and close, after clearing the entry, waits for the calls
+ * inside (pm_brlock_sync) before it drops the table's reference. Calls that
+ * may block indefinitely (KVM_RUN) take a reference instead.
  */
 struct handle_table {
 	int size;                               /* immutable */
@@ -23,9 +30,16 @@ struct handle_table {
 };
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pm_brlock users;                 /* pinned calls (see above) */
+static pthread_once_t users_once = PTHREAD_ONCE_INIT;
 static _Atomic(struct handle_table *) table;   /* replaced under table_lock */
 
-static void file_get(const struct pm_file *f)
+static void users_init(void)
+{
+	PM_BUG_ON(pm_brlock_init(&users) != 0);
+}
+
+void pm_file_get(const struct pm_file *f)
 {
 	switch (f->kind) {
 	case PM_HANDLE_VM:
@@ -90,6 +104,7 @@ int pm_handle_install(const struct pm_file *f)
 	if (!copy)
 		return -ENOMEM;
 	*copy = *f;
+	pthread_once(&users_once, users_init);
 	pthread_mutex_lock(&table_lock);
 	t = atomic_load_explicit(&table, memory_order_relaxed);
 	for (h = 0; t && h < t->size; h++)
@@ -118,10 +133,38 @@ int pm_handle_get(int handle, struct pm_file *f)
 		e = pm_rcu_dereference(t->entry[handle]);
 	if (e) {
 		*f = *e;
-		file_get(f);
+		pm_file_get(f);
 	}
 	pm_rcu_read_unlock();
 	return e ? 0 : -EBADF;
+}
+
+int pm_handle_pin(int handle, struct pm_file *f, unsigned int *slot)
+{
+	struct handle_table *t;
+	struct pm_file *e = NULL;
+
+	if (handle < 0)
+		return -EBADF;
+	pthread_once(&users_once, users_init);
+	*slot = pm_brlock_read_lock(&users);
+	pm_rcu_read_lock();
+	t = pm_rcu_dereference(table);
+	if (t && handle < t->size)
+		e = pm_rcu_dereference(t->entry[handle]);
+	if (e)
+		*f = *e;
+	pm_rcu_read_unlock();
+	if (!e) {
+		pm_brlock_read_unlock(&users, *slot);
+		return -EBADF;
+	}
+	return 0;
+}
+
+void pm_handle_unpin(unsigned int slot)
+{
+	pm_brlock_read_unlock(&users, slot);
 }
 
 int pm_handle_close(int handle)
@@ -140,8 +183,10 @@ int pm_handle_close(int handle)
 	pthread_mutex_unlock(&table_lock);
 	if (!e)
 		return -EBADF;
-	/* Lookups that read the entry have their references after this. */
+	/* Lookups that read the entry have their references after this, and
+	 * pinned calls that may have read it have returned. */
 	pm_synchronize_rcu();
+	pm_brlock_sync(&users);
 	pm_file_put(e);
 	free(e);
 	return 0;

@@ -10,7 +10,10 @@
  * (handle.c). pm_handle_get() takes a reference on the object inside its
  * read-side section, and close drops the table's reference only after a
  * grace period, so a concurrent close cannot free the object under a
- * running call. Close must not be called inside a read-side section.
+ * running call. Short calls pin the handle instead of taking a reference
+ * (pm_handle_pin: a big-reader lock, writing only the CPU's slot), and
+ * close waits for the pinned calls inside. Close must not be called inside
+ * a read-side section or a pinned call.
  */
 #ifndef PM_UAPI_HANDLE_H
 #define PM_UAPI_HANDLE_H
@@ -37,6 +40,15 @@ struct pm_file {
 int pm_handle_install(const struct pm_file *f);
 /* Looks up a handle and takes a reference: 0 or -EBADF. */
 int pm_handle_get(int handle, struct pm_file *f);
+/* Looks up a handle for a call that returns soon, without a reference:
+ * the object stays alive until pm_handle_unpin(slot), and a close of the
+ * handle waits for it. 0 or -EBADF. Must not be held across anything that
+ * may block indefinitely (take a reference with pm_file_get instead), nor
+ * across pm_handle_close. */
+int pm_handle_pin(int handle, struct pm_file *f, unsigned int *slot);
+void pm_handle_unpin(unsigned int slot);
+/* Takes a further reference on f's object. */
+void pm_file_get(const struct pm_file *f);
 /* Drops a reference taken by pm_handle_get (or owned by the caller). */
 void pm_file_put(const struct pm_file *f);
 /* Closes a handle: 0 or -EBADF. */

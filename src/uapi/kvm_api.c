@@ -356,25 +356,37 @@ int pm_kvm_ioctl(int handle, unsigned long request, ...)
 	const struct pm_file_ops *ops;
 	struct pm_file f;
 	unsigned long arg;
+	unsigned int slot;
+	bool pinned;
 	va_list ap;
 	long r;
 
 	va_start(ap, request);
 	arg = va_arg(ap, unsigned long);
 	va_end(ap);
-	r = pm_handle_get(handle, &f);
+	r = pm_handle_pin(handle, &f, &slot);
 	if (r)
 		return (int)pm_ret(r);
+	/* vCPU calls (KVM_RUN) may run for ever: a reference, not a pin. */
+	pinned = f.kind != PM_HANDLE_VCPU;
+	if (!pinned) {
+		pm_file_get(&f);
+		pm_handle_unpin(slot);
+	}
 	ops = &pm_fops[f.kind];
 	r = ops->ioctl ? ops->ioctl(&f, request, arg) : -ops->unknown_ioctl;
-	pm_file_put(&f);
+	if (pinned)
+		pm_handle_unpin(slot);
+	else
+		pm_file_put(&f);
 	return (int)pm_ret(r);
 }
 
 int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len)
 {
 	struct pm_file f;
-	long r = pm_handle_get(handle, &f);
+	unsigned int slot;
+	long r = pm_handle_pin(handle, &f, &slot);
 
 	if (r)
 		return (int)pm_ret(r);
@@ -382,7 +394,7 @@ int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len)
 	if (!r)
 		r = pm_fops[f.kind].fallocate ? pm_fops[f.kind].fallocate(&f, mode, offset, len)
 					      : -EOPNOTSUPP;
-	pm_file_put(&f);
+	pm_handle_unpin(slot);
 	return (int)pm_ret(r);
 }
 

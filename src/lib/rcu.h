@@ -15,6 +15,13 @@
 #ifndef PM_LIB_RCU_H
 #define PM_LIB_RCU_H
 
+/* Inline read-side primitives (a few instructions on a thread-local
+ * counter instead of two calls into the library and a __tls_get_addr per
+ * section): liburcu allows this for LGPL-compatible code, which privmem's
+ * MIT licence is. */
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
 #include <urcu-bp.h>
 #include <stdatomic.h>
 

@@ -18,8 +18,10 @@
 /* Inline read-side primitives (a few instructions on a thread-local
  * counter instead of two calls into the library and a __tls_get_addr per
  * section): liburcu allows this for LGPL-compatible code, which privmem's
- * MIT licence is. */
-#ifndef _LGPL_SOURCE
+ * MIT licence is. Not in sanitizer builds: the inlined code would access
+ * the library's reader records under our instrumentation, and liburcu
+ * allocates them less aligned than their type asks (UBSan reports it). */
+#if !defined(PM_ASAN) && !defined(PM_TSAN) && !defined(_LGPL_SOURCE)
 #define _LGPL_SOURCE
 #endif
 #include <urcu-bp.h>

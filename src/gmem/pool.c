@@ -124,6 +124,8 @@ enum frame_state {
 	FRAME_FREE,      /* head of a block on the free list of its order */
 	FRAME_TRANSIT,   /* head of a run being zeroed, on no list */
 	FRAME_CACHED,    /* a free 4K frame in a thread's cache (order 0) */
+	FRAME_ALLOC4K,   /* an allocated 4K block handed out by a cache: freeing
+	                  * it needs no search for a block containing it */
 };
 
 /* A frame's state and, on a head, its block's order, in one word: a reader
@@ -136,8 +138,8 @@ struct pm_frame {
 	uint32_t next;  /* FREE: next block on the same list, or FRAME_NIL */
 	uint32_t prev;  /* FREE: previous block, or FRAME_NIL */
 	/* FRAME_WORD(enum frame_state, order): written under pool_lock, except
-	 * PLAIN <-> CACHED by the holder of the cache the frame enters or
-	 * leaves; read under pool_lock or in a pool_seq read section. */
+	 * PLAIN or ALLOC4K <-> CACHED by the holder of the cache the frame
+	 * enters or leaves; read under pool_lock or in a pool_seq read section. */
 	_Atomic uint16_t word;
 };
 static_assert(sizeof(struct pm_frame) <= 16, "struct pm_frame must stay within 16 bytes");
@@ -675,7 +677,10 @@ static uint64_t pool_block_containing(uint64_t pfn)
 		uint64_t head = PM_ALIGN_DOWN(pfn, 1ULL << o);
 		uint16_t word = frame_word(&pool.frames[head]);
 
-		if (word != FRAME_WORD(FRAME_PLAIN, 0) && pfn - head < (1ULL << (word >> 8)))
+		unsigned int state = word & 0xff;
+
+		if ((state == FRAME_FREE || state == FRAME_TRANSIT || state == FRAME_CACHED) &&
+		    pfn - head < (1ULL << (word >> 8)))
 			return head;
 	}
 	return PM_PFN_INVALID;
@@ -734,6 +739,19 @@ static void pool_pick_release_locked(struct transit *t)
 	}
 }
 
+/* A 4K block a cache handed out, freed on the locked path, is a plain
+ * allocated frame from here on. */
+static void pool_plain_alloc4k_locked(uint64_t pfn, unsigned int order)
+{
+	struct pm_frame *f;
+
+	if (order || pfn >= pool.nr_frames)
+		return;         /* the checks that follow report a bad pfn */
+	f = &pool.frames[pfn];
+	if (frame_word(f) == FRAME_WORD(FRAME_ALLOC4K, 0))
+		frame_set(f, FRAME_PLAIN, 0);
+}
+
 /* A freed run enters transit: chunks beyond the watermark to be released
  * (runs of 2 MiB or more only), the rest to be scrubbed. */
 static void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t)
@@ -741,6 +759,7 @@ static void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct tran
 	uint64_t n;
 
 	pool_assert_locked();
+	pool_plain_alloc4k_locked(pfn, order);
 	pool_check_allocated_locked(pfn, order);
 	n = 1ULL << order;
 	pool.nr_allocated -= n;
@@ -1099,10 +1118,18 @@ static bool pool_frame_in_block(uint64_t pfn)
  * CACHED; the compare-and-exchange catches a double free racing this one. */
 static void pool_cache_claim(uint64_t pfn)
 {
-	uint16_t plain = FRAME_WORD(FRAME_PLAIN, 0);
+	uint16_t plain = FRAME_WORD(FRAME_PLAIN, 0), alloc4k = FRAME_WORD(FRAME_ALLOC4K, 0);
 
 	/* The pool cannot be re-created under a caller holding a frame. */
 	PM_BUG_ON(pfn >= atomic_load_explicit(&pool_hva_frames, memory_order_relaxed));
+	/* A 4K block a cache handed out is its own head: no free, in-transit
+	 * or cached block contains it (a larger free containing it would have
+	 * failed its interior check), so the exchange alone proves it
+	 * allocated. Anything else (part of a larger allocation) is searched. */
+	if (atomic_compare_exchange_strong_explicit(&pool.frames[pfn].word, &alloc4k,
+						    FRAME_WORD(FRAME_CACHED, 0),
+						    memory_order_relaxed, memory_order_relaxed))
+		return;
 	PM_BUG_ON(pool_frame_in_block(pfn));                            /* double free */
 	PM_BUG_ON(!atomic_compare_exchange_strong_explicit(&pool.frames[pfn].word, &plain,
 							   FRAME_WORD(FRAME_CACHED, 0),
@@ -1243,7 +1270,7 @@ static int pool_cache_alloc(struct pool_cache *c, pm_pfn_t *pfn)
 	head = c->pfn[--c->nr];
 	f = &pool.frames[head];
 	PM_BUG_ON(frame_word(f) != FRAME_WORD(FRAME_CACHED, 0));
-	frame_set(f, FRAME_PLAIN, 0);
+	frame_set(f, FRAME_ALLOC4K, 0);
 	pool_cache_unlock(c);
 	*pfn = head;
 	return 0;

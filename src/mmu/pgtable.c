@@ -28,7 +28,13 @@
  * root (-EAGAIN inside this file); everything else treats it as FROZEN.
  *
  * "Empty" means neither VALID nor FROZEN: stray ACCESSED/DIRTY bits that a
- * vCPU fetch-ors into an entry just zapped do not make it occupied.
+ * vCPU fetch-ors into an entry just zapped do not make it occupied, and an
+ * install may replace an annotation. "Vacant" is stricter: nothing but
+ * stray ACCESSED/DIRTY bits. Only a table of vacant entries is detached, so
+ * a zap never drops an annotation.
+ *
+ * Table memory: a new table comes from the pool, or from the caller's
+ * reserve (struct pm_s2_mc) for the changes that must not fail halfway.
  *
  * Shared state: the entries (atomic, changed only by CAS as above; tables
  * protected from reuse by RCU), and the counters of struct pm_s2 (atomic,
@@ -52,6 +58,11 @@ typedef _Atomic uint64_t s2_pte_t;
 static bool pte_empty(uint64_t e)
 {
 	return !(e & (PM_PTE_VALID | PM_PTE_FROZEN));
+}
+
+static bool pte_vacant(uint64_t e)
+{
+	return !(e & ~S2_AD_BITS);
 }
 
 static bool pte_detaching(uint64_t e)
@@ -109,6 +120,98 @@ static void assert_range(gfn_t start, gfn_t end)
 {
 	PM_BUG_ON(start > end);
 	PM_BUG_ON(end > S2_GFN_LIMIT);
+}
+
+/* ---- table memory ---- */
+
+static _Atomic pm_pfn_t *mc_link(pm_pfn_t pfn)
+{
+	return pm_pfn_to_hva(pfn);
+}
+
+static void mc_push(struct pm_s2_mc *mc, pm_pfn_t pfn)
+{
+	atomic_store_explicit(mc_link(pfn), mc->head, memory_order_relaxed);
+	mc->head = pfn;
+	mc->nr++;
+}
+
+static pm_pfn_t mc_pop(struct pm_s2_mc *mc)
+{
+	pm_pfn_t pfn = mc->head;
+
+	PM_BUG_ON(pfn == PM_PFN_INVALID);
+	mc->head = atomic_load_explicit(mc_link(pfn), memory_order_relaxed);
+	atomic_store_explicit(mc_link(pfn), 0, memory_order_relaxed);
+	mc->nr--;
+	return pfn;
+}
+
+int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min)
+{
+	pm_pfn_t pfn;
+
+	while (mc->nr < min) {
+		if (pm_pool_alloc(0, &pfn))
+			return -ENOMEM;
+		mc_push(mc, pfn);
+	}
+	return 0;
+}
+
+void pm_s2_mc_free(struct pm_s2_mc *mc)
+{
+	while (mc->nr)
+		pm_pool_free(mc_pop(mc), 0);
+	PM_BUG_ON(mc->head != PM_PFN_INVALID);
+}
+
+uint64_t pm_s2_tables_needed(gfn_t start, gfn_t end)
+{
+	uint64_t n = 0;
+	int level;
+
+	if (start >= end)
+		return 0;
+	for (level = 1; level <= PM_S2_ROOT_LEVEL; level++) {
+		uint64_t span = pm_s2_level_pages(level);
+
+		n += (end - 1) / span - start / span + 1;
+	}
+	return n;
+}
+
+/* A zeroed frame for a table: from the reserve if there is one, else the pool. */
+static int table_alloc(struct pm_s2_mc *mc, pm_pfn_t *pfn)
+{
+	if (!mc)
+		return pm_pool_alloc(0, pfn) ? -ENOMEM : 0;
+	if (!mc->nr)
+		return -ENOMEM;
+	*pfn = mc_pop(mc);
+	return 0;
+}
+
+/* A table nobody saw goes back where it came from. */
+static void table_unused(struct pm_s2_mc *mc, pm_pfn_t pfn)
+{
+	if (mc)
+		mc_push(mc, pfn);
+	else
+		pm_pool_free(pfn, 0);
+}
+
+/* Fills a fresh table with copies of the not-valid entry it replaces (an
+ * annotation stays on every gfn it covered; a vacant entry leaves zeroes). */
+static void table_fill_invalid(pm_pfn_t table, uint64_t old)
+{
+	s2_pte_t *ptes = table_ptes(table);
+	int i;
+
+	if (pte_vacant(old))
+		return;
+	for (i = 0; i < S2_PTRS; i++)
+		atomic_store_explicit(&ptes[i], old, memory_order_relaxed);
 }
 
 /* ---- the walker ---- */
@@ -223,6 +326,7 @@ struct s2_map_req {
 	int level;
 	uint64_t pte;
 	bool installed;
+	struct pm_s2_mc *mc;
 };
 
 /* Errno for an install that met an occupied entry. */
@@ -245,23 +349,26 @@ static int map_install_leaf(struct pm_walk_ctx *ctx, struct s2_map_req *m)
 	return occupied_errno(cur);
 }
 
-/* A new table nobody saw yet is freed at once if another one won the slot. */
-static int map_install_table(struct pm_walk_ctx *ctx)
+/* Installs a table under an empty entry. A new table nobody saw yet goes
+ * back at once if another one won the slot. */
+static int install_table(struct pm_walk_ctx *ctx, struct pm_s2_mc *mc)
 {
 	uint64_t cur = ctx->old;
 	pm_pfn_t pfn;
 
 	if (!pte_empty(cur))
 		return occupied_errno(cur);
-	if (pm_pool_alloc(0, &pfn))
+	if (table_alloc(mc, &pfn))
 		return -ENOMEM;
 	while (pte_empty(cur)) {
+		table_fill_invalid(pfn, cur);
 		if (pte_cas(ctx->ptep, &cur, pte_table(pfn))) {
 			s2_count_table(ctx->s2, 1);
 			return 0;
 		}
 	}
-	pm_pool_free(pfn, 0);
+	memset(table_ptes(pfn), 0, PM_PAGE_SIZE);
+	table_unused(mc, pfn);
 	return pm_pte_is_table(cur, ctx->level) ? 0 : occupied_errno(cur);
 }
 
@@ -273,12 +380,18 @@ static int map_visit(struct pm_walk_ctx *ctx)
 		return ctx->level > m->level ? 0 : -EEXIST;
 	if (ctx->level == m->level)
 		return map_install_leaf(ctx, m);
-	return map_install_table(ctx);
+	return install_table(ctx, m->mc);
 }
 
 int pm_s2_map(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte)
 {
-	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF };
+	return pm_s2_map_mc(s2, gfn, level, pte, NULL);
+}
+
+int pm_s2_map_mc(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte, struct pm_s2_mc *mc)
+{
+	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF,
+				.mc = mc };
 	struct pm_walker w = { .visit = map_visit, .arg = &m,
 			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
 	gfn_t first;
@@ -316,16 +429,17 @@ static void split_fill(pm_pfn_t table, uint64_t huge, int child_level)
  * level below. 0 if done; -EAGAIN if the entry stopped being a leaf (*cur
  * is its new value); -ENOMEM.
  */
-static int split_leaf(struct pm_walk_ctx *ctx, uint64_t *cur)
+static int split_leaf(struct pm_walk_ctx *ctx, uint64_t *cur, struct pm_s2_mc *mc)
 {
 	pm_pfn_t pfn;
 
 	PM_BUG_ON(ctx->level < 1);
-	if (pm_pool_alloc(0, &pfn))
+	if (table_alloc(mc, &pfn))
 		return -ENOMEM;
 	do {
 		if (!pm_pte_is_leaf(*cur, ctx->level)) {
-			pm_pool_free(pfn, 0);
+			memset(table_ptes(pfn), 0, PM_PAGE_SIZE);
+			table_unused(mc, pfn);
 			return -EAGAIN;
 		}
 		split_fill(pfn, *cur, ctx->level - 1);
@@ -352,7 +466,7 @@ static int split_visit(struct pm_walk_ctx *ctx)
 		return 0;         /* the children of the new table */
 	if (ctx->level != sp->level || !pm_pte_is_leaf(cur, ctx->level))
 		return -ENOENT;
-	ret = split_leaf(ctx, &cur);
+	ret = split_leaf(ctx, &cur, NULL);
 	if (ret == -EAGAIN)   /* someone split it first, or it went away */
 		return -ENOENT;
 	sp->done = !ret;
@@ -397,7 +511,7 @@ static int zap_leaf(struct pm_walk_ctx *ctx)
 		bool whole = ctx_inside(ctx, z->start, z->end);
 
 		if (!whole) {
-			ret = split_leaf(ctx, &cur);
+			ret = split_leaf(ctx, &cur, NULL);
 			if (ret == 0) {
 				z->res->split++;
 				return 0;
@@ -426,7 +540,8 @@ static void table_thaw(s2_pte_t *ptes, int n)
 		PM_BUG_ON(!pte_detaching(atomic_exchange(&ptes[i], 0)));
 }
 
-/* Freezes every entry of an empty table; false (nothing frozen) if one is in use. */
+/* Freezes every entry of a table of vacant entries; false (nothing frozen)
+ * if one is in use or annotated. */
 static bool table_freeze_empty(s2_pte_t *ptes)
 {
 	uint64_t cur;
@@ -435,7 +550,7 @@ static bool table_freeze_empty(s2_pte_t *ptes)
 	for (i = 0; i < S2_PTRS; i++) {
 		cur = pte_read(&ptes[i]);
 		do {
-			if (!pte_empty(cur)) {
+			if (!pte_vacant(cur)) {
 				table_thaw(ptes, i);
 				return false;
 			}
@@ -464,7 +579,7 @@ static void table_free_cb(void *arg)
 	pm_pool_free((pm_pfn_t)(uintptr_t)arg, 0);
 }
 
-/* Detaches the table if its span is in range and all its entries are empty. */
+/* Detaches the table if its span is in range and all its entries are vacant. */
 static int zap_table_post(struct pm_walk_ctx *ctx)
 {
 	struct s2_zap_req *z = ctx->arg;
@@ -561,6 +676,16 @@ bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level)
 	return l.found;
 }
 
+static int get_leaf_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_lookup *l = ctx->arg;
+
+	l->pte = ctx->old;
+	l->level = ctx->level;
+	l->found = true;
+	return 0;
+}
+
 static int count_visit(struct pm_walk_ctx *ctx)
 {
 	uint64_t *counts = ctx->arg;
@@ -576,4 +701,135 @@ void pm_s2_count(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t counts[3])
 
 	counts[0] = counts[1] = counts[2] = 0;
 	pm_s2_walk(s2, start, end, &w);
+}
+
+void pm_s2_get_leaf(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level)
+{
+	struct s2_lookup l = { .found = false };
+	struct pm_walker w = { .visit = get_leaf_visit, .arg = &l, .flags = PM_WALK_LEAF };
+
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	pm_s2_walk(s2, gfn, gfn + 1, &w);
+	PM_BUG_ON(!l.found);
+	*pte = l.pte;
+	*level = l.level;
+}
+
+/* ---- set-owner (annotate) ---- */
+
+struct s2_annotate_req {
+	uint64_t annot;
+	struct pm_s2_mc *mc;
+};
+
+static int annotate_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_annotate_req *a = ctx->arg;
+	uint64_t cur = ctx->old;
+
+	if (ctx->level > 0) {          /* the walker descends into the new table */
+		if (pm_pte_is_table(cur, ctx->level))
+			return 0;
+		if (pm_pte_frozen(cur))
+			return -EAGAIN;
+		if (pm_pte_is_leaf(cur, ctx->level)) {
+			int ret = split_leaf(ctx, &cur, a->mc);
+
+			if (ret != -EAGAIN)
+				return ret;
+			ctx->old = cur;    /* it changed under us: look again */
+			return annotate_visit(ctx);
+		}
+		return install_table(ctx, a->mc);
+	}
+	do {
+		if (pm_pte_frozen(cur))
+			return -EAGAIN;
+	} while (!pte_cas(ctx->ptep, &cur, a->annot));
+	if (pm_pte_valid(cur))
+		s2_count_leaf(ctx->s2, 0, -1);
+	return 0;
+}
+
+int pm_s2_annotate(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t annot, struct pm_s2_mc *mc)
+{
+	struct s2_annotate_req a = { .annot = annot, .mc = mc };
+	struct pm_walker w = { .visit = annotate_visit, .arg = &a, .flags = PM_WALK_LEAF };
+
+	PM_BUG_ON(annot & (PM_PTE_VALID | PM_PTE_FROZEN));
+	assert_range(start, end);
+	return pm_s2_walk(s2, start, end, &w);
+}
+
+/* ---- update leaves (set-state) ---- */
+
+#define S2_UPDATABLE (PM_PTE_WRITE | PM_PTE_EXEC | PM_PTE_PRIVATE | \
+		      PM_PTE_SW_STATE_MASK | PM_PTE_SW_MASK)
+
+struct s2_update_req {
+	gfn_t start, end;
+	uint64_t clear, set;
+	struct pm_s2_mc *mc;
+};
+
+static int update_visit(struct pm_walk_ctx *ctx)
+{
+	struct s2_update_req *u = ctx->arg;
+	uint64_t cur = ctx->old;
+	int ret;
+
+	if (pm_pte_is_table(cur, ctx->level))
+		return 0;              /* split meanwhile: the walker descends */
+	if (!pm_pte_is_leaf(cur, ctx->level))
+		return -ENOENT;
+	if (((cur & ~u->clear) | u->set) == cur)
+		return 0;              /* nothing to change: no split either */
+	if (!ctx_inside(ctx, u->start, u->end)) {
+		ret = split_leaf(ctx, &cur, u->mc);  /* the walker descends */
+		if (ret != -EAGAIN)
+			return ret;
+		ctx->old = cur;        /* it changed under us: look again */
+		return update_visit(ctx);
+	}
+	while (!pte_cas(ctx->ptep, &cur, (cur & ~u->clear) | u->set)) {
+		if (!pm_pte_is_leaf(cur, ctx->level))
+			return -ENOENT;
+	}
+	return 0;
+}
+
+int pm_s2_update_leaves(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t clear,
+			uint64_t set, struct pm_s2_mc *mc)
+{
+	struct s2_update_req u = { .start = start, .end = end, .clear = clear,
+				   .set = set, .mc = mc };
+	struct pm_walker w = { .visit = update_visit, .arg = &u, .flags = PM_WALK_LEAF };
+
+	PM_BUG_ON((clear | set) & ~S2_UPDATABLE);
+	assert_range(start, end);
+	return pm_s2_walk(s2, start, end, &w);
+}
+
+/* ---- relax permissions ---- */
+
+static int relax_visit(struct pm_walk_ctx *ctx)
+{
+	uint64_t perms = *(uint64_t *)ctx->arg;
+	uint64_t cur = ctx->old;
+
+	do {
+		if (!pm_pte_is_leaf(cur, ctx->level))
+			return -ENOENT;
+	} while ((cur & perms) != perms && !pte_cas(ctx->ptep, &cur, cur | perms));
+	return 0;
+}
+
+int pm_s2_relax_perms(struct pm_s2 *s2, gfn_t gfn, uint64_t perms)
+{
+	struct pm_walker w = { .visit = relax_visit, .arg = &perms, .flags = PM_WALK_LEAF };
+
+	if (perms & ~(PM_PTE_WRITE | PM_PTE_EXEC))
+		return -EINVAL;
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	return pm_s2_walk(s2, gfn, gfn + 1, &w);
 }

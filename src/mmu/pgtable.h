@@ -22,7 +22,11 @@
  *   bit 62     FROZEN    a not-valid placeholder a model (TDX) writes with
  *                        compare-and-exchange while it updates an entry;
  *                        whoever meets it retries
- * An entry of 0 is empty.
+ * An entry of 0 is empty. An entry with VALID and FROZEN clear but other
+ * bits set is an *annotation*: it maps nothing, and carries what its owner
+ * wrote there (pKVM: who owns the page, see pm_s2_annotate). Bits 5-6
+ * (ACCESSED, DIRTY) of a not-valid entry mean nothing: a vCPU may fetch-or
+ * them into an entry that was just zapped.
  *
  * Concurrency: walks run inside an RCU read-side section (taken by the
  * functions here); every change is a compare-and-exchange on one entry; a
@@ -66,6 +70,12 @@ static inline bool pm_pte_is_table(uint64_t e, int level)
 	return pm_pte_valid(e) && level > 0 && !(e & PM_PTE_LEAF);
 }
 static inline uint64_t pm_pte_addr(uint64_t e) { return (e & PM_PTE_ADDR_MASK) >> 12; }
+/* Not valid, not frozen, and carrying more than stray ACCESSED/DIRTY bits. */
+static inline bool pm_pte_annotated(uint64_t e)
+{
+	return !(e & (PM_PTE_VALID | PM_PTE_FROZEN)) &&
+	       (e & ~(PM_PTE_ACCESSED | PM_PTE_DIRTY));
+}
 
 struct pm_s2 {
 	pm_pfn_t root;                  /* frame of the root table; immutable */
@@ -111,6 +121,8 @@ int pm_s2_walk(struct pm_s2 *s2, gfn_t start, gfn_t end, const struct pm_walker 
 
 /* Installs leaf `pte` (LEAF|VALID set by the callee) at `level` for the
  * naturally aligned block containing gfn, creating tables on the way.
+ * An annotation in the slot is replaced (it maps nothing); one on a huge
+ * entry above is copied into the new table's other entries.
  * 0; -EEXIST if a valid or frozen entry is already there (a table where a
  * huge leaf was wanted included); -ENOMEM. */
 int pm_s2_map(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte);
@@ -146,5 +158,64 @@ bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level);
 
 /* Leaves by level (4K, 2M, 1G) in [start, end). */
 void pm_s2_count(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t counts[3]);
+
+/* The entry covering gfn at the deepest level the walk reaches, whatever it
+ * is (leaf, empty, annotation, frozen), and that level. */
+void pm_s2_get_leaf(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level);
+
+/* ---- changes that must not fail halfway ----
+ *
+ * An owner that changes a table under its own lock and must not fail after
+ * it has checked (pKVM's hypervisor) fills a table reserve first, bounded by
+ * pm_s2_tables_needed, and passes it to the change: every new table then
+ * comes from the reserve, never from the pool, so a change whose
+ * preconditions hold cannot fail. The operations below use compare-and-
+ * exchange like the rest, so lock-free readers and vCPUs setting
+ * ACCESSED/DIRTY may run alongside; the caller serialises other changes to
+ * the range.
+ */
+
+/* A reserve of frames for new tables (a "memcache"), used by one owner at a
+ * time (its lock). Its frames are linked through their first word and are
+ * otherwise zero; a frame taken from it is all zero. */
+struct pm_s2_mc {
+	pm_pfn_t head;     /* PM_PFN_INVALID when empty */
+	uint64_t nr;
+};
+#define PM_S2_MC_INIT { .head = PM_PFN_INVALID, .nr = 0 }
+
+/* Allocates frames until the reserve holds at least `min`. 0, or -ENOMEM
+ * (the frames it got stay in the reserve). */
+int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min);
+/* Returns every frame of the reserve to the pool. */
+void pm_s2_mc_free(struct pm_s2_mc *mc);
+/* An upper bound of the tables a change of [start, end) down to 4K may create:
+ * at most one per level-(k+1) entry the range touches, for each level k < 3. */
+uint64_t pm_s2_tables_needed(gfn_t start, gfn_t end);
+
+/* pm_s2_map, taking new tables from mc (if not NULL). */
+int pm_s2_map_mc(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte, struct pm_s2_mc *mc);
+
+/* Set-owner: writes annotation `annot` (VALID and FROZEN clear) into the 4K
+ * entry of every gfn in [start, end), whatever was there: huge leaves are
+ * split (even when the range covers them whole: annotations are per 4K),
+ * missing tables created (an annotation on a huge entry is copied to the
+ * new table's entries), valid leaves replaced. 0; -ENOMEM (a part may
+ * already be annotated); -EAGAIN on a frozen entry. */
+int pm_s2_annotate(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t annot, struct pm_s2_mc *mc);
+
+/* Rewrites every valid leaf covering [start, end) as (pte & ~clear) | set,
+ * splitting a huge leaf that lies only partly in the range (unless it
+ * already reads so). clear and set
+ * may hold WRITE, EXEC, PRIVATE, SW_STATE and SW bits only. 0; -ENOENT at
+ * the first gfn without a valid leaf (earlier ones are changed); -ENOMEM. */
+int pm_s2_update_leaves(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t clear,
+			uint64_t set, struct pm_s2_mc *mc);
+
+/* Adds permissions to the leaf covering gfn, whatever its size: additive
+ * only, never removes one and never touches other bits. 0; -EINVAL if
+ * `perms` holds anything but WRITE and EXEC (state and software bits
+ * included: see seed 004); -ENOENT if no valid leaf covers gfn. */
+int pm_s2_relax_perms(struct pm_s2 *s2, gfn_t gfn, uint64_t perms);
 
 #endif

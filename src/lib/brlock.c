@@ -105,11 +105,27 @@ void pm_brlock_read_lock_slot(struct pm_brlock *l, unsigned int slot)
 	brlock_read_slow(l, word);
 }
 
+/* The CPU this thread runs on, asked again every BRLOCK_CPU_REFRESH
+ * acquisitions: sched_getcpu() costs tens of instructions, and a thread
+ * rarely moves. A stale answer only means sharing another CPU's slot for a
+ * while: any slot is correct. */
+#define BRLOCK_CPU_REFRESH 64
+
+static unsigned int brlock_this_cpu(void)
+{
+	static _Thread_local unsigned int cpu, uses;
+
+	if (uses-- == 0) {
+		cpu = (unsigned int)sched_getcpu();     /* -1 on failure: a slot all the same */
+		uses = BRLOCK_CPU_REFRESH - 1;
+	}
+	return cpu;
+}
+
 unsigned int pm_brlock_read_lock(struct pm_brlock *l)
 {
-	/* Any slot is correct; our CPU's is the one other CPUs do not write.
-	 * sched_getcpu() fails as -1: a slot all the same. */
-	unsigned int slot = (unsigned int)sched_getcpu() & (l->nr_slots - 1);
+	/* Any slot is correct; our CPU's is the one other CPUs do not write. */
+	unsigned int slot = brlock_this_cpu() & (l->nr_slots - 1);
 
 	pm_brlock_read_lock_slot(l, slot);
 	return slot;

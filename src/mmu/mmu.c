@@ -83,8 +83,16 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
 	if (start >= end)
 		return;
-	/* Cannot fail: without a frame to split a huge leaf it removes it whole. */
-	PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &z, &res) != 0);
+	/* No leaf anywhere (no vCPU has faulted anything in, as KVM has no
+	 * root before a vCPU runs): nothing to walk. Safe: a fault that may
+	 * map into our range either saw it published and retries, or was
+	 * inside the MMU lock when the invalidation began and was waited
+	 * for, its leaf counted before it left. */
+	if (atomic_load_explicit(&mmu->s2.leaves[0], memory_order_acquire) ||
+	    atomic_load_explicit(&mmu->s2.leaves[1], memory_order_acquire) ||
+	    atomic_load_explicit(&mmu->s2.leaves[2], memory_order_acquire))
+		/* Cannot fail: without a frame to split a huge leaf it removes it whole. */
+		PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &z, &res) != 0);
 	/* Statistics are shared lines: written only when there is news. */
 	if (res.zapped)
 		atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);

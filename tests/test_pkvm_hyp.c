@@ -358,7 +358,7 @@ static unsigned int check_world_locked(struct pkvm_hyp *hyp, struct world *w)
 	}
 	for (ga.vm = 0; ga.vm < PKVM_MAX_VMS; ga.vm++)
 		if (hyp->vms[ga.vm])
-			pm_s2_walk(&hyp->vms[ga.vm]->s2, 0, GFN_LIMIT, &gw);
+			pm_s2_walk(hyp->vms[ga.vm]->s2, 0, GFN_LIMIT, &gw);
 	for (p = 0; p < w->nr_frames; p++)
 		check_frame(w, p);
 	return w->violations;
@@ -1138,9 +1138,9 @@ static void test_relax_perms_only_adds_permissions(void **state)
 	assert_int_equal(pkvm_relax_perms(np, 4, 1u << 5), -EINVAL);
 	assert_int_equal(pkvm_relax_perms(np, 5, PKVM_PROT_W), -ENOENT);
 	/* the generic visitor refuses state and software bits itself (seed 004) */
-	assert_int_equal(pm_s2_relax_perms(&np->s2, 4, PM_PTE_SW_STATE_MASK), -EINVAL);
-	assert_int_equal(pm_s2_relax_perms(&np->s2, 4, PM_PTE_PRIVATE), -EINVAL);
-	assert_int_equal(pm_s2_relax_perms(&np->s2, 4, PM_PTE_VALID), -EINVAL);
+	assert_int_equal(pm_s2_relax_perms(np->s2, 4, PM_PTE_SW_STATE_MASK), -EINVAL);
+	assert_int_equal(pm_s2_relax_perms(np->s2, 4, PM_PTE_PRIVATE), -EINVAL);
+	assert_int_equal(pm_s2_relax_perms(np->s2, 4, PM_PTE_VALID), -EINVAL);
 	assert_int_equal(pkvm_guest_state(np, 4, &gp), SB);
 	assert_consistent(hyp);
 }
@@ -1459,10 +1459,10 @@ static void test_checker_reports_broken_invariants(void **state)
 	assert_true(violations_now(hyp) > 0);
 	poke_entry(&hyp->host_s2, p, old);
 	/* the guest claims to share a page the host does not borrow */
-	pm_s2_get_leaf(&vm->s2, 8, &old, &level);
-	poke_entry(&vm->s2, 8, (old & ~PM_PTE_SW_STATE_MASK) | PKVM_PTE_STATE(SO));
+	pm_s2_get_leaf(vm->s2, 8, &old, &level);
+	poke_entry(vm->s2, 8, (old & ~PM_PTE_SW_STATE_MASK) | PKVM_PTE_STATE(SO));
 	assert_true(violations_now(hyp) > 0);
-	poke_entry(&vm->s2, 8, old);
+	poke_entry(vm->s2, 8, old);
 	/* the hyp claims a page the host still owns */
 	atomic_store(&hyp->pages[q].hyp_state, O);
 	assert_true(violations_now(hyp) > 0);

@@ -27,6 +27,9 @@ static int memslot_check_flags(struct pm_vm *vm, const struct kvm_userspace_memo
 	/* guest_memfd is incompatible with read-only slots. */
 	if (vm->model->readonly_mem && !(mem->flags & KVM_MEM_GUEST_MEMFD))
 		valid |= KVM_MEM_READONLY;
+	/* The guest's memory is private, from guest_memfd (pKVM). */
+	if (vm->model->gmem_slots_only && mem->memory_size && !(mem->flags & KVM_MEM_GUEST_MEMFD))
+		return -EINVAL;
 	return (mem->flags & ~valid) ? -EINVAL : 0;
 }
 

@@ -109,7 +109,7 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 int pm_mmu_init(struct pm_vm *vm)
 {
 	struct pm_mmu *mmu = pm_zalloc(sizeof(*mmu));
-	struct pm_inval_consumer c = { .zap = mmu_zap };
+	struct pm_inval_consumer c = { .zap = vm->model->inval_zap ? vm->model->inval_zap : mmu_zap };
 	int r;
 
 	if (!mmu)
@@ -375,7 +375,7 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
 	f->hva = NULL;
 	for (;;) {
-		r = fault_once(vm, f);
+		r = vm->model->mmu_fault ? vm->model->mmu_fault(vm, f) : fault_once(vm, f);
 		if (r != PM_FAULT_MAPPED || f->level != -1)
 			break;
 		/* Raced an invalidation (or another fault): look again. */

@@ -12,11 +12,20 @@
  *  - gmem_prepare: a page is handed to the guest for the first time;
  *  - gmem_invalidate: frames are really freed (before any scrub or reuse).
  * There is deliberately no hook on attribute changes (see seed 002).
+ *
+ * Hooks for a model whose "hardware" owns the guest's stage-2 (pKVM's
+ * hypervisor): nothing else may write that table, so
+ *  - mmu_fault replaces the MMU's fault attempt (fault_once): the model
+ *    finds the page and has its hardware map it;
+ *  - inval_zap replaces the MMU's invalidation consumer (mmu_zap): the
+ *    model's hardware takes the pages back, never a plain zap.
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
 
 #include "lib/common.h"
+#include "memslot/invalidate.h"
+#include "mmu/mmu.h"
 
 struct pm_vm;
 
@@ -26,11 +35,19 @@ struct pm_model_ops {
 	bool private_mem;           /* KVM_MEMORY_ATTRIBUTE_PRIVATE is supported */
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
+	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);
 	int (*gmem_prepare)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn, unsigned int order);
 	void (*gmem_invalidate)(pm_pfn_t start, pm_pfn_t end);
+
+	/* One attempt at a fault, with fault_once's contract (mmu.c):
+	 * PM_FAULT_MAPPED with f->level >= 0 installed, -1 to retry. */
+	enum pm_fault_result (*mmu_fault)(struct pm_vm *vm, struct pm_fault *f);
+	/* The invalidation consumer (memslot/invalidate.h's zap contract). */
+	void (*inval_zap)(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+			  enum pm_inval_cause cause, void *ctx);
 };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */
@@ -40,5 +57,6 @@ int pm_model_vm_types(void);
 
 extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;
+extern const struct pm_model_ops pm_model_pkvm;
 
 #endif

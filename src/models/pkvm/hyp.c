@@ -233,13 +233,15 @@ int pkvm_vm_create(struct pkvm_hyp *hyp, const struct pkvm_vm_config *cfg,
 		return -ENOMEM;
 	vm->hyp = hyp;
 	vm->cfg = *cfg;
-	if (pm_s2_init(&vm->s2)) {
+	vm->s2 = cfg->s2 ? cfg->s2 : &vm->own_s2;
+	if (!cfg->s2 && pm_s2_init(&vm->own_s2)) {
 		free(vm);
 		return -ENOMEM;
 	}
 	ret = vm_publish(hyp, vm);
 	if (ret) {
-		pm_s2_destroy(&vm->s2);
+		if (!cfg->s2)
+			pm_s2_destroy(&vm->own_s2);
 		free(vm);
 		return ret;
 	}
@@ -276,41 +278,62 @@ static int next_leaf_visit(struct pm_walk_ctx *ctx)
 	return 1;
 }
 
-static bool vm_next_leaf(struct pkvm_vm *vm, gfn_t from, struct next_leaf *n)
+static bool vm_next_leaf_in(struct pkvm_vm *vm, gfn_t from, gfn_t end, struct next_leaf *n)
 {
 	struct pm_walker w = { .visit = next_leaf_visit, .arg = n, .flags = PM_WALK_LEAF };
 
-	return pm_s2_walk(&vm->s2, from, 1ULL << PM_S2_GFN_BITS, &w) == 1;
+	return from < end && pm_s2_walk(vm->s2, from, end, &w) == 1;
+}
+
+/* The guest has given gfn back already (another reclaim got there first). */
+static bool guest_gave_back(struct pkvm_vm *vm, gfn_t gfn)
+{
+	enum pkvm_page_state s = pkvm_guest_state(vm, gfn, NULL);
+
+	return s == PKVM_NOPAGE || s == PKVM_POISONED;
 }
 
 /*
  * Each page goes back through the transition that returns it: a page the
  * host shares with the guest by host_unshare_guest, a page the guest owns
- * (poisoned) or shares by host_reclaim_page_guest. Nobody else changes the
- * VM now, so the leaf found stays until its transition.
+ * (poisoned) or shares by host_reclaim_page_guest. A concurrent reclaim of
+ * the same page makes ours fail with -EPERM after it committed (its TLB
+ * flush included, under the VM lock): the page is skipped.
  */
-int pkvm_vm_teardown(struct pkvm_vm *vm)
+int pkvm_vm_reclaim_range(struct pkvm_vm *vm, gfn_t start, gfn_t end)
 {
-	struct pkvm_hyp *hyp = vm->hyp;
 	struct next_leaf n;
-	gfn_t from = 0;
+	gfn_t from = start;
 	int ret;
 
-	while (vm_next_leaf(vm, from, &n)) {
+	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
+	while (vm_next_leaf_in(vm, from, end, &n)) {
 		if (n.state == PKVM_PAGE_SHARED_BORROWED)
 			ret = pkvm_host_unshare_guest(vm, n.gfn, n.nr);
 		else
 			ret = pkvm_host_reclaim_page_guest(vm, n.gfn);
 		if (ret == -ENOMEM)
 			return ret;
-		PM_BUG_ON(ret);
+		PM_BUG_ON(ret && !(ret == -EPERM && guest_gave_back(vm, n.gfn)));
 		from = n.gfn + n.nr;
 	}
+	return 0;
+}
+
+/* Nobody else changes the VM now: every page goes back, then the VM. */
+int pkvm_vm_teardown(struct pkvm_vm *vm)
+{
+	struct pkvm_hyp *hyp = vm->hyp;
+	int ret = pkvm_vm_reclaim_range(vm, 0, 1ULL << PM_S2_GFN_BITS);
+
+	if (ret)
+		return ret;
 	pkvm_lock_take(&hyp->hyp_lock);
 	hyp->vms[vm->id] = NULL;
 	pkvm_lock_drop(&hyp->hyp_lock);
 	pkvm_lock_destroy(&vm->lock);
-	pm_s2_destroy(&vm->s2);
+	if (!vm->cfg.s2)
+		pm_s2_destroy(&vm->own_s2);
 	free(vm);
 	return 0;
 }
@@ -428,7 +451,7 @@ enum pkvm_page_state pkvm_guest_state(struct pkvm_vm *vm, gfn_t gfn, struct pkvm
 	int level = 0;
 
 	if (gfn < 1ULL << PM_S2_GFN_BITS)
-		pm_s2_get_leaf(&vm->s2, gfn, &pte, &level);
+		pm_s2_get_leaf(vm->s2, gfn, &pte, &level);
 	if (page)
 		*page = none;
 	if (!pm_pte_valid(pte))

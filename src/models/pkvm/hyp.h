@@ -178,6 +178,11 @@ struct pkvm_vm_config {
 	 * NULL if nothing caches the guest stage-2. */
 	void (*tlb_flush)(void *arg, gfn_t start, gfn_t end);
 	void *arg;
+	/* The stage-2 to build the VM on (initialised, empty, and written by
+	 * nobody else from now on: the integration passes its MMU's, so that
+	 * vCPUs translate through what the hyp maintains); NULL: the VM gets a
+	 * stage-2 of its own. The VM's teardown empties it but does not free it. */
+	struct pm_s2 *s2;
 };
 
 /* 0 and *out; -ENOSPC (PKVM_MAX_VMS live VMs); -ENOMEM. */
@@ -188,6 +193,12 @@ int pkvm_vm_create(struct pkvm_hyp *hyp, const struct pkvm_vm_config *cfg,
  * stage-2 and the VM. 0, or -ENOMEM with the VM alive and consistent (call
  * again later). No transition may run on the VM meanwhile or afterwards. */
 int pkvm_vm_teardown(struct pkvm_vm *vm);
+/* Gives back every page the guest has in [start, end) as teardown does
+ * (the host owns them all afterwards; guest-owned ones poisoned, their gfn
+ * POISONED), while the VM stays alive: the integration's path for a
+ * guest_memfd punch or a memslot deletion. A page another caller gives
+ * back meanwhile is skipped. 0 or -ENOMEM (part may be done: call again). */
+int pkvm_vm_reclaim_range(struct pkvm_vm *vm, gfn_t start, gfn_t end);
 unsigned int pkvm_vm_id(const struct pkvm_vm *vm);
 struct pkvm_hyp *pkvm_vm_hyp(const struct pkvm_vm *vm);
 

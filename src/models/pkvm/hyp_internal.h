@@ -13,7 +13,7 @@
  *    invalid 4K entry annotated with its owner: PKVM_ANNOT_HYP, or
  *    PKVM_ANNOT_GUEST with the VM id and the gfn. An empty entry inside
  *    the pool is impossible.
- *  - Guest stage-2 (struct pkvm_vm.s2): gfn -> pfn, the guest's state in
+ *  - Guest stage-2 (*struct pkvm_vm.s2): gfn -> pfn, the guest's state in
  *    the SW_STATE bits of its valid leaves (OWNED and SHARED_OWNED only on
  *    4K leaves; SHARED_BORROWED on 4K or 2M leaves). A gfn without a valid
  *    leaf is NOPAGE, or POISONED if annotated PKVM_ANNOT_POISONED.
@@ -133,7 +133,9 @@ struct pkvm_vm {
 	unsigned int id;                      /* immutable: index in hyp->vms */
 	struct pkvm_vm_config cfg;            /* immutable */
 	struct pkvm_lock lock;
-	struct pm_s2 s2;                      /* changed under lock */
+	struct pm_s2 *s2;                     /* immutable pointer: cfg.s2 or &own_s2;
+					       * the table is changed under lock */
+	struct pm_s2 own_s2;                  /* used when cfg.s2 is NULL */
 };
 
 /* Lock ranks: a thread takes locks in increasing rank only. */

@@ -271,7 +271,7 @@ static int check_hyp_unpinned(struct op *op)
 static void guest_lookup(struct op *op, uint64_t *pte, int *level)
 {
 	pkvm_lock_assert_held(&op->vm->lock);
-	pm_s2_get_leaf(&op->vm->s2, op->gfn, pte, level);
+	pm_s2_get_leaf(op->vm->s2, op->gfn, pte, level);
 	if (pm_pte_valid(*pte))
 		op->guest = pkvm_pte_state(*pte);
 	else if (pkvm_annot_type(*pte) == PKVM_ANNOT_POISONED)
@@ -291,7 +291,7 @@ static int check_guest_nopage(struct op *op)
 	struct pm_walker w = { .visit = guest_range_visit, .flags = PM_WALK_LEAF };
 
 	pkvm_lock_assert_held(&op->vm->lock);
-	return pm_s2_walk(&op->vm->s2, op->gfn, op->gfn + op->nr, &w);
+	return pm_s2_walk(op->vm->s2, op->gfn, op->gfn + op->nr, &w);
 }
 
 /* The guest's own 4K page at gfn (its hypercalls): finds its frame. */
@@ -424,12 +424,12 @@ static void guest_map(struct op *op, enum pkvm_page_state s, unsigned int prot)
 	uint64_t pte = (op->pfn << PM_PAGE_SHIFT) | pte_perms(prot) | PKVM_PTE_STATE(s);
 	int level = op->nr == 1 ? 0 : 1;
 
-	PM_BUG_ON(pm_s2_map_mc(&op->vm->s2, op->gfn, level, pte, &op->hyp->reserve));
+	PM_BUG_ON(pm_s2_map_mc(op->vm->s2, op->gfn, level, pte, &op->hyp->reserve));
 }
 
 static void guest_set_state(struct op *op, enum pkvm_page_state s)
 {
-	PM_BUG_ON(pm_s2_update_leaves(&op->vm->s2, op->gfn, op->gfn + op->nr, PM_PTE_SW_STATE_MASK,
+	PM_BUG_ON(pm_s2_update_leaves(op->vm->s2, op->gfn, op->gfn + op->nr, PM_PTE_SW_STATE_MASK,
 				      PKVM_PTE_STATE(s), &op->hyp->reserve));
 }
 
@@ -445,7 +445,7 @@ static void guest_unmap(struct op *op)
 {
 	struct pm_s2_zap_result res;
 
-	PM_BUG_ON(pm_s2_zap(&op->vm->s2, op->gfn, op->gfn + op->nr, NULL, NULL, &res));
+	PM_BUG_ON(pm_s2_zap(op->vm->s2, op->gfn, op->gfn + op->nr, NULL, NULL, &res));
 	PM_BUG_ON(res.zapped != 1 || res.split);
 	guest_tlb_flush(op);
 }
@@ -456,7 +456,7 @@ static void guest_poison(struct op *op)
 	struct pkvm_hyp *hyp = op->hyp;
 	uint64_t annot = pkvm_annot(PKVM_ANNOT_POISONED, 0, 0);
 
-	PM_BUG_ON(pm_s2_annotate(&op->vm->s2, op->gfn, op->gfn + 1, annot, &hyp->reserve));
+	PM_BUG_ON(pm_s2_annotate(op->vm->s2, op->gfn, op->gfn + 1, annot, &hyp->reserve));
 	guest_tlb_flush(op);
 	memset(pm_pfn_to_hva(op->pfn), 0, PM_PAGE_SIZE);
 	atomic_store_explicit(&page_of(op, op->pfn)->poisoned, 1, memory_order_relaxed);
@@ -562,7 +562,7 @@ static void commit_host_reclaim_page_guest(struct op *op)
 
 static void commit_relax_perms(struct op *op)
 {
-	PM_BUG_ON(pm_s2_relax_perms(&op->vm->s2, op->gfn, pte_perms(op->prot)));
+	PM_BUG_ON(pm_s2_relax_perms(op->vm->s2, op->gfn, pte_perms(op->prot)));
 }
 
 /* ---- the table ---- */

@@ -294,87 +294,90 @@ static void test_guest_private_memory_is_kept_and_unreachable_by_the_host(void *
 	vmm_destroy(&m);
 }
 
+/* A pkvm VM whose guest wrote its NPAGES pages (seed), with their frames
+ * and the hypervisor's statistics just after. */
+struct written {
+	struct wr_args a;        /* the guest's argument: lives as long as the VM */
+	struct vmm m;
+	struct pkvm_hyp *hyp;
+	unsigned int id;
+	pm_pfn_t pfn[NPAGES];
+	struct pkvm_stats before;
+};
+
+static void written_start(struct written *w, uint64_t seed, uint64_t expect_seed)
+{
+	w->a = (struct wr_args){ .seed = seed, .expect_seed = expect_seed };
+	vmm_create(&w->m);
+	w->hyp = pkvm_model_hyp();
+	w->id = write_pages(&w->m, w->hyp, &w->a);
+	for (unsigned int i = 0; i < NPAGES; i++)
+		w->pfn[i] = guest_frame(w->hyp, w->id, GPA / PAGE + i);
+	w->before = hyp_stats(w->hyp);
+}
+
+/* Every page the guest owned was poisoned, and its frame went back to the
+ * host, zeroed. */
+static void assert_all_poisoned(struct written *w)
+{
+	assert_int_equal(hyp_stats(w->hyp).pages_poisoned - w->before.pages_poisoned, NPAGES);
+	assert_int_equal(frames_owned_by(w->hyp, w->id), 0);
+	for (unsigned int i = 0; i < NPAGES; i++)
+		assert_int_equal(pkvm_host_state(w->hyp, w->pfn[i]), PKVM_PAGE_OWNED);
+}
+
+/* The guest runs again and reads zeroes in place of what it wrote. */
+static void assert_guest_reads_zero(struct written *w)
+{
+	struct pm_ucall uc;
+
+	assert_int_equal(vmm_run(&w->m, &uc), PM_UCALL_SYNC);
+	assert_int_equal(uc.args[0], WORDS);
+}
+
 static void test_memslot_deletion_reclaims_and_poisons_guest_pages(void **state)
 {
-	struct wr_args a = { .seed = 9, .expect_seed = 0 };
-	struct pkvm_stats before;
-	struct pkvm_hyp *hyp;
-	pm_pfn_t pfn[NPAGES];
-	struct pm_ucall uc;
-	struct vmm m;
-	unsigned int id;
+	struct written w;
 
-	vmm_create(&m);
-	hyp = pkvm_model_hyp();
-	id = write_pages(&m, hyp, &a);
-	for (unsigned int i = 0; i < NPAGES; i++)
-		pfn[i] = guest_frame(hyp, id, GPA / PAGE + i);
-	before = hyp_stats(hyp);
-
-	assert_int_equal(set_slot(&m, 0), 0);   /* delete */
-	assert_int_equal(hyp_stats(hyp).pages_poisoned - before.pages_poisoned, NPAGES);
-	assert_int_equal(frames_owned_by(hyp, id), 0);
+	written_start(&w, 9, 0);
+	assert_int_equal(set_slot(&w.m, 0), 0);   /* delete */
+	assert_all_poisoned(&w);
 	for (unsigned int i = 0; i < NPAGES; i++) {
 		/* guest_memfd still holds the frame: the hyp zeroed it. */
-		assert_int_equal(pkvm_host_state(hyp, pfn[i]), PKVM_PAGE_OWNED);
-		assert_true(pkvm_page_poisoned(hyp, pfn[i]));
-		assert_true(frame_is_zero(pfn[i]));
-		assert_int_equal(pkvm_host_access(hyp, pfn[i], false), 0);
+		assert_true(pkvm_page_poisoned(w.hyp, w.pfn[i]));
+		assert_true(frame_is_zero(w.pfn[i]));
+		assert_int_equal(pkvm_host_access(w.hyp, w.pfn[i], false), 0);
 	}
-
 	/* The slot again: the guest gets its pages back, zeroed. */
-	assert_int_equal(set_slot(&m, GMEM_SIZE), 0);
-	assert_int_equal(vmm_run(&m, &uc), PM_UCALL_SYNC);
-	assert_int_equal(uc.args[0], WORDS);
-	vmm_destroy(&m);
+	assert_int_equal(set_slot(&w.m, GMEM_SIZE), 0);
+	assert_guest_reads_zero(&w);
+	vmm_destroy(&w.m);
 }
 
 static void test_punch_hole_reclaims_through_the_hyp(void **state)
 {
-	struct wr_args a = { .seed = 11, .expect_seed = 0 };
-	struct pkvm_stats before;
-	struct pkvm_hyp *hyp;
-	struct pm_ucall uc;
-	struct vmm m;
-	unsigned int id;
+	struct written w;
 
-	vmm_create(&m);
-	hyp = pkvm_model_hyp();
-	id = write_pages(&m, hyp, &a);
-	before = hyp_stats(hyp);
-	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, NPAGES * PAGE), 0);
-	assert_int_equal(hyp_stats(hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST] -
-			 before.done[PKVM_HOST_RECLAIM_PAGE_GUEST], NPAGES);
-	assert_int_equal(hyp_stats(hyp).pages_poisoned - before.pages_poisoned, NPAGES);
-	assert_int_equal(frames_owned_by(hyp, id), 0);
-	assert_int_equal(vmm_run(&m, &uc), PM_UCALL_SYNC);
-	assert_int_equal(uc.args[0], WORDS);    /* new pages: zero */
-	vmm_destroy(&m);
+	written_start(&w, 11, 0);
+	assert_int_equal(pm_kvm_fallocate(w.m.gmem, PUNCH, 0, NPAGES * PAGE), 0);
+	assert_int_equal(hyp_stats(w.hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST] -
+			 w.before.done[PKVM_HOST_RECLAIM_PAGE_GUEST], NPAGES);
+	assert_all_poisoned(&w);
+	assert_guest_reads_zero(&w);            /* new pages: zero */
+	vmm_destroy(&w.m);
 }
 
 /* A second pkvm VM keeps the hyp alive while the first is destroyed. */
 static void test_vm_destruction_poisons_every_guest_page(void **state)
 {
-	struct wr_args a = { .seed = 13, .expect_seed = 13 };
-	struct pkvm_stats before;
-	struct pkvm_hyp *hyp;
-	pm_pfn_t pfn[NPAGES];
-	struct vmm m, keep;
-	unsigned int id;
+	struct written w;
+	struct vmm keep;
 
 	vmm_create(&keep);
-	vmm_create(&m);
-	hyp = pkvm_model_hyp();
-	id = write_pages(&m, hyp, &a);
-	for (unsigned int i = 0; i < NPAGES; i++)
-		pfn[i] = guest_frame(hyp, id, GPA / PAGE + i);
-	before = hyp_stats(hyp);
-	vmm_destroy(&m);
-	assert_ptr_equal(pkvm_model_hyp(), hyp);
-	assert_int_equal(hyp_stats(hyp).pages_poisoned - before.pages_poisoned, NPAGES);
-	assert_int_equal(frames_owned_by(hyp, id), 0);
-	for (unsigned int i = 0; i < NPAGES; i++)
-		assert_int_equal(pkvm_host_state(hyp, pfn[i]), PKVM_PAGE_OWNED);
+	written_start(&w, 13, 13);
+	vmm_destroy(&w.m);
+	assert_ptr_equal(pkvm_model_hyp(), w.hyp);
+	assert_all_poisoned(&w);
 	vmm_destroy(&keep);
 	assert_null(pkvm_model_hyp());
 }

@@ -83,16 +83,14 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
 	if (start >= end)
 		return;
-	/* No leaf anywhere (no vCPU has faulted anything in, as KVM has no
-	 * root before a vCPU runs): nothing to walk. Safe: a fault that may
-	 * map into our range either saw it published and retries, or was
-	 * inside the MMU lock when the invalidation began and was waited
-	 * for, its leaf counted before it left. */
-	if (atomic_load_explicit(&mmu->s2.leaves[0], memory_order_acquire) ||
-	    atomic_load_explicit(&mmu->s2.leaves[1], memory_order_acquire) ||
-	    atomic_load_explicit(&mmu->s2.leaves[2], memory_order_acquire))
-		/* Cannot fail: without a frame to split a huge leaf it removes it whole. */
-		PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &z, &res) != 0);
+	/* Cannot fail: without a frame to split a huge leaf it removes it
+	 * whole. On a table with nothing but its root (no vCPU has faulted
+	 * anything in, as KVM has no root before a vCPU runs) it does not
+	 * even walk; that is exact here: a fault that may map into our range
+	 * either saw it published and retries, or was inside the MMU lock
+	 * when the invalidation began and was waited for, its tables and leaf
+	 * counted. */
+	PM_BUG_ON(pm_s2_zap(&mmu->s2, start, end, zap_filter, &z, &res) != 0);
 	/* Statistics are shared lines: written only when there is news. */
 	if (res.zapped)
 		atomic_fetch_add_explicit(&mmu->zapped, res.zapped, memory_order_relaxed);

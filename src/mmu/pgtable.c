@@ -616,6 +616,14 @@ int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
 
 	if (res)
 		memset(res, 0, sizeof(*res));
+	/* Only the root, and no leaf in it: nothing to remove or free, no
+	 * walk. A map that adds a table or leaf meanwhile is the caller's to
+	 * order (see the top of pgtable.h). */
+	if (atomic_load_explicit(&s2->tables, memory_order_acquire) == 1 &&
+	    !atomic_load_explicit(&s2->leaves[0], memory_order_acquire) &&
+	    !atomic_load_explicit(&s2->leaves[1], memory_order_acquire) &&
+	    !atomic_load_explicit(&s2->leaves[2], memory_order_acquire))
+		return 0;
 	return pm_s2_walk(s2, start, end, &w);
 }
 

@@ -120,46 +120,42 @@ int pm_handle_install(const struct pm_file *f)
 	return r ? r : h;
 }
 
-int pm_handle_get(int handle, struct pm_file *f)
+/* Copies the entry of handle into *f, if open; with ref, takes a reference
+ * inside the read-side section (the table's reference is dropped only a
+ * grace period after close cleared the entry). */
+static bool table_lookup(int handle, struct pm_file *f, bool ref)
 {
 	struct handle_table *t;
 	struct pm_file *e = NULL;
 
-	if (handle < 0)
-		return -EBADF;
 	pm_rcu_read_lock();
 	t = pm_rcu_dereference(table);
-	if (t && handle < t->size)
+	if (handle >= 0 && t && handle < t->size)
 		e = pm_rcu_dereference(t->entry[handle]);
 	if (e) {
 		*f = *e;
-		pm_file_get(f);
+		if (ref)
+			pm_file_get(f);
 	}
 	pm_rcu_read_unlock();
-	return e ? 0 : -EBADF;
+	return e != NULL;
+}
+
+int pm_handle_get(int handle, struct pm_file *f)
+{
+	return table_lookup(handle, f, true) ? 0 : -EBADF;
 }
 
 int pm_handle_pin(int handle, struct pm_file *f, unsigned int *slot)
 {
-	struct handle_table *t;
-	struct pm_file *e = NULL;
-
 	if (handle < 0)
 		return -EBADF;
 	pthread_once(&users_once, users_init);
 	*slot = pm_brlock_read_lock(&users);
-	pm_rcu_read_lock();
-	t = pm_rcu_dereference(table);
-	if (t && handle < t->size)
-		e = pm_rcu_dereference(t->entry[handle]);
-	if (e)
-		*f = *e;
-	pm_rcu_read_unlock();
-	if (!e) {
-		pm_brlock_read_unlock(&users, *slot);
-		return -EBADF;
-	}
-	return 0;
+	if (table_lookup(handle, f, false))
+		return 0;
+	pm_brlock_read_unlock(&users, *slot);
+	return -EBADF;
 }
 
 void pm_handle_unpin(unsigned int slot)

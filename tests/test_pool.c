@@ -229,6 +229,67 @@ static void test_dirty_frames_read_zero_when_handed_out_again(void **state)
 	free(pfn);
 }
 
+/* ---- host access guards ---- */
+
+struct guard_log {
+	pm_pfn_t refused;           /* refuse accesses that include this frame */
+	unsigned int calls, refusals;
+};
+
+static int guard_access(void *arg, pm_pfn_t pfn, uint64_t n, bool write)
+{
+	struct guard_log *log = arg;
+
+	log->calls++;
+	if (write && log->refused >= pfn && log->refused < pfn + n) {
+		log->refusals++;
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static void free_refused_frame(void *arg)
+{
+	pm_pool_free(*(pm_pfn_t *)arg, 0);
+}
+
+static void test_host_guards_see_every_scrub_and_a_refused_scrub_is_fatal(void **state)
+{
+	struct guard_log log = { .refused = PM_PFN_INVALID };
+	struct pm_host_guard g = { .access = guard_access, .arg = &log };
+	struct pm_host_guard others[4];
+	pm_pfn_t a, b;
+
+	fresh_pool(16 * MIB, KEEP_ALL);
+	assert_int_equal(pm_host_access(0, 1, true), 0);     /* no guard: allowed */
+	assert_int_equal(pm_host_guard_register(&g), 0);
+	a = alloc_ok(0);
+	b = alloc_ok(0);
+	pm_pool_free(a, 0);
+	assert_true(log.calls >= 1);
+	assert_int_equal(log.refusals, 0);
+	log.refused = b;
+	assert_int_equal(pm_host_access(b, 1, true), -EFAULT);
+	assert_int_equal(pm_host_access(b, 1, false), 0);
+	/* The library scrubbing a frame the hardware protects: the host would
+	 * have crashed, so privmem aborts (and the frame is not written). */
+	assert_true(pm_test_aborts(free_refused_frame, &b));
+	/* At most 4 guards; an unregistered guard is never called again. */
+	for (int i = 0; i < 3; i++) {
+		others[i] = g;
+		assert_int_equal(pm_host_guard_register(&others[i]), 0);
+	}
+	others[3] = g;
+	assert_int_equal(pm_host_guard_register(&others[3]), -EBUSY);
+	for (int i = 0; i < 3; i++)
+		pm_host_guard_unregister(&others[i]);
+	pm_host_guard_unregister(&g);
+	log.calls = 0;
+	assert_int_equal(pm_host_access(b, 1, true), 0);
+	assert_int_equal(log.calls, 0);
+	pm_pool_free(b, 0);
+}
+
 /* ---- exhaustion ---- */
 
 static void test_exhaustion_is_enomem_and_pool_is_whole_after(void **state)
@@ -1105,6 +1166,7 @@ int main(void)
 		cmocka_unit_test(test_exiting_thread_returns_its_cached_frames),
 		cmocka_unit_test(test_cached_frame_reads_zero_when_handed_out_again),
 		cmocka_unit_test(test_concurrent_cached_alloc_free_with_stats_and_reconfigure),
+		cmocka_unit_test(test_host_guards_see_every_scrub_and_a_refused_scrub_is_fatal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

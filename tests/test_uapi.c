@@ -290,6 +290,29 @@ static void test_unknown_ioctl_errno_depends_on_the_handle_kind(void **state)
 	close_ok(sys);
 }
 
+/* VM types that launch nothing measured have neither KVM_MEMORY_ENCRYPT_OP
+ * (ENOTTY, as KVM without a mem_enc_ioctl) nor a measurement. */
+static void test_encrypt_op_and_measurement_are_enotty_without_a_model_that_has_them(void **state)
+{
+	unsigned long types[] = { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM };
+	int sys = open_sys();
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		int vm = create_vm(sys, types[i]);
+		int vcpu = create_vcpu(vm, 0);
+		struct pm_measurement m;
+		struct kvm_sev_cmd cmd = { .id = KVM_SEV_SNP_LAUNCH_START };
+
+		assert_fails(pm_kvm_ioctl(vm, KVM_MEMORY_ENCRYPT_OP, (unsigned long)&cmd), ENOTTY);
+		assert_fails(pm_kvm_ioctl(vcpu, KVM_MEMORY_ENCRYPT_OP, (unsigned long)&cmd), ENOTTY);
+		assert_fails(pm_kvm_ioctl(vm, PM_KVM_GET_MEASUREMENT, (unsigned long)&m), ENOTTY);
+		assert_fails(pm_kvm_ioctl(vm, PM_KVM_GET_MEASUREMENT, 0), ENOTTY);
+		close_ok(vcpu);
+		close_ok(vm);
+	}
+	close_ok(sys);
+}
+
 /* ---- vCPUs -------------------------------------------------------------- */
 
 static void test_create_vcpu_rejects_large_and_duplicate_ids(void **state)
@@ -735,6 +758,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_open_close_never_hands_out_a_handle_twice),
 		cmocka_unit_test(test_lookups_race_close_and_table_growth),
 		cmocka_unit_test(test_close_waits_for_a_pinned_call),
+		cmocka_unit_test(test_encrypt_op_and_measurement_are_enotty_without_a_model_that_has_them),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -110,6 +110,17 @@ struct pm_vm_stats {
 };
 #define PM_KVM_GET_VM_STATS _IOR(PMIO, 0x20, struct pm_vm_stats)
 
+/* VM handle: the launch measurement of a confidential VM, 48 bytes of
+ * SHA-384: SNP's launch digest (PAGE_INFO chain), TDX's MRTD. The argument
+ * is a pointer to a 48-byte buffer. ENOTTY for VM types that measure
+ * nothing; EINVAL before the measurement is final (SNP: LAUNCH_FINISH, TDX:
+ * KVM_TDX_FINALIZE_VM). */
+#define PM_MEASUREMENT_SIZE 48
+struct pm_measurement {
+	__u8 digest[PM_MEASUREMENT_SIZE];
+};
+#define PM_KVM_GET_MEASUREMENT _IOR(PMIO, 0x21, struct pm_measurement)
+
 #ifdef __cplusplus
 }
 #endif

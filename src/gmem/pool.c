@@ -771,10 +771,15 @@ static void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct tran
 	pool_enter_transit_locked(pfn, order);
 }
 
-/* Zeroes freed frames. The one place where the host writes freed frames
- * through its mapping (the SEV-SNP model hooks its host-write check here). */
+/* Zeroes freed frames: a host write, checked by the hardware's guards. A
+ * refusal means a frame was freed while the hardware still protects it
+ * (an SNP page still assigned, a pKVM page the host does not own): on real
+ * hardware the host crashes here, so privmem stops too. */
 static void pool_scrub(uint64_t pfn, unsigned int order)
 {
+	if (pm_host_access(pfn, 1ULL << order, true))
+		pm_fatal("pool: scrub of frames %#" PRIx64 "+%u refused by the hardware "
+			 "(freed while protected)", pfn, 1U << order);
 	memset(pm_pfn_to_hva(pfn), 0, PM_PAGE_SIZE << order);
 }
 

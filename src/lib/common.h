@@ -48,6 +48,9 @@ typedef uint64_t pm_pfn_t; /* frame number in the frame pool (host "physical") *
 	} while (0)
 
 _Noreturn void pm_bug(const char *file, int line, const char *what);
+/* An event the simulated hardware treats as fatal for the host (where real
+ * hardware would crash it): abort with the message. */
+_Noreturn void pm_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Half-open ranges [s1, e1) and [s2, e2) intersect. */
 static inline bool pm_ranges_overlap(uint64_t s1, uint64_t e1, uint64_t s2, uint64_t e2)

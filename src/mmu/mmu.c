@@ -153,7 +153,7 @@ static void mmu_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
 	pm_s2_walk(s2, gfn, gfn + 1, &w);
 }
 
-uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write)
+uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access)
 {
 	uint64_t want = PM_PTE_ACCESSED | (write ? PM_PTE_DIRTY : 0);
 	uint64_t pte;
@@ -164,12 +164,19 @@ uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write)
 		return NULL;
 	if (write && !(pte & PM_PTE_WRITE))
 		return NULL;
+	if (private_access && *private_access != !!(pte & PM_PTE_PRIVATE))
+		return NULL;
 	if ((pte & want) != want)
 		mmu_mark(&vm->mmu->s2, gfn, want);
 	off = gfn & (pm_s2_level_pages(level) - 1);
 	if (pte & PM_PTE_HVA)
 		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);
 	return pm_pfn_to_hva(pm_pte_addr(pte) + off);
+}
+
+uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write)
+{
+	return pm_mmu_translate_kind(vm, gfn, write, NULL);
 }
 
 /* ---- the fault path ---- */

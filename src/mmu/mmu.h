@@ -74,6 +74,9 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);
 /* The host address of gfn's page for a read (or write), from the page
  * table; NULL if not mapped (or not writable). Sets ACCESSED (and DIRTY). */
 uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
+/* The same for an access of a known kind: NULL also when the mapping is of
+ * the other kind (private vs shared); private_access NULL: any kind. */
+uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access);
 
 /* Shoots down every vCPU's TLB (see above). */
 void pm_mmu_tlb_shootdown(struct pm_vm *vm);

@@ -19,15 +19,27 @@
  *    finds the page and has its hardware map it;
  *  - inval_zap replaces the MMU's invalidation consumer (mmu_zap): the
  *    model's hardware takes the pages back, never a plain zap.
+ *
+ * Hooks for models whose guests say in the address which kind of memory
+ * they mean (SNP's C-bit, TDX's shared bit) and for launch/measurement:
+ *  - gpa_decode splits a guest physical address into the gfn and whether
+ *    the access is private; without it the kind of an access follows the
+ *    gfn's attribute (software-protected and default VMs);
+ *  - mem_enc_op / vcpu_mem_enc_op serve KVM_MEMORY_ENCRYPT_OP on the VM /
+ *    vCPU handle (arg is the user pointer; ENOTTY without the hook);
+ *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
+ *    the MRTD; ENOTTY without the hook).
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
 
+#include <privmem/privmem.h>
 #include "lib/common.h"
 #include "memslot/invalidate.h"
 #include "mmu/mmu.h"
 
 struct pm_vm;
+struct pm_vcpu;
 
 struct pm_model_ops {
 	const char *name;           /* "default", "sw", ... */
@@ -48,6 +60,11 @@ struct pm_model_ops {
 	/* The invalidation consumer (memslot/invalidate.h's zap contract). */
 	void (*inval_zap)(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 			  enum pm_inval_cause cause, void *ctx);
+
+	void (*gpa_decode)(struct pm_vm *vm, uint64_t gpa, gfn_t *gfn, bool *private_access);
+	long (*mem_enc_op)(struct pm_vm *vm, unsigned long arg);
+	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
+	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
 };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */

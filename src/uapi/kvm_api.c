@@ -166,6 +166,21 @@ static long vm_create_guest_memfd(struct pm_vm *vm, unsigned long arg)
 	return r;
 }
 
+static long vm_get_measurement(struct pm_vm *vm, unsigned long arg)
+{
+	struct pm_measurement m;
+	int r;
+
+	if (!vm->model->get_measurement)
+		return -ENOTTY;
+	if (!arg)
+		return -EFAULT;
+	r = vm->model->get_measurement(vm, m.digest);
+	if (!r)
+		memcpy((void *)arg, &m, sizeof(m));
+	return r;
+}
+
 static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
 	struct pm_vm *vm = f->obj;
@@ -193,6 +208,10 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 			return -EFAULT;
 		pm_vm_get_stats(vm, (void *)arg);
 		return 0;
+	case KVM_MEMORY_ENCRYPT_OP:
+		return vm->model->mem_enc_op ? vm->model->mem_enc_op(vm, arg) : -ENOTTY;
+	case PM_KVM_GET_MEASUREMENT:
+		return vm_get_measurement(vm, arg);
 	default:
 		return -ENOTTY;
 	}
@@ -234,6 +253,9 @@ static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long
 	case PM_KVM_SET_GUEST:
 		COPY_IN(entry, arg);
 		return pm_vcpu_set_guest(vcpu, &entry);
+	case KVM_MEMORY_ENCRYPT_OP:
+		return vcpu->vm->model->vcpu_mem_enc_op ?
+		       vcpu->vm->model->vcpu_mem_enc_op(vcpu, arg) : -ENOTTY;
 	default:
 		return -EINVAL;
 	}

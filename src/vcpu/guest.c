@@ -40,11 +40,13 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
-static void guest_tlb_fill(struct pm_vcpu *v, gfn_t gfn, uint8_t *hva, bool writable)
+/* The TLB is tagged by gpa page, kind bits included (SNP's C-bit, TDX's
+ * shared bit), so a translation of one kind never serves the other. */
+static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool writable)
 {
-	struct pm_tlb_entry *e = &v->tlb[gfn & (PM_TLB_ENTRIES - 1)];
+	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
-	e->tag = gfn;
+	e->tag = gpa >> PM_PAGE_SHIFT;
 	e->hva = hva;
 	e->writable = writable;
 }
@@ -53,15 +55,20 @@ static void guest_tlb_fill(struct pm_vcpu *v, gfn_t gfn, uint8_t *hva, bool writ
  * page's host address (filled into the TLB), NULL for an MMIO access, or
  * GUEST_FAULT_LOOKUP when the mapping exists but must be looked up again. */
 #define GUEST_FAULT_LOOKUP ((uint8_t *)1)
-static uint8_t *guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
+static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bool *private_access,
+			    bool write)
 {
 	struct pm_vm *vm = v->vm;
 
 	for (;;) {
-		/* On software-protected VMs an access is private exactly when
-		 * the attribute says so: the fault path reads it after its
-		 * snapshot, so a racing conversion is a retry, never an exit. */
-		struct pm_fault f = { .gfn = gfn, .write = write, .kind_from_attr = true };
+		/* Without kind bits in the address (software-protected VMs)
+		 * an access is private exactly when the attribute says so:
+		 * the fault path reads it after its snapshot, so a racing
+		 * conversion is a retry, never an exit. */
+		struct pm_fault f = {
+			.gfn = gfn, .write = write, .kind_from_attr = !private_access,
+			.private_access = private_access && *private_access,
+		};
 		uint64_t gen = v->tlb_seen;
 		enum pm_fault_result r;
 
@@ -79,7 +86,7 @@ static uint8_t *guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
 		 * now waits for this access, like any access in flight. */
 		if (!f.hva || v->tlb_seen != gen)
 			return GUEST_FAULT_LOOKUP;
-		guest_tlb_fill(v, gfn, f.hva, f.writable && write);
+		guest_tlb_fill(v, gpa, f.hva, f.writable && write);
 		return f.hva;
 	}
 }
@@ -87,18 +94,23 @@ static uint8_t *guest_fault(struct pm_vcpu *v, gfn_t gfn, bool write)
 /* Host address of the page containing gpa, or NULL for MMIO. */
 static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
 {
+	const struct pm_model_ops *model = v->vm->model;
 	gfn_t gfn = gpa >> PM_PAGE_SHIFT;
+	bool private_access = false;
 
+	if (model->gpa_decode)
+		model->gpa_decode(v->vm, gpa, &gfn, &private_access);
 	for (;;) {
-		uint8_t *hva = pm_mmu_translate(v->vm, gfn, write);
+		uint8_t *hva = pm_mmu_translate_kind(v->vm, gfn, write,
+						     model->gpa_decode ? &private_access : NULL);
 
 		if (hva) {
 			/* A read fill must not make the page look writable
 			 * (the first write walks again to set DIRTY). */
-			guest_tlb_fill(v, gfn, hva, write);
+			guest_tlb_fill(v, gpa, hva, write);
 			return hva;
 		}
-		hva = guest_fault(v, gfn, write);
+		hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write);
 		if (hva != GUEST_FAULT_LOOKUP)
 			return hva;
 	}

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * privmem bench: the framework every benchmark uses (bench.c) and the
+ * benchmarks (bench_*.c). A benchmark is one function that fills in a
+ * struct result: figures (measured things, best and median of --reps
+ * measurements), ratios between figures, targets (MET / NOT MET),
+ * information and notes; bench.c prints it as text or JSON.
+ */
+#ifndef PM_TOOLS_BENCH_H
+#define PM_TOOLS_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "vmm.h"
+
+#define KIB ((uint64_t)1 << 10)
+#define MIB ((uint64_t)1 << 20)
+#define GIB ((uint64_t)1 << 30)
+#define PAGE_4K (4 * KIB)
+#define PAGE_2M (2 * MIB)
+
+#define BENCH_MAX_REPS 50
+#define BENCH_MAX 16              /* benchmarks in the table */
+
+struct bench_opts {
+	bool run[BENCH_MAX];
+	bool all;
+	bool json;
+	uint64_t size;            /* 0: each benchmark's default */
+	unsigned int reps;        /* 0: each benchmark's default */
+};
+
+/* One measured thing: `ops` operations (and `bytes` bytes) per measurement. */
+struct figure {
+	char key[48];            /* JSON key */
+	char label[64];
+	const char *op;          /* one operation, e.g. "pair", "page", "read" */
+	double ops;
+	double bytes;            /* 0: no throughput */
+	bool gb;                 /* throughput in GB/s (10^9) instead of GiB/s */
+	const char *event;       /* optional second rate, e.g. "fault" */
+	double events;           /* events per measurement */
+	double best, median;     /* seconds per measurement */
+	bool skipped;
+	char why[192];
+};
+
+struct ratio {
+	char key[48];
+	char label[96];
+	double value;            /* of the best figures */
+	double median;           /* of the median figures */
+};
+
+enum tstatus { T_MET, T_NOT_MET, T_SKIPPED };
+
+struct target {
+	char key[48];
+	char text[128];          /* what is required */
+	double value, limit;
+	bool at_least;           /* value >= limit (else value <= limit) */
+	enum tstatus st;
+	char why[192];           /* for T_SKIPPED */
+};
+
+struct info {
+	char key[48];
+	char label[96];
+	double value;
+	const char *unit;
+};
+
+#define MAX_FIG 12
+#define MAX_RATIO 10
+#define MAX_TGT 6
+#define MAX_INFO 24
+#define MAX_NOTE 10
+
+struct result {
+	const char *name;
+	char title[160];
+	uint64_t size;
+	unsigned int reps;
+	struct figure fig[MAX_FIG];
+	int nfig;
+	struct ratio ratio[MAX_RATIO];
+	int nratio;
+	struct target tgt[MAX_TGT];
+	int ntgt;
+	struct info info[MAX_INFO];
+	int ninfo;
+	char note[MAX_NOTE][400];
+	int nnote;
+	bool failed;
+	char error[384];
+};
+
+/* Measurements of one figure. */
+struct samples {
+	double v[BENCH_MAX_REPS];
+	unsigned int n;
+};
+
+/* Samples and clocks (CLOCK_MONOTONIC). */
+double samples_best(const struct samples *s);
+double samples_median(const struct samples *s);
+void samples_add(struct samples *s, double secs);
+uint64_t now_ns(void);
+double secs_since(uint64_t t0);
+
+/* Building a result. result_fail keeps the first error; figure_add
+ * describes a figure that figure_set (or figure_skip) completes; ratios
+ * and targets compare figures' best values. */
+void result_fail(struct result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void note(struct result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct figure *figure_add(struct result *r, const char *key, const char *label, const char *op,
+			  double ops, double bytes);
+void figure_set(struct figure *f, const struct samples *s);
+void figure_skip(struct figure *f, const char *why);
+double ns_per_op(const struct figure *f, bool median);
+double throughput(const struct figure *f, bool median);
+double ratio_add(struct result *r, const char *key, const char *label, const struct figure *a,
+		 const struct figure *b, bool invert);
+void target_add(struct result *r, const char *key, const char *text, double value, double limit,
+		bool at_least, const char *why);
+void info_add(struct result *r, const char *key, const char *label, double value, const char *unit);
+
+/* Shared helpers: pre-faulted buffers, a PRNG, attribute changes and one
+ * destructive conversion round trip of a granule (see bench.c). */
+uint8_t *buffer_new(uint64_t size);
+void buffer_free(uint8_t *p, uint64_t size);
+uint64_t rng_next(uint64_t *s);
+int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
+int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+
+/* Keeps the compiler from dropping stores to memory nobody reads. */
+static inline void clobber(void *p)
+{
+	__asm__ volatile("" : : "r"(p) : "memory");
+}
+
+extern volatile uint64_t sink;
+
+/* The benchmarks (r->size and r->reps are set; each fills in the rest). */
+void bench_convert(const struct bench_opts *o, struct result *r);
+void bench_fault(const struct bench_opts *o, struct result *r);
+void bench_access(const struct bench_opts *o, struct result *r);
+void bench_scale(const struct bench_opts *o, struct result *r);
+
+#endif

@@ -26,8 +26,8 @@
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/pool.h"
-#include "models/pkvm/hyp_internal.h"
 #include "models/pkvm/pkvm.h"
+#include "lib/pkvm_check.h"
 #include "lib/testutil.h"
 
 #define PAGE      4096ULL
@@ -382,6 +382,290 @@ static void test_vm_destruction_poisons_every_guest_page(void **state)
 	assert_null(pkvm_model_hyp());
 }
 
+/* ---- sharing ---- */
+
+/* Runs the vCPU to its next exit; returns the exit reason. */
+static uint32_t vmm_run_exit(struct vmm *m)
+{
+	assert_int_equal(pm_kvm_ioctl(m->vcpu, KVM_RUN, 0), 0);
+	if (m->run->exit_reason == PM_EXIT_UCALL) {
+		struct pm_ucall uc;
+
+		if (pm_get_ucall(m->vcpu, &uc) == PM_UCALL_ABORT)
+			fail_msg("guest aborted: %s", uc.msg);
+	}
+	return m->run->exit_reason;
+}
+
+/* The next exit is the share / unshare notice for [gpa, gpa + n pages). */
+static void expect_share_exit(struct vmm *m, uint64_t nr, uint64_t gpa, uint64_t n)
+{
+	assert_int_equal(vmm_run_exit(m), KVM_EXIT_HYPERCALL);
+	assert_int_equal(m->run->hypercall.nr, nr);
+	assert_int_equal(m->run->hypercall.args[0], gpa);
+	assert_int_equal(m->run->hypercall.args[1], n);
+}
+
+/* The next exit is a SYNC with argument `want` (a result the guest reports). */
+static void expect_sync(struct vmm *m, uint64_t want)
+{
+	struct pm_ucall uc;
+
+	assert_int_equal(vmm_run(m, &uc), PM_UCALL_SYNC);
+	assert_int_equal((int64_t)uc.args[0], (int64_t)want);
+}
+
+static struct pm_pkvm_stats pkvm_stats(struct vmm *m)
+{
+	struct pm_pkvm_stats st;
+
+	assert_int_equal(pm_kvm_ioctl(m->kvm, PM_KVM_GET_PKVM_STATS, &st), 0);
+	return st;
+}
+
+static uint8_t *map_view(struct vmm *m)
+{
+	uint8_t *view = pm_kvm_mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m->gmem, 0);
+
+	assert_true(view != MAP_FAILED);
+	return view;
+}
+
+static bool view_readable(uint8_t *view, uint64_t page)
+{
+	uint8_t byte;
+
+	return !pm_test_sigbus(view + page * PAGE, false, &byte);
+}
+
+#define HOST_MARK 0x484f53544d41524bULL   /* what the host writes into a shared page */
+
+/* Writes NPAGES pages; shares pages 2-3 (reporting the result); reads
+ * what the host wrote into page 2; unshares 2-3; checks that pages 2-3
+ * kept the host's mark and its own pattern elsewhere (count of good words). */
+static void guest_share_in_place(struct pm_guest *g, void *arg)
+{
+	const uint64_t seed = 21, s = GPA + 2 * PAGE;
+	uint64_t good = 0;
+
+	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
+		pm_guest_write64(g, gpa, pattern(gpa, seed));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, s, 2));
+	pm_guest_sync(g, pm_guest_read64(g, s) == HOST_MARK);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, s, 2));
+	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
+		good += pm_guest_read64(g, gpa) == (gpa == s ? HOST_MARK : pattern(gpa, seed));
+	pm_guest_sync(g, good);
+}
+
+static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void **state)
+{
+	struct pm_pkvm_stats st0, st1;
+	struct pkvm_hyp *hyp;
+	struct vmm m;
+	uint8_t *view;
+	unsigned int id;
+	pm_pfn_t pfn2;
+
+	vmm_create(&m);
+	hyp = pkvm_model_hyp();
+	st0 = pkvm_stats(&m);
+	view = map_view(&m);
+	vmm_guest(&m, guest_share_in_place, NULL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA + 2 * PAGE, 2);
+	id = owner_of_gfn(hyp, GPA / PAGE);
+	/* In place: the view shows the guest's own frames, with its data. */
+	for (uint64_t p = 0; p < NPAGES; p++)
+		assert_int_equal(view_readable(view, p), p == 2 || p == 3);
+	assert_memory_equal(view + 2 * PAGE, (uint64_t[]){ pattern(GPA + 2 * PAGE, 21) }, 8);
+	assert_memory_equal(view + 3 * PAGE + 8, (uint64_t[]){ pattern(GPA + 3 * PAGE + 8, 21) }, 8);
+	assert_int_equal(pkvm_guest_state(hyp->vms[id], GPA / PAGE + 2, NULL), PKVM_PAGE_SHARED_OWNED);
+	memcpy(view + 2 * PAGE, &(uint64_t){ HOST_MARK }, 8);
+	expect_sync(&m, 2);
+	expect_sync(&m, 1);                      /* the guest saw the host's write */
+	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA + 2 * PAGE, 2);
+	/* Gone from the host before the guest got the pages back. */
+	for (uint64_t p = 0; p < NPAGES; p++)
+		assert_false(view_readable(view, p));
+	pfn2 = guest_frame(hyp, id, GPA / PAGE + 2);
+	assert_int_not_equal(pfn2, PM_PFN_INVALID);
+	assert_int_equal(pkvm_host_state(hyp, pfn2), PKVM_NOPAGE);
+	assert_int_equal(pkvm_guest_state(hyp->vms[id], GPA / PAGE + 2, NULL), PKVM_PAGE_OWNED);
+	expect_sync(&m, 2);
+	expect_sync(&m, WORDS);                  /* nothing lost either way */
+	st1 = pkvm_stats(&m);
+	assert_int_equal(st1.done[PM_PKVM_GUEST_SHARE_HOST] - st0.done[PM_PKVM_GUEST_SHARE_HOST], 2);
+	assert_int_equal(st1.done[PM_PKVM_GUEST_UNSHARE_HOST] - st0.done[PM_PKVM_GUEST_UNSHARE_HOST], 2);
+	assert_int_equal(st1.host_s2_faults, st0.host_s2_faults);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* Shares page 0, then tries to unshare it until that works, reporting
+ * each result; the VMM pins and unpins in between. */
+static void guest_unshare_pinned(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 0x1234);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));
+	pm_guest_sync(g, pm_guest_read64(g, GPA));
+}
+
+static int gmem_pin(struct vmm *m, unsigned long req, uint64_t off, uint64_t size)
+{
+	struct pm_gmem_pin pin = { .offset = off, .size = size };
+
+	return pm_kvm_ioctl(m->gmem, req, &pin);
+}
+
+static void test_unshare_fails_cleanly_while_the_host_pins_the_page(void **state)
+{
+	struct pm_pkvm_stats st0;
+	struct vmm m;
+	uint8_t *view;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	st0 = pkvm_stats(&m);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), EFAULT);   /* not shared yet */
+	vmm_guest(&m, guest_unshare_pinned, NULL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
+	expect_sync(&m, 1);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);   /* pins nest */
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, 2 * PAGE), EFAULT); /* all or nothing */
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 1, PAGE), EINVAL);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, GMEM_SIZE, PAGE), EFAULT);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, PAGE, PAGE), EINVAL); /* not pinned */
+	expect_sync(&m, (uint64_t)-EBUSY);      /* no exit: nothing changed hands */
+	assert_true(view_readable(view, 0));
+	assert_int_equal(pkvm_stats(&m).unshare_busy - st0.unshare_busy, 1);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA, 1);
+	assert_false(view_readable(view, 0));
+	expect_sync(&m, 1);
+	expect_sync(&m, 0x1234);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* Every refusal the guest can meet, each reported by a SYNC. */
+static void guest_share_errors(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 1);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + 8, 1));          /* unaligned */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 0));              /* no page */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, 0, 1));                /* not memory */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));            /* not shared */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE, 1));       /* untouched: ok */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE, 1));       /* twice */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 3));              /* stops at page 1 */
+	pm_guest_sync(g, pm_guest_read64(g, GPA + PAGE));
+	pm_guest_sync(g, (uint64_t)pm_guest_hypercall(g, PM_HC_PKVM_MEM_SHARE + 7, 0, 0, 0, 0));
+}
+
+static void test_share_and_unshare_refusals_are_exact_and_change_nothing(void **state)
+{
+	struct pm_pkvm_stats st0, st1;
+	struct vmm m;
+
+	vmm_create(&m);
+	st0 = pkvm_stats(&m);
+	vmm_guest(&m, guest_share_errors, NULL);
+	expect_sync(&m, (uint64_t)-EINVAL);
+	expect_sync(&m, (uint64_t)-EINVAL);
+	expect_sync(&m, (uint64_t)-EFAULT);
+	expect_sync(&m, (uint64_t)-EPERM);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA + PAGE, 1);
+	expect_sync(&m, 1);
+	expect_sync(&m, (uint64_t)-EPERM);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
+	expect_sync(&m, 1);
+	expect_sync(&m, 0);                      /* the untouched page read zero */
+	expect_sync(&m, (uint64_t)-KVM_ENOSYS);
+	st1 = pkvm_stats(&m);
+	assert_int_equal(st1.done[PM_PKVM_GUEST_SHARE_HOST] - st0.done[PM_PKVM_GUEST_SHARE_HOST], 2);
+	assert_int_equal(st1.host_s2_faults, st0.host_s2_faults);
+	assert_consistent(pkvm_model_hyp());
+	vmm_destroy(&m);
+}
+
+/* The library's own host accesses go through the host stage-2: the hyp is
+ * a pool guard, a refusal is a counted host stage-2 fault. */
+static void test_host_accesses_are_checked_by_the_host_stage2(void **state)
+{
+	struct pm_pkvm_stats st0;
+	struct written w;
+
+	written_start(&w, 17, 17);
+	st0 = pkvm_stats(&w.m);
+	assert_int_equal(pm_host_access(w.pfn[0], 1, false), -EFAULT);
+	assert_int_equal(pm_host_access(w.pfn[0], 1, true), -EFAULT);
+	assert_int_equal(pkvm_stats(&w.m).host_s2_faults - st0.host_s2_faults, 2);
+	/* A frame the host owns is fine (and counts nothing). */
+	assert_int_equal(pm_host_access(w.hyp->nr_frames - 1, 1, true),
+			 pkvm_host_state(w.hyp, w.hyp->nr_frames - 1) == PKVM_NOPAGE ? -EFAULT : 0);
+	vmm_destroy(&w.m);
+	assert_null(pkvm_model_hyp());
+	assert_int_equal(pm_host_access(w.pfn[0], 1, true), 0);   /* no hyp, no guard */
+}
+
+static void test_statistics_outlive_the_vm_and_its_hyp(void **state)
+{
+	struct pm_pkvm_stats st0, st1;
+	struct written w;
+	int kvm = pm_kvm_open();
+
+	assert_true(kvm >= 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, &st0), 0);
+	assert_fails(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, NULL), EFAULT);
+	written_start(&w, 19, 19);
+	vmm_destroy(&w.m);
+	assert_null(pkvm_model_hyp());
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, &st1), 0);
+	assert_int_equal(st1.pages_poisoned - st0.pages_poisoned, NPAGES);
+	assert_int_equal(st1.done[PM_PKVM_HOST_DONATE_GUEST] - st0.done[PM_PKVM_HOST_DONATE_GUEST], NPAGES);
+	assert_int_equal(pm_kvm_close(kvm), 0);
+}
+
+/* A punch takes a shared page back (not poisoned: the guest had shared it)
+ * and drops the host's pins on it. */
+static void guest_share_page0(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 5);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 1));
+	pm_guest_sync(g, pm_guest_read64(g, GPA));
+}
+
+static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
+{
+	struct pm_pkvm_stats st0, st1;
+	struct vmm m;
+	uint8_t *view;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	vmm_guest(&m, guest_share_page0, NULL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
+	expect_sync(&m, 1);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);
+	st0 = pkvm_stats(&m);
+	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), 0);
+	st1 = pkvm_stats(&m);
+	assert_int_equal(st1.done[PM_PKVM_HOST_RECLAIM_PAGE_GUEST] -
+			 st0.done[PM_PKVM_HOST_RECLAIM_PAGE_GUEST], 1);
+	assert_int_equal(st1.pages_poisoned, st0.pages_poisoned);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
+	assert_false(view_readable(view, 0));
+	expect_sync(&m, 0);                      /* a new page */
+	assert_consistent(pkvm_model_hyp());
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -391,6 +675,12 @@ int main(void)
 		cmocka_unit_test(test_memslot_deletion_reclaims_and_poisons_guest_pages),
 		cmocka_unit_test(test_punch_hole_reclaims_through_the_hyp),
 		cmocka_unit_test(test_vm_destruction_poisons_every_guest_page),
+		cmocka_unit_test(test_share_is_in_place_and_unshare_takes_the_host_mapping_away),
+		cmocka_unit_test(test_unshare_fails_cleanly_while_the_host_pins_the_page),
+		cmocka_unit_test(test_share_and_unshare_refusals_are_exact_and_change_nothing),
+		cmocka_unit_test(test_host_accesses_are_checked_by_the_host_stage2),
+		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),
+		cmocka_unit_test(test_punch_takes_a_shared_page_back_and_drops_its_pins),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -77,6 +77,19 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 /* A hypercall (KVM_HC_*): returns its result, e.g. 0 or -KVM_ENOSYS. */
 long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
 			uint64_t a2, uint64_t a3);
+/* pKVM guests (PM_VM_TYPE_PKVM): share / unshare npages pages from gpa
+ * with the host, in place (the pages keep their contents; the guest keeps
+ * using them either way). Page by page through the hyp; a page the guest
+ * has not touched yet is faulted in first. Then one exit to the VMM
+ * (PM_HC_PKVM_MEM_SHARE / _UNSHARE, see privmem.h) for the pages that
+ * changed hands. Returns how many did, from the first: npages, or fewer
+ * when a page was refused; -errno when the first page was refused:
+ * EINVAL (gpa not page aligned, npages 0), EFAULT (not guest memory),
+ * EPERM (not in a state for it: sharing a page shared already, unsharing
+ * one that is not shared), EBUSY (unshare: the host pins the page),
+ * EHWPOISON (the host took the page back). -KVM_ENOSYS on other VM types. */
+long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages);
+long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages);
 /* Exits to the VMM with PM_UCALL_SYNC and args[0] = arg; returns when re-run. */
 void pm_guest_sync(struct pm_guest *g, uint64_t arg);
 /* Exits with PM_UCALL_DONE; the guest never runs again. */

@@ -41,10 +41,42 @@ int pm_kvm_fstat(int handle, struct stat *st);
 /* The library version, e.g. "0.1.0". */
 const char *pm_version(void);
 
+#define PMIO 0xAF   /* the ioctl type of privmem's extensions */
+
 /* ---- extension: VM types ----
  * PM_VM_TYPE_PKVM: a pKVM-style protected VM (Arm's protected KVM page
  * ownership model). KVM on x86 has no such type; the number is privmem's. */
 #define PM_VM_TYPE_PKVM 16
+
+/* pKVM guests share and unshare memory with the host by hypercall (Arm's
+ * SMCCC vendor-hypervisor calls MEM_SHARE and MEM_UNSHARE; the guest side is
+ * pm_guest_mem_share / pm_guest_mem_unshare in privmem/guest.h). The hyp
+ * changes the pages' owners in place, then the vCPU exits to the VMM with
+ * KVM_EXIT_HYPERCALL: hypercall.nr is the call, args[0] the gpa, args[1]
+ * the number of pages that changed hands (at least 1: a call that changed
+ * nothing does not exit). The exit is a notice: after a share the VMM may
+ * map the pages through guest_memfd's mmap; after an unshare they are gone
+ * from every mapping already. hypercall.ret is ignored. */
+#define PM_HC_PKVM_MEM_SHARE   0xC6000003ULL
+#define PM_HC_PKVM_MEM_UNSHARE 0xC6000004ULL
+
+/* System handle: what pKVM's hypervisor has done in this process (every
+ * pkvm VM, live or destroyed). Transition indices: PM_PKVM_*. */
+enum {
+	PM_PKVM_HOST_SHARE_HYP, PM_PKVM_HOST_UNSHARE_HYP, PM_PKVM_HOST_DONATE_HYP,
+	PM_PKVM_HYP_DONATE_HOST, PM_PKVM_HOST_SHARE_GUEST, PM_PKVM_HOST_UNSHARE_GUEST,
+	PM_PKVM_HOST_DONATE_GUEST, PM_PKVM_GUEST_SHARE_HOST, PM_PKVM_GUEST_UNSHARE_HOST,
+	PM_PKVM_HOST_RECLAIM_PAGE_GUEST, PM_PKVM_RELAX_PERMS, PM_PKVM_NR_TRANSITIONS,
+};
+struct pm_pkvm_stats {
+	__u64 done[16];           /* transitions that happened, by PM_PKVM_* */
+	__u64 refused[16];        /* transitions refused (an error returned) */
+	__u64 host_s2_faults;     /* host accesses refused by the host stage-2 */
+	__u64 pages_poisoned;     /* pages reclaimed while a guest owned them */
+	__u64 unshare_busy;       /* guest unshares refused: the host pinned the page */
+	__u64 reserved[5];
+};
+#define PM_KVM_GET_PKVM_STATS _IOR(PMIO, 0x12, struct pm_pkvm_stats)
 
 /* ---- extension: guest_memfd creation flags ----
  * guest_memfd hands out the largest naturally aligned page (1G, 2M, 4K) that
@@ -54,8 +86,21 @@ const char *pm_version(void);
 #define PM_GUEST_MEMFD_FLAG_NO_1G   (1ULL << 62) /* at most 2M pages */
 #define PM_GUEST_MEMFD_FLAG_NO_HUGE (1ULL << 63) /* 4K pages only */
 
+/* ---- extension: guest_memfd pins ----
+ * The host holding pages of a guest_memfd, as get_user_pages would for DMA:
+ * only pages the host can map now (INIT_SHARED files, or pages a pKVM guest
+ * shared), else EFAULT, with nothing pinned. While a page is pinned a pKVM
+ * guest cannot unshare it (its unshare fails with EBUSY). Pins nest; a
+ * punch hole drops the pins of the pages it removes; unpinning a page that
+ * is not pinned is EINVAL. offset and size: page multiples (EINVAL). */
+struct pm_gmem_pin {
+	__u64 offset;
+	__u64 size;
+};
+#define PM_GUEST_MEMFD_PIN   _IOW(PMIO, 0x30, struct pm_gmem_pin)
+#define PM_GUEST_MEMFD_UNPIN _IOW(PMIO, 0x31, struct pm_gmem_pin)
+
 /* ---- extension ioctls ---- */
-#define PMIO 0xAF
 
 /* The frame pool: privmem's simulated host physical memory. */
 #define PM_POOL_MAX_ORDER 18 /* 1 GiB runs */

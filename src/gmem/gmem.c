@@ -188,6 +188,7 @@ static void gmem_release(struct pm_gmem *g)
 	for (unsigned int i = 0; i < g->nr_stripes; i++)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
 	free(g->stripes);
+	free(g->pins);
 	pthread_mutex_destroy(&g->views_lock);
 	pm_brlock_destroy(&g->bindings_lock);
 	free(g);
@@ -765,6 +766,9 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	 * ours: no view ever shows a frame after it is freed, and host reads
 	 * racing the punch see the old page or a new zero page, never SIGBUS. */
 	pm_gmem_views_refresh(g, start, end);
+	/* A pin racing the punch is the pinner's own race: it may stay. */
+	if (atomic_load_explicit(&g->nr_pins, memory_order_relaxed))
+		pm_gmem_pins_drop(g, start, end);
 	for (size_t i = 0; i < runs.n; i++)
 		gmem_free_run(g, runs.v[i].pfn, runs.v[i].order);
 	if (runs.v != runs.inline_v)

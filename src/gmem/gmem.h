@@ -105,6 +105,23 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 /* Unmaps the view starting exactly at addr; -EINVAL if there is none. */
 int pm_gmem_munmap(void *addr, size_t len);
 
+/* PM_GUEST_MEMFD_PIN / _UNPIN of file pages [start, end): 0, -EFAULT (a
+ * page the host cannot map now), -EINVAL (unpin: a page not pinned); all
+ * or nothing. */
+int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end);
+int pm_gmem_unpin(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/* Takes the host's access to file pages [start, end) away (a pKVM guest
+ * unsharing them): under views_lock, -EBUSY if the host pins any of them;
+ * else every view stops mapping them and then fn(arg) runs, returning how
+ * many pages from start it took away (or -errno: none); the views map the
+ * rest again. Returns fn's result. Views (which hold views_lock while they
+ * read which pages to map) can never map a page fn took away. */
+long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
+			long (*fn)(void *arg), void *arg);
+/* The host may map file pages [start, end) now (after a share). */
+void pm_gmem_host_remap(struct pm_gmem *g, uint64_t start, uint64_t end);
+
 /* Statistics for tests and reports. */
 struct pm_gmem_stats {
 	uint64_t pages;         /* 4K pages allocated */

@@ -88,9 +88,15 @@ struct pm_gmem {
 	unsigned int stripe_shift;          /* 64 - log2(nr_stripes), for hashing; immutable */
 	bool stripe_hash;                   /* more blocks than stripes; immutable */
 
+	/* views_lock: the views, the pins, and every change of which pages
+	 * the host may map (pm_gmem_host_unmap). Lock order: views_lock, then
+	 * the model's hardware locks (a pKVM unshare runs under it). */
 	pthread_mutex_t views_lock;
 	struct pm_gmem_view *views;         /* views_lock */
 	atomic_uint nr_views;               /* written under views_lock; read without it */
+	struct pm_gmem_pin_rec *pins;       /* views_lock: pinned pages, nr_pins of cap_pins */
+	_Atomic size_t nr_pins;             /* views_lock; read without it as a hint */
+	size_t cap_pins;                    /* views_lock */
 
 	/* The bindings: a big-reader lock (lib/brlock.h), so punches on
 	 * different threads, which hold it shared, write no common line;
@@ -98,11 +104,21 @@ struct pm_gmem {
 	struct pm_brlock bindings_lock;
 };
 
-/* Is file page `index` accessible to the host through mmap? */
+/* A pinned file page and its pin count (PM_GUEST_MEMFD_PIN). */
+struct pm_gmem_pin_rec {
+	uint64_t index;
+	unsigned int count;
+};
+
+/* Is file page `index` accessible to the host through mmap? (INIT_SHARED;
+ * a model with gmem_host_mappable decides per frame, see gmem_mmap.c) */
 static inline bool pm_gmem_host_shared(const struct pm_gmem *g, uint64_t index)
 {
 	return (g->flags & (1ULL << 1)) && index < g->npages; /* INIT_SHARED */
 }
+
+/* Drops the pins of [start, end) (punch hole). */
+void pm_gmem_pins_drop(struct pm_gmem *g, uint64_t start, uint64_t end);
 
 /* Frame of `index` if allocated (not poisoned), else PM_PFN_INVALID;
  * allocates nothing. Takes the page's stripe, shared. */

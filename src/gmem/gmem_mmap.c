@@ -22,6 +22,8 @@
 #include <privmem/privmem.h>
 #include "gmem/gmem_internal.h"
 #include "gmem/pool.h"
+#include "kvm/vm.h"
+#include "models/model.h"
 
 struct pm_gmem_view {
 	struct pm_gmem *g;          /* referenced */
@@ -54,12 +56,19 @@ static int view_map(struct pm_gmem_view *v, uint8_t *addr, uint64_t n, pm_pfn_t 
 	return p == MAP_FAILED ? -errno : 0;
 }
 
-/* Frame to show at file page `index`: populates host-shared pages. */
+/* Frame to show at file page `index`: populates host-shared pages; with a
+ * model that decides per frame (pKVM: pages its guest shared), shows the
+ * allocated pages it accepts and allocates nothing. */
 static pm_pfn_t view_frame(struct pm_gmem *g, uint64_t index)
 {
+	const struct pm_model_ops *model = g->vm->model;
 	pm_pfn_t pfn;
 	unsigned int order;
 
+	if (model->gmem_host_mappable) {
+		pfn = index < g->npages ? pm_gmem_peek_pfn(g, index) : PM_PFN_INVALID;
+		return pfn != PM_PFN_INVALID && model->gmem_host_mappable(g->vm, pfn) ? pfn : PM_PFN_INVALID;
+	}
 	if (!pm_gmem_host_shared(g, index))
 		return PM_PFN_INVALID;
 	if (pm_gmem_get_pfn(g, index, 0, &pfn, &order))
@@ -91,13 +100,18 @@ static int view_fill(struct pm_gmem_view *v, uint64_t start, uint64_t end, bool 
 	return r;
 }
 
+static void views_fill_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool revoke)
+{
+	for (struct pm_gmem_view *v = g->views; v; v = v->next)
+		PM_BUG_ON(view_fill(v, start, end, revoke));   /* MAP_FIXED over our own mapping */
+}
+
 void pm_gmem_views_revoke(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	if (!atomic_load(&g->nr_views))
 		return;
 	pthread_mutex_lock(&g->views_lock);
-	for (struct pm_gmem_view *v = g->views; v; v = v->next)
-		PM_BUG_ON(view_fill(v, start, end, true));   /* MAP_FIXED over our own mapping */
+	views_fill_locked(g, start, end, true);
 	pthread_mutex_unlock(&g->views_lock);
 }
 
@@ -109,9 +123,129 @@ void pm_gmem_views_refresh(struct pm_gmem *g, uint64_t start, uint64_t end)
 	if (!atomic_load(&g->nr_views))
 		return;
 	pthread_mutex_lock(&g->views_lock);
-	for (struct pm_gmem_view *v = g->views; v; v = v->next)
-		PM_BUG_ON(view_fill(v, start, end, false));
+	views_fill_locked(g, start, end, false);
 	pthread_mutex_unlock(&g->views_lock);
+}
+
+/* ---- pins, and taking pages away from the host ---- */
+
+static struct pm_gmem_pin_rec *pin_find(struct pm_gmem *g, uint64_t index)
+{
+	for (size_t i = 0; i < g->nr_pins; i++)
+		if (g->pins[i].index == index)
+			return &g->pins[i];
+	return NULL;
+}
+
+static bool range_pinned_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	for (size_t i = 0; i < g->nr_pins; i++)
+		if (g->pins[i].index >= start && g->pins[i].index < end)
+			return true;
+	return false;
+}
+
+/* Room for n more records. */
+static int pins_reserve_locked(struct pm_gmem *g, size_t n)
+{
+	struct pm_gmem_pin_rec *p;
+	size_t cap = g->cap_pins ? g->cap_pins : 8;
+
+	while (cap < g->nr_pins + n)
+		cap *= 2;
+	if (cap == g->cap_pins)
+		return 0;
+	p = realloc(g->pins, cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	g->pins = p;
+	g->cap_pins = cap;
+	return 0;
+}
+
+int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	int r = 0;
+
+	if (end > g->npages)
+		return -EFAULT;
+	pthread_mutex_lock(&g->views_lock);
+	for (uint64_t i = start; i < end && !r; i++)
+		if (view_frame(g, i) == PM_PFN_INVALID)
+			r = -EFAULT;
+	if (!r)
+		r = pins_reserve_locked(g, end - start);
+	for (uint64_t i = start; i < end && !r; i++) {
+		struct pm_gmem_pin_rec *p = pin_find(g, i);
+
+		if (!p) {
+			p = &g->pins[g->nr_pins++];
+			*p = (struct pm_gmem_pin_rec){ .index = i };
+		}
+		p->count++;
+	}
+	pthread_mutex_unlock(&g->views_lock);
+	return r;
+}
+
+static void pin_remove_locked(struct pm_gmem *g, struct pm_gmem_pin_rec *p)
+{
+	*p = g->pins[--g->nr_pins];
+}
+
+int pm_gmem_unpin(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&g->views_lock);
+	for (uint64_t i = start; i < end && !r; i++)
+		if (!pin_find(g, i))
+			r = -EINVAL;
+	for (uint64_t i = start; i < end && !r; i++) {
+		struct pm_gmem_pin_rec *p = pin_find(g, i);
+
+		if (!--p->count)
+			pin_remove_locked(g, p);
+	}
+	pthread_mutex_unlock(&g->views_lock);
+	return r;
+}
+
+void pm_gmem_pins_drop(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	pthread_mutex_lock(&g->views_lock);
+	for (size_t i = 0; i < g->nr_pins;) {
+		if (g->pins[i].index >= start && g->pins[i].index < end)
+			pin_remove_locked(g, &g->pins[i]);
+		else
+			i++;
+	}
+	pthread_mutex_unlock(&g->views_lock);
+}
+
+long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
+			long (*fn)(void *arg), void *arg)
+{
+	long r;
+
+	pthread_mutex_lock(&g->views_lock);
+	if (range_pinned_locked(g, start, end)) {
+		pthread_mutex_unlock(&g->views_lock);
+		return -EBUSY;
+	}
+	views_fill_locked(g, start, end, true);
+	r = fn(arg);
+	views_fill_locked(g, start + (uint64_t)(r > 0 ? r : 0), end, false);
+	pthread_mutex_unlock(&g->views_lock);
+	return r;
+}
+
+void pm_gmem_host_remap(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	/* The model's state changed before this fence; a view created
+	 * concurrently counts itself before it reads that state (pm_gmem_mmap). */
+	atomic_thread_fence(memory_order_seq_cst);
+	pm_gmem_views_refresh(g, start, end);
 }
 
 void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flags,

@@ -29,6 +29,14 @@
  *    vCPU handle (arg is the user pointer; ENOTTY without the hook);
  *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
  *    the MRTD; ENOTTY without the hook).
+ *
+ * Hooks for models whose hardware handles guest calls and host mappings:
+ *  - hypercall: a guest hypercall the model's hypervisor handles itself
+ *    (true, with *ret for the guest; it may exit to the VMM through
+ *    pm_vcpu_exit_hypercall); false: privmem's default handling;
+ *  - gmem_host_mappable: with it, a guest_memfd view (mmap) shows exactly
+ *    the allocated pages whose frame it accepts, and allocates nothing;
+ *    without it, a view shows every page of an INIT_SHARED file.
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
@@ -65,6 +73,9 @@ struct pm_model_ops {
 	long (*mem_enc_op)(struct pm_vm *vm, unsigned long arg);
 	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
 	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
+
+	bool (*hypercall)(struct pm_vcpu *vcpu, uint64_t nr, const uint64_t args[4], long *ret);
+	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
 };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */

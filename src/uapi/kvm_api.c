@@ -15,6 +15,7 @@
 #include "gmem/pool.h"
 #include "kvm/vm.h"
 #include "memslot/memslot.h"
+#include "models/pkvm/pkvm.h"
 #include "uapi/handle.h"
 #include "vcpu/vcpu.h"
 
@@ -80,6 +81,11 @@ static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long 
 	case PM_KVM_SET_POOL_CONFIG:
 		COPY_IN(cfg, arg);
 		return pm_pool_configure(cfg.size, cfg.watermark);
+	case PM_KVM_GET_PKVM_STATS:
+		if (!arg)
+			return -EFAULT;
+		pkvm_model_get_stats((struct pm_pkvm_stats *)arg);
+		return 0;
 	default:
 		return -EINVAL;
 	}
@@ -339,6 +345,27 @@ static int gmem_fallocate(const struct pm_file *f, int mode, int64_t off, int64_
 	return pm_gmem_fallocate(f->obj, mode, off, len);
 }
 
+static long gmem_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
+{
+	struct pm_gmem_pin pin;
+	uint64_t npages = pm_gmem_size(f->obj) >> PM_PAGE_SHIFT;
+
+	switch (req) {
+	case PM_GUEST_MEMFD_PIN:
+	case PM_GUEST_MEMFD_UNPIN:
+		COPY_IN(pin, arg);
+		if (!pin.size || !PM_ALIGNED(pin.offset | pin.size, PM_PAGE_SIZE) ||
+		    pin.offset + pin.size < pin.offset)
+			return -EINVAL;
+		if ((pin.offset + pin.size) >> PM_PAGE_SHIFT > npages)
+			return req == PM_GUEST_MEMFD_PIN ? -EFAULT : -EINVAL;
+		return (req == PM_GUEST_MEMFD_PIN ? pm_gmem_pin : pm_gmem_unpin)
+			(f->obj, pin.offset >> PM_PAGE_SHIFT, (pin.offset + pin.size) >> PM_PAGE_SHIFT);
+	default:
+		return -ENOTTY;
+	}
+}
+
 static void *gmem_mmap(const struct pm_file *f, void *addr, size_t len, int prot, int flags,
 		       int64_t off, int *err)
 {
@@ -355,7 +382,7 @@ static const struct pm_file_ops pm_fops[PM_HANDLE_NR_KINDS] = {
 	[PM_HANDLE_VM]     = { .ioctl = vm_ioctl, .unknown_ioctl = ENOTTY, .fstat = anon_fstat },
 	[PM_HANDLE_VCPU]   = { .ioctl = vcpu_ioctl, .unknown_ioctl = EINVAL, .mmap = vcpu_mmap,
 			       .fstat = anon_fstat },
-	[PM_HANDLE_GMEM]   = { .unknown_ioctl = ENOTTY, .fallocate = gmem_fallocate,
+	[PM_HANDLE_GMEM]   = { .ioctl = gmem_ioctl, .unknown_ioctl = ENOTTY, .fallocate = gmem_fallocate,
 			       .mmap = gmem_mmap, .fstat = gmem_fstat },
 };
 

@@ -11,6 +11,7 @@
  */
 #include <stdio.h>
 #include <privmem/guest.h>
+#include <privmem/privmem.h>
 #include "kvm/vm.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
@@ -257,33 +258,63 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 
 /* ---- hypercalls and ucalls ---- */
 
-static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
+long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2)
 {
 	struct kvm_run *run = v->run;
 
-	if (!(atomic_load(&v->vm->hypercall_exit_enabled) & (1ULL << KVM_HC_MAP_GPA_RANGE)))
-		return -KVM_ENOSYS;
-	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !npages ||
-	    (gpa >> PM_PAGE_SHIFT) + npages <= (gpa >> PM_PAGE_SHIFT))
-		return -KVM_EINVAL;
 	run->exit_reason = KVM_EXIT_HYPERCALL;
 	memset(&run->hypercall, 0, sizeof(run->hypercall));
-	run->hypercall.nr = KVM_HC_MAP_GPA_RANGE;
-	run->hypercall.args[0] = gpa;
-	run->hypercall.args[1] = npages;
-	run->hypercall.args[2] = attrs;
+	run->hypercall.nr = nr;
+	run->hypercall.args[0] = a0;
+	run->hypercall.args[1] = a1;
+	run->hypercall.args[2] = a2;
 	run->hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
 	v->pending = PM_PENDING_HYPERCALL;
 	guest_exit(v, 0, PM_STAT_EXITS_HYPERCALL);
 	return v->hypercall_ret;
 }
 
+static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
+{
+	if (!(atomic_load(&v->vm->hypercall_exit_enabled) & (1ULL << KVM_HC_MAP_GPA_RANGE)))
+		return -KVM_ENOSYS;
+	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !npages ||
+	    (gpa >> PM_PAGE_SHIFT) + npages <= (gpa >> PM_PAGE_SHIFT))
+		return -KVM_EINVAL;
+	return pm_vcpu_exit_hypercall(v, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs);
+}
+
 long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
 			uint64_t a2, uint64_t a3)
 {
+	struct pm_vcpu *v = to_vcpu(g);
+	const uint64_t args[4] = { a0, a1, a2, a3 };
+	long ret;
+
+	if (v->vm->model->hypercall) {
+		bool handled;
+
+		/* Out of guest mode, as on a real exit: the hypervisor may
+		 * shoot down TLBs, this vCPU's included. */
+		pm_vcpu_exit_guest_mode(v);
+		handled = v->vm->model->hypercall(v, nr, args, &ret);
+		pm_vcpu_enter_guest_mode(v);
+		if (handled)
+			return ret;
+	}
 	if (nr == KVM_HC_MAP_GPA_RANGE)
-		return guest_map_gpa_range(to_vcpu(g), a0, a1, a2);
+		return guest_map_gpa_range(v, a0, a1, a2);
 	return -KVM_ENOSYS;
+}
+
+long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages)
+{
+	return pm_guest_hypercall(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0, 0);
+}
+
+long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
+{
+	return pm_guest_hypercall(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0, 0);
 }
 
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)

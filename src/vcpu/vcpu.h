@@ -82,6 +82,10 @@ int pm_vcpu_pre_fault(struct pm_vcpu *vcpu, struct kvm_pre_fault_memory *range);
 /* pm_get_ucall. */
 uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc);
 
+/* Guest side (on the vCPU's coroutine): exits to the VMM with
+ * KVM_EXIT_HYPERCALL nr(a0, a1, a2); returns the VMM's hypercall.ret. */
+long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
+
 /* Is a signal pending for the calling thread (KVM_RUN's EINTR)? */
 bool pm_vcpu_signal_pending(void);
 /* The guest coroutine's body (guest.c). */

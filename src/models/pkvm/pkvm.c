@@ -24,6 +24,21 @@
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
  *    There is no plain zap of the guest stage-2.
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
+ *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls run the hyp's
+ *    guest_share_host / guest_unshare_host page by page (a page not mapped
+ *    yet is faulted in first), then exit to the VMM (privmem.h). The host
+ *    maps a page only while the guest shares it: guest_memfd views show
+ *    exactly the pages whose host state is SHARED_BORROWED
+ *    (gmem_host_mappable). An unshare runs under the file's views_lock
+ *    (pm_gmem_host_unmap): it fails with EBUSY while the host pins the
+ *    page, and otherwise every view stops mapping the page before the hyp
+ *    takes it away, so no view can show it afterwards.
+ *  - Host accesses: the hyp is a pool host-access guard (pool.h): every
+ *    host path that touches a frame asks the host stage-2
+ *    (pkvm_host_access); a refusal is a counted host stage-2 fault.
+ *  - Statistics (PM_KVM_GET_PKVM_STATS): the live hyp's, plus those of the
+ *    hyps destroyed before it (retired), so a report can read what a VM's
+ *    teardown did after the VM is gone.
  */
 #include <sched.h>
 #include <privmem/privmem.h>
@@ -34,20 +49,53 @@
 #include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
+#include "vcpu/vcpu.h"
 
 /* ---- the process-wide hyp ---- */
 
 static pthread_mutex_t hyp_ref_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pkvm_hyp *the_hyp;     /* hyp_ref_lock; NULL without a pkvm VM */
 static unsigned int hyp_users;       /* hyp_ref_lock: live pkvm VMs */
+static struct pkvm_stats retired;    /* hyp_ref_lock: of the hyps destroyed */
+static atomic_uint_fast64_t unshare_busy; /* unshares refused for a host pin */
+
+/* The host stage-2 as a pool guard: every host access to frames. */
+static int hyp_guard_access(void *arg, pm_pfn_t pfn, uint64_t n, bool write)
+{
+	for (uint64_t i = 0; i < n; i++)
+		if (pkvm_host_access(arg, pfn + i, write) == -EFAULT)
+			return -EFAULT;
+	return 0;
+}
+
+static struct pm_host_guard hyp_guard = { .access = hyp_guard_access };  /* hyp_ref_lock */
+
+static void stats_add(struct pkvm_stats *to, const struct pkvm_stats *st)
+{
+	for (int t = 0; t < PKVM_NR_TRANSITIONS; t++) {
+		to->done[t] += st->done[t];
+		to->refused[t] += st->refused[t];
+	}
+	to->host_s2_faults += st->host_s2_faults;
+	to->pages_poisoned += st->pages_poisoned;
+}
 
 static int hyp_get(struct pkvm_hyp **out)
 {
 	int r = 0;
 
 	pthread_mutex_lock(&hyp_ref_lock);
-	if (!the_hyp)
+	if (!the_hyp) {
 		r = pkvm_hyp_create(&the_hyp);
+		if (!r) {
+			hyp_guard.arg = the_hyp;
+			r = pm_host_guard_register(&hyp_guard);
+			if (r) {
+				pkvm_hyp_destroy(the_hyp);
+				the_hyp = NULL;
+			}
+		}
+	}
 	if (!r) {
 		hyp_users++;
 		*out = the_hyp;
@@ -56,15 +104,47 @@ static int hyp_get(struct pkvm_hyp **out)
 	return r;
 }
 
+/* Unregistering the guard waits for accesses in flight (an RCU grace
+ * period); none of them takes hyp_ref_lock, so it may be held. */
 static void hyp_put(void)
 {
+	struct pkvm_stats st;
+
 	pthread_mutex_lock(&hyp_ref_lock);
 	PM_BUG_ON(!hyp_users);
 	if (!--hyp_users) {
+		pm_host_guard_unregister(&hyp_guard);
+		pkvm_hyp_get_stats(the_hyp, &st);
+		stats_add(&retired, &st);
 		pkvm_hyp_destroy(the_hyp);
 		the_hyp = NULL;
 	}
 	pthread_mutex_unlock(&hyp_ref_lock);
+}
+
+_Static_assert((int)PKVM_NR_TRANSITIONS == (int)PM_PKVM_NR_TRANSITIONS &&
+	       (int)PKVM_GUEST_UNSHARE_HOST == (int)PM_PKVM_GUEST_UNSHARE_HOST &&
+	       (int)PKVM_RELAX_PERMS == (int)PM_PKVM_RELAX_PERMS, "uAPI transition numbers follow hyp.h");
+
+void pkvm_model_get_stats(struct pm_pkvm_stats *out)
+{
+	struct pkvm_stats sum, st;
+
+	pthread_mutex_lock(&hyp_ref_lock);
+	sum = retired;
+	if (the_hyp) {
+		pkvm_hyp_get_stats(the_hyp, &st);
+		stats_add(&sum, &st);
+	}
+	pthread_mutex_unlock(&hyp_ref_lock);
+	memset(out, 0, sizeof(*out));
+	for (int t = 0; t < PKVM_NR_TRANSITIONS; t++) {
+		out->done[t] = sum.done[t];
+		out->refused[t] = sum.refused[t];
+	}
+	out->host_s2_faults = sum.host_s2_faults;
+	out->pages_poisoned = sum.pages_poisoned;
+	out->unshare_busy = atomic_load_explicit(&unshare_busy, memory_order_relaxed);
 }
 
 struct pkvm_hyp *pkvm_model_hyp(void)
@@ -145,33 +225,48 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 
 /* ---- the fault path ---- */
 
+/* Where a gfn's page lives: its guest_memfd (referenced, or NULL if the
+ * slot's file is going away) and file page. */
+struct gfn_file {
+	bool in_slot;
+	struct pm_gmem *g;
+	uint64_t index;
+};
+
+static struct gfn_file gfn_file_get(struct pm_vm *vm, gfn_t gfn)
+{
+	struct gfn_file gf = { 0 };
+	struct pm_memslot *slot;
+
+	pm_rcu_read_lock();
+	slot = pm_memslot_lookup(vm, gfn);
+	if (slot) {
+		PM_BUG_ON(!pm_memslot_has_gmem(slot));    /* gmem_slots_only */
+		gf.in_slot = true;
+		gf.index = slot->gmem_pgoff + (gfn - slot->base_gfn);
+		gf.g = pm_rcu_dereference(slot->gmem);
+		if (gf.g && !pm_gmem_tryget(gf.g))
+			gf.g = NULL;
+	}
+	pm_rcu_read_unlock();
+	return gf;
+}
+
 /* The guest_memfd frame of f->gfn: PM_FAULT_MAPPED and *pfn, or the exit. */
 static enum pm_fault_result fault_frame(struct pm_vm *vm, struct pm_fault *f, pm_pfn_t *pfn)
 {
-	struct pm_memslot *slot;
-	struct pm_gmem *g = NULL;
+	struct gfn_file gf = gfn_file_get(vm, f->gfn);
 	unsigned int order;
-	uint64_t index = 0;
 	int err;
 
-	pm_rcu_read_lock();
-	slot = pm_memslot_lookup(vm, f->gfn);
-	if (slot) {
-		PM_BUG_ON(!pm_memslot_has_gmem(slot));    /* gmem_slots_only */
-		index = slot->gmem_pgoff + (f->gfn - slot->base_gfn);
-		g = pm_rcu_dereference(slot->gmem);
-		if (g && !pm_gmem_tryget(g))
-			g = NULL;
-	}
-	pm_rcu_read_unlock();
-	if (!slot)
+	if (!gf.in_slot)
 		return PM_FAULT_MMIO;   /* pKVM: outside memslots is MMIO */
-	if (!g) {
+	if (!gf.g) {
 		f->err = EFAULT;
 		return PM_FAULT_MEMORY;
 	}
-	err = pm_gmem_get_pfn(g, index, f->gfn, pfn, &order);
-	pm_gmem_put(g);
+	err = pm_gmem_get_pfn(gf.g, gf.index, f->gfn, pfn, &order);
+	pm_gmem_put(gf.g);
 	if (err) {
 		f->err = err == -EHWPOISON ? EHWPOISON : EFAULT;
 		return PM_FAULT_MEMORY;
@@ -223,6 +318,96 @@ static enum pm_fault_result pkvm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	return PM_FAULT_MAPPED;
 }
 
+/* ---- sharing: the guest's hypercalls ---- */
+
+/* Shares one page; a page the guest has not touched yet (no leaf) is
+ * faulted in (donated) first, as the guest's own access would. */
+static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
+{
+	int r = pkvm_guest_share_host(pvm, gfn);
+
+	if (r == -ENOENT) {
+		struct pm_fault f = { .gfn = gfn };
+
+		if (pm_mmu_fault(v->vm, &f) != PM_FAULT_MAPPED)
+			return -EFAULT;
+		r = pkvm_guest_share_host(pvm, gfn);
+	}
+	if (!r) {
+		struct gfn_file gf = gfn_file_get(v->vm, gfn);
+
+		if (gf.g) {
+			pm_gmem_host_remap(gf.g, gf.index, gf.index + 1);
+			pm_gmem_put(gf.g);
+		}
+	}
+	return r;
+}
+
+struct unshare_ctx {
+	struct pkvm_vm *pvm;
+	gfn_t gfn;
+};
+
+static long unshare_locked(void *arg)
+{
+	struct unshare_ctx *c = arg;
+	int r = pkvm_guest_unshare_host(c->pvm, c->gfn);
+
+	return r ? r : 1;
+}
+
+/* Unshares one page: the host's mappings go first, then the hyp's
+ * transition (EBUSY, nothing changed, while the host pins it). */
+static int unshare_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
+{
+	struct gfn_file gf = gfn_file_get(v->vm, gfn);
+	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
+	long r;
+
+	if (!gf.g)
+		return -EFAULT;
+	r = pm_gmem_host_unmap(gf.g, gf.index, gf.index + 1, unshare_locked, &c);
+	pm_gmem_put(gf.g);
+	if (r == -EBUSY)
+		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
+	return r < 0 ? (int)r : 0;
+}
+
+static bool pkvm_hypercall(struct pm_vcpu *v, uint64_t nr, const uint64_t args[4], long *ret)
+{
+	struct pkvm_vm *pvm = v->vm->model_data;
+	bool share = nr == PM_HC_PKVM_MEM_SHARE;
+	uint64_t gpa = args[0], n = args[1], done;
+	int r = 0;
+
+	if (!share && nr != PM_HC_PKVM_MEM_UNSHARE)
+		return false;
+	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !n || (gpa >> PM_PAGE_SHIFT) + n < n) {
+		*ret = -EINVAL;
+		return true;
+	}
+	for (done = 0; done < n; done++) {
+		gfn_t gfn = (gpa >> PM_PAGE_SHIFT) + done;
+
+		r = share ? share_one(v, pvm, gfn) : unshare_one(v, pvm, gfn);
+		if (r)
+			break;
+	}
+	if (done)
+		pm_vcpu_exit_hypercall(v, nr, gpa, done, 0);
+	*ret = done ? (long)done : r;
+	return true;
+}
+
+/* guest_memfd views show the pages the guest shares with the host. */
+static bool pkvm_gmem_host_mappable(struct pm_vm *vm, pm_pfn_t pfn)
+{
+	struct pkvm_vm *pvm = vm->model_data;
+
+	return pvm && pkvm_host_state(pkvm_vm_hyp(pvm), pfn) == PKVM_PAGE_SHARED_BORROWED;
+}
+
 const struct pm_model_ops pm_model_pkvm = {
 	.name = "pkvm",
 	.type = PM_VM_TYPE_PKVM,
@@ -234,4 +419,6 @@ const struct pm_model_ops pm_model_pkvm = {
 	.vm_destroy = pkvm_vm_destroy,
 	.mmu_fault = pkvm_mmu_fault,
 	.inval_zap = pkvm_inval_zap,
+	.hypercall = pkvm_hypercall,
+	.gmem_host_mappable = pkvm_gmem_host_mappable,
 };

@@ -19,6 +19,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/falloc.h>
@@ -666,6 +672,245 @@ static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 	vmm_destroy(&m);
 }
 
+/* ---- concurrency: vCPUs sharing while the host maps, pins and punches ---- */
+
+#define C_VCPUS      4
+#define C_SLOT_PAGES (GMEM_SIZE / PAGE)       /* 512 */
+#define C_OWN_PAGES  64                        /* per vCPU: pages it shares and unshares */
+#define C_PUNCH_BASE (C_VCPUS * C_OWN_PAGES)   /* pages only written, and punched by the host */
+#define PUBLIC(gpa)  (0x5055424cULL << 32 | ((gpa) >> 12))   /* what a shared page holds */
+#define SECRET(gpa)  (0x53454352ULL << 32 | ((gpa) >> 12))   /* what a private page holds */
+
+#if defined(PM_ASAN) || defined(PM_TSAN)
+#define C_STEPS 400
+#else
+#define C_STEPS 3000
+#endif
+
+struct c_vcpu {
+	unsigned int idx;
+	unsigned long steps;
+	int handle;
+	struct kvm_run *run;
+	uint64_t shares, unshares, busy;
+	bool failed;
+};
+
+struct c_world {
+	struct vmm m;
+	uint8_t *view;
+	struct c_vcpu v[C_VCPUS];
+	atomic_bool stop;
+	atomic_uint_fast64_t secrets_seen, public_seen, violations, checks, pins, punches;
+};
+
+static uint64_t xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* A vCPU's own pages are private holding SECRET, or shared holding PUBLIC;
+ * it flips random ones, and writes random pages of the punched range. */
+static void guest_flip_pages(struct pm_guest *g, void *arg)
+{
+	struct c_vcpu *c = arg;
+	uint64_t base = GPA + (uint64_t)c->idx * C_OWN_PAGES * PAGE, rng = c->idx * 7919 + 1;
+	bool shared[C_OWN_PAGES] = { false };
+
+	for (uint64_t p = 0; p < C_OWN_PAGES; p++)
+		pm_guest_write64(g, base + p * PAGE, SECRET(base + p * PAGE));
+	for (unsigned long i = 0; i < c->steps; i++) {
+		uint64_t p = xorshift(&rng) % C_OWN_PAGES, gpa = base + p * PAGE;
+		long r;
+
+		if (!shared[p]) {
+			PM_GUEST_ASSERT(g, pm_guest_read64(g, gpa) == SECRET(gpa));
+			pm_guest_write64(g, gpa, PUBLIC(gpa));
+			r = pm_guest_mem_share(g, gpa, 1);
+			PM_GUEST_ASSERT(g, r == 1);
+			shared[p] = true;
+			c->shares++;
+		} else {
+			PM_GUEST_ASSERT(g, pm_guest_read64(g, gpa) == PUBLIC(gpa));
+			r = pm_guest_mem_unshare(g, gpa, 1);
+			PM_GUEST_ASSERT(g, r == 1 || r == -EBUSY);
+			if (r == 1) {
+				pm_guest_write64(g, gpa, SECRET(gpa));
+				shared[p] = false;
+				c->unshares++;
+			} else {
+				c->busy++;
+			}
+		}
+		pm_guest_write64(g, GPA + (C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE)) * PAGE,
+				 i);
+	}
+}
+
+static void *c_vcpu_main(void *arg)
+{
+	struct c_vcpu *c = arg;
+
+	for (;;) {
+		struct pm_ucall uc;
+
+		if (pm_kvm_ioctl(c->handle, KVM_RUN, 0)) {
+			c->failed = true;
+			break;
+		}
+		if (c->run->exit_reason == KVM_EXIT_HYPERCALL)
+			continue;
+		if (c->run->exit_reason != PM_EXIT_UCALL) {
+			c->failed = true;
+			break;
+		}
+		if (pm_get_ucall(c->handle, &uc) == PM_UCALL_DONE)
+			break;
+		if (uc.cmd == PM_UCALL_ABORT) {
+			fprintf(stderr, "guest %u: %s\n", c->idx, uc.msg);
+			c->failed = true;
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* The host reads guest pages through its view (PUBLIC only, else a
+ * secret leaked), and pins and unpins what it finds shared. */
+static void *c_reader_main(void *arg)
+{
+	struct c_world *w = arg;
+	uint64_t rng = 99;
+
+	while (!atomic_load(&w->stop)) {
+		uint64_t p = xorshift(&rng) % C_PUNCH_BASE, gpa = GPA + p * PAGE, val = 0;
+		uint8_t b[8];
+		bool fault = false;
+
+		for (int i = 0; i < 8 && !fault; i++)
+			fault = pm_test_sigbus(w->view + p * PAGE + i, false, &b[i]);
+		if (!fault) {
+			memcpy(&val, b, 8);
+			atomic_fetch_add(val == PUBLIC(gpa) ? &w->public_seen : &w->secrets_seen, 1);
+		}
+		if (gmem_pin(&w->m, PM_GUEST_MEMFD_PIN, p * PAGE, PAGE) == 0) {
+			atomic_fetch_add(&w->pins, 1);
+			sched_yield();
+			if (gmem_pin(&w->m, PM_GUEST_MEMFD_UNPIN, p * PAGE, PAGE))
+				atomic_fetch_add(&w->violations, 1);  /* its pin is gone */
+		}
+	}
+	return NULL;
+}
+
+static void *c_puncher_main(void *arg)
+{
+	struct c_world *w = arg;
+	uint64_t rng = 12345;
+
+	while (!atomic_load(&w->stop)) {
+		uint64_t p = C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE);
+
+		if (pm_kvm_fallocate(w->m.gmem, PUNCH, (off_t)(p * PAGE), PAGE))
+			atomic_fetch_add(&w->violations, 1);
+		atomic_fetch_add(&w->punches, 1);
+		sched_yield();
+	}
+	return NULL;
+}
+
+/* The independent checker, again and again, under every hyp lock. */
+static void *c_checker_main(void *arg)
+{
+	struct c_world *w = arg;
+	struct pkvm_hyp *hyp = pkvm_model_hyp();
+
+	while (!atomic_load(&w->stop)) {
+		struct world cw;
+
+		atomic_fetch_add(&w->violations, check_world(hyp, &cw));
+		world_free(&cw);
+		atomic_fetch_add(&w->checks, 1);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static void test_concurrent_sharing_keeps_every_invariant_and_every_secret(void **state)
+{
+	static struct c_world w;
+	pthread_t vt[C_VCPUS], reader, puncher, checker;
+	uint64_t shares = 0, unshares = 0, busy = 0;
+	unsigned long steps = C_STEPS;
+	const char *env = getenv("PKVM_SHARE_STEPS");
+
+	if (env)
+		steps = strtoul(env, NULL, 0);
+	memset(&w, 0, sizeof(w));
+	vmm_create(&w.m);
+	w.view = map_view(&w.m);
+	for (unsigned int i = 0; i < C_VCPUS; i++) {
+		struct c_vcpu *c = &w.v[i];
+		struct pm_guest_entry e = { .fn = guest_flip_pages, .arg = c };
+
+		*c = (struct c_vcpu){ .idx = i, .steps = steps };
+		c->handle = i ? pm_kvm_ioctl(w.m.vm, KVM_CREATE_VCPU, i) : w.m.vcpu;
+		assert_true(c->handle >= 0);
+		c->run = i ? pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, c->handle, 0)
+			   : w.m.run;
+		assert_true(c->run != MAP_FAILED);
+		assert_int_equal(pm_kvm_ioctl(c->handle, PM_KVM_SET_GUEST, &e), 0);
+	}
+	assert_int_equal(pthread_create(&reader, NULL, c_reader_main, &w), 0);
+	assert_int_equal(pthread_create(&puncher, NULL, c_puncher_main, &w), 0);
+	assert_int_equal(pthread_create(&checker, NULL, c_checker_main, &w), 0);
+	for (unsigned int i = 0; i < C_VCPUS; i++)
+		assert_int_equal(pthread_create(&vt[i], NULL, c_vcpu_main, &w.v[i]), 0);
+	for (unsigned int i = 0; i < C_VCPUS; i++)
+		pthread_join(vt[i], NULL);
+	atomic_store(&w.stop, true);
+	pthread_join(reader, NULL);
+	pthread_join(puncher, NULL);
+	pthread_join(checker, NULL);
+
+	for (unsigned int i = 0; i < C_VCPUS; i++) {
+		assert_false(w.v[i].failed);
+		shares += w.v[i].shares;
+		unshares += w.v[i].unshares;
+		busy += w.v[i].busy;
+	}
+	fprintf(stderr, "concurrent sharing: %lu steps per vCPU; %" PRIu64 " shares, %" PRIu64
+		" unshares, %" PRIu64 " refused as pinned; host: %" PRIu64 " public reads, %" PRIu64
+		" pins, %" PRIu64 " punches; %" PRIu64 " checker runs\n", steps, shares, unshares, busy,
+		(uint64_t)w.public_seen, (uint64_t)w.pins, (uint64_t)w.punches, (uint64_t)w.checks);
+	assert_int_equal(shares + unshares + busy, C_VCPUS * steps);
+	assert_int_equal(atomic_load(&w.secrets_seen), 0);
+	assert_int_equal(atomic_load(&w.violations), 0);
+	assert_true(atomic_load(&w.checks) > 0);
+	/* At rest: the view shows exactly the pages the host borrows. */
+	for (uint64_t p = 0; p < C_SLOT_PAGES; p++) {
+		pm_pfn_t pfn = PM_PFN_INVALID;
+		struct pkvm_guest_page gp;
+		struct pkvm_hyp *hyp = pkvm_model_hyp();
+
+		for (unsigned int id = 0; id < PKVM_MAX_VMS && pfn == PM_PFN_INVALID; id++)
+			if (hyp->vms[id] && pkvm_guest_state(hyp->vms[id], GPA / PAGE + p, &gp) != PKVM_NOPAGE)
+				pfn = gp.pfn;
+		assert_int_equal(view_readable(w.view, p),
+				 pfn != PM_PFN_INVALID && pkvm_host_state(hyp, pfn) == PKVM_PAGE_SHARED_BORROWED);
+	}
+	assert_consistent(pkvm_model_hyp());
+	assert_int_equal(pm_kvm_munmap(w.view, GMEM_SIZE), 0);
+	for (unsigned int i = 1; i < C_VCPUS; i++) {
+		assert_int_equal(pm_kvm_munmap(w.v[i].run, PAGE), 0);
+		assert_int_equal(pm_kvm_close(w.v[i].handle), 0);
+	}
+	vmm_destroy(&w.m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -681,6 +926,7 @@ int main(void)
 		cmocka_unit_test(test_host_accesses_are_checked_by_the_host_stage2),
 		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),
 		cmocka_unit_test(test_punch_takes_a_shared_page_back_and_drops_its_pins),
+		cmocka_unit_test(test_concurrent_sharing_keeps_every_invariant_and_every_secret),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

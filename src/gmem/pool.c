@@ -775,11 +775,16 @@ static void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct tran
  * refusal means a frame was freed while the hardware still protects it
  * (an SNP page still assigned, a pKVM page the host does not own): on real
  * hardware the host crashes here, so privmem stops too. */
+static void pool_scrub_check(uint64_t pfn, uint64_t n)
+{
+	if (pm_host_access(pfn, n, true))
+		pm_fatal("pool: scrub of frames %#" PRIx64 "+%" PRIu64 " refused by the hardware "
+			 "(freed while protected)", pfn, n);
+}
+
 static void pool_scrub(uint64_t pfn, unsigned int order)
 {
-	if (pm_host_access(pfn, 1ULL << order, true))
-		pm_fatal("pool: scrub of frames %#" PRIx64 "+%u refused by the hardware "
-			 "(freed while protected)", pfn, 1U << order);
+	pool_scrub_check(pfn, 1ULL << order);
 	memset(pm_pfn_to_hva(pfn), 0, PM_PAGE_SIZE << order);
 }
 
@@ -800,6 +805,8 @@ static void pool_release_chunks(struct transit *t, uint64_t chunk, uint64_t n)
 	off_t off = (off_t)(chunk * CHUNK_SIZE);
 	off_t len = (off_t)(n * CHUNK_SIZE);
 
+	/* Giving memory back to the OS writes it too (it comes back zero). */
+	pool_scrub_check(chunk * CHUNK_FRAMES, n * CHUNK_FRAMES);
 	if (fallocate(pool.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
 		t->released += n * CHUNK_SIZE;
 	else if (t->dirty)
@@ -1283,12 +1290,15 @@ static int pool_cache_alloc(struct pool_cache *c, pm_pfn_t *pfn)
 
 /* 4K into the caller's cache: checked, scrubbed (under the cache's lock,
  * so that a drainer finds it cached, not half freed), then pushed; a full
- * cache first flushes its oldest batch. */
+ * cache first flushes its oldest batch. The hardware's guards are asked
+ * before the lock: they take locks of their own (pKVM's host lock), under
+ * which the hardware allocates frames. */
 static void pool_cache_free(struct pool_cache *c, uint64_t pfn)
 {
+	pool_scrub_check(pfn, 1);
 	pool_cache_lock(c);
 	pool_cache_claim(pfn);
-	pool_scrub(pfn, 0);
+	memset(pm_pfn_to_hva(pfn), 0, PM_PAGE_SIZE);
 	c->scrubbed += PM_PAGE_SIZE;
 	if (c->nr == CACHE_MAX) {
 		pool_lock_take();

@@ -255,6 +255,33 @@ static void test_run_default_vm_type_passes(void **state)
 	run_scenario(extra);
 }
 
+/* pKVM's scenario: in-place sharing, every check passes, no host stage-2
+ * fault, the guest's pages poisoned at teardown, as many unshares as
+ * shares. */
+static void test_run_pkvm_virtio_passes_and_reports_the_hyp(void **state)
+{
+	const char *const args[] = { "run", "--vm-type", "pkvm", "--vcpus", "2", "--mem", "16M",
+				     "--iterations", "20", "--json", NULL };
+	struct result r = run_cli(args);
+	const char *share, *unshare, *poisoned;
+
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "\"result\":\"PASS\"");
+	expect_contains(&r, r.out, "\"host_stage2_faults\":0,");
+	expect_contains(&r, r.out, "\"no_host_stage2_fault\":{\"passed\":1,\"failed\":0}");
+	share = strstr(r.out, "\"guest_share_host\":");
+	unshare = strstr(r.out, "\"guest_unshare_host\":");
+	poisoned = strstr(r.out, "\"pages_poisoned_at_teardown\":");
+	assert_non_null(share);
+	assert_non_null(unshare);
+	assert_non_null(poisoned);
+	assert_true(strtoull(share + strlen("\"guest_share_host\":"), NULL, 10) > 40);
+	assert_int_equal(strtoull(share + strlen("\"guest_share_host\":"), NULL, 10),
+			 strtoull(unshare + strlen("\"guest_unshare_host\":"), NULL, 10));
+	assert_true(strtoull(poisoned + strlen("\"pages_poisoned_at_teardown\":"), NULL, 10) > 0);
+	result_free(&r);
+}
+
 static void expect_usage_error(const char *const *args, const char *mention)
 {
 	struct result r = run_cli(args);
@@ -276,6 +303,8 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	const char *const type[] = { "run", "--vm-type", "tdx", NULL };
 	const char *const extra[] = { "run", "--vcpus", "2", "surplus", NULL };
 	const char *const unknown_opt[] = { "run", "--frobnicate", NULL };
+	const char *const pkvm_convert[] = { "run", "--vm-type", "pkvm", "--scenario", "convert", NULL };
+	const char *const sw_virtio[] = { "run", "--scenario", "virtio", NULL };
 
 	expect_usage_error(vcpus0, "--vcpus");
 	expect_usage_error(mem1k, "--mem");
@@ -283,6 +312,8 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	expect_usage_error(type, "tdx");
 	expect_usage_error(extra, "surplus");
 	expect_usage_error(unknown_opt, "frobnicate");
+	expect_usage_error(pkvm_convert, "pkvm");
+	expect_usage_error(sw_virtio, "virtio");
 }
 
 static void test_unknown_command_exits_2(void **state)
@@ -298,6 +329,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_help_exits_0_with_usage_on_stdout),
 		cmocka_unit_test(test_version_exits_0_and_prints_the_library_version),
 		cmocka_unit_test(test_run_small_vm_passes),
+		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),
 		cmocka_unit_test(test_run_convert_scenario_alone_passes),
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),

@@ -11,7 +11,14 @@
  *    buffer on request (doorbell: an MMIO write); the guest copies the data
  *    into private memory and checks it;
  *  - accept: the vCPU converts its whole chunk to private in 2M batches and
- *    touches every page, as a booting guest accepts memory.
+ *    touches every page, as a booting guest accepts memory;
+ *  - virtio (pKVM VMs, where it is the only scenario): the guest writes a
+ *    request into its own buffer pages and shares them in place (MEM_SHARE),
+ *    rings the doorbell; the device thread reads the request through the
+ *    VMM's guest_memfd view, pins the pages as DMA would, writes its
+ *    response in place and unpins; the guest unshares the buffer (in place,
+ *    no copy) and checks the response, and the VMM checks it can no longer
+ *    reach the pages, nor ever the guest's private data.
  * Data checks are counted per kind; the exit status is 1 if any failed.
  */
 #include <getopt.h>
@@ -25,17 +32,22 @@
 #include "cli.h"
 #include "vmm.h"
 
-enum scenario { SC_CONVERT, SC_BOUNCE, SC_ACCEPT, SC_NR, SC_DEFAULT = SC_NR };
-static const char *const scenario_names[] = { "convert", "bounce", "accept" };
+enum scenario { SC_CONVERT, SC_BOUNCE, SC_ACCEPT, SC_VIRTIO, SC_NR, SC_DEFAULT = SC_NR };
+static const char *const scenario_names[] = { "convert", "bounce", "accept", "virtio" };
+#define SC_MIX_NR SC_VIRTIO      /* the default mix on VMs with attributes */
 
 enum check {
 	CK_HOST_SEES_SHARED, CK_PRIVATE_STARTS_ZERO, CK_PRIVATE_READBACK, CK_HOST_NEVER_SEES_PRIVATE,
-	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK, CK_NR,
+	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK,
+	CK_DEVICE_SEES_REQUEST, CK_GUEST_KEEPS_RESPONSE, CK_HOST_LOSES_UNSHARED, CK_HOST_CANNOT_MAP_PRIVATE,
+	CK_NO_HOST_S2_FAULT, CK_NR,
 };
 static const char *const check_names[] = {
 	"host_sees_shared_write", "private_page_starts_zero", "private_readback",
 	"host_never_sees_private", "guest_sees_host_write_after_share", "bounce_data_intact",
 	"accepted_page_starts_zero", "accepted_page_readback",
+	"device_reads_request_in_place", "guest_keeps_response_after_unshare",
+	"host_cannot_map_after_unshare", "host_cannot_map_private", "no_host_stage2_fault",
 };
 
 #define MIB ((uint64_t)1 << 20)
@@ -47,7 +59,15 @@ static const char *const check_names[] = {
 #define DOORBELL_GPA      (1ULL << 40)   /* outside every memslot: MMIO */
 
 /* Requests from guest code to the VMM at a SYNC (the guest is suspended). */
-enum sync_cmd { SYNC_PROGRESS, SYNC_HOST_CHECK_SHARED, SYNC_HOST_CHECK_NOT_PRIVATE, SYNC_HOST_WRITE };
+enum sync_cmd { SYNC_PROGRESS, SYNC_HOST_CHECK_SHARED, SYNC_HOST_CHECK_NOT_PRIVATE, SYNC_HOST_WRITE,
+		SYNC_HOST_CHECK_UNMAPPABLE };
+
+/* virtio: a vCPU's chunk holds its ring page (shared for good), its buffer
+ * pages (shared for each request) and its private pages. */
+#define VIRTIO_BUF_OFF     4096
+#define VIRTIO_BUF_PAGES   64
+#define VIRTIO_PRIV_OFF    MIB
+#define VIRTIO_PRIV_PAGES  64
 
 /* One vCPU's job: parameters, and the check counters its guest code and
  * the VMM's SYNC handler update (the guest is suspended during a SYNC). */
@@ -202,6 +222,62 @@ static void guest_accept_main(struct pm_guest *g, struct job *j)
 	}
 }
 
+/* Request bytes: what the guest puts in its buffer; the device answers
+ * with each byte complemented. */
+static uint8_t virtio_byte(uint64_t seq, uint64_t i)
+{
+	return (uint8_t)(seq * 131 + i * 7 + (i >> 12));
+}
+
+static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq, uint8_t *buf)
+{
+	uint64_t ring = j->base, data = j->base + VIRTIO_BUF_OFF, priv = j->base + VIRTIO_PRIV_OFF;
+	uint64_t npages = 1 + seq * 7919u % VIRTIO_BUF_PAGES, len = npages << 12;
+	bool ok = true;
+
+	for (uint64_t i = 0; i < len; i++)
+		buf[i] = virtio_byte(seq, i);
+	pm_guest_write(g, data, buf, len);              /* private until shared */
+	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, data, npages) == (long)npages);
+	pm_guest_write64(g, ring + BOUNCE_HDR_LEN, len);
+	pm_guest_write64(g, ring + BOUNCE_HDR_SEQ, seq);
+	pm_guest_write64(g, DOORBELL_GPA, seq);         /* kick the device */
+	while (pm_guest_read64(g, ring + BOUNCE_HDR_STATUS) != seq)
+		sched_yield();                          /* the device runs on the host */
+	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, data, npages) == (long)npages);
+	pm_guest_read(g, data, buf, len);               /* private again, in place */
+	for (uint64_t i = 0; i < len && ok; i++) {
+		uint8_t want = virtio_byte(seq, i) ^ 0xff;
+
+		ok = buf[i] == want;
+	}
+	check(j, CK_GUEST_KEEPS_RESPONSE, ok);
+	guest_sync(g, j, SYNC_HOST_CHECK_UNMAPPABLE, data, npages, 0);
+	/* The response goes on into private memory, never seen by the host. */
+	pm_guest_write(g, priv + (seq % VIRTIO_PRIV_PAGES) * 4096, buf, 4096);
+	check(j, CK_PRIVATE_READBACK,
+	      pm_guest_read64(g, priv + (seq % VIRTIO_PRIV_PAGES) * 4096) == *(uint64_t *)buf);
+}
+
+static void guest_virtio_main(struct pm_guest *g, struct job *j)
+{
+	uint8_t *buf = malloc(VIRTIO_BUF_PAGES * 4096);
+
+	PM_GUEST_ASSERT(g, buf != NULL);
+	pm_guest_write64(g, j->base + BOUNCE_HDR_STATUS, 0);
+	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, j->base, 1) == 1);     /* the ring */
+	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
+		guest_virtio_request(g, j, seq, buf);
+		if (seq % 16 == 0) {
+			guest_sync(g, j, SYNC_HOST_CHECK_UNMAPPABLE, j->base + VIRTIO_PRIV_OFF,
+				   VIRTIO_PRIV_PAGES, 1);
+			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
+		}
+	}
+	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, j->base, 1) == 1);
+	free(buf);
+}
+
 static void guest_main(struct pm_guest *g, void *arg)
 {
 	struct job *j = arg;
@@ -212,6 +288,9 @@ static void guest_main(struct pm_guest *g, void *arg)
 		break;
 	case SC_BOUNCE:
 		guest_bounce_main(g, j);
+		break;
+	case SC_VIRTIO:
+		guest_virtio_main(g, j);
 		break;
 	default:
 		guest_accept_main(g, j);
@@ -264,6 +343,15 @@ static void vmm_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 		check(j, CK_HOST_NEVER_SEES_PRIVATE,
 		      host_has(m, j->req.gpa, j->req.npages, j->req.pattern, true));
 		break;
+	case SYNC_HOST_CHECK_UNMAPPABLE:
+		/* The host cannot even pin them: they are not its to map. */
+		for (uint64_t p = 0; p < j->req.npages; p++) {
+			struct pm_gmem_pin pin = { .offset = j->req.gpa + (p << 12), .size = 4096 };
+			bool refused = pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_PIN, &pin) && errno == EFAULT;
+
+			check(j, j->req.pattern ? CK_HOST_CANNOT_MAP_PRIVATE : CK_HOST_LOSES_UNSHARED, refused);
+		}
+		break;
 	case SYNC_HOST_WRITE:
 		for (uint64_t p = 0; p < j->req.npages; p++) {
 			uint64_t a = j->req.gpa + (p << 12), w0 = pattern(a, j->req.pattern), w1 = w0 ^ 1;
@@ -287,6 +375,33 @@ static void device_mmio(struct vmm *m, int vcpu, struct kvm_run *run)
 	d->queue[d->tail++ % VMM_MAX_VCPUS] = vcpu;
 	pthread_cond_signal(&d->cond);
 	pthread_mutex_unlock(&d->lock);
+}
+
+/* virtio: the request in the guest's buffer, pinned while in use (DMA). */
+static void device_serve_virtio(struct device *d, int vcpu)
+{
+	struct vmm *m = d->m;
+	struct job *j = &d->jobs[vcpu];
+	uint8_t *ring = m->shared + j->base, *buf = ring + VIRTIO_BUF_OFF;
+	struct pm_gmem_pin pin = { .offset = j->base + VIRTIO_BUF_OFF };
+	uint64_t seq, len;
+	bool ok = true;
+
+	memcpy(&seq, ring + BOUNCE_HDR_SEQ, 8);
+	memcpy(&len, ring + BOUNCE_HDR_LEN, 8);
+	len = PM_MIN_U64(len, VIRTIO_BUF_PAGES * 4096);
+	pin.size = len;
+	if (pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_PIN, &pin)) {
+		check(j, CK_DEVICE_SEES_REQUEST, false);
+	} else {
+		for (uint64_t i = 0; i < len; i++) {
+			ok &= buf[i] == virtio_byte(seq, i);
+			buf[i] ^= 0xff;
+		}
+		check(j, CK_DEVICE_SEES_REQUEST, ok);
+		pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_UNPIN, &pin);
+	}
+	atomic_store_explicit((_Atomic uint64_t *)(ring + BOUNCE_HDR_STATUS), seq, memory_order_release);
 }
 
 static void device_serve(struct device *d, int vcpu)
@@ -319,7 +434,10 @@ static void *device_main(void *arg)
 			break;
 		vcpu = d->queue[d->head++ % VMM_MAX_VCPUS];
 		pthread_mutex_unlock(&d->lock);
-		device_serve(d, vcpu);
+		if (d->jobs[vcpu].sc == SC_VIRTIO)
+			device_serve_virtio(d, vcpu);
+		else
+			device_serve(d, vcpu);
 		pthread_mutex_lock(&d->lock);
 	}
 	pthread_mutex_unlock(&d->lock);
@@ -362,18 +480,20 @@ struct run_opts {
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default] [--mem SIZE] [--vcpus N]\n"
-		"                   [--scenario convert|bounce|accept|default] [--seed N]\n"
+		"usage: privmem run [--vm-type sw|default|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--json]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
 		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
 		"\n"
-		"  --vm-type TYPE    sw (software-protected, default) or default (no private memory)\n"
+		"  --vm-type TYPE    sw (software-protected, default), default (no private memory),\n"
+		"                    or pkvm (protected VM under pKVM's hypervisor: privmem type 16)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
-		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU)\n"
+		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU);\n"
+		"                    virtio (in-place sharing for device I/O) is pkvm's scenario\n"
 		"  --seed N          seed for the random choices (default 1)\n"
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
 		"  --json            print the report as one JSON object\n", VMM_MAX_VCPUS);
@@ -439,6 +559,11 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
 		return 2;
 	}
+	if ((o->type == PM_VM_TYPE_PKVM) != (o->sc == SC_VIRTIO) && o->sc != SC_DEFAULT) {
+		fprintf(stderr, "privmem: scenario %s runs on %s\n", scenario_names[o->sc],
+			o->sc == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
+		return 2;
+	}
 	return 0;
 }
 
@@ -450,14 +575,18 @@ static void jobs_init(struct run_ctx *ctx, struct vmm *m, const struct run_opts 
 		struct job *j = &ctx->jobs[i];
 
 		j->m = m;
-		j->sc = o->sc == SC_DEFAULT ? (enum scenario)(i % SC_NR) : o->sc;
-		/* Without private memory only the bounce device makes sense. */
-		if (!m->private_mem)
+		j->sc = o->sc == SC_DEFAULT ? (enum scenario)(i % SC_MIX_NR) : o->sc;
+		/* pKVM guests convert by sharing, in place; without private
+		 * memory only the bounce device makes sense. */
+		if (m->type == PM_VM_TYPE_PKVM)
+			j->sc = SC_VIRTIO;
+		else if (!m->private_mem)
 			j->sc = SC_BOUNCE;
 		j->base = (uint64_t)i * chunk;
 		j->size = chunk;
 		j->seed = o->seed * 1000003u + (unsigned int)i;
-		j->iterations = o->iterations ? o->iterations : (j->sc == SC_BOUNCE ? 100 : 200);
+		j->iterations = o->iterations ? o->iterations
+					      : (j->sc == SC_BOUNCE || j->sc == SC_VIRTIO ? 100 : 200);
 	}
 }
 
@@ -476,10 +605,56 @@ struct report {
 	struct vmm *m;
 	struct pm_vm_stats vs;
 	struct pm_pool_stats ps;
+	/* pKVM: the hyp's statistics at the start, just before teardown and after */
+	bool pkvm;
+	struct pm_pkvm_stats pk_start, pk_run_end, pk_end;
 	double elapsed;
 	uint64_t passed[CK_NR], failed[CK_NR], total_failed, total_passed;
 	int run_result;
 };
+
+static const char *const pkvm_transition_names[PM_PKVM_NR_TRANSITIONS] = {
+	"host_share_hyp", "host_unshare_hyp", "host_donate_hyp", "hyp_donate_host",
+	"host_share_guest", "host_unshare_guest", "host_donate_guest", "guest_share_host",
+	"guest_unshare_host", "host_reclaim_page_guest", "relax_perms",
+};
+
+static uint64_t pk_delta(const struct report *r, int t, bool refused)
+{
+	return (uint64_t)(refused ? r->pk_end.refused[t] - r->pk_start.refused[t]
+				  : r->pk_end.done[t] - r->pk_start.done[t]);
+}
+
+static void report_text_pkvm(const struct report *r)
+{
+	printf("pkvm hyp       transitions (refused):");
+	for (int t = 0, n = 0; t < PM_PKVM_NR_TRANSITIONS; t++) {
+		if (!pk_delta(r, t, false) && !pk_delta(r, t, true))
+			continue;
+		printf("%s %s %" PRIu64 " (%" PRIu64 ")", n++ % 2 ? "," : "\n              ",
+		       pkvm_transition_names[t], pk_delta(r, t, false), pk_delta(r, t, true));
+	}
+	printf("\n               host stage-2 faults %" PRIu64 ", pages poisoned at teardown %" PRIu64
+	       ", unshares refused while pinned %" PRIu64 "\n",
+	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
+	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
+	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
+}
+
+static void report_json_pkvm(const struct report *r)
+{
+	printf(",\"pkvm\":{\"transitions\":{");
+	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
+		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, false));
+	printf("},\"refused\":{");
+	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
+		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, true));
+	printf("},\"host_stage2_faults\":%" PRIu64 ",\"pages_poisoned_at_teardown\":%" PRIu64
+	       ",\"unshares_refused_pinned\":%" PRIu64 "}",
+	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
+	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
+	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
+}
 
 static void report_text(const struct report *r)
 {
@@ -510,6 +685,8 @@ static void report_text(const struct report *r)
 	printf("frame pool     in use %.1f MiB, populated %.1f MiB, scrubbed %.1f MiB, released %.1f MiB\n",
 	       (double)r->ps.in_use / MIB, (double)r->ps.populated / MIB, (double)r->ps.scrubbed / MIB,
 	       (double)r->ps.released / MIB);
+	if (r->pkvm)
+		report_text_pkvm(r);
 	printf("checks\n");
 	for (int c = 0; c < CK_NR; c++)
 		if (r->passed[c] || r->failed[c])
@@ -548,6 +725,8 @@ static void report_json(const struct report *r)
 	printf(",\"pool\":{\"in_use\":%" PRIu64 ",\"populated\":%" PRIu64 ",\"scrubbed\":%" PRIu64
 	       ",\"released\":%" PRIu64 "}", (uint64_t)r->ps.in_use, (uint64_t)r->ps.populated,
 	       (uint64_t)r->ps.scrubbed, (uint64_t)r->ps.released);
+	if (r->pkvm)
+		report_json_pkvm(r);
 	printf(",\"checks\":{");
 	for (int c = 0, first = 1; c < CK_NR; c++) {
 		if (!r->passed[c] && !r->failed[c])
@@ -587,14 +766,20 @@ int cmd_run(int argc, char **argv)
 	struct run_opts o;
 	struct timespec t0;
 	struct vmm m;
-	int r = run_parse(argc, argv, &o);
+	int r = run_parse(argc, argv, &o), sys = -1;
 
 	if (r || !ctx) {
 		free(ctx);
 		return r ? r : 1;
 	}
+	rep.pkvm = o.type == PM_VM_TYPE_PKVM;
+	if (rep.pkvm) {
+		sys = pm_kvm_open();
+		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_start);
+	}
 	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
 		vmm_destroy(&m);
+		pm_kvm_close(sys);
 		free(ctx);
 		return 1;
 	}
@@ -618,12 +803,24 @@ int cmd_run(int argc, char **argv)
 	rep.ctx = ctx;
 	rep.m = &m;
 	report_collect(&rep);
+	if (rep.pkvm)
+		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_run_end);
+	vmm_destroy(&m);                /* pKVM: teardown poisons what the guest owned */
+	if (rep.pkvm) {
+		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_end);
+		pm_kvm_close(sys);
+		/* Correct code never makes the host touch what it does not own. */
+		check(&ctx->jobs[0], CK_NO_HOST_S2_FAULT, rep.pk_end.host_s2_faults == rep.pk_start.host_s2_faults);
+		rep.passed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].passed[CK_NO_HOST_S2_FAULT];
+		rep.failed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].failed[CK_NO_HOST_S2_FAULT];
+		rep.total_passed += rep.passed[CK_NO_HOST_S2_FAULT];
+		rep.total_failed += rep.failed[CK_NO_HOST_S2_FAULT];
+	}
 	if (o.json)
 		report_json(&rep);
 	else
 		report_text(&rep);
 	r = rep.total_failed || rep.run_result ? 1 : 0;
-	vmm_destroy(&m);
 	free(ctx);
 	return r;
 }

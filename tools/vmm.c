@@ -33,11 +33,37 @@ static int vmm_add_vcpus(struct vmm *m, int nr_vcpus)
 	return 0;
 }
 
+/* pKVM: all guest memory in a guest_memfd, and the VMM's view of it is the
+ * file's mmap, which shows the pages the guest shares (in place). */
+static int vmm_add_pkvm_memory(struct vmm *m, uint64_t gmem_flags)
+{
+	struct kvm_create_guest_memfd cg = { .size = m->mem_size,
+					     .flags = gmem_flags | GUEST_MEMFD_FLAG_MMAP };
+	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = m->mem_size,
+						  .flags = KVM_MEM_GUEST_MEMFD };
+
+	m->gmem = pm_kvm_ioctl(m->vm, KVM_CREATE_GUEST_MEMFD, &cg);
+	if (m->gmem < 0)
+		return fail("KVM_CREATE_GUEST_MEMFD");
+	r.guest_memfd = (uint32_t)m->gmem;
+	if (pm_kvm_ioctl(m->vm, KVM_SET_USER_MEMORY_REGION2, &r))
+		return fail("KVM_SET_USER_MEMORY_REGION2");
+	m->shared = pm_kvm_mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE, MAP_SHARED, m->gmem, 0);
+	if (m->shared == MAP_FAILED) {
+		m->shared = NULL;
+		return fail("mmap(guest_memfd)");
+	}
+	m->shared_is_view = true;
+	return 0;
+}
+
 static int vmm_add_memory(struct vmm *m, uint64_t gmem_flags)
 {
 	struct kvm_create_guest_memfd cg = { .size = m->mem_size, .flags = gmem_flags };
 	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = m->mem_size };
 
+	if (m->type == PM_VM_TYPE_PKVM)
+		return vmm_add_pkvm_memory(m, gmem_flags);
 	m->shared = mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->shared == MAP_FAILED) {
@@ -93,14 +119,16 @@ void vmm_destroy(struct vmm *m)
 		pm_kvm_munmap(m->run[i], 4096);
 		pm_kvm_close(m->vcpu[i]);
 	}
+	if (m->shared && m->shared_is_view)
+		pm_kvm_munmap(m->shared, m->mem_size);
+	else if (m->shared)
+		munmap(m->shared, m->mem_size);
 	if (m->gmem >= 0)
 		pm_kvm_close(m->gmem);
 	if (m->vm >= 0)
 		pm_kvm_close(m->vm);
 	if (m->kvm >= 0)
 		pm_kvm_close(m->kvm);
-	if (m->shared)
-		munmap(m->shared, m->mem_size);
 	pthread_mutex_destroy(&m->abort_lock);
 }
 
@@ -148,6 +176,15 @@ static void vmm_record_abort(struct vmm *m, int i, const char *msg)
 
 static void vmm_hypercall(struct vmm *m, struct kvm_run *run)
 {
+	if (run->hypercall.nr == PM_HC_PKVM_MEM_SHARE || run->hypercall.nr == PM_HC_PKVM_MEM_UNSHARE) {
+		/* A notice: the pages changed hands in place already. */
+		bool share = run->hypercall.nr == PM_HC_PKVM_MEM_SHARE;
+
+		atomic_fetch_add(share ? &m->to_shared_pages : &m->to_private_pages,
+				 run->hypercall.args[1]);
+		atomic_fetch_add(&m->conversions, 1);
+		return;
+	}
 	uint64_t gpa = run->hypercall.args[0], npages = run->hypercall.args[1];
 	bool to_private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
 	int r = run->hypercall.nr == KVM_HC_MAP_GPA_RANGE && npages < (1ULL << 40)

@@ -5,7 +5,9 @@
  * gpa 0 (shared pages in an anonymous mapping, private pages in a
  * guest_memfd), runs vCPU threads and answers their exits the way QEMU
  * does: KVM_HC_MAP_GPA_RANGE sets the attribute and discards the other copy
- * (destructive conversion), MMIO goes to a device callback.
+ * (destructive conversion), MMIO goes to a device callback. A pKVM VM
+ * (PM_VM_TYPE_PKVM) has all its RAM in the guest_memfd, and `shared` is
+ * the file's mmap: the pages its guest shares, in place.
  */
 #ifndef PM_TOOLS_VMM_H
 #define PM_TOOLS_VMM_H
@@ -31,6 +33,7 @@ struct vmm {
 	bool private_mem;             /* the VM type has private memory */
 	uint64_t mem_size;            /* guest RAM [0, mem_size) */
 	uint8_t *shared;              /* the VMM's mapping of shared pages */
+	bool shared_is_view;          /* pKVM: shared is guest_memfd's mmap (in place) */
 	int nr_vcpus;
 	int vcpu[VMM_MAX_VCPUS];
 	struct kvm_run *run[VMM_MAX_VCPUS];

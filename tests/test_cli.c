@@ -282,6 +282,27 @@ static void test_run_pkvm_virtio_passes_and_reports_the_hyp(void **state)
 	result_free(&r);
 }
 
+/* A smoke run of bench share: every figure measured (none skipped), no error. */
+static void test_bench_share_measures_every_figure(void **state)
+{
+	const char *const args[] = { "bench", "share", "--size", "2M", "--reps", "1", "--json", NULL };
+	static const char *const keys[] = {
+		"\"inplace_4k\":{", "\"inplace_2m\":{", "\"destructive_4k\":{", "\"destructive_2m\":{",
+		"\"inplace_4k_no_view\":{", "\"zeroing\":{", "\"destructive_4k_over_inplace_4k\":",
+		"\"error\":null",
+	};
+	struct result r = run_cli(args);
+
+	expect_status(&r, 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		expect_contains(&r, r.out, keys[i]);
+	if (strstr(r.out, "\"skipped\":true")) {
+		dump(&r);
+		fail_msg("a figure was skipped");
+	}
+	result_free(&r);
+}
+
 static void expect_usage_error(const char *const *args, const char *mention)
 {
 	struct result r = run_cli(args);
@@ -330,6 +351,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_version_exits_0_and_prints_the_library_version),
 		cmocka_unit_test(test_run_small_vm_passes),
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
+		cmocka_unit_test(test_bench_share_measures_every_figure),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),
 		cmocka_unit_test(test_run_convert_scenario_alone_passes),
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),

@@ -558,6 +558,43 @@ static void test_unshare_fails_cleanly_while_the_host_pins_the_page(void **state
 	vmm_destroy(&m);
 }
 
+/* Shares pages 0-3, then unshares 0-3 and 1-3, reporting each result. */
+static void guest_unshare_stops_at_pin(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 4));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 4));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA + PAGE, 3));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA + PAGE, 3));
+}
+
+/* A batch stops before the first pinned page: the pages before it change
+ * hands (one exit for them), the rest stay shared and mapped. */
+static void test_a_batch_unshare_stops_before_a_pinned_page(void **state)
+{
+	struct vmm m;
+	uint8_t *view;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	vmm_guest(&m, guest_unshare_stops_at_pin, NULL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 4);
+	expect_sync(&m, 4);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, PAGE, PAGE), 0);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA, 1);
+	expect_sync(&m, 1);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_int_equal(view_readable(view, p), p > 0);
+	expect_sync(&m, (uint64_t)-EBUSY);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, PAGE, PAGE), 0);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA + PAGE, 3);
+	expect_sync(&m, 3);
+	for (uint64_t p = 0; p < 4; p++)
+		assert_false(view_readable(view, p));
+	assert_consistent(pkvm_model_hyp());
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
 /* Every refusal the guest can meet, each reported by a SYNC. */
 static void guest_share_errors(struct pm_guest *g, void *arg)
 {
@@ -922,6 +959,7 @@ int main(void)
 		cmocka_unit_test(test_vm_destruction_poisons_every_guest_page),
 		cmocka_unit_test(test_share_is_in_place_and_unshare_takes_the_host_mapping_away),
 		cmocka_unit_test(test_unshare_fails_cleanly_while_the_host_pins_the_page),
+		cmocka_unit_test(test_a_batch_unshare_stops_before_a_pinned_page),
 		cmocka_unit_test(test_share_and_unshare_refusals_are_exact_and_change_nothing),
 		cmocka_unit_test(test_host_accesses_are_checked_by_the_host_stage2),
 		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),

@@ -19,6 +19,8 @@
  *  - access: guest bulk copies out of private memory beside memcpy, and
  *    random 8-byte reads through the vCPU TLB beside plain loads.
  *  - scale: conversions of disjoint ranges by 1 and 2 VMM threads.
+ *  - share: pKVM's in-place sharing beside destructive conversion and
+ *    memset (bench_share.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share.
@@ -64,6 +66,9 @@ static const struct {
 		    "vs memcpy and plain loads (SIZE: private buffer, 64M)", 64 * MIB, 3, bench_access },
 	{ "scale", "conversions of disjoint ranges by 1 and 2 VMM threads\n"
 		   "(SIZE: region per thread, 256M; 9 runs by default)", 256 * MIB, 9, bench_scale },
+	{ "share", "in-place sharing (pKVM) vs destructive conversion (sw) of the same\n"
+		   "pages, single and 2M batches, vs memset (SIZE: guest RAM, 64M)", 64 * MIB, 3,
+	  bench_share },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

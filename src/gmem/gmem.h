@@ -112,13 +112,14 @@ int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end);
 int pm_gmem_unpin(struct pm_gmem *g, uint64_t start, uint64_t end);
 
 /* Takes the host's access to file pages [start, end) away (a pKVM guest
- * unsharing them): under views_lock, -EBUSY if the host pins any of them;
- * else every view stops mapping them and then fn(arg) runs, returning how
- * many pages from start it took away (or -errno: none); the views map the
- * rest again. Returns fn's result. Views (which hold views_lock while they
- * read which pages to map) can never map a page fn took away. */
+ * unsharing them), up to the first page the host pins: under views_lock,
+ * every view stops mapping the n pages before it (-EBUSY if n is 0), then
+ * fn(arg, n) runs, returning how many pages from start it took away (or
+ * -errno: none); the views map the rest again. Returns fn's result. Views
+ * (which hold views_lock while they read which pages to map) can never map
+ * a page fn took away. */
 long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
-			long (*fn)(void *arg), void *arg);
+			long (*fn)(void *arg, uint64_t n), void *arg);
 /* The host may map file pages [start, end) now (after a share). */
 void pm_gmem_host_remap(struct pm_gmem *g, uint64_t start, uint64_t end);
 

@@ -46,11 +46,15 @@ static void sigbus_init(void)
 	sigbus_fd = memfd_create("privmem-sigbus", MFD_CLOEXEC);
 }
 
-/* Maps `n` pages at addr: frames from pfn on, or the SIGBUS backing. */
+/* Maps `n` pages at addr: frames from pfn on, or the SIGBUS backing. The
+ * backing is mapped at the file offset of the page (it has no pages at
+ * all): neighbouring SIGBUS stretches then continue each other, and the
+ * kernel merges them into one mapping instead of keeping one per page. */
 static int view_map(struct pm_gmem_view *v, uint8_t *addr, uint64_t n, pm_pfn_t pfn)
 {
 	int fd = pfn == PM_PFN_INVALID ? sigbus_fd : pm_pool_memfd();
-	off_t off = pfn == PM_PFN_INVALID ? 0 : (off_t)(pfn << PM_PAGE_SHIFT);
+	off_t off = pfn == PM_PFN_INVALID ? (off_t)(v->pgoff * PM_PAGE_SIZE + (uint64_t)(addr - v->addr))
+					  : (off_t)(pfn << PM_PAGE_SHIFT);
 	void *p = mmap(addr, n << PM_PAGE_SHIFT, v->prot, MAP_SHARED | MAP_FIXED, fd, off);
 
 	return p == MAP_FAILED ? -errno : 0;
@@ -137,12 +141,13 @@ static struct pm_gmem_pin_rec *pin_find(struct pm_gmem *g, uint64_t index)
 	return NULL;
 }
 
-static bool range_pinned_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+/* The first pinned page of [start, end), or end. */
+static uint64_t first_pinned_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	for (size_t i = 0; i < g->nr_pins; i++)
 		if (g->pins[i].index >= start && g->pins[i].index < end)
-			return true;
-	return false;
+			end = g->pins[i].index;
+	return end;
 }
 
 /* Room for n more records. */
@@ -224,18 +229,17 @@ void pm_gmem_pins_drop(struct pm_gmem *g, uint64_t start, uint64_t end)
 }
 
 long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
-			long (*fn)(void *arg), void *arg)
+			long (*fn)(void *arg, uint64_t n), void *arg)
 {
-	long r;
+	long r = -EBUSY;
 
 	pthread_mutex_lock(&g->views_lock);
-	if (range_pinned_locked(g, start, end)) {
-		pthread_mutex_unlock(&g->views_lock);
-		return -EBUSY;
+	end = first_pinned_locked(g, start, end);
+	if (end > start) {
+		views_fill_locked(g, start, end, true);
+		r = fn(arg, end - start);
+		views_fill_locked(g, start + (uint64_t)(r > 0 ? r : 0), end, false);
 	}
-	views_fill_locked(g, start, end, true);
-	r = fn(arg);
-	views_fill_locked(g, start + (uint64_t)(r > 0 ? r : 0), end, false);
 	pthread_mutex_unlock(&g->views_lock);
 	return r;
 }
@@ -269,7 +273,7 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 		*err = -ENOMEM;
 		return NULL;
 	}
-	p = mmap(addr, len, prot, MAP_SHARED | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), sigbus_fd, 0);
+	p = mmap(addr, len, prot, MAP_SHARED | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), sigbus_fd, (off_t)offset);
 	if (p == MAP_FAILED) {
 		*err = -errno;
 		free(v);

@@ -226,11 +226,13 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 /* ---- the fault path ---- */
 
 /* Where a gfn's page lives: its guest_memfd (referenced, or NULL if the
- * slot's file is going away) and file page. */
+ * slot's file is going away), file page, and how many pages from gfn on
+ * the slot still holds. */
 struct gfn_file {
 	bool in_slot;
 	struct pm_gmem *g;
 	uint64_t index;
+	uint64_t run;
 };
 
 static struct gfn_file gfn_file_get(struct pm_vm *vm, gfn_t gfn)
@@ -244,6 +246,7 @@ static struct gfn_file gfn_file_get(struct pm_vm *vm, gfn_t gfn)
 		PM_BUG_ON(!pm_memslot_has_gmem(slot));    /* gmem_slots_only */
 		gf.in_slot = true;
 		gf.index = slot->gmem_pgoff + (gfn - slot->base_gfn);
+		gf.run = slot->base_gfn + slot->npages - gfn;
 		gf.g = pm_rcu_dereference(slot->gmem);
 		if (gf.g && !pm_gmem_tryget(gf.g))
 			gf.g = NULL;
@@ -333,53 +336,63 @@ static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
 			return -EFAULT;
 		r = pkvm_guest_share_host(pvm, gfn);
 	}
-	if (!r) {
-		struct gfn_file gf = gfn_file_get(v->vm, gfn);
-
-		if (gf.g) {
-			pm_gmem_host_remap(gf.g, gf.index, gf.index + 1);
-			pm_gmem_put(gf.g);
-		}
-	}
 	return r;
+}
+
+/* Shares n pages from gfn, all in one file run (gf); the host's views
+ * map them afterwards, in one pass. Pages shared, or -errno for the first. */
+static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_t n,
+		      const struct gfn_file *gf)
+{
+	uint64_t k = 0;
+	int r = 0;
+
+	while (k < n && !(r = share_one(v, pvm, gfn + k)))
+		k++;
+	if (k && gf->g)
+		pm_gmem_host_remap(gf->g, gf->index, gf->index + k);
+	return k ? (long)k : r;
 }
 
 struct unshare_ctx {
 	struct pkvm_vm *pvm;
 	gfn_t gfn;
+	int err;                 /* why the run stopped early */
 };
 
-static long unshare_locked(void *arg)
+/* Under views_lock, the views no longer mapping the n pages. */
+static long unshare_locked(void *arg, uint64_t n)
 {
 	struct unshare_ctx *c = arg;
-	int r = pkvm_guest_unshare_host(c->pvm, c->gfn);
+	uint64_t k = 0;
 
-	return r ? r : 1;
+	while (k < n && !(c->err = pkvm_guest_unshare_host(c->pvm, c->gfn + k)))
+		k++;
+	return k ? (long)k : c->err;
 }
 
-/* Unshares one page: the host's mappings go first, then the hyp's
- * transition (EBUSY, nothing changed, while the host pins it). */
-static int unshare_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
+/* Unshares n pages from gfn in one file run (gf): the host's mappings go
+ * first, then the hyp's transitions; it stops before a page the host pins
+ * (EBUSY). Pages unshared, or -errno for the first. */
+static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct gfn_file *gf)
 {
-	struct gfn_file gf = gfn_file_get(v->vm, gfn);
 	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
 	long r;
 
-	if (!gf.g)
+	if (!gf->g)
 		return -EFAULT;
-	r = pm_gmem_host_unmap(gf.g, gf.index, gf.index + 1, unshare_locked, &c);
-	pm_gmem_put(gf.g);
-	if (r == -EBUSY)
+	r = pm_gmem_host_unmap(gf->g, gf->index, gf->index + n, unshare_locked, &c);
+	if (r == -EBUSY || (r > 0 && (uint64_t)r < n && !c.err))
 		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
-	return r < 0 ? (int)r : 0;
+	return r;
 }
 
 static bool pkvm_hypercall(struct pm_vcpu *v, uint64_t nr, const uint64_t args[4], long *ret)
 {
 	struct pkvm_vm *pvm = v->vm->model_data;
 	bool share = nr == PM_HC_PKVM_MEM_SHARE;
-	uint64_t gpa = args[0], n = args[1], done;
-	int r = 0;
+	uint64_t gpa = args[0], n = args[1], done = 0;
+	long r = 0;
 
 	if (!share && nr != PM_HC_PKVM_MEM_UNSHARE)
 		return false;
@@ -387,11 +400,22 @@ static bool pkvm_hypercall(struct pm_vcpu *v, uint64_t nr, const uint64_t args[4
 		*ret = -EINVAL;
 		return true;
 	}
-	for (done = 0; done < n; done++) {
+	/* Run by run of one guest_memfd, each page through the hyp. */
+	while (done < n) {
 		gfn_t gfn = (gpa >> PM_PAGE_SHIFT) + done;
+		struct gfn_file gf = gfn_file_get(v->vm, gfn);
+		uint64_t run = PM_MIN(n - done, gf.run);
 
-		r = share ? share_one(v, pvm, gfn) : unshare_one(v, pvm, gfn);
-		if (r)
+		if (!gf.in_slot)
+			r = -EFAULT;
+		else
+			r = share ? share_run(v, pvm, gfn, run, &gf) : unshare_run(pvm, gfn, run, &gf);
+		if (gf.g)
+			pm_gmem_put(gf.g);
+		if (r <= 0)
+			break;
+		done += (uint64_t)r;
+		if ((uint64_t)r < run)
 			break;
 	}
 	if (done)

@@ -54,16 +54,20 @@ static int view_map(struct pm_gmem_view *v, uint8_t *addr, uint64_t n, pm_pfn_t 
 	return p == MAP_FAILED ? -errno : 0;
 }
 
-/* Frame to show at file page `index`: populates host-shared pages. */
-static pm_pfn_t view_frame(struct pm_gmem *g, uint64_t index)
+/* Frame to show at file page `index`: populates host-shared pages (not
+ * prepared: that is the guest's first use). A frame the hardware refuses
+ * the host (an SNP page still assigned to the guest) is not mapped: the
+ * refusal is counted by the hardware's guard, and the page faults (SIGBUS). */
+static pm_pfn_t view_frame(struct pm_gmem_view *v, uint64_t index)
 {
 	pm_pfn_t pfn;
-	unsigned int order;
 
-	if (!pm_gmem_host_shared(g, index))
+	if (!pm_gmem_host_shared(v->g, index))
 		return PM_PFN_INVALID;
-	if (pm_gmem_get_pfn(g, index, 0, &pfn, &order))
+	if (pm_gmem_get_pfn_host(v->g, index, &pfn))
 		return PM_PFN_INVALID;   /* no memory: the page faults (SIGBUS) */
+	if (pm_host_access(pfn, 1, v->prot & PROT_WRITE))
+		return PM_PFN_INVALID;
 	return pfn;
 }
 
@@ -75,11 +79,11 @@ static int view_fill(struct pm_gmem_view *v, uint64_t start, uint64_t end, bool 
 	int r = 0;
 
 	for (uint64_t i = lo; i < hi && !r;) {
-		pm_pfn_t first = revoke ? PM_PFN_INVALID : view_frame(v->g, i);
+		pm_pfn_t first = revoke ? PM_PFN_INVALID : view_frame(v, i);
 		uint64_t n = 1;
 
 		while (i + n < hi) {
-			pm_pfn_t next = revoke ? PM_PFN_INVALID : view_frame(v->g, i + n);
+			pm_pfn_t next = revoke ? PM_PFN_INVALID : view_frame(v, i + n);
 
 			if (first == PM_PFN_INVALID ? next != PM_PFN_INVALID : next != first + n)
 				break;

@@ -29,6 +29,21 @@
  *    vCPU handle (arg is the user pointer; ENOTTY without the hook);
  *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
  *    the MRTD; ENOTTY without the hook).
+ *
+ * Hooks for models whose hardware checks private accesses beyond the
+ * stage-2 (SNP's RMP, TDX's pending pages):
+ *  - private_max_level caps the stage-2 level of a private mapping of frame
+ *    pfn (SNP: no 2M mapping over 4K RMP entries); without it the page
+ *    order, the slot and the attributes decide;
+ *  - guest_fill_check runs on every TLB fill of a private access: 0 lets
+ *    the access through, a KVM_SYSTEM_EVENT_* type ends the guest with that
+ *    system event (a guest-fatal event: SNP's access to an unvalidated
+ *    page, TDX's to a pending one);
+ *  - guest_call serves pm_guest_model_call(): the model's own guest
+ *    instructions and exits (PVALIDATE, the GHCB protocol, TDG.MEM.PAGE.
+ *    ACCEPT, pKVM's hypercalls), run on the vCPU in guest context (it may
+ *    take exits through vcpu.h's helpers); -KVM_ENOSYS without it;
+ *  - get_stats serves PM_KVM_GET_MODEL_STATS (ENOTTY without it).
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
@@ -65,6 +80,11 @@ struct pm_model_ops {
 	long (*mem_enc_op)(struct pm_vm *vm, unsigned long arg);
 	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
 	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
+
+	int (*private_max_level)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn);
+	int (*guest_fill_check)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, const uint8_t *hva);
+	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
+	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */
@@ -75,5 +95,6 @@ int pm_model_vm_types(void);
 extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;
 extern const struct pm_model_ops pm_model_pkvm;
+extern const struct pm_model_ops pm_model_snp;
 
 #endif

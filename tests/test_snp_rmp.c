@@ -252,8 +252,9 @@ static void test_pvalidate_sizes(void **state)
 	assert_int_equal(rmp_pvalidate(f->big, ASID, GPA2M, true, true), PVALIDATE_FAIL_SIZEMISMATCH);
 	assert_int_equal(rmp_pvalidate(f->big, ASID, GPA2M, false, true), PVALIDATE_OK);
 	assert_int_equal(rmp_update(f->big, &shared4k), RMP_OK);
-	/* Misaligned 2M requests. */
-	assert_int_equal(rmp_pvalidate(f->big + 1, ASID, GPA2M, true, true), PVALIDATE_FAIL_INPUT);
+	/* A 2M request at a misaligned gpa, or on a frame no 2M entry can
+	 * start at. */
+	assert_int_equal(rmp_pvalidate(f->big + 1, ASID, GPA2M, true, true), PVALIDATE_FAIL_SIZEMISMATCH);
 	assert_int_equal(rmp_pvalidate(f->big, ASID, GPA2M + 4096, true, true), PVALIDATE_FAIL_INPUT);
 	/* 2M on a 2M entry; 4K inside it is the size-mismatch fault. */
 	assert_int_equal(rmp_update(f->big, &p2m), RMP_OK);

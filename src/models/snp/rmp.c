@@ -323,9 +323,10 @@ enum pvalidate_result rmp_pvalidate(pm_pfn_t pfn, unsigned int asid, uint64_t gp
 
 	if (pfn >= r->nr)
 		return RMP_FAULT_OWNER;
-	if (size_2m && (!PM_ALIGNED(pfn, RMP_PAGES_2M) ||
-			!PM_ALIGNED(gpa, RMP_PAGES_2M << PM_PAGE_SHIFT)))
+	if (size_2m && !PM_ALIGNED(gpa, RMP_PAGES_2M << PM_PAGE_SHIFT))
 		return PVALIDATE_FAIL_INPUT;
+	if (size_2m && !PM_ALIGNED(pfn, RMP_PAGES_2M))
+		return PVALIDATE_FAIL_SIZEMISMATCH;   /* no 2M entry starts there */
 	pthread_mutex_lock(region_lock(r, pfn));
 	res = pvalidate_check_locked(r, pfn, asid, gpa, size_2m);
 	if (res == PVALIDATE_OK) {

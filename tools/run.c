@@ -362,7 +362,7 @@ struct run_opts {
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type sw|default|snp] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|default] [--seed N]\n"
 		"                   [--iterations N] [--json]\n"
 		"\n"
@@ -370,7 +370,9 @@ static void run_usage(FILE *out)
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
 		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
 		"\n"
-		"  --vm-type TYPE    sw (software-protected, default) or default (no private memory)\n"
+		"  --vm-type TYPE    sw (software-protected, default), default (no private memory)\n"
+		"                    or snp (SEV-SNP: measured launch, 2M PSC boot, bounce I/O,\n"
+		"                    random conversions; --scenario does not apply)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
 		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU)\n"
@@ -592,6 +594,10 @@ int cmd_run(int argc, char **argv)
 	if (r || !ctx) {
 		free(ctx);
 		return r ? r : 1;
+	}
+	if (o.type == KVM_X86_SNP_VM) {
+		free(ctx);
+		return run_snp(o.mem, o.vcpus, o.seed, o.iterations, o.json);
 	}
 	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
 		vmm_destroy(&m);

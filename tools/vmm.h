@@ -5,7 +5,9 @@
  * gpa 0 (shared pages in an anonymous mapping, private pages in a
  * guest_memfd), runs vCPU threads and answers their exits the way QEMU
  * does: KVM_HC_MAP_GPA_RANGE sets the attribute and discards the other copy
- * (destructive conversion), MMIO goes to a device callback.
+ * (destructive conversion), KVM_EXIT_MEMORY_FAULT converts as the access
+ * asked (SNP's implicit conversion), MMIO goes to a device callback, and a
+ * KVM_EXIT_SYSTEM_EVENT (a guest-fatal event) ends the run as an abort.
  */
 #ifndef PM_TOOLS_VMM_H
 #define PM_TOOLS_VMM_H
@@ -41,6 +43,7 @@ struct vmm {
 	/* Counters (atomics: several vCPU threads update them). */
 	atomic_uint_fast64_t to_private_pages, to_shared_pages;
 	atomic_uint_fast64_t conversions;
+	atomic_uint_fast64_t implicit_conversions;  /* KVM_EXIT_MEMORY_FAULT answered */
 	atomic_uint_fast64_t progress;   /* SYNC ucalls: guest progress marks */
 	atomic_uint_fast64_t aborts;
 	char abort_msg[320];             /* first abort (under abort_lock) */

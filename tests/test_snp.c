@@ -762,11 +762,20 @@ static void test_psc_without_hypercall_exit_is_generic(void **state)
 	t_destroy(&t);
 }
 
-static void test_vm_type_offered(void **state)
+static void test_vm_type_offered_without_gmem_mmap(void **state)
 {
-	int kvm = pm_kvm_open();
+	int kvm = pm_kvm_open(), vm;
+	struct kvm_create_guest_memfd cg = { .size = MEM, .flags = GUEST_MEMFD_FLAG_MMAP };
 
 	assert_true(pm_kvm_ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES) & (1 << KVM_X86_SNP_VM));
+	vm = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_SNP_VM);
+	assert_true(vm >= 0);
+	/* Shared memory is the VMM's: no mmap-able (or shared) guest_memfd. */
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS), 0);
+	assert_fails(pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cg), EINVAL);
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES),
+			 KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	pm_kvm_close(vm);
 	pm_kvm_close(kvm);
 }
 
@@ -781,7 +790,7 @@ static int teardown_all(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vm_type_offered),
+		cmocka_unit_test(test_vm_type_offered_without_gmem_mmap),
 		cmocka_unit_test(test_launch_start_errors),
 		cmocka_unit_test(test_launch_update_errors),
 		cmocka_unit_test(test_launch_update_partial_progress),

@@ -314,8 +314,6 @@ static long snp_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t
 static const char *const snp_stat_names[] = {
 	[SNP_STAT_PREPARE_2M] = "prepare_2m_entries",
 	[SNP_STAT_PREPARE_4K] = "prepare_4k_entries",
-	[SNP_STAT_INVALIDATE_PAGES] = "invalidated_pages",
-	[SNP_STAT_SMASH_ON_FREE] = "psmash_on_free",
 	[SNP_STAT_SMASH_ON_FAULT] = "psmash_on_fault",
 	[SNP_STAT_PSC_REQUESTS] = "psc_requests",
 	[SNP_STAT_PSC_ENTRIES] = "psc_entries",
@@ -342,16 +340,11 @@ static int snp_get_stats(struct pm_vm *vm, struct pm_model_stats *st)
 	struct snp_vm *s = to_snp(vm);
 	struct rmp_stats r;
 
-	for (int i = 0; i < SNP_NR_STATS; i++) {
-		uint64_t v = atomic_load(&s->stats[i]);
-
-		/* Frees have no VM (upstream's hook neither): counted for all. */
-		if (i == SNP_STAT_INVALIDATE_PAGES)
-			v = atomic_load(&invalidated_pages);
-		else if (i == SNP_STAT_SMASH_ON_FREE)
-			v = atomic_load(&smash_on_free);
-		stat_put(st, snp_stat_names[i], v);
-	}
+	for (int i = 0; i < SNP_NR_STATS; i++)
+		stat_put(st, snp_stat_names[i], atomic_load(&s->stats[i]));
+	/* Frees have no VM (upstream's hook neither): counted for all. */
+	stat_put(st, "invalidated_pages", atomic_load(&invalidated_pages));
+	stat_put(st, "psmash_on_free", atomic_load(&smash_on_free));
 	rmp_get_stats(&r);
 	stat_put(st, "rmp_assigned_4k", r.assigned_4k);
 	stat_put(st, "rmp_assigned_2m", r.assigned_2m);
@@ -370,6 +363,7 @@ const struct pm_model_ops pm_model_snp = {
 	.private_mem = true,
 	.readonly_mem = false,
 	.gmem_init_shared = false,
+	.gmem_no_mmap = true,
 	.vm_init = snp_vm_init,
 	.vm_destroy = snp_vm_destroy,
 	.gmem_prepare = snp_gmem_prepare,

@@ -25,8 +25,6 @@ struct pm_vcpu;
 enum snp_stat {
 	SNP_STAT_PREPARE_2M,          /* 2M RMP entries made by gmem prepare */
 	SNP_STAT_PREPARE_4K,          /* 4K RMP entries made by gmem prepare */
-	SNP_STAT_INVALIDATE_PAGES,    /* frames given back to the hypervisor on free */
-	SNP_STAT_SMASH_ON_FREE,       /* PSMASH: part of a 2M entry freed */
 	SNP_STAT_SMASH_ON_FAULT,      /* PSMASH: 4K PVALIDATE in a 2M entry */
 	SNP_STAT_PSC_REQUESTS,        /* GHCB PSC requests */
 	SNP_STAT_PSC_ENTRIES,         /* ... entries processed */

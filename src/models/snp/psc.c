@@ -78,7 +78,7 @@ static uint64_t psc_entry_rest(uint64_t e, uint64_t *gfn, uint64_t *npages, bool
 static uint64_t psc_next_range(struct pm_vcpu *v, uint64_t desc, unsigned int *cur, unsigned int end,
 			       struct psc_range *r)
 {
-	uint64_t e, err;
+	uint64_t e = 0, err;
 
 	r->count = 0;
 	for (; *cur <= end; (*cur)++, psc_set_cur_entry(v, desc, *cur)) {

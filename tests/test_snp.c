@@ -762,6 +762,46 @@ static void test_psc_without_hypercall_exit_is_generic(void **state)
 	t_destroy(&t);
 }
 
+static void guest_psc_msr_cases(struct pm_guest *g, void *arg)
+{
+	PM_GUEST_ASSERT(g, pm_guest_snp_psc_msr(g, 50 * PAGE, 0) == (long)PM_SNP_PSC_ERROR_GENERIC);
+	PM_GUEST_ASSERT(g, pm_guest_snp_psc_msr(g, 50 * PAGE, PM_SNP_PSC_OP_PSMASH) ==
+			   (long)PM_SNP_PSC_ERROR_GENERIC);
+	PM_GUEST_ASSERT(g, pm_guest_snp_psc_msr(g, 50 * PAGE + 123, PM_SNP_PSC_OP_PRIVATE) == 0);
+	PM_GUEST_ASSERT(g, pm_guest_snp_psc_msr(g, 51 * PAGE, PM_SNP_PSC_OP_SHARED) == 0);
+	PM_GUEST_ASSERT(g, pm_guest_snp_psc_msr(g, 52 * PAGE, PM_SNP_PSC_OP_PRIVATE) ==
+			   (long)PM_SNP_PSC_ERROR_GENERIC);      /* the VMM fails the third exit */
+	PM_GUEST_ASSERT(g, pm_guest_model_call(g, PM_SNP_NR_CALLS, 0, 0, 0) == -KVM_ENOSYS);
+}
+
+static void test_psc_msr_protocol(void **state)
+{
+	struct t t;
+
+	t_create(&t, 0);
+	t.fail_exit = 3;
+	assert_int_equal(t_run(&t, guest_psc_msr_cases, NULL), PM_EXIT_UCALL);
+	assert_int_equal(t.nr_exits, 3);                   /* one 4K page per exit */
+	assert_int_equal(t.exits[0].gpa, 50 * PAGE);
+	assert_int_equal(t.exits[0].npages, 1);
+	assert_int_equal(t.exits[0].attrs, KVM_MAP_GPA_RANGE_ENCRYPTED | KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+	assert_int_equal(t.exits[1].attrs, KVM_MAP_GPA_RANGE_DECRYPTED | KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
+	assert_int_equal(model_stat(&t, "psc_msr"), 5);
+	t_destroy(&t);
+}
+
+static void test_other_types_have_no_snp_ioctls(void **state)
+{
+	int kvm = pm_kvm_open(), vm = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	struct pm_model_stats st;
+	struct kvm_sev_cmd c = { .id = KVM_SEV_SNP_LAUNCH_START };
+
+	assert_fails(pm_kvm_ioctl(vm, PM_KVM_GET_MODEL_STATS, &st), ENOTTY);
+	assert_fails(pm_kvm_ioctl(vm, KVM_MEMORY_ENCRYPT_OP, &c), ENOTTY);
+	pm_kvm_close(vm);
+	pm_kvm_close(kvm);
+}
+
 static void test_vm_type_offered_without_gmem_mmap(void **state)
 {
 	int kvm = pm_kvm_open(), vm;
@@ -807,6 +847,8 @@ int main(void)
 		cmocka_unit_test(test_psc_resumes_after_failure),
 		cmocka_unit_test(test_psc_partial_2m_entry_continues_as_4k),
 		cmocka_unit_test(test_psc_without_hypercall_exit_is_generic),
+		cmocka_unit_test(test_psc_msr_protocol),
+		cmocka_unit_test(test_other_types_have_no_snp_ioctls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown_all);

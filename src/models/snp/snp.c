@@ -159,20 +159,34 @@ static int snp_gmem_prepare(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn, unsigned 
 
 static atomic_uint_fast64_t invalidated_pages, smash_on_free;  /* all SNP VMs */
 
-/* Back to the hypervisor: a failure here would leave a freed frame
- * assigned, which the host would then write: fatal, as on hardware. */
-static void make_shared(pm_pfn_t pfn, bool size_2m)
+/* A 4K frame back to the hypervisor: a failure would leave a freed frame
+ * assigned, which the host would then write: fatal, as on hardware. (No
+ * 2M entry can appear over a frame being freed: prepare makes one only
+ * over a whole unassigned region of one guest_memfd page.) */
+static void make_shared_4k(pm_pfn_t pfn)
 {
-	struct rmp_state st = { .size_2m = size_2m };
+	struct rmp_state st = { 0 };
 	uint64_t e = rmp_entry(pfn);
 	enum rmp_result r;
 
-	if (!size_2m && (rmp_is_immutable(e) || rmp_is_vmsa(e)) && psp_page_reclaim(pfn) != PSP_SUCCESS)
+	if ((rmp_is_immutable(e) || rmp_is_vmsa(e)) && psp_page_reclaim(pfn) != PSP_SUCCESS)
 		pm_fatal("snp: SNP_PAGE_RECLAIM of frame %#" PRIx64 " failed", pfn);
 	r = rmp_update(pfn, &st);
 	if (r != RMP_OK)
 		pm_fatal("snp: RMPUPDATE to shared of frame %#" PRIx64 " failed (%d)", pfn, r);
-	atomic_fetch_add_explicit(&invalidated_pages, size_2m ? RMP_PAGES_2M : 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&invalidated_pages, 1, memory_order_relaxed);
+}
+
+/* A whole 2M entry back in one RMPUPDATE; false if it is no longer a 2M
+ * entry (a vCPU's 4K PVALIDATE smashed it meanwhile): go on at 4K. */
+static bool make_shared_2m(pm_pfn_t region)
+{
+	struct rmp_state st = { .size_2m = true };
+
+	if (rmp_update(region, &st) != RMP_OK)
+		return false;
+	atomic_fetch_add_explicit(&invalidated_pages, RMP_PAGES_2M, memory_order_relaxed);
+	return true;
 }
 
 static void snp_gmem_invalidate(pm_pfn_t start, pm_pfn_t end)
@@ -182,17 +196,17 @@ static void snp_gmem_invalidate(pm_pfn_t start, pm_pfn_t end)
 		uint64_t head = rmp_entry(region);
 
 		if (rmp_is_assigned(head) && rmp_is_2m(head)) {
-			if (region >= start && region + RMP_PAGES_2M <= end) {
-				make_shared(region, true);
+			if (region >= start && region + RMP_PAGES_2M <= end && make_shared_2m(region)) {
 				p = region + RMP_PAGES_2M;
 				continue;
 			}
-			/* Only part of the 2M entry goes: split it first. */
+			/* Only part of the 2M entry goes: split it first (or a
+			 * racing PSMASH did). */
 			if (rmp_psmash(region) == RMP_OK)
 				atomic_fetch_add_explicit(&smash_on_free, 1, memory_order_relaxed);
 		}
 		if (rmp_is_assigned(rmp_entry(p)))
-			make_shared(p, false);
+			make_shared_4k(p);
 		p++;
 	}
 }
@@ -227,13 +241,20 @@ static int snp_guest_fill_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, cons
  * handles an #NPF (the zap's shootdown waits for vCPUs in guest mode). */
 static void smash_on_fault(struct pm_vcpu *v, pm_pfn_t pfn, gfn_t gfn)
 {
+	struct snp_vm *s = to_snp(v->vm);
 	gfn_t base = PM_ALIGN_DOWN(gfn, RMP_PAGES_2M);
+	pm_pfn_t region = PM_ALIGN_DOWN(pfn, RMP_PAGES_2M);
 	struct pm_inval_ticket t;
+	uint64_t head;
 
 	pm_vcpu_exit_guest_mode(v);
 	pm_inval_begin(v->vm, base, base + RMP_PAGES_2M, PM_INVAL_PRIVATE, PM_INVAL_CAUSE_ATTR, &t);
-	if (rmp_psmash(PM_ALIGN_DOWN(pfn, RMP_PAGES_2M)) == RMP_OK)
-		snp_count(to_snp(v->vm), SNP_STAT_SMASH_ON_FAULT, 1);
+	/* The frame came from a translation that a punch may have made stale
+	 * since: smash only this guest's 2M entry of this range. */
+	head = rmp_entry(region);
+	if (rmp_is_assigned(head) && rmp_is_2m(head) && rmp_asid(head) == s->asid &&
+	    rmp_gpa(head) == base << PM_PAGE_SHIFT && rmp_psmash(region) == RMP_OK)
+		snp_count(s, SNP_STAT_SMASH_ON_FAULT, 1);
 	pm_inval_end(v->vm, &t);
 	pm_vcpu_enter_guest_mode(v);
 }

@@ -112,21 +112,10 @@ static void guest_psc_main(struct pm_guest *g, void *arg)
 	}
 }
 
-static uint64_t stat_of(struct vmm *m, const char *name)
-{
-	struct pm_model_stats st;
-
-	if (pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &st))
-		return 0;
-	for (unsigned int i = 0; i < st.nr; i++)
-		if (!strcmp(st.v[i].name, name))
-			return st.v[i].value;
-	return 0;
-}
-
 static int psc_series(struct result *r, struct psc_job *j, uint64_t gmem_flags)
 {
 	void *args[1] = { j };
+	struct pm_model_stats st;
 	struct vmm m;
 	int ret;
 
@@ -143,10 +132,12 @@ static int psc_series(struct result *r, struct psc_job *j, uint64_t gmem_flags)
 		ret = vmm_run_all(&m, NULL, NULL);
 	if (ret)
 		result_fail(r, "guest failed: %s", m.abort_msg[0] ? m.abort_msg : "PM_KVM_SET_GUEST");
-	j->requests = stat_of(&m, "psc_requests");
-	j->exits = stat_of(&m, "psc_exits");
-	if (stat_of(&m, "rmp_violations"))
-		result_fail(r, "RMP violations during the benchmark");
+	if (pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, &st) == 0) {
+		j->requests = vmm_model_stat(&st, "psc_requests");
+		j->exits = vmm_model_stat(&st, "psc_exits");
+		if (vmm_model_stat(&st, "rmp_violations"))
+			result_fail(r, "RMP violations during the benchmark");
+	}
 	vmm_destroy(&m);
 	return ret ? -1 : 0;
 }

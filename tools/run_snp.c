@@ -292,14 +292,6 @@ static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int
 	}
 }
 
-static uint64_t model_stat(const struct pm_model_stats *st, const char *name)
-{
-	for (unsigned int i = 0; i < st->nr; i++)
-		if (!strcmp(st->v[i].name, name))
-			return st->v[i].value;
-	return 0;
-}
-
 struct snp_report {
 	uint64_t passed[SK_NR], failed[SK_NR], total_passed, total_failed;
 	struct pm_vm_stats vs;
@@ -330,17 +322,17 @@ static void print_text(const struct snp_report *r, struct vmm *m, uint64_t mem, 
 	       (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mappings[0], (uint64_t)r->vs.mappings[1],
 	       (uint64_t)r->vs.splits);
 	printf("rmp entries    at the end: 2M %" PRIu64 ", 4K %" PRIu64 "; made by prepare: 2M %" PRIu64
-	       ", 4K %" PRIu64 "\n", model_stat(ms, "rmp_assigned_2m"), model_stat(ms, "rmp_assigned_4k"),
-	       model_stat(ms, "prepare_2m_entries"), model_stat(ms, "prepare_4k_entries"));
+	       ", 4K %" PRIu64 "\n", vmm_model_stat(ms, "rmp_assigned_2m"), vmm_model_stat(ms, "rmp_assigned_4k"),
+	       vmm_model_stat(ms, "prepare_2m_entries"), vmm_model_stat(ms, "prepare_4k_entries"));
 	printf("psmash         %" PRIu64 " (on partial free %" PRIu64 ", on 4K PVALIDATE %" PRIu64 ")\n",
-	       model_stat(ms, "rmp_psmash"), model_stat(ms, "psmash_on_free"), model_stat(ms, "psmash_on_fault"));
+	       vmm_model_stat(ms, "rmp_psmash"), vmm_model_stat(ms, "psmash_on_free"), vmm_model_stat(ms, "psmash_on_fault"));
 	printf("psc            %" PRIu64 " requests, %" PRIu64 " entries, %" PRIu64 " exits, %" PRIu64
-	       " pages, %" PRIu64 " errors\n", model_stat(ms, "psc_requests"), model_stat(ms, "psc_entries"),
-	       model_stat(ms, "psc_exits"), model_stat(ms, "psc_pages"), model_stat(ms, "psc_errors"));
+	       " pages, %" PRIu64 " errors\n", vmm_model_stat(ms, "psc_requests"), vmm_model_stat(ms, "psc_entries"),
+	       vmm_model_stat(ms, "psc_exits"), vmm_model_stat(ms, "psc_pages"), vmm_model_stat(ms, "psc_errors"));
 	printf("pvalidate      %" PRIu64 " (failed %" PRIu64 ": 2M on 4K entries, retried as 4K)\n",
-	       model_stat(ms, "pvalidate"), model_stat(ms, "pvalidate_failed"));
-	printf("rmp violations %" PRIu64 ", host reads refused %" PRIu64 "\n", model_stat(ms, "rmp_violations"),
-	       model_stat(ms, "rmp_host_reads_refused"));
+	       vmm_model_stat(ms, "pvalidate"), vmm_model_stat(ms, "pvalidate_failed"));
+	printf("rmp violations %" PRIu64 ", host reads refused %" PRIu64 "\n", vmm_model_stat(ms, "rmp_violations"),
+	       vmm_model_stat(ms, "rmp_host_reads_refused"));
 	printf("checks\n");
 	for (int c = 0; c < SK_NR; c++)
 		printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", snp_check_names[c],
@@ -384,7 +376,7 @@ static void collect(struct snp_report *r, struct snp_ctx *ctx, struct vmm *m, in
 		}
 	vmm_vm_stats(m, &r->vs);
 	pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &r->ms);
-	if (model_stat(&r->ms, "rmp_violations"))
+	if (vmm_model_stat(&r->ms, "rmp_violations"))
 		r->failed[SK_NO_RMP_VIOLATION]++;
 	else
 		r->passed[SK_NO_RMP_VIOLATION]++;

@@ -275,3 +275,11 @@ int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st)
 {
 	return pm_kvm_ioctl(m->kvm, PM_KVM_GET_POOL_STATS, st);
 }
+
+uint64_t vmm_model_stat(const struct pm_model_stats *st, const char *name)
+{
+	for (unsigned int i = 0; i < st->nr && i < PM_MODEL_STATS_MAX; i++)
+		if (!strcmp(st->v[i].name, name))
+			return st->v[i].value;
+	return 0;
+}

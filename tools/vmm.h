@@ -70,5 +70,8 @@ int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx
 /* Statistics. */
 int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st);
 int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st);
+/* One of the model's counters (PM_KVM_GET_MODEL_STATS) by name; 0 if the
+ * model has no such counter. */
+uint64_t vmm_model_stat(const struct pm_model_stats *st, const char *name);
 
 #endif

@@ -69,6 +69,8 @@ static const struct {
 	{ "share", "in-place sharing (pKVM) vs destructive conversion (sw) of the same\n"
 		   "pages, single and 2M batches, vs memset (SIZE: guest RAM, 64M)", 64 * MIB, 3,
 	  bench_share },
+	{ "psc", "SEV-SNP 253-entry page state changes end to end, 4K and 2M\n"
+		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");
@@ -501,6 +503,23 @@ static void result_print_json(const struct result *r)
 /* ==================================================================== */
 
 /* A pre-faulted anonymous buffer (NULL on failure). */
+/* Sets the pool's watermark (0: back to the default); 0 or -errno. */
+int bench_pool_watermark(uint64_t bytes)
+{
+	static uint64_t saved;
+	struct pm_pool_stats st;
+	struct pm_pool_config cfg = { 0 };
+	int kvm = pm_kvm_open(), r;
+
+	pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st);
+	if (bytes && !saved)
+		saved = st.watermark;
+	cfg.watermark = bytes ? PM_MIN_U64(bytes, st.size) : saved;
+	r = cfg.watermark ? pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg) : 0;
+	pm_kvm_close(kvm);
+	return r ? -errno : 0;
+}
+
 uint8_t *buffer_new(uint64_t size)
 {
 	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

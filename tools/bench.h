@@ -132,6 +132,8 @@ void buffer_free(uint8_t *p, uint64_t size);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+/* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
+int bench_pool_watermark(uint64_t bytes);
 
 /* Keeps the compiler from dropping stores to memory nobody reads. */
 static inline void clobber(void *p)
@@ -147,5 +149,6 @@ void bench_fault(const struct bench_opts *o, struct result *r);
 void bench_access(const struct bench_opts *o, struct result *r);
 void bench_scale(const struct bench_opts *o, struct result *r);
 void bench_share(const struct bench_opts *o, struct result *r);
+void bench_psc(const struct bench_opts *o, struct result *r);
 
 #endif

@@ -416,23 +416,6 @@ static int fault_series(struct result *r, unsigned int reps, uint64_t size, uint
 
 #define FAULT_WARM_SIZE (128 * MIB)
 
-/* Sets the pool's watermark (0: back to the default); 0 or -errno. */
-static int bench_pool_watermark(uint64_t bytes)
-{
-	static uint64_t saved;
-	struct pm_pool_stats st;
-	struct pm_pool_config cfg = { 0 };
-	int kvm = pm_kvm_open(), r;
-
-	pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st);
-	if (bytes && !saved)
-		saved = st.watermark;
-	cfg.watermark = bytes ? PM_MIN_U64(bytes, st.size) : saved;
-	r = cfg.watermark ? pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg) : 0;
-	pm_kvm_close(kvm);
-	return r ? -errno : 0;
-}
-
 void bench_fault(const struct bench_opts *o, struct result *r)
 {
 	static const struct { const char *name, *key; uint64_t flags; const char *fl; } g[2] = {

@@ -12,6 +12,7 @@ int cli_parse_vm_type(const char *s, unsigned long *type)
 		{ "sw", KVM_X86_SW_PROTECTED_VM },
 		{ "default", KVM_X86_DEFAULT_VM },
 		{ "pkvm", PM_VM_TYPE_PKVM },
+		{ "snp", KVM_X86_SNP_VM },
 	};
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

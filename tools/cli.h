@@ -22,6 +22,8 @@ double cli_elapsed(const struct timespec *t0);
 void cli_json_string(const char *s);
 
 int cmd_run(int argc, char **argv);
+/* privmem run --vm-type snp (run_snp.c). */
+int run_snp(uint64_t mem, int vcpus, unsigned int seed, unsigned int iterations, bool json);
 int cmd_bench(int argc, char **argv);
 
 #endif

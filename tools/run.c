@@ -480,7 +480,7 @@ struct run_opts {
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type sw|default|snp|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--json]\n"
 		"\n"
@@ -489,6 +489,8 @@ static void run_usage(FILE *out)
 		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
 		"\n"
 		"  --vm-type TYPE    sw (software-protected, default), default (no private memory),\n"
+		"                    snp (SEV-SNP: measured launch, 2M PSC boot, bounce I/O,\n"
+		"                    random conversions; --scenario does not apply),\n"
 		"                    or pkvm (protected VM under pKVM's hypervisor: privmem type 16)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
@@ -771,6 +773,10 @@ int cmd_run(int argc, char **argv)
 	if (r || !ctx) {
 		free(ctx);
 		return r ? r : 1;
+	}
+	if (o.type == KVM_X86_SNP_VM) {
+		free(ctx);
+		return run_snp(o.mem, o.vcpus, o.seed, o.iterations, o.json);
 	}
 	rep.pkvm = o.type == PM_VM_TYPE_PKVM;
 	if (rep.pkvm) {

@@ -202,6 +202,14 @@ static int vmm_run_vcpu(struct vmm *m, int i)
 	for (;;) {
 		int r = pm_kvm_ioctl(m->vcpu[i], KVM_RUN, 0);
 
+		/* An implicit conversion request (SNP's C-bit did not match the
+		 * attribute): convert as the access asked, as QEMU does. */
+		if (r && errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
+		    !vmm_convert(m, run->memory_fault.gpa, run->memory_fault.size,
+				 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE)) {
+			atomic_fetch_add(&m->implicit_conversions, 1);
+			continue;
+		}
 		if (r && !(errno == EINTR)) {
 			char msg[128];
 
@@ -233,6 +241,14 @@ static int vmm_run_vcpu(struct vmm *m, int i)
 			break;
 		case KVM_EXIT_INTR:
 			break;
+		case KVM_EXIT_SYSTEM_EVENT: {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "system event %u (gpa %#llx)", run->system_event.type,
+				 (unsigned long long)run->system_event.data[0]);
+			vmm_record_abort(m, i, msg);
+			return -1;
+		}
 		default:
 			vmm_record_abort(m, i, "unexpected exit");
 			return -1;
@@ -295,4 +311,12 @@ int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st)
 int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st)
 {
 	return pm_kvm_ioctl(m->kvm, PM_KVM_GET_POOL_STATS, st);
+}
+
+uint64_t vmm_model_stat(const struct pm_model_stats *st, const char *name)
+{
+	for (unsigned int i = 0; i < st->nr && i < PM_MODEL_STATS_MAX; i++)
+		if (!strcmp(st->v[i].name, name))
+			return st->v[i].value;
+	return 0;
 }

@@ -5,9 +5,11 @@
  * gpa 0 (shared pages in an anonymous mapping, private pages in a
  * guest_memfd), runs vCPU threads and answers their exits the way QEMU
  * does: KVM_HC_MAP_GPA_RANGE sets the attribute and discards the other copy
- * (destructive conversion), MMIO goes to a device callback. A pKVM VM
- * (PM_VM_TYPE_PKVM) has all its RAM in the guest_memfd, and `shared` is
- * the file's mmap: the pages its guest shares, in place.
+ * (destructive conversion), KVM_EXIT_MEMORY_FAULT converts as the access
+ * asked (SNP's implicit conversion), MMIO goes to a device callback, and a
+ * KVM_EXIT_SYSTEM_EVENT (a guest-fatal event) ends the run as an abort. A
+ * pKVM VM (PM_VM_TYPE_PKVM) has all its RAM in the guest_memfd, and
+ * `shared` is the file's mmap: the pages its guest shares, in place.
  */
 #ifndef PM_TOOLS_VMM_H
 #define PM_TOOLS_VMM_H
@@ -44,6 +46,7 @@ struct vmm {
 	/* Counters (atomics: several vCPU threads update them). */
 	atomic_uint_fast64_t to_private_pages, to_shared_pages;
 	atomic_uint_fast64_t conversions;
+	atomic_uint_fast64_t implicit_conversions;  /* KVM_EXIT_MEMORY_FAULT answered */
 	atomic_uint_fast64_t progress;   /* SYNC ucalls: guest progress marks */
 	atomic_uint_fast64_t aborts;
 	char abort_msg[320];             /* first abort (under abort_lock) */
@@ -70,5 +73,8 @@ int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx
 /* Statistics. */
 int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st);
 int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st);
+/* One of the model's counters (PM_KVM_GET_MODEL_STATS) by name; 0 if the
+ * model has no such counter. */
+uint64_t vmm_model_stat(const struct pm_model_stats *st, const char *name);
 
 #endif

@@ -77,12 +77,16 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 /* A hypercall (KVM_HC_*): returns its result, e.g. 0 or -KVM_ENOSYS. */
 long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
 			uint64_t a2, uint64_t a3);
+/* A guest instruction or call of the VM type's own (SNP: PVALIDATE, the
+ * GHCB page-state-change protocol, see the SNP helpers below): returns its
+ * result; -KVM_ENOSYS on types without any. */
+long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 /* pKVM guests (PM_VM_TYPE_PKVM): share / unshare npages pages from gpa
  * with the host, in place (the pages keep their contents; the guest keeps
  * using them either way). Page by page through the hyp; a page the guest
  * has not touched yet is faulted in first. Then one exit to the VMM
  * (PM_HC_PKVM_MEM_SHARE / _UNSHARE, see privmem.h) for the pages that
- * changed hands. Returns how many did, from the first: npages, or fewer
+ * changed hands (pm_guest_model_call). Returns how many did, from the first: npages, or fewer
  * when a page was refused; -errno when the first page was refused:
  * EINVAL (gpa not page aligned, npages 0), EFAULT (not guest memory),
  * EPERM (not in a state for it: sharing a page shared already, unsharing
@@ -105,6 +109,83 @@ _Noreturn void pm_guest_abort(struct pm_guest *g, const char *file, int line, co
 
 /* The KVM vCPU id this guest code runs on. */
 unsigned int pm_guest_vcpu_id(struct pm_guest *g);
+
+/* ---- AMD SEV-SNP guests (VM type KVM_X86_SNP_VM) ----
+ * Private memory is addressed with the C-bit set, shared memory without.
+ * A private page must be validated (PVALIDATE) before the guest touches
+ * it: an access to one that is not ends the guest (KVM_EXIT_SYSTEM_EVENT,
+ * KVM_SYSTEM_EVENT_SEV_TERM, data[0] = the gpa). Conversions go through the
+ * GHCB's Page State Change (PSC) request, whose descriptor the guest writes
+ * into a shared page, or the GHCB MSR protocol (one 4K page per exit). */
+#define PM_SNP_C_BIT (1ULL << 51)
+
+enum pm_snp_call {
+	PM_SNP_CALL_PVALIDATE = 1,   /* a0 = gpa (C-bit set), a1 = 2M?, a2 = validate? */
+	PM_SNP_CALL_PSC = 2,         /* a0 = gpa of the PSC descriptor (shared) */
+	PM_SNP_CALL_PSC_MSR = 3,     /* a0 = gpa of the 4K page, a1 = PM_SNP_PSC_OP_* */
+	PM_SNP_NR_CALLS,
+};
+
+/* PVALIDATE results (the instruction's codes; NOUPDATE is its CF=1). */
+#define PM_SNP_PVALIDATE_FAIL_INPUT        1
+#define PM_SNP_PVALIDATE_FAIL_SIZEMISMATCH 6
+#define PM_SNP_PVALIDATE_NOUPDATE          255
+
+/* The PSC descriptor: header, then up to 253 entries of 64 bits:
+ * cur_page 0-11, gfn 12-51, operation 52-55, page size 56 (1 = 2M). The
+ * hypervisor advances cur_entry and the entries' cur_page as it goes. */
+struct pm_snp_psc_hdr {
+	uint16_t cur_entry;
+	uint16_t end_entry;
+	uint32_t reserved;
+};
+#define PM_SNP_PSC_MAX_ENTRIES 253
+#define PM_SNP_PSC_OP_PRIVATE  1
+#define PM_SNP_PSC_OP_SHARED   2
+#define PM_SNP_PSC_OP_PSMASH   3
+#define PM_SNP_PSC_OP_UNSMASH  4
+/* PSC results (the GHCB's SW_EXITINFO2); 0 on success. */
+#define PM_SNP_PSC_ERROR_GENERIC       (0x100ULL << 32)
+#define PM_SNP_PSC_ERROR_INVALID_HDR   ((1ULL << 32) | 1)
+#define PM_SNP_PSC_ERROR_INVALID_ENTRY ((1ULL << 32) | 2)
+
+static inline uint64_t pm_snp_psc_entry(uint64_t gfn, unsigned int op, bool size_2m)
+{
+	return ((gfn & ((1ULL << 40) - 1)) << 12) | ((uint64_t)(op & 0xf) << 52) |
+	       ((uint64_t)size_2m << 56);
+}
+static inline unsigned int pm_snp_psc_cur_page(uint64_t e) { return (unsigned int)(e & 0xfff); }
+static inline uint64_t pm_snp_psc_gfn(uint64_t e) { return (e >> 12) & ((1ULL << 40) - 1); }
+static inline unsigned int pm_snp_psc_op(uint64_t e) { return (unsigned int)(e >> 52) & 0xf; }
+static inline bool pm_snp_psc_2m(uint64_t e) { return (e >> 56) & 1; }
+
+/* PVALIDATE: 0 or PM_SNP_PVALIDATE_*. */
+static inline long pm_guest_snp_pvalidate(struct pm_guest *g, uint64_t gpa, bool size_2m, bool validate)
+{
+	return pm_guest_model_call(g, PM_SNP_CALL_PVALIDATE, gpa, size_2m, validate);
+}
+/* A PSC request (VMGEXIT) with the descriptor at desc_gpa: 0 or PM_SNP_PSC_ERROR_*. */
+static inline long pm_guest_snp_psc(struct pm_guest *g, uint64_t desc_gpa)
+{
+	return pm_guest_model_call(g, PM_SNP_CALL_PSC, desc_gpa, 0, 0);
+}
+/* The MSR protocol's page state change of one 4K page: 0, or non-zero. */
+static inline long pm_guest_snp_psc_msr(struct pm_guest *g, uint64_t gpa, unsigned int op)
+{
+	return pm_guest_model_call(g, PM_SNP_CALL_PSC_MSR, gpa, op, 0);
+}
+
+/* The guest's conversions in the order Linux guests follow, over pages
+ * [gpa, gpa + npages * 4K) (gpa without the C-bit), with 2M entries where
+ * the range allows, in PSC requests of up to `batch` (<= 253) entries whose
+ * descriptor goes to the shared page at desc_gpa:
+ *  - to private: PSC, then PVALIDATE (2M, or 512 x 4K on SIZEMISMATCH);
+ *  - to shared: PVALIDATE to rescind, then PSC.
+ * 0, a PSC error, or a PVALIDATE error | (1ULL << 63). */
+long pm_guest_snp_make_private(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t desc_gpa,
+			       unsigned int batch);
+long pm_guest_snp_make_shared(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t desc_gpa,
+			      unsigned int batch);
 
 #ifdef __cplusplus
 }

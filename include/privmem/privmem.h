@@ -166,6 +166,20 @@ struct pm_measurement {
 };
 #define PM_KVM_GET_MEASUREMENT _IOR(PMIO, 0x21, struct pm_measurement)
 
+/* VM handle: the protection model's own counters (SNP: RMP entries by
+ * size, PSMASHes, PSC requests, validations, RMP violations, ...), as
+ * name/value pairs: nr entries are filled. ENOTTY for models without any. */
+#define PM_MODEL_STATS_MAX 32
+struct pm_model_stats {
+	__u32 nr;
+	__u32 pad;
+	struct {
+		char name[40];
+		__u64 value;
+	} v[PM_MODEL_STATS_MAX];
+};
+#define PM_KVM_GET_MODEL_STATS _IOR(PMIO, 0x22, struct pm_model_stats)
+
 #ifdef __cplusplus
 }
 #endif

@@ -515,8 +515,8 @@ static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 	return r;
 }
 
-int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
-		    unsigned int *order)
+static int gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
+			unsigned int *order, bool prepare)
 {
 	struct gmem_locked lk;
 	_Atomic uint64_t *slot;
@@ -535,11 +535,58 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		r = -EHWPOISON;
 		goto out;
 	}
-	r = gmem_prepare(g, slot, e, level, index, gfn);
+	r = prepare ? gmem_prepare(g, slot, e, level, index, gfn) : 0;
 	if (r)
 		goto out;
 	*order = GE_LEVEL_SHIFT(level);
 	*pfn = ge_pfn(e) + (index & ((1ULL << *order) - 1));
+out:
+	gmem_unlock(g, &lk);
+	return r;
+}
+
+int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
+		    unsigned int *order)
+{
+	return gmem_get_pfn(g, index, gfn, pfn, order, true);
+}
+
+int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn)
+{
+	unsigned int order;
+
+	return gmem_get_pfn(g, index, 0, pfn, &order, false);
+}
+
+int pm_gmem_populate(struct pm_gmem *g, uint64_t index, gfn_t gfn,
+		     int (*fn)(void *arg, pm_pfn_t pfn, gfn_t gfn), void *arg)
+{
+	struct gmem_locked lk;
+	_Atomic uint64_t *slot;
+	unsigned int level;
+	uint64_t e;
+	int r;
+
+	if (index >= g->npages)
+		return -EINVAL;
+	gmem_lock(g, &lk, index, index + 1, GMEM_ALLOC);
+	slot = gmem_walk(g, &lk, index, true, &level, &r);
+	if (!slot)
+		goto out;
+	e = atomic_load_explicit(slot, memory_order_acquire);
+	if (e & GE_POISON) {
+		r = -EHWPOISON;
+		goto out;
+	}
+	if (e & GE_PREPARED) {
+		r = -EEXIST;
+		goto out;
+	}
+	r = fn(arg, ge_pfn(e) + (index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1)), gfn);
+	/* A huge page stays unprepared: its other pages still need the hook,
+	 * which leaves this one as fn made it. */
+	if (!r && level == 0)
+		atomic_fetch_or_explicit(slot, GE_PREPARED, memory_order_release);
 out:
 	gmem_unlock(g, &lk);
 	return r;

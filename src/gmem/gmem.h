@@ -95,6 +95,17 @@ struct pm_vm *pm_gmem_vm(const struct pm_gmem *g);
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order);
 
+/* The same for host use (mmap views): no prepare hook, which only the
+ * guest's first use runs. */
+int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);
+/* Populates file page `index` (for gfn) before the guest's first use, as
+ * kvm_gmem_populate: fn(arg, pfn, gfn) fills the frame and hands it to the
+ * guest (SNP's LAUNCH_UPDATE), under the page's stripe held shared; a 4K
+ * page then counts as prepared. -EEXIST if it was prepared already,
+ * -ENOMEM, -EHWPOISON, -EINVAL (index past the end), or fn's error. */
+int pm_gmem_populate(struct pm_gmem *g, uint64_t index, gfn_t gfn,
+		     int (*fn)(void *arg, pm_pfn_t pfn, gfn_t gfn), void *arg);
+
 /* Marks file page `index` as hardware-poisoned (memory failure): a later
  * pm_gmem_get_pfn gives -EHWPOISON and the frame is never reused. */
 int pm_gmem_poison(struct pm_gmem *g, uint64_t index);

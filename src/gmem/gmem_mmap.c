@@ -60,24 +60,34 @@ static int view_map(struct pm_gmem_view *v, uint8_t *addr, uint64_t n, pm_pfn_t 
 	return p == MAP_FAILED ? -errno : 0;
 }
 
-/* Frame to show at file page `index`: populates host-shared pages; with a
- * model that decides per frame (pKVM: pages its guest shared), shows the
- * allocated pages it accepts and allocates nothing. */
-static pm_pfn_t view_frame(struct pm_gmem *g, uint64_t index)
+/* Frame the host may map at file page `index` now, or PM_PFN_INVALID.
+ * With a model that decides per frame (pKVM: the pages its guest shares),
+ * the allocated pages it accepts, allocating nothing; otherwise the pages
+ * of an INIT_SHARED file, populated (not prepared: that is the guest's
+ * first use). Either way the hardware's guards have the last word (an SNP
+ * page still assigned to the guest is refused, and the refusal counted). */
+static pm_pfn_t host_frame(struct pm_gmem *g, uint64_t index, bool write)
 {
 	const struct pm_model_ops *model = g->vm->model;
 	pm_pfn_t pfn;
-	unsigned int order;
 
 	if (model->gmem_host_mappable) {
 		pfn = index < g->npages ? pm_gmem_peek_pfn(g, index) : PM_PFN_INVALID;
-		return pfn != PM_PFN_INVALID && model->gmem_host_mappable(g->vm, pfn) ? pfn : PM_PFN_INVALID;
+		if (pfn != PM_PFN_INVALID && !model->gmem_host_mappable(g->vm, pfn))
+			pfn = PM_PFN_INVALID;
+	} else if (!pm_gmem_host_shared(g, index) || pm_gmem_get_pfn_host(g, index, &pfn)) {
+		pfn = PM_PFN_INVALID;   /* no memory: the page faults (SIGBUS) */
 	}
-	if (!pm_gmem_host_shared(g, index))
-		return PM_PFN_INVALID;
-	if (pm_gmem_get_pfn(g, index, 0, &pfn, &order))
-		return PM_PFN_INVALID;   /* no memory: the page faults (SIGBUS) */
+	if (pfn != PM_PFN_INVALID && pm_host_access(pfn, 1, write))
+		pfn = PM_PFN_INVALID;
 	return pfn;
+}
+
+/* Frame a view shows at file page `index`: SIGBUS (PM_PFN_INVALID) where
+ * the host may not map. */
+static pm_pfn_t view_frame(struct pm_gmem_view *v, uint64_t index)
+{
+	return host_frame(v->g, index, v->prot & PROT_WRITE);
 }
 
 /* Maps file pages [start, end) ∩ v, coalescing runs of contiguous frames. */
@@ -88,11 +98,11 @@ static int view_fill(struct pm_gmem_view *v, uint64_t start, uint64_t end, bool 
 	int r = 0;
 
 	for (uint64_t i = lo; i < hi && !r;) {
-		pm_pfn_t first = revoke ? PM_PFN_INVALID : view_frame(v->g, i);
+		pm_pfn_t first = revoke ? PM_PFN_INVALID : view_frame(v, i);
 		uint64_t n = 1;
 
 		while (i + n < hi) {
-			pm_pfn_t next = revoke ? PM_PFN_INVALID : view_frame(v->g, i + n);
+			pm_pfn_t next = revoke ? PM_PFN_INVALID : view_frame(v, i + n);
 
 			if (first == PM_PFN_INVALID ? next != PM_PFN_INVALID : next != first + n)
 				break;
@@ -176,7 +186,7 @@ int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end)
 		return -EFAULT;
 	pthread_mutex_lock(&g->views_lock);
 	for (uint64_t i = start; i < end && !r; i++)
-		if (view_frame(g, i) == PM_PFN_INVALID)
+		if (host_frame(g, i, true) == PM_PFN_INVALID)
 			r = -EFAULT;
 	if (!r)
 		r = pins_reserve_locked(g, end - start);

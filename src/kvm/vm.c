@@ -126,7 +126,7 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_MEMORY_ATTRIBUTES:
 		return vm ? (long)pm_vm_supported_attrs(vm) : (long)KVM_MEMORY_ATTRIBUTE_PRIVATE;
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
-		return GUEST_MEMFD_FLAG_MMAP |
+		return ((!vm || !vm->model->gmem_no_mmap) ? GUEST_MEMFD_FLAG_MMAP : 0) |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:
 		return pm_model_vm_types();

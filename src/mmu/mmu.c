@@ -289,6 +289,8 @@ static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 	if (f->write && !src->writable)
 		return PM_FAULT_MMIO;   /* a write to a read-only slot */
 	*level = fault_max_level(vm, &fs, f->gfn, src, index);
+	if (!src->hva && f->private_access && vm->model->private_max_level)
+		*level = PM_MIN(*level, vm->model->private_max_level(vm, src->addr, f->gfn));
 	return PM_FAULT_MAPPED;
 }
 

@@ -30,10 +30,22 @@
  *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
  *    the MRTD; ENOTTY without the hook).
  *
- * Hooks for models whose hardware handles guest calls and host mappings:
- *  - hypercall: a guest hypercall the model's hypervisor handles itself
- *    (true, with *ret for the guest; it may exit to the VMM through
- *    pm_vcpu_exit_hypercall); false: privmem's default handling;
+ * Hooks for models whose hardware checks private accesses beyond the
+ * stage-2 (SNP's RMP, TDX's pending pages):
+ *  - private_max_level caps the stage-2 level of a private mapping of frame
+ *    pfn (SNP: no 2M mapping over 4K RMP entries); without it the page
+ *    order, the slot and the attributes decide;
+ *  - guest_fill_check runs on every TLB fill of a private access: 0 lets
+ *    the access through, a KVM_SYSTEM_EVENT_* type ends the guest with that
+ *    system event (a guest-fatal event: SNP's access to an unvalidated
+ *    page, TDX's to a pending one);
+ *  - guest_call serves pm_guest_model_call(): the model's own guest
+ *    instructions and exits (PVALIDATE, the GHCB protocol, TDG.MEM.PAGE.
+ *    ACCEPT, pKVM's hypercalls), run on the vCPU in guest context (it may
+ *    take exits through vcpu.h's helpers); -KVM_ENOSYS without it;
+ *  - get_stats serves PM_KVM_GET_MODEL_STATS (ENOTTY without it).
+ *
+ * Hooks for models whose hardware decides what the host may map:
  *  - gmem_host_mappable: with it, a guest_memfd view (mmap) shows exactly
  *    the allocated pages whose frame it accepts, and allocates nothing;
  *    without it, a view shows every page of an INIT_SHARED file.
@@ -56,6 +68,8 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
+	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is refused (SNP, as upstream:
+	                             * shared memory is the VMM's, not guest_memfd's) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);
@@ -74,7 +88,10 @@ struct pm_model_ops {
 	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
 	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
 
-	bool (*hypercall)(struct pm_vcpu *vcpu, uint64_t nr, const uint64_t args[4], long *ret);
+	int (*private_max_level)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn);
+	int (*guest_fill_check)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, const uint8_t *hva);
+	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
+	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
 };
 
@@ -86,5 +103,6 @@ int pm_model_vm_types(void);
 extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;
 extern const struct pm_model_ops pm_model_pkvm;
+extern const struct pm_model_ops pm_model_snp;
 
 #endif

@@ -218,6 +218,13 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 		return vm->model->mem_enc_op ? vm->model->mem_enc_op(vm, arg) : -ENOTTY;
 	case PM_KVM_GET_MEASUREMENT:
 		return vm_get_measurement(vm, arg);
+	case PM_KVM_GET_MODEL_STATS:
+		if (!vm->model->get_stats)
+			return -ENOTTY;
+		if (!arg)
+			return -EFAULT;
+		memset((void *)arg, 0, sizeof(struct pm_model_stats));
+		return vm->model->get_stats(vm, (void *)arg);
 	default:
 		return -ENOTTY;
 	}

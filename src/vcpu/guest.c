@@ -92,8 +92,37 @@ static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bo
 	}
 }
 
-/* Host address of the page containing gpa, or NULL for MMIO. */
-static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
+_Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *v, uint32_t type, uint64_t data)
+{
+	struct kvm_run *run = v->run;
+
+	run->exit_reason = KVM_EXIT_SYSTEM_EVENT;
+	memset(&run->system_event, 0, sizeof(run->system_event));
+	run->system_event.type = type;
+	run->system_event.ndata = 1;
+	run->system_event.data[0] = data;
+	v->fatal_event = type;
+	v->fatal_data = data;
+	v->finished = true;
+	guest_exit(v, 0, PM_STAT_EXITS_SYSTEM_EVENT);
+	for (;;)
+		pm_coro_yield(v->coro);
+}
+
+/* The model's check of a private access on its way into the TLB (SNP: the
+ * page must be validated): a refusal ends the guest. */
+static void guest_fill_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const uint8_t *hva)
+{
+	int type = v->vm->model->guest_fill_check(v, gpa, gfn, hva);
+
+	if (type)
+		pm_vcpu_guest_fatal(v, (uint32_t)type, gpa);
+}
+
+/* Host address of the page containing gpa, or NULL for MMIO; `check`: run
+ * the model's access check on private pages (not for instructions that only
+ * translate, like PVALIDATE). */
+static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write, bool check)
 {
 	const struct pm_model_ops *model = v->vm->model;
 	gfn_t gfn = gpa >> PM_PAGE_SHIFT;
@@ -101,20 +130,43 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
 
 	if (model->gpa_decode)
 		model->gpa_decode(v->vm, gpa, &gfn, &private_access);
+	check = check && private_access && model->guest_fill_check;
 	for (;;) {
 		uint8_t *hva = pm_mmu_translate_kind(v->vm, gfn, write,
 						     model->gpa_decode ? &private_access : NULL);
 
 		if (hva) {
+			if (check)
+				guest_fill_check(v, gpa, gfn, hva);
 			/* A read fill must not make the page look writable
 			 * (the first write walks again to set DIRTY). */
 			guest_tlb_fill(v, gpa, hva, write);
 			return hva;
 		}
 		hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write);
-		if (hva != GUEST_FAULT_LOOKUP)
-			return hva;
+		if (hva == GUEST_FAULT_LOOKUP)
+			continue;
+		if (hva && check)
+			guest_fill_check(v, gpa, gfn, hva);
+		return hva;
 	}
+}
+
+uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
+{
+	uint8_t *hva = guest_page_slow(v, gpa, write, false);
+
+	/* Not cached: the next access of the page runs the model's check. */
+	pm_vcpu_tlb_forget(v, gpa);
+	return hva;
+}
+
+void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
+{
+	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+
+	if (e->tag == gpa >> PM_PAGE_SHIFT)
+		e->tag = ~0ULL;
 }
 
 static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
@@ -126,7 +178,7 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
 		pm_vcpu_tlb_check(v);
 	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
 		return e->hva;
-	return guest_page_slow(v, gpa, write);
+	return guest_page_slow(v, gpa, write, true);
 }
 
 /* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes. */
@@ -274,7 +326,7 @@ long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_
 	return v->hypercall_ret;
 }
 
-static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
+long pm_vcpu_map_gpa_range_exit(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
 {
 	if (!(atomic_load(&v->vm->hypercall_exit_enabled) & (1ULL << KVM_HC_MAP_GPA_RANGE)))
 		return -KVM_ENOSYS;
@@ -287,34 +339,28 @@ static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages
 long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
 			uint64_t a2, uint64_t a3)
 {
-	struct pm_vcpu *v = to_vcpu(g);
-	const uint64_t args[4] = { a0, a1, a2, a3 };
-	long ret;
-
-	if (v->vm->model->hypercall) {
-		bool handled;
-
-		/* Out of guest mode, as on a real exit: the hypervisor may
-		 * shoot down TLBs, this vCPU's included. */
-		pm_vcpu_exit_guest_mode(v);
-		handled = v->vm->model->hypercall(v, nr, args, &ret);
-		pm_vcpu_enter_guest_mode(v);
-		if (handled)
-			return ret;
-	}
 	if (nr == KVM_HC_MAP_GPA_RANGE)
-		return guest_map_gpa_range(v, a0, a1, a2);
+		return pm_vcpu_map_gpa_range_exit(to_vcpu(g), a0, a1, a2);
 	return -KVM_ENOSYS;
+}
+
+long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+
+	if (!v->vm->model->guest_call)
+		return -KVM_ENOSYS;
+	return v->vm->model->guest_call(v, nr, a0, a1, a2);
 }
 
 long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 {
-	return pm_guest_hypercall(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0, 0);
+	return pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0);
 }
 
 long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 {
-	return pm_guest_hypercall(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0, 0);
+	return pm_guest_model_call(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0);
 }
 
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)

@@ -103,6 +103,14 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);
 		return -EINTR;
 	}
+	if (vcpu->finished && vcpu->fatal_event) {   /* report the fatal event again */
+		run->exit_reason = KVM_EXIT_SYSTEM_EVENT;
+		memset(&run->system_event, 0, sizeof(run->system_event));
+		run->system_event.type = vcpu->fatal_event;
+		run->system_event.ndata = 1;
+		run->system_event.data[0] = vcpu->fatal_data;
+		return 0;
+	}
 	if (vcpu->finished) {           /* report the end again */
 		run->exit_reason = PM_EXIT_UCALL;
 		return 0;

@@ -56,6 +56,9 @@ struct pm_vcpu {
 	void *mmio_dst;              /* run_lock: PM_PENDING_MMIO_READ */
 	long hypercall_ret;          /* run_lock: PM_PENDING_HYPERCALL result */
 	struct pm_ucall ucall;       /* run_lock: valid if exit_reason is PM_EXIT_UCALL */
+	uint32_t fatal_event;        /* run_lock: the KVM_SYSTEM_EVENT_* that ended the
+	                              * guest (pm_vcpu_guest_fatal), 0 if none */
+	uint64_t fatal_data;         /* run_lock: its data[0] */
 	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
 	/* TLB and shootdown. */
@@ -98,5 +101,20 @@ void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu);
 /* In guest mode: acknowledge a pending shootdown (flush) if there is one. */
 void pm_vcpu_tlb_check(struct pm_vcpu *vcpu);
 void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu);
+
+/* For models' guest_call hooks, which run in guest context (guest.c):
+ *  - pm_vcpu_guest_page: the host address of gpa's page as the guest's
+ *    access translates it (faulting it in, taking exits), without the
+ *    model's access check and without caching it; NULL for MMIO;
+ *  - pm_vcpu_tlb_forget: drop this vCPU's TLB entry of gpa's page;
+ *  - pm_vcpu_map_gpa_range_exit: a KVM_HC_MAP_GPA_RANGE exit to the VMM
+ *    (-KVM_ENOSYS unless enabled, -KVM_EINVAL for a bad range), returning
+ *    the VMM's answer;
+ *  - pm_vcpu_guest_fatal: ends the guest with KVM_EXIT_SYSTEM_EVENT of
+ *    `type` (data[0] = data); KVM_RUN reports it again after. */
+uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write);
+void pm_vcpu_tlb_forget(struct pm_vcpu *vcpu, uint64_t gpa);
+long pm_vcpu_map_gpa_range_exit(struct pm_vcpu *vcpu, uint64_t gpa, uint64_t npages, uint64_t attrs);
+_Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *vcpu, uint32_t type, uint64_t data);
 
 #endif

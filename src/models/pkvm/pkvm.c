@@ -24,7 +24,7 @@
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
  *    There is no plain zap of the guest stage-2.
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
- *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls run the hyp's
+ *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (guest_call) run the hyp's
  *    guest_share_host / guest_unshare_host page by page (a page not mapped
  *    yet is faulted in first), then exit to the VMM (privmem.h). The host
  *    maps a page only while the guest shares it: guest_memfd views show
@@ -387,19 +387,21 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 	return r;
 }
 
-static bool pkvm_hypercall(struct pm_vcpu *v, uint64_t nr, const uint64_t args[4], long *ret)
+/* MEM_SHARE / MEM_UNSHARE. The guest's HVC leaves guest mode: the hyp's
+ * transitions take locks under which other threads shoot down this vCPU's
+ * TLB, which they could not while it stayed in guest mode. */
+static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64_t n, uint64_t a2)
 {
 	struct pkvm_vm *pvm = v->vm->model_data;
 	bool share = nr == PM_HC_PKVM_MEM_SHARE;
-	uint64_t gpa = args[0], n = args[1], done = 0;
+	uint64_t done = 0;
 	long r = 0;
 
 	if (!share && nr != PM_HC_PKVM_MEM_UNSHARE)
-		return false;
-	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !n || (gpa >> PM_PAGE_SHIFT) + n < n) {
-		*ret = -EINVAL;
-		return true;
-	}
+		return -KVM_ENOSYS;
+	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !n || (gpa >> PM_PAGE_SHIFT) + n < n)
+		return -EINVAL;
+	pm_vcpu_exit_guest_mode(v);
 	/* Run by run of one guest_memfd, each page through the hyp. */
 	while (done < n) {
 		gfn_t gfn = (gpa >> PM_PAGE_SHIFT) + done;
@@ -420,8 +422,8 @@ static bool pkvm_hypercall(struct pm_vcpu *v, uint64_t nr, const uint64_t args[4
 	}
 	if (done)
 		pm_vcpu_exit_hypercall(v, nr, gpa, done, 0);
-	*ret = done ? (long)done : r;
-	return true;
+	pm_vcpu_enter_guest_mode(v);
+	return done ? (long)done : r;
 }
 
 /* guest_memfd views show the pages the guest shares with the host. */
@@ -443,6 +445,6 @@ const struct pm_model_ops pm_model_pkvm = {
 	.vm_destroy = pkvm_vm_destroy,
 	.mmu_fault = pkvm_mmu_fault,
 	.inval_zap = pkvm_inval_zap,
-	.hypercall = pkvm_hypercall,
+	.guest_call = pkvm_guest_call,
 	.gmem_host_mappable = pkvm_gmem_host_mappable,
 };

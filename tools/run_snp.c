@@ -1,0 +1,429 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * privmem run --vm-type snp: an SEV-SNP guest's life on the simulated
+ * hardware.
+ *
+ *  1. Measured launch: the VMM makes the first pages private and loads a
+ *     "firmware" image (NORMAL pages), a SECRETS page, a CPUID page and ZERO
+ *     pages with KVM_SEV_SNP_LAUNCH_UPDATE, then LAUNCH_FINISH; the launch
+ *     digest is read with PM_KVM_GET_MEASUREMENT.
+ *  2. Boot: each vCPU accepts its chunk of RAM as Linux guests do (PSC of
+ *     up to 64 entries, 2M where a 2M block lies inside, then PVALIDATE);
+ *     vCPU 0 first checks the launch image it finds in private memory.
+ *  3. Work: bounce-buffer I/O (the VMM, as a device, fills a shared buffer;
+ *     the guest copies it into private memory) and random conversions (a
+ *     range goes shared, the host writes it, it comes back private) with
+ *     data checks at every step.
+ * The report adds the SNP figures: RMP entries by size (the 2M entries that
+ * survive the run), PSMASHes, PSC requests, entries and exits, PVALIDATEs,
+ * RMP violations (a check: must be 0) and the launch digest.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "cli.h"
+#include "vmm.h"
+
+#define MIB        ((uint64_t)1 << 20)
+#define PAGE       4096ULL
+#define C          PM_SNP_C_BIT
+#define IMAGE_PAGES   16                 /* NORMAL pages of the launch image */
+#define LAUNCH_PAGES  (IMAGE_PAGES + 2 + 4) /* + SECRETS, CPUID, 4 ZERO */
+#define IO_LEN     (64 * 1024)           /* per vCPU, at the end of its chunk: shared */
+#define BOUNCE_MAX (IO_LEN - 2 * PAGE)
+#define PSC_BATCH  64                    /* entries per PSC request, as Linux */
+
+enum snp_check {
+	SK_LAUNCH_IMAGE, SK_ACCEPT_ZERO, SK_ACCEPT_READBACK, SK_BOUNCE, SK_HOST_WRITE_SEEN,
+	SK_RECONVERT_ZERO, SK_PRIVATE_READBACK, SK_NO_RMP_VIOLATION, SK_NR,
+};
+static const char *const snp_check_names[] = {
+	"launch_image_intact", "accepted_page_starts_zero", "accepted_page_readback",
+	"bounce_data_intact", "guest_sees_host_write_after_share", "reconverted_page_starts_zero",
+	"private_readback", "no_rmp_violation",
+};
+_Static_assert(sizeof(snp_check_names) / sizeof(snp_check_names[0]) == SK_NR, "a name per check");
+
+enum { SYNC_IO = 1, SYNC_HOST_WRITE = 2 };
+
+struct snp_job {
+	int id;
+	uint64_t base, size;         /* the vCPU's chunk */
+	uint64_t acc_lo, acc_hi;     /* accepted (private) part */
+	uint64_t io;                 /* PSC descriptor page, then the bounce buffer */
+	unsigned int iterations, seed;
+	struct { uint64_t gpa, len, seq; } req;
+	uint64_t passed[SK_NR], failed[SK_NR];
+	uint8_t *image;              /* vCPU 0: what was loaded at launch */
+};
+
+static void check(struct snp_job *j, enum snp_check c, bool ok)
+{
+	if (ok)
+		j->passed[c]++;
+	else
+		j->failed[c]++;
+}
+
+static uint64_t pattern(uint64_t a, uint64_t seed)
+{
+	return ((a >> 3) * 0x9E3779B97F4A7C15ULL ^ seed * 0xC2B2AE3D27D4EB4FULL) | 1;
+}
+
+static uint32_t rnd(unsigned int *seed)
+{
+	return (uint32_t)rand_r(seed);
+}
+
+/* ---- guest side ---- */
+
+static bool guest_pages_hold(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed,
+			     bool zero, uint64_t kind)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t a = gpa + p * PAGE;
+
+		if (pm_guest_read64(g, a | kind) != (zero ? 0 : pattern(a, seed)) ||
+		    pm_guest_read64(g, (a + PAGE - 8) | kind) != (zero ? 0 : pattern(a + PAGE - 8, seed)))
+			return false;
+	}
+	return true;
+}
+
+static void guest_stamp(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed, uint64_t kind)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		uint64_t a = gpa + p * PAGE;
+
+		pm_guest_write64(g, a | kind, pattern(a, seed));
+		pm_guest_write64(g, (a + PAGE - 8) | kind, pattern(a + PAGE - 8, seed));
+	}
+}
+
+static void guest_check_launch(struct pm_guest *g, struct snp_job *j)
+{
+	uint8_t page[PAGE];
+	bool ok = true;
+
+	for (unsigned int p = 0; p < IMAGE_PAGES + 2; p++) {
+		pm_guest_read(g, (p * PAGE) | C, page, PAGE);
+		if (p == IMAGE_PAGES)            /* SECRETS: the firmware's, not the VMM's */
+			ok &= memcmp(page, j->image + p * PAGE, PAGE) != 0;
+		else
+			ok &= !memcmp(page, j->image + p * PAGE, PAGE);
+	}
+	for (unsigned int p = IMAGE_PAGES + 2; p < LAUNCH_PAGES; p++)
+		ok &= pm_guest_read64(g, (p * PAGE + 256) | C) == 0;
+	check(j, SK_LAUNCH_IMAGE, ok);
+}
+
+static void guest_accept(struct pm_guest *g, struct snp_job *j)
+{
+	uint64_t n = (j->acc_hi - j->acc_lo) / PAGE;
+
+	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, j->acc_lo, n, j->io, PSC_BATCH) == 0);
+	check(j, SK_ACCEPT_ZERO, guest_pages_hold(g, j->acc_lo, n, 0, true, C));
+	guest_stamp(g, j->acc_lo, n, j->seed, C);
+	check(j, SK_ACCEPT_READBACK, guest_pages_hold(g, j->acc_lo, n, j->seed, false, C));
+}
+
+/* A random range of the accepted part: 1-16 pages, or a 2M block. */
+static void guest_pick(struct snp_job *j, unsigned int *seed, uint64_t *gpa, uint64_t *n)
+{
+	uint64_t lo = j->acc_lo / PAGE, hi = j->acc_hi / PAGE;
+
+	*n = (rnd(seed) & 1) && hi - lo >= 1024 ? 512 : 1 + rnd(seed) % 16;
+	*gpa = lo + rnd(seed) % (hi - lo - *n);
+	if (*n == 512)
+		*gpa = (*gpa + 511) & ~511ULL;
+	if (*gpa + *n > hi)
+		*gpa = hi - *n;
+	*gpa *= PAGE;
+}
+
+static void guest_bounce(struct pm_guest *g, struct snp_job *j, unsigned int *seed, uint64_t seq)
+{
+	uint64_t len = 8 * (1 + rnd(seed) % (BOUNCE_MAX / 8)), buf[64];
+	uint64_t gpa, n, dst;
+	bool ok = true;
+
+	guest_pick(j, seed, &gpa, &n);
+	len = len > n * PAGE ? n * PAGE : len;
+	j->req.len = len;
+	j->req.seq = seq;
+	pm_guest_sync(g, SYNC_IO);                  /* the device fills the bounce buffer */
+	for (uint64_t off = 0; off < len; off += sizeof(buf)) {
+		uint64_t c = len - off < sizeof(buf) ? len - off : sizeof(buf);
+
+		pm_guest_read(g, j->io + 2 * PAGE + off, buf, c);     /* shared */
+		pm_guest_write(g, (gpa + off) | C, buf, c);           /* private */
+	}
+	for (dst = 0; dst < len; dst += 8)
+		ok &= pm_guest_read64(g, (gpa + dst) | C) == pattern(dst, seq);
+	check(j, SK_BOUNCE, ok);
+	guest_stamp(g, gpa, n, j->seed, C);          /* restore what the checks expect */
+}
+
+static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *seed, uint64_t seq)
+{
+	uint64_t gpa, n;
+
+	guest_pick(j, seed, &gpa, &n);
+	PM_GUEST_ASSERT(g, pm_guest_snp_make_shared(g, gpa, n, j->io, PSC_BATCH) == 0);
+	j->req.gpa = gpa;
+	j->req.len = n * PAGE;
+	j->req.seq = seq;
+	pm_guest_sync(g, SYNC_HOST_WRITE);
+	check(j, SK_HOST_WRITE_SEEN, guest_pages_hold(g, gpa, n, seq, false, 0));
+	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, gpa, n, j->io, PSC_BATCH) == 0);
+	check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
+	guest_stamp(g, gpa, n, j->seed, C);
+	check(j, SK_PRIVATE_READBACK, guest_pages_hold(g, gpa, n, j->seed, false, C));
+}
+
+static void snp_guest_main(struct pm_guest *g, void *arg)
+{
+	struct snp_job *j = arg;
+	unsigned int seed = j->seed;
+
+	if (j->id == 0)
+		guest_check_launch(g, j);
+	guest_accept(g, j);
+	for (unsigned int it = 0; it < j->iterations; it++) {
+		if (rnd(&seed) & 1)
+			guest_bounce(g, j, &seed, it + 1);
+		else
+			guest_convert(g, j, &seed, it + 1);
+	}
+}
+
+/* ---- VMM side ---- */
+
+struct snp_ctx {
+	struct snp_job jobs[VMM_MAX_VCPUS];
+};
+
+static void snp_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
+{
+	struct snp_ctx *ctx = m->ctx;
+	struct snp_job *j = &ctx->jobs[vcpu];
+
+	if (uc->args[0] == SYNC_IO) {           /* the device writes the bounce buffer */
+		uint64_t *d = (uint64_t *)(m->shared + j->io + 2 * PAGE);
+
+		for (uint64_t off = 0; off < j->req.len; off += 8)
+			d[off / 8] = pattern(off, j->req.seq);
+	} else if (uc->args[0] == SYNC_HOST_WRITE) {
+		for (uint64_t p = 0; p < j->req.len / PAGE; p++) {
+			uint64_t a = j->req.gpa + p * PAGE;
+
+			*(uint64_t *)(m->shared + a) = pattern(a, j->req.seq);
+			*(uint64_t *)(m->shared + a + PAGE - 8) = pattern(a + PAGE - 8, j->req.seq);
+		}
+	}
+}
+
+static int sev(struct vmm *m, uint32_t id, void *data)
+{
+	struct kvm_sev_cmd c = { .id = id, .data = (uintptr_t)data };
+
+	if (pm_kvm_ioctl(m->vm, KVM_MEMORY_ENCRYPT_OP, &c)) {
+		fprintf(stderr, "privmem: KVM_MEMORY_ENCRYPT_OP %u: %s (firmware error %u)\n", id,
+			strerror(errno), c.error);
+		return -1;
+	}
+	return 0;
+}
+
+static int launch_update(struct vmm *m, uint64_t gfn, const void *src, uint64_t npages, uint8_t type)
+{
+	struct kvm_sev_snp_launch_update u = {
+		.gfn_start = gfn, .uaddr = (uintptr_t)src, .len = npages * PAGE, .type = type,
+	};
+
+	while (u.len)   /* partial progress: go on from where it stopped */
+		if (sev(m, KVM_SEV_SNP_LAUNCH_UPDATE, &u))
+			return -1;
+	return 0;
+}
+
+/* The measured launch: image, SECRETS, CPUID and ZERO pages at gpa 0. */
+static int snp_launch(struct vmm *m, uint8_t *image, uint8_t digest[48])
+{
+	struct kvm_sev_snp_launch_start start = { .policy = 0x30000 };
+	struct kvm_sev_snp_launch_finish finish = { 0 };
+	struct pm_measurement meas;
+
+	for (uint64_t i = 0; i < (IMAGE_PAGES + 2) * PAGE; i++)
+		image[i] = (uint8_t)(i * 31 + (i >> 12));
+	if (vmm_convert(m, 0, LAUNCH_PAGES * PAGE, true) || sev(m, KVM_SEV_SNP_LAUNCH_START, &start) ||
+	    launch_update(m, 0, image, IMAGE_PAGES, KVM_SEV_SNP_PAGE_TYPE_NORMAL) ||
+	    launch_update(m, IMAGE_PAGES, image + IMAGE_PAGES * PAGE, 1, KVM_SEV_SNP_PAGE_TYPE_SECRETS) ||
+	    launch_update(m, IMAGE_PAGES + 1, image + (IMAGE_PAGES + 1) * PAGE, 1,
+			  KVM_SEV_SNP_PAGE_TYPE_CPUID) ||
+	    launch_update(m, IMAGE_PAGES + 2, NULL, 4, KVM_SEV_SNP_PAGE_TYPE_ZERO) ||
+	    sev(m, KVM_SEV_SNP_LAUNCH_FINISH, &finish))
+		return -1;
+	if (pm_kvm_ioctl(m->vm, PM_KVM_GET_MEASUREMENT, &meas))
+		return -1;
+	memcpy(digest, meas.digest, 48);
+	return 0;
+}
+
+static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int seed,
+		      unsigned int iterations, uint8_t *image)
+{
+	uint64_t chunk = (mem / (uint64_t)vcpus) & ~(2 * MIB - 1);
+
+	for (int i = 0; i < vcpus; i++) {
+		struct snp_job *j = &ctx->jobs[i];
+
+		j->id = i;
+		j->base = (uint64_t)i * chunk;
+		j->size = chunk;
+		j->acc_lo = j->base + (i == 0 ? LAUNCH_PAGES * PAGE : 0);
+		j->acc_hi = j->base + chunk - IO_LEN;
+		j->io = j->acc_hi;
+		j->seed = seed * 1000003u + (unsigned int)i;
+		j->iterations = iterations ? iterations : 100;
+		j->image = image;
+	}
+}
+
+struct snp_report {
+	uint64_t passed[SK_NR], failed[SK_NR], total_passed, total_failed;
+	struct pm_vm_stats vs;
+	struct pm_model_stats ms;
+	uint8_t digest[48];
+	double elapsed;
+	int run_result;
+};
+
+static void print_text(const struct snp_report *r, struct vmm *m, uint64_t mem, int vcpus, unsigned int seed)
+{
+	const struct pm_model_stats *ms = &r->ms;
+
+	printf("privmem run: vm-type snp, %" PRIu64 " MiB, %d vCPUs, seed %u\n", mem / MIB, vcpus, seed);
+	printf("launch digest  ");
+	for (int i = 0; i < 48; i++)
+		printf("%02x", r->digest[i]);
+	printf("\nelapsed        %.3f s\n", r->elapsed);
+	printf("exits          ucall %" PRIu64 ", memory_fault %" PRIu64 ", hypercall %" PRIu64 "\n",
+	       (uint64_t)r->vs.exits[PM_STAT_EXITS_UCALL], (uint64_t)r->vs.exits[PM_STAT_EXITS_MEMORY_FAULT],
+	       (uint64_t)r->vs.exits[PM_STAT_EXITS_HYPERCALL]);
+	printf("conversions    %" PRIu64 " (pages to private %" PRIu64 ", to shared %" PRIu64
+	       ", implicit %" PRIu64 ")\n", (uint64_t)atomic_load(&m->conversions),
+	       (uint64_t)atomic_load(&m->to_private_pages), (uint64_t)atomic_load(&m->to_shared_pages),
+	       (uint64_t)atomic_load(&m->implicit_conversions));
+	printf("mapped         4K %" PRIu64 ", 2M %" PRIu64 "  (present at the end: 4K %" PRIu64 ", 2M %"
+	       PRIu64 "), huge mappings split %" PRIu64 "\n", (uint64_t)r->vs.mapped[0],
+	       (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mappings[0], (uint64_t)r->vs.mappings[1],
+	       (uint64_t)r->vs.splits);
+	printf("rmp entries    at the end: 2M %" PRIu64 ", 4K %" PRIu64 "; made by prepare: 2M %" PRIu64
+	       ", 4K %" PRIu64 "\n", vmm_model_stat(ms, "rmp_assigned_2m"), vmm_model_stat(ms, "rmp_assigned_4k"),
+	       vmm_model_stat(ms, "prepare_2m_entries"), vmm_model_stat(ms, "prepare_4k_entries"));
+	printf("psmash         %" PRIu64 " (on partial free %" PRIu64 ", on 4K PVALIDATE %" PRIu64 ")\n",
+	       vmm_model_stat(ms, "rmp_psmash"), vmm_model_stat(ms, "psmash_on_free"), vmm_model_stat(ms, "psmash_on_fault"));
+	printf("psc            %" PRIu64 " requests, %" PRIu64 " entries, %" PRIu64 " exits, %" PRIu64
+	       " pages, %" PRIu64 " errors\n", vmm_model_stat(ms, "psc_requests"), vmm_model_stat(ms, "psc_entries"),
+	       vmm_model_stat(ms, "psc_exits"), vmm_model_stat(ms, "psc_pages"), vmm_model_stat(ms, "psc_errors"));
+	printf("pvalidate      %" PRIu64 " (failed %" PRIu64 ": 2M on 4K entries, retried as 4K)\n",
+	       vmm_model_stat(ms, "pvalidate"), vmm_model_stat(ms, "pvalidate_failed"));
+	printf("rmp violations %" PRIu64 ", host reads refused %" PRIu64 "\n", vmm_model_stat(ms, "rmp_violations"),
+	       vmm_model_stat(ms, "rmp_host_reads_refused"));
+	printf("checks\n");
+	for (int c = 0; c < SK_NR; c++)
+		printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", snp_check_names[c],
+		       r->passed[c], r->failed[c]);
+	if (r->run_result)
+		printf("guest failure  %s\n", m->abort_msg);
+	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n",
+	       r->total_failed || r->run_result ? "FAIL" : "PASS", r->total_passed, r->total_failed);
+}
+
+static void print_json(const struct snp_report *r, struct vmm *m, uint64_t mem, int vcpus, unsigned int seed)
+{
+	printf("{\"vm_type\":\"snp\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,\"launch_digest\":\"",
+	       mem, vcpus, seed);
+	for (int i = 0; i < 48; i++)
+		printf("%02x", r->digest[i]);
+	printf("\",\"elapsed_s\":%.6f,\"conversions\":%" PRIu64 ",\"mapped\":{\"4K\":%" PRIu64
+	       ",\"2M\":%" PRIu64 "}", r->elapsed, (uint64_t)atomic_load(&m->conversions),
+	       (uint64_t)r->vs.mapped[0], (uint64_t)r->vs.mapped[1]);
+	printf(",\"snp\":{");
+	for (unsigned int i = 0; i < r->ms.nr; i++)
+		printf("%s\"%s\":%" PRIu64, i ? "," : "", r->ms.v[i].name, (uint64_t)r->ms.v[i].value);
+	printf("},\"checks\":{");
+	for (int c = 0; c < SK_NR; c++)
+		printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", c ? "," : "",
+		       snp_check_names[c], r->passed[c], r->failed[c]);
+	printf("},\"guest_failure\":");
+	if (r->run_result)
+		cli_json_string(m->abort_msg);
+	else
+		printf("null");
+	printf(",\"result\":\"%s\"}\n", r->total_failed || r->run_result ? "FAIL" : "PASS");
+}
+
+static void collect(struct snp_report *r, struct snp_ctx *ctx, struct vmm *m, int vcpus)
+{
+	for (int i = 0; i < vcpus; i++)
+		for (int c = 0; c < SK_NR; c++) {
+			r->passed[c] += ctx->jobs[i].passed[c];
+			r->failed[c] += ctx->jobs[i].failed[c];
+		}
+	vmm_vm_stats(m, &r->vs);
+	pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &r->ms);
+	if (vmm_model_stat(&r->ms, "rmp_violations"))
+		r->failed[SK_NO_RMP_VIOLATION]++;
+	else
+		r->passed[SK_NO_RMP_VIOLATION]++;
+	for (int c = 0; c < SK_NR; c++) {
+		r->total_passed += r->passed[c];
+		r->total_failed += r->failed[c];
+	}
+}
+
+int run_snp(uint64_t mem, int vcpus, unsigned int seed, unsigned int iterations, bool json)
+{
+	struct snp_ctx *ctx = calloc(1, sizeof(*ctx));
+	uint8_t *image = calloc(IMAGE_PAGES + 2, PAGE);
+	struct snp_report rep = { 0 };
+	void *args[VMM_MAX_VCPUS];
+	struct timespec t0;
+	struct vmm m;
+	int r = 1;
+
+	if (!ctx || !image)
+		goto out_free;
+	if ((mem / (uint64_t)vcpus) < 4 * MIB) {
+		fprintf(stderr, "privmem: --vm-type snp needs at least 4 MiB per vCPU\n");
+		r = 2;
+		goto out_free;
+	}
+	if (vmm_create(&m, KVM_X86_SNP_VM, mem, vcpus, 0) || snp_launch(&m, image, rep.digest))
+		goto out_vmm;
+	jobs_init(ctx, mem, vcpus, seed, iterations, image);
+	for (int i = 0; i < vcpus; i++)
+		args[i] = &ctx->jobs[i];
+	m.ctx = ctx;
+	m.sync = snp_sync;
+	vmm_set_guest(&m, snp_guest_main, args);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	rep.run_result = vmm_run_all(&m, NULL, NULL);
+	rep.elapsed = cli_elapsed(&t0);
+	collect(&rep, ctx, &m, vcpus);
+	if (json)
+		print_json(&rep, &m, mem, vcpus, seed);
+	else
+		print_text(&rep, &m, mem, vcpus, seed);
+	r = rep.total_failed || rep.run_result ? 1 : 0;
+out_vmm:
+	vmm_destroy(&m);
+out_free:
+	free(image);
+	free(ctx);
+	return r;
+}

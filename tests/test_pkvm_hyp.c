@@ -31,6 +31,7 @@
 #include "lib/pkvm_check.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #define MIB        (1ULL << 20)
@@ -2153,7 +2154,8 @@ static void test_random_transitions_match_the_model(void **state)
 struct mt {
 	struct fx *fx;
 	struct pkvm_vm *guest[MT_GUESTS];    /* protected */
-	atomic_bool stop;
+	atomic_bool stop;                    /* the checker stops */
+	atomic_bool hosts_done;              /* the host threads have finished */
 	atomic_uint_fast64_t done[PKVM_NR_TRANSITIONS];
 	atomic_uint_fast64_t faults;
 	atomic_uint checks, violations;
@@ -2195,7 +2197,12 @@ static void *mt_vcpu(void *arg)
 	struct pkvm_vm *vm = mt->guest[t->index];
 	unsigned long i;
 
-	for (i = 0; i < mt->iters; i++) {
+	/* Share only once the host has donated something, and go on while
+	 * the host runs: on a loaded machine the vCPU threads could otherwise
+	 * run their whole loop before the host threads start. */
+	while (!atomic_load(&mt->done[PKVM_HOST_DONATE_GUEST]) && !atomic_load(&mt->hosts_done))
+		sched_yield();
+	for (i = 0; i < mt->iters || !atomic_load(&mt->hosts_done); i++) {
 		gfn_t g = mt_below(t, MT_GFNS);
 
 		if (mt_below(t, 2))
@@ -2370,7 +2377,10 @@ static void test_concurrent_guests_and_host_keep_the_invariants(void **state)
 		th[i] = (struct mt_thread){ .mt = &mt, .rng = 0x1234567ULL * (i + 1), .index = i };
 		assert_int_equal(pthread_create(&th[i].tid, NULL, fn, &th[i]), 0);
 	}
-	for (i = 0; i < THREADS - 1; i++)
+	for (i = MT_GUESTS; i < MT_GUESTS + HOSTS; i++)
+		pthread_join(th[i].tid, NULL);
+	atomic_store(&mt.hosts_done, true);
+	for (i = 0; i < MT_GUESTS; i++)
 		pthread_join(th[i].tid, NULL);
 	atomic_store(&mt.stop, true);
 	pthread_join(th[THREADS - 1].tid, NULL);

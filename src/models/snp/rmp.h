@@ -69,8 +69,9 @@ enum rmp_result {
  * #NPF the access takes, which KVM handles (rmp.c explains). */
 enum pvalidate_result {
 	PVALIDATE_OK = 0,
-	PVALIDATE_FAIL_INPUT = 1,          /* misaligned for the size */
-	PVALIDATE_FAIL_SIZEMISMATCH = 6,   /* 2M request on 4K entries */
+	PVALIDATE_FAIL_INPUT = 1,          /* a 2M request at a gpa not 2M-aligned */
+	PVALIDATE_FAIL_SIZEMISMATCH = 6,   /* 2M request on 4K entries (or on a frame
+	                                    * no 2M entry can start at) */
 	PVALIDATE_NOUPDATE = 255,          /* the bit already had that value */
 	RMP_FAULT_SIZE = 0x100,            /* 4K request inside a 2M entry: #NPF
 	                                    * (RMP size mismatch); KVM smashes */

@@ -29,6 +29,25 @@
  *    vCPU handle (arg is the user pointer; ENOTTY without the hook);
  *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
  *    the MRTD; ENOTTY without the hook).
+ *
+ * Hooks for a model whose hardware keeps its own copy of the private
+ * mappings (TDX's secure EPT behind KVM's mirror root, mmu->mirror):
+ *  - map_private installs a private leaf in place of pm_s2_map (the generic
+ *    fault path calls it under the MMU lock held shared, after the retry
+ *    check): 0, -EEXIST (something is there: a smaller level may be
+ *    free), -EAGAIN (a concurrent update is in flight: retry the fault),
+ *    -ENOMEM, -EIO (the VM is bugged);
+ *  - vcpu_pre_run may refuse KVM_RUN (-errno) before the VM can run;
+ *  - vcpu_enter / vcpu_exit: the vCPU enters guest mode (also after every
+ *    TLB flush it does in guest mode, before it acknowledges the shootdown)
+ *    or leaves it; the hardware's TLB tracking follows them;
+ *  - guest_access checks a private access the MMU translated to pfn before
+ *    the vCPU caches it: PM_GUEST_ACCESS_OK, _RETRY (translate again) or
+ *    _FATAL (the guest is stopped with KVM_EXIT_SYSTEM_EVENT of type
+ *    *event, data[0] the gpa);
+ *  - gmem_hold: guest_memfd is about to free a run of frames the hardware
+ *    may still hold (a removal that failed): true leaks it on purpose, it
+ *    is never freed.
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
@@ -65,7 +84,18 @@ struct pm_model_ops {
 	long (*mem_enc_op)(struct pm_vm *vm, unsigned long arg);
 	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
 	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
+
+	int (*map_private)(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);
+	void (*vcpu_enter)(struct pm_vcpu *vcpu);
+	void (*vcpu_exit)(struct pm_vcpu *vcpu);
+	int (*guest_access)(struct pm_vcpu *vcpu, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
+	bool (*gmem_hold)(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
+	/* privmem's extension ioctls for this model (PMIO) on the VM handle. */
+	long (*vm_ioctl)(struct pm_vm *vm, unsigned long req, unsigned long arg);
 };
+
+enum { PM_GUEST_ACCESS_OK, PM_GUEST_ACCESS_RETRY, PM_GUEST_ACCESS_FATAL };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */
 const struct pm_model_ops *pm_model_for_type(unsigned long type);
@@ -75,5 +105,6 @@ int pm_model_vm_types(void);
 extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;
 extern const struct pm_model_ops pm_model_pkvm;
+extern const struct pm_model_ops pm_model_tdx;
 
 #endif

@@ -11,6 +11,7 @@
  */
 #include <stdio.h>
 #include <privmem/guest.h>
+#include "gmem/pool.h"
 #include "kvm/vm.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
@@ -51,12 +52,51 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 	e->writable = writable;
 }
 
-/* The fault path, outside guest mode as on an EPT violation. Returns the
- * page's host address (filled into the TLB), NULL for an MMIO access, or
- * GUEST_FAULT_LOOKUP when the mapping exists but must be looked up again. */
+/* Ends the guest with KVM_EXIT_SYSTEM_EVENT of `type` (data[0] = data):
+ * the hardware stopped it (TDX: a fatal TD event). It is never resumed. */
+_Noreturn void pm_vcpu_guest_system_event(struct pm_vcpu *v, uint32_t type, uint64_t data)
+{
+	struct kvm_run *run = v->run;
+
+	memset(&run->system_event, 0, sizeof(run->system_event));
+	run->exit_reason = KVM_EXIT_SYSTEM_EVENT;
+	run->system_event.type = type;
+	run->system_event.ndata = 1;
+	run->system_event.data[0] = data;
+	v->finished = true;
+	guest_exit(v, 0, PM_STAT_EXITS_SYSTEM_EVENT);
+	for (;;)
+		pm_coro_yield(v->coro);
+}
+
 #define GUEST_FAULT_LOOKUP ((uint8_t *)1)
+
+/* Fills the TLB with a translation the MMU gave, after the model's check
+ * of a private access; GUEST_FAULT_LOOKUP if it must be translated again. */
+static uint8_t *guest_fill(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bool *private_access,
+			   uint8_t *hva, bool writable)
+{
+	const struct pm_model_ops *m = v->vm->model;
+
+	if (private_access && *private_access && m->guest_access) {
+		uint32_t event = 0;
+		int r = m->guest_access(v, gfn, pm_hva_to_pfn(hva), &event);
+
+		if (r == PM_GUEST_ACCESS_RETRY)
+			return GUEST_FAULT_LOOKUP;
+		if (r == PM_GUEST_ACCESS_FATAL)
+			pm_vcpu_guest_system_event(v, event, gpa);
+	}
+	guest_tlb_fill(v, gpa, hva, writable);
+	return hva;
+}
+
+/* The fault path, outside guest mode as on an EPT violation. Returns the
+ * page's host address (filled into the TLB if `fill`), NULL for an MMIO
+ * access, or GUEST_FAULT_LOOKUP when the mapping exists but must be looked
+ * up again. */
 static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bool *private_access,
-			    bool write)
+			    bool write, bool fill)
 {
 	struct pm_vm *vm = v->vm;
 
@@ -86,9 +126,27 @@ static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bo
 		 * now waits for this access, like any access in flight. */
 		if (!f.hva || v->tlb_seen != gen)
 			return GUEST_FAULT_LOOKUP;
-		guest_tlb_fill(v, gpa, f.hva, f.writable && write);
-		return f.hva;
+		if (!fill)
+			return f.hva;
+		return guest_fill(v, gpa, gfn, private_access, f.hva, f.writable && write);
 	}
+}
+
+int pm_vcpu_guest_fault(struct pm_vcpu *v, uint64_t gpa, bool write)
+{
+	const struct pm_model_ops *model = v->vm->model;
+	gfn_t gfn = gpa >> PM_PAGE_SHIFT;
+	bool private_access = false;
+	uint8_t *hva;
+
+	if (model->gpa_decode)
+		model->gpa_decode(v->vm, gpa, &gfn, &private_access);
+	const bool *kind = model->gpa_decode ? &private_access : NULL;
+
+	if (pm_mmu_translate_kind(v->vm, gfn, write, kind))
+		return 0;
+	hva = guest_fault(v, gpa, gfn, kind, write, false);
+	return hva ? 0 : -EFAULT;
 }
 
 /* Host address of the page containing gpa, or NULL for MMIO. */
@@ -104,13 +162,14 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write)
 		uint8_t *hva = pm_mmu_translate_kind(v->vm, gfn, write,
 						     model->gpa_decode ? &private_access : NULL);
 
-		if (hva) {
-			/* A read fill must not make the page look writable
-			 * (the first write walks again to set DIRTY). */
-			guest_tlb_fill(v, gpa, hva, write);
-			return hva;
-		}
-		hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write);
+		/* A read fill must not make the page look writable (the
+		 * first write walks again to set DIRTY). */
+		if (hva)
+			hva = guest_fill(v, gpa, gfn, model->gpa_decode ? &private_access : NULL,
+					 hva, write);
+		else
+			hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL,
+					  write, true);
 		if (hva != GUEST_FAULT_LOOKUP)
 			return hva;
 	}
@@ -257,7 +316,7 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 
 /* ---- hypercalls and ucalls ---- */
 
-static long guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
+long pm_vcpu_guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs)
 {
 	struct kvm_run *run = v->run;
 
@@ -282,7 +341,7 @@ long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a
 			uint64_t a2, uint64_t a3)
 {
 	if (nr == KVM_HC_MAP_GPA_RANGE)
-		return guest_map_gpa_range(to_vcpu(g), a0, a1, a2);
+		return pm_vcpu_guest_map_gpa_range(to_vcpu(g), a0, a1, a2);
 	return -KVM_ENOSYS;
 }
 

@@ -56,6 +56,9 @@ struct pm_vcpu {
 	void *mmio_dst;              /* run_lock: PM_PENDING_MMIO_READ */
 	long hypercall_ret;          /* run_lock: PM_PENDING_HYPERCALL result */
 	struct pm_ucall ucall;       /* run_lock: valid if exit_reason is PM_EXIT_UCALL */
+	bool event_pending;          /* run_lock: KVM_RUN was interrupted (immediate_exit
+	                              * or a signal: the VMM kicked the vCPU) since the
+	                              * guest last looked (pm_vcpu_guest_take_event) */
 	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
 	/* TLB and shootdown. */
@@ -86,6 +89,24 @@ uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc);
 bool pm_vcpu_signal_pending(void);
 /* The guest coroutine's body (guest.c). */
 void pm_guest_main(void *arg);
+
+/* For models' guest-side calls (on the vCPU's coroutine):
+ * the KVM_HC_MAP_GPA_RANGE exit of pm_guest_hypercall, returning its result; */
+long pm_vcpu_guest_map_gpa_range(struct pm_vcpu *v, uint64_t gpa, uint64_t npages, uint64_t attrs);
+/* the fault path for gpa as a guest access that missed would run it (exits
+ * included), without filling the TLB: 0 mapped, -EFAULT for MMIO; */
+int pm_vcpu_guest_fault(struct pm_vcpu *v, uint64_t gpa, bool write);
+/* whether the VMM kicked the vCPU since the last call (an event is pending
+ * for the guest: long operations stop and ask to be retried); */
+static inline bool pm_vcpu_guest_take_event(struct pm_vcpu *v)
+{
+	bool e = v->event_pending;
+
+	v->event_pending = false;
+	return e;
+}
+/* a system event that ends the guest (never resumed). */
+_Noreturn void pm_vcpu_guest_system_event(struct pm_vcpu *v, uint32_t type, uint64_t data);
 
 /* Guest mode: a vCPU in guest mode uses its TLB; entering flushes it if a
  * shootdown happened meanwhile. */

@@ -615,6 +615,404 @@ static void test_partial_conversion_demotes_a_2m_page(void **state)
 	vmm_destroy(&m);
 }
 
+/* ---- seed 003: the 2M/4K populate race ---- */
+
+static unsigned int stress_seconds(void)
+{
+	const char *e = getenv("TDX_STRESS_SECONDS");
+
+	return e ? (unsigned int)atoi(e) : 0;
+}
+
+static int add_vcpu(struct vmm *m, unsigned int id)
+{
+	int v = pm_kvm_ioctl(m->vm, KVM_CREATE_VCPU, id);
+
+	assert_true(v >= 0);
+	assert_int_equal(tdx_cmd(v, KVM_TDX_INIT_VCPU, 0, NULL, NULL), 0);
+	return v;
+}
+
+static int pre_fault(int vcpu, uint64_t gpa, uint64_t size)
+{
+	struct kvm_pre_fault_memory r = { .gpa = gpa, .size = size };
+
+	return pm_kvm_ioctl(vcpu, KVM_PRE_FAULT_MEMORY, &r) ? errno : 0;
+}
+
+static void set_config(struct vmm *m, unsigned int busy, unsigned int flags)
+{
+	struct pm_tdx_config cfg = { .busy_per_million = busy, .flags = flags };
+
+	assert_int_equal(pm_kvm_ioctl(m->vm, PM_KVM_TDX_CONFIG, &cfg), 0);
+}
+
+struct race {
+	struct vmm *m;
+	int vcpu_a, vcpu_b;
+	uint64_t block;             /* the 2M block both fault into */
+	atomic_int a_paused, b_done;
+	int a_err, b_err;
+};
+static struct race *the_race;
+static _Thread_local bool tl_pause_here;
+
+/* Vcpu A stops after its first change of the level-1 mirror entry (a new
+ * table), before the hook tells the module, until B has met it. */
+static void race_pause(struct pm_vm *vm, gfn_t gfn, int level)
+{
+	struct tdx_vm *t = to_tdx(vm);
+
+	if (!tl_pause_here || level != 1)
+		return;
+	tl_pause_here = false;
+	atomic_store(&the_race->a_paused, 1);
+	while (!atomic_load(&the_race->b_done) && !atomic_load(&t->frozen_retries))
+		sched_yield();
+}
+
+static void *race_a(void *p)
+{
+	struct race *r = p;
+
+	tl_pause_here = true;
+	tdx_tl_max_level = 0;         /* as a vCPU accepting at 4K */
+	r->a_err = pre_fault(r->vcpu_a, r->block, PAGE);
+	tdx_tl_max_level = -1;
+	return NULL;
+}
+
+static void *race_b(void *p)
+{
+	struct race *r = p;
+
+	while (!atomic_load(&r->a_paused))
+		sched_yield();
+	r->b_err = pre_fault(r->vcpu_b, r->block + 2 * MIB - PAGE, PAGE);   /* wants 2M */
+	atomic_store(&r->b_done, 1);
+	return NULL;
+}
+
+static void populate_race(bool frozen_protocol)
+{
+	struct race r = { .block = GPA + 6 * MIB };
+	struct pm_tdx_stats st;
+	pthread_t a, b;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	r.vcpu_b = add_vcpu(&m, 1);
+	vmm_finalize(&m);
+	set_config(&m, 0, frozen_protocol ? 0 : PM_TDX_NO_FROZEN_PROTOCOL);
+	r.m = &m;
+	r.vcpu_a = m.vcpu;
+	the_race = &r;
+	tdx_test_set_hook_pause(race_pause);
+	pthread_create(&a, NULL, race_a, &r);
+	pthread_create(&b, NULL, race_b, &r);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	tdx_test_set_hook_pause(NULL);
+	st = tdx_stats(&m);
+	if (frozen_protocol) {
+		/* B met the frozen entry, retried, then mapped its page at 4K
+		 * under A's table: nothing failed. */
+		assert_int_equal(r.a_err, 0);
+		assert_int_equal(r.b_err, 0);
+		assert_true(st.frozen_retries > 0);
+		assert_int_equal(st.sept_entries[0], 2);
+		assert_int_equal(st.last_error, 0);
+		assert_int_equal(set_attr(&m, GPA, PAGE, true), 0);  /* not bugged */
+	} else {
+		/* B walked under A's table before SEPT.ADD: its 4K AUG fails
+		 * and the VM is bugged, as the seed describes. */
+		assert_int_equal(r.a_err, 0);
+		assert_int_equal(r.b_err, EIO);
+		assert_int_equal(st.last_error, TDX_EPT_WALK_FAILED);
+		assert_fails(set_attr(&m, GPA, PAGE, true), EIO);
+	}
+	assert_int_equal(pm_kvm_close(r.vcpu_b), 0);
+	vmm_destroy(&m);
+}
+
+static void test_seed003_race_fails_without_the_frozen_protocol(void **state)
+{
+	populate_race(false);
+}
+
+static void test_seed003_race_is_a_retry_with_the_frozen_protocol(void **state)
+{
+	populate_race(true);
+}
+
+/* The long run: two threads fault 4K and 2M into fresh 2M blocks at the
+ * same moment, over and over, with the protocol on; never a failure. */
+struct storm {
+	struct vmm *m;
+	int vcpu[2];
+	pthread_barrier_t go, done;
+	uint64_t block;             /* this round's block; written between barriers */
+	bool stop;
+	int errs;
+};
+
+static void *storm_thread(void *p, int who)
+{
+	struct storm *s = p;
+
+	for (;;) {
+		pthread_barrier_wait(&s->go);
+		if (s->stop)
+			return NULL;
+		if (who == 0)
+			tdx_tl_max_level = 0;
+		for (int i = 0; i < 8; i++) {
+			uint64_t gpa = s->block + (uint64_t)((i * 67 + who * 131) % 512) * PAGE;
+
+			if (pre_fault(s->vcpu[who], gpa, PAGE))
+				__atomic_add_fetch(&s->errs, 1, __ATOMIC_RELAXED);
+		}
+		tdx_tl_max_level = -1;
+		pthread_barrier_wait(&s->done);
+	}
+}
+
+static void *storm_4k(void *p) { return storm_thread(p, 0); }
+static void *storm_2m(void *p) { return storm_thread(p, 1); }
+
+static void test_populate_storm_never_fails_with_the_protocol(void **state)
+{
+	struct storm s = { 0 };
+	unsigned int secs = stress_seconds();
+	time_t until = time(NULL) + secs;
+	struct pm_tdx_stats st;
+	pthread_t t[2];
+	struct vmm m;
+	int round = 0;
+
+	vmm_create(&m, 48);
+	s.vcpu[1] = add_vcpu(&m, 1);
+	vmm_finalize(&m);
+	s.m = &m;
+	s.vcpu[0] = m.vcpu;
+	pthread_barrier_init(&s.go, NULL, 3);
+	pthread_barrier_init(&s.done, NULL, 3);
+	pthread_create(&t[0], NULL, storm_4k, &s);
+	pthread_create(&t[1], NULL, storm_2m, &s);
+	for (; round < 200 || (secs && time(NULL) < until); round++) {
+		s.block = GPA + (uint64_t)(round % 8) * 2 * MIB;
+		pthread_barrier_wait(&s.go);
+		pthread_barrier_wait(&s.done);
+		/* Take the block back: every private page leaves the S-EPT. */
+		assert_int_equal(set_attr(&m, s.block, 2 * MIB, false), 0);
+		assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, s.block - GPA, 2 * MIB), 0);
+		assert_int_equal(set_attr(&m, s.block, 2 * MIB, true), 0);
+		st = tdx_stats(&m);
+		assert_int_equal(st.sept_entries[0] + st.sept_entries[1], 0);
+	}
+	s.stop = true;
+	pthread_barrier_wait(&s.go);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	st = tdx_stats(&m);
+	assert_int_equal(s.errs, 0);
+	assert_int_equal(st.last_error, 0);
+	assert_int_equal(st.leaked_pages, 0);
+	assert_true(st.page_augs > 0);
+	print_message("%d rounds, %llu frozen retries, %llu AUGs\n", round,
+		      (unsigned long long)st.frozen_retries, (unsigned long long)st.page_augs);
+	pthread_barrier_destroy(&s.go);
+	pthread_barrier_destroy(&s.done);
+	assert_int_equal(pm_kvm_close(s.vcpu[1]), 0);
+	vmm_destroy(&m);
+}
+
+/* ---- BUSY injection ---- */
+
+/* vmm_destroy that also returns the frames the model held back when the
+ * guest_memfd was released (read before the VM goes). */
+static uint64_t vmm_destroy_held(struct vmm *m)
+{
+	struct pm_tdx_stats st;
+
+	assert_int_equal(pm_kvm_munmap(m->run, PAGE), 0);
+	assert_int_equal(pm_kvm_close(m->vcpu), 0);
+	assert_int_equal(pm_kvm_close(m->gmem), 0);
+	st = tdx_stats(m);
+	assert_int_equal(pm_kvm_close(m->vm), 0);
+	assert_int_equal(pm_kvm_close(m->kvm), 0);
+	munmap(m->shared, MEM_SIZE);
+	if (st.leaked_pages)
+		assert_true(st.held_frames >= st.leaked_pages);
+	else
+		assert_int_equal(st.held_frames, 0);
+	return st.held_frames;
+}
+
+static uint64_t pool_in_use(void)
+{
+	struct pm_pool_stats ps;
+	int kvm = pm_kvm_open();
+
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	pm_kvm_close(kvm);
+	return ps.in_use;
+}
+
+/* A zap whose BLOCK meets BUSY twice leaks the page on purpose: the VM is
+ * bugged, the page counted, and guest_memfd never frees its frames. */
+static void test_a_failed_removal_leaks_the_page_and_counts_it(void **state)
+{
+	struct acc_args a = { .gpa = GPA + 3 * PAGE, .size = PAGE };
+	uint64_t before = pool_in_use(), held;
+	struct pm_tdx_stats st;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	set_config(&m, 0, PM_TDX_NO_HUGE);
+	vmm_finalize(&m);
+	vmm_guest(&m, guest_accepts_and_uses, &a);
+	assert_int_equal(vmm_sync(&m), 2);
+	set_config(&m, 1000000, PM_TDX_NO_HUGE);          /* every SEAMCALL is BUSY */
+	assert_int_equal(set_attr(&m, a.gpa, PAGE, false), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.leaked_pages, 1);
+	assert_int_equal(st.last_error, TDX_OPERAND_BUSY);
+	assert_true(st.busy_retries >= 1);                 /* kicked, retried once */
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EIO);
+	/* Releasing the file keeps back the guest_memfd run that holds the
+	 * page (here the file's 2M page)... */
+	held = vmm_destroy_held(&m);
+	assert_int_equal(held, 512);
+	/* ... which is all that is missing from the pool afterwards. */
+	assert_int_equal(pool_in_use() - before, held * PAGE);
+}
+
+/* vCPUs write and verify their own memory while the VMM converts and
+ * punches other pages, with OPERAND_BUSY injected into every S-EPT call. */
+struct busy_run {
+	struct vmm *m;
+	int vcpu[2];
+	atomic_bool stop;
+	atomic_ulong conversions;
+	uint64_t good[2], want[2];
+};
+
+#define OWN_PAGES 64
+
+static void guest_own_region(struct pm_guest *g, void *arg)
+{
+	uint64_t base = GPA + (uint64_t)pm_guest_vcpu_id(g) * MIB;
+
+	PM_GUEST_ASSERT(g, pm_guest_tdx_accept_range(g, base, OWN_PAGES * PAGE) == PM_TDX_SUCCESS);
+	for (uint64_t iter = 1;; iter++) {
+		uint64_t good = 0;
+
+		for (uint64_t p = 0; p < OWN_PAGES; p++)
+			pm_guest_write64(g, base + p * PAGE + (iter % 512) * 8, iter * 1000 + p);
+		for (uint64_t p = 0; p < OWN_PAGES; p++)
+			good += pm_guest_read64(g, base + p * PAGE + (iter % 512) * 8) == iter * 1000 + p;
+		pm_guest_sync(g, good);
+	}
+}
+
+struct busy_vcpu {
+	struct busy_run *b;
+	int who;
+	struct kvm_run *run;
+};
+
+static void *busy_vcpu_thread(void *p)
+{
+	struct busy_vcpu *bv = p;
+	struct busy_run *b = bv->b;
+	struct pm_ucall uc;
+
+	while (!atomic_load(&b->stop)) {
+		if (pm_kvm_ioctl(b->vcpu[bv->who], KVM_RUN, 0))
+			break;                     /* EIO: the VM is bugged (a leak) */
+		if (bv->run->exit_reason != PM_EXIT_UCALL)
+			break;
+		pm_get_ucall(b->vcpu[bv->who], &uc);
+		if (uc.cmd != PM_UCALL_SYNC)
+			break;
+		b->good[bv->who] += uc.args[0];
+		b->want[bv->who] += OWN_PAGES;
+	}
+	return NULL;
+}
+
+static void busy_converter(struct busy_run *b, unsigned int rounds)
+{
+	struct vmm *m = b->m;
+
+	for (unsigned int i = 0; i < rounds; i++) {
+		uint64_t gpa = GPA + 8 * MIB + (uint64_t)(i * 37 % 1024) * PAGE;
+
+		if (pre_fault(b->vcpu[0] == m->vcpu ? m->vcpu : b->vcpu[0], gpa, PAGE) == EIO)
+			return;
+		if (set_attr(m, gpa, PAGE, false))
+			return;                    /* EIO */
+		if (i % 5 == 0 && pm_kvm_fallocate(m->gmem, PUNCH, gpa - GPA, PAGE))
+			return;
+		if (set_attr(m, gpa, PAGE, true))
+			return;
+		atomic_fetch_add(&b->conversions, 1);
+	}
+}
+
+static void test_busy_injection_under_concurrent_faults_conversions_and_zaps(void **state)
+{
+	uint64_t before = pool_in_use();
+	struct busy_run b = { 0 };
+	struct busy_vcpu bv[2];
+	unsigned int secs = stress_seconds();
+	struct pm_tdx_stats st;
+	pthread_t t[2];
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	b.vcpu[1] = add_vcpu(&m, 1);
+	vmm_finalize(&m);
+	set_config(&m, 50000, 0);                /* 5% of S-EPT calls BUSY */
+	b.m = &m;
+	b.vcpu[0] = m.vcpu;
+	for (int i = 0; i < 2; i++) {
+		struct pm_guest_entry e = { .fn = guest_own_region };
+
+		assert_int_equal(pm_kvm_ioctl(b.vcpu[i], PM_KVM_SET_GUEST, &e), 0);
+		bv[i] = (struct busy_vcpu){ .b = &b, .who = i };
+		bv[i].run = i ? pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, b.vcpu[1], 0)
+			      : m.run;
+		pthread_create(&t[i], NULL, busy_vcpu_thread, &bv[i]);
+	}
+	busy_converter(&b, secs ? secs * 2000 : 400);
+	atomic_store(&b.stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	st = tdx_stats(&m);
+	print_message("conversions %lu, busy injected %llu, retries %llu, leaked %llu\n",
+		      atomic_load(&b.conversions), (unsigned long long)st.busy_injected,
+		      (unsigned long long)st.busy_retries, (unsigned long long)st.leaked_pages);
+	/* No corruption: every value a vCPU wrote read back. */
+	assert_int_equal(b.good[0], b.want[0]);
+	assert_int_equal(b.good[1], b.want[1]);
+	assert_true(st.busy_injected > 0);
+	assert_int_equal(st.fatal_events, 0);
+	/* Every failure is a counted leak of a BUSY-twice removal. */
+	if (st.last_error) {
+		assert_int_equal(st.last_error, TDX_OPERAND_BUSY);
+		assert_true(st.leaked_pages > 0);
+	} else {
+		assert_int_equal(st.leaked_pages, 0);
+		assert_int_equal(atomic_load(&b.conversions), secs ? secs * 2000 : 400);
+	}
+	assert_int_equal(pm_kvm_munmap(bv[1].run, PAGE), 0);
+	assert_int_equal(pm_kvm_close(b.vcpu[1]), 0);
+	/* No lost page: all the pool misses is what was held back. */
+	assert_int_equal(pool_in_use() - before, vmm_destroy_held(&m) * PAGE);
+}
+
 #define T(f) cmocka_unit_test(f)
 
 int main(void)
@@ -630,6 +1028,11 @@ int main(void)
 		T(test_5_level_gpaw_moves_the_shared_bit_to_51),
 		T(test_map_gpa_exits_in_2m_chunks_with_retry),
 		T(test_partial_conversion_demotes_a_2m_page),
+		T(test_seed003_race_fails_without_the_frozen_protocol),
+		T(test_seed003_race_is_a_retry_with_the_frozen_protocol),
+		T(test_populate_storm_never_fails_with_the_protocol),
+		T(test_a_failed_removal_leaks_the_page_and_counts_it),
+		T(test_busy_injection_under_concurrent_faults_conversions_and_zaps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,7 +133,10 @@ struct pm_tdx_stats {
 	__u64 fatal_events;       /* guest accesses to pending pages (TD fatal) */
 	__u64 pending;            /* pages AUG'd and not accepted yet */
 	__u64 page_adds, page_augs, page_removes, mr_extends, tracks;
-	__u64 reserved[8];
+	__u64 held_frames;        /* frames guest_memfd freed and the model kept back
+	                           * (they held leaked pages): never reused */
+	__u64 last_error;         /* the SEAMCALL status that bugged the VM, or 0 */
+	__u64 reserved[6];
 };
 #define PM_KVM_GET_TDX_STATS _IOR(PMIO, 0x30, struct pm_tdx_stats)
 

@@ -85,6 +85,7 @@ static int seamcall_errno(struct tdx_vm *t, uint64_t err)
 		atomic_fetch_add_explicit(&t->busy_retries, 1, memory_order_relaxed);
 		return -EAGAIN;
 	}
+	atomic_store(&t->last_error, err);
 	pm_vm_bug(t->vm);
 	return -EIO;
 }
@@ -306,6 +307,8 @@ static bool tdx_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order)
 	for (size_t i = 0; i < t->nr_leaked && !held; i++)
 		held = t->leaked[i] >= pfn && t->leaked[i] < pfn + (1ULL << order);
 	pthread_mutex_unlock(&t->leak_lock);
+	if (held)
+		atomic_fetch_add_explicit(&t->held_frames, 1ULL << order, memory_order_relaxed);
 	return held;
 }
 
@@ -333,6 +336,7 @@ static void hook_remove(struct tdx_vm *t, gfn_t gfn, int level, pm_pfn_t pfn)
 		err = ZAP_SEAMCALL(t, tdh_mem_page_remove(td, gpa, level, &removed));
 	}
 	if (err) {
+		atomic_store(&t->last_error, err);
 		leak_pages(t, pfn, level);
 		return;
 	}
@@ -739,6 +743,8 @@ static void tdx_get_stats(struct tdx_vm *t, struct pm_tdx_stats *st)
 	st->page_removes = atomic_load(&t->page_removes);
 	st->mr_extends = atomic_load(&t->mr_extends);
 	st->tracks = atomic_load(&t->tracks);
+	st->held_frames = atomic_load(&t->held_frames);
+	st->last_error = atomic_load(&t->last_error);
 }
 
 static long tdx_vm_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)

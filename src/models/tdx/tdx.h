@@ -42,6 +42,7 @@ struct tdx_vm {
 	atomic_uint flags;                 /* PM_TDX_* */
 	atomic_uint_fast64_t busy_retries, frozen_retries, leaked_pages, fatal_events;
 	atomic_uint_fast64_t page_adds, page_augs, page_removes, mr_extends, tracks, demotions;
+	atomic_uint_fast64_t held_frames, last_error;
 };
 
 static inline struct tdx_vm *to_tdx(struct pm_vm *vm)

@@ -11,6 +11,7 @@ int cli_parse_vm_type(const char *s, unsigned long *type)
 	static const struct { const char *name; unsigned long type; } types[] = {
 		{ "sw", KVM_X86_SW_PROTECTED_VM },
 		{ "default", KVM_X86_DEFAULT_VM },
+		{ "tdx", KVM_X86_TDX_VM },
 	};
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

@@ -357,25 +357,31 @@ struct run_opts {
 	unsigned int seed;
 	unsigned int iterations;   /* 0: the scenario's default */
 	bool json;
+	unsigned int busy_per_million;  /* tdx only */
+	bool no_huge;                   /* tdx only */
 };
 
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type sw|default|tdx] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|default] [--seed N]\n"
-		"                   [--iterations N] [--json]\n"
+		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
 		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
 		"\n"
-		"  --vm-type TYPE    sw (software-protected, default) or default (no private memory)\n"
+		"  --vm-type TYPE    sw (software-protected, default), default (no private memory)\n"
+		"                    or tdx (a TD on the simulated TDX module: measured build,\n"
+		"                    accept, bounce buffers, conversions; its own scenario)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
 		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU)\n"
 		"  --seed N          seed for the random choices (default 1)\n"
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
+		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs\n"
+		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
 		"  --json            print the report as one JSON object\n", VMM_MAX_VCPUS);
 }
 
@@ -386,6 +392,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "vcpus", required_argument, NULL, 'c' }, { "scenario", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' }, { "iterations", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -424,6 +431,13 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'b':
+			if (cli_parse_uint(optarg, 0, 1000000, &o->busy_per_million))
+				return cli_bad_arg("--busy-rate", optarg);
+			break;
+		case 'n':
+			o->no_huge = true;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -592,6 +606,14 @@ int cmd_run(int argc, char **argv)
 	if (r || !ctx) {
 		free(ctx);
 		return r ? r : 1;
+	}
+	if (o.type == KVM_X86_TDX_VM) {
+		struct run_tdx_opts t = { .mem = o.mem, .vcpus = o.vcpus, .seed = o.seed,
+					  .iterations = o.iterations, .busy_per_million = o.busy_per_million,
+					  .no_huge = o.no_huge, .json = o.json };
+
+		free(ctx);
+		return run_tdx(&t);
 	}
 	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
 		vmm_destroy(&m);

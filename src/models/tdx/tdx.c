@@ -392,6 +392,7 @@ static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint6
 	atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->mirror.leaves[0], 512, memory_order_relaxed);
 	atomic_fetch_add_explicit(&t->mirror.splits, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&t->vm->mmu->splits, 1, memory_order_relaxed);
 	atomic_store_explicit(p, PM_PTE_VALID | (table << PM_PAGE_SHIFT), memory_order_release);
 	return 0;
 remove:
@@ -421,6 +422,7 @@ static int mirror_zap_visit(struct pm_walk_ctx *ctx)
 		return mirror_demote(z->t, ctx->ptep, ctx->gfn, ctx->old);
 	old = atomic_exchange(ctx->ptep, 0);
 	atomic_fetch_sub_explicit(&z->t->mirror.leaves[ctx->level], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&z->t->vm->mmu->zapped, 1, memory_order_relaxed);
 	hook_remove(z->t, ctx->gfn, ctx->level, pm_pte_addr(old));
 	return 0;
 }

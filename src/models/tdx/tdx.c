@@ -130,11 +130,12 @@ static int hook_set(struct tdx_vm *t, const struct mirror_change *c)
 }
 
 /* Tests: called between the entry's first change and its hook. */
-static void (*test_hook_pause)(struct pm_vm *vm, gfn_t gfn, int level);
+typedef void (*tdx_pause_fn)(struct pm_vm *vm, gfn_t gfn, int level);
+static _Atomic tdx_pause_fn test_hook_pause;
 
 void tdx_test_set_hook_pause(void (*fn)(struct pm_vm *vm, gfn_t gfn, int level))
 {
-	test_hook_pause = fn;
+	atomic_store(&test_hook_pause, fn);
 }
 
 /*
@@ -154,8 +155,10 @@ static int mirror_update(struct tdx_vm *t, _Atomic uint64_t *p, uint64_t old,
 	*published = false;
 	if (!atomic_compare_exchange_strong(p, &old, frozen ? PM_PTE_FROZEN : c->pte))
 		return -EAGAIN;
-	if (test_hook_pause)
-		test_hook_pause(t->vm, c->gfn, c->level);
+	tdx_pause_fn pause = atomic_load_explicit(&test_hook_pause, memory_order_relaxed);
+
+	if (pause)
+		pause(t->vm, c->gfn, c->level);
 	r = hook(t, c);
 	if (frozen)
 		atomic_store_explicit(p, r ? old : c->pte, memory_order_release);
@@ -261,15 +264,28 @@ static void tdx_track(struct tdx_vm *t)
 	kick_vcpus(t);
 }
 
-/* The zap path's answer to OPERAND_BUSY: kick the vCPUs, retry once. */
+/* The zap path's answer to OPERAND_BUSY (contention with a vCPU inside
+ * the module, e.g. an ACCEPT): keep vCPUs out of the module, kick them all
+ * (the shootdown returns once each has left it), retry once. */
+static void no_vcpu_enter_start(struct tdx_vm *t)
+{
+	atomic_fetch_add_explicit(&t->busy_retries, 1, memory_order_relaxed);
+	atomic_fetch_add(&t->no_vcpu_enter, 1);
+	kick_vcpus(t);
+}
+
+static void no_vcpu_enter_stop(struct tdx_vm *t)
+{
+	atomic_fetch_sub(&t->no_vcpu_enter, 1);
+}
+
 #define ZAP_SEAMCALL(t, call)                                           \
 	({                                                              \
 		uint64_t __e = (call);                                  \
 		if (__e == TDX_OPERAND_BUSY) {                          \
-			atomic_fetch_add_explicit(&(t)->busy_retries, 1, \
-						  memory_order_relaxed); \
-			kick_vcpus(t);                                  \
+			no_vcpu_enter_start(t);                         \
 			__e = (call);                                   \
+			no_vcpu_enter_stop(t);                          \
 		}                                                       \
 		__e;                                                    \
 	})

@@ -31,8 +31,8 @@ struct tdx_vm {
 	atomic_int vp_of[PM_MAX_VCPUS];    /* module VP of vCPU idx; -1 before INIT_VCPU */
 
 	pthread_mutex_t build_lock;        /* the build ioctls, one at a time */
-	const void *populate_src;          /* build_lock: source of the page PAGE.ADD takes */
-	bool populated;                    /* build_lock: the set hook ran PAGE.ADD */
+	atomic_uint no_vcpu_enter;         /* zaps retrying after OPERAND_BUSY: vCPUs
+	                                    * stay out of the module meanwhile */
 
 	pthread_mutex_t leak_lock;         /* leaf lock: the pages leaked on purpose */
 	pm_pfn_t *leaked;                  /* leak_lock */

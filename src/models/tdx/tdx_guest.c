@@ -64,6 +64,11 @@ uint64_t pm_guest_tdx_accept(struct pm_guest *g, uint64_t gpa, int level)
 	if (gpa & pm_guest_tdx_shared_bit(g))
 		return PM_TDX_OPERAND_INVALID;
 	for (;;) {
+		/* A zap retrying after OPERAND_BUSY keeps vCPUs out. */
+		if (atomic_load(&to_tdx(v->vm)->no_vcpu_enter)) {
+			guest_stall(v);
+			continue;
+		}
 		err = tdg_mem_page_accept(td, gpa, level);
 		if (err == TDX_OPERAND_BUSY) {
 			guest_stall(v);

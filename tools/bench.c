@@ -64,6 +64,8 @@ static const struct {
 		    "vs memcpy and plain loads (SIZE: private buffer, 64M)", 64 * MIB, 3, bench_access },
 	{ "scale", "conversions of disjoint ranges by 1 and 2 VMM threads\n"
 		   "(SIZE: region per thread, 256M; 9 runs by default)", 256 * MIB, 9, bench_scale },
+	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
+		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

@@ -146,5 +146,6 @@ void bench_convert(const struct bench_opts *o, struct result *r);
 void bench_fault(const struct bench_opts *o, struct result *r);
 void bench_access(const struct bench_opts *o, struct result *r);
 void bench_scale(const struct bench_opts *o, struct result *r);
+void bench_tdx(const struct bench_opts *o, struct result *r);
 
 #endif

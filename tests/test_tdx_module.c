@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "gmem/pool.h"
+#include "lib/testutil.h"
 #include "models/tdx/module.h"
 
 #define MIB   (1ULL << 20)
@@ -263,6 +264,65 @@ static void test_mr_extend_rows(void **state)
 	assert_int_equal(tdx_module_mrtd(e->td, mrtd), 0);
 }
 
+/* ---- PAMT: TD pages and the host ---- */
+
+static void test_a_frame_is_a_td_page_once_and_the_host_is_refused(void **state)
+{
+	struct env *e = *state;
+	uint8_t src[4096] = { 0 };
+	pm_pfn_t pfn;
+
+	add_tables(e->td, GPA, 1);
+	assert_int_equal(pm_host_access(e->pfn, 1, true), 0);
+	assert_int_equal(tdh_mem_page_add(e->td, GPA, e->pfn, src), TDX_SUCCESS);
+	/* The same frame at another GPA, 4K or inside a 2M page: refused. */
+	assert_int_equal(tdh_mem_page_add(e->td, GPA + 4096, e->pfn, src),
+			 TDX_OPERAND_PAGE_METADATA_INCORRECT);
+	assert_int_equal(tdh_mr_finalize(e->td), TDX_SUCCESS);
+	assert_int_equal(tdh_mem_page_aug(e->td, GPA + 2 * MIB, 1, e->pfn),
+			 TDX_OPERAND_PAGE_METADATA_INCORRECT);
+	/* ... and nothing of the 2M page was taken on the way. */
+	assert_int_equal(pm_host_access(e->pfn + 1, 511, true), 0);
+	assert_int_equal(pm_host_access(e->pfn, 1, false), -EFAULT);
+	assert_int_equal(pm_host_access(e->pfn, 2, true), -EFAULT);
+	/* Removed: the host may use the frame again. */
+	assert_int_equal(tdh_mem_range_block(e->td, GPA, 0), TDX_SUCCESS);
+	assert_int_equal(tdh_mem_track(e->td), TDX_SUCCESS);
+	assert_int_equal(tdh_mem_page_remove(e->td, GPA, 0, &pfn), TDX_SUCCESS);
+	assert_int_equal(pm_host_access(e->pfn, 1, true), 0);
+	assert_int_equal(tdh_mem_page_aug(e->td, GPA + 2 * MIB, 1, e->pfn), TDX_SUCCESS);
+	assert_int_equal(pm_host_access(e->pfn + 300, 1, true), -EFAULT);
+}
+
+static void free_td_page(void *arg)
+{
+	struct env *e = arg;
+	uint8_t src[4096] = { 0 };
+
+	add_tables(e->td, GPA, 1);
+	PM_BUG_ON(tdh_mem_page_add(e->td, GPA, e->pfn + 5, src));
+	pm_pool_free(e->pfn + 5, 0);     /* the scrub writes a TD page */
+}
+
+static void test_freeing_a_td_page_to_the_pool_stops_the_host(void **state)
+{
+	assert_true(pm_test_aborts(free_td_page, *state));
+}
+
+static void test_teardown_reclaims_the_td_pages(void **state)
+{
+	struct env *e = *state;
+	struct tdx_td *td2;
+	uint8_t src[4096] = { 0 };
+
+	assert_int_equal(tdx_module_td_create(48, &td2), 0);
+	add_tables(td2, GPA, 1);
+	assert_int_equal(tdh_mem_page_add(td2, GPA, e->pfn + 9, src), TDX_SUCCESS);
+	assert_int_equal(pm_host_access(e->pfn + 9, 1, true), -EFAULT);
+	tdx_module_td_destroy(td2);
+	assert_int_equal(pm_host_access(e->pfn + 9, 1, true), 0);
+}
+
 /* ---- MRTD known answers ---- */
 
 static void put_block(uint8_t *out, const char *tag, uint64_t gpa)
@@ -341,6 +401,9 @@ int main(void)
 		T(test_2m_accept_zeroes_the_whole_page),
 		T(test_operand_busy_on_a_held_entry_and_by_injection),
 		T(test_mr_extend_rows),
+		T(test_a_frame_is_a_td_page_once_and_the_host_is_refused),
+		T(test_freeing_a_td_page_to_the_pool_stops_the_host),
+		T(test_teardown_reclaims_the_td_pages),
 		T(test_mrtd_of_an_empty_td_is_sha384_of_nothing),
 		T(test_mrtd_known_answer_for_a_measured_and_an_unmeasured_page),
 	};

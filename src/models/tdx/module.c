@@ -113,6 +113,79 @@ static uint64_t sept_walk(struct tdx_td *td, uint64_t gpa, int level, struct sep
 	return TDX_SUCCESS;
 }
 
+/* ---- PAMT: which frames are TD pages (module.h) ---- */
+
+static pthread_mutex_t pamt_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint8_t *pamt;        /* pamt_lock to (re)allocate; bytes atomic */
+static uint64_t pamt_frames;         /* pamt_lock; fixed while pamt_users > 0 */
+static unsigned int pamt_users;      /* pamt_lock: live TDs */
+
+static int pamt_access(void *arg, pm_pfn_t pfn, uint64_t n, bool write)
+{
+	for (uint64_t i = 0; i < n && pfn + i < pamt_frames; i++)
+		if (atomic_load_explicit(&pamt[pfn + i], memory_order_acquire))
+			return -EFAULT;
+	return 0;
+}
+
+static const struct pm_host_guard pamt_guard = { .access = pamt_access };
+
+static int pamt_get(void)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&pamt_lock);
+	if (!pamt_users) {
+		pamt_frames = pm_pool_nr_frames();
+		pamt = calloc(pamt_frames, 1);
+		r = pamt ? pm_host_guard_register(&pamt_guard) : -ENOMEM;
+		if (r) {
+			free((void *)pamt);
+			pamt = NULL;
+		}
+	}
+	if (!r)
+		pamt_users++;
+	pthread_mutex_unlock(&pamt_lock);
+	return r;
+}
+
+static void pamt_put(void)
+{
+	pthread_mutex_lock(&pamt_lock);
+	PM_BUG_ON(!pamt_users);
+	if (!--pamt_users) {
+		pm_host_guard_unregister(&pamt_guard);   /* no access in flight after */
+		free((void *)pamt);
+		pamt = NULL;
+		pamt_frames = 0;
+	}
+	pthread_mutex_unlock(&pamt_lock);
+}
+
+static void pamt_release(pm_pfn_t pfn, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		atomic_store_explicit(&pamt[pfn + i], 0, memory_order_release);
+}
+
+/* Makes [pfn, pfn + n) TD pages: SUCCESS, or PAGE_METADATA_INCORRECT (one
+ * is a TD page already: nothing changes), OPERAND_INVALID (not a frame). */
+static uint64_t pamt_assign(pm_pfn_t pfn, uint64_t n)
+{
+	if (pfn >= pamt_frames || n > pamt_frames - pfn)
+		return TDX_OPERAND_INVALID;
+	for (uint64_t i = 0; i < n; i++) {
+		uint8_t zero = 0;
+
+		if (!atomic_compare_exchange_strong(&pamt[pfn + i], &zero, 1)) {
+			pamt_release(pfn, i);
+			return TDX_OPERAND_PAGE_METADATA_INCORRECT;
+		}
+	}
+	return TDX_SUCCESS;
+}
+
 /* ---- busy injection ---- */
 
 static _Thread_local uint64_t rng_state;
@@ -198,7 +271,8 @@ int tdx_module_td_create(unsigned int gpa_bits, struct tdx_td **out)
 	td->gpa_bits = PM_MIN(gpa_bits, 48U);
 	td->root = node_alloc();
 	td->mr_ctx = EVP_MD_CTX_new();
-	if (!td->root || !td->mr_ctx || EVP_DigestInit_ex(td->mr_ctx, EVP_sha384(), NULL) != 1) {
+	if (!td->root || !td->mr_ctx || EVP_DigestInit_ex(td->mr_ctx, EVP_sha384(), NULL) != 1 ||
+	    pamt_get()) {
 		EVP_MD_CTX_free(td->mr_ctx);
 		free(td->root);
 		free(td);
@@ -209,13 +283,17 @@ int tdx_module_td_create(unsigned int gpa_bits, struct tdx_td **out)
 	return 0;
 }
 
+/* Teardown: every table freed, every page still mapped reclaimed (the
+ * host may use it again: its frames are no TD pages any more). */
 static void node_free(struct sept_node *n, int level)
 {
-	for (unsigned int i = 0; level > 0 && i < SEPT_PTRS; i++) {
+	for (unsigned int i = 0; i < SEPT_PTRS; i++) {
 		uint64_t e = atomic_load_explicit(&n->e[i], memory_order_relaxed);
 
-		if (e_is_table(e))
+		if (level > 0 && e_is_table(e))
 			node_free(e_node(e), level - 1);
+		else if (e_is_leaf(e))
+			pamt_release(e_pfn(e), 1ULL << (9 * level));
 	}
 	free(n);
 }
@@ -223,6 +301,7 @@ static void node_free(struct sept_node *n, int level)
 void tdx_module_td_destroy(struct tdx_td *td)
 {
 	node_free(td->root, SEPT_LEVELS - 1);
+	pamt_put();
 	EVP_MD_CTX_free(td->mr_ctx);
 	pthread_mutex_destroy(&td->mr_lock);
 	free(td);
@@ -319,6 +398,11 @@ uint64_t tdh_mem_page_add(struct tdx_td *td, uint64_t gpa, pm_pfn_t pfn, const v
 		err = TDX_EPT_ENTRY_STATE_INCORRECT;
 		goto out;
 	}
+	err = pamt_assign(pfn, 1);
+	if (err) {
+		entry_commit(p, e);
+		goto out;
+	}
 	memcpy(pm_pfn_to_hva(pfn), src, PM_PAGE_SIZE);
 	mr_block(td, "MEM.PAGE.ADD", gpa, NULL, 0);
 	atomic_fetch_add_explicit(&td->entries[0], 1, memory_order_relaxed);
@@ -343,6 +427,11 @@ uint64_t tdh_mem_page_aug(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t p
 	if (e_state(e) != E_FREE) {
 		entry_commit(p, e);
 		return TDX_EPT_ENTRY_STATE_INCORRECT;
+	}
+	err = pamt_assign(pfn, 1ULL << (9 * level));
+	if (err) {
+		entry_commit(p, e);
+		return err;
 	}
 	atomic_fetch_add_explicit(&td->entries[level], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&td->pending, 1, memory_order_relaxed);
@@ -409,6 +498,7 @@ uint64_t tdh_mem_page_remove(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_
 		atomic_fetch_sub_explicit(&td->pending, 1, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&td->entries[level], 1, memory_order_relaxed);
 	*pfn = e_pfn(e);
+	pamt_release(*pfn, 1ULL << (9 * level));
 	entry_commit(p, E_FREE);
 	return TDX_SUCCESS;
 }

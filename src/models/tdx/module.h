@@ -18,10 +18,12 @@
  *                          the walk down to L finds tables (EPT_WALK_FAILED);
  *                          entry FREE (EPT_ENTRY_STATE_INCORRECT) -> TABLE
  *   PAGE.ADD(gpa, pfn, src) TD not finalized (OP_STATE_INCORRECT); gpa 4K;
- *                          walk; entry FREE -> MAPPED; copies the 4K of src
- *                          into the page and measures (MEM.PAGE.ADD block)
+ *                          walk; entry FREE; the frame not a TD page
+ *                          (PAGE_METADATA_INCORRECT) -> MAPPED; copies the 4K
+ *                          of src into the page and measures (MEM.PAGE.ADD)
  *   PAGE.AUG(gpa, L, pfn)  L 0 or 1, gpa and pfn aligned; TD finalized
- *                          (OP_STATE_INCORRECT); walk; FREE -> PENDING
+ *                          (OP_STATE_INCORRECT); walk; FREE; frames not TD
+ *                          pages -> PENDING
  *   RANGE.BLOCK(gpa, L)    walk; leaf MAPPED or PENDING, not blocked
  *                          (EPT_ENTRY_STATE_INCORRECT) -> BLOCKED at epoch e
  *   TRACK                  epoch++ (every vCPU must then re-enter)
@@ -52,9 +54,19 @@
  * Tables are never freed before the TD is destroyed, so walks take no lock.
  *
  * Memory: S-EPT tables are the module's own allocations (the real module
- * takes pages the host donates; privmem does not model PAMT), freed with the
- * TD. TD pages are pool frames the host hands in; the module writes them
- * (PAGE.ADD's copy, ACCEPT's zeroing) through the library's direct map.
+ * takes pages the host donates), freed with the TD. TD pages are pool
+ * frames the host hands in; the module writes them (PAGE.ADD's copy,
+ * ACCEPT's zeroing) through the library's direct map.
+ *
+ * PAMT: one process-wide byte per pool frame says whether the frame is a TD
+ * page (from PAGE.ADD / PAGE.AUG until PAGE.REMOVE, or until its TD is torn
+ * down). ADD and AUG of a frame that is a TD page already fail with
+ * TDX_OPERAND_PAGE_METADATA_INCORRECT. While a TD exists the module is a
+ * host guard (gmem/pool.h): a host access to a TD page is refused, so
+ * freeing one to the pool (whose scrub writes it) stops privmem, as the
+ * machine check would stop the host. pamt_lock (a leaf) guards allocating
+ * the table with the first TD and freeing it with the last; its bytes are
+ * atomics.
  */
 #ifndef PM_MODELS_TDX_MODULE_H
 #define PM_MODELS_TDX_MODULE_H
@@ -74,6 +86,7 @@
 #define TDX_PAGE_SIZE_MISMATCH          0xC0000B0B00000000ULL
 #define TDX_EPT_ENTRY_STATE_INCORRECT   0xC0000B0D00000000ULL
 #define TDX_NOT_MAPPED                  0xC0000B0F00000000ULL
+#define TDX_OPERAND_PAGE_METADATA_INCORRECT 0xC000030000000000ULL
 
 #define TDX_MAX_VPS       1024
 #define TDX_MRTD_SIZE     48

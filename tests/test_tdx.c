@@ -827,6 +827,62 @@ static void test_populate_storm_never_fails_with_the_protocol(void **state)
 	vmm_destroy(&m);
 }
 
+/* ---- TLB tracking against a vCPU that stays in guest mode ---- */
+
+#define SPIN_PRIVATE (GPA + 11 * PAGE)   /* accepted, then converted by the VMM */
+#define SPIN_FLAG    (GPA + 12 * PAGE)   /* shared: the guest's counter, the VMM's stop */
+
+static void guest_spins(struct pm_guest *g, void *arg)
+{
+	uint64_t flag = SPIN_FLAG | pm_guest_tdx_shared_bit(g);
+
+	PM_GUEST_ASSERT(g, pm_guest_tdx_accept(g, SPIN_PRIVATE, PM_TDX_LEVEL_4K) == PM_TDX_SUCCESS);
+	pm_guest_write64(g, SPIN_PRIVATE, 7);
+	pm_guest_write64(g, flag, 0);
+	pm_guest_sync(g, 0);
+	/* In guest mode from here on, until the VMM says stop. */
+	for (uint64_t n = 1; pm_guest_read64(g, flag + 8) == 0; n++)
+		pm_guest_write64(g, flag, n);
+	pm_guest_sync(g, 1);
+}
+
+static void *spin_runner(void *p)
+{
+	struct vmm *m = p;
+
+	assert_int_equal(vmm_sync(m), 1);
+	return NULL;
+}
+
+static void test_removal_waits_for_a_vcpu_running_in_guest_mode(void **state)
+{
+	volatile uint64_t *counter;
+	struct pm_tdx_stats st;
+	pthread_t t;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, SPIN_FLAG, PAGE, false), 0);
+	counter = (volatile uint64_t *)(m.shared + (SPIN_FLAG - GPA));
+	vmm_guest(&m, guest_spins, NULL);
+	assert_int_equal(vmm_sync(&m), 0);
+	pthread_create(&t, NULL, spin_runner, &m);
+	while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < 100)
+		sched_yield();
+	/* The guest is in guest mode on the current epoch: the removal's
+	 * kick must make it re-enter on the next before REMOVE. */
+	assert_int_equal(set_attr(&m, SPIN_PRIVATE, PAGE, false), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.page_removes, 1);
+	assert_int_equal(st.leaked_pages, 0);
+	assert_int_equal(st.last_error, 0);
+	assert_true(__atomic_load_n(counter, __ATOMIC_ACQUIRE) > 100);   /* still running */
+	__atomic_store_n((volatile uint64_t *)(m.shared + (SPIN_FLAG - GPA) + 8), 1, __ATOMIC_RELEASE);
+	pthread_join(t, NULL);
+	vmm_destroy(&m);
+}
+
 /* ---- BUSY injection ---- */
 
 /* vmm_destroy that also returns the frames the model held back when the
@@ -1031,6 +1087,7 @@ int main(void)
 		T(test_seed003_race_fails_without_the_frozen_protocol),
 		T(test_seed003_race_is_a_retry_with_the_frozen_protocol),
 		T(test_populate_storm_never_fails_with_the_protocol),
+		T(test_removal_waits_for_a_vcpu_running_in_guest_mode),
 		T(test_a_failed_removal_leaks_the_page_and_counts_it),
 		T(test_busy_injection_under_concurrent_faults_conversions_and_zaps),
 	};

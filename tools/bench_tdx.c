@@ -50,23 +50,11 @@ static void guest_tdx_main(struct pm_guest *g, void *arg)
 	j->t_ns = now_ns() - t0;
 }
 
-static long tdx_op(int fd, uint32_t id, void *data)
-{
-	struct kvm_tdx_cmd cmd = { .id = id, .data = (uint64_t)(uintptr_t)data };
-
-	return pm_kvm_ioctl(fd, KVM_MEMORY_ENCRYPT_OP, &cmd);
-}
-
 /* One fresh TD of `size` running the job: 0, or -1 (r->error). */
 static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_gjob *j,
 			struct pm_tdx_stats *ts)
 {
-	struct {
-		struct kvm_tdx_init_vm vm;
-		struct kvm_cpuid_entry2 e;
-	} init = { .vm.cpuid.nent = 1, .e = { .function = 0x80000008, .eax = 48 << 16 | 46 } };
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
-	struct kvm_memory_attributes a = { .size = size, .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
 	void *args[1] = { j };
 	struct vmm m;
 	int ret = -1;
@@ -75,9 +63,7 @@ static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_g
 		result_fail(r, "creating the TD failed");
 		goto out;
 	}
-	if (pm_kvm_ioctl(m.vm, PM_KVM_TDX_CONFIG, &cfg) || tdx_op(m.vm, KVM_TDX_INIT_VM, &init) ||
-	    tdx_op(m.vcpu[0], KVM_TDX_INIT_VCPU, NULL) ||
-	    pm_kvm_ioctl(m.vm, KVM_SET_MEMORY_ATTRIBUTES, &a) || tdx_op(m.vm, KVM_TDX_FINALIZE_VM, NULL)) {
+	if (vmm_tdx_init(&m, &cfg) || vmm_tdx_op(m.vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
 		result_fail(r, "building the TD: %s", strerror(errno));
 		goto out;
 	}

@@ -219,48 +219,29 @@ static void tdx_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 	}
 }
 
-static long tdx_op(int fd, uint32_t id, uint32_t flags, void *data)
-{
-	struct kvm_tdx_cmd cmd = { .id = id, .flags = flags, .data = (uint64_t)(uintptr_t)data };
-
-	return pm_kvm_ioctl(fd, KVM_MEMORY_ENCRYPT_OP, &cmd);
-}
-
-/* INIT_VM (48-bit GPAW), INIT_VCPU, all RAM private, the measured image,
+/* The build: INIT_VM, INIT_VCPU, all RAM private, the measured image,
  * FINALIZE. 0 or -1 with a message. */
 static int tdx_build(struct vmm *m, uint64_t image, const struct run_tdx_opts *o)
 {
-	struct {
-		struct kvm_tdx_init_vm vm;
-		struct kvm_cpuid_entry2 e;
-	} init = { .vm.cpuid.nent = 1, .e = { .function = 0x80000008, .eax = 48 << 16 | 46 } };
-	struct kvm_memory_attributes a = { .size = m->mem_size,
-					   .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
 	struct kvm_tdx_init_mem_region r = { .source_addr = (uintptr_t)image_bytes, .gpa = image,
 					     .nr_pages = IMAGE_PAGES };
 	struct pm_tdx_config cfg = { .busy_per_million = o->busy_per_million,
 				     .flags = o->no_huge ? PM_TDX_NO_HUGE : 0 };
-	const char *what = NULL;
 
 	for (unsigned int p = 0; p < IMAGE_PAGES; p++)
 		for (unsigned int i = 0; i < 4096; i++)
 			image_bytes[p][i] = (uint8_t)(i * 7 + p * 131 + o->seed);
-	if (pm_kvm_ioctl(m->vm, PM_KVM_TDX_CONFIG, &cfg))
-		what = "PM_KVM_TDX_CONFIG";
-	else if (tdx_op(m->vm, KVM_TDX_INIT_VM, 0, &init))
-		what = "KVM_TDX_INIT_VM";
-	for (int i = 0; !what && i < m->nr_vcpus; i++)
-		if (tdx_op(m->vcpu[i], KVM_TDX_INIT_VCPU, 0, NULL))
-			what = "KVM_TDX_INIT_VCPU";
-	if (!what && pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
-		what = "KVM_SET_MEMORY_ATTRIBUTES";
-	if (!what && tdx_op(m->vcpu[0], KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION, &r))
-		what = "KVM_TDX_INIT_MEM_REGION";
-	if (!what && tdx_op(m->vm, KVM_TDX_FINALIZE_VM, 0, NULL))
-		what = "KVM_TDX_FINALIZE_VM";
-	if (what)
-		perror(what);
-	return what ? -1 : 0;
+	if (vmm_tdx_init(m, &cfg))
+		return -1;
+	if (vmm_tdx_op(m->vcpu[0], KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION, &r)) {
+		perror("KVM_TDX_INIT_MEM_REGION");
+		return -1;
+	}
+	if (vmm_tdx_op(m->vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
+		perror("KVM_TDX_FINALIZE_VM");
+		return -1;
+	}
+	return 0;
 }
 
 struct tdx_report {

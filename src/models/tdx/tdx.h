@@ -55,6 +55,22 @@ static inline struct tdx_td *tdx_td(struct tdx_vm *t)
 	return atomic_load_explicit(&t->td, memory_order_acquire);
 }
 
+/* The mirror (mirror.c): model->map_private, the invalidation consumer, and
+ * model->gmem_hold. */
+int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+void tdx_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		   enum pm_inval_cause cause, void *ctx);
+bool tdx_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
+
+/* The build's page being added: INIT_MEM_REGION sets src around its fault,
+ * on its own thread; the set hook does PAGE.ADD from it and says so. */
+struct tdx_populate {
+	const void *src;
+	bool added;
+	uint64_t hw_error;         /* the last failed SEAMCALL's status */
+};
+extern _Thread_local struct tdx_populate tdx_tl_populate;
+
 /* Guest side (tdx_guest.c): the pending-page check before a TLB fill. */
 int tdx_guest_access(struct pm_vcpu *vcpu, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
 

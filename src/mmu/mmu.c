@@ -306,8 +306,8 @@ static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault 
 	       PM_PTE_ACCESSED | (f->write ? PM_PTE_DIRTY : 0);
 }
 
-/* Installs the mapping at `level` or, if smaller mappings are in the way,
- * below it. Returns the level installed, or -1 if the gfn is mapped already. */
+/* One install: a private one goes to the model's copy of the private
+ * mappings where it keeps one (map_private), anything else to the table. */
 static int fault_map(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
 {
 	if (f->private_access && vm->model->map_private)

@@ -61,17 +61,17 @@ static long tdx_cmd(int fd, uint32_t id, uint32_t flags, void *data, uint64_t *h
 }
 
 /* INIT_VM's argument with one CPUID entry: 0x80000008 with `bits`. */
-struct init_vm_buf {
+union init_vm_buf {
 	struct kvm_tdx_init_vm vm;
-	struct kvm_cpuid_entry2 entry;
+	uint8_t bytes[sizeof(struct kvm_tdx_init_vm) + sizeof(struct kvm_cpuid_entry2)];
 };
 
-static void init_vm_arg(struct init_vm_buf *b, unsigned int bits)
+static void init_vm_arg(union init_vm_buf *b, unsigned int bits)
 {
 	memset(b, 0, sizeof(*b));
 	b->vm.cpuid.nent = 1;
-	b->entry.function = 0x80000008;
-	b->entry.eax = bits << 16 | 46;
+	b->vm.cpuid.entries[0].function = 0x80000008;
+	b->vm.cpuid.entries[0].eax = bits << 16 | 46;
 }
 
 static int set_attr(struct vmm *m, uint64_t gpa, uint64_t size, bool private_mem)
@@ -89,7 +89,7 @@ static void vmm_create(struct vmm *m, unsigned int gpa_bits)
 	struct kvm_create_guest_memfd cg = { .size = MEM_SIZE };
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
 				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
-	struct init_vm_buf b;
+	union init_vm_buf b;
 	struct kvm_userspace_memory_region2 r = {
 		.slot = 0, .flags = KVM_MEM_GUEST_MEMFD, .guest_phys_addr = GPA,
 		.memory_size = MEM_SIZE,
@@ -225,7 +225,7 @@ static long init_mem(struct vmm *m, uint64_t src, uint64_t gpa, uint64_t n, uint
 
 static void test_init_vm_errors_and_the_shared_bit(void **state)
 {
-	struct init_vm_buf b;
+	union init_vm_buf b;
 	struct kvm_tdx_cmd cmd = { .id = KVM_TDX_INIT_VM, .hw_error = 1 };
 	uint8_t digest[48];
 	struct vmm m;
@@ -1023,7 +1023,7 @@ static void busy_converter(struct busy_run *b, unsigned int rounds)
 
 static void busy_injection(unsigned int per_million)
 {
-	uint64_t before = pool_in_use();
+	uint64_t before = pool_in_use(), held;
 	struct busy_run b = { 0 };
 	struct busy_vcpu bv[2];
 	unsigned int secs = stress_seconds();
@@ -1070,7 +1070,8 @@ static void busy_injection(unsigned int per_million)
 	assert_int_equal(pm_kvm_munmap(bv[1].run, PAGE), 0);
 	assert_int_equal(pm_kvm_close(b.vcpu[1]), 0);
 	/* No lost page: all the pool misses is what was held back. */
-	assert_int_equal(pool_in_use() - before, vmm_destroy_held(&m) * PAGE);
+	held = vmm_destroy_held(&m);
+	assert_int_equal(pool_in_use() - before, held * PAGE);
 }
 
 /* 0.5%: a run usually ends without a leak; 5%: usually with one. */

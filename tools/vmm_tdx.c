@@ -17,14 +17,18 @@ long vmm_tdx_op(int fd, uint32_t id, uint32_t flags, void *data)
 
 int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg)
 {
-	struct {
+	union {
 		struct kvm_tdx_init_vm vm;
-		struct kvm_cpuid_entry2 e;
-	} init = { .vm.cpuid.nent = 1, .e = { .function = 0x80000008, .eax = 48 << 16 | 46 } };
+		uint8_t bytes[sizeof(struct kvm_tdx_init_vm) + sizeof(struct kvm_cpuid_entry2)];
+	} init = { .bytes = { 0 } };
 	struct kvm_memory_attributes a = { .size = m->mem_size,
 					   .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
 	const char *what = NULL;
 
+	/* One CPUID leaf: 0x80000008, 48 guest physical address bits. */
+	init.vm.cpuid.nent = 1;
+	init.vm.cpuid.entries[0].function = 0x80000008;
+	init.vm.cpuid.entries[0].eax = 48 << 16 | 46;
 	if (pm_kvm_ioctl(m->vm, PM_KVM_TDX_CONFIG, cfg))
 		what = "PM_KVM_TDX_CONFIG";
 	else if (vmm_tdx_op(m->vm, KVM_TDX_INIT_VM, 0, &init))

@@ -335,7 +335,7 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	const char *const vcpus0[] = { "run", "--vcpus", "0", NULL };
 	const char *const mem1k[] = { "run", "--mem", "1K", NULL };
 	const char *const scen[] = { "run", "--scenario", "nope", NULL };
-	const char *const type[] = { "run", "--vm-type", "tdx", NULL };
+	const char *const type[] = { "run", "--vm-type", "nope", NULL };
 	const char *const extra[] = { "run", "--vcpus", "2", "surplus", NULL };
 	const char *const unknown_opt[] = { "run", "--frobnicate", NULL };
 	const char *const pkvm_convert[] = { "run", "--vm-type", "pkvm", "--scenario", "convert", NULL };
@@ -344,7 +344,7 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	expect_usage_error(vcpus0, "--vcpus");
 	expect_usage_error(mem1k, "--mem");
 	expect_usage_error(scen, "nope");
-	expect_usage_error(type, "tdx");
+	expect_usage_error(type, "nope");
 	expect_usage_error(extra, "surplus");
 	expect_usage_error(unknown_opt, "frobnicate");
 	expect_usage_error(pkvm_convert, "pkvm");

@@ -209,9 +209,10 @@ static const struct cap_row cap_table[] = {
 	  GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
 	  GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
 	  GUEST_MEMFD_FLAG_MMAP },
-	{ KVM_CAP_VM_TYPES, (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << PM_VM_TYPE_PKVM),
-	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << PM_VM_TYPE_PKVM),
-	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << PM_VM_TYPE_PKVM) },
+	{ KVM_CAP_VM_TYPES,
+	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM),
+	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM),
+	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM) },
 	{ KVM_CAP_NR_MEMSLOTS, 32764, 32764, 32764 },
 	{ KVM_CAP_EXIT_HYPERCALL, 1 << 12, 1 << 12, 1 << 12 },
 	{ KVM_CAP_USER_MEMORY2, 1, 1, 1 },
@@ -243,7 +244,7 @@ static void test_capabilities_on_system_and_vm_handles(void **state)
 static void test_create_vm_accepts_exactly_the_offered_types(void **state)
 {
 	static const unsigned long refused[] = {
-		KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM, KVM_X86_TDX_VM,
+		KVM_X86_SEV_VM, KVM_X86_SEV_ES_VM,
 		6, 99, ~0UL,
 	};
 	int sys = open_sys();
@@ -256,6 +257,7 @@ static void test_create_vm_accepts_exactly_the_offered_types(void **state)
 	assert_int_equal(check_ext(svm, KVM_CAP_MEMORY_ATTRIBUTES), KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	close_ok(create_vm(sys, PM_VM_TYPE_PKVM));    /* tests/test_pkvm.c tests the type */
 	close_ok(create_vm(sys, KVM_X86_SNP_VM));     /* tests/test_snp.c tests the type */
+	close_ok(create_vm(sys, KVM_X86_TDX_VM));     /* tests/test_tdx.c tests the type */
 	for (size_t i = 0; i < PM_ARRAY_SIZE(refused); i++) {
 		print_message("type %lu\n", refused[i]);
 		assert_fails(pm_kvm_ioctl(sys, KVM_CREATE_VM, refused[i]), EINVAL);

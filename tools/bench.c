@@ -71,6 +71,8 @@ static const struct {
 	  bench_share },
 	{ "psc", "SEV-SNP 253-entry page state changes end to end, 4K and 2M\n"
 		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc },
+	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
+		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

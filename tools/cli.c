@@ -13,6 +13,7 @@ int cli_parse_vm_type(const char *s, unsigned long *type)
 		{ "default", KVM_X86_DEFAULT_VM },
 		{ "pkvm", PM_VM_TYPE_PKVM },
 		{ "snp", KVM_X86_SNP_VM },
+		{ "tdx", KVM_X86_TDX_VM },
 	};
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {

@@ -24,6 +24,17 @@ void cli_json_string(const char *s);
 int cmd_run(int argc, char **argv);
 /* privmem run --vm-type snp (run_snp.c). */
 int run_snp(uint64_t mem, int vcpus, unsigned int seed, unsigned int iterations, bool json);
+
+/* privmem run --vm-type tdx (run_tdx.c). */
+struct run_tdx_opts {
+	uint64_t mem;
+	int vcpus;
+	unsigned int seed, iterations;      /* iterations 0: the default */
+	unsigned int busy_per_million;      /* OPERAND_BUSY injected by the module */
+	bool no_huge;                       /* private pages at 4K only */
+	bool json;
+};
+int run_tdx(const struct run_tdx_opts *o);
 int cmd_bench(int argc, char **argv);
 
 #endif

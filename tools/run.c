@@ -475,14 +475,16 @@ struct run_opts {
 	unsigned int seed;
 	unsigned int iterations;   /* 0: the scenario's default */
 	bool json;
+	unsigned int busy_per_million;  /* tdx only */
+	bool no_huge;                   /* tdx only */
 };
 
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default|snp|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
-		"                   [--iterations N] [--json]\n"
+		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -491,6 +493,8 @@ static void run_usage(FILE *out)
 		"  --vm-type TYPE    sw (software-protected, default), default (no private memory),\n"
 		"                    snp (SEV-SNP: measured launch, 2M PSC boot, bounce I/O,\n"
 		"                    random conversions; --scenario does not apply),\n"
+		"                    tdx (a TD on the simulated TDX module: measured build,\n"
+		"                    accept, bounce buffers, conversions; its own scenario),\n"
 		"                    or pkvm (protected VM under pKVM's hypervisor: privmem type 16)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
@@ -498,6 +502,8 @@ static void run_usage(FILE *out)
 		"                    virtio (in-place sharing for device I/O) is pkvm's scenario\n"
 		"  --seed N          seed for the random choices (default 1)\n"
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
+		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs\n"
+		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
 		"  --json            print the report as one JSON object\n", VMM_MAX_VCPUS);
 }
 
@@ -508,6 +514,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "vcpus", required_argument, NULL, 'c' }, { "scenario", required_argument, NULL, 's' },
 		{ "seed", required_argument, NULL, 'S' }, { "iterations", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -546,6 +553,13 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'b':
+			if (cli_parse_uint(optarg, 0, 1000000, &o->busy_per_million))
+				return cli_bad_arg("--busy-rate", optarg);
+			break;
+		case 'n':
+			o->no_huge = true;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -777,6 +791,14 @@ int cmd_run(int argc, char **argv)
 	if (o.type == KVM_X86_SNP_VM) {
 		free(ctx);
 		return run_snp(o.mem, o.vcpus, o.seed, o.iterations, o.json);
+	}
+	if (o.type == KVM_X86_TDX_VM) {
+		struct run_tdx_opts t = { .mem = o.mem, .vcpus = o.vcpus, .seed = o.seed,
+					  .iterations = o.iterations, .busy_per_million = o.busy_per_million,
+					  .no_huge = o.no_huge, .json = o.json };
+
+		free(ctx);
+		return run_tdx(&t);
 	}
 	rep.pkvm = o.type == PM_VM_TYPE_PKVM;
 	if (rep.pkvm) {

@@ -70,6 +70,12 @@ int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void
  * thread calls tick(m, ctx) about every 200 ms meanwhile (if not NULL). */
 int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx);
 
+/* TDX (vmm_tdx.c): KVM_MEMORY_ENCRYPT_OP with a kvm_tdx_cmd; and the build
+ * before an image is added: the config, INIT_VM (48-bit GPAW), INIT_VCPU on
+ * every vCPU, all RAM private. 0 or -1 (with a message on stderr). */
+long vmm_tdx_op(int fd, uint32_t id, uint32_t flags, void *data);
+int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg);
+
 /* Statistics. */
 int vmm_vm_stats(struct vmm *m, struct pm_vm_stats *st);
 int vmm_pool_stats(struct vmm *m, struct pm_pool_stats *st);

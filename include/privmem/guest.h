@@ -186,6 +186,41 @@ long pm_guest_snp_make_private(struct pm_guest *g, uint64_t gpa, uint64_t npages
 			       unsigned int batch);
 long pm_guest_snp_make_shared(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t desc_gpa,
 			      unsigned int batch);
+/* ---- TDX guests (KVM_X86_TDX_VM) ----
+ * Private GPAs have the shared bit clear, shared ones set
+ * (pm_guest_tdx_shared_bit). Private pages the VMM adds after the build are
+ * *pending* until the guest accepts them; touching a pending page is fatal
+ * for the TD (KVM_EXIT_SYSTEM_EVENT, KVM_SYSTEM_EVENT_TDX_FATAL, data[0] the
+ * gpa; the guest never runs again). */
+#define PM_TDX_LEVEL_4K 0
+#define PM_TDX_LEVEL_2M 1
+#define PM_TDX_LEVEL_1G 2
+/* TDX module status codes a guest sees (the module's values). */
+#define PM_TDX_SUCCESS               0ULL
+#define PM_TDX_OPERAND_INVALID       0xC000010000000000ULL
+#define PM_TDX_PAGE_ALREADY_ACCEPTED 0x00000B0A00000000ULL
+#define PM_TDX_PAGE_SIZE_MISMATCH    0xC0000B0B00000000ULL
+/* TDG.VP.VMCALL status codes. */
+#define PM_TDVMCALL_SUCCESS          0ULL
+#define PM_TDVMCALL_RETRY            1ULL
+#define PM_TDVMCALL_INVALID_OPERAND  0x8000000000000000ULL
+
+/* The shared-bit mask of this TD's GPAs (bit 47, or 51 with MAX_GPAW). */
+uint64_t pm_guest_tdx_shared_bit(struct pm_guest *g);
+/* TDG.MEM.PAGE.ACCEPT of the private page of `level` at gpa: a status
+ * above. A page not mapped yet is mapped by the VMM first (at most at
+ * `level`), as on the EPT violation the real call causes. */
+uint64_t pm_guest_tdx_accept(struct pm_guest *g, uint64_t gpa, int level);
+/* Accepts [gpa, gpa + size) (4K aligned): 2M pages where aligned and the
+ * VMM maps them 2M, else 4K; pages accepted already are fine. Returns
+ * PM_TDX_SUCCESS or the first other status. */
+uint64_t pm_guest_tdx_accept_range(struct pm_guest *g, uint64_t gpa, uint64_t size);
+/* TDG.VP.VMCALL<MapGPA>: converts [gpa, gpa + size) to the kind gpa's
+ * shared bit says, through KVM_HC_MAP_GPA_RANGE exits of at most 2 MiB
+ * each. PM_TDVMCALL_RETRY when the VMM kicked the vCPU meanwhile (*next:
+ * where to resume); PM_TDVMCALL_INVALID_OPERAND for a bad range, an exit
+ * the VMM did not enable or refused (*next: the chunk refused). */
+uint64_t pm_guest_tdx_map_gpa(struct pm_guest *g, uint64_t gpa, uint64_t size, uint64_t *next);
 
 #ifdef __cplusplus
 }

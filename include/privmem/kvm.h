@@ -405,4 +405,36 @@ struct kvm_tdx_init_mem_region {
 	__u64 nr_pages;
 };
 
+struct kvm_cpuid_entry2 {
+	__u32 function;
+	__u32 index;
+	__u32 flags;
+	__u32 eax;
+	__u32 ebx;
+	__u32 ecx;
+	__u32 edx;
+	__u32 padding[3];
+};
+
+struct kvm_cpuid2 {
+	__u32 nent;
+	__u32 padding;
+	struct kvm_cpuid_entry2 entries[];
+};
+
+#define KVM_MAX_CPUID_ENTRIES 256
+
+/* KVM_TDX_INIT_VM's data: cpuid.nent entries follow the struct. privmem
+ * reads CPUID 0x80000008 EAX[23:16] (guest physical address bits, else
+ * EAX[7:0]): 48 puts the shared bit at 47, 52 (MAX_GPAW) at 51. */
+struct kvm_tdx_init_vm {
+	__u64 attributes;
+	__u64 xfam;
+	__u64 mrconfigid[6];
+	__u64 mrowner[6];
+	__u64 mrownerconfig[6];
+	__u64 reserved[12];
+	struct kvm_cpuid2 cpuid;
+};
+
 #endif /* PRIVMEM_KVM_H */

@@ -131,6 +131,10 @@ static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 {
 	const struct pm_model_ops *m = g->vm->model;
 
+	/* Frames the hardware still holds are leaked on purpose (the model
+	 * counts them): the host must never reuse them. */
+	if (m->gmem_hold && m->gmem_hold(g->vm, pfn, order))
+		return;
 	if (m->gmem_invalidate)
 		m->gmem_invalidate(pfn, pfn + (1ULL << order));
 	pm_pool_free(pfn, order);

@@ -200,12 +200,14 @@ void pm_vm_get_stats(struct pm_vm *vm, void *out)
 	st->fault_retries = atomic_load(&mmu->retries);
 	for (int l = 0; l < 3; l++) {
 		st->mapped[l] = atomic_load(&mmu->mapped[l]);
-		st->mappings[l] = atomic_load(&mmu->s2.leaves[l]);
+		st->mappings[l] = atomic_load(&mmu->s2.leaves[l]) +
+				  (mmu->mirror ? atomic_load(&mmu->mirror->leaves[l]) : 0);
 	}
 	st->zapped = atomic_load(&mmu->zapped);
 	st->splits = atomic_load(&mmu->splits);
 	st->tlb_shootdowns = atomic_load(&mmu->shootdowns);
 	for (int c = 0; c < PM_INVAL_CAUSE_NR && c < PM_STAT_NR_INVAL; c++)
 		st->invalidations[c] = pm_inval_count(&vm->inval, c);
-	st->table_pages = atomic_load(&mmu->s2.tables);
+	st->table_pages = atomic_load(&mmu->s2.tables) +
+			  (mmu->mirror ? atomic_load(&mmu->mirror->tables) : 0);
 }

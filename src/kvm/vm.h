@@ -52,6 +52,9 @@ struct pm_vm {
 	atomic_uint_fast64_t hypercall_exit_enabled; /* KVM_CAP_EXIT_HYPERCALL mask */
 
 	void *model_data;                    /* owned by the model */
+	atomic_bool bugged;                  /* KVM_BUG_ON: set once, never cleared;
+	                                      * KVM ioctls on the VM and its vCPUs
+	                                      * then fail with EIO */
 };
 
 /* KVM_CREATE_VM: returns 0 and a VM with one reference, or -errno. */
@@ -67,6 +70,18 @@ int pm_vm_enable_cap(struct pm_vm *vm, const void *arg);
 void pm_vm_get_stats(struct pm_vm *vm, void *out);
 /* KVM_SET_MEMORY_ATTRIBUTES. */
 int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg);
+
+/* Marks the VM bugged (KVM_BUG_ON): a model's hardware failed in a way KVM
+ * cannot repair. The VM can still be torn down. */
+static inline void pm_vm_bug(struct pm_vm *vm)
+{
+	atomic_store(&vm->bugged, true);
+}
+
+static inline bool pm_vm_is_bugged(struct pm_vm *vm)
+{
+	return atomic_load_explicit(&vm->bugged, memory_order_relaxed);
+}
 
 /* Attributes this VM supports (KVM_MEMORY_ATTRIBUTE_*). */
 static inline uint64_t pm_vm_supported_attrs(const struct pm_vm *vm)

@@ -72,8 +72,8 @@ static bool zap_filter(uint64_t pte, void *arg)
  * happens before that (the entry's release/acquire), and whose decrement
  * comes only after its shootdown.
  */
-static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
-		    enum pm_inval_cause cause, void *ctx)
+void pm_mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		enum pm_inval_cause cause, void *ctx)
 {
 	struct pm_mmu *mmu = vm->mmu;
 	struct pm_s2_zap_result res = { 0 };
@@ -107,7 +107,7 @@ static void mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filte
 int pm_mmu_init(struct pm_vm *vm)
 {
 	struct pm_mmu *mmu = pm_zalloc(sizeof(*mmu));
-	struct pm_inval_consumer c = { .zap = vm->model->inval_zap ? vm->model->inval_zap : mmu_zap };
+	struct pm_inval_consumer c = { .zap = vm->model->inval_zap ? vm->model->inval_zap : pm_mmu_zap };
 	int r;
 
 	if (!mmu)
@@ -160,14 +160,16 @@ uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bo
 	int level;
 	gfn_t off;
 
-	if (gfn >> PM_S2_GFN_BITS || !pm_s2_lookup(&vm->mmu->s2, gfn, &pte, &level))
+	struct pm_s2 *s2 = pm_mmu_root(vm->mmu, private_access && *private_access);
+
+	if (gfn >> PM_S2_GFN_BITS || !pm_s2_lookup(s2, gfn, &pte, &level))
 		return NULL;
 	if (write && !(pte & PM_PTE_WRITE))
 		return NULL;
 	if (private_access && *private_access != !!(pte & PM_PTE_PRIVATE))
 		return NULL;
 	if ((pte & want) != want)
-		mmu_mark(&vm->mmu->s2, gfn, want);
+		mmu_mark(s2, gfn, want);
 	off = gfn & (pm_s2_level_pages(level) - 1);
 	if (pte & PM_PTE_HVA)
 		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);
@@ -306,23 +308,39 @@ static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault 
 	       PM_PTE_ACCESSED | (f->write ? PM_PTE_DIRTY : 0);
 }
 
+/* One install: a private one goes to the model's copy of the private
+ * mappings where it keeps one (map_private), anything else to the table. */
+static int fault_map(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
+{
+	if (f->private_access && vm->model->map_private)
+		return vm->model->map_private(vm, f->gfn, level, pte);
+	return pm_s2_map(&vm->mmu->s2, f->gfn, level, pte);
+}
+
 /* Installs the mapping at `level` or, if smaller mappings are in the way,
- * below it. Returns the level installed, or -1 if the gfn is mapped already. */
+ * below it. Returns the level installed, -1 if the gfn is mapped already
+ * (or must be retried), -2 without memory, -3 if the VM is bugged. */
 static int fault_install(struct pm_vm *vm, const struct fault_source *src, struct pm_fault *f,
 			 int level)
 {
+	struct pm_s2 *s2 = pm_mmu_root(vm->mmu, f->private_access);
+
 	for (; level >= 0; level--) {
-		int r = pm_s2_map(&vm->mmu->s2, f->gfn, level, fault_pte(src, f, level));
+		int r = fault_map(vm, f, level, fault_pte(src, f, level));
 
 		if (r == 0)
 			return level;
 		if (r == -ENOMEM)
 			return -2;
+		if (r == -EIO)
+			return -3;
+		if (r == -EAGAIN)
+			return -1;
 		/* -EEXIST: something is there; a smaller level may still be free. */
 		uint64_t pte;
 		int l;
 
-		if (pm_s2_lookup(&vm->mmu->s2, f->gfn, &pte, &l))
+		if (pm_s2_lookup(s2, f->gfn, &pte, &l))
 			return -1;      /* another fault mapped it */
 	}
 	return -1;
@@ -357,9 +375,9 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 		f->level = -1;
 	} else {
 		f->level = fault_install(vm, &src, f, level);
-		if (f->level == -2) {
+		if (f->level <= -2) {
 			pm_mmu_read_unlock(vm, slot);
-			f->err = ENOMEM;
+			f->err = f->level == -2 ? ENOMEM : EIO;
 			return PM_FAULT_MEMORY;
 		}
 	}
@@ -387,7 +405,8 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 			break;
 		/* Raced an invalidation (or another fault): look again. */
 		atomic_fetch_add_explicit(&mmu->retries, 1, memory_order_relaxed);
-		if (pm_mmu_translate(vm, f->gfn, f->write))
+		if (pm_mmu_translate_kind(vm, f->gfn, f->write,
+					  mmu->mirror ? &f->private_access : NULL))
 			return PM_FAULT_MAPPED;
 		sched_yield();
 	}
@@ -398,5 +417,13 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 
 void pm_mmu_count(struct pm_vm *vm, gfn_t start, gfn_t end, uint64_t counts[3])
 {
-	pm_s2_count(&vm->mmu->s2, start, PM_MIN(end, 1ULL << PM_S2_GFN_BITS), counts);
+	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
+	pm_s2_count(&vm->mmu->s2, start, end, counts);
+	if (vm->mmu->mirror) {
+		uint64_t m[3];
+
+		pm_s2_count(vm->mmu->mirror, start, end, m);
+		for (int i = 0; i < 3; i++)
+			counts[i] += m[i];
+	}
 }

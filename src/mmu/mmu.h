@@ -25,13 +25,18 @@
 #define PM_MMU_MMU_H
 
 #include "lib/common.h"
+#include "memslot/invalidate.h"
 #include "mmu/pgtable.h"
 
 struct pm_vm;
 struct pm_vcpu;
 
 struct pm_mmu {
-	struct pm_s2 s2;                        /* the page table (sw, default) */
+	struct pm_s2 s2;                        /* the page table (sw, default); with a
+	                                         * mirror, the direct root (shared) */
+	struct pm_s2 *mirror;                   /* a model's private root (TDX's mirror),
+	                                         * owned by the model, set before the VM
+	                                         * is used; NULL: one root for both */
 	atomic_uint_fast64_t tlb_gen;           /* bumped by every shootdown */
 	atomic_uint zaps_in_flight;             /* zaps between their first entry change
 	                                         * and the end of their shootdown */
@@ -77,6 +82,17 @@ uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
 /* The same for an access of a known kind: NULL also when the mapping is of
  * the other kind (private vs shared); private_access NULL: any kind. */
 uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access);
+
+/* The root that maps accesses of this kind. */
+static inline struct pm_s2 *pm_mmu_root(struct pm_mmu *mmu, bool private_access)
+{
+	return private_access && mmu->mirror ? mmu->mirror : &mmu->s2;
+}
+
+/* The MMU's invalidation consumer on the direct root (memslot/invalidate.h's
+ * zap contract), for models that handle their private root themselves. */
+void pm_mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		enum pm_inval_cause cause, void *ctx);
 
 /* Shoots down every vCPU's TLB (see above). */
 void pm_mmu_tlb_shootdown(struct pm_vm *vm);

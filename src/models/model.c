@@ -12,6 +12,7 @@ static const struct pm_model_ops *const pm_models[] = {
 	&pm_model_sw,
 	&pm_model_pkvm,
 	&pm_model_snp,
+	&pm_model_tdx,
 };
 
 const struct pm_model_ops *pm_model_for_type(unsigned long type)

@@ -35,10 +35,11 @@
  *  - private_max_level caps the stage-2 level of a private mapping of frame
  *    pfn (SNP: no 2M mapping over 4K RMP entries); without it the page
  *    order, the slot and the attributes decide;
- *  - guest_fill_check runs on every TLB fill of a private access: 0 lets
- *    the access through, a KVM_SYSTEM_EVENT_* type ends the guest with that
- *    system event (a guest-fatal event: SNP's access to an unvalidated
- *    page, TDX's to a pending one);
+ *  - guest_access checks every private access the MMU translated to pfn
+ *    before the vCPU caches it: PM_GUEST_ACCESS_OK, _RETRY (translate
+ *    again) or _FATAL (a guest-fatal event: SNP's access to an unvalidated
+ *    page, TDX's to a pending one; the guest is stopped with
+ *    KVM_EXIT_SYSTEM_EVENT of type *event, data[0] the gpa);
  *  - guest_call serves pm_guest_model_call(): the model's own guest
  *    instructions and exits (PVALIDATE, the GHCB protocol, TDG.MEM.PAGE.
  *    ACCEPT, pKVM's hypercalls), run on the vCPU in guest context (it may
@@ -49,6 +50,23 @@
  *  - gmem_host_mappable: with it, a guest_memfd view (mmap) shows exactly
  *    the allocated pages whose frame it accepts, and allocates nothing;
  *    without it, a view shows every page of an INIT_SHARED file.
+ *
+ * Hooks for a model whose hardware keeps its own copy of the private
+ * mappings (TDX's secure EPT behind KVM's mirror root, mmu->mirror):
+ *  - map_private installs a private leaf in place of pm_s2_map (the generic
+ *    fault path calls it under the MMU lock held shared, after the retry
+ *    check): 0, -EEXIST (something is there: a smaller level may be
+ *    free), -EAGAIN (a concurrent update is in flight: retry the fault),
+ *    -ENOMEM, -EIO (the VM is bugged);
+ *  - vm_ioctl serves privmem's extension ioctls of the model (PMIO) on the
+ *    VM handle (TDX: its typed statistics and test switches);
+ *  - vcpu_pre_run may refuse KVM_RUN (-errno) before the VM can run;
+ *  - vcpu_enter / vcpu_exit: the vCPU enters guest mode (also after every
+ *    TLB flush it does in guest mode, before it acknowledges the shootdown)
+ *    or leaves it; the hardware's TLB tracking follows them;
+ *  - gmem_hold: guest_memfd is about to free a run of frames the hardware
+ *    may still hold (a removal that failed): true leaks it on purpose, it
+ *    is never freed.
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
@@ -89,11 +107,20 @@ struct pm_model_ops {
 	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
 
 	int (*private_max_level)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn);
-	int (*guest_fill_check)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, const uint8_t *hva);
+	int (*guest_access)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
 	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
+	int (*map_private)(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);
+	void (*vcpu_enter)(struct pm_vcpu *vcpu);
+	void (*vcpu_exit)(struct pm_vcpu *vcpu);
+	bool (*gmem_hold)(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
+	/* privmem's extension ioctls for this model (PMIO) on the VM handle. */
+	long (*vm_ioctl)(struct pm_vm *vm, unsigned long req, unsigned long arg);
 };
+
+enum { PM_GUEST_ACCESS_OK, PM_GUEST_ACCESS_RETRY, PM_GUEST_ACCESS_FATAL };
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */
 const struct pm_model_ops *pm_model_for_type(unsigned long type);
@@ -104,5 +131,6 @@ extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;
 extern const struct pm_model_ops pm_model_pkvm;
 extern const struct pm_model_ops pm_model_snp;
+extern const struct pm_model_ops pm_model_tdx;
 
 #endif

@@ -193,6 +193,10 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 	struct kvm_memory_attributes attrs;
 	struct kvm_enable_cap cap;
 
+	/* A bugged VM answers KVM's ioctls with EIO (as KVM's vm_dead);
+	 * privmem's own statistics stay readable. */
+	if (pm_vm_is_bugged(vm) && _IOC_TYPE(req) == KVMIO)
+		return -EIO;
 	switch (req) {
 	case KVM_CREATE_VCPU:
 		return vm_create_vcpu(vm, arg);
@@ -226,6 +230,8 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 		memset((void *)arg, 0, sizeof(struct pm_model_stats));
 		return vm->model->get_stats(vm, (void *)arg);
 	default:
+		if (vm->model->vm_ioctl && _IOC_TYPE(req) == PMIO)
+			return vm->model->vm_ioctl(vm, req, arg);
 		return -ENOTTY;
 	}
 }
@@ -258,6 +264,8 @@ static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long
 	struct pm_vcpu *vcpu = f->obj;
 	struct pm_guest_entry entry;
 
+	if (pm_vm_is_bugged(vcpu->vm) && _IOC_TYPE(req) == KVMIO)
+		return -EIO;
 	switch (req) {
 	case KVM_RUN:
 		return arg ? -EINVAL : pm_vcpu_run(vcpu);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/pool.h"
 #include "kvm/vm.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
@@ -53,11 +54,12 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 }
 
 /* The fault path, outside guest mode as on an EPT violation. Returns the
- * page's host address (filled into the TLB), NULL for an MMIO access, or
- * GUEST_FAULT_LOOKUP when the mapping exists but must be looked up again. */
+ * page's host address (and in *writable whether a TLB fill may allow
+ * writes), NULL for an MMIO access, or GUEST_FAULT_LOOKUP when the mapping
+ * exists but must be looked up again. */
 #define GUEST_FAULT_LOOKUP ((uint8_t *)1)
 static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bool *private_access,
-			    bool write)
+			    bool write, bool *writable)
 {
 	struct pm_vm *vm = v->vm;
 
@@ -87,7 +89,7 @@ static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bo
 		 * now waits for this access, like any access in flight. */
 		if (!f.hva || v->tlb_seen != gen)
 			return GUEST_FAULT_LOOKUP;
-		guest_tlb_fill(v, gpa, f.hva, f.writable && write);
+		*writable = f.writable && write;
 		return f.hva;
 	}
 }
@@ -110,18 +112,25 @@ _Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *v, uint32_t type, uint64_t da
 }
 
 /* The model's check of a private access on its way into the TLB (SNP: the
- * page must be validated): a refusal ends the guest. */
-static void guest_fill_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const uint8_t *hva)
+ * page must be validated; TDX: it must not be pending): true to use the
+ * translation, false to translate again; a refusal ends the guest. */
+static bool guest_access_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const uint8_t *hva)
 {
-	int type = v->vm->model->guest_fill_check(v, gpa, gfn, hva);
+	uint32_t event = 0;
 
-	if (type)
-		pm_vcpu_guest_fatal(v, (uint32_t)type, gpa);
+	switch (v->vm->model->guest_access(v, gpa, gfn, pm_hva_to_pfn(hva), &event)) {
+	case PM_GUEST_ACCESS_OK:
+		return true;
+	case PM_GUEST_ACCESS_RETRY:
+		return false;
+	default:
+		pm_vcpu_guest_fatal(v, event, gpa);
+	}
 }
 
 /* Host address of the page containing gpa, or NULL for MMIO; `check`: run
  * the model's access check on private pages (not for instructions that only
- * translate, like PVALIDATE). */
+ * translate, like PVALIDATE and TDG.MEM.PAGE.ACCEPT). */
 static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write, bool check)
 {
 	const struct pm_model_ops *model = v->vm->model;
@@ -130,24 +139,24 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write, boo
 
 	if (model->gpa_decode)
 		model->gpa_decode(v->vm, gpa, &gfn, &private_access);
-	check = check && private_access && model->guest_fill_check;
+	check = check && private_access && model->guest_access;
 	for (;;) {
 		uint8_t *hva = pm_mmu_translate_kind(v->vm, gfn, write,
 						     model->gpa_decode ? &private_access : NULL);
+		/* A read fill must not make the page look writable (the first
+		 * write walks again to set DIRTY). */
+		bool writable = write;
 
-		if (hva) {
-			if (check)
-				guest_fill_check(v, gpa, gfn, hva);
-			/* A read fill must not make the page look writable
-			 * (the first write walks again to set DIRTY). */
-			guest_tlb_fill(v, gpa, hva, write);
-			return hva;
+		if (!hva) {
+			hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write,
+					  &writable);
+			if (hva == GUEST_FAULT_LOOKUP)
+				continue;
 		}
-		hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write);
-		if (hva == GUEST_FAULT_LOOKUP)
+		if (hva && check && !guest_access_check(v, gpa, gfn, hva))
 			continue;
-		if (hva && check)
-			guest_fill_check(v, gpa, gfn, hva);
+		if (hva)
+			guest_tlb_fill(v, gpa, hva, writable);
 		return hva;
 	}
 }

@@ -22,15 +22,27 @@ void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
 		vcpu->tlb[i].tag = UINT64_MAX;
 }
 
+/* Flushes for shootdown generation gen and acknowledges it. The model
+ * hears of the flush first (as a re-entry: TDX's TLB tracking), so a
+ * shootdown that returns has every vCPU in guest mode past it. */
+static void vcpu_flush_ack(struct pm_vcpu *vcpu, uint64_t gen)
+{
+	const struct pm_model_ops *m = vcpu->vm->model;
+
+	pm_vcpu_tlb_flush(vcpu);
+	if (m->vcpu_enter)
+		m->vcpu_enter(vcpu);
+	vcpu->tlb_seen = gen;
+	atomic_store_explicit(&vcpu->tlb_ack, gen, memory_order_release);
+}
+
 void pm_vcpu_tlb_check(struct pm_vcpu *vcpu)
 {
 	uint64_t gen = atomic_load_explicit(vcpu->tlb_gen, memory_order_acquire);
 
 	if (pm_likely(gen == vcpu->tlb_seen))
 		return;
-	pm_vcpu_tlb_flush(vcpu);
-	vcpu->tlb_seen = gen;
-	atomic_store_explicit(&vcpu->tlb_ack, gen, memory_order_release);
+	vcpu_flush_ack(vcpu, gen);
 }
 
 void pm_vcpu_enter_guest_mode(struct pm_vcpu *vcpu)
@@ -40,16 +52,17 @@ void pm_vcpu_enter_guest_mode(struct pm_vcpu *vcpu)
 	/* Dekker with pm_mmu_tlb_shootdown: either it sees us in guest mode
 	 * and waits for our ack, or we see its new generation and flush. */
 	atomic_store(&vcpu->in_guest, true);
+	if (vcpu->vm->model->vcpu_enter)
+		vcpu->vm->model->vcpu_enter(vcpu);
 	gen = atomic_load(vcpu->tlb_gen);
-	if (gen != vcpu->tlb_seen) {
-		pm_vcpu_tlb_flush(vcpu);
-		vcpu->tlb_seen = gen;
-		atomic_store_explicit(&vcpu->tlb_ack, gen, memory_order_release);
-	}
+	if (gen != vcpu->tlb_seen)
+		vcpu_flush_ack(vcpu, gen);
 }
 
 void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu)
 {
+	if (vcpu->vm->model->vcpu_exit)
+		vcpu->vm->model->vcpu_exit(vcpu);
 	atomic_store_explicit(&vcpu->in_guest, false, memory_order_release);
 }
 
@@ -96,9 +109,12 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	if (!vcpu->entry.fn)
 		return -ENOEXEC;        /* no guest code: nothing to run */
 	vcpu_complete_exit(vcpu);
-	if (run->immediate_exit)
+	if (run->immediate_exit) {
+		vcpu->event_pending = true;
 		return -EINTR;
+	}
 	if (pm_vcpu_signal_pending()) {
+		vcpu->event_pending = true;
 		run->exit_reason = KVM_EXIT_INTR;
 		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);
 		return -EINTR;
@@ -114,6 +130,12 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	if (vcpu->finished) {           /* report the end again */
 		run->exit_reason = PM_EXIT_UCALL;
 		return 0;
+	}
+	if (vcpu->vm->model->vcpu_pre_run) {
+		int r = vcpu->vm->model->vcpu_pre_run(vcpu);
+
+		if (r)
+			return r;
 	}
 	if (!vcpu->coro && pm_coro_create(&vcpu->coro, PM_CORO_DEFAULT_STACK, pm_guest_main, vcpu))
 		return -ENOMEM;

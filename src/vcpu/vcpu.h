@@ -59,6 +59,9 @@ struct pm_vcpu {
 	uint32_t fatal_event;        /* run_lock: the KVM_SYSTEM_EVENT_* that ended the
 	                              * guest (pm_vcpu_guest_fatal), 0 if none */
 	uint64_t fatal_data;         /* run_lock: its data[0] */
+	bool event_pending;          /* run_lock: KVM_RUN was interrupted (immediate_exit
+	                              * or a signal: the VMM kicked the vCPU) since the
+	                              * guest last looked (pm_vcpu_guest_take_event) */
 	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
 	/* TLB and shootdown. */
@@ -93,6 +96,17 @@ long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_
 bool pm_vcpu_signal_pending(void);
 /* The guest coroutine's body (guest.c). */
 void pm_guest_main(void *arg);
+
+/* For models' guest-side calls (on the vCPU's coroutine): whether the VMM
+ * kicked the vCPU since the last call (an event is pending for the guest:
+ * long operations stop and ask to be retried, as TDX's MapGPA does). */
+static inline bool pm_vcpu_guest_take_event(struct pm_vcpu *v)
+{
+	bool e = v->event_pending;
+
+	v->event_pending = false;
+	return e;
+}
 
 /* Guest mode: a vCPU in guest mode uses its TLB; entering flushes it if a
  * shootdown happened meanwhile. */

@@ -226,14 +226,15 @@ static void snp_gpa_decode(struct pm_vm *vm, uint64_t gpa, gfn_t *gfn, bool *pri
 	*gfn = (gpa & ~PM_SNP_C_BIT) >> PM_PAGE_SHIFT;
 }
 
-static int snp_guest_fill_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const uint8_t *hva)
+static int snp_guest_access(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event)
 {
 	struct snp_vm *s = to_snp(v->vm);
 
-	if (rmp_guest_may_access(pm_hva_to_pfn(hva), s->asid, gfn << PM_PAGE_SHIFT))
-		return 0;
+	if (rmp_guest_may_access(pfn, s->asid, gfn << PM_PAGE_SHIFT))
+		return PM_GUEST_ACCESS_OK;
 	snp_count(s, SNP_STAT_UNVALIDATED_ACCESS, 1);
-	return KVM_SYSTEM_EVENT_SEV_TERM;
+	*event = KVM_SYSTEM_EVENT_SEV_TERM;
+	return PM_GUEST_ACCESS_FATAL;
 }
 
 /* The RMP size-mismatch #NPF: PSMASH the 2M entry and zap the 2M range's
@@ -393,7 +394,7 @@ const struct pm_model_ops pm_model_snp = {
 	.mem_enc_op = snp_mem_enc_op,
 	.get_measurement = snp_get_measurement,
 	.private_max_level = snp_private_max_level,
-	.guest_fill_check = snp_guest_fill_check,
+	.guest_access = snp_guest_access,
 	.guest_call = snp_guest_call,
 	.get_stats = snp_get_stats,
 };

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * KVM_X86_TDX_VM (type 5): KVM's side of TDX (tdx.c), and the guest side
+ * of its TDCALLs (tdx_guest.c). The TDX module is module.h.
+ */
+#ifndef PM_MODELS_TDX_TDX_H
+#define PM_MODELS_TDX_TDX_H
+
+#include <pthread.h>
+#include <privmem/privmem.h>
+#include "kvm/vm.h"
+#include "mmu/pgtable.h"
+#include "models/tdx/module.h"
+
+/* TD build states (tdx->state). */
+enum tdx_state {
+	TDX_STATE_UNINIT,      /* created; only INIT_VM is allowed */
+	TDX_STATE_INIT,        /* INIT_VM done: vCPUs and the image are built */
+	TDX_STATE_RUNNABLE,    /* FINALIZE_VM done: MRTD fixed, vCPUs may run */
+};
+
+struct tdx_vm {
+	struct pm_vm *vm;                  /* immutable */
+	struct pm_s2 mirror;               /* the mirror root: private GPAs; its
+	                                    * entries change under the MMU lock:
+	                                    * shared with the frozen-entry protocol
+	                                    * (faults), exclusive (zaps) */
+	struct tdx_td *_Atomic td;         /* set once by INIT_VM (build_lock) */
+	_Atomic int state;                 /* enum tdx_state; written under build_lock */
+	atomic_uint shared_bit;            /* 47, or 51 (set by INIT_VM) */
+	atomic_int vp_of[PM_MAX_VCPUS];    /* module VP of vCPU idx; -1 before INIT_VCPU */
+
+	pthread_mutex_t build_lock;        /* the build ioctls, one at a time */
+	atomic_uint no_vcpu_enter;         /* zaps retrying after OPERAND_BUSY: vCPUs
+	                                    * stay out of the module meanwhile */
+
+	pthread_mutex_t leak_lock;         /* leaf lock: the pages leaked on purpose */
+	pm_pfn_t *leaked;                  /* leak_lock */
+	size_t nr_leaked, cap_leaked;      /* leak_lock */
+
+	atomic_uint busy_rate;             /* PM_KVM_TDX_CONFIG */
+	atomic_uint flags;                 /* PM_TDX_* */
+	atomic_uint_fast64_t busy_retries, frozen_retries, leaked_pages, fatal_events;
+	atomic_uint_fast64_t page_adds, page_augs, page_removes, mr_extends, tracks, demotions;
+	atomic_uint_fast64_t held_frames, last_error;
+};
+
+static inline struct tdx_vm *to_tdx(struct pm_vm *vm)
+{
+	return vm->model_data;
+}
+
+static inline struct tdx_td *tdx_td(struct tdx_vm *t)
+{
+	return atomic_load_explicit(&t->td, memory_order_acquire);
+}
+
+/* The mirror (mirror.c): model->map_private, the invalidation consumer, and
+ * model->gmem_hold. */
+int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+void tdx_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		   enum pm_inval_cause cause, void *ctx);
+bool tdx_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
+
+/* The build's page being added: INIT_MEM_REGION sets src around its fault,
+ * on its own thread; the set hook does PAGE.ADD from it and says so. */
+struct tdx_populate {
+	const void *src;
+	bool added;
+	uint64_t hw_error;         /* the last failed SEAMCALL's status */
+};
+extern _Thread_local struct tdx_populate tdx_tl_populate;
+
+/* Guest side (tdx_guest.c): the pending-page check before a TLB fill. */
+int tdx_guest_access(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
+
+/* The largest level the calling thread's next private fault may map (an
+ * ACCEPT's EPT violation maps at most the level accepted); -1: any. */
+extern _Thread_local int tdx_tl_max_level;
+
+/* Tests: fn runs between a mirror entry's first change and its hook. */
+void tdx_test_set_hook_pause(void (*fn)(struct pm_vm *vm, gfn_t gfn, int level));
+
+#endif

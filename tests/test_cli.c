@@ -317,6 +317,20 @@ static void test_run_snp_passes_with_launch_digest_and_no_violation(void **state
 	result_free(&r);
 }
 
+static void test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak(void **state)
+{
+	const char *const args[] = { "run", "--vm-type", "tdx", "--vcpus", "2", "--mem", "64M",
+				     "--iterations", "20", NULL };
+	struct result r = run_cli(args);
+
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "result         PASS");
+	expect_contains(&r, r.out, "MRTD           ");
+	expect_contains(&r, r.out, "fatal events   0\n");
+	expect_contains(&r, r.out, "leaked pages   0\n");
+	result_free(&r);
+}
+
 static void expect_usage_error(const char *const *args, const char *mention)
 {
 	struct result r = run_cli(args);
@@ -367,6 +381,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_bench_share_measures_every_figure),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),
+		cmocka_unit_test(test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),
 		cmocka_unit_test(test_run_convert_scenario_alone_passes),
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),

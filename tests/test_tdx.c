@@ -348,6 +348,46 @@ static void test_measured_build_and_its_errors(void **state)
 	vmm_destroy(&m);
 }
 
+/* A PAGE.ADD that met OPERAND_BUSY once (another caller held its S-EPT
+ * entry) is retried and succeeds: the ioctl succeeds with hw_error 0, not
+ * the status of the retried attempt. */
+static int busy_once_state;
+
+static void busy_once_pause(struct pm_vm *vm, gfn_t gfn, int level)
+{
+	struct tdx_td *td = tdx_td(to_tdx(vm));
+
+	if (level)
+		return;
+	if (busy_once_state == 0) {
+		assert_int_equal(tdx_module_test_hold_entry(td, gfn << PM_PAGE_SHIFT, 0, true), 0);
+		busy_once_state = 1;
+	} else if (busy_once_state == 1) {
+		assert_int_equal(tdx_module_test_hold_entry(td, gfn << PM_PAGE_SHIFT, 0, false), 0);
+		busy_once_state = 2;
+	}
+}
+
+static void test_build_retried_after_busy_reports_no_hw_error(void **state)
+{
+	uint64_t src = (uint64_t)(uintptr_t)image[0], hw = ~0ULL;
+	struct kvm_tdx_init_mem_region r = { .source_addr = src, .gpa = GPA, .nr_pages = 1 };
+	struct vmm m;
+
+	fill_image();
+	vmm_create(&m, 48);
+	busy_once_state = 0;
+	tdx_test_set_hook_pause(busy_once_pause);
+	assert_int_equal(tdx_cmd(m.vcpu, KVM_TDX_INIT_MEM_REGION, 0, &r,
+				 &hw), 0);
+	tdx_test_set_hook_pause(NULL);
+	assert_int_equal(busy_once_state, 2);
+	assert_true(tdx_stats(&m).busy_retries >= 1);
+	assert_int_equal(hw, 0);
+	assert_int_equal(r.nr_pages, 0);
+	vmm_destroy(&m);
+}
+
 /* ---- pending pages and ACCEPT ---- */
 
 struct acc_args {
@@ -1088,6 +1128,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_vm_errors_and_the_shared_bit),
 		T(test_measured_build_and_its_errors),
+		T(test_build_retried_after_busy_reports_no_hw_error),
 		T(test_accept_4k_then_use),
 		T(test_accept_2m_maps_one_2m_page),
 		T(test_accept_2m_without_huge_pages_falls_back_to_4k),

@@ -469,6 +469,41 @@ static void test_accept_2m_without_huge_pages_falls_back_to_4k(void **state)
 	accept_2m(false);
 }
 
+/* A 4K accept whose EPT violation became an implicit conversion exit: the
+ * "at most the level accepted" limit of that fault must not stay on the
+ * thread while the guest is out, capping the VMM's own faults. */
+static int pre_fault(int vcpu, uint64_t gpa, uint64_t size);
+
+static void guest_accepts_a_shared_page(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, pm_guest_tdx_accept(g, GPA + 3 * PAGE, PM_TDX_LEVEL_4K));
+}
+
+static void test_accept_level_limit_ends_with_the_exit(void **state)
+{
+	struct pm_tdx_stats st;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, GPA + 3 * PAGE, PAGE, false), 0);
+	vmm_guest(&m, guest_accepts_a_shared_page, NULL);
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EFAULT);
+	assert_int_equal(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	/* The VMM, on the same thread, pre-faults a uniformly private 2M
+	 * block: nothing asked for 4K there. */
+	assert_int_equal(pre_fault(m.vcpu, GPA + 4 * MIB, 2 * MIB), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.sept_entries[1], 1);
+	assert_int_equal(st.sept_entries[0], 0);
+	/* The guest's accept completes once the page is private. */
+	assert_int_equal(set_attr(&m, GPA + 3 * PAGE, PAGE, true), 0);
+	assert_int_equal(vmm_sync(&m), PM_TDX_SUCCESS);
+	st = tdx_stats(&m);
+	assert_int_equal(st.sept_entries[0], 1);
+	vmm_destroy(&m);
+}
+
 static void guest_touches_unaccepted(struct pm_guest *g, void *arg)
 {
 	pm_guest_read64(g, GPA + 7 * PAGE + 16);
@@ -1132,6 +1167,7 @@ int main(void)
 		T(test_accept_4k_then_use),
 		T(test_accept_2m_maps_one_2m_page),
 		T(test_accept_2m_without_huge_pages_falls_back_to_4k),
+		T(test_accept_level_limit_ends_with_the_exit),
 		T(test_touching_a_pending_page_is_fatal_for_the_td),
 		T(test_shared_bit_selects_the_direct_root_and_converts),
 		T(test_5_level_gpaw_moves_the_shared_bit_to_51),

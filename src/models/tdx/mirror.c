@@ -16,6 +16,7 @@
 #include "gmem/pool.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"
+#include "vcpu/coro.h"
 
 /* ---- SEAMCALL results ---- */
 
@@ -153,6 +154,7 @@ int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte)
 	struct tdx_vm *t = to_tdx(vm);
 	struct mirror_change c = { .gfn = gfn, .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF };
 	pm_pfn_t table = t->mirror.root;
+	int max_level = tdx_tl_max_level_owner == pm_coro_current() ? tdx_tl_max_level : -1;
 	_Atomic uint64_t *p;
 	bool published;
 	uint64_t e;
@@ -163,7 +165,7 @@ int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte)
 	/* PAGE.ADD is 4K only; so is upstream, and PM_TDX_NO_HUGE. */
 	if (level > 0 && (atomic_load(&t->state) != TDX_STATE_RUNNABLE ||
 			  (atomic_load(&t->flags) & PM_TDX_NO_HUGE) ||
-			  (tdx_tl_max_level >= 0 && level > tdx_tl_max_level)))
+			  (max_level >= 0 && level > max_level)))
 		return -EEXIST;
 	for (int l = PM_S2_ROOT_LEVEL; l > level; l--) {
 		p = mirror_ptep(table, gfn, l);

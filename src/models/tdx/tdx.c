@@ -56,6 +56,7 @@
 
 _Thread_local struct tdx_populate tdx_tl_populate;
 _Thread_local int tdx_tl_max_level = -1;
+_Thread_local const void *tdx_tl_max_level_owner;
 
 /* ---- addresses ---- */
 

@@ -1023,6 +1023,41 @@ static void test_a_failed_removal_leaks_the_page_and_counts_it(void **state)
 	assert_int_equal(pool_in_use() - before, held * PAGE);
 }
 
+/* A partial conversion under OPERAND_BUSY at 50%: whichever SEAMCALL of
+ * the demotion or removal meets BUSY twice, the page is leaked, counted
+ * and its status kept in last_error, and nothing else is lost. */
+static void test_a_failed_demotion_is_a_counted_leak_with_its_status(void **state)
+{
+	unsigned int leaks = 0, runs = 0;
+
+	while (leaks < 20 && runs++ < 1000) {
+		uint64_t before = pool_in_use(), held;
+		struct pm_tdx_stats st;
+		struct vmm m;
+
+		vmm_create(&m, 48);
+		vmm_finalize(&m);
+		vmm_guest(&m, guest_accept_2m_then_sync, NULL);
+		assert_int_equal(vmm_sync(&m), 0);
+		set_config(&m, 500000, 0);
+		assert_int_equal(set_attr(&m, GPA + 4 * MIB + 5 * PAGE, PAGE, false), 0);
+		st = tdx_stats(&m);
+		/* Leaked: the 2M page (BLOCK, or DEMOTE, or the removal after a
+		 * failed BLOCK met BUSY twice) or, once demoted, the 4K page. */
+		if (st.leaked_pages) {
+			leaks++;
+			assert_true(st.leaked_pages == 512 || (st.leaked_pages == 1 && st.demotions == 1));
+			assert_int_equal(st.last_error, TDX_OPERAND_BUSY);
+		} else {
+			assert_int_equal(st.last_error, 0);
+		}
+		set_config(&m, 0, 0);
+		held = vmm_destroy_held(&m);       /* >= the pages leaked */
+		assert_int_equal(pool_in_use() - before, held * PAGE);
+	}
+	assert_int_equal(leaks, 20);
+}
+
 /* vCPUs write and verify their own memory while the VMM converts and
  * punches other pages, with OPERAND_BUSY injected into every S-EPT call. */
 struct busy_run {
@@ -1178,6 +1213,7 @@ int main(void)
 		T(test_populate_storm_never_fails_with_the_protocol),
 		T(test_removal_waits_for_a_vcpu_running_in_guest_mode),
 		T(test_a_failed_removal_leaks_the_page_and_counts_it),
+		T(test_a_failed_demotion_is_a_counted_leak_with_its_status),
 		T(test_busy_injection_under_concurrent_faults_conversions_and_zaps),
 	};
 

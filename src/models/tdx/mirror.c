@@ -325,7 +325,8 @@ static int mirror_split_table(uint64_t leaf, pm_pfn_t *table)
 
 /* The zap covers part of the 2M leaf at *p: BLOCK, TRACK, DEMOTE in the
  * module, then a table of 4K leaves in the mirror (the walk descends into
- * it). If demotion fails, the whole 2M page goes. */
+ * it). If the leaf cannot be blocked, the whole 2M page is removed (or
+ * leaked, hook_remove); if DEMOTE fails, it is leaked. */
 static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint64_t leaf)
 {
 	struct tdx_td *td = tdx_td(t);
@@ -342,8 +343,11 @@ static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint6
 	tdx_track(t);
 	err = ZAP_SEAMCALL(t, tdh_mem_page_demote(td, gpa, 1));
 	if (err) {
+		/* Blocked and not split, the 2M page can be neither used nor
+		 * freed: leaked, with its status, as a failed removal is
+		 * (OPERAND_BUSY too: the zap path has retried once). */
 		pm_pool_free(table, 0);
-		seamcall_errno(t, err);
+		atomic_store(&t->last_error, err);
 		leak_pages(t, pm_pte_addr(leaf), 1);
 		atomic_store(p, 0);
 		atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);

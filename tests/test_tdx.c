@@ -28,6 +28,7 @@
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "models/tdx/tdx.h"
+#include "uapi/handle.h"
 #include "lib/testutil.h"
 
 #define PAGE      4096ULL
@@ -1058,6 +1059,93 @@ static void test_a_failed_demotion_is_a_counted_leak_with_its_status(void **stat
 	assert_int_equal(leaks, 20);
 }
 
+/* The VM behind a VM handle (white box; the handle keeps it alive). */
+static struct pm_vm *vm_of(int h)
+{
+	struct pm_file f;
+
+	assert_int_equal(pm_handle_get(h, &f), 0);
+	assert_int_equal(f.kind, PM_HANDLE_VM);
+	pm_file_put(&f);
+	return f.obj;
+}
+
+static void guest_accepts_until_stopped(struct pm_guest *g, void *arg)
+{
+	uint64_t flag = SPIN_FLAG | pm_guest_tdx_shared_bit(g);
+
+	PM_GUEST_ASSERT(g, pm_guest_tdx_accept(g, SPIN_PRIVATE, PM_TDX_LEVEL_4K) == PM_TDX_SUCCESS);
+	pm_guest_write64(g, flag, 0);
+	pm_guest_sync(g, 0);
+	for (uint64_t n = 1; pm_guest_read64(g, flag + 8) == 0; n++) {
+		pm_guest_tdx_accept(g, SPIN_PRIVATE, PM_TDX_LEVEL_4K);
+		pm_guest_write64(g, flag, n);
+	}
+	pm_guest_sync(g, 1);
+}
+
+struct accept_runner {
+	int vcpu;
+	int r;
+	atomic_bool done;
+};
+
+static void *accept_runner(void *p)
+{
+	struct accept_runner *a = p;
+
+	a->r = pm_kvm_ioctl(a->vcpu, KVM_RUN, 0);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* A removal whose PAGE.REMOVE fails (a vCPU the kick cannot reach stays on
+ * the old epoch) leaks the page, blocked in the S-EPT, and bugs the VM. A
+ * guest that then accepts the page meets the blocked entry: an EPT
+ * violation, so the vCPU leaves for KVM (and the VMM learns the VM is
+ * bugged) instead of spinning in ACCEPT for ever. */
+static void test_accept_of_a_leaked_blocked_page_exits(void **state)
+{
+	struct accept_runner a = { 0 };
+	volatile uint64_t *counter;
+	struct pm_tdx_stats st;
+	struct tdx_td *td;
+	time_t until;
+	pthread_t t;
+	struct vmm m;
+	int vp;
+
+	vmm_create(&m, 48);
+	set_config(&m, 0, PM_TDX_NO_HUGE);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, SPIN_FLAG, PAGE, false), 0);
+	counter = (volatile uint64_t *)(m.shared + (SPIN_FLAG - GPA));
+	vmm_guest(&m, guest_accepts_until_stopped, NULL);
+	assert_int_equal(vmm_sync(&m), 0);
+	td = tdx_td(to_tdx(vm_of(m.vm)));
+	vp = tdx_module_vp_create(td);
+	assert_true(vp >= 0);
+	tdx_module_vp_enter(td, vp);
+	a.vcpu = m.vcpu;
+	pthread_create(&t, NULL, accept_runner, &a);
+	while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < 100)
+		sched_yield();
+	assert_int_equal(set_attr(&m, SPIN_PRIVATE, PAGE, false), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.leaked_pages, 1);
+	assert_int_equal(st.last_error, TDX_TLB_TRACKING_NOT_DONE);
+	until = time(NULL) + 10;
+	while (!atomic_load(&a.done) && time(NULL) < until)
+		sched_yield();
+	if (!atomic_load(&a.done))
+		fail_msg("the vCPU spins in ACCEPT on the leaked page");
+	pthread_join(t, NULL);
+	assert_int_equal(a.r, -1);
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EIO);
+	tdx_module_vp_exit(td, vp);
+	vmm_destroy_held(&m);
+}
+
 /* vCPUs write and verify their own memory while the VMM converts and
  * punches other pages, with OPERAND_BUSY injected into every S-EPT call. */
 struct busy_run {
@@ -1214,6 +1302,7 @@ int main(void)
 		T(test_removal_waits_for_a_vcpu_running_in_guest_mode),
 		T(test_a_failed_removal_leaks_the_page_and_counts_it),
 		T(test_a_failed_demotion_is_a_counted_leak_with_its_status),
+		T(test_accept_of_a_leaked_blocked_page_exits),
 		T(test_busy_injection_under_concurrent_faults_conversions_and_zaps),
 	};
 

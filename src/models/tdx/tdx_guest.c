@@ -73,10 +73,14 @@ uint64_t pm_guest_tdx_accept(struct pm_guest *g, uint64_t gpa, int level)
 		err = tdg_mem_page_accept(td, gpa, level);
 		if (err == TDX_OPERAND_BUSY) {
 			guest_stall(v);
-			continue;
-		}
-		if (err != TDX_NOT_MAPPED)
+			/* Blocked for good (a leaked page; the VM is bugged):
+			 * the EPT violation goes to KVM, which stops the vCPU,
+			 * where a removal in flight would have finished. */
+			if (!pm_vm_is_bugged(v->vm))
+				continue;
+		} else if (err != TDX_NOT_MAPPED) {
 			return err;
+		}
 		/* The EPT violation: KVM maps the page (AUG), at most at the
 		 * level being accepted. */
 		tdx_tl_max_level = level;

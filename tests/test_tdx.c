@@ -28,6 +28,7 @@
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "models/tdx/tdx.h"
+#include "uapi/handle.h"
 #include "lib/testutil.h"
 
 #define PAGE      4096ULL
@@ -348,6 +349,46 @@ static void test_measured_build_and_its_errors(void **state)
 	vmm_destroy(&m);
 }
 
+/* A PAGE.ADD that met OPERAND_BUSY once (another caller held its S-EPT
+ * entry) is retried and succeeds: the ioctl succeeds with hw_error 0, not
+ * the status of the retried attempt. */
+static int busy_once_state;
+
+static void busy_once_pause(struct pm_vm *vm, gfn_t gfn, int level)
+{
+	struct tdx_td *td = tdx_td(to_tdx(vm));
+
+	if (level)
+		return;
+	if (busy_once_state == 0) {
+		assert_int_equal(tdx_module_test_hold_entry(td, gfn << PM_PAGE_SHIFT, 0, true), 0);
+		busy_once_state = 1;
+	} else if (busy_once_state == 1) {
+		assert_int_equal(tdx_module_test_hold_entry(td, gfn << PM_PAGE_SHIFT, 0, false), 0);
+		busy_once_state = 2;
+	}
+}
+
+static void test_build_retried_after_busy_reports_no_hw_error(void **state)
+{
+	uint64_t src = (uint64_t)(uintptr_t)image[0], hw = ~0ULL;
+	struct kvm_tdx_init_mem_region r = { .source_addr = src, .gpa = GPA, .nr_pages = 1 };
+	struct vmm m;
+
+	fill_image();
+	vmm_create(&m, 48);
+	busy_once_state = 0;
+	tdx_test_set_hook_pause(busy_once_pause);
+	assert_int_equal(tdx_cmd(m.vcpu, KVM_TDX_INIT_MEM_REGION, 0, &r,
+				 &hw), 0);
+	tdx_test_set_hook_pause(NULL);
+	assert_int_equal(busy_once_state, 2);
+	assert_true(tdx_stats(&m).busy_retries >= 1);
+	assert_int_equal(hw, 0);
+	assert_int_equal(r.nr_pages, 0);
+	vmm_destroy(&m);
+}
+
 /* ---- pending pages and ACCEPT ---- */
 
 struct acc_args {
@@ -427,6 +468,41 @@ static void test_accept_2m_maps_one_2m_page(void **state)
 static void test_accept_2m_without_huge_pages_falls_back_to_4k(void **state)
 {
 	accept_2m(false);
+}
+
+/* A 4K accept whose EPT violation became an implicit conversion exit: the
+ * "at most the level accepted" limit of that fault must not stay on the
+ * thread while the guest is out, capping the VMM's own faults. */
+static int pre_fault(int vcpu, uint64_t gpa, uint64_t size);
+
+static void guest_accepts_a_shared_page(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, pm_guest_tdx_accept(g, GPA + 3 * PAGE, PM_TDX_LEVEL_4K));
+}
+
+static void test_accept_level_limit_ends_with_the_exit(void **state)
+{
+	struct pm_tdx_stats st;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, GPA + 3 * PAGE, PAGE, false), 0);
+	vmm_guest(&m, guest_accepts_a_shared_page, NULL);
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EFAULT);
+	assert_int_equal(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	/* The VMM, on the same thread, pre-faults a uniformly private 2M
+	 * block: nothing asked for 4K there. */
+	assert_int_equal(pre_fault(m.vcpu, GPA + 4 * MIB, 2 * MIB), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.sept_entries[1], 1);
+	assert_int_equal(st.sept_entries[0], 0);
+	/* The guest's accept completes once the page is private. */
+	assert_int_equal(set_attr(&m, GPA + 3 * PAGE, PAGE, true), 0);
+	assert_int_equal(vmm_sync(&m), PM_TDX_SUCCESS);
+	st = tdx_stats(&m);
+	assert_int_equal(st.sept_entries[0], 1);
+	vmm_destroy(&m);
 }
 
 static void guest_touches_unaccepted(struct pm_guest *g, void *arg)
@@ -948,6 +1024,128 @@ static void test_a_failed_removal_leaks_the_page_and_counts_it(void **state)
 	assert_int_equal(pool_in_use() - before, held * PAGE);
 }
 
+/* A partial conversion under OPERAND_BUSY at 50%: whichever SEAMCALL of
+ * the demotion or removal meets BUSY twice, the page is leaked, counted
+ * and its status kept in last_error, and nothing else is lost. */
+static void test_a_failed_demotion_is_a_counted_leak_with_its_status(void **state)
+{
+	unsigned int leaks = 0, runs = 0;
+
+	while (leaks < 20 && runs++ < 1000) {
+		uint64_t before = pool_in_use(), held;
+		struct pm_tdx_stats st;
+		struct vmm m;
+
+		vmm_create(&m, 48);
+		vmm_finalize(&m);
+		vmm_guest(&m, guest_accept_2m_then_sync, NULL);
+		assert_int_equal(vmm_sync(&m), 0);
+		set_config(&m, 500000, 0);
+		assert_int_equal(set_attr(&m, GPA + 4 * MIB + 5 * PAGE, PAGE, false), 0);
+		st = tdx_stats(&m);
+		/* Leaked: the 2M page (BLOCK, or DEMOTE, or the removal after a
+		 * failed BLOCK met BUSY twice) or, once demoted, the 4K page. */
+		if (st.leaked_pages) {
+			leaks++;
+			assert_true(st.leaked_pages == 512 || (st.leaked_pages == 1 && st.demotions == 1));
+			assert_int_equal(st.last_error, TDX_OPERAND_BUSY);
+		} else {
+			assert_int_equal(st.last_error, 0);
+		}
+		set_config(&m, 0, 0);
+		held = vmm_destroy_held(&m);       /* >= the pages leaked */
+		assert_int_equal(pool_in_use() - before, held * PAGE);
+	}
+	assert_int_equal(leaks, 20);
+}
+
+/* The VM behind a VM handle (white box; the handle keeps it alive). */
+static struct pm_vm *vm_of(int h)
+{
+	struct pm_file f;
+
+	assert_int_equal(pm_handle_get(h, &f), 0);
+	assert_int_equal(f.kind, PM_HANDLE_VM);
+	pm_file_put(&f);
+	return f.obj;
+}
+
+static void guest_accepts_until_stopped(struct pm_guest *g, void *arg)
+{
+	uint64_t flag = SPIN_FLAG | pm_guest_tdx_shared_bit(g);
+
+	PM_GUEST_ASSERT(g, pm_guest_tdx_accept(g, SPIN_PRIVATE, PM_TDX_LEVEL_4K) == PM_TDX_SUCCESS);
+	pm_guest_write64(g, flag, 0);
+	pm_guest_sync(g, 0);
+	for (uint64_t n = 1; pm_guest_read64(g, flag + 8) == 0; n++) {
+		pm_guest_tdx_accept(g, SPIN_PRIVATE, PM_TDX_LEVEL_4K);
+		pm_guest_write64(g, flag, n);
+	}
+	pm_guest_sync(g, 1);
+}
+
+struct accept_runner {
+	int vcpu;
+	int r;
+	atomic_bool done;
+};
+
+static void *accept_runner(void *p)
+{
+	struct accept_runner *a = p;
+
+	a->r = pm_kvm_ioctl(a->vcpu, KVM_RUN, 0);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+/* A removal whose PAGE.REMOVE fails (a vCPU the kick cannot reach stays on
+ * the old epoch) leaks the page, blocked in the S-EPT, and bugs the VM. A
+ * guest that then accepts the page meets the blocked entry: an EPT
+ * violation, so the vCPU leaves for KVM (and the VMM learns the VM is
+ * bugged) instead of spinning in ACCEPT for ever. */
+static void test_accept_of_a_leaked_blocked_page_exits(void **state)
+{
+	struct accept_runner a = { 0 };
+	volatile uint64_t *counter;
+	struct pm_tdx_stats st;
+	struct tdx_td *td;
+	time_t until;
+	pthread_t t;
+	struct vmm m;
+	int vp;
+
+	vmm_create(&m, 48);
+	set_config(&m, 0, PM_TDX_NO_HUGE);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, SPIN_FLAG, PAGE, false), 0);
+	counter = (volatile uint64_t *)(m.shared + (SPIN_FLAG - GPA));
+	vmm_guest(&m, guest_accepts_until_stopped, NULL);
+	assert_int_equal(vmm_sync(&m), 0);
+	td = tdx_td(to_tdx(vm_of(m.vm)));
+	vp = tdx_module_vp_create(td);
+	assert_true(vp >= 0);
+	tdx_module_vp_enter(td, vp);
+	a.vcpu = m.vcpu;
+	pthread_create(&t, NULL, accept_runner, &a);
+	while (__atomic_load_n(counter, __ATOMIC_ACQUIRE) < 100)
+		sched_yield();
+	assert_int_equal(set_attr(&m, SPIN_PRIVATE, PAGE, false), 0);
+	st = tdx_stats(&m);
+	assert_int_equal(st.leaked_pages, 1);
+	assert_int_equal(st.last_error, TDX_TLB_TRACKING_NOT_DONE);
+	until = time(NULL) + 10;
+	while (!atomic_load(&a.done) && time(NULL) < until)
+		sched_yield();
+	if (!atomic_load(&a.done))
+		fail_msg("the vCPU spins in ACCEPT on the leaked page");
+	pthread_join(t, NULL);
+	assert_int_equal(a.r, -1);
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EIO);
+	tdx_module_vp_exit(td, vp);
+	vmm_destroy_held(&m);
+}
+
 /* vCPUs write and verify their own memory while the VMM converts and
  * punches other pages, with OPERAND_BUSY injected into every S-EPT call. */
 struct busy_run {
@@ -1088,9 +1286,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_vm_errors_and_the_shared_bit),
 		T(test_measured_build_and_its_errors),
+		T(test_build_retried_after_busy_reports_no_hw_error),
 		T(test_accept_4k_then_use),
 		T(test_accept_2m_maps_one_2m_page),
 		T(test_accept_2m_without_huge_pages_falls_back_to_4k),
+		T(test_accept_level_limit_ends_with_the_exit),
 		T(test_touching_a_pending_page_is_fatal_for_the_td),
 		T(test_shared_bit_selects_the_direct_root_and_converts),
 		T(test_5_level_gpaw_moves_the_shared_bit_to_51),
@@ -1101,6 +1301,8 @@ int main(void)
 		T(test_populate_storm_never_fails_with_the_protocol),
 		T(test_removal_waits_for_a_vcpu_running_in_guest_mode),
 		T(test_a_failed_removal_leaks_the_page_and_counts_it),
+		T(test_a_failed_demotion_is_a_counted_leak_with_its_status),
+		T(test_accept_of_a_leaked_blocked_page_exits),
 		T(test_busy_injection_under_concurrent_faults_conversions_and_zaps),
 	};
 

@@ -16,6 +16,7 @@
 #include "gmem/pool.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"
+#include "vcpu/coro.h"
 
 /* ---- SEAMCALL results ---- */
 
@@ -153,6 +154,7 @@ int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte)
 	struct tdx_vm *t = to_tdx(vm);
 	struct mirror_change c = { .gfn = gfn, .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF };
 	pm_pfn_t table = t->mirror.root;
+	int max_level = tdx_tl_max_level_owner == pm_coro_current() ? tdx_tl_max_level : -1;
 	_Atomic uint64_t *p;
 	bool published;
 	uint64_t e;
@@ -163,7 +165,7 @@ int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte)
 	/* PAGE.ADD is 4K only; so is upstream, and PM_TDX_NO_HUGE. */
 	if (level > 0 && (atomic_load(&t->state) != TDX_STATE_RUNNABLE ||
 			  (atomic_load(&t->flags) & PM_TDX_NO_HUGE) ||
-			  (tdx_tl_max_level >= 0 && level > tdx_tl_max_level)))
+			  (max_level >= 0 && level > max_level)))
 		return -EEXIST;
 	for (int l = PM_S2_ROOT_LEVEL; l > level; l--) {
 		p = mirror_ptep(table, gfn, l);
@@ -323,7 +325,8 @@ static int mirror_split_table(uint64_t leaf, pm_pfn_t *table)
 
 /* The zap covers part of the 2M leaf at *p: BLOCK, TRACK, DEMOTE in the
  * module, then a table of 4K leaves in the mirror (the walk descends into
- * it). If demotion fails, the whole 2M page goes. */
+ * it). If the leaf cannot be blocked, the whole 2M page is removed (or
+ * leaked, hook_remove); if DEMOTE fails, it is leaked. */
 static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint64_t leaf)
 {
 	struct tdx_td *td = tdx_td(t);
@@ -340,8 +343,11 @@ static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint6
 	tdx_track(t);
 	err = ZAP_SEAMCALL(t, tdh_mem_page_demote(td, gpa, 1));
 	if (err) {
+		/* Blocked and not split, the 2M page can be neither used nor
+		 * freed: leaked, with its status, as a failed removal is
+		 * (OPERAND_BUSY too: the zap path has retried once). */
 		pm_pool_free(table, 0);
-		seamcall_errno(t, err);
+		atomic_store(&t->last_error, err);
 		leak_pages(t, pm_pte_addr(leaf), 1);
 		atomic_store(p, 0);
 		atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);

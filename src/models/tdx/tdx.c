@@ -56,6 +56,7 @@
 
 _Thread_local struct tdx_populate tdx_tl_populate;
 _Thread_local int tdx_tl_max_level = -1;
+_Thread_local const void *tdx_tl_max_level_owner;
 
 /* ---- addresses ---- */
 
@@ -210,8 +211,10 @@ static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool m
 	tdx_tl_populate = (struct tdx_populate){ .src = src };
 	res = pm_mmu_fault(vm, &f);
 	tdx_tl_populate.src = NULL;
-	*hw_error = tdx_tl_populate.hw_error;
 	r = populate_errno(res, &f);
+	/* A SEAMCALL that failed with OPERAND_BUSY and was retried is no
+	 * error of the ioctl: hw_error says only why it failed. */
+	*hw_error = r ? tdx_tl_populate.hw_error : 0;
 	for (int c = 0; !r && measure && c < 16; c++) {
 		*hw_error = tdh_mr_extend(tdx_td(t), gpa + c * 256);
 		r = *hw_error ? -EIO : 0;

@@ -75,8 +75,13 @@ extern _Thread_local struct tdx_populate tdx_tl_populate;
 int tdx_guest_access(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
 
 /* The largest level the calling thread's next private fault may map (an
- * ACCEPT's EPT violation maps at most the level accepted); -1: any. */
+ * ACCEPT's EPT violation maps at most the level accepted); -1: any. It
+ * binds only the code that set it, the coroutine (vCPU) tdx_tl_max_level_owner
+ * or plain thread code (NULL): a vCPU whose fault exits to the VMM (an
+ * implicit conversion) leaves the thread, and the limit must not cap the
+ * VMM's or another vCPU's faults on it meanwhile. */
 extern _Thread_local int tdx_tl_max_level;
+extern _Thread_local const void *tdx_tl_max_level_owner;
 
 /* Tests: fn runs between a mirror entry's first change and its hook. */
 void tdx_test_set_hook_pause(void (*fn)(struct pm_vm *vm, gfn_t gfn, int level));

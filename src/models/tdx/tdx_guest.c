@@ -8,6 +8,7 @@
 #include <privmem/guest.h>
 #include <privmem/kvm.h>
 #include "models/tdx/tdx.h"
+#include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
 
 #define MAP_GPA_MAX_LEN (2ULL << 20)
@@ -72,15 +73,21 @@ uint64_t pm_guest_tdx_accept(struct pm_guest *g, uint64_t gpa, int level)
 		err = tdg_mem_page_accept(td, gpa, level);
 		if (err == TDX_OPERAND_BUSY) {
 			guest_stall(v);
-			continue;
-		}
-		if (err != TDX_NOT_MAPPED)
+			/* Blocked for good (a leaked page; the VM is bugged):
+			 * the EPT violation goes to KVM, which stops the vCPU,
+			 * where a removal in flight would have finished. */
+			if (!pm_vm_is_bugged(v->vm))
+				continue;
+		} else if (err != TDX_NOT_MAPPED) {
 			return err;
+		}
 		/* The EPT violation: KVM maps the page (AUG), at most at the
 		 * level being accepted. */
 		tdx_tl_max_level = level;
+		tdx_tl_max_level_owner = pm_coro_current();
 		r = pm_vcpu_guest_page(v, gpa, true) ? 0 : -EFAULT;
 		tdx_tl_max_level = -1;
+		tdx_tl_max_level_owner = NULL;
 		if (r)
 			return PM_TDX_OPERAND_INVALID;   /* not memory */
 	}

@@ -250,6 +250,8 @@ static void test_launch_update_errors(void **state)
 	u.flags = 0;
 	u.len = 100;
 	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);
+	u.len = 0;                                                   /* an empty range, as Linux */
+	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);
 	u.len = PAGE;
 	u.gfn_start = MEM / PAGE + 5;                                /* no memslot */
 	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);

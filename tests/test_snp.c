@@ -250,6 +250,8 @@ static void test_launch_update_errors(void **state)
 	u.flags = 0;
 	u.len = 100;
 	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);
+	u.len = 0;                                                   /* an empty range, as Linux */
+	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);
 	u.len = PAGE;
 	u.gfn_start = MEM / PAGE + 5;                                /* no memslot */
 	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EINVAL);
@@ -440,6 +442,9 @@ static void test_pvalidate(void **state)
 	assert_int_equal(t_run(&t, guest_pvalidate_cases, NULL), KVM_EXIT_SYSTEM_EVENT);
 	assert_int_equal(t.run->system_event.data[0], (300 * PAGE) | C);
 	assert_int_equal(model_stat(&t, "psc_msr"), 1);
+	/* Two changes; two FAIL_INPUTs and two NOUPDATEs (snp.h's count). */
+	assert_int_equal(model_stat(&t, "pvalidate"), 2);
+	assert_int_equal(model_stat(&t, "pvalidate_failed"), 4);
 	assert_int_equal(t.nr_exits, 1);
 	assert_int_equal(t.exits[0].npages, 1);
 	t_destroy(&t);

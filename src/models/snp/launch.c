@@ -6,8 +6,8 @@
  *  LAUNCH_START   policy checked (EINVAL for unknown bits or without the
  *                 must-be-one bit 17, or non-zero flags); a second start is
  *                 EINVAL; the firmware's launch context begins.
- *  LAUNCH_UPDATE  (after START, before FINISH; else EINVAL) len a multiple
- *                 of 4K, flags 0, type NORMAL, ZERO, UNMEASURED, SECRETS or
+ *  LAUNCH_UPDATE  (after START, before FINISH; else EINVAL) len a non-zero
+ *                 multiple of 4K, flags 0, type NORMAL, ZERO, UNMEASURED, SECRETS or
  *                 CPUID (EINVAL otherwise); gfn_start in a guest_memfd slot
  *                 (EINVAL). Page by page, as kvm_gmem_populate: the gfn must
  *                 be private (EINVAL), its guest_memfd page not prepared yet
@@ -164,7 +164,7 @@ static long launch_update(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 	if (!cmd->data)
 		return -EFAULT;
 	memcpy(&p, (void *)(uintptr_t)cmd->data, sizeof(p));
-	if (!PM_ALIGNED(p.len, PM_PAGE_SIZE) || p.flags || !launch_type_ok(p.type))
+	if (!p.len || !PM_ALIGNED(p.len, PM_PAGE_SIZE) || p.flags || !launch_type_ok(p.type))
 		return -EINVAL;
 	n = launch_populate(s, &p, p.len >> PM_PAGE_SHIFT, &cmd->error);
 	if (n < 0)

@@ -260,7 +260,8 @@ static void smash_on_fault(struct pm_vcpu *v, pm_pfn_t pfn, gfn_t gfn)
 	pm_vcpu_enter_guest_mode(v);
 }
 
-static long snp_pvalidate(struct pm_vcpu *v, uint64_t gpa, uint64_t size_2m, uint64_t validate)
+/* The instruction on the page gpa translates to, handling the #NPFs. */
+static enum pvalidate_result pvalidate_page(struct pm_vcpu *v, uint64_t gpa, bool size_2m, bool validate)
 {
 	struct snp_vm *s = to_snp(v->vm);
 	enum pvalidate_result r;
@@ -286,8 +287,15 @@ static long snp_pvalidate(struct pm_vcpu *v, uint64_t gpa, uint64_t size_2m, uin
 			continue;
 		if (r == RMP_FAULT_OWNER)
 			pm_vcpu_guest_fatal(v, KVM_SYSTEM_EVENT_SEV_TERM, gpa);
-		break;
+		return r;
 	}
+}
+
+static long snp_pvalidate(struct pm_vcpu *v, uint64_t gpa, uint64_t size_2m, uint64_t validate)
+{
+	struct snp_vm *s = to_snp(v->vm);
+	enum pvalidate_result r = pvalidate_page(v, gpa, size_2m, validate);
+
 	if (r == PVALIDATE_OK) {
 		snp_count(s, SNP_STAT_PVALIDATE, 1);
 		/* The TLB caches the RMP check: drop what this vCPU holds. */

@@ -521,11 +521,15 @@ static void test_2m_private_pages(void **state)
 static void guest_2m_then_sync(struct pm_guest *g, void *arg)
 {
 	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, 4 * MIB, 512, DESC, 64) == 0);
+	pm_guest_write64(g, (4 * MIB + 8 * PAGE) | C, 8);
 	pm_guest_write64(g, (4 * MIB + 9 * PAGE) | C, 9);
-	pm_guest_sync(g, 0);
-	/* The host took page 9 away; the rest is intact. */
-	PM_GUEST_ASSERT(g, pm_guest_read64(g, (4 * MIB + 8 * PAGE) | C) == 0);
 	pm_guest_write64(g, (4 * MIB + 10 * PAGE) | C, 10);
+	pm_guest_sync(g, 0);
+	/* The host took page 9 away; the rest of the 2M page kept its data
+	 * (and stays validated: the PSMASH kept VALIDATED in the 4K entries). */
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, (4 * MIB + 8 * PAGE) | C) == 8);
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, (4 * MIB + 10 * PAGE) | C) == 10);
+	pm_guest_write64(g, (4 * MIB + 511 * PAGE) | C, 511);
 }
 
 static void test_partial_free_of_2m_entry_smashes(void **state)

@@ -519,81 +519,101 @@ static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 	return r;
 }
 
-static int gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
-			unsigned int *order, bool prepare)
+/* A page entry found (or allocated) by gmem_with_page, for its callback. */
+struct gmem_page {
+	_Atomic uint64_t *slot;
+	uint64_t e;                 /* the entry: a page, not poisoned */
+	unsigned int level;
+	pm_pfn_t pfn;               /* the frame of the file page asked for */
+};
+
+/* Runs fn on file page `index`, allocating it if needed, with its stripe
+ * held (shared) so that the page stays while fn runs. fn's result, or
+ * -EINVAL (past the end), -ENOMEM, -EHWPOISON (a poisoned page). */
+static int gmem_with_page(struct pm_gmem *g, uint64_t index,
+			  int (*fn)(struct pm_gmem *g, const struct gmem_page *pg, void *arg), void *arg)
 {
 	struct gmem_locked lk;
-	_Atomic uint64_t *slot;
-	unsigned int level;
-	uint64_t e;
+	struct gmem_page pg;
 	int r;
 
 	if (index >= g->npages)
 		return -EINVAL;
 	gmem_lock(g, &lk, index, index + 1, GMEM_ALLOC);
-	slot = gmem_walk(g, &lk, index, true, &level, &r);
-	if (!slot)
-		goto out;
-	e = atomic_load_explicit(slot, memory_order_acquire);
-	if (e & GE_POISON) {
-		r = -EHWPOISON;
-		goto out;
+	pg.slot = gmem_walk(g, &lk, index, true, &pg.level, &r);
+	if (pg.slot) {
+		pg.e = atomic_load_explicit(pg.slot, memory_order_acquire);
+		pg.pfn = ge_pfn(pg.e) + (index & ((1ULL << GE_LEVEL_SHIFT(pg.level)) - 1));
+		r = pg.e & GE_POISON ? -EHWPOISON : fn(g, &pg, arg);
 	}
-	r = prepare ? gmem_prepare(g, slot, e, level, index, gfn) : 0;
-	if (r)
-		goto out;
-	*order = GE_LEVEL_SHIFT(level);
-	*pfn = ge_pfn(e) + (index & ((1ULL << *order) - 1));
-out:
 	gmem_unlock(g, &lk);
+	return r;
+}
+
+struct get_pfn_arg {
+	uint64_t index;
+	gfn_t gfn;
+	bool prepare;
+	pm_pfn_t *pfn;
+	unsigned int *order;
+};
+
+static int get_pfn_page(struct pm_gmem *g, const struct gmem_page *pg, void *arg)
+{
+	struct get_pfn_arg *a = arg;
+	int r = a->prepare ? gmem_prepare(g, pg->slot, pg->e, pg->level, a->index, a->gfn) : 0;
+
+	if (!r) {
+		*a->order = GE_LEVEL_SHIFT(pg->level);
+		*a->pfn = pg->pfn;
+	}
 	return r;
 }
 
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order)
 {
-	return gmem_get_pfn(g, index, gfn, pfn, order, true);
+	struct get_pfn_arg a = { .index = index, .gfn = gfn, .prepare = true, .pfn = pfn,
+				 .order = order };
+
+	return gmem_with_page(g, index, get_pfn_page, &a);
 }
 
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn)
 {
 	unsigned int order;
+	struct get_pfn_arg a = { .index = index, .pfn = pfn, .order = &order };
 
-	return gmem_get_pfn(g, index, 0, pfn, &order, false);
+	return gmem_with_page(g, index, get_pfn_page, &a);
+}
+
+struct populate_arg {
+	gfn_t gfn;
+	int (*fn)(void *arg, pm_pfn_t pfn, gfn_t gfn);
+	void *arg;
+};
+
+static int populate_page(struct pm_gmem *g, const struct gmem_page *pg, void *arg)
+{
+	struct populate_arg *a = arg;
+	int r;
+
+	if (pg->e & GE_PREPARED)
+		return -EEXIST;
+	r = a->fn(a->arg, pg->pfn, a->gfn);
+	/* A huge page stays unprepared: its other pages still need the hook,
+	 * which leaves this one as fn made it. */
+	if (!r && pg->level == 0)
+		atomic_fetch_or_explicit(pg->slot, GE_PREPARED, memory_order_release);
+	return r;
 }
 
 int pm_gmem_populate(struct pm_gmem *g, uint64_t index, gfn_t gfn,
 		     int (*fn)(void *arg, pm_pfn_t pfn, gfn_t gfn), void *arg)
 {
-	struct gmem_locked lk;
-	_Atomic uint64_t *slot;
-	unsigned int level;
-	uint64_t e;
-	int r;
+	struct populate_arg a = { .gfn = gfn, .fn = fn, .arg = arg };
 
-	if (index >= g->npages)
-		return -EINVAL;
-	gmem_lock(g, &lk, index, index + 1, GMEM_ALLOC);
-	slot = gmem_walk(g, &lk, index, true, &level, &r);
-	if (!slot)
-		goto out;
-	e = atomic_load_explicit(slot, memory_order_acquire);
-	if (e & GE_POISON) {
-		r = -EHWPOISON;
-		goto out;
-	}
-	if (e & GE_PREPARED) {
-		r = -EEXIST;
-		goto out;
-	}
-	r = fn(arg, ge_pfn(e) + (index & ((1ULL << GE_LEVEL_SHIFT(level)) - 1)), gfn);
-	/* A huge page stays unprepared: its other pages still need the hook,
-	 * which leaves this one as fn made it. */
-	if (!r && level == 0)
-		atomic_fetch_or_explicit(slot, GE_PREPARED, memory_order_release);
-out:
-	gmem_unlock(g, &lk);
-	return r;
+	return gmem_with_page(g, index, populate_page, &a);
 }
 
 /* The whole range under its stripes: a punch overlapping it runs wholly

@@ -581,6 +581,37 @@ int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len)
 	return r;
 }
 
+/* ==================================================================== */
+/* Running guest code                                                   */
+/* ==================================================================== */
+
+int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
+		    uint64_t gmem_flags)
+{
+	if (!vmm_create(m, type, size, 1, gmem_flags))
+		return 0;
+	vmm_destroy(m);
+	result_fail(r, "cannot create the VM (see above)");
+	return -1;
+}
+
+int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,
+		 vmm_sync_fn sync)
+{
+	void *args[1] = { arg };
+	int ret;
+
+	m->ctx = arg;
+	m->sync = sync;
+	ret = vmm_set_guest(m, fn, args);
+	if (!ret)
+		ret = vmm_run_all(m, NULL, NULL);
+	if (ret)
+		result_fail(r, "guest failed: %s", m->abort_msg[0] ? m->abort_msg : "PM_KVM_SET_GUEST");
+	return ret ? -1 : 0;
+}
+
+/* ==================================================================== */
 /* The command                                                          */
 /* ==================================================================== */
 

@@ -132,6 +132,14 @@ void buffer_free(uint8_t *p, uint64_t size);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+/* A fresh one-vCPU VM for a measurement: 0, or -1 with r->error (and
+ * nothing left to destroy). */
+int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
+		    uint64_t gmem_flags);
+/* Runs guest code fn(arg) on m's vCPU to its end, its SYNCs going to sync
+ * (with m->ctx = arg; sync may be NULL): 0, or -1 with r->error. */
+int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,
+		 vmm_sync_fn sync);
 /* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
 int bench_pool_watermark(uint64_t bytes);
 

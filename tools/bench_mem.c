@@ -92,23 +92,13 @@ static int run_guest(struct result *r, uint64_t gmem_flags, void (*fn)(struct pm
 		     struct gjob *j)
 {
 	struct vmm m;
-	void *args[1] = { j };
 	int ret;
 
-	if (vmm_create(&m, KVM_X86_SW_PROTECTED_VM, j->size, 1, gmem_flags)) {
-		vmm_destroy(&m);
-		result_fail(r, "cannot create the VM (see above)");
+	if (bench_vm_create(r, &m, KVM_X86_SW_PROTECTED_VM, j->size, gmem_flags))
 		return -1;
-	}
-	m.ctx = j;
-	m.sync = bench_sync;
-	ret = vmm_set_guest(&m, fn, args);
-	if (!ret)
-		ret = vmm_run_all(&m, NULL, NULL);
-	if (ret)
-		result_fail(r, "guest failed: %s", m.abort_msg[0] ? m.abort_msg : "PM_KVM_SET_GUEST");
+	ret = bench_vm_run(r, &m, fn, j, bench_sync);
 	vmm_destroy(&m);
-	return ret ? -1 : 0;
+	return ret;
 }
 
 /* ==================================================================== */

@@ -114,24 +114,14 @@ static void guest_psc_main(struct pm_guest *g, void *arg)
 
 static int psc_series(struct result *r, struct psc_job *j, uint64_t gmem_flags)
 {
-	void *args[1] = { j };
 	struct pm_model_stats st;
 	struct vmm m;
 	int ret;
 
 	/* Guest RAM: the region, then a 2M block for the descriptor. */
-	if (vmm_create(&m, KVM_X86_SNP_VM, j->size + PAGE_2M, 1, gmem_flags)) {
-		vmm_destroy(&m);
-		result_fail(r, "cannot create the SNP VM (see above)");
+	if (bench_vm_create(r, &m, KVM_X86_SNP_VM, j->size + PAGE_2M, gmem_flags))
 		return -1;
-	}
-	m.ctx = j;
-	m.sync = psc_sync;
-	ret = vmm_set_guest(&m, guest_psc_main, args);
-	if (!ret)
-		ret = vmm_run_all(&m, NULL, NULL);
-	if (ret)
-		result_fail(r, "guest failed: %s", m.abort_msg[0] ? m.abort_msg : "PM_KVM_SET_GUEST");
+	ret = bench_vm_run(r, &m, guest_psc_main, j, psc_sync);
 	if (pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, &st) == 0) {
 		j->requests = vmm_model_stat(&st, "psc_requests");
 		j->exits = vmm_model_stat(&st, "psc_exits");
@@ -139,7 +129,7 @@ static int psc_series(struct result *r, struct psc_job *j, uint64_t gmem_flags)
 			result_fail(r, "RMP violations during the benchmark");
 	}
 	vmm_destroy(&m);
-	return ret ? -1 : 0;
+	return ret;
 }
 
 void bench_psc(const struct bench_opts *o, struct result *r)

@@ -102,28 +102,18 @@ static void guest_share_main(struct pm_guest *g, void *arg)
 static int share_series(struct result *r, struct share_job *j)
 {
 	unsigned long type = j->path == SP_INPLACE ? PM_VM_TYPE_PKVM : KVM_X86_SW_PROTECTED_VM;
-	void *args[1] = { j };
 	struct vmm m;
 	int ret;
 
-	if (vmm_create(&m, type, j->size, 1, PM_GUEST_MEMFD_FLAG_NO_HUGE)) {
-		vmm_destroy(&m);
-		result_fail(r, "cannot create the VM (see above)");
+	if (bench_vm_create(r, &m, type, j->size, PM_GUEST_MEMFD_FLAG_NO_HUGE))
 		return -1;
-	}
 	if (j->no_view && m.shared) {
 		pm_kvm_munmap(m.shared, m.mem_size);
 		m.shared = NULL;
 	}
-	m.ctx = j;
-	m.sync = share_sync;
-	ret = vmm_set_guest(&m, guest_share_main, args);
-	if (!ret)
-		ret = vmm_run_all(&m, NULL, NULL);
-	if (ret)
-		result_fail(r, "guest failed: %s", m.abort_msg[0] ? m.abort_msg : "PM_KVM_SET_GUEST");
+	ret = bench_vm_run(r, &m, guest_share_main, j, share_sync);
 	vmm_destroy(&m);
-	return ret ? -1 : 0;
+	return ret;
 }
 
 void bench_share(const struct bench_opts *o, struct result *r)

@@ -55,23 +55,17 @@ static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_g
 			struct pm_tdx_stats *ts)
 {
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
-	void *args[1] = { j };
 	struct vmm m;
 	int ret = -1;
 
-	if (vmm_create(&m, KVM_X86_TDX_VM, size, 1, 0)) {
-		result_fail(r, "creating the TD failed");
-		goto out;
-	}
+	if (bench_vm_create(r, &m, KVM_X86_TDX_VM, size, 0))
+		return -1;
 	if (vmm_tdx_init(&m, &cfg) || vmm_tdx_op(m.vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
 		result_fail(r, "building the TD: %s", strerror(errno));
 		goto out;
 	}
-	vmm_set_guest(&m, guest_tdx_main, args);
-	if (vmm_run_all(&m, NULL, NULL)) {
-		result_fail(r, "the TD failed: %s", m.abort_msg);
+	if (bench_vm_run(r, &m, guest_tdx_main, j, NULL))
 		goto out;
-	}
 	pm_kvm_ioctl(m.vm, PM_KVM_GET_TDX_STATS, ts);
 	ret = 0;
 out:

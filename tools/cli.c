@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,4 +87,39 @@ void cli_json_string(const char *s)
 			putchar(*s);
 	}
 	putchar('"');
+}
+
+void cli_report_checks(const char *const *names, const uint64_t *passed, const uint64_t *failed,
+		       int n, const char *guest_failure, bool fail, bool json)
+{
+	uint64_t total_passed = 0, total_failed = 0;
+	bool first = true;
+
+	printf(json ? ",\"checks\":{" : "checks\n");
+	for (int c = 0; c < n; c++) {
+		total_passed += passed[c];
+		total_failed += failed[c];
+		if (!passed[c] && !failed[c])
+			continue;
+		if (json)
+			printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", first ? "" : ",",
+			       names[c], passed[c], failed[c]);
+		else
+			printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", names[c], passed[c],
+			       failed[c]);
+		first = false;
+	}
+	if (json) {
+		printf("},\"guest_failure\":");
+		if (guest_failure)
+			cli_json_string(guest_failure);
+		else
+			printf("null");
+		printf(",\"result\":\"%s\"}\n", fail ? "FAIL" : "PASS");
+		return;
+	}
+	if (guest_failure)
+		printf("guest failure  %s\n", guest_failure);
+	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n", fail ? "FAIL" : "PASS",
+	       total_passed, total_failed);
 }

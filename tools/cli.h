@@ -21,6 +21,13 @@ double cli_elapsed(const struct timespec *t0);
 /* Prints s as a JSON string literal. */
 void cli_json_string(const char *s);
 
+/* The end of a run's report: the checks that ran (names[i], passed[i],
+ * failed[i] of n), the guest's failure message if any (NULL: none) and the
+ * result, FAIL if `fail`. As text lines, or (json) as the last members of
+ * the report's object and its closing brace. */
+void cli_report_checks(const char *const *names, const uint64_t *passed, const uint64_t *failed,
+		       int n, const char *guest_failure, bool fail, bool json);
+
 int cmd_run(int argc, char **argv);
 /* privmem run --vm-type snp (run_snp.c). */
 int run_snp(uint64_t mem, int vcpus, unsigned int seed, unsigned int iterations, bool json);

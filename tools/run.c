@@ -703,15 +703,8 @@ static void report_text(const struct report *r)
 	       (double)r->ps.released / MIB);
 	if (r->pkvm)
 		report_text_pkvm(r);
-	printf("checks\n");
-	for (int c = 0; c < CK_NR; c++)
-		if (r->passed[c] || r->failed[c])
-			printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", check_names[c],
-			       r->passed[c], r->failed[c]);
-	if (r->run_result)
-		printf("guest failure  %s\n", r->m->abort_msg);
-	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n",
-	       r->total_failed || r->run_result ? "FAIL" : "PASS", r->total_passed, r->total_failed);
+	cli_report_checks(check_names, r->passed, r->failed, CK_NR, r->run_result ? r->m->abort_msg : NULL,
+			  r->total_failed || r->run_result, false);
 }
 
 static void report_json(const struct report *r)
@@ -743,20 +736,8 @@ static void report_json(const struct report *r)
 	       (uint64_t)r->ps.scrubbed, (uint64_t)r->ps.released);
 	if (r->pkvm)
 		report_json_pkvm(r);
-	printf(",\"checks\":{");
-	for (int c = 0, first = 1; c < CK_NR; c++) {
-		if (!r->passed[c] && !r->failed[c])
-			continue;
-		printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", first ? "" : ",",
-		       check_names[c], r->passed[c], r->failed[c]);
-		first = 0;
-	}
-	printf("},\"guest_failure\":");
-	if (r->run_result)
-		cli_json_string(r->m->abort_msg);
-	else
-		printf("null");
-	printf(",\"result\":\"%s\"}\n", r->total_failed || r->run_result ? "FAIL" : "PASS");
+	cli_report_checks(check_names, r->passed, r->failed, CK_NR, r->run_result ? r->m->abort_msg : NULL,
+			  r->total_failed || r->run_result, true);
 }
 
 static void report_collect(struct report *r)

@@ -333,14 +333,8 @@ static void print_text(const struct snp_report *r, struct vmm *m, uint64_t mem, 
 	       vmm_model_stat(ms, "pvalidate"), vmm_model_stat(ms, "pvalidate_failed"));
 	printf("rmp violations %" PRIu64 ", host reads refused %" PRIu64 "\n", vmm_model_stat(ms, "rmp_violations"),
 	       vmm_model_stat(ms, "rmp_host_reads_refused"));
-	printf("checks\n");
-	for (int c = 0; c < SK_NR; c++)
-		printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", snp_check_names[c],
-		       r->passed[c], r->failed[c]);
-	if (r->run_result)
-		printf("guest failure  %s\n", m->abort_msg);
-	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n",
-	       r->total_failed || r->run_result ? "FAIL" : "PASS", r->total_passed, r->total_failed);
+	cli_report_checks(snp_check_names, r->passed, r->failed, SK_NR, r->run_result ? m->abort_msg : NULL,
+			  r->total_failed || r->run_result, false);
 }
 
 static void print_json(const struct snp_report *r, struct vmm *m, uint64_t mem, int vcpus, unsigned int seed)
@@ -355,16 +349,9 @@ static void print_json(const struct snp_report *r, struct vmm *m, uint64_t mem, 
 	printf(",\"snp\":{");
 	for (unsigned int i = 0; i < r->ms.nr; i++)
 		printf("%s\"%s\":%" PRIu64, i ? "," : "", r->ms.v[i].name, (uint64_t)r->ms.v[i].value);
-	printf("},\"checks\":{");
-	for (int c = 0; c < SK_NR; c++)
-		printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", c ? "," : "",
-		       snp_check_names[c], r->passed[c], r->failed[c]);
-	printf("},\"guest_failure\":");
-	if (r->run_result)
-		cli_json_string(m->abort_msg);
-	else
-		printf("null");
-	printf(",\"result\":\"%s\"}\n", r->total_failed || r->run_result ? "FAIL" : "PASS");
+	printf("}");
+	cli_report_checks(snp_check_names, r->passed, r->failed, SK_NR, r->run_result ? m->abort_msg : NULL,
+			  r->total_failed || r->run_result, true);
 }
 
 static void collect(struct snp_report *r, struct snp_ctx *ctx, struct vmm *m, int vcpus)

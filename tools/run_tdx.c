@@ -322,15 +322,8 @@ static void report_text(const struct tdx_report *r)
 	hex(r->mrtd, sizeof(r->mrtd));
 	printf("\nframe pool     in use %.1f MiB, scrubbed %.1f MiB\n", (double)r->ps.in_use / MIB,
 	       (double)r->ps.scrubbed / MIB);
-	printf("checks\n");
-	for (int c = 0; c < TC_NR; c++)
-		if (r->passed[c] || r->failed[c])
-			printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", tdx_check_names[c],
-			       r->passed[c], r->failed[c]);
-	if (r->run_result)
-		printf("guest failure  %s\n", r->abort_msg);
-	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n",
-	       report_failed(r) ? "FAIL" : "PASS", r->total_passed, r->total_failed);
+	cli_report_checks(tdx_check_names, r->passed, r->failed, TC_NR, r->run_result ? r->abort_msg : NULL,
+			  report_failed(r), false);
 }
 
 static void report_json(const struct tdx_report *r)
@@ -356,20 +349,9 @@ static void report_json(const struct tdx_report *r)
 	       (uint64_t)t->demotions, (uint64_t)t->leaked_pages, (uint64_t)t->fatal_events);
 	printf(",\"mrtd\":\"");
 	hex(r->mrtd, sizeof(r->mrtd));
-	printf("\",\"checks\":{");
-	for (int c = 0, first = 1; c < TC_NR; c++) {
-		if (!r->passed[c] && !r->failed[c])
-			continue;
-		printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", first ? "" : ",",
-		       tdx_check_names[c], r->passed[c], r->failed[c]);
-		first = 0;
-	}
-	printf("},\"guest_failure\":");
-	if (r->run_result)
-		cli_json_string(r->abort_msg);
-	else
-		printf("null");
-	printf(",\"result\":\"%s\"}\n", report_failed(r) ? "FAIL" : "PASS");
+	printf("\"");
+	cli_report_checks(tdx_check_names, r->passed, r->failed, TC_NR, r->run_result ? r->abort_msg : NULL,
+			  report_failed(r), true);
 }
 
 static void jobs_init(struct tdx_ctx *ctx, const struct run_tdx_opts *o, uint64_t image)

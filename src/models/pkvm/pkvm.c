@@ -45,8 +45,6 @@
 #include "gmem/gmem.h"
 #include "gmem/pool.h"
 #include "kvm/vm.h"
-#include "lib/rcu.h"
-#include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
 #include "vcpu/vcpu.h"
@@ -225,33 +223,18 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 
 /* ---- the fault path ---- */
 
-/* Where a gfn's page lives: its guest_memfd (referenced, or NULL if the
- * slot's file is going away), file page, and how many pages from gfn on
- * the slot still holds. */
+/* Where a gfn's page lives (pm_gmem_of_gfn); every pkvm slot has a
+ * guest_memfd (gmem_slots_only), so g is NULL only while its file goes. */
 struct gfn_file {
 	bool in_slot;
-	struct pm_gmem *g;
-	uint64_t index;
-	uint64_t run;
+	struct pm_gmem_ref ref;
 };
 
 static struct gfn_file gfn_file_get(struct pm_vm *vm, gfn_t gfn)
 {
 	struct gfn_file gf = { 0 };
-	struct pm_memslot *slot;
 
-	pm_rcu_read_lock();
-	slot = pm_memslot_lookup(vm, gfn);
-	if (slot) {
-		PM_BUG_ON(!pm_memslot_has_gmem(slot));    /* gmem_slots_only */
-		gf.in_slot = true;
-		gf.index = slot->gmem_pgoff + (gfn - slot->base_gfn);
-		gf.run = slot->base_gfn + slot->npages - gfn;
-		gf.g = pm_rcu_dereference(slot->gmem);
-		if (gf.g && !pm_gmem_tryget(gf.g))
-			gf.g = NULL;
-	}
-	pm_rcu_read_unlock();
+	gf.in_slot = pm_gmem_of_gfn(vm, gfn, &gf.ref);
 	return gf;
 }
 
@@ -264,12 +247,12 @@ static enum pm_fault_result fault_frame(struct pm_vm *vm, struct pm_fault *f, pm
 
 	if (!gf.in_slot)
 		return PM_FAULT_MMIO;   /* pKVM: outside memslots is MMIO */
-	if (!gf.g) {
+	if (!gf.ref.g) {
 		f->err = EFAULT;
 		return PM_FAULT_MEMORY;
 	}
-	err = pm_gmem_get_pfn(gf.g, gf.index, f->gfn, pfn, &order);
-	pm_gmem_put(gf.g);
+	err = pm_gmem_get_pfn(gf.ref.g, gf.ref.index, f->gfn, pfn, &order);
+	pm_gmem_put(gf.ref.g);
 	if (err) {
 		f->err = err == -EHWPOISON ? EHWPOISON : EFAULT;
 		return PM_FAULT_MEMORY;
@@ -349,8 +332,8 @@ static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_
 
 	while (k < n && !(r = share_one(v, pvm, gfn + k)))
 		k++;
-	if (k && gf->g)
-		pm_gmem_host_remap(gf->g, gf->index, gf->index + k);
+	if (k && gf->ref.g)
+		pm_gmem_host_remap(gf->ref.g, gf->ref.index, gf->ref.index + k);
 	return k ? (long)k : r;
 }
 
@@ -379,9 +362,9 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
 	long r;
 
-	if (!gf->g)
+	if (!gf->ref.g)
 		return -EFAULT;
-	r = pm_gmem_host_unmap(gf->g, gf->index, gf->index + n, unshare_locked, &c);
+	r = pm_gmem_host_unmap(gf->ref.g, gf->ref.index, gf->ref.index + n, unshare_locked, &c);
 	if (r == -EBUSY || (r > 0 && (uint64_t)r < n && !c.err))
 		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
 	return r;
@@ -406,14 +389,14 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 	while (done < n) {
 		gfn_t gfn = (gpa >> PM_PAGE_SHIFT) + done;
 		struct gfn_file gf = gfn_file_get(v->vm, gfn);
-		uint64_t run = PM_MIN(n - done, gf.run);
+		uint64_t run = PM_MIN(n - done, gf.ref.run);
 
 		if (!gf.in_slot)
 			r = -EFAULT;
 		else
 			r = share ? share_run(v, pvm, gfn, run, &gf) : unshare_run(pvm, gfn, run, &gf);
-		if (gf.g)
-			pm_gmem_put(gf.g);
+		if (gf.ref.g)
+			pm_gmem_put(gf.ref.g);
 		if (r <= 0)
 			break;
 		done += (uint64_t)r;

@@ -27,8 +27,6 @@
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/pool.h"
-#include "lib/rcu.h"
-#include "memslot/memslot.h"
 #include "models/snp/rmp.h"
 #include "models/snp/snp.h"
 
@@ -105,20 +103,13 @@ static int populate_one(void *arg, pm_pfn_t pfn, gfn_t gfn)
  * *npages to the slot; NULL if gfn is in no guest_memfd slot. */
 static struct pm_gmem *launch_slot(struct pm_vm *vm, gfn_t gfn, uint64_t *npages, uint64_t *index)
 {
-	struct pm_memslot *slot;
-	struct pm_gmem *g = NULL;
+	struct pm_gmem_ref ref;
 
-	pm_rcu_read_lock();
-	slot = pm_memslot_lookup(vm, gfn);
-	if (slot && pm_memslot_has_gmem(slot)) {
-		g = pm_rcu_dereference(slot->gmem);
-		if (g && !pm_gmem_tryget(g))
-			g = NULL;
-		*index = slot->gmem_pgoff + (gfn - slot->base_gfn);
-		*npages = PM_MIN(*npages, slot->base_gfn + slot->npages - gfn);
-	}
-	pm_rcu_read_unlock();
-	return g;
+	if (!pm_gmem_of_gfn(vm, gfn, &ref))
+		return NULL;
+	*index = ref.index;
+	*npages = PM_MIN(*npages, ref.run);
+	return ref.g;
 }
 
 /* Pages done, or -errno if none was. */

@@ -37,12 +37,6 @@
 #define MIB        (1ULL << 20)
 #define POOL_SIZE  (16 * MIB)
 #define BLOCK      PKVM_BLOCK_PAGES
-#define GFN_LIMIT  (1ULL << PM_S2_GFN_BITS)
-#define O          PKVM_PAGE_OWNED
-#define SO         PKVM_PAGE_SHARED_OWNED
-#define SB         PKVM_PAGE_SHARED_BORROWED
-#define NP         PKVM_NOPAGE
-#define PSN        PKVM_POISONED
 
 /* ---- fixture ---- */
 

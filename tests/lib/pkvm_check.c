@@ -11,12 +11,6 @@
 #include "gmem/pool.h"
 #include "pkvm_check.h"
 
-#define GFN_LIMIT  (1ULL << PM_S2_GFN_BITS)
-#define O          PKVM_PAGE_OWNED
-#define SO         PKVM_PAGE_SHARED_OWNED
-#define SB         PKVM_PAGE_SHARED_BORROWED
-#define NP         PKVM_NOPAGE
-#define PSN        PKVM_POISONED
 
 /* ---- the independent checker ---- */
 

@@ -13,6 +13,14 @@
 
 #include "models/pkvm/hyp_internal.h"
 
+/* Short names for the tests' state tables. */
+#define GFN_LIMIT  (1ULL << PM_S2_GFN_BITS)
+#define O          PKVM_PAGE_OWNED
+#define SO         PKVM_PAGE_SHARED_OWNED
+#define SB         PKVM_PAGE_SHARED_BORROWED
+#define NP         PKVM_NOPAGE
+#define PSN        PKVM_POISONED
+
 /* One frame, as the page tables say. */
 struct fview {
 	int8_t host;              /* the host's state; NOPAGE for an annotation */

@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "kvm/vm.h"
+#include "lib/testutil.h"
 #include "mmu/mmu.h"
 #include "uapi/handle.h"
 #include <errno.h>
@@ -679,16 +680,6 @@ static void test_gmem_only_slot_serves_shared_faults_in_place_from_guest_memfd(v
 
 /* ---- TLB shootdown ------------------------------------------------------------------ */
 
-/* The VM behind a VM handle (white box; the handle keeps it alive). */
-static struct pm_vm *vm_of(int h)
-{
-	struct pm_file f;
-
-	assert_int_equal(pm_handle_get(h, &f), 0);
-	assert_int_equal(f.kind, PM_HANDLE_VM);
-	pm_file_put(&f);
-	return f.obj;
-}
 
 #define OLD_VALUE(p)  (0x01d0000000000000ULL | (p))
 #define UNMAPPED_PAGE (512 + 1)
@@ -802,7 +793,7 @@ static void hold_and_convert_page(struct hold_result *res, uint64_t page, bool i
 	c.s = s;
 	c.page = page;
 	if (in_flight)
-		atomic_fetch_add(&vm_of(m.vm)->mmu->zaps_in_flight, 1);
+		atomic_fetch_add(&pm_test_vm_of(m.vm)->mmu->zaps_in_flight, 1);
 	assert_int_equal(pthread_create(&ct, NULL, convert_page0, &c), 0);
 	usleep(200 * 1000);
 	/* A conversion that must not wait gets as long as a loaded machine
@@ -815,7 +806,7 @@ static void hold_and_convert_page(struct hold_result *res, uint64_t page, bool i
 	pthread_join(ct, NULL);
 	pthread_join(vt, NULL);
 	if (in_flight)
-		atomic_fetch_sub(&vm_of(m.vm)->mmu->zaps_in_flight, 1);
+		atomic_fetch_sub(&pm_test_vm_of(m.vm)->mmu->zaps_in_flight, 1);
 	res->convert_r = c.r;
 	assert_true(atomic_load(&a.holding));
 	vmm_stats(&m, &res->st);

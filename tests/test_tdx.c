@@ -1059,16 +1059,6 @@ static void test_a_failed_demotion_is_a_counted_leak_with_its_status(void **stat
 	assert_int_equal(leaks, 20);
 }
 
-/* The VM behind a VM handle (white box; the handle keeps it alive). */
-static struct pm_vm *vm_of(int h)
-{
-	struct pm_file f;
-
-	assert_int_equal(pm_handle_get(h, &f), 0);
-	assert_int_equal(f.kind, PM_HANDLE_VM);
-	pm_file_put(&f);
-	return f.obj;
-}
 
 static void guest_accepts_until_stopped(struct pm_guest *g, void *arg)
 {
@@ -1122,7 +1112,7 @@ static void test_accept_of_a_leaked_blocked_page_exits(void **state)
 	counter = (volatile uint64_t *)(m.shared + (SPIN_FLAG - GPA));
 	vmm_guest(&m, guest_accepts_until_stopped, NULL);
 	assert_int_equal(vmm_sync(&m), 0);
-	td = tdx_td(to_tdx(vm_of(m.vm)));
+	td = tdx_td(to_tdx(pm_test_vm_of(m.vm)));
 	vp = tdx_module_vp_create(td);
 	assert_true(vp >= 0);
 	tdx_module_vp_enter(td, vp);

@@ -27,6 +27,11 @@ bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
  * died of SIGABRT (a PM_BUG_ON), false otherwise. */
 bool pm_test_aborts(void (*fn)(void *), void *arg);
 
+/* The VM behind a VM handle (white box; the handle keeps it alive);
+ * aborts for anything else. */
+struct pm_vm;
+struct pm_vm *pm_test_vm_of(int vm_handle);
+
 /* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
  * include cmocka.h first). */
 #define assert_fails(call, err)                         \

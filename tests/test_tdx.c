@@ -142,11 +142,30 @@ static void vmm_guest(struct vmm *m, void (*fn)(struct pm_guest *, void *), void
 	assert_int_equal(pm_kvm_ioctl(m->vcpu, PM_KVM_SET_GUEST, &e), 0);
 }
 
-static struct pm_tdx_stats tdx_stats(struct vmm *m)
+/* The uAPI's name/value statistics, read back into the typed struct. */
+static struct tdx_stats tdx_stats(struct vmm *m)
 {
-	struct pm_tdx_stats st;
+	static const struct { const char *name; size_t off; } fields[] = {
+#define F(n, f) { n, offsetof(struct tdx_stats, f) }
+		F("sept_4k", sept_entries[0]), F("sept_2m", sept_entries[1]),
+		F("sept_1g", sept_entries[2]), F("sept_tables", sept_entries[3]),
+		F("busy_retries", busy_retries), F("busy_injected", busy_injected),
+		F("frozen_retries", frozen_retries), F("demotions", demotions),
+		F("leaked_pages", leaked_pages), F("fatal_events", fatal_events),
+		F("pending", pending), F("page_adds", page_adds), F("page_augs", page_augs),
+		F("page_removes", page_removes), F("mr_extends", mr_extends), F("tracks", tracks),
+		F("held_frames", held_frames), F("last_error", last_error),
+#undef F
+	};
+	struct pm_model_stats ms;
+	struct tdx_stats st;
 
-	assert_int_equal(pm_kvm_ioctl(m->vm, PM_KVM_GET_TDX_STATS, &st), 0);
+	assert_int_equal(pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &ms), 0);
+	assert_int_equal(ms.nr, PM_ARRAY_SIZE(fields));
+	for (size_t i = 0; i < PM_ARRAY_SIZE(fields); i++) {
+		assert_string_equal(ms.v[i].name, fields[i].name);
+		memcpy((char *)&st + fields[i].off, &ms.v[i].value, sizeof(uint64_t));
+	}
 	return st;
 }
 
@@ -311,7 +330,7 @@ static void test_measured_build_and_its_errors(void **state)
 	uint64_t src = (uint64_t)(uintptr_t)image[0], hw = 0;
 	struct kvm_tdx_init_mem_region r;
 	uint8_t digest[48], want[48];
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	fill_image();
@@ -422,7 +441,7 @@ static void guest_accepts_and_uses(struct pm_guest *g, void *arg)
 static void test_accept_4k_then_use(void **state)
 {
 	struct acc_args a = { .gpa = GPA + 3 * PAGE, .size = 5 * PAGE };
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -443,7 +462,7 @@ static void accept_2m(bool huge)
 {
 	struct acc_args a = { .gpa = GPA, .size = 2 * MIB };
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -482,7 +501,7 @@ static void guest_accepts_a_shared_page(struct pm_guest *g, void *arg)
 
 static void test_accept_level_limit_ends_with_the_exit(void **state)
 {
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -546,7 +565,7 @@ static void guest_private_then_shared(struct pm_guest *g, void *arg)
 
 static void test_shared_bit_selects_the_direct_root_and_converts(void **state)
 {
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -675,7 +694,7 @@ static void guest_accept_2m_then_sync(struct pm_guest *g, void *arg)
 
 static void test_partial_conversion_demotes_a_2m_page(void **state)
 {
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -776,7 +795,7 @@ static void *race_b(void *p)
 static void populate_race(bool frozen_protocol)
 {
 	struct race r = { .block = GPA + 6 * MIB };
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	pthread_t a, b;
 	struct vmm m;
 
@@ -865,7 +884,7 @@ static void test_populate_storm_never_fails_with_the_protocol(void **state)
 	struct storm s = { 0 };
 	unsigned int secs = stress_seconds();
 	time_t until = time(NULL) + secs;
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	pthread_t t[2];
 	struct vmm m;
 	int round = 0;
@@ -937,7 +956,7 @@ static void *spin_runner(void *p)
 static void test_removal_waits_for_a_vcpu_running_in_guest_mode(void **state)
 {
 	volatile uint64_t *counter;
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	pthread_t t;
 	struct vmm m;
 
@@ -969,7 +988,7 @@ static void test_removal_waits_for_a_vcpu_running_in_guest_mode(void **state)
  * guest_memfd was released (read before the VM goes). */
 static uint64_t vmm_destroy_held(struct vmm *m)
 {
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 
 	assert_int_equal(pm_kvm_munmap(m->run, PAGE), 0);
 	assert_int_equal(pm_kvm_close(m->vcpu), 0);
@@ -1001,7 +1020,7 @@ static void test_a_failed_removal_leaks_the_page_and_counts_it(void **state)
 {
 	struct acc_args a = { .gpa = GPA + 3 * PAGE, .size = PAGE };
 	uint64_t before = pool_in_use(), held;
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct vmm m;
 
 	vmm_create(&m, 48);
@@ -1033,7 +1052,7 @@ static void test_a_failed_demotion_is_a_counted_leak_with_its_status(void **stat
 
 	while (leaks < 20 && runs++ < 1000) {
 		uint64_t before = pool_in_use(), held;
-		struct pm_tdx_stats st;
+		struct tdx_stats st;
 		struct vmm m;
 
 		vmm_create(&m, 48);
@@ -1098,7 +1117,7 @@ static void test_accept_of_a_leaked_blocked_page_exits(void **state)
 {
 	struct accept_runner a = { 0 };
 	volatile uint64_t *counter;
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	struct tdx_td *td;
 	time_t until;
 	pthread_t t;
@@ -1215,7 +1234,7 @@ static void busy_injection(unsigned int per_million)
 	struct busy_run b = { 0 };
 	struct busy_vcpu bv[2];
 	unsigned int secs = stress_seconds(), rounds = secs ? secs * 2000 : 400, total = 0;
-	struct pm_tdx_stats st;
+	struct tdx_stats st;
 	pthread_t t[2];
 	struct vmm m;
 

@@ -52,7 +52,7 @@ static void guest_tdx_main(struct pm_guest *g, void *arg)
 
 /* One fresh TD of `size` running the job: 0, or -1 (r->error). */
 static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_gjob *j,
-			struct pm_tdx_stats *ts)
+			struct pm_model_stats *ts)
 {
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
 	struct vmm m;
@@ -66,7 +66,7 @@ static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_g
 	}
 	if (bench_vm_run(r, &m, guest_tdx_main, j, NULL))
 		goto out;
-	pm_kvm_ioctl(m.vm, PM_KVM_GET_TDX_STATS, ts);
+	pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, ts);
 	ret = 0;
 out:
 	vmm_destroy(&m);
@@ -74,7 +74,7 @@ out:
 }
 
 static void series(struct result *r, struct figure *f, uint64_t size, bool huge, bool convert,
-		   struct pm_tdx_stats *ts)
+		   struct pm_model_stats *ts)
 {
 	struct samples s = { .n = 0 };
 
@@ -92,7 +92,7 @@ void bench_tdx(const struct bench_opts *o, struct result *r)
 {
 	uint64_t size = r->size;
 	double pages = (double)(size >> 12);
-	struct pm_tdx_stats ts4 = { 0 }, ts2 = { 0 }, tsc = { 0 };
+	struct pm_model_stats ts4 = { 0 }, ts2 = { 0 }, tsc = { 0 };
 	struct samples sz = { .n = 0 };
 	struct figure *f4, *f2, *fz, *fc;
 	uint8_t *zbuf = buffer_new(size);
@@ -125,10 +125,13 @@ void bench_tdx(const struct bench_opts *o, struct result *r)
 		return;
 	ratio_add(r, "accept_2m_vs_4k", "accept: 2M pages vs 4K pages (speedup)", f4, f2, false);
 	ratio_add(r, "accept_4k_vs_zeroing", "accept 4K vs zeroing (cost)", f4, fz, false);
-	info_add(r, "augs_4k", "4K: PAGE.AUG calls", (double)ts4.page_augs, "");
-	info_add(r, "augs_2m", "2M: PAGE.AUG calls", (double)ts2.page_augs, "");
-	info_add(r, "sept_2m_leaves", "2M: S-EPT 2M leaves at the end", (double)ts2.sept_entries[1], "");
-	info_add(r, "convert_tracks", "convert: TRACKs (one shootdown each)", (double)tsc.tracks, "");
+	info_add(r, "augs_4k", "4K: PAGE.AUG calls", (double)vmm_model_stat(&ts4, "page_augs"),
+		 "");
+	info_add(r, "augs_2m", "2M: PAGE.AUG calls", (double)vmm_model_stat(&ts2, "page_augs"), "");
+	info_add(r, "sept_2m_leaves", "2M: S-EPT 2M leaves at the end",
+		 (double)vmm_model_stat(&ts2, "sept_2m"), "");
+	info_add(r, "convert_tracks", "convert: TRACKs (one shootdown each)",
+		 (double)vmm_model_stat(&tsc, "tracks"), "");
 	note(r, "accept figures include the EPT-violation fault, AUG, ACCEPT's zeroing and the "
 		"guest's loop; the convert round trip has two MAP_GPA_RANGE exits to the VMM");
 	(void)o;

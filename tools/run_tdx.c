@@ -248,7 +248,7 @@ struct tdx_report {
 	const struct run_tdx_opts *o;
 	struct tdx_ctx *ctx;
 	struct pm_vm_stats vs;
-	struct pm_tdx_stats ts;
+	struct pm_model_stats ms;    /* the TDX model's counters */
 	struct pm_pool_stats ps;
 	uint8_t mrtd[48];
 	double elapsed;
@@ -272,7 +272,7 @@ static void report_collect(struct tdx_report *r, struct vmm *m)
 	}
 	vmm_vm_stats(m, &r->vs);
 	vmm_pool_stats(m, &r->ps);
-	pm_kvm_ioctl(m->vm, PM_KVM_GET_TDX_STATS, &r->ts);
+	pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &r->ms);
 	if (!pm_kvm_ioctl(m->vm, PM_KVM_GET_MEASUREMENT, &meas))
 		memcpy(r->mrtd, meas.digest, sizeof(r->mrtd));
 	r->abort_msg = m->abort_msg;
@@ -286,12 +286,13 @@ static void hex(const uint8_t *b, size_t n)
 
 static bool report_failed(const struct tdx_report *r)
 {
-	return r->total_failed || r->run_result || r->ts.fatal_events || r->ts.leaked_pages;
+	return r->total_failed || r->run_result || vmm_model_stat(&r->ms, "fatal_events") ||
+	       vmm_model_stat(&r->ms, "leaked_pages");
 }
 
 static void report_text(const struct tdx_report *r)
 {
-	const struct pm_tdx_stats *t = &r->ts;
+	const struct pm_model_stats *t = &r->ms;
 
 	printf("privmem run: vm-type tdx, %" PRIu64 " MiB, %d vCPUs, seed %u, busy %u/1e6%s\n",
 	       r->o->mem / MIB, r->o->vcpus, r->o->seed, r->o->busy_per_million,
@@ -307,17 +308,18 @@ static void report_text(const struct tdx_report *r)
 	       (uint64_t)r->vs.mappings[1]);
 	printf("tlb shootdowns %" PRIu64 "\n", (uint64_t)r->vs.tlb_shootdowns);
 	printf("S-EPT          4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ", tables %" PRIu64 "\n",
-	       (uint64_t)t->sept_entries[0], (uint64_t)t->sept_entries[1],
-	       (uint64_t)t->sept_entries[2], (uint64_t)t->sept_entries[3]);
+	       vmm_model_stat(t, "sept_4k"), vmm_model_stat(t, "sept_2m"),
+	       vmm_model_stat(t, "sept_1g"), vmm_model_stat(t, "sept_tables"));
 	printf("SEAMCALLs      PAGE.ADD %" PRIu64 ", MR.EXTEND %" PRIu64 ", PAGE.AUG %" PRIu64
-	       ", PAGE.REMOVE %" PRIu64 ", TRACK %" PRIu64 "\n", (uint64_t)t->page_adds,
-	       (uint64_t)t->mr_extends, (uint64_t)t->page_augs, (uint64_t)t->page_removes,
-	       (uint64_t)t->tracks);
+	       ", PAGE.REMOVE %" PRIu64 ", TRACK %" PRIu64 "\n", vmm_model_stat(t, "page_adds"),
+	       vmm_model_stat(t, "mr_extends"), vmm_model_stat(t, "page_augs"),
+	       vmm_model_stat(t, "page_removes"), vmm_model_stat(t, "tracks"));
 	printf("busy retries   %" PRIu64 " (injected %" PRIu64 "), frozen-entry retries %" PRIu64 "\n",
-	       (uint64_t)t->busy_retries, (uint64_t)t->busy_injected, (uint64_t)t->frozen_retries);
-	printf("demotions      %" PRIu64 "\n", (uint64_t)t->demotions);
-	printf("leaked pages   %" PRIu64 "\n", (uint64_t)t->leaked_pages);
-	printf("fatal events   %" PRIu64 "\n", (uint64_t)t->fatal_events);
+	       vmm_model_stat(t, "busy_retries"), vmm_model_stat(t, "busy_injected"),
+	       vmm_model_stat(t, "frozen_retries"));
+	printf("demotions      %" PRIu64 "\n", vmm_model_stat(t, "demotions"));
+	printf("leaked pages   %" PRIu64 "\n", vmm_model_stat(t, "leaked_pages"));
+	printf("fatal events   %" PRIu64 "\n", vmm_model_stat(t, "fatal_events"));
 	printf("MRTD           ");
 	hex(r->mrtd, sizeof(r->mrtd));
 	printf("\nframe pool     in use %.1f MiB, scrubbed %.1f MiB\n", (double)r->ps.in_use / MIB,
@@ -328,7 +330,7 @@ static void report_text(const struct tdx_report *r)
 
 static void report_json(const struct tdx_report *r)
 {
-	const struct pm_tdx_stats *t = &r->ts;
+	const struct pm_model_stats *t = &r->ms;
 
 	printf("{\"vm_type\":\"tdx\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,"
 	       "\"busy_per_million\":%u,\"elapsed_s\":%.6f", r->o->mem, r->o->vcpus, r->o->seed,
@@ -337,16 +339,17 @@ static void report_json(const struct tdx_report *r)
 	       ",\"system_event\":%" PRIu64 "}", (uint64_t)r->vs.exits[0], (uint64_t)r->vs.exits[1],
 	       (uint64_t)r->vs.exits[2], (uint64_t)r->vs.exits[5]);
 	printf(",\"sept_entries\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64
-	       ",\"tables\":%" PRIu64 "}", (uint64_t)t->sept_entries[0], (uint64_t)t->sept_entries[1],
-	       (uint64_t)t->sept_entries[2], (uint64_t)t->sept_entries[3]);
+	       ",\"tables\":%" PRIu64 "}", vmm_model_stat(t, "sept_4k"), vmm_model_stat(t, "sept_2m"),
+	       vmm_model_stat(t, "sept_1g"), vmm_model_stat(t, "sept_tables"));
 	printf(",\"page_adds\":%" PRIu64 ",\"mr_extends\":%" PRIu64 ",\"page_augs\":%" PRIu64
-	       ",\"page_removes\":%" PRIu64 ",\"tracks\":%" PRIu64, (uint64_t)t->page_adds,
-	       (uint64_t)t->mr_extends, (uint64_t)t->page_augs, (uint64_t)t->page_removes,
-	       (uint64_t)t->tracks);
+	       ",\"page_removes\":%" PRIu64 ",\"tracks\":%" PRIu64, vmm_model_stat(t, "page_adds"),
+	       vmm_model_stat(t, "mr_extends"), vmm_model_stat(t, "page_augs"),
+	       vmm_model_stat(t, "page_removes"), vmm_model_stat(t, "tracks"));
 	printf(",\"busy_retries\":%" PRIu64 ",\"busy_injected\":%" PRIu64 ",\"frozen_retries\":%" PRIu64
 	       ",\"demotions\":%" PRIu64 ",\"leaked_pages\":%" PRIu64 ",\"fatal_events\":%" PRIu64,
-	       (uint64_t)t->busy_retries, (uint64_t)t->busy_injected, (uint64_t)t->frozen_retries,
-	       (uint64_t)t->demotions, (uint64_t)t->leaked_pages, (uint64_t)t->fatal_events);
+	       vmm_model_stat(t, "busy_retries"), vmm_model_stat(t, "busy_injected"),
+	       vmm_model_stat(t, "frozen_retries"), vmm_model_stat(t, "demotions"),
+	       vmm_model_stat(t, "leaked_pages"), vmm_model_stat(t, "fatal_events"));
 	printf(",\"mrtd\":\"");
 	hex(r->mrtd, sizeof(r->mrtd));
 	printf("\"");

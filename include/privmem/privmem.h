@@ -166,9 +166,11 @@ struct pm_measurement {
 };
 #define PM_KVM_GET_MEASUREMENT _IOR(PMIO, 0x21, struct pm_measurement)
 
-/* VM handle: the protection model's own counters (SNP: RMP entries by
- * size, PSMASHes, PSC requests, validations, RMP violations, ...), as
- * name/value pairs: nr entries are filled. ENOTTY for models without any. */
+/* VM handle: the protection model's own counters, as name/value pairs: nr
+ * entries are filled. SNP: RMP entries by size, PSMASHes, PSC requests,
+ * validations, RMP violations, ...; TDX: S-EPT entries by level, SEAMCALLs,
+ * BUSY retries, demotions, leaked pages, fatal events, ... (the names are
+ * listed in docs/DESIGN.md). ENOTTY for models without any. */
 #define PM_MODEL_STATS_MAX 32
 struct pm_model_stats {
 	__u32 nr;
@@ -179,25 +181,6 @@ struct pm_model_stats {
 	} v[PM_MODEL_STATS_MAX];
 };
 #define PM_KVM_GET_MODEL_STATS _IOR(PMIO, 0x22, struct pm_model_stats)
-/* VM handle of a TDX VM (KVM_X86_TDX_VM): the TDX model's statistics.
- * ENOTTY on other VM types. */
-struct pm_tdx_stats {
-	__u64 sept_entries[4];    /* S-EPT now: 4K leaves, 2M leaves, 1G leaves, tables */
-	__u64 busy_retries;       /* OPERAND_BUSY answered by a retry (fault) or kick (zap) */
-	__u64 busy_injected;      /* OPERAND_BUSY injected by the module */
-	__u64 frozen_retries;     /* faults that met a frozen mirror entry and retried */
-	__u64 demotions;          /* 2M private pages demoted to 4K (BLOCK, TRACK, DEMOTE) */
-	__u64 leaked_pages;       /* 4K pages whose removal failed: leaked on purpose */
-	__u64 fatal_events;       /* guest accesses to pending pages (TD fatal) */
-	__u64 pending;            /* pages AUG'd and not accepted yet */
-	__u64 page_adds, page_augs, page_removes, mr_extends, tracks;
-	__u64 held_frames;        /* frames guest_memfd freed and the model kept back
-	                           * (they held leaked pages): never reused */
-	__u64 last_error;         /* the SEAMCALL status that bugged the VM, or 0 */
-	__u64 reserved[6];
-};
-#define PM_KVM_GET_TDX_STATS _IOR(PMIO, 0x23, struct pm_tdx_stats)
-
 /* VM handle of a TDX VM: test and tuning switches (see docs/DESIGN.md). */
 #define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: mirror entries set
                                              * with one CAS (the seed-003 race) */

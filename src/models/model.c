@@ -4,6 +4,7 @@
  * has no entry, and KVM_CREATE_VM answers EINVAL for it, as Linux does for a
  * type the host cannot run.
  */
+#include <stdio.h>
 #include <privmem/privmem.h>
 #include "models/model.h"
 
@@ -32,4 +33,11 @@ int pm_model_vm_types(void)
 		mask |= 1 << pm_models[i]->type;
 	}
 	return mask;
+}
+
+void pm_model_stats_put(struct pm_model_stats *st, const char *name, uint64_t v)
+{
+	PM_BUG_ON(st->nr >= PM_MODEL_STATS_MAX);
+	snprintf(st->v[st->nr].name, sizeof(st->v[0].name), "%s", name);
+	st->v[st->nr++].value = v;
 }

@@ -59,7 +59,7 @@
  *    free), -EAGAIN (a concurrent update is in flight: retry the fault),
  *    -ENOMEM, -EIO (the VM is bugged);
  *  - vm_ioctl serves privmem's extension ioctls of the model (PMIO) on the
- *    VM handle (TDX: its typed statistics and test switches);
+ *    VM handle (TDX: its test and tuning switches);
  *  - vcpu_pre_run may refuse KVM_RUN (-errno) before the VM can run;
  *  - vcpu_enter / vcpu_exit: the vCPU enters guest mode (also after every
  *    TLB flush it does in guest mode, before it acknowledges the shootdown)
@@ -121,6 +121,9 @@ struct pm_model_ops {
 };
 
 enum { PM_GUEST_ACCESS_OK, PM_GUEST_ACCESS_RETRY, PM_GUEST_ACCESS_FATAL };
+
+/* For get_stats: appends name = v (at most PM_MODEL_STATS_MAX entries). */
+void pm_model_stats_put(struct pm_model_stats *st, const char *name, uint64_t v);
 
 /* The model of a VM type, or NULL if privmem does not offer that type (yet). */
 const struct pm_model_ops *pm_model_for_type(unsigned long type);

@@ -358,32 +358,25 @@ static const char *const snp_stat_names[] = {
 };
 _Static_assert(PM_ARRAY_SIZE(snp_stat_names) == SNP_NR_STATS, "every SNP statistic has a name");
 
-static void stat_put(struct pm_model_stats *st, const char *name, uint64_t v)
-{
-	PM_BUG_ON(st->nr >= PM_MODEL_STATS_MAX);
-	snprintf(st->v[st->nr].name, sizeof(st->v[0].name), "%s", name);
-	st->v[st->nr++].value = v;
-}
-
 static int snp_get_stats(struct pm_vm *vm, struct pm_model_stats *st)
 {
 	struct snp_vm *s = to_snp(vm);
 	struct rmp_stats r;
 
 	for (int i = 0; i < SNP_NR_STATS; i++)
-		stat_put(st, snp_stat_names[i], atomic_load(&s->stats[i]));
+		pm_model_stats_put(st, snp_stat_names[i], atomic_load(&s->stats[i]));
 	/* Frees have no VM (upstream's hook neither): counted for all. */
-	stat_put(st, "invalidated_pages", atomic_load(&invalidated_pages));
-	stat_put(st, "psmash_on_free", atomic_load(&smash_on_free));
+	pm_model_stats_put(st, "invalidated_pages", atomic_load(&invalidated_pages));
+	pm_model_stats_put(st, "psmash_on_free", atomic_load(&smash_on_free));
 	rmp_get_stats(&r);
-	stat_put(st, "rmp_assigned_4k", r.assigned_4k);
-	stat_put(st, "rmp_assigned_2m", r.assigned_2m);
-	stat_put(st, "rmp_updates", r.rmpupdates);
-	stat_put(st, "rmp_update_failures", r.rmpupdate_fails);
-	stat_put(st, "rmp_psmash", r.psmash);
-	stat_put(st, "rmp_violations", r.violations);
-	stat_put(st, "rmp_host_reads_refused", r.reads_refused);
-	stat_put(st, "asid", s->asid);
+	pm_model_stats_put(st, "rmp_assigned_4k", r.assigned_4k);
+	pm_model_stats_put(st, "rmp_assigned_2m", r.assigned_2m);
+	pm_model_stats_put(st, "rmp_updates", r.rmpupdates);
+	pm_model_stats_put(st, "rmp_update_failures", r.rmpupdate_fails);
+	pm_model_stats_put(st, "rmp_psmash", r.psmash);
+	pm_model_stats_put(st, "rmp_violations", r.violations);
+	pm_model_stats_put(st, "rmp_host_reads_refused", r.reads_refused);
+	pm_model_stats_put(st, "asid", s->asid);
 	return 0;
 }
 

@@ -345,10 +345,11 @@ static int tdx_get_measurement(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_S
 	return td ? tdx_module_mrtd(td, digest) : -EINVAL;
 }
 
-/* ---- statistics and switches (PMIO) ---- */
+/* ---- statistics (PM_KVM_GET_MODEL_STATS) and switches (PM_KVM_TDX_CONFIG) ---- */
 
-static void tdx_get_stats(struct tdx_vm *t, struct pm_tdx_stats *st)
+void tdx_vm_stats(struct pm_vm *vm, struct tdx_stats *st)
 {
+	struct tdx_vm *t = to_tdx(vm);
 	struct tdx_module_stats ms = { 0 };
 
 	memset(st, 0, sizeof(*st));
@@ -371,6 +372,32 @@ static void tdx_get_stats(struct tdx_vm *t, struct pm_tdx_stats *st)
 	st->last_error = atomic_load(&t->last_error);
 }
 
+/* PM_KVM_GET_MODEL_STATS: tdx_vm_stats by name. */
+static int tdx_get_stats(struct pm_vm *vm, struct pm_model_stats *ms)
+{
+	static const char *const sept[4] = { "sept_4k", "sept_2m", "sept_1g", "sept_tables" };
+	struct tdx_stats st;
+
+	tdx_vm_stats(vm, &st);
+	for (int l = 0; l < 4; l++)
+		pm_model_stats_put(ms, sept[l], st.sept_entries[l]);
+	pm_model_stats_put(ms, "busy_retries", st.busy_retries);
+	pm_model_stats_put(ms, "busy_injected", st.busy_injected);
+	pm_model_stats_put(ms, "frozen_retries", st.frozen_retries);
+	pm_model_stats_put(ms, "demotions", st.demotions);
+	pm_model_stats_put(ms, "leaked_pages", st.leaked_pages);
+	pm_model_stats_put(ms, "fatal_events", st.fatal_events);
+	pm_model_stats_put(ms, "pending", st.pending);
+	pm_model_stats_put(ms, "page_adds", st.page_adds);
+	pm_model_stats_put(ms, "page_augs", st.page_augs);
+	pm_model_stats_put(ms, "page_removes", st.page_removes);
+	pm_model_stats_put(ms, "mr_extends", st.mr_extends);
+	pm_model_stats_put(ms, "tracks", st.tracks);
+	pm_model_stats_put(ms, "held_frames", st.held_frames);
+	pm_model_stats_put(ms, "last_error", st.last_error);
+	return 0;
+}
+
 static long tdx_vm_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
 {
 	struct tdx_vm *t = to_tdx(vm);
@@ -379,9 +406,6 @@ static long tdx_vm_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
 	if (!arg)
 		return -EFAULT;
 	switch (req) {
-	case PM_KVM_GET_TDX_STATS:
-		tdx_get_stats(t, (void *)arg);
-		return 0;
 	case PM_KVM_TDX_CONFIG:
 		memcpy(&cfg, (void *)arg, sizeof(cfg));
 		if (cfg.busy_per_million > 1000000 ||
@@ -459,5 +483,6 @@ const struct pm_model_ops pm_model_tdx = {
 	.vcpu_exit = tdx_vcpu_exit,
 	.guest_access = tdx_guest_access,
 	.gmem_hold = tdx_gmem_hold,
+	.get_stats = tdx_get_stats,
 	.vm_ioctl = tdx_vm_ioctl,
 };

@@ -74,6 +74,23 @@ extern _Thread_local struct tdx_populate tdx_tl_populate;
 /* Guest side (tdx_guest.c): the pending-page check before a TLB fill. */
 int tdx_guest_access(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
 
+/* A TD's statistics (PM_KVM_GET_MODEL_STATS gives them by name). */
+struct tdx_stats {
+	uint64_t sept_entries[4];    /* S-EPT now: 4K leaves, 2M leaves, 1G leaves, tables */
+	uint64_t busy_retries;       /* OPERAND_BUSY answered by a retry (fault) or kick (zap) */
+	uint64_t busy_injected;      /* OPERAND_BUSY injected by the module */
+	uint64_t frozen_retries;     /* faults that met a frozen mirror entry and retried */
+	uint64_t demotions;          /* 2M private pages demoted to 4K (BLOCK, TRACK, DEMOTE) */
+	uint64_t leaked_pages;       /* 4K pages whose removal failed: leaked on purpose */
+	uint64_t fatal_events;       /* guest accesses to pending pages (TD fatal) */
+	uint64_t pending;            /* pages AUG'd and not accepted yet */
+	uint64_t page_adds, page_augs, page_removes, mr_extends, tracks;
+	uint64_t held_frames;        /* frames guest_memfd freed and the model kept back
+	                              * (they held leaked pages): never reused */
+	uint64_t last_error;         /* the SEAMCALL status that bugged the VM, or 0 */
+};
+void tdx_vm_stats(struct pm_vm *vm, struct tdx_stats *st);
+
 /* The largest level the calling thread's next private fault may map (an
  * ACCEPT's EPT violation maps at most the level accepted); -1: any. It
  * binds only the code that set it, the coroutine (vCPU) tdx_tl_max_level_owner

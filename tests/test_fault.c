@@ -409,6 +409,62 @@ static void test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page(v
 	pm_kvm_close(kvm);
 }
 
+/* A guest fault that finds no memory for its page fails KVM_RUN with
+ * ENOMEM, as Linux does, rather than asking the VMM to convert a page whose
+ * attribute already matches (EFAULT), which a VMM would retry for ever.
+ * The access is retried when the vCPU runs again. */
+static void test_guest_fault_with_the_pool_exhausted_is_enomem(void **state)
+{
+	struct pm_pool_config cfg = { .size = 8 * MIB, .watermark = 1 * MIB };
+	struct touch_list t = { .gpa = { 0 }, .n = 1 };
+	struct pm_pool_stats ps;
+	struct pm_vm_stats st;
+	struct vmm m;
+	uint64_t old_size, old_wm;
+	int kvm, gmem, hog, n = 0;
+
+	kvm = pm_kvm_open();
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	old_size = ps.size;
+	old_wm = ps.watermark;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+
+	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
+	gmem = vmm_create_gmem(&m, 2 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	vmm_add_slot(&m, 0, 2 * MIB, gmem, 0, NULL);
+	vmm_set_attr(&m, 0, 2 * MIB, true);
+	/* The tables the fault needs exist; then every frame goes elsewhere. */
+	{
+		struct kvm_pre_fault_memory pf = { .gpa = PAGE, .size = PAGE };
+
+		assert_int_equal(pm_kvm_ioctl(m.vcpu[0], KVM_PRE_FAULT_MEMORY, &pf), 0);
+	}
+	hog = vmm_create_gmem(&m, 8 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	while (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, (off_t)n * PAGE, PAGE) == 0)
+		n++;
+	assert_int_equal(errno, ENOMEM);
+	vmm_guest(&m, 0, guest_touch, &t);
+	errno = 0;
+	assert_int_equal(pm_kvm_ioctl(m.vcpu[0], KVM_RUN, 0), -1);
+	assert_int_equal(errno, ENOMEM);
+	assert_int_not_equal(m.run[0]->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	vmm_stats(&m, &st);
+	assert_int_equal(st.exits[PM_STAT_EXITS_ERROR], 1);
+	assert_int_equal(st.exits[PM_STAT_EXITS_MEMORY_FAULT], 0);
+	/* With a page back the same access completes. */
+	assert_int_equal(pm_kvm_fallocate(hog, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, PAGE), 0);
+	assert_int_equal(expect_sync(&m, 0), 0);
+	expect_done(&m, 0);
+	pm_kvm_close(hog);
+	vmm_destroy(&m);
+
+	assert_int_equal(pool_in_use(kvm), 0);
+	cfg.size = old_size;
+	cfg.watermark = old_wm;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+	pm_kvm_close(kvm);
+}
+
 static void test_private_fault_on_no_huge_guest_memfd_maps_4k(void **state)
 {
 	struct touch_list t = { .gpa = { GIB, GIB + 2 * MIB + 7 * PAGE, GIB + PAGE }, .n = 3 };
@@ -1266,6 +1322,7 @@ int main(void)
 		cmocka_unit_test(test_private_fault_on_1g_guest_memfd_maps_1g),
 		cmocka_unit_test(test_private_fault_on_no_huge_guest_memfd_maps_4k),
 		cmocka_unit_test(test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page),
+		cmocka_unit_test(test_guest_fault_with_the_pool_exhausted_is_enomem),
 		cmocka_unit_test(test_slot_misaligned_with_its_file_or_smaller_than_the_huge_page_maps_4k),
 		cmocka_unit_test(test_mixed_2m_range_maps_its_private_pages_4k),
 		cmocka_unit_test(test_converting_one_page_splits_the_2m_mapping_and_keeps_the_rest),

@@ -976,6 +976,160 @@ static int group_setup(void **state)
 	return pm_pool_configure(POOL_SIZE, 0);
 }
 
+/* ---- changes through a hook (the frozen-entry protocol) ---- */
+
+/* A hook that records each change and what the entry read while it ran,
+ * and fails the change of kind fail_kind with fail_err. */
+struct hook_log {
+	struct pm_s2 *s2;
+	int n;
+	struct pm_s2_change c[8];
+	uint64_t seen[8];            /* the entry as a walker read it during the hook */
+	int fail_kind;               /* -1: none */
+	int fail_err;
+};
+
+static int log_change(void *arg, const struct pm_s2_change *c)
+{
+	struct hook_log *h = arg;
+
+	assert_true(h->n < 8);
+	h->c[h->n] = *c;
+	h->seen[h->n] = entry_get(h->s2, c->gfn, c->level);
+	h->n++;
+	return (int)c->kind == h->fail_kind ? h->fail_err : 0;
+}
+
+static void test_hooked_map_announces_tables_then_leaf_while_frozen(void **state)
+{
+	struct pm_s2 *s2 = s2_of(state);
+	struct hook_log h = { .s2 = s2, .fail_kind = -1 };
+	struct pm_s2_hook hook = { .change = log_change, .arg = &h };
+	gfn_t gfn = P1G + 3 * P2M + 7;
+
+	assert_int_equal(pm_s2_map_hooked(s2, gfn, 0, leaf(gfn, PM_PTE_WRITE), &hook), 0);
+	/* Three tables (under the root's, the 1G and the 2M entries), then the leaf. */
+	assert_int_equal(h.n, 4);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(h.c[i].kind, PM_S2_LINK);
+		assert_int_equal(h.c[i].level, PM_S2_ROOT_LEVEL - i);
+		assert_int_equal(h.c[i].gfn, gfn & ~(pm_s2_level_pages(h.c[i].level) - 1));
+		assert_true(pm_pte_is_table(h.c[i].new, h.c[i].level));
+	}
+	assert_int_equal(h.c[3].kind, PM_S2_SET);
+	assert_int_equal(h.c[3].gfn, gfn);
+	assert_int_equal(h.c[3].old & ~(PM_PTE_ACCESSED | PM_PTE_DIRTY), 0);
+	/* While each hook ran, every other walker saw the entry frozen. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(h.seen[i], PM_PTE_FROZEN);
+	expect_leaf(s2, gfn, 0, PM_PTE_WRITE);
+	assert_int_equal(atomic_load(&s2->tables), 4);
+	expect_counters(s2, 1, 0, 0);
+}
+
+static void test_hooked_map_failure_puts_the_old_entry_back(void **state)
+{
+	struct pm_s2 *s2 = s2_of(state);
+	struct hook_log h = { .s2 = s2, .fail_kind = PM_S2_SET, .fail_err = -EIO };
+	struct pm_s2_hook hook = { .change = log_change, .arg = &h };
+
+	assert_int_equal(pm_s2_map_hooked(s2, 5, 0, leaf(5, 0), &hook), -EIO);
+	expect_none(s2, 5);
+	assert_int_equal(entry_get(s2, 5, 0), 0);
+	expect_counters(s2, 0, 0, 0);
+	/* A failed link leaves no table either. */
+	h = (struct hook_log){ .s2 = s2, .fail_kind = PM_S2_LINK, .fail_err = -EAGAIN };
+	assert_int_equal(pm_s2_map_hooked(s2, P512G + 5, 0, leaf(P512G + 5, 0), &hook), -EAGAIN);
+	assert_int_equal(h.n, 1);
+	assert_int_equal(entry_get(s2, P512G, PM_S2_ROOT_LEVEL), 0);
+	assert_int_equal(atomic_load(&s2->tables), 4);   /* the root and gfn 5's path */
+}
+
+static void test_hooked_map_publish_first_leaves_the_new_entry(void **state)
+{
+	struct pm_s2 *s2 = s2_of(state);
+	struct hook_log h = { .s2 = s2, .fail_kind = PM_S2_SET, .fail_err = -EIO };
+	struct pm_s2_hook hook = { .change = log_change, .arg = &h, .publish_first = true };
+
+	assert_int_equal(pm_s2_map_hooked(s2, 9, 0, leaf(9, 0), &hook), -EIO);
+	/* The protocol off: the walker saw the new values before each hook ran. */
+	for (int i = 0; i < h.n; i++)
+		assert_int_equal(h.seen[i], h.c[i].new);
+	expect_leaf(s2, 9, 0, 0);
+	expect_counters(s2, 1, 0, 0);
+	zap_ok(s2, 0, GFN_LIMIT);
+}
+
+static void test_hooked_map_stops_at_a_frozen_entry(void **state)
+{
+	struct pm_s2 *s2 = s2_of(state);
+	struct hook_log h = { .s2 = s2, .fail_kind = -1 };
+	struct pm_s2_hook hook = { .change = log_change, .arg = &h };
+
+	map_ok(s2, 0, 0, 0);
+	entry_set(s2, P2M, 1, PM_PTE_FROZEN);
+	assert_int_equal(pm_s2_map_hooked(s2, P2M + 1, 0, leaf(P2M + 1, 0), &hook), -EBUSY);
+	assert_int_equal(pm_s2_map_hooked(s2, P2M, 1, leaf(P2M, 0), &hook), -EBUSY);
+	assert_int_equal(h.n, 0);
+	/* A valid entry in the way is -EEXIST, as for pm_s2_map. */
+	assert_int_equal(pm_s2_map_hooked(s2, 0, 0, leaf(0, 0), &hook), -EEXIST);
+	entry_set(s2, P2M, 1, 0);
+}
+
+/* Splits the huge leaf at `level` covering gfn through the hook. */
+struct split_op {
+	int level;
+	const struct pm_s2_hook *hook;
+	int ret;
+	bool done;
+};
+
+static int split_op_visit(struct pm_walk_ctx *ctx)
+{
+	struct split_op *op = ctx->arg;
+
+	if (op->done || ctx->level != op->level || !pm_pte_is_leaf(ctx->old, ctx->level))
+		return 0;
+	op->done = true;
+	op->ret = pm_s2_split_hooked(ctx, op->hook);
+	return 0;
+}
+
+static int split_hooked(struct pm_s2 *s2, gfn_t gfn, int level, const struct pm_s2_hook *hook)
+{
+	struct split_op op = { .level = level, .hook = hook };
+	struct pm_walker w = { .visit = split_op_visit, .arg = &op, .flags = PM_WALK_LEAF };
+
+	assert_int_equal(pm_s2_walk(s2, gfn, gfn + 1, &w), 0);
+	assert_true(op.done);
+	return op.ret;
+}
+
+static void test_hooked_split_replaces_the_leaf_only_if_the_hook_agrees(void **state)
+{
+	struct pm_s2 *s2 = s2_of(state);
+	struct hook_log h = { .s2 = s2, .fail_kind = PM_S2_SPLIT, .fail_err = -EIO };
+	struct pm_s2_hook hook = { .change = log_change, .arg = &h };
+
+	map_ok(s2, P2M, 1, PM_PTE_WRITE);
+	assert_int_equal(split_hooked(s2, P2M, 1, &hook), -EIO);
+	assert_int_equal(h.n, 1);
+	assert_int_equal(h.seen[0], PM_PTE_FROZEN);
+	assert_int_equal(h.c[0].kind, PM_S2_SPLIT);
+	assert_int_equal(h.c[0].gfn, P2M);
+	expect_leaf(s2, P2M + 3, 1, PM_PTE_WRITE);
+	expect_counters(s2, 0, 1, 0);
+
+	h = (struct hook_log){ .s2 = s2, .fail_kind = -1 };
+	assert_int_equal(split_hooked(s2, P2M, 1, &hook), 0);
+	assert_int_equal(h.seen[0], PM_PTE_FROZEN);
+	for (gfn_t g = P2M; g < 2 * P2M; g += 97)
+		expect_leaf(s2, g, 0, PM_PTE_WRITE);
+	expect_counters(s2, 512, 0, 0);
+	assert_int_equal(atomic_load(&s2->splits), 1);
+	zap_ok(s2, 0, GFN_LIMIT);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -1008,6 +1162,11 @@ int main(void)
 		T(test_age_clears_accessed_and_counts_leaves_that_had_it),
 		T(test_count_counts_leaves_overlapping_the_range),
 		T(test_concurrent_map_zap_lookup_stays_consistent),
+		T(test_hooked_map_announces_tables_then_leaf_while_frozen),
+		T(test_hooked_map_failure_puts_the_old_entry_back),
+		T(test_hooked_map_publish_first_leaves_the_new_entry),
+		T(test_hooked_map_stops_at_a_frozen_entry),
+		T(test_hooked_split_replaces_the_leaf_only_if_the_hook_agrees),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

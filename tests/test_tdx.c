@@ -524,6 +524,56 @@ static void test_accept_level_limit_ends_with_the_exit(void **state)
 	vmm_destroy(&m);
 }
 
+static void guest_accepts_4k_in_a_2m_block(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, pm_guest_tdx_accept(g, GPA + 8 * MIB + 5 * PAGE, PM_TDX_LEVEL_4K));
+}
+
+struct run_on_thread {
+	struct vmm *m;
+	uint64_t sync;
+};
+
+static void *vcpu_thread_syncs(void *p)
+{
+	struct run_on_thread *r = p;
+
+	r->sync = vmm_sync(r->m);
+	return NULL;
+}
+
+/* The accept's "at most 4K" limit lives in the vCPU's fault, not in the
+ * thread: the vCPU exits to the VMM (the page is shared), and its next
+ * KVM_RUN, on another thread, maps the page 4K although the whole 2M block
+ * is private by then and its guest_memfd page is 2M. */
+static void test_accept_level_limit_survives_a_run_on_another_thread(void **state)
+{
+	struct run_on_thread r;
+	struct tdx_stats st;
+	pthread_t t;
+	struct vmm m;
+
+	vmm_create(&m, 48);
+	vmm_finalize(&m);
+	assert_int_equal(set_attr(&m, GPA + 8 * MIB + 5 * PAGE, PAGE, false), 0);
+	vmm_guest(&m, guest_accepts_4k_in_a_2m_block, NULL);
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EFAULT);
+	assert_int_equal(m.run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	assert_int_equal(m.run->memory_fault.gpa, GPA + 8 * MIB + 5 * PAGE);
+	assert_int_equal(set_attr(&m, GPA + 8 * MIB + 5 * PAGE, PAGE, true), 0);
+	r = (struct run_on_thread){ .m = &m };
+	assert_int_equal(pthread_create(&t, NULL, vcpu_thread_syncs, &r), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(r.sync, PM_TDX_SUCCESS);
+	st = tdx_stats(&m);
+	assert_int_equal(st.sept_entries[0], 1);
+	assert_int_equal(st.sept_entries[1], 0);
+	/* Control: without the limit the same block maps 2M. */
+	assert_int_equal(pre_fault(m.vcpu, GPA + 10 * MIB, PAGE), 0);
+	assert_int_equal(tdx_stats(&m).sept_entries[1], 1);
+	vmm_destroy(&m);
+}
+
 static void guest_touches_unaccepted(struct pm_guest *g, void *arg)
 {
 	pm_guest_read64(g, GPA + 7 * PAGE + 16);
@@ -739,6 +789,25 @@ static int pre_fault(int vcpu, uint64_t gpa, uint64_t size)
 	return pm_kvm_ioctl(vcpu, KVM_PRE_FAULT_MEMORY, &r) ? errno : 0;
 }
 
+/* KVM_PRE_FAULT_MEMORY's fault of one page, mapping at most at max_level,
+ * as the fault of a vCPU accepting at that level does (the limit travels
+ * in the fault). An errno, or 0. */
+static int fault_at_most(struct vmm *m, uint64_t gpa, int max_level)
+{
+	struct pm_fault f = pm_fault_init(gpa >> PM_PAGE_SHIFT, PM_ACCESS_READ);
+
+	f.kind_from_attr = true;
+	f.max_level = max_level;
+	switch (pm_mmu_fault(pm_test_vm_of(m->vm), &f)) {
+	case PM_FAULT_MAPPED:
+		return 0;
+	case PM_FAULT_MMIO:
+		return ENOENT;
+	default:
+		return f.err;
+	}
+}
+
 static void set_config(struct vmm *m, unsigned int busy, unsigned int flags)
 {
 	struct pm_tdx_config cfg = { .busy_per_million = busy, .flags = flags };
@@ -775,9 +844,7 @@ static void *race_a(void *p)
 	struct race *r = p;
 
 	tl_pause_here = true;
-	tdx_tl_max_level = 0;         /* as a vCPU accepting at 4K */
-	r->a_err = pre_fault(r->vcpu_a, r->block, PAGE);
-	tdx_tl_max_level = -1;
+	r->a_err = fault_at_most(r->m, r->block, 0);   /* as a vCPU accepting at 4K */
 	return NULL;
 }
 
@@ -863,15 +930,14 @@ static void *storm_thread(void *p, int who)
 		pthread_barrier_wait(&s->go);
 		if (s->stop)
 			return NULL;
-		if (who == 0)
-			tdx_tl_max_level = 0;
 		for (int i = 0; i < 8; i++) {
 			uint64_t gpa = s->block + (uint64_t)((i * 67 + who * 131) % 512) * PAGE;
+			/* Thread 0 maps 4K as an accepting vCPU does, thread 1 2M. */
+			int err = who == 0 ? fault_at_most(s->m, gpa, 0) : pre_fault(s->vcpu[who], gpa, PAGE);
 
-			if (pre_fault(s->vcpu[who], gpa, PAGE))
+			if (err)
 				__atomic_add_fetch(&s->errs, 1, __ATOMIC_RELAXED);
 		}
-		tdx_tl_max_level = -1;
 		pthread_barrier_wait(&s->done);
 	}
 }
@@ -1306,6 +1372,7 @@ int main(void)
 		T(test_accept_2m_maps_one_2m_page),
 		T(test_accept_2m_without_huge_pages_falls_back_to_4k),
 		T(test_accept_level_limit_ends_with_the_exit),
+		T(test_accept_level_limit_survives_a_run_on_another_thread),
 		T(test_touching_a_pending_page_is_fatal_for_the_td),
 		T(test_shared_bit_selects_the_direct_root_and_converts),
 		T(test_5_level_gpaw_moves_the_shared_bit_to_51),

@@ -200,6 +200,16 @@ long pm_guest_snp_make_shared(struct pm_guest *g, uint64_t gpa, uint64_t npages,
 #define PM_TDX_OPERAND_INVALID       0xC000010000000000ULL
 #define PM_TDX_PAGE_ALREADY_ACCEPTED 0x00000B0A00000000ULL
 #define PM_TDX_PAGE_SIZE_MISMATCH    0xC0000B0B00000000ULL
+/* The TDCALLs, as model calls (pm_guest_model_call; privmem's numbers, in
+ * a range of their own: TDX's leaf numbers would collide with other
+ * models'). The functions below wrap them; on a VM that is not a TD they
+ * end the guest (PM_UCALL_ABORT). */
+enum pm_tdx_call {
+	PM_TDX_CALL_VP_INFO = 0x7d000001,   /* TDG.VP.INFO: returns the shared-bit mask */
+	PM_TDX_CALL_ACCEPT  = 0x7d000006,   /* TDG.MEM.PAGE.ACCEPT: a0 = gpa, a1 = level */
+	PM_TDX_CALL_MAP_GPA = 0x7d010001,   /* TDG.VP.VMCALL<MapGPA>: a0 = gpa, a1 = size,
+	                                     * a2 = (uint64_t *)next */
+};
 /* TDG.VP.VMCALL status codes. */
 #define PM_TDVMCALL_SUCCESS          0ULL
 #define PM_TDVMCALL_RETRY            1ULL

@@ -616,23 +616,6 @@ int pm_gmem_populate(struct pm_gmem *g, uint64_t index, gfn_t gfn,
 	return gmem_with_page(g, index, populate_page, &a);
 }
 
-bool pm_gmem_of_gfn(struct pm_vm *vm, gfn_t gfn, struct pm_gmem_ref *ref)
-{
-	struct pm_memslot *slot;
-
-	pm_rcu_read_lock();
-	slot = pm_memslot_lookup(vm, gfn);
-	if (slot) {
-		ref->index = slot->gmem_pgoff + (gfn - slot->base_gfn);
-		ref->run = slot->base_gfn + slot->npages - gfn;
-		ref->g = pm_memslot_has_gmem(slot) ? pm_rcu_dereference(slot->gmem) : NULL;
-		if (ref->g && !pm_gmem_tryget(ref->g))
-			ref->g = NULL;
-	}
-	pm_rcu_read_unlock();
-	return slot != NULL;
-}
-
 /* The whole range under its stripes: a punch overlapping it runs wholly
  * before or wholly after. */
 static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)

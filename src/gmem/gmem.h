@@ -106,18 +106,6 @@ int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);
 int pm_gmem_populate(struct pm_gmem *g, uint64_t index, gfn_t gfn,
 		     int (*fn)(void *arg, pm_pfn_t pfn, gfn_t gfn), void *arg);
 
-/* The guest_memfd page behind gfn of vm, for models that work on the
- * file directly (pKVM's sharing, SNP's launch): *ref gets the file
- * (referenced, or NULL: the slot has no guest_memfd, or its file is going
- * away), the file page of gfn and how many pages from gfn on the slot
- * holds. false if gfn is in no memslot (*ref untouched). */
-struct pm_gmem_ref {
-	struct pm_gmem *g;
-	uint64_t index;
-	uint64_t run;
-};
-bool pm_gmem_of_gfn(struct pm_vm *vm, gfn_t gfn, struct pm_gmem_ref *ref);
-
 /* Marks file page `index` as hardware-poisoned (memory failure): a later
  * pm_gmem_get_pfn gives -EHWPOISON and the frame is never reused. */
 int pm_gmem_poison(struct pm_gmem *g, uint64_t index);

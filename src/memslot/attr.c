@@ -3,8 +3,11 @@
  * The memory-attribute store: a canonical radix tree over the gfn space.
  *
  * Nodes hold 512 entries; a node whose entries are of level L covers
- * 512^(L+1) gfns, and the root (level 5) covers the whole 52-bit space (only
- * its first 128 entries are ever used). An entry is one 64-bit atomic word:
+ * 512^(L+1) gfns. A new store's root is at level 2 (512 GiB); a set that
+ * reaches beyond it raises the root (attr_grow_root), up to level 5, which
+ * covers the whole 52-bit space; gfns beyond the root read shared. The root
+ * node and its level are published together in one word (store->root). An
+ * entry is one 64-bit atomic word:
  *  - a value (bit 63 clear): the attributes of every gfn it covers;
  *    attributes are < 1 << 62, so a value never has bit 63 set;
  *  - a node (bit 63 set): the rest is the address of the child node, whose
@@ -26,7 +29,11 @@
  * entry of level >= 1 is a node exactly when what it covers is mixed, up to
  * the stale leaves below it: pm_attr_mixed() at 1G looks through them.
  *
- * pm_attr_set, under store->lock:
+ * pm_attr_set: a set inside one existing leaf that leaves it mixed (a 4K
+ * conversion's case) changes only that leaf, under the leaf's stripe lock
+ * (attr_set_in_leaf), so sets of different leaves run in parallel. Every
+ * other set changes the structure: under store->lock and then every
+ * stripe, it
  *  1. counts the nodes it will create: a value entry that the range covers
  *     only partly, and whose value differs, must be split into a node; this
  *     happens only on the paths of the two range boundaries;

@@ -84,6 +84,29 @@ struct pm_memslot *pm_memslot_lookup(struct pm_vm *vm, gfn_t gfn)
 	return gfn - s->base_gfn < s->npages ? s : NULL;
 }
 
+bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_slot_ref *ref)
+{
+	struct pm_memslot *slot;
+	struct pm_gmem *g = NULL;
+
+	pm_rcu_read_lock();
+	slot = pm_memslot_lookup(vm, gfn);
+	if (slot) {
+		*ref = (struct pm_slot_ref){
+			.base_gfn = slot->base_gfn, .npages = slot->npages,
+			.userspace_addr = slot->userspace_addr, .flags = slot->flags,
+			.gmem_pgoff = slot->gmem_pgoff, .gmem_only = slot->gmem_only,
+			.index = slot->gmem_pgoff + (gfn - slot->base_gfn),
+			.run = slot->base_gfn + slot->npages - gfn,
+		};
+		if ((private_page || slot->gmem_only) && pm_memslot_has_gmem(slot))
+			g = pm_rcu_dereference(slot->gmem);
+		ref->gmem = g && pm_gmem_tryget(g) ? g : NULL;
+	}
+	pm_rcu_read_unlock();
+	return slot != NULL;
+}
+
 /* Does [start, end) overlap a slot other than `except`? (slots_lock held) */
 static bool memslots_overlap(const struct pm_memslots *ms, gfn_t start, gfn_t end,
 			     const struct pm_memslot *except)

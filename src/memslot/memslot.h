@@ -17,6 +17,7 @@
 #ifndef PM_MEMSLOT_MEMSLOT_H
 #define PM_MEMSLOT_MEMSLOT_H
 
+#include <privmem/kvm.h>
 #include "lib/common.h"
 
 struct pm_vm;
@@ -53,12 +54,35 @@ int pm_memslots_init(struct pm_vm *vm);
  * the slot stays valid until its end. */
 struct pm_memslot *pm_memslot_lookup(struct pm_vm *vm, gfn_t gfn);
 
+/*
+ * What a fault or a model needs of the slot holding gfn, copied inside an
+ * RCU read-side section (the slot may be freed after it). When the page
+ * comes from guest_memfd (private_page, or any page of a gmem-only slot),
+ * `gmem` holds a reference on the slot's file (pm_gmem_put when done); it
+ * is NULL otherwise, when the slot has none, or while its file is being
+ * released.
+ */
+struct pm_slot_ref {
+	gfn_t base_gfn;
+	uint64_t npages;
+	uint64_t userspace_addr;
+	uint32_t flags;                    /* KVM_MEM_* */
+	uint64_t gmem_pgoff;
+	bool gmem_only;
+	struct pm_gmem *gmem;              /* referenced, or NULL */
+	uint64_t index;                    /* gfn's page in the file */
+	uint64_t run;                      /* pages from gfn to the slot's end */
+};
+
+/* false if no slot holds gfn. Takes no lock; may run in any context. */
+bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_slot_ref *ref);
+
 /* Deletes every slot (VM destruction). */
 void pm_memslots_destroy(struct pm_vm *vm);
 
 static inline bool pm_memslot_has_gmem(const struct pm_memslot *s)
 {
-	return s->flags & (1u << 2);
+	return s->flags & KVM_MEM_GUEST_MEMFD;
 }
 
 #endif

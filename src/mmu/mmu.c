@@ -191,106 +191,97 @@ struct fault_source {
 	bool writable;
 };
 
-/* What a fault needs of its memslot, copied inside the RCU read-side
- * section (the slot may be freed after it). */
-struct fault_slot {
-	gfn_t base_gfn;
-	uint64_t npages;
-	uint64_t userspace_addr;
-	uint32_t flags;
-	uint64_t gmem_pgoff;
-	bool gmem_only;
-};
-
-/* The largest level <= the source's that the slot's alignment and the
- * attributes allow for gfn. */
-static int fault_max_level(struct pm_vm *vm, const struct fault_slot *slot, gfn_t gfn,
-			   const struct fault_source *src, gfn_t file_index)
+static enum pm_fault_result fault_exit(struct pm_fault *f, int err)
 {
-	for (int level = PM_MIN((int)src->order / 9, 2); level > 0; level--) {
+	f->err = err;
+	return PM_FAULT_EXIT;
+}
+
+enum pm_fault_result pm_mmu_gmem_error(struct pm_fault *f, int err)
+{
+	switch (err) {
+	case 0:
+		return PM_FAULT_MAPPED;
+	case -ENOMEM:
+		f->err = ENOMEM;
+		return PM_FAULT_ERROR;
+	case -EHWPOISON:
+		return fault_exit(f, EHWPOISON);
+	default:
+		return fault_exit(f, EFAULT);
+	}
+}
+
+/* The largest level <= the fault's limit and the source's that the slot's
+ * alignment and the attributes allow for gfn. */
+static int fault_max_level(struct pm_vm *vm, const struct pm_slot_ref *slot,
+			   const struct pm_fault *f, const struct fault_source *src)
+{
+	int top = PM_MIN((int)src->order / 9, f->max_level);
+
+	for (int level = top; level > 0; level--) {
 		uint64_t n = pm_s2_level_pages(level);
-		gfn_t base = PM_ALIGN_DOWN(gfn, n);
+		gfn_t base = PM_ALIGN_DOWN(f->gfn, n);
 		/* The backing address of `base` must be aligned like base. */
-		uint64_t backing = src->hva ? src->addr - (gfn - base) : file_index - (gfn - base);
+		uint64_t backing = (src->hva ? src->addr : slot->index) - (f->gfn - base);
 
 		if (base < slot->base_gfn || base + n > slot->base_gfn + slot->npages)
 			continue;
 		if (!PM_ALIGNED(backing, n))
 			continue;
-		if (pm_attr_mixed(&vm->attrs, gfn, level))
+		if (pm_attr_mixed(&vm->attrs, f->gfn, level))
 			continue;
 		return level;
 	}
 	return 0;
 }
 
-/* Inside an RCU read-side section: finds gfn's slot, copies it, and takes
- * a reference on its guest_memfd if the page must come from there. */
-static enum pm_fault_result fault_find_slot(struct pm_vm *vm, struct pm_fault *f,
-					    struct fault_slot *fs, struct pm_gmem **gp)
+/* The page from guest_memfd (private accesses, and every access to a
+ * gmem-only slot). The allocation, the prepare hook and the last put of
+ * the file run outside any RCU read-side section: they may block, and a
+ * last put releases the file, which waits for a grace period. */
+static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_slot_ref *slot,
+					    struct fault_source *src)
 {
-	struct pm_memslot *slot = pm_memslot_lookup(vm, f->gfn);
-	struct pm_gmem *g;
+	unsigned int order;
+	pm_pfn_t pfn;
+	int err;
 
-	*gp = NULL;
-	if (f->private_access && (!slot || !pm_memslot_has_gmem(slot))) {
-		f->err = EFAULT;
-		return PM_FAULT_MEMORY;
-	}
-	if (!slot)
-		return PM_FAULT_MMIO;
-	*fs = (struct fault_slot){ slot->base_gfn, slot->npages, slot->userspace_addr, slot->flags,
-				   slot->gmem_pgoff, slot->gmem_only };
-	if (!f->private_access && !slot->gmem_only)
-		return PM_FAULT_MAPPED;
-	g = pm_rcu_dereference(slot->gmem);
-	if (!g || !pm_gmem_tryget(g)) {
-		f->err = EFAULT;
-		return PM_FAULT_MEMORY;
-	}
-	*gp = g;
+	if (!slot->gmem)
+		return fault_exit(f, EFAULT);
+	err = pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order);
+	pm_gmem_put(slot->gmem);
+	if (err)
+		return pm_mmu_gmem_error(f, err);
+	*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order, .writable = true };
 	return PM_FAULT_MAPPED;
 }
 
-/* Looks the page up: the first half of a fault, before the race check.
- * The guest_memfd work (allocation, the prepare hook) and the last put of
- * the file run outside the RCU read-side section: they may block, and a
- * last put releases the file, which waits for a grace period. */
+/* Looks the page up: the first half of a fault, before the race check. */
 static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 					 struct fault_source *src, int *level)
 {
-	struct fault_slot fs;
-	struct pm_gmem *g;
+	struct pm_slot_ref slot;
 	enum pm_fault_result r;
-	gfn_t index = 0;
 
-	pm_rcu_read_lock();
-	r = fault_find_slot(vm, f, &fs, &g);
-	pm_rcu_read_unlock();
-	if (r != PM_FAULT_MAPPED)
-		return r;
-	if (g) {
-		unsigned int order;
-		pm_pfn_t pfn;
-		int err;
-
-		index = fs.gmem_pgoff + (f->gfn - fs.base_gfn);
-		err = pm_gmem_get_pfn(g, index, f->gfn, &pfn, &order);
-		pm_gmem_put(g);
-		if (err) {
-			f->err = err == -EHWPOISON ? EHWPOISON : EFAULT;
-			return PM_FAULT_MEMORY;
-		}
-		*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order, .writable = true };
+	if (!pm_memslot_get(vm, f->gfn, f->private_access, &slot))
+		return f->private_access ? fault_exit(f, EFAULT) : PM_FAULT_MMIO;
+	if (f->private_access && !(slot.flags & KVM_MEM_GUEST_MEMFD))
+		return fault_exit(f, EFAULT);
+	if (f->private_access || slot.gmem_only) {
+		r = fault_gmem_page(f, &slot, src);
+		if (r != PM_FAULT_MAPPED)
+			return r;
 	} else {
 		*src = (struct fault_source){
-			.addr = (fs.userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - fs.base_gfn),
-			.hva = true, .order = PM_ORDER_1G, .writable = !(fs.flags & KVM_MEM_READONLY),
+			.addr = (slot.userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot.base_gfn),
+			.hva = true, .order = PM_ORDER_1G,
+			.writable = !(slot.flags & KVM_MEM_READONLY),
 		};
 	}
-	if (f->write && !src->writable)
+	if (pm_fault_is_write(f) && !src->writable)
 		return PM_FAULT_MMIO;   /* a write to a read-only slot */
-	*level = fault_max_level(vm, &fs, f->gfn, src, index);
+	*level = fault_max_level(vm, &slot, f, src);
 	if (!src->hva && f->private_access && vm->model->private_max_level)
 		*level = PM_MIN(*level, vm->model->private_max_level(vm, src->addr, f->gfn));
 	return PM_FAULT_MAPPED;
@@ -305,7 +296,7 @@ static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault 
 	 * would set them, so the access needs no second walk to mark them. */
 	return (addr << PM_PAGE_SHIFT) | PM_PTE_EXEC | (src->writable ? PM_PTE_WRITE : 0) |
 	       (src->hva ? PM_PTE_HVA : 0) | (f->private_access ? PM_PTE_PRIVATE : 0) |
-	       PM_PTE_ACCESSED | (f->write ? PM_PTE_DIRTY : 0);
+	       PM_PTE_ACCESSED | (pm_fault_is_write(f) ? PM_PTE_DIRTY : 0);
 }
 
 /* One install: a private one goes to the model's copy of the private
@@ -313,44 +304,47 @@ static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault 
 static int fault_map(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
 {
 	if (f->private_access && vm->model->map_private)
-		return vm->model->map_private(vm, f->gfn, level, pte);
+		return vm->model->map_private(vm, f, level, pte);
 	return pm_s2_map(&vm->mmu->s2, f->gfn, level, pte);
 }
 
 /* Installs the mapping at `level` or, if smaller mappings are in the way,
- * below it. Returns the level installed, -1 if the gfn is mapped already
- * (or must be retried), -2 without memory, -3 if the VM is bugged. */
-static int fault_install(struct pm_vm *vm, const struct fault_source *src, struct pm_fault *f,
-			 int level)
+ * below it: MAPPED (f->level), RETRY when the gfn is mapped already or a
+ * concurrent change is in flight, ERROR without memory (ENOMEM) or when the
+ * model bugged the VM (EIO). */
+static enum pm_fault_result fault_install(struct pm_vm *vm, const struct fault_source *src,
+					  struct pm_fault *f, int level)
 {
 	struct pm_s2 *s2 = pm_mmu_root(vm->mmu, f->private_access);
 
 	for (; level >= 0; level--) {
 		int r = fault_map(vm, f, level, fault_pte(src, f, level));
 
-		if (r == 0)
-			return level;
-		if (r == -ENOMEM)
-			return -2;
-		if (r == -EIO)
-			return -3;
-		if (r == -EAGAIN)
-			return -1;
-		/* -EEXIST: something is there; a smaller level may still be free. */
-		uint64_t pte;
-		int l;
-
-		if (pm_s2_lookup(s2, f->gfn, &pte, &l))
-			return -1;      /* another fault mapped it */
+		switch (r) {
+		case 0:
+			f->level = level;
+			return PM_FAULT_MAPPED;
+		case -EAGAIN:
+			return PM_FAULT_RETRY;
+		case -EEXIST:
+			/* Something is there: another fault mapped the gfn, or
+			 * a smaller level may still be free. */
+			if (pm_s2_lookup(s2, f->gfn, NULL, NULL))
+				return PM_FAULT_RETRY;
+			break;
+		default:
+			PM_BUG_ON(r != -ENOMEM && r != -EIO);
+			f->err = -r;
+			return PM_FAULT_ERROR;
+		}
 	}
-	return -1;
+	return PM_FAULT_RETRY;
 }
 
-/* One attempt: PM_FAULT_MAPPED with f->level >= 0 when installed, -1 level
- * when it must be retried. */
+/* One attempt (the contract of the model's mmu_fault hook). */
 static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 {
-	struct fault_source src;
+	struct fault_source src = { 0 };
 	uint64_t snap = pm_inval_snapshot(vm);
 	enum pm_fault_result r;
 	int level = 0;
@@ -359,10 +353,8 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 
 	if (f->kind_from_attr)
 		f->private_access = attr_private;
-	if (f->private_access != attr_private) {
-		f->err = EFAULT;        /* implicit conversion request */
-		return PM_FAULT_MEMORY;
-	}
+	if (f->private_access != attr_private)
+		return fault_exit(f, EFAULT);   /* implicit conversion request */
 	r = fault_lookup(vm, f, &src, &level);
 	if (r != PM_FAULT_MAPPED)
 		return r;
@@ -371,23 +363,17 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 	gfn_t base = PM_ALIGN_DOWN(f->gfn, n);
 	unsigned int slot = pm_mmu_read_lock(vm);
 
-	if (pm_inval_retry(vm, base, base + n, snap)) {
-		f->level = -1;
-	} else {
-		f->level = fault_install(vm, &src, f, level);
-		if (f->level <= -2) {
-			pm_mmu_read_unlock(vm, slot);
-			f->err = f->level == -2 ? ENOMEM : EIO;
-			return PM_FAULT_MEMORY;
-		}
-	}
+	if (pm_inval_retry(vm, base, base + n, snap))
+		r = PM_FAULT_RETRY;
+	else
+		r = fault_install(vm, &src, f, level);
 	pm_mmu_read_unlock(vm, slot);
-	if (f->level >= 0) {
+	if (r == PM_FAULT_MAPPED) {
 		f->hva = src.hva ? (uint8_t *)(uintptr_t)(src.addr << PM_PAGE_SHIFT)
 				 : pm_pfn_to_hva(src.addr);
 		f->writable = src.writable;
 	}
-	return PM_FAULT_MAPPED;
+	return r;
 }
 
 enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
@@ -395,22 +381,28 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	struct pm_mmu *mmu = vm->mmu;
 	enum pm_fault_result r;
 
+	PM_BUG_ON(f->max_level < 0 || f->max_level > PM_FAULT_MAX_LEVEL);
 	if (f->gfn >> PM_S2_GFN_BITS)
-		return f->private_access ? (f->err = EFAULT, PM_FAULT_MEMORY) : PM_FAULT_MMIO;
+		return f->private_access ? fault_exit(f, EFAULT) : PM_FAULT_MMIO;
 	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
 	f->hva = NULL;
 	for (;;) {
 		r = vm->model->mmu_fault ? vm->model->mmu_fault(vm, f) : fault_once(vm, f);
-		if (r != PM_FAULT_MAPPED || f->level != -1)
+		if (r != PM_FAULT_RETRY)
 			break;
-		/* Raced an invalidation (or another fault): look again. */
+		/* Raced an invalidation (or another fault): look again. A
+		 * mapping found now is another fault's: MAPPED, level 0, no
+		 * hva (the caller translates). */
 		atomic_fetch_add_explicit(&mmu->retries, 1, memory_order_relaxed);
-		if (pm_mmu_translate_kind(vm, f->gfn, f->write,
-					  mmu->mirror ? &f->private_access : NULL))
+		if (pm_mmu_translate_kind(vm, f->gfn, pm_fault_is_write(f),
+					  mmu->mirror ? &f->private_access : NULL)) {
+			f->level = 0;
+			f->hva = NULL;
 			return PM_FAULT_MAPPED;
+		}
 		sched_yield();
 	}
-	if (r == PM_FAULT_MAPPED && f->level >= 0)
+	if (r == PM_FAULT_MAPPED)
 		atomic_fetch_add_explicit(&mmu->mapped[f->level], 1, memory_order_relaxed);
 	return r;
 }

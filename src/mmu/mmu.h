@@ -51,30 +51,76 @@ struct pm_mmu {
 int pm_mmu_init(struct pm_vm *vm);
 void pm_mmu_destroy(struct pm_vm *vm);
 
-/* Why a fault could not be resolved: the exit the vCPU takes. */
-enum pm_fault_result {
-	PM_FAULT_MAPPED = 0,     /* mapped (or raced: retry the access) */
-	PM_FAULT_MEMORY,         /* KVM_EXIT_MEMORY_FAULT (err: EFAULT/EHWPOISON) */
-	PM_FAULT_MMIO,           /* no memslot (shared access), or a write to a read-only slot */
+/*
+ * A fault, as KVM's struct kvm_page_fault: everything the fault path and a
+ * model's hooks need travels here, from the vCPU (or KVM_PRE_FAULT_MEMORY,
+ * or a model's build) down to the install, so no hook reads a thread-local.
+ * Make one with pm_fault_init(), which sets every limit to "none".
+ */
+enum {
+	PM_ACCESS_READ  = 0,
+	PM_ACCESS_WRITE = 1 << 0,
+	PM_ACCESS_EXEC  = 1 << 1,
 };
 
+#define PM_FAULT_MAX_LEVEL 2     /* 1G: the largest leaf the stage-2 maps */
+
 struct pm_fault {
-	gfn_t gfn;
-	bool write;
-	bool private_access;     /* the access is private (an output too, see below) */
+	/* The access (the caller's). */
+	gfn_t gfn;               /* kind bits (SNP's C-bit, TDX's shared bit) stripped */
+	unsigned int access;     /* PM_ACCESS_* */
+	unsigned int size;       /* bytes accessed (0: not an access, e.g. a pre-fault) */
+	bool private_access;     /* the access is private (an output with kind_from_attr) */
 	bool kind_from_attr;     /* the access is private exactly when the gfn's
 	                          * attribute is (software-protected and default
 	                          * VMs): the fault reads the attribute itself,
 	                          * after its snapshot, and sets private_access */
-	int err;                 /* PM_FAULT_MEMORY: EFAULT or EHWPOISON */
-	int level;               /* PM_FAULT_MAPPED: level installed */
+	int max_level;           /* the largest mapping this fault may install
+	                          * (TDX: an ACCEPT's EPT violation maps at most
+	                          * the level accepted) */
+	void *model_arg;         /* opaque, for the model's hooks (TDX: the build's
+	                          * page source, struct tdx_populate) */
+
+	/* What it found. */
+	int err;                 /* PM_FAULT_EXIT and PM_FAULT_ERROR: the errno */
+	int level;               /* PM_FAULT_MAPPED: the level installed */
 	uint8_t *hva;            /* PM_FAULT_MAPPED: the page's host address, if this
 	                          * fault installed the mapping (else NULL) */
 	bool writable;           /* ... and whether the mapping allows writes */
 };
 
+static inline struct pm_fault pm_fault_init(gfn_t gfn, unsigned int access)
+{
+	return (struct pm_fault){ .gfn = gfn, .access = access, .max_level = PM_FAULT_MAX_LEVEL };
+}
+
+static inline bool pm_fault_is_write(const struct pm_fault *f)
+{
+	return f->access & PM_ACCESS_WRITE;
+}
+
+/* How a fault ended. */
+enum pm_fault_result {
+	PM_FAULT_MAPPED,         /* a mapping covers gfn now (this fault's: level, hva) */
+	PM_FAULT_RETRY,          /* one attempt raced an invalidation or another fault:
+	                          * look again (a model's mmu_fault hook returns it;
+	                          * pm_mmu_fault retries and never returns it) */
+	PM_FAULT_EXIT,           /* KVM_EXIT_MEMORY_FAULT to the VMM, KVM_RUN fails
+	                          * with err: EFAULT (a conversion request, no
+	                          * guest_memfd) or EHWPOISON */
+	PM_FAULT_MMIO,           /* no memslot (shared access), or a write to a
+	                          * read-only slot: KVM_EXIT_MMIO */
+	PM_FAULT_ERROR,          /* KVM_RUN fails with err, no exit: ENOMEM (no memory
+	                          * for the page or a table), EIO (the VM is bugged) */
+};
+
 /* Resolves a fault; never takes an exit itself. */
 enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);
+
+/* For models' fault hooks: a guest_memfd lookup's error (pm_gmem_get_pfn)
+ * as the fault's outcome: MAPPED for 0, ERROR for ENOMEM, else the memory
+ * fault exit (EHWPOISON, or EFAULT). */
+enum pm_fault_result pm_mmu_gmem_error(struct pm_fault *f, int err);
 
 /* The host address of gfn's page for a read (or write), from the page
  * table; NULL if not mapped (or not writable). Sets ACCESSED (and DIRTY). */

@@ -327,6 +327,7 @@ struct s2_map_req {
 	uint64_t pte;
 	bool installed;
 	struct pm_s2_mc *mc;
+	const struct pm_s2_hook *hook;   /* pm_s2_map_hooked */
 };
 
 /* Errno for an install that met an occupied entry. */
@@ -372,12 +373,84 @@ static int install_table(struct pm_walk_ctx *ctx, struct pm_s2_mc *mc)
 	return pm_pte_is_table(cur, ctx->level) ? 0 : occupied_errno(cur);
 }
 
+/* ---- changes through a hook (pm_s2_map_hooked, pm_s2_split_hooked) ---- */
+
+/*
+ * Changes the entry at ctx->ptep from c->old to c->new with the hook in
+ * between: frozen while it runs, then the new value or the old one back;
+ * or, with publish_first, the new value first and the hook after (a
+ * failure leaves it). 0, the hook's error, or -EAGAIN if the entry was no
+ * longer c->old. *published: c->new is in place.
+ */
+static int hooked_change(struct pm_walk_ctx *ctx, const struct pm_s2_hook *h,
+			 const struct pm_s2_change *c, bool publish_first, bool *published)
+{
+	uint64_t cur = c->old;
+	int r;
+
+	*published = false;
+	if (!pte_cas(ctx->ptep, &cur, publish_first ? c->new : PM_PTE_FROZEN))
+		return -EAGAIN;
+	r = h->change(h->arg, c);
+	if (!publish_first)
+		atomic_store_explicit(ctx->ptep, r ? c->old : c->new, memory_order_release);
+	*published = publish_first || !r;
+	return r;
+}
+
+/* Errno for a hooked install that met entry `cur` in its way. */
+static int hooked_occupied(uint64_t cur)
+{
+	return pm_pte_frozen(cur) ? -EBUSY : -EEXIST;
+}
+
+static int hooked_install_table(struct pm_walk_ctx *ctx, const struct pm_s2_hook *h)
+{
+	struct pm_s2_change c = { .kind = PM_S2_LINK, .gfn = ctx->gfn, .level = ctx->level,
+				  .old = ctx->old };
+	bool published;
+	pm_pfn_t pfn;
+	int r;
+
+	if (!pte_empty(ctx->old))
+		return hooked_occupied(ctx->old);
+	if (table_alloc(NULL, &pfn))
+		return -ENOMEM;
+	c.new = pte_table(pfn);
+	r = hooked_change(ctx, h, &c, h->publish_first, &published);
+	if (published)
+		s2_count_table(ctx->s2, 1);
+	else
+		table_unused(NULL, pfn);
+	return r;
+}
+
+static int hooked_install_leaf(struct pm_walk_ctx *ctx, struct s2_map_req *m)
+{
+	struct pm_s2_change c = { .kind = PM_S2_SET, .gfn = ctx->gfn, .level = ctx->level,
+				  .old = ctx->old, .new = m->pte };
+	bool published;
+	int r;
+
+	if (!pte_empty(ctx->old))
+		return hooked_occupied(ctx->old);
+	r = hooked_change(ctx, m->hook, &c, m->hook->publish_first, &published);
+	if (published) {
+		s2_count_leaf(ctx->s2, ctx->level, 1);
+		m->installed = true;
+	}
+	return r;
+}
+
 static int map_visit(struct pm_walk_ctx *ctx)
 {
 	struct s2_map_req *m = ctx->arg;
 
 	if (ctx->visit == PM_WALK_TABLE_PRE)
 		return ctx->level > m->level ? 0 : -EEXIST;
+	if (m->hook)
+		return ctx->level == m->level ? hooked_install_leaf(ctx, m)
+					      : hooked_install_table(ctx, m->hook);
 	if (ctx->level == m->level)
 		return map_install_leaf(ctx, m);
 	return install_table(ctx, m->mc);
@@ -407,6 +480,26 @@ int pm_s2_map_mc(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte, struct pm
 		ret = pm_s2_walk(s2, first, first + pm_s2_level_pages(level), &w);
 	while (ret == -EAGAIN || (!ret && !m.installed));
 	return ret;
+}
+
+int pm_s2_map_hooked(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte,
+		     const struct pm_s2_hook *hook)
+{
+	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF,
+				.hook = hook };
+	struct pm_walker w = { .visit = map_visit, .arg = &m,
+			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
+	gfn_t first;
+	int ret;
+
+	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	PM_BUG_ON(pte & PM_PTE_FROZEN);
+	first = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(level));
+	/* No retry here: the hook's owner decides (a fault starts over). A
+	 * walk that ended without installing lost its path meanwhile. */
+	ret = pm_s2_walk(s2, first, first + pm_s2_level_pages(level), &w);
+	return !ret && !m.installed ? -EAGAIN : ret;
 }
 
 /* ---- split ---- */
@@ -449,6 +542,44 @@ static int split_leaf(struct pm_walk_ctx *ctx, uint64_t *cur, struct pm_s2_mc *m
 	s2_count_leaf(ctx->s2, ctx->level - 1, S2_PTRS);
 	atomic_fetch_add_explicit(&ctx->s2->splits, 1, memory_order_relaxed);
 	return 0;
+}
+
+int pm_s2_split_hooked(struct pm_walk_ctx *ctx, const struct pm_s2_hook *hook)
+{
+	struct pm_s2_change c = { .kind = PM_S2_SPLIT, .gfn = ctx->gfn, .level = ctx->level,
+				  .old = ctx->old };
+	bool published;
+	pm_pfn_t pfn;
+	int r;
+
+	PM_BUG_ON(ctx->level < 1 || !pm_pte_is_leaf(ctx->old, ctx->level));
+	if (table_alloc(NULL, &pfn))
+		return -ENOMEM;
+	split_fill(pfn, ctx->old, ctx->level - 1);
+	c.new = pte_table(pfn);
+	/* Always frozen: nobody may use the 512 new leaves before the hook
+	 * has split the hardware's entry too. */
+	r = hooked_change(ctx, hook, &c, false, &published);
+	if (!published) {
+		memset(table_ptes(pfn), 0, PM_PAGE_SIZE);
+		table_unused(NULL, pfn);
+		return r;
+	}
+	s2_count_table(ctx->s2, 1);
+	s2_count_leaf(ctx->s2, ctx->level, -1);
+	s2_count_leaf(ctx->s2, ctx->level - 1, S2_PTRS);
+	atomic_fetch_add_explicit(&ctx->s2->splits, 1, memory_order_relaxed);
+	return 0;
+}
+
+bool pm_s2_clear_leaf(struct pm_walk_ctx *ctx)
+{
+	uint64_t cur = ctx->old;
+
+	if (!pm_pte_is_leaf(cur, ctx->level) || !pte_cas(ctx->ptep, &cur, 0))
+		return false;
+	s2_count_leaf(ctx->s2, ctx->level, -1);
+	return true;
 }
 
 struct s2_split_req {

@@ -218,4 +218,55 @@ int pm_s2_update_leaves(struct pm_s2 *s2, gfn_t start, gfn_t end, uint64_t clear
  * included: see seed 004); -ENOENT if no valid leaf covers gfn. */
 int pm_s2_relax_perms(struct pm_s2 *s2, gfn_t gfn, uint64_t perms);
 
+/* ---- changes a model's hardware must hear of first (TDX's secure EPT) ----
+ *
+ * A model whose hardware keeps its own copy of a table (TDX: the S-EPT
+ * behind KVM's mirror root) changes an entry of that table in three steps,
+ * so that no other walker can act on a change the hardware has not made:
+ * freeze the entry (compare-and-exchange from the value read to
+ * PM_PTE_FROZEN), run the hook, then publish the new value, or put the old
+ * one back if the hook failed (the frozen-entry protocol). A hooked
+ * operation that meets a frozen entry stops with -EBUSY: the caller retries
+ * later, when the entry's owner has published. With publish_first (tests:
+ * the protocol switched off) a map publishes first and runs the hook after,
+ * which is the race the protocol closes (seed 003).
+ */
+enum pm_s2_change_kind {
+	PM_S2_LINK,     /* a new table under an empty entry */
+	PM_S2_SET,      /* a new leaf in an empty entry */
+	PM_S2_SPLIT,    /* a huge leaf becomes a table of 512 leaves one level down */
+};
+
+struct pm_s2_change {
+	enum pm_s2_change_kind kind;
+	gfn_t gfn;          /* the first gfn the entry covers */
+	int level;          /* the entry's level */
+	uint64_t old, new;  /* its value before and after (a table entry for LINK, SPLIT) */
+};
+
+struct pm_s2_hook {
+	/* 0: the change is published; -errno: the old value goes back (not
+	 * with publish_first) and the operation fails with it. */
+	int (*change)(void *arg, const struct pm_s2_change *c);
+	void *arg;
+	bool publish_first;
+};
+
+/* pm_s2_map, every new table (LINK) and the leaf (SET) announced through
+ * the hook. 0; -EEXIST (something valid is in the way); -EBUSY (a frozen
+ * entry is); -EAGAIN (an entry changed under the walk); -ENOMEM; or the
+ * hook's error. Never retries by itself. */
+int pm_s2_map_hooked(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte,
+		     const struct pm_s2_hook *hook);
+
+/* In a visitor: splits the huge leaf ctx->old at ctx->ptep (SPLIT through
+ * the hook, always frozen meanwhile); the walker then descends into the
+ * new table. 0; -ENOMEM; -EAGAIN (the entry changed); or the hook's error
+ * (the leaf is back). */
+int pm_s2_split_hooked(struct pm_walk_ctx *ctx, const struct pm_s2_hook *hook);
+
+/* In a visitor: clears the leaf ctx->old at ctx->ptep; false if the entry
+ * changed meanwhile. */
+bool pm_s2_clear_leaf(struct pm_walk_ctx *ctx);
+
 #endif

@@ -53,11 +53,11 @@
  *
  * Hooks for a model whose hardware keeps its own copy of the private
  * mappings (TDX's secure EPT behind KVM's mirror root, mmu->mirror):
- *  - map_private installs a private leaf in place of pm_s2_map (the generic
- *    fault path calls it under the MMU lock held shared, after the retry
- *    check): 0, -EEXIST (something is there: a smaller level may be
- *    free), -EAGAIN (a concurrent update is in flight: retry the fault),
- *    -ENOMEM, -EIO (the VM is bugged);
+ *  - map_private installs a private leaf for fault f in place of pm_s2_map
+ *    (the generic fault path calls it under the MMU lock held shared, after
+ *    the retry check; f->model_arg is the model's): 0, -EEXIST (something
+ *    is there: a smaller level may be free), -EAGAIN (a concurrent update
+ *    is in flight: retry the fault), -ENOMEM, -EIO (the VM is bugged);
  *  - vm_ioctl serves privmem's extension ioctls of the model (PMIO) on the
  *    VM handle (TDX: its test and tuning switches);
  *  - vcpu_pre_run may refuse KVM_RUN (-errno) before the VM can run;
@@ -95,7 +95,8 @@ struct pm_model_ops {
 	void (*gmem_invalidate)(pm_pfn_t start, pm_pfn_t end);
 
 	/* One attempt at a fault, with fault_once's contract (mmu.c):
-	 * PM_FAULT_MAPPED with f->level >= 0 installed, -1 to retry. */
+	 * PM_FAULT_MAPPED (f->level installed), PM_FAULT_RETRY, or how the
+	 * fault ends (EXIT, MMIO, ERROR with f->err). */
 	enum pm_fault_result (*mmu_fault)(struct pm_vm *vm, struct pm_fault *f);
 	/* The invalidation consumer (memslot/invalidate.h's zap contract). */
 	void (*inval_zap)(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
@@ -111,7 +112,7 @@ struct pm_model_ops {
 	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
-	int (*map_private)(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+	int (*map_private)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
 	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);
 	void (*vcpu_enter)(struct pm_vcpu *vcpu);
 	void (*vcpu_exit)(struct pm_vcpu *vcpu);

@@ -53,13 +53,31 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 	e->writable = writable;
 }
 
+/* KVM_RUN fails with -err and no exit to describe (ENOMEM, EIO); the
+ * access is retried when the vCPU runs again. */
+static void guest_error_exit(struct pm_vcpu *v, int err)
+{
+	v->run->exit_reason = KVM_EXIT_UNKNOWN;
+	guest_exit(v, -err, PM_STAT_EXITS_ERROR);
+}
+
+/* What the vCPU knows of the access it faults on. */
+struct guest_access_req {
+	uint64_t gpa;
+	gfn_t gfn;
+	const bool *private_access;  /* the kind from the address, or NULL: from
+	                              * the attribute (software-protected VMs) */
+	bool write;
+	unsigned int size;
+	int max_level;
+};
+
 /* The fault path, outside guest mode as on an EPT violation. Returns the
  * page's host address (and in *writable whether a TLB fill may allow
  * writes), NULL for an MMIO access, or GUEST_FAULT_LOOKUP when the mapping
  * exists but must be looked up again. */
 #define GUEST_FAULT_LOOKUP ((uint8_t *)1)
-static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bool *private_access,
-			    bool write, bool *writable)
+static uint8_t *guest_fault(struct pm_vcpu *v, const struct guest_access_req *a, bool *writable)
 {
 	struct pm_vm *vm = v->vm;
 
@@ -67,29 +85,41 @@ static uint8_t *guest_fault(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const bo
 		/* Without kind bits in the address (software-protected VMs)
 		 * an access is private exactly when the attribute says so:
 		 * the fault path reads it after its snapshot, so a racing
-		 * conversion is a retry, never an exit. */
-		struct pm_fault f = {
-			.gfn = gfn, .write = write, .kind_from_attr = !private_access,
-			.private_access = private_access && *private_access,
-		};
+		 * conversion is a retry, never an exit. The fault is made
+		 * again after an exit: what it carries (the level limit
+		 * above all) lives on the guest's stack, whichever thread
+		 * runs the vCPU next. */
+		struct pm_fault f = pm_fault_init(a->gfn, a->write ? PM_ACCESS_WRITE : PM_ACCESS_READ);
 		uint64_t gen = v->tlb_seen;
 		enum pm_fault_result r;
 
+		f.size = a->size;
+		f.max_level = a->max_level;
+		f.kind_from_attr = !a->private_access;
+		f.private_access = a->private_access && *a->private_access;
 		pm_vcpu_exit_guest_mode(v);
 		r = pm_mmu_fault(vm, &f);
 		pm_vcpu_enter_guest_mode(v);
-		if (r == PM_FAULT_MMIO)
+		switch (r) {
+		case PM_FAULT_MMIO:
 			return NULL;
-		if (r == PM_FAULT_MEMORY) {
-			guest_memory_fault_exit(v, gfn, f.private_access, f.err);
+		case PM_FAULT_EXIT:
+			guest_memory_fault_exit(v, a->gfn, f.private_access, f.err);
 			continue;
+		case PM_FAULT_ERROR:
+			guest_error_exit(v, f.err);
+			continue;
+		case PM_FAULT_MAPPED:
+			break;
+		default:
+			PM_BUG_ON(1);
 		}
 		/* The address the fault found is still good unless a shootdown
 		 * completed while we were out of guest mode; one that begins
 		 * now waits for this access, like any access in flight. */
 		if (!f.hva || v->tlb_seen != gen)
 			return GUEST_FAULT_LOOKUP;
-		*writable = f.writable && write;
+		*writable = f.writable && a->write;
 		return f.hva;
 	}
 }
@@ -131,29 +161,31 @@ static bool guest_access_check(struct pm_vcpu *v, uint64_t gpa, gfn_t gfn, const
 /* Host address of the page containing gpa, or NULL for MMIO; `check`: run
  * the model's access check on private pages (not for instructions that only
  * translate, like PVALIDATE and TDG.MEM.PAGE.ACCEPT). */
-static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write, bool check)
+static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write,
+				bool check, int max_level)
 {
 	const struct pm_model_ops *model = v->vm->model;
-	gfn_t gfn = gpa >> PM_PAGE_SHIFT;
 	bool private_access = false;
+	struct guest_access_req a = {
+		.gpa = gpa, .gfn = gpa >> PM_PAGE_SHIFT, .write = write, .size = size,
+		.max_level = max_level, .private_access = model->gpa_decode ? &private_access : NULL,
+	};
 
 	if (model->gpa_decode)
-		model->gpa_decode(v->vm, gpa, &gfn, &private_access);
+		model->gpa_decode(v->vm, gpa, &a.gfn, &private_access);
 	check = check && private_access && model->guest_access;
 	for (;;) {
-		uint8_t *hva = pm_mmu_translate_kind(v->vm, gfn, write,
-						     model->gpa_decode ? &private_access : NULL);
+		uint8_t *hva = pm_mmu_translate_kind(v->vm, a.gfn, write, a.private_access);
 		/* A read fill must not make the page look writable (the first
 		 * write walks again to set DIRTY). */
 		bool writable = write;
 
 		if (!hva) {
-			hva = guest_fault(v, gpa, gfn, model->gpa_decode ? &private_access : NULL, write,
-					  &writable);
+			hva = guest_fault(v, &a, &writable);
 			if (hva == GUEST_FAULT_LOOKUP)
 				continue;
 		}
-		if (hva && check && !guest_access_check(v, gpa, gfn, hva))
+		if (hva && check && !guest_access_check(v, gpa, a.gfn, hva))
 			continue;
 		if (hva)
 			guest_tlb_fill(v, gpa, hva, writable);
@@ -161,9 +193,9 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, bool write, boo
 	}
 }
 
-uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
+uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write, int max_level)
 {
-	uint8_t *hva = guest_page_slow(v, gpa, write, false);
+	uint8_t *hva = guest_page_slow(v, gpa, 0, write, false, max_level);
 
 	/* Not cached: the next access of the page runs the model's check. */
 	pm_vcpu_tlb_forget(v, gpa);
@@ -178,7 +210,7 @@ void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 		e->tag = ~0ULL;
 }
 
-static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
+static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write)
 {
 	const struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
@@ -187,7 +219,7 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, bool write)
 		pm_vcpu_tlb_check(v);
 	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
 		return e->hva;
-	return guest_page_slow(v, gpa, write, true);
+	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
 
 /* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes. */
@@ -228,7 +260,7 @@ static void guest_access(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, const ui
 	while (len) {
 		size_t off = gpa & (PM_PAGE_SIZE - 1);
 		size_t n = PM_MIN(len, PM_PAGE_SIZE - off);
-		uint8_t *page = guest_page(v, gpa, write);
+		uint8_t *page = guest_page(v, gpa, (unsigned int)n, write);
 		uint8_t tmp[64];
 
 		if (page && !write)
@@ -276,7 +308,7 @@ uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 	uint64_t val;
 
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
-		uint8_t *page = guest_page(v, gpa, false);
+		uint8_t *page = guest_page(v, gpa, 8, false);
 
 		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
 		 * loads acquire, stores release. Free on x86; it also gives a
@@ -294,7 +326,7 @@ void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
 	struct pm_vcpu *v = to_vcpu(g);
 
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
-		uint8_t *page = guest_page(v, gpa, true);
+		uint8_t *page = guest_page(v, gpa, 8, true);
 
 		if (page) {
 			atomic_store_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))), val,
@@ -311,7 +343,7 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 	uint8_t *page;
 
 	PM_GUEST_ASSERT(g, PM_ALIGNED(gpa, 8));
-	page = guest_page(v, gpa, true);
+	page = guest_page(v, gpa, 8, true);
 	PM_GUEST_ASSERT(g, page != NULL);       /* no atomics on MMIO */
 	return atomic_compare_exchange_strong((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
 					      expected, desired);

@@ -194,18 +194,22 @@ uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc)
 static int64_t pre_fault_one(struct pm_vcpu *vcpu, const struct kvm_pre_fault_memory *range)
 {
 	struct pm_vm *vm = vcpu->vm;
-	struct pm_fault f = { .gfn = range->gpa >> PM_PAGE_SHIFT, .kind_from_attr = true };
+	struct pm_fault f = pm_fault_init(range->gpa >> PM_PAGE_SHIFT, PM_ACCESS_READ);
 	uint64_t span, end;
 
+	f.kind_from_attr = true;
 	switch (pm_mmu_fault(vm, &f)) {
 	case PM_FAULT_MMIO:
 		return -ENOENT;
-	case PM_FAULT_MEMORY:
+	case PM_FAULT_EXIT:
+	case PM_FAULT_ERROR:
 		return -f.err;
 	case PM_FAULT_MAPPED:
 		break;
+	default:
+		PM_BUG_ON(1);
 	}
-	span = pm_s2_level_pages(f.level > 0 ? f.level : 0) << PM_PAGE_SHIFT;
+	span = pm_s2_level_pages(f.level) << PM_PAGE_SHIFT;
 	end = PM_ALIGN_DOWN(range->gpa, span) + span;
 	return (int64_t)PM_MIN(end - range->gpa, range->size);
 }

@@ -118,15 +118,16 @@ void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu);
 
 /* For models' guest_call hooks, which run in guest context (guest.c):
  *  - pm_vcpu_guest_page: the host address of gpa's page as the guest's
- *    access translates it (faulting it in, taking exits), without the
- *    model's access check and without caching it; NULL for MMIO;
+ *    access translates it (faulting it in, taking exits, mapping at most
+ *    at max_level: PM_FAULT_MAX_LEVEL for no limit), without the model's
+ *    access check and without caching it; NULL for MMIO;
  *  - pm_vcpu_tlb_forget: drop this vCPU's TLB entry of gpa's page;
  *  - pm_vcpu_map_gpa_range_exit: a KVM_HC_MAP_GPA_RANGE exit to the VMM
  *    (-KVM_ENOSYS unless enabled, -KVM_EINVAL for a bad range), returning
  *    the VMM's answer;
  *  - pm_vcpu_guest_fatal: ends the guest with KVM_EXIT_SYSTEM_EVENT of
  *    `type` (data[0] = data); KVM_RUN reports it again after. */
-uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write);
+uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int max_level);
 void pm_vcpu_tlb_forget(struct pm_vcpu *vcpu, uint64_t gpa);
 long pm_vcpu_map_gpa_range_exit(struct pm_vcpu *vcpu, uint64_t gpa, uint64_t npages, uint64_t attrs);
 _Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *vcpu, uint32_t type, uint64_t data);

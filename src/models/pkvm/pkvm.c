@@ -45,6 +45,7 @@
 #include "gmem/gmem.h"
 #include "gmem/pool.h"
 #include "kvm/vm.h"
+#include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
 #include "vcpu/vcpu.h"
@@ -223,22 +224,24 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 
 /* ---- the fault path ---- */
 
-/* Where a gfn's page lives (pm_gmem_of_gfn); every pkvm slot has a
- * guest_memfd (gmem_slots_only), so g is NULL only while its file goes. */
+/* Where a gfn's page lives (pm_memslot_get); every pkvm slot has a
+ * guest_memfd (gmem_slots_only), so ref.gmem is NULL only while its file
+ * goes. */
 struct gfn_file {
 	bool in_slot;
-	struct pm_gmem_ref ref;
+	struct pm_slot_ref ref;
 };
 
 static struct gfn_file gfn_file_get(struct pm_vm *vm, gfn_t gfn)
 {
 	struct gfn_file gf = { 0 };
 
-	gf.in_slot = pm_gmem_of_gfn(vm, gfn, &gf.ref);
+	gf.in_slot = pm_memslot_get(vm, gfn, true, &gf.ref);
 	return gf;
 }
 
-/* The guest_memfd frame of f->gfn: PM_FAULT_MAPPED and *pfn, or the exit. */
+/* The guest_memfd frame of f->gfn: PM_FAULT_MAPPED and *pfn, or how the
+ * fault ends. */
 static enum pm_fault_result fault_frame(struct pm_vm *vm, struct pm_fault *f, pm_pfn_t *pfn)
 {
 	struct gfn_file gf = gfn_file_get(vm, f->gfn);
@@ -247,32 +250,31 @@ static enum pm_fault_result fault_frame(struct pm_vm *vm, struct pm_fault *f, pm
 
 	if (!gf.in_slot)
 		return PM_FAULT_MMIO;   /* pKVM: outside memslots is MMIO */
-	if (!gf.ref.g) {
+	if (!gf.ref.gmem) {
 		f->err = EFAULT;
-		return PM_FAULT_MEMORY;
+		return PM_FAULT_EXIT;
 	}
-	err = pm_gmem_get_pfn(gf.ref.g, gf.ref.index, f->gfn, pfn, &order);
-	pm_gmem_put(gf.ref.g);
-	if (err) {
-		f->err = err == -EHWPOISON ? EHWPOISON : EFAULT;
-		return PM_FAULT_MEMORY;
-	}
-	return PM_FAULT_MAPPED;
+	err = pm_gmem_get_pfn(gf.ref.gmem, gf.ref.index, f->gfn, pfn, &order);
+	pm_gmem_put(gf.ref.gmem);
+	return pm_mmu_gmem_error(f, err);
 }
 
 /* Donation refused: another vCPU's fault mapped the gfn (retry the
  * access), or the frame is not the host's to give (a bug in the caller's
- * bookkeeping, or a hostile VMM): a memory fault exit. */
+ * bookkeeping, or a hostile VMM): a memory fault exit. No memory for the
+ * hyp's tables is ENOMEM. */
 static enum pm_fault_result donate_refused(struct pkvm_vm *pvm, struct pm_fault *f, int err)
 {
 	enum pkvm_page_state s = pkvm_guest_state(pvm, f->gfn, NULL);
 
-	if (err == -EPERM && (s == PKVM_PAGE_OWNED || s == PKVM_PAGE_SHARED_OWNED)) {
-		f->level = -1;
-		return PM_FAULT_MAPPED;
+	if (err == -EPERM && (s == PKVM_PAGE_OWNED || s == PKVM_PAGE_SHARED_OWNED))
+		return PM_FAULT_RETRY;
+	if (err == -ENOMEM) {
+		f->err = ENOMEM;
+		return PM_FAULT_ERROR;
 	}
-	f->err = err == -ENOMEM ? ENOMEM : EFAULT;
-	return PM_FAULT_MEMORY;
+	f->err = EFAULT;
+	return PM_FAULT_EXIT;
 }
 
 static enum pm_fault_result pkvm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
@@ -280,6 +282,7 @@ static enum pm_fault_result pkvm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	struct pkvm_vm *pvm = vm->model_data;
 	uint64_t snap = pm_inval_snapshot(vm);
 	enum pm_fault_result r;
+	bool raced = false;
 	unsigned int rd;
 	pm_pfn_t pfn;
 	int err = 0;
@@ -289,15 +292,14 @@ static enum pm_fault_result pkvm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 	if (r != PM_FAULT_MAPPED)
 		return r;
 	rd = pm_mmu_read_lock(vm);
-	if (pm_inval_retry(vm, f->gfn, f->gfn + 1, snap))
-		f->level = -1;
-	else
+	raced = pm_inval_retry(vm, f->gfn, f->gfn + 1, snap);
+	if (!raced)
 		err = pkvm_host_donate_guest(pvm, pfn, f->gfn);
 	pm_mmu_read_unlock(vm, rd);
 	if (err)
 		return donate_refused(pvm, f, err);
-	if (f->level == -1)
-		return PM_FAULT_MAPPED;
+	if (raced)
+		return PM_FAULT_RETRY;
 	f->level = 0;
 	f->hva = pm_pfn_to_hva(pfn);
 	f->writable = true;
@@ -313,10 +315,16 @@ static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
 	int r = pkvm_guest_share_host(pvm, gfn);
 
 	if (r == -ENOENT) {
-		struct pm_fault f = { .gfn = gfn };
+		struct pm_fault f = pm_fault_init(gfn, PM_ACCESS_WRITE);
 
-		if (pm_mmu_fault(v->vm, &f) != PM_FAULT_MAPPED)
+		switch (pm_mmu_fault(v->vm, &f)) {
+		case PM_FAULT_MAPPED:
+			break;
+		case PM_FAULT_ERROR:
+			return -f.err;
+		default:
 			return -EFAULT;
+		}
 		r = pkvm_guest_share_host(pvm, gfn);
 	}
 	return r;
@@ -332,8 +340,8 @@ static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_
 
 	while (k < n && !(r = share_one(v, pvm, gfn + k)))
 		k++;
-	if (k && gf->ref.g)
-		pm_gmem_host_remap(gf->ref.g, gf->ref.index, gf->ref.index + k);
+	if (k && gf->ref.gmem)
+		pm_gmem_host_remap(gf->ref.gmem, gf->ref.index, gf->ref.index + k);
 	return k ? (long)k : r;
 }
 
@@ -362,9 +370,9 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
 	long r;
 
-	if (!gf->ref.g)
+	if (!gf->ref.gmem)
 		return -EFAULT;
-	r = pm_gmem_host_unmap(gf->ref.g, gf->ref.index, gf->ref.index + n, unshare_locked, &c);
+	r = pm_gmem_host_unmap(gf->ref.gmem, gf->ref.index, gf->ref.index + n, unshare_locked, &c);
 	if (r == -EBUSY || (r > 0 && (uint64_t)r < n && !c.err))
 		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
 	return r;
@@ -395,8 +403,8 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 			r = -EFAULT;
 		else
 			r = share ? share_run(v, pvm, gfn, run, &gf) : unshare_run(pvm, gfn, run, &gf);
-		if (gf.ref.g)
-			pm_gmem_put(gf.ref.g);
+		if (gf.ref.gmem)
+			pm_gmem_put(gf.ref.gmem);
 		if (r <= 0)
 			break;
 		done += (uint64_t)r;

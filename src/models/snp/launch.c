@@ -27,6 +27,7 @@
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/pool.h"
+#include "memslot/memslot.h"
 #include "models/snp/rmp.h"
 #include "models/snp/snp.h"
 
@@ -103,13 +104,13 @@ static int populate_one(void *arg, pm_pfn_t pfn, gfn_t gfn)
  * *npages to the slot; NULL if gfn is in no guest_memfd slot. */
 static struct pm_gmem *launch_slot(struct pm_vm *vm, gfn_t gfn, uint64_t *npages, uint64_t *index)
 {
-	struct pm_gmem_ref ref;
+	struct pm_slot_ref ref;
 
-	if (!pm_gmem_of_gfn(vm, gfn, &ref))
+	if (!pm_memslot_get(vm, gfn, true, &ref))
 		return NULL;
 	*index = ref.index;
 	*npages = PM_MIN(*npages, ref.run);
-	return ref.g;
+	return ref.gmem;
 }
 
 /* Pages done, or -errno if none was. */

@@ -269,7 +269,7 @@ static enum pvalidate_result pvalidate_page(struct pm_vcpu *v, uint64_t gpa, boo
 	if (!(gpa & PM_SNP_C_BIT) || (size_2m && !PM_ALIGNED(gpa, RMP_PAGES_2M << PM_PAGE_SHIFT)))
 		return PVALIDATE_FAIL_INPUT;
 	for (int tries = 0;; tries++) {
-		uint8_t *hva = pm_vcpu_guest_page(v, gpa & ~(PM_PAGE_SIZE - 1), false);
+		uint8_t *hva = pm_vcpu_guest_page(v, gpa & ~(PM_PAGE_SIZE - 1), false, PM_FAULT_MAX_LEVEL);
 		gfn_t gfn = (gpa & ~PM_SNP_C_BIT) >> PM_PAGE_SHIFT;
 		pm_pfn_t pfn;
 

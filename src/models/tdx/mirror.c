@@ -3,10 +3,13 @@
  * TDX: the mirror root and its hooks into the TDX module (the design is in
  * tdx.c's header comment and docs/DESIGN.md).
  *
- * Faults change mirror entries under the MMU lock held shared with the
- * frozen-entry protocol (mirror_update): link (SEPT.ADD) and set (PAGE.ADD
- * or PAGE.AUG). Private zaps hold it exclusively and remove leaves (BLOCK,
- * TRACK and kick, REMOVE, clear) or demote 2M leaves a zap covers in part.
+ * The mirror is a pgtable.c table like any other; the module hears of every
+ * change through pgtable.c's change hooks (pm_s2_hook). Faults change
+ * mirror entries under the MMU lock held shared with the frozen-entry
+ * protocol (pm_s2_map_hooked): link (SEPT.ADD) and set (PAGE.ADD or
+ * PAGE.AUG). Private zaps hold it exclusively and remove leaves (BLOCK,
+ * TRACK and kick, REMOVE, clear) or demote 2M leaves a zap covers in part
+ * (pm_s2_split_hooked: BLOCK, TRACK and kick, DEMOTE).
  * OPERAND_BUSY: a fault restores and retries; a zap keeps vCPUs out of the
  * module, kicks them and retries once. Anything else bugs the VM; a page
  * whose removal fails is leaked and counted, and guest_memfd's free of its
@@ -16,16 +19,25 @@
 #include "gmem/pool.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"
-#include "vcpu/coro.h"
 
 /* ---- SEAMCALL results ---- */
 
+/* What a fault's change hook needs: the TD, and the build's page source
+ * when the fault is INIT_MEM_REGION's (the fault's model_arg). */
+struct mirror_fault {
+	struct tdx_vm *t;
+	struct tdx_populate *pop;
+};
+
 /* 0; -EAGAIN for OPERAND_BUSY (the caller retries); else the VM is bugged: -EIO. */
-static int seamcall_errno(struct tdx_vm *t, uint64_t err)
+static int seamcall_errno(const struct mirror_fault *mf, uint64_t err)
 {
+	struct tdx_vm *t = mf->t;
+
 	if (!err)
 		return 0;
-	tdx_tl_populate.hw_error = err;
+	if (mf->pop)
+		mf->pop->hw_error = err;
 	if (err == TDX_OPERAND_BUSY) {
 		atomic_fetch_add_explicit(&t->busy_retries, 1, memory_order_relaxed);
 		return -EAGAIN;
@@ -35,40 +47,38 @@ static int seamcall_errno(struct tdx_vm *t, uint64_t err)
 	return -EIO;
 }
 
-/* ---- the mirror hooks: link and set ---- */
+/* ---- the mirror's hooks for faults: link and set ---- */
 
-struct mirror_change {
-	gfn_t gfn;
-	int level;
-	uint64_t pte;      /* the entry's final value */
-};
-
-static int hook_link(struct tdx_vm *t, const struct mirror_change *c)
+static uint64_t change_gpa(const struct pm_s2_change *c)
 {
-	uint64_t gpa = PM_ALIGN_DOWN(c->gfn, pm_s2_level_pages(c->level)) << PM_PAGE_SHIFT;
-
-	return seamcall_errno(t, tdh_mem_sept_add(tdx_td(t), gpa, c->level));
+	return c->gfn << PM_PAGE_SHIFT;
 }
 
-static int hook_set(struct tdx_vm *t, const struct mirror_change *c)
+static int hook_link(const struct mirror_fault *mf, const struct pm_s2_change *c)
 {
-	uint64_t gpa = PM_ALIGN_DOWN(c->gfn, pm_s2_level_pages(c->level)) << PM_PAGE_SHIFT;
-	pm_pfn_t pfn = pm_pte_addr(c->pte);
+	return seamcall_errno(mf, tdh_mem_sept_add(tdx_td(mf->t), change_gpa(c), c->level));
+}
+
+static int hook_set(const struct mirror_fault *mf, const struct pm_s2_change *c)
+{
+	struct tdx_vm *t = mf->t;
+	pm_pfn_t pfn = pm_pte_addr(c->new);
 	int r;
 
 	if (atomic_load(&t->state) == TDX_STATE_RUNNABLE) {
-		r = seamcall_errno(t, tdh_mem_page_aug(tdx_td(t), gpa, c->level, pfn));
+		r = seamcall_errno(mf, tdh_mem_page_aug(tdx_td(t), change_gpa(c), c->level, pfn));
 		if (!r)
 			atomic_fetch_add_explicit(&t->page_augs, 1, memory_order_relaxed);
 		return r;
 	}
-	/* Before FINALIZE only the build adds pages (upstream returns an
-	 * error for a vCPU fault then, and vCPUs cannot run yet). */
-	if (!tdx_tl_populate.src || c->level)
+	/* Before FINALIZE only the build adds pages, 4K ones (upstream
+	 * returns an error for a vCPU fault then, and vCPUs cannot run yet;
+	 * tdx_private_max_level keeps the build's faults at 4K). */
+	if (!mf->pop || !mf->pop->src || c->level)
 		return -EIO;
-	r = seamcall_errno(t, tdh_mem_page_add(tdx_td(t), gpa, pfn, tdx_tl_populate.src));
+	r = seamcall_errno(mf, tdh_mem_page_add(tdx_td(t), change_gpa(c), pfn, mf->pop->src));
 	if (!r) {
-		tdx_tl_populate.added = true;
+		mf->pop->added = true;
 		atomic_fetch_add_explicit(&t->page_adds, 1, memory_order_relaxed);
 	}
 	return r;
@@ -83,114 +93,58 @@ void tdx_test_set_hook_pause(void (*fn)(struct pm_vm *vm, gfn_t gfn, int level))
 	atomic_store(&test_hook_pause, fn);
 }
 
-/*
- * Changes mirror entry *p from `old` to c->pte with `hook` in between:
- * frozen (the protocol), or set first and hooked after (the switch off).
- * 0, or the hook's error (-EAGAIN also when *p changed meanwhile). With the
- * protocol off a failed hook leaves the new value in place: *published.
- */
-static int mirror_update(struct tdx_vm *t, _Atomic uint64_t *p, uint64_t old,
-			 int (*hook)(struct tdx_vm *, const struct mirror_change *),
-			 const struct mirror_change *c, bool *published)
+/* The fault's pm_s2_hook: runs while the mirror entry is frozen (or, with
+ * the protocol off, after it was published). */
+static int fault_change(void *arg, const struct pm_s2_change *c)
 {
-	bool frozen = !(atomic_load_explicit(&t->flags, memory_order_relaxed) &
-			PM_TDX_NO_FROZEN_PROTOCOL);
-	int r;
-
-	*published = false;
-	if (!atomic_compare_exchange_strong(p, &old, frozen ? PM_PTE_FROZEN : c->pte))
-		return -EAGAIN;
+	const struct mirror_fault *mf = arg;
 	tdx_pause_fn pause = atomic_load_explicit(&test_hook_pause, memory_order_relaxed);
 
 	if (pause)
-		pause(t->vm, c->gfn, c->level);
-	r = hook(t, c);
-	if (frozen)
-		atomic_store_explicit(p, r ? old : c->pte, memory_order_release);
-	*published = !frozen || !r;
-	return r;
+		pause(mf->t->vm, c->gfn, c->level);
+	switch (c->kind) {
+	case PM_S2_LINK:
+		return hook_link(mf, c);
+	case PM_S2_SET:
+		return hook_set(mf, c);
+	default:
+		PM_BUG_ON(1);
+	}
 }
 
-static _Atomic uint64_t *mirror_ptes(pm_pfn_t table)
+/* model->private_max_level: PAGE.ADD is 4K only (before FINALIZE), and so
+ * is upstream (PM_TDX_NO_HUGE); otherwise 2M (1G private pages are not
+ * mapped: demotion handles 2M leaves only). */
+int tdx_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn)
 {
-	return pm_pfn_to_hva(table);
-}
+	struct tdx_vm *t = to_tdx(vm);
 
-static _Atomic uint64_t *mirror_ptep(pm_pfn_t table, gfn_t gfn, int level)
-{
-	return &mirror_ptes(table)[(gfn >> (9 * level)) & 511];
-}
-
-/* A fault that met a frozen entry retries. */
-static int met_frozen(struct tdx_vm *t)
-{
-	atomic_fetch_add_explicit(&t->frozen_retries, 1, memory_order_relaxed);
-	return -EAGAIN;
-}
-
-/* Links a new table at the empty level-`level` entry *p. */
-static int mirror_link(struct tdx_vm *t, _Atomic uint64_t *p, uint64_t old, gfn_t gfn, int level)
-{
-	struct mirror_change c = { .gfn = gfn, .level = level };
-	bool published;
-	pm_pfn_t table;
-	int r;
-
-	if (pm_pool_alloc(0, &table))
-		return -ENOMEM;
-	c.pte = PM_PTE_VALID | (table << PM_PAGE_SHIFT);
-	r = mirror_update(t, p, old, hook_link, &c, &published);
-	if (published)
-		atomic_fetch_add_explicit(&t->mirror.tables, 1, memory_order_relaxed);
-	else
-		pm_pool_free(table, 0);
-	return r;
+	if (atomic_load(&t->state) != TDX_STATE_RUNNABLE || (atomic_load(&t->flags) & PM_TDX_NO_HUGE))
+		return 0;
+	return 1;
 }
 
 /* model->map_private: the mirror's part of a private fault, under the MMU
- * lock held shared. */
-int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte)
+ * lock held shared, through pgtable.c with the frozen-entry protocol. */
+int tdx_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
 {
 	struct tdx_vm *t = to_tdx(vm);
-	struct mirror_change c = { .gfn = gfn, .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF };
-	pm_pfn_t table = t->mirror.root;
-	int max_level = tdx_tl_max_level_owner == pm_coro_current() ? tdx_tl_max_level : -1;
-	_Atomic uint64_t *p;
-	bool published;
-	uint64_t e;
+	struct mirror_fault mf = { .t = t, .pop = f->model_arg };
+	const struct pm_s2_hook hook = {
+		.change = fault_change, .arg = &mf,
+		.publish_first = atomic_load_explicit(&t->flags, memory_order_relaxed) &
+				 PM_TDX_NO_FROZEN_PROTOCOL,
+	};
 	int r;
 
 	if (!tdx_td(t) || pm_vm_is_bugged(vm))
 		return -EIO;
-	/* PAGE.ADD is 4K only; so is upstream, and PM_TDX_NO_HUGE. */
-	if (level > 0 && (atomic_load(&t->state) != TDX_STATE_RUNNABLE ||
-			  (atomic_load(&t->flags) & PM_TDX_NO_HUGE) ||
-			  (max_level >= 0 && level > max_level)))
-		return -EEXIST;
-	for (int l = PM_S2_ROOT_LEVEL; l > level; l--) {
-		p = mirror_ptep(table, gfn, l);
-		e = atomic_load_explicit(p, memory_order_acquire);
-		if (pm_pte_frozen(e))
-			return met_frozen(t);
-		if (!pm_pte_valid(e)) {
-			r = mirror_link(t, p, e, gfn, l);
-			if (r)
-				return r;
-			e = atomic_load_explicit(p, memory_order_acquire);
-		}
-		if (!pm_pte_is_table(e, l))
-			return pm_pte_frozen(e) ? met_frozen(t) : -EEXIST;
-		table = pm_pte_addr(e);
+	r = pm_s2_map_hooked(&t->mirror, f->gfn, level, pte, &hook);
+	if (r == -EBUSY) {
+		/* Met an entry another fault froze: retry the fault. */
+		atomic_fetch_add_explicit(&t->frozen_retries, 1, memory_order_relaxed);
+		return -EAGAIN;
 	}
-	p = mirror_ptep(table, gfn, level);
-	e = atomic_load_explicit(p, memory_order_acquire);
-	if (pm_pte_frozen(e))
-		return met_frozen(t);
-	if (pm_pte_valid(e))
-		return -EEXIST;
-	r = mirror_update(t, p, e, hook_set, &c, &published);
-	if (published)
-		atomic_fetch_add_explicit(&t->mirror.leaves[level], 1, memory_order_relaxed);
 	return r;
 }
 
@@ -309,63 +263,53 @@ static void hook_remove(struct tdx_vm *t, gfn_t gfn, int level, pm_pfn_t pfn)
 
 /* ---- demotion of a 2M private page ---- */
 
-/* A mirror table of 512 4K leaves for the 2M leaf `leaf`. */
-static int mirror_split_table(uint64_t leaf, pm_pfn_t *table)
-{
-	_Atomic uint64_t *ptes;
+struct mirror_demotion {
+	struct tdx_vm *t;
+	bool blocked;        /* BLOCK succeeded: a failure after it leaks the page */
+	uint64_t err;        /* the SEAMCALL that failed */
+};
 
-	if (pm_pool_alloc(0, table))
-		return -ENOMEM;
-	ptes = mirror_ptes(*table);
-	for (uint64_t i = 0; i < 512; i++)
-		atomic_init(&ptes[i], (leaf & ~PM_PTE_ADDR_MASK) |
-				      ((pm_pte_addr(leaf) + i) << PM_PAGE_SHIFT));
-	return 0;
+/* The split's pm_s2_hook (MMU lock exclusive): BLOCK, TRACK and kick,
+ * DEMOTE; the module splits its entry into 512 4K entries in their state. */
+static int demote_change(void *arg, const struct pm_s2_change *c)
+{
+	struct mirror_demotion *d = arg;
+	struct tdx_vm *t = d->t;
+	struct tdx_td *td = tdx_td(t);
+
+	d->err = ZAP_SEAMCALL(t, tdh_mem_range_block(td, change_gpa(c), c->level));
+	if (d->err)
+		return -EIO;
+	d->blocked = true;
+	tdx_track(t);
+	d->err = ZAP_SEAMCALL(t, tdh_mem_page_demote(td, change_gpa(c), c->level));
+	return d->err ? -EIO : 0;
 }
 
-/* The zap covers part of the 2M leaf at *p: BLOCK, TRACK, DEMOTE in the
- * module, then a table of 4K leaves in the mirror (the walk descends into
- * it). If the leaf cannot be blocked, the whole 2M page is removed (or
- * leaked, hook_remove); if DEMOTE fails, it is leaked. */
-static int mirror_demote(struct tdx_vm *t, _Atomic uint64_t *p, gfn_t gfn, uint64_t leaf)
+/* The zap covers part of the 2M leaf: demote it (pgtable.c puts a table of
+ * 4K leaves in its place, and the walk descends into it). If the leaf
+ * cannot be split (no table, or BLOCK failed), the whole 2M page is removed
+ * (or leaked, hook_remove); blocked and not split (DEMOTE failed, after a
+ * retry on OPERAND_BUSY), the 2M page can be neither used nor freed: leaked,
+ * with its status. */
+static void mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
 {
-	struct tdx_td *td = tdx_td(t);
-	uint64_t gpa = gfn << PM_PAGE_SHIFT, err;
-	pm_pfn_t table;
+	struct mirror_demotion d = { .t = t };
+	const struct pm_s2_hook hook = { .change = demote_change, .arg = &d };
+	pm_pfn_t pfn = pm_pte_addr(ctx->old);
 
-	if (mirror_split_table(leaf, &table))
-		goto remove;
-	err = ZAP_SEAMCALL(t, tdh_mem_range_block(td, gpa, 1));
-	if (err) {
-		pm_pool_free(table, 0);
-		goto remove;
+	if (!pm_s2_split_hooked(ctx, &hook)) {
+		atomic_fetch_add_explicit(&t->demotions, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&t->vm->mmu->splits, 1, memory_order_relaxed);
+		return;
 	}
-	tdx_track(t);
-	err = ZAP_SEAMCALL(t, tdh_mem_page_demote(td, gpa, 1));
-	if (err) {
-		/* Blocked and not split, the 2M page can be neither used nor
-		 * freed: leaked, with its status, as a failed removal is
-		 * (OPERAND_BUSY too: the zap path has retried once). */
-		pm_pool_free(table, 0);
-		atomic_store(&t->last_error, err);
-		leak_pages(t, pm_pte_addr(leaf), 1);
-		atomic_store(p, 0);
-		atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);
-		return 0;
+	PM_BUG_ON(!pm_s2_clear_leaf(ctx));   /* nothing else changes the mirror now */
+	if (d.blocked) {
+		atomic_store(&t->last_error, d.err);
+		leak_pages(t, pfn, ctx->level);
+	} else {
+		hook_remove(t, ctx->gfn, ctx->level, pfn);
 	}
-	atomic_fetch_add_explicit(&t->demotions, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->mirror.tables, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->mirror.leaves[0], 512, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->mirror.splits, 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&t->vm->mmu->splits, 1, memory_order_relaxed);
-	atomic_store_explicit(p, PM_PTE_VALID | (table << PM_PAGE_SHIFT), memory_order_release);
-	return 0;
-remove:
-	atomic_store(p, 0);
-	atomic_fetch_sub_explicit(&t->mirror.leaves[1], 1, memory_order_relaxed);
-	hook_remove(t, gfn, 1, pm_pte_addr(leaf));
-	return 0;
 }
 
 /* ---- private zaps ---- */
@@ -378,18 +322,19 @@ struct mirror_zap {
 static int mirror_zap_visit(struct pm_walk_ctx *ctx)
 {
 	struct mirror_zap *z = ctx->arg;
-	uint64_t n = pm_s2_level_pages(ctx->level), old;
+	uint64_t n = pm_s2_level_pages(ctx->level);
 
 	/* No fault holds the MMU lock: nothing is frozen. */
 	PM_BUG_ON(pm_pte_frozen(ctx->old));
 	if (!pm_pte_is_leaf(ctx->old, ctx->level))
 		return 0;
-	if (ctx->gfn < z->start || ctx->gfn + n > z->end)
-		return mirror_demote(z->t, ctx->ptep, ctx->gfn, ctx->old);
-	old = atomic_exchange(ctx->ptep, 0);
-	atomic_fetch_sub_explicit(&z->t->mirror.leaves[ctx->level], 1, memory_order_relaxed);
+	if (ctx->gfn < z->start || ctx->gfn + n > z->end) {
+		mirror_demote(z->t, ctx);
+		return 0;
+	}
+	PM_BUG_ON(!pm_s2_clear_leaf(ctx));
 	atomic_fetch_add_explicit(&z->t->vm->mmu->zapped, 1, memory_order_relaxed);
-	hook_remove(z->t, ctx->gfn, ctx->level, pm_pte_addr(old));
+	hook_remove(z->t, ctx->gfn, ctx->level, pm_pte_addr(ctx->old));
 	return 0;
 }
 

@@ -54,10 +54,6 @@
 #define SHARED_BIT_4LEVEL 47
 #define SHARED_BIT_5LEVEL 51
 
-_Thread_local struct tdx_populate tdx_tl_populate;
-_Thread_local int tdx_tl_max_level = -1;
-_Thread_local const void *tdx_tl_max_level_owner;
-
 /* ---- addresses ---- */
 
 static void tdx_gpa_decode(struct pm_vm *vm, uint64_t gpa, gfn_t *gfn, bool *private_access)
@@ -184,13 +180,19 @@ static int tdx_init_vcpu(struct pm_vcpu *vcpu, struct kvm_tdx_cmd *cmd)
 }
 
 /* The fault's result as INIT_MEM_REGION's errno. */
-static int populate_errno(enum pm_fault_result r, const struct pm_fault *f)
+static int populate_errno(enum pm_fault_result r, const struct pm_fault *f,
+			  const struct tdx_populate *pop)
 {
-	if (r == PM_FAULT_MMIO)
+	switch (r) {
+	case PM_FAULT_MMIO:
 		return -EINVAL;          /* no memslot */
-	if (r == PM_FAULT_MEMORY)
+	case PM_FAULT_EXIT:
 		return f->err == EFAULT ? -EINVAL : -f->err;
-	return tdx_tl_populate.added ? 0 : -EEXIST;
+	case PM_FAULT_ERROR:
+		return -f->err;
+	default:
+		return pop->added ? 0 : -EEXIST;
+	}
 }
 
 /* One page of the image: mapped through the mirror (the set hook runs
@@ -198,7 +200,8 @@ static int populate_errno(enum pm_fault_result r, const struct pm_fault *f)
 static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool measure,
 			 __u64 *hw_error)
 {
-	struct pm_fault f = { .gfn = gpa >> PM_PAGE_SHIFT, .write = true, .private_access = true };
+	struct pm_fault f = pm_fault_init(gpa >> PM_PAGE_SHIFT, PM_ACCESS_WRITE);
+	struct tdx_populate pop = { .src = src };
 	struct pm_vm *vm = t->vm;
 	enum pm_fault_result res;
 	bool mapped = true;
@@ -208,13 +211,14 @@ static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool m
 		return -EINVAL;
 	if (pm_mmu_translate_kind(vm, f.gfn, false, &mapped))
 		return -EEXIST;
-	tdx_tl_populate = (struct tdx_populate){ .src = src };
+	f.private_access = true;
+	f.max_level = 0;         /* PAGE.ADD is 4K */
+	f.model_arg = &pop;
 	res = pm_mmu_fault(vm, &f);
-	tdx_tl_populate.src = NULL;
-	r = populate_errno(res, &f);
+	r = populate_errno(res, &f, &pop);
 	/* A SEAMCALL that failed with OPERAND_BUSY and was retried is no
 	 * error of the ioctl: hw_error says only why it failed. */
-	*hw_error = r ? tdx_tl_populate.hw_error : 0;
+	*hw_error = r ? pop.hw_error : 0;
 	for (int c = 0; !r && measure && c < 16; c++) {
 		*hw_error = tdh_mr_extend(tdx_td(t), gpa + c * 256);
 		r = *hw_error ? -EIO : 0;
@@ -478,6 +482,8 @@ const struct pm_model_ops pm_model_tdx = {
 	.vcpu_mem_enc_op = tdx_vcpu_mem_enc_op,
 	.get_measurement = tdx_get_measurement,
 	.map_private = tdx_map_private,
+	.private_max_level = tdx_private_max_level,
+	.guest_call = tdx_guest_call,
 	.vcpu_pre_run = tdx_vcpu_pre_run,
 	.vcpu_enter = tdx_vcpu_enter,
 	.vcpu_exit = tdx_vcpu_exit,

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <privmem/privmem.h>
 #include "kvm/vm.h"
+#include "mmu/mmu.h"
 #include "mmu/pgtable.h"
 #include "models/tdx/module.h"
 
@@ -55,24 +56,26 @@ static inline struct tdx_td *tdx_td(struct tdx_vm *t)
 	return atomic_load_explicit(&t->td, memory_order_acquire);
 }
 
-/* The mirror (mirror.c): model->map_private, the invalidation consumer, and
- * model->gmem_hold. */
-int tdx_map_private(struct pm_vm *vm, gfn_t gfn, int level, uint64_t pte);
+/* The mirror (mirror.c): model->map_private, model->private_max_level, the
+ * invalidation consumer, and model->gmem_hold. */
+int tdx_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
+int tdx_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn);
 void tdx_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 		   enum pm_inval_cause cause, void *ctx);
 bool tdx_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
 
-/* The build's page being added: INIT_MEM_REGION sets src around its fault,
- * on its own thread; the set hook does PAGE.ADD from it and says so. */
+/* The build's page being added: INIT_MEM_REGION's fault carries it (the
+ * fault's model_arg); the set hook does PAGE.ADD from src and says so. */
 struct tdx_populate {
 	const void *src;
 	bool added;
 	uint64_t hw_error;         /* the last failed SEAMCALL's status */
 };
-extern _Thread_local struct tdx_populate tdx_tl_populate;
 
-/* Guest side (tdx_guest.c): the pending-page check before a TLB fill. */
+/* Guest side (tdx_guest.c): the pending-page check before a TLB fill, and
+ * the guest's TDCALLs (model->guest_call). */
 int tdx_guest_access(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
+long tdx_guest_call(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 
 /* A TD's statistics (PM_KVM_GET_MODEL_STATS gives them by name). */
 struct tdx_stats {
@@ -90,15 +93,6 @@ struct tdx_stats {
 	uint64_t last_error;         /* the SEAMCALL status that bugged the VM, or 0 */
 };
 void tdx_vm_stats(struct pm_vm *vm, struct tdx_stats *st);
-
-/* The largest level the calling thread's next private fault may map (an
- * ACCEPT's EPT violation maps at most the level accepted); -1: any. It
- * binds only the code that set it, the coroutine (vCPU) tdx_tl_max_level_owner
- * or plain thread code (NULL): a vCPU whose fault exits to the VMM (an
- * implicit conversion) leaves the thread, and the limit must not cap the
- * VMM's or another vCPU's faults on it meanwhile. */
-extern _Thread_local int tdx_tl_max_level;
-extern _Thread_local const void *tdx_tl_max_level_owner;
 
 /* Tests: fn runs between a mirror entry's first change and its hook. */
 void tdx_test_set_hook_pause(void (*fn)(struct pm_vm *vm, gfn_t gfn, int level));

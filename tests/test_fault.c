@@ -465,6 +465,68 @@ static void test_guest_fault_with_the_pool_exhausted_is_enomem(void **state)
 	pm_kvm_close(kvm);
 }
 
+/* A shared access whose page the VMM's memory does not back the way the
+ * access needs (address 0, unmapped, PROT_NONE, read-only for a write)
+ * fails KVM_RUN with EFAULT and a memory-fault exit, as KVM's
+ * get_user_pages failure does; it neither loops nor crashes, and the access
+ * completes once the VMM maps the memory. */
+static void expect_efault_exit(struct vmm *m, uint64_t gpa)
+{
+	errno = 0;
+	assert_int_equal(pm_kvm_ioctl(m->vcpu[0], KVM_RUN, 0), -1);
+	assert_int_equal(errno, EFAULT);
+	assert_int_equal(m->run[0]->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	assert_int_equal(m->run[0]->memory_fault.gpa, gpa);
+	assert_int_equal(m->run[0]->memory_fault.flags, 0);
+}
+
+static void test_bad_host_addresses_are_efault_exits(void **state)
+{
+	struct touch_list t = { .gpa = { 0, 2 * MIB, 4 * MIB, 6 * MIB }, .n = 4 };
+	uint8_t *mem = mmap(NULL, 8 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = 2 * MIB };
+	struct vmm m;
+
+	assert_true(mem != MAP_FAILED);
+	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
+	/* Slot 0: userspace_addr 0. */
+	assert_int_equal(pm_kvm_ioctl(m.vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	/* Slot 1: memory that is gone; 2: PROT_NONE; 3: read-only. */
+	assert_int_equal(munmap(mem + 2 * MIB, 2 * MIB), 0);
+	assert_int_equal(mprotect(mem + 4 * MIB, 2 * MIB, PROT_NONE), 0);
+	assert_int_equal(mprotect(mem + 6 * MIB, 2 * MIB, PROT_READ), 0);
+	for (uint32_t i = 1; i < 4; i++) {
+		r.slot = i;
+		r.guest_phys_addr = 2 * MIB * i;
+		r.userspace_addr = (uintptr_t)mem + 2 * MIB * i;
+		assert_int_equal(pm_kvm_ioctl(m.vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	}
+	vmm_guest(&m, 0, guest_touch, &t);
+	expect_efault_exit(&m, 0);
+	expect_efault_exit(&m, 0);             /* again: nothing changed */
+	r.slot = 0;
+	r.guest_phys_addr = 0;
+	r.memory_size = 0;
+	assert_int_equal(pm_kvm_ioctl(m.vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	r.memory_size = 2 * MIB;
+	r.userspace_addr = (uintptr_t)mem;
+	assert_int_equal(pm_kvm_ioctl(m.vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	assert_int_equal(expect_sync(&m, 0), 0);
+	expect_efault_exit(&m, 2 * MIB);
+	assert_true(mmap(mem + 2 * MIB, 2 * MIB, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED);
+	assert_int_equal(expect_sync(&m, 0), 1);
+	expect_efault_exit(&m, 4 * MIB);
+	assert_int_equal(mprotect(mem + 4 * MIB, 2 * MIB, PROT_READ | PROT_WRITE), 0);
+	assert_int_equal(expect_sync(&m, 0), 2);
+	expect_efault_exit(&m, 6 * MIB);        /* a write to read-only memory */
+	assert_int_equal(mprotect(mem + 6 * MIB, 2 * MIB, PROT_READ | PROT_WRITE), 0);
+	assert_int_equal(expect_sync(&m, 0), 3);
+	expect_done(&m, 0);
+	vmm_destroy(&m);
+	munmap(mem, 8 * MIB);
+}
+
 static void test_private_fault_on_no_huge_guest_memfd_maps_4k(void **state)
 {
 	struct touch_list t = { .gpa = { GIB, GIB + 2 * MIB + 7 * PAGE, GIB + PAGE }, .n = 3 };
@@ -1323,6 +1385,7 @@ int main(void)
 		cmocka_unit_test(test_private_fault_on_no_huge_guest_memfd_maps_4k),
 		cmocka_unit_test(test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page),
 		cmocka_unit_test(test_guest_fault_with_the_pool_exhausted_is_enomem),
+		cmocka_unit_test(test_bad_host_addresses_are_efault_exits),
 		cmocka_unit_test(test_slot_misaligned_with_its_file_or_smaller_than_the_huge_page_maps_4k),
 		cmocka_unit_test(test_mixed_2m_range_maps_its_private_pages_4k),
 		cmocka_unit_test(test_converting_one_page_splits_the_2m_mapping_and_keeps_the_rest),

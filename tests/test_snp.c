@@ -258,6 +258,22 @@ static void test_launch_update_errors(void **state)
 	u.gfn_start = 16;
 	u.uaddr = 0;
 	assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EFAULT);
+	{
+		/* A source the VMM has not mapped, or cannot read: EFAULT,
+		 * as copy_from_user, not a crash; nothing populated. */
+		uint8_t *gone = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		assert_true(gone != MAP_FAILED);
+		assert_int_equal(mprotect(gone + PAGE, PAGE, PROT_NONE), 0);
+		assert_int_equal(munmap(gone, PAGE), 0);
+		u.uaddr = (uintptr_t)gone;
+		assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EFAULT);
+		u.uaddr = (uintptr_t)gone + PAGE;
+		assert_fails(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), EFAULT);
+		assert_int_equal(u.len, PAGE);
+		munmap(gone + PAGE, PAGE);
+	}
 	u.uaddr = (uintptr_t)src;
 	assert_int_equal(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &u, NULL), 0);
 	assert_int_equal(u.len, 0);

@@ -388,6 +388,34 @@ static void busy_once_pause(struct pm_vm *vm, gfn_t gfn, int level)
 	}
 }
 
+/* A source the VMM has not mapped, or cannot read, is EFAULT (KVM's
+ * get_user_pages fails there), not a crash; nothing is added. */
+static void test_build_from_an_unmapped_source_is_efault(void **state)
+{
+	struct kvm_tdx_init_mem_region r = { .gpa = GPA, .nr_pages = 1 };
+	struct vmm m;
+	uint8_t *gone;
+
+	vmm_create(&m, 48);   /* first: its own mappings must not fill the hole below */
+	gone = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(gone != MAP_FAILED);
+	assert_int_equal(mprotect(gone + PAGE, PAGE, PROT_NONE), 0);
+	assert_int_equal(munmap(gone, PAGE), 0);
+	r.source_addr = (uintptr_t)gone;
+	assert_fails(tdx_cmd(m.vcpu, KVM_TDX_INIT_MEM_REGION, 0, &r, NULL), EFAULT);
+	r.source_addr = (uintptr_t)gone + PAGE;
+	assert_fails(tdx_cmd(m.vcpu, KVM_TDX_INIT_MEM_REGION, 0, &r, NULL), EFAULT);
+	assert_int_equal(r.nr_pages, 1);
+	assert_int_equal(tdx_stats(&m).page_adds, 0);
+	/* The same page from a readable source goes in. */
+	fill_image();
+	r.source_addr = (uintptr_t)image[0];
+	assert_int_equal(tdx_cmd(m.vcpu, KVM_TDX_INIT_MEM_REGION, 0, &r, NULL), 0);
+	assert_int_equal(tdx_stats(&m).page_adds, 1);
+	vmm_destroy(&m);
+	munmap(gone + PAGE, PAGE);
+}
+
 static void test_build_retried_after_busy_reports_no_hw_error(void **state)
 {
 	uint64_t src = (uint64_t)(uintptr_t)image[0], hw = ~0ULL;
@@ -1368,6 +1396,7 @@ int main(void)
 		T(test_init_vm_errors_and_the_shared_bit),
 		T(test_measured_build_and_its_errors),
 		T(test_build_retried_after_busy_reports_no_hw_error),
+		T(test_build_from_an_unmapped_source_is_efault),
 		T(test_accept_4k_then_use),
 		T(test_accept_2m_maps_one_2m_page),
 		T(test_accept_2m_without_huge_pages_falls_back_to_4k),

@@ -78,6 +78,11 @@ static inline long pm_ref_read(pm_refcount_t *r)
 	return atomic_load_explicit(&r->n, memory_order_relaxed);
 }
 
+/* copy_from_user: copies n bytes from a host address the VMM gave, without
+ * trusting it: 0, or -EFAULT (dst then holds anything) where a byte is not
+ * readable, instead of crashing the process. One system call. */
+int pm_copy_from_user(void *dst, const void *src, size_t n);
+
 /* Allocation that zeroes; aborts only on impossible sizes, returns NULL on ENOMEM. */
 static inline void *pm_zalloc(size_t n) { return calloc(1, n); }
 

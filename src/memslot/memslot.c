@@ -4,6 +4,7 @@
  * request with several faults gets the errno Linux gives), then a
  * copy-on-update of the RCU-published slot array.
  */
+#include <sys/mman.h>
 #include <privmem/kvm.h>
 #include "gmem/gmem.h"
 #include "kvm/vm.h"
@@ -84,6 +85,70 @@ struct pm_memslot *pm_memslot_lookup(struct pm_vm *vm, gfn_t gfn)
 	return gfn - s->base_gfn < s->npages ? s : NULL;
 }
 
+/* ---- the VMM's memory behind a slot ---- */
+
+static uint64_t memslot_block(const struct pm_memslot *slot, gfn_t gfn)
+{
+	return (gfn >> 9) - (slot->base_gfn >> 9);
+}
+
+static uint64_t memslot_nr_blocks(const struct pm_memslot *slot)
+{
+	return memslot_block(slot, slot->base_gfn + slot->npages - 1) + 1;
+}
+
+static bool memslot_block_checked(const struct pm_memslot *slot, gfn_t gfn)
+{
+	uint64_t b = memslot_block(slot, gfn);
+
+	return atomic_load_explicit(&slot->hva_checked[b / 64], memory_order_relaxed) &
+	       (1ULL << (b % 64));
+}
+
+/* Faults [first, end) of the slot's userspace memory in for the access the
+ * stage-2 will allow. */
+static bool memslot_populate(const struct pm_memslot *slot, gfn_t first, gfn_t end)
+{
+	uint64_t hva = slot->userspace_addr + ((first - slot->base_gfn) << PM_PAGE_SHIFT);
+	int advice = slot->flags & KVM_MEM_READONLY ? MADV_POPULATE_READ : MADV_POPULATE_WRITE;
+
+	if (hva < PM_PAGE_SIZE)
+		return false;
+	return madvise((void *)(uintptr_t)hva, (end - first) << PM_PAGE_SHIFT, advice) == 0;
+}
+
+int pm_memslot_check_hva(struct pm_vm *vm, gfn_t gfn, int *max_level)
+{
+	struct pm_memslot *slot;
+	int r = 0;
+
+	pm_rcu_read_lock();
+	slot = pm_memslot_lookup(vm, gfn);
+	if (!slot) {
+		r = -ENOENT;
+	} else if (memslot_block_checked(slot, gfn)) {
+		*max_level = 1;
+	} else {
+		gfn_t first = PM_MAX(PM_ALIGN_DOWN(gfn, 512), slot->base_gfn);
+		gfn_t end = PM_MIN(PM_ALIGN_DOWN(gfn, 512) + 512, slot->base_gfn + slot->npages);
+		uint64_t b = memslot_block(slot, gfn);
+
+		/* Inside the read-side section, as KVM holds its SRCU across
+		 * get_user_pages: a slot deletion waits for the populate. */
+		if (memslot_populate(slot, first, end)) {
+			atomic_fetch_or_explicit(&slot->hva_checked[b / 64], 1ULL << (b % 64),
+						 memory_order_relaxed);
+			*max_level = 1;
+		} else if (memslot_populate(slot, gfn, gfn + 1)) {
+			*max_level = 0;
+		} else {
+			r = -EFAULT;
+		}
+	}
+	pm_rcu_read_unlock();
+	return r;
+}
+
 bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_slot_ref *ref)
 {
 	struct pm_memslot *slot;
@@ -101,6 +166,8 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
 		};
 		if ((private_page || slot->gmem_only) && pm_memslot_has_gmem(slot))
 			g = pm_rcu_dereference(slot->gmem);
+		else
+			ref->hva_block_checked = memslot_block_checked(slot, gfn);
 		ref->gmem = g && pm_gmem_tryget(g) ? g : NULL;
 	}
 	pm_rcu_read_unlock();
@@ -171,6 +238,7 @@ static void memslot_free(struct pm_memslot *slot)
 {
 	if (pm_memslot_has_gmem(slot))
 		pm_gmem_unbind(slot);
+	free(slot->hva_checked);
 	free(slot);
 }
 
@@ -248,6 +316,11 @@ static struct pm_memslot *memslot_new(const struct kvm_userspace_memory_region2 
 	s->base_gfn = mem->guest_phys_addr >> PM_PAGE_SHIFT;
 	s->npages = mem->memory_size >> PM_PAGE_SHIFT;
 	s->userspace_addr = mem->userspace_addr;
+	s->hva_checked = calloc((memslot_nr_blocks(s) + 63) / 64, sizeof(s->hva_checked[0]));
+	if (!s->hva_checked) {
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
@@ -291,6 +364,7 @@ out_unbind:
 	if (mem->flags & KVM_MEM_GUEST_MEMFD)
 		pm_gmem_unbind(new);
 out_free:
+	free(new->hva_checked);
 	free(new);
 	return r;
 }

@@ -33,6 +33,10 @@ struct pm_memslot {
 	struct pm_gmem *_Atomic gmem;      /* RCU; NULL once the file is released */
 	uint64_t gmem_pgoff;               /* file page of base_gfn */
 	bool gmem_only;                    /* shared faults served by guest_memfd */
+	_Atomic uint64_t *hva_checked;     /* one bit per 2M gfn block the slot touches:
+	                                    * the VMM's memory behind it passed
+	                                    * pm_memslot_check_hva; set once, never
+	                                    * cleared (atomic) */
 };
 
 struct pm_memslots {
@@ -72,10 +76,26 @@ struct pm_slot_ref {
 	struct pm_gmem *gmem;              /* referenced, or NULL */
 	uint64_t index;                    /* gfn's page in the file */
 	uint64_t run;                      /* pages from gfn to the slot's end */
+	bool hva_block_checked;            /* gfn's 2M block of the VMM's memory is
+	                                    * known to be mapped (pm_memslot_check_hva) */
 };
 
 /* false if no slot holds gfn. Takes no lock; may run in any context. */
 bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_slot_ref *ref);
+
+/*
+ * The VMM's memory behind gfn (the slot's userspace_addr) is checked before
+ * the stage-2 maps it, the way a user-space program can: MADV_POPULATE_WRITE
+ * (MADV_POPULATE_READ for a read-only slot) faults the pages in as the
+ * guest's access would, and fails where nothing is mapped or the mapping
+ * does not allow the access (KVM's get_user_pages fails there too). The 2M
+ * block around gfn (within the slot) is tried first: if it passes it is
+ * remembered in the slot and may be mapped 2M (*max_level 1); otherwise
+ * only gfn's page is tried (*max_level 0, nothing remembered). 0, or
+ * -EFAULT (the access must fail: a memory-fault exit), -ENOENT (no slot).
+ * Page 0 is refused: a host address of 0 is never the VMM's memory.
+ */
+int pm_memslot_check_hva(struct pm_vm *vm, gfn_t gfn, int *max_level);
 
 /* Deletes every slot (VM destruction). */
 void pm_memslots_destroy(struct pm_vm *vm);

@@ -257,6 +257,24 @@ static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_
 	return PM_FAULT_MAPPED;
 }
 
+/* The page from the VMM's memory (the slot's userspace_addr), once it is
+ * known to be mapped for the access (pm_memslot_check_hva): at most 2M, as
+ * the host maps anonymous memory with transparent huge pages. */
+static enum pm_fault_result fault_hva_page(struct pm_vm *vm, struct pm_fault *f,
+					   const struct pm_slot_ref *slot, struct fault_source *src)
+{
+	int level = 1;
+
+	if (!slot->hva_block_checked && pm_memslot_check_hva(vm, f->gfn, &level))
+		return fault_exit(f, EFAULT);
+	*src = (struct fault_source){
+		.addr = (slot->userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot->base_gfn),
+		.hva = true, .order = level ? PM_ORDER_2M : 0,
+		.writable = !(slot->flags & KVM_MEM_READONLY),
+	};
+	return PM_FAULT_MAPPED;
+}
+
 /* Looks the page up: the first half of a fault, before the race check. */
 static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 					 struct fault_source *src, int *level)
@@ -273,11 +291,9 @@ static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 		if (r != PM_FAULT_MAPPED)
 			return r;
 	} else {
-		*src = (struct fault_source){
-			.addr = (slot.userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot.base_gfn),
-			.hva = true, .order = PM_ORDER_1G,
-			.writable = !(slot.flags & KVM_MEM_READONLY),
-		};
+		r = fault_hva_page(vm, f, &slot, src);
+		if (r != PM_FAULT_MAPPED)
+			return r;
 	}
 	if (pm_fault_is_write(f) && !src->writable)
 		return PM_FAULT_MMIO;   /* a write to a read-only slot */
@@ -386,10 +402,15 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 		return f->private_access ? fault_exit(f, EFAULT) : PM_FAULT_MMIO;
 	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
 	f->hva = NULL;
-	for (;;) {
+	for (unsigned int attempt = 0;; attempt++) {
 		r = vm->model->mmu_fault ? vm->model->mmu_fault(vm, f) : fault_once(vm, f);
 		if (r != PM_FAULT_RETRY)
 			break;
+		/* Still racing after many attempts (a TDX module answering
+		 * OPERAND_BUSY again and again): the caller decides, after
+		 * checking whether the VMM wants the vCPU back. */
+		if (attempt == PM_FAULT_ATTEMPTS)
+			return PM_FAULT_RETRY;
 		/* Raced an invalidation (or another fault): look again. A
 		 * mapping found now is another fault's: MAPPED, level 0, no
 		 * hva (the caller translates). */

@@ -102,9 +102,11 @@ static inline bool pm_fault_is_write(const struct pm_fault *f)
 /* How a fault ended. */
 enum pm_fault_result {
 	PM_FAULT_MAPPED,         /* a mapping covers gfn now (this fault's: level, hva) */
-	PM_FAULT_RETRY,          /* one attempt raced an invalidation or another fault:
+	PM_FAULT_RETRY,          /* an attempt raced an invalidation or another fault:
 	                          * look again (a model's mmu_fault hook returns it;
-	                          * pm_mmu_fault retries and never returns it) */
+	                          * pm_mmu_fault retries, and returns it only after
+	                          * PM_FAULT_ATTEMPTS attempts: the caller checks for
+	                          * a kick (a signal) and faults again) */
 	PM_FAULT_EXIT,           /* KVM_EXIT_MEMORY_FAULT to the VMM, KVM_RUN fails
 	                          * with err: EFAULT (a conversion request, no
 	                          * guest_memfd) or EHWPOISON */
@@ -113,6 +115,8 @@ enum pm_fault_result {
 	PM_FAULT_ERROR,          /* KVM_RUN fails with err, no exit: ENOMEM (no memory
 	                          * for the page or a table), EIO (the VM is bugged) */
 };
+
+#define PM_FAULT_ATTEMPTS 256
 
 /* Resolves a fault; never takes an exit itself. */
 enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);

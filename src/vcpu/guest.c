@@ -61,6 +61,14 @@ static void guest_error_exit(struct pm_vcpu *v, int err)
 	guest_exit(v, -err, PM_STAT_EXITS_ERROR);
 }
 
+/* A signal (the VMM's kick) interrupted the vCPU: KVM_EXIT_INTR, EINTR. */
+static void guest_intr_exit(struct pm_vcpu *v)
+{
+	v->event_pending = true;
+	v->run->exit_reason = KVM_EXIT_INTR;
+	guest_exit(v, -EINTR, PM_STAT_EXITS_INTR);
+}
+
 /* What the vCPU knows of the access it faults on. */
 struct guest_access_req {
 	uint64_t gpa;
@@ -108,6 +116,11 @@ static uint8_t *guest_fault(struct pm_vcpu *v, const struct guest_access_req *a,
 			continue;
 		case PM_FAULT_ERROR:
 			guest_error_exit(v, f.err);
+			continue;
+		case PM_FAULT_RETRY:
+			/* As KVM re-entering the guest: a kick ends KVM_RUN. */
+			if (pm_vcpu_signal_pending())
+				guest_intr_exit(v);
 			continue;
 		case PM_FAULT_MAPPED:
 			break;

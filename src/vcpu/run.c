@@ -204,6 +204,8 @@ static int64_t pre_fault_one(struct pm_vcpu *vcpu, const struct kvm_pre_fault_me
 	case PM_FAULT_EXIT:
 	case PM_FAULT_ERROR:
 		return -f.err;
+	case PM_FAULT_RETRY:
+		return 0;               /* no progress: the caller checks for a signal */
 	case PM_FAULT_MAPPED:
 		break;
 	default:

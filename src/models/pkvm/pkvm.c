@@ -317,7 +317,11 @@ static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
 	if (r == -ENOENT) {
 		struct pm_fault f = pm_fault_init(gfn, PM_ACCESS_WRITE);
 
-		switch (pm_mmu_fault(v->vm, &f)) {
+		enum pm_fault_result fr;
+
+		while ((fr = pm_mmu_fault(v->vm, &f)) == PM_FAULT_RETRY)
+			sched_yield();
+		switch (fr) {
 		case PM_FAULT_MAPPED:
 			break;
 		case PM_FAULT_ERROR:

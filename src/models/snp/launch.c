@@ -65,7 +65,8 @@ static bool launch_type_ok(uint8_t type)
 /* What populating one page needs (sev_gmem_post_populate's arguments). */
 struct populate_arg {
 	struct snp_vm *s;
-	const uint8_t *src;     /* this page's source; NULL for ZERO */
+	const uint8_t *src;     /* this page's source (the VMM's, unchecked); NULL for ZERO */
+	uint8_t *bounce;        /* a page the source is copied into first */
 	uint8_t type;
 	uint32_t fw_error;
 };
@@ -82,9 +83,13 @@ static int populate_one(void *arg, pm_pfn_t pfn, gfn_t gfn)
 	if (rmp_is_assigned(rmp_effective(pfn)))
 		return -EINVAL;
 	if (a->src) {
+		/* copy_from_user: a source the VMM does not have mapped is
+		 * EFAULT, and the frame is written only with a whole page. */
+		if (pm_copy_from_user(a->bounce, a->src, PM_PAGE_SIZE))
+			return -EFAULT;
 		if (pm_host_access(pfn, 1, true))
 			return -EFAULT;
-		memcpy(pm_pfn_to_hva(pfn), a->src, PM_PAGE_SIZE);
+		memcpy(pm_pfn_to_hva(pfn), a->bounce, PM_PAGE_SIZE);
 	}
 	if (rmp_update(pfn, &priv) != RMP_OK)
 		return -EINVAL;
@@ -117,7 +122,8 @@ static struct pm_gmem *launch_slot(struct pm_vm *vm, gfn_t gfn, uint64_t *npages
 static long launch_populate(struct snp_vm *s, const struct kvm_sev_snp_launch_update *p,
 			    uint64_t npages, uint32_t *fw_error)
 {
-	struct populate_arg a = { .s = s, .type = p->type };
+	uint8_t bounce[PM_PAGE_SIZE];
+	struct populate_arg a = { .s = s, .type = p->type, .bounce = bounce };
 	uint64_t index, done = 0;
 	struct pm_gmem *g = launch_slot(s->vm, p->gfn_start, &npages, &index);
 	int r = 0;

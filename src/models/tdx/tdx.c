@@ -201,7 +201,8 @@ static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool m
 			 __u64 *hw_error)
 {
 	struct pm_fault f = pm_fault_init(gpa >> PM_PAGE_SHIFT, PM_ACCESS_WRITE);
-	struct tdx_populate pop = { .src = src };
+	uint8_t page[PM_PAGE_SIZE];
+	struct tdx_populate pop = { .src = page };
 	struct pm_vm *vm = t->vm;
 	enum pm_fault_result res;
 	bool mapped = true;
@@ -211,10 +212,16 @@ static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool m
 		return -EINVAL;
 	if (pm_mmu_translate_kind(vm, f.gfn, false, &mapped))
 		return -EEXIST;
+	/* The source as KVM's get_user_pages would take it: EFAULT where the
+	 * VMM has nothing readable. */
+	if (pm_copy_from_user(page, src, PM_PAGE_SIZE))
+		return -EFAULT;
 	f.private_access = true;
 	f.max_level = 0;         /* PAGE.ADD is 4K */
 	f.model_arg = &pop;
-	res = pm_mmu_fault(vm, &f);
+	while ((res = pm_mmu_fault(vm, &f)) == PM_FAULT_RETRY)
+		if (pm_vcpu_signal_pending())
+			return -EINTR;
 	r = populate_errno(res, &f, &pop);
 	/* A SEAMCALL that failed with OPERAND_BUSY and was retried is no
 	 * error of the ioctl: hw_error says only why it failed. */

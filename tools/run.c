@@ -621,55 +621,90 @@ struct report {
 	struct vmm *m;
 	struct pm_vm_stats vs;
 	struct pm_pool_stats ps;
-	/* pKVM: the hyp's statistics at the start, just before teardown and after */
+	/* pKVM: the hyp's statistics at the start, just before teardown and
+	 * after (PM_KVM_GET_MODEL_STATS on the system handle, named by the hyp) */
 	bool pkvm;
-	struct pm_pkvm_stats pk_start, pk_run_end, pk_end;
+	struct pm_model_stats pk_start, pk_run_end, pk_end;
 	double elapsed;
-	uint64_t passed[CK_NR], failed[CK_NR], total_failed, total_passed;
+	uint64_t passed[CK_NR], failed[CK_NR], total_passed, total_failed;
 	int run_result;
 };
 
-static const char *const pkvm_transition_names[PM_PKVM_NR_TRANSITIONS] = {
-	"host_share_hyp", "host_unshare_hyp", "host_donate_hyp", "hyp_donate_host",
-	"host_share_guest", "host_unshare_guest", "host_donate_guest", "guest_share_host",
-	"guest_unshare_host", "host_reclaim_page_guest", "relax_perms",
-};
-
-static uint64_t pk_delta(const struct report *r, int t, bool refused)
+static void pkvm_stats(int sys, struct pm_model_stats *st)
 {
-	return (uint64_t)(refused ? r->pk_end.refused[t] - r->pk_start.refused[t]
-				  : r->pk_end.done[t] - r->pk_start.done[t]);
+	*st = (struct pm_model_stats){ .vm_type = PM_VM_TYPE_PKVM };
+	pm_kvm_ioctl(sys, PM_KVM_GET_MODEL_STATS, st);
+}
+
+static uint64_t pk_delta(const struct report *r, const char *name)
+{
+	return vmm_model_stat(&r->pk_end, name) - vmm_model_stat(&r->pk_start, name);
+}
+
+/* The hyp's transitions are the counters that have a <name>_refused. */
+static bool pk_is_transition(const struct report *r, const char *name)
+{
+	char refused[sizeof(r->pk_end.v[0].name) + 8];
+
+	snprintf(refused, sizeof(refused), "%s_refused", name);
+	for (unsigned int i = 0; i < r->pk_end.nr; i++)
+		if (!strcmp(r->pk_end.v[i].name, refused))
+			return true;
+	return false;
+}
+
+static uint64_t pk_refused(const struct report *r, const char *name)
+{
+	char refused[sizeof(r->pk_end.v[0].name) + 8];
+
+	snprintf(refused, sizeof(refused), "%s_refused", name);
+	return pk_delta(r, refused);
 }
 
 static void report_text_pkvm(const struct report *r)
 {
 	printf("pkvm hyp       transitions (refused):");
-	for (int t = 0, n = 0; t < PM_PKVM_NR_TRANSITIONS; t++) {
-		if (!pk_delta(r, t, false) && !pk_delta(r, t, true))
+	for (unsigned int i = 0, n = 0; i < r->pk_end.nr; i++) {
+		const char *t = r->pk_end.v[i].name;
+
+		if (!pk_is_transition(r, t) || (!pk_delta(r, t) && !pk_refused(r, t)))
 			continue;
 		printf("%s %s %" PRIu64 " (%" PRIu64 ")", n++ % 2 ? "," : "\n              ",
-		       pkvm_transition_names[t], pk_delta(r, t, false), pk_delta(r, t, true));
+		       t, pk_delta(r, t), pk_refused(r, t));
 	}
 	printf("\n               host stage-2 faults %" PRIu64 ", pages poisoned at teardown %" PRIu64
-	       ", unshares refused while pinned %" PRIu64 "\n",
-	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
-	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
-	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
+	       ", unshares refused while pinned %" PRIu64 "\n", pk_delta(r, "host_s2_faults"),
+	       vmm_model_stat(&r->pk_end, "pages_poisoned") - vmm_model_stat(&r->pk_run_end, "pages_poisoned"),
+	       pk_delta(r, "unshare_busy"));
 }
 
 static void report_json_pkvm(const struct report *r)
 {
+	bool first = true;
+
 	printf(",\"pkvm\":{\"transitions\":{");
-	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
-		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, false));
+	for (unsigned int i = 0; i < r->pk_end.nr; i++) {
+		const char *t = r->pk_end.v[i].name;
+
+		if (pk_is_transition(r, t)) {
+			printf("%s\"%s\":%" PRIu64, first ? "" : ",", t, pk_delta(r, t));
+			first = false;
+		}
+	}
 	printf("},\"refused\":{");
-	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
-		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, true));
+	first = true;
+	for (unsigned int i = 0; i < r->pk_end.nr; i++) {
+		const char *t = r->pk_end.v[i].name;
+
+		if (pk_is_transition(r, t)) {
+			printf("%s\"%s\":%" PRIu64, first ? "" : ",", t, pk_refused(r, t));
+			first = false;
+		}
+	}
 	printf("},\"host_stage2_faults\":%" PRIu64 ",\"pages_poisoned_at_teardown\":%" PRIu64
-	       ",\"unshares_refused_pinned\":%" PRIu64 "}",
-	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
-	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
-	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
+	       ",\"unshares_refused_pinned\":%" PRIu64 "}", pk_delta(r, "host_s2_faults"),
+	       vmm_model_stat(&r->pk_end, "pages_poisoned") - vmm_model_stat(&r->pk_run_end, "pages_poisoned"),
+	       pk_delta(r, "unshare_busy"));
 }
 
 static void report_text(const struct report *r)
@@ -784,7 +819,7 @@ int cmd_run(int argc, char **argv)
 	rep.pkvm = o.type == PM_VM_TYPE_PKVM;
 	if (rep.pkvm) {
 		sys = pm_kvm_open();
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_start);
+		pkvm_stats(sys, &rep.pk_start);
 	}
 	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
 		vmm_destroy(&m);
@@ -813,13 +848,13 @@ int cmd_run(int argc, char **argv)
 	rep.m = &m;
 	report_collect(&rep);
 	if (rep.pkvm)
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_run_end);
+		pkvm_stats(sys, &rep.pk_run_end);
 	vmm_destroy(&m);                /* pKVM: teardown poisons what the guest owned */
 	if (rep.pkvm) {
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_end);
+		pkvm_stats(sys, &rep.pk_end);
 		pm_kvm_close(sys);
 		/* Correct code never makes the host touch what it does not own. */
-		check(&ctx->jobs[0], CK_NO_HOST_S2_FAULT, rep.pk_end.host_s2_faults == rep.pk_start.host_s2_faults);
+		check(&ctx->jobs[0], CK_NO_HOST_S2_FAULT, !pk_delta(&rep, "host_s2_faults"));
 		rep.passed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].passed[CK_NO_HOST_S2_FAULT];
 		rep.failed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].failed[CK_NO_HOST_S2_FAULT];
 		rep.total_passed += rep.passed[CK_NO_HOST_S2_FAULT];

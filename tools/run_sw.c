@@ -572,8 +572,8 @@ static void report_vm_lines(struct report *rep)
  * the text lists those that happened, two to a line. */
 static void report_pkvm(struct report *rep, const struct pkvm_snapshots *pk)
 {
-	char refused[sizeof(pk->end.v[0].name) + 16], line[512];
-	int shown = 0, len = 0;
+	char refused[sizeof(pk->end.v[0].name) + 16], first[3 * sizeof(pk->end.v[0].name) + 64];
+	int shown = 0;
 
 	report_section(rep, "pkvm.transitions");
 	for (unsigned int i = 0; i < pk->end.nr; i++)
@@ -597,15 +597,14 @@ static void report_pkvm(struct report *rep, const struct pkvm_snapshots *pk)
 		if (!pk_refused_name(pk, t, refused, sizeof(refused)) ||
 		    (!pk_delta(pk, t) && !pk_delta(pk, refused)))
 			continue;
-		len += snprintf(line + len, sizeof(line) - (size_t)len, "%s%s {pkvm.transitions.%s} ({pkvm.refused.%s})",
-				shown % 2 ? ", " : "               ", t, t, t);
-		if (shown++ % 2) {
-			report_line(rep, "%s", line);
-			len = 0;
-		}
+		if (shown++ % 2)
+			report_line(rep, "               %s, %s {pkvm.transitions.%s} ({pkvm.refused.%s})", first,
+				    t, t, t);
+		else
+			snprintf(first, sizeof(first), "%s {pkvm.transitions.%s} ({pkvm.refused.%s})", t, t, t);
 	}
 	if (shown % 2)
-		report_line(rep, "%s", line);
+		report_line(rep, "               %s", first);
 	report_line(rep, "               host stage-2 faults {pkvm.host_stage2_faults}, pages poisoned at "
 		    "teardown {pkvm.pages_poisoned_at_teardown}, unshares refused while pinned "
 		    "{pkvm.unshares_refused_pinned}");

@@ -5,7 +5,12 @@
  * stderr captured and a time limit. Covered: --help and --version, `run`
  * with a small VM (text and --json reports), each scenario alone, the
  * default VM type, and the usage errors (exit status 2 with a message on
- * stderr).
+ * stderr). For every vm-type, one run's text report against its JSON
+ * (--json-file), read with a small JSON reader: the JSON says its schema,
+ * privmem's version and the vm-type, and holds every figure of every text
+ * line, with the same value, at the place a table here (written from the
+ * report's documented layout, not from the code) says; a text line the
+ * table does not know, or a known line missing, fails.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +24,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +156,213 @@ static void expect_contains(const struct result *r, const char *text, const char
 	}
 }
 
+/* ---- a tiny JSON reader -------------------------------------------------- */
+
+/* A tiny JSON reader, enough for privmem's reports: a tree of values; a
+ * number keeps the text it was written as (u64 counts exceed a double). */
+enum jtype { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
+
+struct jv {
+	enum jtype type;
+	char *key;              /* the member's name, in an object */
+	char *text;             /* J_NUM: as written; J_STR: the string */
+	struct jv *child, *next;
+};
+
+static void json_free(struct jv *v)
+{
+	while (v) {
+		struct jv *next = v->next;
+
+		json_free(v->child);
+		free(v->key);
+		free(v->text);
+		free(v);
+		v = next;
+	}
+}
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	return p;
+}
+
+/* A string at *p (after its quote); NULL on a syntax error. */
+static char *json_string(const char **p)
+{
+	const char *s = *p;
+	char *out = malloc(strlen(s) + 1), *o = out;
+
+	assert_non_null(out);
+	for (; *s && *s != '"'; s++) {
+		if ((unsigned char)*s < 0x20)
+			goto bad;
+		if (*s != '\\') {
+			*o++ = *s;
+			continue;
+		}
+		switch (*++s) {
+		case '"': case '\\': case '/': *o++ = *s; break;
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u': {
+			unsigned int c;
+
+			if (sscanf(s + 1, "%4x", &c) != 1 || !s[1] || !s[2] || !s[3] || !s[4])
+				goto bad;
+			*o++ = c < 0x80 ? (char)c : '?';
+			s += 4;
+			break;
+		}
+		default:
+			goto bad;
+		}
+	}
+	if (*s != '"')
+		goto bad;
+	*o = '\0';
+	*p = s + 1;
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+static struct jv *json_value(const char **p);
+
+/* The members or elements of an object or array at *p (after its bracket). */
+static bool json_members(const char **p, struct jv *parent, bool object)
+{
+	struct jv **tail = &parent->child;
+	char close = object ? '}' : ']';
+
+	*p = json_ws(*p);
+	if (**p == close) {
+		(*p)++;
+		return true;
+	}
+	for (;;) {
+		char *key = NULL;
+		struct jv *v;
+
+		if (object) {
+			if (**p != '"')
+				return false;
+			(*p)++;
+			key = json_string(p);
+			*p = json_ws(*p);
+			if (!key || **p != ':') {
+				free(key);
+				return false;
+			}
+			(*p)++;
+		}
+		v = json_value(p);
+		if (!v) {
+			free(key);
+			return false;
+		}
+		v->key = key;
+		*tail = v;
+		tail = &v->next;
+		*p = json_ws(*p);
+		if (**p == close) {
+			(*p)++;
+			return true;
+		}
+		if (**p != ',')
+			return false;
+		(*p)++;
+		*p = json_ws(*p);
+	}
+}
+
+static struct jv *json_value(const char **p)
+{
+	struct jv *v = calloc(1, sizeof(*v));
+	const char *s;
+	bool ok = true;
+
+	assert_non_null(v);
+	*p = json_ws(*p);
+	s = *p;
+	if (*s == '{' || *s == '[') {
+		v->type = *s == '{' ? J_OBJ : J_ARR;
+		*p = s + 1;
+		ok = json_members(p, v, v->type == J_OBJ);
+	} else if (*s == '"') {
+		v->type = J_STR;
+		*p = s + 1;
+		v->text = json_string(p);
+		ok = v->text != NULL;
+	} else if (!strncmp(s, "null", 4) || !strncmp(s, "true", 4) || !strncmp(s, "false", 5)) {
+		v->type = *s == 'n' ? J_NULL : *s == 't' ? J_TRUE : J_FALSE;
+		*p = s + (*s == 'f' ? 5 : 4);
+	} else {
+		const char *e = s + (*s == '-');
+
+		ok = *e >= '0' && *e <= '9';
+		while (*e >= '0' && *e <= '9')
+			e++;
+		if (*e == '.')
+			for (e++; *e >= '0' && *e <= '9'; e++)
+				;
+		if (*e == 'e' || *e == 'E') {
+			e += 1 + (e[1] == '+' || e[1] == '-');
+			for (; *e >= '0' && *e <= '9'; e++)
+				;
+		}
+		v->type = J_NUM;
+		v->text = strndup(s, (size_t)(e - s));
+		*p = e;
+	}
+	if (!ok) {
+		json_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* The document in text, or NULL if it is not one JSON value. */
+static struct jv *json_parse(const char *text)
+{
+	const char *p = text;
+	struct jv *v = json_value(&p);
+
+	if (v && *json_ws(p)) {
+		json_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+/* The value at a dotted path ("pool.in_use", "scenarios.1"), or NULL. */
+static const struct jv *json_get(const struct jv *v, const char *path)
+{
+	while (v && *path) {
+		size_t len = strcspn(path, ".");
+		const struct jv *c = v->child;
+
+		if (v->type == J_OBJ) {
+			while (c && (strlen(c->key) != len || strncmp(c->key, path, len)))
+				c = c->next;
+		} else if (v->type == J_ARR) {
+			for (unsigned long i = strtoul(path, NULL, 10); c && i; i--)
+				c = c->next;
+		} else {
+			c = NULL;
+		}
+		v = c;
+		path += len + (path[len] == '.');
+	}
+	return v;
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 static void test_help_exits_0_with_usage_on_stdout(void **state)
@@ -196,6 +409,7 @@ static void test_run_json_is_one_object_line_with_result_and_keys(void **state)
 				     NULL };
 	static const char *const keys[] = { "\"exits\":", "\"mapped\":", "\"tlb_shootdowns\":", "\"checks\":" };
 	struct result r = run_cli(args);
+	struct jv *json;
 
 	expect_status(&r, 0);
 	assert_true(r.out_len > 2);
@@ -207,6 +421,14 @@ static void test_run_json_is_one_object_line_with_result_and_keys(void **state)
 	expect_contains(&r, r.out, "\"result\":\"PASS\"");
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
 		expect_contains(&r, r.out, keys[i]);
+	json = json_parse(r.out);
+	if (!json || json->type != J_OBJ) {
+		dump(&r);
+		fail_msg("--json output does not parse as a JSON object");
+	}
+	assert_non_null(json_get(json, "schema"));
+	assert_string_equal(json_get(json, "schema")->text, "1");
+	json_free(json);
 	result_free(&r);
 }
 
@@ -331,6 +553,388 @@ static void test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak(void **stat
 	result_free(&r);
 }
 
+/* ---- the report: every figure of the text is in the JSON ------------------ */
+
+/* A text line of the report: the line starts with `label`, and its
+ * figures (the words that are numbers or digests) are, in order, the JSON
+ * values at `paths`; "/MiB" after a path: the text shows it in MiB. */
+struct text_line {
+	const char *label;
+	const char *paths[8];
+};
+
+#define HEADER "privmem run: vm-type "
+#define HEADER_LINE { HEADER, { "mem_bytes/MiB", "vcpus", "seed" } }
+#define ELAPSED_LINE { "elapsed        ", { "elapsed_s" } }
+#define POOL_ALL_LINE { "frame pool     ", { "pool.in_use/MiB", "pool.populated/MiB", "pool.scrubbed/MiB", \
+					   "pool.released/MiB" } }
+#define SW_LINES HEADER_LINE, ELAPSED_LINE, \
+	{ "exits          ", { "exits.ucall", "exits.memory_fault", "exits.hypercall", "exits.mmio", "exits.intr" } }, \
+	{ "conversions    ", { "conversions", "pages_to_private", "pages_to_shared" } }, \
+	{ "faults         ", { "faults", "fault_retries" } }, \
+	{ "mapped         ", { "mapped.4K", "mapped.2M", "mapped.1G", "mappings_present.4K", "mappings_present.2M", \
+				"mappings_present.1G" } }, \
+	{ "zaps           ", { "zapped", "splits" } }, \
+	{ "tlb shootdowns ", { "tlb_shootdowns" } }, \
+	POOL_ALL_LINE
+
+static const struct text_line sw_lines[] = { SW_LINES, { NULL, { NULL } } };
+static const struct text_line pkvm_lines[] = {
+	SW_LINES,
+	{ "pkvm hyp       transitions (refused):", { NULL } },
+	{ "               host stage-2 faults", { "pkvm.host_stage2_faults", "pkvm.pages_poisoned_at_teardown",
+						"pkvm.unshares_refused_pinned" } },
+	{ NULL, { NULL } },
+};
+static const struct text_line snp_lines[] = {
+	HEADER_LINE,
+	{ "launch digest  ", { "launch_digest" } },
+	ELAPSED_LINE,
+	{ "exits          ", { "exits.ucall", "exits.memory_fault", "exits.hypercall" } },
+	{ "conversions    ", { "conversions", "pages_to_private", "pages_to_shared", "implicit_conversions" } },
+	{ "mapped         ", { "mapped.4K", "mapped.2M", "mappings_present.4K", "mappings_present.2M", "splits" } },
+	{ "rmp entries    ", { "snp.rmp_assigned_2m", "snp.rmp_assigned_4k", "snp.prepare_2m_entries",
+				"snp.prepare_4k_entries" } },
+	{ "psmash         ", { "snp.rmp_psmash", "snp.psmash_on_free", "snp.psmash_on_fault" } },
+	{ "psc            ", { "snp.psc_requests", "snp.psc_entries", "snp.psc_exits", "snp.psc_pages",
+				"snp.psc_errors" } },
+	{ "pvalidate      ", { "snp.pvalidate", "snp.pvalidate_failed" } },
+	{ "rmp violations ", { "snp.rmp_violations", "snp.rmp_host_reads_refused" } },
+	{ NULL, { NULL } },
+};
+static const struct text_line tdx_lines[] = {
+	{ HEADER, { "mem_bytes/MiB", "vcpus", "seed", "busy_per_million" } },
+	ELAPSED_LINE,
+	{ "exits          ", { "exits.ucall", "exits.memory_fault", "exits.hypercall", "exits.system_event" } },
+	{ "faults         ", { "faults", "fault_retries" } },
+	{ "mapped         ", { "mapped.4K", "mapped.2M", "mappings_present.4K", "mappings_present.2M" } },
+	{ "tlb shootdowns ", { "tlb_shootdowns" } },
+	{ "S-EPT          ", { "sept_entries.4K", "sept_entries.2M", "sept_entries.1G", "sept_entries.tables" } },
+	{ "SEAMCALLs      ", { "page_adds", "mr_extends", "page_augs", "page_removes", "tracks" } },
+	{ "busy retries   ", { "busy_retries", "busy_injected", "frozen_retries" } },
+	{ "demotions      ", { "demotions" } },
+	{ "leaked pages   ", { "leaked_pages" } },
+	{ "fatal events   ", { "fatal_events" } },
+	{ "MRTD           ", { "mrtd" } },
+	{ "frame pool     ", { "pool.in_use/MiB", "pool.scrubbed/MiB" } },
+	{ NULL, { NULL } },
+};
+
+struct report_check {
+	const char *line;       /* for messages */
+	const struct jv *json;
+};
+
+static void report_fail(const struct report_check *rc, const char *what, const char *path)
+{
+	fail_msg("text line \"%s\": %s (JSON path %s)", rc->line, what, path);
+}
+
+/* The JSON value at path, which must exist. */
+static const struct jv *report_value(const struct report_check *rc, const char *path)
+{
+	const struct jv *v = json_get(rc->json, path);
+
+	if (!v)
+		report_fail(rc, "the JSON lacks the figure", path);
+	return v;
+}
+
+/* A figure of the text (a number, maybe in MiB, or a digest) against the
+ * JSON value at path_spec ("path" or "path/MiB"). */
+static void expect_figure(const struct report_check *rc, const char *word, const char *path_spec)
+{
+	char path[128], want[128];
+	const char *slash = strchr(path_spec, '/'), *dot = strchr(word, '.');
+	const struct jv *v;
+	double scale = slash ? (double)(1 << 20) : 1;
+
+	snprintf(path, sizeof(path), "%.*s", slash ? (int)(slash - path_spec) : (int)strlen(path_spec),
+		 path_spec);
+	v = report_value(rc, path);
+	if (v->type == J_STR) {                      /* a digest */
+		if (strcmp(v->text, word))
+			report_fail(rc, "the JSON's string differs", path);
+		return;
+	}
+	if (v->type != J_NUM)
+		report_fail(rc, "the JSON's value is not a number", path);
+	if (dot)                                      /* as many decimals as the text */
+		snprintf(want, sizeof(want), "%.*f", (int)strlen(dot + 1), strtod(v->text, NULL) / scale);
+	else
+		snprintf(want, sizeof(want), "%llu", strtoull(v->text, NULL, 10) / (unsigned long long)scale);
+	if (strcmp(want, word)) {
+		print_error("text %s, JSON %s (%s)\n", word, v->text, want);
+		report_fail(rc, "the JSON's value differs", path);
+	}
+}
+
+/* The text's figures: decimal numbers and hex digests, in order. */
+static int figures(const char *text, char words[][128], int max)
+{
+	char buf[512], *save, *w;
+	int n = 0;
+
+	snprintf(buf, sizeof(buf), "%s", text);
+	for (w = strtok_r(buf, " ,;:()/", &save); w; w = strtok_r(NULL, " ,;:()/", &save)) {
+		size_t digits = strspn(w, "0123456789"), hex = strspn(w, "0123456789abcdef");
+		bool number = digits && (!w[digits] || (w[digits] == '.' && w[digits + 1] &&
+							 strspn(w + digits + 1, "0123456789") == strlen(w + digits + 1)));
+
+		if (!number && !(hex >= 32 && !w[hex]))
+			continue;
+		assert_true(n < max);
+		snprintf(words[n++], sizeof(words[0]), "%s", w);
+	}
+	return n;
+}
+
+static void expect_line_figures(const struct report_check *rc, const struct text_line *tl)
+{
+	char words[16][128];
+	int n = figures(rc->line + strlen(tl->label), words, 16), want = 0;
+
+	while (want < 8 && tl->paths[want])
+		want++;
+	if (n != want)
+		fail_msg("text line \"%s\": %d figures, the test knows %d", rc->line, n, want);
+	for (int i = 0; i < n; i++)
+		expect_figure(rc, words[i], tl->paths[i]);
+}
+
+static void expect_json_string(const struct report_check *rc, const char *path, const char *s)
+{
+	const struct jv *v = report_value(rc, path);
+
+	if (v->type != J_STR || strcmp(v->text, s))
+		report_fail(rc, "the JSON's string differs", path);
+}
+
+static void expect_json_u64(const struct report_check *rc, const char *path, unsigned long long x)
+{
+	char word[32];
+
+	snprintf(word, sizeof(word), "%llu", x);
+	expect_figure(rc, word, path);
+}
+
+/* "  vCPU 0: convert  32 MiB at 0x0" */
+static void expect_vcpu_line(const struct report_check *rc, int *vcpus)
+{
+	char scenario[32], path[64];
+	unsigned long long mib, base;
+	int i;
+
+	if (sscanf(rc->line, "  vCPU %d: %31s %llu MiB at 0x%llx", &i, scenario, &mib, &base) != 4 ||
+	    i != (*vcpus)++)
+		fail_msg("text line \"%s\": not the next vCPU", rc->line);
+	snprintf(path, sizeof(path), "scenarios.%d", i);
+	expect_json_string(rc, path, scenario);
+	snprintf(path, sizeof(path), "chunks.%d.mem_bytes/MiB", i);
+	expect_json_u64(rc, path, mib);
+	snprintf(path, sizeof(path), "chunks.%d.base", i);
+	expect_json_u64(rc, path, base);
+}
+
+/* "  private_readback   20 passed, 0 failed" */
+static void expect_check_line(const struct report_check *rc, int *checks)
+{
+	unsigned long long passed, failed;
+	char name[64], path[128];
+
+	if (sscanf(rc->line, "  %63s %llu passed, %llu failed", name, &passed, &failed) != 3)
+		fail_msg("text line \"%s\": not a check", rc->line);
+	snprintf(path, sizeof(path), "checks.%s.passed", name);
+	expect_json_u64(rc, path, passed);
+	snprintf(path, sizeof(path), "checks.%s.failed", name);
+	expect_json_u64(rc, path, failed);
+	(*checks)++;
+}
+
+/* pKVM: "               host_donate_guest 516 (0), guest_share_host 13100 (0)" */
+static void expect_transitions_line(const struct report_check *rc)
+{
+	char buf[512], *save, *w, path[128];
+	int n = 0;
+
+	snprintf(buf, sizeof(buf), "%s", rc->line);
+	for (w = strtok_r(buf, " ,()", &save); w; w = strtok_r(NULL, " ,()", &save), n++) {
+		const char *name = w, *done = strtok_r(NULL, " ,()", &save), *refused = strtok_r(NULL, " ,()", &save);
+
+		if (!done || !refused)
+			fail_msg("text line \"%s\": not transitions", rc->line);
+		snprintf(path, sizeof(path), "pkvm.transitions.%s", name);
+		expect_figure(rc, done, path);
+		snprintf(path, sizeof(path), "pkvm.refused.%s", name);
+		expect_figure(rc, refused, path);
+	}
+	assert_true(n == 1 || n == 2);
+}
+
+/* Every line of the text report of a run against the JSON of the same run. */
+static void expect_text_in_json(const char *text, const struct jv *json, const struct text_line *lines,
+				const char *vm_type)
+{
+	int seen[32] = { 0 }, vcpus = 0, checks = 0, results = 0;
+	char *copy = strdup(text), *save, *line;
+	const struct jv *v;
+
+	assert_non_null(copy);
+	for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct report_check rc = { .line = line, .json = json };
+		int i;
+
+		if (!strncmp(line, "  vCPU ", 7)) {
+			expect_vcpu_line(&rc, &vcpus);
+			continue;
+		}
+		if (!strcmp(line, "checks"))
+			continue;
+		if (!strncmp(line, "  ", 2) && line[2] != ' ') {
+			expect_check_line(&rc, &checks);
+			continue;
+		}
+		if (!strncmp(line, "guest failure  ", 15)) {
+			expect_json_string(&rc, "guest_failure", line + 15);
+			continue;
+		}
+		if (!strncmp(line, "result         ", 15)) {
+			char result[8];
+			unsigned long long passed, failed;
+
+			assert_int_equal(sscanf(line + 15, "%7s (%llu checks passed, %llu failed)", result, &passed,
+						&failed), 3);
+			expect_json_string(&rc, "result", result);
+			expect_json_u64(&rc, "checks_passed", passed);
+			expect_json_u64(&rc, "checks_failed", failed);
+			results++;
+			continue;
+		}
+		for (i = 0; lines[i].label && strncmp(line, lines[i].label, strlen(lines[i].label)); i++)
+			;
+		if (lines[i].label) {
+			if (seen[i]++)
+				fail_msg("text line \"%s\" twice", line);
+			if (!strcmp(lines[i].label, HEADER)) {
+				char want[64];
+
+				snprintf(want, sizeof(want), HEADER "%s,", vm_type);
+				if (strncmp(line, want, strlen(want)))
+					fail_msg("header \"%s\" is not of vm-type %s", line, vm_type);
+				v = lines == tdx_lines ? report_value(&rc, "no_huge") : NULL;
+				if (v && (v->type == J_TRUE) != (strstr(line, ", 4K only") != NULL))
+					fail_msg("header \"%s\": no_huge is %s in the JSON", line,
+						 v->type == J_TRUE ? "true" : "false");
+			}
+			expect_line_figures(&rc, &lines[i]);
+			continue;
+		}
+		if (lines == pkvm_lines && !strncmp(line, "               ", 15) && line[15] != ' ') {
+			expect_transitions_line(&rc);
+			continue;
+		}
+		fail_msg("text line \"%s\": the test does not know it (add where the JSON has it)", line);
+	}
+	free(copy);
+	for (int i = 0; lines[i].label; i++)
+		if (!seen[i])
+			fail_msg("the text lacks its \"%s\" line", lines[i].label);
+	assert_int_equal(results, 1);
+	v = report_value(&(struct report_check){ .line = "(vCPUs)", .json = json }, "vcpus");
+	if (lines != snp_lines && lines != tdx_lines)
+		assert_int_equal(vcpus, (int)strtol(v->text, NULL, 10));
+	/* The checks the text lists are all the JSON has. */
+	v = json_get(json, "checks");
+	assert_non_null(v);
+	for (v = v->child; v; v = v->next)
+		checks--;
+	assert_int_equal(checks, 0);
+}
+
+static char *read_file(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len = 0, got;
+	char chunk[4096];
+
+	assert_non_null(f);
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		append(&buf, &len, chunk, got);
+	fclose(f);
+	if (!buf)
+		append(&buf, &len, "", 0);
+	return buf;
+}
+
+/* One run, its text on stdout and its JSON in a file (--json-file): the
+ * JSON says what it is (schema 1, privmem's version, the vm-type) and holds
+ * every figure of the text with the same value. */
+static void expect_report_agrees(const char *vm_type, const char *mem, const char *extra,
+				 const struct text_line *lines)
+{
+	char json_path[] = "/tmp/privmem_test_cli_XXXXXX";
+	int fd = mkstemp(json_path);
+	const char *args[16] = { "run", "--vm-type", vm_type, "--vcpus", "2", "--mem", mem,
+				 "--iterations", "20", "--seed", "3", "--json-file", json_path, extra, NULL };
+	const struct jv *v;
+	struct result r;
+	struct jv *json;
+	char *text;
+
+	assert_true(fd >= 0);
+	close(fd);
+	r = run_cli(args);
+	text = read_file(json_path);
+	unlink(json_path);
+	expect_status(&r, 0);
+	json = json_parse(text);
+	if (!json) {
+		dump(&r);
+		fail_msg("--json-file holds no JSON: %s", text);
+	}
+	assert_int_equal(json->type, J_OBJ);
+	v = json_get(json, "schema");
+	assert_non_null(v);
+	assert_string_equal(v->text, "1");
+	v = json_get(json, "version");
+	assert_non_null(v);
+	assert_string_equal(v->text, pm_version());
+	v = json_get(json, "vm_type");
+	assert_non_null(v);
+	assert_string_equal(v->text, vm_type);
+	expect_text_in_json(r.out, json, lines, vm_type);
+	json_free(json);
+	free(text);
+	result_free(&r);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_sw(void **state)
+{
+	expect_report_agrees("sw", "64M", NULL, sw_lines);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_default(void **state)
+{
+	expect_report_agrees("default", "64M", NULL, sw_lines);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_pkvm(void **state)
+{
+	expect_report_agrees("pkvm", "16M", NULL, pkvm_lines);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_snp(void **state)
+{
+	expect_report_agrees("snp", "64M", NULL, snp_lines);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_tdx(void **state)
+{
+	expect_report_agrees("tdx", "64M", NULL, tdx_lines);
+	expect_report_agrees("tdx", "64M", "--no-huge", tdx_lines);
+}
+
 static void expect_usage_error(const char *const *args, const char *mention)
 {
 	struct result r = run_cli(args);
@@ -387,6 +991,11 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),
 		cmocka_unit_test(test_run_accept_scenario_alone_passes),
 		cmocka_unit_test(test_run_default_vm_type_passes),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_sw),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_default),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_pkvm),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_snp),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
 		cmocka_unit_test(test_bad_run_arguments_exit_2_with_a_message),
 		cmocka_unit_test(test_unknown_command_exits_2),
 	};

@@ -421,12 +421,28 @@ static void expect_sync(struct vmm *m, uint64_t want)
 	assert_int_equal((int64_t)uc.args[0], (int64_t)want);
 }
 
-static struct pm_pkvm_stats pkvm_stats(struct vmm *m)
+/* The hyp's counters: PM_KVM_GET_MODEL_STATS on the system handle. */
+static struct pm_model_stats pkvm_stats_of(int kvm)
 {
-	struct pm_pkvm_stats st;
+	struct pm_model_stats st = { .vm_type = PM_VM_TYPE_PKVM };
 
-	assert_int_equal(pm_kvm_ioctl(m->kvm, PM_KVM_GET_PKVM_STATS, &st), 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_MODEL_STATS, &st), 0);
 	return st;
+}
+
+static struct pm_model_stats pkvm_stats(struct vmm *m)
+{
+	return pkvm_stats_of(m->kvm);
+}
+
+/* One counter by the name the hyp gives it; a name it lacks fails. */
+static uint64_t count(const struct pm_model_stats *st, const char *name)
+{
+	for (unsigned int i = 0; i < st->nr; i++)
+		if (!strcmp(st->v[i].name, name))
+			return st->v[i].value;
+	fail_msg("the hyp reports no counter %s", name);
+	return 0;
 }
 
 static uint8_t *map_view(struct vmm *m)
@@ -466,7 +482,7 @@ static void guest_share_in_place(struct pm_guest *g, void *arg)
 
 static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void **state)
 {
-	struct pm_pkvm_stats st0, st1;
+	struct pm_model_stats st0, st1;
 	struct pkvm_hyp *hyp;
 	struct vmm m;
 	uint8_t *view;
@@ -500,9 +516,9 @@ static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void 
 	expect_sync(&m, 2);
 	expect_sync(&m, WORDS);                  /* nothing lost either way */
 	st1 = pkvm_stats(&m);
-	assert_int_equal(st1.done[PM_PKVM_GUEST_SHARE_HOST] - st0.done[PM_PKVM_GUEST_SHARE_HOST], 2);
-	assert_int_equal(st1.done[PM_PKVM_GUEST_UNSHARE_HOST] - st0.done[PM_PKVM_GUEST_UNSHARE_HOST], 2);
-	assert_int_equal(st1.host_s2_faults, st0.host_s2_faults);
+	assert_int_equal(count(&st1, "guest_share_host") - count(&st0, "guest_share_host"), 2);
+	assert_int_equal(count(&st1, "guest_unshare_host") - count(&st0, "guest_unshare_host"), 2);
+	assert_int_equal(count(&st1, "host_s2_faults"), count(&st0, "host_s2_faults"));
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 	vmm_destroy(&m);
 }
@@ -527,7 +543,7 @@ static int gmem_pin(struct vmm *m, unsigned long req, uint64_t off, uint64_t siz
 
 static void test_unshare_fails_cleanly_while_the_host_pins_the_page(void **state)
 {
-	struct pm_pkvm_stats st0;
+	struct pm_model_stats st0, st1;
 	struct vmm m;
 	uint8_t *view;
 
@@ -546,7 +562,8 @@ static void test_unshare_fails_cleanly_while_the_host_pins_the_page(void **state
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, PAGE, PAGE), EINVAL); /* not pinned */
 	expect_sync(&m, (uint64_t)-EBUSY);      /* no exit: nothing changed hands */
 	assert_true(view_readable(view, 0));
-	assert_int_equal(pkvm_stats(&m).unshare_busy - st0.unshare_busy, 1);
+	st1 = pkvm_stats(&m);
+	assert_int_equal(count(&st1, "unshare_busy") - count(&st0, "unshare_busy"), 1);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
@@ -612,7 +629,7 @@ static void guest_share_errors(struct pm_guest *g, void *arg)
 
 static void test_share_and_unshare_refusals_are_exact_and_change_nothing(void **state)
 {
-	struct pm_pkvm_stats st0, st1;
+	struct pm_model_stats st0, st1;
 	struct vmm m;
 
 	vmm_create(&m);
@@ -630,8 +647,8 @@ static void test_share_and_unshare_refusals_are_exact_and_change_nothing(void **
 	expect_sync(&m, 0);                      /* the untouched page read zero */
 	expect_sync(&m, (uint64_t)-KVM_ENOSYS);
 	st1 = pkvm_stats(&m);
-	assert_int_equal(st1.done[PM_PKVM_GUEST_SHARE_HOST] - st0.done[PM_PKVM_GUEST_SHARE_HOST], 2);
-	assert_int_equal(st1.host_s2_faults, st0.host_s2_faults);
+	assert_int_equal(count(&st1, "guest_share_host") - count(&st0, "guest_share_host"), 2);
+	assert_int_equal(count(&st1, "host_s2_faults"), count(&st0, "host_s2_faults"));
 	assert_consistent(pkvm_model_hyp());
 	vmm_destroy(&m);
 }
@@ -640,14 +657,15 @@ static void test_share_and_unshare_refusals_are_exact_and_change_nothing(void **
  * a pool guard, a refusal is a counted host stage-2 fault. */
 static void test_host_accesses_are_checked_by_the_host_stage2(void **state)
 {
-	struct pm_pkvm_stats st0;
+	struct pm_model_stats st0, st1;
 	struct written w;
 
 	written_start(&w, 17, 17);
 	st0 = pkvm_stats(&w.m);
 	assert_int_equal(pm_host_access(w.pfn[0], 1, false), -EFAULT);
 	assert_int_equal(pm_host_access(w.pfn[0], 1, true), -EFAULT);
-	assert_int_equal(pkvm_stats(&w.m).host_s2_faults - st0.host_s2_faults, 2);
+	st1 = pkvm_stats(&w.m);
+	assert_int_equal(count(&st1, "host_s2_faults") - count(&st0, "host_s2_faults"), 2);
 	/* A frame the host owns is fine (and counts nothing). */
 	assert_int_equal(pm_host_access(w.hyp->nr_frames - 1, 1, true),
 			 pkvm_host_state(w.hyp, w.hyp->nr_frames - 1) == PKVM_NOPAGE ? -EFAULT : 0);
@@ -658,19 +676,67 @@ static void test_host_accesses_are_checked_by_the_host_stage2(void **state)
 
 static void test_statistics_outlive_the_vm_and_its_hyp(void **state)
 {
-	struct pm_pkvm_stats st0, st1;
+	struct pm_model_stats st0, st1;
 	struct written w;
 	int kvm = pm_kvm_open();
 
 	assert_true(kvm >= 0);
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, &st0), 0);
-	assert_fails(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, NULL), EFAULT);
+	st0 = pkvm_stats_of(kvm);
+	assert_fails(pm_kvm_ioctl(kvm, PM_KVM_GET_MODEL_STATS, NULL), EFAULT);
 	written_start(&w, 19, 19);
 	vmm_destroy(&w.m);
 	assert_null(pkvm_model_hyp());
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_PKVM_STATS, &st1), 0);
-	assert_int_equal(st1.pages_poisoned - st0.pages_poisoned, NPAGES);
-	assert_int_equal(st1.done[PM_PKVM_HOST_DONATE_GUEST] - st0.done[PM_PKVM_HOST_DONATE_GUEST], NPAGES);
+	st1 = pkvm_stats_of(kvm);
+	assert_int_equal(count(&st1, "pages_poisoned") - count(&st0, "pages_poisoned"), NPAGES);
+	assert_int_equal(count(&st1, "host_donate_guest") - count(&st0, "host_donate_guest"), NPAGES);
+	assert_int_equal(pm_kvm_close(kvm), 0);
+}
+
+/* The system handle reports the hyp's counters under the hyp's own names:
+ * every transition done, then refused, then the three others; each is what
+ * the hyps destroyed before had counted (read while none lives) plus the
+ * live hyp's count. A type privmem does not offer is EINVAL, a model
+ * without such counters ENOTTY, and a pkvm VM has no per-VM counters. */
+static void test_process_stats_carry_the_hyp_names_and_counts(void **state)
+{
+	const int n = PKVM_NR_TRANSITIONS;
+	struct pm_model_stats retired, st;
+	struct pkvm_stats live;
+	struct written w;
+	char name[64];
+	int kvm = pm_kvm_open();
+
+	assert_true(kvm >= 0);
+	assert_null(pkvm_model_hyp());
+	retired = pkvm_stats_of(kvm);
+	written_start(&w, 23, 23);
+	pkvm_hyp_get_stats(w.hyp, &live);
+	st = pkvm_stats_of(kvm);
+	assert_int_equal(st.vm_type, PM_VM_TYPE_PKVM);
+	assert_int_equal(st.nr, 2 * n + 3);
+	assert_int_equal(retired.nr, st.nr);
+	for (int t = 0; t < n; t++) {
+		assert_string_equal(st.v[t].name, pkvm_transition_name(t));
+		assert_int_equal(st.v[t].value, retired.v[t].value + live.done[t]);
+		snprintf(name, sizeof(name), "%s_refused", pkvm_transition_name(t));
+		assert_string_equal(st.v[n + t].name, name);
+		assert_int_equal(st.v[n + t].value, retired.v[n + t].value + live.refused[t]);
+	}
+	assert_string_equal(st.v[2 * n].name, "host_s2_faults");
+	assert_int_equal(st.v[2 * n].value, retired.v[2 * n].value + live.host_s2_faults);
+	assert_string_equal(st.v[2 * n + 1].name, "pages_poisoned");
+	assert_int_equal(st.v[2 * n + 1].value, retired.v[2 * n + 1].value + live.pages_poisoned);
+	assert_string_equal(st.v[2 * n + 2].name, "unshare_busy");
+	assert_int_equal(st.v[2 * n + 2].value, retired.v[2 * n + 2].value);
+	/* The guest's pages were donated to it one by one. */
+	assert_int_equal(live.done[PKVM_HOST_DONATE_GUEST], NPAGES);
+
+	st = (struct pm_model_stats){ .vm_type = KVM_X86_SEV_ES_VM };
+	assert_fails(pm_kvm_ioctl(kvm, PM_KVM_GET_MODEL_STATS, &st), EINVAL);
+	st = (struct pm_model_stats){ .vm_type = KVM_X86_SW_PROTECTED_VM };
+	assert_fails(pm_kvm_ioctl(kvm, PM_KVM_GET_MODEL_STATS, &st), ENOTTY);
+	assert_fails(pm_kvm_ioctl(w.m.vm, PM_KVM_GET_MODEL_STATS, &st), ENOTTY);
+	vmm_destroy(&w.m);
 	assert_int_equal(pm_kvm_close(kvm), 0);
 }
 
@@ -685,7 +751,7 @@ static void guest_share_page0(struct pm_guest *g, void *arg)
 
 static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 {
-	struct pm_pkvm_stats st0, st1;
+	struct pm_model_stats st0, st1;
 	struct vmm m;
 	uint8_t *view;
 
@@ -698,9 +764,9 @@ static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 	st0 = pkvm_stats(&m);
 	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), 0);
 	st1 = pkvm_stats(&m);
-	assert_int_equal(st1.done[PM_PKVM_HOST_RECLAIM_PAGE_GUEST] -
-			 st0.done[PM_PKVM_HOST_RECLAIM_PAGE_GUEST], 1);
-	assert_int_equal(st1.pages_poisoned, st0.pages_poisoned);
+	assert_int_equal(count(&st1, "host_reclaim_page_guest") -
+			 count(&st0, "host_reclaim_page_guest"), 1);
+	assert_int_equal(count(&st1, "pages_poisoned"), count(&st0, "pages_poisoned"));
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
 	assert_false(view_readable(view, 0));
 	expect_sync(&m, 0);                      /* a new page */
@@ -963,6 +1029,7 @@ int main(void)
 		cmocka_unit_test(test_share_and_unshare_refusals_are_exact_and_change_nothing),
 		cmocka_unit_test(test_host_accesses_are_checked_by_the_host_stage2),
 		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),
+		cmocka_unit_test(test_process_stats_carry_the_hyp_names_and_counts),
 		cmocka_unit_test(test_punch_takes_a_shared_page_back_and_drops_its_pins),
 		cmocka_unit_test(test_concurrent_sharing_keeps_every_invariant_and_every_secret),
 	};

@@ -143,10 +143,14 @@ enum start {
 	NR_STARTS
 };
 
+/* The calls are the hyp's transitions (named by pkvm_transition_name). */
 enum call {
-	C_HOST_SHARE_HYP, C_HOST_UNSHARE_HYP, C_HOST_DONATE_HYP, C_HYP_DONATE_HOST,
-	C_HOST_SHARE_GUEST, C_HOST_UNSHARE_GUEST, C_HOST_DONATE_GUEST, C_GUEST_SHARE_HOST,
-	C_GUEST_UNSHARE_HOST, C_HOST_RECLAIM, C_RELAX_PERMS, NR_CALLS
+	C_HOST_SHARE_HYP = PKVM_HOST_SHARE_HYP, C_HOST_UNSHARE_HYP = PKVM_HOST_UNSHARE_HYP,
+	C_HOST_DONATE_HYP = PKVM_HOST_DONATE_HYP, C_HYP_DONATE_HOST = PKVM_HYP_DONATE_HOST,
+	C_HOST_SHARE_GUEST = PKVM_HOST_SHARE_GUEST, C_HOST_UNSHARE_GUEST = PKVM_HOST_UNSHARE_GUEST,
+	C_HOST_DONATE_GUEST = PKVM_HOST_DONATE_GUEST, C_GUEST_SHARE_HOST = PKVM_GUEST_SHARE_HOST,
+	C_GUEST_UNSHARE_HOST = PKVM_GUEST_UNSHARE_HOST, C_HOST_RECLAIM = PKVM_HOST_RECLAIM_PAGE_GUEST,
+	C_RELAX_PERMS = PKVM_RELAX_PERMS, NR_CALLS = PKVM_NR_TRANSITIONS
 };
 
 struct states {
@@ -415,12 +419,6 @@ static int other_start_state(enum start s)
 	return s == S_OTHER_BORROWED ? SB : s == S_OTHER_OWNED ? O : NP;
 }
 
-static const char *const call_names[NR_CALLS] = {
-	"host_share_hyp", "host_unshare_hyp", "host_donate_hyp", "hyp_donate_host",
-	"host_share_guest", "host_unshare_guest", "host_donate_guest", "guest_share_host",
-	"guest_unshare_host", "host_reclaim_page_guest", "relax_perms",
-};
-
 static void run_row(const struct row *r, int kind)
 {
 	struct fx fx;
@@ -440,7 +438,7 @@ static void run_row(const struct row *r, int kind)
 	ret = do_call(&fx, vm, r->call);
 	if (ret != want)
 		fprintf(stderr, "row: start %d, %s on a %s guest: %d, want %d\n", r->start,
-			call_names[r->call], kind == VM_PROT ? "protected" : "non-protected",
+			pkvm_transition_name((enum pkvm_transition)r->call), kind == VM_PROT ? "protected" : "non-protected",
 			ret, want);
 	assert_int_equal(ret, want);
 	expect_states(&fx, vm, after, other_start_state(r->start));

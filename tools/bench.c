@@ -422,16 +422,16 @@ static void json_num(double v)
 static void result_print_json(const struct result *r)
 {
 	printf("{\"name\":\"%s\",\"title\":", r->name);
-	cli_json_string(r->title);
+	cli_json_string(stdout, r->title);
 	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,\"figures\":{", r->size, r->reps);
 	for (int i = 0; i < r->nfig; i++) {
 		const struct figure *f = &r->fig[i];
 
 		printf("%s\"%s\":{\"label\":", i ? "," : "", f->key);
-		cli_json_string(f->label);
+		cli_json_string(stdout, f->label);
 		if (f->skipped) {
 			printf(",\"skipped\":true,\"reason\":");
-			cli_json_string(f->why);
+			cli_json_string(stdout, f->why);
 			printf("}");
 			continue;
 		}
@@ -470,7 +470,7 @@ static void result_print_json(const struct result *r)
 		const struct target *t = &r->tgt[i];
 
 		printf("%s{\"name\":\"%s\",\"description\":", i ? "," : "", t->key);
-		cli_json_string(t->text);
+		cli_json_string(stdout, t->text);
 		printf(",\"value\":");
 		json_num(t->value);
 		printf(",\"limit\":");
@@ -479,7 +479,7 @@ static void result_print_json(const struct result *r)
 		       status_name(t->st), t->st == T_MET ? "true" : t->st == T_NOT_MET ? "false" : "null");
 		if (t->st == T_SKIPPED) {
 			printf(",\"reason\":");
-			cli_json_string(t->why);
+			cli_json_string(stdout, t->why);
 		}
 		printf("}");
 	}
@@ -491,11 +491,11 @@ static void result_print_json(const struct result *r)
 	printf("},\"notes\":[");
 	for (int i = 0; i < r->nnote; i++) {
 		printf("%s", i ? "," : "");
-		cli_json_string(r->note[i]);
+		cli_json_string(stdout, r->note[i]);
 	}
 	printf("],\"error\":");
 	if (r->failed)
-		cli_json_string(r->error);
+		cli_json_string(stdout, r->error);
 	else
 		printf("null");
 	printf("}");

@@ -1,30 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <privmem/privmem.h>
 #include "cli.h"
-
-int cli_parse_vm_type(const char *s, unsigned long *type)
-{
-	static const struct { const char *name; unsigned long type; } types[] = {
-		{ "sw", KVM_X86_SW_PROTECTED_VM },
-		{ "default", KVM_X86_DEFAULT_VM },
-		{ "pkvm", PM_VM_TYPE_PKVM },
-		{ "snp", KVM_X86_SNP_VM },
-		{ "tdx", KVM_X86_TDX_VM },
-	};
-
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		if (!strcmp(s, types[i].name)) {
-			*type = types[i].type;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
@@ -75,51 +54,16 @@ double cli_elapsed(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-void cli_json_string(const char *s)
+void cli_json_string(FILE *out, const char *s)
 {
-	putchar('"');
+	fputc('"', out);
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			printf("\\%c", *s);
+			fprintf(out, "\\%c", *s);
 		else if ((unsigned char)*s < 0x20)
-			printf("\\u%04x", *s);
+			fprintf(out, "\\u%04x", *s);
 		else
-			putchar(*s);
+			fputc(*s, out);
 	}
-	putchar('"');
-}
-
-void cli_report_checks(const char *const *names, const uint64_t *passed, const uint64_t *failed,
-		       int n, const char *guest_failure, bool fail, bool json)
-{
-	uint64_t total_passed = 0, total_failed = 0;
-	bool first = true;
-
-	printf(json ? ",\"checks\":{" : "checks\n");
-	for (int c = 0; c < n; c++) {
-		total_passed += passed[c];
-		total_failed += failed[c];
-		if (!passed[c] && !failed[c])
-			continue;
-		if (json)
-			printf("%s\"%s\":{\"passed\":%" PRIu64 ",\"failed\":%" PRIu64 "}", first ? "" : ",",
-			       names[c], passed[c], failed[c]);
-		else
-			printf("  %-36s %10" PRIu64 " passed, %" PRIu64 " failed\n", names[c], passed[c],
-			       failed[c]);
-		first = false;
-	}
-	if (json) {
-		printf("},\"guest_failure\":");
-		if (guest_failure)
-			cli_json_string(guest_failure);
-		else
-			printf("null");
-		printf(",\"result\":\"%s\"}\n", fail ? "FAIL" : "PASS");
-		return;
-	}
-	if (guest_failure)
-		printf("guest failure  %s\n", guest_failure);
-	printf("result         %s (%" PRIu64 " checks passed, %" PRIu64 " failed)\n", fail ? "FAIL" : "PASS",
-	       total_passed, total_failed);
+	fputc('"', out);
 }

@@ -2,481 +2,52 @@
 /*
  * privmem run: run a protected VM scenario and report on it.
  *
- * Scenarios (one per vCPU; the default mixes them):
- *  - convert: the vCPU converts regions of its chunk back and forth in 4K
- *    and 2M patterns, checking data at every step (the host sees shared
- *    writes, private pages start zeroed, private data never reaches the
- *    host, host writes reach the guest after a page is shared again);
- *  - bounce: a virtio-like device thread in the VMM fills a shared bounce
- *    buffer on request (doorbell: an MMIO write); the guest copies the data
- *    into private memory and checks it;
- *  - accept: the vCPU converts its whole chunk to private in 2M batches and
- *    touches every page, as a booting guest accepts memory;
- *  - virtio (pKVM VMs, where it is the only scenario): the guest writes a
- *    request into its own buffer pages and shares them in place (MEM_SHARE),
- *    rings the doorbell; the device thread reads the request through the
- *    VMM's guest_memfd view, pins the pages as DMA would, writes its
- *    response in place and unpins; the guest unshares the buffer (in place,
- *    no copy) and checks the response, and the VMM checks it can no longer
- *    reach the pages, nor ever the guest's private data.
- * Data checks are counted per kind; the exit status is 1 if any failed.
+ * The options become one struct run_opts; the VM type picks the scenario
+ * runner from the table below (run.h); the runner fills one report
+ * (report.h), which is printed as text or as one JSON object (or both:
+ * --json-file). The JSON carries every row of the report, the text the
+ * rows its lines name, so the JSON holds every figure the text shows. Its
+ * first members say what it is: "schema" (the layout's version, below),
+ * "version" (privmem's) and "vm_type".
+ *
+ * This file also builds the report sections every runner shares (run.h):
+ * the header, the VM's statistics and the checks.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #include "cli.h"
-#include "vmm.h"
+#include "run.h"
 
-enum scenario { SC_CONVERT, SC_BOUNCE, SC_ACCEPT, SC_VIRTIO, SC_NR, SC_DEFAULT = SC_NR };
-static const char *const scenario_names[] = { "convert", "bounce", "accept", "virtio" };
-#define SC_MIX_NR SC_VIRTIO      /* the default mix on VMs with attributes */
-
-enum check {
-	CK_HOST_SEES_SHARED, CK_PRIVATE_STARTS_ZERO, CK_PRIVATE_READBACK, CK_HOST_NEVER_SEES_PRIVATE,
-	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK,
-	CK_DEVICE_SEES_REQUEST, CK_GUEST_KEEPS_RESPONSE, CK_HOST_LOSES_UNSHARED, CK_HOST_CANNOT_MAP_PRIVATE,
-	CK_NO_HOST_S2_FAULT, CK_NR,
-};
-static const char *const check_names[] = {
-	"host_sees_shared_write", "private_page_starts_zero", "private_readback",
-	"host_never_sees_private", "guest_sees_host_write_after_share", "bounce_data_intact",
-	"accepted_page_starts_zero", "accepted_page_readback",
-	"device_reads_request_in_place", "guest_keeps_response_after_unshare",
-	"host_cannot_map_after_unshare", "host_cannot_map_private", "no_host_stage2_fault",
-};
+/* The JSON layout's version: 1 is the layout of the reports privmem
+ * printed before it had one, with members added (never moved or removed). */
+#define RUN_REPORT_SCHEMA 1
 
 #define MIB ((uint64_t)1 << 20)
-#define BOUNCE_HDR_SEQ    0
-#define BOUNCE_HDR_LEN    8
-#define BOUNCE_HDR_SUM    16
-#define BOUNCE_HDR_STATUS 24
-#define BOUNCE_DATA_MAX   (256 * 1024)
-#define DOORBELL_GPA      (1ULL << 40)   /* outside every memslot: MMIO */
 
-/* Requests from guest code to the VMM at a SYNC (the guest is suspended). */
-enum sync_cmd { SYNC_PROGRESS, SYNC_HOST_CHECK_SHARED, SYNC_HOST_CHECK_NOT_PRIVATE, SYNC_HOST_WRITE,
-		SYNC_HOST_CHECK_UNMAPPABLE };
-
-/* virtio: a vCPU's chunk holds its ring page (shared for good), its buffer
- * pages (shared for each request) and its private pages. */
-#define VIRTIO_BUF_OFF     4096
-#define VIRTIO_BUF_PAGES   64
-#define VIRTIO_PRIV_OFF    MIB
-#define VIRTIO_PRIV_PAGES  64
-
-/* One vCPU's job: parameters, and the check counters its guest code and
- * the VMM's SYNC handler update (the guest is suspended during a SYNC). */
-struct job {
-	struct vmm *m;
-	enum scenario sc;
-	uint64_t base, size;        /* the vCPU's chunk of guest RAM */
-	unsigned int iterations;
-	unsigned int seed;
-	struct { uint64_t gpa, npages, pattern; } req;
-	uint64_t passed[CK_NR], failed[CK_NR];
-};
-
-static void check(struct job *j, enum check c, bool ok)
-{
-	if (ok)
-		j->passed[c]++;
-	else
-		j->failed[c]++;
-}
-
-static uint64_t pattern(uint64_t gpa, uint64_t seed)
-{
-	return ((gpa >> 12) * 0x9E3779B97F4A7C15ULL ^ seed * 0xC2B2AE3D27D4EB4FULL) | 1;
-}
-
-/* ---- guest side ---- */
-
-static void guest_stamp(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed)
-{
-	for (uint64_t p = 0; p < npages; p++) {
-		uint64_t a = gpa + (p << 12);
-
-		pm_guest_write64(g, a, pattern(a, seed));
-		pm_guest_write64(g, a + 4088, pattern(a, seed) ^ 1);
-	}
-}
-
-static bool guest_has(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed, bool zero)
-{
-	for (uint64_t p = 0; p < npages; p++) {
-		uint64_t a = gpa + (p << 12);
-		uint64_t w0 = zero ? 0 : pattern(a, seed), w1 = zero ? 0 : pattern(a, seed) ^ 1;
-
-		if (pm_guest_read64(g, a) != w0 || pm_guest_read64(g, a + 4088) != w1)
-			return false;
-	}
-	return true;
-}
-
-static void guest_sync(struct pm_guest *g, struct job *j, enum sync_cmd cmd, uint64_t gpa,
-		       uint64_t npages, uint64_t seed)
-{
-	j->req.gpa = gpa;
-	j->req.npages = npages;
-	j->req.pattern = seed;
-	pm_guest_sync(g, cmd);
-}
-
-static long guest_convert(struct pm_guest *g, uint64_t gpa, uint64_t npages, bool to_private)
-{
-	uint64_t attrs = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
-			 (npages >= 512 ? KVM_MAP_GPA_RANGE_PAGE_SZ_2M : KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
-
-	return pm_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, gpa, npages, attrs, 0);
-}
-
-static void guest_convert_cycle(struct pm_guest *g, struct job *j, uint64_t gpa, uint64_t npages,
-				uint64_t seed)
-{
-	guest_stamp(g, gpa, npages, seed);
-	guest_sync(g, j, SYNC_HOST_CHECK_SHARED, gpa, npages, seed);
-	PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, true) == 0);
-	check(j, CK_PRIVATE_STARTS_ZERO, guest_has(g, gpa, npages, 0, true));
-	guest_stamp(g, gpa, npages, seed + 1);
-	check(j, CK_PRIVATE_READBACK, guest_has(g, gpa, npages, seed + 1, false));
-	guest_sync(g, j, SYNC_HOST_CHECK_NOT_PRIVATE, gpa, npages, seed + 1);
-	PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, false) == 0);
-	guest_sync(g, j, SYNC_HOST_WRITE, gpa, npages, seed + 2);
-	check(j, CK_GUEST_SEES_HOST_WRITE, guest_has(g, gpa, npages, seed + 2, false));
-}
-
-static void guest_convert_main(struct pm_guest *g, struct job *j)
-{
-	unsigned int seed = j->seed;
-
-	for (unsigned int it = 0; it < j->iterations; it++) {
-		bool huge = (it & 1) && j->size >= 2 * MIB;
-		uint64_t npages = huge ? 512 : 1 + (uint64_t)rand_r(&seed) % 16;
-		uint64_t span = (j->size >> 12) - npages;
-		uint64_t page = span ? (uint64_t)rand_r(&seed) % span : 0;
-
-		if (huge)
-			page &= ~511ULL;
-		guest_convert_cycle(g, j, j->base + (page << 12), npages, (uint64_t)it << 8 | j->seed);
-		if (it % 16 == 15)
-			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
-	}
-}
-
-static uint64_t checksum(const uint8_t *p, size_t n)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 1099511628211ULL;
-	return h;
-}
-
-static void guest_bounce_main(struct pm_guest *g, struct job *j)
-{
-	uint64_t hdr = j->base, data = j->base + 4096;
-	uint64_t priv = j->base + MIB;
-	uint8_t *buf = malloc(BOUNCE_DATA_MAX);
-
-	PM_GUEST_ASSERT(g, buf != NULL);
-	if (j->m->private_mem)
-		PM_GUEST_ASSERT(g, guest_convert(g, priv, MIB >> 12, true) == 0);
-	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
-		uint64_t len = 4096 + (uint64_t)(seq * 7919u % (BOUNCE_DATA_MAX - 4096));
-
-		pm_guest_write64(g, hdr + BOUNCE_HDR_SEQ, seq);
-		pm_guest_write64(g, hdr + BOUNCE_HDR_LEN, len);
-		pm_guest_write64(g, DOORBELL_GPA, seq);           /* kick the device */
-		while (pm_guest_read64(g, hdr + BOUNCE_HDR_STATUS) != seq)
-			sched_yield();                            /* the device runs on the host */
-		pm_guest_read(g, data, buf, len);                 /* bounce buffer -> private */
-		pm_guest_write(g, priv, buf, len);
-		memset(buf, 0, len);
-		pm_guest_read(g, priv, buf, len);
-		check(j, CK_BOUNCE_DATA, checksum(buf, len) == pm_guest_read64(g, hdr + BOUNCE_HDR_SUM));
-		if (seq % 16 == 0)
-			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
-	}
-	free(buf);
-}
-
-static void guest_accept_main(struct pm_guest *g, struct job *j)
-{
-	for (uint64_t gpa = j->base; gpa < j->base + j->size; gpa += 2 * MIB) {
-		uint64_t npages = PM_MIN_U64(512, (j->base + j->size - gpa) >> 12);
-
-		PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, true) == 0);
-		for (uint64_t p = 0; p < npages; p++) {
-			uint64_t a = gpa + (p << 12);
-
-			check(j, CK_ACCEPT_ZERO, pm_guest_read64(g, a) == 0);
-			pm_guest_write64(g, a, pattern(a, j->seed));
-			check(j, CK_ACCEPT_READBACK, pm_guest_read64(g, a) == pattern(a, j->seed));
-		}
-		guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
-	}
-}
-
-/* Request bytes: what the guest puts in its buffer; the device answers
- * with each byte complemented. */
-static uint8_t virtio_byte(uint64_t seq, uint64_t i)
-{
-	return (uint8_t)(seq * 131 + i * 7 + (i >> 12));
-}
-
-static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq, uint8_t *buf)
-{
-	uint64_t ring = j->base, data = j->base + VIRTIO_BUF_OFF, priv = j->base + VIRTIO_PRIV_OFF;
-	uint64_t npages = 1 + seq * 7919u % VIRTIO_BUF_PAGES, len = npages << 12;
-	bool ok = true;
-
-	for (uint64_t i = 0; i < len; i++)
-		buf[i] = virtio_byte(seq, i);
-	pm_guest_write(g, data, buf, len);              /* private until shared */
-	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, data, npages) == (long)npages);
-	pm_guest_write64(g, ring + BOUNCE_HDR_LEN, len);
-	pm_guest_write64(g, ring + BOUNCE_HDR_SEQ, seq);
-	pm_guest_write64(g, DOORBELL_GPA, seq);         /* kick the device */
-	while (pm_guest_read64(g, ring + BOUNCE_HDR_STATUS) != seq)
-		sched_yield();                          /* the device runs on the host */
-	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, data, npages) == (long)npages);
-	pm_guest_read(g, data, buf, len);               /* private again, in place */
-	for (uint64_t i = 0; i < len && ok; i++) {
-		uint8_t want = virtio_byte(seq, i) ^ 0xff;
-
-		ok = buf[i] == want;
-	}
-	check(j, CK_GUEST_KEEPS_RESPONSE, ok);
-	guest_sync(g, j, SYNC_HOST_CHECK_UNMAPPABLE, data, npages, 0);
-	/* The response goes on into private memory, never seen by the host. */
-	pm_guest_write(g, priv + (seq % VIRTIO_PRIV_PAGES) * 4096, buf, 4096);
-	check(j, CK_PRIVATE_READBACK,
-	      pm_guest_read64(g, priv + (seq % VIRTIO_PRIV_PAGES) * 4096) == *(uint64_t *)buf);
-}
-
-static void guest_virtio_main(struct pm_guest *g, struct job *j)
-{
-	uint8_t *buf = malloc(VIRTIO_BUF_PAGES * 4096);
-
-	PM_GUEST_ASSERT(g, buf != NULL);
-	pm_guest_write64(g, j->base + BOUNCE_HDR_STATUS, 0);
-	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, j->base, 1) == 1);     /* the ring */
-	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
-		guest_virtio_request(g, j, seq, buf);
-		if (seq % 16 == 0) {
-			guest_sync(g, j, SYNC_HOST_CHECK_UNMAPPABLE, j->base + VIRTIO_PRIV_OFF,
-				   VIRTIO_PRIV_PAGES, 1);
-			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
-		}
-	}
-	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, j->base, 1) == 1);
-	free(buf);
-}
-
-static void guest_main(struct pm_guest *g, void *arg)
-{
-	struct job *j = arg;
-
-	switch (j->sc) {
-	case SC_CONVERT:
-		guest_convert_main(g, j);
-		break;
-	case SC_BOUNCE:
-		guest_bounce_main(g, j);
-		break;
-	case SC_VIRTIO:
-		guest_virtio_main(g, j);
-		break;
-	default:
-		guest_accept_main(g, j);
-		break;
-	}
-}
-
-/* ---- VMM side ---- */
-
-static bool host_has(struct vmm *m, uint64_t gpa, uint64_t npages, uint64_t seed, bool absent)
-{
-	for (uint64_t p = 0; p < npages; p++) {
-		uint64_t a = gpa + (p << 12), w0, w1;
-
-		memcpy(&w0, m->shared + a, 8);
-		memcpy(&w1, m->shared + a + 4088, 8);
-		if (absent ? (w0 == pattern(a, seed) || w1 == (pattern(a, seed) ^ 1))
-			   : (w0 != pattern(a, seed) || w1 != (pattern(a, seed) ^ 1)))
-			return false;
-	}
-	return true;
-}
-
-/* The bounce device: a thread serving doorbells from a queue. */
-struct device {
-	struct vmm *m;
-	struct job *jobs;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int queue[VMM_MAX_VCPUS];       /* vCPUs with a request (each has at most one) */
-	unsigned int head, tail;        /* lock */
-	bool stop;                      /* lock */
-	pthread_t thread;
-};
-
-struct run_ctx {
-	struct job jobs[VMM_MAX_VCPUS];
-	struct device dev;
-};
-
-static void vmm_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
-{
-	struct job *j = &((struct run_ctx *)m->ctx)->jobs[vcpu];
-
-	switch (uc->args[0]) {
-	case SYNC_HOST_CHECK_SHARED:
-		check(j, CK_HOST_SEES_SHARED, host_has(m, j->req.gpa, j->req.npages, j->req.pattern, false));
-		break;
-	case SYNC_HOST_CHECK_NOT_PRIVATE:
-		check(j, CK_HOST_NEVER_SEES_PRIVATE,
-		      host_has(m, j->req.gpa, j->req.npages, j->req.pattern, true));
-		break;
-	case SYNC_HOST_CHECK_UNMAPPABLE:
-		/* The host cannot even pin them: they are not its to map. */
-		for (uint64_t p = 0; p < j->req.npages; p++) {
-			struct pm_gmem_pin pin = { .offset = j->req.gpa + (p << 12), .size = 4096 };
-			bool refused = pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_PIN, &pin) && errno == EFAULT;
-
-			check(j, j->req.pattern ? CK_HOST_CANNOT_MAP_PRIVATE : CK_HOST_LOSES_UNSHARED, refused);
-		}
-		break;
-	case SYNC_HOST_WRITE:
-		for (uint64_t p = 0; p < j->req.npages; p++) {
-			uint64_t a = j->req.gpa + (p << 12), w0 = pattern(a, j->req.pattern), w1 = w0 ^ 1;
-
-			memcpy(m->shared + a, &w0, 8);
-			memcpy(m->shared + a + 4088, &w1, 8);
-		}
-		break;
-	default:
-		break;
-	}
-}
-
-static void device_mmio(struct vmm *m, int vcpu, struct kvm_run *run)
-{
-	struct device *d = &((struct run_ctx *)m->ctx)->dev;
-
-	if (!run->mmio.is_write || run->mmio.phys_addr != DOORBELL_GPA)
-		return;                       /* reads of unknown MMIO return zero */
-	pthread_mutex_lock(&d->lock);
-	d->queue[d->tail++ % VMM_MAX_VCPUS] = vcpu;
-	pthread_cond_signal(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-}
-
-/* virtio: the request in the guest's buffer, pinned while in use (DMA). */
-static void device_serve_virtio(struct device *d, int vcpu)
-{
-	struct vmm *m = d->m;
-	struct job *j = &d->jobs[vcpu];
-	uint8_t *ring = m->shared + j->base, *buf = ring + VIRTIO_BUF_OFF;
-	struct pm_gmem_pin pin = { .offset = j->base + VIRTIO_BUF_OFF };
-	uint64_t seq, len;
-	bool ok = true;
-
-	memcpy(&seq, ring + BOUNCE_HDR_SEQ, 8);
-	memcpy(&len, ring + BOUNCE_HDR_LEN, 8);
-	len = PM_MIN_U64(len, VIRTIO_BUF_PAGES * 4096);
-	pin.size = len;
-	if (pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_PIN, &pin)) {
-		check(j, CK_DEVICE_SEES_REQUEST, false);
-	} else {
-		for (uint64_t i = 0; i < len; i++) {
-			ok &= buf[i] == virtio_byte(seq, i);
-			buf[i] ^= 0xff;
-		}
-		check(j, CK_DEVICE_SEES_REQUEST, ok);
-		pm_kvm_ioctl(m->gmem, PM_GUEST_MEMFD_UNPIN, &pin);
-	}
-	atomic_store_explicit((_Atomic uint64_t *)(ring + BOUNCE_HDR_STATUS), seq, memory_order_release);
-}
-
-static void device_serve(struct device *d, int vcpu)
-{
-	struct vmm *m = d->m;
-	uint8_t *hdr = m->shared + d->jobs[vcpu].base;
-	uint64_t seq, len, sum;
-
-	memcpy(&seq, hdr + BOUNCE_HDR_SEQ, 8);
-	memcpy(&len, hdr + BOUNCE_HDR_LEN, 8);
-	len = PM_MIN_U64(len, BOUNCE_DATA_MAX);
-	for (uint64_t i = 0; i < len; i++)
-		hdr[4096 + i] = (uint8_t)((seq * 131 + i * 7) ^ (i >> 9));
-	sum = checksum(hdr + 4096, len);
-	memcpy(hdr + BOUNCE_HDR_SUM, &sum, 8);
-	atomic_store_explicit((_Atomic uint64_t *)(hdr + BOUNCE_HDR_STATUS), seq, memory_order_release);
-}
-
-static void *device_main(void *arg)
-{
-	struct device *d = arg;
-
-	pthread_mutex_lock(&d->lock);
-	for (;;) {
-		int vcpu;
-
-		while (d->head == d->tail && !d->stop)
-			pthread_cond_wait(&d->cond, &d->lock);
-		if (d->head == d->tail)
-			break;
-		vcpu = d->queue[d->head++ % VMM_MAX_VCPUS];
-		pthread_mutex_unlock(&d->lock);
-		if (d->jobs[vcpu].sc == SC_VIRTIO)
-			device_serve_virtio(d, vcpu);
-		else
-			device_serve(d, vcpu);
-		pthread_mutex_lock(&d->lock);
-	}
-	pthread_mutex_unlock(&d->lock);
-	return NULL;
-}
-
-static void device_start(struct device *d, struct vmm *m, struct job *jobs)
-{
-	d->m = m;
-	d->jobs = jobs;
-	pthread_mutex_init(&d->lock, NULL);
-	pthread_cond_init(&d->cond, NULL);
-	pthread_create(&d->thread, NULL, device_main, d);
-}
-
-static void device_stop(struct device *d)
-{
-	pthread_mutex_lock(&d->lock);
-	d->stop = true;
-	pthread_cond_signal(&d->cond);
-	pthread_mutex_unlock(&d->lock);
-	pthread_join(d->thread, NULL);
-	pthread_cond_destroy(&d->cond);
-	pthread_mutex_destroy(&d->lock);
-}
-
-/* ---- options, setup, report ---- */
-
-struct run_opts {
+static const struct runner {
+	const char *vm_type;         /* --vm-type */
 	unsigned long type;
-	const char *type_name;
-	uint64_t mem;
-	int vcpus;
-	enum scenario sc;
-	unsigned int seed;
-	unsigned int iterations;   /* 0: the scenario's default */
-	bool json;
-	unsigned int busy_per_million;  /* tdx only */
-	bool no_huge;                   /* tdx only */
+	run_fn run;
+} runners[] = {
+	{ "sw", KVM_X86_SW_PROTECTED_VM, run_sw },
+	{ "default", KVM_X86_DEFAULT_VM, run_sw },
+	{ "pkvm", PM_VM_TYPE_PKVM, run_sw },
+	{ "snp", KVM_X86_SNP_VM, run_snp },
+	{ "tdx", KVM_X86_TDX_VM, run_tdx },
+};
+
+/* ---- options ---- */
+
+struct run_cmd {
+	struct run_opts o;
+	const struct runner *runner;
+	bool json;                  /* the report on stdout as JSON */
+	const char *json_file;      /* and/or as JSON in this file */
 };
 
 static void run_usage(FILE *out)
@@ -485,6 +56,7 @@ static void run_usage(FILE *out)
 		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
+		"                   [--json-file FILE]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -504,10 +76,34 @@ static void run_usage(FILE *out)
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
 		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs\n"
 		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
-		"  --json            print the report as one JSON object\n", VMM_MAX_VCPUS);
+		"  --json            print the report as one JSON object\n"
+		"  --json-file FILE  also write the report as one JSON object to FILE\n", VMM_MAX_VCPUS);
 }
 
-static int run_parse(int argc, char **argv, struct run_opts *o)
+static const struct runner *runner_of(const char *vm_type)
+{
+	for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++)
+		if (!strcmp(vm_type, runners[i].vm_type))
+			return &runners[i];
+	return NULL;
+}
+
+/* Options that are not the runner's own business. */
+static int run_check(const struct run_opts *o)
+{
+	if ((o->mem / (uint64_t)o->vcpus) < 2 * MIB) {
+		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
+		return 2;
+	}
+	if ((o->type == PM_VM_TYPE_PKVM) != (o->scenario == SC_VIRTIO) && o->scenario != SC_DEFAULT) {
+		fprintf(stderr, "privmem: scenario %s runs on %s\n", run_scenario_names[o->scenario],
+			o->scenario == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
+		return 2;
+	}
+	return 0;
+}
+
+static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 {
 	static const struct option opts[] = {
 		{ "vm-type", required_argument, NULL, 't' }, { "mem", required_argument, NULL, 'm' },
@@ -515,19 +111,21 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{ "seed", required_argument, NULL, 'S' }, { "iterations", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
 		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
+		{ "json-file", required_argument, NULL, 'J' },
 		{ NULL, 0, NULL, 0 },
 	};
+	struct run_opts *o = &cmd->o;
 	int c;
 
-	*o = (struct run_opts){ .type = KVM_X86_SW_PROTECTED_VM, .type_name = "sw", .mem = 512 * MIB,
-				.vcpus = 4, .sc = SC_DEFAULT, .seed = 1 };
+	*cmd = (struct run_cmd){ .runner = runner_of("sw") };
+	*o = (struct run_opts){ .mem = 512 * MIB, .vcpus = 4, .scenario = SC_DEFAULT, .seed = 1 };
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (cli_parse_vm_type(optarg, &o->type))
+			cmd->runner = runner_of(optarg);
+			if (!cmd->runner)
 				return cli_bad_arg("--vm-type", optarg);
-			o->type_name = optarg;
 			break;
 		case 'm':
 			if (cli_parse_size(optarg, &o->mem) || o->mem < 2 * MIB)
@@ -538,9 +136,10 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return cli_bad_arg("--vcpus", optarg);
 			break;
 		case 's':
-			for (o->sc = 0; o->sc < SC_NR && strcmp(optarg, scenario_names[o->sc]); o->sc++)
-				;
-			if (o->sc == SC_NR && strcmp(optarg, "default"))
+			for (o->scenario = 0; o->scenario < SC_NR; o->scenario++)
+				if (!strcmp(optarg, run_scenario_names[o->scenario]))
+					break;
+			if (o->scenario == SC_NR && strcmp(optarg, "default"))
 				return cli_bad_arg("--scenario", optarg);
 			break;
 		case 'S':
@@ -552,7 +151,10 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				return cli_bad_arg("--iterations", optarg);
 			break;
 		case 'j':
-			o->json = true;
+			cmd->json = true;
+			break;
+		case 'J':
+			cmd->json_file = optarg;
 			break;
 		case 'b':
 			if (cli_parse_uint(optarg, 0, 1000000, &o->busy_per_million))
@@ -571,265 +173,140 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	}
 	if (optind < argc)
 		return cli_bad_arg("argument", argv[optind]);
-	if ((o->mem / (uint64_t)o->vcpus) < 2 * MIB) {
-		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
-		return 2;
-	}
-	if ((o->type == PM_VM_TYPE_PKVM) != (o->sc == SC_VIRTIO) && o->sc != SC_DEFAULT) {
-		fprintf(stderr, "privmem: scenario %s runs on %s\n", scenario_names[o->sc],
-			o->sc == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
-		return 2;
-	}
-	return 0;
+	o->vm_type = cmd->runner->vm_type;
+	o->type = cmd->runner->type;
+	o->progress = isatty(STDERR_FILENO) && !cmd->json;
+	return run_check(o);
 }
 
-static void jobs_init(struct run_ctx *ctx, struct vmm *m, const struct run_opts *o)
+/* ---- the sections every report has ---- */
+
+void run_report_header(struct report *rep, const char *more)
 {
-	uint64_t chunk = PM_ALIGN_DOWN_U64(o->mem / (uint64_t)o->vcpus, 2 * MIB);
-
-	for (int i = 0; i < o->vcpus; i++) {
-		struct job *j = &ctx->jobs[i];
-
-		j->m = m;
-		j->sc = o->sc == SC_DEFAULT ? (enum scenario)(i % SC_MIX_NR) : o->sc;
-		/* pKVM guests convert by sharing, in place; without private
-		 * memory only the bounce device makes sense. */
-		if (m->type == PM_VM_TYPE_PKVM)
-			j->sc = SC_VIRTIO;
-		else if (!m->private_mem)
-			j->sc = SC_BOUNCE;
-		j->base = (uint64_t)i * chunk;
-		j->size = chunk;
-		j->seed = o->seed * 1000003u + (unsigned int)i;
-		j->iterations = o->iterations ? o->iterations
-					      : (j->sc == SC_BOUNCE || j->sc == SC_VIRTIO ? 100 : 200);
-	}
+	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}%s",
+		    more);
 }
 
-static void progress_tick(struct vmm *m, void *arg)
+void run_report_vm(struct report *rep, struct vmm *m)
 {
-	const struct timespec *t0 = arg;
+	static const char *const exit_names[] = {
+		[PM_STAT_EXITS_UCALL] = "ucall", [PM_STAT_EXITS_MEMORY_FAULT] = "memory_fault",
+		[PM_STAT_EXITS_HYPERCALL] = "hypercall", [PM_STAT_EXITS_MMIO] = "mmio",
+		[PM_STAT_EXITS_INTR] = "intr", [PM_STAT_EXITS_SYSTEM_EVENT] = "system_event",
+	};
+	static const char *const levels[] = { "4K", "2M", "1G" };
+	struct pm_vm_stats vs = { 0 };
+	struct pm_pool_stats ps = { 0 };
 
-	fprintf(stderr, "\r  running: %.1f s, %" PRIu64 " conversions, %" PRIu64 " progress marks   ",
-		cli_elapsed(t0), (uint64_t)atomic_load(&m->conversions), (uint64_t)atomic_load(&m->progress));
-	fflush(stderr);
+	vmm_vm_stats(m, &vs);
+	vmm_pool_stats(m, &ps);
+	report_section(rep, "exits");
+	for (size_t e = 0; e < sizeof(exit_names) / sizeof(exit_names[0]); e++)
+		report_u64(rep, exit_names[e], vs.exits[e]);
+	report_top(rep);
+	report_u64(rep, "conversions", atomic_load(&m->conversions));
+	report_u64(rep, "pages_to_private", atomic_load(&m->to_private_pages));
+	report_u64(rep, "pages_to_shared", atomic_load(&m->to_shared_pages));
+	report_u64(rep, "implicit_conversions", atomic_load(&m->implicit_conversions));
+	report_u64(rep, "faults", vs.faults);
+	report_u64(rep, "fault_retries", vs.fault_retries);
+	report_section(rep, "mapped");
+	for (int l = 0; l < 3; l++)
+		report_u64(rep, levels[l], vs.mapped[l]);
+	report_section(rep, "mappings_present");
+	for (int l = 0; l < 3; l++)
+		report_u64(rep, levels[l], vs.mappings[l]);
+	report_top(rep);
+	report_u64(rep, "zapped", vs.zapped);
+	report_u64(rep, "splits", vs.splits);
+	report_u64(rep, "tlb_shootdowns", vs.tlb_shootdowns);
+	report_section(rep, "pool");
+	report_u64(rep, "in_use", ps.in_use);
+	report_u64(rep, "populated", ps.populated);
+	report_u64(rep, "scrubbed", ps.scrubbed);
+	report_u64(rep, "released", ps.released);
+	report_top(rep);
 }
 
-struct report {
-	const struct run_opts *o;
-	struct run_ctx *ctx;
-	struct vmm *m;
-	struct pm_vm_stats vs;
-	struct pm_pool_stats ps;
-	/* pKVM: the hyp's statistics at the start, just before teardown and after */
-	bool pkvm;
-	struct pm_pkvm_stats pk_start, pk_run_end, pk_end;
-	double elapsed;
-	uint64_t passed[CK_NR], failed[CK_NR], total_failed, total_passed;
-	int run_result;
-};
-
-static const char *const pkvm_transition_names[PM_PKVM_NR_TRANSITIONS] = {
-	"host_share_hyp", "host_unshare_hyp", "host_donate_hyp", "hyp_donate_host",
-	"host_share_guest", "host_unshare_guest", "host_donate_guest", "guest_share_host",
-	"guest_unshare_host", "host_reclaim_page_guest", "relax_perms",
-};
-
-static uint64_t pk_delta(const struct report *r, int t, bool refused)
+void run_report_checks(struct report *rep, const char *const *names, const uint64_t *passed,
+		       const uint64_t *failed, int n, const char *guest_failure, bool fail)
 {
-	return (uint64_t)(refused ? r->pk_end.refused[t] - r->pk_start.refused[t]
-				  : r->pk_end.done[t] - r->pk_start.done[t]);
-}
+	uint64_t total_passed = 0, total_failed = 0;
+	bool any = false;
 
-static void report_text_pkvm(const struct report *r)
-{
-	printf("pkvm hyp       transitions (refused):");
-	for (int t = 0, n = 0; t < PM_PKVM_NR_TRANSITIONS; t++) {
-		if (!pk_delta(r, t, false) && !pk_delta(r, t, true))
+	report_line(rep, "checks");
+	for (int c = 0; c < n; c++) {
+		total_passed += passed[c];
+		total_failed += failed[c];
+		if (!passed[c] && !failed[c])
 			continue;
-		printf("%s %s %" PRIu64 " (%" PRIu64 ")", n++ % 2 ? "," : "\n              ",
-		       pkvm_transition_names[t], pk_delta(r, t, false), pk_delta(r, t, true));
+		report_section(rep, "checks.%s", names[c]);
+		report_u64(rep, "passed", passed[c]);
+		report_u64(rep, "failed", failed[c]);
+		report_line(rep, "  %-36s {checks.%s.passed:10} passed, {checks.%s.failed} failed", names[c],
+			    names[c], names[c]);
+		any = true;
 	}
-	printf("\n               host stage-2 faults %" PRIu64 ", pages poisoned at teardown %" PRIu64
-	       ", unshares refused while pinned %" PRIu64 "\n",
-	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
-	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
-	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
+	report_top(rep);
+	if (!any)
+		report_empty(rep, "checks");
+	report_str(rep, "guest_failure", guest_failure);
+	report_str(rep, "result", fail ? "FAIL" : "PASS");
+	report_u64(rep, "checks_passed", total_passed);
+	report_u64(rep, "checks_failed", total_failed);
+	if (guest_failure)
+		report_line(rep, "guest failure  {guest_failure}");
+	report_line(rep, "result         {result} ({checks_passed} checks passed, {checks_failed} failed)");
+	rep->failed = fail;
 }
 
-static void report_json_pkvm(const struct report *r)
+/* ---- the command ---- */
+
+/* stdout, then the JSON file (opened before the run, so that a bad path
+ * does not cost a run); 1 if the run failed or a report was not printed. */
+static int run_print(const struct report *rep, const struct run_cmd *cmd, FILE *json_file)
 {
-	printf(",\"pkvm\":{\"transitions\":{");
-	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
-		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, false));
-	printf("},\"refused\":{");
-	for (int t = 0; t < PM_PKVM_NR_TRANSITIONS; t++)
-		printf("%s\"%s\":%" PRIu64, t ? "," : "", pkvm_transition_names[t], pk_delta(r, t, true));
-	printf("},\"host_stage2_faults\":%" PRIu64 ",\"pages_poisoned_at_teardown\":%" PRIu64
-	       ",\"unshares_refused_pinned\":%" PRIu64 "}",
-	       (uint64_t)(r->pk_end.host_s2_faults - r->pk_start.host_s2_faults),
-	       (uint64_t)(r->pk_end.pages_poisoned - r->pk_run_end.pages_poisoned),
-	       (uint64_t)(r->pk_end.unshare_busy - r->pk_start.unshare_busy));
-}
+	int r = cmd->json ? report_print_json(rep, stdout) : report_print_text(rep, stdout);
 
-static void report_text(const struct report *r)
-{
-	static const char *const exit_names[] = { "ucall", "memory_fault", "hypercall", "mmio", "intr" };
-	const struct run_opts *o = r->o;
-
-	printf("privmem run: vm-type %s, %" PRIu64 " MiB, %d vCPUs, seed %u\n", o->type_name,
-	       o->mem / MIB, o->vcpus, o->seed);
-	for (int i = 0; i < o->vcpus; i++)
-		printf("  vCPU %d: %-8s %" PRIu64 " MiB at 0x%" PRIx64 "\n", i,
-		       scenario_names[r->ctx->jobs[i].sc], r->ctx->jobs[i].size / MIB, r->ctx->jobs[i].base);
-	printf("elapsed        %.3f s\n", r->elapsed);
-	printf("exits         ");
-	for (int e = 0; e < 5; e++)
-		printf(" %s %" PRIu64 "%s", exit_names[e], (uint64_t)r->vs.exits[e], e < 4 ? "," : "\n");
-	printf("conversions    %" PRIu64 " (pages to private %" PRIu64 ", to shared %" PRIu64 ")\n",
-	       (uint64_t)atomic_load(&r->m->conversions), (uint64_t)atomic_load(&r->m->to_private_pages),
-	       (uint64_t)atomic_load(&r->m->to_shared_pages));
-	printf("faults         %" PRIu64 " (retried %" PRIu64 ")\n", (uint64_t)r->vs.faults,
-	       (uint64_t)r->vs.fault_retries);
-	printf("mapped         4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 "  (present at the end: 4K %"
-	       PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ")\n", (uint64_t)r->vs.mapped[0],
-	       (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mapped[2], (uint64_t)r->vs.mappings[0],
-	       (uint64_t)r->vs.mappings[1], (uint64_t)r->vs.mappings[2]);
-	printf("zaps           %" PRIu64 " mappings removed, %" PRIu64 " huge mappings split\n",
-	       (uint64_t)r->vs.zapped, (uint64_t)r->vs.splits);
-	printf("tlb shootdowns %" PRIu64 "\n", (uint64_t)r->vs.tlb_shootdowns);
-	printf("frame pool     in use %.1f MiB, populated %.1f MiB, scrubbed %.1f MiB, released %.1f MiB\n",
-	       (double)r->ps.in_use / MIB, (double)r->ps.populated / MIB, (double)r->ps.scrubbed / MIB,
-	       (double)r->ps.released / MIB);
-	if (r->pkvm)
-		report_text_pkvm(r);
-	cli_report_checks(check_names, r->passed, r->failed, CK_NR, r->run_result ? r->m->abort_msg : NULL,
-			  r->total_failed || r->run_result, false);
-}
-
-static void report_json(const struct report *r)
-{
-	static const char *const exit_names[] = { "ucall", "memory_fault", "hypercall", "mmio", "intr" };
-	const struct run_opts *o = r->o;
-
-	printf("{\"vm_type\":\"%s\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,",
-	       o->type_name, o->mem, o->vcpus, o->seed);
-	printf("\"scenarios\":[");
-	for (int i = 0; i < o->vcpus; i++)
-		printf("%s\"%s\"", i ? "," : "", scenario_names[r->ctx->jobs[i].sc]);
-	printf("],\"elapsed_s\":%.6f,\"exits\":{", r->elapsed);
-	for (int e = 0; e < 5; e++)
-		printf("%s\"%s\":%" PRIu64, e ? "," : "", exit_names[e], (uint64_t)r->vs.exits[e]);
-	printf("},\"conversions\":%" PRIu64 ",\"pages_to_private\":%" PRIu64 ",\"pages_to_shared\":%" PRIu64,
-	       (uint64_t)atomic_load(&r->m->conversions), (uint64_t)atomic_load(&r->m->to_private_pages),
-	       (uint64_t)atomic_load(&r->m->to_shared_pages));
-	printf(",\"faults\":%" PRIu64 ",\"fault_retries\":%" PRIu64, (uint64_t)r->vs.faults,
-	       (uint64_t)r->vs.fault_retries);
-	printf(",\"mapped\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64 "}",
-	       (uint64_t)r->vs.mapped[0], (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mapped[2]);
-	printf(",\"mappings_present\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64 "}",
-	       (uint64_t)r->vs.mappings[0], (uint64_t)r->vs.mappings[1], (uint64_t)r->vs.mappings[2]);
-	printf(",\"zapped\":%" PRIu64 ",\"splits\":%" PRIu64 ",\"tlb_shootdowns\":%" PRIu64,
-	       (uint64_t)r->vs.zapped, (uint64_t)r->vs.splits, (uint64_t)r->vs.tlb_shootdowns);
-	printf(",\"pool\":{\"in_use\":%" PRIu64 ",\"populated\":%" PRIu64 ",\"scrubbed\":%" PRIu64
-	       ",\"released\":%" PRIu64 "}", (uint64_t)r->ps.in_use, (uint64_t)r->ps.populated,
-	       (uint64_t)r->ps.scrubbed, (uint64_t)r->ps.released);
-	if (r->pkvm)
-		report_json_pkvm(r);
-	cli_report_checks(check_names, r->passed, r->failed, CK_NR, r->run_result ? r->m->abort_msg : NULL,
-			  r->total_failed || r->run_result, true);
-}
-
-static void report_collect(struct report *r)
-{
-	for (int i = 0; i < r->o->vcpus; i++)
-		for (int c = 0; c < CK_NR; c++) {
-			r->passed[c] += r->ctx->jobs[i].passed[c];
-			r->failed[c] += r->ctx->jobs[i].failed[c];
-		}
-	for (int c = 0; c < CK_NR; c++) {
-		r->total_passed += r->passed[c];
-		r->total_failed += r->failed[c];
-	}
-	vmm_vm_stats(r->m, &r->vs);
-	vmm_pool_stats(r->m, &r->ps);
+	if (!r && json_file)
+		r = report_print_json(rep, json_file);
+	if (r == -ENOMEM)
+		fprintf(stderr, "privmem: out of memory for the report\n");
+	else if (r)
+		fprintf(stderr, "privmem: the report could not be written\n");
+	return r ? 1 : rep->failed;
 }
 
 int cmd_run(int argc, char **argv)
 {
-	struct run_ctx *ctx = calloc(1, sizeof(*ctx));
-	void *args[VMM_MAX_VCPUS];
-	struct report rep = { 0 };
-	struct run_opts o;
-	struct timespec t0;
-	struct vmm m;
-	int r = run_parse(argc, argv, &o), sys = -1;
+	FILE *json_file = NULL;
+	struct report rep;
+	struct run_cmd cmd;
+	int r = run_parse(argc, argv, &cmd);
 
-	if (r || !ctx) {
-		free(ctx);
-		return r ? r : 1;
+	if (r)
+		return r;
+	if (cmd.json_file) {
+		json_file = fopen(cmd.json_file, "w");
+		if (!json_file) {
+			fprintf(stderr, "privmem: %s: %s\n", cmd.json_file, strerror(errno));
+			return 1;
+		}
 	}
-	if (o.type == KVM_X86_SNP_VM) {
-		free(ctx);
-		return run_snp(o.mem, o.vcpus, o.seed, o.iterations, o.json);
+	report_init(&rep);
+	report_u64(&rep, "schema", RUN_REPORT_SCHEMA);
+	report_str(&rep, "version", pm_version());
+	report_str(&rep, "vm_type", cmd.o.vm_type);
+	report_u64(&rep, "mem_bytes", cmd.o.mem);
+	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
+	report_u64(&rep, "seed", cmd.o.seed);
+	r = cmd.runner->run(&cmd.o, &rep);
+	if (!r)
+		r = run_print(&rep, &cmd, json_file);
+	report_free(&rep);
+	if (json_file && fclose(json_file) && !r) {
+		fprintf(stderr, "privmem: %s: %s\n", cmd.json_file, strerror(errno));
+		r = 1;
 	}
-	if (o.type == KVM_X86_TDX_VM) {
-		struct run_tdx_opts t = { .mem = o.mem, .vcpus = o.vcpus, .seed = o.seed,
-					  .iterations = o.iterations, .busy_per_million = o.busy_per_million,
-					  .no_huge = o.no_huge, .json = o.json };
-
-		free(ctx);
-		return run_tdx(&t);
-	}
-	rep.pkvm = o.type == PM_VM_TYPE_PKVM;
-	if (rep.pkvm) {
-		sys = pm_kvm_open();
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_start);
-	}
-	if (vmm_create(&m, o.type, o.mem, o.vcpus, 0)) {
-		vmm_destroy(&m);
-		pm_kvm_close(sys);
-		free(ctx);
-		return 1;
-	}
-	jobs_init(ctx, &m, &o);
-	for (int i = 0; i < o.vcpus; i++)
-		args[i] = &ctx->jobs[i];
-	m.ctx = ctx;
-	m.sync = vmm_sync;
-	m.mmio = device_mmio;
-	device_start(&ctx->dev, &m, ctx->jobs);
-	vmm_set_guest(&m, guest_main, args);
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rep.run_result = vmm_run_all(&m, isatty(STDERR_FILENO) && !o.json ? progress_tick : NULL, &t0);
-	rep.elapsed = cli_elapsed(&t0);
-	if (isatty(STDERR_FILENO) && !o.json)
-		fprintf(stderr, "\r%70s\r", "");
-	device_stop(&ctx->dev);
-
-	rep.o = &o;
-	rep.ctx = ctx;
-	rep.m = &m;
-	report_collect(&rep);
-	if (rep.pkvm)
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_run_end);
-	vmm_destroy(&m);                /* pKVM: teardown poisons what the guest owned */
-	if (rep.pkvm) {
-		pm_kvm_ioctl(sys, PM_KVM_GET_PKVM_STATS, &rep.pk_end);
-		pm_kvm_close(sys);
-		/* Correct code never makes the host touch what it does not own. */
-		check(&ctx->jobs[0], CK_NO_HOST_S2_FAULT, rep.pk_end.host_s2_faults == rep.pk_start.host_s2_faults);
-		rep.passed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].passed[CK_NO_HOST_S2_FAULT];
-		rep.failed[CK_NO_HOST_S2_FAULT] = ctx->jobs[0].failed[CK_NO_HOST_S2_FAULT];
-		rep.total_passed += rep.passed[CK_NO_HOST_S2_FAULT];
-		rep.total_failed += rep.failed[CK_NO_HOST_S2_FAULT];
-	}
-	if (o.json)
-		report_json(&rep);
-	else
-		report_text(&rep);
-	r = rep.total_failed || rep.run_result ? 1 : 0;
-	free(ctx);
 	return r;
 }

@@ -16,7 +16,8 @@
  *     data checks at every step.
  * The report adds the SNP figures: RMP entries by size (the 2M entries that
  * survive the run), PSMASHes, PSC requests, entries and exits, PVALIDATEs,
- * RMP violations (a check: must be 0) and the launch digest.
+ * RMP violations (a check: must be 0) and the launch digest; its JSON has
+ * every counter of the model, under the model's names, in "snp".
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,7 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include "cli.h"
-#include "vmm.h"
+#include "run.h"
 
 #define MIB        ((uint64_t)1 << 20)
 #define PAGE       4096ULL
@@ -292,121 +293,115 @@ static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int
 	}
 }
 
-struct snp_report {
-	uint64_t passed[SK_NR], failed[SK_NR], total_passed, total_failed;
-	struct pm_vm_stats vs;
-	struct pm_model_stats ms;
-	uint8_t digest[48];
-	double elapsed;
-	int run_result;
-};
+/* ---- the report ---- */
 
-static void print_text(const struct snp_report *r, struct vmm *m, uint64_t mem, int vcpus, unsigned int seed)
+static void hex(char *buf, const uint8_t *b, size_t n)
 {
-	const struct pm_model_stats *ms = &r->ms;
-
-	printf("privmem run: vm-type snp, %" PRIu64 " MiB, %d vCPUs, seed %u\n", mem / MIB, vcpus, seed);
-	printf("launch digest  ");
-	for (int i = 0; i < 48; i++)
-		printf("%02x", r->digest[i]);
-	printf("\nelapsed        %.3f s\n", r->elapsed);
-	printf("exits          ucall %" PRIu64 ", memory_fault %" PRIu64 ", hypercall %" PRIu64 "\n",
-	       (uint64_t)r->vs.exits[PM_STAT_EXITS_UCALL], (uint64_t)r->vs.exits[PM_STAT_EXITS_MEMORY_FAULT],
-	       (uint64_t)r->vs.exits[PM_STAT_EXITS_HYPERCALL]);
-	printf("conversions    %" PRIu64 " (pages to private %" PRIu64 ", to shared %" PRIu64
-	       ", implicit %" PRIu64 ")\n", (uint64_t)atomic_load(&m->conversions),
-	       (uint64_t)atomic_load(&m->to_private_pages), (uint64_t)atomic_load(&m->to_shared_pages),
-	       (uint64_t)atomic_load(&m->implicit_conversions));
-	printf("mapped         4K %" PRIu64 ", 2M %" PRIu64 "  (present at the end: 4K %" PRIu64 ", 2M %"
-	       PRIu64 "), huge mappings split %" PRIu64 "\n", (uint64_t)r->vs.mapped[0],
-	       (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mappings[0], (uint64_t)r->vs.mappings[1],
-	       (uint64_t)r->vs.splits);
-	printf("rmp entries    at the end: 2M %" PRIu64 ", 4K %" PRIu64 "; made by prepare: 2M %" PRIu64
-	       ", 4K %" PRIu64 "\n", vmm_model_stat(ms, "rmp_assigned_2m"), vmm_model_stat(ms, "rmp_assigned_4k"),
-	       vmm_model_stat(ms, "prepare_2m_entries"), vmm_model_stat(ms, "prepare_4k_entries"));
-	printf("psmash         %" PRIu64 " (on partial free %" PRIu64 ", on 4K PVALIDATE %" PRIu64 ")\n",
-	       vmm_model_stat(ms, "rmp_psmash"), vmm_model_stat(ms, "psmash_on_free"), vmm_model_stat(ms, "psmash_on_fault"));
-	printf("psc            %" PRIu64 " requests, %" PRIu64 " entries, %" PRIu64 " exits, %" PRIu64
-	       " pages, %" PRIu64 " errors\n", vmm_model_stat(ms, "psc_requests"), vmm_model_stat(ms, "psc_entries"),
-	       vmm_model_stat(ms, "psc_exits"), vmm_model_stat(ms, "psc_pages"), vmm_model_stat(ms, "psc_errors"));
-	printf("pvalidate      %" PRIu64 " (failed %" PRIu64 ": 2M on 4K entries, retried as 4K)\n",
-	       vmm_model_stat(ms, "pvalidate"), vmm_model_stat(ms, "pvalidate_failed"));
-	printf("rmp violations %" PRIu64 ", host reads refused %" PRIu64 "\n", vmm_model_stat(ms, "rmp_violations"),
-	       vmm_model_stat(ms, "rmp_host_reads_refused"));
-	cli_report_checks(snp_check_names, r->passed, r->failed, SK_NR, r->run_result ? m->abort_msg : NULL,
-			  r->total_failed || r->run_result, false);
+	for (size_t i = 0; i < n; i++)
+		sprintf(buf + 2 * i, "%02x", b[i]);
 }
 
-static void print_json(const struct snp_report *r, struct vmm *m, uint64_t mem, int vcpus, unsigned int seed)
+/* The SNP figures: every counter of the model (its names) in "snp". */
+static void report_snp(struct report *rep, const struct pm_model_stats *ms)
 {
-	printf("{\"vm_type\":\"snp\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,\"launch_digest\":\"",
-	       mem, vcpus, seed);
-	for (int i = 0; i < 48; i++)
-		printf("%02x", r->digest[i]);
-	printf("\",\"elapsed_s\":%.6f,\"conversions\":%" PRIu64 ",\"mapped\":{\"4K\":%" PRIu64
-	       ",\"2M\":%" PRIu64 "}", r->elapsed, (uint64_t)atomic_load(&m->conversions),
-	       (uint64_t)r->vs.mapped[0], (uint64_t)r->vs.mapped[1]);
-	printf(",\"snp\":{");
-	for (unsigned int i = 0; i < r->ms.nr; i++)
-		printf("%s\"%s\":%" PRIu64, i ? "," : "", r->ms.v[i].name, (uint64_t)r->ms.v[i].value);
-	printf("}");
-	cli_report_checks(snp_check_names, r->passed, r->failed, SK_NR, r->run_result ? m->abort_msg : NULL,
-			  r->total_failed || r->run_result, true);
+	report_section(rep, "snp");
+	for (unsigned int i = 0; i < ms->nr; i++)
+		report_u64(rep, ms->v[i].name, ms->v[i].value);
+	report_top(rep);
+	report_line(rep, "rmp entries    at the end: 2M {snp.rmp_assigned_2m}, 4K {snp.rmp_assigned_4k}; "
+		    "made by prepare: 2M {snp.prepare_2m_entries}, 4K {snp.prepare_4k_entries}");
+	report_line(rep, "psmash         {snp.rmp_psmash} (on partial free {snp.psmash_on_free}, "
+		    "on 4K PVALIDATE {snp.psmash_on_fault})");
+	report_line(rep, "psc            {snp.psc_requests} requests, {snp.psc_entries} entries, "
+		    "{snp.psc_exits} exits, {snp.psc_pages} pages, {snp.psc_errors} errors");
+	report_line(rep, "pvalidate      {snp.pvalidate} (failed {snp.pvalidate_failed}: 2M on 4K entries, "
+		    "retried as 4K)");
+	report_line(rep, "rmp violations {snp.rmp_violations}, host reads refused {snp.rmp_host_reads_refused}");
 }
 
-static void collect(struct snp_report *r, struct snp_ctx *ctx, struct vmm *m, int vcpus)
+/* Everything but the checks, read before the VM goes. */
+static int report_run(struct report *rep, struct vmm *m, const uint8_t digest[48], double elapsed,
+		      struct pm_model_stats *ms)
 {
+	char digest_hex[2 * 48 + 1];
+
+	if (pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, ms)) {
+		perror("privmem: PM_KVM_GET_MODEL_STATS");
+		return -1;
+	}
+	hex(digest_hex, digest, 48);
+	report_str(rep, "launch_digest", digest_hex);
+	report_real(rep, "elapsed_s", elapsed);
+	run_report_vm(rep, m);
+	run_report_header(rep, "");
+	report_line(rep, "launch digest  {launch_digest}");
+	report_line(rep, "elapsed        {elapsed_s:.3} s");
+	report_line(rep, "exits          ucall {exits.ucall}, memory_fault {exits.memory_fault}, "
+		    "hypercall {exits.hypercall}");
+	report_line(rep, "conversions    {conversions} (pages to private {pages_to_private}, "
+		    "to shared {pages_to_shared}, implicit {implicit_conversions})");
+	report_line(rep, "mapped         4K {mapped.4K}, 2M {mapped.2M}  (present at the end: "
+		    "4K {mappings_present.4K}, 2M {mappings_present.2M}), huge mappings split {splits}");
+	report_snp(rep, ms);
+	return 0;
+}
+
+static void report_checks(struct report *rep, const struct snp_ctx *ctx, int vcpus,
+			  const struct pm_model_stats *ms, const char *guest_failure)
+{
+	uint64_t passed[SK_NR] = { 0 }, failed[SK_NR] = { 0 }, any_failed = 0;
+
 	for (int i = 0; i < vcpus; i++)
 		for (int c = 0; c < SK_NR; c++) {
-			r->passed[c] += ctx->jobs[i].passed[c];
-			r->failed[c] += ctx->jobs[i].failed[c];
+			passed[c] += ctx->jobs[i].passed[c];
+			failed[c] += ctx->jobs[i].failed[c];
 		}
-	vmm_vm_stats(m, &r->vs);
-	pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &r->ms);
-	if (vmm_model_stat(&r->ms, "rmp_violations"))
-		r->failed[SK_NO_RMP_VIOLATION]++;
+	if (vmm_model_stat(ms, "rmp_violations"))
+		failed[SK_NO_RMP_VIOLATION]++;
 	else
-		r->passed[SK_NO_RMP_VIOLATION]++;
-	for (int c = 0; c < SK_NR; c++) {
-		r->total_passed += r->passed[c];
-		r->total_failed += r->failed[c];
-	}
+		passed[SK_NO_RMP_VIOLATION]++;
+	for (int c = 0; c < SK_NR; c++)
+		any_failed |= failed[c];
+	run_report_checks(rep, snp_check_names, passed, failed, SK_NR, guest_failure,
+			  any_failed || guest_failure);
 }
 
-int run_snp(uint64_t mem, int vcpus, unsigned int seed, unsigned int iterations, bool json)
+/* ---- the runner ---- */
+
+int run_snp(const struct run_opts *o, struct report *rep)
 {
 	struct snp_ctx *ctx = calloc(1, sizeof(*ctx));
 	uint8_t *image = calloc(IMAGE_PAGES + 2, PAGE);
-	struct snp_report rep = { 0 };
+	struct pm_model_stats ms;
 	void *args[VMM_MAX_VCPUS];
+	uint8_t digest[48];
 	struct timespec t0;
+	double elapsed;
 	struct vmm m;
-	int r = 1;
+	int r = 1, run_result;
 
 	if (!ctx || !image)
 		goto out_free;
-	if ((mem / (uint64_t)vcpus) < 4 * MIB) {
+	if ((o->mem / (uint64_t)o->vcpus) < 4 * MIB) {
 		fprintf(stderr, "privmem: --vm-type snp needs at least 4 MiB per vCPU\n");
 		r = 2;
 		goto out_free;
 	}
-	if (vmm_create(&m, KVM_X86_SNP_VM, mem, vcpus, 0) || snp_launch(&m, image, rep.digest))
+	if (vmm_create(&m, KVM_X86_SNP_VM, o->mem, o->vcpus, 0) || snp_launch(&m, image, digest))
 		goto out_vmm;
-	jobs_init(ctx, mem, vcpus, seed, iterations, image);
-	for (int i = 0; i < vcpus; i++)
+	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image);
+	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];
 	m.ctx = ctx;
 	m.sync = snp_sync;
 	vmm_set_guest(&m, snp_guest_main, args);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rep.run_result = vmm_run_all(&m, NULL, NULL);
-	rep.elapsed = cli_elapsed(&t0);
-	collect(&rep, ctx, &m, vcpus);
-	if (json)
-		print_json(&rep, &m, mem, vcpus, seed);
-	else
-		print_text(&rep, &m, mem, vcpus, seed);
-	r = rep.total_failed || rep.run_result ? 1 : 0;
+	run_result = vmm_run_all(&m, NULL, NULL);
+	elapsed = cli_elapsed(&t0);
+	if (report_run(rep, &m, digest, elapsed, &ms))
+		goto out_vmm;
+	report_checks(rep, ctx, o->vcpus, &ms, run_result ? m.abort_msg : NULL);
+	r = 0;
 out_vmm:
 	vmm_destroy(&m);
 out_free:

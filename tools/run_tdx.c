@@ -16,7 +16,9 @@
  *    back zeroed;
  * vCPU 0 also checks the image it was built with. The report adds the TDX
  * figures: S-EPT entries by level, BUSY retries, demotions, leaked pages,
- * fatal events (0 expected) and the MRTD.
+ * fatal events (0 expected) and the MRTD; its JSON has every counter of
+ * the model, under the model's names. The run fails on a failed check, a
+ * guest that did not finish, a fatal event or a leaked page.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include "cli.h"
-#include "vmm.h"
+#include "run.h"
 
 #define MIB          ((uint64_t)1 << 20)
 #define PAGE         4096ULL
@@ -40,6 +42,7 @@ static const char *const tdx_check_names[] = {
 	"bounce_request_seen_by_host", "bounce_reply_intact", "host_sees_shared_write",
 	"private_again_reads_zero", "private_readback",
 };
+_Static_assert(sizeof(tdx_check_names) / sizeof(tdx_check_names[0]) == TC_NR, "a name per check");
 
 enum { SYNC_CHECK_REQUEST, SYNC_HOST_CHECK_SHARED };
 
@@ -221,7 +224,7 @@ static void tdx_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 
 /* The build: INIT_VM, INIT_VCPU, all RAM private, the measured image,
  * FINALIZE. 0 or -1 with a message. */
-static int tdx_build(struct vmm *m, uint64_t image, const struct run_tdx_opts *o)
+static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o)
 {
 	struct kvm_tdx_init_mem_region r = { .source_addr = (uintptr_t)image_bytes, .gpa = image,
 					     .nr_pages = IMAGE_PAGES };
@@ -244,120 +247,7 @@ static int tdx_build(struct vmm *m, uint64_t image, const struct run_tdx_opts *o
 	return 0;
 }
 
-struct tdx_report {
-	const struct run_tdx_opts *o;
-	struct tdx_ctx *ctx;
-	struct pm_vm_stats vs;
-	struct pm_model_stats ms;    /* the TDX model's counters */
-	struct pm_pool_stats ps;
-	uint8_t mrtd[48];
-	double elapsed;
-	uint64_t passed[TC_NR], failed[TC_NR], total_passed, total_failed;
-	int run_result;
-	const char *abort_msg;
-};
-
-static void report_collect(struct tdx_report *r, struct vmm *m)
-{
-	struct pm_measurement meas;
-
-	for (int i = 0; i < r->o->vcpus; i++)
-		for (int c = 0; c < TC_NR; c++) {
-			r->passed[c] += r->ctx->jobs[i].passed[c];
-			r->failed[c] += r->ctx->jobs[i].failed[c];
-		}
-	for (int c = 0; c < TC_NR; c++) {
-		r->total_passed += r->passed[c];
-		r->total_failed += r->failed[c];
-	}
-	vmm_vm_stats(m, &r->vs);
-	vmm_pool_stats(m, &r->ps);
-	pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &r->ms);
-	if (!pm_kvm_ioctl(m->vm, PM_KVM_GET_MEASUREMENT, &meas))
-		memcpy(r->mrtd, meas.digest, sizeof(r->mrtd));
-	r->abort_msg = m->abort_msg;
-}
-
-static void hex(const uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		printf("%02x", b[i]);
-}
-
-static bool report_failed(const struct tdx_report *r)
-{
-	return r->total_failed || r->run_result || vmm_model_stat(&r->ms, "fatal_events") ||
-	       vmm_model_stat(&r->ms, "leaked_pages");
-}
-
-static void report_text(const struct tdx_report *r)
-{
-	const struct pm_model_stats *t = &r->ms;
-
-	printf("privmem run: vm-type tdx, %" PRIu64 " MiB, %d vCPUs, seed %u, busy %u/1e6%s\n",
-	       r->o->mem / MIB, r->o->vcpus, r->o->seed, r->o->busy_per_million,
-	       r->o->no_huge ? ", 4K only" : "");
-	printf("elapsed        %.3f s\n", r->elapsed);
-	printf("exits          ucall %" PRIu64 ", memory_fault %" PRIu64 ", hypercall %" PRIu64
-	       ", system_event %" PRIu64 "\n", (uint64_t)r->vs.exits[0], (uint64_t)r->vs.exits[1],
-	       (uint64_t)r->vs.exits[2], (uint64_t)r->vs.exits[5]);
-	printf("faults         %" PRIu64 " (retried %" PRIu64 ")\n", (uint64_t)r->vs.faults,
-	       (uint64_t)r->vs.fault_retries);
-	printf("mapped         4K %" PRIu64 ", 2M %" PRIu64 " (present: 4K %" PRIu64 ", 2M %" PRIu64 ")\n",
-	       (uint64_t)r->vs.mapped[0], (uint64_t)r->vs.mapped[1], (uint64_t)r->vs.mappings[0],
-	       (uint64_t)r->vs.mappings[1]);
-	printf("tlb shootdowns %" PRIu64 "\n", (uint64_t)r->vs.tlb_shootdowns);
-	printf("S-EPT          4K %" PRIu64 ", 2M %" PRIu64 ", 1G %" PRIu64 ", tables %" PRIu64 "\n",
-	       vmm_model_stat(t, "sept_4k"), vmm_model_stat(t, "sept_2m"),
-	       vmm_model_stat(t, "sept_1g"), vmm_model_stat(t, "sept_tables"));
-	printf("SEAMCALLs      PAGE.ADD %" PRIu64 ", MR.EXTEND %" PRIu64 ", PAGE.AUG %" PRIu64
-	       ", PAGE.REMOVE %" PRIu64 ", TRACK %" PRIu64 "\n", vmm_model_stat(t, "page_adds"),
-	       vmm_model_stat(t, "mr_extends"), vmm_model_stat(t, "page_augs"),
-	       vmm_model_stat(t, "page_removes"), vmm_model_stat(t, "tracks"));
-	printf("busy retries   %" PRIu64 " (injected %" PRIu64 "), frozen-entry retries %" PRIu64 "\n",
-	       vmm_model_stat(t, "busy_retries"), vmm_model_stat(t, "busy_injected"),
-	       vmm_model_stat(t, "frozen_retries"));
-	printf("demotions      %" PRIu64 "\n", vmm_model_stat(t, "demotions"));
-	printf("leaked pages   %" PRIu64 "\n", vmm_model_stat(t, "leaked_pages"));
-	printf("fatal events   %" PRIu64 "\n", vmm_model_stat(t, "fatal_events"));
-	printf("MRTD           ");
-	hex(r->mrtd, sizeof(r->mrtd));
-	printf("\nframe pool     in use %.1f MiB, scrubbed %.1f MiB\n", (double)r->ps.in_use / MIB,
-	       (double)r->ps.scrubbed / MIB);
-	cli_report_checks(tdx_check_names, r->passed, r->failed, TC_NR, r->run_result ? r->abort_msg : NULL,
-			  report_failed(r), false);
-}
-
-static void report_json(const struct tdx_report *r)
-{
-	const struct pm_model_stats *t = &r->ms;
-
-	printf("{\"vm_type\":\"tdx\",\"mem_bytes\":%" PRIu64 ",\"vcpus\":%d,\"seed\":%u,"
-	       "\"busy_per_million\":%u,\"elapsed_s\":%.6f", r->o->mem, r->o->vcpus, r->o->seed,
-	       r->o->busy_per_million, r->elapsed);
-	printf(",\"exits\":{\"ucall\":%" PRIu64 ",\"memory_fault\":%" PRIu64 ",\"hypercall\":%" PRIu64
-	       ",\"system_event\":%" PRIu64 "}", (uint64_t)r->vs.exits[0], (uint64_t)r->vs.exits[1],
-	       (uint64_t)r->vs.exits[2], (uint64_t)r->vs.exits[5]);
-	printf(",\"sept_entries\":{\"4K\":%" PRIu64 ",\"2M\":%" PRIu64 ",\"1G\":%" PRIu64
-	       ",\"tables\":%" PRIu64 "}", vmm_model_stat(t, "sept_4k"), vmm_model_stat(t, "sept_2m"),
-	       vmm_model_stat(t, "sept_1g"), vmm_model_stat(t, "sept_tables"));
-	printf(",\"page_adds\":%" PRIu64 ",\"mr_extends\":%" PRIu64 ",\"page_augs\":%" PRIu64
-	       ",\"page_removes\":%" PRIu64 ",\"tracks\":%" PRIu64, vmm_model_stat(t, "page_adds"),
-	       vmm_model_stat(t, "mr_extends"), vmm_model_stat(t, "page_augs"),
-	       vmm_model_stat(t, "page_removes"), vmm_model_stat(t, "tracks"));
-	printf(",\"busy_retries\":%" PRIu64 ",\"busy_injected\":%" PRIu64 ",\"frozen_retries\":%" PRIu64
-	       ",\"demotions\":%" PRIu64 ",\"leaked_pages\":%" PRIu64 ",\"fatal_events\":%" PRIu64,
-	       vmm_model_stat(t, "busy_retries"), vmm_model_stat(t, "busy_injected"),
-	       vmm_model_stat(t, "frozen_retries"), vmm_model_stat(t, "demotions"),
-	       vmm_model_stat(t, "leaked_pages"), vmm_model_stat(t, "fatal_events"));
-	printf(",\"mrtd\":\"");
-	hex(r->mrtd, sizeof(r->mrtd));
-	printf("\"");
-	cli_report_checks(tdx_check_names, r->passed, r->failed, TC_NR, r->run_result ? r->abort_msg : NULL,
-			  report_failed(r), true);
-}
-
-static void jobs_init(struct tdx_ctx *ctx, const struct run_tdx_opts *o, uint64_t image)
+static void jobs_init(struct tdx_ctx *ctx, const struct run_opts *o, uint64_t image)
 {
 	uint64_t chunk = PM_ALIGN_DOWN_U64((o->mem - 2 * MIB) / (uint64_t)o->vcpus, 2 * MIB);
 
@@ -373,15 +263,109 @@ static void jobs_init(struct tdx_ctx *ctx, const struct run_tdx_opts *o, uint64_
 	}
 }
 
-int run_tdx(const struct run_tdx_opts *o)
+/* ---- the report ---- */
+
+static void hex(char *buf, const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(buf + 2 * i, "%02x", b[i]);
+}
+
+/* The model's counters under its names, at the top level, except the
+ * S-EPT's entries by level: in "sept_entries", by level. */
+static void report_tdx(struct report *rep, const struct pm_model_stats *ms)
+{
+	static const struct { const char *stat, *key; } sept[] = {
+		{ "sept_4k", "4K" }, { "sept_2m", "2M" }, { "sept_1g", "1G" }, { "sept_tables", "tables" },
+	};
+	bool in_sept;
+
+	report_section(rep, "sept_entries");
+	for (size_t k = 0; k < sizeof(sept) / sizeof(sept[0]); k++)
+		report_u64(rep, sept[k].key, vmm_model_stat(ms, sept[k].stat));
+	report_top(rep);
+	for (unsigned int i = 0; i < ms->nr; i++) {
+		in_sept = false;
+		for (size_t k = 0; k < sizeof(sept) / sizeof(sept[0]); k++)
+			in_sept |= !strcmp(ms->v[i].name, sept[k].stat);
+		if (!in_sept)
+			report_u64(rep, ms->v[i].name, ms->v[i].value);
+	}
+}
+
+static void report_lines(struct report *rep, const struct run_opts *o)
+{
+	char more[64];
+
+	snprintf(more, sizeof(more), ", busy {busy_per_million}/1e6%s", o->no_huge ? ", 4K only" : "");
+	run_report_header(rep, more);
+	report_line(rep, "elapsed        {elapsed_s:.3} s");
+	report_line(rep, "exits          ucall {exits.ucall}, memory_fault {exits.memory_fault}, "
+		    "hypercall {exits.hypercall}, system_event {exits.system_event}");
+	report_line(rep, "faults         {faults} (retried {fault_retries})");
+	report_line(rep, "mapped         4K {mapped.4K}, 2M {mapped.2M} (present: 4K {mappings_present.4K}, "
+		    "2M {mappings_present.2M})");
+	report_line(rep, "tlb shootdowns {tlb_shootdowns}");
+	report_line(rep, "S-EPT          4K {sept_entries.4K}, 2M {sept_entries.2M}, 1G {sept_entries.1G}, "
+		    "tables {sept_entries.tables}");
+	report_line(rep, "SEAMCALLs      PAGE.ADD {page_adds}, MR.EXTEND {mr_extends}, PAGE.AUG {page_augs}, "
+		    "PAGE.REMOVE {page_removes}, TRACK {tracks}");
+	report_line(rep, "busy retries   {busy_retries} (injected {busy_injected}), "
+		    "frozen-entry retries {frozen_retries}");
+	report_line(rep, "demotions      {demotions}");
+	report_line(rep, "leaked pages   {leaked_pages}");
+	report_line(rep, "fatal events   {fatal_events}");
+	report_line(rep, "MRTD           {mrtd}");
+	report_line(rep, "frame pool     in use {pool.in_use:MiB.1} MiB, scrubbed {pool.scrubbed:MiB.1} MiB");
+}
+
+/* Everything, read before the VM goes. The run fails on a failed check, a
+ * guest that did not finish, a fatal event or a leaked page. */
+static int report_run(struct report *rep, const struct run_opts *o, const struct tdx_ctx *ctx,
+		      struct vmm *m, double elapsed, int run_result)
+{
+	uint64_t passed[TC_NR] = { 0 }, failed[TC_NR] = { 0 }, any_failed = 0;
+	struct pm_measurement meas = { { 0 } };
+	char mrtd[2 * sizeof(meas.digest) + 1];
+	struct pm_model_stats ms;
+
+	if (pm_kvm_ioctl(m->vm, PM_KVM_GET_MODEL_STATS, &ms)) {
+		perror("privmem: PM_KVM_GET_MODEL_STATS");
+		return -1;
+	}
+	if (pm_kvm_ioctl(m->vm, PM_KVM_GET_MEASUREMENT, &meas))
+		memset(&meas, 0, sizeof(meas));        /* a build that failed: no MRTD */
+	hex(mrtd, meas.digest, sizeof(meas.digest));
+	for (int i = 0; i < o->vcpus; i++)
+		for (int c = 0; c < TC_NR; c++) {
+			passed[c] += ctx->jobs[i].passed[c];
+			failed[c] += ctx->jobs[i].failed[c];
+			any_failed |= ctx->jobs[i].failed[c];
+		}
+	report_u64(rep, "busy_per_million", o->busy_per_million);
+	report_bool(rep, "no_huge", o->no_huge);
+	report_real(rep, "elapsed_s", elapsed);
+	run_report_vm(rep, m);
+	report_tdx(rep, &ms);
+	report_str(rep, "mrtd", mrtd);
+	report_lines(rep, o);
+	run_report_checks(rep, tdx_check_names, passed, failed, TC_NR, run_result ? m->abort_msg : NULL,
+			  any_failed || run_result || vmm_model_stat(&ms, "fatal_events") ||
+			  vmm_model_stat(&ms, "leaked_pages"));
+	return 0;
+}
+
+/* ---- the runner ---- */
+
+int run_tdx(const struct run_opts *o, struct report *rep)
 {
 	struct tdx_ctx *ctx = calloc(1, sizeof(*ctx));
 	uint64_t image = o->mem - 2 * MIB;
-	struct tdx_report rep = { .o = o };
 	void *args[VMM_MAX_VCPUS];
 	struct timespec t0;
 	struct vmm m;
-	int r = 1;
+	double elapsed;
+	int r = 1, run_result;
 
 	if (!ctx)
 		return 1;
@@ -399,15 +383,10 @@ int run_tdx(const struct run_tdx_opts *o)
 	m.sync = tdx_sync;
 	vmm_set_guest(&m, guest_main, args);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rep.run_result = vmm_run_all(&m, NULL, NULL);
-	rep.elapsed = cli_elapsed(&t0);
-	rep.ctx = ctx;
-	report_collect(&rep, &m);
-	if (o->json)
-		report_json(&rep);
-	else
-		report_text(&rep);
-	r = report_failed(&rep) ? 1 : 0;
+	run_result = vmm_run_all(&m, NULL, NULL);
+	elapsed = cli_elapsed(&t0);
+	if (!report_run(rep, o, ctx, &m, elapsed, run_result))
+		r = 0;
 out:
 	vmm_destroy(&m);
 	free(ctx);

@@ -60,23 +60,14 @@ const char *pm_version(void);
 #define PM_HC_PKVM_MEM_SHARE   0xC6000003ULL
 #define PM_HC_PKVM_MEM_UNSHARE 0xC6000004ULL
 
-/* System handle: what pKVM's hypervisor has done in this process (every
- * pkvm VM, live or destroyed). Transition indices: PM_PKVM_*. */
-enum {
-	PM_PKVM_HOST_SHARE_HYP, PM_PKVM_HOST_UNSHARE_HYP, PM_PKVM_HOST_DONATE_HYP,
-	PM_PKVM_HYP_DONATE_HOST, PM_PKVM_HOST_SHARE_GUEST, PM_PKVM_HOST_UNSHARE_GUEST,
-	PM_PKVM_HOST_DONATE_GUEST, PM_PKVM_GUEST_SHARE_HOST, PM_PKVM_GUEST_UNSHARE_HOST,
-	PM_PKVM_HOST_RECLAIM_PAGE_GUEST, PM_PKVM_RELAX_PERMS, PM_PKVM_NR_TRANSITIONS,
-};
-struct pm_pkvm_stats {
-	__u64 done[16];           /* transitions that happened, by PM_PKVM_* */
-	__u64 refused[16];        /* transitions refused (an error returned) */
-	__u64 host_s2_faults;     /* host accesses refused by the host stage-2 */
-	__u64 pages_poisoned;     /* pages reclaimed while a guest owned them */
-	__u64 unshare_busy;       /* guest unshares refused: the host pinned the page */
-	__u64 reserved[5];
-};
-#define PM_KVM_GET_PKVM_STATS _IOR(PMIO, 0x12, struct pm_pkvm_stats)
+/* What pKVM's hypervisor has done in this process (every pkvm VM, live or
+ * destroyed) is read with PM_KVM_GET_MODEL_STATS on the system handle,
+ * vm_type PM_VM_TYPE_PKVM: for each of its transitions (host_share_hyp,
+ * guest_share_host, ..., as the hypervisor names them) the number done,
+ * named after the transition, and the number refused (an error returned),
+ * named <transition>_refused; then host_s2_faults (host accesses refused by
+ * the host stage-2), pages_poisoned (pages reclaimed while a guest owned
+ * them) and unshare_busy (guest unshares refused: the host pinned the page). */
 
 /* ---- extension: guest_memfd creation flags ----
  * guest_memfd hands out the largest naturally aligned page (1G, 2M, 4K) that
@@ -167,21 +158,27 @@ struct pm_measurement {
 };
 #define PM_KVM_GET_MEASUREMENT _IOR(PMIO, 0x21, struct pm_measurement)
 
-/* VM handle: the protection model's own counters, as name/value pairs: nr
- * entries are filled. SNP: RMP entries by size, PSMASHes, PSC requests,
- * validations, RMP violations, ...; TDX: S-EPT entries by level, SEAMCALLs,
- * BUSY retries, demotions, leaked pages, fatal events, ... (the names are
- * listed in docs/DESIGN.md). ENOTTY for models without any. */
+/* A protection model's own counters, as name/value pairs: nr entries are
+ * filled, each named by the model. The names are listed in docs/DESIGN.md.
+ *  - VM handle: the VM's model's counters (vm_type is not read). SNP: RMP
+ *    entries by size, PSMASHes, PSC requests, validations, RMP violations,
+ *    ...; TDX: S-EPT entries by level, SEAMCALLs, BUSY retries, demotions,
+ *    leaked pages, fatal events, ... ENOTTY for models without any.
+ *  - System handle: the counters a model keeps for the whole process (its
+ *    simulated hardware's, over every VM of the type, live or destroyed) of
+ *    the model of vm_type, which the caller sets. pKVM: its hypervisor's
+ *    (above). EINVAL for a type privmem does not offer, ENOTTY for a model
+ *    that keeps none. */
 #define PM_MODEL_STATS_MAX 32
 struct pm_model_stats {
 	__u32 nr;
-	__u32 pad;
+	__u32 vm_type;
 	struct {
 		char name[40];
 		__u64 value;
 	} v[PM_MODEL_STATS_MAX];
 };
-#define PM_KVM_GET_MODEL_STATS _IOR(PMIO, 0x22, struct pm_model_stats)
+#define PM_KVM_GET_MODEL_STATS _IOWR(PMIO, 0x22, struct pm_model_stats)
 /* VM handle of a TDX VM: test and tuning switches (see docs/DESIGN.md). */
 #define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: mirror entries set
                                              * with one CAS (the seed-003 race) */

@@ -44,7 +44,12 @@
  *    instructions and exits (PVALIDATE, the GHCB protocol, TDG.MEM.PAGE.
  *    ACCEPT, pKVM's hypercalls), run on the vCPU in guest context (it may
  *    take exits through vcpu.h's helpers); -KVM_ENOSYS without it;
- *  - get_stats serves PM_KVM_GET_MODEL_STATS (ENOTTY without it).
+ *  - get_stats serves PM_KVM_GET_MODEL_STATS on the VM handle (ENOTTY
+ *    without it);
+ *  - get_process_stats serves it on the system handle: the counters the
+ *    model keeps for the whole process, over every VM of its type, live or
+ *    destroyed (pKVM's hypervisor's), named by the model (ENOTTY without
+ *    it). uapi/ reaches every model's counters through these two hooks.
  *
  * Hooks for models whose hardware decides what the host may map:
  *  - gmem_host_mappable: with it, a guest_memfd view (mmap) shows exactly
@@ -111,6 +116,7 @@ struct pm_model_ops {
 	int (*guest_access)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
 	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
+	int (*get_process_stats)(struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
 	int (*map_private)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
 	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);

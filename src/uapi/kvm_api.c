@@ -15,7 +15,6 @@
 #include "gmem/pool.h"
 #include "kvm/vm.h"
 #include "memslot/memslot.h"
-#include "models/pkvm/pkvm.h"
 #include "uapi/handle.h"
 #include "vcpu/vcpu.h"
 
@@ -60,6 +59,26 @@ static long sys_create_vm(unsigned long type)
 	return r;
 }
 
+/* A model's process-wide counters; the caller names the model by VM type. */
+static long sys_get_model_stats(unsigned long arg)
+{
+	struct pm_model_stats *st = (struct pm_model_stats *)arg;
+	const struct pm_model_ops *model;
+	__u32 type;
+
+	if (!st)
+		return -EFAULT;
+	type = st->vm_type;
+	model = pm_model_for_type(type);
+	if (!model)
+		return -EINVAL;
+	if (!model->get_process_stats)
+		return -ENOTTY;
+	memset(st, 0, sizeof(*st));
+	st->vm_type = type;
+	return model->get_process_stats(st);
+}
+
 static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
 	struct pm_pool_config cfg;
@@ -81,11 +100,8 @@ static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long 
 	case PM_KVM_SET_POOL_CONFIG:
 		COPY_IN(cfg, arg);
 		return pm_pool_configure(cfg.size, cfg.watermark);
-	case PM_KVM_GET_PKVM_STATS:
-		if (!arg)
-			return -EFAULT;
-		pkvm_model_get_stats((struct pm_pkvm_stats *)arg);
-		return 0;
+	case PM_KVM_GET_MODEL_STATS:
+		return sys_get_model_stats(arg);
 	default:
 		return -EINVAL;
 	}

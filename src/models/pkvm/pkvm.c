@@ -36,9 +36,10 @@
  *  - Host accesses: the hyp is a pool host-access guard (pool.h): every
  *    host path that touches a frame asks the host stage-2
  *    (pkvm_host_access); a refusal is a counted host stage-2 fault.
- *  - Statistics (PM_KVM_GET_PKVM_STATS): the live hyp's, plus those of the
- *    hyps destroyed before it (retired), so a report can read what a VM's
- *    teardown did after the VM is gone.
+ *  - Statistics (PM_KVM_GET_MODEL_STATS on the system handle, named by the
+ *    hyp): the live hyp's, plus those of the hyps destroyed before it
+ *    (retired), so a report can read what a VM's teardown did after the VM
+ *    is gone.
  */
 #include <sched.h>
 #include <privmem/privmem.h>
@@ -121,13 +122,13 @@ static void hyp_put(void)
 	pthread_mutex_unlock(&hyp_ref_lock);
 }
 
-_Static_assert((int)PKVM_NR_TRANSITIONS == (int)PM_PKVM_NR_TRANSITIONS &&
-	       (int)PKVM_GUEST_UNSHARE_HOST == (int)PM_PKVM_GUEST_UNSHARE_HOST &&
-	       (int)PKVM_RELAX_PERMS == (int)PM_PKVM_RELAX_PERMS, "uAPI transition numbers follow hyp.h");
-
-void pkvm_model_get_stats(struct pm_pkvm_stats *out)
+/* PM_KVM_GET_MODEL_STATS on the system handle (privmem.h): every hyp of the
+ * process, live or destroyed, under the names the hyp gives its
+ * transitions. */
+static int pkvm_get_process_stats(struct pm_model_stats *out)
 {
 	struct pkvm_stats sum, st;
+	char name[sizeof(out->v[0].name)];
 
 	pthread_mutex_lock(&hyp_ref_lock);
 	sum = retired;
@@ -136,15 +137,18 @@ void pkvm_model_get_stats(struct pm_pkvm_stats *out)
 		stats_add(&sum, &st);
 	}
 	pthread_mutex_unlock(&hyp_ref_lock);
-	memset(out, 0, sizeof(*out));
+	for (int t = 0; t < PKVM_NR_TRANSITIONS; t++)
+		pm_model_stats_put(out, pkvm_transition_name(t), sum.done[t]);
 	for (int t = 0; t < PKVM_NR_TRANSITIONS; t++) {
-		out->done[t] = sum.done[t];
-		out->refused[t] = sum.refused[t];
+		snprintf(name, sizeof(name), "%s_refused", pkvm_transition_name(t));
+		pm_model_stats_put(out, name, sum.refused[t]);
 	}
-	out->host_s2_faults = sum.host_s2_faults;
-	out->pages_poisoned = sum.pages_poisoned;
-	out->unshare_busy = atomic_load_explicit(&unshare_busy, memory_order_relaxed);
+	pm_model_stats_put(out, "host_s2_faults", sum.host_s2_faults);
+	pm_model_stats_put(out, "pages_poisoned", sum.pages_poisoned);
+	pm_model_stats_put(out, "unshare_busy", atomic_load_explicit(&unshare_busy, memory_order_relaxed));
+	return 0;
 }
+_Static_assert(2 * PKVM_NR_TRANSITIONS + 3 <= PM_MODEL_STATS_MAX, "the hyp's counters fit");
 
 struct pkvm_hyp *pkvm_model_hyp(void)
 {
@@ -442,4 +446,5 @@ const struct pm_model_ops pm_model_pkvm = {
 	.inval_zap = pkvm_inval_zap,
 	.guest_call = pkvm_guest_call,
 	.gmem_host_mappable = pkvm_gmem_host_mappable,
+	.get_process_stats = pkvm_get_process_stats,
 };

@@ -16,8 +16,5 @@ struct pm_vm;
 struct pkvm_hyp *pkvm_model_hyp(void);
 /* The hyp's VM behind a pkvm VM (valid until the VM is destroyed). */
 struct pkvm_vm *pkvm_model_vm(struct pm_vm *vm);
-/* PM_KVM_GET_PKVM_STATS: every hyp of the process, live or destroyed. */
-struct pm_pkvm_stats;
-void pkvm_model_get_stats(struct pm_pkvm_stats *out);
 
 #endif

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * privmem run: what a scenario runner is. run.c parses the options into
+ * one struct run_opts, picks the runner of the VM type from its table and
+ * prints the report the runner filled (report.h), as text or JSON. A
+ * runner sets up its VM, runs its guests, and fills the report: rows for
+ * every figure and the text lines that show them. The report sections
+ * every runner has (the run's header, the VM's statistics, the checks)
+ * are built by the helpers below, in run.c.
+ *
+ * Runners: run_sw.c (software-protected, default and pKVM VMs: the
+ * convert, bounce, accept and virtio scenarios), run_snp.c (SEV-SNP),
+ * run_tdx.c (TDX).
+ */
+#ifndef PM_TOOLS_RUN_H
+#define PM_TOOLS_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "report.h"
+#include "vmm.h"
+
+/* run_sw.c's scenarios (--scenario); the others have one scenario each. */
+enum run_scenario { SC_CONVERT, SC_BOUNCE, SC_ACCEPT, SC_VIRTIO, SC_NR, SC_DEFAULT = SC_NR };
+extern const char *const run_scenario_names[SC_NR];
+
+struct run_opts {
+	const char *vm_type;            /* the --vm-type name, as reported */
+	unsigned long type;             /* its KVM VM type */
+	uint64_t mem;                   /* guest RAM, bytes */
+	int vcpus;
+	enum run_scenario scenario;     /* run_sw.c only */
+	unsigned int seed;
+	unsigned int iterations;        /* per vCPU; 0: the runner's default */
+	unsigned int busy_per_million;  /* tdx: OPERAND_BUSY injected by the module */
+	bool no_huge;                   /* tdx: private pages at 4K only */
+	bool progress;                  /* show progress on stderr while it runs */
+};
+
+/* A runner: 0 when the report is complete (the run passed or failed:
+ * report->failed), or the exit status when there is no report (1: the VM
+ * could not be set up, 2: options it cannot run with), with a message. */
+typedef int (*run_fn)(const struct run_opts *o, struct report *rep);
+
+int run_sw(const struct run_opts *o, struct report *rep);
+int run_snp(const struct run_opts *o, struct report *rep);
+int run_tdx(const struct run_opts *o, struct report *rep);
+
+/* The first line: "privmem run: vm-type T, M MiB, N vCPUs, seed S" and
+ * then `more` (a template; the rows it names are the runner's). The rows
+ * it shows (schema, version, vm_type, mem_bytes, vcpus, seed) are run.c's. */
+void run_report_header(struct report *rep, const char *more);
+
+/* The VM's statistics and the frame pool's, as top-level rows and
+ * sections (no lines: each runner shows its own choice): exits.<reason>,
+ * the VMM's conversions, faults, mapped.<level>, mappings_present.<level>,
+ * zapped, splits, tlb_shootdowns, pool.<figure>. */
+void run_report_vm(struct report *rep, struct vmm *m);
+
+/* The end of every report: the checks that ran (names[c], passed[c] and
+ * failed[c] for c < n), the guest's failure (NULL: none), the result (FAIL
+ * if `fail`, which also sets rep->failed). */
+void run_report_checks(struct report *rep, const char *const *names, const uint64_t *passed,
+		       const uint64_t *failed, int n, const char *guest_failure, bool fail);
+
+#endif

@@ -43,5 +43,7 @@ struct run_tdx_opts {
 };
 int run_tdx(const struct run_tdx_opts *o);
 int cmd_bench(int argc, char **argv);
+/* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
+int cmd_exec(int argc, char **argv);
 
 #endif

@@ -326,7 +326,7 @@ static int map_remove(struct ipose_map *m, uintptr_t s, uintptr_t e)
 int madvise(void *addr, size_t len, int advice)
 {
 	uintptr_t s = (uintptr_t)addr, e;
-	struct ipose_map snap[16];
+	struct ipose_map *snap = NULL;
 	struct span *kept = NULL;
 	size_t n = 0, nkept;
 	int r = 0;
@@ -337,7 +337,11 @@ int madvise(void *addr, size_t len, int advice)
 	/* The records met, copied (with their references) so privmem is
 	 * called without maps_lock. */
 	pthread_mutex_lock(&maps_lock);
-	for (struct ipose_map *m = maps; m && n < 16; m = m->next) {
+	for (struct ipose_map *m = maps; m; m = m->next)
+		n += overlaps(m, s, e);
+	snap = n ? calloc(n, sizeof(*snap)) : NULL;
+	n = 0;
+	for (struct ipose_map *m = maps; m && snap; m = m->next) {
 		if (overlaps(m, s, e)) {
 			snap[n] = *m;
 			ipose_file_get(m->f);
@@ -358,5 +362,6 @@ int madvise(void *addr, size_t len, int advice)
 	for (size_t i = 0; i < n; i++)
 		ipose_file_put(snap[i].f);
 	free(kept);
+	free(snap);
 	return r;
 }

@@ -370,7 +370,8 @@ static int file_fstat(struct ipose_file *f, struct stat *st)
 
 /* Runs `call` on fd's file if it is ours (with a reference), else `libc`. */
 #define ON_FILE(fd, call, libc) ({                                   \
-		struct ipose_file *f_ = ipose_inside ? NULL : ipose_fd_get(fd); \
+		struct ipose_file *f_ = ipose_inside || !ipose_fd_maybe_ours(fd) ? \
+					NULL : ipose_fd_get(fd);     \
 		__typeof__(libc) r_;                                 \
 		if (f_) {                                            \
 			struct ipose_file *f = f_;                   \

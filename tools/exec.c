@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <privmem/privmem.h>
 #include "cli.h"
@@ -107,6 +108,25 @@ static int find_runtime(struct dl_phdr_info *info, size_t size, void *data)
 }
 #endif
 
+#if defined(PM_TSAN)
+/* The interposer's TSan suppressions (src/lib/rcu.c) are not seen when it is
+ * preloaded after the runtime (the runtime's weak default comes first): they
+ * go to TSAN_OPTIONS as a file, a memfd the command inherits. */
+static void set_tsan_suppressions(void)
+{
+	static const char supp[] = "called_from_lib:liburcu-bp.so\n";
+	const char *old = getenv("TSAN_OPTIONS");
+	char opts[1024];
+	int fd = memfd_create("privmem-tsan-suppressions", 0);
+
+	if (fd < 0 || write(fd, supp, sizeof(supp) - 1) != (ssize_t)(sizeof(supp) - 1))
+		return;
+	snprintf(opts, sizeof(opts), "%s%ssuppressions=/proc/self/fd/%d", old ? old : "",
+		 old && old[0] ? " " : "", fd);
+	setenv("TSAN_OPTIONS", opts, 1);
+}
+#endif
+
 static int set_preload(const char *lib)
 {
 	const char *old = getenv("LD_PRELOAD");
@@ -115,6 +135,9 @@ static int set_preload(const char *lib)
 
 #if defined(PM_ASAN) || defined(PM_TSAN)
 	dl_iterate_phdr(find_runtime, runtime);
+#endif
+#if defined(PM_TSAN)
+	set_tsan_suppressions();
 #endif
 	len = strlen(runtime) + strlen(lib) + (old ? strlen(old) : 0) + 3;
 	value = malloc(len);

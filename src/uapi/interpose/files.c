@@ -388,6 +388,38 @@ int fstat64(int fd, struct stat64 *st)
 	return ON_FILE(fd, file_fstat(f, (struct stat *)st), LIBC(fstat)(fd, (struct stat *)st));
 }
 
+/* glibc's pre-2.33 entry points (the version argument is _STAT_VER,
+ * whose struct stat is the one above on x86-64). */
+int __fxstat(int ver, int fd, struct stat *st);
+int __fxstat64(int ver, int fd, struct stat64 *st);
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags);
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags);
+
+static int libc_fxstat(int ver, int fd, struct stat *st)
+{
+	if (!LIBC(fxstat)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return ipose_libc.fxstat(ver, fd, st);
+}
+
+static int libc_fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	if (!LIBC(fxstatat)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return ipose_libc.fxstatat(ver, dirfd, path, st, flags);
+}
+
+int __fxstat(int ver, int fd, struct stat *st)
+{
+	return ON_FILE(fd, file_fstat(f, st), libc_fxstat(ver, fd, st));
+}
+
+int __fxstat64(int ver, int fd, struct stat64 *st) { return __fxstat(ver, fd, (struct stat *)st); }
+
 static bool empty_path(const char *path, int flags)
 {
 	return (flags & AT_EMPTY_PATH) && path && !path[0];
@@ -398,6 +430,18 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 	if (!empty_path(path, flags))
 		return LIBC(fstatat)(dirfd, path, st, flags);
 	return ON_FILE(dirfd, file_fstat(f, st), LIBC(fstatat)(dirfd, path, st, flags));
+}
+
+int __fxstatat(int ver, int dirfd, const char *path, struct stat *st, int flags)
+{
+	if (!empty_path(path, flags))
+		return libc_fxstatat(ver, dirfd, path, st, flags);
+	return ON_FILE(dirfd, file_fstat(f, st), libc_fxstatat(ver, dirfd, path, st, flags));
+}
+
+int __fxstatat64(int ver, int dirfd, const char *path, struct stat64 *st, int flags)
+{
+	return __fxstatat(ver, dirfd, path, (struct stat *)st, flags);
 }
 
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)

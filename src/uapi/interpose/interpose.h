@@ -94,6 +94,11 @@ struct ipose_libc {
 	ssize_t (*pread)(int, void *, size_t, off_t);
 	ssize_t (*pwrite)(int, const void *, size_t, off_t);
 	int (*close_range)(unsigned int, unsigned int, int);
+	/* glibc's old stat entry points (compat symbols since 2.33, still
+	 * called by older binaries and by sanitizer runtimes' fstat); NULL if
+	 * this libc has none. */
+	int (*fxstat)(int, int, struct stat *);
+	int (*fxstatat)(int, int, const char *, struct stat *, int);
 };
 extern struct ipose_libc ipose_libc;
 /* Resolves libc's functions once (callable before constructors ran). */

@@ -63,6 +63,8 @@ static void libc_resolve(void)
 	l->pread = libc_sym("pread", NULL);
 	l->pwrite = libc_sym("pwrite", NULL);
 	l->close_range = libc_sym("close_range", NULL);
+	l->fxstat = dlvsym(RTLD_NEXT, "__fxstat", "GLIBC_2.2.5");
+	l->fxstatat = dlvsym(RTLD_NEXT, "__fxstatat", "GLIBC_2.4");
 }
 
 void ipose_libc_init(void)

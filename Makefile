@@ -7,8 +7,12 @@
 #   make install PREFIX=/usr/local
 #   make deps         install missing Debian packages (done automatically)
 #
-# Sources are found by globbing: src/**/*.c is the library, tools/*.c the CLI,
-# tests/test_*.c one test program each (tests/lib/*.c is shared test code).
+# Sources are found by globbing: src/**/*.c is the library (except
+# src/uapi/interpose/, the LD_PRELOAD interposer libprivmem-kvm.so, whose
+# open/ioctl/mmap... must never be part of libprivmem), tools/*.c the CLI,
+# tests/test_*.c one test program each (tests/lib/*.c is shared test code,
+# tests/interpose/*.c programs that are not linked with privmem, run under
+# the interposer).
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -41,7 +45,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
 
-LIB_SRCS  := $(sort $(shell find src -name '*.c'))
+LIB_SRCS  := $(sort $(shell find src -name '*.c' -not -path 'src/uapi/interpose/*'))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOL_SRCS := $(sort $(wildcard tools/*.c))
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
@@ -49,14 +53,19 @@ TLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
 TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
+IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
+IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
+IPROG_BINS := $(IPROG_SRCS:tests/interpose/%.c=$(BUILD)/tests/interpose/%)
 
 STATIC := $(BUILD)/libprivmem.a
 SHARED := $(BUILD)/libprivmem.so
 CLI    := $(BUILD)/privmem
+KVMSO  := $(BUILD)/libprivmem-kvm.so
 PCFILE := $(BUILD)/privmem.pc
 
 .PHONY: all check asan tsan install deps clean run
-all: $(STATIC) $(SHARED) $(CLI) $(PCFILE)
+all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.sh
@@ -76,12 +85,26 @@ $(SHARED): $(LIB_OBJS)
 	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libprivmem.so.0 $@
 
+# The interposer: its own objects plus the library's (position independent),
+# so the preloaded library needs nothing of privmem's beside it.
+$(KVMSO): $(IPOSE_OBJS) $(LIB_OBJS)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -ldl
+
 $(CLI): $(TOOL_OBJS) $(STATIC)
 	$(CC) -o $@ $(TOOL_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $< $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+
+# Programs run under the interposer: plain C, not linked with privmem (only
+# its headers, for KVM's constants), without sanitizers (like the programs
+# users run; the sanitizer runtime comes in by LD_PRELOAD, see exec.c).
+$(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/privmem/privmem.h | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -std=gnu11 -O1 -g -pthread $(WARN) $< -o $@ -ldl
+
+$(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
@@ -108,6 +131,8 @@ install: all
 	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
 	install -m 644 include/privmem/*.h $(DESTDIR)$(PREFIX)/include/privmem/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/lib/privmem
+	install -m 755 $(KVMSO) $(DESTDIR)$(PREFIX)/lib/privmem/
 	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
 

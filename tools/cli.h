@@ -23,5 +23,7 @@ void cli_json_string(FILE *out, const char *s);
 /* privmem run (run.c) and privmem bench (bench.c). */
 int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+/* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
+int cmd_exec(int argc, char **argv);
 
 #endif

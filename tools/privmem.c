@@ -2,8 +2,9 @@
 /*
  * privmem: run a protected VM scenario and report on it, or benchmark.
  *
- * Subcommands: run (a protected VM scenario and its report) and bench
- * (benchmarks beside their references).
+ * Subcommands: run (a protected VM scenario and its report), bench
+ * (benchmarks beside their references) and exec (a program written for
+ * Linux KVM, run on privmem through the LD_PRELOAD interposer).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@ static void usage(FILE *out)
 		"commands:\n"
 		"  run     run a protected VM scenario and report on it (privmem run --help)\n"
 		"  bench   measure conversions, faults and accesses (privmem bench --help)\n"
+		"  exec    run a KVM program on privmem (privmem exec --help)\n"
 		"\n"
 		"options:\n"
 		"  -h, --help      print this help and exit\n"
@@ -59,6 +61,8 @@ int main(int argc, char **argv)
 		return cmd_run(argc - optind, argv + optind);
 	if (!strcmp(argv[optind], "bench"))
 		return cmd_bench(argc - optind, argv + optind);
+	if (!strcmp(argv[optind], "exec"))
+		return cmd_exec(argc - optind, argv + optind);
 	fprintf(stderr, "privmem: unknown command '%s'\n", argv[optind]);
 	usage(stderr);
 	return 2;

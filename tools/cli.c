@@ -3,7 +3,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <privmem/privmem.h>
 #include "cli.h"
+
+/* The VM types the CLI knows, by name; --vm-type takes the numbers too. */
+static const struct { const char *name; unsigned long type; } cli_vm_types[] = {
+	{ "default", KVM_X86_DEFAULT_VM },
+	{ "sw", KVM_X86_SW_PROTECTED_VM },
+	{ "snp", KVM_X86_SNP_VM },
+	{ "tdx", KVM_X86_TDX_VM },
+	{ "pkvm", PM_VM_TYPE_PKVM },
+};
+
+int cli_parse_vm_type(const char *s, unsigned long *type)
+{
+	for (size_t i = 0; i < sizeof(cli_vm_types) / sizeof(cli_vm_types[0]); i++) {
+		char num[24];
+
+		snprintf(num, sizeof(num), "%lu", cli_vm_types[i].type);
+		if (!strcmp(s, cli_vm_types[i].name) || !strcmp(s, num)) {
+			*type = cli_vm_types[i].type;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *cli_vm_type_name(unsigned long type)
+{
+	for (size_t i = 0; i < sizeof(cli_vm_types) / sizeof(cli_vm_types[0]); i++)
+		if (cli_vm_types[i].type == type)
+			return cli_vm_types[i].name;
+	return NULL;
+}
 
 int cli_parse_size(const char *s, uint64_t *out)
 {

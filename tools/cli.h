@@ -26,4 +26,9 @@ int cmd_bench(int argc, char **argv);
 /* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
 int cmd_exec(int argc, char **argv);
 
+/* "default", "sw", "snp", "tdx", "pkvm" or their numbers -> KVM VM type;
+ * -EINVAL otherwise. The name of a type, or NULL. */
+int cli_parse_vm_type(const char *s, unsigned long *type);
+const char *cli_vm_type_name(unsigned long type);
+
 #endif

@@ -30,15 +30,14 @@
 #define MIB ((uint64_t)1 << 20)
 
 static const struct runner {
-	const char *vm_type;         /* --vm-type */
-	unsigned long type;
+	unsigned long type;          /* --vm-type (cli_parse_vm_type) */
 	run_fn run;
 } runners[] = {
-	{ "sw", KVM_X86_SW_PROTECTED_VM, run_sw },
-	{ "default", KVM_X86_DEFAULT_VM, run_sw },
-	{ "pkvm", PM_VM_TYPE_PKVM, run_sw },
-	{ "snp", KVM_X86_SNP_VM, run_snp },
-	{ "tdx", KVM_X86_TDX_VM, run_tdx },
+	{ KVM_X86_SW_PROTECTED_VM, run_sw },
+	{ KVM_X86_DEFAULT_VM, run_sw },
+	{ PM_VM_TYPE_PKVM, run_sw },
+	{ KVM_X86_SNP_VM, run_snp },
+	{ KVM_X86_TDX_VM, run_tdx },
 };
 
 /* ---- options ---- */
@@ -82,8 +81,12 @@ static void run_usage(FILE *out)
 
 static const struct runner *runner_of(const char *vm_type)
 {
+	unsigned long type;
+
+	if (cli_parse_vm_type(vm_type, &type))
+		return NULL;
 	for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++)
-		if (!strcmp(vm_type, runners[i].vm_type))
+		if (runners[i].type == type)
 			return &runners[i];
 	return NULL;
 }
@@ -173,7 +176,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 	}
 	if (optind < argc)
 		return cli_bad_arg("argument", argv[optind]);
-	o->vm_type = cmd->runner->vm_type;
+	o->vm_type = cli_vm_type_name(cmd->runner->type);
 	o->type = cmd->runner->type;
 	o->progress = isatty(STDERR_FILENO) && !cmd->json;
 	return run_check(o);

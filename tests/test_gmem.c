@@ -32,7 +32,7 @@
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/invalidate.h"

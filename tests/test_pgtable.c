@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "mmu/pgtable.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "lib/rcu.h"
 
 #include <pthread.h>

@@ -31,7 +31,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/pkvm/pkvm.h"
 #include "lib/pkvm_check.h"
 #include "lib/testutil.h"

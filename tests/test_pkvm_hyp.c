@@ -25,7 +25,7 @@
 #include <cmocka.h>
 
 #include "models/pkvm/hyp_internal.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "lib/rcu.h"
 #include "lib/testutil.h"
 #include "lib/pkvm_check.h"

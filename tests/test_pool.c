@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Tests of the frame pool (src/gmem/pool.c): buddy allocation, scrubbing,
+ * Tests of the frame pool (src/host/): buddy allocation, scrubbing,
  * population and release to the OS, statistics, address translation,
  * configuration, misuse detection, concurrent use, and the per-thread caches
  * of 4K frames.
@@ -16,7 +16,7 @@
 #include <cmocka.h>
 #include "lib/testutil.h"
 
-#include "gmem/pool.h"
+#include "host/pool.h"
 
 #include <fcntl.h>
 #include <pthread.h>

@@ -24,7 +24,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/rmp.h"
 #include "lib/testutil.h"
 

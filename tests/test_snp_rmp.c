@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include <openssl/sha.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/psp.h"
 #include "models/snp/rmp.h"
 #include "lib/testutil.h"

@@ -42,7 +42,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/rmp.h"
 
 #define PAGE     4096ULL

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "lib/testutil.h"
 #include "models/tdx/module.h"
 

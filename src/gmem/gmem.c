@@ -7,7 +7,7 @@
 #include <linux/falloc.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem_internal.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/memslot.h"

@@ -6,7 +6,7 @@
 #include <sched.h>
 #include <privmem/kvm.h>
 #include "gmem/gmem.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/memslot.h"

@@ -42,7 +42,7 @@
  */
 #include "mmu/pgtable.h"
 
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "lib/rcu.h"
 
 #define S2_PTRS          512

@@ -12,7 +12,7 @@
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "memslot/memslot.h"
 #include "uapi/handle.h"

@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "pkvm_check.h"
 
 

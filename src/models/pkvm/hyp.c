@@ -12,7 +12,7 @@
  */
 #include "models/pkvm/hyp_internal.h"
 
-#include "gmem/pool.h"
+#include "host/pool.h"
 
 /* ---- locks and their order ---- */
 

@@ -21,7 +21,7 @@
  */
 #include "models/pkvm/hyp_internal.h"
 
-#include "gmem/pool.h"
+#include "host/pool.h"
 
 #define GFN_LIMIT (1ULL << PM_S2_GFN_BITS)
 

@@ -44,7 +44,7 @@
 #include <sched.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"

@@ -26,7 +26,7 @@
  */
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "memslot/memslot.h"
 #include "models/snp/rmp.h"
 #include "models/snp/snp.h"

@@ -5,7 +5,7 @@
  * check the page through the RMP, then act and measure.
  */
 #include <openssl/sha.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/psp.h"
 #include "models/snp/rmp.h"
 

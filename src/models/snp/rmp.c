@@ -11,7 +11,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/rmp.h"
 
 #define RMP_LOCKS 256            /* stripes, by 2M region */

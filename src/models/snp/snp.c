@@ -24,7 +24,7 @@
  */
 #include <inttypes.h>
 #include <privmem/guest.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/snp/rmp.h"
 #include "models/snp/snp.h"
 #include "vcpu/vcpu.h"

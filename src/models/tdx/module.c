@@ -8,7 +8,7 @@
  * stores the new value and so releases the lock.
  */
 #include <openssl/evp.h>
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "models/tdx/module.h"
 
 #define SEPT_PTRS        512

@@ -62,7 +62,7 @@
  * page (from PAGE.ADD / PAGE.AUG until PAGE.REMOVE, or until its TD is torn
  * down). ADD and AUG of a frame that is a TD page already fail with
  * TDX_OPERAND_PAGE_METADATA_INCORRECT. While a TD exists the module is a
- * host guard (gmem/pool.h): a host access to a TD page is refused, so
+ * host guard (host/host_guard.h): a host access to a TD page is refused, so
  * freeing one to the pool (whose scrub writes it) stops privmem, as the
  * machine check would stop the host. pamt_lock (a leaf) guards allocating
  * the table with the first TD and freeing it with the last; its bytes are

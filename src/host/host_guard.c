@@ -13,7 +13,7 @@
  * waits for a grace period, after which no call is in flight and the
  * guard's argument may be freed. guards_lock serialises (un)registration.
  */
-#include "gmem/pool.h"
+#include "host/pool.h"
 #include "lib/rcu.h"
 
 #define MAX_GUARDS 4

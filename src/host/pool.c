@@ -89,7 +89,7 @@
  * address translation is lock-free through two atomics written under
  * pool_lock.
  */
-#include "gmem/pool.h"
+#include "host/pool.h"
 
 #include <assert.h>
 #include <fcntl.h>

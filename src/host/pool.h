@@ -29,8 +29,8 @@
  * flags and the statistics. Scrubbing happens outside it. A cache has a lock
  * of its own, which only its thread takes outside a drain.
  */
-#ifndef PM_GMEM_POOL_H
-#define PM_GMEM_POOL_H
+#ifndef PM_HOST_POOL_H
+#define PM_HOST_POOL_H
 
 #include "lib/common.h"
 #include <privmem/privmem.h>

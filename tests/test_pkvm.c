@@ -31,6 +31,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "models/pkvm/pkvm.h"
 #include "lib/pkvm_check.h"

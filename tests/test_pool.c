@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include "lib/testutil.h"
 
+#include "host/host_guard.h"
 #include "host/pool.h"
 
 #include <fcntl.h>

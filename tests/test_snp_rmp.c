@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include <openssl/sha.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "models/snp/psp.h"
 #include "models/snp/rmp.h"

@@ -42,6 +42,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "models/snp/rmp.h"
 

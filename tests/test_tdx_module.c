@@ -16,6 +16,7 @@
 #include <string.h>
 #include <openssl/evp.h>
 
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "lib/testutil.h"
 #include "models/tdx/module.h"

@@ -21,6 +21,7 @@
 #include <sys/mman.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem_internal.h"
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "kvm/vm.h"
 #include "models/model.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Host accesses to frames, checked by the simulated hardware (pool.h).
+ * Host accesses to frames, checked by the simulated hardware (host_guard.h).
  *
  * Hardware that can refuse the host an access to a frame registers a guard:
  * pKVM's hypervisor (the host stage-2) and SEV-SNP's RMP (a host write to an
@@ -13,7 +13,7 @@
  * waits for a grace period, after which no call is in flight and the
  * guard's argument may be freed. guards_lock serialises (un)registration.
  */
-#include "host/pool.h"
+#include "host/host_guard.h"
 #include "lib/rcu.h"
 
 #define MAX_GUARDS 4

@@ -89,6 +89,7 @@
  * address translation is lock-free through two atomics written under
  * pool_lock.
  */
+#include "host/host_guard.h"
 #include "host/pool.h"
 
 #include <assert.h>

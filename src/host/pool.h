@@ -63,24 +63,4 @@ void pm_pool_get_stats(struct pm_pool_stats *st);
 /* Frames sitting in threads' caches now, without draining them (for tests). */
 uint64_t pm_pool_cached_frames(void);
 
-/* Host accesses to frame contents (host_guard.c). Simulated hardware that
- * can refuse the host a frame (pKVM's host stage-2, SNP's RMP) registers a
- * guard; every host path that reads or writes frames outside the guest
- * (the pool's scrub on free, guest_memfd population and mmap views, device
- * emulation through shared memory) calls pm_host_access() first.
- * access() returns 0 or -EFAULT (refused; the guard records the event: a
- * host stage-2 fault, an RMP violation). A refused scrub is fatal: the
- * library itself wrote a frame the hardware protects, where real hardware
- * would have crashed the host. */
-struct pm_host_guard {
-	int (*access)(void *arg, pm_pfn_t pfn, uint64_t n, bool write);
-	void *arg;
-};
-/* 0, or -EBUSY when 4 guards are registered already. */
-int pm_host_guard_register(const struct pm_host_guard *g);
-/* Waits until no call of g is in flight; call it without locks. */
-void pm_host_guard_unregister(const struct pm_host_guard *g);
-/* May the host access frames [pfn, pfn + n)? 0 or -EFAULT. */
-int pm_host_access(pm_pfn_t pfn, uint64_t n, bool write);
-
 #endif

@@ -33,7 +33,7 @@
  *    (pm_gmem_host_unmap): it fails with EBUSY while the host pins the
  *    page, and otherwise every view stops mapping the page before the hyp
  *    takes it away, so no view can show it afterwards.
- *  - Host accesses: the hyp is a pool host-access guard (pool.h): every
+ *  - Host accesses: the hyp is a host access guard (host/host_guard.h): every
  *    host path that touches a frame asks the host stage-2
  *    (pkvm_host_access); a refusal is a counted host stage-2 fault.
  *  - Statistics (PM_KVM_GET_MODEL_STATS on the system handle, named by the
@@ -44,6 +44,7 @@
 #include <sched.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "kvm/vm.h"
 #include "memslot/memslot.h"

@@ -26,6 +26,7 @@
  */
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "memslot/memslot.h"
 #include "models/snp/rmp.h"

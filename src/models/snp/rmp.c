@@ -11,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <pthread.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "models/snp/rmp.h"
 

@@ -16,6 +16,7 @@
  * frames is held (tdx_gmem_hold).
  */
 #include <inttypes.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"

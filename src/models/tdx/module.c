@@ -8,6 +8,7 @@
  * stores the new value and so releases the lock.
  */
 #include <openssl/evp.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 #include "models/tdx/module.h"
 

@@ -25,9 +25,10 @@
  * cache first, and an allocation reclaims every thread's cache before it
  * fails with ENOMEM.
  *
- * Locking: pool_lock (private to pool.c) protects the free lists, the frame
- * flags and the statistics. Scrubbing happens outside it. A cache has a lock
- * of its own, which only its thread takes outside a drain.
+ * Locking: pool_lock (private to the pool's files, pool*.c) protects the
+ * free lists, the frame flags and the statistics. Scrubbing happens outside
+ * it. A cache has a lock of its own, which only its thread takes outside a
+ * drain.
  */
 #ifndef PM_HOST_POOL_H
 #define PM_HOST_POOL_H

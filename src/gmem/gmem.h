@@ -78,10 +78,8 @@ int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, u
 /* Removes slot's binding, if the file still has it (slots_lock held). */
 void pm_gmem_unbind(struct pm_memslot *slot);
 
-/* The checks vfs_fallocate() makes for every file, in its order; `regular`
- * is false for files that are not regular (everything but guest_memfd).
- * pm_gmem_fallocate() assumes they passed. */
-int pm_vfs_fallocate_check(int mode, int64_t offset, int64_t len, bool regular);
+/* guest_memfd's fallocate: called after vfs_fallocate()'s checks
+ * (uapi/vfs.h) passed. */
 int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len);
 void pm_gmem_fstat(struct pm_gmem *g, struct stat *st);
 uint64_t pm_gmem_flags(const struct pm_gmem *g);

@@ -16,6 +16,7 @@
 #include "kvm/vm.h"
 #include "memslot/memslot.h"
 #include "uapi/handle.h"
+#include "uapi/vfs.h"
 #include "vcpu/vcpu.h"
 
 struct pm_file_ops {

@@ -14,12 +14,15 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <privmem/kvm.h>
 #include "memslot/attr.h"
 
 #define GFN_LIMIT   (1ULL << 52)
 #define GFNS_2M     (1ULL << 9)
 #define GFNS_1G     (1ULL << 18)
 #define GFNS_1T     (1ULL << 28)
+/* The store keeps any value; the conversion tests use the one KVM sets. */
+#define PRIVATE     KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define NODE_BYTES  PM_ATTR_NODE_BYTES  /* one 512-entry node */
 #define LEVELS_BELOW_ROOT (PM_ATTR_LEVELS - 1)
 
@@ -296,7 +299,7 @@ static void test_uniform_leaf_stays_and_reads_as_value(void **state)
 	gfn_t base = 7 * GFNS_1G + 5 * GFNS_2M;
 	size_t initial = pm_attr_memory(s), kept;
 
-	set_ok(s, base + 3, base + 4, 8);
+	set_ok(s, base + 3, base + 4, PRIVATE);
 	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
 	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));
 	set_ok(s, base + 3, base + 4, 0);
@@ -309,24 +312,24 @@ static void test_uniform_leaf_stays_and_reads_as_value(void **state)
 	assert_true(pm_attr_range_is(s, 0, 1ULL << 40, 0));
 	/* Reuse: another page of the same 2M needs no new node. */
 	for (gfn_t g = 0; g < GFNS_2M; g += 37) {
-		set_ok(s, base + g, base + g + 1, 8);
+		set_ok(s, base + g, base + g + 1, PRIVATE);
 		assert_int_equal(pm_attr_memory(s), kept);
-		assert_int_equal(pm_attr_get(s, base + g), 8);
+		assert_int_equal(pm_attr_get(s, base + g), PRIVATE);
 		assert_false(pm_attr_range_is(s, base, base + GFNS_2M, 0));
 		assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
 		set_ok(s, base + g, base + g + 1, 0);
 		assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
 	}
 	/* A uniform private leaf reads as private. */
-	set_ok(s, base, base + GFNS_2M - 1, 8);
-	set_ok(s, base + GFNS_2M - 1, base + GFNS_2M, 8);
-	assert_true(pm_attr_range_is(s, base, base + GFNS_2M, 8));
+	set_ok(s, base, base + GFNS_2M - 1, PRIVATE);
+	set_ok(s, base + GFNS_2M - 1, base + GFNS_2M, PRIVATE);
+	assert_true(pm_attr_range_is(s, base, base + GFNS_2M, PRIVATE));
 	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_2M));
 	assert_true(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));
-	set_ok(s, 7 * GFNS_1G, base, 8);
-	set_ok(s, base + GFNS_2M, 8 * GFNS_1G, 8);
+	set_ok(s, 7 * GFNS_1G, base, PRIVATE);
+	set_ok(s, base + GFNS_2M, 8 * GFNS_1G, PRIVATE);
 	assert_false(pm_attr_mixed(s, base, PM_ATTR_LEVEL_1G));   /* looks through the leaf */
-	assert_true(pm_attr_range_is(s, 7 * GFNS_1G, 8 * GFNS_1G, 8));
+	assert_true(pm_attr_range_is(s, 7 * GFNS_1G, 8 * GFNS_1G, PRIVATE));
 	set_ok(s, 7 * GFNS_1G, 8 * GFNS_1G, 0);
 	assert_int_equal(compacted_memory(s), initial);
 }
@@ -343,7 +346,7 @@ static void test_uniform_leaves_are_bounded(void **state)
 	for (gfn_t b = 0; b < BLOCKS; b++) {
 		gfn_t g = (b % 3) * GFNS_1G + b * GFNS_2M + b % 512;
 
-		set_ok(s, g, g + 1, 8);
+		set_ok(s, g, g + 1, PRIVATE);
 		set_ok(s, g, g + 1, 0);
 		/* The root, a level-1 node per 1G touched (3), the leaves. */
 		assert_true(pm_attr_memory(s) <= initial + (3 + PM_ATTR_STALE) * NODE_BYTES);

@@ -198,6 +198,12 @@ static void test_vcpu_mmap_size_holds_kvm_run_and_takes_no_argument(void **state
 	close_ok(sys);
 }
 
+/* Every VM type privmem offers, and the one hypercall exit it offers, as
+ * KVM_CAP_VM_TYPES and KVM_CAP_EXIT_HYPERCALL report them: bit N for N. */
+#define ALL_VM_TYPES ((1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | \
+		      (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM))
+#define MAP_GPA_EXIT (1 << KVM_HC_MAP_GPA_RANGE)
+
 struct cap_row {
 	unsigned long cap;
 	long sys, default_vm, sw_vm;   /* expected KVM_CHECK_EXTENSION value */
@@ -209,12 +215,9 @@ static const struct cap_row cap_table[] = {
 	  GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
 	  GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
 	  GUEST_MEMFD_FLAG_MMAP },
-	{ KVM_CAP_VM_TYPES,
-	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM),
-	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM),
-	  (1 << 0) | (1 << 1) | (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM) },
+	{ KVM_CAP_VM_TYPES, ALL_VM_TYPES, ALL_VM_TYPES, ALL_VM_TYPES },
 	{ KVM_CAP_NR_MEMSLOTS, 32764, 32764, 32764 },
-	{ KVM_CAP_EXIT_HYPERCALL, 1 << 12, 1 << 12, 1 << 12 },
+	{ KVM_CAP_EXIT_HYPERCALL, MAP_GPA_EXIT, MAP_GPA_EXIT, MAP_GPA_EXIT },
 	{ KVM_CAP_USER_MEMORY2, 1, 1, 1 },
 	{ KVM_CAP_GUEST_MEMFD, 1, 1, 1 },
 	{ KVM_CAP_MEMORY_FAULT_INFO, 1, 1, 1 },

@@ -6,6 +6,7 @@
 #ifndef PM_GMEM_INTERNAL_H
 #define PM_GMEM_INTERNAL_H
 
+#include <privmem/kvm.h>
 #include "gmem/gmem.h"
 #include "lib/brlock.h"
 
@@ -114,7 +115,7 @@ struct pm_gmem_pin_rec {
  * a model with gmem_host_mappable decides per frame, see gmem_mmap.c) */
 static inline bool pm_gmem_host_shared(const struct pm_gmem *g, uint64_t index)
 {
-	return (g->flags & (1ULL << 1)) && index < g->npages; /* INIT_SHARED */
+	return (g->flags & GUEST_MEMFD_FLAG_INIT_SHARED) && index < g->npages;
 }
 
 /* Drops the pins of [start, end) (punch hole). */

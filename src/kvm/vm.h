@@ -18,6 +18,7 @@
 #define PM_KVM_VM_H
 
 #include <pthread.h>
+#include <privmem/kvm.h>
 #include "lib/common.h"
 #include "memslot/attr.h"
 #include "memslot/invalidate.h"
@@ -86,12 +87,12 @@ static inline bool pm_vm_is_bugged(struct pm_vm *vm)
 /* Attributes this VM supports (KVM_MEMORY_ATTRIBUTE_*). */
 static inline uint64_t pm_vm_supported_attrs(const struct pm_vm *vm)
 {
-	return vm->model->private_mem ? (1ULL << 3) : 0;
+	return vm->model->private_mem ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
 }
 
 static inline bool pm_vm_gfn_is_private(struct pm_vm *vm, gfn_t gfn)
 {
-	return pm_attr_get(&vm->attrs, gfn) & (1ULL << 3);
+	return pm_attr_get(&vm->attrs, gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE;
 }
 
 #endif

@@ -357,6 +357,15 @@ static int pool_alloc_block_locked(unsigned int order, uint64_t *pfn)
 	return 0;
 }
 
+/* The run at head, taken from the lists, goes to the caller: first the
+ * chunks its allocation populated are prefaulted, without pool_lock. */
+static int pool_hand_out(uint64_t head, unsigned int order, const uint64_t *todo, pm_pfn_t *pfn)
+{
+	pool_prefault(head, order, todo);
+	*pfn = head;
+	return 0;
+}
+
 /* The lists had no block: flush every cache and wait for the transits
  * pending, then take one. ENOMEM here means the pool is exhausted. */
 int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
@@ -380,9 +389,7 @@ int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
 	pool_caches_unlock_all();
 	if (ret)
 		return ret;
-	pool_prefault(head, order, todo);
-	*pfn = head;
-	return 0;
+	return pool_hand_out(head, order, todo, pfn);
 }
 
 /* The shared path: from the lists, under pool_lock. */
@@ -399,9 +406,7 @@ int pool_alloc_run(unsigned int order, pm_pfn_t *pfn)
 	pool_lock_drop();
 	if (!ok)
 		return pool_alloc_reclaim(order, pfn);
-	pool_prefault(head, order, todo);
-	*pfn = head;
-	return 0;
+	return pool_hand_out(head, order, todo, pfn);
 }
 
 /* The shared path: transit, zeroing, merging, trimming. */

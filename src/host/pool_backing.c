@@ -45,11 +45,9 @@
  * Every write to frame contents here (the scrub, the release) asks the
  * hardware's host access guards first (host_guard.h).
  */
-#include "host/host_guard.h"
 #include "host/pool_internal.h"
 
 #include <fcntl.h>
-#include <inttypes.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -173,17 +171,6 @@ void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t)
 	t->scrub_frames = n - t->nr_release * CHUNK_FRAMES;
 	pm_pool.nr_scrubbing += t->scrub_frames;
 	pool_enter_transit_locked(pfn, order);
-}
-
-/* Zeroes freed frames: a host write, checked by the hardware's guards. A
- * refusal means a frame was freed while the hardware still protects it
- * (an SNP page still assigned, a pKVM page the host does not own): on real
- * hardware the host crashes here, so privmem stops too. */
-void pool_scrub_check(uint64_t pfn, uint64_t n)
-{
-	if (pm_host_access(pfn, n, true))
-		pm_fatal("pool: scrub of frames %#" PRIx64 "+%" PRIu64 " refused by the hardware "
-			 "(freed while protected)", pfn, n);
 }
 
 static void pool_scrub(uint64_t pfn, unsigned int order)

@@ -36,7 +36,6 @@
  *
  * Locking: pool_caches_lock (the registry) > a cache's lock > pool_lock.
  */
-#include "host/host_guard.h"
 #include "host/pool_internal.h"
 
 #include <pthread.h>

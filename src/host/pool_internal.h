@@ -24,6 +24,8 @@
 #define PM_HOST_POOL_INTERNAL_H
 
 #include <assert.h>
+#include <inttypes.h>
+#include "host/host_guard.h"
 #include "host/pool.h"
 
 /* Host memory is populated and released in chunks of 2 MiB. */
@@ -154,6 +156,18 @@ static inline bool frame_is_free_block(struct pm_frame *f, unsigned int order)
 	return frame_word(f) == FRAME_WORD(FRAME_FREE, order);
 }
 
+/* Zeroes freed frames: a host write, checked by the hardware's guards. A
+ * refusal means a frame was freed while the hardware still protects it
+ * (an SNP page still assigned, a pKVM page the host does not own): on real
+ * hardware the host crashes here, so privmem stops too. Inline: every 4K
+ * free in a thread's cache asks. */
+static inline void pool_scrub_check(uint64_t pfn, uint64_t n)
+{
+	if (pm_host_access(pfn, n, true))
+		pm_fatal("pool: scrub of frames %#" PRIx64 "+%" PRIu64 " refused by the hardware "
+			 "(freed while protected)", pfn, n);
+}
+
 static inline uint64_t run_first_chunk(uint64_t pfn)
 {
 	return pfn / CHUNK_FRAMES;
@@ -198,7 +212,6 @@ void pool_mark_populated_locked(uint64_t pfn, unsigned int order, uint64_t *todo
 void pool_populate(uint64_t chunk, uint64_t n);
 void pool_prefault(uint64_t pfn, unsigned int order, const uint64_t *todo);
 void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t);
-void pool_scrub_check(uint64_t pfn, uint64_t n);
 void pool_zero(struct transit *t);
 void pool_end_transit_locked(struct transit *t);
 void pool_trim_locked(struct transit *t);

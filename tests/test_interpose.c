@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <privmem/privmem.h>   /* the VM type numbers (privmem/kvm.h, PM_VM_TYPE_PKVM) */
+
 #define TIMEOUT_S 120
 #define POOL "64M"
 #define POOL_BYTES (64ULL << 20)
@@ -195,17 +197,20 @@ static void test_sysfs_parameters_follow_the_offered_vm_types(void **state)
 	free(sw.out);
 }
 
-/* KVM_CAP_VM_TYPES under --vm-types: computed here from KVM's type numbers
- * (default 0, sw 1, snp 4, tdx 5, pkvm 16). */
+/* KVM_CAP_VM_TYPES under --vm-types: computed here from the types' numbers,
+ * one bit per type. */
 static void test_exec_vm_types_option_sets_kvm_cap_vm_types(void **state)
 {
 	struct result all = scenario_with("api", NULL), some = scenario_with("api", "sw,snp");
 	struct result def = scenario_with("api", "default");
 	char want[32];
 
-	snprintf(want, sizeof(want), "vm_types 0x%x\n", (1 << 0) | (1 << 1) | (1 << 4) | (1 << 5) | (1 << 16));
+	snprintf(want, sizeof(want), "vm_types 0x%x\n",
+		 (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM) |
+		 (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM));
 	expect(&all, 0, want);
-	snprintf(want, sizeof(want), "vm_types 0x%x\n", (1 << 0) | (1 << 1) | (1 << 4));
+	snprintf(want, sizeof(want), "vm_types 0x%x\n",
+		 (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM));
 	expect(&some, 0, want);
 	expect(&def, 0, "vm_types 0x1\n");
 	free(all.out);

@@ -89,6 +89,7 @@ static void vmm_create(struct vmm *m, unsigned long type, int vcpus)
 	assert_true(m->kvm >= 0);
 	m->vm = pm_kvm_ioctl(m->kvm, KVM_CREATE_VM, type);
 	assert_true(m->vm >= 0);
+	pm_test_gmem_page_size_flags(m->vm);
 	for (int i = 0; i < vcpus; i++) {
 		m->vcpu[i] = pm_kvm_ioctl(m->vm, KVM_CREATE_VCPU, i);
 		assert_true(m->vcpu[i] >= 0);

@@ -88,12 +88,19 @@ static void pool_configure(uint64_t size)
 	assert_int_equal(pool_stats().size, size);
 }
 
-static int vm_new(unsigned long type)
+/* A VM as a KVM client creates it: privmem's page-size flags are EINVAL. */
+static int vm_new_plain(unsigned long type)
 {
 	int vm = pm_kvm_ioctl(sys_handle, KVM_CREATE_VM, type);
 
 	assert_true(vm >= 0);
 	return vm;
+}
+
+/* A VM with privmem's page-size flags enabled, as these tests use them. */
+static int vm_new(unsigned long type)
+{
+	return pm_test_gmem_page_size_flags(vm_new_plain(type));
 }
 
 static int gmem_try_create(int vm, uint64_t size, uint64_t flags)
@@ -250,13 +257,15 @@ static void zap_log_attach(struct pm_zaplog *log, int vm)
 
 /* ---- creation ----------------------------------------------------------- */
 
+/* Upstream's flag test: every bit KVM_CAP_GUEST_MEMFD_FLAGS does not list
+ * is EINVAL, privmem's own included, on a VM that did not enable them. */
 static void check_flag_bits(unsigned long type, uint64_t expected_mask)
 {
-	int vm = vm_new(type);
+	int vm = vm_new_plain(type);
 	long mask = pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
 
 	assert_int_equal(mask, expected_mask);
-	for (unsigned int bit = 0; bit < 62; bit++) {
+	for (unsigned int bit = 0; bit < 64; bit++) {
 		uint64_t flag = 1ULL << bit;
 
 		if (mask & flag) {
@@ -274,6 +283,23 @@ static void test_create_rejects_every_flag_bit_outside_the_reported_mask(void **
 {
 	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
 	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP);
+}
+
+static void test_page_size_flags_are_einval_until_the_vm_enables_them(void **state)
+{
+	int vm = vm_new_plain(SW_VM);
+	struct kvm_enable_cap cap = { .cap = PM_CAP_GUEST_MEMFD_PAGE_SIZE, .args = { 2 } };
+
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, PM_CAP_GUEST_MEMFD_PAGE_SIZE), 1);
+	assert_fails(gmem_try_create(vm, PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE), EINVAL);
+	assert_fails(pm_kvm_ioctl(vm, KVM_ENABLE_CAP, &cap), EINVAL);
+	cap.args[0] = 1;
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_ENABLE_CAP, &cap), 0);
+	close_ok(gmem_new(vm, PAGE, PM_GUEST_MEMFD_FLAG_NO_HUGE));
+	cap.args[0] = 0;
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_ENABLE_CAP, &cap), 0);
+	assert_fails(gmem_try_create(vm, PAGE, PM_GUEST_MEMFD_FLAG_NO_1G), EINVAL);
+	close_ok(vm);
 }
 
 static void test_create_accepts_the_reported_mask_with_the_page_size_extensions(void **state)
@@ -2199,6 +2225,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_rejects_every_flag_bit_outside_the_reported_mask),
 		cmocka_unit_test(test_create_accepts_the_reported_mask_with_the_page_size_extensions),
+		cmocka_unit_test(test_page_size_flags_are_einval_until_the_vm_enables_them),
 		cmocka_unit_test(test_create_init_shared_on_sw_vm_is_einval),
 		cmocka_unit_test(test_create_rejects_zero_unaligned_and_negative_sizes),
 		cmocka_unit_test(test_create_ignores_reserved_fields),

@@ -218,6 +218,27 @@ static void test_exec_vm_types_option_sets_kvm_cap_vm_types(void **state)
 	free(def.out);
 }
 
+/* `--kvm-version 6.12` presents 6.12's guest_memfd (no flags, no mmap);
+ * without it the same program sees 6.18's flags. */
+static void test_exec_kvm_version_612_presents_6_12s_guest_memfd(void **state)
+{
+	static const char *const env[] = { "EXPECT_POOL=67108864", NULL };
+	const char *old[] = { cli, "exec", "--pool-size", POOL, "--kvm-version", "6.12", "--",
+			      prog, "kvm612", NULL };
+	const char *now[] = { cli, "exec", "--pool-size", POOL, "--", prog, "kvm612", NULL };
+	const char *bad[] = { cli, "exec", "--kvm-version", "6.10", "--", prog, "kvm612", NULL };
+	struct result r = run(old, env);
+
+	expect(&r, 0, "ok\n");
+	free(r.out);
+	r = run(now, env);
+	expect(&r, 1, "KVM_CAP_GUEST_MEMFD_FLAGS");
+	free(r.out);
+	r = run(bad, env);
+	expect(&r, 2, "--kvm-version");
+	free(r.out);
+}
+
 static void test_exec_options_errors_and_exit_status(void **state)
 {
 	const char *help[] = { cli, "exec", "-h", NULL };
@@ -305,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_sysfs_parameters_follow_the_offered_vm_types),
 		cmocka_unit_test(test_exec_vm_types_option_sets_kvm_cap_vm_types),
 		cmocka_unit_test(test_exec_options_errors_and_exit_status),
+		cmocka_unit_test(test_exec_kvm_version_612_presents_6_12s_guest_memfd),
 		cmocka_unit_test(test_plain_ld_preload_serves_dev_kvm),
 		cmocka_unit_test(test_without_interposer_the_checks_fail),
 	};

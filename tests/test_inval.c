@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <linux/falloc.h>
 #include <privmem/privmem.h>
+#include "lib/testutil.h"
 #include "gmem/gmem_internal.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
@@ -81,6 +82,7 @@ static int setup(void **state)
 	e->kvm = pm_kvm_open();
 	e->vm = pm_kvm_ioctl(e->kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
 	assert_true(e->vm >= 0);
+	pm_test_gmem_page_size_flags(e->vm);
 	assert_int_equal(pm_handle_get(e->vm, &f), 0);
 	e->pvm = f.obj;                   /* our reference, dropped in teardown */
 	c.ctx = e;

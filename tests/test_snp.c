@@ -61,6 +61,7 @@ static void t_create(struct t *t, uint64_t gmem_flags)
 	t->kvm = pm_kvm_open();
 	t->vm = pm_kvm_ioctl(t->kvm, KVM_CREATE_VM, KVM_X86_SNP_VM);
 	assert_true(t->vm >= 0);
+	pm_test_gmem_page_size_flags(t->vm);
 	assert_int_equal(pm_kvm_ioctl(t->vm, KVM_ENABLE_CAP, &cap), 0);
 	t->gmem = pm_kvm_ioctl(t->vm, KVM_CREATE_GUEST_MEMFD, &cg);
 	assert_true(t->gmem >= 0);

@@ -94,6 +94,7 @@ static void vmm_open(struct vmm *m, const struct vmm_cfg *cfg)
 	assert_true(m->kvm >= 0);
 	m->vm = pm_kvm_ioctl(m->kvm, KVM_CREATE_VM, cfg->type);
 	assert_true(m->vm >= 0);
+	pm_test_gmem_page_size_flags(m->vm);
 	m->shared = mmap(NULL, m->size, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	assert_true(m->shared != MAP_FAILED);

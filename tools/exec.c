@@ -41,6 +41,9 @@ static void usage(FILE *out)
 		"  -t, --vm-types LIST    VM types to offer (KVM_CAP_VM_TYPES), comma-separated:\n"
 		"                         default, sw, snp, tdx, pkvm (default is always offered;\n"
 		"                         default: all)\n"
+		"  -k, --kvm-version V    the Linux KVM uAPI to present: 6.12 (guest_memfd takes\n"
+		"                         no flags, as Linux 6.12's selftests expect) or 6.18\n"
+		"                         (default: PRIVMEM_KVM_VERSION or 6.18)\n"
 		"  -h, --help             print this help and exit\n");
 }
 
@@ -155,6 +158,7 @@ int cmd_exec(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "pool-size", required_argument, NULL, 'p' },
 		{ "vm-types", required_argument, NULL, 't' },
+		{ "kvm-version", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -163,7 +167,7 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:t:k:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
@@ -174,6 +178,11 @@ int cmd_exec(int argc, char **argv)
 			r = set_vm_types(optarg);
 			if (r)
 				return r;
+			break;
+		case 'k':
+			if (strcmp(optarg, "6.12") && strcmp(optarg, "6.18"))
+				return cli_bad_arg("--kvm-version", optarg);
+			setenv("PRIVMEM_KVM_VERSION", optarg, 1);
 			break;
 		case 'h':
 			usage(stdout);

@@ -88,6 +88,8 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 {
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
 				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
+	/* privmem's page-size flags (PM_GUEST_MEMFD_FLAG_NO_*) for --no-huge etc. */
+	struct kvm_enable_cap page_size = { .cap = PM_CAP_GUEST_MEMFD_PAGE_SIZE, .args = { 1 } };
 	int r;
 
 	memset(m, 0, sizeof(*m));
@@ -107,6 +109,8 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 			 KVM_MEMORY_ATTRIBUTE_PRIVATE;
 	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &cap))
 		return fail("KVM_ENABLE_CAP(EXIT_HYPERCALL)");
+	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &page_size))
+		return fail("KVM_ENABLE_CAP(PM_CAP_GUEST_MEMFD_PAGE_SIZE)");
 	r = vmm_add_memory(m, gmem_flags);
 	if (!r)
 		r = vmm_add_vcpus(m, nr_vcpus);

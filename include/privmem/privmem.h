@@ -72,10 +72,26 @@ const char *pm_version(void);
 /* ---- extension: guest_memfd creation flags ----
  * guest_memfd hands out the largest naturally aligned page (1G, 2M, 4K) that
  * fits the file and the pool. These flags cap it, for 2M-vs-4K comparisons.
- * They are accepted on every VM type but not reported by
- * KVM_CAP_GUEST_MEMFD_FLAGS, which lists KVM's own flags only. */
+ * A KVM client never meets them: they are EINVAL, as every flag
+ * KVM_CAP_GUEST_MEMFD_FLAGS does not list, until the VM enables privmem's
+ * capability PM_CAP_GUEST_MEMFD_PAGE_SIZE (KVM_ENABLE_CAP, args[0] = 1; 0
+ * disables them again); KVM_CHECK_EXTENSION of it is 1. */
 #define PM_GUEST_MEMFD_FLAG_NO_1G   (1ULL << 62) /* at most 2M pages */
 #define PM_GUEST_MEMFD_FLAG_NO_HUGE (1ULL << 63) /* 4K pages only */
+
+/* privmem's capabilities (KVM_CHECK_EXTENSION, KVM_ENABLE_CAP), numbered
+ * far above KVM's. */
+#define PM_CAP_BASE                   0x504d0000
+#define PM_CAP_GUEST_MEMFD_PAGE_SIZE  (PM_CAP_BASE + 1)
+
+/* ---- the KVM version privmem presents ----
+ * privmem serves the newest uAPI it implements (KVM_CAP_GUEST_MEMFD_FLAGS
+ * with GUEST_MEMFD_FLAG_MMAP and _INIT_SHARED, as Linux 6.18). Programs
+ * written for an older kernel may expect its answers: the environment
+ * variable PRIVMEM_KVM_VERSION=6.12 (read at start-up) presents Linux
+ * 6.12's guest_memfd instead, which takes no creation flags (every flag is
+ * EINVAL, KVM_CAP_GUEST_MEMFD_FLAGS and KVM_CAP_GUEST_MEMFD_MMAP are 0, and
+ * so mmap of a guest_memfd is ENODEV). */
 
 /* ---- extension: guest_memfd pins ----
  * The host holding pages of a guest_memfd, as get_user_pages would for DMA:

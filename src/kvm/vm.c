@@ -6,6 +6,8 @@
  */
 #include <unistd.h>
 #include <privmem/privmem.h>
+#include <stdlib.h>
+#include <string.h>
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/memslot.h"
@@ -104,6 +106,29 @@ static long vm_online_cpus(void)
 	return n;
 }
 
+int pm_kvm_version(void)
+{
+	static atomic_int version;
+	int v = atomic_load_explicit(&version, memory_order_relaxed);
+
+	if (!v) {
+		const char *e = getenv("PRIVMEM_KVM_VERSION");
+
+		v = e && !strcmp(e, "6.12") ? 612 : PM_KVM_VERSION_LATEST;
+		atomic_store_explicit(&version, v, memory_order_relaxed);
+	}
+	return v;
+}
+
+#define PM_GMEM_PAGE_SIZE_FLAGS (PM_GUEST_MEMFD_FLAG_NO_1G | PM_GUEST_MEMFD_FLAG_NO_HUGE)
+
+uint64_t pm_vm_gmem_valid_flags(struct pm_vm *vm)
+{
+	return (uint64_t)pm_check_extension(vm, KVM_CAP_GUEST_MEMFD_FLAGS) |
+	       (atomic_load_explicit(&vm->gmem_page_size_flags, memory_order_relaxed) ?
+		PM_GMEM_PAGE_SIZE_FLAGS : 0);
+}
+
 long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 {
 	switch (cap) {
@@ -126,12 +151,16 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_MEMORY_ATTRIBUTES:
 		return vm ? (long)pm_vm_supported_attrs(vm) : (long)KVM_MEMORY_ATTRIBUTE_PRIVATE;
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
+		if (pm_kvm_version() < 618)
+			return 0;       /* 6.12's guest_memfd takes no flags */
 		return ((!vm || !vm->model->gmem_no_mmap) ? GUEST_MEMFD_FLAG_MMAP : 0) |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:
 		return pm_model_vm_types();
 	case KVM_CAP_EXIT_HYPERCALL:
 		return PM_EXIT_HYPERCALL_VALID_MASK;
+	case PM_CAP_GUEST_MEMFD_PAGE_SIZE:
+		return 1;
 	default:
 		return 0;
 	}
@@ -148,6 +177,11 @@ int pm_vm_enable_cap(struct pm_vm *vm, const void *arg)
 		if (cap->args[0] & ~PM_EXIT_HYPERCALL_VALID_MASK)
 			return -EINVAL;
 		atomic_store(&vm->hypercall_exit_enabled, cap->args[0]);
+		return 0;
+	case PM_CAP_GUEST_MEMFD_PAGE_SIZE:
+		if (cap->args[0] > 1)
+			return -EINVAL;
+		atomic_store(&vm->gmem_page_size_flags, cap->args[0] == 1);
 		return 0;
 	default:
 		return -EINVAL;

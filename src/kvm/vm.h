@@ -51,6 +51,7 @@ struct pm_vm {
 	struct pm_vcpu *vcpus[PM_MAX_VCPUS]; /* lock; published entries immutable */
 	atomic_uint nr_vcpus;                /* written under lock */
 	atomic_uint_fast64_t hypercall_exit_enabled; /* KVM_CAP_EXIT_HYPERCALL mask */
+	atomic_bool gmem_page_size_flags;    /* PM_CAP_GUEST_MEMFD_PAGE_SIZE enabled */
 
 	void *model_data;                    /* owned by the model */
 	atomic_bool bugged;                  /* KVM_BUG_ON: set once, never cleared;
@@ -62,6 +63,15 @@ struct pm_vm {
 int pm_vm_create(unsigned long type, struct pm_vm **out);
 void pm_vm_get(struct pm_vm *vm);
 void pm_vm_put(struct pm_vm *vm);
+
+/* The Linux version whose uAPI privmem presents (PRIVMEM_KVM_VERSION, read
+ * once: 612 for "6.12"; the newest privmem implements otherwise). */
+int pm_kvm_version(void);
+#define PM_KVM_VERSION_LATEST 618
+
+/* The guest_memfd creation flags a VM accepts now: KVM's
+ * (KVM_CAP_GUEST_MEMFD_FLAGS) and privmem's page-size flags once enabled. */
+uint64_t pm_vm_gmem_valid_flags(struct pm_vm *vm);
 
 /* KVM_CHECK_EXTENSION on a system (vm == NULL) or VM handle. */
 long pm_check_extension(struct pm_vm *vm, unsigned long cap);

@@ -168,14 +168,13 @@ static long vm_set_memory_region(struct pm_vm *vm, unsigned long req, unsigned l
 
 static long vm_create_guest_memfd(struct pm_vm *vm, unsigned long arg)
 {
-	const uint64_t ext = PM_GUEST_MEMFD_FLAG_NO_1G | PM_GUEST_MEMFD_FLAG_NO_HUGE;
 	struct kvm_create_guest_memfd args;
 	struct pm_file f = { .kind = PM_HANDLE_GMEM };
 	struct pm_gmem *g;
 	long r;
 
 	COPY_IN(args, arg);
-	if (args.flags & ~((uint64_t)pm_check_extension(vm, KVM_CAP_GUEST_MEMFD_FLAGS) | ext))
+	if (args.flags & ~pm_vm_gmem_valid_flags(vm))
 		return -EINVAL;
 	if ((int64_t)args.size <= 0 || !PM_ALIGNED(args.size, PM_PAGE_SIZE))
 		return -EINVAL;

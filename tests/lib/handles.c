@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* White-box access to the objects behind handles, for tests (testutil.h). */
 #include <stdlib.h>
+#include <privmem/privmem.h>
 #include "uapi/handle.h"
 #include "testutil.h"
 
@@ -12,4 +13,13 @@ struct pm_vm *pm_test_vm_of(int vm_handle)
 		abort();
 	pm_file_put(&f);
 	return f.obj;
+}
+
+int pm_test_gmem_page_size_flags(int vm)
+{
+	struct kvm_enable_cap cap = { .cap = PM_CAP_GUEST_MEMFD_PAGE_SIZE, .args = { 1 } };
+
+	if (pm_kvm_ioctl(vm, KVM_ENABLE_CAP, &cap))
+		abort();
+	return vm;
 }

@@ -32,6 +32,11 @@ bool pm_test_aborts(void (*fn)(void *), void *arg);
 struct pm_vm;
 struct pm_vm *pm_test_vm_of(int vm_handle);
 
+/* Enables privmem's guest_memfd page-size flags (PM_GUEST_MEMFD_FLAG_NO_1G,
+ * _NO_HUGE) on a VM handle: KVM_ENABLE_CAP(PM_CAP_GUEST_MEMFD_PAGE_SIZE).
+ * Aborts if that fails. Returns vm. */
+int pm_test_gmem_page_size_flags(int vm);
+
 /* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
  * include cmocka.h first). */
 #define assert_fails(call, err)                         \

@@ -16,6 +16,9 @@ CC       ?= cc
 VERSION  := 0.1.0
 
 PKGS     := liburcu-bp libcrypto
+# Zydis (the x86 decoder of src/vcpu/x86/) ships no pkg-config file in
+# Debian 12's libzydis-dev: it is linked by name.
+EXTRA_LIBS := -lZydis
 SAN      ?=
 
 ifeq ($(SAN),address)
@@ -38,7 +41,7 @@ LDFLAGS  += -pthread $(SANFLAGS)
 
 DEPS_STAMP := $(BUILD)/.deps
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(EXTRA_LIBS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 LIB_SRCS  := $(sort $(shell find src -name '*.c'))
@@ -86,7 +89,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
 	@mkdir -p $(@D)
-	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath > $@
+	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath "$(EXTRA_LIBS)" > $@
 
 # The main job: privmem run on its default scenario.
 run: all
@@ -108,7 +111,7 @@ install: all
 	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
 	install -m 644 include/privmem/*.h $(DESTDIR)$(PREFIX)/include/privmem/
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
-	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" \
+	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" "" "$(EXTRA_LIBS)" \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
 
 clean:

@@ -642,7 +642,7 @@ static void divide(struct pm_x86_cpu *c, const struct x86_insn *i)
 	bool sgn = i->mnemonic == ZYDIS_MNEMONIC_IDIV;
 
 	if ((d & sz_mask(sz)) == 0)
-		x86_raise(c, PM_X86_DE, false, 0);
+		x86_raise(c, PM_X86_EXC_DE, false, 0);
 	if (sz == 8) {
 		unsigned __int128 n = ((unsigned __int128)c->gpr[PM_X86_RDX] << 64) | c->gpr[PM_X86_RAX];
 
@@ -650,15 +650,15 @@ static void divide(struct pm_x86_cpu *c, const struct x86_insn *i)
 			__int128 sn = (__int128)n, sq;
 
 			if ((int64_t)d == -1 && sn == (__int128)((unsigned __int128)1 << 127))
-				x86_raise(c, PM_X86_DE, false, 0);
+				x86_raise(c, PM_X86_EXC_DE, false, 0);
 			sq = sn / (int64_t)d;
 			if (sq > INT64_MAX || sq < INT64_MIN)
-				x86_raise(c, PM_X86_DE, false, 0);
+				x86_raise(c, PM_X86_EXC_DE, false, 0);
 			q = (uint64_t)sq;
 			r = (uint64_t)(sn % (int64_t)d);
 		} else {
 			if (c->gpr[PM_X86_RDX] >= d)
-				x86_raise(c, PM_X86_DE, false, 0);
+				x86_raise(c, PM_X86_EXC_DE, false, 0);
 			q = (uint64_t)(n / d);
 			r = (uint64_t)(n % d);
 		}
@@ -672,13 +672,13 @@ static void divide(struct pm_x86_cpu *c, const struct x86_insn *i)
 
 			sq = sn / sd;
 			if (sq > (int64_t)(sz_sign(sz) - 1) || sq < -(int64_t)sz_sign(sz))
-				x86_raise(c, PM_X86_DE, false, 0);
+				x86_raise(c, PM_X86_EXC_DE, false, 0);
 			q = (uint64_t)sq & sz_mask(sz);
 			r = (uint64_t)(sn % sd) & sz_mask(sz);
 		} else {
 			q = n / d;
 			if (q > sz_mask(sz))
-				x86_raise(c, PM_X86_DE, false, 0);
+				x86_raise(c, PM_X86_EXC_DE, false, 0);
 			r = n % d;
 		}
 	}

@@ -73,7 +73,7 @@ static void retf(struct pm_x86_cpu *c, const struct x86_insn *i)
 	if (!cs.s || !(cs.type & 8) || !cs.l || cs.db || (!(cs.type & 4) && cs.dpl != c->cpl))
 		x86_gp(c, sel & ~3u);
 	if (!cs.present)
-		x86_raise(c, PM_X86_NP, true, sel & ~3u);
+		x86_raise(c, PM_X86_EXC_NP, true, sel & ~3u);
 	if (!is_canonical(target))
 		x86_gp(c, 0);
 	c->seg[PM_X86_CS] = cs;

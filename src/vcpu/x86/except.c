@@ -17,7 +17,7 @@
 
 static bool contributory(int v)
 {
-	return v == PM_X86_DE || (v >= PM_X86_TS && v <= PM_X86_GP);
+	return v == PM_X86_EXC_DE || (v >= PM_X86_EXC_TS && v <= PM_X86_EXC_GP);
 }
 
 void x86_read_descriptor(struct pm_x86_cpu *c, uint16_t sel, uint64_t d[2], bool system)
@@ -108,13 +108,13 @@ static void load_code_desc(struct pm_x86_cpu *c, uint16_t sel, struct pm_x86_seg
 	if (!cs->s || !(cs->type & 8) || !cs->l || cs->db)
 		x86_gp(c, (sel & ~3u) | ext);
 	if (!cs->present)
-		x86_raise(c, PM_X86_NP, true, (sel & ~3u) | ext);
+		x86_raise(c, PM_X86_EXC_NP, true, (sel & ~3u) | ext);
 }
 
 static uint64_t tss_read(struct pm_x86_cpu *c, unsigned int off, uint32_t ext)
 {
 	if (!c->tr.present || c->tr.limit < off + 7)
-		x86_raise(c, PM_X86_TS, true, (c->tr.selector & ~3u) | ext);
+		x86_raise(c, PM_X86_EXC_TS, true, (c->tr.selector & ~3u) | ext);
 	return sys_read(c, c->tr.base + off, 8);
 }
 
@@ -137,7 +137,7 @@ static void deliver(struct pm_x86_cpu *c, int vec, bool has_err, uint32_t err, u
 	if (soft && ((lo >> 45) & 3) < c->cpl)
 		x86_gp(c, gate_err);
 	if (!((lo >> 47) & 1))
-		x86_raise(c, PM_X86_NP, true, gate_err);
+		x86_raise(c, PM_X86_EXC_NP, true, gate_err);
 	sel = (uint16_t)(lo >> 16);
 	target = (lo & 0xffff) | (((lo >> 48) & 0xffff) << 16) | ((hi & 0xffffffffULL) << 32);
 	ist = (lo >> 32) & 7;
@@ -181,12 +181,12 @@ static void deliver(struct pm_x86_cpu *c, int vec, bool has_err, uint32_t err, u
  * -1 for a triple fault. */
 static int combine(int first, int second)
 {
-	if (first == PM_X86_DF)
+	if (first == PM_X86_EXC_DF)
 		return -1;
 	if (contributory(first) && contributory(second))
-		return PM_X86_DF;
-	if (first == PM_X86_PF && (second == PM_X86_PF || contributory(second)))
-		return PM_X86_DF;
+		return PM_X86_EXC_DF;
+	if (first == PM_X86_EXC_PF && (second == PM_X86_EXC_PF || contributory(second)))
+		return PM_X86_EXC_DF;
 	return second;
 }
 
@@ -202,7 +202,7 @@ void x86_deliver_pending(struct pm_x86_cpu *c)
 
 		if (v < 0)
 			x86_shutdown(c, PM_X86_SHUTDOWN_TRIPLE_FAULT);
-		if (v == PM_X86_DF) {
+		if (v == PM_X86_EXC_DF) {
 			has_err = true;
 			err = 0;
 			soft = false;
@@ -262,7 +262,7 @@ void x86_iret(struct pm_x86_cpu *c, unsigned int osz)
 		    ss.dpl != new_cpl)
 			x86_gp(c, ss_sel & ~3u);
 		if (!ss.present)
-			x86_raise(c, PM_X86_SSF, true, ss_sel & ~3u);
+			x86_raise(c, PM_X86_EXC_SS, true, ss_sel & ~3u);
 	}
 	if (!is_canonical(rip))
 		x86_gp(c, 0);

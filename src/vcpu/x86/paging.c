@@ -62,7 +62,7 @@ void x86_tlb_flush_page(struct pm_x86_cpu *c, uint64_t gva)
 static _Noreturn void page_fault(struct pm_x86_cpu *c, uint64_t gva, uint32_t pfec)
 {
 	c->cr2 = gva;
-	x86_raise(c, PM_X86_PF, true, pfec);
+	x86_raise(c, PM_X86_EXC_PF, true, pfec);
 }
 
 /* The host page holding a page-table entry; page tables outside memory

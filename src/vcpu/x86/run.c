@@ -92,12 +92,12 @@ _Noreturn void x86_raise(struct pm_x86_cpu *c, int vector, bool has_error, uint3
 
 _Noreturn void x86_ud(struct pm_x86_cpu *c)
 {
-	x86_raise(c, PM_X86_UD, false, 0);
+	x86_raise(c, PM_X86_EXC_UD, false, 0);
 }
 
 _Noreturn void x86_gp(struct pm_x86_cpu *c, uint32_t error)
 {
-	x86_raise(c, PM_X86_GP, true, error);
+	x86_raise(c, PM_X86_EXC_GP, true, error);
 }
 
 _Noreturn void x86_shutdown(struct pm_x86_cpu *c, enum pm_x86_shutdown why)

@@ -25,7 +25,7 @@ static void sse_check(struct pm_x86_cpu *c)
 	if (!(c->cr4 & PM_X86_CR4_OSFXSR) || (c->cr0 & PM_X86_CR0_EM))
 		x86_ud(c);
 	if (c->cr0 & PM_X86_CR0_TS)
-		x86_raise(c, PM_X86_NM, false, 0);
+		x86_raise(c, PM_X86_EXC_NM, false, 0);
 }
 
 static bool unaligned_ok(uint16_t m)

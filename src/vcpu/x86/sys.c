@@ -198,7 +198,7 @@ static void lldt_ltr(struct pm_x86_cpu *c, const struct x86_insn *i)
 	if (s.s || s.type != (tr ? 9 : 2))
 		x86_gp(c, sel & ~3u);
 	if (!s.present)
-		x86_raise(c, PM_X86_NP, true, sel & ~3u);
+		x86_raise(c, PM_X86_EXC_NP, true, sel & ~3u);
 	if (tr) {
 		/* Mark the descriptor busy, as LTR does. */
 		sys_write(c, c->gdtr.base + (sel & ~7u), 8, d[0] | (1ULL << 41));
@@ -254,7 +254,7 @@ void x86_load_seg(struct pm_x86_cpu *c, int seg, uint16_t sel)
 		if ((sel & 3) != c->cpl || s.dpl != c->cpl || (s.type & 8) || !(s.type & 2))
 			x86_gp(c, sel & ~3u);
 		if (!s.present)
-			x86_raise(c, PM_X86_SSF, true, sel & ~3u);
+			x86_raise(c, PM_X86_EXC_SS, true, sel & ~3u);
 	} else {
 		/* Data, or readable code; DPL checks for non-conforming. */
 		if ((s.type & 8) && !(s.type & 2))
@@ -262,7 +262,7 @@ void x86_load_seg(struct pm_x86_cpu *c, int seg, uint16_t sel)
 		if ((!(s.type & 8) || !(s.type & 4)) && (s.dpl < c->cpl || s.dpl < (sel & 3)))
 			x86_gp(c, sel & ~3u);
 		if (!s.present)
-			x86_raise(c, PM_X86_NP, true, sel & ~3u);
+			x86_raise(c, PM_X86_EXC_NP, true, sel & ~3u);
 	}
 	if (seg == PM_X86_FS || seg == PM_X86_GS)
 		s.base = (uint32_t)s.base;
@@ -356,8 +356,8 @@ static void hlt(struct pm_x86_cpu *c, const struct x86_insn *i)
 static void soft_int(struct pm_x86_cpu *c, const struct x86_insn *i)
 {
 	switch (i->mnemonic) {
-	case ZYDIS_MNEMONIC_INT3: x86_soft_int(c, PM_X86_BP, true);
-	case ZYDIS_MNEMONIC_INT1: x86_soft_int(c, PM_X86_DB, false);
+	case ZYDIS_MNEMONIC_INT3: x86_soft_int(c, PM_X86_EXC_BP, true);
+	case ZYDIS_MNEMONIC_INT1: x86_soft_int(c, PM_X86_EXC_DB, false);
 	default: x86_soft_int(c, (int)(i->imm & 0xff), true);
 	}
 }
@@ -506,7 +506,7 @@ static void fxsave(struct pm_x86_cpu *c, const struct x86_insn *i)
 	if (c->cr0 & (PM_X86_CR0_EM))
 		x86_ud(c);
 	if (c->cr0 & PM_X86_CR0_TS)
-		x86_raise(c, PM_X86_NM, false, 0);
+		x86_raise(c, PM_X86_EXC_NM, false, 0);
 	if (ea & 15)
 		x86_gp(c, 0);
 	if (i->mnemonic == ZYDIS_MNEMONIC_FXSAVE || i->mnemonic == ZYDIS_MNEMONIC_FXSAVE64) {

@@ -108,10 +108,11 @@ struct pm_x86_ops {
 
 /* Exception vectors. */
 enum {
-	PM_X86_DE = 0, PM_X86_DB = 1, PM_X86_NMI = 2, PM_X86_BP = 3, PM_X86_OF = 4,
-	PM_X86_BR = 5, PM_X86_UD = 6, PM_X86_NM = 7, PM_X86_DF = 8, PM_X86_TS = 10,
-	PM_X86_NP = 11, PM_X86_SSF = 12, PM_X86_GP = 13, PM_X86_PF = 14, PM_X86_MF = 16,
-	PM_X86_AC = 17, PM_X86_MC = 18, PM_X86_XM = 19,
+	PM_X86_EXC_DE = 0, PM_X86_EXC_DB = 1, PM_X86_EXC_NMI = 2, PM_X86_EXC_BP = 3,
+	PM_X86_EXC_OF = 4, PM_X86_EXC_BR = 5, PM_X86_EXC_UD = 6, PM_X86_EXC_NM = 7,
+	PM_X86_EXC_DF = 8, PM_X86_EXC_TS = 10, PM_X86_EXC_NP = 11, PM_X86_EXC_SS = 12,
+	PM_X86_EXC_GP = 13, PM_X86_EXC_PF = 14, PM_X86_EXC_MF = 16, PM_X86_EXC_AC = 17,
+	PM_X86_EXC_MC = 18, PM_X86_EXC_XM = 19,
 };
 
 /* GPR numbers (the encoding's order). */

@@ -26,6 +26,8 @@
 
 #include "lib/x86_env.h"
 
+extern const char x86_env_stubs[];
+
 #define GUEST(name, body)                                                     \
 	extern const char name[];                                             \
 	__asm__(".pushsection .text\n.p2align 4\n" #name ":\n" body "\n.popsection\n")
@@ -265,6 +267,455 @@ static void test_fault_delivering_double_fault_is_shutdown(void **state)
 	free_env(e);
 }
 
+/* ---- CPL 3, SYSCALL/SYSRET, the TSS stack switch, IST ---- */
+GUEST(g_to_user, "lea g_user_code(%rip), %rcx\n mov $0x202, %r11\n sysretq");
+GUEST(g_user_code, "mov (%rdi), %rax\n hlt");
+GUEST(g_user_syscall, "lea g_user_sys(%rip), %rcx\n mov $0x202, %r11\n sysretq\n"
+		      "g_user_sys: mov $7, %eax\n syscall\n hlt");
+GUEST(g_syscall_entry, "mov %rcx, %rbx\n hlt");
+
+static void test_user_mode_fault_switches_to_rsp0(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *buf = x86_env_alloc(e, 4096, 4096);
+
+	(void)state;
+	x86_env_map(e, 0x60000000ULL, G(buf), 4096, 4096, X86_PTE_RW); /* supervisor only */
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_to_user, 0x60000000ULL, PM_X86_EXC_PF, 5 /* P|U */, 0x60000000ULL);
+	assert_int_equal(x86_env_last_fault.cs, X86_SEL_UCODE);
+	assert_int_equal(x86_env_last_fault.rip, G(g_user_code));
+	assert_int_equal(e->cpu->cpl, 0);
+	/* the frame (SS..error) and the stub's vector: 7 words below RSP0 */
+	assert_int_equal(e->cpu->gpr[PM_X86_RSP], e->kstack_top - 56);
+	free_env(e);
+}
+
+static void test_syscall_and_sysret(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	e->cpu->lstar = G(g_syscall_entry);
+	e->cpu->sfmask = PM_X86_IF;
+	x86_env_run(e, G(g_user_syscall), 1000);
+	assert_int_equal(e->cpu->cpl, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 7);
+	/* RCX = the user's next RIP (the HLT after SYSCALL), R11 = RFLAGS */
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], G(g_user_syscall) + 24);
+	assert_int_equal(e->cpu->gpr[PM_X86_R11] & PM_X86_IF, PM_X86_IF);
+	assert_int_equal(e->cpu->rflags & PM_X86_IF, 0);
+	assert_int_equal(e->cpu->seg[PM_X86_CS].selector, X86_SEL_KCODE);
+	free_env(e);
+}
+
+static void test_ist_gives_the_handler_its_stack(void **state)
+{
+	struct x86_env *e = new_env();
+	uint64_t ist1 = e->kstack_top - 16 * 4096;
+
+	(void)state;
+	x86_env_set_gate(e, PM_X86_EXC_UD, G(x86_env_stubs) + 16 * PM_X86_EXC_UD, 0, 1);
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 24 * 4096 + 8; /* misaligned */
+	expect_fault(e, g_ud2, 0, PM_X86_EXC_UD, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RSP], ist1 - 56);
+	free_env(e);
+}
+
+/* ---- strings ---- */
+GUEST(g_rep_movsb, "rep movsb\n hlt");
+GUEST(g_rep_movsb_back, "std\n rep movsb\n cld\n hlt");
+GUEST(g_rep_stosq, "rep stosq\n hlt");
+GUEST(g_repe_cmpsb, "repe cmpsb\n hlt");
+GUEST(g_repne_scasb, "repne scasb\n hlt");
+GUEST(g_lodsq, "lodsq\n lodsq\n hlt");
+
+static void strings_run(struct x86_env *e, const char *code, void *dst, const void *src,
+			uint64_t count, uint64_t rax)
+{
+	e->cpu->gpr[PM_X86_RDI] = G(dst);
+	e->cpu->gpr[PM_X86_RSI] = G(src);
+	e->cpu->gpr[PM_X86_RCX] = count;
+	e->cpu->gpr[PM_X86_RAX] = rax;
+	assert_int_equal(x86_env_run(e, G(code), 1000000), PM_X86_STOP_REQUEST);
+}
+
+static void test_string_instructions_rep_and_df(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *a = x86_env_alloc(e, 5 * 4096, 4096), *b = x86_env_alloc(e, 5 * 4096, 4096);
+	uint8_t want[5 * 4096];
+	size_t n = 3 * 4096 + 123;
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(want); k++)
+		a[k] = (uint8_t)(k * 7 + 3);
+	/* forward, across pages */
+	strings_run(e, g_rep_movsb, b + 5, a + 1, n, 0);
+	assert_memory_equal(b + 5, a + 1, n);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(b) + 5 + n);
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], G(a) + 1 + n);
+	/* overlapping forward copy one byte on: repeats the first byte */
+	memcpy(want, a, sizeof(want));
+	for (size_t k = 1; k <= 5000; k++)
+		want[k] = want[k - 1];
+	strings_run(e, g_rep_movsb, a + 1, a, 5000, 0);
+	assert_memory_equal(a, want, 5001);
+	/* backward (DF=1): from the last byte down */
+	memset(b, 0, 5 * 4096);
+	strings_run(e, g_rep_movsb_back, b + 9999, a + 9999, 10000, 0);
+	assert_memory_equal(b, a, 10000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(b) - 1);
+	assert_int_equal(e->cpu->rflags & PM_X86_DF, 0);
+	/* stosq */
+	memset(b, 0, 5 * 4096);
+	strings_run(e, g_rep_stosq, b + 8, NULL, 1000, 0x0102030405060708ULL);
+	for (int k = 0; k < 1000; k++)
+		assert_int_equal(((uint64_t *)(b + 8))[k], 0x0102030405060708ULL);
+	assert_int_equal(((uint64_t *)(b + 8))[1000], 0);
+	/* repe cmpsb: stops after the first difference */
+	memcpy(b, a, 4096);
+	b[777] ^= 1;
+	strings_run(e, g_repe_cmpsb, b, a, 4096, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 4096 - 778);
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], G(a) + 778);
+	assert_int_equal(e->cpu->rflags & PM_X86_ZF, 0);
+	/* repne scasb: strlen's idiom */
+	memset(b, 'x', 300);
+	b[300] = 0;
+	strings_run(e, g_repne_scasb, b, NULL, ~0ULL, 0);
+	assert_int_equal(~e->cpu->gpr[PM_X86_RCX] - 1, 300);
+	assert_true(e->cpu->rflags & PM_X86_ZF);
+	/* lodsq */
+	strings_run(e, g_lodsq, NULL, a, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], ((uint64_t *)a)[1]);
+	free_env(e);
+}
+
+/* ---- I/O, MMIO, hypercalls, CPUID, MSRs ---- */
+GUEST(g_io, "mov $0x1000, %dx\n mov $0xabc, %edi\n in (%dx), %al\n"
+	    "mov %al, %bl\n mov $0x1234, %ax\n out %ax, $0x80\n"
+	    "movl $0x55aa, (%rsi)\n mov 8(%rsi), %rcx\n"
+	    "mov $12, %eax\n vmcall\n mov %rax, %r8\n vmmcall\n hlt");
+
+static void test_pio_mmio_and_hypercall_hooks(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	x86_env_map(e, 0x70000000ULL, 0xd0000000ULL, 4096, 4096, X86_PTE_RW); /* no memory */
+	e->pio_in_value = 0x5a;
+	e->mmio_read_value = 0x1122334455667788ULL;
+	e->hypercall_ret = 99;
+	e->cpu->gpr[PM_X86_RSI] = 0x70000000ULL;
+	x86_env_run(e, G(g_io), 1000);
+	assert_int_equal(e->npio, 2);
+	assert_false(e->pio[0].write);
+	assert_int_equal(e->pio[0].addr, 0x1000);
+	assert_int_equal(e->pio[0].len, 1);
+	assert_int_equal(e->last_pio_rdi, 0xabc);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX] & 0xff, 0x5a);
+	assert_true(e->pio[1].write);
+	assert_int_equal(e->pio[1].addr, 0x80);
+	assert_int_equal(e->pio[1].val, 0x1234);
+	assert_int_equal(e->pio[1].len, 2);
+	assert_int_equal(e->nmmio, 2);
+	assert_true(e->mmio[0].write);
+	assert_int_equal(e->mmio[0].addr, 0xd0000000ULL);
+	assert_int_equal(e->mmio[0].val, 0x55aa);
+	assert_int_equal(e->mmio[0].len, 4);
+	assert_false(e->mmio[1].write);
+	assert_int_equal(e->mmio[1].addr, 0xd0000008ULL);
+	assert_int_equal(e->mmio[1].len, 8);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0x1122334455667788ULL);
+	assert_int_equal(e->nhypercall, 2);
+	assert_int_equal(e->hypercall_nr, 99); /* the second call saw the first's RAX */
+	assert_int_equal(e->cpu->gpr[PM_X86_R8], 99);
+	free_env(e);
+}
+
+/* The hook sees RIP at the instruction in flight and RDI as the guest set
+ * it (kvm_util's ucall reads RDI on the PIO exit). */
+static uint64_t seen_rip, seen_rdi;
+static struct pm_x86_cpu *seen_cpu;
+static void pio_peek(void *p, uint16_t port, unsigned int size, unsigned int count, void *data)
+{
+	(void)p; (void)port; (void)size; (void)count;
+	seen_rip = seen_cpu->rip;
+	seen_rdi = seen_cpu->gpr[PM_X86_RDI];
+	*(uint8_t *)data = 1;
+}
+
+static void pio_move_rip(void *p, uint16_t port, unsigned int size, unsigned int count,
+			 void *data)
+{
+	(void)p; (void)port; (void)size; (void)count; (void)data;
+	seen_cpu->rip += 5; /* the VMM skipped ahead: the IN does not complete */
+}
+
+GUEST(g_ucall, "mov $0x1000, %dx\n mov $0x4242, %edi\n mov $7, %eax\n in (%dx), %al\n"
+	       "mov $1, %ecx\n mov $2, %ecx\n hlt");
+
+static void test_hook_sees_consistent_state_and_rip_moves_are_honoured(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	seen_cpu = e->cpu;
+	e->ops.pio_in = pio_peek;
+	x86_env_run(e, G(g_ucall), 1000);
+	assert_int_equal(seen_rip, G(g_ucall) + 14);
+	assert_int_equal(seen_rdi, 0x4242);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX] & 0xff, 1);
+	e->ops.pio_in = pio_move_rip;
+	x86_env_run(e, G(g_ucall), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 7);       /* IN abandoned */
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 2);       /* resumed at the second MOV */
+	free_env(e);
+}
+
+GUEST(g_cpuid, "xor %eax, %eax\n xor %ecx, %ecx\n cpuid\n mov %ebx, %r8d\n mov %edx, %r9d\n"
+	       "mov %ecx, %r10d\n mov $0x40000000, %eax\n cpuid\n hlt");
+
+static void test_cpuid_answers_from_the_table(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_cpuid_entry2 ent[PM_X86_MAX_CPUID];
+	unsigned int n;
+
+	(void)state;
+	x86_env_run(e, G(g_cpuid), 1000);
+	assert_memory_equal(&e->cpu->gpr[PM_X86_R8], "Genu", 4);
+	assert_memory_equal(&e->cpu->gpr[PM_X86_R9], "ineI", 4);
+	assert_memory_equal(&e->cpu->gpr[PM_X86_R10], "ntel", 4);
+	assert_memory_equal(&e->cpu->gpr[PM_X86_RBX], "KVMK", 4);
+	/* the VMM's table is what the guest sees */
+	assert_int_equal(pm_x86_get_cpuid(e->cpu, ent, PM_X86_MAX_CPUID, &n), 0);
+	for (unsigned int k = 0; k < n; k++)
+		if (ent[k].function == 0x40000000)
+			ent[k].ebx = 0x41414141;
+	assert_int_equal(pm_x86_set_cpuid(e->cpu, ent, n), 0);
+	x86_env_run(e, G(g_cpuid), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x41414141);
+	free_env(e);
+}
+
+static void test_supported_cpuid_and_msr_list(void **state)
+{
+	struct kvm_cpuid_entry2 ent[64];
+	uint32_t msrs[64];
+	unsigned int n, k;
+	bool saw_8 = false, saw_1 = false, saw_efer = false;
+
+	(void)state;
+	assert_int_equal(pm_x86_supported_cpuid(ent, 1, &n), -E2BIG);
+	assert_true(n > 1);
+	assert_int_equal(pm_x86_supported_cpuid(ent, 64, &n), 0);
+	for (k = 0; k < n; k++) {
+		if (ent[k].function == 0x80000008) {
+			saw_8 = true;
+			assert_int_equal(ent[k].eax & 0xff, 52);
+			assert_int_equal((ent[k].eax >> 8) & 0xff, 48);
+		}
+		if (ent[k].function == 1) {
+			saw_1 = true;
+			assert_true(ent[k].ecx & (1u << 31));   /* hypervisor */
+			assert_false(ent[k].ecx & (1u << 26));  /* no XSAVE */
+			assert_false(ent[k].ecx & (1u << 28));  /* no AVX */
+			assert_true(ent[k].edx & (1u << 26));   /* SSE2 */
+		}
+	}
+	assert_true(saw_8 && saw_1);
+	assert_int_equal(pm_x86_msr_index_list(msrs, 1, &n), -E2BIG);
+	assert_int_equal(pm_x86_msr_index_list(msrs, 64, &n), 0);
+	for (k = 0; k < n; k++)
+		saw_efer |= msrs[k] == PM_MSR_EFER;
+	assert_true(saw_efer);
+}
+
+GUEST(g_msr, "mov $0xc0000081, %ecx\n mov $0x11223344, %eax\n mov $0x55667788, %edx\n wrmsr\n"
+	     "xor %eax, %eax\n xor %edx, %edx\n rdmsr\n hlt");
+
+static void test_rdmsr_wrmsr(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_msr_entry m[2] = { { .index = PM_MSR_STAR }, { .index = 0x12345 } };
+
+	(void)state;
+	x86_env_run(e, G(g_msr), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 0x11223344);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDX], 0x55667788);
+	assert_int_equal(pm_x86_get_msrs(e->cpu, m, 2), 1); /* stops at the unknown one */
+	assert_int_equal(m[0].data, 0x5566778811223344ULL);
+	m[0].index = PM_MSR_LSTAR;
+	m[0].data = 0x8000000000000000ULL; /* not canonical */
+	assert_int_equal(pm_x86_set_msrs(e->cpu, m, 1), 0);
+	free_env(e);
+}
+
+/* ---- self-modifying code, page-crossing fetch and operands ---- */
+static void test_self_modifying_code(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *code = x86_env_alloc(e, 4096, 4096);
+	static const uint8_t prog[] = {
+		0xb8, 0x01, 0x00, 0x00, 0x00,              /* mov $1, %eax */
+		0xc6, 0x05, 0x01, 0x00, 0x00, 0x00, 0x07,  /* movb $7, 1(%rip): the next imm */
+		0xb8, 0x00, 0x00, 0x00, 0x00,              /* mov $0, %eax */
+		0xf4,                                      /* hlt */
+	};
+
+	(void)state;
+	memcpy(code, prog, sizeof(prog));
+	x86_env_run(e, G(code), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 7);
+	/* The VMM rewrites the code; after FLUSH_CODE the new bytes run. */
+	memcpy(code, prog, sizeof(prog));
+	code[6] = 0x05; /* the movb now targets itself+... keep 7 at imm */
+	code[13] = 0x33;
+	code[5] = 0x90; code[6] = 0x90; code[7] = 0x90; code[8] = 0x90; code[9] = 0x90;
+	code[10] = 0x90; code[11] = 0x90;
+	pm_x86_flush(e->cpu, PM_X86_FLUSH_CODE);
+	x86_env_run(e, G(code), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 0x33);
+	free_env(e);
+}
+
+static void test_page_crossing_fetch_and_operand(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *code = x86_env_alloc(e, 2 * 4096, 4096);
+	uint8_t *data = x86_env_alloc(e, 2 * 4096, 4096);
+	uint8_t *p = code + 4096 - 3;
+
+	(void)state;
+	/* mov $0x11223344, %eax across the boundary, then mov (%rdi),%rbx; hlt */
+	memcpy(p, "\xb8\x44\x33\x22\x11\x48\x8b\x1f\xf4", 9);
+	memcpy(data + 4096 - 4, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+	e->cpu->gpr[PM_X86_RDI] = G(data) + 4096 - 4;
+	x86_env_run(e, G(p), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 0x11223344);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x0807060504030201ULL);
+	/* A store across into an unmapped page faults with CR2 at that page
+	 * and writes nothing to the first. */
+	x86_env_map(e, G(data) + 4096, G(data) + 4096, 4096, 4096, 0);
+	*x86_env_pte(e, G(data) + 4096) = 0;
+	pm_x86_flush(e->cpu, PM_X86_FLUSH_TLB);
+	memset(data + 4096 - 4, 0, 4);
+	expect_fault(e, g_store_rdi, G(data) + 4096 - 4, PM_X86_EXC_PF, 2, G(data) + 4096);
+	assert_int_equal(*(uint32_t *)(data + 4096 - 4), 0);
+	/* the fetch of the second half faults the same way */
+	*x86_env_pte(e, G(code) + 4096) = 0;
+	pm_x86_flush(e->cpu, PM_X86_FLUSH_TLB | PM_X86_FLUSH_CODE);
+	expect_fault(e, (const char *)p, 0, PM_X86_EXC_PF, 0x10, G(code) + 4096);
+	free_env(e);
+}
+
+/* ---- KVM's structs ---- */
+static void test_kvm_struct_round_trips(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_regs r, r2;
+	struct kvm_sregs s, s2;
+	struct kvm_fpu f, f2;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	r.rax = 1; r.rbx = 2; r.rcx = 3; r.rdx = 4; r.rsi = 5; r.rdi = 6; r.rsp = 7; r.rbp = 8;
+	r.r8 = 9; r.r15 = 16; r.rip = 0x1000; r.rflags = 0x202;
+	pm_x86_set_regs(e->cpu, &r);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 2);
+	assert_int_equal(e->cpu->gpr[PM_X86_RSP], 7);
+	pm_x86_get_regs(e->cpu, &r2);
+	assert_memory_equal(&r, &r2, sizeof(r));
+	pm_x86_get_sregs(e->cpu, &s);
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s), 0);
+	pm_x86_get_sregs(e->cpu, &s2);
+	assert_memory_equal(&s, &s2, sizeof(s));
+	assert_int_equal(s.cs.l, 1);
+	assert_int_equal(s.efer & PM_X86_EFER_LMA, PM_X86_EFER_LMA);
+	/* LMA without paging, PG without PE, PAE cleared in long mode: EINVAL */
+	s2 = s;
+	s2.cr0 &= ~PM_X86_CR0_PG;
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s2), -EINVAL);
+	s2 = s;
+	s2.cr0 &= ~PM_X86_CR0_PE;
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s2), -EINVAL);
+	s2 = s;
+	s2.cr4 &= ~PM_X86_CR4_PAE;
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s2), -EINVAL);
+	s2 = s;
+	s2.cr4 |= 1ULL << 18; /* OSXSAVE: not in the CPU model */
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s2), -EINVAL);
+	/* FPU */
+	memset(&f, 0, sizeof(f));
+	f.fcw = 0x37f;
+	f.mxcsr = 0x1f80;
+	f.xmm[3][5] = 0xab;
+	f.fpr[2][1] = 0xcd;
+	assert_int_equal(pm_x86_set_fpu(e->cpu, &f), 0);
+	pm_x86_get_fpu(e->cpu, &f2);
+	assert_memory_equal(&f, &f2, sizeof(f));
+	assert_int_equal(e->cpu->xmm[3].b[5], 0xab);
+	f.mxcsr = 0x10000;
+	assert_int_equal(pm_x86_set_fpu(e->cpu, &f), -EINVAL);
+	free_env(e);
+}
+
+/* ---- LOCKed instructions on two threads ---- */
+#define LOCK_ITERS 100000
+volatile uint64_t x86_test_counter, x86_test_cas_counter, x86_test_plain, x86_test_lock;
+GUEST(g_lock_loop,
+      "1: lock incq (%rdi)\n"
+      "   mov (%rsi), %rax\n"
+      "2: lea 1(%rax), %rdx\n"
+      "   lock cmpxchg %rdx, (%rsi)\n"
+      "   jnz 2b\n"
+      "3: mov $1, %eax\n"
+      "   xchg %eax, (%r8)\n"
+      "   test %eax, %eax\n"
+      "   jnz 3b\n"
+      "   mov (%r9), %rax\n"
+      "   inc %rax\n"
+      "   mov %rax, (%r9)\n"
+      "   movl $0, (%r8)\n"
+      "   dec %rcx\n"
+      "   jnz 1b\n"
+      "   hlt");
+
+static void *lock_thread(void *arg)
+{
+	struct x86_env *e = malloc(sizeof(*e));
+
+	(void)arg;
+	x86_env_init(e);
+	e->cpu->gpr[PM_X86_RDI] = G(&x86_test_counter);
+	e->cpu->gpr[PM_X86_RSI] = G(&x86_test_cas_counter);
+	e->cpu->gpr[PM_X86_R8] = G(&x86_test_lock);
+	e->cpu->gpr[PM_X86_R9] = G(&x86_test_plain);
+	e->cpu->gpr[PM_X86_RCX] = LOCK_ITERS;
+	x86_env_run(e, G(g_lock_loop), ~0ULL);
+	x86_env_fini(e);
+	free(e);
+	return NULL;
+}
+
+static void test_locked_instructions_are_atomic_across_threads(void **state)
+{
+	pthread_t t[2];
+
+	(void)state;
+	x86_test_counter = x86_test_cas_counter = x86_test_plain = x86_test_lock = 0;
+	for (int k = 0; k < 2; k++)
+		assert_int_equal(pthread_create(&t[k], NULL, lock_thread, NULL), 0);
+	for (int k = 0; k < 2; k++)
+		pthread_join(t[k], NULL);
+	assert_int_equal(x86_test_counter, 2 * LOCK_ITERS);
+	assert_int_equal(x86_test_cas_counter, 2 * LOCK_ITERS);
+	assert_int_equal(x86_test_plain, 2 * LOCK_ITERS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -277,6 +728,19 @@ int main(void)
 		cmocka_unit_test(test_handler_runs_and_iretq_returns),
 		cmocka_unit_test(test_fault_while_delivering_is_double_fault),
 		cmocka_unit_test(test_fault_delivering_double_fault_is_shutdown),
+		cmocka_unit_test(test_user_mode_fault_switches_to_rsp0),
+		cmocka_unit_test(test_syscall_and_sysret),
+		cmocka_unit_test(test_ist_gives_the_handler_its_stack),
+		cmocka_unit_test(test_string_instructions_rep_and_df),
+		cmocka_unit_test(test_pio_mmio_and_hypercall_hooks),
+		cmocka_unit_test(test_hook_sees_consistent_state_and_rip_moves_are_honoured),
+		cmocka_unit_test(test_cpuid_answers_from_the_table),
+		cmocka_unit_test(test_supported_cpuid_and_msr_list),
+		cmocka_unit_test(test_rdmsr_wrmsr),
+		cmocka_unit_test(test_self_modifying_code),
+		cmocka_unit_test(test_page_crossing_fetch_and_operand),
+		cmocka_unit_test(test_kvm_struct_round_trips),
+		cmocka_unit_test(test_locked_instructions_are_atomic_across_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -805,8 +805,12 @@ static void cmpxchg(struct pm_x86_cpu *c, const struct x86_insn *i)
 	uint64_t b = reg_read(c, i->op[1].reg, sz), fl, old;
 
 	if (i->op[0].kind == OP_REG) {
+		/* A register destination is written only when equal (a 32-bit
+		 * one keeps its upper half otherwise, as the host CPUs do). */
 		old = reg_read(c, i->op[0].reg, sz);
-		reg_write(c, i->op[0].reg, sz, cmpxchg_f(c, i, old, b, &fl));
+		cmpxchg_f(c, i, old, b, &fl);
+		if (fl & PM_X86_ZF)
+			reg_write(c, i->op[0].reg, sz, b);
 	} else {
 		old = rmw(c, i, insn_ea(c, i), sz, b, i->flags & IF_LOCK, cmpxchg_f, &fl, true);
 	}

@@ -716,6 +716,121 @@ static void test_locked_instructions_are_atomic_across_threads(void **state)
 	assert_int_equal(x86_test_plain, 2 * LOCK_ITERS);
 }
 
+/* ---- a real program built by gcc (-O2, x86-64-v2) ---- */
+struct prog_out {
+	uint64_t sum, hash, divs, bits, vsum, maxv;
+	uint32_t hist[16];
+	uint64_t sorted[32];
+	char text[256];
+};
+
+#define PROG_ATTR __attribute__((noinline, noclone, target("arch=x86-64-v2"), \
+				 optimize("O2", "no-tree-loop-distribute-patterns")))
+
+PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...);
+PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...)
+{
+	va_list ap;
+	uint64_t s = 0;
+
+	va_start(ap, n);
+	for (int k = 0; k < n; k++)
+		s = s * 3 + (uint64_t)va_arg(ap, long);
+	va_end(ap);
+	return s;
+}
+
+PROG_ATTR void x86_test_program(const uint32_t *in, unsigned int n, struct prog_out *out);
+PROG_ATTR void x86_test_program(const uint32_t *in, unsigned int n, struct prog_out *out)
+{
+	uint64_t sum = 0, hash = 0x811c9dc5, divs = 0, bits = 0, maxv = 0;
+	unsigned int pos = 0;
+
+	for (unsigned int k = 0; k < 16; k++)
+		out->hist[k] = 0;
+	for (unsigned int k = 0; k < n; k++) {
+		uint32_t v = in[k];
+		int32_t sv = (int32_t)v;
+
+		sum += v + (uint64_t)(int64_t)sv;
+		hash = (hash ^ v) * 0x100000001b3ULL;
+		hash = (hash << 13) | (hash >> 51);
+		divs += v / (k + 1) + (uint64_t)(int64_t)(sv % 7) + (uint64_t)((int64_t)sv / -3);
+		bits += (uint64_t)__builtin_popcount(v) + (uint64_t)__builtin_ctz(v | 1) +
+			(uint64_t)__builtin_clzll((uint64_t)v | 1) + __builtin_bswap32(v);
+		maxv = v > maxv ? v : maxv;
+		out->hist[v & 15]++;
+	}
+	for (unsigned int k = 0; k < 32 && k < n; k++) {
+		uint64_t x = (uint64_t)in[k] * in[(k * 7) % n];
+		unsigned int j = k;
+
+		while (j > 0 && out->sorted[j - 1] > x) {
+			out->sorted[j] = out->sorted[j - 1];
+			j--;
+		}
+		out->sorted[j] = x;
+	}
+	/* decimal text of a few values, as guest_sprintf's number() does */
+	for (unsigned int k = 0; k < 12 && k < n; k++) {
+		char tmp[24];
+		unsigned int t = 0;
+		uint64_t x = (uint64_t)in[k] * 1000003u + k;
+
+		do {
+			tmp[t++] = (char)('0' + x % 10);
+			x /= 10;
+		} while (x);
+		while (t && pos < sizeof(out->text) - 2)
+			out->text[pos++] = tmp[--t];
+		out->text[pos++] = ',';
+	}
+	out->text[pos] = 0;
+	out->sum = sum;
+	out->hash = hash;
+	out->divs = divs;
+	out->bits = bits;
+	out->maxv = maxv;
+	out->vsum = x86_test_va(5, (long)in[0], (long)in[1], -7L, (long)n, (long)hash);
+}
+
+GUEST(g_call_r10, "call *%r10\n hlt");
+
+static void test_gcc_program_matches_native(void **state)
+{
+	struct x86_env *e = new_env();
+	unsigned int n = 777;
+	uint32_t *in = x86_env_alloc(e, n * 4, 4096);
+	struct prog_out *gout = x86_env_alloc(e, sizeof(*gout), 4096), nat;
+	uint64_t seed = 12345;
+
+	(void)state;
+	for (unsigned int k = 0; k < n; k++) {
+		seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+		in[k] = (uint32_t)(seed >> 29);
+	}
+	memset(&nat, 0, sizeof(nat));
+	x86_test_program(in, n, &nat);
+	e->cpu->gpr[PM_X86_R10] = G(x86_test_program);
+	e->cpu->gpr[PM_X86_RDI] = G(in);
+	e->cpu->gpr[PM_X86_RSI] = n;
+	e->cpu->gpr[PM_X86_RDX] = G(gout);
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	assert_int_equal(x86_env_run(e, G(g_call_r10), 10000000), PM_X86_STOP_REQUEST);
+	assert_int_equal(x86_env_last_fault.count, 0);
+	assert_int_equal(gout->sum, nat.sum);
+	assert_int_equal(gout->hash, nat.hash);
+	assert_int_equal(gout->divs, nat.divs);
+	assert_int_equal(gout->bits, nat.bits);
+	assert_int_equal(gout->vsum, nat.vsum);
+	assert_int_equal(gout->maxv, nat.maxv);
+	assert_memory_equal(gout->hist, nat.hist, sizeof(nat.hist));
+	assert_memory_equal(gout->sorted, nat.sorted, sizeof(nat.sorted));
+	assert_string_equal(gout->text, nat.text);
+	assert_true(e->cpu->icount > 10 * n);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -741,6 +856,7 @@ int main(void)
 		cmocka_unit_test(test_page_crossing_fetch_and_operand),
 		cmocka_unit_test(test_kvm_struct_round_trips),
 		cmocka_unit_test(test_locked_instructions_are_atomic_across_threads),
+		cmocka_unit_test(test_gcc_program_matches_native),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -831,6 +831,23 @@ static void test_gcc_program_matches_native(void **state)
 	free_env(e);
 }
 
+/* ---- the benchmark entry point ---- */
+static void test_bench_runs_the_three_loops(void **state)
+{
+	struct pm_x86_bench_result r[3];
+
+	(void)state;
+	assert_int_equal(pm_x86_bench(r, 0.01), 0);
+	for (int k = 0; k < 3; k++) {
+		assert_non_null(r[k].name);
+		assert_true(r[k].guest_ips > 0);
+		assert_true(r[k].native_ips > 0);
+	}
+	assert_true(r[2].guest_bytes_per_s > 0 && r[2].native_bytes_per_s > 0);
+	/* 25e6 * 0.01 iterations of 4 instructions, plus the call and return */
+	assert_string_equal(r[0].name, "register");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -857,6 +874,7 @@ int main(void)
 		cmocka_unit_test(test_kvm_struct_round_trips),
 		cmocka_unit_test(test_locked_instructions_are_atomic_across_threads),
 		cmocka_unit_test(test_gcc_program_matches_native),
+		cmocka_unit_test(test_bench_runs_the_three_loops),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -137,7 +137,7 @@ enum pm_x86_stop pm_x86_run(struct pm_x86_cpu *c, uint64_t budget)
 {
 	jmp_buf jb;
 	jmp_buf *outer = c->fault_jmp;
-	uint64_t end = c->icount + budget;
+	uint64_t end = budget > UINT64_MAX - c->icount ? UINT64_MAX : c->icount + budget;
 	enum pm_x86_stop why;
 
 	if (c->shut_down)

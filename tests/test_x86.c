@@ -725,8 +725,13 @@ struct prog_out {
 	char text[256];
 };
 
-#define PROG_ATTR __attribute__((noinline, noclone, target("arch=x86-64-v2"), \
-				 optimize("O2", "no-tree-loop-distribute-patterns")))
+/* Built as guest code: no sanitizer instrumentation or stack protector
+ * (their shadow memory, runtime calls and %fs canary are host things the
+ * guest has not mapped), no library calls. */
+#define PROG_ATTR __attribute__((noinline, noclone, target("arch=x86-64-v2"),          \
+				 optimize("O2", "no-tree-loop-distribute-patterns"),        \
+				 no_sanitize("address", "thread", "undefined"),              \
+				 no_stack_protector))
 
 PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...);
 PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...)

@@ -274,6 +274,7 @@ struct pm_x86_cpu {
 	bool end_block;       /* the instruction changed what the block assumed */
 	int delivering;       /* vector being delivered, -1 when none */
 	uint64_t flush_gen;   /* bumped by every TLB flush (host pointers stale) */
+	uint64_t fence_word;  /* MFENCE's locked RMW target */
 	uint64_t next_poll;
 	jmp_buf *fault_jmp;   /* where a fault unwinds to (the run loop) */
 	int pending_vector;   /* raised and not yet delivered, -1 when none */

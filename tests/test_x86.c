@@ -728,10 +728,16 @@ struct prog_out {
 /* Built as guest code: no sanitizer instrumentation or stack protector
  * (their shadow memory, runtime calls and %fs canary are host things the
  * guest has not mapped), no library calls. */
+#ifdef __clang__
+#define PROG_ATTR __attribute__((noinline, target("arch=x86-64-v2"),                    \
+				 no_sanitize("address", "thread", "undefined"),              \
+				 no_stack_protector))
+#else
 #define PROG_ATTR __attribute__((noinline, noclone, target("arch=x86-64-v2"),          \
 				 optimize("O2", "no-tree-loop-distribute-patterns"),        \
 				 no_sanitize("address", "thread", "undefined"),              \
 				 no_stack_protector))
+#endif
 
 PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...);
 PROG_ATTR __attribute__((used)) uint64_t x86_test_va(int n, ...)

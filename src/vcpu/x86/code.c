@@ -42,11 +42,8 @@ struct pm_x86_code_cache {
 	uint64_t pages[PAGESET_SIZE];
 	unsigned int npages, ntombs;
 	/* a page-crossing instruction, decoded for one execution */
-	struct {
-		struct x86_block b;
-		struct x86_insn i;
-		uint8_t bytes[16];
-	} scratch;
+	_Alignas(16) uint8_t scratch[sizeof(struct x86_block) + sizeof(struct x86_insn)];
+	uint8_t scratch_bytes[16];
 };
 
 struct pm_x86_code_cache *x86_code_create(void)
@@ -182,8 +179,9 @@ static const struct x86_block *decode_crossing(struct pm_x86_cpu *c, const uint8
 					       uint64_t gpa)
 {
 	struct pm_x86_code_cache *cc = c->code;
+	struct x86_block *b = (struct x86_block *)cc->scratch;
 	unsigned int first = 4096 - (unsigned int)(c->rip & 0xfff);
-	uint8_t *buf = cc->scratch.bytes;
+	uint8_t *buf = cc->scratch_bytes;
 	uint64_t gpa2;
 	const uint8_t *h2;
 	int len;
@@ -193,18 +191,18 @@ static const struct x86_block *decode_crossing(struct pm_x86_cpu *c, const uint8
 	if (!h2)
 		x86_shutdown(c, PM_X86_SHUTDOWN_INTERNAL_ERROR);
 	memcpy(buf + first, h2, 15 - first);
-	len = x86_decode(buf, 15, c->rip, &cc->scratch.i);
+	len = x86_decode(buf, 15, c->rip, &b->insn[0]);
 	if (len <= 0) {
-		memset(&cc->scratch.i, 0, sizeof(cc->scratch.i));
-		cc->scratch.i.fn = x86_exec_ud;
-		cc->scratch.i.len = 1;
+		memset(&b->insn[0], 0, sizeof(b->insn[0]));
+		b->insn[0].fn = x86_exec_ud;
+		b->insn[0].len = 1;
 	}
-	cc->scratch.i.flags |= IF_CROSS;
-	cc->scratch.b.gpa = gpa;
-	cc->scratch.b.gva = c->rip;
-	cc->scratch.b.ninsn = 1;
-	cc->scratch.b.next = NULL;
-	return &cc->scratch.b;
+	b->insn[0].flags |= IF_CROSS;
+	b->gpa = gpa;
+	b->gva = c->rip;
+	b->ninsn = 1;
+	b->next = NULL;
+	return b;
 }
 
 static struct x86_block *decode_block(struct pm_x86_cpu *c, const uint8_t *host, uint64_t gpa,

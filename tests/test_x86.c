@@ -930,6 +930,144 @@ static void test_selftest_instruction_forms_all_decode(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* ---- model instructions, poll, queued exceptions, modes, TLB maintenance ---- */
+GUEST(g_model, "mov $1, %eax\n pvalidate\n mov %rax, %r8\n tdcall\n mov %rax, %r9\n"
+	       ".byte 0xf3, 0x0f, 0x01, 0xd9\n hlt"); /* VMGEXIT */
+static enum pm_x86_model_insn model_seen[4];
+static unsigned int nmodel;
+
+static enum pm_x86_insn_result model_hook(void *env, struct pm_x86_cpu *cpu,
+					  enum pm_x86_model_insn which)
+{
+	(void)env;
+	if (nmodel < 4)
+		model_seen[nmodel] = which;
+	nmodel++;
+	cpu->gpr[PM_X86_RAX] = 100 + which;
+	return PM_X86_INSN_DONE;
+}
+
+static void test_model_instructions_go_to_the_hook_or_ud(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	/* without a hook: #UD at the first one */
+	expect_fault(e, g_model, 0, PM_X86_EXC_UD, 0, 0);
+	assert_int_equal(x86_env_last_fault.rip, G(g_model) + 5);
+	e->ops.model_insn = model_hook;
+	nmodel = 0;
+	x86_env_run(e, G(g_model), 1000);
+	assert_int_equal(nmodel, 3);
+	assert_int_equal(model_seen[0], PM_X86_PVALIDATE);
+	assert_int_equal(model_seen[1], PM_X86_TDCALL);
+	assert_int_equal(model_seen[2], PM_X86_VMGEXIT);
+	assert_int_equal(e->cpu->gpr[PM_X86_R8], 100 + PM_X86_PVALIDATE);
+	assert_int_equal(e->cpu->gpr[PM_X86_R9], 100 + PM_X86_TDCALL);
+	free_env(e);
+}
+
+GUEST(g_spin, "1: inc %rax\n jmp 1b");
+static unsigned int polls_to_stop;
+static struct pm_x86_cpu *poll_cpu;
+
+static void poll_stopper(void *env)
+{
+	struct x86_env *e = env;
+
+	if (++e->npoll == polls_to_stop)
+		pm_x86_request_stop(poll_cpu);
+}
+
+static void test_poll_is_called_and_can_stop_a_spinning_guest(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	e->ops.poll = poll_stopper;
+	poll_cpu = e->cpu;
+	polls_to_stop = 5;
+	assert_int_equal(x86_env_run(e, G(g_spin), ~0ULL), PM_X86_STOP_REQUEST);
+	assert_int_equal(e->npoll, 5);
+	/* at least every PM_X86_POLL_INTERVAL instructions */
+	assert_true(e->cpu->icount <= 5 * (PM_X86_POLL_INTERVAL + 64));
+	assert_true(e->cpu->gpr[PM_X86_RAX] >= 4 * PM_X86_POLL_INTERVAL / 2 - 64);
+	/* and a budget stops it too */
+	e->ops.poll = NULL;
+	assert_int_equal(x86_env_run(e, G(g_spin), 1000), PM_X86_STOP_BUDGET);
+	free_env(e);
+}
+
+static void test_queued_exception_is_delivered_first(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	e->cpu->rip = G(g_sum);
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	pm_x86_queue_exception(e->cpu, PM_X86_EXC_GP, true, 0x18);
+	pm_x86_run(e->cpu, 1000);
+	assert_int_equal(x86_env_last_fault.vector, PM_X86_EXC_GP);
+	assert_int_equal(x86_env_last_fault.error, 0x18);
+	assert_int_equal(x86_env_last_fault.rip, G(g_sum));
+	free_env(e);
+}
+
+static void test_non_long_mode_is_an_internal_error(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_sregs s;
+
+	(void)state;
+	pm_x86_get_sregs(e->cpu, &s);
+	s.cr0 = PM_X86_CR0_ET;
+	s.efer = 0;
+	s.cs.l = 0;
+	assert_int_equal(pm_x86_set_sregs(e->cpu, &s), 0);
+	assert_int_equal(x86_env_run(e, 0xfff0, 1000), PM_X86_STOP_SHUTDOWN);
+	assert_int_equal(e->shutdown_reason, PM_X86_SHUTDOWN_INTERNAL_ERROR);
+	free_env(e);
+}
+
+/* Remap a page, INVLPG, read again: the new page; then CR3 to a copy of
+ * the tables with yet another page. */
+GUEST(g_invlpg, "mov (%rdi), %rax\n movq %rdx, (%rsi)\n invlpg (%rdi)\n mov (%rdi), %rbx\n"
+		"mov %r8, %cr3\n mov (%rdi), %rcx\n hlt");
+
+static void test_invlpg_and_cr3_switch_take_new_translations(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *p = x86_env_alloc(e, 3 * 4096, 4096);
+	uint64_t gva = 0x7000000000ULL, *pte, *pml4b;
+
+	(void)state;
+	*(uint64_t *)p = 111;
+	*(uint64_t *)(p + 4096) = 222;
+	*(uint64_t *)(p + 8192) = 333;
+	pte = x86_env_map(e, gva, G(p), 4096, 4096, X86_PTE_RW);
+	/* a second PML4 whose entries are the first's, except gva's */
+	pml4b = x86_env_alloc(e, 4096, 4096);
+	memcpy(pml4b, (void *)(uintptr_t)e->pml4, 4096);
+	{
+		uint64_t *pdpt = x86_env_alloc(e, 4096, 4096), *pd = x86_env_alloc(e, 4096, 4096);
+		uint64_t *pt = x86_env_alloc(e, 4096, 4096);
+
+		pml4b[(gva >> 39) & 511] = G(pdpt) | 7;
+		pdpt[(gva >> 30) & 511] = G(pd) | 7;
+		pd[(gva >> 21) & 511] = G(pt) | 7;
+		pt[(gva >> 12) & 511] = (G(p) + 8192) | 3;
+	}
+	e->cpu->gpr[PM_X86_RDI] = gva;
+	e->cpu->gpr[PM_X86_RSI] = G(pte);
+	e->cpu->gpr[PM_X86_RDX] = (G(p) + 4096) | X86_PTE_P | X86_PTE_RW;
+	e->cpu->gpr[PM_X86_R8] = G(pml4b);
+	x86_env_run(e, G(g_invlpg), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX], 111);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 222);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 333);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -958,6 +1096,11 @@ int main(void)
 		cmocka_unit_test(test_gcc_program_matches_native),
 		cmocka_unit_test(test_bench_runs_the_three_loops),
 		cmocka_unit_test(test_selftest_instruction_forms_all_decode),
+		cmocka_unit_test(test_model_instructions_go_to_the_hook_or_ud),
+		cmocka_unit_test(test_poll_is_called_and_can_stop_a_spinning_guest),
+		cmocka_unit_test(test_queued_exception_is_delivered_first),
+		cmocka_unit_test(test_non_long_mode_is_an_internal_error),
+		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

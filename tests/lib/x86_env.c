@@ -286,6 +286,8 @@ void x86_env_init(struct x86_env *e)
 		abort();
 	x86_env_add_region(e, (uint64_t)(uintptr_t)e->tables, 256 * 4096, e->tables);
 	e->pml4 = (uint64_t)(uintptr_t)table_alloc(e);
+	/* the tables themselves, so that guest code can edit its PTEs */
+	identity(e, (uint64_t)(uintptr_t)e->tables, 256 * 4096, false);
 	/* The test binary's image: code, rodata, data and bss. */
 	identity(e, (uint64_t)(uintptr_t)__executable_start,
 		 (uint64_t)(uintptr_t)end - (uint64_t)(uintptr_t)__executable_start, true);

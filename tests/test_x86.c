@@ -667,8 +667,11 @@ static void test_kvm_struct_round_trips(void **state)
 /* ---- LOCKed instructions on two threads ---- */
 #define LOCK_ITERS 100000
 volatile uint64_t x86_test_counter, x86_test_cas_counter, x86_test_plain, x86_test_lock;
+/* a counter across a page boundary: LOCK INC there takes split_lock */
+static uint8_t x86_test_split[8192] __attribute__((aligned(4096)));
 GUEST(g_lock_loop,
       "1: lock incq (%rdi)\n"
+      "   lock incq (%r10)\n"
       "   mov (%rsi), %rax\n"
       "2: lea 1(%rax), %rdx\n"
       "   lock cmpxchg %rdx, (%rsi)\n"
@@ -695,6 +698,7 @@ static void *lock_thread(void *arg)
 	e->cpu->gpr[PM_X86_RSI] = G(&x86_test_cas_counter);
 	e->cpu->gpr[PM_X86_R8] = G(&x86_test_lock);
 	e->cpu->gpr[PM_X86_R9] = G(&x86_test_plain);
+	e->cpu->gpr[PM_X86_R10] = G(x86_test_split) + 4092;
 	e->cpu->gpr[PM_X86_RCX] = LOCK_ITERS;
 	x86_env_run(e, G(g_lock_loop), ~0ULL);
 	x86_env_fini(e);
@@ -708,6 +712,7 @@ static void test_locked_instructions_are_atomic_across_threads(void **state)
 
 	(void)state;
 	x86_test_counter = x86_test_cas_counter = x86_test_plain = x86_test_lock = 0;
+	memset(x86_test_split, 0, sizeof(x86_test_split));
 	for (int k = 0; k < 2; k++)
 		assert_int_equal(pthread_create(&t[k], NULL, lock_thread, NULL), 0);
 	for (int k = 0; k < 2; k++)
@@ -715,6 +720,12 @@ static void test_locked_instructions_are_atomic_across_threads(void **state)
 	assert_int_equal(x86_test_counter, 2 * LOCK_ITERS);
 	assert_int_equal(x86_test_cas_counter, 2 * LOCK_ITERS);
 	assert_int_equal(x86_test_plain, 2 * LOCK_ITERS);
+	{
+		uint64_t split;
+
+		memcpy(&split, x86_test_split + 4092, 8);
+		assert_int_equal(split, 2 * LOCK_ITERS);
+	}
 }
 
 /* ---- a real program built by gcc (-O2, x86-64-v2) ---- */

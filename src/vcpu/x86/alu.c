@@ -99,13 +99,15 @@ rmw(struct pm_x86_cpu *c, const struct x86_insn *i, uint64_t ea, unsigned int sz
 		} while (!cas(p, sz, &old, new));
 		return old;
 	}
-	if (p) {
+	if (p && !lock) {
 		old = host_load(p, sz);
 		new = f(c, i, old, src, fl);
 		if (write)
 			host_store(p, sz, new);
 		return old;
 	}
+	/* Crossing a page, MMIO, a code page, or LOCKed and misaligned. */
+	lock = lock && x86_locked_slow_prepare(c, ea, sz);
 	if (lock)
 		x86_split_lock();
 	old = x86_read_slow(c, ea, sz, acc_user(c) | ACC_WRITE);
@@ -858,13 +860,17 @@ static void cmpxchg8b16b(struct pm_x86_cpu *c, const struct x86_insn *i)
 			ohi = o >> 32;
 		}
 	} else {
-		x86_split_lock();
+		bool locked = x86_locked_slow_prepare(c, ea, 2 * half);
+
+		if (locked)
+			x86_split_lock();
 		olo = x86_read_slow(c, ea, half, acc_user(c) | ACC_WRITE);
 		ohi = x86_read_slow(c, ea + half, half, acc_user(c) | ACC_WRITE);
 		eq = olo == elo && ohi == ehi;
 		x86_write_slow(c, ea, half, eq ? nlo : olo, acc_user(c));
 		x86_write_slow(c, ea + half, half, eq ? nhi : ohi, acc_user(c));
-		x86_split_unlock();
+		if (locked)
+			x86_split_unlock();
 	}
 	if (eq) {
 		c->rflags |= PM_X86_ZF;

@@ -316,6 +316,11 @@ void x86_write_buf(struct pm_x86_cpu *c, uint64_t gva, const void *buf, unsigned
  * (write permission checked, D bit set), or NULL when the access crosses a
  * page or is MMIO: the caller then reads and writes through the slow path. */
 uint8_t *x86_rmw_ptr(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz);
+/* Before a LOCKed access that cannot be one host atomic (crossing a page,
+ * misaligned): translate every page for writing, so that faults happen
+ * before split_lock is taken; true when it is all RAM (take the lock),
+ * false when MMIO is involved (no lock: hooks may yield). */
+bool x86_locked_slow_prepare(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz);
 
 /* The effective address of the instruction's memory operand. */
 static inline uint64_t insn_ea(const struct pm_x86_cpu *c, const struct x86_insn *i)

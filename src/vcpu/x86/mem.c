@@ -182,6 +182,17 @@ void x86_write_buf(struct pm_x86_cpu *c, uint64_t gva, const void *buf, unsigned
 	}
 }
 
+bool x86_locked_slow_prepare(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz)
+{
+	struct piece p[2];
+	unsigned int n = translate_range(c, gva, sz, acc_user(c) | ACC_WRITE, p);
+
+	for (unsigned int k = 0; k < n; k++)
+		if (!p[k].host)
+			return false;
+	return true;
+}
+
 uint8_t *x86_rmw_ptr(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz)
 {
 	unsigned int acc = acc_user(c) | ACC_WRITE;

@@ -1079,6 +1079,36 @@ static void test_invlpg_and_cr3_switch_take_new_translations(void **state)
 	free_env(e);
 }
 
+/* IRETQ to CPL 3; INT 0x80 through a DPL 3 gate switches to RSP0; INT 0x81
+ * through a DPL 0 gate is #GP(0x81 * 8 + 2). */
+GUEST(g_iret_to_user, "mov %rsp, %rax\n pushq $0x1b\n pushq %rsi\n pushq $0x202\n pushq $0x23\n"
+		      "lea g_user_int(%rip), %rcx\n pushq %rcx\n iretq\n"
+		      "g_user_int: mov $5, %ebx\n int $0x80\n hlt");
+GUEST(g_user_int81, "mov %rsp, %rax\n pushq $0x1b\n pushq %rsi\n pushq $0x202\n pushq $0x23\n"
+		    "lea 1f(%rip), %rcx\n pushq %rcx\n iretq\n"
+		    "1: int $0x81\n hlt");
+
+static void test_iretq_to_user_and_software_interrupt_gates(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *ustack = x86_env_alloc(e, 4096, 4096);
+
+	(void)state;
+	x86_env_set_gate(e, 0x80, G(x86_env_stubs) + 16 * 0x80, 3, 0);
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_iret_to_user, G(ustack) + 4096, 0x80, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 5);            /* ran at CPL 3 */
+	assert_int_equal(x86_env_last_fault.cs, X86_SEL_UCODE);
+	assert_int_equal(e->cpu->gpr[PM_X86_RSP], e->kstack_top - 56); /* RSP0 */
+	/* the frame's RIP is the instruction after INT (a trap) */
+	assert_int_equal(x86_env_last_fault.rip, G(g_iret_to_user) + 30);
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_int81, G(ustack) + 4096, PM_X86_EXC_GP, 0x81 * 8 + 2, 0);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1112,6 +1142,7 @@ int main(void)
 		cmocka_unit_test(test_queued_exception_is_delivered_first),
 		cmocka_unit_test(test_non_long_mode_is_an_internal_error),
 		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
+		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,6 +51,9 @@ static uint8_t *env_page(void *p, uint64_t gpa, bool write)
 	struct x86_env *e = env_of(p);
 
 	(void)write;
+	/* A shootdown while the engine waits in the hook (every n-th call). */
+	if (e->flush_every && ++e->npage % e->flush_every == 0)
+		pm_x86_flush(e->cpu, PM_X86_FLUSH_TLB | PM_X86_FLUSH_CODE);
 	for (unsigned int k = 0; k < e->nregion; k++)
 		if (gpa >= e->region[k].gpa && gpa - e->region[k].gpa < e->region[k].size)
 			return e->region[k].host + ((gpa & ~0xfffULL) - e->region[k].gpa);

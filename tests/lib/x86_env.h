@@ -55,6 +55,8 @@ struct x86_env {
 	uint64_t last_pio_rdi;     /* RDI when the last PIO exit happened (ucall) */
 	uint64_t hypercall_ret;
 	uint64_t hypercall_nr;
+	unsigned int flush_every;  /* the page hook flushes every n-th call */
+	uint64_t npage;
 	struct pm_x86_ops ops;
 };
 

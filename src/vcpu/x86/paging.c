@@ -189,8 +189,17 @@ uint8_t *x86_translate(struct pm_x86_cpu *c, uint64_t gva, unsigned int acc, uin
 		*gpa = e->gpa | (gva & 0xfff);
 		return e->host + (gva & 0xfff);
 	}
-	walk(c, gva, acc, &w);
-	host = c->ops->page(c->env, w.gpa, acc & ACC_WRITE);
+	for (;;) {
+		/* A flush during the walk (the hook may take an exit and the
+		 * embedder flush, a stage-2 shootdown) may have made the table
+		 * reads stale: walk again rather than cache their result. */
+		uint64_t gen = c->flush_gen;
+
+		walk(c, gva, acc, &w);
+		host = c->ops->page(c->env, w.gpa, acc & ACC_WRITE);
+		if (gen == c->flush_gen)
+			break;
+	}
 	*gpa = w.gpa | (gva & 0xfff);
 	if (!host) {
 		/* MMIO: nothing cached; the entry must not keep a stale page. */

@@ -76,7 +76,7 @@ $(STATIC): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS) -lm
 	ln -sf libprivmem.so.0 $@
 
 $(CLI): $(TOOL_OBJS) $(STATIC)

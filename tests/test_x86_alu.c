@@ -250,6 +250,29 @@ SSE(pavgb, "pavgb %xmm1, %xmm0") SSE(movaps_m, "movaps %xmm1, 64(%r11)\n movaps 
 SSE(movups_m, "movups 68(%r11), %xmm0") SSE(movhps, "movhps 64(%r11), %xmm0")
 SSE(unpcklpd, "unpcklpd %xmm1, %xmm0") SSE(movddup, "movddup %xmm1, %xmm0")
 
+/* SSE floating point (random bit patterns, with NaNs, infinities,
+ * denormals and zeros mixed in by fill()) */
+SSE(addps, "addps %xmm1, %xmm0") SSE(addsd, "addsd %xmm1, %xmm0") SSE(subpd, "subpd %xmm1, %xmm0")
+SSE(subss, "subss %xmm1, %xmm0") SSE(mulps, "mulps %xmm1, %xmm0") SSE(mulsd, "mulsd %xmm1, %xmm0")
+SSE(divpd, "divpd %xmm1, %xmm0") SSE(divss, "divss %xmm1, %xmm0") SSE(minps, "minps %xmm1, %xmm0")
+SSE(maxsd, "maxsd %xmm1, %xmm0") SSE(minsd, "minsd %xmm1, %xmm0") SSE(maxps, "maxps %xmm1, %xmm0")
+SSE(sqrtps, "sqrtps %xmm1, %xmm0") SSE(sqrtsd, "sqrtsd %xmm1, %xmm0")
+SSE(cmpltps, "cmpltps %xmm1, %xmm0") SSE(cmpunordsd, "cmpunordsd %xmm1, %xmm0")
+SSE(cmpnlepd, "cmpnlepd %xmm1, %xmm0") SSE(cmpeqss, "cmpeqss %xmm1, %xmm0")
+SSE(ucomisd, "ucomisd %xmm1, %xmm0") SSE(comiss, "comiss %xmm1, %xmm0")
+SSE(cvtsi2sdq, "cvtsi2sdq %rsi, %xmm0") SSE(cvtsi2ssl, "cvtsi2ssl %esi, %xmm0")
+SSE(cvttsd2si, "cvttsd2si %xmm1, %rdi") SSE(cvtsd2si, "cvtsd2si %xmm1, %edi")
+SSE(cvttss2si, "cvttss2si %xmm1, %edi") SSE(cvtss2sd, "cvtss2sd %xmm1, %xmm0")
+SSE(cvtsd2ss, "cvtsd2ss %xmm1, %xmm0") SSE(cvtdq2ps, "cvtdq2ps %xmm1, %xmm0")
+SSE(cvttps2dq, "cvttps2dq %xmm1, %xmm0") SSE(cvtps2dq, "cvtps2dq %xmm1, %xmm0")
+SSE(cvtdq2pd, "cvtdq2pd %xmm1, %xmm0") SSE(cvtpd2ps, "cvtpd2ps %xmm1, %xmm0")
+SSE(cvtps2pd, "cvtps2pd %xmm1, %xmm0") SSE(cvttpd2dq, "cvttpd2dq %xmm1, %xmm0")
+SSE(addsubps, "addsubps %xmm1, %xmm0") SSE(haddpd, "haddpd %xmm1, %xmm0") SSE(hsubps, "hsubps %xmm1, %xmm0")
+SSE(roundps, "roundps $1, %xmm1, %xmm0") SSE(roundsd, "roundsd $2, %xmm1, %xmm0")
+SSE(roundpd, "roundpd $3, %xmm1, %xmm0") SSE(roundss, "roundss $0, %xmm1, %xmm0")
+SSE(dpps, "dpps $0xf3, %xmm1, %xmm0") SSE(dppd, "dppd $0x31, %xmm1, %xmm0")
+SSE(addsd_m, "addsd 64(%r11), %xmm0") SSE(mulps_m, "movaps %xmm1, 64(%r11)\n mulps 64(%r11), %xmm0")
+
 struct alu_case {
 	const char *name;
 	const char *stub;
@@ -321,6 +344,13 @@ static const struct alu_case cases[] = {
 	CX(pextrw), CX(movd_to), CX(movq_to), CX(movq_from), CX(movq_xx), CX(movss), CX(movsd_x),
 	CX(pmovzxbw), CX(pmovsxdq), CX(pblendw), CX(ptest), CX(pabsw), CX(psignb), CX(phaddd),
 	CX(pavgb), CX(movaps_m), CX(movups_m), CX(movhps), CX(unpcklpd), CX(movddup),
+	CX(addps), CX(addsd), CX(subpd), CX(subss), CX(mulps), CX(mulsd), CX(divpd), CX(divss),
+	CX(minps), CX(maxsd), CX(minsd), CX(maxps), CX(sqrtps), CX(sqrtsd), CX(cmpltps),
+	CX(cmpunordsd), CX(cmpnlepd), CX(cmpeqss), CX(ucomisd), CX(comiss), CX(cvtsi2sdq),
+	CX(cvtsi2ssl), CX(cvttsd2si), CX(cvtsd2si), CX(cvttss2si), CX(cvtss2sd), CX(cvtsd2ss),
+	CX(cvtdq2ps), CX(cvttps2dq), CX(cvtps2dq), CX(cvtdq2pd), CX(cvtpd2ps), CX(cvtps2pd),
+	CX(cvttpd2dq), CX(addsubps), CX(haddpd), CX(hsubps), CX(roundps), CX(roundsd), CX(roundpd),
+	CX(roundss), CX(dpps), CX(dppd), CX(addsd_m), CX(mulps_m),
 };
 
 /* The host runs the stub through this pointer (the stubs are functions). */
@@ -378,6 +408,32 @@ static void fill(struct io *in, unsigned int iter)
 		in->xmm0[k] = (uint8_t)rnd();
 		in->xmm1[k] = (uint8_t)(rnd() % 5 == 0 ? in->xmm0[k] : rnd());
 	}
+	/* floating-point specials in some lanes: zeros, infinities, NaNs
+	 * (quiet and signalling), denormals, small integers, 0.5 steps */
+	for (int k = 0; k < 4; k++) {
+		static const uint32_t fs[] = { 0, 0x80000000u, 0x7f800000u, 0xff800000u, 0x7fc00000u,
+					       0x7f800001u, 0xffc12345u, 0x00000001u, 0x807fffffu,
+					       0x3f800000u, 0x40400000u, 0x3fc00000u, 0xc0200000u,
+					       0x4f000000u, 0xdf000000u, 0x3f000000u };
+		static const uint64_t ds[] = { 0, 0x8000000000000000ULL, 0x7ff0000000000000ULL,
+					       0x7ff8000000000000ULL, 0x7ff0000000000001ULL,
+					       0x0000000000000001ULL, 0x3ff0000000000000ULL,
+					       0x3ff8000000000000ULL, 0xc004000000000000ULL,
+					       0x43e0000000000000ULL, 0x41e0000000000000ULL,
+					       0xc1e0000000200000ULL, 0x3fe0000000000000ULL };
+		uint8_t *lane0 = in->xmm0 + 4 * k, *lane1 = in->xmm1 + 4 * k;
+
+		if (rnd() % 3 == 0)
+			memcpy(lane0, &fs[rnd() % 16], 4);
+		if (rnd() % 3 == 0)
+			memcpy(lane1, &fs[rnd() % 16], 4);
+		if (k < 2 && rnd() % 3 == 0)
+			memcpy(in->xmm0 + 8 * k, &ds[rnd() % 13], 8);
+		if (k < 2 && rnd() % 3 == 0)
+			memcpy(in->xmm1 + 8 * k, &ds[rnd() % 13], 8);
+	}
+	if (rnd() % 2)
+		memcpy(&in->mem, in->xmm1, 8);
 	/* arithmetic input flags only (no TF, IF, DF, AC) */
 	in->flags = (rnd() & A) | 2;
 }
@@ -412,7 +468,16 @@ static unsigned int compare(const struct alu_case *c, const struct io *in, const
 	CMPF(o_rdi) CMPF(o_rsi) CMPF(o_rax) CMPF(o_rdx) CMPF(o_rcx) CMPF(o_rbx)
 	CMPF(o_mem) CMPF(o_mem2)
 	if (memcmp(n->o_xmm0, g->o_xmm0, 16)) {
-		print_error("%s: xmm0 differs\n", c->name);
+		print_error("%s: xmm0 differs: native %016llx:%016llx engine %016llx:%016llx "
+			    "(in %016llx:%016llx, %016llx:%016llx)\n", c->name,
+			    (unsigned long long)((const uint64_t *)n->o_xmm0)[1],
+			    (unsigned long long)((const uint64_t *)n->o_xmm0)[0],
+			    (unsigned long long)((const uint64_t *)g->o_xmm0)[1],
+			    (unsigned long long)((const uint64_t *)g->o_xmm0)[0],
+			    (unsigned long long)((const uint64_t *)in->xmm0)[1],
+			    (unsigned long long)((const uint64_t *)in->xmm0)[0],
+			    (unsigned long long)((const uint64_t *)in->xmm1)[1],
+			    (unsigned long long)((const uint64_t *)in->xmm1)[0]);
 		bad++;
 	}
 	if ((n->o_flags & m) != (g->o_flags & m)) {

@@ -8,9 +8,9 @@
  * RDTSCP, FXSR with SSE and SSE2, the x86-64-v2 set that code built with
  * -march=x86-64-v2 assumes without asking (SSE3, SSSE3, SSE4.1, POPCNT,
  * CMPXCHG16B, LAHF in long mode), LZCNT, FSGSBASE, RDPID and ERMS.
- * Of those sets the engine implements the integer and data-movement
- * instructions; floating-point arithmetic (SSE/SSE2/SSE3 ADDPS, MULSD,
- * HADDPD, ROUNDPS...) and x87 raise #UD (docs/DESIGN.md lists them). Not
+ * Their instructions are implemented (SSE floating point rounds to nearest
+ * whatever MXCSR.RC says, and keeps no exception flags: sse_fp.c; SSE3's
+ * FISTTP is x87 and #UD like all of x87). Not
  * offered: x87 (FPU bit), MMX, XSAVE/AVX, SSE4.2, BMI1/2, SMEP/SMAP, PCID,
  * an APIC (no interrupt controller), MTRR, SYSENTER. The hypervisor bit
  * is set and KVM's leaves 0x40000000/0x40000001 read "KVMKVMKVM" with no

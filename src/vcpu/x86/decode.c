@@ -158,7 +158,8 @@ static x86_exec_fn select_handler(struct x86_insn *i)
 	x86_exec_fn fn;
 
 	if ((fn = x86_select_alu(i)) || (fn = x86_select_ctl(i)) ||
-	    (fn = x86_select_string(i)) || (fn = x86_select_sys(i)) || (fn = x86_select_sse(i)))
+	    (fn = x86_select_string(i)) || (fn = x86_select_sys(i)) ||
+	    (fn = x86_select_sse_fp(i)) || (fn = x86_select_sse(i)))
 		return fn;
 	return NULL;
 }

@@ -422,6 +422,7 @@ x86_exec_fn x86_select_alu(struct x86_insn *i);
 x86_exec_fn x86_select_ctl(struct x86_insn *i);
 x86_exec_fn x86_select_string(struct x86_insn *i);
 x86_exec_fn x86_select_sys(struct x86_insn *i);
+x86_exec_fn x86_select_sse_fp(struct x86_insn *i);
 x86_exec_fn x86_select_sse(struct x86_insn *i);
 void x86_exec_ud(struct pm_x86_cpu *c, const struct x86_insn *i);
 

@@ -6,10 +6,8 @@
  * PUNPCK*, PSHUFB...), bitwise logic on packed floats (ANDPS, XORPS...),
  * shuffles, blends, PTEST, LDMXCSR/STMXCSR.
  *
- * Not implemented (#UD): floating-point arithmetic, comparison and
- * conversion (ADDPS, MULSD, CMPPS, UCOMISD, CVTSI2SD, ROUNDPS, DPPS,
- * HADDPD...), SSE4.2, AES, PCLMULQDQ, MMX registers. MXCSR is stored and
- * checked, never updated by an operation.
+ * Floating-point arithmetic, comparison and conversion are in sse_fp.c.
+ * Not implemented (#UD): SSE4.2, AES, PCLMULQDQ, MMX registers.
  *
  * Legacy SSE rules: CR4.OSFXSR clear or CR0.EM set is #UD, CR0.TS is #NM,
  * and a 16-byte memory operand must be 16-byte aligned (#GP(0)) except

@@ -1127,6 +1127,35 @@ static void test_iretq_to_user_and_software_interrupt_gates(void **state)
 	free_env(e);
 }
 
+/* Far JMP and CALL through memory and RETF, to the same privilege. */
+GUEST(g_far, "rex64 ljmp *(%rdi)\n"
+	     "g_far_1: mov $1, %ebx\n rex64 lcall *(%rsi)\n mov $3, %edx\n hlt\n"
+	     "g_far_2: mov $2, %ecx\n lretq");
+extern const char g_far_1[], g_far_2[];
+
+static void test_far_jmp_call_and_retf(void **state)
+{
+	struct x86_env *e = new_env();
+	uint64_t *ptrs = x86_env_alloc(e, 4096, 4096);
+
+	(void)state;
+	ptrs[0] = G(g_far_1);
+	ptrs[1] = X86_SEL_KCODE;
+	ptrs[2] = G(g_far_2);
+	ptrs[3] = X86_SEL_KCODE;
+	e->cpu->gpr[PM_X86_RDI] = G(&ptrs[0]);
+	e->cpu->gpr[PM_X86_RSI] = G(&ptrs[2]);
+	x86_env_run(e, G(g_far), 1000);
+	assert_int_equal(x86_env_last_fault.count, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 1);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 2);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDX], 3);
+	/* to a selector that is not code: #GP(selector) */
+	ptrs[1] = X86_SEL_KDATA;
+	expect_fault(e, g_far, G(&ptrs[0]), PM_X86_EXC_GP, X86_SEL_KDATA, 0);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1162,6 +1191,7 @@ int main(void)
 		cmocka_unit_test(test_non_long_mode_is_an_internal_error),
 		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
+		cmocka_unit_test(test_far_jmp_call_and_retf),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,9 +2,10 @@
 /*
  * Control transfer and the stack: JMP, Jcc, CALL, RET (near and far
  * same-privilege), LOOP/LOOPE/LOOPNE, JRCXZ/JECXZ, PUSH, POP, ENTER,
- * LEAVE, PUSHF, POPF. Every one of them ends its block (IF_ENDS). A target
- * that is not canonical is #GP(0) at the branch, as on the hardware.
- * Far JMP/CALL through memory are not implemented (#UD).
+ * LEAVE, PUSHF, POPF, far JMP/CALL through memory (m16:64/m16:32) to a
+ * code segment of the same privilege (call gates and task switches are
+ * #GP). Every one of them ends its block (IF_ENDS). A target that is not
+ * canonical is #GP(0) at the branch, as on the hardware.
  */
 #include <Zydis/Zydis.h>
 #include "vcpu/x86/internal.h"
@@ -78,6 +79,45 @@ static void retf(struct pm_x86_cpu *c, const struct x86_insn *i)
 		x86_gp(c, 0);
 	c->seg[PM_X86_CS] = cs;
 	c->gpr[PM_X86_RSP] = sp + 2 * osz + (i->nops ? (i->imm & 0xffff) : 0);
+	c->next_rip = target;
+}
+
+/* The 64-bit code segment a far transfer to sel at CPL lands in. */
+static void far_target(struct pm_x86_cpu *c, uint16_t sel, struct pm_x86_seg *cs)
+{
+	uint64_t d[2];
+
+	if ((sel & ~3u) == 0)
+		x86_gp(c, 0);
+	x86_read_descriptor(c, sel, d, false);
+	x86_desc_to_seg(d, sel, cs);
+	if (!cs->s || !(cs->type & 8) || !cs->l || cs->db)
+		x86_gp(c, sel & ~3u);
+	if ((cs->type & 4) ? cs->dpl > c->cpl : (cs->dpl != c->cpl || (sel & 3) > c->cpl))
+		x86_gp(c, sel & ~3u);
+	if (!cs->present)
+		x86_raise(c, PM_X86_EXC_NP, true, sel & ~3u);
+	cs->selector = (uint16_t)((sel & ~3u) | c->cpl);
+}
+
+/* JMP/CALL m16:64 (REX.W) or m16:32: the offset, then the selector. */
+static void far_jmp_call(struct pm_x86_cpu *c, const struct x86_insn *i)
+{
+	unsigned int osz = i->osz == 8 ? 8 : 4;
+	uint64_t ea = insn_ea(c, i), target = mem_read(c, ea, osz), sp;
+	uint16_t sel = (uint16_t)mem_read(c, ea + osz, 2);
+	struct pm_x86_seg cs;
+
+	far_target(c, sel, &cs);
+	if (!is_canonical(target))
+		x86_gp(c, 0);
+	if (i->mnemonic == ZYDIS_MNEMONIC_CALL) {
+		sp = c->gpr[PM_X86_RSP] - 2 * osz;
+		mem_write(c, sp + osz, osz, c->seg[PM_X86_CS].selector);
+		mem_write(c, sp, osz, c->next_rip);
+		c->gpr[PM_X86_RSP] = sp;
+	}
+	c->seg[PM_X86_CS] = cs;
 	c->next_rip = target;
 }
 
@@ -210,16 +250,22 @@ x86_exec_fn x86_select_ctl(struct x86_insn *i)
 
 	switch (i->mnemonic) {
 	case ZYDIS_MNEMONIC_JMP:
-		if (i->flags & IF_FAR)
+		if (i->flags & IF_FAR) {
+			if (i->op[0].kind == OP_MEM)
+				fn = far_jmp_call;
 			break;
+		}
 		if (i->op[0].kind == OP_IMM)
 			fn = jmp_rel;
 		else if (i->op[0].kind == OP_REG || (i->op[0].kind == OP_MEM && i->op[0].size == 8))
 			fn = jmp_ind;
 		break;
 	case ZYDIS_MNEMONIC_CALL:
-		if (i->flags & IF_FAR)
+		if (i->flags & IF_FAR) {
+			if (i->op[0].kind == OP_MEM)
+				fn = far_jmp_call;
 			break;
+		}
 		if (i->op[0].kind == OP_IMM)
 			fn = call_rel;
 		else if (i->op[0].kind == OP_REG || (i->op[0].kind == OP_MEM && i->op[0].size == 8))

@@ -179,6 +179,10 @@ enum pm_x86_stop pm_x86_run(struct pm_x86_cpu *c, uint64_t budget)
 			x86_shutdown(c, PM_X86_SHUTDOWN_INTERNAL_ERROR);
 			continue;
 		}
+		/* STI and MOV SS end their block: their shadow ends with the
+		 * next instruction (nothing injects interrupts; the flag is
+		 * state for KVM's vCPU events). */
+		c->interrupt_shadow = false;
 		run_block(c, x86_code_lookup(c));
 	}
 	c->fault_jmp = outer;

@@ -1156,6 +1156,27 @@ static void test_far_jmp_call_and_retf(void **state)
 	free_env(e);
 }
 
+/* The embedder moves a gpa to another host page (a stage-2 change) and
+ * flushes: the next access uses the new page. */
+static void test_embedder_flush_drops_host_pointers(void **state)
+{
+	struct x86_env *e = new_env();
+	static uint8_t page_a[4096] __attribute__((aligned(4096)));
+	static uint8_t page_b[4096] __attribute__((aligned(4096)));
+	uint64_t gpa = 0x90000000ULL;
+
+	(void)state;
+	*(uint64_t *)page_a = 0xaaaa;
+	*(uint64_t *)page_b = 0xbbbb;
+	x86_env_add_region(e, gpa, 4096, page_a);
+	x86_env_map(e, 0x50000000ULL, gpa, 4096, 4096, X86_PTE_RW);
+	assert_int_equal(run_at(e, g_load_rdi, 0x50000000ULL), 0xaaaa);
+	e->region[e->nregion - 1].host = page_b;
+	pm_x86_flush(e->cpu, PM_X86_FLUSH_TLB);
+	assert_int_equal(run_at(e, g_load_rdi, 0x50000000ULL), 0xbbbb);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1192,6 +1213,7 @@ int main(void)
 		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
 		cmocka_unit_test(test_far_jmp_call_and_retf),
+		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1177,6 +1177,63 @@ static void test_embedder_flush_drops_host_pointers(void **state)
 	free_env(e);
 }
 
+/* REP OUTSW / REP INSB: a page's worth of items per hook call. */
+GUEST(g_rep_outs, "mov $0x3f8, %dx\n rep outsw\n hlt");
+GUEST(g_rep_ins, "mov $0x3f8, %dx\n rep insb\n hlt");
+static unsigned int pio_calls, pio_items;
+static uint8_t pio_seen[8192];
+
+static void pio_out_count(void *p, uint16_t port, unsigned int size, unsigned int count,
+			  const void *data)
+{
+	(void)p;
+	assert_int_equal(port, 0x3f8);
+	assert_int_equal(size, 2);
+	memcpy(pio_seen + pio_items * size, data, (size_t)count * size);
+	pio_calls++;
+	pio_items += count;
+}
+
+static void pio_in_count(void *p, uint16_t port, unsigned int size, unsigned int count, void *data)
+{
+	(void)p;
+	(void)port;
+	for (unsigned int k = 0; k < count; k++)
+		((uint8_t *)data)[k * size] = (uint8_t)(pio_items + k);
+	pio_calls++;
+	pio_items += count;
+}
+
+static void test_rep_ins_outs_batch_per_page(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *buf = x86_env_alloc(e, 3 * 4096, 4096);
+
+	(void)state;
+	for (int k = 0; k < 3 * 4096; k++)
+		buf[k] = (uint8_t)(k * 13);
+	e->ops.pio_out = pio_out_count;
+	pio_calls = pio_items = 0;
+	e->cpu->gpr[PM_X86_RSI] = G(buf) + 4096 - 100; /* 50 words, then a page */
+	e->cpu->gpr[PM_X86_RCX] = 50 + 2048 + 10;
+	x86_env_run(e, G(g_rep_outs), 1000);
+	assert_int_equal(pio_items, 50 + 2048 + 10);
+	assert_int_equal(pio_calls, 3);
+	assert_memory_equal(pio_seen, buf + 4096 - 100, (50 + 2048 + 10) * 2);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	e->ops.pio_in = pio_in_count;
+	pio_calls = pio_items = 0;
+	e->cpu->gpr[PM_X86_RDI] = G(buf) + 10;
+	e->cpu->gpr[PM_X86_RCX] = 5000;
+	x86_env_run(e, G(g_rep_ins), 1000);
+	assert_int_equal(pio_items, 5000);
+	assert_int_equal(pio_calls, 2);
+	for (int k = 0; k < 5000; k++)
+		assert_int_equal(buf[10 + k], (uint8_t)k);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(buf) + 5010);
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1214,6 +1271,7 @@ int main(void)
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
+		cmocka_unit_test(test_rep_ins_outs_batch_per_page),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,7 +10,8 @@
  * re-executes itself (RIP unchanged, block ended) so that polls, stop
  * requests and the budget are honoured during a long REP. Forward REP
  * STOS and REP MOVS (without overlap) work a page at a time on the host
- * pages; everything else goes element by element.
+ * pages, forward REP INS/OUTS pass a page's worth of items to one hook
+ * call; everything else goes element by element.
  */
 #include <Zydis/Zydis.h>
 #include "vcpu/x86/internal.h"
@@ -182,6 +183,38 @@ static uint64_t string_bulk(struct pm_x86_cpu *c, const struct x86_insn *i, unsi
 	return n;
 }
 
+/* Forward REP INS/OUTS: as many items as fit the page go to the hook in
+ * one call (one exit for the embedder). Returns the items done, 0 when
+ * the batch does not apply. The destination of INS is checked writable
+ * before the port is read. */
+static uint64_t string_pio_batch(struct pm_x86_cpu *c, const struct x86_insn *i, unsigned int sz,
+				 int kind, uint64_t count)
+{
+	bool in = kind == S_INS;
+	uint64_t a = in ? areg(c, i, PM_X86_RDI) : src_addr(c, i), rip = c->rip, n;
+	uint8_t buf[4096];
+
+	if ((c->rflags & PM_X86_DF) || i->asz != 8 || (in ? !c->ops->pio_in : !c->ops->pio_out))
+		return 0;
+	n = PM_MIN(count, (4096 - (a & 0xfff)) / sz);
+	if (n < 2)
+		return 0;
+	if (in) {
+		if (!x86_locked_slow_prepare(c, a, (unsigned int)(n * sz)))
+			return 0; /* MMIO destination: one item at a time */
+		c->ops->pio_in(c->env, (uint16_t)c->gpr[PM_X86_RDX], sz, (unsigned int)n, buf);
+		x86_after_hook(c, rip);
+		x86_write_buf(c, a, buf, (unsigned int)(n * sz), acc_user(c));
+		set_areg(c, i, PM_X86_RDI, a + n * sz);
+	} else {
+		x86_read_buf(c, a, buf, (unsigned int)(n * sz), acc_user(c));
+		c->ops->pio_out(c->env, (uint16_t)c->gpr[PM_X86_RDX], sz, (unsigned int)n, buf);
+		x86_after_hook(c, rip);
+		set_areg(c, i, PM_X86_RSI, areg(c, i, PM_X86_RSI) + n * sz);
+	}
+	return n;
+}
+
 static void string_op(struct pm_x86_cpu *c, const struct x86_insn *i)
 {
 	unsigned int sz = elem_size(i);
@@ -201,6 +234,8 @@ static void string_op(struct pm_x86_cpu *c, const struct x86_insn *i)
 
 		if (kind == S_STOS || kind == S_MOVS)
 			n = string_bulk(c, i, sz, kind, PM_MIN(count, budget));
+		else if (kind == S_INS || kind == S_OUTS)
+			n = string_pio_batch(c, i, sz, kind, PM_MIN(count, budget));
 		if (!n) {
 			more = string_one(c, i, sz, kind);
 			n = 1;

@@ -1234,6 +1234,69 @@ static void test_rep_ins_outs_batch_per_page(void **state)
 	free_env(e);
 }
 
+/* ---- system instructions ---- */
+GUEST(g_segs, "mov $0x1b, %ax\n mov %ax, %ds\n mov %ds, %bx\n mov $0x10, %ax\n mov %ax, %ds\n"
+	      "mov $0x1b, %ax\n mov %ax, %ss\n hlt");
+GUEST(g_tables, "sgdt (%rdi)\n sidt 16(%rdi)\n str %ax\n mov $0x38, %cx\n ltr %cx\n str %dx\n"
+		"ltr %cx\n hlt");
+GUEST(g_fsgs, "mov $0x1234, %rax\n wrfsbase %rax\n rdfsbase %rbx\n swapgs\n rdgsbase %rcx\n"
+	      "mov %cr4, %rdx\n btr $16, %rdx\n mov %rdx, %cr4\n rdfsbase %rax\n hlt");
+GUEST(g_cr_bad, "mov %cr4, %rax\n bts $18, %rax\n mov %rax, %cr4\n hlt");
+GUEST(g_cr0_pg, "mov %cr0, %rax\n btr $31, %rax\n mov %rax, %cr0\n hlt");
+GUEST(g_cpuid_big, "mov $0x1000, %eax\n xor %ecx, %ecx\n cpuid\n hlt");
+
+static void test_system_instructions(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *buf = x86_env_alloc(e, 4096, 4096);
+	uint64_t *gdt = (uint64_t *)(uintptr_t)e->gdt;
+	uint64_t base;
+	uint16_t limit;
+
+	(void)state;
+	/* DS takes a DPL 3 data segment at CPL 0; SS may not (RPL != CPL) */
+	expect_fault(e, g_segs, 0, PM_X86_EXC_GP, 0x18, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX] & 0xffff, 0x1b);
+	assert_int_equal(e->cpu->seg[PM_X86_DS].selector, 0x10);
+	/* SGDT/SIDT; LTR marks a TSS busy, and a busy one is #GP */
+	gdt[7] = gdt[5] & ~(2ULL << 40);   /* an available (type 9) copy of the TSS at 0x38 */
+	gdt[8] = gdt[6];
+	{
+		struct kvm_sregs s;
+
+		pm_x86_get_sregs(e->cpu, &s);
+		s.gdt.limit = 9 * 8 - 1;
+		assert_int_equal(pm_x86_set_sregs(e->cpu, &s), 0);
+	}
+	expect_fault(e, g_tables, G(buf), PM_X86_EXC_GP, 0x38, 0);
+	memcpy(&limit, buf, 2);
+	memcpy(&base, buf + 2, 8);
+	assert_int_equal(limit, 9 * 8 - 1);
+	assert_int_equal(base, e->gdt);
+	memcpy(&limit, buf + 16, 2);
+	memcpy(&base, buf + 18, 8);
+	assert_int_equal(limit, 256 * 16 - 1);
+	assert_int_equal(base, e->idt);
+	assert_int_equal(e->cpu->gpr[PM_X86_RAX] & 0xffff, X86_SEL_TSS);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDX] & 0xffff, 0x38);
+	assert_int_equal((gdt[7] >> 40) & 0xf, 0xb); /* busy now */
+	assert_int_equal(e->cpu->tr.selector, 0x38);
+	/* FS/GS bases with CR4.FSGSBASE; SWAPGS; without the bit: #UD */
+	e->cpu->cr4 |= PM_X86_CR4_FSGSBASE;
+	e->cpu->kernel_gs_base = 0x777;
+	expect_fault(e, g_fsgs, 0, PM_X86_EXC_UD, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x1234);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0x777);
+	assert_int_equal(e->cpu->seg[PM_X86_FS].base, 0x1234);
+	/* CR4 bits outside the model, and leaving long mode: #GP */
+	expect_fault(e, g_cr_bad, 0, PM_X86_EXC_GP, 0, 0);
+	expect_fault(e, g_cr0_pg, 0, PM_X86_EXC_GP, 0, 0);
+	/* a leaf past the maximum answers as the highest basic leaf (7) */
+	x86_env_run(e, G(g_cpuid_big), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x201); /* leaf 7: FSGSBASE | ERMS */
+	free_env(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1272,6 +1335,7 @@ int main(void)
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
 		cmocka_unit_test(test_rep_ins_outs_batch_per_page),
+		cmocka_unit_test(test_system_instructions),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,9 @@ CC       ?= cc
 VERSION  := 0.1.0
 
 PKGS     := liburcu-bp libcrypto
+# Zydis (the x86 decoder of src/vcpu/x86/) ships no pkg-config file in
+# Debian 12's libzydis-dev: it is linked by name.
+EXTRA_LIBS := -lZydis
 SAN      ?=
 
 ifeq ($(SAN),address)
@@ -42,7 +45,7 @@ LDFLAGS  += -pthread $(SANFLAGS)
 
 DEPS_STAMP := $(BUILD)/.deps
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(EXTRA_LIBS)
 TEST_LIBS  = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 LIB_SRCS  := $(sort $(shell find src -name '*.c' -not -path 'src/uapi/interpose/*'))
@@ -82,7 +85,7 @@ $(STATIC): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS) -lm
 	ln -sf libprivmem.so.0 $@
 
 # The interposer: its own objects plus the library's (position independent),
@@ -109,7 +112,7 @@ $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
 	@mkdir -p $(@D)
-	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath > $@
+	@scripts/mkpc.sh "$(abspath include)" "$(abspath $(BUILD))" "$(VERSION)" "$(PKGS)" rpath "$(EXTRA_LIBS)" > $@
 
 # The main job: privmem run on its default scenario.
 run: all
@@ -133,7 +136,7 @@ install: all
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/lib/privmem
 	install -m 755 $(KVMSO) $(DESTDIR)$(PREFIX)/lib/privmem/
-	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" \
+	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" "" "$(EXTRA_LIBS)" \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
 
 clean:

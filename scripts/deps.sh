@@ -14,6 +14,8 @@ for pair in liburcu-bp:liburcu-dev cmocka:libcmocka-dev libcrypto:libssl-dev; do
 		need="$need $pkg"
 	fi
 done
+# Zydis (src/vcpu/x86/'s decoder) has no pkg-config file in Debian 12.
+[ -f /usr/include/Zydis/Zydis.h ] || need="$need libzydis-dev"
 [ -n "$need" ] || exit 0
 
 echo "privmem: installing missing Debian packages:$need" >&2

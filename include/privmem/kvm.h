@@ -7,7 +7,8 @@
  * code written for Linux compiles against it unchanged. The header is
  * self-contained: it does not include <linux/kvm.h>, whose Debian 12 copy
  * (Linux 6.1) lacks guest_memfd, memory attributes and memory-fault exits.
- * Only what privmem implements is declared; x86 register state is not.
+ * Only what privmem implements is declared (the x86 register state is what
+ * the instruction engine, src/vcpu/x86/, converts to and from).
  *
  * privmem's own extensions (ioctls, exit reasons, the pKVM VM type) are in
  * privmem/privmem.h and use numbers outside KVM's ranges.
@@ -315,6 +316,142 @@ struct kvm_run {
 	} s;
 };
 
+/* ---- x86 vCPU state (arch/x86/include/uapi/asm/kvm.h) ---- */
+#define KVM_GET_MSR_INDEX_LIST    _IOWR(KVMIO, 0x02, struct kvm_msr_list)
+#define KVM_GET_SUPPORTED_CPUID   _IOWR(KVMIO, 0x05, struct kvm_cpuid2)
+#define KVM_GET_MSR_FEATURE_INDEX_LIST _IOWR(KVMIO, 0x0a, struct kvm_msr_list)
+#define KVM_SET_TSS_ADDR          _IO(KVMIO, 0x47)
+#define KVM_CREATE_IRQCHIP        _IO(KVMIO, 0x60)
+#define KVM_SET_TSC_KHZ           _IO(KVMIO, 0xa2)
+#define KVM_GET_TSC_KHZ           _IO(KVMIO, 0xa3)
+#define KVM_GET_REGS              _IOR(KVMIO, 0x81, struct kvm_regs)
+#define KVM_SET_REGS              _IOW(KVMIO, 0x82, struct kvm_regs)
+#define KVM_GET_SREGS             _IOR(KVMIO, 0x83, struct kvm_sregs)
+#define KVM_SET_SREGS             _IOW(KVMIO, 0x84, struct kvm_sregs)
+#define KVM_GET_MSRS              _IOWR(KVMIO, 0x88, struct kvm_msrs)
+#define KVM_SET_MSRS              _IOW(KVMIO, 0x89, struct kvm_msrs)
+#define KVM_GET_FPU               _IOR(KVMIO, 0x8c, struct kvm_fpu)
+#define KVM_SET_FPU               _IOW(KVMIO, 0x8d, struct kvm_fpu)
+#define KVM_SET_CPUID2            _IOW(KVMIO, 0x90, struct kvm_cpuid2)
+#define KVM_GET_CPUID2            _IOWR(KVMIO, 0x91, struct kvm_cpuid2)
+#define KVM_GET_MP_STATE          _IOR(KVMIO, 0x98, struct kvm_mp_state)
+#define KVM_SET_MP_STATE          _IOW(KVMIO, 0x99, struct kvm_mp_state)
+
+#define KVM_CAP_IRQCHIP           0
+#define KVM_CAP_SET_TSS_ADDR      4
+#define KVM_CAP_EXT_CPUID         7
+#define KVM_CAP_MP_STATE          14
+#define KVM_CAP_GET_TSC_KHZ       61
+#define KVM_CAP_GET_MSR_FEATURES  153
+
+#define KVM_NR_INTERRUPTS 256
+
+struct kvm_regs {
+	__u64 rax, rbx, rcx, rdx;
+	__u64 rsi, rdi, rsp, rbp;
+	__u64 r8,  r9,  r10, r11;
+	__u64 r12, r13, r14, r15;
+	__u64 rip, rflags;
+};
+
+/* A segment register with its hidden part. */
+struct kvm_segment {
+	__u64 base;
+	__u32 limit;
+	__u16 selector;
+	__u8  type;
+	__u8  present, dpl, db, s, l, g, avl;
+	__u8  unusable;
+	__u8  padding;
+};
+
+struct kvm_dtable {
+	__u64 base;
+	__u16 limit;
+	__u16 padding[3];
+};
+
+struct kvm_sregs {
+	struct kvm_segment cs, ds, es, fs, gs, ss;
+	struct kvm_segment tr, ldt;
+	struct kvm_dtable gdt, idt;
+	__u64 cr0, cr2, cr3, cr4, cr8;
+	__u64 efer;
+	__u64 apic_base;
+	__u64 interrupt_bitmap[(KVM_NR_INTERRUPTS + 63) / 64];
+};
+
+/* The x87 and SSE state (ftwx in FXSAVE's abridged format). */
+struct kvm_fpu {
+	__u8  fpr[8][16];
+	__u16 fcw;
+	__u16 fsw;
+	__u8  ftwx;
+	__u8  pad1;
+	__u16 last_opcode;
+	__u64 last_ip;
+	__u64 last_dp;
+	__u8  xmm[16][16];
+	__u32 mxcsr;
+	__u32 pad2;
+};
+
+struct kvm_msr_entry {
+	__u32 index;
+	__u32 reserved;
+	__u64 data;
+};
+
+/* KVM_GET/SET_MSRS: nmsrs entries follow. */
+struct kvm_msrs {
+	__u32 nmsrs;
+	__u32 pad;
+	struct kvm_msr_entry entries[];
+};
+
+/* KVM_GET_MSR_INDEX_LIST: in, the room for indices; out, the count. */
+struct kvm_msr_list {
+	__u32 nmsrs;
+	__u32 indices[];
+};
+
+#define KVM_CPUID_FLAG_SIGNIFCANT_INDEX (1 << 0)
+#define KVM_CPUID_FLAG_STATEFUL_FUNC    (1 << 1)
+#define KVM_CPUID_FLAG_STATE_READ_NEXT  (1 << 2)
+
+struct kvm_cpuid_entry2 {
+	__u32 function;
+	__u32 index;
+	__u32 flags;
+	__u32 eax;
+	__u32 ebx;
+	__u32 ecx;
+	__u32 edx;
+	__u32 padding[3];
+};
+
+struct kvm_cpuid2 {
+	__u32 nent;
+	__u32 padding;
+	struct kvm_cpuid_entry2 entries[];
+};
+
+#define KVM_MP_STATE_RUNNABLE          0
+#define KVM_MP_STATE_UNINITIALIZED     1
+#define KVM_MP_STATE_INIT_RECEIVED     2
+#define KVM_MP_STATE_HALTED            3
+#define KVM_MP_STATE_SIPI_RECEIVED     4
+#define KVM_MP_STATE_STOPPED           5
+#define KVM_MP_STATE_CHECK_STOP        6
+#define KVM_MP_STATE_OPERATING         7
+#define KVM_MP_STATE_LOAD              8
+#define KVM_MP_STATE_AP_RESET_HOLD     9
+#define KVM_MP_STATE_SUSPENDED         10
+
+struct kvm_mp_state {
+	__u32 mp_state;
+};
+
 /* ---- KVM_MEMORY_ENCRYPT_OP: SEV-SNP (arch/x86/include/uapi/asm/kvm.h) ---- */
 #define KVM_SEV_INIT2                 22
 #define KVM_SEV_SNP_LAUNCH_START      100
@@ -403,23 +540,6 @@ struct kvm_tdx_init_mem_region {
 	__u64 source_addr;
 	__u64 gpa;
 	__u64 nr_pages;
-};
-
-struct kvm_cpuid_entry2 {
-	__u32 function;
-	__u32 index;
-	__u32 flags;
-	__u32 eax;
-	__u32 ebx;
-	__u32 ecx;
-	__u32 edx;
-	__u32 padding[3];
-};
-
-struct kvm_cpuid2 {
-	__u32 nent;
-	__u32 padding;
-	struct kvm_cpuid_entry2 entries[];
 };
 
 #define KVM_MAX_CPUID_ENTRIES 256

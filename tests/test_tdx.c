@@ -278,7 +278,7 @@ static void test_init_vm_errors_and_the_shared_bit(void **state)
 	assert_fails(tdx_cmd(m.vcpu, KVM_TDX_INIT_VCPU, 0, NULL, NULL), EINVAL);   /* twice */
 	assert_fails(pm_kvm_ioctl(m.vm, PM_KVM_GET_MEASUREMENT, digest), EINVAL);  /* not final */
 	/* Not runnable before FINALIZE. */
-	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), ENOEXEC);                   /* no guest */
+	assert_fails(pm_kvm_ioctl(m.vcpu, KVM_RUN, 0), EINVAL);
 	vmm_destroy(&m);
 }
 

@@ -320,7 +320,10 @@ struct kvm_run {
 #define KVM_GET_MSR_INDEX_LIST    _IOWR(KVMIO, 0x02, struct kvm_msr_list)
 #define KVM_GET_SUPPORTED_CPUID   _IOWR(KVMIO, 0x05, struct kvm_cpuid2)
 #define KVM_GET_MSR_FEATURE_INDEX_LIST _IOWR(KVMIO, 0x0a, struct kvm_msr_list)
+#define KVM_SET_NR_MMU_PAGES      _IO(KVMIO, 0x44)
+#define KVM_GET_NR_MMU_PAGES      _IO(KVMIO, 0x45)
 #define KVM_SET_TSS_ADDR          _IO(KVMIO, 0x47)
+#define KVM_SET_IDENTITY_MAP_ADDR _IOW(KVMIO, 0x48, __u64)
 #define KVM_CREATE_IRQCHIP        _IO(KVMIO, 0x60)
 #define KVM_SET_TSC_KHZ           _IO(KVMIO, 0xa2)
 #define KVM_GET_TSC_KHZ           _IO(KVMIO, 0xa3)
@@ -339,6 +342,7 @@ struct kvm_run {
 
 #define KVM_CAP_IRQCHIP           0
 #define KVM_CAP_SET_TSS_ADDR      4
+#define KVM_CAP_SET_IDENTITY_MAP_ADDR 37
 #define KVM_CAP_EXT_CPUID         7
 #define KVM_CAP_MP_STATE          14
 #define KVM_CAP_GET_TSC_KHZ       61

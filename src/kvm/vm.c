@@ -139,6 +139,14 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_IMMEDIATE_EXIT:
 	case KVM_CAP_GUEST_MEMFD:
 	case KVM_CAP_PRE_FAULT_MEMORY:
+	/* x86 vCPU state and set-up (the x86 engine, regs.c, pm_vm_x86_ioctl) */
+	case KVM_CAP_IRQCHIP:
+	case KVM_CAP_SET_TSS_ADDR:
+	case KVM_CAP_SET_IDENTITY_MAP_ADDR:
+	case KVM_CAP_EXT_CPUID:
+	case KVM_CAP_MP_STATE:
+	case KVM_CAP_GET_TSC_KHZ:
+	case KVM_CAP_GET_MSR_FEATURES:
 		return 1;
 	case KVM_CAP_NR_VCPUS:
 		return PM_MIN(vm_online_cpus(), PM_MAX_VCPUS);
@@ -163,6 +171,38 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 		return 1;
 	default:
 		return 0;
+	}
+}
+
+long pm_vm_x86_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
+{
+	switch (req) {
+	case KVM_CREATE_IRQCHIP: {
+		bool no = false;
+		long r = 0;
+
+		/* Before any vCPU, once (KVM's order of checks). */
+		pthread_mutex_lock(&vm->lock);
+		if (atomic_load(&vm->irqchip))
+			r = -EEXIST;
+		else if (atomic_load(&vm->nr_vcpus))
+			r = -EINVAL;
+		else if (!atomic_compare_exchange_strong(&vm->irqchip, &no, true))
+			r = -EEXIST;
+		pthread_mutex_unlock(&vm->lock);
+		return r;
+	}
+	case KVM_SET_TSS_ADDR:
+		/* The TSS KVM keeps for real mode, below 4G minus 3 pages. */
+		return arg > 0xffffffffUL - 3 * PM_PAGE_SIZE ? -EINVAL : 0;
+	case KVM_SET_IDENTITY_MAP_ADDR:
+		return arg ? 0 : -EFAULT;
+	case KVM_SET_NR_MMU_PAGES:
+		return arg < 64 ? -EINVAL : 0;
+	case KVM_GET_NR_MMU_PAGES:
+		return 0;
+	default:
+		return -ENOTTY;
 	}
 }
 

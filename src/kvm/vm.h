@@ -52,6 +52,9 @@ struct pm_vm {
 	atomic_uint nr_vcpus;                /* written under lock */
 	atomic_uint_fast64_t hypercall_exit_enabled; /* KVM_CAP_EXIT_HYPERCALL mask */
 	atomic_bool gmem_page_size_flags;    /* PM_CAP_GUEST_MEMFD_PAGE_SIZE enabled */
+	atomic_bool irqchip;                 /* KVM_CREATE_IRQCHIP done (set once): HLT
+	                                      * waits in KVM_RUN for an interrupt (none
+	                                      * comes: a signal ends it) */
 
 	void *model_data;                    /* owned by the model */
 	atomic_bool bugged;                  /* KVM_BUG_ON: set once, never cleared;
@@ -72,6 +75,12 @@ int pm_kvm_version(void);
 /* The guest_memfd creation flags a VM accepts now: KVM's
  * (KVM_CAP_GUEST_MEMFD_FLAGS) and privmem's page-size flags once enabled. */
 uint64_t pm_vm_gmem_valid_flags(struct pm_vm *vm);
+
+/* The x86 VM ioctls a VMM makes while it sets a VM up (KVM_CREATE_IRQCHIP,
+ * KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_SET/GET_NR_MMU_PAGES):
+ * accepted with KVM's checks; privmem's engine needs none of them (see
+ * docs/DESIGN.md for what each does not do). */
+long pm_vm_x86_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg);
 
 /* KVM_CHECK_EXTENSION on a system (vm == NULL) or VM handle. */
 long pm_check_extension(struct pm_vm *vm, unsigned long cap);

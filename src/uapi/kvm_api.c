@@ -103,6 +103,11 @@ static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long 
 		return pm_pool_configure(cfg.size, cfg.watermark);
 	case PM_KVM_GET_MODEL_STATS:
 		return sys_get_model_stats(arg);
+	case KVM_GET_SUPPORTED_CPUID:
+	case KVM_GET_MSR_INDEX_LIST:
+	case KVM_GET_MSR_FEATURE_INDEX_LIST:
+	case KVM_GET_MSRS:
+		return pm_x86_sys_ioctl(req, arg);
 	default:
 		return -EINVAL;
 	}
@@ -238,6 +243,12 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 		return vm->model->mem_enc_op ? vm->model->mem_enc_op(vm, arg) : -ENOTTY;
 	case PM_KVM_GET_MEASUREMENT:
 		return vm_get_measurement(vm, arg);
+	case KVM_CREATE_IRQCHIP:
+	case KVM_SET_TSS_ADDR:
+	case KVM_SET_IDENTITY_MAP_ADDR:
+	case KVM_SET_NR_MMU_PAGES:
+	case KVM_GET_NR_MMU_PAGES:
+		return pm_vm_x86_ioctl(vm, req, arg);
 	case PM_KVM_GET_MODEL_STATS:
 		if (!vm->model->get_stats)
 			return -ENOTTY;
@@ -293,8 +304,11 @@ static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long
 	case KVM_MEMORY_ENCRYPT_OP:
 		return vcpu->vm->model->vcpu_mem_enc_op ?
 		       vcpu->vm->model->vcpu_mem_enc_op(vcpu, arg) : -ENOTTY;
-	default:
-		return -EINVAL;
+	default: {
+		long r = pm_vcpu_x86_ioctl(vcpu, req, arg);
+
+		return r == -ENOTTY ? -EINVAL : r;
+	}
 	}
 }
 

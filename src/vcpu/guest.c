@@ -17,6 +17,7 @@
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86/x86.h"
 
 static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
 {
@@ -24,7 +25,7 @@ static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
 }
 
 /* Takes an exit: kvm_run is filled in; KVM_RUN returns `ret`. */
-static void guest_exit(struct pm_vcpu *v, int ret, int stat)
+void pm_vcpu_guest_exit(struct pm_vcpu *v, int ret, int stat)
 {
 	v->exit_ret = ret;
 	atomic_fetch_add_explicit(&v->exits[stat], 1, memory_order_relaxed);
@@ -39,7 +40,7 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	run->memory_fault.flags = private_access ? KVM_MEMORY_EXIT_FLAG_PRIVATE : 0;
 	run->memory_fault.gpa = gfn << PM_PAGE_SHIFT;
 	run->memory_fault.size = PM_PAGE_SIZE;
-	guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
+	pm_vcpu_guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
 /* The TLB is tagged by gpa page, kind bits included (SNP's C-bit, TDX's
@@ -58,15 +59,15 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 static void guest_error_exit(struct pm_vcpu *v, int err)
 {
 	v->run->exit_reason = KVM_EXIT_UNKNOWN;
-	guest_exit(v, -err, PM_STAT_EXITS_ERROR);
+	pm_vcpu_guest_exit(v, -err, PM_STAT_EXITS_ERROR);
 }
 
 /* A signal (the VMM's kick) interrupted the vCPU: KVM_EXIT_INTR, EINTR. */
-static void guest_intr_exit(struct pm_vcpu *v)
+void pm_vcpu_guest_intr_exit(struct pm_vcpu *v)
 {
 	v->event_pending = true;
 	v->run->exit_reason = KVM_EXIT_INTR;
-	guest_exit(v, -EINTR, PM_STAT_EXITS_INTR);
+	pm_vcpu_guest_exit(v, -EINTR, PM_STAT_EXITS_INTR);
 }
 
 /* What the vCPU knows of the access it faults on. */
@@ -120,7 +121,7 @@ static uint8_t *guest_fault(struct pm_vcpu *v, const struct guest_access_req *a,
 		case PM_FAULT_RETRY:
 			/* As KVM re-entering the guest: a kick ends KVM_RUN. */
 			if (pm_vcpu_signal_pending())
-				guest_intr_exit(v);
+				pm_vcpu_guest_intr_exit(v);
 			continue;
 		case PM_FAULT_MAPPED:
 			break;
@@ -149,7 +150,7 @@ _Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *v, uint32_t type, uint64_t da
 	v->fatal_event = type;
 	v->fatal_data = data;
 	v->finished = true;
-	guest_exit(v, 0, PM_STAT_EXITS_SYSTEM_EVENT);
+	pm_vcpu_guest_exit(v, 0, PM_STAT_EXITS_SYSTEM_EVENT);
 	for (;;)
 		pm_coro_yield(v->coro);
 }
@@ -221,6 +222,9 @@ void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 
 	if (e->tag == gpa >> PM_PAGE_SHIFT)
 		e->tag = ~0ULL;
+	/* The engine's translations of the page go too (it keeps no index
+	 * by page: all of them). */
+	pm_x86_flush(v->x86, PM_X86_FLUSH_TLB);
 }
 
 static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write)
@@ -235,8 +239,13 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int 
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
 
+uint8_t *pm_vcpu_guest_access_page(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write)
+{
+	return guest_page(v, gpa, size, write);
+}
+
 /* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes. */
-static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len, bool write)
+void pm_vcpu_guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len, bool write)
 {
 	struct kvm_run *run = v->run;
 
@@ -257,7 +266,7 @@ static void guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len
 			v->pending = PM_PENDING_MMIO_READ;
 			v->mmio_dst = data;
 		}
-		guest_exit(v, 0, PM_STAT_EXITS_MMIO);
+		pm_vcpu_guest_exit(v, 0, PM_STAT_EXITS_MMIO);
 		if (!write)
 			memcpy(buf, data, n);
 		gpa += n;
@@ -283,13 +292,13 @@ static void guest_access(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, const ui
 		else if (page)
 			memset(page + off, c, n);
 		else if (!write)
-			guest_mmio(v, gpa, buf, n, false);
+			pm_vcpu_guest_mmio(v, gpa, buf, n, false);
 		else if (src)
-			guest_mmio(v, gpa, (uint8_t *)src, n, true);
+			pm_vcpu_guest_mmio(v, gpa, (uint8_t *)src, n, true);
 		else
 			for (size_t done = 0; done < n; done += sizeof(tmp)) {
 				memset(tmp, c, sizeof(tmp));
-				guest_mmio(v, gpa + done, tmp, PM_MIN(sizeof(tmp), n - done), true);
+				pm_vcpu_guest_mmio(v, gpa + done, tmp, PM_MIN(sizeof(tmp), n - done), true);
 			}
 		gpa += n;
 		len -= n;
@@ -376,7 +385,7 @@ long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_
 	run->hypercall.args[2] = a2;
 	run->hypercall.flags = KVM_EXIT_HYPERCALL_LONG_MODE;
 	v->pending = PM_PENDING_HYPERCALL;
-	guest_exit(v, 0, PM_STAT_EXITS_HYPERCALL);
+	pm_vcpu_guest_exit(v, 0, PM_STAT_EXITS_HYPERCALL);
 	return v->hypercall_ret;
 }
 

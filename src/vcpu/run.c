@@ -13,6 +13,7 @@
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86/x86.h"
 
 /* ---- guest mode and the TLB ---- */
 
@@ -30,6 +31,8 @@ static void vcpu_flush_ack(struct pm_vcpu *vcpu, uint64_t gen)
 	const struct pm_model_ops *m = vcpu->vm->model;
 
 	pm_vcpu_tlb_flush(vcpu);
+	/* The engine caches host addresses of guest pages too. */
+	pm_x86_flush(vcpu->x86, PM_X86_FLUSH_TLB);
 	if (m->vcpu_enter)
 		m->vcpu_enter(vcpu);
 	vcpu->tlb_seen = gen;
@@ -101,13 +104,26 @@ static void vcpu_complete_exit(struct pm_vcpu *vcpu)
 	vcpu->pending = PM_PENDING_NONE;
 }
 
+/* The x86 guest ended with a shutdown or an internal error: the same exit
+ * again, as KVM would meet the same state again. */
+static int vcpu_report_dead(struct pm_vcpu *vcpu)
+{
+	struct kvm_run *run = vcpu->run;
+
+	run->exit_reason = vcpu->dead_exit;
+	if (vcpu->dead_exit == KVM_EXIT_INTERNAL_ERROR) {
+		memset(&run->internal, 0, sizeof(run->internal));
+		run->internal.suberror = KVM_INTERNAL_ERROR_EMULATION;
+	}
+	return 0;
+}
+
 static int vcpu_run_locked(struct pm_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
+	bool x86 = !vcpu->entry.fn;     /* no C guest: the guest's machine code */
 	bool alive;
 
-	if (!vcpu->entry.fn)
-		return -ENOEXEC;        /* no guest code: nothing to run */
 	vcpu_complete_exit(vcpu);
 	if (run->immediate_exit) {
 		vcpu->event_pending = true;
@@ -127,6 +143,8 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		run->system_event.data[0] = vcpu->fatal_data;
 		return 0;
 	}
+	if (vcpu->finished && vcpu->dead_exit)
+		return vcpu_report_dead(vcpu);
 	if (vcpu->finished) {           /* report the end again */
 		run->exit_reason = PM_EXIT_UCALL;
 		return 0;
@@ -137,8 +155,12 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		if (r)
 			return r;
 	}
-	if (!vcpu->coro && pm_coro_create(&vcpu->coro, PM_CORO_DEFAULT_STACK, pm_guest_main, vcpu))
+	if (!vcpu->coro && pm_coro_create(&vcpu->coro, PM_CORO_DEFAULT_STACK,
+					  x86 ? pm_x86_guest_main : pm_guest_main, vcpu))
 		return -ENOMEM;
+	/* The VMM may have written guest code since the last exit. */
+	if (x86)
+		pm_x86_flush(vcpu->x86, PM_X86_FLUSH_CODE);
 	run->exit_reason = KVM_EXIT_UNKNOWN;
 	vcpu->exit_ret = 0;
 	pm_vcpu_enter_guest_mode(vcpu);

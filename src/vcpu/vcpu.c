@@ -8,6 +8,7 @@
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
+#include "vcpu/x86/x86.h"
 
 _Static_assert(sizeof(struct kvm_run) <= PM_VCPU_MMAP_SIZE, "kvm_run fits its page");
 
@@ -28,6 +29,12 @@ static struct pm_vcpu *vcpu_alloc(struct pm_vm *vm, unsigned long id)
 	vcpu->run = mmap(NULL, PM_VCPU_MMAP_SIZE, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (vcpu->run == MAP_FAILED) {
+		free(vcpu);
+		return NULL;
+	}
+	vcpu->x86 = pm_x86_cpu_create(&pm_vcpu_x86_ops, vcpu);
+	if (!vcpu->x86) {
+		munmap(vcpu->run, PM_VCPU_MMAP_SIZE);
 		free(vcpu);
 		return NULL;
 	}
@@ -74,6 +81,7 @@ void pm_vcpu_destroy(struct pm_vcpu *vcpu)
 	if (vcpu->coro)
 		pm_coro_destroy(vcpu->coro);   /* cancels a guest that has not finished */
 	pthread_mutex_destroy(&vcpu->run_lock);
+	pm_x86_cpu_free(vcpu->x86);
 	munmap(vcpu->run, PM_VCPU_MMAP_SIZE);
 	free(vcpu);
 }

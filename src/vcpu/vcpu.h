@@ -25,6 +25,7 @@
 
 struct pm_vm;
 struct pm_coro;
+struct pm_x86_cpu;
 
 #define PM_TLB_ENTRIES 256       /* direct mapped, by gpa page */
 
@@ -64,6 +65,15 @@ struct pm_vcpu {
 	                              * guest last looked (pm_vcpu_guest_take_event) */
 	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
+	/* The x86 engine (x86_guest.c): the vCPU's architectural state, which
+	 * KVM_GET/SET_REGS and friends read and write, and which runs real
+	 * guest code when no C guest is set (PM_KVM_SET_GUEST). The pointer is
+	 * immutable; the state is run_lock's. */
+	struct pm_x86_cpu *x86;
+	uint32_t dead_exit;          /* run_lock: KVM_EXIT_SHUTDOWN or _INTERNAL_ERROR that
+	                              * ended the x86 guest (reported again), 0 if none */
+	unsigned int x86_polls;      /* run_lock: the engine's polls, to space signal checks */
+
 	/* TLB and shootdown. */
 	_Atomic uint64_t *tlb_gen;   /* &vm->mmu->tlb_gen; immutable */
 	atomic_bool in_guest;        /* the vCPU may be using TLB entries */
@@ -72,7 +82,10 @@ struct pm_vcpu {
 	struct pm_tlb_entry tlb[PM_TLB_ENTRIES];
 };
 
-#define PM_VCPU_MMAP_SIZE 4096   /* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run only */
+/* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run, then the page KVM_EXIT_IO's data
+ * is in (io.data_offset; KVM_PIO_PAGE_OFFSET). No coalesced-MMIO ring. */
+#define PM_VCPU_PIO_OFFSET 4096
+#define PM_VCPU_MMAP_SIZE  (2 * 4096)
 
 /* KVM_CREATE_VCPU. */
 int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out);
@@ -83,6 +96,10 @@ void pm_vcpu_destroy(struct pm_vcpu *vcpu);
 int pm_vcpu_run(struct pm_vcpu *vcpu);
 /* PM_KVM_SET_GUEST. */
 int pm_vcpu_set_guest(struct pm_vcpu *vcpu, const struct pm_guest_entry *e);
+/* KVM's x86 vCPU state ioctls (regs.c): -ENOTTY for another request. */
+long pm_vcpu_x86_ioctl(struct pm_vcpu *vcpu, unsigned long req, unsigned long arg);
+/* The system handle's x86 CPU model ioctls (regs.c): -ENOTTY for another. */
+long pm_x86_sys_ioctl(unsigned long req, unsigned long arg);
 /* KVM_PRE_FAULT_MEMORY. */
 int pm_vcpu_pre_fault(struct pm_vcpu *vcpu, struct kvm_pre_fault_memory *range);
 /* pm_get_ucall. */
@@ -94,8 +111,12 @@ long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_
 
 /* Is a signal pending for the calling thread (KVM_RUN's EINTR)? */
 bool pm_vcpu_signal_pending(void);
-/* The guest coroutine's body (guest.c). */
+/* The guest coroutine's body: a C guest (guest.c), or the x86 engine
+ * running the guest's machine code (x86_guest.c). */
 void pm_guest_main(void *arg);
+void pm_x86_guest_main(void *arg);
+/* The x86 engine's ops over this vCPU (x86_guest.c). */
+extern const struct pm_x86_ops pm_vcpu_x86_ops;
 
 /* For models' guest-side calls (on the vCPU's coroutine): whether the VMM
  * kicked the vCPU since the last call (an event is pending for the guest:
@@ -128,6 +149,20 @@ void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu);
  *  - pm_vcpu_guest_fatal: ends the guest with KVM_EXIT_SYSTEM_EVENT of
  *    `type` (data[0] = data); KVM_RUN reports it again after. */
 uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int max_level);
+
+/* For the engines that run on the vCPU's coroutine (guest.c, x86_guest.c):
+ *  - pm_vcpu_guest_exit: takes an exit whose kvm_run fields are filled in
+ *    (KVM_RUN returns ret; counted as exit stat); returns when re-run;
+ *  - pm_vcpu_guest_intr_exit: a kick (KVM_EXIT_INTR, EINTR);
+ *  - pm_vcpu_guest_access_page: the host address of the page holding gpa
+ *    for an access of size bytes, through the vCPU TLB, the fault path and
+ *    the model's access check, taking exits until it can answer; NULL when
+ *    no memory is there (MMIO);
+ *  - pm_vcpu_guest_mmio: len bytes at gpa as KVM_EXIT_MMIO exits (8 at a time). */
+void pm_vcpu_guest_exit(struct pm_vcpu *vcpu, int ret, int stat);
+void pm_vcpu_guest_intr_exit(struct pm_vcpu *vcpu);
+uint8_t *pm_vcpu_guest_access_page(struct pm_vcpu *vcpu, uint64_t gpa, unsigned int size, bool write);
+void pm_vcpu_guest_mmio(struct pm_vcpu *vcpu, uint64_t gpa, uint8_t *buf, size_t len, bool write);
 void pm_vcpu_tlb_forget(struct pm_vcpu *vcpu, uint64_t gpa);
 long pm_vcpu_map_gpa_range_exit(struct pm_vcpu *vcpu, uint64_t gpa, uint64_t npages, uint64_t attrs);
 _Noreturn void pm_vcpu_guest_fatal(struct pm_vcpu *vcpu, uint32_t type, uint64_t data);

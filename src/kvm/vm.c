@@ -201,6 +201,8 @@ long pm_vm_x86_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
 		return arg < 64 ? -EINVAL : 0;
 	case KVM_GET_NR_MMU_PAGES:
 		return 0;
+	case KVM_GET_TSC_KHZ:           /* the VM's default rate (KVM_CAP_VM_TSC_CONTROL) */
+		return arg ? -EINVAL : pm_x86_tsc_khz();
 	default:
 		return -ENOTTY;
 	}

@@ -248,6 +248,7 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 	case KVM_SET_IDENTITY_MAP_ADDR:
 	case KVM_SET_NR_MMU_PAGES:
 	case KVM_GET_NR_MMU_PAGES:
+	case KVM_GET_TSC_KHZ:
 		return pm_vm_x86_ioctl(vm, req, arg);
 	case PM_KVM_GET_MODEL_STATS:
 		if (!vm->model->get_stats)

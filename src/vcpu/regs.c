@@ -44,7 +44,7 @@ static uint64_t ns_now(void)
 
 /* The host TSC's kHz, measured once against the monotonic clock over 10 ms
  * (the engine's RDTSC is the host's). */
-static long tsc_khz(void)
+long pm_x86_tsc_khz(void)
 {
 	static atomic_long khz;
 	long k = atomic_load_explicit(&khz, memory_order_relaxed);
@@ -146,7 +146,7 @@ long pm_vcpu_x86_ioctl(struct pm_vcpu *vcpu, unsigned long req, unsigned long ar
 	long r;
 
 	if (req == KVM_GET_TSC_KHZ)
-		return arg ? -EINVAL : tsc_khz();
+		return arg ? -EINVAL : pm_x86_tsc_khz();
 	switch (req) {
 	case KVM_GET_REGS: case KVM_SET_REGS: case KVM_GET_SREGS: case KVM_SET_SREGS:
 	case KVM_GET_FPU: case KVM_SET_FPU: case KVM_GET_MSRS: case KVM_SET_MSRS:

@@ -98,6 +98,8 @@ int pm_vcpu_run(struct pm_vcpu *vcpu);
 int pm_vcpu_set_guest(struct pm_vcpu *vcpu, const struct pm_guest_entry *e);
 /* KVM's x86 vCPU state ioctls (regs.c): -ENOTTY for another request. */
 long pm_vcpu_x86_ioctl(struct pm_vcpu *vcpu, unsigned long req, unsigned long arg);
+/* KVM_GET_TSC_KHZ on a vCPU or a VM: the host TSC's rate (regs.c). */
+long pm_x86_tsc_khz(void);
 /* The system handle's x86 CPU model ioctls (regs.c): -ENOTTY for another. */
 long pm_x86_sys_ioctl(unsigned long req, unsigned long arg);
 /* KVM_PRE_FAULT_MEMORY. */

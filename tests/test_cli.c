@@ -1040,6 +1040,26 @@ static void test_run_out_of_host_memory_stops_and_says_so(void **state)
 	expect_ends_with("PRIVMEM_POOL_SIZE=64M", snp, 1, "");
 }
 
+/* privmem bench: a SIZE whose guest memory does not fit is refused before
+ * any measurement (fault, access, psc and tdx used to loop for ever); one
+ * that fits but runs the pool dry fails (exit 1) saying so. */
+static void test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message(void **state)
+{
+	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale" };
+	const char *const fault[] = { "bench", "fault", "--size", "64M", "--reps", "1", NULL };
+	struct result r;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *const args[] = { "bench", names[i], "--size", "256M", "--reps", "1", NULL };
+
+		expect_ends_with("PRIVMEM_POOL_SIZE=64M", args, 2, "PRIVMEM_POOL_SIZE");
+	}
+	r = run_cli_env("PRIVMEM_POOL_SIZE=64M", 90, fault);
+	expect_status(&r, 1);
+	expect_contains(&r, r.out, "out of memory");
+	result_free(&r);
+}
+
 /* A TDX module that answers OPERAND_BUSY to every SEAMCALL: no TD can be
  * built. The watchdog kicks the build after --stall-timeout seconds without
  * progress, and the run ends (exit 1) saying why. */
@@ -1088,6 +1108,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_larger_than_host_memory_is_refused_naming_the_pool_size),
 		cmocka_unit_test(test_run_out_of_host_memory_stops_and_says_so),
 		cmocka_unit_test(test_tdx_always_busy_gives_up_after_the_stall_timeout),
+		cmocka_unit_test(test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message),
 	};
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);

@@ -28,6 +28,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"

@@ -98,7 +98,10 @@ $(CLI): $(TOOL_OBJS) $(STATIC)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+	$(CC) -o $@ $< $(filter $(BUILD)/obj/tools/%.o,$^) $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+
+# The CLI's VMM, tested in-process (tests/test_vmm.c).
+$(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o
 
 # Programs run under the interposer: plain C, not linked with privmem (only
 # its headers, for KVM's constants), without sanitizers (like the programs

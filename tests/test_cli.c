@@ -10,7 +10,10 @@
  * privmem's version and the vm-type, and holds every figure of every text
  * line, with the same value, at the place a table here (written from the
  * report's documented layout, not from the code) says; a text line the
- * table does not know, or a known line missing, fails.
+ * table does not know, or a known line missing, fails. Runs that cannot
+ * finish (guest memory larger than the simulated host memory, a pool used
+ * up, a TDX module always busy) run under timeout(1) and must end with
+ * their status and message.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -67,18 +70,29 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Runs the CLI with argv (NULL-terminated, argv[0] excluded). */
-static struct result run_cli(const char *const *args)
+/* Runs the CLI with argv (NULL-terminated, argv[0] excluded), with `env`
+ * (NAME=VALUE or NULL) added to the environment; with limit_s > 0 under
+ * timeout(1), which kills it after limit_s seconds (status 124 or 137). */
+static struct result run_cli_env(const char *env, int limit_s, const char *const *args)
 {
 	struct result r = { .status = -1 };
-	const char *argv[32] = { cli_path };
+	const char *argv[40];
+	char limit[16];
 	struct pollfd fds[2];
-	int out[2], err[2], n = 1, open_fds = 2, wstatus;
+	int out[2], err[2], n = 0, open_fds = 2, wstatus;
 	double deadline = now_s() + TIMEOUT_S;
 	pid_t pid;
 
-	for (; args[n - 1]; n++)
-		argv[n] = args[n - 1];
+	if (limit_s > 0) {
+		snprintf(limit, sizeof(limit), "%d", limit_s);
+		argv[n++] = "timeout";
+		argv[n++] = "-k";
+		argv[n++] = "5";
+		argv[n++] = limit;
+	}
+	argv[n++] = cli_path;
+	for (int a = 0; args[a]; a++)
+		argv[n++] = args[a];
 	argv[n] = NULL;
 	append(&r.out, &r.out_len, "", 0);
 	append(&r.err, &r.err_len, "", 0);
@@ -89,7 +103,9 @@ static struct result run_cli(const char *const *args)
 	if (pid == 0) {
 		dup2(out[1], STDOUT_FILENO);
 		dup2(err[1], STDERR_FILENO);
-		execv(cli_path, (char *const *)argv);
+		if (env)
+			putenv((char *)env);
+		execvp(argv[0], (char *const *)argv);
 		_exit(127);
 	}
 	close(out[1]);
@@ -133,6 +149,11 @@ static struct result run_cli(const char *const *args)
 	if (WIFEXITED(wstatus))
 		r.status = WEXITSTATUS(wstatus);
 	return r;
+}
+
+static struct result run_cli(const char *const *args)
+{
+	return run_cli_env(NULL, 0, args);
 }
 
 static void dump(const struct result *r)
@@ -969,6 +990,92 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	expect_usage_error(sw_virtio, "virtio");
 }
 
+/* ---- runs that cannot finish end, with a message ----------------------- */
+
+/* A run bounded by timeout(1): the status and the message it must end with. */
+static void expect_ends_with(const char *env, const char *const *args, int status, const char *needle)
+{
+	struct result r = run_cli_env(env, 60, args);
+
+	expect_status(&r, status);
+	expect_contains(&r, r.err, needle);
+	result_free(&r);
+}
+
+/* Guest memory larger than the simulated host memory is refused before the
+ * run starts (it used to run out of memory half way, or loop for ever),
+ * with the setting to change. */
+static void test_run_larger_than_host_memory_is_refused_naming_the_pool_size(void **state)
+{
+	const char *const accept[] = { "run", "--mem", "256M", "--vcpus", "1", "--scenario", "accept", NULL };
+	const char *const big[] = { "run", "--mem", "16G", "--iterations", "2", NULL };
+	const char *const tdx[] = { "run", "--vm-type", "tdx", "--mem", "128M", "--vcpus", "1", NULL };
+	const char *const dflt[] = { "run", "--vm-type", "default", "--mem", "128M", "--vcpus", "1",
+				     "--iterations", "2", NULL };
+	struct result r;
+
+	expect_ends_with("PRIVMEM_POOL_SIZE=64M", accept, 2, "PRIVMEM_POOL_SIZE");
+	expect_ends_with(NULL, big, 2, "PRIVMEM_POOL_SIZE");
+	expect_ends_with("PRIVMEM_POOL_SIZE=64M", tdx, 2, "--mem (128 MiB)");
+	/* A default VM's memory is the VMM's own, not the pool's. */
+	r = run_cli_env("PRIVMEM_POOL_SIZE=64M", 60, dflt);
+	expect_status(&r, 0);
+	result_free(&r);
+}
+
+/* Guest memory that fits but leaves the VM's own page tables without room:
+ * a fault finds no memory, KVM_RUN fails with ENOMEM, and the run stops
+ * with a message that says so and names the setting. */
+static void test_run_out_of_host_memory_stops_and_says_so(void **state)
+{
+	const char *const accept[] = { "run", "--mem", "64M", "--vcpus", "1", "--scenario", "accept", NULL };
+	const char *const snp[] = { "run", "--vm-type", "snp", "--mem", "64M", "--vcpus", "1", NULL };
+	struct result r = run_cli_env("PRIVMEM_POOL_SIZE=64M", 60, accept);
+
+	expect_status(&r, 1);
+	expect_contains(&r, r.out, "out of memory");
+	expect_contains(&r, r.out, "PRIVMEM_POOL_SIZE");
+	expect_contains(&r, r.out, "result         FAIL");
+	result_free(&r);
+	expect_ends_with("PRIVMEM_POOL_SIZE=64M", snp, 1, "");
+}
+
+/* privmem bench: a SIZE whose guest memory does not fit is refused before
+ * any measurement (fault, access, psc and tdx used to loop for ever); one
+ * that fits but runs the pool dry fails (exit 1) saying so. */
+static void test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message(void **state)
+{
+	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale" };
+	const char *const fault[] = { "bench", "fault", "--size", "64M", "--reps", "1", NULL };
+	struct result r;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *const args[] = { "bench", names[i], "--size", "256M", "--reps", "1", NULL };
+
+		expect_ends_with("PRIVMEM_POOL_SIZE=64M", args, 2, "PRIVMEM_POOL_SIZE");
+	}
+	r = run_cli_env("PRIVMEM_POOL_SIZE=64M", 90, fault);
+	expect_status(&r, 1);
+	expect_contains(&r, r.out, "out of memory");
+	result_free(&r);
+}
+
+/* A TDX module that answers OPERAND_BUSY to every SEAMCALL: no TD can be
+ * built. The watchdog kicks the build after --stall-timeout seconds without
+ * progress, and the run ends (exit 1) saying why. */
+static void test_tdx_always_busy_gives_up_after_the_stall_timeout(void **state)
+{
+	const char *const args[] = { "run", "--vm-type", "tdx", "--busy-rate", "1000000", "--mem", "64M",
+				     "--vcpus", "1", "--stall-timeout", "1", NULL };
+	const char *const bad[] = { "run", "--stall-timeout", "0", NULL };
+	double t0 = now_s();
+
+	expect_ends_with(NULL, args, 1, "no progress for 1 s, gave up");
+	expect_ends_with(NULL, args, 1, "OPERAND_BUSY");
+	assert_true(now_s() - t0 < 60);
+	expect_usage_error(bad, "--stall-timeout");
+}
+
 static void test_unknown_command_exits_2(void **state)
 {
 	const char *const args[] = { "nope", NULL };
@@ -998,6 +1105,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
 		cmocka_unit_test(test_bad_run_arguments_exit_2_with_a_message),
 		cmocka_unit_test(test_unknown_command_exits_2),
+		cmocka_unit_test(test_run_larger_than_host_memory_is_refused_naming_the_pool_size),
+		cmocka_unit_test(test_run_out_of_host_memory_stops_and_says_so),
+		cmocka_unit_test(test_tdx_always_busy_gives_up_after_the_stall_timeout),
+		cmocka_unit_test(test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message),
 	};
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);

@@ -2,6 +2,8 @@
 /*
  * Tests of the uAPI facade (src/uapi/): the handle table (distinct handles,
  * lowest-first reuse, EBADF everywhere for a handle that is not open), the
+ * 200,000 handles and the EMFILE limit, the lowest free number after random
+ * opens and closes against a model), the
  * system, VM, vCPU and guest_memfd ioctls as Linux answers them (API
  * version, capabilities, VM types, unknown ioctls, vCPU creation,
  * KVM_ENABLE_CAP, NULL arguments), the kvm_run mapping, fstat of every kind,
@@ -174,6 +176,102 @@ static void test_every_call_on_a_handle_not_open_is_ebadf(void **state)
 	assert_every_call_ebadf(vcpu);
 	assert_every_call_ebadf(vm);
 	assert_every_call_ebadf(sys);
+}
+
+/* A model of the handle numbers: open[h] for each handle the test holds;
+ * the lowest free number is found by scanning it (the test's own answer,
+ * not the library's). The tests below start with no handle open. */
+static int model_lowest_free(const bool *open, int n)
+{
+	int h = 0;
+
+	while (h < n && open[h])
+		h++;
+	return h;
+}
+
+/* 200,000 handles: each open takes the next number, each close frees it,
+ * and the whole run finishes (it took about 20 s when install scanned the
+ * table for a free slot; the alarm kills the test long before a quadratic
+ * scan of this many would end on a loaded machine). */
+#define MANY_HANDLES 200000
+
+static void test_two_hundred_thousand_handles_open_and_close(void **state)
+{
+	int *h = malloc(MANY_HANDLES * sizeof(*h));
+
+	assert_non_null(h);
+	alarm(120);
+	for (int i = 0; i < MANY_HANDLES; i++) {
+		h[i] = pm_kvm_open();
+		assert_int_equal(h[i], i);
+	}
+	/* Every other one closed, then reopened lowest first. */
+	for (int i = 0; i < MANY_HANDLES; i += 2)
+		close_ok(h[i]);
+	for (int i = 0; i < MANY_HANDLES; i += 2)
+		assert_int_equal(pm_kvm_open(), i);
+	for (int i = 0; i < MANY_HANDLES; i++)
+		close_ok(i);
+	alarm(0);
+	assert_int_equal(pm_kvm_open(), 0);
+	close_ok(0);
+	free(h);
+}
+
+/* Random closes and opens across word boundaries of any bitmap: every open
+ * gets the lowest number the model says is free. */
+static void test_random_open_close_always_gives_the_lowest_free_number(void **state)
+{
+	enum { N = 20000 };
+	bool *open = calloc(N + 1, sizeof(*open));
+	unsigned int seed = 12;
+
+	assert_non_null(open);
+	for (int i = 0; i < N / 2; i++) {
+		assert_int_equal(pm_kvm_open(), i);
+		open[i] = true;
+	}
+	for (int step = 0; step < 200000; step++) {
+		int want = model_lowest_free(open, N);
+
+		if (rand_r(&seed) % 2 && want < N) {
+			assert_int_equal(pm_kvm_open(), want);
+			open[want] = true;
+		} else {
+			int victim = rand_r(&seed) % N;
+
+			if (open[victim]) {
+				close_ok(victim);
+				open[victim] = false;
+			} else {
+				assert_fails(pm_kvm_close(victim), EBADF);
+			}
+		}
+	}
+	for (int i = 0; i < N; i++)
+		if (open[i])
+			close_ok(i);
+	free(open);
+}
+
+/* At PM_MAX_HANDLES open handles the next open is EMFILE; a close makes
+ * room for exactly one, at the number closed. */
+static void test_open_at_the_handle_limit_is_emfile(void **state)
+{
+	alarm(120);
+	for (int i = 0; i < PM_MAX_HANDLES; i++)
+		if (pm_kvm_open() != i)
+			fail_msg("handle %d: %s", i, strerror(errno));
+	assert_fails(pm_kvm_open(), EMFILE);
+	close_ok(PM_MAX_HANDLES / 2 + 65);
+	close_ok(PM_MAX_HANDLES - 1);
+	assert_int_equal(pm_kvm_open(), PM_MAX_HANDLES / 2 + 65);
+	assert_int_equal(pm_kvm_open(), PM_MAX_HANDLES - 1);
+	assert_fails(pm_kvm_open(), EMFILE);
+	for (int i = 0; i < PM_MAX_HANDLES; i++)
+		close_ok(i);
+	alarm(0);
 }
 
 /* ---- system ioctls ------------------------------------------------------ */
@@ -748,6 +846,9 @@ int main(void)
 		cmocka_unit_test(test_open_gives_distinct_handles),
 		cmocka_unit_test(test_closed_handles_are_reused_lowest_first),
 		cmocka_unit_test(test_every_call_on_a_handle_not_open_is_ebadf),
+		cmocka_unit_test(test_two_hundred_thousand_handles_open_and_close),
+		cmocka_unit_test(test_random_open_close_always_gives_the_lowest_free_number),
+		cmocka_unit_test(test_open_at_the_handle_limit_is_emfile),
 		cmocka_unit_test(test_api_version_is_12_and_takes_no_argument),
 		cmocka_unit_test(test_vcpu_mmap_size_holds_kvm_run_and_takes_no_argument),
 		cmocka_unit_test(test_capabilities_on_system_and_vm_handles),

@@ -18,8 +18,9 @@
  * guest_memfd, poisoned page, memslot deleted under a suspended and under a
  * running vCPU), KVM_EXIT_HYPERCALL (MAP_GPA_RANGE exit and its in-kernel
  * errors), KVM_EXIT_MMIO (reads, writes, 8-byte chunks, read-only slots),
- * immediate_exit and pending signals, several vCPUs on several threads, and
- * KVM_PRE_FAULT_MEMORY.
+ * immediate_exit and pending signals, several vCPUs on several threads,
+ * KVM_PRE_FAULT_MEMORY, and every model-specific guest call (TDX, SEV-SNP,
+ * pKVM) on every other VM type (the guest ends with an abort naming it).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1494,9 +1495,123 @@ static void test_pre_fault_with_a_pending_signal_is_eintr_without_progress(void 
 	vmm_close(&m);
 }
 
+/* ---- model-specific guest calls on the wrong VM type ---------------------- */
+
+/* A VM of `type` ready to run guest code: SEV-SNP launched, TDX built and
+ * finalized, pKVM with all its RAM in the guest_memfd. */
+static void vmm_open_runnable(struct vmm *m, unsigned long type)
+{
+	const struct vmm_cfg cfg = {
+		.type = type, .gmem = type != KVM_X86_DEFAULT_VM,
+		.gmem_flags = type == PM_VM_TYPE_PKVM ? GUEST_MEMFD_FLAG_MMAP : 0,
+	};
+
+	vmm_open(m, &cfg);
+	if (type == KVM_X86_SNP_VM) {
+		struct kvm_sev_snp_launch_start start = { .policy = 0x30000 };
+		struct kvm_sev_snp_launch_finish finish = { 0 };
+		struct kvm_sev_cmd c = { .id = KVM_SEV_SNP_LAUNCH_START, .data = (uintptr_t)&start };
+
+		assert_int_equal(pm_kvm_ioctl(m->vm, KVM_MEMORY_ENCRYPT_OP, &c), 0);
+		c = (struct kvm_sev_cmd){ .id = KVM_SEV_SNP_LAUNCH_FINISH, .data = (uintptr_t)&finish };
+		assert_int_equal(pm_kvm_ioctl(m->vm, KVM_MEMORY_ENCRYPT_OP, &c), 0);
+	} else if (type == KVM_X86_TDX_VM) {
+		union {
+			struct kvm_tdx_init_vm vm;
+			uint8_t bytes[sizeof(struct kvm_tdx_init_vm) + sizeof(struct kvm_cpuid_entry2)];
+		} init = { .bytes = { 0 } };
+		struct kvm_tdx_cmd c = { .id = KVM_TDX_INIT_VM, .data = (uintptr_t)&init };
+
+		init.vm.cpuid.nent = 1;
+		init.vm.cpuid.entries[0].function = 0x80000008;
+		init.vm.cpuid.entries[0].eax = 48 << 16 | 46;
+		assert_int_equal(pm_kvm_ioctl(m->vm, KVM_MEMORY_ENCRYPT_OP, &c), 0);
+		c = (struct kvm_tdx_cmd){ .id = KVM_TDX_INIT_VCPU };
+		assert_int_equal(pm_kvm_ioctl(m->vcpu[0], KVM_MEMORY_ENCRYPT_OP, &c), 0);
+		c = (struct kvm_tdx_cmd){ .id = KVM_TDX_FINALIZE_VM };
+		assert_int_equal(pm_kvm_ioctl(m->vm, KVM_MEMORY_ENCRYPT_OP, &c), 0);
+	}
+}
+
+/* Each guest makes one model-specific call; returning from it is the
+ * failure (the VMM sees a SYNC instead of the abort). */
+static void call_tdx_shared_bit(struct pm_guest *g) { (void)pm_guest_tdx_shared_bit(g); }
+static void call_tdx_accept(struct pm_guest *g) { (void)pm_guest_tdx_accept(g, 0, PM_TDX_LEVEL_4K); }
+static void call_tdx_accept_range(struct pm_guest *g) { (void)pm_guest_tdx_accept_range(g, 0, 2 * MIB); }
+static void call_tdx_map_gpa(struct pm_guest *g)
+{
+	uint64_t next;
+
+	(void)pm_guest_tdx_map_gpa(g, 0, PAGE, &next);
+}
+static void call_snp_pvalidate(struct pm_guest *g) { (void)pm_guest_snp_pvalidate(g, PM_SNP_C_BIT, false, true); }
+static void call_snp_psc(struct pm_guest *g) { (void)pm_guest_snp_psc(g, PAGE); }
+static void call_snp_psc_msr(struct pm_guest *g) { (void)pm_guest_snp_psc_msr(g, 0, PM_SNP_PSC_OP_PRIVATE); }
+static void call_snp_make_private(struct pm_guest *g) { (void)pm_guest_snp_make_private(g, 0, 1, PAGE, 0); }
+static void call_snp_make_shared(struct pm_guest *g) { (void)pm_guest_snp_make_shared(g, 0, 1, PAGE, 0); }
+static void call_mem_share(struct pm_guest *g) { (void)pm_guest_mem_share(g, 0, 1); }
+static void call_mem_unshare(struct pm_guest *g) { (void)pm_guest_mem_unshare(g, 0, 1); }
+
+static const struct model_call {
+	void (*call)(struct pm_guest *g);
+	unsigned long type;             /* the only VM type it is for */
+	const char *msg;                /* what the abort says */
+} model_calls[] = {
+	{ call_tdx_shared_bit, KVM_X86_TDX_VM, "pm_guest_tdx_shared_bit: not a TDX VM" },
+	{ call_tdx_accept, KVM_X86_TDX_VM, "pm_guest_tdx_accept: not a TDX VM" },
+	{ call_tdx_accept_range, KVM_X86_TDX_VM, "pm_guest_tdx_accept: not a TDX VM" },
+	{ call_tdx_map_gpa, KVM_X86_TDX_VM, "pm_guest_tdx_map_gpa: not a TDX VM" },
+	{ call_snp_pvalidate, KVM_X86_SNP_VM, "pm_guest_snp_pvalidate: not an SEV-SNP VM" },
+	{ call_snp_psc, KVM_X86_SNP_VM, "pm_guest_snp_psc: not an SEV-SNP VM" },
+	{ call_snp_psc_msr, KVM_X86_SNP_VM, "pm_guest_snp_psc_msr: not an SEV-SNP VM" },
+	{ call_snp_make_private, KVM_X86_SNP_VM, "pm_guest_snp_make_private: not an SEV-SNP VM" },
+	{ call_snp_make_shared, KVM_X86_SNP_VM, "pm_guest_snp_make_shared: not an SEV-SNP VM" },
+	{ call_mem_share, PM_VM_TYPE_PKVM, "pm_guest_mem_share: not a pKVM VM" },
+	{ call_mem_unshare, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare: not a pKVM VM" },
+};
+
+static void guest_model_call_then_sync(struct pm_guest *g, void *arg)
+{
+	const struct model_call *c = arg;
+
+	c->call(g);
+	pm_guest_sync(g, 0xbad);
+}
+
+/* Every model-specific guest call, on every VM type that is not its own,
+ * ends the guest with an ABORT naming the call; nothing crashes, and the
+ * VM is torn down normally. */
+static void test_model_specific_guest_calls_on_other_vm_types_abort_the_guest(void **state)
+{
+	static const unsigned long types[] = {
+		KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM, KVM_X86_SNP_VM, KVM_X86_TDX_VM, PM_VM_TYPE_PKVM,
+	};
+	int aborts = 0;
+
+	for (size_t t = 0; t < PM_ARRAY_SIZE(types); t++) {
+		for (size_t c = 0; c < PM_ARRAY_SIZE(model_calls); c++) {
+			struct pm_ucall uc;
+			struct vmm m;
+
+			if (model_calls[c].type == types[t])
+				continue;
+			vmm_open_runnable(&m, types[t]);
+			vmm_guest(&m, 0, guest_model_call_then_sync, (void *)&model_calls[c]);
+			if (run_ucall(&m, 0, &uc) != PM_UCALL_ABORT || !strstr(uc.msg, model_calls[c].msg))
+				fail_msg("VM type %lu, call %zu: ucall %llu \"%s\", want an abort with \"%s\"",
+					 types[t], c, (unsigned long long)uc.cmd, uc.msg, model_calls[c].msg);
+			aborts++;
+			vmm_close(&m);
+		}
+	}
+	/* 11 calls, each on the 4 types that are not its own. */
+	assert_int_equal(aborts, 11 * 4);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_model_specific_guest_calls_on_other_vm_types_abort_the_guest),
 		cmocka_unit_test(test_ucall_sync_carries_its_argument_and_return_is_done),
 		cmocka_unit_test(test_ucall_done_via_pm_guest_done_and_repeated_after_the_end),
 		cmocka_unit_test(test_run_after_guest_returned_keeps_reporting_done),

@@ -56,23 +56,25 @@ static const struct {
 	uint64_t default_size;
 	unsigned int default_reps;
 	void (*fn)(const struct bench_opts *o, struct result *r);
+	unsigned int host_mult;   /* privmem host memory it needs: SIZE x host_mult */
+	uint64_t host_extra;      /* ... + host_extra */
 } benches[] = {
 	{ "convert", "destructive conversion shared -> private -> shared in 4K and 2M\n"
 				   "granules, vs the kernel's guest_memfd and memset (SIZE converted: 1G)", GIB, 3,
-	  bench_convert },
+	  bench_convert, 1, 0 },
 	{ "fault", "first-touch private faults on 4K and 2M pages, timed around\n"
-		   "KVM_RUN, vs memset (SIZE: guest RAM touched, 1G)", GIB, 3, bench_fault },
+		   "KVM_RUN, vs memset (SIZE: guest RAM touched, 1G)", GIB, 3, bench_fault, 1, 0 },
 	{ "access", "guest bulk copies and random 8-byte reads of private memory,\n"
-		    "vs memcpy and plain loads (SIZE: private buffer, 64M)", 64 * MIB, 3, bench_access },
+		    "vs memcpy and plain loads (SIZE: private buffer, 64M)", 64 * MIB, 3, bench_access, 1, 0 },
 	{ "scale", "conversions of disjoint ranges by 1 and 2 VMM threads\n"
-		   "(SIZE: region per thread, 256M; 9 runs by default)", 256 * MIB, 9, bench_scale },
+		   "(SIZE: region per thread, 256M; 9 runs by default)", 256 * MIB, 9, bench_scale, 2, 0 },
 	{ "share", "in-place sharing (pKVM) vs destructive conversion (sw) of the same\n"
 		   "pages, single and 2M batches, vs memset (SIZE: guest RAM, 64M)", 64 * MIB, 3,
-	  bench_share },
+	  bench_share, 1, 0 },
 	{ "psc", "SEV-SNP 253-entry page state changes end to end, 4K and 2M\n"
-		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc },
+		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc, 1, PAGE_2M },
 	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
-		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx },
+		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx, 1, 0 },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");
@@ -104,8 +106,9 @@ static void bench_usage(FILE *out)
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"
-		"1 if a measurement failed, 2 for bad usage. PRIVMEM_POOL_SIZE sizes privmem's\n"
-		"simulated host memory (default 4G).\n", "all", BENCH_MAX_REPS);
+		"1 if a measurement failed, 2 for bad usage (including a SIZE whose guest memory\n"
+		"does not fit in privmem's simulated host memory: PRIVMEM_POOL_SIZE, default 4G).\n",
+		"all", BENCH_MAX_REPS);
 }
 
 static int bench_parse(int argc, char **argv, struct bench_opts *o)
@@ -162,6 +165,22 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		}
 	}
 	return cli_bad_arg("benchmark", name);
+}
+
+/* Every benchmark to run fits in privmem's simulated host memory (checked
+ * before the first runs): 0, or 2 with a message. */
+static int bench_check_host_memory(const struct bench_opts *o)
+{
+	for (int b = 0; b < B_NR; b++) {
+		uint64_t size = o->size ? o->size : benches[b].default_size;
+		uint64_t need = size * benches[b].host_mult + benches[b].host_extra;
+		char what[64];
+
+		snprintf(what, sizeof(what), "bench %s's guest memory", benches[b].name);
+		if (o->run[b] && vmm_check_host_memory(need, what))
+			return 2;
+	}
+	return 0;
 }
 
 /* ==================================================================== */
@@ -623,6 +642,8 @@ int cmd_bench(int argc, char **argv)
 	int met = 0, not_met = 0, skipped = 0;
 	double load[1];
 
+	if (!ret)
+		ret = bench_check_host_memory(&o);
 	if (ret)
 		return ret;
 	r = malloc(sizeof(*r));

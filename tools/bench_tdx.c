@@ -56,14 +56,17 @@ static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_g
 {
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
 	struct vmm m;
-	int ret = -1;
+	int ret = -1, slot;
 
 	if (bench_vm_create(r, &m, KVM_X86_TDX_VM, size, 0))
 		return -1;
-	if (vmm_tdx_init(&m, &cfg) || vmm_tdx_op(m.vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
-		result_fail(r, "building the TD: %s", strerror(errno));
+	slot = vmm_watch_enter(&m);
+	if (vmm_tdx_init(&m, &cfg) || vmm_tdx_op(&m, m.vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
+		result_fail(r, "building the TD: %s", vmm_gave_up(&m) ? "no progress, gave up" : strerror(errno));
+		vmm_watch_leave(&m, slot);
 		goto out;
 	}
+	vmm_watch_leave(&m, slot);
 	if (bench_vm_run(r, &m, guest_tdx_main, j, NULL))
 		goto out;
 	pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, ts);

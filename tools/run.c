@@ -55,11 +55,13 @@ static void run_usage(FILE *out)
 		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
-		"                   [--json-file FILE]\n"
+		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
-		"check. Exit status 1 if any check failed, 2 for bad usage.\n"
+		"check. Exit status 1 if any check failed or the run gave up, 2 for bad\n"
+		"usage (including a --mem larger than privmem's simulated host memory,\n"
+		"PRIVMEM_POOL_SIZE, default 4G).\n"
 		"\n"
 		"  --vm-type TYPE    sw (software-protected, default), default (no private memory),\n"
 		"                    snp (SEV-SNP: measured launch, 2M PSC boot, bounce I/O,\n"
@@ -73,10 +75,14 @@ static void run_usage(FILE *out)
 		"                    virtio (in-place sharing for device I/O) is pkvm's scenario\n"
 		"  --seed N          seed for the random choices (default 1)\n"
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
-		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs\n"
+		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs,\n"
+		"                    0..1000000 (at 1000000 no TD can be built: the run gives up)\n"
 		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
 		"  --json            print the report as one JSON object\n"
-		"  --json-file FILE  also write the report as one JSON object to FILE\n", VMM_MAX_VCPUS);
+		"  --json-file FILE  also write the report as one JSON object to FILE\n"
+		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
+		"                    progress at all, 1..3600 (default %d)\n", VMM_MAX_VCPUS,
+		VMM_STALL_DEFAULT_S);
 }
 
 static const struct runner *runner_of(const char *vm_type)
@@ -98,6 +104,9 @@ static int run_check(const struct run_opts *o)
 		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
 		return 2;
 	}
+	/* Guest memory lives in the frame pool (but a default VM's). */
+	if (o->type != KVM_X86_DEFAULT_VM && vmm_check_host_memory(o->mem, "--mem"))
+		return 2;
 	if ((o->type == PM_VM_TYPE_PKVM) != (o->scenario == SC_VIRTIO) && o->scenario != SC_DEFAULT) {
 		fprintf(stderr, "privmem: scenario %s runs on %s\n", run_scenario_names[o->scenario],
 			o->scenario == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
@@ -115,13 +124,15 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
 		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
 		{ "json-file", required_argument, NULL, 'J' },
+		{ "stall-timeout", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
 	int c;
 
 	*cmd = (struct run_cmd){ .runner = runner_of("sw") };
-	*o = (struct run_opts){ .mem = 512 * MIB, .vcpus = 4, .scenario = SC_DEFAULT, .seed = 1 };
+	*o = (struct run_opts){ .mem = 512 * MIB, .vcpus = 4, .scenario = SC_DEFAULT, .seed = 1,
+				.stall_s = VMM_STALL_DEFAULT_S };
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -165,6 +176,10 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 			break;
 		case 'n':
 			o->no_huge = true;
+			break;
+		case 'T':
+			if (cli_parse_uint(optarg, 1, 3600, &o->stall_s))
+				return cli_bad_arg("--stall-timeout", optarg);
 			break;
 		case 'h':
 			run_usage(stdout);

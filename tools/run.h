@@ -35,6 +35,7 @@ struct run_opts {
 	unsigned int busy_per_million;  /* tdx: OPERAND_BUSY injected by the module */
 	bool no_huge;                   /* tdx: private pages at 4K only */
 	bool progress;                  /* show progress on stderr while it runs */
+	unsigned int stall_s;           /* give up after this long without progress */
 };
 
 /* A runner: 0 when the report is complete (the run passed or failed:

@@ -387,7 +387,10 @@ int run_snp(const struct run_opts *o, struct report *rep)
 		r = 2;
 		goto out_free;
 	}
-	if (vmm_create(&m, KVM_X86_SNP_VM, o->mem, o->vcpus, 0) || snp_launch(&m, image, digest))
+	if (vmm_create(&m, KVM_X86_SNP_VM, o->mem, o->vcpus, 0))
+		goto out_vmm;
+	m.stall_s = o->stall_s;
+	if (snp_launch(&m, image, digest))
 		goto out_vmm;
 	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image);
 	for (int i = 0; i < o->vcpus; i++)

@@ -650,6 +650,7 @@ int run_sw(const struct run_opts *o, struct report *rep)
 		free(ctx);
 		return 1;
 	}
+	m.stall_s = o->stall_s;
 	jobs_init(ctx, &m, o);
 	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];

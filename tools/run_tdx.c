@@ -231,20 +231,26 @@ static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o)
 	struct pm_tdx_config cfg = { .busy_per_million = o->busy_per_million,
 				     .flags = o->no_huge ? PM_TDX_NO_HUGE : 0 };
 
+	int slot, ret = -1;
+
 	for (unsigned int p = 0; p < IMAGE_PAGES; p++)
 		for (unsigned int i = 0; i < 4096; i++)
 			image_bytes[p][i] = (uint8_t)(i * 7 + p * 131 + o->seed);
+	slot = vmm_watch_enter(m);      /* a module that is always busy: no progress */
 	if (vmm_tdx_init(m, &cfg))
-		return -1;
-	if (vmm_tdx_op(m->vcpu[0], KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION, &r)) {
-		perror("KVM_TDX_INIT_MEM_REGION");
-		return -1;
+		goto out;
+	if (vmm_tdx_op(m, m->vcpu[0], KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION, &r)) {
+		vmm_tdx_build_error(m, "KVM_TDX_INIT_MEM_REGION");
+		goto out;
 	}
-	if (vmm_tdx_op(m->vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
-		perror("KVM_TDX_FINALIZE_VM");
-		return -1;
+	if (vmm_tdx_op(m, m->vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
+		vmm_tdx_build_error(m, "KVM_TDX_FINALIZE_VM");
+		goto out;
 	}
-	return 0;
+	ret = 0;
+out:
+	vmm_watch_leave(m, slot);
+	return ret;
 }
 
 static void jobs_init(struct tdx_ctx *ctx, const struct run_opts *o, uint64_t image)
@@ -374,7 +380,10 @@ int run_tdx(const struct run_opts *o, struct report *rep)
 		free(ctx);
 		return 2;
 	}
-	if (vmm_create(&m, KVM_X86_TDX_VM, o->mem, o->vcpus, 0) || tdx_build(&m, image, o))
+	if (vmm_create(&m, KVM_X86_TDX_VM, o->mem, o->vcpus, 0))
+		goto out;
+	m.stall_s = o->stall_s;
+	if (tdx_build(&m, image, o))
 		goto out;
 	jobs_init(ctx, o, image);
 	for (int i = 0; i < o->vcpus; i++)

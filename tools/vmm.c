@@ -94,6 +94,7 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 
 	memset(m, 0, sizeof(*m));
 	m->gmem = m->vm = m->kvm = -1;
+	m->stall_s = VMM_STALL_DEFAULT_S;
 	pthread_mutex_init(&m->abort_lock, NULL);
 	m->type = type;
 	m->mem_size = mem_size;
@@ -107,6 +108,8 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 		return fail("KVM_CREATE_VM");
 	m->private_mem = pm_kvm_ioctl(m->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES) &
 			 KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	if ((m->private_mem || type == PM_VM_TYPE_PKVM) && vmm_check_host_memory(mem_size, "guest memory"))
+		return -ENOMEM;
 	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &cap))
 		return fail("KVM_ENABLE_CAP(EXIT_HYPERCALL)");
 	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &page_size))
@@ -114,11 +117,44 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	r = vmm_add_memory(m, gmem_flags);
 	if (!r)
 		r = vmm_add_vcpus(m, nr_vcpus);
+	if (!r) {
+		r = vmm_watch_start(m);
+		if (r)
+			fprintf(stderr, "privmem: the watchdog thread: %s\n", strerror(-r));
+	}
 	return r;
+}
+
+uint64_t vmm_host_memory(void)
+{
+	struct pm_pool_stats ps = { 0 };
+	int sys = pm_kvm_open();
+
+	if (sys < 0)
+		return 0;
+	if (pm_kvm_ioctl(sys, PM_KVM_GET_POOL_STATS, &ps))
+		ps.size = 0;
+	pm_kvm_close(sys);
+	return ps.size;
+}
+
+int vmm_check_host_memory(uint64_t bytes, const char *what)
+{
+	uint64_t host = vmm_host_memory();
+
+	if (!host || bytes <= host)
+		return 0;
+	fprintf(stderr,
+		"privmem: %s (%llu MiB) is more than privmem's simulated host memory (%llu MiB);\n"
+		"privmem: set PRIVMEM_POOL_SIZE to at least %lluM, or ask for less\n", what,
+		(unsigned long long)(bytes >> 20), (unsigned long long)(host >> 20),
+		(unsigned long long)((bytes + (2 << 20) - 1) >> 21 << 1));
+	return 2;
 }
 
 void vmm_destroy(struct vmm *m)
 {
+	vmm_watch_stop(m);              /* it reads the VM's statistics */
 	for (int i = 0; i < m->nr_vcpus; i++) {
 		pm_kvm_munmap(m->run[i], 4096);
 		pm_kvm_close(m->vcpu[i]);
@@ -197,28 +233,83 @@ static void vmm_hypercall(struct vmm *m, struct kvm_run *run)
 	run->hypercall.ret = r ? (uint64_t)(int64_t)-KVM_EINVAL : 0;
 }
 
+/* A KVM_RUN that failed without an exit the VMM can answer. */
+static void vmm_run_failed(struct vmm *m, int i, int err)
+{
+	char msg[256];
+
+	if (err == EINTR && vmm_gave_up(m))
+		snprintf(msg, sizeof(msg), "no progress for %u s: gave up (KVM_RUN interrupted by the "
+			 "watchdog)", m->stall_s);
+	else if (err == ENOMEM)
+		snprintf(msg, sizeof(msg), "KVM_RUN: out of memory: privmem's simulated host memory "
+			 "(%llu MiB) is used up; raise PRIVMEM_POOL_SIZE or give the guest less",
+			 (unsigned long long)(vmm_host_memory() >> 20));
+	else
+		snprintf(msg, sizeof(msg), "KVM_RUN: %s (exit %u)", strerror(err), m->run[i]->exit_reason);
+	vmm_record_abort(m, i, msg);
+}
+
+/* The last memory fault a vCPU answered, to tell a fault that comes back
+ * after its conversion (no progress) from a new one. */
+struct fault_seen {
+	uint64_t gpa, size, flags;
+	unsigned int repeats;
+};
+
+/* Answers a KVM_EXIT_MEMORY_FAULT (an implicit conversion request: SNP's
+ * C-bit did not match the attribute) by converting as the access asked,
+ * as QEMU does: 0 to run again, -1 after an abort. */
+static int vmm_memory_fault(struct vmm *m, int i, struct fault_seen *seen)
+{
+	const struct kvm_run *run = m->run[i];
+	bool to_private = run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE;
+	char msg[256];
+	int r;
+
+	if (seen->repeats && seen->gpa == run->memory_fault.gpa && seen->size == run->memory_fault.size &&
+	    seen->flags == run->memory_fault.flags) {
+		if (++seen->repeats > VMM_FAULT_REPEATS) {
+			snprintf(msg, sizeof(msg), "memory fault at gpa %#llx (%s) comes back after its "
+				 "conversion: no progress, gave up",
+				 (unsigned long long)run->memory_fault.gpa, to_private ? "private" : "shared");
+			vmm_record_abort(m, i, msg);
+			return -1;
+		}
+	} else {
+		*seen = (struct fault_seen){ .gpa = run->memory_fault.gpa, .size = run->memory_fault.size,
+					     .flags = run->memory_fault.flags, .repeats = 1 };
+	}
+	r = vmm_convert(m, run->memory_fault.gpa, run->memory_fault.size, to_private);
+	if (r) {
+		snprintf(msg, sizeof(msg), "memory fault at gpa %#llx: conversion to %s: %s",
+			 (unsigned long long)run->memory_fault.gpa, to_private ? "private" : "shared",
+			 strerror(-r));
+		vmm_record_abort(m, i, msg);
+		return -1;
+	}
+	atomic_fetch_add(&m->implicit_conversions, 1);
+	return 0;
+}
+
 /* One vCPU's loop: 0 when its guest is done, -1 on abort or failure. */
 static int vmm_run_vcpu(struct vmm *m, int i)
 {
 	struct kvm_run *run = m->run[i];
+	struct fault_seen seen = { 0 };
 	struct pm_ucall uc;
 
 	for (;;) {
 		int r = pm_kvm_ioctl(m->vcpu[i], KVM_RUN, 0);
 
-		/* An implicit conversion request (SNP's C-bit did not match the
-		 * attribute): convert as the access asked, as QEMU does. */
-		if (r && errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-		    !vmm_convert(m, run->memory_fault.gpa, run->memory_fault.size,
-				 run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE)) {
-			atomic_fetch_add(&m->implicit_conversions, 1);
+		if (r && errno == EFAULT && run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			if (vmm_memory_fault(m, i, &seen))
+				return -1;
 			continue;
 		}
-		if (r && !(errno == EINTR)) {
-			char msg[128];
-
-			snprintf(msg, sizeof(msg), "KVM_RUN: %s (exit %u)", strerror(errno), run->exit_reason);
-			vmm_record_abort(m, i, msg);
+		seen.repeats = 0;               /* anything else: the guest moved on */
+		if (r && (errno != EINTR || vmm_gave_up(m))) {
+			vmm_run_failed(m, i, errno);
 			return -1;
 		}
 		switch (run->exit_reason) {
@@ -270,8 +361,10 @@ struct vcpu_thread {
 static void *vcpu_thread_main(void *arg)
 {
 	struct vcpu_thread *t = arg;
+	int slot = vmm_watch_enter(t->m);
 
 	t->result = vmm_run_vcpu(t->m, t->i);
+	vmm_watch_leave(t->m, slot);
 	atomic_store(&t->done, true);
 	return NULL;
 }

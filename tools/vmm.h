@@ -7,7 +7,11 @@
  * does: KVM_HC_MAP_GPA_RANGE sets the attribute and discards the other copy
  * (destructive conversion), KVM_EXIT_MEMORY_FAULT converts as the access
  * asked (SNP's implicit conversion), MMIO goes to a device callback, and a
- * KVM_EXIT_SYSTEM_EVENT (a guest-fatal event) ends the run as an abort. A
+ * KVM_EXIT_SYSTEM_EVENT (a guest-fatal event) ends the run as an abort. It
+ * gives up, with a message, where a run makes no progress: KVM_RUN failing
+ * with ENOMEM (the simulated host memory is used up), a memory fault that
+ * comes back for the same page after its conversion, and (the watchdog,
+ * vmm_watch.c) no progress at all for stall_s seconds. A
  * pKVM VM (PM_VM_TYPE_PKVM) has all its RAM in the guest_memfd, and
  * `shared` is the file's mmap: the pages its guest shares, in place.
  */
@@ -15,6 +19,7 @@
 #define PM_TOOLS_VMM_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,7 +27,28 @@
 
 #define VMM_MAX_VCPUS 64
 
+/* The watchdog (vmm_watch.c): the signal that kicks a thread out of a
+ * call retrying inside privmem, and the default time without progress
+ * after which it does. */
+#define VMM_KICK_SIGNAL SIGUSR1
+#define VMM_STALL_DEFAULT_S 10
+#define VMM_WATCH_SLOTS (VMM_MAX_VCPUS + 1)   /* the vCPU threads and the builder */
+
+/* A memory-fault exit that comes back this many times in a row, for the
+ * same page, after the conversion it asked for: no progress. */
+#define VMM_FAULT_REPEATS 8
+
 struct vmm;
+
+struct vmm_watch {
+	pthread_t tid;
+	bool initialised, running;    /* lifetime of lock and thread (the creator's) */
+	pthread_mutex_t lock;
+	bool stop;                    /* lock */
+	pthread_t thread[VMM_WATCH_SLOTS];   /* lock: the threads inside watched calls */
+	bool in[VMM_WATCH_SLOTS];     /* lock */
+	int nr_in;                    /* lock */
+};
 
 /* Called on the vCPU thread for an MMIO exit; fills run->mmio.data for reads. */
 typedef void (*vmm_mmio_fn)(struct vmm *m, int vcpu, struct kvm_run *run);
@@ -51,13 +77,42 @@ struct vmm {
 	atomic_uint_fast64_t aborts;
 	char abort_msg[320];             /* first abort (under abort_lock) */
 	pthread_mutex_t abort_lock;
+
+	/* The watchdog: give up after stall_s seconds without progress (set
+	 * before the vCPUs run; vmm_create sets VMM_STALL_DEFAULT_S). */
+	unsigned int stall_s;
+	atomic_bool stalled;             /* the watchdog kicked the VM's threads */
+	struct vmm_watch watch;
 };
 
 /* Creates the VM; gmem_flags are extra guest_memfd flags (e.g. 4K only).
- * Returns 0 or -errno (with a message on stderr). */
+ * Blocks VMM_KICK_SIGNAL in the calling thread (the threads it starts
+ * later inherit that) and starts the watchdog. Refuses a VM whose guest
+ * memory cannot fit in privmem's simulated host memory (ENOMEM). Returns 0
+ * or -errno (with a message on stderr). */
 int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpus,
 	       uint64_t gmem_flags);
 void vmm_destroy(struct vmm *m);
+
+/* privmem's simulated host memory (the frame pool, PRIVMEM_POOL_SIZE), in
+ * bytes; 0 if it cannot be read. */
+uint64_t vmm_host_memory(void);
+/* 0 if `bytes` of guest memory fit in it; else a message that names
+ * `what` (the option asking for them) and PRIVMEM_POOL_SIZE, and 2 (the
+ * CLI's status for refused options). */
+int vmm_check_host_memory(uint64_t bytes, const char *what);
+
+/* The watchdog (vmm_watch.c). vmm_watch_enter/leave bracket a call that
+ * may retry inside privmem (KVM_RUN, a TDX build ioctl) on the calling
+ * thread: while inside, the thread is kicked with VMM_KICK_SIGNAL after
+ * stall_s seconds without progress, and the call ends with EINTR. enter
+ * returns the slot to give back to leave (-1: not watched); leave drains a
+ * kick still pending. vmm_gave_up: the watchdog has kicked. */
+int vmm_watch_start(struct vmm *m);
+void vmm_watch_stop(struct vmm *m);
+int vmm_watch_enter(struct vmm *m);
+void vmm_watch_leave(struct vmm *m, int slot);
+bool vmm_gave_up(struct vmm *m);
 
 /* Destructive conversion of [gpa, gpa + size): 0 or -errno. */
 int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private);
@@ -70,10 +125,15 @@ int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void
  * thread calls tick(m, ctx) about every 200 ms meanwhile (if not NULL). */
 int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx);
 
-/* TDX (vmm_tdx.c): KVM_MEMORY_ENCRYPT_OP with a kvm_tdx_cmd; and the build
- * before an image is added: the config, INIT_VM (48-bit GPAW), INIT_VCPU on
- * every vCPU, all RAM private. 0 or -1 (with a message on stderr). */
-long vmm_tdx_op(int fd, uint32_t id, uint32_t flags, void *data);
+/* TDX (vmm_tdx.c): KVM_MEMORY_ENCRYPT_OP with a kvm_tdx_cmd on fd (m's VM
+ * or one of its vCPUs), going on after EINTR unless the watchdog gave up;
+ * the message for a build step `what` that failed (errno), which says so
+ * when the watchdog gave up; and the build before an image is added: the
+ * config, INIT_VM (48-bit GPAW), INIT_VCPU on every vCPU, all RAM private,
+ * 0 or -1 (with a message on stderr). Build steps run between
+ * vmm_watch_enter and vmm_watch_leave. */
+long vmm_tdx_op(struct vmm *m, int fd, uint32_t id, uint32_t flags, void *data);
+void vmm_tdx_build_error(struct vmm *m, const char *what);
 int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg);
 
 /* Statistics. */

@@ -91,7 +91,8 @@ long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t 
  * EINVAL (gpa not page aligned, npages 0), EFAULT (not guest memory),
  * EPERM (not in a state for it: sharing a page shared already, unsharing
  * one that is not shared), EBUSY (unshare: the host pins the page),
- * EHWPOISON (the host took the page back). -KVM_ENOSYS on other VM types. */
+ * EHWPOISON (the host took the page back). On other VM types the guest
+ * ends (PM_UCALL_ABORT, "pm_guest_mem_share: not a pKVM VM ..."). */
 long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages);
 long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages);
 /* Exits to the VMM with PM_UCALL_SYNC and args[0] = arg; returns when re-run. */
@@ -159,21 +160,14 @@ static inline uint64_t pm_snp_psc_gfn(uint64_t e) { return (e >> 12) & ((1ULL <<
 static inline unsigned int pm_snp_psc_op(uint64_t e) { return (unsigned int)(e >> 52) & 0xf; }
 static inline bool pm_snp_psc_2m(uint64_t e) { return (e >> 56) & 1; }
 
+/* The SNP guest instructions and requests below end the guest
+ * (PM_UCALL_ABORT, "<call>: not an SEV-SNP VM ...") on any other VM type. */
 /* PVALIDATE: 0 or PM_SNP_PVALIDATE_*. */
-static inline long pm_guest_snp_pvalidate(struct pm_guest *g, uint64_t gpa, bool size_2m, bool validate)
-{
-	return pm_guest_model_call(g, PM_SNP_CALL_PVALIDATE, gpa, size_2m, validate);
-}
+long pm_guest_snp_pvalidate(struct pm_guest *g, uint64_t gpa, bool size_2m, bool validate);
 /* A PSC request (VMGEXIT) with the descriptor at desc_gpa: 0 or PM_SNP_PSC_ERROR_*. */
-static inline long pm_guest_snp_psc(struct pm_guest *g, uint64_t desc_gpa)
-{
-	return pm_guest_model_call(g, PM_SNP_CALL_PSC, desc_gpa, 0, 0);
-}
+long pm_guest_snp_psc(struct pm_guest *g, uint64_t desc_gpa);
 /* The MSR protocol's page state change of one 4K page: 0, or non-zero. */
-static inline long pm_guest_snp_psc_msr(struct pm_guest *g, uint64_t gpa, unsigned int op)
-{
-	return pm_guest_model_call(g, PM_SNP_CALL_PSC_MSR, gpa, op, 0);
-}
+long pm_guest_snp_psc_msr(struct pm_guest *g, uint64_t gpa, unsigned int op);
 
 /* The guest's conversions in the order Linux guests follow, over pages
  * [gpa, gpa + npages * 4K) (gpa without the C-bit), with 2M entries where

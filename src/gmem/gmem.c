@@ -85,12 +85,13 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	g->npages = size >> PM_PAGE_SHIFT;
 	g->nr_top = (g->npages + (1ULL << GE_LEVEL_SHIFT(2)) - 1) >> GE_LEVEL_SHIFT(2);
 	g->top = calloc(g->nr_top, sizeof(g->top[0]));
-	if (!g->top)
-		goto err_free;
+	g->top_used = calloc((g->nr_top + 63) / 64, sizeof(g->top_used[0]));
+	if (!g->top || !g->top_used)
+		goto err_free_index;
 	gmem_size_stripes(g);
 	g->stripes = gmem_stripes_new(g->nr_stripes);
 	if (!g->stripes)
-		goto err_free_top;
+		goto err_free_index;
 	pm_ref_init(&g->refs, 1);
 	g->flags = flags;
 	g->max_order = gmem_max_order(flags);
@@ -102,9 +103,9 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	*out = g;
 	return 0;
 
-err_free_top:
+err_free_index:
+	free(g->top_used);
 	free(g->top);
-err_free:
 	free(g);
 	return -ENOMEM;
 }
@@ -140,6 +141,54 @@ static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 	pm_pool_free(pfn, order);
 }
 
+/* ---- occupancy bits (gmem_internal.h) ---- */
+
+/* A slot's occupancy bit: the word and the bit in it. */
+struct gmem_used {
+	_Atomic uint64_t *word;
+	uint64_t bit;
+};
+
+static struct gmem_used gmem_used_of(_Atomic uint64_t *bits, uint64_t i)
+{
+	return (struct gmem_used){ .word = &bits[i / 64], .bit = 1ULL << (i % 64) };
+}
+
+/* Before the slot may be filled: a read first, so that fills of a range
+ * whose bits are set already write nothing shared. The stripe of the slot
+ * held, at least shared. */
+static void gmem_used_mark(struct gmem_used u)
+{
+	if (!(atomic_load_explicit(u.word, memory_order_relaxed) & u.bit))
+		atomic_fetch_or_explicit(u.word, u.bit, memory_order_relaxed);
+}
+
+/* After the slot was emptied; its whole span held exclusively. Atomic: the
+ * word's other bits belong to spans other stripes guard. */
+static void gmem_used_clear(struct gmem_used u)
+{
+	atomic_fetch_and_explicit(u.word, ~u.bit, memory_order_relaxed);
+}
+
+/* The first i in [i, end) whose bit is set, or end. */
+static uint64_t gmem_next_used(_Atomic uint64_t *bits, uint64_t i, uint64_t end)
+{
+	while (i < end) {
+		uint64_t w = atomic_load_explicit(&bits[i / 64], memory_order_relaxed) >> (i % 64);
+
+		if (w)
+			return PM_MIN(i + (uint64_t)__builtin_ctzll(w), end);
+		i = (i | 63) + 1;
+	}
+	return end;
+}
+
+/* A node with every entry empty and its occupancy bits clear. */
+static _Atomic uint64_t *gmem_node_new(void)
+{
+	return calloc(GE_ENTRIES + GE_USED_WORDS, sizeof(_Atomic uint64_t));
+}
+
 /* Frees every page and node below entry e of `level` (release: no other
  * users, and no statistics left to keep). */
 static void gmem_free_entry(struct pm_gmem *g, uint64_t e, unsigned int level)
@@ -150,7 +199,8 @@ static void gmem_free_entry(struct pm_gmem *g, uint64_t e, unsigned int level)
 	} else if (ge_is_table(e)) {
 		_Atomic uint64_t *node = ge_table(e);
 
-		for (unsigned int i = 0; i < GE_ENTRIES; i++)
+		for (uint64_t i = gmem_next_used(ge_node_used(node), 0, GE_ENTRIES); i < GE_ENTRIES;
+		     i = gmem_next_used(ge_node_used(node), i + 1, GE_ENTRIES))
 			gmem_free_entry(g, atomic_load_explicit(&node[i], memory_order_relaxed), level - 1);
 		free(node);
 	}
@@ -189,6 +239,7 @@ static void gmem_release(struct pm_gmem *g)
 	for (uint64_t i = 0; i < g->nr_top; i++)
 		gmem_free_entry(g, atomic_load_explicit(&g->top[i], memory_order_relaxed), 2);
 	free(g->top);
+	free(g->top_used);
 	for (unsigned int i = 0; i < g->nr_stripes; i++)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
 	free(g->stripes);
@@ -348,21 +399,30 @@ static bool gmem_huge_fits(const struct pm_gmem *g, unsigned int level, uint64_t
  * answer "no" cannot change: a top entry is emptied, and a 1G page
  * inserted, only under every stripe held exclusively.
  */
+/* Does a removal of [start, end) split a 1G page in top entry t? */
+static bool gmem_removal_splits_1g(struct pm_gmem *g, uint64_t t, uint64_t start, uint64_t end)
+{
+	uint64_t e = atomic_load_explicit(&g->top[t], memory_order_acquire);
+	uint64_t first = t << GE_LEVEL_SHIFT(2);
+
+	return ge_is_folio(e) && (start > first || end < first + (1ULL << GE_LEVEL_SHIFT(2)));
+}
+
 static bool gmem_changes_1g(struct pm_gmem *g, uint64_t start, uint64_t end,
 			    enum gmem_lock_mode mode)
 {
+	uint64_t t0 = start >> GE_LEVEL_SHIFT(2), t1 = (end - 1) >> GE_LEVEL_SHIFT(2);
+
 	if (mode == GMEM_LOOKUP || g->max_order < PM_ORDER_1G)
 		return false;
-	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t <= (end - 1) >> GE_LEVEL_SHIFT(2); t++) {
-		uint64_t e = atomic_load_explicit(&g->top[t], memory_order_acquire);
-		uint64_t first = t << GE_LEVEL_SHIFT(2);
-
-		if (mode == GMEM_ALLOC && !e && gmem_huge_fits(g, 2, first))
+	/* A removal covers every top entry but the first and the last whole:
+	 * a punch of a huge file looks at two. */
+	if (mode == GMEM_REMOVE)
+		return gmem_removal_splits_1g(g, t0, start, end) || gmem_removal_splits_1g(g, t1, start, end);
+	for (uint64_t t = t0; t <= t1; t++)
+		if (!atomic_load_explicit(&g->top[t], memory_order_acquire) &&
+		    gmem_huge_fits(g, 2, t << GE_LEVEL_SHIFT(2)))
 			return true;
-		if (mode == GMEM_REMOVE && ge_is_folio(e) &&
-		    (start > first || end < first + (1ULL << GE_LEVEL_SHIFT(2))))
-			return true;
-	}
 	return false;
 }
 
@@ -414,9 +474,10 @@ static void gmem_assert_span_held(struct pm_gmem *g, const struct gmem_locked *l
 /* Fills the empty entry `slot` of `level` covering page `index`: with a page
  * of the entry's size when the file and the pool allow, else with a node.
  * The stripe of index held, at least shared; all of them exclusively for a
- * 1G page. Racers insert by compare-and-exchange; a loser frees its own. */
+ * 1G page. Racers insert by compare-and-exchange; a loser frees its own.
+ * The slot's occupancy bit `used` is set before it (gmem_internal.h). */
 static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
-		     unsigned int level, uint64_t index)
+		     struct gmem_used used, unsigned int level, uint64_t index)
 {
 	unsigned int order = GE_LEVEL_SHIFT(level);
 	uint64_t first = PM_ALIGN_DOWN(index, 1ULL << order);
@@ -430,6 +491,7 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
 		r = pm_pool_alloc(order, &pfn);
 		if (r == 0) {
+			gmem_used_mark(used);
 			if (atomic_compare_exchange_strong(slot, &expected, ge_make_folio(pfn, 0))) {
 				struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
 
@@ -443,9 +505,10 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 		if (level == 0)
 			return r;
 	}
-	node = calloc(GE_ENTRIES, sizeof(*node));
+	node = gmem_node_new();
 	if (!node)
 		return -ENOMEM;
+	gmem_used_mark(used);
 	if (!atomic_compare_exchange_strong(slot, &expected, ge_make_table(node)))
 		free(node);     /* never published */
 	return 0;
@@ -457,7 +520,9 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
 				   bool alloc, unsigned int *level, int *err)
 {
-	_Atomic uint64_t *slot = &g->top[index >> GE_LEVEL_SHIFT(2)];
+	uint64_t i = index >> GE_LEVEL_SHIFT(2);
+	_Atomic uint64_t *slot = &g->top[i];
+	struct gmem_used used = gmem_used_of(g->top_used, i);
 	unsigned int l = 2;
 
 	*err = 0;
@@ -466,14 +531,16 @@ static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *
 
 		if (ge_is_table(e)) {
 			l--;
-			slot = &ge_table(e)[(index >> GE_LEVEL_SHIFT(l)) & (GE_ENTRIES - 1)];
+			i = (index >> GE_LEVEL_SHIFT(l)) & (GE_ENTRIES - 1);
+			slot = &ge_table(e)[i];
+			used = gmem_used_of(ge_node_used(ge_table(e)), i);
 		} else if (ge_is_folio(e)) {
 			*level = l;
 			return slot;
 		} else if (!alloc) {
 			return NULL;
 		} else {
-			*err = gmem_fill(g, lk, slot, l, index);
+			*err = gmem_fill(g, lk, slot, used, l, index);
 			if (*err)
 				return NULL;
 		}
@@ -683,7 +750,7 @@ static int gmem_split(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic u
 		      unsigned int level, uint64_t first)
 {
 	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
-	_Atomic uint64_t *node = calloc(GE_ENTRIES, sizeof(*node));
+	_Atomic uint64_t *node = gmem_node_new();
 	uint64_t step = 1ULL << GE_LEVEL_SHIFT(level - 1);
 	struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
 
@@ -692,6 +759,8 @@ static int gmem_split(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic u
 		return -ENOMEM;
 	for (unsigned int i = 0; i < GE_ENTRIES; i++)
 		atomic_init(&node[i], ge_make_folio(ge_pfn(e) + i * step, e & GE_PREPARED));
+	for (unsigned int w = 0; w < GE_USED_WORDS; w++)
+		atomic_init(&ge_node_used(node)[w], ~0ULL);
 	atomic_store_explicit(slot, ge_make_table(node), memory_order_release);
 	atomic_fetch_sub_explicit(&st->folios[level], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&st->folios[level - 1], GE_ENTRIES, memory_order_relaxed);
@@ -699,19 +768,18 @@ static int gmem_split(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic u
 	return 0;
 }
 
+/* Every entry empty: its occupancy bits say so. */
 static bool gmem_node_empty(_Atomic uint64_t *node)
 {
-	for (unsigned int i = 0; i < GE_ENTRIES; i++)
-		if (atomic_load_explicit(&node[i], memory_order_relaxed))
-			return false;
-	return true;
+	return gmem_next_used(ge_node_used(node), 0, GE_ENTRIES) == GE_ENTRIES;
 }
 
-/* Takes the page in *slot (level, starting at `first`) out of the index:
- * its frames are recorded to be freed, except a poisoned page's. */
+/* Takes the page in *slot (level, starting at `first`; occupancy bit
+ * `used`) out of the index: its frames are recorded to be freed, except a
+ * poisoned page's. */
 static int gmem_remove_folio(struct pm_gmem *g, const struct gmem_locked *lk,
-			     _Atomic uint64_t *slot, unsigned int level, uint64_t first,
-			     struct gmem_runs *runs)
+			     _Atomic uint64_t *slot, struct gmem_used used, unsigned int level,
+			     uint64_t first, struct gmem_runs *runs)
 {
 	uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
 	struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
@@ -721,17 +789,19 @@ static int gmem_remove_folio(struct pm_gmem *g, const struct gmem_locked *lk,
 	if (!(e & GE_POISON) && gmem_runs_add(runs, ge_pfn(e), GE_LEVEL_SHIFT(level)))
 		return -ENOMEM;
 	atomic_store_explicit(slot, 0, memory_order_relaxed);
+	gmem_used_clear(used);
 	atomic_fetch_sub_explicit(&st->pages, 1ULL << GE_LEVEL_SHIFT(level), memory_order_relaxed);
 	atomic_fetch_sub_explicit(&st->folios[level], 1, memory_order_relaxed);
 	return 0;
 }
 
 /* Removes pages [start, end) below *slot, an entry of `level` whose first
- * page is `first`. The stripes of [start, end) held exclusively (all of
- * them where a 1G page is split). */
+ * page is `first` (occupancy bit `used`). The stripes of [start, end) held
+ * exclusively (all of them where a 1G page is split). Only entries whose
+ * bit is set are visited: an empty node costs its few occupancy words. */
 static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
-			    unsigned int level, uint64_t first, uint64_t start, uint64_t end,
-			    struct gmem_runs *runs)
+			    struct gmem_used used, unsigned int level, uint64_t first, uint64_t start,
+			    uint64_t end, struct gmem_runs *runs)
 {
 	uint64_t span = 1ULL << GE_LEVEL_SHIFT(level);
 	/* Acquire: a top entry may have become a node under another stripe
@@ -742,7 +812,7 @@ static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _At
 	int r = 0;
 
 	if (ge_is_folio(e) && whole)
-		return gmem_remove_folio(g, lk, slot, level, first, runs);
+		return gmem_remove_folio(g, lk, slot, used, level, first, runs);
 	if (ge_is_folio(e)) {
 		r = gmem_split(g, lk, slot, level, first);
 		if (r)
@@ -755,8 +825,10 @@ static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _At
 		uint64_t lo = (PM_MAX(start, first) - first) / step;
 		uint64_t hi = (PM_MIN(end, first + span) - first + step - 1) / step;
 
-		for (uint64_t i = lo; i < hi && !r; i++)
-			r = gmem_punch_entry(g, lk, &node[i], level - 1, first + i * step, start, end, runs);
+		for (uint64_t i = gmem_next_used(ge_node_used(node), lo, hi); i < hi && !r;
+		     i = gmem_next_used(ge_node_used(node), i + 1, hi))
+			r = gmem_punch_entry(g, lk, &node[i], gmem_used_of(ge_node_used(node), i), level - 1,
+					     first + i * step, start, end, runs);
 		/* A node goes only with a punch of its whole span (which may let
 		 * a huge page take its place later); a partly punched node stays,
 		 * even empty, so that converting page after page does not
@@ -765,6 +837,7 @@ static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _At
 			gmem_assert_span_held(g, lk, level, first);
 			PM_BUG_ON(!gmem_node_empty(node));
 			atomic_store_explicit(slot, 0, memory_order_relaxed);
+			gmem_used_clear(used);
 			free(node);     /* no reader: its whole span is locked */
 		}
 	}
@@ -814,6 +887,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	struct gmem_locked lk;
 	struct gmem_runs runs;
 	unsigned int reader;
+	uint64_t t1;
 	size_t nt;
 	int r;
 
@@ -829,8 +903,11 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 		goto out_unlock;
 
 	gmem_lock(g, &lk, start, end, GMEM_REMOVE);
-	for (uint64_t t = start >> GE_LEVEL_SHIFT(2); t <= (end - 1) >> GE_LEVEL_SHIFT(2) && !r; t++)
-		r = gmem_punch_entry(g, &lk, &g->top[t], 2, t << GE_LEVEL_SHIFT(2), start, end, &runs);
+	t1 = ((end - 1) >> GE_LEVEL_SHIFT(2)) + 1;
+	for (uint64_t t = gmem_next_used(g->top_used, start >> GE_LEVEL_SHIFT(2), t1); t < t1 && !r;
+	     t = gmem_next_used(g->top_used, t + 1, t1))
+		r = gmem_punch_entry(g, &lk, &g->top[t], gmem_used_of(g->top_used, t), 2,
+				     t << GE_LEVEL_SHIFT(2), start, end, &runs);
 	gmem_unlock(g, &lk);
 
 	/* Views move to the file's new pages while the old frames are still

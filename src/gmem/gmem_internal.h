@@ -17,6 +17,14 @@
  *   pfn << 12 | GE_FOLIO | flags   a page of order 9 * level starting at pfn
  *   node pointer | GE_TABLE        512 entries of the level below (malloc'd: the
  *                                  two kind bits are free in the pointer)
+ *
+ * Occupancy: each node ends with GE_USED_WORDS words after its entries, a
+ * bit per entry, and the file has top_used for its top entries. A bit is
+ * set before its entry may become non-empty (a fill sets it, then installs
+ * by compare-and-exchange) and cleared when the entry is emptied, under the
+ * entry's whole span held exclusively, so under any stripe held "bit clear"
+ * means "entry empty". A punch visits only entries whose bit is set: empty
+ * parts of the file cost a word per 64 entries, an empty node a few words.
  */
 #define GE_FOLIO     0x1ULL
 #define GE_TABLE     0x2ULL
@@ -27,6 +35,7 @@
 
 #define GE_LEVEL_SHIFT(l) (9u * (l))
 #define GE_ENTRIES   512
+#define GE_USED_WORDS (GE_ENTRIES / 64)
 
 static inline bool ge_is_folio(uint64_t e) { return (e & GE_KIND_MASK) == GE_FOLIO; }
 static inline bool ge_is_table(uint64_t e) { return (e & GE_KIND_MASK) == GE_TABLE; }
@@ -34,6 +43,8 @@ static inline pm_pfn_t ge_pfn(uint64_t e) { return e >> PM_PAGE_SHIFT; }
 static inline _Atomic uint64_t *ge_table(uint64_t e) { return (_Atomic uint64_t *)(uintptr_t)(e & ~GE_KIND_MASK); }
 static inline uint64_t ge_make_folio(pm_pfn_t pfn, uint64_t flags) { return pfn << PM_PAGE_SHIFT | GE_FOLIO | flags; }
 static inline uint64_t ge_make_table(_Atomic uint64_t *node) { return (uint64_t)(uintptr_t)node | GE_TABLE; }
+/* A node's occupancy bits (see above), after its entries. */
+static inline _Atomic uint64_t *ge_node_used(_Atomic uint64_t *node) { return node + GE_ENTRIES; }
 
 struct pm_gmem_binding {
 	struct pm_memslot *slot;
@@ -84,6 +95,8 @@ struct pm_gmem {
 	_Atomic uint64_t *top;              /* nr_top entries of level 2: the stripes
 	                                     * (pointer immutable) */
 	uint64_t nr_top;                    /* immutable */
+	_Atomic uint64_t *top_used;         /* occupancy bits of top (see above; pointer
+	                                     * immutable) */
 	struct pm_gmem_stripe *stripes;     /* nr_stripes; immutable */
 	unsigned int nr_stripes;            /* a power of two <= GMEM_MAX_STRIPES; immutable */
 	unsigned int stripe_shift;          /* 64 - log2(nr_stripes), for hashing; immutable */

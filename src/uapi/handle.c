@@ -23,6 +23,13 @@
  * CPU's slot, and close, after clearing the entry, waits for the calls
  * inside (pm_brlock_sync) before it drops the table's reference. Calls that
  * may block indefinitely (KVM_RUN) take a reference instead.
+ *
+ * Which numbers are taken is kept apart from the table, under table_lock
+ * (lookups never read it): a bitmap of the handles in use and, above it,
+ * two summary levels whose bits say "every handle under this word is in
+ * use". The lowest free handle is then three word scans from the top (a
+ * few words at most: the levels cover PM_MAX_HANDLES), not a scan of the
+ * table, as Linux's fd allocator keeps full_fds_bits beside open_fds.
  */
 struct handle_table {
 	int size;                               /* immutable */
@@ -33,6 +40,52 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pm_brlock users;                 /* pinned calls (see above) */
 static pthread_once_t users_once = PTHREAD_ONCE_INIT;
 static _Atomic(struct handle_table *) table;   /* replaced under table_lock */
+
+/* used[0]: a bit per handle, set while it is open (installed, not yet
+ * closed). used[l + 1]: a bit per word of used[l], set while that word is
+ * full. All under table_lock. */
+#define USED_L0_WORDS (PM_MAX_HANDLES / 64)
+#define USED_L1_WORDS (USED_L0_WORDS / 64)
+#define USED_L2_WORDS (USED_L1_WORDS / 64)
+_Static_assert(PM_MAX_HANDLES % (64 * 64 * 64) == 0, "each summary level covers whole words");
+static uint64_t used_l0[USED_L0_WORDS], used_l1[USED_L1_WORDS], used_l2[USED_L2_WORDS];
+
+/* The lowest handle not in use, or -EMFILE. table_lock held. */
+static int used_first_free_locked(void)
+{
+	unsigned int w2, w1, w0;
+
+	for (w2 = 0; w2 < USED_L2_WORDS && used_l2[w2] == ~0ULL; w2++)
+		;
+	if (w2 == USED_L2_WORDS)
+		return -EMFILE;
+	w1 = w2 * 64 + (unsigned int)__builtin_ctzll(~used_l2[w2]);
+	w0 = w1 * 64 + (unsigned int)__builtin_ctzll(~used_l1[w1]);
+	return (int)(w0 * 64 + (unsigned int)__builtin_ctzll(~used_l0[w0]));
+}
+
+/* Marks h in use, and the words it fills full. table_lock held. */
+static void used_set_locked(int h)
+{
+	unsigned int w0 = (unsigned int)h / 64, w1 = w0 / 64;
+
+	used_l0[w0] |= 1ULL << (h % 64);
+	if (used_l0[w0] != ~0ULL)
+		return;
+	used_l1[w1] |= 1ULL << (w0 % 64);
+	if (used_l1[w1] == ~0ULL)
+		used_l2[w1 / 64] |= 1ULL << (w1 % 64);
+}
+
+/* Marks h free: no word above it is full any more. table_lock held. */
+static void used_clear_locked(int h)
+{
+	unsigned int w0 = (unsigned int)h / 64, w1 = w0 / 64;
+
+	used_l0[w0] &= ~(1ULL << (h % 64));
+	used_l1[w1] &= ~(1ULL << (w0 % 64));
+	used_l2[w1 / 64] &= ~(1ULL << (w1 % 64));
+}
 
 static void users_init(void)
 {
@@ -73,21 +126,22 @@ void pm_file_put(const struct pm_file *f)
 	}
 }
 
-/* A table twice as large with the same entries; the old one is freed after
- * a grace period (lookups may still be reading it). */
-static int table_grow_locked(struct handle_table **tp)
+/* A table large enough for handle h (doubling) with the same entries; the
+ * old one is freed after a grace period (lookups may still be reading it). */
+static int table_grow_locked(struct handle_table **tp, int h)
 {
 	struct handle_table *old = *tp, *t;
-	int size = old ? old->size * 2 : 64;
+	int size = old ? old->size : 64;
 
-	if (size > PM_MAX_HANDLES)
-		return -EMFILE;
+	while (size <= h)
+		size *= 2;
+	PM_BUG_ON(size > PM_MAX_HANDLES);
 	t = calloc(1, sizeof(*t) + (size_t)size * sizeof(t->entry[0]));
 	if (!t)
 		return -ENOMEM;
 	t->size = size;
-	for (int h = 0; old && h < old->size; h++)
-		atomic_init(&t->entry[h], atomic_load_explicit(&old->entry[h],
+	for (int i = 0; old && i < old->size; i++)
+		atomic_init(&t->entry[i], atomic_load_explicit(&old->entry[i],
 							       memory_order_relaxed));
 	pm_rcu_assign_pointer(table, t);
 	pm_rcu_free(old);
@@ -107,13 +161,15 @@ int pm_handle_install(const struct pm_file *f)
 	pthread_once(&users_once, users_init);
 	pthread_mutex_lock(&table_lock);
 	t = atomic_load_explicit(&table, memory_order_relaxed);
-	for (h = 0; t && h < t->size; h++)
-		if (!atomic_load_explicit(&t->entry[h], memory_order_relaxed))
-			break;
-	if (!t || h == t->size)
-		r = table_grow_locked(&t);
-	if (!r)
+	h = used_first_free_locked();
+	if (h < 0)
+		r = h;
+	else if (!t || h >= t->size)
+		r = table_grow_locked(&t, h);
+	if (!r) {
+		used_set_locked(h);
 		pm_rcu_assign_pointer(t->entry[h], copy);
+	}
 	pthread_mutex_unlock(&table_lock);
 	if (r)
 		free(copy);
@@ -175,6 +231,8 @@ int pm_handle_close(int handle)
 	if (t && handle < t->size) {
 		e = atomic_load_explicit(&t->entry[handle], memory_order_relaxed);
 		atomic_store_explicit(&t->entry[handle], NULL, memory_order_relaxed);
+		if (e)
+			used_clear_locked(handle);
 	}
 	pthread_mutex_unlock(&table_lock);
 	if (!e)

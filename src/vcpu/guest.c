@@ -416,13 +416,29 @@ long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t 
 	return v->vm->model->guest_call(v, nr, a0, a1, a2);
 }
 
+void pm_guest_require_vm_type(struct pm_guest *g, unsigned long type, const char *call,
+			      const char *model)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+	char what[128];
+
+	if (v->vm->type == type)
+		return;
+	snprintf(what, sizeof(what), "%s: not %s VM (VM type %lu)", call, model, v->vm->type);
+	pm_guest_abort(g, __FILE__, __LINE__, what);
+}
+
+/* pKVM's hypercalls: on another VM type the guest ends (an HVC the
+ * hypervisor does not know), rather than read another model's answer. */
 long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 {
+	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_share", "a pKVM");
 	return pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0);
 }
 
 long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 {
+	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare", "a pKVM");
 	return pm_guest_model_call(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0);
 }
 

@@ -139,6 +139,13 @@ void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu);
 void pm_vcpu_tlb_check(struct pm_vcpu *vcpu);
 void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu);
 
+/* For the guest API's model-specific calls (guest context): returns if
+ * g's VM is of `type`; otherwise ends the guest with PM_UCALL_ABORT and
+ * "call: not <model> VM (VM type N)", as the instruction or hypercall
+ * would fail outside that kind of VM. */
+void pm_guest_require_vm_type(struct pm_guest *g, unsigned long type, const char *call,
+			      const char *model);
+
 /* For models' guest_call hooks, which run in guest context (guest.c):
  *  - pm_vcpu_guest_page: the host address of gpa's page as the guest's
  *    access translates it (faulting it in, taking exits, mapping at most

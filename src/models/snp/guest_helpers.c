@@ -8,8 +8,36 @@
  * (SIZEMISMATCH) is retried as 512 4K ones.
  */
 #include <privmem/guest.h>
+#include "vcpu/vcpu.h"
 
 #define PVALIDATE_ERROR (1ULL << 63)
+
+/* ---- the SNP guest calls: on another VM type the guest ends ---- */
+
+static void require_snp(struct pm_guest *g, const char *call)
+{
+	pm_guest_require_vm_type(g, KVM_X86_SNP_VM, call, "an SEV-SNP");
+}
+
+long pm_guest_snp_pvalidate(struct pm_guest *g, uint64_t gpa, bool size_2m, bool validate)
+{
+	require_snp(g, "pm_guest_snp_pvalidate");
+	return pm_guest_model_call(g, PM_SNP_CALL_PVALIDATE, gpa, size_2m, validate);
+}
+
+long pm_guest_snp_psc(struct pm_guest *g, uint64_t desc_gpa)
+{
+	require_snp(g, "pm_guest_snp_psc");
+	return pm_guest_model_call(g, PM_SNP_CALL_PSC, desc_gpa, 0, 0);
+}
+
+long pm_guest_snp_psc_msr(struct pm_guest *g, uint64_t gpa, unsigned int op)
+{
+	require_snp(g, "pm_guest_snp_psc_msr");
+	return pm_guest_model_call(g, PM_SNP_CALL_PSC_MSR, gpa, op, 0);
+}
+
+/* ---- conversions ---- */
 
 /* The entry covering gfn in [gfn, end): 2M where possible. */
 static bool chunk_is_2m(uint64_t gfn, uint64_t end)
@@ -86,14 +114,18 @@ static long convert(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t 
 	return 0;
 }
 
+/* The type is checked before the first descriptor is written: on another
+ * VM type that write could itself end the guest in another way. */
 long pm_guest_snp_make_private(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t desc_gpa,
 			       unsigned int batch)
 {
+	require_snp(g, "pm_guest_snp_make_private");
 	return convert(g, gpa, npages, desc_gpa, batch, true);
 }
 
 long pm_guest_snp_make_shared(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t desc_gpa,
 			      unsigned int batch)
 {
+	require_snp(g, "pm_guest_snp_make_shared");
 	return convert(g, gpa, npages, desc_gpa, batch, false);
 }

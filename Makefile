@@ -67,7 +67,7 @@ CLI    := $(BUILD)/privmem
 KVMSO  := $(BUILD)/libprivmem-kvm.so
 PCFILE := $(BUILD)/privmem.pc
 
-.PHONY: all check asan tsan install deps clean run
+.PHONY: all check asan tsan install deps clean run selftests
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
 deps: $(DEPS_STAMP)
@@ -123,6 +123,12 @@ run: all
 
 check: all $(TEST_BINS)
 	@./scripts/runtests.sh $(TEST_BINS)
+
+# Linux 6.12's KVM private-memory selftests, built unmodified from Debian's
+# linux-source-6.12 (fetched and built in $(BUILD)/selftests, cached), each
+# run under `privmem exec`.
+selftests: all
+	@./scripts/selftests.sh $(BUILD) $(abspath $(CLI)) $(SELFTESTS)
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=address OPT=-O1 check

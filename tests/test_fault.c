@@ -362,24 +362,56 @@ static void test_private_fault_on_1g_guest_memfd_maps_1g(void **state)
 	pm_kvm_close(kvm);
 }
 
+/* A small pool for the exhaustion tests; pool_restore puts the old one back
+ * (nothing may be allocated then). */
+struct small_pool {
+	int kvm;
+	uint64_t size, watermark;
+};
+
+static void pool_shrink(struct small_pool *p, uint64_t size)
+{
+	struct pm_pool_config cfg = { .size = size, .watermark = 1 * MIB };
+	struct pm_pool_stats ps;
+
+	p->kvm = pm_kvm_open();
+	assert_int_equal(pm_kvm_ioctl(p->kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	p->size = ps.size;
+	p->watermark = ps.watermark;
+	assert_int_equal(pm_kvm_ioctl(p->kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+}
+
+static void pool_restore(struct small_pool *p)
+{
+	struct pm_pool_config cfg = { .size = p->size, .watermark = p->watermark };
+
+	assert_int_equal(pool_in_use(p->kvm), 0);
+	assert_int_equal(pm_kvm_ioctl(p->kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+	pm_kvm_close(p->kvm);
+}
+
+/* A guest_memfd that takes every frame left (4K at a time); ENOMEM at the end. */
+static int pool_hog(struct vmm *m, uint64_t size)
+{
+	int hog = vmm_create_gmem(m, size, PM_GUEST_MEMFD_FLAG_NO_HUGE), n = 0;
+
+	while (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, (off_t)n * PAGE, PAGE) == 0)
+		n++;
+	assert_int_equal(errno, ENOMEM);
+	return hog;
+}
+
 /* With the pool exhausted, converting 4K inside a 2M private mapping has no
  * frame to split the mapping with: the conversion still completes, removing
  * the whole 2M mapping (it used to retry the split forever). */
 static void test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page(void **state)
 {
-	struct pm_pool_config cfg = { .size = 8 * MIB, .watermark = 1 * MIB };
-	struct pm_pool_stats ps;
+	struct small_pool pool;
 	struct pm_vm_stats st;
 	struct vmm m;
-	uint64_t old_size, old_wm;
-	int kvm, gmem, hog, n = 0;
+	int gmem, hog;
 
-	kvm = pm_kvm_open();
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
-	old_size = ps.size;
-	old_wm = ps.watermark;
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
-
+	pool_shrink(&pool, 8 * MIB);
 	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
 	gmem = vmm_create_gmem(&m, 2 * MIB, PM_GUEST_MEMFD_FLAG_NO_1G);
 	vmm_add_slot(&m, 0, 2 * MIB, gmem, 0, NULL);
@@ -392,22 +424,14 @@ static void test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page(v
 	vmm_stats(&m, &st);
 	assert_int_equal(st.mappings[1], 1);
 	/* Every remaining frame goes to another file. */
-	hog = vmm_create_gmem(&m, 8 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
-	while (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, (off_t)n * PAGE, PAGE) == 0)
-		n++;
-	assert_int_equal(errno, ENOMEM);
+	hog = pool_hog(&m, 8 * MIB);
 	vmm_set_attr(&m, PAGE, PAGE, false);
 	vmm_stats(&m, &st);
 	assert_int_equal(st.mappings[1], 0);
 	assert_int_equal(st.mappings[0], 0);
 	pm_kvm_close(hog);
 	vmm_destroy(&m);
-
-	assert_int_equal(pool_in_use(kvm), 0);
-	cfg.size = old_size;
-	cfg.watermark = old_wm;
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
-	pm_kvm_close(kvm);
+	pool_restore(&pool);
 }
 
 /* A guest fault that finds no memory for its page fails KVM_RUN with
@@ -416,20 +440,13 @@ static void test_conversion_with_the_pool_exhausted_unmaps_the_whole_huge_page(v
  * The access is retried when the vCPU runs again. */
 static void test_guest_fault_with_the_pool_exhausted_is_enomem(void **state)
 {
-	struct pm_pool_config cfg = { .size = 8 * MIB, .watermark = 1 * MIB };
 	struct touch_list t = { .gpa = { 0 }, .n = 1 };
-	struct pm_pool_stats ps;
+	struct small_pool pool;
 	struct pm_vm_stats st;
 	struct vmm m;
-	uint64_t old_size, old_wm;
-	int kvm, gmem, hog, n = 0;
+	int gmem, hog;
 
-	kvm = pm_kvm_open();
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
-	old_size = ps.size;
-	old_wm = ps.watermark;
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
-
+	pool_shrink(&pool, 8 * MIB);
 	vmm_create(&m, KVM_X86_SW_PROTECTED_VM, 1);
 	gmem = vmm_create_gmem(&m, 2 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
 	vmm_add_slot(&m, 0, 2 * MIB, gmem, 0, NULL);
@@ -440,10 +457,7 @@ static void test_guest_fault_with_the_pool_exhausted_is_enomem(void **state)
 
 		assert_int_equal(pm_kvm_ioctl(m.vcpu[0], KVM_PRE_FAULT_MEMORY, &pf), 0);
 	}
-	hog = vmm_create_gmem(&m, 8 * MIB, PM_GUEST_MEMFD_FLAG_NO_HUGE);
-	while (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, (off_t)n * PAGE, PAGE) == 0)
-		n++;
-	assert_int_equal(errno, ENOMEM);
+	hog = pool_hog(&m, 8 * MIB);
 	vmm_guest(&m, 0, guest_touch, &t);
 	errno = 0;
 	assert_int_equal(pm_kvm_ioctl(m.vcpu[0], KVM_RUN, 0), -1);
@@ -458,12 +472,7 @@ static void test_guest_fault_with_the_pool_exhausted_is_enomem(void **state)
 	expect_done(&m, 0);
 	pm_kvm_close(hog);
 	vmm_destroy(&m);
-
-	assert_int_equal(pool_in_use(kvm), 0);
-	cfg.size = old_size;
-	cfg.watermark = old_wm;
-	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
-	pm_kvm_close(kvm);
+	pool_restore(&pool);
 }
 
 /* A shared access whose page the VMM's memory does not back the way the

@@ -461,23 +461,34 @@ int pm_s2_map(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte)
 	return pm_s2_map_mc(s2, gfn, level, pte, NULL);
 }
 
+/* One walk installing m's leaf for the block containing gfn at m->level. */
+static int s2_map_walk(struct pm_s2 *s2, gfn_t gfn, struct s2_map_req *m)
+{
+	struct pm_walker w = { .visit = map_visit, .arg = m,
+			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
+	gfn_t first = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(m->level));
+
+	return pm_s2_walk(s2, first, first + pm_s2_level_pages(m->level), &w);
+}
+
+static void s2_map_check(gfn_t gfn, int level, uint64_t pte)
+{
+	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
+	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
+	PM_BUG_ON(pte & PM_PTE_FROZEN);
+}
+
 int pm_s2_map_mc(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte, struct pm_s2_mc *mc)
 {
 	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF,
 				.mc = mc };
-	struct pm_walker w = { .visit = map_visit, .arg = &m,
-			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
-	gfn_t first;
 	int ret;
 
-	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
-	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
-	PM_BUG_ON(pte & PM_PTE_FROZEN);
-	first = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(level));
+	s2_map_check(gfn, level, pte);
 	/* Retry when a table on the path was being detached, or was detached
 	 * between two reads of its entry (the walk then ends with no install). */
 	do
-		ret = pm_s2_walk(s2, first, first + pm_s2_level_pages(level), &w);
+		ret = s2_map_walk(s2, gfn, &m);
 	while (ret == -EAGAIN || (!ret && !m.installed));
 	return ret;
 }
@@ -487,18 +498,12 @@ int pm_s2_map_hooked(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte,
 {
 	struct s2_map_req m = { .level = level, .pte = pte | PM_PTE_VALID | PM_PTE_LEAF,
 				.hook = hook };
-	struct pm_walker w = { .visit = map_visit, .arg = &m,
-			       .flags = PM_WALK_LEAF | PM_WALK_TABLE_PRE };
-	gfn_t first;
 	int ret;
 
-	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
-	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
-	PM_BUG_ON(pte & PM_PTE_FROZEN);
-	first = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(level));
+	s2_map_check(gfn, level, pte);
 	/* No retry here: the hook's owner decides (a fault starts over). A
 	 * walk that ended without installing lost its path meanwhile. */
-	ret = pm_s2_walk(s2, first, first + pm_s2_level_pages(level), &w);
+	ret = s2_map_walk(s2, gfn, &m);
 	return !ret && !m.installed ? -EAGAIN : ret;
 }
 

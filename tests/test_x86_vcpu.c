@@ -587,6 +587,35 @@ static void test_memory_fault_fixed_by_vmm_completes_the_same_instruction(void *
 	vm_free(g);
 }
 
+/* KVM runs the guest from the RIP it finds after a memory-fault exit: a
+ * VMM that moves RIP drops the faulting instruction (nothing of it done). */
+XG_BLOB(g_store_skip, "movl $" XG_STR(FAULT_PAGE) ", %edi\n movq $0x99, %rax\n"
+		      "g_store_skip_at: movq %rax, (%rdi)\n incq %rbx\n"
+		      "g_store_skip_new: incq %rcx\n" DONE);
+extern const char g_store_skip_at[], g_store_skip_new[];
+
+static void test_memory_fault_then_vmm_moves_rip_drops_the_instruction(void **state)
+{
+	struct xg_vm *g = vm_new(KVM_X86_SW_PROTECTED_VM, false);
+	struct kvm_regs r;
+
+	XG_LOAD(g, XG_CODE, g_store_skip);
+	set_attr(g, FAULT_PAGE, PAGE, true);
+	assert_fails(xg_run(g, 0), EFAULT);
+	assert_int_equal(g->run[0]->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	regs_of(g, 0, &r);
+	assert_int_equal(r.rip, AT(g_store_skip, g_store_skip_at));
+	r.rip = AT(g_store_skip, g_store_skip_new);
+	xg_set_regs(g, 0, &r);
+	set_attr(g, FAULT_PAGE, PAGE, false);        /* the store could complete now */
+	expect_done(g, 0);
+	regs_of(g, 0, &r);
+	assert_int_equal(rd64(g, FAULT_PAGE), 0);    /* it did not */
+	assert_int_equal(r.rbx, 0);
+	assert_int_equal(r.rcx, 1);
+	vm_free(g);
+}
+
 /* ---- conversions between two accesses ------------------------------------------------- */
 
 #define CONV_PAGE (XG_DATA + 0x6000)
@@ -1180,6 +1209,88 @@ static void test_lock_xadd_from_two_vcpus_is_exact(void **state)
 	vm_free(g);
 }
 
+/* ---- SEV-SNP: the C-bit in the guest's page tables ------------------------------------ */
+
+#define SNP_PRIV   (XG_DATA + 0x10000)   /* private, launched with a pattern */
+#define SNP_SHARED (XG_DATA + 0x11000)   /* shared */
+#define SNP_GVA    0x60000000
+XG_BLOB(g_snp, "movl $" XG_STR(SNP_GVA) ", %edi\n movq (%rdi), %r8\n"     /* C: private */
+	       "movq 0x1000(%rdi), %r9\n" SYNC                            /* no C: shared */
+	       "g_snp_m1: movq 0x2000(%rdi), %r10\n"                      /* C on a shared page */
+	       "g_snp_m2: movq 0x3000(%rdi), %r11\n"                      /* no C on a private page */
+	       "g_snp_pv: .byte 0xf2, 0x0f, 0x01, 0xff\n"                 /* PVALIDATE */
+	       "g_snp_td: .byte 0x66, 0x0f, 0x01, 0xcc\n"                 /* TDCALL */
+	       "g_snp_vg: .byte 0xf3, 0x0f, 0x01, 0xd9\n"                 /* VMGEXIT */
+	       "g_snp_last: " DONE);
+extern const char g_snp_m1[], g_snp_m2[], g_snp_pv[], g_snp_td[], g_snp_vg[], g_snp_last[];
+
+static int sev_cmd(struct xg_vm *g, uint32_t id, void *data)
+{
+	struct kvm_sev_cmd c = { .id = id, .data = (uintptr_t)data };
+
+	return pm_kvm_ioctl(g->vm, KVM_MEMORY_ENCRYPT_OP, &c);
+}
+
+static void expect_memory_fault(struct xg_vm *g, uint64_t gpa, uint64_t flags, uint64_t rip)
+{
+	errno = 0;
+	assert_int_equal(xg_run(g, 0), -1);
+	assert_int_equal(errno, EFAULT);
+	assert_int_equal(g->run[0]->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	assert_int_equal(g->run[0]->memory_fault.gpa, gpa);
+	assert_int_equal(g->run[0]->memory_fault.flags, flags);
+	assert_int_equal(rip_of(g, 0), rip);
+}
+
+static void test_snp_cbit_selects_private_and_mismatch_exits(void **state)
+{
+	const struct xg_cfg cfg = { .type = KVM_X86_SNP_VM, .gmem = true };
+	struct xg_vm *g = vm_new_cfg(&cfg);
+	static uint8_t image[PAGE];
+	struct kvm_sev_snp_launch_start ls = { .policy = 0x30000 };
+	struct kvm_sev_snp_launch_update lu = { .gfn_start = SNP_PRIV / PAGE, .len = PAGE,
+						.type = KVM_SEV_SNP_PAGE_TYPE_NORMAL };
+	struct kvm_sev_snp_launch_finish lf = { 0 };
+	struct kvm_regs r;
+
+	XG_LOAD(g, XG_CODE, g_snp);
+	for (unsigned int k = 0; k < PAGE / 8; k++)
+		((uint64_t *)image)[k] = 0x5eC12e7000000000ULL + k;
+	lu.uaddr = (uintptr_t)image;
+	wr64(g, SNP_PRIV, 0x5a5a);                   /* the shared copy differs */
+	wr64(g, SNP_SHARED, 0x5badd00d);
+	set_attr(g, SNP_PRIV, PAGE, true);
+	assert_int_equal(sev_cmd(g, KVM_SEV_SNP_LAUNCH_START, &ls), 0);
+	assert_int_equal(sev_cmd(g, KVM_SEV_SNP_LAUNCH_UPDATE, &lu), 0);
+	assert_int_equal(sev_cmd(g, KVM_SEV_SNP_LAUNCH_FINISH, &lf), 0);
+	xg_map(g, SNP_GVA, SNP_PRIV | PM_SNP_C_BIT, PAGE, XG_PTE_RW);
+	xg_map(g, SNP_GVA + 0x1000, SNP_SHARED, PAGE, XG_PTE_RW);
+	xg_map(g, SNP_GVA + 0x2000, SNP_SHARED | PM_SNP_C_BIT, PAGE, XG_PTE_RW);
+	xg_map(g, SNP_GVA + 0x3000, SNP_PRIV, PAGE, XG_PTE_RW);
+
+	expect_io(g, 0, KVM_EXIT_IO_OUT, SYNC_PORT, 1, 1);
+	regs_of(g, 0, &r);
+	assert_int_equal(r.r8, ((uint64_t *)image)[0]);    /* the launched private page */
+	assert_int_equal(r.r9, 0x5badd00d);
+	/* a C-bit access to a shared page: an implicit conversion request */
+	expect_memory_fault(g, SNP_SHARED, KVM_MEMORY_EXIT_FLAG_PRIVATE, AT(g_snp, g_snp_m1));
+	r.rip = AT(g_snp, g_snp_m2);
+	xg_set_regs(g, 0, &r);
+	/* a shared access to a private page */
+	expect_memory_fault(g, SNP_PRIV, 0, AT(g_snp, g_snp_m2));
+	r.rip = AT(g_snp, g_snp_pv);
+	xg_set_regs(g, 0, &r);
+	/* the models' instructions are #UD for machine code */
+	expect_exception(g, 0, 6, AT(g_snp, g_snp_pv));
+	xg_exc(g)->resume_rip = AT(g_snp, g_snp_td);
+	expect_exception(g, 0, 6, AT(g_snp, g_snp_td));
+	xg_exc(g)->resume_rip = AT(g_snp, g_snp_vg);
+	expect_exception(g, 0, 6, AT(g_snp, g_snp_vg));
+	xg_exc(g)->resume_rip = AT(g_snp, g_snp_last);
+	expect_done(g, 0);
+	vm_free(g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1196,6 +1307,7 @@ int main(void)
 		cmocka_unit_test(test_hypercall_map_gpa_range_exit_and_return),
 		cmocka_unit_test(test_hypercall_without_exit_enabled_is_enosys),
 		cmocka_unit_test(test_memory_fault_fixed_by_vmm_completes_the_same_instruction),
+		cmocka_unit_test(test_memory_fault_then_vmm_moves_rip_drops_the_instruction),
 		cmocka_unit_test(test_conversion_between_accesses_shows_the_new_memory),
 		cmocka_unit_test(test_page_fault_reaches_handler_with_cr2_and_error_then_restarts),
 		cmocka_unit_test(test_unimplemented_instruction_is_ud_to_the_handler),
@@ -1208,6 +1320,7 @@ int main(void)
 		cmocka_unit_test(test_signal_ends_a_spinning_guest),
 		cmocka_unit_test(test_shootdown_completes_while_the_guest_spins),
 		cmocka_unit_test(test_lock_xadd_from_two_vcpus_is_exact),
+		cmocka_unit_test(test_snp_cbit_selects_private_and_mismatch_exits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

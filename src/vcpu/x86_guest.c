@@ -10,9 +10,11 @@
  *  - guest memory goes through pm_vcpu_guest_access_page, page by page:
  *    the vCPU TLB, the stage-2 walk, the fault path (taking memory-fault
  *    exits and retrying, so the faulting instruction completes once the
- *    VMM has converted) and the model's access check. The gpa carries the
- *    physical-address bits of the guest's page tables, so SNP's C-bit and
- *    TDX's shared bit reach the model's gpa_decode as they are;
+ *    VMM has converted, or is dropped if the VMM moved RIP meanwhile, as
+ *    KVM re-executes from the RIP it finds) and the model's access check.
+ *    The gpa carries the physical-address bits of the guest's page
+ *    tables, so SNP's C-bit and TDX's shared bit reach the model's
+ *    gpa_decode as they are;
  *  - no memory there: KVM_EXIT_MMIO (pm_vcpu_guest_mmio);
  *  - in/out: KVM_EXIT_IO, the data in the page after kvm_run
  *    (PM_VCPU_PIO_OFFSET); an IN's data is read back when the VMM runs the
@@ -55,7 +57,19 @@ static inline struct pm_vcpu *env_vcpu(void *env)
 
 static uint8_t *x86_page(void *env, uint64_t gpa, bool write)
 {
-	return pm_vcpu_guest_access_page(env_vcpu(env), PM_ALIGN_DOWN(gpa, PM_PAGE_SIZE), 0, write);
+	struct pm_vcpu *v = env_vcpu(env);
+
+	v->x86_access_rip = v->x86->rip;
+	return pm_vcpu_guest_access_page(v, PM_ALIGN_DOWN(gpa, PM_PAGE_SIZE), 0, write);
+}
+
+/* The access took an exit (guest.c); KVM would run the guest again from
+ * whatever RIP the VMM left, so a moved RIP drops the instruction (its
+ * faulting access comes before any change of state). */
+void pm_x86_guest_resumed_in_access(struct pm_vcpu *v)
+{
+	if (v->x86->rip != v->x86_access_rip)
+		pm_x86_abandon(v->x86);
 }
 
 static uint64_t x86_mmio_read(void *env, uint64_t gpa, unsigned int len)

@@ -1078,6 +1078,70 @@ static void test_immediate_exit_is_eintr_without_running(void **state)
 	vm_free(g);
 }
 
+/* KVM completes an I/O or MMIO exit before it honours immediate_exit or a
+ * pending signal (the state the VMM then reads is consistent: api.rst's
+ * advice for saving state): RIP past the instruction, the IN's data in
+ * RAX, and the instruction is not completed a second time later. */
+XG_BLOB(g_complete, "g_complete_in: inb $0x50, %al\n movq %rax, %rbx\n"
+		    "g_complete_out: outb %al, $0x51\n"
+		    "movl $" XG_STR(MMIO_GVA) ", %edi\n g_complete_mmio: movq (%rdi), %rcx\n"
+		    "movq %rcx, %rdx\n" DONE);
+extern const char g_complete_in[], g_complete_out[], g_complete_mmio[];
+
+static void test_immediate_exit_and_signal_complete_the_exit_first(void **state)
+{
+	struct xg_vm *g = VM_WITH(g_complete);
+	struct kvm_run *run = g->run[0];
+	struct timespec zero = { 0, 0 };
+	uint64_t v = 0x0102030405060708ULL;
+	sigset_t set, old;
+	struct kvm_regs r;
+
+	xg_map(g, MMIO_GVA, MMIO_GPA, PAGE, XG_PTE_RW);
+	/* IN, then immediate_exit */
+	expect_io(g, 0, KVM_EXIT_IO_IN, 0x50, 1, 1);
+	*io_data(g, 0) = 0x42;
+	run->immediate_exit = 1;
+	assert_fails(xg_run(g, 0), EINTR);
+	assert_int_equal(run->exit_reason, KVM_EXIT_IO);   /* left as it was */
+	regs_of(g, 0, &r);
+	assert_int_equal(r.rip, AT(g_complete, g_complete_in) + 2);
+	assert_int_equal(r.rax & 0xff, 0x42);
+	assert_int_equal(r.rbx, 0);                  /* nothing after the IN ran */
+	r.rax = 0x7777;
+	xg_set_regs(g, 0, &r);
+	run->immediate_exit = 0;
+	/* OUT, then a pending signal: EINTR with KVM_EXIT_INTR, RIP past it */
+	expect_io(g, 0, KVM_EXIT_IO_OUT, 0x51, 1, 1);
+	assert_int_equal(*io_data(g, 0), 0x77);
+	assert_int_equal(rip_of(g, 0), AT(g_complete, g_complete_out));
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	assert_int_equal(pthread_sigmask(SIG_BLOCK, &set, &old), 0);
+	assert_int_equal(pthread_kill(pthread_self(), SIGUSR1), 0);
+	assert_fails(xg_run(g, 0), EINTR);
+	assert_int_equal(run->exit_reason, KVM_EXIT_INTR);
+	assert_int_equal(rip_of(g, 0), AT(g_complete, g_complete_out) + 2);
+	assert_int_equal(sigtimedwait(&set, NULL, &zero), SIGUSR1);
+	assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+	/* MMIO read, then immediate_exit: the data reaches RCX */
+	assert_int_equal(run_ok(g, 0), KVM_EXIT_MMIO);
+	memcpy(run->mmio.data, &v, 8);
+	run->immediate_exit = 1;
+	assert_fails(xg_run(g, 0), EINTR);
+	regs_of(g, 0, &r);
+	assert_int_equal(r.rcx, v);
+	assert_int_equal(r.rip, AT(g_complete, g_complete_mmio) + 3);
+	r.rcx = 5;
+	xg_set_regs(g, 0, &r);
+	run->immediate_exit = 0;
+	expect_done(g, 0);
+	regs_of(g, 0, &r);
+	assert_int_equal(r.rbx, 0x7777);             /* the IN was not completed twice */
+	assert_int_equal(r.rdx, 5);                  /* nor the MMIO read */
+	vm_free(g);
+}
+
 /* A guest in a register-only loop never exits by itself: a signal ends
  * KVM_RUN (the engine's poll), within a bounded time. */
 static void test_signal_ends_a_spinning_guest(void **state)
@@ -1317,6 +1381,7 @@ int main(void)
 		cmocka_unit_test(test_set_regs_moving_rip_during_in_drops_it),
 		cmocka_unit_test(test_supported_cpuid_features_all_run),
 		cmocka_unit_test(test_immediate_exit_is_eintr_without_running),
+		cmocka_unit_test(test_immediate_exit_and_signal_complete_the_exit_first),
 		cmocka_unit_test(test_signal_ends_a_spinning_guest),
 		cmocka_unit_test(test_shootdown_completes_while_the_guest_spins),
 		cmocka_unit_test(test_lock_xadd_from_two_vcpus_is_exact),

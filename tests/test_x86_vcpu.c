@@ -717,7 +717,12 @@ static void test_regs_sregs_fpu_msrs_round_trip_and_reach_the_guest(void **state
 	struct kvm_regs r, r2;
 	struct kvm_sregs s, s2;
 	struct kvm_fpu f, f2;
-	struct { struct kvm_msrs h; struct kvm_msr_entry e[3]; } m = { .h.nmsrs = 3 }, m2;
+	/* unions: a struct with a flexible array cannot be followed by its
+	 * entries in another struct (clang's -Wgnu-variable-sized-type-not-at-end) */
+	union {
+		struct kvm_msrs h;
+		uint8_t raw[sizeof(struct kvm_msrs) + 3 * sizeof(struct kvm_msr_entry)];
+	} m = { .h.nmsrs = 3 }, m2;
 	uint64_t *gpr = (uint64_t *)&r;
 
 	/* REGS: every field */
@@ -749,17 +754,17 @@ static void test_regs_sregs_fpu_msrs_round_trip_and_reach_the_guest(void **state
 	f2.mxcsr = 1u << 20;                         /* a reserved bit */
 	assert_fails(pm_kvm_ioctl(fd, KVM_SET_FPU, &f2), EINVAL);
 	/* MSRS: the count processed */
-	m.e[0] = (struct kvm_msr_entry){ .index = 0xc0000081, .data = 0x0023001000080000ULL };
-	m.e[1] = (struct kvm_msr_entry){ .index = 0xc0000103, .data = 0xabcdef01ULL };
-	m.e[2] = (struct kvm_msr_entry){ .index = 0xc0000082, .data = 0xffffffff81000000ULL };
+	m.h.entries[0] = (struct kvm_msr_entry){ .index = 0xc0000081, .data = 0x0023001000080000ULL };
+	m.h.entries[1] = (struct kvm_msr_entry){ .index = 0xc0000103, .data = 0xabcdef01ULL };
+	m.h.entries[2] = (struct kvm_msr_entry){ .index = 0xc0000082, .data = 0xffffffff81000000ULL };
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_SET_MSRS, &m), 3);
 	m2 = m;
 	for (int k = 0; k < 3; k++)
-		m2.e[k].data = 0;
+		m2.h.entries[k].data = 0;
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_GET_MSRS, &m2), 3);
 	assert_memory_equal(&m, &m2, sizeof(m));
 	/* an MSR the model does not have stops the list there */
-	m2.e[1].index = 0x12345;
+	m2.h.entries[1].index = 0x12345;
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_GET_MSRS, &m2), 1);
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_SET_MSRS, &m2), 1);
 	/* the guest sees all of it */
@@ -804,12 +809,12 @@ static void test_mp_state_and_null_arguments(void **state)
 }
 
 #define MAX_CPUID 128
-struct cpuid_buf {
+union cpuid_buf {
 	struct kvm_cpuid2 h;
-	struct kvm_cpuid_entry2 e[MAX_CPUID];
+	uint8_t raw[sizeof(struct kvm_cpuid2) + MAX_CPUID * sizeof(struct kvm_cpuid_entry2)];
 };
 
-static void supported_cpuid(struct xg_vm *g, struct cpuid_buf *c)
+static void supported_cpuid(struct xg_vm *g, union cpuid_buf *c)
 {
 	memset(c, 0, sizeof(*c));
 	c->h.nent = MAX_CPUID;
@@ -821,8 +826,11 @@ static void test_cpuid_and_msr_lists_e2big_and_round_trip(void **state)
 {
 	struct xg_vm *g = VM_WITH(g_hlt);
 	int fd = g->vcpu[0];
-	struct cpuid_buf sup, c;
-	struct { struct kvm_msr_list h; uint32_t idx[64]; } ml;
+	union cpuid_buf sup, c;
+	union {
+		struct kvm_msr_list h;
+		uint8_t raw[sizeof(struct kvm_msr_list) + 64 * sizeof(uint32_t)];
+	} ml;
 	unsigned int n;
 	bool efer = false;
 
@@ -839,7 +847,7 @@ static void test_cpuid_and_msr_lists_e2big_and_round_trip(void **state)
 	ml.h.nmsrs = 64;
 	assert_int_equal(pm_kvm_ioctl(g->kvm, KVM_GET_MSR_INDEX_LIST, &ml), 0);
 	for (unsigned int k = 0; k < ml.h.nmsrs; k++)
-		efer |= ml.idx[k] == 0xc0000080;
+		efer |= ml.h.indices[k] == 0xc0000080;
 	assert_true(efer);
 	/* SET_CPUID2 then GET_CPUID2: the same table; too small: E2BIG, and
 	 * nent as it was (KVM checks the room before it sets nent) */
@@ -851,13 +859,13 @@ static void test_cpuid_and_msr_lists_e2big_and_round_trip(void **state)
 	c.h.nent = MAX_CPUID;
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_GET_CPUID2, &c), 0);
 	assert_int_equal(c.h.nent, n);
-	assert_memory_equal(c.e, sup.e, n * sizeof(sup.e[0]));
+	assert_memory_equal(c.h.entries, sup.h.entries, n * sizeof(sup.h.entries[0]));
 	/* after KVM_RUN: the same table again is fine, another is EINVAL */
 	assert_int_equal(run_ok(g, 0), KVM_EXIT_HLT);
 	assert_int_equal(pm_kvm_ioctl(fd, KVM_SET_CPUID2, &sup), 0);
-	sup.e[1].ecx ^= 1;
+	sup.h.entries[1].ecx ^= 1;
 	assert_fails(pm_kvm_ioctl(fd, KVM_SET_CPUID2, &sup), EINVAL);
-	sup.e[1].ecx ^= 1;
+	sup.h.entries[1].ecx ^= 1;
 	sup.h.nent = n - 1;
 	assert_fails(pm_kvm_ioctl(fd, KVM_SET_CPUID2, &sup), EINVAL);
 	vm_free(g);
@@ -998,7 +1006,7 @@ static uint32_t entry_reg(const struct kvm_cpuid_entry2 *e, int reg)
 
 /* Runs [start, end) on a fresh vCPU of g with the supported CPUID; true
  * when it reached DONE, false for an exception (#UD). */
-static bool snippet_runs(const struct cpuid_buf *sup, const char *start, const char *end)
+static bool snippet_runs(const union cpuid_buf *sup, const char *start, const char *end)
 {
 	struct xg_vm *g = vm_new(KVM_X86_SW_PROTECTED_VM, true);
 	uint32_t r;
@@ -1018,7 +1026,7 @@ static bool snippet_runs(const struct cpuid_buf *sup, const char *start, const c
 static void test_supported_cpuid_features_all_run(void **state)
 {
 	struct xg_vm *g = vm_new(KVM_X86_SW_PROTECTED_VM, false);
-	struct cpuid_buf sup;
+	union cpuid_buf sup;
 	/* the feature registers of each feature leaf (leaf 1's EBX is not) */
 	static const struct { uint32_t leaf; int first_reg; } leaves[] = {
 		{ 1, R_ECX }, { 7, R_EBX }, { 0x80000001, R_ECX },
@@ -1027,7 +1035,7 @@ static void test_supported_cpuid_features_all_run(void **state)
 	supported_cpuid(g, &sup);
 	vm_free(g);
 	for (unsigned int n = 0; n < sup.h.nent; n++) {
-		const struct kvm_cpuid_entry2 *e = &sup.e[n];
+		const struct kvm_cpuid_entry2 *e = &sup.h.entries[n];
 		int first = -1;
 
 		for (unsigned int l = 0; l < 3; l++)

@@ -61,7 +61,7 @@ __asm__(".pushsection .text\n"
 	".popsection\n");
 extern const char xg_stubs[], xg_stubs_end[];
 
-static _Noreturn void die(const char *fmt, ...)
+static _Noreturn __attribute__((format(printf, 1, 2))) void die(const char *fmt, ...)
 {
 	va_list ap;
 

@@ -88,7 +88,6 @@ bool pm_x86_abandon(struct pm_x86_cpu *c)
 	x86_unwind(c);
 }
 
-
 _Noreturn void x86_raise(struct pm_x86_cpu *c, int vector, bool has_error, uint32_t error)
 {
 	c->pending_vector = vector;

@@ -21,6 +21,8 @@
  *  - scale: conversions of disjoint ranges by 1 and 2 VMM threads.
  *  - share: pKVM's in-place sharing beside destructive conversion and
  *    memset (bench_share.c).
+ *  - guest: guest machine code run by the x86 engine behind KVM_RUN,
+ *    beside the same loops natively and in the engine alone (bench_guest.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share.
@@ -75,6 +77,9 @@ static const struct {
 		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc, 1, PAGE_2M },
 	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
 		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx, 1, 0 },
+	{ "guest", "guest machine code (x86 engine) in a VM: register, load/store and memset\n"
+		   "loops, vs native and the engine alone (SIZE: memset, 64M; 5 runs)", 64 * MIB, 5,
+	  bench_guest, 1, 16 * MIB },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");
@@ -102,7 +107,7 @@ static void bench_usage(FILE *out)
 		"options:\n"
 		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}})\n"
 		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G suffixes)\n"
-		"  --reps N      measurements per figure, 1..%d (default 3; scale 9)\n"
+		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, guest 5)\n"
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"

@@ -70,6 +70,15 @@ void pm_vcpu_guest_intr_exit(struct pm_vcpu *v)
 	pm_vcpu_guest_exit(v, -EINTR, PM_STAT_EXITS_INTR);
 }
 
+/* Back from an exit in the middle of an access. A C guest retries it; the
+ * x86 engine's instruction is dropped if the VMM moved RIP meanwhile (KVM
+ * re-executes from the RIP it finds: nothing of the instruction is done). */
+static void guest_resumed_in_access(struct pm_vcpu *v)
+{
+	if (!v->entry.fn)
+		pm_x86_guest_resumed_in_access(v);
+}
+
 /* What the vCPU knows of the access it faults on. */
 struct guest_access_req {
 	uint64_t gpa;
@@ -114,14 +123,18 @@ static uint8_t *guest_fault(struct pm_vcpu *v, const struct guest_access_req *a,
 			return NULL;
 		case PM_FAULT_EXIT:
 			guest_memory_fault_exit(v, a->gfn, f.private_access, f.err);
+			guest_resumed_in_access(v);
 			continue;
 		case PM_FAULT_ERROR:
 			guest_error_exit(v, f.err);
+			guest_resumed_in_access(v);
 			continue;
 		case PM_FAULT_RETRY:
 			/* As KVM re-entering the guest: a kick ends KVM_RUN. */
-			if (pm_vcpu_signal_pending())
+			if (pm_vcpu_signal_pending()) {
 				pm_vcpu_guest_intr_exit(v);
+				guest_resumed_in_access(v);
+			}
 			continue;
 		case PM_FAULT_MAPPED:
 			break;

@@ -125,6 +125,14 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	bool alive;
 
 	vcpu_complete_exit(vcpu);
+	/* KVM finishes an instruction that exited to userspace before it
+	 * looks at immediate_exit or signals: the state is then consistent. */
+	if (x86 && vcpu->x86_in_exit && (run->immediate_exit || pm_vcpu_signal_pending())) {
+		int r = pm_x86_guest_complete(vcpu);
+
+		if (r != 1)
+			return r;
+	}
 	if (run->immediate_exit) {
 		vcpu->event_pending = true;
 		return -EINTR;

@@ -73,6 +73,14 @@ struct pm_vcpu {
 	uint32_t dead_exit;          /* run_lock: KVM_EXIT_SHUTDOWN or _INTERNAL_ERROR that
 	                              * ended the x86 guest (reported again), 0 if none */
 	unsigned int x86_polls;      /* run_lock: the engine's polls, to space signal checks */
+	bool x86_in_exit;            /* run_lock: suspended in an exit that the next KVM_RUN
+	                              * completes (I/O, MMIO, hypercall): the instruction is
+	                              * in flight */
+	bool x86_completing;         /* run_lock: KVM_RUN resumed the engine only to finish
+	                              * that instruction (immediate_exit or a kick) */
+	uint64_t x86_access_rip;     /* run_lock: RIP when the engine's page hook began (a
+	                              * VMM that moves it during an exit there drops the
+	                              * instruction) */
 
 	/* TLB and shootdown. */
 	_Atomic uint64_t *tlb_gen;   /* &vm->mmu->tlb_gen; immutable */
@@ -117,6 +125,16 @@ bool pm_vcpu_signal_pending(void);
  * running the guest's machine code (x86_guest.c). */
 void pm_guest_main(void *arg);
 void pm_x86_guest_main(void *arg);
+/* After an exit taken inside the x86 engine's page hook (a memory fault, an
+ * error, a kick; guest.c): abandons the instruction if the VMM moved RIP
+ * meanwhile (x86_guest.c). */
+void pm_x86_guest_resumed_in_access(struct pm_vcpu *v);
+/* KVM_RUN with immediate_exit or a pending signal while the x86 guest is
+ * in an I/O, MMIO or hypercall exit: finishes that instruction first, as
+ * KVM completes userspace I/O before it looks at either, so that the state
+ * the VMM then reads is consistent. 1 when finished (KVM_RUN goes on to
+ * its EINTR), or KVM_RUN's result for a new exit the instruction took. */
+int pm_x86_guest_complete(struct pm_vcpu *v);
 /* The x86 engine's ops over this vCPU (x86_guest.c). */
 extern const struct pm_x86_ops pm_vcpu_x86_ops;
 

@@ -296,6 +296,13 @@ void pm_x86_cpu_free(struct pm_x86_cpu *cpu);
  * hook) or a shutdown. */
 enum pm_x86_stop pm_x86_run(struct pm_x86_cpu *cpu, uint64_t budget);
 void pm_x86_request_stop(struct pm_x86_cpu *cpu);
+/* From a `page` hook that took an exit during which the VMM moved RIP
+ * (KVM_SET_REGS): abandon the instruction in flight, as KVM re-executes
+ * from the RIP it finds after a memory-fault exit; execution resumes at
+ * the new RIP. It does not return, except while an exception is being
+ * delivered (the event is not dropped): then it returns false and the hook
+ * goes on. */
+bool pm_x86_abandon(struct pm_x86_cpu *cpu);
 
 /* Flushes. PM_X86_FLUSH_TLB drops every gva translation and host pointer
  * (a stage-2 shootdown; every KVM_RUN may do it); PM_X86_FLUSH_CODE makes

@@ -457,11 +457,16 @@ long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)
 {
-	memset(&v->ucall, 0, sizeof(v->ucall));
+	/* Every field is written; the message as an empty string when there
+	 * is none (clearing its 256 bytes each SYNC would cost more than the
+	 * rest of the exit). */
 	v->ucall.cmd = cmd;
 	v->ucall.args[0] = arg;
+	memset(&v->ucall.args[1], 0, sizeof(v->ucall.args) - sizeof(v->ucall.args[0]));
 	if (msg)
 		snprintf(v->ucall.msg, sizeof(v->ucall.msg), "%s", msg);
+	else
+		v->ucall.msg[0] = '\0';
 	v->run->exit_reason = PM_EXIT_UCALL;
 	v->exit_ret = 0;
 	atomic_fetch_add_explicit(&v->exits[PM_STAT_EXITS_UCALL], 1, memory_order_relaxed);

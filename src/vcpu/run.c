@@ -71,20 +71,6 @@ void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu)
 
 /* ---- KVM_RUN ---- */
 
-/* A signal pending for this thread (a VMM's kick: it blocks the signal in
- * its vCPU threads and sends it to interrupt KVM_RUN). */
-bool pm_vcpu_signal_pending(void)
-{
-	sigset_t set;
-
-	if (sigpending(&set))
-		return false;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sigismember(&set, sig) == 1)
-			return true;
-	return false;
-}
-
 /* Completes the previous exit with what the VMM wrote into kvm_run. */
 static void vcpu_complete_exit(struct pm_vcpu *vcpu)
 {
@@ -127,7 +113,9 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	vcpu_complete_exit(vcpu);
 	/* KVM finishes an instruction that exited to userspace before it
 	 * looks at immediate_exit or signals: the state is then consistent. */
-	if (x86 && vcpu->x86_in_exit && (run->immediate_exit || pm_vcpu_signal_pending())) {
+	bool kicked = pm_vcpu_kicked(vcpu);
+
+	if (x86 && vcpu->x86_in_exit && (run->immediate_exit || kicked)) {
 		int r = pm_x86_guest_complete(vcpu);
 
 		if (r != 1)
@@ -137,7 +125,7 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 		vcpu->event_pending = true;
 		return -EINTR;
 	}
-	if (pm_vcpu_signal_pending()) {
+	if (kicked) {
 		vcpu->event_pending = true;
 		run->exit_reason = KVM_EXIT_INTR;
 		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);

@@ -73,6 +73,8 @@ struct pm_vcpu {
 	uint32_t dead_exit;          /* run_lock: KVM_EXIT_SHUTDOWN or _INTERNAL_ERROR that
 	                              * ended the x86 guest (reported again), 0 if none */
 	unsigned int x86_polls;      /* run_lock: the engine's polls, to space signal checks */
+	uint64_t kick_gen, kick_ns;  /* run_lock: the signal generation and time of the
+	                              * last pending-signal question (kick.c) */
 	bool x86_in_exit;            /* run_lock: suspended in an exit that the next KVM_RUN
 	                              * completes (I/O, MMIO, hypercall): the instruction is
 	                              * in flight */
@@ -119,8 +121,12 @@ uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc);
  * KVM_EXIT_HYPERCALL nr(a0, a1, a2); returns the VMM's hypercall.ret. */
 long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 
-/* Is a signal pending for the calling thread (KVM_RUN's EINTR)? */
+/* Is a signal pending for the calling thread (KVM_RUN's EINTR)? One system
+ * call (kick.c). pm_vcpu_kicked asks only when the answer may have changed
+ * since this vCPU last asked (a signal sent in the process since, or 100 us
+ * passed): KVM_RUN's check. */
 bool pm_vcpu_signal_pending(void);
+bool pm_vcpu_kicked(struct pm_vcpu *vcpu);
 /* The guest coroutine's body: a C guest (guest.c), or the x86 engine
  * running the guest's machine code (x86_guest.c). */
 void pm_guest_main(void *arg);

@@ -50,6 +50,7 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
 	e->tag = gpa >> PM_PAGE_SHIFT;
+	e->epoch = v->tlb_epoch;
 	e->hva = hva;
 	e->writable = writable;
 }
@@ -231,10 +232,10 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write, int max
 
 void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
 
-	if (e->tag == gpa >> PM_PAGE_SHIFT)
-		e->tag = ~0ULL;
+	if (e)
+		e->epoch = 0;
 	/* The engine's translations of the page go too (it keeps no index
 	 * by page: all of them). */
 	pm_x86_flush(v->x86, PM_X86_FLUSH_TLB);
@@ -242,12 +243,13 @@ void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 
 static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write)
 {
-	const struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+	const struct pm_tlb_entry *e;
 
 	/* A pending shootdown: flush and acknowledge before using the TLB. */
 	if (pm_unlikely(atomic_load_explicit(v->tlb_gen, memory_order_acquire) != v->tlb_seen))
 		pm_vcpu_tlb_check(v);
-	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
+	e = pm_vcpu_tlb_hit(v, gpa);
+	if (pm_likely(e && (e->writable || !write)))
 		return e->hva;
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }

@@ -17,10 +17,14 @@
 
 /* ---- guest mode and the TLB ---- */
 
+/* O(1): the next epoch; the entries are cleared only when the epochs wrap. */
 void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
 {
-	for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
-		vcpu->tlb[i].tag = UINT64_MAX;
+	if (++vcpu->tlb_epoch == 0) {
+		for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
+			vcpu->tlb[i].epoch = 0;
+		vcpu->tlb_epoch = 1;
+	}
 }
 
 /* Flushes for shootdown generation gen and acknowledges it. The model

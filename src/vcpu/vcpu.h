@@ -30,7 +30,8 @@ struct pm_x86_cpu;
 #define PM_TLB_ENTRIES 256       /* direct mapped, by gpa page */
 
 struct pm_tlb_entry {
-	uint64_t tag;                /* gpa >> 12 (with the model's kind bits); ~0 = empty */
+	uint64_t tag;                /* gpa >> 12 (with the model's kind bits) */
+	uint32_t epoch;              /* the TLB's epoch when filled; 0: empty */
 	uint8_t *hva;                /* host address of the page */
 	bool writable;
 };
@@ -89,11 +90,22 @@ struct pm_vcpu {
 	atomic_bool in_guest;        /* the vCPU may be using TLB entries */
 	atomic_uint_fast64_t tlb_ack;/* the last TLB generation flushed */
 	uint64_t tlb_seen;           /* vCPU-private copy of tlb_ack */
+	uint32_t tlb_epoch;          /* vCPU-private: the epoch of every valid entry; a
+	                              * flush moves to the next, so old entries miss
+	                              * without being touched (O(1)); never 0 */
 	struct pm_tlb_entry tlb[PM_TLB_ENTRIES];
 };
 
 /* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run, then the page KVM_EXIT_IO's data
  * is in (io.data_offset; KVM_PIO_PAGE_OFFSET). No coalesced-MMIO ring. */
+/* The TLB entry of gpa's page, if it is valid. */
+static inline struct pm_tlb_entry *pm_vcpu_tlb_hit(struct pm_vcpu *v, uint64_t gpa)
+{
+	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+
+	return e->tag == gpa >> PM_PAGE_SHIFT && e->epoch == v->tlb_epoch ? e : NULL;
+}
+
 #define PM_VCPU_PIO_OFFSET 4096
 #define PM_VCPU_MMAP_SIZE  (2 * 4096)
 

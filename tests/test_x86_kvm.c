@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_x86_kvm: KVM's x86 ioctls on privmem (src/vcpu/regs.c, the x86 part
+ * of src/kvm/vm.c) as a VMM calls them through pm_kvm_ioctl: the CPUID and
+ * MSR lists of /dev/kvm, a vCPU's CPUID table, sregs and MSRs, and the VM
+ * capabilities Linux's KVM selftests rely on. Expected values are KVM's
+ * documented answers (Documentation/virt/kvm/api.rst), written out here.
+ *
+ * Covered: KVM_GET_CPUID2 and KVM_GET_SUPPORTED_CPUID leave nent alone on
+ * E2BIG and write it on success.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include "lib/testutil.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <privmem/privmem.h>
+
+struct x86_vm {
+	int kvm, vm, vcpu;
+};
+
+static void vm_open(struct x86_vm *m)
+{
+	m->kvm = pm_kvm_open();
+	assert_true(m->kvm >= 0);
+	m->vm = pm_kvm_ioctl(m->kvm, KVM_CREATE_VM, KVM_X86_DEFAULT_VM);
+	assert_true(m->vm >= 0);
+	m->vcpu = pm_kvm_ioctl(m->vm, KVM_CREATE_VCPU, 0);
+	assert_true(m->vcpu >= 0);
+}
+
+static void vm_close(struct x86_vm *m)
+{
+	assert_int_equal(pm_kvm_close(m->vcpu), 0);
+	assert_int_equal(pm_kvm_close(m->vm), 0);
+	assert_int_equal(pm_kvm_close(m->kvm), 0);
+}
+
+static struct kvm_cpuid2 *cpuid_alloc(unsigned int nent)
+{
+	struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + nent * sizeof(c->entries[0]));
+
+	assert_non_null(c);
+	c->nent = nent;
+	return c;
+}
+
+/* ---- CPUID tables ---------------------------------------------------------- */
+
+static void test_get_cpuid2_leaves_nent_alone_on_e2big(void **state)
+{
+	struct kvm_cpuid2 *sup = cpuid_alloc(256), *c = cpuid_alloc(256);
+	struct x86_vm m;
+	unsigned int n;
+
+	vm_open(&m);
+	assert_int_equal(pm_kvm_ioctl(m.kvm, KVM_GET_SUPPORTED_CPUID, sup), 0);
+	n = sup->nent;
+	assert_true(n >= 2);
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_SET_CPUID2, sup), 0);
+
+	for (unsigned int i = 0; i < n; i++) {
+		c->nent = i;
+		assert_fails(pm_kvm_ioctl(m.vcpu, KVM_GET_CPUID2, c), E2BIG);
+		assert_int_equal(c->nent, i);
+	}
+	c->nent = n + 1;
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_GET_CPUID2, c), 0);
+	assert_int_equal(c->nent, n);
+	assert_memory_equal(c->entries, sup->entries, n * sizeof(c->entries[0]));
+
+	/* /dev/kvm's table follows the same rule. */
+	c->nent = n - 1;
+	assert_fails(pm_kvm_ioctl(m.kvm, KVM_GET_SUPPORTED_CPUID, c), E2BIG);
+	assert_int_equal(c->nent, n - 1);
+	vm_close(&m);
+	free(sup);
+	free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_get_cpuid2_leaves_nent_alone_on_e2big),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

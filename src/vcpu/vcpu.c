@@ -58,6 +58,13 @@ int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
 		r = -EINVAL;
 		goto out;
 	}
+	/* The first vCPU fixes KVM_CAP_MAX_VCPU_ID's bound (KVM's precreate). */
+	if (!vm->max_vcpu_ids)
+		vm->max_vcpu_ids = PM_MAX_VCPU_IDS;
+	if (id >= vm->max_vcpu_ids) {
+		r = -EINVAL;
+		goto out;
+	}
 	if (vcpu_id_taken(vm, id)) {
 		r = -EEXIST;
 		goto out;

@@ -1127,6 +1127,39 @@ static void test_iretq_to_user_and_software_interrupt_gates(void **state)
 	free_env(e);
 }
 
+/* CLI/STI at CPL 3 with IOPL 0: #GP, or with CR4.PVI the virtual interrupt
+ * flag (RFLAGS bit 19) changes and IF stays; STI with VIP (bit 20) pending
+ * faults even then. RDI is the RFLAGS the user code starts with. */
+GUEST(g_user_pvi, "mov %rsp, %rax\n pushq $0x1b\n pushq %rsi\n pushq %rdi\n pushq $0x23\n"
+		  "lea 1f(%rip), %rcx\n pushq %rcx\n iretq\n"
+		  "1: sti\n pushfq\n pop %rbx\n cli\n pushfq\n pop %rdx\n int $0x80\n hlt");
+
+static void test_cli_sti_at_cpl3_fault_or_change_vif_with_pvi(void **state)
+{
+	const uint64_t vif = 1ULL << 19, vip = 1ULL << 20, if_ = 1ULL << 9;
+	struct x86_env *e = new_env();
+	uint8_t *ustack = x86_env_alloc(e, 4096, 4096);
+
+	(void)state;
+	x86_env_set_gate(e, 0x80, G(x86_env_stubs) + 16 * 0x80, 3, 0);
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202, PM_X86_EXC_GP, 0, 0);
+	assert_int_equal(x86_env_last_fault.cs, X86_SEL_UCODE);
+
+	e->cpu->cr4 |= 1ULL << 1;                                /* CR4.PVI */
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202, 0x80, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX] & (vif | if_), vif | if_);   /* after STI */
+	assert_int_equal(e->cpu->gpr[PM_X86_RDX] & (vif | if_), if_);         /* after CLI */
+
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202 | vip, PM_X86_EXC_GP, 0, 0);
+	free_env(e);
+}
+
 /* Far JMP and CALL through memory and RETF, to the same privilege. */
 GUEST(g_far, "rex64 ljmp *(%rdi)\n"
 	     "g_far_1: mov $1, %ebx\n rex64 lcall *(%rsi)\n mov $3, %edx\n hlt\n"
@@ -1332,6 +1365,7 @@ int main(void)
 		cmocka_unit_test(test_non_long_mode_is_an_internal_error),
 		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
+		cmocka_unit_test(test_cli_sti_at_cpl3_fault_or_change_vif_with_pvi),
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
 		cmocka_unit_test(test_rep_ins_outs_batch_per_page),

@@ -7,7 +7,9 @@
  * documented answers (Documentation/virt/kvm/api.rst), written out here.
  *
  * Covered: KVM_GET_CPUID2 and KVM_GET_SUPPORTED_CPUID leave nent alone on
- * E2BIG and write it on success.
+ * E2BIG and write it on success; KVM_SET_SREGS takes the CR4 bits KVM
+ * always takes, refuses the model's absent ones, PG without PE and a bad
+ * IA32_APIC_BASE (also through KVM_SET_MSRS), changing nothing then.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -85,10 +87,77 @@ static void test_get_cpuid2_leaves_nent_alone_on_e2big(void **state)
 	free(c);
 }
 
+/* ---- sregs ------------------------------------------------------------------ */
+
+/* KVM_SET_SREGS fails with EINVAL and changes nothing. */
+static void assert_sregs_refused(int vcpu, const struct kvm_sregs *bad)
+{
+	struct kvm_sregs before, after;
+
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_GET_SREGS, &before), 0);
+	assert_fails(pm_kvm_ioctl(vcpu, KVM_SET_SREGS, bad), EINVAL);
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_GET_SREGS, &after), 0);
+	assert_memory_equal(&before, &after, sizeof(before));
+}
+
+static void test_set_sregs_takes_kvms_cr4_bits_and_checks_apic_base(void **state)
+{
+	/* VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT: KVM takes them
+	 * whatever the CPU model; FSGSBASE is in privmem's model. */
+	const uint64_t cr4 = 0x7ffULL | (1ULL << 16);
+	/* UMIP LA57 VMXE SMXE PCIDE OSXSAVE SMEP SMAP PKE: not in the model. */
+	const int absent[] = { 11, 12, 13, 14, 17, 18, 20, 21, 22 };
+	struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + sizeof(msrs->entries[0]));
+	struct kvm_sregs s, bad;
+	struct x86_vm m;
+
+	assert_non_null(msrs);
+	vm_open(&m);
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	s.cr0 = 0;
+	s.cr4 |= cr4;
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_SET_SREGS, &s), 0);
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_GET_SREGS, &s), 0);
+	assert_int_equal(s.cr4, cr4);
+
+	for (unsigned int i = 0; i < sizeof(absent) / sizeof(absent[0]); i++) {
+		bad = s;
+		bad.cr4 |= 1ULL << absent[i];
+		assert_sregs_refused(m.vcpu, &bad);
+	}
+	bad = s;
+	bad.cr0 |= 1ULL << 32;
+	assert_sregs_refused(m.vcpu, &bad);
+	bad = s;
+	bad.cr0 |= 1ULL << 31;                          /* PG without PE */
+	assert_sregs_refused(m.vcpu, &bad);
+
+	/* IA32_APIC_BASE: x2APIC (bit 10) is not offered, bit 11 enables,
+	 * bits above the 52 physical address bits are reserved. */
+	bad = s;
+	bad.apic_base = 1ULL << 10;
+	assert_sregs_refused(m.vcpu, &bad);
+	bad.apic_base = (1ULL << 52) | (1ULL << 11);
+	assert_sregs_refused(m.vcpu, &bad);
+	s.apic_base = 1ULL << 11;
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_SET_SREGS, &s), 0);
+	msrs->nmsrs = 1;
+	msrs->entries[0].index = 0x1b;
+	msrs->entries[0].data = (1ULL << 52) | (1ULL << 11);
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_SET_MSRS, msrs), 0);   /* none set */
+	msrs->entries[0].data = 0;
+	assert_int_equal(pm_kvm_ioctl(m.vcpu, KVM_GET_MSRS, msrs), 1);
+	assert_int_equal(msrs->entries[0].data, 1ULL << 11);
+	vm_close(&m);
+	free(msrs);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_get_cpuid2_leaves_nent_alone_on_e2big),
+		cmocka_unit_test(test_set_sregs_takes_kvms_cr4_bits_and_checks_apic_base),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,15 +18,21 @@
 #define CR0_VALID (PM_X86_CR0_PE | PM_X86_CR0_MP | PM_X86_CR0_EM | PM_X86_CR0_TS | \
 		   PM_X86_CR0_ET | PM_X86_CR0_NE | PM_X86_CR0_WP | PM_X86_CR0_AM | \
 		   PM_X86_CR0_NW | PM_X86_CR0_CD | PM_X86_CR0_PG)
+#define CR4_VME (1ULL << 0)
 #define CR4_TSD (1ULL << 2)
 #define CR4_DE  (1ULL << 3)
 #define CR4_MCE (1ULL << 6)
 #define CR4_PCE (1ULL << 8)
-/* The CR4 bits of the CPU model (no VME, PVI, UMIP, XSAVE, SMEP, SMAP,
- * PCID, LA57, PKE: CPUID does not offer them). */
-#define CR4_VALID (CR4_TSD | CR4_DE | PM_X86_CR4_PSE | PM_X86_CR4_PAE | CR4_MCE | \
-		   PM_X86_CR4_PGE | CR4_PCE | PM_X86_CR4_OSFXSR | PM_X86_CR4_OSXMMEXCPT | \
-		   PM_X86_CR4_FSGSBASE)
+/* The CR4 bits of the CPU model (no UMIP, XSAVE, SMEP, SMAP, PCID, LA57,
+ * PKE: CPUID does not offer them). VME and PVI are accepted whatever CPUID
+ * says, as KVM does: VME acts only in virtual-8086 mode, which the engine
+ * never runs; PVI makes CLI/STI at CPL 3 change VIF (sys.c). */
+#define CR4_VALID (CR4_VME | PM_X86_CR4_PVI | CR4_TSD | CR4_DE | PM_X86_CR4_PSE | \
+		   PM_X86_CR4_PAE | CR4_MCE | PM_X86_CR4_PGE | CR4_PCE | PM_X86_CR4_OSFXSR | \
+		   PM_X86_CR4_OSXMMEXCPT | PM_X86_CR4_FSGSBASE)
+/* IA32_APIC_BASE's reserved bits: 0-7, 9, x2APIC enable (CPUID offers no
+ * x2APIC) and those above the model's 52 physical address bits. */
+#define APIC_BASE_RESERVED (0x6ffULL | ~((1ULL << 52) - 1))
 #define EFER_VALID (PM_X86_EFER_SCE | PM_X86_EFER_LME | PM_X86_EFER_LMA | PM_X86_EFER_NXE)
 #define MXCSR_VALID 0xffffu
 
@@ -180,6 +186,8 @@ static bool sregs_valid(const struct kvm_sregs *s)
 	if (s->cr4 & ~CR4_VALID)
 		return false;
 	if (s->efer & ~EFER_VALID)
+		return false;
+	if (s->apic_base & APIC_BASE_RESERVED)
 		return false;
 	if ((s->efer & PM_X86_EFER_LME) && (s->cr0 & PM_X86_CR0_PG)) {
 		if (!(s->cr4 & PM_X86_CR4_PAE) || !(s->efer & PM_X86_EFER_LMA))
@@ -396,9 +404,7 @@ bool x86_msr_write(struct pm_x86_cpu *c, uint32_t idx, uint64_t v)
 		c->tsc_offset = v - x86_read_tsc(c);
 		return true;
 	case PM_MSR_APIC_BASE:
-		/* Reserved: bits 0-7 and 9; bit 10 (x2APIC) too, as CPUID
-		 * offers no x2APIC. */
-		if (v & 0x6ffULL)
+		if (v & APIC_BASE_RESERVED)
 			return false;
 		c->apic_base = v;
 		return true;

@@ -157,6 +157,7 @@ enum { PM_X86_ES, PM_X86_CS, PM_X86_SS, PM_X86_DS, PM_X86_FS, PM_X86_GS, PM_X86_
 #define PM_X86_CR0_NW (1ULL << 29)
 #define PM_X86_CR0_CD (1ULL << 30)
 #define PM_X86_CR0_PG (1ULL << 31)
+#define PM_X86_CR4_PVI        (1ULL << 1)
 #define PM_X86_CR4_PSE        (1ULL << 4)
 #define PM_X86_CR4_PAE        (1ULL << 5)
 #define PM_X86_CR4_PGE        (1ULL << 7)

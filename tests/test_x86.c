@@ -1267,6 +1267,54 @@ static void test_rep_ins_outs_batch_per_page(void **state)
 	free_env(e);
 }
 
+/* The VMM changes RCX during a REP INS exit (as userspace_io_test does
+ * through KVM_SET_REGS): the first call sets RCX to pio_new_rcx. */
+static uint64_t pio_new_rcx;
+
+static void pio_in_changes_rcx(void *p, uint16_t port, unsigned int size, unsigned int count,
+			       void *data)
+{
+	struct x86_env *e = p;
+
+	memset(data, 0xaa, (size_t)count * size);
+	if (!pio_calls++)
+		e->cpu->gpr[PM_X86_RCX] = pio_new_rcx;
+	pio_items += count;
+}
+
+static void test_rep_ins_goes_on_with_the_count_the_vmm_left(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *buf = x86_env_alloc(e, 3 * 4096, 4096);
+
+	(void)state;
+	e->ops.pio_in = pio_in_changes_rcx;
+	/* 2 items asked, RCX lowered to 1: one item lands, RCX ends at 0. */
+	memset(buf, 0, 3 * 4096);
+	pio_calls = pio_items = 0;
+	pio_new_rcx = 1;
+	e->cpu->gpr[PM_X86_RDI] = G(buf);
+	e->cpu->gpr[PM_X86_RCX] = 2;
+	x86_env_run(e, G(g_rep_ins), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(buf) + 1);
+	assert_int_equal(buf[0], 0xaa);
+	assert_int_equal(buf[1], 0);
+	/* 3 items asked, RCX raised to 8192: the instruction goes on to 8192. */
+	pio_calls = pio_items = 0;
+	pio_new_rcx = 8192;
+	e->cpu->gpr[PM_X86_RDI] = G(buf);
+	e->cpu->gpr[PM_X86_RCX] = 3;
+	x86_env_run(e, G(g_rep_ins), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(buf) + 8192);
+	assert_int_equal(pio_items, 8192);
+	for (int k = 0; k < 8192; k++)
+		assert_int_equal(buf[k], 0xaa);
+	assert_int_equal(buf[8192], 0);
+	free_env(e);
+}
+
 /* ---- system instructions ---- */
 GUEST(g_segs, "mov $0x1b, %ax\n mov %ax, %ds\n mov %ds, %bx\n mov $0x10, %ax\n mov %ax, %ds\n"
 	      "mov $0x1b, %ax\n mov %ax, %ss\n hlt");
@@ -1369,6 +1417,7 @@ int main(void)
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
 		cmocka_unit_test(test_rep_ins_outs_batch_per_page),
+		cmocka_unit_test(test_rep_ins_goes_on_with_the_count_the_vmm_left),
 		cmocka_unit_test(test_system_instructions),
 	};
 

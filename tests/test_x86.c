@@ -556,6 +556,26 @@ static void test_rdmsr_wrmsr(void **state)
 }
 
 /* ---- self-modifying code, page-crossing fetch and operands ---- */
+/* The guest's WRMSR of the microcode revision is ignored (only the host
+ * sets it, KVM_SET_MSRS); HWCR keeps its two writable bits and refuses the
+ * rest with #GP. */
+GUEST(g_ucode_hwcr, "mov $0x8b, %ecx\n xor %eax, %eax\n mov $7, %edx\n wrmsr\n rdmsr\n mov %rdx, %rbx\n"
+		    "mov $0xc0010015, %ecx\n mov $0x01040148, %eax\n xor %edx, %edx\n wrmsr\n rdmsr\n"
+		    "mov %rax, %rsi\n mov $1, %eax\n wrmsr\n hlt");
+
+static void test_ucode_rev_and_hwcr_msrs(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_msr_entry m = { .index = PM_MSR_UCODE_REV, .data = 0x4200000000ULL };
+
+	(void)state;
+	assert_int_equal(pm_x86_set_msrs(e->cpu, &m, 1), 1);
+	expect_fault(e, g_ucode_hwcr, 0, PM_X86_EXC_GP, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x42);          /* unchanged by the guest */
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], 0x01040000);    /* bits 24 and 18 kept */
+	free_env(e);
+}
+
 static void test_self_modifying_code(void **state)
 {
 	struct x86_env *e = new_env();
@@ -1399,6 +1419,7 @@ int main(void)
 		cmocka_unit_test(test_cpuid_answers_from_the_table),
 		cmocka_unit_test(test_supported_cpuid_and_msr_list),
 		cmocka_unit_test(test_rdmsr_wrmsr),
+		cmocka_unit_test(test_ucode_rev_and_hwcr_msrs),
 		cmocka_unit_test(test_self_modifying_code),
 		cmocka_unit_test(test_page_crossing_fetch_and_operand),
 		cmocka_unit_test(test_kvm_struct_round_trips),

@@ -9,7 +9,9 @@
  * Covered: KVM_GET_CPUID2 and KVM_GET_SUPPORTED_CPUID leave nent alone on
  * E2BIG and write it on success; KVM_SET_SREGS takes the CR4 bits KVM
  * always takes, refuses the model's absent ones, PG without PE and a bad
- * IA32_APIC_BASE (also through KVM_SET_MSRS), changing nothing then.
+ * IA32_APIC_BASE (also through KVM_SET_MSRS), changing nothing then; the
+ * feature-MSR list and its reads from /dev/kvm; the microcode revision and
+ * HWCR on a vCPU.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +21,7 @@
 #include "lib/testutil.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,11 +156,111 @@ static void test_set_sregs_takes_kvms_cr4_bits_and_checks_apic_base(void **state
 	free(msrs);
 }
 
+/* ---- MSRs ------------------------------------------------------------------- */
+
+#define MSR_IA32_UCODE_REV 0x8b
+#define MSR_K7_HWCR        0xc0010015
+
+static struct kvm_msrs *msrs_alloc(unsigned int n)
+{
+	struct kvm_msrs *m = calloc(1, sizeof(*m) + n * sizeof(m->entries[0]));
+
+	assert_non_null(m);
+	m->nmsrs = n;
+	return m;
+}
+
+static bool list_has(const struct kvm_msr_list *l, uint32_t index)
+{
+	for (unsigned int i = 0; i < l->nmsrs; i++)
+		if (l->indices[i] == index)
+			return true;
+	return false;
+}
+
+/* The feature list is never empty (KVM's has the microcode revision at
+ * least): an empty buffer is E2BIG with the count; each listed MSR reads
+ * from /dev/kvm, an unlisted one stops KVM_GET_MSRS. */
+static void test_feature_msrs_list_and_read_from_dev_kvm(void **state)
+{
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + 64 * sizeof(l->indices[0]));
+	struct kvm_msrs *m = msrs_alloc(2);
+	int kvm = pm_kvm_open();
+	unsigned int n;
+
+	assert_non_null(l);
+	assert_fails(pm_kvm_ioctl(kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, l), E2BIG);
+	n = l->nmsrs;
+	assert_true(n >= 1);
+	assert_int_equal(pm_kvm_ioctl(kvm, KVM_GET_MSR_FEATURE_INDEX_LIST, l), 0);
+	assert_int_equal(l->nmsrs, n);
+	assert_true(list_has(l, MSR_IA32_UCODE_REV));
+	for (unsigned int i = 0; i < n; i++) {
+		m->nmsrs = 1;
+		m->entries[0].index = l->indices[i];
+		assert_int_equal(pm_kvm_ioctl(kvm, KVM_GET_MSRS, m), 1);
+	}
+	m->nmsrs = 2;
+	m->entries[0].index = MSR_IA32_UCODE_REV;
+	m->entries[1].index = 0x10;                    /* the TSC: not a feature */
+	assert_int_equal(pm_kvm_ioctl(kvm, KVM_GET_MSRS, m), 1);
+	assert_int_equal(m->entries[0].data, 0x100000000ULL);   /* KVM's vCPU default */
+	assert_int_equal(pm_kvm_close(kvm), 0);
+	free(l);
+	free(m);
+}
+
+/* The vCPU's list has both; HWCR as KVM's hwcr_msr_test expects: bits 3, 6
+ * and 8 are accepted and ignored, 18 and 24 kept, every other refused. */
+static void test_vcpu_ucode_rev_and_hwcr(void **state)
+{
+	const uint64_t ignored = (1ULL << 3) | (1ULL << 6) | (1ULL << 8);
+	const uint64_t kept = (1ULL << 18) | (1ULL << 24);
+	struct kvm_msr_list *l = calloc(1, sizeof(*l) + 256 * sizeof(l->indices[0]));
+	struct kvm_msrs *m = msrs_alloc(1);
+	struct x86_vm v;
+
+	assert_non_null(l);
+	vm_open(&v);
+	l->nmsrs = 256;
+	assert_int_equal(pm_kvm_ioctl(v.kvm, KVM_GET_MSR_INDEX_LIST, l), 0);
+	assert_true(list_has(l, MSR_IA32_UCODE_REV));
+	assert_true(list_has(l, MSR_K7_HWCR));
+
+	m->entries[0].index = MSR_IA32_UCODE_REV;
+	assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_GET_MSRS, m), 1);
+	assert_int_equal(m->entries[0].data, 0x100000000ULL);
+	m->entries[0].data = 0x1234;
+	assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_SET_MSRS, m), 1);
+	m->entries[0].data = 0;
+	assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_GET_MSRS, m), 1);
+	assert_int_equal(m->entries[0].data, 0x1234);
+
+	for (unsigned int bit = 0; bit < 64; bit++) {
+		uint64_t val = 1ULL << bit;
+		bool legal = val & (ignored | kept);
+
+		m->entries[0].index = MSR_K7_HWCR;
+		m->entries[0].data = val;
+		assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_SET_MSRS, m), legal ? 1 : 0);
+		m->entries[0].data = ~0ULL;
+		assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_GET_MSRS, m), 1);
+		assert_int_equal(m->entries[0].data, val & kept);
+		m->entries[0].data = 0;
+		assert_int_equal(pm_kvm_ioctl(v.vcpu, KVM_SET_MSRS, m), 1);
+	}
+	vm_close(&v);
+	free(l);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_get_cpuid2_leaves_nent_alone_on_e2big),
 		cmocka_unit_test(test_set_sregs_takes_kvms_cr4_bits_and_checks_apic_base),
+		cmocka_unit_test(test_feature_msrs_list_and_read_from_dev_kvm),
+		cmocka_unit_test(test_vcpu_ucode_rev_and_hwcr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,6 +79,8 @@ void x86_reset(struct pm_x86_cpu *c)
 	c->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);
 	c->pat = 0x0007040600070406ULL;
 	c->misc_enable = (1u << 11) | (1u << 12); /* BTS and PEBS unavailable */
+	c->ucode_rev = PM_X86_UCODE_REV;
+	c->hwcr = 0;
 	c->mxcsr = 0x1f80;
 	c->fcw = 0x37f;
 	c->fsw = 0;
@@ -381,6 +383,8 @@ bool x86_msr_read(struct pm_x86_cpu *c, uint32_t idx, uint64_t *v)
 	case PM_MSR_GS_BASE: *v = c->seg[PM_X86_GS].base; return true;
 	case PM_MSR_KERNEL_GS_BASE: *v = c->kernel_gs_base; return true;
 	case PM_MSR_TSC_AUX: *v = c->tsc_aux; return true;
+	case PM_MSR_UCODE_REV: *v = c->ucode_rev; return true;
+	case PM_MSR_K7_HWCR: *v = c->hwcr; return true;
 	default: return false;
 	}
 }
@@ -456,6 +460,17 @@ bool x86_msr_write(struct pm_x86_cpu *c, uint32_t idx, uint64_t v)
 			return false;
 		c->tsc_aux = v;
 		return true;
+	case PM_MSR_UCODE_REV:          /* the guest's write is ignored */
+		return true;
+	case PM_MSR_K7_HWCR:
+		/* KVM's: flush-filter (6), IGNNE (8) and TLB-cache (3) disable
+		 * are ignored; McStatusWrEn (18) and TscFreqSel (24) are kept
+		 * (stored only); any other bit is refused. */
+		v &= ~((1ULL << 3) | (1ULL << 6) | (1ULL << 8));
+		if (v & ~((1ULL << 18) | (1ULL << 24)))
+			return false;
+		c->hwcr = v;
+		return true;
 	default:
 		return false;
 	}
@@ -480,6 +495,11 @@ int pm_x86_set_msrs(struct pm_x86_cpu *c, const struct kvm_msr_entry *e, unsigne
 	unsigned int k;
 
 	for (k = 0; k < n; k++) {
+		/* Only the host sets the microcode revision. */
+		if (e[k].index == PM_MSR_UCODE_REV) {
+			c->ucode_rev = e[k].data;
+			continue;
+		}
 		/* The host may set EFER.LMA along with LME (KVM's host write). */
 		if (e[k].index == PM_MSR_EFER) {
 			if (e[k].data & ~EFER_VALID)

@@ -576,6 +576,32 @@ static void test_ucode_rev_and_hwcr_msrs(void **state)
 	free_env(e);
 }
 
+/* The guest's TSC writes (host clock frozen at 1000 by the rdtsc hook):
+ * WRMSR TSC moves the TSC and IA32_TSC_ADJUST by the same amount, WRMSR
+ * TSC_ADJUST moves the TSC by its change. */
+GUEST(g_tsc_adjust, "mov $0x10, %ecx\n mov $5000, %eax\n xor %edx, %edx\n wrmsr\n"
+		    "mov $0x3b, %ecx\n rdmsr\n mov %rax, %rbx\n"
+		    "mov $10000, %eax\n wrmsr\n rdtsc\n mov %rax, %rsi\n hlt");
+
+static uint64_t frozen_tsc(void *env)
+{
+	(void)env;
+	return 1000;
+}
+
+static void test_guest_tsc_writes_move_tsc_adjust(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	e->ops.rdtsc = frozen_tsc;
+	x86_env_run(e, G(g_tsc_adjust), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 4000);         /* 5000 - 1000 */
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], 11000);        /* 5000 + (10000 - 4000) */
+	assert_int_equal(e->cpu->tsc_adjust, 10000);
+	free_env(e);
+}
+
 static void test_self_modifying_code(void **state)
 {
 	struct x86_env *e = new_env();
@@ -1394,7 +1420,7 @@ static void test_system_instructions(void **state)
 	expect_fault(e, g_cr0_pg, 0, PM_X86_EXC_GP, 0, 0);
 	/* a leaf past the maximum answers as the highest basic leaf (7) */
 	x86_env_run(e, G(g_cpuid_big), 1000);
-	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x201); /* leaf 7: FSGSBASE | ERMS */
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x203); /* leaf 7: FSGSBASE | TSC_ADJUST | ERMS */
 	free_env(e);
 }
 
@@ -1420,6 +1446,7 @@ int main(void)
 		cmocka_unit_test(test_supported_cpuid_and_msr_list),
 		cmocka_unit_test(test_rdmsr_wrmsr),
 		cmocka_unit_test(test_ucode_rev_and_hwcr_msrs),
+		cmocka_unit_test(test_guest_tsc_writes_move_tsc_adjust),
 		cmocka_unit_test(test_self_modifying_code),
 		cmocka_unit_test(test_page_crossing_fetch_and_operand),
 		cmocka_unit_test(test_kvm_struct_round_trips),

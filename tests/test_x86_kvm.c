@@ -11,7 +11,8 @@
  * always takes, refuses the model's absent ones, PG without PE and a bad
  * IA32_APIC_BASE (also through KVM_SET_MSRS), changing nothing then; the
  * feature-MSR list and its reads from /dev/kvm; the microcode revision and
- * HWCR on a vCPU.
+ * HWCR on a vCPU; the TSC starting at 0 with the VM's first vCPU, and the
+ * host's writes of the TSC and IA32_TSC_ADJUST.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <privmem/privmem.h>
 
@@ -254,6 +256,68 @@ static void test_vcpu_ucode_rev_and_hwcr(void **state)
 	free(m);
 }
 
+/* ---- the TSC ------------------------------------------------------------------ */
+
+#define MSR_IA32_TSC        0x10
+#define MSR_IA32_TSC_ADJUST 0x3b
+#define UNITY               (1ULL << 30)       /* tsc_msrs_test's rounding unit */
+#define ROUND(x)            (((x) + UNITY / 2) & ~(UNITY - 1))
+
+static uint64_t get_msr(int vcpu, uint32_t index)
+{
+	struct kvm_msrs *m = msrs_alloc(1);
+	uint64_t v;
+
+	m->entries[0].index = index;
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_GET_MSRS, m), 1);
+	v = m->entries[0].data;
+	free(m);
+	return v;
+}
+
+static void set_msr(int vcpu, uint32_t index, uint64_t v)
+{
+	struct kvm_msrs *m = msrs_alloc(1);
+
+	m->entries[0].index = index;
+	m->entries[0].data = v;
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_SET_MSRS, m), 1);
+	free(m);
+}
+
+/* A VM's TSC starts at 0 when its first vCPU is created and runs on every
+ * vCPU from there; the host's writes set the TSC without touching
+ * IA32_TSC_ADJUST and IA32_TSC_ADJUST without moving the TSC. */
+static void test_tsc_starts_at_zero_and_host_writes_keep_tsc_adjust_apart(void **state)
+{
+	struct x86_vm m;
+	struct timespec ms100 = { .tv_nsec = 100 * 1000 * 1000 };
+	uint64_t khz, tsc1;
+	int vcpu1;
+
+	vm_open(&m);
+	khz = (uint64_t)pm_kvm_ioctl(m.vcpu, KVM_GET_TSC_KHZ, 0);
+	assert_true(khz > 0);
+	assert_int_equal(ROUND(get_msr(m.vcpu, MSR_IA32_TSC)), 0);
+	assert_int_equal(get_msr(m.vcpu, MSR_IA32_TSC_ADJUST), 0);
+
+	/* A vCPU created later counts from the first one's creation. */
+	nanosleep(&ms100, NULL);
+	vcpu1 = pm_kvm_ioctl(m.vm, KVM_CREATE_VCPU, 1);
+	assert_true(vcpu1 >= 0);
+	tsc1 = get_msr(vcpu1, MSR_IA32_TSC);
+	assert_true(tsc1 >= khz * 1000 / 20);                /* at least 50 ms */
+
+	set_msr(m.vcpu, MSR_IA32_TSC, 64 * UNITY);
+	assert_int_equal(ROUND(get_msr(m.vcpu, MSR_IA32_TSC)), 64 * UNITY);
+	assert_int_equal(get_msr(m.vcpu, MSR_IA32_TSC_ADJUST), 0);
+	set_msr(m.vcpu, MSR_IA32_TSC_ADJUST, 123 * UNITY);
+	assert_int_equal(ROUND(get_msr(m.vcpu, MSR_IA32_TSC)), 64 * UNITY);
+	assert_int_equal(get_msr(m.vcpu, MSR_IA32_TSC_ADJUST), 123 * UNITY);
+	assert_int_equal(pm_kvm_close(vcpu1), 0);
+	vm_close(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -261,6 +325,7 @@ int main(void)
 		cmocka_unit_test(test_set_sregs_takes_kvms_cr4_bits_and_checks_apic_base),
 		cmocka_unit_test(test_feature_msrs_list_and_read_from_dev_kvm),
 		cmocka_unit_test(test_vcpu_ucode_rev_and_hwcr),
+		cmocka_unit_test(test_tsc_starts_at_zero_and_host_writes_keep_tsc_adjust_apart),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

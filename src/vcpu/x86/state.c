@@ -81,6 +81,7 @@ void x86_reset(struct pm_x86_cpu *c)
 	c->misc_enable = (1u << 11) | (1u << 12); /* BTS and PEBS unavailable */
 	c->ucode_rev = PM_X86_UCODE_REV;
 	c->hwcr = 0;
+	c->tsc_adjust = 0;
 	c->mxcsr = 0x1f80;
 	c->fcw = 0x37f;
 	c->fsw = 0;
@@ -350,11 +351,29 @@ bool x86_set_efer(struct pm_x86_cpu *c, uint64_t v)
 }
 
 /* ---- MSRs ---- */
+uint64_t pm_x86_host_tsc(const struct pm_x86_cpu *c)
+{
+	return c->ops->rdtsc ? c->ops->rdtsc(c->env) : __rdtsc();
+}
+
+void pm_x86_set_tsc_offset(struct pm_x86_cpu *c, uint64_t offset)
+{
+	c->tsc_offset = offset;
+}
+
 uint64_t x86_read_tsc(struct pm_x86_cpu *c)
 {
-	uint64_t t = c->ops->rdtsc ? c->ops->rdtsc(c->env) : __rdtsc();
+	return pm_x86_host_tsc(c) + c->tsc_offset;
+}
 
-	return t + c->tsc_offset;
+/* IA32_TSC_ADJUST exists when the vCPU's CPUID says so (leaf 7, EBX bit
+ * 1); KVM ignores writes to it otherwise. */
+static bool has_tsc_adjust(const struct pm_x86_cpu *c)
+{
+	uint32_t id[4];
+
+	pm_x86_cpuid_lookup(c, 7, 0, id);
+	return id[1] & (1u << 1);
 }
 
 static bool canonical_msr(uint64_t v)
@@ -366,6 +385,7 @@ bool x86_msr_read(struct pm_x86_cpu *c, uint32_t idx, uint64_t *v)
 {
 	switch (idx) {
 	case PM_MSR_TSC: *v = x86_read_tsc(c); return true;
+	case PM_MSR_TSC_ADJUST: *v = c->tsc_adjust; return true;
 	case PM_MSR_APIC_BASE: *v = c->apic_base; return true;
 	case PM_MSR_MTRRCAP: *v = 0; return true;
 	case PM_MSR_SYSENTER_CS: *v = c->sysenter_cs; return true;
@@ -403,9 +423,20 @@ static bool pat_valid(uint64_t v)
 bool x86_msr_write(struct pm_x86_cpu *c, uint32_t idx, uint64_t v)
 {
 	switch (idx) {
-	case PM_MSR_TSC:
-		c->tsc_offset = 0;
-		c->tsc_offset = v - x86_read_tsc(c);
+	case PM_MSR_TSC: {
+		/* The guest's write moves its TSC and IA32_TSC_ADJUST alike
+		 * (the SDM's; KVM's l1 offset). */
+		uint64_t adj = v - x86_read_tsc(c);
+
+		c->tsc_offset += adj;
+		c->tsc_adjust += adj;
+		return true;
+	}
+	case PM_MSR_TSC_ADJUST:
+		if (has_tsc_adjust(c)) {
+			c->tsc_offset += v - c->tsc_adjust;
+			c->tsc_adjust = v;
+		}
 		return true;
 	case PM_MSR_APIC_BASE:
 		if (v & APIC_BASE_RESERVED)
@@ -498,6 +529,17 @@ int pm_x86_set_msrs(struct pm_x86_cpu *c, const struct kvm_msr_entry *e, unsigne
 		/* Only the host sets the microcode revision. */
 		if (e[k].index == PM_MSR_UCODE_REV) {
 			c->ucode_rev = e[k].data;
+			continue;
+		}
+		/* The host's TSC write sets the offset alone, its TSC_ADJUST
+		 * write the MSR alone (KVM's host-initiated writes). */
+		if (e[k].index == PM_MSR_TSC) {
+			c->tsc_offset = e[k].data - pm_x86_host_tsc(c);
+			continue;
+		}
+		if (e[k].index == PM_MSR_TSC_ADJUST) {
+			if (has_tsc_adjust(c))
+				c->tsc_adjust = e[k].data;
 			continue;
 		}
 		/* The host may set EFER.LMA along with LME (KVM's host write). */

@@ -93,6 +93,8 @@ classify() {
 	skips=$(grep -c 'SKIP' "$log" || true)
 	if [ "$rc" -eq 4 ] || { [ "$rc" -eq 0 ] && [ "$skips" -gt 0 ] && ! grep -q '^not ok' "$log"; }; then
 		why=$(grep -m1 'SKIP' "$log" | sed 's/^.*SKIP[ -]*//' | md)
+		# Some skip with exit 4 and their own words only.
+		[ -n "$why" ] || why=$(grep -v '^$' "$log" | tail -n 1 | md)
 		if [ "$rc" -eq 0 ]; then
 			oks=$(grep -c '^ok ' "$log" || true)
 			why="exit 0, $skips of $oks subtests skipped: $why"

@@ -5,8 +5,9 @@
  * faults answered in Linux's order, create / move / flags-only / delete as
  * pm_memslot_lookup() sees them at the first, last and one-past gfns, GPA
  * overlap, the invalidation a deletion causes, guest_memfd binding and
- * unbinding, the full 32764 slots, gmem-only slots, and lookups racing with
- * slot updates.
+ * unbinding, the full 32764 slots, gmem-only slots, lookups racing with
+ * slot updates, and the fault's check of the VMM's memory when the slot it
+ * looked up has moved or gone since.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "lib/zaplog.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include <privmem/privmem.h>
 #include "kvm/vm.h"
@@ -549,6 +551,43 @@ static void test_create_move_flags_delete_seen_by_lookup(void **state)
 	assert_int_equal(fx->vm->nr_memslot_pages, 2);
 }
 
+/* A fault copies its slot (pm_memslot_get), then checks the VMM's memory
+ * behind it: if the VMM moved or deleted the slot in between, the check says
+ * -EAGAIN (the fault retries) instead of failing the access. */
+static void test_hva_check_of_a_slot_moved_or_deleted_since_the_lookup_is_eagain(void **state)
+{
+	struct fx *fx = *state;
+	const uint64_t a = 0x200000, b = 0x40000000, size = 2 * 1024 * 1024;
+	uint8_t *mem = mmap(NULL, 2 * size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+			    -1, 0);
+	uint64_t uaddr = (uint64_t)(uintptr_t)mem;
+	struct pm_slot_ref ref, ref_b;
+	int level;
+
+	assert_true(mem != MAP_FAILED);
+	assert_int_equal(set_mem(fx->vmh, 5, 0, a, size, uaddr), 0);
+	assert_true(pm_memslot_get(fx->vm, a / PAGE, false, &ref));
+	level = -1;
+	assert_int_equal(pm_memslot_check_hva(fx->vm, &ref, a / PAGE + 3, &level), 0);
+	assert_true(level == 0 || level == 1);
+
+	/* Moved away: nothing at the gfn any more. */
+	assert_int_equal(set_mem(fx->vmh, 5, 0, b, size, uaddr), 0);
+	assert_int_equal(pm_memslot_check_hva(fx->vm, &ref, a / PAGE + 3, &level), -EAGAIN);
+	assert_true(pm_memslot_get(fx->vm, b / PAGE, false, &ref_b));
+	assert_int_equal(pm_memslot_check_hva(fx->vm, &ref_b, b / PAGE + 3, &level), 0);
+
+	/* Another slot over the gfn, backed elsewhere. */
+	assert_int_equal(set_mem(fx->vmh, 6, 0, a, size, uaddr + size), 0);
+	assert_int_equal(pm_memslot_check_hva(fx->vm, &ref, a / PAGE + 3, &level), -EAGAIN);
+
+	/* Deleted. */
+	assert_int_equal(set_mem(fx->vmh, 5, 0, b, 0, uaddr), 0);
+	assert_int_equal(pm_memslot_check_hva(fx->vm, &ref_b, b / PAGE + 3, &level), -EAGAIN);
+	assert_int_equal(set_mem(fx->vmh, 6, 0, a, 0, uaddr + size), 0);
+	munmap(mem, 2 * size);
+}
+
 static void test_adjacent_slots_are_told_apart(void **state)
 {
 	struct fx *fx = *state;
@@ -890,6 +929,7 @@ int main(void)
 		S(test_order_file_range_before_file_overlap),
 		S(test_order_other_vm_before_file_overlap),
 		D(test_create_move_flags_delete_seen_by_lookup),
+		D(test_hva_check_of_a_slot_moved_or_deleted_since_the_lookup_is_eagain),
 		D(test_adjacent_slots_are_told_apart),
 		D(test_slot_at_the_top_of_the_gpa_space),
 		D(test_gpa_overlap_is_eexist_at_both_ends_and_containment),

@@ -6,7 +6,8 @@
  * opens and closes against a model), the
  * system, VM, vCPU and guest_memfd ioctls as Linux answers them (API
  * version, capabilities, VM types, unknown ioctls, vCPU creation,
- * KVM_ENABLE_CAP, NULL arguments), the kvm_run mapping, fstat of every kind,
+ * KVM_ENABLE_CAP including KVM_CAP_MAX_VCPU_ID, NULL arguments), the kvm_run
+ * mapping, fstat of every kind,
  * VM lifetime through a vCPU handle, and handles opened and closed from
  * several threads at once.
  */
@@ -537,6 +538,38 @@ static void test_enable_cap_rules(void **state)
 	close_ok(sys);
 }
 
+/* KVM_CAP_MAX_VCPU_ID: at most the reported maximum, once, before the first
+ * vCPU; it then bounds KVM_CREATE_VCPU's id. */
+static void test_enable_cap_max_vcpu_id_bounds_vcpu_ids_once(void **state)
+{
+	int sys = open_sys();
+	int vm = create_vm(sys, KVM_X86_DEFAULT_VM);
+	int vm2 = create_vm(sys, KVM_X86_DEFAULT_VM);
+	long max = check_ext(vm, KVM_CAP_MAX_VCPU_ID);
+	int vcpu;
+
+	assert_true(max > 2);
+	assert_fails(enable_cap(vm, KVM_CAP_MAX_VCPU_ID, 0, (uint64_t)max + 1), EINVAL);
+	assert_int_equal(enable_cap(vm, KVM_CAP_MAX_VCPU_ID, 0, 2), 0);
+	assert_int_equal(enable_cap(vm, KVM_CAP_MAX_VCPU_ID, 0, 2), 0);   /* same value */
+	assert_fails(enable_cap(vm, KVM_CAP_MAX_VCPU_ID, 0, 3), EINVAL);
+	assert_fails(pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 2), EINVAL);
+	assert_fails(pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 1UL << 32), EINVAL);
+	vcpu = pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 1);
+	assert_true(vcpu >= 0);
+	close_ok(vcpu);
+
+	/* The first vCPU fixes the bound at the maximum. */
+	vcpu = pm_kvm_ioctl(vm2, KVM_CREATE_VCPU, 0);
+	assert_true(vcpu >= 0);
+	assert_fails(enable_cap(vm2, KVM_CAP_MAX_VCPU_ID, 0, 2), EINVAL);
+	assert_int_equal(enable_cap(vm2, KVM_CAP_MAX_VCPU_ID, 0, (uint64_t)max), 0);
+	close_ok(vcpu);
+	close_ok(vm2);
+	close_ok(vm);
+	close_ok(sys);
+}
+
 /* ---- NULL arguments ----------------------------------------------------- */
 
 static void test_null_pointer_arguments_are_efault(void **state)
@@ -859,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_second_munmap_of_the_kvm_run_mapping_is_einval),
 		cmocka_unit_test(test_mmap_of_system_or_vm_handle_is_enodev),
 		cmocka_unit_test(test_enable_cap_rules),
+		cmocka_unit_test(test_enable_cap_max_vcpu_id_bounds_vcpu_ids_once),
 		cmocka_unit_test(test_null_pointer_arguments_are_efault),
 		cmocka_unit_test(test_fstat_of_every_handle_kind),
 		cmocka_unit_test(test_vm_lives_while_a_vcpu_handle_or_run_mapping_remains),

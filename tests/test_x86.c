@@ -556,6 +556,52 @@ static void test_rdmsr_wrmsr(void **state)
 }
 
 /* ---- self-modifying code, page-crossing fetch and operands ---- */
+/* The guest's WRMSR of the microcode revision is ignored (only the host
+ * sets it, KVM_SET_MSRS); HWCR keeps its two writable bits and refuses the
+ * rest with #GP. */
+GUEST(g_ucode_hwcr, "mov $0x8b, %ecx\n xor %eax, %eax\n mov $7, %edx\n wrmsr\n rdmsr\n mov %rdx, %rbx\n"
+		    "mov $0xc0010015, %ecx\n mov $0x01040148, %eax\n xor %edx, %edx\n wrmsr\n rdmsr\n"
+		    "mov %rax, %rsi\n mov $1, %eax\n wrmsr\n hlt");
+
+static void test_ucode_rev_and_hwcr_msrs(void **state)
+{
+	struct x86_env *e = new_env();
+	struct kvm_msr_entry m = { .index = PM_MSR_UCODE_REV, .data = 0x4200000000ULL };
+
+	(void)state;
+	assert_int_equal(pm_x86_set_msrs(e->cpu, &m, 1), 1);
+	expect_fault(e, g_ucode_hwcr, 0, PM_X86_EXC_GP, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x42);          /* unchanged by the guest */
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], 0x01040000);    /* bits 24 and 18 kept */
+	free_env(e);
+}
+
+/* The guest's TSC writes (host clock frozen at 1000 by the rdtsc hook):
+ * WRMSR TSC moves the TSC and IA32_TSC_ADJUST by the same amount, WRMSR
+ * TSC_ADJUST moves the TSC by its change. */
+GUEST(g_tsc_adjust, "mov $0x10, %ecx\n mov $5000, %eax\n xor %edx, %edx\n wrmsr\n"
+		    "mov $0x3b, %ecx\n rdmsr\n mov %rax, %rbx\n"
+		    "mov $10000, %eax\n wrmsr\n rdtsc\n mov %rax, %rsi\n hlt");
+
+static uint64_t frozen_tsc(void *env)
+{
+	(void)env;
+	return 1000;
+}
+
+static void test_guest_tsc_writes_move_tsc_adjust(void **state)
+{
+	struct x86_env *e = new_env();
+
+	(void)state;
+	e->ops.rdtsc = frozen_tsc;
+	x86_env_run(e, G(g_tsc_adjust), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 4000);         /* 5000 - 1000 */
+	assert_int_equal(e->cpu->gpr[PM_X86_RSI], 11000);        /* 5000 + (10000 - 4000) */
+	assert_int_equal(e->cpu->tsc_adjust, 10000);
+	free_env(e);
+}
+
 static void test_self_modifying_code(void **state)
 {
 	struct x86_env *e = new_env();
@@ -1127,6 +1173,39 @@ static void test_iretq_to_user_and_software_interrupt_gates(void **state)
 	free_env(e);
 }
 
+/* CLI/STI at CPL 3 with IOPL 0: #GP, or with CR4.PVI the virtual interrupt
+ * flag (RFLAGS bit 19) changes and IF stays; STI with VIP (bit 20) pending
+ * faults even then. RDI is the RFLAGS the user code starts with. */
+GUEST(g_user_pvi, "mov %rsp, %rax\n pushq $0x1b\n pushq %rsi\n pushq %rdi\n pushq $0x23\n"
+		  "lea 1f(%rip), %rcx\n pushq %rcx\n iretq\n"
+		  "1: sti\n pushfq\n pop %rbx\n cli\n pushfq\n pop %rdx\n int $0x80\n hlt");
+
+static void test_cli_sti_at_cpl3_fault_or_change_vif_with_pvi(void **state)
+{
+	const uint64_t vif = 1ULL << 19, vip = 1ULL << 20, if_ = 1ULL << 9;
+	struct x86_env *e = new_env();
+	uint8_t *ustack = x86_env_alloc(e, 4096, 4096);
+
+	(void)state;
+	x86_env_set_gate(e, 0x80, G(x86_env_stubs) + 16 * 0x80, 3, 0);
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202, PM_X86_EXC_GP, 0, 0);
+	assert_int_equal(x86_env_last_fault.cs, X86_SEL_UCODE);
+
+	e->cpu->cr4 |= 1ULL << 1;                                /* CR4.PVI */
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202, 0x80, 0, 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX] & (vif | if_), vif | if_);   /* after STI */
+	assert_int_equal(e->cpu->gpr[PM_X86_RDX] & (vif | if_), if_);         /* after CLI */
+
+	e->cpu->gpr[PM_X86_RSI] = G(ustack) + 4096;
+	e->cpu->gpr[PM_X86_RSP] = e->kstack_top - 20 * 4096;
+	expect_fault(e, g_user_pvi, 0x202 | vip, PM_X86_EXC_GP, 0, 0);
+	free_env(e);
+}
+
 /* Far JMP and CALL through memory and RETF, to the same privilege. */
 GUEST(g_far, "rex64 ljmp *(%rdi)\n"
 	     "g_far_1: mov $1, %ebx\n rex64 lcall *(%rsi)\n mov $3, %edx\n hlt\n"
@@ -1258,6 +1337,54 @@ static void test_rep_ins_outs_batch_per_page(void **state)
 	free_env(e);
 }
 
+/* The VMM changes RCX during a REP INS exit (as userspace_io_test does
+ * through KVM_SET_REGS): the first call sets RCX to pio_new_rcx. */
+static uint64_t pio_new_rcx;
+
+static void pio_in_changes_rcx(void *p, uint16_t port, unsigned int size, unsigned int count,
+			       void *data)
+{
+	struct x86_env *e = p;
+
+	memset(data, 0xaa, (size_t)count * size);
+	if (!pio_calls++)
+		e->cpu->gpr[PM_X86_RCX] = pio_new_rcx;
+	pio_items += count;
+}
+
+static void test_rep_ins_goes_on_with_the_count_the_vmm_left(void **state)
+{
+	struct x86_env *e = new_env();
+	uint8_t *buf = x86_env_alloc(e, 3 * 4096, 4096);
+
+	(void)state;
+	e->ops.pio_in = pio_in_changes_rcx;
+	/* 2 items asked, RCX lowered to 1: one item lands, RCX ends at 0. */
+	memset(buf, 0, 3 * 4096);
+	pio_calls = pio_items = 0;
+	pio_new_rcx = 1;
+	e->cpu->gpr[PM_X86_RDI] = G(buf);
+	e->cpu->gpr[PM_X86_RCX] = 2;
+	x86_env_run(e, G(g_rep_ins), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(buf) + 1);
+	assert_int_equal(buf[0], 0xaa);
+	assert_int_equal(buf[1], 0);
+	/* 3 items asked, RCX raised to 8192: the instruction goes on to 8192. */
+	pio_calls = pio_items = 0;
+	pio_new_rcx = 8192;
+	e->cpu->gpr[PM_X86_RDI] = G(buf);
+	e->cpu->gpr[PM_X86_RCX] = 3;
+	x86_env_run(e, G(g_rep_ins), 1000);
+	assert_int_equal(e->cpu->gpr[PM_X86_RCX], 0);
+	assert_int_equal(e->cpu->gpr[PM_X86_RDI], G(buf) + 8192);
+	assert_int_equal(pio_items, 8192);
+	for (int k = 0; k < 8192; k++)
+		assert_int_equal(buf[k], 0xaa);
+	assert_int_equal(buf[8192], 0);
+	free_env(e);
+}
+
 /* ---- system instructions ---- */
 GUEST(g_segs, "mov $0x1b, %ax\n mov %ax, %ds\n mov %ds, %bx\n mov $0x10, %ax\n mov %ax, %ds\n"
 	      "mov $0x1b, %ax\n mov %ax, %ss\n hlt");
@@ -1317,7 +1444,7 @@ static void test_system_instructions(void **state)
 	expect_fault(e, g_cr0_pg, 0, PM_X86_EXC_GP, 0, 0);
 	/* a leaf past the maximum answers as the highest basic leaf (7) */
 	x86_env_run(e, G(g_cpuid_big), 1000);
-	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x201); /* leaf 7: FSGSBASE | ERMS */
+	assert_int_equal(e->cpu->gpr[PM_X86_RBX], 0x203); /* leaf 7: FSGSBASE | TSC_ADJUST | ERMS */
 	free_env(e);
 }
 
@@ -1342,6 +1469,8 @@ int main(void)
 		cmocka_unit_test(test_cpuid_answers_from_the_table),
 		cmocka_unit_test(test_supported_cpuid_and_msr_list),
 		cmocka_unit_test(test_rdmsr_wrmsr),
+		cmocka_unit_test(test_ucode_rev_and_hwcr_msrs),
+		cmocka_unit_test(test_guest_tsc_writes_move_tsc_adjust),
 		cmocka_unit_test(test_self_modifying_code),
 		cmocka_unit_test(test_page_crossing_fetch_and_operand),
 		cmocka_unit_test(test_kvm_struct_round_trips),
@@ -1356,10 +1485,12 @@ int main(void)
 		cmocka_unit_test(test_non_long_mode_is_an_internal_error),
 		cmocka_unit_test(test_invlpg_and_cr3_switch_take_new_translations),
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
+		cmocka_unit_test(test_cli_sti_at_cpl3_fault_or_change_vif_with_pvi),
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
 		cmocka_unit_test(test_embedder_flushes_hold_across_the_tlb_epoch_wrap),
 		cmocka_unit_test(test_rep_ins_outs_batch_per_page),
+		cmocka_unit_test(test_rep_ins_goes_on_with_the_count_the_vmm_left),
 		cmocka_unit_test(test_system_instructions),
 	};
 

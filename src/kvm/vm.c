@@ -208,6 +208,25 @@ long pm_vm_x86_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
 	}
 }
 
+/* KVM_CAP_MAX_VCPU_ID: the bound on vCPU ids, set once, before the first
+ * vCPU fixes it at the maximum (setting the same value again succeeds). */
+static int vm_set_max_vcpu_ids(struct pm_vm *vm, uint64_t max)
+{
+	int r = -EINVAL;
+
+	if (max > PM_MAX_VCPU_IDS)
+		return -EINVAL;
+	pthread_mutex_lock(&vm->lock);
+	if (vm->max_vcpu_ids == max) {
+		r = 0;
+	} else if (!vm->max_vcpu_ids) {
+		vm->max_vcpu_ids = (unsigned int)max;
+		r = 0;
+	}
+	pthread_mutex_unlock(&vm->lock);
+	return r;
+}
+
 int pm_vm_enable_cap(struct pm_vm *vm, const void *arg)
 {
 	const struct kvm_enable_cap *cap = arg;
@@ -225,6 +244,8 @@ int pm_vm_enable_cap(struct pm_vm *vm, const void *arg)
 			return -EINVAL;
 		atomic_store(&vm->gmem_page_size_flags, cap->args[0] == 1);
 		return 0;
+	case KVM_CAP_MAX_VCPU_ID:
+		return vm_set_max_vcpu_ids(vm, cap->args[0]);
 	default:
 		return -EINVAL;
 	}

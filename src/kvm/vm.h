@@ -50,6 +50,12 @@ struct pm_vm {
 	pthread_mutex_t lock;
 	struct pm_vcpu *vcpus[PM_MAX_VCPUS]; /* lock; published entries immutable */
 	atomic_uint nr_vcpus;                /* written under lock */
+	uint64_t tsc_zero;                   /* lock; the host TSC when the first vCPU was
+	                                      * created: every vCPU's TSC starts at 0
+	                                      * there (KVM's matched TSC writes) */
+	unsigned int max_vcpu_ids;           /* lock; KVM_CAP_MAX_VCPU_ID: 0 until
+	                                      * enabled or the first vCPU (then
+	                                      * PM_MAX_VCPU_IDS), set once */
 	atomic_uint_fast64_t hypercall_exit_enabled; /* KVM_CAP_EXIT_HYPERCALL mask */
 	atomic_bool gmem_page_size_flags;    /* PM_CAP_GUEST_MEMFD_PAGE_SIZE enabled */
 	atomic_bool irqchip;                 /* KVM_CREATE_IRQCHIP done (set once): HLT

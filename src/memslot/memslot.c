@@ -117,15 +117,17 @@ static bool memslot_populate(const struct pm_memslot *slot, gfn_t first, gfn_t e
 	return madvise((void *)(uintptr_t)hva, (end - first) << PM_PAGE_SHIFT, advice) == 0;
 }
 
-int pm_memslot_check_hva(struct pm_vm *vm, gfn_t gfn, int *max_level)
+int pm_memslot_check_hva(struct pm_vm *vm, const struct pm_slot_ref *ref, gfn_t gfn,
+			 int *max_level)
 {
 	struct pm_memslot *slot;
 	int r = 0;
 
 	pm_rcu_read_lock();
 	slot = pm_memslot_lookup(vm, gfn);
-	if (!slot) {
-		r = -ENOENT;
+	if (!slot || slot->base_gfn != ref->base_gfn || slot->npages != ref->npages ||
+	    slot->userspace_addr != ref->userspace_addr) {
+		r = -EAGAIN;
 	} else if (memslot_block_checked(slot, gfn)) {
 		*max_level = 1;
 	} else {

@@ -92,10 +92,14 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
  * block around gfn (within the slot) is tried first: if it passes it is
  * remembered in the slot and may be mapped 2M (*max_level 1); otherwise
  * only gfn's page is tried (*max_level 0, nothing remembered). 0, or
- * -EFAULT (the access must fail: a memory-fault exit), -ENOENT (no slot).
+ * -EFAULT (the access must fail: a memory-fault exit), or -EAGAIN when gfn's
+ * slot is no longer the one `ref` copied (deleted or moved since the fault
+ * looked it up, as the VMM may do at any time: the fault retries, as KVM's
+ * does when its invalidation sequence moved).
  * Page 0 is refused: a host address of 0 is never the VMM's memory.
  */
-int pm_memslot_check_hva(struct pm_vm *vm, gfn_t gfn, int *max_level);
+int pm_memslot_check_hva(struct pm_vm *vm, const struct pm_slot_ref *ref, gfn_t gfn,
+			 int *max_level);
 
 /* Deletes every slot (VM destruction). */
 void pm_memslots_destroy(struct pm_vm *vm);

@@ -265,8 +265,14 @@ static enum pm_fault_result fault_hva_page(struct pm_vm *vm, struct pm_fault *f,
 {
 	int level = 1;
 
-	if (!slot->hva_block_checked && pm_memslot_check_hva(vm, f->gfn, &level))
-		return fault_exit(f, EFAULT);
+	if (!slot->hva_block_checked) {
+		int r = pm_memslot_check_hva(vm, slot, f->gfn, &level);
+
+		if (r == -EAGAIN)
+			return PM_FAULT_RETRY;     /* the slot moved or went meanwhile */
+		if (r)
+			return fault_exit(f, EFAULT);
+	}
 	*src = (struct fault_source){
 		.addr = (slot->userspace_addr >> PM_PAGE_SHIFT) + (f->gfn - slot->base_gfn),
 		.hva = true, .order = level ? PM_ORDER_2M : 0,

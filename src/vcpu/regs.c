@@ -174,10 +174,26 @@ long pm_vcpu_x86_ioctl(struct pm_vcpu *vcpu, unsigned long req, unsigned long ar
 static long msr_list(struct kvm_msr_list *l, bool features)
 {
 	unsigned int room = l->nmsrs, n = 0;
-	int r = features ? 0 : pm_x86_msr_index_list(l->indices, room, &n);
+	int r = features ? pm_x86_feature_msr_index_list(l->indices, room, &n)
+			 : pm_x86_msr_index_list(l->indices, room, &n);
 
 	l->nmsrs = n;
 	return r;
+}
+
+/* KVM_GET_MSRS on /dev/kvm: feature MSRs, up to the first unknown one;
+ * returns how many were read. */
+static long get_feature_msrs(struct kvm_msrs *m)
+{
+	unsigned int k;
+	uint64_t v;
+
+	for (k = 0; k < m->nmsrs; k++) {
+		if (!pm_x86_feature_msr(m->entries[k].index, &v))
+			break;
+		m->entries[k].data = v;
+	}
+	return (long)k;
 }
 
 long pm_x86_sys_ioctl(unsigned long req, unsigned long arg)
@@ -200,8 +216,7 @@ long pm_x86_sys_ioctl(unsigned long req, unsigned long arg)
 			return -EFAULT;
 		return msr_list((void *)arg, req == KVM_GET_MSR_FEATURE_INDEX_LIST);
 	case KVM_GET_MSRS:
-		/* Feature MSRs: none is offered, so none is read. */
-		return arg ? 0 : -EFAULT;
+		return arg ? get_feature_msrs((void *)arg) : -EFAULT;
 	default:
 		return -ENOTTY;
 	}

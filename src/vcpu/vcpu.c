@@ -58,6 +58,13 @@ int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
 		r = -EINVAL;
 		goto out;
 	}
+	/* The first vCPU fixes KVM_CAP_MAX_VCPU_ID's bound (KVM's precreate). */
+	if (!vm->max_vcpu_ids)
+		vm->max_vcpu_ids = PM_MAX_VCPU_IDS;
+	if (id >= vm->max_vcpu_ids) {
+		r = -EINVAL;
+		goto out;
+	}
 	if (vcpu_id_taken(vm, id)) {
 		r = -EEXIST;
 		goto out;
@@ -67,6 +74,10 @@ int pm_vcpu_create(struct pm_vm *vm, unsigned long id, struct pm_vcpu **out)
 		r = -ENOMEM;
 		goto out;
 	}
+	/* The VM's TSC counts from its first vCPU's creation, on every vCPU. */
+	if (!atomic_load(&vm->nr_vcpus))
+		vm->tsc_zero = pm_x86_host_tsc(vcpu->x86);
+	pm_x86_set_tsc_offset(vcpu->x86, -vm->tsc_zero);
 	vcpu->idx = atomic_load(&vm->nr_vcpus);
 	vm->vcpus[vcpu->idx] = vcpu;
 	atomic_store_explicit(&vm->nr_vcpus, vcpu->idx + 1, memory_order_release);

@@ -29,7 +29,7 @@
 		1u << 15 /* CMOV */ | 1u << 16 /* PAT */ | 1u << 19 /* CLFSH */ | \
 		1u << 24 /* FXSR */ | 1u << 25 /* SSE */ | 1u << 26 /* SSE2 */)
 /* Leaf 7.0 */
-#define F7_EBX (1u << 0 /* FSGSBASE */ | 1u << 9 /* ERMS */)
+#define F7_EBX (1u << 0 /* FSGSBASE */ | 1u << 1 /* TSC_ADJUST */ | 1u << 9 /* ERMS */)
 #define F7_ECX (1u << 22 /* RDPID */)
 /* Leaf 0x80000001 */
 #define FX_ECX (1u << 0 /* LAHF/SAHF */ | 1u << 5 /* LZCNT */ | 1u << 8 /* PREFETCHW */)
@@ -73,8 +73,12 @@ static const uint32_t msr_list[] = {
 	PM_MSR_TSC, PM_MSR_APIC_BASE, PM_MSR_MTRRCAP, PM_MSR_SYSENTER_CS, PM_MSR_SYSENTER_ESP,
 	PM_MSR_SYSENTER_EIP, PM_MSR_MISC_ENABLE, PM_MSR_PAT, PM_MSR_MTRR_DEF_TYPE, PM_MSR_EFER,
 	PM_MSR_STAR, PM_MSR_LSTAR, PM_MSR_CSTAR, PM_MSR_SFMASK, PM_MSR_FS_BASE, PM_MSR_GS_BASE,
-	PM_MSR_KERNEL_GS_BASE, PM_MSR_TSC_AUX,
+	PM_MSR_KERNEL_GS_BASE, PM_MSR_TSC_AUX, PM_MSR_UCODE_REV, PM_MSR_K7_HWCR, PM_MSR_TSC_ADJUST,
 };
+
+/* MSR-based features a VMM may read from /dev/kvm before it sets a vCPU's
+ * (KVM always has some: its list is never empty). */
+static const uint32_t feature_msr_list[] = { PM_MSR_UCODE_REV };
 
 int pm_x86_msr_index_list(uint32_t *indices, unsigned int max, unsigned int *n)
 {
@@ -83,6 +87,26 @@ int pm_x86_msr_index_list(uint32_t *indices, unsigned int max, unsigned int *n)
 		return -E2BIG;
 	memcpy(indices, msr_list, sizeof(msr_list));
 	return 0;
+}
+
+int pm_x86_feature_msr_index_list(uint32_t *indices, unsigned int max, unsigned int *n)
+{
+	*n = PM_ARRAY_SIZE(feature_msr_list);
+	if (max < PM_ARRAY_SIZE(feature_msr_list))
+		return -E2BIG;
+	memcpy(indices, feature_msr_list, sizeof(feature_msr_list));
+	return 0;
+}
+
+bool pm_x86_feature_msr(uint32_t index, uint64_t *value)
+{
+	switch (index) {
+	case PM_MSR_UCODE_REV:
+		*value = PM_X86_UCODE_REV;
+		return true;
+	default:
+		return false;
+	}
 }
 
 static const struct kvm_cpuid_entry2 *find(const struct pm_x86_cpu *c, uint32_t leaf,

@@ -18,15 +18,21 @@
 #define CR0_VALID (PM_X86_CR0_PE | PM_X86_CR0_MP | PM_X86_CR0_EM | PM_X86_CR0_TS | \
 		   PM_X86_CR0_ET | PM_X86_CR0_NE | PM_X86_CR0_WP | PM_X86_CR0_AM | \
 		   PM_X86_CR0_NW | PM_X86_CR0_CD | PM_X86_CR0_PG)
+#define CR4_VME (1ULL << 0)
 #define CR4_TSD (1ULL << 2)
 #define CR4_DE  (1ULL << 3)
 #define CR4_MCE (1ULL << 6)
 #define CR4_PCE (1ULL << 8)
-/* The CR4 bits of the CPU model (no VME, PVI, UMIP, XSAVE, SMEP, SMAP,
- * PCID, LA57, PKE: CPUID does not offer them). */
-#define CR4_VALID (CR4_TSD | CR4_DE | PM_X86_CR4_PSE | PM_X86_CR4_PAE | CR4_MCE | \
-		   PM_X86_CR4_PGE | CR4_PCE | PM_X86_CR4_OSFXSR | PM_X86_CR4_OSXMMEXCPT | \
-		   PM_X86_CR4_FSGSBASE)
+/* The CR4 bits of the CPU model (no UMIP, XSAVE, SMEP, SMAP, PCID, LA57,
+ * PKE: CPUID does not offer them). VME and PVI are accepted whatever CPUID
+ * says, as KVM does: VME acts only in virtual-8086 mode, which the engine
+ * never runs; PVI makes CLI/STI at CPL 3 change VIF (sys.c). */
+#define CR4_VALID (CR4_VME | PM_X86_CR4_PVI | CR4_TSD | CR4_DE | PM_X86_CR4_PSE | \
+		   PM_X86_CR4_PAE | CR4_MCE | PM_X86_CR4_PGE | CR4_PCE | PM_X86_CR4_OSFXSR | \
+		   PM_X86_CR4_OSXMMEXCPT | PM_X86_CR4_FSGSBASE)
+/* IA32_APIC_BASE's reserved bits: 0-7, 9, x2APIC enable (CPUID offers no
+ * x2APIC) and those above the model's 52 physical address bits. */
+#define APIC_BASE_RESERVED (0x6ffULL | ~((1ULL << 52) - 1))
 #define EFER_VALID (PM_X86_EFER_SCE | PM_X86_EFER_LME | PM_X86_EFER_LMA | PM_X86_EFER_NXE)
 #define MXCSR_VALID 0xffffu
 
@@ -73,6 +79,9 @@ void x86_reset(struct pm_x86_cpu *c)
 	c->apic_base = 0xfee00000ULL | (1u << 11) | (1u << 8);
 	c->pat = 0x0007040600070406ULL;
 	c->misc_enable = (1u << 11) | (1u << 12); /* BTS and PEBS unavailable */
+	c->ucode_rev = PM_X86_UCODE_REV;
+	c->hwcr = 0;
+	c->tsc_adjust = 0;
 	c->mxcsr = 0x1f80;
 	c->fcw = 0x37f;
 	c->fsw = 0;
@@ -180,6 +189,8 @@ static bool sregs_valid(const struct kvm_sregs *s)
 	if (s->cr4 & ~CR4_VALID)
 		return false;
 	if (s->efer & ~EFER_VALID)
+		return false;
+	if (s->apic_base & APIC_BASE_RESERVED)
 		return false;
 	if ((s->efer & PM_X86_EFER_LME) && (s->cr0 & PM_X86_CR0_PG)) {
 		if (!(s->cr4 & PM_X86_CR4_PAE) || !(s->efer & PM_X86_EFER_LMA))
@@ -340,11 +351,29 @@ bool x86_set_efer(struct pm_x86_cpu *c, uint64_t v)
 }
 
 /* ---- MSRs ---- */
+uint64_t pm_x86_host_tsc(const struct pm_x86_cpu *c)
+{
+	return c->ops->rdtsc ? c->ops->rdtsc(c->env) : __rdtsc();
+}
+
+void pm_x86_set_tsc_offset(struct pm_x86_cpu *c, uint64_t offset)
+{
+	c->tsc_offset = offset;
+}
+
 uint64_t x86_read_tsc(struct pm_x86_cpu *c)
 {
-	uint64_t t = c->ops->rdtsc ? c->ops->rdtsc(c->env) : __rdtsc();
+	return pm_x86_host_tsc(c) + c->tsc_offset;
+}
 
-	return t + c->tsc_offset;
+/* IA32_TSC_ADJUST exists when the vCPU's CPUID says so (leaf 7, EBX bit
+ * 1); KVM ignores writes to it otherwise. */
+static bool has_tsc_adjust(const struct pm_x86_cpu *c)
+{
+	uint32_t id[4];
+
+	pm_x86_cpuid_lookup(c, 7, 0, id);
+	return id[1] & (1u << 1);
 }
 
 static bool canonical_msr(uint64_t v)
@@ -356,6 +385,7 @@ bool x86_msr_read(struct pm_x86_cpu *c, uint32_t idx, uint64_t *v)
 {
 	switch (idx) {
 	case PM_MSR_TSC: *v = x86_read_tsc(c); return true;
+	case PM_MSR_TSC_ADJUST: *v = c->tsc_adjust; return true;
 	case PM_MSR_APIC_BASE: *v = c->apic_base; return true;
 	case PM_MSR_MTRRCAP: *v = 0; return true;
 	case PM_MSR_SYSENTER_CS: *v = c->sysenter_cs; return true;
@@ -373,6 +403,8 @@ bool x86_msr_read(struct pm_x86_cpu *c, uint32_t idx, uint64_t *v)
 	case PM_MSR_GS_BASE: *v = c->seg[PM_X86_GS].base; return true;
 	case PM_MSR_KERNEL_GS_BASE: *v = c->kernel_gs_base; return true;
 	case PM_MSR_TSC_AUX: *v = c->tsc_aux; return true;
+	case PM_MSR_UCODE_REV: *v = c->ucode_rev; return true;
+	case PM_MSR_K7_HWCR: *v = c->hwcr; return true;
 	default: return false;
 	}
 }
@@ -391,14 +423,23 @@ static bool pat_valid(uint64_t v)
 bool x86_msr_write(struct pm_x86_cpu *c, uint32_t idx, uint64_t v)
 {
 	switch (idx) {
-	case PM_MSR_TSC:
-		c->tsc_offset = 0;
-		c->tsc_offset = v - x86_read_tsc(c);
+	case PM_MSR_TSC: {
+		/* The guest's write moves its TSC and IA32_TSC_ADJUST alike
+		 * (the SDM's; KVM's l1 offset). */
+		uint64_t adj = v - x86_read_tsc(c);
+
+		c->tsc_offset += adj;
+		c->tsc_adjust += adj;
+		return true;
+	}
+	case PM_MSR_TSC_ADJUST:
+		if (has_tsc_adjust(c)) {
+			c->tsc_offset += v - c->tsc_adjust;
+			c->tsc_adjust = v;
+		}
 		return true;
 	case PM_MSR_APIC_BASE:
-		/* Reserved: bits 0-7 and 9; bit 10 (x2APIC) too, as CPUID
-		 * offers no x2APIC. */
-		if (v & 0x6ffULL)
+		if (v & APIC_BASE_RESERVED)
 			return false;
 		c->apic_base = v;
 		return true;
@@ -450,6 +491,17 @@ bool x86_msr_write(struct pm_x86_cpu *c, uint32_t idx, uint64_t v)
 			return false;
 		c->tsc_aux = v;
 		return true;
+	case PM_MSR_UCODE_REV:          /* the guest's write is ignored */
+		return true;
+	case PM_MSR_K7_HWCR:
+		/* KVM's: flush-filter (6), IGNNE (8) and TLB-cache (3) disable
+		 * are ignored; McStatusWrEn (18) and TscFreqSel (24) are kept
+		 * (stored only); any other bit is refused. */
+		v &= ~((1ULL << 3) | (1ULL << 6) | (1ULL << 8));
+		if (v & ~((1ULL << 18) | (1ULL << 24)))
+			return false;
+		c->hwcr = v;
+		return true;
 	default:
 		return false;
 	}
@@ -474,6 +526,22 @@ int pm_x86_set_msrs(struct pm_x86_cpu *c, const struct kvm_msr_entry *e, unsigne
 	unsigned int k;
 
 	for (k = 0; k < n; k++) {
+		/* Only the host sets the microcode revision. */
+		if (e[k].index == PM_MSR_UCODE_REV) {
+			c->ucode_rev = e[k].data;
+			continue;
+		}
+		/* The host's TSC write sets the offset alone, its TSC_ADJUST
+		 * write the MSR alone (KVM's host-initiated writes). */
+		if (e[k].index == PM_MSR_TSC) {
+			c->tsc_offset = e[k].data - pm_x86_host_tsc(c);
+			continue;
+		}
+		if (e[k].index == PM_MSR_TSC_ADJUST) {
+			if (has_tsc_adjust(c))
+				c->tsc_adjust = e[k].data;
+			continue;
+		}
 		/* The host may set EFER.LMA along with LME (KVM's host write). */
 		if (e[k].index == PM_MSR_EFER) {
 			if (e[k].data & ~EFER_VALID)

@@ -186,7 +186,9 @@ static uint64_t string_bulk(struct pm_x86_cpu *c, const struct x86_insn *i, unsi
 /* Forward REP INS/OUTS: as many items as fit the page go to the hook in
  * one call (one exit for the embedder). Returns the items done, 0 when
  * the batch does not apply. The destination of INS is checked writable
- * before the port is read. */
+ * before the port is read. A hook that lowers RCX (the VMM, during its
+ * I/O exit) completes only that many of the items, as KVM's emulator
+ * resumes the instruction with the count the VMM left. */
 static uint64_t string_pio_batch(struct pm_x86_cpu *c, const struct x86_insn *i, unsigned int sz,
 				 int kind, uint64_t count)
 {
@@ -204,12 +206,14 @@ static uint64_t string_pio_batch(struct pm_x86_cpu *c, const struct x86_insn *i,
 			return 0; /* MMIO destination: one item at a time */
 		c->ops->pio_in(c->env, (uint16_t)c->gpr[PM_X86_RDX], sz, (unsigned int)n, buf);
 		x86_after_hook(c, rip);
+		n = PM_MIN(n, areg(c, i, PM_X86_RCX));
 		x86_write_buf(c, a, buf, (unsigned int)(n * sz), acc_user(c));
 		set_areg(c, i, PM_X86_RDI, a + n * sz);
 	} else {
 		x86_read_buf(c, a, buf, (unsigned int)(n * sz), acc_user(c));
 		c->ops->pio_out(c->env, (uint16_t)c->gpr[PM_X86_RDX], sz, (unsigned int)n, buf);
 		x86_after_hook(c, rip);
+		n = PM_MIN(n, areg(c, i, PM_X86_RCX));
 		set_areg(c, i, PM_X86_RSI, areg(c, i, PM_X86_RSI) + n * sz);
 	}
 	return n;
@@ -240,6 +244,11 @@ static void string_op(struct pm_x86_cpu *c, const struct x86_insn *i)
 			more = string_one(c, i, sz, kind);
 			n = 1;
 		}
+		/* A hook may have changed RCX (an I/O exit): the VMM's count
+		 * goes on (KVM resumes with it; the batch completed at most
+		 * that many items). */
+		if (areg(c, i, PM_X86_RCX) != count)
+			count = PM_MAX(areg(c, i, PM_X86_RCX), n);
 		count -= n;
 		budget -= PM_MIN(n, budget);
 		set_areg(c, i, PM_X86_RCX, count);

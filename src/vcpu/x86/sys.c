@@ -457,10 +457,28 @@ static void fsgsbase(struct pm_x86_cpu *c, const struct x86_insn *i)
 	}
 }
 
+/* With CR4.PVI, CPL 3 below IOPL changes the virtual interrupt flag
+ * instead of faulting (the SDM's protected-mode virtual interrupts); STI
+ * with an interrupt pending (VIP) still faults. */
+static void cli_sti_virtual(struct pm_x86_cpu *c, const struct x86_insn *i)
+{
+	if (c->cpl != 3 || !(c->cr4 & PM_X86_CR4_PVI))
+		x86_gp(c, 0);
+	if (i->mnemonic == ZYDIS_MNEMONIC_CLI) {
+		c->rflags &= ~PM_X86_VIF;
+	} else {
+		if (c->rflags & PM_X86_VIP)
+			x86_gp(c, 0);
+		c->rflags |= PM_X86_VIF;
+	}
+}
+
 static void cli_sti(struct pm_x86_cpu *c, const struct x86_insn *i)
 {
-	if (c->cpl > ((c->rflags & PM_X86_IOPL) >> 12))
-		x86_gp(c, 0);
+	if (c->cpl > ((c->rflags & PM_X86_IOPL) >> 12)) {
+		cli_sti_virtual(c, i);
+		return;
+	}
 	if (i->mnemonic == ZYDIS_MNEMONIC_CLI) {
 		c->rflags &= ~PM_X86_IF;
 	} else {

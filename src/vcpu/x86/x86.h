@@ -157,6 +157,7 @@ enum { PM_X86_ES, PM_X86_CS, PM_X86_SS, PM_X86_DS, PM_X86_FS, PM_X86_GS, PM_X86_
 #define PM_X86_CR0_NW (1ULL << 29)
 #define PM_X86_CR0_CD (1ULL << 30)
 #define PM_X86_CR0_PG (1ULL << 31)
+#define PM_X86_CR4_PVI        (1ULL << 1)
 #define PM_X86_CR4_PSE        (1ULL << 4)
 #define PM_X86_CR4_PAE        (1ULL << 5)
 #define PM_X86_CR4_PGE        (1ULL << 7)
@@ -171,6 +172,8 @@ enum { PM_X86_ES, PM_X86_CS, PM_X86_SS, PM_X86_DS, PM_X86_FS, PM_X86_GS, PM_X86_
 /* MSRs the engine implements (pm_x86_msr_index_list() lists them). */
 #define PM_MSR_TSC              0x00000010
 #define PM_MSR_APIC_BASE        0x0000001b
+#define PM_MSR_TSC_ADJUST       0x0000003b
+#define PM_MSR_UCODE_REV        0x0000008b
 #define PM_MSR_MTRRCAP          0x000000fe
 #define PM_MSR_SYSENTER_CS      0x00000174
 #define PM_MSR_SYSENTER_ESP     0x00000175
@@ -187,6 +190,9 @@ enum { PM_X86_ES, PM_X86_CS, PM_X86_SS, PM_X86_DS, PM_X86_FS, PM_X86_GS, PM_X86_
 #define PM_MSR_GS_BASE          0xc0000101
 #define PM_MSR_KERNEL_GS_BASE   0xc0000102
 #define PM_MSR_TSC_AUX          0xc0000103
+#define PM_MSR_K7_HWCR          0xc0010015
+/* The microcode revision the model reports (KVM's default for a vCPU). */
+#define PM_X86_UCODE_REV        0x100000000ULL
 
 /* A segment register with its hidden part (the fields of kvm_segment). */
 struct pm_x86_seg {
@@ -246,7 +252,8 @@ struct pm_x86_cpu {
 	/* MSRs */
 	uint64_t star, lstar, cstar, sfmask, kernel_gs_base, tsc_aux, tsc_offset;
 	uint64_t apic_base, pat, misc_enable, sysenter_cs, sysenter_esp, sysenter_eip;
-	uint64_t mtrr_def_type;
+	uint64_t mtrr_def_type, ucode_rev, hwcr;
+	uint64_t tsc_adjust;  /* IA32_TSC_ADJUST: what the guest's own TSC writes added */
 
 	/* SSE and the x87 state KVM_GET/SET_FPU carries (no x87 execution) */
 	union pm_x86_xmm xmm[16];
@@ -343,8 +350,18 @@ int pm_x86_get_cpuid(const struct pm_x86_cpu *cpu, struct kvm_cpuid_entry2 *e, u
 /* KVM_GET_SUPPORTED_CPUID: what the engine implements, one consistent
  * GenuineIntel model. -E2BIG when `max` is too small; *n = entries. */
 int pm_x86_supported_cpuid(struct kvm_cpuid_entry2 *e, unsigned int max, unsigned int *n);
+/* The guest's TSC is the host's (ops->rdtsc, else RDTSC) plus an offset:
+ * pm_x86_host_tsc() reads the host's, pm_x86_set_tsc_offset() sets the
+ * offset (the embedder starts a vCPU's TSC at 0 when it creates it, as KVM
+ * does). IA32_TSC_ADJUST is not changed. */
+uint64_t pm_x86_host_tsc(const struct pm_x86_cpu *cpu);
+void pm_x86_set_tsc_offset(struct pm_x86_cpu *cpu, uint64_t offset);
 /* KVM_GET_MSR_INDEX_LIST: -E2BIG when `max` is too small; *n = entries. */
 int pm_x86_msr_index_list(uint32_t *indices, unsigned int max, unsigned int *n);
+/* KVM_GET_MSR_FEATURE_INDEX_LIST, the same way, and the value of one
+ * feature MSR (false for an index not in that list). */
+int pm_x86_feature_msr_index_list(uint32_t *indices, unsigned int max, unsigned int *n);
+bool pm_x86_feature_msr(uint32_t index, uint64_t *value);
 /* The answer of the cpu's table to CPUID(leaf, subleaf), as KVM answers
  * from the VMM's table (a leaf past the maximum gets the highest basic
  * leaf, Intel's rule; a missing one zeroes). */

@@ -922,6 +922,7 @@ XG_BLOB(f_sse41, "pminsd %xmm1, %xmm0\n pblendw $5, %xmm1, %xmm0\n ptest %xmm1, 
 XG_BLOB(f_popcnt, "popcntq %rax, %rbx\n" DONE);
 XG_BLOB(f_tsc, "rdtsc\n" DONE);
 XG_BLOB(f_msr, "movl $0x277, %ecx\n rdmsr\n wrmsr\n" DONE);
+XG_BLOB(f_tsc_adjust, "movl $0x3b, %ecx\n rdmsr\n wrmsr\n" DONE);
 XG_BLOB(f_cx8, "movl $" XG_STR(XG_DATA) ", %edi\n lock cmpxchg8b (%rdi)\n" DONE);
 XG_BLOB(f_cmov, "cmovzq %rax, %rbx\n" DONE);
 XG_BLOB(f_clflush, "movl $" XG_STR(XG_DATA) ", %edi\n clflush (%rdi)\n" DONE);
@@ -980,6 +981,7 @@ static const struct feature {
 	{ 1, R_EDX, 25, "SSE", f_sse, f_sse_end },
 	{ 1, R_EDX, 26, "SSE2", f_sse2, f_sse2_end },
 	{ 7, R_EBX, 0, "FSGSBASE", f_fsgsbase, f_fsgsbase_end },
+	{ 7, R_EBX, 1, "TSC_ADJUST", f_tsc_adjust, f_tsc_adjust_end },  /* the MSR */
 	{ 7, R_EBX, 9, "ERMS", f_erms, f_erms_end },
 	{ 7, R_ECX, 22, "RDPID", f_rdpid, f_rdpid_end },
 	{ 0x80000001, R_ECX, 0, "LAHF", f_lahf, f_lahf_end },

@@ -261,6 +261,7 @@ struct figure *figure_add(struct result *r, const char *key, const char *label, 
 	struct figure *f = &r->fig[r->nfig < MAX_FIG ? r->nfig++ : MAX_FIG - 1];
 
 	memset(f, 0, sizeof(*f));
+	f->section = r->nsection ? r->section[r->nsection - 1] : NULL;
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	snprintf(f->label, sizeof(f->label), "%s", label);
 	f->op = op;
@@ -322,17 +323,41 @@ void target_add(struct result *r, const char *key, const char *text, double valu
 	struct target *t = &r->tgt[r->ntgt < MAX_TGT ? r->ntgt++ : MAX_TGT - 1];
 
 	memset(t, 0, sizeof(*t));
+	t->section = r->nsection ? r->section[r->nsection - 1] : NULL;
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	snprintf(t->text, sizeof(t->text), "%s", text);
 	t->value = value;
 	t->limit = limit;
 	t->at_least = at_least;
+	t->privmem_ns = t->reference_ns = t->median = NAN;
 	if (!isfinite(value)) {
 		t->st = T_SKIPPED;
 		snprintf(t->why, sizeof(t->why), "%s", why ? why : "no measurement");
 	} else {
 		t->st = (at_least ? value >= limit : value <= limit) ? T_MET : T_NOT_MET;
 	}
+}
+
+void target_vs(struct result *r, const char *key, const char *text, const struct figure *a,
+	       const struct figure *b, double limit)
+{
+	bool ok = !a->skipped && !b->skipped;
+	struct target *t;
+
+	target_add(r, key, text, ok ? ns_per_op(a, false) / ns_per_op(b, false) : NAN, limit, false,
+		   a->skipped ? a->why : b->why);
+	t = &r->tgt[r->ntgt - 1];
+	if (ok) {
+		t->privmem_ns = ns_per_op(a, false);
+		t->reference_ns = ns_per_op(b, false);
+		t->median = ns_per_op(a, true) / ns_per_op(b, true);
+	}
+}
+
+void section_begin(struct result *r, const char *name)
+{
+	if (r->nsection < MAX_SECTION)
+		r->section[r->nsection++] = name;
 }
 
 void info_add(struct result *r, const char *key, const char *label, double value, const char *unit)
@@ -382,6 +407,8 @@ static void result_print_text(const struct result *r)
 	for (int i = 0; i < r->nfig; i++) {
 		const struct figure *f = &r->fig[i];
 
+		if (f->section && (!i || f->section != r->fig[i - 1].section))
+			printf("  [%s]\n", f->section);
 		if (f->skipped) {
 			printf("  %-34s skipped (%s)\n", f->label, f->why);
 			continue;
@@ -411,8 +438,13 @@ static void result_print_text(const struct result *r)
 	for (int i = 0; i < r->ntgt; i++) {
 		const struct target *t = &r->tgt[i];
 
+		if (t->section && (!i || t->section != r->tgt[i - 1].section))
+			printf("   [%s]\n", t->section);
 		if (t->st == T_SKIPPED)
 			printf("    %-52s      n/a  SKIPPED (%s)\n", t->text, t->why);
+		else if (isfinite(t->privmem_ns))
+			printf("    %-52s %8.2fx [%.2fx]  %s  (%.1f ns, limit %.1f ns)\n", t->text, t->value,
+			       t->median, status_name(t->st), t->privmem_ns, t->limit * t->reference_ns);
 		else
 			printf("    %-52s %8.2fx  %s\n", t->text, t->value, status_name(t->st));
 	}
@@ -442,12 +474,21 @@ static void result_print_json(const struct result *r)
 {
 	printf("{\"name\":\"%s\",\"title\":", r->name);
 	cli_json_string(stdout, r->title);
-	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,\"figures\":{", r->size, r->reps);
+	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,", r->size, r->reps);
+	if (r->nsection) {
+		printf("\"sections\":[");
+		for (int i = 0; i < r->nsection; i++)
+			printf("%s\"%s\"", i ? "," : "", r->section[i]);
+		printf("],");
+	}
+	printf("\"figures\":{");
 	for (int i = 0; i < r->nfig; i++) {
 		const struct figure *f = &r->fig[i];
 
 		printf("%s\"%s\":{\"label\":", i ? "," : "", f->key);
 		cli_json_string(stdout, f->label);
+		if (f->section)
+			printf(",\"section\":\"%s\"", f->section);
 		if (f->skipped) {
 			printf(",\"skipped\":true,\"reason\":");
 			cli_json_string(stdout, f->why);
@@ -496,6 +537,21 @@ static void result_print_json(const struct result *r)
 		json_num(t->limit);
 		printf(",\"compare\":\"%s\",\"status\":\"%s\",\"met\":%s", t->at_least ? ">=" : "<=",
 		       status_name(t->st), t->st == T_MET ? "true" : t->st == T_NOT_MET ? "false" : "null");
+		if (t->section)
+			printf(",\"section\":\"%s\"", t->section);
+		if (isfinite(t->privmem_ns)) {
+			/* The ratio to the limit measured in the same run. */
+			printf(",\"median\":");
+			json_num(t->median);
+			printf(",\"privmem_ns\":");
+			json_num(t->privmem_ns);
+			printf(",\"reference_ns\":");
+			json_num(t->reference_ns);
+			printf(",\"limit_ns\":");
+			json_num(t->limit * t->reference_ns);
+			printf(",\"of_limit\":");
+			json_num(t->value / t->limit);
+		}
 		if (t->st == T_SKIPPED) {
 			printf(",\"reason\":");
 			cli_json_string(stdout, t->why);
@@ -518,116 +574,6 @@ static void result_print_json(const struct result *r)
 	else
 		printf("null");
 	printf("}");
-}
-
-/* Shared helpers                                                       */
-/* ==================================================================== */
-
-/* A pre-faulted anonymous buffer (NULL on failure). */
-/* Sets the pool's watermark (0: back to the default); 0 or -errno. */
-int bench_pool_watermark(uint64_t bytes)
-{
-	static uint64_t saved;
-	struct pm_pool_stats st;
-	struct pm_pool_config cfg = { 0 };
-	int kvm = pm_kvm_open(), r;
-
-	pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st);
-	if (bytes && !saved)
-		saved = st.watermark;
-	cfg.watermark = bytes ? PM_MIN_U64(bytes, st.size) : saved;
-	r = cfg.watermark ? pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg) : 0;
-	pm_kvm_close(kvm);
-	return r ? -errno : 0;
-}
-
-uint8_t *buffer_new(uint64_t size)
-{
-	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	memset(p, 0x5a, size);
-	return p;
-}
-
-void buffer_free(uint8_t *p, uint64_t size)
-{
-	if (p)
-		munmap(p, size);
-}
-
-
-volatile uint64_t sink;
-
-uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv)
-{
-	struct kvm_memory_attributes a = {
-		.address = gpa, .size = len, .attributes = priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
-	};
-
-	return pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a) ? -errno : 0;
-}
-
-/* One granule's round trip through privmem: attributes private and the
- * private page allocated (fallocate, as a VMM that pre-allocates does), then
- * attributes shared and the private page punched out. The VMM's discard of
- * its own shared copy (madvise) is the same syscall with or without
- * privmem, and is not in the kernel reference either, so it is not timed.
- * 0 or -errno. */
-int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len)
-{
-	int r = set_attrs(m, gpa, len, true);
-
-	if (!r && pm_kvm_fallocate(m->gmem, FALLOC_FL_KEEP_SIZE, (off_t)gpa, (off_t)len))
-		r = -errno;
-	if (!r)
-		r = set_attrs(m, gpa, len, false);
-	if (!r && pm_kvm_fallocate(m->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				   (off_t)gpa, (off_t)len))
-		r = -errno;
-	return r;
-}
-
-/* ==================================================================== */
-/* Running guest code                                                   */
-/* ==================================================================== */
-
-int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
-		    uint64_t gmem_flags)
-{
-	if (!vmm_create(m, type, size, 1, gmem_flags))
-		return 0;
-	vmm_destroy(m);
-	result_fail(r, "cannot create the VM (see above)");
-	return -1;
-}
-
-int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,
-		 vmm_sync_fn sync)
-{
-	void *args[1] = { arg };
-	int ret;
-
-	m->ctx = arg;
-	m->sync = sync;
-	ret = vmm_set_guest(m, fn, args);
-	if (!ret)
-		ret = vmm_run_all(m, NULL, NULL);
-	if (ret)
-		result_fail(r, "guest failed: %s", m->abort_msg[0] ? m->abort_msg : "PM_KVM_SET_GUEST");
-	return ret ? -1 : 0;
 }
 
 /* ==================================================================== */

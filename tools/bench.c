@@ -21,9 +21,14 @@
  *  - scale: conversions of disjoint ranges by 1 and 2 VMM threads.
  *  - share: pKVM's in-place sharing beside destructive conversion and
  *    memset (bench_share.c).
+ *  - psc, tdx: SEV-SNP's page state changes, TDX's acceptance and
+ *    conversions (bench_psc.c, bench_tdx.c).
+ *  - e2e: conversions end to end through real exits on every model, and
+ *    the limits the core is to meet, each measured in the same run
+ *    (bench_e2e.c, bench_e2e_mem.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
- * below; bench.h is the framework they share.
+ * below; bench.h is the framework they share, bench_lib.c their helpers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +80,9 @@ static const struct {
 		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc, 1, PAGE_2M },
 	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
 		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx, 1, 0 },
+	{ "e2e", "conversions end to end through real exits on sw, tdx, snp and pkvm, each\n"
+		 "beside its limit: exit, convert, tlb, memslot, scale (SIZE: 64M; 5 runs)", 64 * MIB, 5,
+	  bench_e2e, 1, PAGE_2M },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");
@@ -102,7 +110,7 @@ static void bench_usage(FILE *out)
 		"options:\n"
 		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}})\n"
 		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G suffixes)\n"
-		"  --reps N      measurements per figure, 1..%d (default 3; scale 9)\n"
+		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, e2e 5)\n"
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"
@@ -232,6 +240,27 @@ double secs_since(uint64_t t0)
 	return (double)(now_ns() - t0) / 1e9;
 }
 
+uint64_t thread_cpu_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+void stopwatch_start(struct stopwatch *w)
+{
+	w->cpu = thread_cpu_ns();
+	w->wall = now_ns();
+}
+
+/* The wall clock first: the CPU clock is a system call. */
+void stopwatch_stop(const struct stopwatch *w, struct samples *wall, struct samples *cpu)
+{
+	samples_add(wall, secs_since(w->wall));
+	samples_add(cpu, (double)(thread_cpu_ns() - w->cpu) / 1e9);
+}
+
 void result_fail(struct result *r, const char *fmt, ...)
 {
 	va_list ap;
@@ -279,6 +308,15 @@ void figure_set(struct figure *f, const struct samples *s)
 	f->skipped = false;
 	f->best = samples_best(s);
 	f->median = samples_median(s);
+}
+
+void figure_set_cpu(struct figure *f, const struct samples *cpu)
+{
+	if (!cpu->n)
+		return;
+	f->has_cpu = true;
+	f->cpu_best = samples_best(cpu);
+	f->cpu_median = samples_median(cpu);
 }
 
 void figure_skip(struct figure *f, const char *why)
@@ -329,7 +367,7 @@ void target_add(struct result *r, const char *key, const char *text, double valu
 	t->value = value;
 	t->limit = limit;
 	t->at_least = at_least;
-	t->privmem_ns = t->reference_ns = t->median = NAN;
+	t->privmem_ns = t->reference_ns = t->median = t->cpu_value = NAN;
 	if (!isfinite(value)) {
 		t->st = T_SKIPPED;
 		snprintf(t->why, sizeof(t->why), "%s", why ? why : "no measurement");
@@ -351,6 +389,8 @@ void target_vs(struct result *r, const char *key, const char *text, const struct
 		t->privmem_ns = ns_per_op(a, false);
 		t->reference_ns = ns_per_op(b, false);
 		t->median = ns_per_op(a, true) / ns_per_op(b, true);
+		if (a->has_cpu && b->has_cpu)
+			t->cpu_value = (a->cpu_best / a->ops) / (b->cpu_best / b->ops);
 	}
 }
 
@@ -415,6 +455,8 @@ static void result_print_text(const struct result *r)
 		}
 		printf("  %-34s %9.1f ns/%s [%.1f]", f->label, ns_per_op(f, false), f->op,
 		       ns_per_op(f, true));
+		if (f->has_cpu)
+			printf("  cpu %.1f [%.1f]", f->cpu_best * 1e9 / f->ops, f->cpu_median * 1e9 / f->ops);
 		if (f->bytes > 0)
 			printf("  %6.2f %s [%.2f]", throughput(f, false), f->gb ? "GB/s" : "GiB/s",
 			       throughput(f, true));
@@ -442,6 +484,10 @@ static void result_print_text(const struct result *r)
 			printf("   [%s]\n", t->section);
 		if (t->st == T_SKIPPED)
 			printf("    %-52s      n/a  SKIPPED (%s)\n", t->text, t->why);
+		else if (isfinite(t->privmem_ns) && isfinite(t->cpu_value))
+			printf("    %-52s %8.2fx [%.2fx]  %s  (%.1f ns, limit %.1f ns; cpu %.2fx)\n", t->text,
+			       t->value, t->median, status_name(t->st), t->privmem_ns,
+			       t->limit * t->reference_ns, t->cpu_value);
 		else if (isfinite(t->privmem_ns))
 			printf("    %-52s %8.2fx [%.2fx]  %s  (%.1f ns, limit %.1f ns)\n", t->text, t->value,
 			       t->median, status_name(t->st), t->privmem_ns, t->limit * t->reference_ns);
@@ -505,6 +551,12 @@ static void result_print_json(const struct result *r)
 		json_num(ns_per_op(f, true));
 		printf(",\"best_ops_per_s\":");
 		json_num(f->ops / f->best);
+		if (f->has_cpu) {
+			printf(",\"best_cpu_ns_per_op\":");
+			json_num(f->cpu_best * 1e9 / f->ops);
+			printf(",\"median_cpu_ns_per_op\":");
+			json_num(f->cpu_median * 1e9 / f->ops);
+		}
 		if (f->bytes > 0) {
 			printf(",\"bytes\":%.0f,\"best_%s\":", f->bytes, f->gb ? "gb_per_s" : "gib_per_s");
 			json_num(throughput(f, false));
@@ -551,6 +603,8 @@ static void result_print_json(const struct result *r)
 			json_num(t->limit * t->reference_ns);
 			printf(",\"of_limit\":");
 			json_num(t->value / t->limit);
+			printf(",\"cpu_ratio\":");
+			json_num(t->cpu_value);
 		}
 		if (t->st == T_SKIPPED) {
 			printf(",\"reason\":");

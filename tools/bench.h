@@ -43,6 +43,10 @@ struct figure {
 	const char *event;       /* optional second rate, e.g. "fault" */
 	double events;           /* events per measurement */
 	double best, median;     /* seconds per measurement */
+	/* The measuring thread's CPU time (figure_set_cpu), when kept: the
+	 * steadier figure on a host whose other loads preempt it. */
+	bool has_cpu;
+	double cpu_best, cpu_median;
 	bool skipped;
 	char why[192];
 };
@@ -67,6 +71,7 @@ struct target {
 	/* target_vs: the two figures' ns per op (the best; NAN otherwise) and
 	 * the ratio of their medians. */
 	double privmem_ns, reference_ns, median;
+	double cpu_value;        /* the ratio of their CPU times (NAN: not kept) */
 };
 
 struct info {
@@ -118,6 +123,14 @@ double samples_median(const struct samples *s);
 void samples_add(struct samples *s, double secs);
 uint64_t now_ns(void);
 double secs_since(uint64_t t0);
+/* The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns. */
+uint64_t thread_cpu_ns(void);
+/* Both clocks around a measurement on the calling thread. */
+struct stopwatch {
+	uint64_t wall, cpu;
+};
+void stopwatch_start(struct stopwatch *w);
+void stopwatch_stop(const struct stopwatch *w, struct samples *wall, struct samples *cpu);
 
 /* Building a result. result_fail keeps the first error; figure_add
  * describes a figure that figure_set (or figure_skip) completes; ratios
@@ -127,6 +140,7 @@ void note(struct result *r, const char *fmt, ...) __attribute__((format(printf, 
 struct figure *figure_add(struct result *r, const char *key, const char *label, const char *op,
 			  double ops, double bytes);
 void figure_set(struct figure *f, const struct samples *s);
+void figure_set_cpu(struct figure *f, const struct samples *cpu);
 void figure_skip(struct figure *f, const char *why);
 double ns_per_op(const struct figure *f, bool median);
 double throughput(const struct figure *f, bool median);
@@ -163,10 +177,12 @@ int bench_pool_watermark(uint64_t bytes);
 #define BENCH_MARK(phase, end) (BENCH_MARK_FLAG | (uint64_t)(phase) << 1 | (uint64_t)!!(end))
 
 struct bench_marks {
-	uint64_t t_start;
+	uint64_t t_start, cpu_start;
 	struct samples t[BENCH_PHASES];          /* seconds per measurement */
+	struct samples cpu[BENCH_PHASES];        /* the vCPU thread's CPU seconds in them */
 	uint64_t hypercalls[BENCH_PHASES];       /* hypercall exits in them, summed */
 	uint64_t released[BENCH_PHASES];         /* pool bytes returned to the OS, summed */
+	int64_t populated[BENCH_PHASES];         /* growth of the pool's populated bytes, summed */
 	struct pm_vm_stats vs_start[BENCH_PHASES], vs_end[BENCH_PHASES];   /* the last one */
 	struct pm_pool_stats ps_start[BENCH_PHASES], ps_end[BENCH_PHASES];
 };

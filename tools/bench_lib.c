@@ -158,15 +158,18 @@ static void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 	if (!(uc->args[0] & 1)) {
 		vmm_vm_stats(m, &mk->vs_start[phase]);
 		vmm_pool_stats(m, &mk->ps_start[phase]);
+		mk->cpu_start = thread_cpu_ns();
 		mk->t_start = now_ns();          /* last thing before KVM_RUN */
 		return;
 	}
 	samples_add(&mk->t[phase], secs_since(mk->t_start));
+	samples_add(&mk->cpu[phase], (double)(thread_cpu_ns() - mk->cpu_start) / 1e9);
 	vmm_vm_stats(m, &mk->vs_end[phase]);
 	vmm_pool_stats(m, &mk->ps_end[phase]);
 	mk->hypercalls[phase] += mk->vs_end[phase].exits[PM_STAT_EXITS_HYPERCALL] -
 				 mk->vs_start[phase].exits[PM_STAT_EXITS_HYPERCALL];
 	mk->released[phase] += mk->ps_end[phase].released - mk->ps_start[phase].released;
+	mk->populated[phase] += (int64_t)(mk->ps_end[phase].populated - mk->ps_start[phase].populated);
 }
 
 int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,

@@ -202,9 +202,11 @@ int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g,
 /* Guest code: KVM_HC_MAP_GPA_RANGE of npages from gpa (2M page size hint
  * from 512 pages on): 0 or the hypercall's error. */
 long guest_map_gpa_range(struct pm_guest *g, uint64_t gpa, uint64_t npages, bool to_private);
-/* Random reads: n 8-byte aligned offsets below span, and the sum of the
+/* Random reads: fill_words gives each 8-byte word of buf its own value;
+ * n 8-byte aligned offsets below span (at most 4 GiB), and the sum of the
  * words at base + each offset, `loops` times over, read by guest code
  * (pm_guest_read64) and natively (plain loads). */
+void fill_words(uint8_t *buf, uint64_t size);
 void random_offsets(uint32_t *idx, size_t n, uint64_t span, uint64_t *seed);
 uint64_t guest_random_reads(struct pm_guest *g, uint64_t base, const uint32_t *idx, size_t n,
 			    unsigned int loops);

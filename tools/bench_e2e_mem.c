@@ -78,8 +78,9 @@ static void tlb_native(const struct tlb_job *j, struct samples s[2], struct samp
 	}
 }
 
-void e2e_tlb(struct result *r, uint64_t size)
+void e2e_tlb(struct result *r, uint64_t size_arg)
 {
+	uint64_t size = PM_MIN_U64(size_arg, 4 * GIB);    /* offsets are 32-bit */
 	struct tlb_job *j = calloc(1, sizeof(*j));
 	uint32_t *idx_hit = calloc(HIT_IDX, sizeof(uint32_t)), *idx_miss = calloc(MISS_IDX, sizeof(uint32_t));
 	uint8_t *src = buffer_new(size);
@@ -100,11 +101,7 @@ void e2e_tlb(struct result *r, uint64_t size)
 		result_fail(r, "out of memory");
 		goto out;
 	}
-	for (uint64_t i = 0; i < size / 8; i++) {
-		uint64_t v = i * 0x9E3779B97F4A7C15ULL + 1;
-
-		memcpy(src + i * 8, &v, 8);
-	}
+	fill_words(src, size);
 	random_offsets(idx_hit, HIT_IDX, HIT_PAGES * PAGE_4K, &seed);
 	random_offsets(idx_miss, MISS_IDX, size, &seed);
 	*j = (struct tlb_job){ .size = size, .src = src, .idx_hit = idx_hit, .idx_miss = idx_miss,

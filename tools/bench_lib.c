@@ -200,6 +200,15 @@ long guest_map_gpa_range(struct pm_guest *g, uint64_t gpa, uint64_t npages, bool
 /* Random reads                                                         */
 /* ==================================================================== */
 
+void fill_words(uint8_t *buf, uint64_t size)
+{
+	for (uint64_t i = 0; i < size / 8; i++) {
+		uint64_t v = i * 0x9E3779B97F4A7C15ULL + 1;
+
+		memcpy(buf + i * 8, &v, 8);
+	}
+}
+
 void random_offsets(uint32_t *idx, size_t n, uint64_t span, uint64_t *seed)
 {
 	for (size_t i = 0; i < n; i++)

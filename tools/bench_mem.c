@@ -523,11 +523,7 @@ void bench_access(const struct bench_opts *o, struct result *r)
 		result_fail(r, "access needs 512K <= SIZE <= 4G");
 		goto out;
 	}
-	for (uint64_t i = 0; i < size / 8; i++) {
-		uint64_t v = i * 0x9E3779B97F4A7C15ULL + 1;
-
-		memcpy(src + i * 8, &v, 8);
-	}
+	fill_words(src, size);
 	random_offsets(idx_small, SMALL_IDX, SMALL_PAGES * PAGE_4K, &seed);
 	random_offsets(idx_large, LARGE_IDX, size, &seed);
 

@@ -80,8 +80,8 @@ static const struct {
 		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc, 1, PAGE_2M },
 	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
 		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx, 1, 0 },
-	{ "e2e", "conversions end to end through real exits on sw, tdx, snp and pkvm, each\n"
-		 "beside its limit: exit, convert, tlb, memslot, scale (SIZE: 64M; 5 runs)", 64 * MIB, 5,
+	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
+		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
 	  bench_e2e, 1, PAGE_2M },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))

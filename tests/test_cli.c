@@ -710,6 +710,33 @@ static void test_bench_e2e_json_has_every_section_figure_and_target(void **state
 	result_free(&r);
 }
 
+/* A smoke run of bench guest: the guest loops ran in the VM (one exit per
+ * run), natively and in the engine alone; every figure, ratio and target
+ * is there and nothing failed. */
+static void test_bench_guest_measures_every_figure(void **state)
+{
+	const char *const args[] = { "bench", "guest", "--size", "2M", "--reps", "1", "--json", NULL };
+	static const char *const keys[] = {
+		"\"vm_register\":{", "\"native_register\":{", "\"engine_register\":{",
+		"\"vm_load_store\":{", "\"native_load_store\":{", "\"engine_load_store\":{",
+		"\"vm_memset_rep_stosb\":{", "\"native_memset_rep_stosb\":{",
+		"\"engine_memset_rep_stosb\":{", "\"vm_memset_store_loop\":{",
+		"\"native_memset_store_loop\":{", "\"register_vm_vs_native\":",
+		"\"load_store_vm_vs_engine\":", "\"name\":\"register_mips\"",
+		"\"name\":\"load_store_mips\"", "\"exits_per_run\":1,", "\"error\":null",
+	};
+	struct result r = run_cli(args);
+
+	expect_status(&r, 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		expect_contains(&r, r.out, keys[i]);
+	if (strstr(r.out, "\"skipped\":true") || strstr(r.out, "\"status\":\"SKIPPED\"")) {
+		dump(&r);
+		fail_msg("a figure or target was skipped");
+	}
+	result_free(&r);
+}
+
 static void test_run_snp_passes_with_launch_digest_and_no_violation(void **state)
 {
 	const char *const args[] = { "run", "--vm-type", "snp", "--vcpus", "2", "--mem", "64M",
@@ -1209,7 +1236,7 @@ static void test_run_out_of_host_memory_stops_and_says_so(void **state)
  * that fits but runs the pool dry fails (exit 1) saying so. */
 static void test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message(void **state)
 {
-	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "e2e" };
+	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "guest", "e2e" };
 	const char *const fault[] = { "bench", "fault", "--size", "64M", "--reps", "1", NULL };
 	struct result r;
 
@@ -1255,6 +1282,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_small_vm_passes),
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_bench_share_measures_every_figure),
+		cmocka_unit_test(test_bench_guest_measures_every_figure),
 		cmocka_unit_test(test_bench_e2e_json_has_every_section_figure_and_target),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),
 		cmocka_unit_test(test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak),

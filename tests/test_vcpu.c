@@ -44,6 +44,8 @@
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
+#include "kvm/vm.h"
+#include "vcpu/vcpu.h"
 #include "uapi/handle.h"
 
 #define PAGE      4096ULL
@@ -1197,6 +1199,39 @@ static void test_write_to_readonly_slot_is_mmio_while_reads_work(void **state)
 	munmap(mem, MEM_SIZE);
 }
 
+/* ---- the vCPU TLB ------------------------------------------------------------------- */
+
+/* A flush is O(1) (the next epoch); an entry of an older epoch never hits,
+ * single entries can be forgotten, and the wrap of the epoch clears all. */
+static void test_tlb_flush_and_forget_make_entries_miss_even_across_the_epoch_wrap(void **state)
+{
+	struct vmm m;
+	struct pm_vcpu *v;
+	static uint8_t page[4096];
+
+	vmm_open_sw(&m);
+	v = pm_test_vm_of(m.vm)->vcpus[0];
+	for (int round = 0; round < 2; round++) {
+		struct pm_tlb_entry *e = &v->tlb[(0x5000 >> 12) & (PM_TLB_ENTRIES - 1)];
+
+		if (round)
+			v->tlb_epoch = UINT32_MAX;       /* the next flush wraps */
+		*e = (struct pm_tlb_entry){ .tag = 0x5, .epoch = v->tlb_epoch, .hva = page };
+		assert_ptr_equal(pm_vcpu_tlb_hit(v, 0x5000), e);
+		assert_null(pm_vcpu_tlb_hit(v, 0x5000 + (PM_TLB_ENTRIES << 12)));  /* same set */
+		pm_vcpu_tlb_flush(v);
+		assert_int_not_equal(v->tlb_epoch, 0);
+		assert_null(pm_vcpu_tlb_hit(v, 0x5000));
+		if (round)
+			assert_int_equal(e->epoch, 0);     /* the wrap cleared it */
+		e->epoch = v->tlb_epoch;
+		assert_ptr_equal(pm_vcpu_tlb_hit(v, 0x5000), e);
+		pm_vcpu_tlb_forget(v, 0x5000);
+		assert_null(pm_vcpu_tlb_hit(v, 0x5000));
+	}
+	vmm_close(&m);
+}
+
 /* ---- immediate_exit and signals ------------------------------------------------------ */
 
 static void test_immediate_exit_is_eintr_without_running_the_guest(void **state)
@@ -1640,6 +1675,7 @@ int main(void)
 		cmocka_unit_test(test_write_to_readonly_slot_is_mmio_while_reads_work),
 		cmocka_unit_test(test_immediate_exit_is_eintr_without_running_the_guest),
 		cmocka_unit_test(test_pending_signal_is_eintr_with_exit_intr_until_consumed),
+		cmocka_unit_test(test_tlb_flush_and_forget_make_entries_miss_even_across_the_epoch_wrap),
 		cmocka_unit_test(test_vcpus_on_several_threads_each_sum_their_region),
 		cmocka_unit_test(test_pre_fault_bad_ranges_are_einval_and_no_memslot_enoent),
 		cmocka_unit_test(test_pre_fault_maps_the_range_and_writes_back_the_end),

@@ -1177,6 +1177,30 @@ static void test_embedder_flush_drops_host_pointers(void **state)
 	free_env(e);
 }
 
+/* A flush is O(1) (the next TLB epoch); the 2047 epochs wrap into a real
+ * clear. Whichever, a page whose host address changed is seen anew after
+ * every flush, for more flushes than there are epochs. */
+static void test_embedder_flushes_hold_across_the_tlb_epoch_wrap(void **state)
+{
+	struct x86_env *e = new_env();
+	static uint8_t pages[2][4096] __attribute__((aligned(4096)));
+	uint64_t gpa = 0x90000000ULL;
+
+	(void)state;
+	*(uint64_t *)pages[0] = 0xaaaa;
+	*(uint64_t *)pages[1] = 0xbbbb;
+	x86_env_add_region(e, gpa, 4096, pages[0]);
+	x86_env_map(e, 0x50000000ULL, gpa, 4096, 4096, X86_PTE_RW);
+	for (int i = 0; i < 2 * 2047 + 5; i++) {
+		e->region[e->nregion - 1].host = pages[i & 1];
+		pm_x86_flush(e->cpu, PM_X86_FLUSH_TLB);
+		assert_int_equal(run_at(e, g_load_rdi, 0x50000000ULL), (i & 1) ? 0xbbbb : 0xaaaa);
+		assert_true(e->cpu->tlb_epoch >= 2 && e->cpu->tlb_epoch <= 0xffe);
+		assert_int_equal(e->cpu->tlb_epoch & 1, 0);
+	}
+	free_env(e);
+}
+
 /* REP OUTSW / REP INSB: a page's worth of items per hook call. */
 GUEST(g_rep_outs, "mov $0x3f8, %dx\n rep outsw\n hlt");
 GUEST(g_rep_ins, "mov $0x3f8, %dx\n rep insb\n hlt");
@@ -1334,6 +1358,7 @@ int main(void)
 		cmocka_unit_test(test_iretq_to_user_and_software_interrupt_gates),
 		cmocka_unit_test(test_far_jmp_call_and_retf),
 		cmocka_unit_test(test_embedder_flush_drops_host_pointers),
+		cmocka_unit_test(test_embedder_flushes_hold_across_the_tlb_epoch_wrap),
 		cmocka_unit_test(test_rep_ins_outs_batch_per_page),
 		cmocka_unit_test(test_system_instructions),
 	};

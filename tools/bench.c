@@ -26,6 +26,8 @@
  *  - e2e: conversions end to end through real exits on every model, and
  *    the limits the core is to meet, each measured in the same run
  *    (bench_e2e.c, bench_e2e_mem.c).
+ *  - guest: guest machine code run by the x86 engine behind KVM_RUN,
+ *    beside the same loops natively and in the engine alone (bench_guest.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share, bench_lib.c their helpers.
@@ -80,6 +82,9 @@ static const struct {
 		 "entries, vs memset (SIZE: region, 506M = 253 x 2M)", 506 * MIB, 3, bench_psc, 1, PAGE_2M },
 	{ "tdx", "TDX: lazy acceptance at 4K and 2M and 4K conversion round trips on\n"
 		 "the simulated module, vs memset (SIZE: TD RAM accepted, 256M)", 256 * MIB, 3, bench_tdx, 1, 0 },
+	{ "guest", "guest machine code (x86 engine) in a VM: register, load/store and memset\n"
+		   "loops, vs native and the engine alone (SIZE: memset, 64M; 5 runs)", 64 * MIB, 5,
+	  bench_guest, 1, 16 * MIB },
 	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
 		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
 	  bench_e2e, 1, PAGE_2M },
@@ -110,7 +115,7 @@ static void bench_usage(FILE *out)
 		"options:\n"
 		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}})\n"
 		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G suffixes)\n"
-		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, e2e 5)\n"
+		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, guest and e2e 5)\n"
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"

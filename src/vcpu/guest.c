@@ -50,6 +50,7 @@ static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool w
 	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
 	e->tag = gpa >> PM_PAGE_SHIFT;
+	e->epoch = v->tlb_epoch;
 	e->hva = hva;
 	e->writable = writable;
 }
@@ -68,6 +69,15 @@ void pm_vcpu_guest_intr_exit(struct pm_vcpu *v)
 	v->event_pending = true;
 	v->run->exit_reason = KVM_EXIT_INTR;
 	pm_vcpu_guest_exit(v, -EINTR, PM_STAT_EXITS_INTR);
+}
+
+/* Back from an exit in the middle of an access. A C guest retries it; the
+ * x86 engine's instruction is dropped if the VMM moved RIP meanwhile (KVM
+ * re-executes from the RIP it finds: nothing of the instruction is done). */
+static void guest_resumed_in_access(struct pm_vcpu *v)
+{
+	if (!v->entry.fn)
+		pm_x86_guest_resumed_in_access(v);
 }
 
 /* What the vCPU knows of the access it faults on. */
@@ -114,14 +124,18 @@ static uint8_t *guest_fault(struct pm_vcpu *v, const struct guest_access_req *a,
 			return NULL;
 		case PM_FAULT_EXIT:
 			guest_memory_fault_exit(v, a->gfn, f.private_access, f.err);
+			guest_resumed_in_access(v);
 			continue;
 		case PM_FAULT_ERROR:
 			guest_error_exit(v, f.err);
+			guest_resumed_in_access(v);
 			continue;
 		case PM_FAULT_RETRY:
 			/* As KVM re-entering the guest: a kick ends KVM_RUN. */
-			if (pm_vcpu_signal_pending())
+			if (pm_vcpu_signal_pending()) {
 				pm_vcpu_guest_intr_exit(v);
+				guest_resumed_in_access(v);
+			}
 			continue;
 		case PM_FAULT_MAPPED:
 			break;
@@ -218,10 +232,10 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write, int max
 
 void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
 
-	if (e->tag == gpa >> PM_PAGE_SHIFT)
-		e->tag = ~0ULL;
+	if (e)
+		e->epoch = 0;
 	/* The engine's translations of the page go too (it keeps no index
 	 * by page: all of them). */
 	pm_x86_flush(v->x86, PM_X86_FLUSH_TLB);
@@ -229,12 +243,13 @@ void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 
 static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int size, bool write)
 {
-	const struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+	const struct pm_tlb_entry *e;
 
 	/* A pending shootdown: flush and acknowledge before using the TLB. */
 	if (pm_unlikely(atomic_load_explicit(v->tlb_gen, memory_order_acquire) != v->tlb_seen))
 		pm_vcpu_tlb_check(v);
-	if (pm_likely(e->tag == gpa >> PM_PAGE_SHIFT && (e->writable || !write)))
+	e = pm_vcpu_tlb_hit(v, gpa);
+	if (pm_likely(e && (e->writable || !write)))
 		return e->hva;
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
@@ -444,11 +459,16 @@ long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
 
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)
 {
-	memset(&v->ucall, 0, sizeof(v->ucall));
+	/* Every field is written; the message as an empty string when there
+	 * is none (clearing its 256 bytes each SYNC would cost more than the
+	 * rest of the exit). */
 	v->ucall.cmd = cmd;
 	v->ucall.args[0] = arg;
+	memset(&v->ucall.args[1], 0, sizeof(v->ucall.args) - sizeof(v->ucall.args[0]));
 	if (msg)
 		snprintf(v->ucall.msg, sizeof(v->ucall.msg), "%s", msg);
+	else
+		v->ucall.msg[0] = '\0';
 	v->run->exit_reason = PM_EXIT_UCALL;
 	v->exit_ret = 0;
 	atomic_fetch_add_explicit(&v->exits[PM_STAT_EXITS_UCALL], 1, memory_order_relaxed);

@@ -12,7 +12,8 @@
  * honours what the VMM changes there.
  *
  * Errors are KVM's: EFAULT for a NULL argument, E2BIG for a CPUID or MSR
- * list that does not fit (the count written back where KVM writes it),
+ * list that does not fit (the count written back where KVM writes it: the
+ * MSR index lists; the CPUID lists keep the caller's nent),
  * EINVAL for a state KVM refuses, and KVM_SET_CPUID2 after the first
  * KVM_RUN is EINVAL unless it sets the same table again (as 6.x).
  */
@@ -66,12 +67,16 @@ long pm_x86_tsc_khz(void)
 
 /* ---- CPUID and MSR lists ---- */
 
+/* E2BIG leaves nent as the caller gave it: KVM checks the room before it
+ * sets nent (kvm_vcpu_ioctl_get_cpuid2), and copies the struct back
+ * unchanged. */
 static long get_cpuid2(struct pm_vcpu *vcpu, struct kvm_cpuid2 *c)
 {
 	unsigned int n = 0;
 	int r = pm_x86_get_cpuid(vcpu->x86, c->entries, c->nent, &n);
 
-	c->nent = n;
+	if (!r)
+		c->nent = n;
 	return r;
 }
 

@@ -17,10 +17,14 @@
 
 /* ---- guest mode and the TLB ---- */
 
+/* O(1): the next epoch; the entries are cleared only when the epochs wrap. */
 void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
 {
-	for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
-		vcpu->tlb[i].tag = UINT64_MAX;
+	if (++vcpu->tlb_epoch == 0) {
+		for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
+			vcpu->tlb[i].epoch = 0;
+		vcpu->tlb_epoch = 1;
+	}
 }
 
 /* Flushes for shootdown generation gen and acknowledges it. The model
@@ -71,20 +75,6 @@ void pm_vcpu_exit_guest_mode(struct pm_vcpu *vcpu)
 
 /* ---- KVM_RUN ---- */
 
-/* A signal pending for this thread (a VMM's kick: it blocks the signal in
- * its vCPU threads and sends it to interrupt KVM_RUN). */
-bool pm_vcpu_signal_pending(void)
-{
-	sigset_t set;
-
-	if (sigpending(&set))
-		return false;
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sigismember(&set, sig) == 1)
-			return true;
-	return false;
-}
-
 /* Completes the previous exit with what the VMM wrote into kvm_run. */
 static void vcpu_complete_exit(struct pm_vcpu *vcpu)
 {
@@ -125,11 +115,21 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	bool alive;
 
 	vcpu_complete_exit(vcpu);
+	/* KVM finishes an instruction that exited to userspace before it
+	 * looks at immediate_exit or signals: the state is then consistent. */
+	bool kicked = pm_vcpu_kicked(vcpu);
+
+	if (x86 && vcpu->x86_in_exit && (run->immediate_exit || kicked)) {
+		int r = pm_x86_guest_complete(vcpu);
+
+		if (r != 1)
+			return r;
+	}
 	if (run->immediate_exit) {
 		vcpu->event_pending = true;
 		return -EINTR;
 	}
-	if (pm_vcpu_signal_pending()) {
+	if (kicked) {
 		vcpu->event_pending = true;
 		run->exit_reason = KVM_EXIT_INTR;
 		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);

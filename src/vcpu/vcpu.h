@@ -30,7 +30,8 @@ struct pm_x86_cpu;
 #define PM_TLB_ENTRIES 256       /* direct mapped, by gpa page */
 
 struct pm_tlb_entry {
-	uint64_t tag;                /* gpa >> 12 (with the model's kind bits); ~0 = empty */
+	uint64_t tag;                /* gpa >> 12 (with the model's kind bits) */
+	uint32_t epoch;              /* the TLB's epoch when filled; 0: empty */
 	uint8_t *hva;                /* host address of the page */
 	bool writable;
 };
@@ -73,17 +74,38 @@ struct pm_vcpu {
 	uint32_t dead_exit;          /* run_lock: KVM_EXIT_SHUTDOWN or _INTERNAL_ERROR that
 	                              * ended the x86 guest (reported again), 0 if none */
 	unsigned int x86_polls;      /* run_lock: the engine's polls, to space signal checks */
+	uint64_t kick_gen, kick_ns;  /* run_lock: the signal generation and time of the
+	                              * last pending-signal question (kick.c) */
+	bool x86_in_exit;            /* run_lock: suspended in an exit that the next KVM_RUN
+	                              * completes (I/O, MMIO, hypercall): the instruction is
+	                              * in flight */
+	bool x86_completing;         /* run_lock: KVM_RUN resumed the engine only to finish
+	                              * that instruction (immediate_exit or a kick) */
+	uint64_t x86_access_rip;     /* run_lock: RIP when the engine's page hook began (a
+	                              * VMM that moves it during an exit there drops the
+	                              * instruction) */
 
 	/* TLB and shootdown. */
 	_Atomic uint64_t *tlb_gen;   /* &vm->mmu->tlb_gen; immutable */
 	atomic_bool in_guest;        /* the vCPU may be using TLB entries */
 	atomic_uint_fast64_t tlb_ack;/* the last TLB generation flushed */
 	uint64_t tlb_seen;           /* vCPU-private copy of tlb_ack */
+	uint32_t tlb_epoch;          /* vCPU-private: the epoch of every valid entry; a
+	                              * flush moves to the next, so old entries miss
+	                              * without being touched (O(1)); never 0 */
 	struct pm_tlb_entry tlb[PM_TLB_ENTRIES];
 };
 
 /* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run, then the page KVM_EXIT_IO's data
  * is in (io.data_offset; KVM_PIO_PAGE_OFFSET). No coalesced-MMIO ring. */
+/* The TLB entry of gpa's page, if it is valid. */
+static inline struct pm_tlb_entry *pm_vcpu_tlb_hit(struct pm_vcpu *v, uint64_t gpa)
+{
+	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
+
+	return e->tag == gpa >> PM_PAGE_SHIFT && e->epoch == v->tlb_epoch ? e : NULL;
+}
+
 #define PM_VCPU_PIO_OFFSET 4096
 #define PM_VCPU_MMAP_SIZE  (2 * 4096)
 
@@ -111,12 +133,26 @@ uint64_t pm_vcpu_get_ucall(struct pm_vcpu *vcpu, struct pm_ucall *uc);
  * KVM_EXIT_HYPERCALL nr(a0, a1, a2); returns the VMM's hypercall.ret. */
 long pm_vcpu_exit_hypercall(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 
-/* Is a signal pending for the calling thread (KVM_RUN's EINTR)? */
+/* Is a signal pending for the calling thread (KVM_RUN's EINTR)? One system
+ * call (kick.c). pm_vcpu_kicked asks only when the answer may have changed
+ * since this vCPU last asked (a signal sent in the process since, or 100 us
+ * passed): KVM_RUN's check. */
 bool pm_vcpu_signal_pending(void);
+bool pm_vcpu_kicked(struct pm_vcpu *vcpu);
 /* The guest coroutine's body: a C guest (guest.c), or the x86 engine
  * running the guest's machine code (x86_guest.c). */
 void pm_guest_main(void *arg);
 void pm_x86_guest_main(void *arg);
+/* After an exit taken inside the x86 engine's page hook (a memory fault, an
+ * error, a kick; guest.c): abandons the instruction if the VMM moved RIP
+ * meanwhile (x86_guest.c). */
+void pm_x86_guest_resumed_in_access(struct pm_vcpu *v);
+/* KVM_RUN with immediate_exit or a pending signal while the x86 guest is
+ * in an I/O, MMIO or hypercall exit: finishes that instruction first, as
+ * KVM completes userspace I/O before it looks at either, so that the state
+ * the VMM then reads is consistent. 1 when finished (KVM_RUN goes on to
+ * its EINTR), or KVM_RUN's result for a new exit the instruction took. */
+int pm_x86_guest_complete(struct pm_vcpu *v);
 /* The x86 engine's ops over this vCPU (x86_guest.c). */
 extern const struct pm_x86_ops pm_vcpu_x86_ops;
 

@@ -10,9 +10,11 @@
  *  - guest memory goes through pm_vcpu_guest_access_page, page by page:
  *    the vCPU TLB, the stage-2 walk, the fault path (taking memory-fault
  *    exits and retrying, so the faulting instruction completes once the
- *    VMM has converted) and the model's access check. The gpa carries the
- *    physical-address bits of the guest's page tables, so SNP's C-bit and
- *    TDX's shared bit reach the model's gpa_decode as they are;
+ *    VMM has converted, or is dropped if the VMM moved RIP meanwhile, as
+ *    KVM re-executes from the RIP it finds) and the model's access check.
+ *    The gpa carries the physical-address bits of the guest's page
+ *    tables, so SNP's C-bit and TDX's shared bit reach the model's
+ *    gpa_decode as they are;
  *  - no memory there: KVM_EXIT_MMIO (pm_vcpu_guest_mmio);
  *  - in/out: KVM_EXIT_IO, the data in the page after kvm_run
  *    (PM_VCPU_PIO_OFFSET); an IN's data is read back when the VMM runs the
@@ -55,20 +57,39 @@ static inline struct pm_vcpu *env_vcpu(void *env)
 
 static uint8_t *x86_page(void *env, uint64_t gpa, bool write)
 {
-	return pm_vcpu_guest_access_page(env_vcpu(env), PM_ALIGN_DOWN(gpa, PM_PAGE_SIZE), 0, write);
+	struct pm_vcpu *v = env_vcpu(env);
+
+	v->x86_access_rip = v->x86->rip;
+	return pm_vcpu_guest_access_page(v, PM_ALIGN_DOWN(gpa, PM_PAGE_SIZE), 0, write);
+}
+
+/* The access took an exit (guest.c); KVM would run the guest again from
+ * whatever RIP the VMM left, so a moved RIP drops the instruction (its
+ * faulting access comes before any change of state). */
+void pm_x86_guest_resumed_in_access(struct pm_vcpu *v)
+{
+	if (v->x86->rip != v->x86_access_rip)
+		pm_x86_abandon(v->x86);
 }
 
 static uint64_t x86_mmio_read(void *env, uint64_t gpa, unsigned int len)
 {
+	struct pm_vcpu *v = env_vcpu(env);
 	uint64_t val = 0;
 
-	pm_vcpu_guest_mmio(env_vcpu(env), gpa, (uint8_t *)&val, len, false);
+	v->x86_in_exit = true;
+	pm_vcpu_guest_mmio(v, gpa, (uint8_t *)&val, len, false);
+	v->x86_in_exit = false;
 	return val;
 }
 
 static void x86_mmio_write(void *env, uint64_t gpa, unsigned int len, uint64_t val)
 {
-	pm_vcpu_guest_mmio(env_vcpu(env), gpa, (uint8_t *)&val, len, true);
+	struct pm_vcpu *v = env_vcpu(env);
+
+	v->x86_in_exit = true;
+	pm_vcpu_guest_mmio(v, gpa, (uint8_t *)&val, len, true);
+	v->x86_in_exit = false;
 }
 
 /* ---- port I/O ---- */
@@ -89,7 +110,9 @@ static void pio_exit(struct pm_vcpu *v, uint16_t port, unsigned int size, unsign
 	run->io.port = port;
 	run->io.count = n;
 	run->io.data_offset = PM_VCPU_PIO_OFFSET;
+	v->x86_in_exit = true;
 	pm_vcpu_guest_exit(v, 0, PM_STAT_EXITS_IO);
+	v->x86_in_exit = false;
 }
 
 static void x86_pio_in(void *env, uint16_t port, unsigned int size, unsigned int count, void *data)
@@ -130,9 +153,12 @@ static void x86_hypercall(void *env, struct pm_x86_cpu *cpu)
 	uint64_t nr = cpu->gpr[PM_X86_RAX];
 	long ret = -KVM_ENOSYS;
 
-	if (nr == KVM_HC_MAP_GPA_RANGE)
+	if (nr == KVM_HC_MAP_GPA_RANGE) {
+		v->x86_in_exit = true;
 		ret = pm_vcpu_map_gpa_range_exit(v, cpu->gpr[PM_X86_RBX], cpu->gpr[PM_X86_RCX],
 						 cpu->gpr[PM_X86_RDX]);
+		v->x86_in_exit = false;
+	}
 	cpu->gpr[PM_X86_RAX] = (uint64_t)ret;
 }
 
@@ -195,13 +221,45 @@ const struct pm_x86_ops pm_vcpu_x86_ops = {
 	.poll = x86_poll,
 };
 
-/* The coroutine's body: the engine runs until the guest dies. */
+/* ---- completing an exit without running on ---- */
+
+int pm_x86_guest_complete(struct pm_vcpu *v)
+{
+	uint32_t reason = v->run->exit_reason;
+	bool alive;
+
+	v->x86_completing = true;
+	pm_x86_request_stop(v->x86);
+	v->exit_ret = 0;
+	pm_vcpu_enter_guest_mode(v);
+	alive = pm_coro_resume(v->coro);
+	pm_vcpu_exit_guest_mode(v);
+	PM_BUG_ON(!alive);              /* the engine's coroutine never returns */
+	if (v->x86_completing) {
+		/* The instruction took another exit (a fragment of MMIO, the
+		 * next batch of string I/O, a memory fault): that is
+		 * KVM_RUN's answer, as KVM's completion returns it. The stop
+		 * request stays and is ignored at the next boundary. */
+		v->x86_completing = false;
+		return v->exit_ret;
+	}
+	v->run->exit_reason = reason;
+	return 1;
+}
+
+/* The coroutine's body: the engine runs until the guest dies; a stop it
+ * was asked for by pm_x86_guest_complete hands control back to KVM_RUN. */
 void pm_x86_guest_main(void *arg)
 {
 	struct pm_vcpu *v = arg;
+	enum pm_x86_stop why;
 
-	while (pm_x86_run(v->x86, UINT64_MAX) != PM_X86_STOP_SHUTDOWN)
-		;
+	while ((why = pm_x86_run(v->x86, UINT64_MAX)) != PM_X86_STOP_SHUTDOWN) {
+		if (why == PM_X86_STOP_REQUEST && v->x86_completing) {
+			v->x86_completing = false;
+			pm_coro_yield(v->coro);
+		}
+	}
 	if (!v->dead_exit)
 		v->dead_exit = KVM_EXIT_INTERNAL_ERROR;
 	v->finished = true;

@@ -267,7 +267,7 @@ const struct x86_block *x86_code_lookup(struct pm_x86_cpu *c)
 	struct x86_block *b, **pp;
 	unsigned int h;
 
-	if (pm_likely(e->tag_x == (c->rip & ~0xfffULL))) {
+	if (pm_likely(e->tag_x == x86_tlb_tag(c, c->rip))) {
 		gpa = e->gpa | (c->rip & 0xfff);
 		host = e->host + (c->rip & 0xfff);
 	} else {

@@ -272,12 +272,18 @@ static inline struct pm_x86_tlb_entry *tlb_entry(struct pm_x86_cpu *c, uint64_t 
 }
 
 /* Data accesses of 1, 2, 4 or 8 bytes at a guest-virtual address. */
+/* The TLB tag of gva's page in the current epoch. */
+static inline uint64_t x86_tlb_tag(const struct pm_x86_cpu *c, uint64_t gva)
+{
+	return (gva & ~0xfffULL) | c->tlb_epoch;
+}
+
 static inline uint64_t mem_read(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz)
 {
 	unsigned int acc = acc_user(c);
 	struct pm_x86_tlb_entry *e = tlb_entry(c, gva, acc);
 
-	if (pm_likely(e->tag_r == (gva & ~0xfffULL) && (gva & 0xfff) <= 4096 - sz))
+	if (pm_likely(e->tag_r == x86_tlb_tag(c, gva) && (gva & 0xfff) <= 4096 - sz))
 		return host_load(e->host + (gva & 0xfff), sz);
 	return x86_read_slow(c, gva, sz, acc);
 }
@@ -287,7 +293,7 @@ static inline void mem_write(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz
 	unsigned int acc = acc_user(c) | ACC_WRITE;
 	struct pm_x86_tlb_entry *e = tlb_entry(c, gva, acc);
 
-	if (pm_likely(e->tag_w == (gva & ~0xfffULL) && (gva & 0xfff) <= 4096 - sz)) {
+	if (pm_likely(e->tag_w == x86_tlb_tag(c, gva) && (gva & 0xfff) <= 4096 - sz)) {
 		host_store(e->host + (gva & 0xfff), sz, v);
 		return;
 	}

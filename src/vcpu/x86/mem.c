@@ -202,7 +202,7 @@ uint8_t *x86_rmw_ptr(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz)
 
 	if ((gva & 0xfff) > 4096 - sz)
 		return NULL;
-	if (pm_likely(e->tag_w == (gva & ~0xfffULL)))
+	if (pm_likely(e->tag_w == x86_tlb_tag(c, gva)))
 		return e->host + (gva & 0xfff);
 	h = x86_translate(c, gva, acc, &gpa);
 	if (h && x86_code_page_has_code(c, gpa))

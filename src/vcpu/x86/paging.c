@@ -34,15 +34,22 @@
 #define PFEC_RSVD (1u << 3)
 #define PFEC_I    (1u << 4)
 
+/* Every translation goes: the next epoch (tags of older ones never match),
+ * and when the 2047 epochs of the tag's bits 1-11 are used up, a real
+ * clear of every entry. */
 void x86_tlb_flush(struct pm_x86_cpu *c)
 {
-	for (unsigned int u = 0; u < 2; u++)
-		for (unsigned int k = 0; k < PM_X86_TLB_SIZE; k++) {
-			struct pm_x86_tlb_entry *e = &c->tlb[u][k];
+	c->tlb_epoch += 2;
+	if (c->tlb_epoch > 0xffe || c->tlb_epoch < 2) {
+		for (unsigned int u = 0; u < 2; u++)
+			for (unsigned int k = 0; k < PM_X86_TLB_SIZE; k++) {
+				struct pm_x86_tlb_entry *e = &c->tlb[u][k];
 
-			e->tag_r = e->tag_w = e->tag_x = PM_X86_TLB_INVALID;
-			e->host = NULL;
-		}
+				e->tag_r = e->tag_w = e->tag_x = PM_X86_TLB_INVALID;
+				e->host = NULL;
+			}
+		c->tlb_epoch = 2;
+	}
 	c->flush_gen++;
 }
 
@@ -176,7 +183,7 @@ again:
 
 uint8_t *x86_translate(struct pm_x86_cpu *c, uint64_t gva, unsigned int acc, uint64_t *gpa)
 {
-	uint64_t page = gva & ~0xfffULL;
+	uint64_t page = x86_tlb_tag(c, gva);
 	struct pm_x86_tlb_entry *e = tlb_entry(c, gva, acc);
 	struct walk w;
 	uint8_t *host;

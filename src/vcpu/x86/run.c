@@ -49,6 +49,12 @@ void pm_x86_cpu_free(struct pm_x86_cpu *c)
 	free(c);
 }
 
+_Noreturn void x86_unwind(struct pm_x86_cpu *c)
+{
+	PM_BUG_ON(!c->fault_jmp);
+	longjmp(*c->fault_jmp, 1);
+}
+
 void pm_x86_request_stop(struct pm_x86_cpu *c)
 {
 	c->stop_requested = true;
@@ -74,10 +80,12 @@ void pm_x86_queue_exception(struct pm_x86_cpu *c, int vector, bool has_error, ui
 	c->end_block = true;
 }
 
-_Noreturn void x86_unwind(struct pm_x86_cpu *c)
+bool pm_x86_abandon(struct pm_x86_cpu *c)
 {
-	PM_BUG_ON(!c->fault_jmp);
-	longjmp(*c->fault_jmp, 1);
+	if (c->delivering >= 0)
+		return false;
+	c->end_block = true;
+	x86_unwind(c);
 }
 
 _Noreturn void x86_raise(struct pm_x86_cpu *c, int vector, bool has_error, uint32_t error)

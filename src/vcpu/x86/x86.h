@@ -218,13 +218,13 @@ union pm_x86_xmm {
 #define PM_X86_MAX_CPUID 64
 
 struct pm_x86_tlb_entry {
-	uint64_t tag_r, tag_w, tag_x; /* gva page | 0, or PM_X86_TLB_INVALID */
+	uint64_t tag_r, tag_w, tag_x; /* gva page | the TLB's epoch, or PM_X86_TLB_INVALID */
 	uint8_t *host;                /* host address of the page */
 	uint64_t gpa;                 /* gpa of the page (with every PTE bit 12..51) */
 };
 #define PM_X86_TLB_BITS 8
 #define PM_X86_TLB_SIZE (1u << PM_X86_TLB_BITS)
-#define PM_X86_TLB_INVALID 1ULL /* never a page address */
+#define PM_X86_TLB_INVALID 1ULL /* never a page address | epoch (epochs are even) */
 
 struct pm_x86_code_cache;
 
@@ -274,6 +274,9 @@ struct pm_x86_cpu {
 	bool end_block;       /* the instruction changed what the block assumed */
 	int delivering;       /* vector being delivered, -1 when none */
 	uint64_t flush_gen;   /* bumped by every TLB flush (host pointers stale) */
+	uint64_t tlb_epoch;   /* in bits 1-11 of every valid TLB tag: a flush moves to
+	                       * the next epoch, so it touches no entry (O(1)) but
+	                       * every 2047th, which clears them all */
 	uint64_t fence_word;  /* MFENCE's locked RMW target */
 	uint64_t next_poll;
 	jmp_buf *fault_jmp;   /* where a fault unwinds to (the run loop) */
@@ -296,6 +299,13 @@ void pm_x86_cpu_free(struct pm_x86_cpu *cpu);
  * hook) or a shutdown. */
 enum pm_x86_stop pm_x86_run(struct pm_x86_cpu *cpu, uint64_t budget);
 void pm_x86_request_stop(struct pm_x86_cpu *cpu);
+/* From a `page` hook that took an exit during which the VMM moved RIP
+ * (KVM_SET_REGS): abandon the instruction in flight, as KVM re-executes
+ * from the RIP it finds after a memory-fault exit; execution resumes at
+ * the new RIP. It does not return, except while an exception is being
+ * delivered (the event is not dropped): then it returns false and the hook
+ * goes on. */
+bool pm_x86_abandon(struct pm_x86_cpu *cpu);
 
 /* Flushes. PM_X86_FLUSH_TLB drops every gva translation and host pointer
  * (a stage-2 shootdown; every KVM_RUN may do it); PM_X86_FLUSH_CODE makes

@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -543,6 +544,169 @@ static void test_bench_share_measures_every_figure(void **state)
 		dump(&r);
 		fail_msg("a figure was skipped");
 	}
+	result_free(&r);
+}
+
+/* ---- bench e2e ---- */
+
+/* A number member of v at path, or fail. */
+static double json_number(const struct result *r, const struct jv *v, const char *path)
+{
+	const struct jv *n = json_get(v, path);
+
+	if (!n || n->type != J_NUM) {
+		dump(r);
+		fail_msg("no number at %s", path);
+	}
+	return strtod(n->text, NULL);
+}
+
+static const char *json_text(const struct result *r, const struct jv *v, const char *path)
+{
+	const struct jv *n = json_get(v, path);
+
+	if (!n || n->type != J_STR) {
+		dump(r);
+		fail_msg("no string at %s", path);
+	}
+	return n->text;
+}
+
+/* a and b agree to the 6 significant digits the JSON prints. */
+static void expect_close(const struct result *r, double a, double b, const char *what)
+{
+	if (fabs(a - b) > 2e-5 * fmax(fabs(a), fabs(b))) {
+		dump(r);
+		fail_msg("%s: %.9g, want %.9g", what, a, b);
+	}
+}
+
+/* The targets of issue 14, written from its text: each against a limit
+ * measured in the same run, in its section, with the figures it compares. */
+static const struct {
+	const char *name, *section, *privmem, *reference;
+	double limit;
+} e2e_targets[] = {
+	{ "exit_vs_coro_switch", "exit", "exit_empty", "coro_switch", 5.0 },
+	{ "sw_1_vs_memset", "convert", "convert_sw_1", "memset_4k", 5.0 },
+	{ "sw_512_vs_memset", "convert", "convert_sw_512", "memset_4k", 1.2 },
+	{ "tdx_1_vs_sw", "convert", "convert_tdx_1", "convert_sw_1", 2.0 },
+	{ "tdx_8_vs_sw", "convert", "convert_tdx_8", "convert_sw_8", 2.0 },
+	{ "tdx_64_vs_sw", "convert", "convert_tdx_64", "convert_sw_64", 2.0 },
+	{ "tdx_512_vs_sw", "convert", "convert_tdx_512", "convert_sw_512", 2.0 },
+	{ "snp_1_vs_sw", "convert", "convert_snp_1", "convert_sw_1", 2.0 },
+	{ "snp_8_vs_sw", "convert", "convert_snp_8", "convert_sw_8", 2.0 },
+	{ "snp_64_vs_sw", "convert", "convert_snp_64", "convert_sw_64", 2.0 },
+	{ "snp_512_vs_sw", "convert", "convert_snp_512", "convert_sw_512", 2.0 },
+	{ "pkvm_1_vs_sw", "convert", "convert_pkvm_1", "convert_sw_1", 2.0 },
+	{ "pkvm_8_vs_sw", "convert", "convert_pkvm_8", "convert_sw_8", 2.0 },
+	{ "pkvm_64_vs_sw", "convert", "convert_pkvm_64", "convert_sw_64", 2.0 },
+	{ "pkvm_512_vs_sw", "convert", "convert_pkvm_512", "convert_sw_512", 2.0 },
+	{ "tlb_miss_vs_native", "tlb", "tlb_miss_privmem", "tlb_miss_native", 5.0 },
+	{ "tlb_hit_vs_native", "tlb", "tlb_hit_privmem", "tlb_hit_native", 3.0 },
+	{ "convert_large_vs_small_vm", "scale", "convert_large_vm", "convert_small_vm", 1.3 },
+	{ "fault_above_vs_below_watermark", "scale", "fault_above_watermark", "fault_below_watermark", 1.3 },
+	{ "memslot_full_vs_1", "memslot", "memslot_create_full", "memslot_create_1", 4.0 },
+};
+
+/* One target of the JSON against its row: section, limit, the figures'
+ * ns per op, the ratio and the status computed here from them. */
+static void expect_e2e_target(const struct result *r, const struct jv *json, const struct jv *t, size_t row)
+{
+	char path[96];
+	double a, b, value = json_number(r, t, "value");
+	const char *status = json_text(r, t, "status");
+
+	assert_string_equal(json_text(r, t, "section"), e2e_targets[row].section);
+	expect_close(r, json_number(r, t, "limit"), e2e_targets[row].limit, e2e_targets[row].name);
+	snprintf(path, sizeof(path), "figures.%s.best_ns_per_op", e2e_targets[row].privmem);
+	a = json_number(r, json, path);
+	snprintf(path, sizeof(path), "figures.%s.best_ns_per_op", e2e_targets[row].reference);
+	b = json_number(r, json, path);
+	assert_true(a > 0 && b > 0);
+	expect_close(r, json_number(r, t, "privmem_ns"), a, "privmem_ns");
+	expect_close(r, json_number(r, t, "reference_ns"), b, "reference_ns");
+	expect_close(r, value, a / b, "value (privmem / reference)");
+	expect_close(r, json_number(r, t, "limit_ns"), e2e_targets[row].limit * b, "limit_ns");
+	expect_close(r, json_number(r, t, "of_limit"), a / b / e2e_targets[row].limit, "of_limit");
+	assert_string_equal(status, a / b <= e2e_targets[row].limit ? "MET" : "NOT MET");
+}
+
+/* A smoke run of bench e2e with tiny sizes: one JSON object, every section
+ * of the issue, every figure measured in its section, every target of the
+ * issue against the figures it names, and one hypercall exit per batch and
+ * direction on every model (the round trip's definition). */
+static void test_bench_e2e_json_has_every_section_figure_and_target(void **state)
+{
+	const char *const args[] = { "bench", "e2e", "--size", "2M", "--reps", "1", "--json", NULL };
+	const char *const help[] = { "bench", "--help", NULL };
+	static const char *const sections[] = { "exit", "convert", "tlb", "scale", "memslot" };
+	static const char *const models[] = { "sw", "tdx", "snp", "pkvm" };
+	static const char *const batches[] = { "1", "8", "64", "512" };
+	static const char *const others[][2] = {
+		{ "coro_switch", "exit" }, { "exit_empty", "exit" }, { "memset_4k", "convert" },
+		{ "tlb_hit_privmem", "tlb" }, { "tlb_hit_native", "tlb" }, { "tlb_miss_privmem", "tlb" },
+		{ "tlb_miss_native", "tlb" }, { "convert_small_vm", "scale" }, { "convert_large_vm", "scale" },
+		{ "fault_below_watermark", "scale" }, { "fault_above_watermark", "scale" },
+		{ "memslot_create_1", "memslot" }, { "memslot_create_full", "memslot" },
+	};
+	struct result r = run_cli(args);
+	const struct jv *v, *t;
+	struct jv *json;
+	size_t n = 0, seen = 0;
+	char path[96];
+
+	expect_status(&r, 0);
+	if (r.out_len < 2 || r.out[0] != '{' || memchr(r.out, '\n', r.out_len - 1)) {
+		dump(&r);
+		fail_msg("--json output is not one line holding one object");
+	}
+	json = json_parse(r.out);
+	assert_non_null(json);
+	assert_string_equal(json_text(&r, json, "name"), "e2e");
+	assert_int_equal(json_get(json, "error")->type, J_NULL);
+	v = json_get(json, "sections");
+	assert_non_null(v);
+	for (t = v->child; t; t = t->next, n++) {
+		assert_true(n < 5);
+		assert_string_equal(t->text, sections[n]);
+	}
+	assert_int_equal(n, 5);
+	for (size_t m = 0; m < 4; m++) {
+		for (size_t b = 0; b < 4; b++) {
+			snprintf(path, sizeof(path), "figures.convert_%s_%s.section", models[m], batches[b]);
+			assert_string_equal(json_text(&r, json, path), "convert");
+			snprintf(path, sizeof(path), "figures.convert_%s_%s.best_ns_per_op", models[m], batches[b]);
+			assert_true(json_number(&r, json, path) > 0);
+		}
+		snprintf(path, sizeof(path), "info.exits_per_batch_%s", models[m]);
+		expect_close(&r, json_number(&r, json, path), 1.0, path);
+	}
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		snprintf(path, sizeof(path), "figures.%s.section", others[i][0]);
+		assert_string_equal(json_text(&r, json, path), others[i][1]);
+		snprintf(path, sizeof(path), "figures.%s.best_ns_per_op", others[i][0]);
+		assert_true(json_number(&r, json, path) > 0);
+	}
+	for (t = json_get(json, "targets")->child; t; t = t->next) {
+		size_t row = 0;
+
+		while (row < sizeof(e2e_targets) / sizeof(e2e_targets[0]) &&
+		       strcmp(json_text(&r, t, "name"), e2e_targets[row].name))
+			row++;
+		if (row == sizeof(e2e_targets) / sizeof(e2e_targets[0])) {
+			dump(&r);
+			fail_msg("a target the issue does not name: %s", json_text(&r, t, "name"));
+		}
+		expect_e2e_target(&r, json, t, row);
+		seen++;
+	}
+	assert_int_equal(seen, sizeof(e2e_targets) / sizeof(e2e_targets[0]));
+	json_free(json);
+	result_free(&r);
+	r = run_cli(help);
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "  e2e ");
 	result_free(&r);
 }
 
@@ -1072,7 +1236,7 @@ static void test_run_out_of_host_memory_stops_and_says_so(void **state)
  * that fits but runs the pool dry fails (exit 1) saying so. */
 static void test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message(void **state)
 {
-	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "guest" };
+	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "guest", "e2e" };
 	const char *const fault[] = { "bench", "fault", "--size", "64M", "--reps", "1", NULL };
 	struct result r;
 
@@ -1119,6 +1283,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_bench_share_measures_every_figure),
 		cmocka_unit_test(test_bench_guest_measures_every_figure),
+		cmocka_unit_test(test_bench_e2e_json_has_every_section_figure_and_target),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),
 		cmocka_unit_test(test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),

@@ -21,11 +21,16 @@
  *  - scale: conversions of disjoint ranges by 1 and 2 VMM threads.
  *  - share: pKVM's in-place sharing beside destructive conversion and
  *    memset (bench_share.c).
+ *  - psc, tdx: SEV-SNP's page state changes, TDX's acceptance and
+ *    conversions (bench_psc.c, bench_tdx.c).
+ *  - e2e: conversions end to end through real exits on every model, and
+ *    the limits the core is to meet, each measured in the same run
+ *    (bench_e2e.c, bench_e2e_mem.c).
  *  - guest: guest machine code run by the x86 engine behind KVM_RUN,
  *    beside the same loops natively and in the engine alone (bench_guest.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
- * below; bench.h is the framework they share.
+ * below; bench.h is the framework they share, bench_lib.c their helpers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -80,6 +85,9 @@ static const struct {
 	{ "guest", "guest machine code (x86 engine) in a VM: register, load/store and memset\n"
 		   "loops, vs native and the engine alone (SIZE: memset, 64M; 5 runs)", 64 * MIB, 5,
 	  bench_guest, 1, 16 * MIB },
+	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
+		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
+	  bench_e2e, 1, PAGE_2M },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");
@@ -107,7 +115,7 @@ static void bench_usage(FILE *out)
 		"options:\n"
 		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}})\n"
 		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G suffixes)\n"
-		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, guest 5)\n"
+		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, guest and e2e 5)\n"
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"
@@ -237,6 +245,27 @@ double secs_since(uint64_t t0)
 	return (double)(now_ns() - t0) / 1e9;
 }
 
+uint64_t thread_cpu_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+void stopwatch_start(struct stopwatch *w)
+{
+	w->cpu = thread_cpu_ns();
+	w->wall = now_ns();
+}
+
+/* The wall clock first: the CPU clock is a system call. */
+void stopwatch_stop(const struct stopwatch *w, struct samples *wall, struct samples *cpu)
+{
+	samples_add(wall, secs_since(w->wall));
+	samples_add(cpu, (double)(thread_cpu_ns() - w->cpu) / 1e9);
+}
+
 void result_fail(struct result *r, const char *fmt, ...)
 {
 	va_list ap;
@@ -266,6 +295,7 @@ struct figure *figure_add(struct result *r, const char *key, const char *label, 
 	struct figure *f = &r->fig[r->nfig < MAX_FIG ? r->nfig++ : MAX_FIG - 1];
 
 	memset(f, 0, sizeof(*f));
+	f->section = r->nsection ? r->section[r->nsection - 1] : NULL;
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	snprintf(f->label, sizeof(f->label), "%s", label);
 	f->op = op;
@@ -283,6 +313,15 @@ void figure_set(struct figure *f, const struct samples *s)
 	f->skipped = false;
 	f->best = samples_best(s);
 	f->median = samples_median(s);
+}
+
+void figure_set_cpu(struct figure *f, const struct samples *cpu)
+{
+	if (!cpu->n)
+		return;
+	f->has_cpu = true;
+	f->cpu_best = samples_best(cpu);
+	f->cpu_median = samples_median(cpu);
 }
 
 void figure_skip(struct figure *f, const char *why)
@@ -327,17 +366,43 @@ void target_add(struct result *r, const char *key, const char *text, double valu
 	struct target *t = &r->tgt[r->ntgt < MAX_TGT ? r->ntgt++ : MAX_TGT - 1];
 
 	memset(t, 0, sizeof(*t));
+	t->section = r->nsection ? r->section[r->nsection - 1] : NULL;
 	snprintf(t->key, sizeof(t->key), "%s", key);
 	snprintf(t->text, sizeof(t->text), "%s", text);
 	t->value = value;
 	t->limit = limit;
 	t->at_least = at_least;
+	t->privmem_ns = t->reference_ns = t->median = t->cpu_value = NAN;
 	if (!isfinite(value)) {
 		t->st = T_SKIPPED;
 		snprintf(t->why, sizeof(t->why), "%s", why ? why : "no measurement");
 	} else {
 		t->st = (at_least ? value >= limit : value <= limit) ? T_MET : T_NOT_MET;
 	}
+}
+
+void target_vs(struct result *r, const char *key, const char *text, const struct figure *a,
+	       const struct figure *b, double limit)
+{
+	bool ok = !a->skipped && !b->skipped;
+	struct target *t;
+
+	target_add(r, key, text, ok ? ns_per_op(a, false) / ns_per_op(b, false) : NAN, limit, false,
+		   a->skipped ? a->why : b->why);
+	t = &r->tgt[r->ntgt - 1];
+	if (ok) {
+		t->privmem_ns = ns_per_op(a, false);
+		t->reference_ns = ns_per_op(b, false);
+		t->median = ns_per_op(a, true) / ns_per_op(b, true);
+		if (a->has_cpu && b->has_cpu)
+			t->cpu_value = (a->cpu_best / a->ops) / (b->cpu_best / b->ops);
+	}
+}
+
+void section_begin(struct result *r, const char *name)
+{
+	if (r->nsection < MAX_SECTION)
+		r->section[r->nsection++] = name;
 }
 
 void info_add(struct result *r, const char *key, const char *label, double value, const char *unit)
@@ -387,12 +452,16 @@ static void result_print_text(const struct result *r)
 	for (int i = 0; i < r->nfig; i++) {
 		const struct figure *f = &r->fig[i];
 
+		if (f->section && (!i || f->section != r->fig[i - 1].section))
+			printf("  [%s]\n", f->section);
 		if (f->skipped) {
 			printf("  %-34s skipped (%s)\n", f->label, f->why);
 			continue;
 		}
 		printf("  %-34s %9.1f ns/%s [%.1f]", f->label, ns_per_op(f, false), f->op,
 		       ns_per_op(f, true));
+		if (f->has_cpu)
+			printf("  cpu %.1f [%.1f]", f->cpu_best * 1e9 / f->ops, f->cpu_median * 1e9 / f->ops);
 		if (f->bytes > 0)
 			printf("  %6.2f %s [%.2f]", throughput(f, false), f->gb ? "GB/s" : "GiB/s",
 			       throughput(f, true));
@@ -416,8 +485,17 @@ static void result_print_text(const struct result *r)
 	for (int i = 0; i < r->ntgt; i++) {
 		const struct target *t = &r->tgt[i];
 
+		if (t->section && (!i || t->section != r->tgt[i - 1].section))
+			printf("   [%s]\n", t->section);
 		if (t->st == T_SKIPPED)
 			printf("    %-52s      n/a  SKIPPED (%s)\n", t->text, t->why);
+		else if (isfinite(t->privmem_ns) && isfinite(t->cpu_value))
+			printf("    %-52s %8.2fx [%.2fx]  %s  (%.1f ns, limit %.1f ns; cpu %.2fx)\n", t->text,
+			       t->value, t->median, status_name(t->st), t->privmem_ns,
+			       t->limit * t->reference_ns, t->cpu_value);
+		else if (isfinite(t->privmem_ns))
+			printf("    %-52s %8.2fx [%.2fx]  %s  (%.1f ns, limit %.1f ns)\n", t->text, t->value,
+			       t->median, status_name(t->st), t->privmem_ns, t->limit * t->reference_ns);
 		else
 			printf("    %-52s %8.2fx  %s\n", t->text, t->value, status_name(t->st));
 	}
@@ -447,12 +525,21 @@ static void result_print_json(const struct result *r)
 {
 	printf("{\"name\":\"%s\",\"title\":", r->name);
 	cli_json_string(stdout, r->title);
-	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,\"figures\":{", r->size, r->reps);
+	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,", r->size, r->reps);
+	if (r->nsection) {
+		printf("\"sections\":[");
+		for (int i = 0; i < r->nsection; i++)
+			printf("%s\"%s\"", i ? "," : "", r->section[i]);
+		printf("],");
+	}
+	printf("\"figures\":{");
 	for (int i = 0; i < r->nfig; i++) {
 		const struct figure *f = &r->fig[i];
 
 		printf("%s\"%s\":{\"label\":", i ? "," : "", f->key);
 		cli_json_string(stdout, f->label);
+		if (f->section)
+			printf(",\"section\":\"%s\"", f->section);
 		if (f->skipped) {
 			printf(",\"skipped\":true,\"reason\":");
 			cli_json_string(stdout, f->why);
@@ -469,6 +556,12 @@ static void result_print_json(const struct result *r)
 		json_num(ns_per_op(f, true));
 		printf(",\"best_ops_per_s\":");
 		json_num(f->ops / f->best);
+		if (f->has_cpu) {
+			printf(",\"best_cpu_ns_per_op\":");
+			json_num(f->cpu_best * 1e9 / f->ops);
+			printf(",\"median_cpu_ns_per_op\":");
+			json_num(f->cpu_median * 1e9 / f->ops);
+		}
 		if (f->bytes > 0) {
 			printf(",\"bytes\":%.0f,\"best_%s\":", f->bytes, f->gb ? "gb_per_s" : "gib_per_s");
 			json_num(throughput(f, false));
@@ -501,6 +594,23 @@ static void result_print_json(const struct result *r)
 		json_num(t->limit);
 		printf(",\"compare\":\"%s\",\"status\":\"%s\",\"met\":%s", t->at_least ? ">=" : "<=",
 		       status_name(t->st), t->st == T_MET ? "true" : t->st == T_NOT_MET ? "false" : "null");
+		if (t->section)
+			printf(",\"section\":\"%s\"", t->section);
+		if (isfinite(t->privmem_ns)) {
+			/* The ratio to the limit measured in the same run. */
+			printf(",\"median\":");
+			json_num(t->median);
+			printf(",\"privmem_ns\":");
+			json_num(t->privmem_ns);
+			printf(",\"reference_ns\":");
+			json_num(t->reference_ns);
+			printf(",\"limit_ns\":");
+			json_num(t->limit * t->reference_ns);
+			printf(",\"of_limit\":");
+			json_num(t->value / t->limit);
+			printf(",\"cpu_ratio\":");
+			json_num(t->cpu_value);
+		}
 		if (t->st == T_SKIPPED) {
 			printf(",\"reason\":");
 			cli_json_string(stdout, t->why);
@@ -523,116 +633,6 @@ static void result_print_json(const struct result *r)
 	else
 		printf("null");
 	printf("}");
-}
-
-/* Shared helpers                                                       */
-/* ==================================================================== */
-
-/* A pre-faulted anonymous buffer (NULL on failure). */
-/* Sets the pool's watermark (0: back to the default); 0 or -errno. */
-int bench_pool_watermark(uint64_t bytes)
-{
-	static uint64_t saved;
-	struct pm_pool_stats st;
-	struct pm_pool_config cfg = { 0 };
-	int kvm = pm_kvm_open(), r;
-
-	pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st);
-	if (bytes && !saved)
-		saved = st.watermark;
-	cfg.watermark = bytes ? PM_MIN_U64(bytes, st.size) : saved;
-	r = cfg.watermark ? pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg) : 0;
-	pm_kvm_close(kvm);
-	return r ? -errno : 0;
-}
-
-uint8_t *buffer_new(uint64_t size)
-{
-	uint8_t *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		return NULL;
-	memset(p, 0x5a, size);
-	return p;
-}
-
-void buffer_free(uint8_t *p, uint64_t size)
-{
-	if (p)
-		munmap(p, size);
-}
-
-
-volatile uint64_t sink;
-
-uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1DULL;
-}
-
-int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv)
-{
-	struct kvm_memory_attributes a = {
-		.address = gpa, .size = len, .attributes = priv ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
-	};
-
-	return pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a) ? -errno : 0;
-}
-
-/* One granule's round trip through privmem: attributes private and the
- * private page allocated (fallocate, as a VMM that pre-allocates does), then
- * attributes shared and the private page punched out. The VMM's discard of
- * its own shared copy (madvise) is the same syscall with or without
- * privmem, and is not in the kernel reference either, so it is not timed.
- * 0 or -errno. */
-int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len)
-{
-	int r = set_attrs(m, gpa, len, true);
-
-	if (!r && pm_kvm_fallocate(m->gmem, FALLOC_FL_KEEP_SIZE, (off_t)gpa, (off_t)len))
-		r = -errno;
-	if (!r)
-		r = set_attrs(m, gpa, len, false);
-	if (!r && pm_kvm_fallocate(m->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				   (off_t)gpa, (off_t)len))
-		r = -errno;
-	return r;
-}
-
-/* ==================================================================== */
-/* Running guest code                                                   */
-/* ==================================================================== */
-
-int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
-		    uint64_t gmem_flags)
-{
-	if (!vmm_create(m, type, size, 1, gmem_flags))
-		return 0;
-	vmm_destroy(m);
-	result_fail(r, "cannot create the VM (see above)");
-	return -1;
-}
-
-int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,
-		 vmm_sync_fn sync)
-{
-	void *args[1] = { arg };
-	int ret;
-
-	m->ctx = arg;
-	m->sync = sync;
-	ret = vmm_set_guest(m, fn, args);
-	if (!ret)
-		ret = vmm_run_all(m, NULL, NULL);
-	if (ret)
-		result_fail(r, "guest failed: %s", m->abort_msg[0] ? m->abort_msg : "PM_KVM_SET_GUEST");
-	return ret ? -1 : 0;
 }
 
 /* ==================================================================== */

@@ -10,6 +10,7 @@
 #define PM_TOOLS_BENCH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "vmm.h"
 
@@ -33,6 +34,7 @@ struct bench_opts {
 /* One measured thing: `ops` operations (and `bytes` bytes) per measurement. */
 struct figure {
 	char key[48];            /* JSON key */
+	const char *section;     /* the section it belongs to (NULL: none) */
 	char label[64];
 	const char *op;          /* one operation, e.g. "pair", "page", "read" */
 	double ops;
@@ -41,6 +43,10 @@ struct figure {
 	const char *event;       /* optional second rate, e.g. "fault" */
 	double events;           /* events per measurement */
 	double best, median;     /* seconds per measurement */
+	/* The measuring thread's CPU time (figure_set_cpu), when kept: the
+	 * steadier figure on a host whose other loads preempt it. */
+	bool has_cpu;
+	double cpu_best, cpu_median;
 	bool skipped;
 	char why[192];
 };
@@ -56,11 +62,16 @@ enum tstatus { T_MET, T_NOT_MET, T_SKIPPED };
 
 struct target {
 	char key[48];
+	const char *section;     /* as the figures' */
 	char text[128];          /* what is required */
 	double value, limit;
 	bool at_least;           /* value >= limit (else value <= limit) */
 	enum tstatus st;
 	char why[192];           /* for T_SKIPPED */
+	/* target_vs: the two figures' ns per op (the best; NAN otherwise) and
+	 * the ratio of their medians. */
+	double privmem_ns, reference_ns, median;
+	double cpu_value;        /* the ratio of their CPU times (NAN: not kept) */
 };
 
 struct info {
@@ -70,15 +81,20 @@ struct info {
 	const char *unit;
 };
 
-#define MAX_FIG 12
-#define MAX_RATIO 10
-#define MAX_TGT 6
-#define MAX_INFO 24
-#define MAX_NOTE 10
+#define MAX_FIG 40
+#define MAX_RATIO 16
+#define MAX_TGT 24
+#define MAX_INFO 32
+#define MAX_NOTE 16
+#define MAX_SECTION 8
 
 struct result {
 	const char *name;
 	char title[160];
+	/* Sections (section_begin): figures and targets added after it
+	 * belong to the last one begun. */
+	const char *section[MAX_SECTION];
+	int nsection;
 	uint64_t size;
 	unsigned int reps;
 	struct figure fig[MAX_FIG];
@@ -107,6 +123,14 @@ double samples_median(const struct samples *s);
 void samples_add(struct samples *s, double secs);
 uint64_t now_ns(void);
 double secs_since(uint64_t t0);
+/* The calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID), in ns. */
+uint64_t thread_cpu_ns(void);
+/* Both clocks around a measurement on the calling thread. */
+struct stopwatch {
+	uint64_t wall, cpu;
+};
+void stopwatch_start(struct stopwatch *w);
+void stopwatch_stop(const struct stopwatch *w, struct samples *wall, struct samples *cpu);
 
 /* Building a result. result_fail keeps the first error; figure_add
  * describes a figure that figure_set (or figure_skip) completes; ratios
@@ -116,6 +140,7 @@ void note(struct result *r, const char *fmt, ...) __attribute__((format(printf, 
 struct figure *figure_add(struct result *r, const char *key, const char *label, const char *op,
 			  double ops, double bytes);
 void figure_set(struct figure *f, const struct samples *s);
+void figure_set_cpu(struct figure *f, const struct samples *cpu);
 void figure_skip(struct figure *f, const char *why);
 double ns_per_op(const struct figure *f, bool median);
 double throughput(const struct figure *f, bool median);
@@ -124,24 +149,68 @@ double ratio_add(struct result *r, const char *key, const char *label, const str
 void target_add(struct result *r, const char *key, const char *text, double value, double limit,
 		bool at_least, const char *why);
 void info_add(struct result *r, const char *key, const char *label, double value, const char *unit);
+/* Begins a section (a static string) of a benchmark that has several. */
+void section_begin(struct result *r, const char *name);
+/* A target on the ns per op of figure a against `limit` times that of b,
+ * both measured in the run (a <= limit x b); skipped if either is. */
+void target_vs(struct result *r, const char *key, const char *text, const struct figure *a,
+	       const struct figure *b, double limit);
 
-/* Shared helpers: pre-faulted buffers, a PRNG, attribute changes and one
- * destructive conversion round trip of a granule (see bench.c). */
+/* Shared helpers (bench_lib.c): pre-faulted buffers and zeroing them one
+ * granule at a time, a PRNG, attribute changes and one destructive
+ * conversion round trip of a granule. */
 uint8_t *buffer_new(uint64_t size);
 void buffer_free(uint8_t *p, uint64_t size);
+void zero_pass(uint8_t *buf, uint64_t size, uint64_t gran);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+/* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
+int bench_pool_watermark(uint64_t bytes);
+
+/* Marks (bench_lib.c): guest code brackets a timed phase with
+ * pm_guest_sync(g, BENCH_MARK(phase, 0)) and (phase, 1); bench_vm_run's
+ * SYNC handler adds the time between them to t[phase], and keeps the VM's
+ * and the pool's statistics at the last start and end of each phase. */
+#define BENCH_PHASES 8
+#define BENCH_MARK_FLAG (1ULL << 40)
+#define BENCH_MARK(phase, end) (BENCH_MARK_FLAG | (uint64_t)(phase) << 1 | (uint64_t)!!(end))
+
+struct bench_marks {
+	uint64_t t_start, cpu_start;
+	struct samples t[BENCH_PHASES];          /* seconds per measurement */
+	struct samples cpu[BENCH_PHASES];        /* the vCPU thread's CPU seconds in them */
+	uint64_t hypercalls[BENCH_PHASES];       /* hypercall exits in them, summed */
+	uint64_t released[BENCH_PHASES];         /* pool bytes returned to the OS, summed */
+	int64_t populated[BENCH_PHASES];         /* growth of the pool's populated bytes, summed */
+	struct pm_vm_stats vs_start[BENCH_PHASES], vs_end[BENCH_PHASES];   /* the last one */
+	struct pm_pool_stats ps_start[BENCH_PHASES], ps_end[BENCH_PHASES];
+};
+
 /* A fresh one-vCPU VM for a measurement: 0, or -1 with r->error (and
  * nothing left to destroy). */
 int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
 		    uint64_t gmem_flags);
-/* Runs guest code fn(arg) on m's vCPU to its end, its SYNCs going to sync
- * (with m->ctx = arg; sync may be NULL): 0, or -1 with r->error. */
+/* The same for a TD, built (cfg, all RAM private) and finalized. */
+int bench_td_create(struct result *r, struct vmm *m, uint64_t size, uint64_t gmem_flags,
+		    const struct pm_tdx_config *cfg);
+/* Runs guest code fn(arg) on m's vCPU to its end, its marks going to
+ * `marks` (may be NULL): 0, or -1 with r->error. */
 int bench_vm_run(struct result *r, struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void *arg,
-		 vmm_sync_fn sync);
-/* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
-int bench_pool_watermark(uint64_t bytes);
+		 struct bench_marks *marks);
+
+/* Guest code: KVM_HC_MAP_GPA_RANGE of npages from gpa (2M page size hint
+ * from 512 pages on): 0 or the hypercall's error. */
+long guest_map_gpa_range(struct pm_guest *g, uint64_t gpa, uint64_t npages, bool to_private);
+/* Random reads: fill_words gives each 8-byte word of buf its own value;
+ * n 8-byte aligned offsets below span (at most 4 GiB), and the sum of the
+ * words at base + each offset, `loops` times over, read by guest code
+ * (pm_guest_read64) and natively (plain loads). */
+void fill_words(uint8_t *buf, uint64_t size);
+void random_offsets(uint32_t *idx, size_t n, uint64_t span, uint64_t *seed);
+uint64_t guest_random_reads(struct pm_guest *g, uint64_t base, const uint32_t *idx, size_t n,
+			    unsigned int loops);
+uint64_t native_random_reads(const uint8_t *base, const uint32_t *idx, size_t n, unsigned int loops);
 
 /* Keeps the compiler from dropping stores to memory nobody reads. */
 static inline void clobber(void *p)
@@ -160,5 +229,6 @@ void bench_share(const struct bench_opts *o, struct result *r);
 void bench_psc(const struct bench_opts *o, struct result *r);
 void bench_tdx(const struct bench_opts *o, struct result *r);
 void bench_guest(const struct bench_opts *o, struct result *r);
+void bench_e2e(const struct bench_opts *o, struct result *r);
 
 #endif

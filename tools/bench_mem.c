@@ -32,10 +32,9 @@
 
 #include "bench.h"
 
-/* ---- the synchronisation marks guest code sends ---- */
+/* ---- the phases guest code marks (bench.h's marks) ---- */
 
 enum phase { PH_FAULT, PH_BULK, PH_RAND_SMALL, PH_RAND_LARGE, PH_NR };
-#define MARK(phase, end) ((uint64_t)(phase) << 1 | (uint64_t)(end))
 
 /* A guest's job: parameters, and what the VMM's SYNC handler records
  * (the guest is suspended while it runs). */
@@ -50,42 +49,8 @@ struct gjob {
 	unsigned int loops_small, loops_large;
 	uint64_t sum_small, sum_large;
 	/* VMM side */
-	uint64_t t_start;
-	struct samples t[PH_NR];
-	struct pm_vm_stats vs_start, vs_end;
-	struct pm_pool_stats ps_start, ps_end;
+	struct bench_marks mk;
 };
-
-/* The SYNC handler: timestamps, statistics around the fault loop. */
-static void bench_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
-{
-	struct gjob *j = m->ctx;
-	unsigned int phase = (unsigned int)(uc->args[0] >> 1);
-
-	if (phase >= PH_NR)
-		return;
-	if (!(uc->args[0] & 1)) {
-		if (phase == PH_FAULT) {
-			vmm_vm_stats(m, &j->vs_start);
-			vmm_pool_stats(m, &j->ps_start);
-		}
-		j->t_start = now_ns();          /* last thing before KVM_RUN */
-		return;
-	}
-	samples_add(&j->t[phase], secs_since(j->t_start));
-	if (phase == PH_FAULT) {
-		vmm_vm_stats(m, &j->vs_end);
-		vmm_pool_stats(m, &j->ps_end);
-	}
-}
-
-static long guest_to_private(struct pm_guest *g, uint64_t gpa, uint64_t size)
-{
-	uint64_t attrs = KVM_MAP_GPA_RANGE_ENCRYPTED |
-			 (size >= PAGE_2M ? KVM_MAP_GPA_RANGE_PAGE_SZ_2M : KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
-
-	return pm_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, gpa, size >> 12, attrs, 0);
-}
 
 /* Runs one VM with one vCPU on guest code fn(j). 0, or -1 with r->error. */
 static int run_guest(struct result *r, uint64_t gmem_flags, void (*fn)(struct pm_guest *g, void *arg),
@@ -96,7 +61,7 @@ static int run_guest(struct result *r, uint64_t gmem_flags, void (*fn)(struct pm
 
 	if (bench_vm_create(r, &m, KVM_X86_SW_PROTECTED_VM, j->size, gmem_flags))
 		return -1;
-	ret = bench_vm_run(r, &m, fn, j, bench_sync);
+	ret = bench_vm_run(r, &m, fn, j, &j->mk);
 	vmm_destroy(&m);
 	return ret;
 }
@@ -211,13 +176,6 @@ static int convert_breakdown(struct vmm *m, uint64_t size, double ns[STEP_NR])
 	for (int i = 0; i < STEP_NR; i++)
 		ns[i] = (double)acc[i] / (double)(size / PAGE_4K);
 	return 0;
-}
-
-static void zero_pass(uint8_t *buf, uint64_t size, uint64_t gran)
-{
-	for (uint64_t off = 0; off < size; off += gran)
-		memset(buf + off, 0, gran);
-	clobber(buf);
 }
 
 #define BREAKDOWN_SIZE (64 * MIB)
@@ -350,11 +308,11 @@ static void guest_fault_main(struct pm_guest *g, void *arg)
 	struct gjob *j = arg;
 	uint64_t npages = j->size >> 12;
 
-	PM_GUEST_ASSERT(g, guest_to_private(g, 0, j->size) == 0);
-	pm_guest_sync(g, MARK(PH_FAULT, 0));
+	PM_GUEST_ASSERT(g, guest_map_gpa_range(g, 0, j->size >> 12, true) == 0);
+	pm_guest_sync(g, BENCH_MARK(PH_FAULT, 0));
 	for (uint64_t p = 0; p < npages; p++)
 		pm_guest_write64(g, p << 12, p | FAULT_STAMP);
-	pm_guest_sync(g, MARK(PH_FAULT, 1));
+	pm_guest_sync(g, BENCH_MARK(PH_FAULT, 1));
 	/* Sanity, untimed: every page kept its word and started zeroed. */
 	for (uint64_t p = 0; p < npages; p++) {
 		PM_GUEST_ASSERT(g, pm_guest_read64(g, p << 12) == (p | FAULT_STAMP));
@@ -382,7 +340,7 @@ static int fault_series(struct result *r, unsigned int reps, uint64_t size, uint
 		return -1;
 	}
 	for (unsigned int rep = 0; rep < reps && !ret; rep++) {
-		struct samples *t = &j->t[PH_FAULT];
+		struct samples *t = &j->mk.t[PH_FAULT];
 
 		memset(j, 0, sizeof(*j));
 		j->size = size;
@@ -392,12 +350,14 @@ static int fault_series(struct result *r, unsigned int reps, uint64_t size, uint
 		samples_add(s, t->v[0]);
 		if (t->v[0] < best_t) {
 			best_t = t->v[0];
-			best->vs = j->vs_end;
+			const struct bench_marks *mk = &j->mk;
+
+			best->vs = mk->vs_end[PH_FAULT];
 			for (int l = 0; l < 3; l++)
-				best->vs.mapped[l] -= j->vs_start.mapped[l];
-			best->vs.faults -= j->vs_start.faults;
-			best->vs.fault_retries -= j->vs_start.fault_retries;
-			best->populated = j->ps_end.populated - j->ps_start.populated;
+				best->vs.mapped[l] -= mk->vs_start[PH_FAULT].mapped[l];
+			best->vs.faults -= mk->vs_start[PH_FAULT].faults;
+			best->vs.fault_retries -= mk->vs_start[PH_FAULT].fault_retries;
+			best->populated = mk->ps_end[PH_FAULT].populated - mk->ps_start[PH_FAULT].populated;
 		}
 	}
 	free(j);
@@ -519,53 +479,26 @@ void bench_fault(const struct bench_opts *o, struct result *r)
 #define LARGE_IDX   (1024 * 1024)
 #define LARGE_LOOPS 1                    /* 1M reads */
 
-static __attribute__((noinline)) uint64_t guest_random_reads(struct pm_guest *g, const uint32_t *idx,
-							      size_t n, unsigned int loops)
-{
-	uint64_t sum = 0;
-
-	for (unsigned int l = 0; l < loops; l++)
-		for (size_t i = 0; i < n; i++)
-			sum += pm_guest_read64(g, idx[i]);
-	return sum;
-}
-
-static __attribute__((noinline)) uint64_t native_random_reads(const uint8_t *base, const uint32_t *idx,
-							       size_t n, unsigned int loops)
-{
-	uint64_t sum = 0;
-
-	for (unsigned int l = 0; l < loops; l++) {
-		for (size_t i = 0; i < n; i++) {
-			uint64_t v;
-
-			memcpy(&v, base + idx[i], sizeof(v));
-			sum += v;
-		}
-	}
-	return sum;
-}
-
 static void guest_access_main(struct pm_guest *g, void *arg)
 {
 	struct gjob *j = arg;
 
-	PM_GUEST_ASSERT(g, guest_to_private(g, 0, j->size) == 0);
+	PM_GUEST_ASSERT(g, guest_map_gpa_range(g, 0, j->size >> 12, true) == 0);
 	pm_guest_write(g, 0, j->src, j->size);       /* fill, and fault everything in */
 	for (unsigned int rep = 0; rep < j->reps; rep++) {
-		pm_guest_sync(g, MARK(PH_BULK, 0));
+		pm_guest_sync(g, BENCH_MARK(PH_BULK, 0));
 		pm_guest_read(g, 0, j->dst, j->size);
-		pm_guest_sync(g, MARK(PH_BULK, 1));
+		pm_guest_sync(g, BENCH_MARK(PH_BULK, 1));
 	}
 	for (unsigned int rep = 0; rep < j->reps; rep++) {
-		pm_guest_sync(g, MARK(PH_RAND_SMALL, 0));
-		j->sum_small = guest_random_reads(g, j->idx_small, j->n_small, j->loops_small);
-		pm_guest_sync(g, MARK(PH_RAND_SMALL, 1));
+		pm_guest_sync(g, BENCH_MARK(PH_RAND_SMALL, 0));
+		j->sum_small = guest_random_reads(g, 0, j->idx_small, j->n_small, j->loops_small);
+		pm_guest_sync(g, BENCH_MARK(PH_RAND_SMALL, 1));
 	}
 	for (unsigned int rep = 0; rep < j->reps; rep++) {
-		pm_guest_sync(g, MARK(PH_RAND_LARGE, 0));
-		j->sum_large = guest_random_reads(g, j->idx_large, j->n_large, j->loops_large);
-		pm_guest_sync(g, MARK(PH_RAND_LARGE, 1));
+		pm_guest_sync(g, BENCH_MARK(PH_RAND_LARGE, 0));
+		j->sum_large = guest_random_reads(g, 0, j->idx_large, j->n_large, j->loops_large);
+		pm_guest_sync(g, BENCH_MARK(PH_RAND_LARGE, 1));
 	}
 }
 
@@ -590,15 +523,9 @@ void bench_access(const struct bench_opts *o, struct result *r)
 		result_fail(r, "access needs 512K <= SIZE <= 4G");
 		goto out;
 	}
-	for (uint64_t i = 0; i < size / 8; i++) {
-		uint64_t v = i * 0x9E3779B97F4A7C15ULL + 1;
-
-		memcpy(src + i * 8, &v, 8);
-	}
-	for (size_t i = 0; i < SMALL_IDX; i++)
-		idx_small[i] = (uint32_t)(rng_next(&seed) % (SMALL_PAGES * PAGE_4K / 8)) * 8;
-	for (size_t i = 0; i < LARGE_IDX; i++)
-		idx_large[i] = (uint32_t)(rng_next(&seed) % (size / 8)) * 8;
+	fill_words(src, size);
+	random_offsets(idx_small, SMALL_IDX, SMALL_PAGES * PAGE_4K, &seed);
+	random_offsets(idx_large, LARGE_IDX, size, &seed);
 
 	pc = figure_add(r, "privmem_copy", "privmem pm_guest_read (bulk)", "MiB", (double)size / MIB,
 			(double)size);
@@ -651,9 +578,9 @@ void bench_access(const struct bench_opts *o, struct result *r)
 		result_fail(r, "guest and native random reads disagree");
 		goto out;
 	}
-	figure_set(pc, &j->t[PH_BULK]);
-	figure_set(ps, &j->t[PH_RAND_SMALL]);
-	figure_set(pl, &j->t[PH_RAND_LARGE]);
+	figure_set(pc, &j->mk.t[PH_BULK]);
+	figure_set(ps, &j->mk.t[PH_RAND_SMALL]);
+	figure_set(pl, &j->mk.t[PH_RAND_LARGE]);
 
 	target_add(r, "bulk_read_80pct_of_native", "bulk: privmem >= 80% of native (GB/s ratio)",
 		   ratio_add(r, "bulk_privmem_over_native", "bulk copy: privmem / native (GB/s)",

@@ -29,24 +29,9 @@ struct psc_job {
 	uint64_t desc;           /* the descriptor page, shared, after the region */
 	bool huge;               /* 2M entries (and 2M pages), else 4K */
 	unsigned int reps;
-	bool failed;
-	uint64_t t_start;
-	struct samples t[PH_NR];
+	struct bench_marks mk;
 	uint64_t requests, exits;
 };
-
-static void psc_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
-{
-	struct psc_job *j = m->ctx;
-	unsigned int phase = (unsigned int)(uc->args[0] >> 1);
-
-	if (phase >= PH_NR)
-		return;
-	if (!(uc->args[0] & 1))
-		j->t_start = now_ns();
-	else
-		samples_add(&j->t[phase], secs_since(j->t_start));
-}
 
 /* A range in PSC requests of 253 entries: 2M entries where the range
  * allows (if huge), else 4K ones; stride 2 takes every other page, so no
@@ -92,23 +77,23 @@ static void guest_psc_main(struct pm_guest *g, void *arg)
 	struct psc_job *j = arg;
 
 	for (unsigned int rep = 0; rep < j->reps; rep++) {
-		pm_guest_sync(g, PH_PSC << 1);
+		pm_guest_sync(g, BENCH_MARK(PH_PSC, 0));
 		PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_PRIVATE, 1) == 0);
 		PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_SHARED, 1) == 0);
-		pm_guest_sync(g, PH_PSC << 1 | 1);
+		pm_guest_sync(g, BENCH_MARK(PH_PSC, 1));
 		if (!j->huge) {
-			pm_guest_sync(g, PH_SCATTERED << 1);
+			pm_guest_sync(g, BENCH_MARK(PH_SCATTERED, 0));
 			PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_PRIVATE, 2) == 0);
 			PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_SHARED, 2) == 0);
-			pm_guest_sync(g, PH_SCATTERED << 1 | 1);
+			pm_guest_sync(g, BENCH_MARK(PH_SCATTERED, 1));
 		}
 		/* Linux's order: PSC then validate; rescind then PSC. */
-		pm_guest_sync(g, PH_ACCEPT << 1);
+		pm_guest_sync(g, BENCH_MARK(PH_ACCEPT, 0));
 		PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_PRIVATE, 1) == 0);
 		PM_GUEST_ASSERT(g, pvalidate_all(g, j, true) == 0);
 		PM_GUEST_ASSERT(g, pvalidate_all(g, j, false) == 0);
 		PM_GUEST_ASSERT(g, psc_range(g, j, PM_SNP_PSC_OP_SHARED, 1) == 0);
-		pm_guest_sync(g, PH_ACCEPT << 1 | 1);
+		pm_guest_sync(g, BENCH_MARK(PH_ACCEPT, 1));
 	}
 }
 
@@ -121,7 +106,7 @@ static int psc_series(struct result *r, struct psc_job *j, uint64_t gmem_flags)
 	/* Guest RAM: the region, then a 2M block for the descriptor. */
 	if (bench_vm_create(r, &m, KVM_X86_SNP_VM, j->size + PAGE_2M, gmem_flags))
 		return -1;
-	ret = bench_vm_run(r, &m, guest_psc_main, j, psc_sync);
+	ret = bench_vm_run(r, &m, guest_psc_main, j, &j->mk);
 	if (pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, &st) == 0) {
 		j->requests = vmm_model_stat(&st, "psc_requests");
 		j->exits = vmm_model_stat(&st, "psc_exits");
@@ -169,10 +154,10 @@ void bench_psc(const struct bench_opts *o, struct result *r)
 		fa_fig[i] = fa;
 		if (psc_series(r, &j, g[i].flags))
 			break;
-		figure_set(fp, &j.t[PH_PSC]);
+		figure_set(fp, &j.mk.t[PH_PSC]);
 		if (fs)
-			figure_set(fs, &j.t[PH_SCATTERED]);
-		figure_set(fa, &j.t[PH_ACCEPT]);
+			figure_set(fs, &j.mk.t[PH_SCATTERED]);
+		figure_set(fa, &j.mk.t[PH_ACCEPT]);
 		snprintf(key, sizeof(key), "exits_per_request_%s", g[i].name);
 		snprintf(label, sizeof(label), "exits per PSC request, %s (all kinds above)", g[i].name);
 		info_add(r, key, label, j.requests ? (double)j.exits / (double)j.requests : 0, "");

@@ -37,30 +37,8 @@ struct share_job {
 	uint64_t batch;             /* pages per hypercall */
 	bool no_view;               /* in place: the VMM maps no guest_memfd view */
 	unsigned int reps;
-	uint64_t t_start;           /* VMM side: the SYNC marks */
-	struct samples t;
+	struct bench_marks mk;      /* one phase: the round trips */
 };
-
-#define MARK_START 1
-#define MARK_END   2
-
-static void share_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
-{
-	struct share_job *j = m->ctx;
-
-	if (uc->args[0] == MARK_START)
-		j->t_start = now_ns();          /* last thing before KVM_RUN */
-	else if (uc->args[0] == MARK_END)
-		samples_add(&j->t, secs_since(j->t_start));
-}
-
-static long map_gpa_range(struct pm_guest *g, uint64_t gpa, uint64_t n, bool to_private)
-{
-	uint64_t attrs = (to_private ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED) |
-			 (n >= 512 ? KVM_MAP_GPA_RANGE_PAGE_SZ_2M : KVM_MAP_GPA_RANGE_PAGE_SZ_4K);
-
-	return pm_guest_hypercall(g, KVM_HC_MAP_GPA_RANGE, gpa, n, attrs, 0);
-}
 
 /* One round trip of n pages at gpa, and the read that uses them again. */
 static void round_trip(struct pm_guest *g, const struct share_job *j, uint64_t gpa, uint64_t n)
@@ -69,8 +47,8 @@ static void round_trip(struct pm_guest *g, const struct share_job *j, uint64_t g
 		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, gpa, n) == (long)n);
 		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, gpa, n) == (long)n);
 	} else {
-		PM_GUEST_ASSERT(g, map_gpa_range(g, gpa, n, false) == 0);
-		PM_GUEST_ASSERT(g, map_gpa_range(g, gpa, n, true) == 0);
+		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, false) == 0);
+		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, true) == 0);
 	}
 	for (uint64_t p = 0; p < n; p++)
 		sink += pm_guest_read64(g, gpa + (p << 12));
@@ -83,14 +61,14 @@ static void guest_share_main(struct pm_guest *g, void *arg)
 
 	/* Untimed: every page private and in use (donated / allocated). */
 	if (j->path == SP_DESTRUCTIVE)
-		PM_GUEST_ASSERT(g, map_gpa_range(g, 0, npages, true) == 0);
+		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, 0, npages, true) == 0);
 	for (uint64_t p = 0; p < npages; p++)
 		pm_guest_write64(g, p << 12, p + 1);
 	for (unsigned int rep = 0; rep < j->reps; rep++) {
-		pm_guest_sync(g, MARK_START);
+		pm_guest_sync(g, BENCH_MARK(0, 0));
 		for (uint64_t p = 0; p < npages; p += j->batch)
 			round_trip(g, j, p << 12, j->batch);
-		pm_guest_sync(g, MARK_END);
+		pm_guest_sync(g, BENCH_MARK(0, 1));
 	}
 	/* Sanity, untimed: in place keeps every page's word, destructive
 	 * conversion gives zeroed pages. */
@@ -111,7 +89,7 @@ static int share_series(struct result *r, struct share_job *j)
 		pm_kvm_munmap(m.shared, m.mem_size);
 		m.shared = NULL;
 	}
-	ret = bench_vm_run(r, &m, guest_share_main, j, share_sync);
+	ret = bench_vm_run(r, &m, guest_share_main, j, &j->mk);
 	vmm_destroy(&m);
 	return ret;
 }
@@ -148,7 +126,7 @@ void bench_share(const struct bench_opts *o, struct result *r)
 
 		f[i] = figure_add(r, runs[i].key, runs[i].label, "page", pages, (double)r->size);
 		if (!share_series(r, &j))
-			figure_set(f[i], &j.t);
+			figure_set(f[i], &j.mk.t[0]);
 	}
 	fz = figure_add(r, "zeroing", "zeroing (memset)", "page", pages, (double)r->size);
 	for (unsigned int rep = 0; rep < r->reps && !r->failed; rep++) {

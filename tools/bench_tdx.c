@@ -56,22 +56,14 @@ static int tdx_run_once(struct result *r, uint64_t size, bool huge, struct tdx_g
 {
 	struct pm_tdx_config cfg = { .flags = huge ? 0 : PM_TDX_NO_HUGE };
 	struct vmm m;
-	int ret = -1, slot;
+	int ret = -1;
 
-	if (bench_vm_create(r, &m, KVM_X86_TDX_VM, size, 0))
+	if (bench_td_create(r, &m, size, 0, &cfg))
 		return -1;
-	slot = vmm_watch_enter(&m);
-	if (vmm_tdx_init(&m, &cfg) || vmm_tdx_op(&m, m.vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
-		result_fail(r, "building the TD: %s", vmm_gave_up(&m) ? "no progress, gave up" : strerror(errno));
-		vmm_watch_leave(&m, slot);
-		goto out;
+	if (!bench_vm_run(r, &m, guest_tdx_main, j, NULL)) {
+		pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, ts);
+		ret = 0;
 	}
-	vmm_watch_leave(&m, slot);
-	if (bench_vm_run(r, &m, guest_tdx_main, j, NULL))
-		goto out;
-	pm_kvm_ioctl(m.vm, PM_KVM_GET_MODEL_STATS, ts);
-	ret = 0;
-out:
 	vmm_destroy(&m);
 	return ret;
 }

@@ -133,27 +133,13 @@ void pm_mmu_destroy(struct pm_vm *vm)
 
 /* ---- translation (TLB fill) ---- */
 
-static int mark_visit(struct pm_walk_ctx *ctx)
-{
-	uint64_t bits = *(uint64_t *)ctx->arg;
-	uint64_t old = ctx->old;
-
-	/* Never OR into an entry a concurrent zap has just cleared. */
-	while (pm_pte_is_leaf(old, ctx->level) && (old & bits) != bits &&
-	       !atomic_compare_exchange_weak(ctx->ptep, &old, old | bits))
-		;
-	return 0;
-}
-
-/* Sets ACCESSED (and DIRTY) on the leaf covering gfn, as a hardware walk does. */
-static void mmu_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
-{
-	const struct pm_walker w = { .visit = mark_visit, .arg = &bits, .flags = PM_WALK_LEAF };
-
-	pm_s2_walk(s2, gfn, gfn + 1, &w);
-}
-
 uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access)
+{
+	return pm_mmu_translate_level(vm, gfn, write, private_access, NULL);
+}
+
+uint8_t *pm_mmu_translate_level(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access,
+				int *level_out)
 {
 	uint64_t want = PM_PTE_ACCESSED | (write ? PM_PTE_DIRTY : 0);
 	uint64_t pte;
@@ -169,7 +155,9 @@ uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bo
 	if (private_access && *private_access != !!(pte & PM_PTE_PRIVATE))
 		return NULL;
 	if ((pte & want) != want)
-		mmu_mark(s2, gfn, want);
+		pm_s2_mark(s2, gfn, want);
+	if (level_out)
+		*level_out = level;
 	off = gfn & (pm_s2_level_pages(level) - 1);
 	if (pte & PM_PTE_HVA)
 		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);

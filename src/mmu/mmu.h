@@ -132,6 +132,9 @@ uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
 /* The same for an access of a known kind: NULL also when the mapping is of
  * the other kind (private vs shared); private_access NULL: any kind. */
 uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access);
+/* The same, with the level of the leaf that maps it in *level (if not NULL). */
+uint8_t *pm_mmu_translate_level(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access,
+				int *level);
 
 /* The root that maps accesses of this kind. */
 static inline struct pm_s2 *pm_mmu_root(struct pm_mmu *mmu, bool private_access)

@@ -862,6 +862,21 @@ struct s2_lookup {
 	bool found;
 };
 
+void pm_s2_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
+{
+	uint64_t old;
+	s2_pte_t *ptep;
+	int level;
+
+	PM_BUG_ON(bits & ~S2_AD_BITS);
+	pm_rcu_read_lock();
+	ptep = s2_descend(s2, gfn, 0, &old, &level);
+	/* Never OR into an entry a concurrent zap has just cleared. */
+	while (pm_pte_is_leaf(old, level) && (old & bits) != bits && !pte_cas(ptep, &old, old | bits))
+		;
+	pm_rcu_read_unlock();
+}
+
 bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level)
 {
 	uint64_t e;

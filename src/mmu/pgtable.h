@@ -153,6 +153,10 @@ int pm_s2_split(struct pm_s2 *s2, gfn_t gfn, int level);
 /* Clears ACCESSED on the leaves in [start, end); returns how many had it. */
 uint64_t pm_s2_age(struct pm_s2 *s2, gfn_t start, gfn_t end);
 
+/* Sets ACCESSED (and DIRTY: bits) on the leaf covering gfn, as a hardware
+ * walk does, never on an entry a zap just cleared. */
+void pm_s2_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits);
+
 /* The leaf covering gfn: its value and level; false if none. */
 bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level);
 

@@ -43,6 +43,18 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	pm_vcpu_guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
+/* A 2M translation (a 2M stage-2 leaf; only for models without an access
+ * check, which is per 4K page): hva is gpa's page. */
+static void guest_tlb_fill_huge(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool writable)
+{
+	struct pm_tlb_entry *e = &v->tlb_huge[(gpa >> 21) & (PM_TLB_HUGE_ENTRIES - 1)];
+
+	e->tag = gpa >> 21;
+	e->epoch = v->tlb_epoch;
+	e->hva = hva - (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
+	e->writable = writable;
+}
+
 /* The TLB is tagged by gpa page, kind bits included (SNP's C-bit, TDX's
  * shared bit), so a translation of one kind never serves the other. */
 static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool writable)
@@ -203,7 +215,8 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int si
 		model->gpa_decode(v->vm, gpa, &a.gfn, &private_access);
 	check = check && private_access && model->guest_access;
 	for (;;) {
-		uint8_t *hva = pm_mmu_translate_kind(v->vm, a.gfn, write, a.private_access);
+		int level = 0;
+		uint8_t *hva = pm_mmu_translate_level(v->vm, a.gfn, write, a.private_access, &level);
 		/* A read fill must not make the page look writable (the first
 		 * write walks again to set DIRTY). */
 		bool writable = write;
@@ -215,6 +228,8 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int si
 		}
 		if (hva && check && !guest_access_check(v, gpa, a.gfn, hva))
 			continue;
+		if (hva && level >= 1 && !model->guest_access)
+			guest_tlb_fill_huge(v, gpa, hva, writable);
 		if (hva)
 			guest_tlb_fill(v, gpa, hva, writable);
 		return hva;
@@ -232,10 +247,12 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write, int max
 
 void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa), *h = pm_vcpu_tlb_huge_hit(v, gpa);
 
 	if (e)
 		e->epoch = 0;
+	if (h)
+		h->epoch = 0;
 	/* The engine's translations of the page go too (it keeps no index
 	 * by page: all of them). */
 	pm_x86_flush(v->x86, PM_X86_FLUSH_TLB);
@@ -251,6 +268,9 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int 
 	e = pm_vcpu_tlb_hit(v, gpa);
 	if (pm_likely(e && (e->writable || !write)))
 		return e->hva;
+	e = pm_vcpu_tlb_huge_hit(v, gpa);
+	if (e && (e->writable || !write))
+		return e->hva + (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
 

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
@@ -2176,6 +2177,55 @@ static void test_host_access_to_a_poisoned_shared_page_sigbuses(void **state)
 	assert_int_equal(pool_in_use() - base, PAGE);
 }
 
+/* ---- kvm_run ------------------------------------------------------------ */
+
+static void guest_exit_twice(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, 0x5eed);
+}
+
+/*
+ * A view mapped with MAP_FIXED over the VMM's kvm_run mapping replaces that
+ * mapping, as in Linux: KVM's own kvm_run page is not the VMM's mapping of
+ * it, so exits are never written into guest memory, and a new mmap of the
+ * vCPU shows them.
+ */
+static void test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	int vcpu = pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct pm_guest_entry e = { .fn = guest_exit_twice };
+	struct kvm_run *run, *again;
+	struct pm_ucall uc;
+	uint8_t *view, *other;
+
+	assert_true(vcpu >= 0);
+	run = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(run, MAP_FAILED);
+	view = pm_kvm_mmap(run, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, h, 0);
+	assert_ptr_equal(view, run);
+	assert_int_equal(pm_kvm_ioctl(vcpu, PM_KVM_SET_GUEST, &e), 0);
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(pm_get_ucall(vcpu, &uc), PM_UCALL_SYNC);
+	assert_int_equal(uc.args[0], 0x5eed);
+	/* The guest_memfd page holds nothing of the exit. */
+	other = map_ok(h, 4 * PAGE, 0);
+	assert_true(is_zero(other, 4 * PAGE));
+	assert_true(is_zero(view, PAGE));
+	again = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(again, MAP_FAILED);
+	assert_int_equal(again->exit_reason, PM_EXIT_UCALL);
+	unmap_ok(other, 4 * PAGE);
+	unmap_ok(view, PAGE);
+	assert_int_equal(pm_kvm_munmap(run, PAGE), 0);     /* the replaced kvm_run mapping's record */
+	assert_int_equal(pm_kvm_munmap(again, PAGE), 0);
+	close_ok(vcpu);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 
@@ -2245,6 +2295,7 @@ int main(void)
 		cmocka_unit_test(test_concurrent_allocations_of_one_page_give_one_page),
 		cmocka_unit_test(test_punches_racing_memslot_bind_and_unbind_zap_only_the_slot),
 		cmocka_unit_test(test_punch_splitting_a_huge_page_races_allocations_and_lookups_in_it),
+		cmocka_unit_test(test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run),
 		/* Last: they leave poisoned frames allocated for good. */
 		cmocka_unit_test(test_poisoning_an_unallocated_page_is_enoent),
 		cmocka_unit_test(test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed),

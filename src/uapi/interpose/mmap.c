@@ -21,7 +21,8 @@
  * (FALLOC_FL_PUNCH_HOLE, as Linux's madvise_remove) and on kvm_run is
  * EOPNOTSUPP (the vCPU file has no fallocate); other advice on kvm_run is
  * ignored (privmem's page must keep its contents); everything else goes to
- * libc (a guest_memfd mapping is a real shared mapping of privmem's pool).
+ * libc (a guest_memfd mapping is a real shared mapping of the file's host
+ * memfd).
  *
  * maps_lock (mutex) protects the list; nr_maps (atomic) lets munmap and
  * madvise of a process without KVM mappings skip it. Lock order:

@@ -21,17 +21,20 @@
  * same). Without userfaultfd at all (or with pm_gmem_views_test_plain),
  * views are plain mappings of H: a hole reads zeros, and the first access
  * puts a zero page there, which then every mapping of H shows until the
- * page is next shared or punched. Mappings the library did not make (a
- * fork child's copy, an mremap duplicate) are never registered (a
- * userfaultfd's registrations do not follow them without fork or remap
- * events, which need a handler), so they read zeros on a hole, with the
- * same effect. Never the guest's data: that lives in the frame.
+ * page is next shared or punched. A userfaultfd's registrations do not
+ * follow a mapping into a fork child or an mremap duplicate (that needs
+ * fork or remap events, which block until a handler reads them): a fork
+ * child's copies of the views are registered again with a userfaultfd of
+ * the child's own (pthread_atfork), but an mremap duplicate, or a copy in
+ * a child made without fork(), reads zeros on a hole, with the same
+ * effect. Never the guest's data: that lives in the frame.
  *
  * Records. Each view holds a reference on its file and is on its file's
  * list (host_lock; an INIT_SHARED file populates the pages its views show)
  * and on the process-wide list pm_kvm_munmap() searches (all_views_lock, a
- * leaf). A MAP_FIXED mmap replaces whatever it covers, as in Linux: the
- * records of views wholly under it are dropped with their mappings.
+ * leaf but for the fork handlers, which take uffd_lock before it). A
+ * MAP_FIXED mmap replaces whatever it covers, as in Linux: the records of
+ * views wholly under it are dropped with their mappings.
  */
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -48,6 +51,7 @@ struct pm_gmem_view {
 	uint8_t *addr;              /* immutable */
 	size_t len;                 /* bytes, page multiple; immutable */
 	uint64_t pgoff;             /* first file page; immutable */
+	bool registered;            /* holes fault (userfaultfd); all_views_lock once published */
 	struct pm_gmem_view *next;      /* g->host_lock */
 	struct pm_gmem_view *all_next;  /* all_views_lock */
 };
@@ -57,9 +61,20 @@ static struct pm_gmem_view *all_views;      /* all_views_lock */
 
 /* ---- the process's userfaultfd ---- */
 
-static pthread_once_t uffd_once = PTHREAD_ONCE_INIT;
-static int views_uffd = -1;                 /* written once */
+/*
+ * A userfaultfd acts on the memory of the process that made it, even in a
+ * fork child that inherited its descriptor (registering there would change
+ * the parent's mappings): views_uffd serves views_uffd_pid only, and any
+ * other process makes its own. A fork child's copies of the views lost
+ * their registration (it was the parent's); fork_child registers them
+ * again with the child's own. Lock order: uffd_lock, then all_views_lock
+ * (taken together only around fork).
+ */
+static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER;
+static int views_uffd = -1;                 /* uffd_lock */
+static pid_t views_uffd_pid;                /* uffd_lock: whom views_uffd serves */
 static atomic_bool views_plain;             /* tests: new views are not registered */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 static int uffd_open(int flags)
 {
@@ -75,11 +90,20 @@ static int uffd_open(int flags)
 	return fd;
 }
 
-static void uffd_init(void)
+/* This process's userfaultfd, or -1 without one. uffd_lock. An inherited
+ * one is left open (closing it from a fork handler could meet an
+ * interposer's close): a descriptor per generation. */
+static int uffd_get_locked(void)
 {
-	views_uffd = uffd_open(0);
-	if (views_uffd < 0)
-		views_uffd = uffd_open(UFFD_USER_MODE_ONLY);
+	pid_t me = getpid();
+
+	if (views_uffd_pid != me) {
+		views_uffd = uffd_open(0);
+		if (views_uffd < 0)
+			views_uffd = uffd_open(UFFD_USER_MODE_ONLY);
+		views_uffd_pid = me;
+	}
+	return views_uffd;
 }
 
 void pm_gmem_views_test_plain(bool plain)
@@ -87,22 +111,71 @@ void pm_gmem_views_test_plain(bool plain)
 	atomic_store(&views_plain, plain);
 }
 
-/* Holes of the view fault with SIGBUS from now on: 0, or -errno for a
- * failure the caller reports (a kernel that cannot register shared memory
- * leaves the view plain, as without userfaultfd). */
-static int view_register(uint8_t *addr, size_t len)
+static int uffd_register(int fd, uint8_t *addr, size_t len)
 {
 	struct uffdio_register reg = {
 		.range = { .start = (uintptr_t)addr, .len = len },
 		.mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 
-	pthread_once(&uffd_once, uffd_init);
-	if (views_uffd < 0 || atomic_load(&views_plain))
+	return ioctl(fd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+}
+
+/* Holes of the view fault with SIGBUS from now on: 0 and *registered,
+ * or -errno for a failure the caller reports (a kernel that cannot
+ * register shared memory leaves the view plain, as without userfaultfd). */
+static int view_register(uint8_t *addr, size_t len, bool *registered)
+{
+	int fd, r = 0;
+
+	*registered = false;
+	if (atomic_load(&views_plain))
 		return 0;
-	if (!ioctl(views_uffd, UFFDIO_REGISTER, &reg) || errno == EINVAL)
-		return 0;
-	return -errno;
+	pthread_mutex_lock(&uffd_lock);
+	fd = uffd_get_locked();
+	if (fd >= 0) {
+		r = uffd_register(fd, addr, len);
+		*registered = !r;
+		if (r == -EINVAL)
+			r = 0;
+	}
+	pthread_mutex_unlock(&uffd_lock);
+	return r;
+}
+
+static void views_fork_prepare(void)
+{
+	pthread_mutex_lock(&uffd_lock);
+	pthread_mutex_lock(&all_views_lock);
+}
+
+static void views_fork_parent(void)
+{
+	pthread_mutex_unlock(&all_views_lock);
+	pthread_mutex_unlock(&uffd_lock);
+}
+
+/* The child's copies of registered views fault on holes again, with a
+ * userfaultfd of its own (system calls only: this is a fork handler). */
+static void views_fork_child(void)
+{
+	int fd = -1;
+
+	for (struct pm_gmem_view *v = all_views; v; v = v->all_next) {
+		if (!v->registered)
+			continue;
+		if (fd < 0)
+			fd = uffd_get_locked();
+		if (fd < 0 || uffd_register(fd, v->addr, v->len))
+			v->registered = false;
+	}
+	pthread_mutex_unlock(&all_views_lock);
+	pthread_mutex_unlock(&uffd_lock);
+}
+
+static void views_fork_init(void)
+{
+	pthread_atfork(views_fork_prepare, views_fork_parent, views_fork_child);
 }
 
 /* ---- INIT_SHARED files: what views show is populated ---- */
@@ -213,7 +286,8 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 		free(v);
 		return NULL;
 	}
-	*err = view_register(p, len);
+	pthread_once(&fork_once, views_fork_init);
+	*err = view_register(p, len, &v->registered);
 	if (*err) {
 		munmap(p, len);
 		free(v);

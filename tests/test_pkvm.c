@@ -934,6 +934,32 @@ static void test_a_pipe_filled_by_vmsplice_holds_only_what_was_shared(void **sta
 }
 
 /*
+ * A file nobody has mapped keeps shared pages in their frames (no copies);
+ * the first view brings in what is shared at that moment, in place, and
+ * from then on pages come and go through the host file. Pins work either
+ * way (the model says what is shared).
+ */
+static void test_the_first_view_shows_what_was_shared_before_it(void **state)
+{
+	uint8_t *view;
+	uint64_t word;
+	struct vmm m;
+
+	vmm_create(&m);
+	cp_shared(&m);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, CP_PAGE * PAGE, PAGE), 0);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, (CP_PAGE + 1) * PAGE, PAGE), EFAULT);
+	view = map_view(&m);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, CP_PUBLIC);
+	assert_false(view_readable(view, CP_PAGE + 1));
+	expect_sync(&m, (uint64_t)-EBUSY);      /* the unshare meets the pin */
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, CP_PAGE * PAGE, PAGE), 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/*
  * Without userfaultfd (forced here) a view is a plain mapping of the host
  * file: a page the host may not map reads zeros instead of faulting, and
  * still never the guest's data.
@@ -1343,6 +1369,7 @@ int main(void)
 		cmocka_unit_test(test_a_fork_child_never_reads_a_page_unshared_after_the_fork),
 		cmocka_unit_test(test_an_mremap_copy_of_a_view_never_reads_a_page_after_its_unshare),
 		cmocka_unit_test(test_a_pipe_filled_by_vmsplice_holds_only_what_was_shared),
+		cmocka_unit_test(test_the_first_view_shows_what_was_shared_before_it),
 		cmocka_unit_test(test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault),
 		cmocka_unit_test(test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents),
 		cmocka_unit_test(test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping),

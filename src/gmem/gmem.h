@@ -148,10 +148,11 @@ uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving);
 void pm_gmem_host_share(struct pm_gmem *g, uint64_t start, uint64_t end);
 /* The guest takes file pages [start, end) back (a pKVM unshare), up to the
  * first page the host pins (-EBUSY if that is the first): under host_lock
- * the pages in the host file stop, the vCPUs are shot down, take(arg, n)
- * runs (the model's transitions: how many pages from start it took, or
- * -errno), and the pages it took leave the host file (every mapping of
- * it) with their contents back in their frames; the rest stay. Returns
+ * its pages in the host file are marked moving and the vCPUs shot down
+ * (none reaches them now), take(arg, n) runs (the model's transitions: how
+ * many pages from start it took, or -errno), and the pages it took leave
+ * the host file (every mapping of it) with their contents back in their
+ * frames before any vCPU reaches them again; the rest stay. Returns
  * take's result. */
 long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
 			  long (*take)(void *arg, uint64_t n), void *arg);

@@ -401,7 +401,7 @@ long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
 	r = take(arg, end - start);
 	if (any)
 		host_move_out(g, start, end, r > 0 ? start + (uint64_t)r : start);
-	else if (r > 0 && host_exposed(g))
+	else if (r > 0 && host_file_used(g))
 		host_file_punch(g, start, start + (uint64_t)r);   /* whatever a stranger left */
 out:
 	pthread_mutex_unlock(&g->host_lock);

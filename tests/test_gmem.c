@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
@@ -175,10 +176,15 @@ static pm_pfn_t pfn_ok(struct pm_gmem *g, uint64_t index, unsigned int *order)
 	return pfn;
 }
 
-/* The library's (direct map) address of file page `index`. */
+/* The library's address of file page `index`'s contents (allocating the
+ * page): its frame (the direct map), or the library's mapping of the host
+ * file where the page lives there (an INIT_SHARED file's pages). */
 static uint8_t *page_hva(struct pm_gmem *g, uint64_t index)
 {
-	return pm_pfn_to_hva(pfn_ok(g, index, NULL));
+	pm_pfn_t pfn = pfn_ok(g, index, NULL);
+	uint8_t *host = pm_gmem_host_page(g, index, NULL);
+
+	return host ? host : pm_pfn_to_hva(pfn);
 }
 
 static uint8_t *map_ok(int h, size_t len, off_t off)
@@ -2320,6 +2326,125 @@ static void test_host_access_to_a_poisoned_shared_page_sigbuses(void **state)
 	assert_int_equal(pool_in_use() - base, PAGE);
 }
 
+/* ---- views own their addresses ------------------------------------------ */
+
+/*
+ * The library never maps anything over an address after the mmap that
+ * returned it. A view mapped with MAP_FIXED over another view replaces it
+ * (as in Linux): the replaced view is gone, its record with it, so one
+ * pm_kvm_munmap unmaps the range and a second one is EINVAL. What the VMM
+ * then maps there is its own: no later punch, allocation or mmap of the
+ * file maps guest memory over it, and the file is released at its close.
+ */
+static void test_map_fixed_over_a_view_replaces_it_and_the_vmm_keeps_the_range(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 16 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	uint8_t *a = map_ok(h, 16 * PAGE, 0), *b, *vmm, *c;
+
+	memset(a, 0x11, 16 * PAGE);
+	b = pm_kvm_mmap(a, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, h, 0);
+	assert_ptr_equal(b, a);
+	assert_true(is_filled(b, 16 * PAGE, 0x11));        /* the same file pages */
+	unmap_ok(a, 16 * PAGE);
+	assert_fails(pm_kvm_munmap(a, 16 * PAGE), EINVAL); /* one mapping, unmapped once */
+
+	/* The VMM's own memory at the old address. */
+	vmm = mmap(a, 16 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(vmm, a);
+	memset(vmm, 0x77, 16 * PAGE);
+	punch_ok(h, 2 * PAGE, 3 * PAGE);
+	alloc_ok(h, 0, 16 * PAGE);
+	c = map_ok(h, 16 * PAGE, 0);
+	assert_true(is_filled(vmm, 16 * PAGE, 0x77));      /* untouched by the library */
+	assert_true(is_zero(c + 2 * PAGE, 3 * PAGE));      /* the file never saw it */
+	assert_true(is_filled(c + 5 * PAGE, 11 * PAGE, 0x11));
+	assert_fails(pm_kvm_munmap(vmm, 16 * PAGE), EINVAL);
+	unmap_ok(c, 16 * PAGE);
+	assert_int_equal(munmap(vmm, 16 * PAGE), 0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);                /* no mapping record kept the file */
+}
+
+/* ---- kvm_run ------------------------------------------------------------ */
+
+static void guest_exit_twice(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, 0x5eed);
+}
+
+/*
+ * A view mapped with MAP_FIXED over the VMM's kvm_run mapping replaces that
+ * mapping, as in Linux: KVM's own kvm_run page is not the VMM's mapping of
+ * it, so exits are never written into guest memory, and a new mmap of the
+ * vCPU shows them.
+ */
+static void test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	int vcpu = pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct pm_guest_entry e = { .fn = guest_exit_twice };
+	struct kvm_run *run, *again;
+	struct pm_ucall uc;
+	uint8_t *view, *other;
+
+	assert_true(vcpu >= 0);
+	run = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(run, MAP_FAILED);
+	view = pm_kvm_mmap(run, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, h, 0);
+	assert_ptr_equal(view, run);
+	assert_int_equal(pm_kvm_ioctl(vcpu, PM_KVM_SET_GUEST, &e), 0);
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(pm_get_ucall(vcpu, &uc), PM_UCALL_SYNC);
+	assert_int_equal(uc.args[0], 0x5eed);
+	/* The guest_memfd page holds nothing of the exit. */
+	other = map_ok(h, 4 * PAGE, 0);
+	assert_true(is_zero(other, 4 * PAGE));
+	assert_true(is_zero(view, PAGE));
+	again = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(again, MAP_FAILED);
+	assert_int_equal(again->exit_reason, PM_EXIT_UCALL);
+	unmap_ok(other, 4 * PAGE);
+	unmap_ok(view, PAGE);
+	assert_int_equal(pm_kvm_munmap(run, PAGE), 0);     /* the replaced kvm_run mapping's record */
+	assert_int_equal(pm_kvm_munmap(again, PAGE), 0);
+	close_ok(vcpu);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- pins --------------------------------------------------------------- */
+
+/* Pins are indexed by file page: pinning and unpinning every page of a
+ * 256 MiB file is linear (a scan per page would take tens of seconds; the
+ * alarm only catches that, it times nothing). */
+static void test_pinning_and_unpinning_256m_completes(void **state)
+{
+	const uint64_t size = 256 * MIB;
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, size, SHARED);
+	struct pm_gmem_pin all = { .offset = 0, .size = size };
+	struct pm_gmem_pin one = { .offset = 4095 * PAGE, .size = PAGE };
+
+	alarm(10);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &all), 0);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &one), 0);    /* pins nest */
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &all), 0);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), 0);
+	assert_fails(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), EINVAL);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &all), 0);
+	punch_ok(h, 0, size);                  /* drops every pin */
+	assert_fails(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), EINVAL);
+	alarm(0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 
@@ -2393,6 +2518,9 @@ int main(void)
 		cmocka_unit_test(test_concurrent_allocations_of_one_page_give_one_page),
 		cmocka_unit_test(test_punches_racing_memslot_bind_and_unbind_zap_only_the_slot),
 		cmocka_unit_test(test_punch_splitting_a_huge_page_races_allocations_and_lookups_in_it),
+		cmocka_unit_test(test_map_fixed_over_a_view_replaces_it_and_the_vmm_keeps_the_range),
+		cmocka_unit_test(test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run),
+		cmocka_unit_test(test_pinning_and_unpinning_256m_completes),
 		/* Last: they leave poisoned frames allocated for good. */
 		cmocka_unit_test(test_poisoning_an_unallocated_page_is_enoent),
 		cmocka_unit_test(test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed),

@@ -161,6 +161,8 @@ uint8_t *pm_mmu_translate_level(struct pm_vm *vm, gfn_t gfn, bool write, const b
 	off = gfn & (pm_s2_level_pages(level) - 1);
 	if (pte & PM_PTE_HVA)
 		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);
+	if (vm->model->guest_hva)       /* the frame's contents may live elsewhere (pKVM) */
+		return vm->model->guest_hva(vm, gfn, pte, pm_pte_addr(pte) + off);
 	return pm_pfn_to_hva(pm_pte_addr(pte) + off);
 }
 
@@ -225,23 +227,35 @@ static int fault_max_level(struct pm_vm *vm, const struct pm_slot_ref *slot,
 }
 
 /* The page from guest_memfd (private accesses, and every access to a
- * gmem-only slot). The allocation, the prepare hook and the last put of
- * the file run outside any RCU read-side section: they may block, and a
- * last put releases the file, which waits for a grace period. */
+ * gmem-only slot). A shared page whose contents live in the file's host
+ * file (an INIT_SHARED file's) is mapped there, where the VMM's views see
+ * it: an HVA leaf into the library's window on it (the retry check covers
+ * the window as it covers the frame: punch and release invalidate first).
+ * The allocation, the prepare hook and the last put of the file run
+ * outside any RCU read-side section: they may block, and a last put
+ * releases the file, which waits for a grace period. */
 static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_slot_ref *slot,
 					    struct fault_source *src)
 {
 	unsigned int order;
+	uint8_t *hva = NULL;
 	pm_pfn_t pfn;
 	int err;
 
 	if (!slot->gmem)
 		return fault_exit(f, EFAULT);
 	err = pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order);
+	if (!err && !f->private_access)
+		hva = pm_gmem_host_page(slot->gmem, slot->index, NULL);
 	pm_gmem_put(slot->gmem);
 	if (err)
 		return pm_mmu_gmem_error(f, err);
-	*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order, .writable = true };
+	if (hva)
+		*src = (struct fault_source){ .addr = (uintptr_t)hva >> PM_PAGE_SHIFT, .hva = true,
+					      .order = order, .writable = true };
+	else
+		*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order,
+					      .writable = true };
 	return PM_FAULT_MAPPED;
 }
 

@@ -127,7 +127,9 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);
 enum pm_fault_result pm_mmu_gmem_error(struct pm_fault *f, int err);
 
 /* The host address of gfn's page for a read (or write), from the page
- * table; NULL if not mapped (or not writable). Sets ACCESSED (and DIRTY). */
+ * table (and, for a frame, the model's guest_hva: where the frame's
+ * contents are); NULL if not mapped (or not writable), or while the page
+ * moves (translate again). Sets ACCESSED (and DIRTY). */
 uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
 /* The same for an access of a known kind: NULL also when the mapping is of
  * the other kind (private vs shared); private_access NULL: any kind. */

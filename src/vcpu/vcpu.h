@@ -48,7 +48,8 @@ struct pm_vcpu {
 	struct pm_vm *vm;            /* owner; immutable */
 	unsigned int id;             /* KVM vCPU id; immutable */
 	unsigned int idx;            /* index in vm->vcpus; immutable */
-	struct kvm_run *run;         /* one page; shared with the VMM */
+	struct kvm_run *run;         /* one page of shared memory, the library's own
+	                              * mapping; the VMM's mmaps map it again */
 
 	pthread_mutex_t run_lock;
 	struct pm_guest_entry entry; /* run_lock */

@@ -444,6 +444,11 @@ static unsigned int prot_of_pte(uint64_t pte)
 	       (pte & PM_PTE_EXEC ? PKVM_PROT_X : 0);
 }
 
+enum pkvm_page_state pkvm_guest_leaf_state(uint64_t pte)
+{
+	return pm_pte_valid(pte) ? pkvm_pte_state(pte) : PKVM_NOPAGE;
+}
+
 enum pkvm_page_state pkvm_guest_state(struct pkvm_vm *vm, gfn_t gfn, struct pkvm_guest_page *page)
 {
 	struct pkvm_guest_page none = { .pfn = PM_PFN_INVALID };

@@ -27,12 +27,17 @@
  *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (guest_call) run the hyp's
  *    guest_share_host / guest_unshare_host page by page (a page not mapped
  *    yet is faulted in first), then exit to the VMM (privmem.h). The host
- *    maps a page only while the guest shares it: guest_memfd views show
- *    exactly the pages whose host state is SHARED_BORROWED
- *    (gmem_host_mappable). An unshare runs under the file's views_lock
- *    (pm_gmem_host_unmap): it fails with EBUSY while the host pins the
- *    page, and otherwise every view stops mapping the page before the hyp
- *    takes it away, so no view can show it afterwards.
+ *    maps a page only while the guest shares it: guest_memfd views map the
+ *    file's host file, which holds exactly the pages whose host state is
+ *    SHARED_BORROWED (gmem_host_mappable): a share copies them in
+ *    (pm_gmem_host_share), and while they are there the vCPUs reach them
+ *    there too (guest_hva), in place. An unshare runs under the file's
+ *    host_lock (pm_gmem_host_unshare): it fails with EBUSY while the host
+ *    pins the page; otherwise the vCPUs stop reaching the page, the hyp
+ *    takes it, and it leaves the host file (every mapping of it, in every
+ *    process) with its contents back in the frame before the guest can
+ *    touch it again. A memslot's deletion gives shared pages back to the
+ *    host; they leave the host file the same way (inval_zap).
  *  - Host accesses: the hyp is a host access guard (host/host_guard.h): every
  *    host path that touches a frame asks the host stage-2
  *    (pkvm_host_access); a refusal is a counted host stage-2 fault.
@@ -47,6 +52,7 @@
 #include "host/host_guard.h"
 #include "host/pool.h"
 #include "kvm/vm.h"
+#include "lib/rcu.h"
 #include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
@@ -216,6 +222,27 @@ static void pkvm_vm_destroy(struct pm_vm *vm)
 
 /* ---- invalidation: the hyp takes the pages back ---- */
 
+/* A memslot's deletion gave the host back the pages the guest shared in
+ * [start, end) (one slot's range): their file keeps them, so they leave
+ * its host file with their contents back in their frames (a punch or a
+ * release empties the host file itself). The file is found under RCU:
+ * this runs inside an invalidation, where a last put must not happen. */
+static void host_file_reclaimed(struct pm_vm *vm, gfn_t start, gfn_t end)
+{
+	struct pm_memslot *s;
+	struct pm_gmem *g;
+
+	pm_rcu_read_lock();
+	s = pm_memslot_lookup(vm, start);
+	g = s ? pm_rcu_dereference(s->gmem) : NULL;
+	if (g) {
+		uint64_t first = s->gmem_pgoff + (start - s->base_gfn);
+
+		pm_gmem_host_reclaimed(g, first, first + (PM_MIN(end, s->base_gfn + s->npages) - start));
+	}
+	pm_rcu_read_unlock();
+}
+
 static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 			   enum pm_inval_cause cause, void *ctx)
 {
@@ -225,6 +252,8 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 	if (!pvm)
 		return;
 	reclaim_range(pvm, start, end);
+	if (cause == PM_INVAL_CAUSE_MEMSLOT)
+		host_file_reclaimed(vm, start, end);
 }
 
 /* ---- the fault path ---- */
@@ -339,8 +368,8 @@ static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
 	return r;
 }
 
-/* Shares n pages from gfn, all in one file run (gf); the host's views
- * map them afterwards, in one pass. Pages shared, or -errno for the first. */
+/* Shares n pages from gfn, all in one file run (gf); then they come into
+ * the host file, in one pass. Pages shared, or -errno for the first. */
 static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_t n,
 		      const struct gfn_file *gf)
 {
@@ -350,7 +379,7 @@ static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_
 	while (k < n && !(r = share_one(v, pvm, gfn + k)))
 		k++;
 	if (k && gf->ref.gmem)
-		pm_gmem_host_remap(gf->ref.gmem, gf->ref.index, gf->ref.index + k);
+		pm_gmem_host_share(gf->ref.gmem, gf->ref.index, gf->ref.index + k);
 	return k ? (long)k : r;
 }
 
@@ -360,8 +389,8 @@ struct unshare_ctx {
 	int err;                 /* why the run stopped early */
 };
 
-/* Under views_lock, the views no longer mapping the n pages. */
-static long unshare_locked(void *arg, uint64_t n)
+/* Under host_lock, the pages out of the vCPUs' reach: the transitions. */
+static long unshare_take(void *arg, uint64_t n)
 {
 	struct unshare_ctx *c = arg;
 	uint64_t k = 0;
@@ -371,9 +400,9 @@ static long unshare_locked(void *arg, uint64_t n)
 	return k ? (long)k : c->err;
 }
 
-/* Unshares n pages from gfn in one file run (gf): the host's mappings go
- * first, then the hyp's transitions; it stops before a page the host pins
- * (EBUSY). Pages unshared, or -errno for the first. */
+/* Unshares n pages from gfn in one file run (gf): the hyp takes them and
+ * they leave the host file; it stops before a page the host pins (EBUSY).
+ * Pages unshared, or -errno for the first. */
 static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct gfn_file *gf)
 {
 	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
@@ -381,7 +410,7 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 
 	if (!gf->ref.gmem)
 		return -EFAULT;
-	r = pm_gmem_host_unmap(gf->ref.gmem, gf->ref.index, gf->ref.index + n, unshare_locked, &c);
+	r = pm_gmem_host_unshare(gf->ref.gmem, gf->ref.index, gf->ref.index + n, unshare_take, &c);
 	if (r == -EBUSY || (r > 0 && (uint64_t)r < n && !c.err))
 		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
 	return r;
@@ -426,12 +455,41 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 	return done ? (long)done : r;
 }
 
-/* guest_memfd views show the pages the guest shares with the host. */
+/* guest_memfd's host file holds the pages the guest shares with the host. */
 static bool pkvm_gmem_host_mappable(struct pm_vm *vm, pm_pfn_t pfn)
 {
 	struct pkvm_vm *pvm = vm->model_data;
 
 	return pvm && pkvm_host_state(pkvm_vm_hyp(pvm), pfn) == PKVM_PAGE_SHARED_BORROWED;
+}
+
+/*
+ * Where a vCPU reaches the page its leaf maps: a page the guest shares
+ * lives in its guest_memfd's host file while the host may map it (the
+ * hyp still accounts the frame), every other page in its frame. The file
+ * is found through the slot under RCU, without a reference: this runs in
+ * guest mode, where a last put (which invalidates, and so waits for this
+ * vCPU) must not happen; the file's release waits for a grace period
+ * before it unmaps the host file.
+ */
+static uint8_t *pkvm_guest_hva(struct pm_vm *vm, gfn_t gfn, uint64_t pte, pm_pfn_t pfn)
+{
+	struct pm_memslot *s;
+	struct pm_gmem *g;
+	uint8_t *hva = NULL;
+	bool moving = false;
+
+	if (pkvm_guest_leaf_state(pte) != PKVM_PAGE_SHARED_OWNED)
+		return pm_pfn_to_hva(pfn);
+	pm_rcu_read_lock();
+	s = pm_memslot_lookup(vm, gfn);
+	g = s ? pm_rcu_dereference(s->gmem) : NULL;
+	if (g)
+		hva = pm_gmem_host_page(g, s->gmem_pgoff + (gfn - s->base_gfn), &moving);
+	pm_rcu_read_unlock();
+	if (moving)
+		return NULL;
+	return hva ? hva : pm_pfn_to_hva(pfn);
 }
 
 const struct pm_model_ops pm_model_pkvm = {
@@ -447,5 +505,6 @@ const struct pm_model_ops pm_model_pkvm = {
 	.inval_zap = pkvm_inval_zap,
 	.guest_call = pkvm_guest_call,
 	.gmem_host_mappable = pkvm_gmem_host_mappable,
+	.guest_hva = pkvm_guest_hva,
 	.get_process_stats = pkvm_get_process_stats,
 };

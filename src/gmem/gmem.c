@@ -480,12 +480,13 @@ static void gmem_assert_span_held(struct pm_gmem *g, const struct gmem_locked *l
 /* ---- pages ---- */
 
 /* Fills the empty entry `slot` of `level` covering page `index`: with a page
- * of the entry's size when the file and the pool allow, else with a node.
+ * of the entry's size when the caller allows that size (level <= max_level)
+ * and the file and the pool do, else with a node.
  * The stripe of index held, at least shared; all of them exclusively for a
  * 1G page. Racers insert by compare-and-exchange; a loser frees its own.
  * The slot's occupancy bit `used` is set before it (gmem_internal.h). */
 static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
-		     struct gmem_used used, unsigned int level, uint64_t index)
+		     struct gmem_used used, unsigned int level, unsigned int max_level, uint64_t index)
 {
 	unsigned int order = GE_LEVEL_SHIFT(level);
 	uint64_t first = PM_ALIGN_DOWN(index, 1ULL << order);
@@ -493,7 +494,7 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 	_Atomic uint64_t *node;
 	pm_pfn_t pfn;
 
-	if (level == 0 || gmem_huge_fits(g, level, first)) {
+	if (level == 0 || (level <= max_level && gmem_huge_fits(g, level, first))) {
 		int r;
 
 		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
@@ -522,11 +523,14 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 	return 0;
 }
 
-/* Finds (allocating if `alloc`) the page entry covering index: returns its
- * slot and level, or NULL with *err (-ENOMEM) / 0 when absent and !alloc.
- * The stripe of index held (shared or exclusive). */
-static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
-				   bool alloc, unsigned int *level, int *err)
+/* Finds (allocating if `alloc`, with pages of at most max_level) the page
+ * entry covering index: returns its slot and level, or NULL with *err
+ * (-ENOMEM) / 0 when absent and !alloc. The stripe of index held (shared or
+ * exclusive). */
+#define GMEM_ANY_LEVEL 2u
+static _Atomic uint64_t *gmem_walk_max(struct pm_gmem *g, const struct gmem_locked *lk,
+				       uint64_t index, bool alloc, unsigned int max_level,
+				       unsigned int *level, int *err)
 {
 	uint64_t i = index >> GE_LEVEL_SHIFT(2);
 	_Atomic uint64_t *slot = &g->top[i];
@@ -548,11 +552,32 @@ static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *
 		} else if (!alloc) {
 			return NULL;
 		} else {
-			*err = gmem_fill(g, lk, slot, used, l, index);
+			*err = gmem_fill(g, lk, slot, used, l, max_level, index);
 			if (*err)
 				return NULL;
 		}
 	}
+}
+
+static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
+				   bool alloc, unsigned int *level, int *err)
+{
+	return gmem_walk_max(g, lk, index, alloc, GMEM_ANY_LEVEL, level, err);
+}
+
+/* The largest page level whose aligned block around index lies within
+ * [start, end): an fallocate of 4K populates 4K, not the 2M around it. */
+static unsigned int gmem_level_within(uint64_t index, uint64_t start, uint64_t end)
+{
+	unsigned int l = GMEM_ANY_LEVEL;
+
+	for (; l > 0; l--) {
+		uint64_t size = 1ULL << GE_LEVEL_SHIFT(l), first = PM_ALIGN_DOWN(index, size);
+
+		if (first >= start && first + size <= end)
+			break;
+	}
+	return l;
 }
 
 pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index)
@@ -728,7 +753,8 @@ static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 	gmem_lock(g, &lk, start, end, GMEM_ALLOC);
 	for (uint64_t i = start; i < end;) {
 		unsigned int level;
-		_Atomic uint64_t *slot = gmem_walk(g, &lk, i, true, &level, &r);
+		_Atomic uint64_t *slot = gmem_walk_max(g, &lk, i, true,
+						       gmem_level_within(i, start, end), &level, &r);
 
 		if (!slot)
 			break;

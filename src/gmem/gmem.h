@@ -10,10 +10,11 @@
  * period, the pages go back to the pool and the VM reference is dropped.
  *
  * Pages: a three-level index (1G, 2M, 4K entries) maps file pages to pool
- * frames. A page is allocated on first use with the largest naturally
- * aligned order (1G, 2M, 4K) that lies inside the file, is wholly
- * unpopulated and the pool can give; huge pages are split when partly
- * punched. Frames are scrubbed by the pool when freed, so punched pages
+ * frames. A page is allocated on first use (a fault) with the largest
+ * naturally aligned order (1G, 2M, 4K) that lies inside the file, is wholly
+ * unpopulated and the pool can give; fallocate allocates the largest whose
+ * aligned blocks lie inside its range too, so that a 4K fallocate costs 4K.
+ * Huge pages are split when partly punched. Frames are scrubbed by the pool when freed, so punched pages
  * read zero afterwards.
  *
  * The host's side (gmem_host.c): a file made with GUEST_MEMFD_FLAG_MMAP

@@ -12,11 +12,6 @@
 
 #define MAP_GPA_MAX_LEN (2ULL << 20)
 
-static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
-{
-	return (struct pm_vcpu *)g;
-}
-
 /* A stall the hardware turns into an EPT violation: out of guest mode for
  * a moment (shootdowns go on), then back. */
 static void guest_stall(struct pm_vcpu *v)

@@ -82,6 +82,7 @@ struct pm_s2 {
 	atomic_uint_fast64_t tables;    /* table frames in use, root included */
 	atomic_uint_fast64_t leaves[3]; /* valid leaves by level (4K, 2M, 1G) */
 	atomic_uint_fast64_t splits;    /* huge leaves split */
+	atomic_bool detached;           /* a zap queued a table's free (pm_rcu_call) */
 };
 
 int pm_s2_init(struct pm_s2 *s2);                 /* 0 or -ENOMEM */

@@ -4,6 +4,10 @@
 #   make check        build and run every test
 #   make asan         build and run the tests under ASan + UBSan (build/asan)
 #   make tsan         build and run the tests under TSan (build/tsan)
+#   make fuzz         build the fuzz targets with clang + libFuzzer + ASan/UBSan
+#                     (build/fuzz) and run each for FUZZ_SECONDS on its corpus
+#   make fuzz-regress replay every corpus input once (make check does this too)
+#   make fuzz-cov     source-based coverage of the corpus, per component (build/cov)
 #   make install PREFIX=/usr/local
 #   make deps         install missing Debian packages (done automatically)
 #
@@ -26,6 +30,11 @@ ifeq ($(SAN),address)
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DPM_ASAN=1
 else ifeq ($(SAN),thread)
   SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer -DPM_TSAN=1
+else ifeq ($(SAN),fuzzer)
+  SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -DPM_ASAN=1
+else ifeq ($(SAN),coverage)
+  SANFLAGS := -fprofile-instr-generate -fcoverage-mapping
 else
   SANFLAGS :=
 endif
@@ -57,6 +66,12 @@ IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
 IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
 IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
 IPROG_BINS := $(IPROG_SRCS:tests/interpose/%.c=$(BUILD)/tests/interpose/%)
+# Fuzz targets: tests/fuzz/fuzz_NAME.c each, corpus in tests/fuzz/corpus/NAME/.
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_replay_%)
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?= -timeout=20 -rss_limit_mb=4096 -max_len=512
 
 STATIC := $(BUILD)/libprivmem.a
 SHARED := $(BUILD)/libprivmem.so
@@ -64,7 +79,7 @@ CLI    := $(BUILD)/privmem
 KVMSO  := $(BUILD)/libprivmem-kvm.so
 PCFILE := $(BUILD)/privmem.pc
 
-.PHONY: all check asan tsan install deps clean run
+.PHONY: all check asan tsan install deps clean run fuzz fuzz-run fuzz-regress fuzz-cov
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
 deps: $(DEPS_STAMP)
@@ -106,6 +121,20 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 
+# A fuzz target without libFuzzer: replay.c's main runs the target's corpus.
+$(BUILD)/obj/tests/fuzz/replay-%.o: tests/fuzz/replay.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_CORPUS='"$(abspath tests/fuzz/corpus/$*)"' -MMD -MP -c $< -o $@
+
+$(BUILD)/tests/fuzz_replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay-%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# The libFuzzer binary (BUILD=build/fuzz SAN=fuzzer CC=clang, see `fuzz`).
+$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
 	@mkdir -p $(@D)
@@ -115,14 +144,48 @@ $(PCFILE): Makefile
 run: all
 	$(CLI) run
 
-check: all $(TEST_BINS)
-	@./scripts/runtests.sh $(TEST_BINS)
+check: all $(TEST_BINS) $(REPLAY_BINS)
+	@./scripts/runtests.sh $(TEST_BINS) $(REPLAY_BINS)
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=address OPT=-O1 check
 
 tsan:
 	$(MAKE) BUILD=build/tsan SAN=thread OPT=-O1 check
+
+# Fuzzing (clang and libFuzzer; scripts/deps.sh fuzz installs them). Each
+# target runs FUZZ_SECONDS on a scratch copy of its corpus (new inputs go to
+# build/fuzz/corpus/NAME, never into the checked-in corpus); a crash stops
+# make with the reproducer's path. Add the reproducer to
+# tests/fuzz/corpus/NAME/ once fixed: make check replays it from then on.
+fuzz:
+	@./scripts/deps.sh fuzz
+	$(MAKE) BUILD=build/fuzz CC=clang SAN=fuzzer OPT=-O1 fuzz-run
+
+fuzz-run: $(FUZZ_BINS)
+	@for t in $(FUZZ_NAMES); do \
+		mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		$(BUILD)/fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/crashes/$$t- $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+			> $(BUILD)/fuzz-$$t.log 2>&1; rc=$$?; \
+		tail -n 12 $(BUILD)/fuzz-$$t.log; \
+		if [ $$rc -ne 0 ]; then \
+			echo "fuzz: $$t FAILED; reproducer:"; \
+			sed -n 's/.*Test unit written to //p' $(BUILD)/fuzz-$$t.log; \
+			exit 1; \
+		fi; \
+	done
+
+fuzz-regress: $(REPLAY_BINS)
+	@./scripts/runtests.sh $(REPLAY_BINS)
+
+# Coverage of the corpus (checked-in, plus build/fuzz/corpus from `make fuzz`)
+# per component, with clang's source-based coverage.
+fuzz-cov:
+	@./scripts/deps.sh fuzz
+	$(MAKE) BUILD=build/cov CC=clang SAN=coverage OPT=-O1 $(FUZZ_NAMES:%=build/cov/tests/fuzz_replay_%)
+	@./scripts/fuzz_cov.sh build/cov $(FUZZ_NAMES)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin

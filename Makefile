@@ -122,16 +122,17 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 
 # A fuzz target without libFuzzer: replay.c's main runs the target's corpus.
-$(BUILD)/obj/tests/fuzz/replay-%.o: tests/fuzz/replay.c | $(DEPS_STAMP)
+# (a static pattern: a pattern rule would let make chain it to remake the .d files)
+$(FUZZ_NAMES:%=$(BUILD)/obj/tests/fuzz/replay-%.o): $(BUILD)/obj/tests/fuzz/replay-%.o: tests/fuzz/replay.c | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_CORPUS='"$(abspath tests/fuzz/corpus/$*)"' -MMD -MP -c $< -o $@
 
-$(BUILD)/tests/fuzz_replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay-%.o $(STATIC)
+$(REPLAY_BINS): $(BUILD)/tests/fuzz_replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay-%.o $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 
 # The libFuzzer binary (BUILD=build/fuzz SAN=fuzzer CC=clang, see `fuzz`).
-$(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(STATIC)
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
 

@@ -21,10 +21,10 @@ for t in "$@"; do
 	# Columns of llvm-cov 14's report: file, regions, missed, cover,
 	# functions, missed, executed, lines, missed, cover, branches, missed, cover.
 	awk '
-		$1 ~ /^src\// || $1 ~ /^[a-z]/ && $1 ~ /\.c$/ {
+		$1 ~ /\.[ch]$/ && NF >= 13 {
 			f = $1; sub(/^.*src\//, "", f); n = split(f, p, "/");
 			c = (p[1] == "models" && n > 2) ? p[1] "/" p[2] : p[1];
-			if (c ~ /\.c$/) next;
+			if (c ~ /\.[ch]$/) next;
 			r[c] += $2; rm[c] += $3; l[c] += $8; lm[c] += $9; b[c] += $11; bm[c] += $12; seen[c] = 1;
 		}
 		END {

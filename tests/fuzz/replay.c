@@ -12,6 +12,7 @@
  * scripts/runtests.sh counts the inputs.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* 0, 1 for a file that vanished (a running fuzzer's corpus), -1. */
 static int replay_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	uint8_t *buf = NULL;
 	long len;
 
+	if (!f && errno == ENOENT)
+		return 1;
 	if (!f) {
 		perror(path);
 		return -1;
@@ -77,8 +81,11 @@ static int replay_path(const char *path)
 		char full[4096];
 
 		if (names[i]->d_name[0] != '.' && done >= 0) {
+			int r;
+
 			snprintf(full, sizeof(full), "%s/%s", path, names[i]->d_name);
-			done = replay_file(full) ? -1 : done + 1;
+			r = replay_file(full);
+			done = r < 0 ? -1 : done + !r;
 		}
 		free(names[i]);
 	}

@@ -488,7 +488,13 @@ static void guest_exec(struct pm_guest *g, struct fz_vcpu *v, const struct fz_cm
 			shadow_record(vm, gpa, gpas[i] >> 12, val);
 		break;
 	case FZ_G_READ:
-		(void)pm_guest_read64(g, gpa);
+		if (c->b & 1) {         /* a copy of up to two pages */
+			uint8_t buf[2 * PAGE];
+
+			pm_guest_read(g, gpa + (c->c & 0xff8), buf, PM_MIN(small_lens[(c->b >> 1) & 3], sizeof(buf)));
+		} else {
+			(void)pm_guest_read64(g, gpa);
+		}
 		break;
 	case FZ_G_CHECK:
 		guest_check(g, vm);
@@ -1411,7 +1417,7 @@ static void op_info(void)
 	static const int kinds[4] = { K_SYS, K_VM, K_GMEM, K_VCPU };
 	static const long caps[8] = {
 		KVM_CAP_GUEST_MEMFD_FLAGS, KVM_CAP_VM_TYPES, KVM_CAP_MEMORY_ATTRIBUTES, KVM_CAP_MAX_VCPUS,
-		KVM_CAP_PRE_FAULT_MEMORY, KVM_CAP_USER_MEMORY2, 0, 99999,
+		KVM_CAP_PRE_FAULT_MEMORY, KVM_CAP_NR_VCPUS, KVM_CAP_NR_MEMSLOTS, 99999,
 	};
 	uint8_t h = u8(), which = u8();
 	int i, fd;

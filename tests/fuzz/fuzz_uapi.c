@@ -833,6 +833,11 @@ static void close_index(int kind, int i)
 		break;
 	case K_GMEM:
 		drop_all(&S.vms[S.gmems[i].vm]);
+		/* The record may be reused for another file: slots forget it. */
+		for (int vi = 0; vi < MAX_VMS; vi++)
+			for (int sl = 0; sl < MAX_SLOTS; sl++)
+				if (S.vms[vi].slots[sl].gmem == i)
+					S.vms[vi].slots[sl].gmem = -1;
 		S.gmems[i].fd = -1;
 		/* Mappings of the file keep it; their records stay. */
 		S.gmems[i].used = false;
@@ -1179,7 +1184,7 @@ static void op_snp_launch(void)
 	snp_start(fd, a & 3, odd);
 	snp_update(vi, fd, a, b, odd);
 	if (!odd && (a & 0x20) && count_kind(K_VCPU) < MAX_VCPUS)
-		create_vcpu(vi, (uint32_t)(S.vms[vi].refs + 8), true);
+		create_vcpu(vi, 8 + (uint32_t)count_kind(K_VCPU), true);
 	if (!(a & 0x40))
 		snp_finish(fd, 0, odd);
 }

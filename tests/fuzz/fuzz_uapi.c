@@ -787,8 +787,10 @@ static int create_vcpu(int vi, uint32_t id, bool with_guest)
 	fd = (int)errno_ok("KVM_CREATE_VCPU", pm_kvm_ioctl(S.vms[vi].fd, KVM_CREATE_VCPU, id), e_vcpu, false);
 	if (fd < 0)
 		return -1;
-	if (new_vcpu_record(vi, fd, with_guest) < 0)
+	if (new_vcpu_record(vi, fd, with_guest) < 0) {
 		pm_kvm_close(fd);       /* the table is full: the vCPU stays with its VM */
+		return -1;
+	}
 	return fd;
 }
 

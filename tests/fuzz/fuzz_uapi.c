@@ -1440,7 +1440,7 @@ static void op_info(void)
 
 	fd = pick(kinds[which & 3], h, &i, &odd);
 	memset(&u, 0, sizeof(u));
-	switch ((which >> 2) % 10) {
+	switch ((which >> 2) % 11) {
 	case 0:
 		errno_ok("fstat", pm_kvm_fstat(fd, &u.st), ERRS(EBADF), odd);
 		break;
@@ -1448,7 +1448,11 @@ static void op_info(void)
 		errno_ok("read", pm_kvm_read(fd, u.buf, sizeof(u.buf)), ERRS(EINVAL, EBADF), odd);
 		break;
 	case 2:
-		errno_ok("pwrite", pm_kvm_pwrite(fd, u.buf, 8, (which & 0x80) ? -1 : 0), ERRS(EINVAL, EBADF), odd);
+		if (h & 0x10)
+			errno_ok("pread", pm_kvm_pread(fd, u.buf, 8, (which & 0x80) ? -1 : 0), ERRS(EINVAL, EBADF), odd);
+		else
+			errno_ok("pwrite", pm_kvm_pwrite(fd, u.buf, 8, (which & 0x80) ? -1 : 0), ERRS(EINVAL, EBADF),
+				 odd);
 		break;
 	case 3:
 		errno_ok("KVM_CHECK_EXTENSION", pm_kvm_ioctl(fd, KVM_CHECK_EXTENSION, caps[(h >> 5) & 7]),
@@ -1472,6 +1476,17 @@ static void op_info(void)
 	case 8:
 		errno_ok("KVM_GET_VCPU_MMAP_SIZE", pm_kvm_ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0), e_info, odd);
 		break;
+	case 9: {                       /* a NULL argument: EFAULT where the ioctl is known */
+		static const unsigned long reqs[8] = {
+			KVM_SET_MEMORY_ATTRIBUTES, KVM_CREATE_GUEST_MEMFD, KVM_SET_USER_MEMORY_REGION2,
+			KVM_ENABLE_CAP, KVM_PRE_FAULT_MEMORY, PM_KVM_GET_VM_STATS, PM_KVM_SET_POOL_CONFIG,
+			PM_GUEST_MEMFD_PIN,
+		};
+
+		errno_ok("ioctl(NULL)", pm_kvm_ioctl(fd, reqs[(h >> 5) & 7], NULL),
+			 ERRS(EFAULT, EINVAL, ENOTTY, EIO), odd);
+		break;
+	}
 	default:
 		errno_ok("unknown ioctl", pm_kvm_ioctl(fd, _IO(KVMIO, 0xff), 0), ERRS(EINVAL, ENOTTY), odd);
 		break;
@@ -1492,6 +1507,31 @@ static void op_open(void)
 		if (S.sys[i] < 0) {
 			S.sys[i] = (int)errno_ok("open", pm_kvm_open(), ERRS(EMFILE, ENOMEM), false);
 			return;
+		}
+}
+
+/* Many 4K attribute sets in distinct 2M blocks (or next to each other),
+ * then back unless `how` says keep: past the attribute tree's 64 kept
+ * uniform leaves, so collapses and the node recycler run. */
+static void op_attr_storm(void)
+{
+	static const unsigned int counts[4] = { 8, 70, 130, 300 };
+	int vi;
+	bool odd;
+	uint8_t a, how;
+	unsigned int n;
+
+	pick(K_VM, u8(), &vi, &odd);
+	a = u8();
+	how = u8();
+	if (odd)
+		return;
+	n = counts[a & 3];
+	for (int pass = 0; pass < ((how & 2) ? 1 : 2); pass++)
+		for (unsigned int i = 0; i < n; i++) {
+			uint64_t gpa = (how & 1) ? i * 2 * MIB + ((a >> 2) & 7) * PAGE : i * 3 * PAGE;
+
+			vm_set_attr(vi, gpa, PAGE, pass == 0, "KVM_SET_MEMORY_ATTRIBUTES (storm)");
 		}
 }
 
@@ -1551,6 +1591,7 @@ static const op_fn ops[FZ_OP_NR] = {
 	[FZ_OP_POOL_CONFIG] = op_pool_config, [FZ_OP_TDX_CONFIG] = op_tdx_config,
 	[FZ_OP_SETUP] = op_setup,             [FZ_OP_SNP_LAUNCH] = op_snp_launch,
 	[FZ_OP_TDX_BUILD] = op_tdx_build,     [FZ_OP_OPEN] = op_open,
+	[FZ_OP_ATTR_STORM] = op_attr_storm,
 };
 _Static_assert(sizeof(ops) / sizeof(ops[0]) == FZ_OP_NR, "one function per operation");
 

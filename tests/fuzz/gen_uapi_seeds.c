@@ -213,5 +213,16 @@ int main(int argc, char **argv)
 	OP(FZ_OP_CLOSE, 0);                              /* the VM */
 	GUEST(0, FZ_G_READ, G_8K, 0, 0, 0);
 	emit(dir, "close-order");
+
+	/* The attribute tree: 130 4K sets in distinct 2M blocks and back,
+	 * with private data written before and checked after. */
+	OP(10);
+	OP(FZ_OP_CREATE_VM, T_SW);
+	OP(FZ_OP_SETUP, 0, L_8M);
+	GUEST(0, FZ_G_WRITE, G_4K, 0, 1, 0);
+	OP(FZ_OP_ATTR_STORM, 0, 2 | (3 << 2), 1);       /* 130 sets at 2M + 12K each, and back */
+	OP(FZ_OP_ATTR_STORM, 0, 1, 0);                  /* 70 sets 12K apart, and back */
+	GUEST(0, FZ_G_CHECK, 0, 0, 0, 0);
+	emit(dir, "attr-storm");
 	return 0;
 }

@@ -42,7 +42,8 @@ enum fz_op {
 	FZ_OP_SNP_LAUNCH,    /* vm, a, b: START, UPDATE, FINISH */
 	FZ_OP_TDX_BUILD,     /* vm, a, b: INIT_VM, INIT_VCPU, INIT_MEM_REGION, FINALIZE */
 	FZ_OP_OPEN,          /* a further system handle */
-	FZ_OP_NR,
+	FZ_OP_ATTR_STORM,    /* vm, count, how: many small attribute sets (the attribute tree's leaves) */
+	FZ_OP_NR,            /* append only: opcode bytes >= FZ_OP_NR change meaning when it grows */
 };
 
 /* Guest operations (FZ_OP_GUEST's second operand, modulo FZ_G_NR).

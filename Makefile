@@ -165,15 +165,17 @@ fuzz:
 
 fuzz-run: $(FUZZ_BINS)
 	@for t in $(FUZZ_NAMES); do \
-		mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes; \
+		rm -rf $(BUILD)/history-$$t; \
+		mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes $(BUILD)/history-$$t; \
 		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-		$(BUILD)/fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		FUZZ_HISTORY_DIR=$(BUILD)/history-$$t $(BUILD)/fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 			-artifact_prefix=$(BUILD)/crashes/$$t- $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
 			> $(BUILD)/fuzz-$$t.log 2>&1; rc=$$?; \
 		tail -n 12 $(BUILD)/fuzz-$$t.log; \
 		if [ $$rc -ne 0 ]; then \
 			echo "fuzz: $$t FAILED; reproducer:"; \
 			sed -n 's/.*Test unit written to //p' $(BUILD)/fuzz-$$t.log; \
+			echo "(inputs run before it, in order: $(BUILD)/history-$$t/)"; \
 			exit 1; \
 		fi; \
 	done

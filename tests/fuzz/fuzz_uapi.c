@@ -202,10 +202,50 @@ static uint8_t u8(void)
 
 /* ---- invariants ---- */
 
+/* The inputs run before this one in the process (a ring), written out when
+ * an invariant breaks: a failure that depends on what earlier inputs left
+ * behind reproduces by replaying them in order (replay.c, one directory). */
+#define HISTORY 16
+static struct { uint8_t *data; size_t len; } history[HISTORY];
+static unsigned int history_next;
+
+static void history_add(const uint8_t *data, size_t len)
+{
+	unsigned int h = history_next++ % HISTORY;
+
+	free(history[h].data);
+	history[h].data = malloc(len ? len : 1);
+	history[h].len = history[h].data ? len : 0;
+	if (history[h].data)
+		memcpy(history[h].data, data, len);
+}
+
+static void history_dump(void)
+{
+	const char *dir = getenv("FUZZ_HISTORY_DIR");
+	unsigned int first = history_next > HISTORY ? history_next - HISTORY : 0;
+
+	if (!dir)
+		return;
+	for (unsigned int i = first; i < history_next; i++) {
+		char path[4096];
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/%08u", dir, i);
+		f = fopen(path, "wb");
+		if (f) {
+			fwrite(history[i % HISTORY].data, 1, history[i % HISTORY].len, f);
+			fclose(f);
+		}
+	}
+	fprintf(stderr, "fuzz_uapi: the last %u inputs are in %s\n", history_next - first, dir);
+}
+
 static _Noreturn __attribute__((format(printf, 1, 2))) void fz_fail(const char *fmt, ...)
 {
 	va_list ap;
 
+	history_dump();
 	va_start(ap, fmt);
 	fprintf(stderr, "fuzz_uapi: invariant broken: ");
 	vfprintf(stderr, fmt, ap);
@@ -1661,15 +1701,27 @@ static void teardown(uint8_t order)
 		in_use = pool_in_use();
 	}
 	if (in_use != pool_baseline) {
-		if (!tdx_busy)
+		if (!tdx_busy) {
+			struct pm_pool_stats ps;
+
+			pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps);
+			for (int o = 0; o <= PM_POOL_MAX_ORDER; o++)
+				fprintf(stderr, "free runs of order %d: %llu\n", o, (unsigned long long)ps.free_blocks[o]);
 			fz_fail("the pool has %" PRIu64 " bytes in use after every handle closed, %" PRIu64
-				" before", in_use, pool_baseline);
+				" before (pool of %llu bytes)", in_use, pool_baseline, (unsigned long long)ps.size);
+		}
 		pool_baseline = in_use; /* a bugged TD's frames are held for good */
 	}
 	h = pm_kvm_open();
 	if (h != next_handle)
 		fz_fail("a new handle is %d, %d before: a handle leaked", h, next_handle);
 	pm_kvm_close(h);
+	for (h = 0; h < 64; h++) {      /* the input's handles are all below 64 */
+		struct stat st;
+
+		if (h != kvm && pm_kvm_fstat(h, &st) == 0)
+			fz_fail("handle %d is still open after every handle of the input closed", h);
+	}
 	if (S.pool_changed && !tdx_busy && pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg))
 		fz_fail("restoring the pool: %s", strerror(errno));
 }
@@ -1684,6 +1736,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&S, 0, sizeof(S));
 	for (int i = 0; i < MAX_SYS; i++)
 		S.sys[i] = -1;
+	history_add(data, size);
 	in_data = data;
 	in_len = size;
 	in_pos = 0;

@@ -159,6 +159,13 @@ int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min)
 	return 0;
 }
 
+void pm_s2_mc_move(struct pm_s2_mc *to, struct pm_s2_mc *from)
+{
+	while (from->nr)
+		mc_push(to, mc_pop(from));
+	PM_BUG_ON(from->head != PM_PFN_INVALID);
+}
+
 void pm_s2_mc_free(struct pm_s2_mc *mc)
 {
 	while (mc->nr)

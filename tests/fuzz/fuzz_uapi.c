@@ -202,50 +202,38 @@ static uint8_t u8(void)
 
 /* ---- invariants ---- */
 
-/* The inputs run before this one in the process (a ring), written out when
- * an invariant breaks: a failure that depends on what earlier inputs left
- * behind reproduces by replaying them in order (replay.c, one directory). */
+/* With FUZZ_HISTORY_DIR set, every input is written there (as NNNNNNNN, in
+ * the order run) before it runs, and the one 16 before it removed: a
+ * failure or a hang that depends on what earlier inputs left behind
+ * reproduces by replaying the directory (replay.c runs it in name order). */
 #define HISTORY 16
-static struct { uint8_t *data; size_t len; } history[HISTORY];
+static const char *history_dir;
 static unsigned int history_next;
 
 static void history_add(const uint8_t *data, size_t len)
 {
-	unsigned int h = history_next++ % HISTORY;
+	char path[4096];
+	FILE *f;
 
-	free(history[h].data);
-	history[h].data = malloc(len ? len : 1);
-	history[h].len = history[h].data ? len : 0;
-	if (history[h].data)
-		memcpy(history[h].data, data, len);
-}
-
-static void history_dump(void)
-{
-	const char *dir = getenv("FUZZ_HISTORY_DIR");
-	unsigned int first = history_next > HISTORY ? history_next - HISTORY : 0;
-
-	if (!dir)
+	if (!history_dir)
 		return;
-	for (unsigned int i = first; i < history_next; i++) {
-		char path[4096];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/%08u", dir, i);
-		f = fopen(path, "wb");
-		if (f) {
-			fwrite(history[i % HISTORY].data, 1, history[i % HISTORY].len, f);
-			fclose(f);
-		}
+	if (history_next >= HISTORY) {
+		snprintf(path, sizeof(path), "%s/%08u", history_dir, history_next - HISTORY);
+		unlink(path);
 	}
-	fprintf(stderr, "fuzz_uapi: the last %u inputs are in %s\n", history_next - first, dir);
+	snprintf(path, sizeof(path), "%s/%08u", history_dir, history_next++);
+	f = fopen(path, "wb");
+	if (f) {
+		if (fwrite(data, 1, len, f) != len)
+			perror(path);
+		fclose(f);
+	}
 }
 
 static _Noreturn __attribute__((format(printf, 1, 2))) void fz_fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	history_dump();
 	va_start(ap, fmt);
 	fprintf(stderr, "fuzz_uapi: invariant broken: ");
 	vfprintf(stderr, fmt, ap);
@@ -1650,6 +1638,7 @@ static void setup_once(void)
 	void *p;
 
 	trace = getenv("FUZZ_TRACE") != NULL;
+	history_dir = getenv("FUZZ_HISTORY_DIR");
 	kvm = pm_kvm_open();
 	if (kvm < 0 || pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg))
 		fz_fail("setting up the pool: %s", strerror(errno));

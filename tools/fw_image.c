@@ -328,7 +328,9 @@ int fw_image_read(const char *path, uint8_t **data, size_t *size, char *err)
 		r = bad(err, "%s: not a regular file of at most %u MiB", path, FW_MAX_SIZE >> 20);
 		goto out;
 	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+	/* Page aligned: a VMM hands the pages to KVM as they are. */
+	if (posix_memalign((void **)&buf, FW_PAGE, st.st_size ? (size_t)st.st_size : 1))
+		buf = NULL;
 	if (!buf) {
 		r = -ENOMEM;
 		snprintf(err, FW_ERR_LEN, "%s: out of memory", path);

@@ -81,8 +81,8 @@ struct fw_image {
  * err (FW_ERR_LEN bytes) for a malformed image. */
 int fw_image_parse(struct fw_image *img, const void *data, size_t size, char *err);
 
-/* Reads a whole file of at most FW_MAX_SIZE bytes into a new buffer (the
- * caller frees *data): 0, or -errno with a message in err. */
+/* Reads a whole file of at most FW_MAX_SIZE bytes into a new page-aligned
+ * buffer (the caller frees *data): 0, or -errno with a message in err. */
 int fw_image_read(const char *path, uint8_t **data, size_t *size, char *err);
 
 const char *fw_sev_type_name(uint32_t type);

@@ -6,6 +6,7 @@
 #   make tsan         build and run the tests under TSan (build/tsan)
 #   make install PREFIX=/usr/local
 #   make deps         install missing Debian packages (done automatically)
+#   make fuzz-firmware the firmware parser's libFuzzer target, FUZZ_SECONDS (clang)
 #
 # Sources are found by globbing: src/**/*.c is the library (except
 # src/uapi/interpose/, the LD_PRELOAD interposer libprivmem-kvm.so, whose
@@ -67,7 +68,7 @@ CLI    := $(BUILD)/privmem
 KVMSO  := $(BUILD)/libprivmem-kvm.so
 PCFILE := $(BUILD)/privmem.pc
 
-.PHONY: all check asan tsan install deps clean run selftests
+.PHONY: all check asan tsan install deps clean run selftests fuzz-firmware
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
 deps: $(DEPS_STAMP)
@@ -103,6 +104,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 # The CLI's VMM, tested in-process (tests/test_vmm.c).
 $(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o
 
+# The firmware parser and the measurements (tests/test_measure.c runs the CLI
+# too; tests/test_fuzz_firmware.c compiles them in with the fuzz target).
+$(BUILD)/tests/test_measure: $(BUILD)/obj/tools/fw_image.o $(BUILD)/obj/tools/measure.o | $(CLI)
+
+
 # Programs run under the interposer: plain C, not linked with privmem (only
 # its headers, for KVM's constants), without sanitizers (like the programs
 # users run; the sanitizer runtime comes in by LD_PRELOAD, see exec.c).
@@ -129,6 +135,18 @@ check: all $(TEST_BINS)
 # run under `privmem exec`.
 selftests: all
 	@./scripts/selftests.sh $(BUILD) $(abspath $(CLI)) $(SELFTESTS)
+
+# The firmware parser's libFuzzer target alone (clang; the fuzzing framework
+# of tests/fuzz/ builds every target with `make fuzz`): FUZZ_SECONDS on a
+# scratch copy of tests/fuzz/corpus/firmware/.
+FUZZ_SECONDS ?= 60
+fuzz-firmware: $(STATIC)
+	@mkdir -p $(BUILD)/fuzz-firmware/corpus
+	clang $(CPPFLAGS) $(PKG_CFLAGS) -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined \
+		tests/fuzz/fuzz_firmware.c -o $(BUILD)/fuzz-firmware/fuzz_firmware $(STATIC) \
+		$(LDFLAGS) $(PKG_LIBS) -lm
+	$(BUILD)/fuzz-firmware/fuzz_firmware -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		-timeout=20 $(BUILD)/fuzz-firmware/corpus tests/fuzz/corpus/firmware
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=address OPT=-O1 check

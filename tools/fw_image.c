@@ -117,6 +117,7 @@ static int sev_section_check(const struct fw_image *img, unsigned int i, char *e
 static int parse_sev(struct fw_image *img, const uint8_t *entry, size_t len, char *err)
 {
 	uint32_t off, length, version, n;
+	uint64_t total = 0;
 	const uint8_t *h;
 
 	if (len < 4)
@@ -148,7 +149,11 @@ static int parse_sev(struct fw_image *img, const uint8_t *entry, size_t len, cha
 		r = sev_section_check(img, i, err);
 		if (r)
 			return r;
+		total += img->sev[i].size;
 	}
+	if (total > FW_MAX_LAUNCH_MEM)
+		return bad(err, "SEV metadata: sections of %llu MiB in all, at most %u MiB",
+			   (unsigned long long)(total >> 20), FW_MAX_LAUNCH_MEM >> 20);
 	img->has_sev = true;
 	return 0;
 }
@@ -193,6 +198,7 @@ static int tdx_section_check(const struct fw_image *img, unsigned int i, char *e
 static int parse_tdx(struct fw_image *img, const uint8_t *entry, size_t len, char *err)
 {
 	uint32_t off, length, version, n;
+	uint64_t total = 0;
 	const uint8_t *h;
 
 	if (len < 4)
@@ -227,7 +233,12 @@ static int parse_tdx(struct fw_image *img, const uint8_t *entry, size_t len, cha
 		r = tdx_section_check(img, i, err);
 		if (r)
 			return r;
+		if (!(img->tdx[i].attributes & FW_TDX_PAGE_AUG))
+			total += img->tdx[i].mem_size;   /* each < 2^52: no overflow */
 	}
+	if (total > FW_MAX_LAUNCH_MEM)
+		return bad(err, "TDX metadata: sections added at build of %llu MiB in all, at most %u MiB",
+			   (unsigned long long)(total >> 20), FW_MAX_LAUNCH_MEM >> 20);
 	img->has_tdx = true;
 	return 0;
 }

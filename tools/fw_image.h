@@ -15,7 +15,7 @@
  * outside the image. Sections are checked as a launch needs them: page
  * aligned, inside 4 GiB (SEV) or the TD's GPA space (TDX), of known types,
  * no two overlapping, SEV sections not over the image itself, TDX data
- * inside the file.
+ * inside the file, and at most FW_MAX_LAUNCH_MEM of them in all.
  *
  * A struct fw_image points into the caller's bytes (not copied): they
  * must outlive it. Nothing is allocated by fw_image_parse.
@@ -30,6 +30,10 @@
 #define FW_PAGE           4096u
 #define FW_MAX_SIZE       (64u << 20)   /* a larger file is no firmware flash image */
 #define FW_MAX_SECTIONS   64
+/* The memory a launch adds from the metadata (SEV sections; TDX sections
+ * but PAGE_AUG ones), at most: OVMF's is a few hundred KiB, and a bound
+ * keeps a malformed image from costing minutes of hashing. */
+#define FW_MAX_LAUNCH_MEM (256u << 20)
 #define FW_ERR_LEN        160
 
 /* SEV metadata section types. */

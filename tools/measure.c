@@ -16,7 +16,7 @@
 #include "measure.h"
 
 __attribute__((format(printf, 2, 3)))
-static int bad(char *err, const char *fmt, ...)
+static int refuse(char *err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -104,7 +104,7 @@ void measure_snp_reset_state(uint32_t eip, uint32_t vcpu_sig, uint64_t guest_fea
 #define HASH_TABLE   (18 + 3 * HASH_ENTRY)
 #define HASH_PADDED  ((HASH_TABLE + 15) & ~15)
 
-static const uint8_t hash_table_guid[16] = {   /* 9438d606-4f22-4cc9-b479-a793d411fd21 */
+static const uint8_t qemu_table_guid[16] = {   /* 9438d606-4f22-4cc9-b479-a793d411fd21 */
 	0x06, 0xd6, 0x38, 0x94, 0x22, 0x4f, 0xc9, 0x4c,
 	0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21 };
 static const uint8_t hash_guids[3][16] = {
@@ -128,11 +128,11 @@ int measure_kernel_hashes_page(const struct fw_image *img, const struct measure_
 
 	if (!img->has_hash_table || !img->hash_base || img->hash_size < HASH_PADDED ||
 	    off + HASH_PADDED > FW_PAGE)
-		return bad(err, "the firmware's SEV hash table area (base 0x%x, size 0x%x) cannot hold "
+		return refuse(err, "the firmware's SEV hash table area (base 0x%x, size 0x%x) cannot hold "
 			   "the kernel hashes (%d bytes in one page)", img->hash_base, img->hash_size,
 			   HASH_PADDED);
 	memset(page, 0, FW_PAGE);
-	memcpy(t, hash_table_guid, 16);
+	memcpy(t, qemu_table_guid, 16);
 	t[16] = HASH_TABLE & 0xff;
 	t[17] = HASH_TABLE >> 8;
 	for (int i = 0; i < 3; i++) {
@@ -166,14 +166,14 @@ static void measure_range(uint8_t digest[48], uint64_t gpa, uint64_t size, uint8
 static int snp_check(const struct fw_image *img, const struct measure_snp_opts *o, char *err)
 {
 	if (!img->has_sev)
-		return bad(err, "the firmware has no SEV metadata (GUID dc886566-984a-4798-a75e-"
+		return refuse(err, "the firmware has no SEV metadata (GUID dc886566-984a-4798-a75e-"
 			   "5585a7bf67cc): it is not built for SEV-SNP");
 	if (!o->vcpus || o->vcpus > MEASURE_MAX_VCPUS)
-		return bad(err, "%u vCPUs: 1 to %d", o->vcpus, MEASURE_MAX_VCPUS);
+		return refuse(err, "%u vCPUs: 1 to %d", o->vcpus, MEASURE_MAX_VCPUS);
 	if (o->vcpus > 1 && !img->has_reset_block)
-		return bad(err, "the firmware has no SEV-ES reset block: its APs have no reset vector");
+		return refuse(err, "the firmware has no SEV-ES reset block: its APs have no reset vector");
 	if (o->kernel && !has_sev_section(img, FW_SEV_KERNEL_HASHES))
-		return bad(err, "a kernel was given, but the firmware's SEV metadata has no "
+		return refuse(err, "a kernel was given, but the firmware's SEV metadata has no "
 			   "SNP_KERNEL_HASHES section (it cannot boot a measured kernel)");
 	return 0;
 }
@@ -282,11 +282,11 @@ int measure_tdx(const struct fw_image *img, enum measure_tdx_order order,
 	unsigned int len = 0;
 
 	if (!img->has_tdx)
-		return bad(err, "the firmware has no TDX metadata (GUID e47a6535-984a-4798-865e-"
+		return refuse(err, "the firmware has no TDX metadata (GUID e47a6535-984a-4798-865e-"
 			   "4685a7bf8ec2): it is not built for TDX");
 	for (unsigned int i = 0; i < img->nr_tdx; i++)
 		if (img->tdx[i].type >= FW_TDX_PAYLOAD && !(img->tdx[i].attributes & FW_TDX_PAGE_AUG))
-			return bad(err, "TDX metadata section %u (%s): a payload section needs a "
+			return refuse(err, "TDX metadata section %u (%s): a payload section needs a "
 				   "payload, which privmem does not load", i,
 				   fw_tdx_type_name(img->tdx[i].type));
 	ctx = EVP_MD_CTX_new();

@@ -58,9 +58,21 @@ int measure_vcpu_sig(const char *name, uint32_t *sig)
 
 void measure_vcpu_types(FILE *out)
 {
-	for (size_t i = 0; i < sizeof(vcpu_types) / sizeof(vcpu_types[0]); i++)
-		fprintf(out, "%s%s", i ? (i % 6 ? ", " : ",\n                      ") : "",
-			vcpu_types[i].name);
+	size_t col = 24;
+
+	fprintf(out, "%24s", "");
+	for (size_t i = 0; i < sizeof(vcpu_types) / sizeof(vcpu_types[0]); i++) {
+		size_t len = strlen(vcpu_types[i].name) + 2;
+
+		if (i && col + len > 78) {
+			fprintf(out, ",\n%24s", "");
+			col = 24;
+		} else if (i) {
+			fprintf(out, ", ");
+		}
+		fprintf(out, "%s", vcpu_types[i].name);
+		col += len;
+	}
 }
 
 /* ---- SEV-SNP ---- */

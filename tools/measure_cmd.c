@@ -27,9 +27,9 @@ struct measure_cmd {
 static void measure_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem measure snp --firmware FILE [--vcpus N] [--vcpu-type TYPE | --vcpu-sig SIG]\n"
-		"                           [--guest-features X] [--kernel FILE [--initrd FILE]\n"
-		"                           [--append CMDLINE]] [--verbose]\n"
+		"usage: privmem measure snp --firmware FILE [--vcpus N] [--vcpu-type TYPE |\n"
+		"                           --vcpu-sig SIG] [--guest-features X] [--kernel FILE\n"
+		"                           [--initrd FILE] [--append CMDLINE]] [--verbose]\n"
 		"       privmem measure tdx --firmware FILE [--add-then-extend] [--verbose]\n"
 		"\n"
 		"Prints, as hex, the launch measurement of a VM booted from an OVMF image the\n"
@@ -41,8 +41,8 @@ static void measure_usage(FILE *out)
 		"snp:\n"
 		"  --firmware FILE       the OVMF image (e.g. Debian's /usr/share/ovmf/OVMF.fd)\n"
 		"  --vcpus N             vCPUs, 1..%d (default 1): one VMSA each\n"
-		"  --vcpu-type TYPE      the vCPU model, for its CPUID signature (default EPYC-v4):\n"
-		"                      ", MEASURE_MAX_VCPUS);
+		"  --vcpu-type TYPE      the vCPU model, for its CPUID signature (default\n"
+		"                        EPYC-v4):\n", MEASURE_MAX_VCPUS);
 	measure_vcpu_types(out);
 	fprintf(out,
 		"\n"

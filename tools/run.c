@@ -55,7 +55,8 @@ static void run_usage(FILE *out)
 		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
-		"                   [--json-file FILE] [--stall-timeout SECONDS] [--firmware FILE]\n"
+		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
+		"                   [--firmware FILE]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -82,11 +83,12 @@ static void run_usage(FILE *out)
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
 		"                    progress at all, 1..3600 (default %d)\n"
-		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or TDX\n"
-		"                    sections, KVM_SEV_SNP_LAUNCH_UPDATE / KVM_TDX_INIT_MEM_REGION;\n"
-		"                    SNP vCPUs of type EPYC-v4) and report its measurement, which\n"
-		"                    `privmem measure` computes offline; the vCPUs run privmem's\n"
-		"                    guests, not the firmware\n", VMM_MAX_VCPUS,
+		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or\n"
+		"                    TDX sections: KVM_SEV_SNP_LAUNCH_UPDATE or\n"
+		"                    KVM_TDX_INIT_MEM_REGION; SNP vCPUs of type EPYC-v4) and\n"
+		"                    report its measurement, which `privmem measure` computes\n"
+		"                    offline; the vCPUs run privmem's guests, not the firmware\n",
+		VMM_MAX_VCPUS,
 		VMM_STALL_DEFAULT_S);
 }
 

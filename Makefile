@@ -118,6 +118,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 # The CLI's VMM, tested in-process (tests/test_vmm.c).
 $(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o
 
+# The firmware parser and the measurements (tests/test_measure.c runs the CLI
+# too; tests/test_fuzz_firmware.c compiles them in with the fuzz target).
+$(BUILD)/tests/test_measure: $(BUILD)/obj/tools/fw_image.o $(BUILD)/obj/tools/measure.o | $(CLI)
+
+
 # Programs run under the interposer: plain C, not linked with privmem (only
 # its headers, for KVM's constants), without sanitizers (like the programs
 # users run; the sanitizer runtime comes in by LD_PRELOAD, see exec.c).

@@ -347,6 +347,54 @@ static void test_mmio_read_reaches_register_and_write_carries_data(void **state)
 	vm_free(g);
 }
 
+/* A read-modify-write of a read-only memslot reads the memory and exits
+ * only for the write (KVM's emulator: the operand is read from the slot,
+ * the write becomes MMIO); the slot's memory stays as it was. */
+#define ROSLOT_GVA 0x400000                 /* identity: a read-only slot's gpa */
+XG_BLOB(g_ro_rmw, "movl $" XG_STR(ROSLOT_GVA) ", %edi\n"
+		  "lock orq $1, (%rdi)\n"
+		  "addl $2, 0xffe(%rdi)\n" DONE);
+
+static void test_rmw_of_read_only_slot_reads_memory_and_exits_for_the_write(void **state)
+{
+	struct xg_vm *g = VM_WITH(g_ro_rmw);
+	struct kvm_run *run = g->run[0];
+	uint8_t *ro = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_userspace_memory_region2 slot = {
+		.slot = 1, .flags = KVM_MEM_READONLY, .guest_phys_addr = ROSLOT_GVA,
+		.memory_size = 2 * PAGE, .userspace_addr = (uintptr_t)ro,
+	};
+	uint64_t v;
+
+	assert_true(ro != MAP_FAILED);
+	ro[0] = 0x40;
+	memcpy(ro + 0xffe, "\x07\x00\x00\x01", 4);   /* crosses into the second page */
+	assert_int_equal(pm_kvm_ioctl(g->vm, KVM_SET_USER_MEMORY_REGION2, &slot), 0);
+	xg_map(g, ROSLOT_GVA, ROSLOT_GVA, 2 * PAGE, XG_PTE_RW);
+	assert_int_equal(run_ok(g, 0), KVM_EXIT_MMIO);
+	assert_true(run->mmio.is_write);
+	assert_int_equal(run->mmio.phys_addr, ROSLOT_GVA);
+	assert_int_equal(run->mmio.len, 8);
+	memcpy(&v, run->mmio.data, 8);
+	assert_int_equal(v, 0x41);
+	/* Across the page boundary: one write exit per page, no reads. */
+	assert_int_equal(run_ok(g, 0), KVM_EXIT_MMIO);
+	assert_true(run->mmio.is_write);
+	assert_int_equal(run->mmio.phys_addr, ROSLOT_GVA + 0xffe);
+	assert_int_equal(run->mmio.len, 2);
+	assert_memory_equal(run->mmio.data, "\x09\x00", 2);
+	assert_int_equal(run_ok(g, 0), KVM_EXIT_MMIO);
+	assert_true(run->mmio.is_write);
+	assert_int_equal(run->mmio.phys_addr, ROSLOT_GVA + 0x1000);
+	assert_int_equal(run->mmio.len, 2);
+	assert_memory_equal(run->mmio.data, "\x00\x01", 2);
+	expect_done(g, 0);
+	assert_int_equal(ro[0], 0x40);
+	assert_memory_equal(ro + 0xffe, "\x07\x00\x00\x01", 4);
+	vm_free(g);
+	munmap(ro, 2 * PAGE);
+}
+
 /* ---- KVM_EXIT_HLT --------------------------------------------------------------------- */
 
 XG_BLOB(g_hlt, "hlt\n g_hlt_after: movl $7, %ebx\n" DONE);
@@ -1374,6 +1422,7 @@ int main(void)
 		cmocka_unit_test(test_io_in_sizes_merge_and_zero_extend),
 		cmocka_unit_test(test_rep_ins_outs_move_counted_items),
 		cmocka_unit_test(test_mmio_read_reaches_register_and_write_carries_data),
+		cmocka_unit_test(test_rmw_of_read_only_slot_reads_memory_and_exits_for_the_write),
 		cmocka_unit_test(test_hlt_exits_without_irqchip),
 		cmocka_unit_test(test_hlt_with_irqchip_waits_until_a_signal),
 		cmocka_unit_test(test_triple_fault_is_shutdown_reported_again),

@@ -63,9 +63,13 @@ struct piece {
 	unsigned int len;
 };
 
-/* Translate [gva, gva + len) page by page (at most 2 pieces for len <= 4096). */
+/* Translate [gva, gva + len) page by page (at most 2 pieces for len <= 4096).
+ * `read` with ACC_WRITE is the read half of a read-modify-write: the walk
+ * checks write permission, but a page the write finds no memory for (a
+ * read-only memslot) is read from memory if a read finds some, as KVM's
+ * emulator reads the operand and only its write exits to MMIO. */
 static unsigned int translate_range(struct pm_x86_cpu *c, uint64_t gva, unsigned int len,
-				    unsigned int acc, struct piece *p)
+				    unsigned int acc, struct piece *p, bool read)
 {
 	unsigned int n = 0;
 
@@ -78,6 +82,8 @@ static unsigned int translate_range(struct pm_x86_cpu *c, uint64_t gva, unsigned
 			unsigned int chunk = PM_MIN(len - done, 4096 - (unsigned int)(a & 0xfff));
 
 			p[n].host = x86_translate(c, a, acc, &p[n].gpa);
+			if (!p[n].host && read && (acc & ACC_WRITE))
+				p[n].host = x86_translate(c, a, acc & ~ACC_WRITE, &p[n].gpa);
 			p[n].len = chunk;
 			done += chunk;
 		}
@@ -91,7 +97,7 @@ static unsigned int translate_range(struct pm_x86_cpu *c, uint64_t gva, unsigned
 uint64_t x86_read_slow(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz, unsigned int acc)
 {
 	struct piece p[2];
-	unsigned int n = translate_range(c, gva, sz, acc, p);
+	unsigned int n = translate_range(c, gva, sz, acc, p, true);
 	uint64_t v = 0;
 
 	if (n == 1)
@@ -114,7 +120,7 @@ void x86_write_slow(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz, uint64_
 		    unsigned int acc)
 {
 	struct piece p[2];
-	unsigned int n = translate_range(c, gva, sz, acc | ACC_WRITE, p);
+	unsigned int n = translate_range(c, gva, sz, acc | ACC_WRITE, p, false);
 
 	for (unsigned int k = 0; k < n; k++) {
 		if (p[k].host) {
@@ -139,7 +145,7 @@ void x86_read_buf(struct pm_x86_cpu *c, uint64_t gva, void *buf, unsigned int le
 		unsigned int chunk = PM_MIN(len, 4096 - (unsigned int)(gva & 0xfff));
 		struct piece p;
 
-		translate_range(c, gva, chunk, acc, &p);
+		translate_range(c, gva, chunk, acc, &p, true);
 		if (p.host) {
 			memcpy(out, p.host, chunk);
 		} else {
@@ -164,7 +170,7 @@ void x86_write_buf(struct pm_x86_cpu *c, uint64_t gva, const void *buf, unsigned
 
 	/* Up to 2 pages (16-byte vectors, descriptors): all checked first. */
 	PM_BUG_ON(len > 4096);
-	n = translate_range(c, gva, len, acc | ACC_WRITE, p);
+	n = translate_range(c, gva, len, acc | ACC_WRITE, p, false);
 	for (unsigned int k = 0; k < n; k++) {
 		if (p[k].host) {
 			note_code_write(c, p[k].gpa);
@@ -185,7 +191,7 @@ void x86_write_buf(struct pm_x86_cpu *c, uint64_t gva, const void *buf, unsigned
 bool x86_locked_slow_prepare(struct pm_x86_cpu *c, uint64_t gva, unsigned int sz)
 {
 	struct piece p[2];
-	unsigned int n = translate_range(c, gva, sz, acc_user(c) | ACC_WRITE, p);
+	unsigned int n = translate_range(c, gva, sz, acc_user(c) | ACC_WRITE, p, false);
 
 	for (unsigned int k = 0; k < n; k++)
 		if (!p[k].host)

@@ -152,7 +152,7 @@ static bool pool_size_ok(uint64_t size)
 }
 
 /* Parses "<digits>[K|M|G]" (binary multiples). */
-static bool parse_bytes(const char *s, uint64_t *out)
+bool pm_pool_parse_bytes(const char *s, uint64_t *out)
 {
 	unsigned int shift = 0;
 	unsigned long long v;
@@ -182,7 +182,7 @@ static uint64_t env_bytes(const char *name, uint64_t dflt, bool is_size)
 
 	if (!s)
 		return dflt;
-	if (parse_bytes(s, &v) && (!is_size || pool_size_ok(v)))
+	if (pm_pool_parse_bytes(s, &v) && (!is_size || pool_size_ok(v)))
 		return v;
 	fprintf(stderr, "privmem: ignoring %s=\"%s\" (want bytes%s, optionally with a K/M/G suffix); using %" PRIu64 "\n",
 		name, s, is_size ? ", a positive multiple of 2 MiB" : "", dflt);

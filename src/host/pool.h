@@ -55,6 +55,9 @@ pm_pfn_t pm_hva_to_pfn(const void *hva);
 /* Number of frames the pool manages. */
 uint64_t pm_pool_nr_frames(void);
 
+/* Parses a size of PRIVMEM_POOL_SIZE / PRIVMEM_POOL_WATERMARK:
+ * "<digits>[K|M|G]" (binary multiples); false if malformed or too large. */
+bool pm_pool_parse_bytes(const char *s, uint64_t *out);
 /* Resizes the pool (see PM_KVM_SET_POOL_CONFIG), after draining every
  * thread's cache. 0 or -EBUSY / -EINVAL / -ENOMEM. */
 int pm_pool_configure(uint64_t size, uint64_t watermark);

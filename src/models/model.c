@@ -53,24 +53,26 @@ static int type_of_name(const char *s, size_t len)
 	return -1;
 }
 
-static void offer_init(void)
+int pm_model_parse_types(const char *list)
 {
-	const char *env = getenv("PRIVMEM_VM_TYPES");
 	int mask = 1 << KVM_X86_DEFAULT_VM;
 
-	if (!env) {
-		offered = all_types();
-		return;
-	}
-	while (*env) {
-		size_t len = strcspn(env, ",");
-		int t = type_of_name(env, len);
+	while (*list) {
+		size_t len = strcspn(list, ",");
+		int t = type_of_name(list, len);
 
 		if (t >= 0)
 			mask |= 1 << t;
-		env += len + (env[len] == ',');
+		list += len + (list[len] == ',');
 	}
-	offered = mask & all_types();
+	return mask & all_types();
+}
+
+static void offer_init(void)
+{
+	const char *env = getenv("PRIVMEM_VM_TYPES");
+
+	offered = env ? pm_model_parse_types(env) : all_types();
 }
 
 const struct pm_model_ops *pm_model_for_type(unsigned long type)

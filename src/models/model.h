@@ -146,6 +146,10 @@ void pm_model_stats_put(struct pm_model_stats *st, const char *name, uint64_t v)
 const struct pm_model_ops *pm_model_for_type(unsigned long type);
 /* Bitmask of supported VM types (KVM_CAP_VM_TYPES). */
 int pm_model_vm_types(void);
+/* The types a PRIVMEM_VM_TYPES list names ("sw,snp,4": model names or
+ * numbers, comma separated; unknown entries ignored) that privmem has, and
+ * the default type always: a bitmask. */
+int pm_model_parse_types(const char *list);
 
 extern const struct pm_model_ops pm_model_default;
 extern const struct pm_model_ops pm_model_sw;

@@ -350,6 +350,25 @@ static void fork_child(void)
 
 /* ---- exec ---- */
 
+bool ipose_placeholder_parse(const char *link, enum ipose_kind *kind, int *accmode)
+{
+	char k[16] = "", mode[4] = "";
+	int n = 0;
+
+	/* A memfd's link is "/memfd:NAME (deleted)": nothing else may follow
+	 * the mode ("rw" of "rwx" is no placeholder's). */
+	if (sscanf(link, "/memfd:privmem-kvm:%15[a-z]:%3[rw]%n", k, mode, &n) != 2 ||
+	    (link[n] && strcmp(link + n, " (deleted)")))
+		return false;
+	for (*kind = 0; *kind < IPOSE_NR_KINDS && strcmp(k, kind_names[*kind]); (*kind)++)
+		;
+	if (*kind == IPOSE_NR_KINDS)
+		return false;
+	*accmode = !strcmp(mode, "r") ? O_RDONLY : !strcmp(mode, "w") ? O_WRONLY :
+		   !strcmp(mode, "rw") ? O_RDWR : -1;
+	return *accmode >= 0;
+}
+
 /* Placeholders this library's previous image left open across exec
  * (without O_CLOEXEC): /dev/kvm gets a handle of its own again, as a /dev/kvm
  * descriptor keeps working after exec; VM, vCPU and guest_memfd
@@ -362,7 +381,7 @@ static void adopt_inherited(void)
 	if (!d)
 		return;
 	while ((e = readdir(d))) {
-		char path[64], link[128], kind[16] = "", mode[4] = "";
+		char path[64], link[128];
 		int fd = atoi(e->d_name), accmode = O_RDWR, handle = -1;
 		enum ipose_kind k;
 		struct ipose_file *f;
@@ -376,13 +395,8 @@ static void adopt_inherited(void)
 		if (n <= 0)
 			continue;
 		link[n] = '\0';
-		if (sscanf(link, "/memfd:privmem-kvm:%15[a-z]:%3[rw]", kind, mode) != 2)
+		if (!ipose_placeholder_parse(link, &k, &accmode))
 			continue;
-		for (k = 0; k < IPOSE_NR_KINDS && strcmp(kind, kind_names[k]); k++)
-			;
-		if (k == IPOSE_NR_KINDS)
-			continue;
-		accmode = !strcmp(mode, "r") ? O_RDONLY : !strcmp(mode, "w") ? O_WRONLY : O_RDWR;
 		if (k == IPOSE_SYS)
 			handle = IPOSE_CALL(pm_kvm_open());
 		f = file_new(handle, k, accmode);

@@ -126,6 +126,10 @@ int ipose_fd_close_range(unsigned int first, unsigned int last, int flags);
 /* A descriptor the kernel gave to the program for a foreign file: an entry
  * still at that number was closed behind our back (raw syscall). */
 void ipose_fd_forget_stale(int fd);
+/* The kind and open mode a placeholder's /proc/self/fd link names
+ * ("/memfd:privmem-kvm:KIND:MODE", what exec leaves open); false for any
+ * other link. */
+bool ipose_placeholder_parse(const char *link, enum ipose_kind *kind, int *accmode);
 /* true in a forked child (until exec). */
 extern atomic_bool ipose_forked;
 

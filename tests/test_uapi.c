@@ -372,6 +372,127 @@ static void test_create_vm_accepts_exactly_the_offered_types(void **state)
 
 /* ---- unknown ioctls ----------------------------------------------------- */
 
+/* ---- argument pointers ------------------------------------------------- */
+
+/* Memory a process can hand an ioctl: a page it can write, then a page it
+ * cannot touch (PROT_NONE), then a read-only page. */
+struct arg_pages {
+	uint8_t *rw, *none, *ro;
+};
+
+static void arg_pages_map(struct arg_pages *a)
+{
+	uint8_t *p = mmap(NULL, 3 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(p != MAP_FAILED);
+	a->rw = p;
+	a->none = p + PAGE;
+	a->ro = p + 2 * PAGE;
+	assert_int_equal(mprotect(a->none, PAGE, PROT_NONE), 0);
+	/* Read-only contents that get every call as far as writing back: a
+	 * room of 200 list entries, a type with process-wide model stats. */
+	((uint32_t *)a->ro)[0] = 200;
+	((uint32_t *)a->ro)[1] = PM_VM_TYPE_PKVM;
+	assert_int_equal(mprotect(a->ro, PAGE, PROT_READ), 0);
+}
+
+struct ptr_row {
+	int kind;               /* 0 system, 1 VM, 2 vCPU, 3 guest_memfd, 4 SNP VM */
+	unsigned long req;
+	size_t size;            /* what the kernel copies first */
+	bool writes;            /* the struct is written back */
+};
+
+static const struct ptr_row ptr_table[] = {
+	{ 0, PM_KVM_GET_POOL_STATS, sizeof(struct pm_pool_stats), true },
+	{ 0, PM_KVM_SET_POOL_CONFIG, sizeof(struct pm_pool_config), false },
+	{ 0, PM_KVM_GET_MODEL_STATS, sizeof(struct pm_model_stats), true },
+	{ 0, KVM_GET_SUPPORTED_CPUID, sizeof(struct kvm_cpuid2), true },
+	{ 0, KVM_GET_MSR_INDEX_LIST, sizeof(struct kvm_msr_list), true },
+	{ 0, KVM_GET_MSR_FEATURE_INDEX_LIST, sizeof(struct kvm_msr_list), true },
+	{ 0, KVM_GET_MSRS, sizeof(struct kvm_msrs), true },
+	{ 1, KVM_SET_USER_MEMORY_REGION, sizeof(struct kvm_userspace_memory_region), false },
+	{ 1, KVM_SET_USER_MEMORY_REGION2, sizeof(struct kvm_userspace_memory_region2), false },
+	{ 1, KVM_SET_MEMORY_ATTRIBUTES, sizeof(struct kvm_memory_attributes), false },
+	{ 1, KVM_CREATE_GUEST_MEMFD, sizeof(struct kvm_create_guest_memfd), false },
+	{ 1, KVM_ENABLE_CAP, sizeof(struct kvm_enable_cap), false },
+	{ 1, PM_KVM_GET_VM_STATS, sizeof(struct pm_vm_stats), true },
+	{ 4, PM_KVM_GET_MODEL_STATS, sizeof(struct pm_model_stats), true },
+	{ 4, KVM_MEMORY_ENCRYPT_OP, sizeof(struct kvm_sev_cmd), true },
+	{ 2, KVM_GET_REGS, sizeof(struct kvm_regs), true },
+	{ 2, KVM_SET_REGS, sizeof(struct kvm_regs), false },
+	{ 2, KVM_GET_SREGS, sizeof(struct kvm_sregs), true },
+	{ 2, KVM_SET_SREGS, sizeof(struct kvm_sregs), false },
+	{ 2, KVM_GET_FPU, sizeof(struct kvm_fpu), true },
+	{ 2, KVM_SET_FPU, sizeof(struct kvm_fpu), false },
+	{ 2, KVM_GET_MP_STATE, sizeof(struct kvm_mp_state), true },
+	{ 2, KVM_SET_MP_STATE, sizeof(struct kvm_mp_state), false },
+	{ 2, KVM_GET_MSRS, sizeof(struct kvm_msrs), true },
+	{ 2, KVM_SET_MSRS, sizeof(struct kvm_msrs), false },
+	{ 2, KVM_GET_CPUID2, sizeof(struct kvm_cpuid2), true },
+	{ 2, KVM_SET_CPUID2, sizeof(struct kvm_cpuid2), false },
+	{ 2, KVM_PRE_FAULT_MEMORY, sizeof(struct kvm_pre_fault_memory), true },
+	{ 3, PM_GUEST_MEMFD_PIN, sizeof(struct pm_gmem_pin), false },
+	{ 3, PM_GUEST_MEMFD_UNPIN, sizeof(struct pm_gmem_pin), false },
+};
+
+/* Linux copies an ioctl's struct with copy_from_user / copy_to_user: a
+ * pointer the process cannot read (or, for a struct written back, write)
+ * is EFAULT, as is one whose struct runs into such a page, and the
+ * process goes on. */
+static void test_bad_argument_pointers_are_efault(void **state)
+{
+	int sys = open_sys(), vm = create_vm(sys, KVM_X86_SW_PROTECTED_VM);
+	int snp = create_vm(sys, KVM_X86_SNP_VM), vcpu = create_vcpu(vm, 0);
+	int gmem = create_gmem(vm, 2 * 1024 * 1024, 0);
+	int h[5] = { sys, vm, vcpu, gmem, snp };
+	struct arg_pages a;
+
+	arg_pages_map(&a);
+	for (size_t i = 0; i < sizeof(ptr_table) / sizeof(ptr_table[0]); i++) {
+		const struct ptr_row *row = &ptr_table[i];
+		uint8_t *bad[4] = { a.none, a.none - row->size / 2, (uint8_t *)(uintptr_t)8,
+				    (uint8_t *)(uintptr_t)0x8000000000000000ULL };
+
+		for (int k = 0; k < 4; k++) {
+			errno = 0;
+			if (pm_kvm_ioctl(h[row->kind], row->req, bad[k]) != -1 || errno != EFAULT)
+				fail_msg("ioctl %#lx on kind %d, pointer %d: not EFAULT (errno %d)",
+					 row->req, row->kind, k, errno);
+		}
+		/* A read-only struct serves what is only read. */
+		errno = 0;
+		if (row->writes && (pm_kvm_ioctl(h[row->kind], row->req, a.ro) != -1 || errno != EFAULT))
+			fail_msg("ioctl %#lx on kind %d into a read-only page: not EFAULT (errno %d)",
+				 row->req, row->kind, errno);
+	}
+	/* The entries of a list: read past the header, written back. */
+	memset(a.rw, 0, PAGE);
+	*(uint32_t *)(a.none - 8) = 4;                       /* nmsrs, entries in none */
+	assert_fails(pm_kvm_ioctl(vcpu, KVM_SET_MSRS, a.none - 8), EFAULT);
+	assert_fails(pm_kvm_ioctl(vcpu, KVM_GET_MSRS, a.none - 8), EFAULT);
+	assert_fails(pm_kvm_ioctl(vcpu, KVM_SET_CPUID2, a.none - 8), EFAULT);
+	/* A command's data pointer (SEV's LAUNCH_START) likewise. */
+	{
+		struct kvm_sev_cmd c = { .id = KVM_SEV_SNP_LAUNCH_START, .data = (uintptr_t)a.none };
+
+		assert_fails(pm_kvm_ioctl(snp, KVM_MEMORY_ENCRYPT_OP, &c), EFAULT);
+	}
+	{
+		struct stat st;
+
+		assert_fails(pm_kvm_fstat(vm, (struct stat *)(void *)a.none), EFAULT);
+		assert_fails(pm_kvm_fstat(vm, (struct stat *)(void *)a.ro), EFAULT);
+		assert_int_equal(pm_kvm_fstat(vm, &st), 0);
+	}
+	munmap(a.rw, 3 * PAGE);
+	close_ok(gmem);
+	close_ok(vcpu);
+	close_ok(snp);
+	close_ok(vm);
+	close_ok(sys);
+}
+
 static void test_unknown_ioctl_errno_depends_on_the_handle_kind(void **state)
 {
 	int sys = open_sys();
@@ -897,6 +1018,7 @@ int main(void)
 		cmocka_unit_test(test_capabilities_on_system_and_vm_handles),
 		cmocka_unit_test(test_create_vm_accepts_exactly_the_offered_types),
 		cmocka_unit_test(test_unknown_ioctl_errno_depends_on_the_handle_kind),
+		cmocka_unit_test(test_bad_argument_pointers_are_efault),
 		cmocka_unit_test(test_create_vcpu_rejects_large_and_duplicate_ids),
 		cmocka_unit_test(test_vcpu_mmap_gives_one_shared_writable_kvm_run),
 		cmocka_unit_test(test_second_munmap_of_the_kvm_run_mapping_is_einval),

@@ -37,3 +37,15 @@ int pm_copy_from_user(void *dst, const void *src, size_t n)
 	 * is not readable: a copy_from_user for a user-space library. */
 	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
 }
+
+int pm_copy_to_user(void *dst, const void *src, size_t n)
+{
+	struct iovec local = { .iov_base = (void *)(uintptr_t)src, .iov_len = n };
+	struct iovec remote = { .iov_base = dst, .iov_len = n };
+
+	if (!n)
+		return 0;
+	if (!dst)
+		return -EFAULT;
+	return process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}

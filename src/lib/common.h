@@ -82,6 +82,9 @@ static inline long pm_ref_read(pm_refcount_t *r)
  * trusting it: 0, or -EFAULT (dst then holds anything) where a byte is not
  * readable, instead of crashing the process. One system call. */
 int pm_copy_from_user(void *dst, const void *src, size_t n);
+/* copy_to_user: 0, or -EFAULT where a byte of dst is not writable (then
+ * the bytes before it may have been written, as the kernel's). */
+int pm_copy_to_user(void *dst, const void *src, size_t n);
 
 /* Allocation that zeroes; aborts only on impossible sizes, returns NULL on ENOMEM. */
 static inline void *pm_zalloc(size_t n) { return calloc(1, n); }

@@ -2,9 +2,11 @@
 /*
  * The KVM facade: pm_kvm_* resolve a handle, then call the kind's entry in
  * a const table of file operations, as the kernel calls a file's f_op. Each
- * operation copies its argument in (NULL is EFAULT), calls the internal
- * function, and turns -errno into -1/errno. Missing operations return what
- * Linux returns for a file without them.
+ * operation copies its argument in (copy_from_user: a pointer the process
+ * cannot read, NULL among them, is EFAULT, never a crash), calls the
+ * internal function, copies results out (copy_to_user, likewise), and
+ * turns -errno into -1/errno. Missing operations return what Linux returns
+ * for a file without them.
  */
 #include <stdarg.h>
 #include <sys/mman.h>
@@ -37,11 +39,12 @@ static inline long pm_ret(long r)
 	return r;
 }
 
-#define COPY_IN(dst, arg) do {                                 \
-		if (!(arg))                                    \
-			return -EFAULT;                        \
-		memcpy(&(dst), (const void *)(arg), sizeof(dst)); \
+#define COPY_IN(dst, arg) do {                                           \
+		if (pm_copy_from_user(&(dst), (const void *)(arg), sizeof(dst))) \
+			return -EFAULT;                                  \
 	} while (0)
+#define COPY_OUT(arg, src) \
+	(pm_copy_to_user((void *)(arg), &(src), sizeof(src)) ? -EFAULT : 0)
 
 /* ---- system handle ---- */
 
@@ -63,26 +66,28 @@ static long sys_create_vm(unsigned long type)
 /* A model's process-wide counters; the caller names the model by VM type. */
 static long sys_get_model_stats(unsigned long arg)
 {
-	struct pm_model_stats *st = (struct pm_model_stats *)arg;
 	const struct pm_model_ops *model;
+	struct pm_model_stats st;
 	__u32 type;
+	long r;
 
-	if (!st)
-		return -EFAULT;
-	type = st->vm_type;
+	COPY_IN(st, arg);       /* _IOWR: the whole struct, as the kernel's */
+	type = st.vm_type;
 	model = pm_model_for_type(type);
 	if (!model)
 		return -EINVAL;
 	if (!model->get_process_stats)
 		return -ENOTTY;
-	memset(st, 0, sizeof(*st));
-	st->vm_type = type;
-	return model->get_process_stats(st);
+	memset(&st, 0, sizeof(st));
+	st.vm_type = type;
+	r = model->get_process_stats(&st);
+	return r ? r : COPY_OUT(arg, st);
 }
 
 static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
 	struct pm_pool_config cfg;
+	struct pm_pool_stats ps;
 
 	switch (req) {
 	case KVM_GET_API_VERSION:
@@ -96,8 +101,8 @@ static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long 
 	case PM_KVM_GET_POOL_STATS:
 		if (!arg)
 			return -EFAULT;
-		pm_pool_get_stats((struct pm_pool_stats *)arg);
-		return 0;
+		pm_pool_get_stats(&ps);
+		return COPY_OUT(arg, ps);
 	case PM_KVM_SET_POOL_CONFIG:
 		COPY_IN(cfg, arg);
 		return pm_pool_configure(cfg.size, cfg.watermark);
@@ -148,15 +153,12 @@ static long vm_set_memory_region(struct pm_vm *vm, unsigned long req, unsigned l
 	long r;
 
 	memset(&mem, 0, sizeof(mem));
-	if (!arg)
+	if (pm_copy_from_user(&mem, (const void *)arg, req == KVM_SET_USER_MEMORY_REGION ?
+			      sizeof(struct kvm_userspace_memory_region) : sizeof(mem)))
 		return -EFAULT;
-	if (req == KVM_SET_USER_MEMORY_REGION) {
-		memcpy(&mem, (const void *)arg, sizeof(struct kvm_userspace_memory_region));
-		if (mem.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY))
-			return -EINVAL;
-	} else {
-		memcpy(&mem, (const void *)arg, sizeof(mem));
-	}
+	if (req == KVM_SET_USER_MEMORY_REGION &&
+	    (mem.flags & ~(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY)))
+		return -EINVAL;
 	if (mem.flags & KVM_MEM_GUEST_MEMFD) {
 		gerr = pm_handle_get((int)mem.guest_memfd, &gf);
 		if (!gerr && gf.kind != PM_HANDLE_GMEM) {
@@ -203,9 +205,29 @@ static long vm_get_measurement(struct pm_vm *vm, unsigned long arg)
 	if (!arg)
 		return -EFAULT;
 	r = vm->model->get_measurement(vm, m.digest);
-	if (!r)
-		memcpy((void *)arg, &m, sizeof(m));
-	return r;
+	return r ? r : COPY_OUT(arg, m);
+}
+
+/* The VM's statistics, privmem's or its model's, copied out. */
+static long vm_get_stats(struct pm_vm *vm, unsigned long req, unsigned long arg)
+{
+	union {
+		struct pm_vm_stats vm;
+		struct pm_model_stats model;
+	} u;
+	long r;
+
+	if (req == PM_KVM_GET_MODEL_STATS && !vm->model->get_stats)
+		return -ENOTTY;
+	if (!arg)
+		return -EFAULT;
+	memset(&u, 0, sizeof(u));
+	if (req == PM_KVM_GET_VM_STATS) {
+		pm_vm_get_stats(vm, &u.vm);
+		return COPY_OUT(arg, u.vm);
+	}
+	r = vm->model->get_stats(vm, &u.model);
+	return r ? r : COPY_OUT(arg, u.model);
 }
 
 static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
@@ -235,10 +257,8 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 		COPY_IN(cap, arg);
 		return pm_vm_enable_cap(vm, &cap);
 	case PM_KVM_GET_VM_STATS:
-		if (!arg)
-			return -EFAULT;
-		pm_vm_get_stats(vm, (void *)arg);
-		return 0;
+	case PM_KVM_GET_MODEL_STATS:
+		return vm_get_stats(vm, req, arg);
 	case KVM_MEMORY_ENCRYPT_OP:
 		return vm->model->mem_enc_op ? vm->model->mem_enc_op(vm, arg) : -ENOTTY;
 	case PM_KVM_GET_MEASUREMENT:
@@ -250,13 +270,6 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 	case KVM_GET_NR_MMU_PAGES:
 	case KVM_GET_TSC_KHZ:
 		return pm_vm_x86_ioctl(vm, req, arg);
-	case PM_KVM_GET_MODEL_STATS:
-		if (!vm->model->get_stats)
-			return -ENOTTY;
-		if (!arg)
-			return -EFAULT;
-		memset((void *)arg, 0, sizeof(struct pm_model_stats));
-		return vm->model->get_stats(vm, (void *)arg);
 	default:
 		if (vm->model->vm_ioctl && _IOC_TYPE(req) == PMIO)
 			return vm->model->vm_ioctl(vm, req, arg);
@@ -283,8 +296,8 @@ static long vcpu_pre_fault(struct pm_vcpu *vcpu, unsigned long arg)
 
 	COPY_IN(range, arg);
 	r = pm_vcpu_pre_fault(vcpu, &range);
-	memcpy((void *)arg, &range, sizeof(range));   /* the remaining range */
-	return r;
+	/* The remaining range goes back, as KVM's. */
+	return COPY_OUT(arg, range) ? -EFAULT : r;
 }
 
 static long vcpu_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
@@ -581,15 +594,14 @@ int pm_kvm_munmap(void *addr, size_t length)
 
 int pm_kvm_fstat(int handle, struct stat *st)
 {
+	struct stat kst;
 	struct pm_file f;
 	long r = pm_handle_get(handle, &f);
 
 	if (r)
 		return (int)pm_ret(r);
-	if (!st)
-		r = -EFAULT;
-	else
-		pm_fops[f.kind].fstat(&f, st);
+	pm_fops[f.kind].fstat(&f, &kst);
+	r = COPY_OUT(st, kst);
 	pm_file_put(&f);
 	return (int)pm_ret(r);
 }

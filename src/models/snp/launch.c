@@ -45,9 +45,8 @@ static long launch_start(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 
 	if (s->started)
 		return -EINVAL;
-	if (!cmd->data)
+	if (pm_copy_from_user(&p, (const void *)(uintptr_t)cmd->data, sizeof(p)))
 		return -EFAULT;
-	memcpy(&p, (void *)(uintptr_t)cmd->data, sizeof(p));
 	if (p.flags || (p.policy & ~SNP_POLICY_VALID) || !(p.policy & SNP_POLICY_MBO))
 		return -EINVAL;
 	st = psp_launch_start(&s->fw, p.policy);
@@ -163,9 +162,8 @@ static long launch_update(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 
 	if (!s->started || s->finished)
 		return -EINVAL;
-	if (!cmd->data)
+	if (pm_copy_from_user(&p, (const void *)(uintptr_t)cmd->data, sizeof(p)))
 		return -EFAULT;
-	memcpy(&p, (void *)(uintptr_t)cmd->data, sizeof(p));
 	if (!p.len || !PM_ALIGNED(p.len, PM_PAGE_SIZE) || p.flags || !launch_type_ok(p.type))
 		return -EINVAL;
 	n = launch_populate(s, &p, p.len >> PM_PAGE_SHIFT, &cmd->error);
@@ -175,8 +173,8 @@ static long launch_update(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 	p.len -= (uint64_t)n << PM_PAGE_SHIFT;
 	if (p.type != KVM_SEV_SNP_PAGE_TYPE_ZERO)
 		p.uaddr += (uint64_t)n << PM_PAGE_SHIFT;
-	memcpy((void *)(uintptr_t)cmd->data, &p, sizeof(p));
-	return 0;
+	/* The rest of the range goes back, as KVM's. */
+	return pm_copy_to_user((void *)(uintptr_t)cmd->data, &p, sizeof(p)) ? -EFAULT : 0;
 }
 
 /* Makes and measures one VMSA per vCPU, in vCPU order (the BSP first),
@@ -219,9 +217,8 @@ static long launch_finish(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 
 	if (!s->started || s->finished)
 		return -EINVAL;
-	if (!cmd->data)
+	if (pm_copy_from_user(&p, (const void *)(uintptr_t)cmd->data, sizeof(p)))
 		return -EFAULT;
-	memcpy(&p, (void *)(uintptr_t)cmd->data, sizeof(p));
 	if (p.flags)
 		return -EINVAL;
 	r = launch_vmsas(s, cmd);
@@ -252,15 +249,16 @@ long snp_mem_enc_op(struct pm_vm *vm, unsigned long arg)
 	struct kvm_sev_cmd cmd;
 	long r = -EINVAL;      /* an unknown command, as sev_mem_enc_ioctl */
 
-	if (!arg)
+	if (pm_copy_from_user(&cmd, (const void *)arg, sizeof(cmd)))
 		return -EFAULT;
-	memcpy(&cmd, (void *)arg, sizeof(cmd));
 	pthread_mutex_lock(&s->launch_lock);
 	for (size_t i = 0; i < PM_ARRAY_SIZE(launch_cmds); i++)
 		if (launch_cmds[i].id == cmd.id)
 			r = launch_cmds[i].fn(s, &cmd);
 	pthread_mutex_unlock(&s->launch_lock);
-	memcpy((void *)arg, &cmd, sizeof(cmd));
+	/* The firmware's error goes back whatever happened (sev_mem_enc_ioctl). */
+	if (pm_copy_to_user((void *)arg, &cmd, sizeof(cmd)))
+		r = -EFAULT;
 	return r;
 }
 

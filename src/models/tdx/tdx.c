@@ -124,9 +124,37 @@ static unsigned int init_vm_gpa_bits(const struct kvm_tdx_init_vm *in)
 	return 0;
 }
 
+/* KVM_TDX_INIT_VM's struct and its CPUID entries, copied in (a buffer the
+ * caller frees), or NULL with *err. */
+static struct kvm_tdx_init_vm *init_vm_copy_in(const void *user, int *err)
+{
+	struct kvm_tdx_init_vm hdr, *in;
+	size_t size;
+
+	*err = -EFAULT;
+	if (pm_copy_from_user(&hdr, user, sizeof(hdr)))
+		return NULL;
+	*err = -E2BIG;
+	if (hdr.cpuid.nent > KVM_MAX_CPUID_ENTRIES)
+		return NULL;
+	size = sizeof(hdr) + hdr.cpuid.nent * sizeof(hdr.cpuid.entries[0]);
+	*err = -ENOMEM;
+	in = malloc(size);
+	if (!in)
+		return NULL;
+	*err = -EFAULT;
+	if (pm_copy_from_user(in, user, size)) {
+		free(in);
+		return NULL;
+	}
+	in->cpuid.nent = hdr.cpuid.nent;   /* as checked */
+	*err = 0;
+	return in;
+}
+
 static int tdx_init_vm(struct tdx_vm *t, struct kvm_tdx_cmd *cmd)
 {
-	const struct kvm_tdx_init_vm *in = (const void *)(uintptr_t)cmd->data;
+	struct kvm_tdx_init_vm *in;
 	struct tdx_td *td;
 	unsigned int bits;
 	int r;
@@ -135,13 +163,11 @@ static int tdx_init_vm(struct tdx_vm *t, struct kvm_tdx_cmd *cmd)
 		return -EINVAL;
 	if (atomic_load(&t->state) != TDX_STATE_UNINIT)
 		return -EINVAL;
+	in = init_vm_copy_in((const void *)(uintptr_t)cmd->data, &r);
 	if (!in)
-		return -EFAULT;
-	if (in->cpuid.nent > KVM_MAX_CPUID_ENTRIES)
-		return -E2BIG;
-	if (!all_zero(in->reserved, sizeof(in->reserved)))
-		return -EINVAL;
-	bits = init_vm_gpa_bits(in);
+		return r;
+	bits = all_zero(in->reserved, sizeof(in->reserved)) ? init_vm_gpa_bits(in) : 0;
+	free(in);
 	if (!bits)
 		return -EINVAL;
 	r = tdx_module_td_create(bits - 1, &td);
@@ -248,6 +274,7 @@ static bool region_ok(struct tdx_vm *t, const struct kvm_tdx_init_mem_region *re
 static int tdx_init_mem_region(struct pm_vcpu *vcpu, struct kvm_tdx_cmd *cmd)
 {
 	struct kvm_tdx_init_mem_region *user = (void *)(uintptr_t)cmd->data, reg;
+	int r2;
 	struct tdx_vm *t = to_tdx(vcpu->vm);
 	int r = 0;
 
@@ -255,9 +282,8 @@ static int tdx_init_mem_region(struct pm_vcpu *vcpu, struct kvm_tdx_cmd *cmd)
 		return -EINVAL;
 	if (vcpu_vp(vcpu) < 0)
 		return -EINVAL;
-	if (!user)
+	if (pm_copy_from_user(&reg, user, sizeof(reg)))
 		return -EFAULT;
-	reg = *user;
 	if (!region_ok(t, &reg))
 		return -EINVAL;
 	while (reg.nr_pages) {
@@ -273,8 +299,9 @@ static int tdx_init_mem_region(struct pm_vcpu *vcpu, struct kvm_tdx_cmd *cmd)
 		reg.gpa += PM_PAGE_SIZE;
 		reg.nr_pages--;
 	}
-	*user = reg;
-	return r;
+	/* What remains goes back, as KVM's. */
+	r2 = pm_copy_to_user(user, &reg, sizeof(reg));
+	return r ? r : r2;
 }
 
 typedef int (*tdx_vm_cmd_fn)(struct tdx_vm *t, struct kvm_tdx_cmd *cmd);
@@ -303,9 +330,8 @@ _Static_assert(PM_ARRAY_SIZE(tdx_vcpu_cmds) == KVM_TDX_CMD_NR_MAX, "every KVM_TD
 /* Copies the command in, checks it, and copies it back (hw_error). */
 static long tdx_cmd_in(unsigned long arg, struct kvm_tdx_cmd *cmd)
 {
-	if (!arg)
+	if (pm_copy_from_user(cmd, (const void *)arg, sizeof(*cmd)))
 		return -EFAULT;
-	memcpy(cmd, (void *)arg, sizeof(*cmd));
 	if (cmd->hw_error || cmd->id >= KVM_TDX_CMD_NR_MAX)
 		return -EINVAL;
 	return 0;
@@ -324,7 +350,8 @@ static long tdx_mem_enc_op(struct pm_vm *vm, unsigned long arg)
 	pthread_mutex_lock(&t->build_lock);
 	r = tdx_vm_cmds[cmd.id](t, &cmd);
 	pthread_mutex_unlock(&t->build_lock);
-	memcpy((void *)arg, &cmd, sizeof(cmd));
+	if (pm_copy_to_user((void *)arg, &cmd, sizeof(cmd)))
+		r = -EFAULT;
 	return r;
 }
 
@@ -345,7 +372,8 @@ static long tdx_vcpu_mem_enc_op(struct pm_vcpu *vcpu, unsigned long arg)
 	else
 		r = tdx_vcpu_cmds[cmd.id](vcpu, &cmd);
 	pthread_mutex_unlock(&t->build_lock);
-	memcpy((void *)arg, &cmd, sizeof(cmd));
+	if (pm_copy_to_user((void *)arg, &cmd, sizeof(cmd)))
+		r = -EFAULT;
 	return r;
 }
 
@@ -418,7 +446,8 @@ static long tdx_vm_ioctl(struct pm_vm *vm, unsigned long req, unsigned long arg)
 		return -EFAULT;
 	switch (req) {
 	case PM_KVM_TDX_CONFIG:
-		memcpy(&cfg, (void *)arg, sizeof(cfg));
+		if (pm_copy_from_user(&cfg, (const void *)arg, sizeof(cfg)))
+			return -EFAULT;
 		if (cfg.busy_per_million > 1000000 ||
 		    cfg.flags & ~(PM_TDX_NO_FROZEN_PROTOCOL | PM_TDX_NO_HUGE))
 			return -EINVAL;

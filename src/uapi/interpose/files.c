@@ -356,15 +356,19 @@ static void dead_fstat(const struct ipose_file *f, struct stat *st)
 	}
 }
 
+/* st is the program's: copied out as the kernel does (EFAULT where the
+ * program cannot write). */
 static int file_fstat(struct ipose_file *f, struct stat *st)
 {
+	struct stat kst;
+
 	if (!f->dead)
 		return IPOSE_CALL(pm_kvm_fstat(f->handle, st));
-	if (!st) {
+	dead_fstat(f, &kst);
+	if (pm_copy_to_user(st, &kst, sizeof(kst))) {
 		errno = EFAULT;
 		return -1;
 	}
-	dead_fstat(f, st);
 	return 0;
 }
 
@@ -451,24 +455,25 @@ int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 
 static int file_statx(struct ipose_file *f, unsigned int mask, struct statx *stx)
 {
+	struct statx kstx;
 	struct stat st;
 
 	if (file_fstat(f, &st))
 		return -1;
-	if (!stx) {
+	memset(&kstx, 0, sizeof(kstx));
+	kstx.stx_mask = STATX_BASIC_STATS;
+	kstx.stx_blksize = (__u32)st.st_blksize;
+	kstx.stx_nlink = (__u32)st.st_nlink;
+	kstx.stx_mode = (__u16)st.st_mode;
+	kstx.stx_ino = st.st_ino;
+	kstx.stx_size = (__u64)st.st_size;
+	kstx.stx_blocks = (__u64)st.st_blocks;
+	kstx.stx_rdev_major = major(st.st_rdev);
+	kstx.stx_rdev_minor = minor(st.st_rdev);
+	if (pm_copy_to_user(stx, &kstx, sizeof(kstx))) {
 		errno = EFAULT;
 		return -1;
 	}
-	memset(stx, 0, sizeof(*stx));
-	stx->stx_mask = STATX_BASIC_STATS;
-	stx->stx_blksize = (__u32)st.st_blksize;
-	stx->stx_nlink = (__u32)st.st_nlink;
-	stx->stx_mode = (__u16)st.st_mode;
-	stx->stx_ino = st.st_ino;
-	stx->stx_size = (__u64)st.st_size;
-	stx->stx_blocks = (__u64)st.st_blocks;
-	stx->stx_rdev_major = major(st.st_rdev);
-	stx->stx_rdev_minor = minor(st.st_rdev);
 	return 0;
 }
 

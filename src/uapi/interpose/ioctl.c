@@ -39,9 +39,10 @@ static int set_region2(struct ipose_file *vm, void *arg)
 	struct ipose_file *g = NULL;
 	int r;
 
-	if (!arg)
+	/* Copied as the kernel copies it: a pointer the program cannot read
+	 * is privmem's EFAULT (which it gives for the same pointer). */
+	if (pm_copy_from_user(&mem, arg, sizeof(mem)))
 		return IPOSE_CALL(pm_kvm_ioctl(vm->handle, KVM_SET_USER_MEMORY_REGION2, arg));
-	memcpy(&mem, arg, sizeof(mem));
 	if (mem.flags & KVM_MEM_GUEST_MEMFD) {
 		int fd = (int)mem.guest_memfd;
 

@@ -126,15 +126,17 @@ struct pm_pool_stats {
 
 struct pm_pool_config {
 	__u64 size;      /* bytes, a multiple of 2 MiB; 0 keeps the current size */
-	__u64 watermark; /* bytes; 0 keeps the current watermark */
+	__u64 watermark; /* bytes, at most the size; 0 keeps the current watermark
+	                  * (capped at the new size) */
 };
 
 /* System handle: read the pool statistics. */
 #define PM_KVM_GET_POOL_STATS _IOR(PMIO, 0x10, struct pm_pool_stats)
 /* System handle: resize the pool. EBUSY while any frame is in use, EINVAL
- * for a size that is not a multiple of 2 MiB. The initial size comes from the
- * environment variable PRIVMEM_POOL_SIZE (bytes, or with a K/M/G suffix),
- * default 4 GiB; the watermark from PRIVMEM_POOL_WATERMARK, default 256 MiB. */
+ * for a size that is not a multiple of 2 MiB or a watermark above the size.
+ * The initial size comes from the environment variable PRIVMEM_POOL_SIZE
+ * (bytes, or with a K/M/G/T suffix), default 4 GiB; the watermark from
+ * PRIVMEM_POOL_WATERMARK, default 256 MiB or the size if smaller. */
 #define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
 
 /* VM handle: statistics of the VM since creation. */

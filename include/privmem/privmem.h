@@ -41,6 +41,22 @@ int pm_kvm_fstat(int handle, struct stat *st);
 /* The library version, e.g. "0.1.0". */
 const char *pm_version(void);
 
+/* ---- tracing ----
+ * pm_trace_start(path) records what privmem does from then on (per
+ * thread: KVM_RUN and its exits, faults with the level they mapped,
+ * conversions with their range and direction, zaps, TLB shootdowns, and
+ * the protection models' firmware calls: SEAMCALLs, RMPUPDATE / PSMASH /
+ * PVALIDATE, pKVM's hypervisor transitions), with timestamps, into a
+ * Chrome / Perfetto JSON trace written to path by pm_trace_stop() or at
+ * exit (it opens in https://ui.perfetto.dev). 0, or -1 with errno: EBUSY
+ * (a trace is being recorded already), EINVAL (no path), or open(2)'s.
+ * pm_trace_stop: 0, or -1 with EINVAL (no trace is being recorded) or EIO
+ * (the file could not be written). The environment variable
+ * PRIVMEM_TRACE=FILE starts a trace when the library is loaded. Tracing
+ * off costs each trace point one predictable branch. */
+int pm_trace_start(const char *path);
+int pm_trace_stop(void);
+
 #define PMIO 0xAF   /* the ioctl type of privmem's extensions */
 
 /* ---- extension: VM types ----

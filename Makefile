@@ -111,6 +111,7 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 	$(CC) $(CPPFLAGS) -std=gnu11 -O1 -g -pthread $(WARN) $< -o $@ -ldl
 
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
+$(BUILD)/tests/test_cli_tools: | $(KVMSO) $(CLI) $(IPROG_BINS)
 
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile

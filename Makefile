@@ -56,6 +56,10 @@ TLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
 TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# C++ tests: the public headers as a C++ program sees them.
+CXX_TEST_SRCS := $(sort $(wildcard tests/test_*.cc))
+CXX_TEST_BINS := $(CXX_TEST_SRCS:tests/%.cc=$(BUILD)/tests/%)
+TEST_BINS += $(CXX_TEST_BINS)
 IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
 IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
 IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
@@ -99,6 +103,12 @@ $(CLI): $(TOOL_OBJS) $(STATIC)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $< $(filter $(BUILD)/obj/tools/%.o,$^) $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+
+# The public headers compile as C++17 without a warning (g++ by default).
+$(CXX_TEST_BINS): $(BUILD)/tests/%: tests/%.cc $(STATIC) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -Iinclude -O1 -g -pthread -Wall -Wextra -Werror $(SANFLAGS) $< -o $@ \
+		$(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
 
 # The CLI's VMM, tested in-process (tests/test_vmm.c).
 $(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o

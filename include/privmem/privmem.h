@@ -217,8 +217,10 @@ struct pm_model_stats {
 };
 #define PM_KVM_GET_MODEL_STATS _IOWR(PMIO, 0x22, struct pm_model_stats)
 /* VM handle of a TDX VM: test and tuning switches (see docs/DESIGN.md). */
-#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: mirror entries set
-                                             * with one CAS (the seed-003 race) */
+#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: a mirror entry is set
+                                             * before the module is told, not
+                                             * frozen while it is (a fault racing
+                                             * a fault of the same table fails) */
 #define PM_TDX_NO_HUGE            (1U << 1) /* private pages at 4K only (upstream) */
 struct pm_tdx_config {
 	__u32 busy_per_million;   /* OPERAND_BUSY injected into S-EPT SEAMCALLs */

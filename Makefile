@@ -4,8 +4,10 @@
 #   make check        build and run every test
 #   make asan         build and run the tests under ASan + UBSan (build/asan)
 #   make tsan         build and run the tests under TSan (build/tsan)
-#   make install PREFIX=/usr/local
-#   make deps         install missing Debian packages (done automatically)
+#   make install PREFIX=/usr/local   library, headers, CLI, man page, pkg-config file
+#   make deps         install the Debian packages privmem needs (apt-get; sudo
+#                     when not root); every other target only checks for them
+#                     and says what to run
 #
 # Sources are found by globbing: src/**/*.c is the library (except
 # src/uapi/interpose/, the LD_PRELOAD interposer libprivmem-kvm.so, whose
@@ -64,6 +66,10 @@ IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
 IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
 IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
 IPROG_BINS := $(IPROG_SRCS:tests/interpose/%.c=$(BUILD)/tests/interpose/%)
+# Examples: programs built as a user builds them (pkg-config, the shared
+# library), run by make check.
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 STATIC := $(BUILD)/libprivmem.a
 SHARED := $(BUILD)/libprivmem.so
@@ -74,7 +80,13 @@ PCFILE := $(BUILD)/privmem.pc
 .PHONY: all check asan tsan install deps clean run selftests
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
-deps: $(DEPS_STAMP)
+# Only `make deps` installs (asking sudo when not root); a build checks
+# and, when something is missing, says what and how to install it.
+deps:
+	@./scripts/deps.sh --install
+	@mkdir -p $(BUILD)
+	@touch $(DEPS_STAMP)
+
 $(DEPS_STAMP): scripts/deps.sh
 	@mkdir -p $(@D)
 	@./scripts/deps.sh
@@ -122,6 +134,15 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 $(BUILD)/tests/test_cli_tools: | $(KVMSO) $(CLI) $(IPROG_BINS)
+$(BUILD)/tests/test_cli: | $(CLI)
+# The documentation's test reads the sources (docs/, include/, src/, ...).
+$(BUILD)/tests/test_docs: | $(CLI)
+$(BUILD)/obj/tests/test_docs.o: CPPFLAGS += -DPM_SRCDIR='"$(CURDIR)"'
+
+$(BUILD)/examples/%: examples/%.c $(SHARED) $(PCFILE) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror $(SANFLAGS) $< -o $@ \
+		`PKG_CONFIG_PATH=$(BUILD) pkg-config --cflags --libs privmem`
 
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
@@ -132,8 +153,8 @@ $(PCFILE): Makefile
 run: all
 	$(CLI) run
 
-check: all $(TEST_BINS)
-	@./scripts/runtests.sh $(TEST_BINS)
+check: all $(TEST_BINS) $(EXAMPLE_BINS)
+	@./scripts/runtests.sh $(TEST_BINS) $(EXAMPLE_BINS)
 
 # Linux 6.12's KVM private-memory selftests, built unmodified from Debian's
 # linux-source-6.12 (fetched and built in $(BUILD)/selftests, cached), each
@@ -148,7 +169,8 @@ tsan:
 	$(MAKE) BUILD=build/tsan SAN=thread OPT=-O1 check
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/privmem
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED).0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so.0
 	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
@@ -156,7 +178,9 @@ install: all
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/lib/privmem
 	install -m 755 $(KVMSO) $(DESTDIR)$(PREFIX)/lib/privmem/
-	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" "" "$(EXTRA_LIBS)" \
+	install -m 644 docs/privmem.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 LICENSE README.md docs/api.md docs/DESIGN.md $(DESTDIR)$(PREFIX)/share/doc/privmem/
+	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" rpath "$(EXTRA_LIBS)" \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
 
 clean:

@@ -37,7 +37,7 @@ static void usage(FILE *out)
 		"2: bad options).\n"
 		"\n"
 		"options:\n"
-		"  -p, --pool-size SIZE   simulated host memory (K/M/G suffix, a multiple of\n"
+		"  -p, --pool-size SIZE   simulated host memory (K/M/G/T suffix, a multiple of\n"
 		"                         2M; default: PRIVMEM_POOL_SIZE or 4G)\n"
 		"  -t, --vm-types LIST    VM types to offer (KVM_CAP_VM_TYPES), comma-separated:\n"
 		"                         default, sw, snp, tdx, pkvm (default is always offered;\n"

@@ -770,7 +770,7 @@ static void progress_next(struct bench_progress *p, const char *name, int index,
 	p->total = total;
 	p->t0 = now_ns();
 	atomic_store(&measurements, 0);
-	fprintf(stderr, "\r  bench %s (%d of %d): starting   ", name, index, total);
+	fprintf(stderr, "\r  bench %s (%d of %d): 0.0 s, 0 measurements   ", name, index, total);
 	fflush(stderr);
 	pthread_mutex_unlock(&p->lock);
 }

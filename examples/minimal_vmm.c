@@ -54,6 +54,7 @@ static const char message[] = "hello from the guest";
 
 static void guest(struct pm_guest *g, void *arg)
 {
+	char padded[(sizeof(message) + 7) / 8 * 8] = { 0 };
 	uint64_t word;
 
 	(void)arg;
@@ -67,8 +68,9 @@ static void guest(struct pm_guest *g, void *arg)
 	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, MSG_GPA, 1, PSC_GPA, 1) == 0);
 	pm_guest_write64(g, MSG_GPA | PM_SNP_C_BIT, SECRET);
 	PM_GUEST_ASSERT(g, pm_guest_snp_make_shared(g, MSG_GPA, 1, PSC_GPA, 1) == 0);
-	for (size_t i = 0; i < sizeof(message); i += 8) {
-		memcpy(&word, message + i, 8);
+	memcpy(padded, message, sizeof(message));
+	for (size_t i = 0; i < sizeof(padded); i += 8) {
+		memcpy(&word, padded + i, 8);
 		pm_guest_write64(g, MSG_GPA + i, word);    /* no C-bit: shared */
 	}
 }

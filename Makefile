@@ -139,10 +139,17 @@ $(BUILD)/tests/test_cli: | $(CLI)
 $(BUILD)/tests/test_docs: | $(CLI)
 $(BUILD)/obj/tests/test_docs.o: CPPFLAGS += -DPM_SRCDIR='"$(CURDIR)"'
 
-$(BUILD)/examples/%: examples/%.c $(SHARED) $(PCFILE) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
+# Under TSan an example links the static library: TSan reads the library's
+# suppressions (src/lib/rcu.c's, for liburcu) from the executable only.
+ifeq ($(SAN),thread)
+EXAMPLE_LIBS = $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
+else
+EXAMPLE_LIBS = `PKG_CONFIG_PATH=$(BUILD) pkg-config --libs privmem`
+endif
+$(BUILD)/examples/%: examples/%.c $(SHARED) $(STATIC) $(PCFILE) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
 	@mkdir -p $(@D)
 	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror $(SANFLAGS) $< -o $@ \
-		`PKG_CONFIG_PATH=$(BUILD) pkg-config --cflags --libs privmem`
+		`PKG_CONFIG_PATH=$(BUILD) pkg-config --cflags privmem` $(EXAMPLE_LIBS)
 
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile

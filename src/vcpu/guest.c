@@ -14,10 +14,10 @@
 #include <privmem/privmem.h>
 #include "host/pool.h"
 #include "kvm/vm.h"
+#include "lib/trace.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
-#include "lib/trace.h"
 #include "vcpu/x86/x86.h"
 
 static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)

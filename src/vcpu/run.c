@@ -10,10 +10,10 @@
 #include <signal.h>
 #include <privmem/guest.h>
 #include "kvm/vm.h"
+#include "lib/trace.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
-#include "lib/trace.h"
 #include "vcpu/x86/x86.h"
 
 /* ---- guest mode and the TLB ---- */

@@ -706,6 +706,14 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 	return gmem_with_page(g, index, get_pfn_page, &a);
 }
 
+int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn,
+			   unsigned int *order)
+{
+	struct get_pfn_arg a = { .index = index, .pfn = pfn, .order = order };
+
+	return gmem_with_page(g, index, get_pfn_page, &a);
+}
+
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn)
 {
 	unsigned int order;

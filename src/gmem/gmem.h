@@ -102,6 +102,11 @@ struct pm_vm *pm_gmem_vm(const struct pm_gmem *g);
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order);
 
+/* The same for a shared access of the guest (a gmem-only slot): no prepare
+ * hook, which hands a page to the guest as private (SNP's RMPUPDATE); the
+ * page's first private use runs it. */
+int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn,
+			   unsigned int *order);
 /* The same for host use (mmap views): no prepare hook, which only the
  * guest's first use runs. */
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);

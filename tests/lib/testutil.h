@@ -32,6 +32,10 @@ bool pm_test_aborts(void (*fn)(void *), void *arg);
 struct pm_vm;
 struct pm_vm *pm_test_vm_of(int vm_handle);
 
+/* The guest_memfd behind a guest_memfd handle (white box, as above). */
+struct pm_gmem;
+struct pm_gmem *pm_test_gmem_of(int gmem_handle);
+
 /* Enables privmem's guest_memfd page-size flags (PM_GUEST_MEMFD_FLAG_NO_1G,
  * _NO_HUGE) on a VM handle: KVM_ENABLE_CAP(PM_CAP_GUEST_MEMFD_PAGE_SIZE).
  * Aborts if that fails. Returns vm. */

@@ -103,10 +103,137 @@ static void test_every_flag_not_listed_is_einval_on_every_vm_type(void **state)
 	pm_kvm_close(kvm);
 }
 
+/* ---- madvise on a mapping ---- */
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+struct vm_file {
+	int kvm, vm, gmem;
+	uint8_t *view;
+	size_t len;
+};
+
+static void vm_file_open(struct vm_file *f, unsigned long type, uint64_t size, uint64_t flags)
+{
+	f->kvm = pm_kvm_open();
+	f->vm = pm_kvm_ioctl(f->kvm, KVM_CREATE_VM, type);
+	assert_true(f->vm >= 0);
+	pm_test_gmem_page_size_flags(f->vm);
+	f->gmem = gmem_create(f->vm, size, flags);
+	assert_true(f->gmem >= 0);
+	f->len = size;
+	f->view = NULL;
+	if (flags & GUEST_MEMFD_FLAG_MMAP) {
+		f->view = pm_kvm_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f->gmem, 0);
+		assert_true(f->view != MAP_FAILED);
+	}
+}
+
+static void vm_file_close(struct vm_file *f)
+{
+	if (f->view)
+		assert_int_equal(pm_kvm_munmap(f->view, f->len), 0);
+	assert_int_equal(pm_kvm_close(f->gmem), 0);
+	assert_int_equal(pm_kvm_close(f->vm), 0);
+	assert_int_equal(pm_kvm_close(f->kvm), 0);
+}
+
+static uint64_t file_pages(int gmem)
+{
+	struct stat st;
+
+	assert_int_equal(pm_kvm_fstat(gmem, &st), 0);
+	return (uint64_t)st.st_blocks * 512 / PAGE;
+}
+
+static void check_collapse_and_hugepage(unsigned long type, uint64_t flags)
+{
+	struct vm_file f;
+
+	vm_file_open(&f, type, 4 * MIB, flags);
+	assert_fails(pm_kvm_madvise(f.view, f.len, MADV_COLLAPSE), EINVAL);
+	assert_fails(pm_kvm_madvise(f.view + 2 * MIB, PAGE, MADV_COLLAPSE), EINVAL);
+	assert_int_equal(pm_kvm_madvise(f.view, f.len, MADV_HUGEPAGE), 0);
+	assert_int_equal(pm_kvm_madvise(f.view, f.len, MADV_NOHUGEPAGE), 0);
+	/* The kernel's checks stay: an unaligned start is EINVAL. */
+	assert_fails(pm_kvm_madvise(f.view + 1, PAGE, MADV_HUGEPAGE), EINVAL);
+	vm_file_close(&f);
+}
+
+static void test_madv_collapse_is_einval_and_madv_hugepage_succeeds(void **state)
+{
+	check_collapse_and_hugepage(KVM_X86_DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	check_collapse_and_hugepage(KVM_X86_SW_PROTECTED_VM, GUEST_MEMFD_FLAG_MMAP);
+	check_collapse_and_hugepage(KVM_X86_SNP_VM, GUEST_MEMFD_FLAG_MMAP);
+}
+
+/* A range over anonymous memory and a view: the collapse is refused as a
+ * whole; other advice reaches both parts. */
+static void test_madvise_over_a_view_and_other_memory(void **state)
+{
+	struct vm_file f;
+	uint8_t *area, *view;
+
+	vm_file_open(&f, KVM_X86_DEFAULT_VM, 2 * MIB, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	assert_int_equal(pm_kvm_munmap(f.view, f.len), 0);
+	f.view = NULL;
+	area = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(area != MAP_FAILED);
+	memset(area, 0x11, 2 * MIB);
+	view = pm_kvm_mmap(area + 2 * MIB, 2 * MIB, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			   f.gmem, 0);
+	assert_true(view == area + 2 * MIB);
+	assert_fails(pm_kvm_madvise(area, 4 * MIB, MADV_COLLAPSE), EINVAL);
+	assert_int_equal(area[0], 0x11);
+	assert_int_equal(pm_kvm_madvise(area, 4 * MIB, MADV_HUGEPAGE), 0);
+	/* MADV_DONTNEED reaches the anonymous part (it reads zero after). */
+	assert_int_equal(pm_kvm_madvise(area, 4 * MIB, MADV_DONTNEED), 0);
+	assert_int_equal(area[0], 0);
+	assert_int_equal(pm_kvm_munmap(view, 2 * MIB), 0);
+	munmap(area, 4 * MIB);
+	vm_file_close(&f);
+}
+
+/* MADV_REMOVE punches the file, as Linux's madvise_remove. */
+static void test_madv_remove_punches_the_file(void **state)
+{
+	struct vm_file f;
+	uint8_t *ro;
+
+	vm_file_open(&f, KVM_X86_DEFAULT_VM, 8 * PAGE,
+		     GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	for (int i = 0; i < 8; i++)
+		f.view[i * PAGE] = (uint8_t)(0x20 + i);
+	assert_int_equal(pm_kvm_madvise(f.view + 2 * PAGE, 2 * PAGE, MADV_REMOVE), 0);
+	assert_int_equal(f.view[2 * PAGE], 0);
+	assert_int_equal(f.view[3 * PAGE], 0);
+	assert_int_equal(f.view[4 * PAGE], 0x24);
+	ro = pm_kvm_mmap(NULL, PAGE, PROT_READ, MAP_SHARED, f.gmem, 0);
+	assert_true(ro != MAP_FAILED);
+	assert_fails(pm_kvm_madvise(ro, PAGE, MADV_REMOVE), EACCES);
+	assert_int_equal(ro[0], 0x20);
+	assert_int_equal(pm_kvm_munmap(ro, PAGE), 0);
+	vm_file_close(&f);
+
+	/* A private file: the punch shows in its allocated pages. */
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 8 * PAGE,
+		     GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, FALLOC_FL_KEEP_SIZE, 0, 8 * PAGE), 0);
+	assert_int_equal(file_pages(f.gmem), 8);
+	assert_int_equal(pm_kvm_madvise(f.view + 2 * PAGE, 3 * PAGE, MADV_REMOVE), 0);
+	assert_int_equal(file_pages(f.gmem), 5);
+	vm_file_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_flag_not_listed_is_einval_on_every_vm_type),
+		cmocka_unit_test(test_madv_collapse_is_einval_and_madv_hugepage_succeeds),
+		cmocka_unit_test(test_madvise_over_a_view_and_other_memory),
+		cmocka_unit_test(test_madv_remove_punches_the_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

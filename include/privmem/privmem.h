@@ -36,6 +36,12 @@ ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset);
 ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset);
 void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset);
 int pm_kvm_munmap(void *addr, size_t length);
+/* madvise(2) on a range that guest_memfd mappings may cover, with what
+ * Linux does there: MADV_COLLAPSE is EINVAL (a guest_memfd mapping is
+ * never collapsed), MADV_REMOVE punches the file; everything else, and
+ * the parts of the range that are not guest_memfd mappings, goes to the
+ * kernel. */
+int pm_kvm_madvise(void *addr, size_t length, int advice);
 int pm_kvm_fstat(int handle, struct stat *st);
 
 /* The library version, e.g. "0.1.0". */

@@ -128,6 +128,22 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 /* Unmaps the view starting exactly at addr; -EINVAL if there is none. */
 int pm_gmem_munmap(void *addr, size_t len);
 
+/* The parts of [lo, hi) that views of guest_memfds map, in address order,
+ * each with a reference on its file: what a call on an address range
+ * (madvise, mbind) applies to a file. 0 or -ENOMEM. */
+struct pm_gmem_view_part {
+	struct pm_gmem *g;          /* referenced */
+	uint8_t *lo, *hi;           /* the addresses */
+	uint64_t start, end;        /* the file pages they map */
+	int prot;                   /* the view's */
+};
+int pm_gmem_views_in(const uint8_t *lo, const uint8_t *hi, struct pm_gmem_view_part **parts,
+		     size_t *n);
+void pm_gmem_views_put(struct pm_gmem_view_part *parts, size_t n);
+
+/* madvise on a range that views of guest_memfds may map (gmem_madvise.c). */
+int pm_gmem_madvise(void *addr, size_t len, int advice);
+
 /* PM_GUEST_MEMFD_PIN / _UNPIN of file pages [start, end): 0, -EFAULT (a
  * page the host cannot map now), -EINVAL (unpin: a page not pinned),
  * -ENOMEM; all or nothing. O(1) per page. */

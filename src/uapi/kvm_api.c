@@ -579,6 +579,11 @@ int pm_kvm_munmap(void *addr, size_t length)
 	return (int)pm_ret(run_munmap(addr, len));
 }
 
+int pm_kvm_madvise(void *addr, size_t length, int advice)
+{
+	return (int)pm_ret(pm_gmem_madvise(addr, length, advice));
+}
+
 int pm_kvm_fstat(int handle, struct stat *st)
 {
 	struct pm_file f;

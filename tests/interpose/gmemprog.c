@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A program written for Linux KVM's guest_memfd of 2025-2026, NOT linked
+ * with privmem (only its headers, for KVM's constants): run by
+ * tests/test_interpose.c under `privmem exec`, it checks with plain system
+ * calls (madvise, write, pwrite, mbind through syscall(2), get_mempolicy)
+ * that the interposer gives it Linux's answers on guest_memfd descriptors
+ * and mappings. One scenario per argument; prints "ok" and exits 0, or
+ * prints what failed and exits 1.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <privmem/privmem.h>
+
+#define MB (1UL << 20)
+#define PAGE 4096UL
+
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+#define CHECK(cond) do {                                                     \
+		if (!(cond)) {                                               \
+			printf("FAIL %s:%d: %s (errno %d %s)\n", __FILE__, __LINE__, \
+			       #cond, errno, strerror(errno));               \
+			exit(1);                                             \
+		}                                                            \
+	} while (0)
+#define FAILS(call, e) do {                                                  \
+		errno = 0;                                                   \
+		long r_ = (long)(call);                                      \
+		if (r_ != -1 || errno != (e)) {                              \
+			printf("FAIL %s:%d: %s = %ld errno %d (%s), want -1 errno %d (%s)\n", \
+			       __FILE__, __LINE__, #call, r_, errno, strerror(errno), \
+			       (e), strerror(e));                            \
+			exit(1);                                             \
+		}                                                            \
+	} while (0)
+
+static int open_kvm(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	return fd;
+}
+
+static int create_vm(int kvm, unsigned long type)
+{
+	int vm = ioctl(kvm, KVM_CREATE_VM, type);
+
+	CHECK(vm >= 0);
+	return vm;
+}
+
+static int create_gmem(int vm, uint64_t size, uint64_t flags)
+{
+	struct kvm_create_guest_memfd g = { .size = size, .flags = flags };
+	int fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &g);
+
+	CHECK(fd >= 0);
+	return fd;
+}
+
+static uint64_t file_pages(int gmem)
+{
+	struct stat st;
+
+	CHECK(fstat(gmem, &st) == 0);
+	return (uint64_t)st.st_blocks * 512 / PAGE;
+}
+
+/* ---- scenarios ---- */
+
+/* upstream guest_memfd_test's test_collapse, on a default and a
+ * software-protected VM: MADV_COLLAPSE is EINVAL, MADV_HUGEPAGE works,
+ * through libc's madvise and the raw system call. */
+static void s_madvise(void)
+{
+	static const unsigned long types[] = { KVM_X86_DEFAULT_VM, KVM_X86_SW_PROTECTED_VM };
+	int kvm = open_kvm();
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		uint64_t flags = GUEST_MEMFD_FLAG_MMAP |
+				 (types[i] == KVM_X86_DEFAULT_VM ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
+		int vm = create_vm(kvm, types[i]), g = create_gmem(vm, 4 * MB, flags);
+		char *p = mmap(NULL, 4 * MB, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0);
+
+		CHECK(p != MAP_FAILED);
+		FAILS(madvise(p, 4 * MB, MADV_COLLAPSE), EINVAL);
+		FAILS(syscall(SYS_madvise, p, 2 * MB, MADV_COLLAPSE), EINVAL);
+		CHECK(madvise(p, 4 * MB, MADV_HUGEPAGE) == 0);
+		CHECK(syscall(SYS_madvise, p, 4 * MB, MADV_NOHUGEPAGE) == 0);
+		if (flags & GUEST_MEMFD_FLAG_INIT_SHARED) {
+			p[0] = 1;
+			CHECK(syscall(SYS_madvise, p, PAGE, MADV_REMOVE) == 0);   /* punches */
+			CHECK(p[0] == 0);
+		} else {
+			CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, 2 * MB) == 0);
+			CHECK(file_pages(g) == 512);
+			CHECK(madvise(p, 2 * MB, MADV_REMOVE) == 0);            /* punches */
+			CHECK(file_pages(g) == 0);
+		}
+		CHECK(munmap(p, 4 * MB) == 0);
+		close(g);
+		close(vm);
+	}
+	close(kvm);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct { const char *name; void (*fn)(void); } scenarios[] = {
+		{ "madvise", s_madvise },
+	};
+
+	setvbuf(stdout, NULL, _IONBF, 0);
+	for (size_t i = 0; argc == 2 && i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
+		if (!strcmp(argv[1], scenarios[i].name)) {
+			scenarios[i].fn();
+			printf("ok\n");
+			return 0;
+		}
+	}
+	fprintf(stderr, "usage: gmemprog SCENARIO\n");
+	return 2;
+}

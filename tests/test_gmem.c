@@ -442,12 +442,17 @@ static void test_fstat_gives_distinct_inodes_size_blksize_and_blocks(void **stat
 
 /* ---- read/write, bad handles ------------------------------------------ */
 
+/* A file without GUEST_MEMFD_FLAG_MMAP can be neither read nor written;
+ * one with it can be written (test_gmem_flags.c), never read. */
 static void test_read_write_pread_pwrite_are_einval(void **state)
 {
 	int vm = vm_new(DEFAULT_VM);
-	int h = gmem_new(vm, 4 * PAGE, SHARED);
+	int h = gmem_new(vm, 4 * PAGE, 0), s = gmem_new(vm, 4 * PAGE, SHARED);
 	char buf[64] = { 0 };
 
+	assert_fails(pm_kvm_read(s, buf, sizeof(buf)), EINVAL);
+	assert_fails(pm_kvm_pread(s, buf, sizeof(buf), 0), EINVAL);
+	close_ok(s);
 	alloc_ok(h, 0, 4 * PAGE);
 	assert_fails(pm_kvm_read(h, buf, sizeof(buf)), EINVAL);
 	assert_fails(pm_kvm_write(h, buf, sizeof(buf)), EINVAL);

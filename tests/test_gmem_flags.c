@@ -24,6 +24,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem.h"
 #include "lib/common.h"
 #include "lib/testutil.h"
 
@@ -227,6 +228,149 @@ static void test_madv_remove_punches_the_file(void **state)
 	vm_file_close(&f);
 }
 
+/* ---- a C guest over a guest_memfd slot ---- */
+
+/* Binds f's file at gpa 0 (a gmem-only slot: MMAP files) and makes vCPU 0
+ * run fn. */
+static int guest_setup(struct vm_file *f, void (*fn)(struct pm_guest *, void *), void *arg)
+{
+	struct kvm_userspace_memory_region2 r = {
+		.slot = 0, .flags = KVM_MEM_GUEST_MEMFD, .memory_size = f->len,
+		.userspace_addr = 0, .guest_memfd = (uint32_t)f->gmem,
+	};
+	struct pm_guest_entry e = { .fn = fn, .arg = arg };
+	int vcpu;
+
+	assert_int_equal(pm_kvm_ioctl(f->vm, KVM_SET_USER_MEMORY_REGION2, &r), 0);
+	vcpu = pm_kvm_ioctl(f->vm, KVM_CREATE_VCPU, 0);
+	assert_true(vcpu >= 0);
+	assert_int_equal(pm_kvm_ioctl(vcpu, PM_KVM_SET_GUEST, &e), 0);
+	return vcpu;
+}
+
+/* Runs the vCPU to its next ucall: SYNC's argument; fails on anything else
+ * but DONE (which returns UINT64_MAX). */
+static uint64_t guest_next(int vcpu)
+{
+	struct pm_ucall uc;
+
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_RUN, 0), 0);
+	pm_get_ucall(vcpu, &uc);
+	if (uc.cmd == PM_UCALL_ABORT)
+		fail_msg("guest: %s", uc.msg);
+	assert_true(uc.cmd == PM_UCALL_SYNC || uc.cmd == PM_UCALL_DONE);
+	return uc.cmd == PM_UCALL_SYNC ? uc.args[0] : UINT64_MAX;
+}
+
+/* ---- write() / pwrite() ---- */
+
+static uint8_t pattern_byte(uint64_t off)
+{
+	return (uint8_t)(off * 7 + (off >> 12) * 13 + 1);
+}
+
+/* The guest checks every byte of [a[0], a[1]) against the pattern, and
+ * that [a[1], a[1] + a[2]) reads zero. */
+static void guest_checks_pattern(struct pm_guest *g, void *arg)
+{
+	const uint64_t *a = arg;
+	uint64_t bad = 0;
+	uint8_t b;
+
+	for (uint64_t off = a[0]; off < a[1]; off++) {
+		pm_guest_read(g, off, &b, 1);
+		bad += b != pattern_byte(off);
+	}
+	for (uint64_t off = a[1]; off < a[1] + a[2]; off += 8)
+		bad += pm_guest_read64(g, off) != 0;
+	pm_guest_sync(g, bad);
+}
+
+static void test_pwrite_and_write_populate_pages_a_guest_reads(void **state)
+{
+	static uint8_t buf[32 * PAGE];
+	uint64_t args[3] = { 3 * PAGE + 100, 20 * PAGE, 4 * PAGE };
+	struct vm_file f;
+	uint64_t n;
+	int vcpu;
+
+	for (uint64_t off = args[0]; off < args[1]; off++)
+		buf[off - args[0]] = pattern_byte(off);
+	n = args[1] - args[0];
+	vm_file_open(&f, KVM_X86_DEFAULT_VM, 4 * MIB,
+		     GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	/* A partial first page with pwrite, the rest with two write()s from
+	 * the file position, which pwrite leaves alone. */
+	assert_int_equal(pm_kvm_pwrite(f.gmem, buf, PAGE - 100, (off_t)args[0]), PAGE - 100);
+	assert_int_equal(pm_kvm_pwrite(f.gmem, buf, 0, 0), 0);
+	assert_int_equal(pm_kvm_write(f.gmem, buf, 0), 0);
+	/* write() starts at position 0: fill up to args[0] with zeros first. */
+	{
+		static uint8_t zero[3 * PAGE];
+
+		assert_int_equal(pm_kvm_write(f.gmem, zero, sizeof(zero)), 3 * PAGE);
+		assert_int_equal(pm_kvm_write(f.gmem, zero, 100), 100);
+	}
+	assert_int_equal(pm_kvm_write(f.gmem, buf, PAGE - 100), PAGE - 100);
+	assert_int_equal(pm_kvm_write(f.gmem, buf + PAGE - 100, n - (PAGE - 100)),
+			 n - (PAGE - 100));
+	/* The host's view shows the bytes too. */
+	for (uint64_t off = args[0]; off < args[1]; off += 997)
+		assert_int_equal(f.view[off], pattern_byte(off));
+	vcpu = guest_setup(&f, guest_checks_pattern, args);
+	assert_int_equal(guest_next(vcpu), 0);
+	assert_int_equal(guest_next(vcpu), UINT64_MAX);
+	assert_int_equal(pm_kvm_close(vcpu), 0);
+	vm_file_close(&f);
+}
+
+static void test_write_errors(void **state)
+{
+	uint8_t buf[2 * PAGE] = { 1 };
+	uint8_t *holey;
+	struct vm_file f;
+	int vm2, g;
+
+	vm_file_open(&f, KVM_X86_DEFAULT_VM, 4 * PAGE,
+		     GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	/* The end of the file: ENOSPC at or past it, short across it. */
+	assert_fails(pm_kvm_pwrite(f.gmem, buf, 1, (off_t)(4 * PAGE)), ENOSPC);
+	assert_fails(pm_kvm_pwrite(f.gmem, buf, 1, (off_t)(1ULL << 40)), ENOSPC);
+	assert_int_equal(pm_kvm_pwrite(f.gmem, buf, 2 * PAGE, (off_t)(3 * PAGE)), PAGE);
+	assert_fails(pm_kvm_pwrite(f.gmem, buf, 1, -1), EINVAL);
+	/* The source: EFAULT, or short after progress. */
+	assert_fails(pm_kvm_pwrite(f.gmem, NULL, 8, 0), EFAULT);
+	holey = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(holey != MAP_FAILED);
+	memset(holey, 0x42, 2 * PAGE);
+	assert_int_equal(mprotect(holey + PAGE, PAGE, PROT_NONE), 0);
+	assert_fails(pm_kvm_pwrite(f.gmem, holey + PAGE, 8, 0), EFAULT);
+	assert_int_equal(pm_kvm_pwrite(f.gmem, holey, 2 * PAGE, 0), PAGE);
+	assert_int_equal(f.view[PAGE - 1], 0x42);
+	munmap(holey, 2 * PAGE);
+	/* A poisoned page is not the host's. */
+	assert_int_equal(pm_gmem_poison(pm_test_gmem_of(f.gmem), 2), 0);
+	assert_fails(pm_kvm_pwrite(f.gmem, buf, 8, (off_t)(2 * PAGE)), EACCES);
+	assert_int_equal(pm_kvm_pwrite(f.gmem, buf, 2 * PAGE, (off_t)PAGE), PAGE);
+	vm_file_close(&f);
+
+	/* A private file: EACCES, nothing allocated. */
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 4 * PAGE,
+		     GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_fails(pm_kvm_pwrite(f.gmem, buf, 8, 0), EACCES);
+	assert_fails(pm_kvm_write(f.gmem, buf, 8), EACCES);
+	assert_int_equal(file_pages(f.gmem), 0);
+	/* A file without MMAP has no write at all; nor has a VM. */
+	vm2 = f.vm;
+	g = gmem_create(vm2, 4 * PAGE, 0);
+	assert_true(g >= 0);
+	assert_fails(pm_kvm_pwrite(g, buf, 8, 0), EINVAL);
+	assert_fails(pm_kvm_write(g, buf, 8), EINVAL);
+	assert_fails(pm_kvm_write(vm2, buf, 8), EINVAL);
+	assert_int_equal(pm_kvm_close(g), 0);
+	vm_file_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +378,8 @@ int main(void)
 		cmocka_unit_test(test_madv_collapse_is_einval_and_madv_hugepage_succeeds),
 		cmocka_unit_test(test_madvise_over_a_view_and_other_memory),
 		cmocka_unit_test(test_madv_remove_punches_the_file),
+		cmocka_unit_test(test_pwrite_and_write_populate_pages_a_guest_reads),
+		cmocka_unit_test(test_write_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

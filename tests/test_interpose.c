@@ -167,6 +167,11 @@ static void test_guest_memfd_madv_collapse_einval_madv_hugepage_ok(void **state)
 	gmem_scenario("madvise", NULL);
 }
 
+static void test_guest_memfd_write_and_pwrite_populate_it(void **state)
+{
+	gmem_scenario("write", NULL);
+}
+
 static void test_dup_dup2_dup3_f_dupfd_share_one_handle(void **state)
 {
 	scenario("dup");
@@ -335,6 +340,7 @@ int main(void)
 		cmocka_unit_test(test_vm_guest_memfd_memslot_and_errno_of_each_kind),
 		cmocka_unit_test(test_guest_memfd_mmap_punch_madvise_remove_and_partial_munmap),
 		cmocka_unit_test(test_guest_memfd_madv_collapse_einval_madv_hugepage_ok),
+		cmocka_unit_test(test_guest_memfd_write_and_pwrite_populate_it),
 		cmocka_unit_test(test_dup_dup2_dup3_f_dupfd_share_one_handle),
 		cmocka_unit_test(test_close_while_another_thread_is_in_kvm_run),
 		cmocka_unit_test(test_threads_creating_and_closing_descriptors),

@@ -102,6 +102,7 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	if (r)
 		goto err_free_stripes;
 	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
+	pthread_mutex_init(&g->pos_lock, NULL);
 	pm_vm_get(vm);
 	*out = g;
 	return 0;
@@ -254,6 +255,7 @@ static void gmem_release(struct pm_gmem *g)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
 	free(g->stripes);
 	pm_brlock_destroy(&g->bindings_lock);
+	pthread_mutex_destroy(&g->pos_lock);
 	free(g);
 	pm_vm_put(vm);
 }
@@ -720,6 +722,26 @@ int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn)
 	struct get_pfn_arg a = { .index = index, .pfn = pfn, .order = &order };
 
 	return gmem_with_page(g, index, get_pfn_page, &a);
+}
+
+struct frame_arg {
+	int (*fn)(void *arg, pm_pfn_t pfn);
+	void *arg;
+};
+
+static int frame_page(struct pm_gmem *g, const struct gmem_page *pg, void *arg)
+{
+	struct frame_arg *a = arg;
+
+	return a->fn(a->arg, pg->pfn);
+}
+
+int gmem_with_frame(struct pm_gmem *g, uint64_t index, int (*fn)(void *arg, pm_pfn_t pfn),
+		    void *arg)
+{
+	struct frame_arg a = { .fn = fn, .arg = arg };
+
+	return gmem_with_page(g, index, frame_page, &a);
 }
 
 struct populate_arg {

@@ -141,6 +141,13 @@ int pm_gmem_views_in(const uint8_t *lo, const uint8_t *hi, struct pm_gmem_view_p
 		     size_t *n);
 void pm_gmem_views_put(struct pm_gmem_view_part *parts, size_t n);
 
+/* write() / pwrite() of a guest_memfd (gmem_write.c): bytes written, or
+ * -ENOSPC (at or past the end), -EACCES (a page the host may not access),
+ * -EFAULT (the source), -ENOMEM; short after progress. write_at_pos uses
+ * and advances the file's position. */
+ssize_t pm_gmem_write(struct pm_gmem *g, const void *buf, size_t count, uint64_t off);
+ssize_t pm_gmem_write_at_pos(struct pm_gmem *g, const void *buf, size_t count);
+
 /* madvise on a range that views of guest_memfds may map (gmem_madvise.c). */
 int pm_gmem_madvise(void *addr, size_t len, int advice);
 

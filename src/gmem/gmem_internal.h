@@ -184,6 +184,12 @@ struct pm_gmem {
 	 * different threads, which hold it shared, write no common line;
 	 * bind, unbind and release take it for writing. */
 	struct pm_brlock bindings_lock;
+
+	/* write()'s file position (f_pos: a guest_memfd has one open file
+	 * description, its handle), under pos_lock, which serialises
+	 * write() calls as Linux's f_pos_lock does. */
+	pthread_mutex_t pos_lock;
+	uint64_t pos;                       /* pos_lock */
 };
 
 static inline bool gmem_init_shared(const struct pm_gmem *g)
@@ -197,6 +203,17 @@ pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index);
 /* The first page of [start, end) the index holds, or end: a snapshot, each
  * 2M block looked at under its stripe (shared), empty GiBs skipped. */
 uint64_t gmem_next_page(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/* Runs fn(arg, pfn) on the frame of file page `index` (allocated if
+ * needed), with the page's stripe held shared: a punch cannot free the
+ * frame meanwhile. fn's result, -EINVAL past the end, -ENOMEM,
+ * -EHWPOISON. */
+int gmem_with_frame(struct pm_gmem *g, uint64_t index, int (*fn)(void *arg, pm_pfn_t pfn),
+		    void *arg);
+/* May the host access page i now (host_lock held)? An INIT_SHARED page
+ * that is not poisoned (allocated now if it was not), a page in H, or
+ * while H is not used a frame the model lets the host map. */
+bool gmem_host_may_access_locked(struct pm_gmem *g, uint64_t i);
 
 /* The host's side (gmem_host.c). init: the host map, and H with the
  * library's window on it for a file with GUEST_MEMFD_FLAG_MMAP (0 or

@@ -510,7 +510,8 @@ int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len)
 	return (int)pm_ret(r);
 }
 
-/* No privmem file can be read or written (guest_memfd refuses both). */
+/* No privmem file can be read (guest_memfd refuses it); only a
+ * guest_memfd can be written (gmem_write.c), the others refuse. */
 static ssize_t rw_refused(int handle)
 {
 	struct pm_file f;
@@ -522,8 +523,29 @@ static ssize_t rw_refused(int handle)
 	return pm_ret(-EINVAL);
 }
 
+/* offset < 0: write() at the file's position. */
+static ssize_t gmem_write(int handle, const void *buf, size_t count, off_t offset)
+{
+	struct pm_file f;
+	long r = pm_handle_get(handle, &f);
+
+	if (r)
+		return pm_ret(r);
+	if (f.kind != PM_HANDLE_GMEM)
+		r = -EINVAL;
+	else if (offset < 0)
+		r = pm_gmem_write_at_pos(f.obj, buf, count);
+	else
+		r = pm_gmem_write(f.obj, buf, count, (uint64_t)offset);
+	pm_file_put(&f);
+	return pm_ret(r);
+}
+
 ssize_t pm_kvm_read(int handle, void *buf, size_t count) { return rw_refused(handle); }
-ssize_t pm_kvm_write(int handle, const void *buf, size_t count) { return rw_refused(handle); }
+ssize_t pm_kvm_write(int handle, const void *buf, size_t count)
+{
+	return gmem_write(handle, buf, count, -1);
+}
 
 /* pread64/pwrite64 refuse a negative offset before looking at the fd. */
 ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset)
@@ -533,7 +555,7 @@ ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset)
 
 ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset)
 {
-	return offset < 0 ? pm_ret(-EINVAL) : rw_refused(handle);
+	return offset < 0 ? pm_ret(-EINVAL) : gmem_write(handle, buf, count, offset);
 }
 
 void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset)

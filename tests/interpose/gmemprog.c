@@ -118,10 +118,49 @@ static void s_madvise(void)
 	close(kvm);
 }
 
+/* write() and pwrite() populate a guest_memfd (the posted write() series):
+ * bytes land where the mapping shows them; Linux's errno otherwise. */
+static void s_write(void)
+{
+	int kvm = open_kvm(), vm = create_vm(kvm, KVM_X86_DEFAULT_VM), sw, g, p;
+	char buf[3 * PAGE], *m;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)(i * 3 + 1);
+	g = create_gmem(vm, 4 * PAGE, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
+	m = mmap(NULL, 4 * PAGE, PROT_READ, MAP_SHARED, g, 0);
+	CHECK(m != MAP_FAILED);
+	CHECK(pwrite(g, buf, 2 * PAGE, PAGE) == (ssize_t)(2 * PAGE));
+	CHECK(memcmp(m + PAGE, buf, 2 * PAGE) == 0);
+	CHECK(write(g, buf + 5, 10) == 10 && write(g, buf, 10) == 10);   /* from position 0 */
+	CHECK(memcmp(m, buf + 5, 10) == 0 && memcmp(m + 10, buf, 10) == 0);
+	CHECK(pwrite(g, buf, 2 * PAGE, 3 * PAGE) == (ssize_t)PAGE);      /* short at the end */
+	FAILS(pwrite(g, buf, 1, 4 * PAGE), ENOSPC);
+	FAILS(pwrite(g, buf, 1, -1), EINVAL);
+	{
+		char *volatile nowhere = NULL;
+
+		FAILS(pwrite(g, nowhere, 1, 0), EFAULT);
+	}
+	FAILS(read(g, buf, 1), EINVAL);
+	CHECK(munmap(m, 4 * PAGE) == 0);
+	close(g);
+	close(vm);
+	vm = create_vm(kvm, KVM_X86_SW_PROTECTED_VM);
+	sw = create_gmem(vm, 4 * PAGE, GUEST_MEMFD_FLAG_MMAP);
+	FAILS(pwrite(sw, buf, 8, 0), EACCES);                          /* private pages */
+	p = create_gmem(vm, 4 * PAGE, 0);
+	FAILS(write(p, buf, 8), EINVAL);                               /* no MMAP: no write */
+	close(p);
+	close(sw);
+	close(vm);
+	close(kvm);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*fn)(void); } scenarios[] = {
-		{ "madvise", s_madvise },
+		{ "madvise", s_madvise }, { "write", s_write },
 	};
 
 	setvbuf(stdout, NULL, _IONBF, 0);

@@ -18,13 +18,13 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/falloc.h>
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
-#include "gmem/gmem.h"
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
+#include "host/pool.h"
 #include "lib/common.h"
 #include "lib/testutil.h"
 
@@ -40,7 +40,7 @@ struct type_flags {
 	uint64_t flags;
 };
 
-#define NDM 0ULL
+#define NDM GUEST_MEMFD_FLAG_NO_DIRECT_MAP
 static const struct type_flags expected_flags[] = {
 	{ KVM_X86_DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED | NDM },
 	{ KVM_X86_SW_PROTECTED_VM, GUEST_MEMFD_FLAG_MMAP | NDM },
@@ -371,6 +371,108 @@ static void test_write_errors(void **state)
 	vm_file_close(&f);
 }
 
+/* ---- GUEST_MEMFD_FLAG_NO_DIRECT_MAP ---- */
+
+static bool read_faults_in_child(const volatile uint8_t *addr)
+{
+	int r = pm_test_read_faults((const void *)addr);
+
+	assert_true(r >= 0);
+	return r;
+}
+
+#define NDM_PAGES 16
+
+/* The guest writes each page's own value, syncs, then checks them. */
+static void guest_writes_then_checks(struct pm_guest *g, void *arg)
+{
+	uint64_t bad = 0;
+
+	for (uint64_t i = 0; i < NDM_PAGES; i++)
+		pm_guest_write64(g, i * PAGE, 0xd00d0000 + i);
+	pm_guest_sync(g, 0);
+	for (uint64_t i = 0; i < NDM_PAGES; i++)
+		bad += pm_guest_read64(g, i * PAGE) != 0xd00d0000 + i;
+	pm_guest_sync(g, bad);
+}
+
+static void set_private(int vm, uint64_t gpa, uint64_t size)
+{
+	struct kvm_memory_attributes a = { .address = gpa, .size = size,
+					   .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &a), 0);
+}
+
+/* A guest's private pages on a NO_DIRECT_MAP file: their frames fault at
+ * their direct-map address (a stray host read dies), the trusted path
+ * (pm_pfn_to_hva) still reaches them, the guest runs on; punched, a frame
+ * is back in the direct map, zero. Without the flag the same read works. */
+static void check_direct_map(uint64_t flags, bool hidden)
+{
+	struct pm_gmem *g;
+	struct vm_file f;
+	pm_pfn_t pfn;
+	int vcpu;
+
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 2 * MIB, flags);
+	set_private(f.vm, 0, 2 * MIB);
+	vcpu = guest_setup(&f, guest_writes_then_checks, NULL);
+	assert_int_equal(guest_next(vcpu), 0);
+	g = pm_test_gmem_of(f.gmem);
+	for (uint64_t i = 0; i < NDM_PAGES; i++) {
+		pfn = pm_gmem_peek_pfn(g, i);
+		assert_true(pfn != PM_PFN_INVALID);
+		assert_int_equal(read_faults_in_child(pm_pfn_to_direct(pfn)), hidden);
+		assert_int_equal(pm_hva_to_pfn(pm_pfn_to_hva(pfn)), pfn);
+		assert_int_equal(*(uint64_t *)pm_pfn_to_hva(pfn), 0xd00d0000 + i);
+		assert_int_equal(pm_pfn_to_hva(pfn) != pm_pfn_to_direct(pfn), hidden);
+	}
+	assert_int_equal(guest_next(vcpu), 0);
+	pfn = pm_gmem_peek_pfn(g, 3);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, PUNCH, 3 * PAGE, PAGE), 0);
+	assert_false(read_faults_in_child(pm_pfn_to_direct(pfn)));
+	assert_int_equal(*(volatile uint64_t *)pm_pfn_to_direct(pfn), 0);
+	assert_int_equal(pm_kvm_close(vcpu), 0);
+	vm_file_close(&f);
+}
+
+static void test_no_direct_map_frames_fault_for_a_stray_host_read(void **state)
+{
+	check_direct_map(NDM | PM_GUEST_MEMFD_FLAG_NO_HUGE, true);
+	check_direct_map(NDM, true);                 /* one 2M page */
+	check_direct_map(PM_GUEST_MEMFD_FLAG_NO_HUGE, false);
+}
+
+/* Firecracker's case: a default VM's MMAP | INIT_SHARED | NO_DIRECT_MAP
+ * file shared with the VMM through its mapping; the frames stay hidden,
+ * the pool gets every frame back. */
+static void test_no_direct_map_with_a_shared_mapping(void **state)
+{
+	struct pm_pool_stats before, after;
+	struct vm_file f;
+	uint64_t pages = 0;
+	int vcpu;
+
+	pm_pool_get_stats(&before);
+	vm_file_open(&f, KVM_X86_DEFAULT_VM, 2 * MIB,
+		     GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED | NDM);
+	vcpu = guest_setup(&f, guest_writes_then_checks, NULL);
+	assert_int_equal(guest_next(vcpu), 0);
+	for (uint64_t i = 0; i < NDM_PAGES; i++) {
+		pm_pfn_t pfn = pm_gmem_peek_pfn(pm_test_gmem_of(f.gmem), i);
+
+		pages += *(uint64_t *)(f.view + i * PAGE) == 0xd00d0000 + i;
+		assert_true(read_faults_in_child(pm_pfn_to_direct(pfn)));
+	}
+	assert_int_equal(pages, NDM_PAGES);
+	assert_int_equal(guest_next(vcpu), 0);
+	assert_int_equal(pm_kvm_close(vcpu), 0);
+	vm_file_close(&f);
+	pm_pool_get_stats(&after);
+	assert_int_equal(after.in_use, before.in_use);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -380,6 +482,8 @@ int main(void)
 		cmocka_unit_test(test_madv_remove_punches_the_file),
 		cmocka_unit_test(test_pwrite_and_write_populate_pages_a_guest_reads),
 		cmocka_unit_test(test_write_errors),
+		cmocka_unit_test(test_no_direct_map_frames_fault_for_a_stray_host_read),
+		cmocka_unit_test(test_no_direct_map_with_a_shared_mapping),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -902,6 +902,25 @@ static void test_mmap_private_page_faults_shared_page_works(void **state)
 	t_destroy(&t);
 }
 
+/* NO_DIRECT_MAP on an SNP VM: the private page's frame faults at its
+ * direct-map address; the firmware's and the RMP's paths (PVALIDATE finds
+ * the frame from the vCPU's translation) still work through the alias. */
+static void test_no_direct_map_private_page(void **state)
+{
+	pm_pfn_t priv;
+	struct t t;
+
+	t_create(&t, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
+		 PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(t_run(&t, guest_private_and_shared_pages_in_gmem, NULL), PM_EXIT_UCALL);
+	priv = pm_gmem_peek_pfn(pm_test_gmem_of(t.gmem), MMAP_PRIV / PAGE);
+	assert_true(rmp_is_assigned(rmp_effective(priv)));
+	assert_int_equal(pm_test_read_faults(pm_pfn_to_direct(priv)), 1);
+	assert_true(pm_pfn_to_hva(priv) != pm_pfn_to_direct(priv));
+	assert_int_equal(model_stat(&t, "unvalidated_access"), 0);
+	t_destroy(&t);
+}
+
 static int teardown_all(void **state)
 {
 	/* Every SNP VM is gone: nothing may be left assigned (rmp_put checks),
@@ -915,6 +934,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_vm_type_offers_gmem_mmap_but_not_init_shared),
 		cmocka_unit_test(test_mmap_private_page_faults_shared_page_works),
+		cmocka_unit_test(test_no_direct_map_private_page),
 		cmocka_unit_test(test_launch_start_errors),
 		cmocka_unit_test(test_launch_update_errors),
 		cmocka_unit_test(test_launch_update_partial_progress),

@@ -27,6 +27,8 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
+#include "host/pool.h"
 #include "models/tdx/tdx.h"
 #include "uapi/handle.h"
 #include "lib/testutil.h"
@@ -488,6 +490,28 @@ static void test_accept_4k_then_use(void **state)
 	assert_int_equal(st.sept_entries[0], 5);
 	assert_int_equal(st.sept_entries[1], 0);
 	assert_int_equal(st.fatal_events, 0);
+	vmm_destroy(&m);
+}
+
+/* NO_DIRECT_MAP on a TD: accepted pages' frames fault at their direct-map
+ * address; the TDX module (AUG, the guest's accesses) reaches them. */
+static void test_no_direct_map_accepted_pages(void **state)
+{
+	struct acc_args a = { .gpa = GPA + 3 * PAGE, .size = 5 * PAGE };
+	struct vmm m;
+
+	vmm_create_flags(&m, 48, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	vmm_finalize(&m);
+	vmm_guest(&m, guest_accepts_and_uses, &a);
+	assert_int_equal(vmm_sync(&m), 10);
+	for (uint64_t i = 3; i < 8; i++) {
+		struct pm_gmem *g = pm_test_gmem_of(m.gmem);
+		pm_pfn_t pfn = pm_gmem_peek_pfn(g, i);
+
+		assert_true(pfn != PM_PFN_INVALID);
+		assert_int_equal(pm_test_read_faults(pm_pfn_to_direct(pfn)), 1);
+	}
+	assert_int_equal(vmm_sync(&m), 1);
 	vmm_destroy(&m);
 }
 
@@ -1443,6 +1467,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_init_vm_errors_and_the_shared_bit),
 		T(test_mmap_private_page_faults_shared_page_works),
+		T(test_no_direct_map_accepted_pages),
 		T(test_measured_build_and_its_errors),
 		T(test_build_retried_after_busy_reports_no_hw_error),
 		T(test_build_from_an_unmapped_source_is_efault),

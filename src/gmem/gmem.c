@@ -134,6 +134,28 @@ bool pm_gmem_tryget(struct pm_gmem *g)
 	return false;
 }
 
+/* The pool's frames for a file: out of the direct map for a file made with
+ * GUEST_MEMFD_FLAG_NO_DIRECT_MAP (pm_pool_hide), from the moment they are
+ * allocated, before any index entry publishes them, until they are freed. */
+static int gmem_alloc_frames(struct pm_gmem *g, unsigned int order, pm_pfn_t *pfn)
+{
+	int r = pm_pool_alloc(order, pfn);
+
+	if (r || !(g->flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP))
+		return r;
+	r = pm_pool_hide(*pfn, order);
+	if (r)
+		pm_pool_free(*pfn, order);
+	return r;
+}
+
+static void gmem_free_frames(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
+{
+	if (g->flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP)
+		pm_pool_reveal(pfn, order);
+	pm_pool_free(pfn, order);
+}
+
 /* Returns a run of frames to the pool, after the model took it back. The
  * run is out of the index (and out of the statistics) already. */
 static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
@@ -146,7 +168,7 @@ static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 		return;
 	if (m->gmem_invalidate)
 		m->gmem_invalidate(pfn, pfn + (1ULL << order));
-	pm_pool_free(pfn, order);
+	gmem_free_frames(g, pfn, order);
 }
 
 /* ---- occupancy bits (gmem_internal.h) ---- */
@@ -500,7 +522,7 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 		int r;
 
 		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
-		r = pm_pool_alloc(order, &pfn);
+		r = gmem_alloc_frames(g, order, &pfn);
 		if (r == 0) {
 			gmem_used_mark(used);
 			if (atomic_compare_exchange_strong(slot, &expected, ge_make_folio(pfn, 0))) {
@@ -509,7 +531,7 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 				atomic_fetch_add_explicit(&st->pages, 1ULL << order, memory_order_relaxed);
 				atomic_fetch_add_explicit(&st->folios[level], 1, memory_order_relaxed);
 			} else {
-				pm_pool_free(pfn, order);  /* lost the race: use the winner's */
+				gmem_free_frames(g, pfn, order);  /* lost the race: use the winner's */
 			}
 			return 0;
 		}

@@ -309,6 +309,7 @@ static void pool_destroy_locked(void)
 {
 	pool_assert_locked();
 	PM_BUG_ON(!pm_pool.live || pool_busy_locked());
+	pool_hidden_destroy_locked();
 	atomic_store_explicit(&pool_hva_frames, 0, memory_order_relaxed);
 	atomic_store_explicit(&pool_hva_base, 0, memory_order_relaxed);
 	free(pm_pool.populated);
@@ -419,12 +420,19 @@ void pool_free_run(uint64_t pfn, unsigned int order)
 
 /* ---- translation ---- */
 
-void *pm_pfn_to_hva(pm_pfn_t pfn)
+void *pm_pfn_to_direct(pm_pfn_t pfn)
 {
 	uintptr_t base = atomic_load_explicit(&pool_hva_base, memory_order_relaxed);
 
 	PM_BUG_ON(pfn >= atomic_load_explicit(&pool_hva_frames, memory_order_relaxed));
 	return (void *)(base + (uintptr_t)(pfn << PM_PAGE_SHIFT));
+}
+
+void *pm_pfn_to_hva(pm_pfn_t pfn)
+{
+	if (__builtin_expect(pool_hidden_frames() != 0, 0) && pool_frame_hidden(pfn))
+		return pool_hidden_hva(pfn);
+	return pm_pfn_to_direct(pfn);
 }
 
 /* Racing a re-creation may pair an old base with a new size; only addresses
@@ -436,7 +444,7 @@ pm_pfn_t pm_hva_to_pfn(const void *hva)
 	uintptr_t a = (uintptr_t)hva;
 
 	if (!base || a < base || (a - base) >> PM_PAGE_SHIFT >= nr)
-		return PM_PFN_INVALID;
+		return pool_hidden_frames() ? pool_hidden_pfn(a) : PM_PFN_INVALID;
 	return (a - base) >> PM_PAGE_SHIFT;
 }
 

@@ -48,8 +48,20 @@ int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn);
  * part of a larger allocation (a huge page being split). */
 void pm_pool_free(pm_pfn_t pfn, unsigned int order);
 
-/* Library address of a frame (valid while allocated). */
+/* Library address of a frame (valid while allocated): the direct map, or
+ * for a hidden frame its alias (the path of the simulated hardware and
+ * privmem's trusted components, who ask the host access guards first). */
 void *pm_pfn_to_hva(pm_pfn_t pfn);
+/* The frame's address in the direct map, the host's view of the pool: a
+ * hidden frame faults there. */
+void *pm_pfn_to_direct(pm_pfn_t pfn);
+
+/* Takes freshly allocated frames [pfn, pfn + (1 << order)) out of the
+ * direct map (GUEST_MEMFD_FLAG_NO_DIRECT_MAP, pool_hidden.c): 0, -ENOMEM,
+ * -EBUSY (the pool was re-created with another size while frames were
+ * hidden). reveal puts them back, before they are freed. */
+int pm_pool_hide(pm_pfn_t pfn, unsigned int order);
+void pm_pool_reveal(pm_pfn_t pfn, unsigned int order);
 /* Frame of a library address inside the pool, or PM_PFN_INVALID. */
 pm_pfn_t pm_hva_to_pfn(const void *hva);
 /* Number of frames the pool manages. */

@@ -195,6 +195,18 @@ int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn);
 int pool_alloc_run(unsigned int order, pm_pfn_t *pfn);
 void pool_free_run(uint64_t pfn, unsigned int order);
 
+/* ---- pool_hidden.c: frames out of the direct map ---- */
+
+/* Whether frame pfn is hidden (only while pool_hidden_frames() != 0). */
+bool pool_frame_hidden(uint64_t pfn);
+uint64_t pool_hidden_frames(void);
+/* A hidden frame's address in the alias; the frame of an alias address,
+ * or PM_PFN_INVALID. */
+void *pool_hidden_hva(uint64_t pfn);
+uint64_t pool_hidden_pfn(uintptr_t a);
+/* The pool goes: nothing may be hidden. */
+void pool_hidden_destroy_locked(void);
+
 /* ---- pool_buddy.c: free lists, splitting, merging ---- */
 
 void pool_seed_locked(void);

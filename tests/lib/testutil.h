@@ -23,6 +23,11 @@
  */
 bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
 
+/* Reads the byte at addr in a forked child, with handlers for SIGSEGV and
+ * SIGBUS (which ASan honours): 1 if the read faulted, 0 if it completed,
+ * -1 if the child could not tell. */
+int pm_test_read_faults(const void *addr);
+
 /* Runs fn(arg) in a forked child with stderr silenced; true if the child
  * died of SIGABRT (a PM_BUG_ON), false otherwise. */
 bool pm_test_aborts(void (*fn)(void *), void *arg);

@@ -289,8 +289,9 @@ static void check_flag_bits(unsigned long type, uint64_t expected_mask)
 
 static void test_create_rejects_every_flag_bit_outside_the_reported_mask(void **state)
 {
-	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
-	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP);
+	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED |
+				    GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
 }
 
 static void test_page_size_flags_are_einval_until_the_vm_enables_them(void **state)

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <linux/falloc.h>
+#include <linux/mempolicy.h>
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
@@ -473,6 +474,231 @@ static void test_no_direct_map_with_a_shared_mapping(void **state)
 	assert_int_equal(after.in_use, before.in_use);
 }
 
+/* ---- NUMA placement ---- */
+
+#define NUMA_POOL  (64 * MIB)
+#define NUMA_NODES 4
+#define NODE_FRAMES (NUMA_POOL / NUMA_NODES / PAGE)    /* the layout, computed here */
+
+static void pool_config(uint64_t size, uint64_t nodes)
+{
+	int kvm = pm_kvm_open();
+	struct pm_pool_config cfg = { .size = size, .nodes = nodes };
+
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
+	pm_kvm_close(kvm);
+}
+
+static int numa_setup(void **state)
+{
+	pool_config(NUMA_POOL, NUMA_NODES);
+	return 0;
+}
+
+static int numa_teardown(void **state)
+{
+	pool_config(4ULL << 30, 1);
+	return 0;
+}
+
+/* The node of file page i's frame, from the pool's layout (not privmem's
+ * answer). */
+static unsigned int node_of_page(int gmem, uint64_t i)
+{
+	pm_pfn_t pfn = pm_gmem_peek_pfn(pm_test_gmem_of(gmem), i);
+
+	assert_true(pfn != PM_PFN_INVALID);
+	return (unsigned int)(pfn / NODE_FRAMES);
+}
+
+static long do_mbind(void *addr, unsigned long len, int mode, unsigned long mask)
+{
+	return pm_kvm_mbind(addr, len, mode, mask ? &mask : NULL, mask ? 64 : 0, 0);
+}
+
+static void test_pool_nodes_and_their_statistics(void **state)
+{
+	struct pm_pool_stats st;
+	int kvm = pm_kvm_open();
+
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st), 0);
+	assert_int_equal(st.nr_nodes, NUMA_NODES);
+	for (unsigned int n = 0; n < NUMA_NODES; n++) {
+		assert_int_equal(st.node_size[n], NUMA_POOL / NUMA_NODES);
+		assert_int_equal(st.node_in_use[n], 0);
+	}
+	/* Bad node counts: EINVAL, nothing changed. */
+	{
+		struct pm_pool_config cfg = { .size = NUMA_POOL, .nodes = PM_POOL_MAX_NODES + 1 };
+
+		assert_fails(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), EINVAL);
+		cfg = (struct pm_pool_config){ .size = 4 * MIB, .nodes = 3 };   /* 2 MiB each at least */
+		assert_fails(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg), EINVAL);
+	}
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &st), 0);
+	assert_int_equal(st.nr_nodes, NUMA_NODES);
+	pm_kvm_close(kvm);
+}
+
+/* mbind on a mapping: BIND, PREFERRED, INTERLEAVE and DEFAULT over four
+ * parts of a file; allocations follow, the statistics say where from. */
+static void test_mbind_places_later_allocations(void **state)
+{
+	const uint64_t part = 2 * MIB / PAGE;
+	uint64_t expect[PM_POOL_MAX_NODES] = { 0 };
+	struct pm_gmem_file_stats fs;
+	struct pm_pool_stats ps;
+	struct vm_file f;
+	unsigned long mask;
+	int mode;
+
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 8 * MIB,
+		     GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(do_mbind(f.view, 2 * MIB, MPOL_BIND, 1UL << 2), 0);
+	assert_int_equal(do_mbind(f.view + 2 * MIB, 2 * MIB, MPOL_PREFERRED, 1UL << 1), 0);
+	assert_int_equal(do_mbind(f.view + 4 * MIB, 2 * MIB, MPOL_INTERLEAVE, 1UL << 0 | 1UL << 3), 0);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, FALLOC_FL_KEEP_SIZE, 0, 8 * MIB), 0);
+	for (uint64_t i = 0; i < 4 * part; i++) {
+		unsigned int want = i < part ? 2 : i < 2 * part ? 1 : i < 3 * part ? (i % 2 ? 3 : 0) : 0;
+		unsigned int got = node_of_page(f.gmem, i);
+		int node = -1;
+
+		if (got != want)
+			fail_msg("page %lu on node %u, want %u", (unsigned long)i, got, want);
+		expect[got]++;
+		assert_int_equal(pm_kvm_get_mempolicy(&node, NULL, 0, f.view + i * PAGE,
+						      MPOL_F_NODE | MPOL_F_ADDR), 0);
+		assert_int_equal(node, want);
+	}
+	assert_int_equal(pm_kvm_ioctl(f.gmem, PM_GUEST_MEMFD_GET_STATS, &fs), 0);
+	assert_int_equal(fs.pages, 4 * part);
+	pm_pool_get_stats(&ps);
+	for (unsigned int n = 0; n < NUMA_NODES; n++) {
+		assert_int_equal(fs.node_pages[n], expect[n]);
+		assert_true(ps.node_in_use[n] >= expect[n] * PAGE);
+	}
+	/* The policy reads back; DEFAULT removes it. */
+	mask = ~0UL;
+	assert_int_equal(pm_kvm_get_mempolicy(&mode, &mask, 65, f.view + PAGE, MPOL_F_ADDR), 0);
+	assert_int_equal(mode, MPOL_BIND);
+	assert_int_equal(mask, 1UL << 2);
+	assert_int_equal(pm_kvm_get_mempolicy(&mode, &mask, 65, f.view + 4 * MIB, MPOL_F_ADDR), 0);
+	assert_int_equal(mode, MPOL_INTERLEAVE);
+	assert_int_equal(mask, 1UL << 0 | 1UL << 3);
+	assert_int_equal(do_mbind(f.view, 2 * MIB, MPOL_DEFAULT, 0), 0);
+	assert_int_equal(pm_kvm_get_mempolicy(&mode, &mask, 65, f.view + PAGE, MPOL_F_ADDR), 0);
+	assert_int_equal(mode, MPOL_DEFAULT);
+	assert_int_equal(mask, 0);
+	/* PREFERRED without nodes is LOCAL. */
+	assert_int_equal(do_mbind(f.view + 6 * MIB, PAGE, MPOL_PREFERRED, 0), 0);
+	assert_int_equal(pm_kvm_get_mempolicy(&mode, NULL, 0, f.view + 6 * MIB, MPOL_F_ADDR), 0);
+	assert_int_equal(mode, MPOL_LOCAL);
+	vm_file_close(&f);
+	pm_pool_get_stats(&ps);
+	for (unsigned int n = 0; n < NUMA_NODES; n++)
+		assert_int_equal(ps.node_in_use[n], 0);
+}
+
+/* Pages never move: a policy set over allocated pages applies to the
+ * pages allocated there later (after a punch). */
+static void test_mbind_never_moves_pages(void **state)
+{
+	struct vm_file f;
+
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 2 * MIB,
+		     GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, FALLOC_FL_KEEP_SIZE, 0, 4 * PAGE), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_int_equal(node_of_page(f.gmem, i), 0);
+	assert_int_equal(do_mbind(f.view, 4 * PAGE, MPOL_BIND, 1UL << 3), 0);
+	for (uint64_t i = 0; i < 4; i++)
+		assert_int_equal(node_of_page(f.gmem, i), 0);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, PUNCH, PAGE, PAGE), 0);
+	assert_int_equal(pm_kvm_fallocate(f.gmem, FALLOC_FL_KEEP_SIZE, 0, 4 * PAGE), 0);
+	assert_int_equal(node_of_page(f.gmem, 0), 0);
+	assert_int_equal(node_of_page(f.gmem, 1), 3);
+	/* BIND to a node that is full: ENOMEM, no other node used. */
+	vm_file_close(&f);
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 32 * MIB, GUEST_MEMFD_FLAG_MMAP);
+	assert_int_equal(do_mbind(f.view, 32 * MIB, MPOL_BIND, 1UL << 1), 0);
+	assert_fails(pm_kvm_fallocate(f.gmem, FALLOC_FL_KEEP_SIZE, 0, 32 * MIB), ENOMEM);
+	assert_true(file_pages(f.gmem) <= NODE_FRAMES);
+	for (uint64_t i = 0; i < 32 * MIB / PAGE; i += 512)
+		if (pm_gmem_peek_pfn(pm_test_gmem_of(f.gmem), i) != PM_PFN_INVALID)
+			assert_int_equal(node_of_page(f.gmem, i), 1);
+	vm_file_close(&f);
+}
+
+static void test_mbind_errors(void **state)
+{
+	unsigned long big[64] = { 0 }, m = 1;
+	struct vm_file f;
+	uint8_t *hole;
+	int mode;
+
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 2 * MIB, GUEST_MEMFD_FLAG_MMAP);
+	assert_fails(pm_kvm_mbind(f.view, PAGE, 7, &m, 64, 0), EINVAL);              /* no such mode */
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_BIND | MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES,
+				  &m, 64, 0), EINVAL);
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_INTERLEAVE | MPOL_F_NUMA_BALANCING, &m, 64, 0), EINVAL);
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_BIND, &m, PAGE * 8 + 2, 0), EINVAL);  /* maxnode */
+	big[1500 / 64] = 1UL << (1500 % 64);                                          /* past MAX_NUMNODES */
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_BIND, big, 2048, 0), EINVAL);
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_BIND, (unsigned long *)8, 64, 0), EFAULT);
+	assert_fails(pm_kvm_mbind(f.view, PAGE, MPOL_BIND, &m, 64, 8), EINVAL);       /* flags */
+	assert_fails(pm_kvm_mbind(f.view + 1, PAGE, MPOL_BIND, &m, 64, 0), EINVAL);   /* unaligned */
+	assert_fails(pm_kvm_mbind(f.view, UINTPTR_MAX - PAGE, MPOL_BIND, &m, 64, 0), EINVAL);
+	assert_int_equal(pm_kvm_mbind(f.view, 0, MPOL_BIND, &m, 64, 0), 0);
+	assert_fails(do_mbind(f.view, PAGE, MPOL_BIND, 0), EINVAL);                    /* no nodes */
+	assert_fails(do_mbind(f.view, PAGE, MPOL_DEFAULT, 1), EINVAL);                 /* nodes */
+	assert_fails(do_mbind(f.view, PAGE, MPOL_LOCAL, 1), EINVAL);
+	assert_fails(do_mbind(f.view, PAGE, MPOL_BIND, 1UL << 5), EINVAL);             /* not a node */
+	assert_int_equal(do_mbind(f.view, PAGE, MPOL_BIND, 1UL << 5 | 1UL << 1), 0);   /* 5 dropped */
+	assert_int_equal(pm_kvm_get_mempolicy(&mode, &m, 65, f.view, MPOL_F_ADDR), 0);
+	assert_int_equal(m, 1UL << 1);
+	/* MOVE and STRICT are taken; nothing moves. */
+	assert_int_equal(pm_kvm_mbind(f.view, PAGE, MPOL_BIND, &m, 64, MPOL_MF_MOVE | MPOL_MF_STRICT), 0);
+	/* A hole after the mapping: EFAULT, as the kernel. */
+	hole = mmap(NULL, 2 * PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(hole != MAP_FAILED);
+	assert_int_equal(munmap(hole + PAGE, PAGE), 0);
+	assert_fails(pm_kvm_mbind(hole, 2 * PAGE, MPOL_BIND, &(unsigned long){ 1 }, 64, 0), EFAULT);
+	munmap(hole, PAGE);
+	/* get_mempolicy: a private page not allocated cannot be looked at. */
+	assert_fails(pm_kvm_get_mempolicy(&mode, NULL, 0, f.view, MPOL_F_NODE | MPOL_F_ADDR), EFAULT);
+	assert_fails(pm_kvm_get_mempolicy(&mode, NULL, 0, f.view, 8), EINVAL);
+	vm_file_close(&f);
+}
+
+/* A guest's faults follow the policy: interleaved over two nodes. */
+static void guest_touches_pages(struct pm_guest *g, void *arg)
+{
+	for (uint64_t i = 0; i < 64; i++)
+		pm_guest_write64(g, i * PAGE, i);
+	pm_guest_sync(g, 0);
+}
+
+static void test_guest_faults_follow_the_policy(void **state)
+{
+	struct pm_gmem_file_stats fs;
+	struct vm_file f;
+	int vcpu;
+
+	vm_file_open(&f, KVM_X86_SW_PROTECTED_VM, 2 * MIB,
+		     GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(do_mbind(f.view, 2 * MIB, MPOL_INTERLEAVE, 1UL << 1 | 1UL << 2), 0);
+	set_private(f.vm, 0, 2 * MIB);
+	vcpu = guest_setup(&f, guest_touches_pages, NULL);
+	assert_int_equal(guest_next(vcpu), 0);
+	for (uint64_t i = 0; i < 64; i++)
+		assert_int_equal(node_of_page(f.gmem, i), i % 2 ? 2 : 1);
+	assert_int_equal(pm_kvm_ioctl(f.gmem, PM_GUEST_MEMFD_GET_STATS, &fs), 0);
+	assert_int_equal(fs.node_pages[1], 32);
+	assert_int_equal(fs.node_pages[2], 32);
+	assert_int_equal(pm_kvm_close(vcpu), 0);
+	vm_file_close(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -486,5 +712,16 @@ int main(void)
 		cmocka_unit_test(test_no_direct_map_with_a_shared_mapping),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest numa[] = {
+		cmocka_unit_test(test_pool_nodes_and_their_statistics),
+		cmocka_unit_test(test_mbind_places_later_allocations),
+		cmocka_unit_test(test_mbind_never_moves_pages),
+		cmocka_unit_test(test_mbind_errors),
+		cmocka_unit_test(test_guest_faults_follow_the_policy),
+	};
+
+	/* NUMA first: it re-creates the pool, which a poisoned page (never
+	 * freed) would keep busy. */
+	return cmocka_run_group_tests_name("numa", numa, numa_setup, numa_teardown) |
+	       cmocka_run_group_tests(tests, NULL, NULL);
 }

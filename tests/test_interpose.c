@@ -172,6 +172,23 @@ static void test_guest_memfd_write_and_pwrite_populate_it(void **state)
 	gmem_scenario("write", NULL);
 }
 
+static void test_guest_memfd_mbind_and_get_mempolicy_through_syscall(void **state)
+{
+	static const char *const env[] = { "PRIVMEM_POOL_NODES=4", NULL };
+	const char *opt[] = { cli, "exec", "--pool-size", POOL, "--pool-nodes", "4", "--", gmemprog,
+			      "mbind", NULL };
+	const char *bad[] = { cli, "exec", "--pool-nodes", "17", "--", gmemprog, "mbind", NULL };
+	struct result r;
+
+	gmem_scenario("mbind", env);
+	r = run(opt, NULL);
+	expect(&r, 0, "ok\n");
+	free(r.out);
+	r = run(bad, NULL);
+	expect(&r, 2, "--pool-nodes");
+	free(r.out);
+}
+
 static void test_dup_dup2_dup3_f_dupfd_share_one_handle(void **state)
 {
 	scenario("dup");
@@ -341,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_guest_memfd_mmap_punch_madvise_remove_and_partial_munmap),
 		cmocka_unit_test(test_guest_memfd_madv_collapse_einval_madv_hugepage_ok),
 		cmocka_unit_test(test_guest_memfd_write_and_pwrite_populate_it),
+		cmocka_unit_test(test_guest_memfd_mbind_and_get_mempolicy_through_syscall),
 		cmocka_unit_test(test_dup_dup2_dup3_f_dupfd_share_one_handle),
 		cmocka_unit_test(test_close_while_another_thread_is_in_kvm_run),
 		cmocka_unit_test(test_threads_creating_and_closing_descriptors),

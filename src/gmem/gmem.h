@@ -70,6 +70,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <privmem/privmem.h>
 #include "lib/common.h"
 
 struct pm_vm;
@@ -148,6 +149,14 @@ void pm_gmem_views_put(struct pm_gmem_view_part *parts, size_t n);
 ssize_t pm_gmem_write(struct pm_gmem *g, const void *buf, size_t count, uint64_t off);
 ssize_t pm_gmem_write_at_pos(struct pm_gmem *g, const void *buf, size_t count);
 
+/* mbind / get_mempolicy on a range that views may map (gmem_numa.c):
+ * Linux's arguments and errno; parts no view maps go to the kernel.
+ * get_mempolicy answers (*handled) only for MPOL_F_ADDR on a view. */
+int pm_gmem_mbind(void *addr, unsigned long len, unsigned long mode, const unsigned long *nmask,
+		  unsigned long maxnode, unsigned int flags);
+int pm_gmem_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+			  unsigned long flags, bool *handled);
+
 /* madvise on a range that views of guest_memfds may map (gmem_madvise.c). */
 int pm_gmem_madvise(void *addr, size_t len, int advice);
 
@@ -196,6 +205,7 @@ struct pm_gmem_stats {
 	uint64_t folios[3];     /* allocated huge pages by size: 4K, 2M, 1G */
 	uint64_t splits;        /* huge pages split by punch hole */
 	uint64_t poisoned;      /* pages lost to memory failure */
+	uint64_t node_pages[PM_POOL_MAX_NODES]; /* pages by the node of their frames */
 };
 void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st);
 

@@ -42,6 +42,21 @@
  * Returns 0 and *pfn, or -ENOMEM. Initialises the pool on first use. */
 int pm_pool_alloc(unsigned int order, pm_pfn_t *pfn);
 
+/* Simulated NUMA nodes (PM_POOL_MAX_NODES in privmem.h). An allocation's
+ * policy: the nodes it may use and the one it tries first. */
+struct pm_node_policy {
+	uint32_t allowed;       /* a bit per node; 0: any node */
+	uint32_t preferred;     /* nodes tried first (ascending); then the allowed
+	                         * ones, ascending */
+};
+/* pm_pool_alloc within a policy (NULL: as pm_pool_alloc): -ENOMEM when no
+ * allowed node has the run. Runs with a policy bypass the per-thread
+ * caches (they hold frames of any node). */
+int pm_pool_alloc_policy(unsigned int order, const struct pm_node_policy *p, pm_pfn_t *pfn);
+/* The node of an allocated frame; the pool's number of nodes. */
+unsigned int pm_pool_node_of(pm_pfn_t pfn);
+unsigned int pm_pool_nr_nodes(void);
+
 /* Frees frames [pfn, pfn + (1 << order)): scrubs them, then returns them to
  * the buddy lists (merging with free buddies), or a 4K frame to the calling
  * thread's cache. The run must be naturally aligned and allocated; it may be
@@ -67,9 +82,11 @@ pm_pfn_t pm_hva_to_pfn(const void *hva);
 /* Number of frames the pool manages. */
 uint64_t pm_pool_nr_frames(void);
 
-/* Resizes the pool (see PM_KVM_SET_POOL_CONFIG), after draining every
- * thread's cache. 0 or -EBUSY / -EINVAL / -ENOMEM. */
+/* Resizes the pool and sets its number of nodes (see PM_KVM_SET_POOL_CONFIG;
+ * 0 keeps a setting), after draining every thread's cache. 0 or -EBUSY /
+ * -EINVAL / -ENOMEM. */
 int pm_pool_configure(uint64_t size, uint64_t watermark);
+int pm_pool_configure_nodes(uint64_t size, uint64_t watermark, unsigned int nodes);
 /* Drains every thread's cache into the buddy lists, then reads the
  * statistics: they are exact, as if there were no caches. */
 void pm_pool_get_stats(struct pm_pool_stats *st);

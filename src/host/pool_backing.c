@@ -163,6 +163,7 @@ void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t)
 	pool_check_allocated_locked(pfn, order);
 	n = 1ULL << order;
 	pm_pool.nr_allocated -= n;
+	pm_pool.node_allocated[pool_node_of(pfn)] -= n;
 	*t = (struct transit){ .pfn = pfn, .order = order, .dirty = true };
 	if (order >= CHUNK_ORDER)
 		pool_pick_release_locked(t);

@@ -144,6 +144,7 @@ static void pool_uncache_locked(uint64_t pfn)
 	PM_BUG_ON(!pm_pool.nr_allocated);
 	frame_set(f, FRAME_PLAIN, 0);
 	pm_pool.nr_allocated--;
+	pm_pool.node_allocated[pool_node_of(pfn)]--;
 	pool_merge_locked(&t.pfn, &t.order);
 	pool_trim_locked(&t);
 }

@@ -157,10 +157,52 @@ static void s_write(void)
 	close(kvm);
 }
 
+/* Linux 6.19's NUMA policy on guest_memfd, as its selftests set it: the raw
+ * mbind and get_mempolicy system calls on a mapping (no libnuma). Run with
+ * PRIVMEM_POOL_NODES=4 and a 64M pool: nodes of 16M. */
+#define MPOL_DEFAULT    0
+#define MPOL_BIND       2
+#define MPOL_INTERLEAVE 3
+#define MPOL_F_NODE     (1 << 0)
+#define MPOL_F_ADDR     (1 << 1)
+
+static void s_mbind(void)
+{
+	int kvm = open_kvm(), vm = create_vm(kvm, KVM_X86_SW_PROTECTED_VM), node, mode;
+	int g = create_gmem(vm, 4 * MB, GUEST_MEMFD_FLAG_MMAP);
+	unsigned long mask = 1UL << 3;
+	struct pm_pool_stats st;
+	struct pm_gmem_file_stats fs;
+	char *p = mmap(NULL, 4 * MB, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0);
+
+	CHECK(p != MAP_FAILED);
+	CHECK(ioctl(kvm, PM_KVM_GET_POOL_STATS, &st) == 0 && st.nr_nodes == 4);
+	CHECK(syscall(SYS_mbind, p, 2 * MB, MPOL_BIND, &mask, 64, 0) == 0);
+	mask = 1UL << 1 | 1UL << 2;
+	CHECK(syscall(SYS_mbind, p + 2 * MB, 2 * MB, MPOL_INTERLEAVE, &mask, 64, 0) == 0);
+	CHECK(fallocate(g, FALLOC_FL_KEEP_SIZE, 0, 4 * MB) == 0);
+	CHECK(syscall(SYS_get_mempolicy, &node, NULL, 0, p + PAGE, MPOL_F_NODE | MPOL_F_ADDR) == 0);
+	CHECK(node == 3);
+	CHECK(syscall(SYS_get_mempolicy, &node, NULL, 0, p + 2 * MB, MPOL_F_NODE | MPOL_F_ADDR) == 0);
+	CHECK(node == 1 || node == 2);
+	CHECK(syscall(SYS_get_mempolicy, &mode, &mask, 65, p, MPOL_F_ADDR) == 0);
+	CHECK(mode == MPOL_BIND && mask == 1UL << 3);
+	CHECK(ioctl(g, PM_GUEST_MEMFD_GET_STATS, &fs) == 0);
+	CHECK(fs.pages == 1024 && fs.node_pages[3] == 512 && fs.node_pages[1] + fs.node_pages[2] == 512);
+	mask = 1UL << 9;                                         /* no such node */
+	FAILS(syscall(SYS_mbind, p, 2 * MB, MPOL_BIND, &mask, 64, 0), EINVAL);
+	FAILS(syscall(SYS_mbind, p, 2 * MB, 9, &mask, 64, 0), EINVAL);
+	FAILS(syscall(SYS_mbind, p, 2 * MB, MPOL_DEFAULT, &mask, 64, 0), EINVAL);
+	CHECK(munmap(p, 4 * MB) == 0);
+	close(g);
+	close(vm);
+	close(kvm);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*fn)(void); } scenarios[] = {
-		{ "madvise", s_madvise }, { "write", s_write },
+		{ "madvise", s_madvise }, { "write", s_write }, { "mbind", s_mbind },
 	};
 
 	setvbuf(stdout, NULL, _IONBF, 0);

@@ -149,4 +149,16 @@ int ipose_sysfs_open(int dirfd, const char *path, int flags);
 void ipose_maps_unmap_range(void *addr, size_t len);
 bool ipose_maps_any(void);
 
+/* ---- NUMA policy (numa.c) ----
+ * mbind and get_mempolicy (libnuma's names and prototypes; also reached
+ * from syscall()). */
+long ipose_mbind(void *addr, unsigned long len, int mode, const unsigned long *nmask,
+		 unsigned long maxnode, unsigned int flags);
+long ipose_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+			 unsigned long flags);
+long mbind(void *addr, unsigned long len, int mode, const unsigned long *nmask,
+	   unsigned long maxnode, unsigned int flags);
+long get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+		   unsigned long flags);
+
 #endif

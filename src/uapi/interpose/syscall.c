@@ -43,6 +43,14 @@ long syscall(long nr, ...)
 		switch (nr) {
 		case SYS_madvise:
 			return madvise((void *)a[0], (size_t)a[1], (int)a[2]);
+		case SYS_mbind:
+			return ipose_mbind((void *)a[0], (unsigned long)a[1], (int)a[2],
+					   (const unsigned long *)a[3], (unsigned long)a[4],
+					   (unsigned int)a[5]);
+		case SYS_get_mempolicy:
+			return ipose_get_mempolicy((int *)a[0], (unsigned long *)a[1],
+						   (unsigned long)a[2], (void *)a[3],
+						   (unsigned long)a[4]);
 		default:
 			break;
 		}

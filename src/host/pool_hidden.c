@@ -42,8 +42,9 @@
 static pthread_mutex_t hide_lock = PTHREAD_MUTEX_INITIALIZER;
 static int hide_fd = -1;                      /* hide_lock; immutable once set */
 static _Atomic uintptr_t hide_alias;          /* the alias, 0 before the first hide */
-static uint64_t hide_frames;                  /* hide_lock: frames the alias covers */
-static _Atomic uint64_t *hide_bits;           /* one per frame; immutable once set */
+static uint64_t hide_frames;                  /* frames the alias covers: written under hide_lock
+                                              * before hide_alias (release), read after it */
+static _Atomic(_Atomic uint64_t *) hide_bits; /* one per frame; set once, before hide_alias */
 static _Atomic uint64_t hide_count;           /* frames hidden now */
 
 /* The alias and its file, for a pool of nr frames: 0 or -ENOMEM. */
@@ -72,7 +73,7 @@ static int hide_setup(uint64_t nr)
 		goto err_bits;
 	madvise(alias, len, MADV_DONTFORK);
 	hide_fd = fd;
-	hide_bits = bits;
+	atomic_store_explicit(&hide_bits, bits, memory_order_release);
 	hide_frames = nr;
 	atomic_store_explicit(&hide_alias, (uintptr_t)alias, memory_order_release);
 	r = 0;
@@ -89,7 +90,9 @@ out:
 
 bool pool_frame_hidden(uint64_t pfn)
 {
-	return (atomic_load_explicit(&hide_bits[pfn / 64], memory_order_acquire) >> (pfn % 64)) & 1;
+	_Atomic uint64_t *bits = atomic_load_explicit(&hide_bits, memory_order_acquire);
+
+	return bits && (atomic_load_explicit(&bits[pfn / 64], memory_order_acquire) >> (pfn % 64)) & 1;
 }
 
 uint64_t pool_hidden_frames(void)
@@ -105,7 +108,7 @@ void *pool_hidden_hva(uint64_t pfn)
 
 uint64_t pool_hidden_pfn(uintptr_t a)
 {
-	uintptr_t alias = atomic_load_explicit(&hide_alias, memory_order_relaxed);
+	uintptr_t alias = atomic_load_explicit(&hide_alias, memory_order_acquire);
 
 	if (!alias || a < alias || (a - alias) >> PM_PAGE_SHIFT >= hide_frames)
 		return PM_PFN_INVALID;
@@ -114,13 +117,15 @@ uint64_t pool_hidden_pfn(uintptr_t a)
 
 static void bits_set(uint64_t pfn, uint64_t n, bool on)
 {
+	_Atomic uint64_t *hb = atomic_load_explicit(&hide_bits, memory_order_relaxed);
+
 	for (uint64_t i = pfn; i < pfn + n; i++) {
 		uint64_t bit = 1ULL << (i % 64);
 
 		if (on)
-			atomic_fetch_or_explicit(&hide_bits[i / 64], bit, memory_order_release);
+			atomic_fetch_or_explicit(&hb[i / 64], bit, memory_order_release);
 		else
-			atomic_fetch_and_explicit(&hide_bits[i / 64], ~bit, memory_order_release);
+			atomic_fetch_and_explicit(&hb[i / 64], ~bit, memory_order_release);
 	}
 }
 
@@ -177,9 +182,9 @@ void pool_hidden_destroy_locked(void)
 	if (atomic_load(&hide_alias)) {
 		munmap((void *)atomic_load(&hide_alias), (size_t)(hide_frames << PM_PAGE_SHIFT));
 		close(hide_fd);
-		free(hide_bits);
+		free((void *)atomic_load(&hide_bits));
 		hide_fd = -1;
-		hide_bits = NULL;
+		atomic_store(&hide_bits, NULL);
 		hide_frames = 0;
 		atomic_store(&hide_alias, 0);
 	}

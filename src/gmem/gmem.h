@@ -37,6 +37,10 @@
  *     index, see below.
  *   host_lock (mutex): what the host file holds, the host map (which
  *     pages are in it, pins), the file's views.
+ *   pos_lock (mutex, gmem_write.c): write()'s file position, taken before
+ *     everything else.
+ *   mpol.lock (mutex, a leaf, gmem_numa.c): the file's NUMA policy ranges,
+ *     read by allocations under their stripe.
  *
  * Index locking. File page i lies in 2M block i >> 9; block b is locked by
  * stripe gmem_stripe_of(b): a file has one stripe per block up to 32, and

@@ -3,7 +3,7 @@
  * The frame pool: privmem's simulated host physical memory.
  *
  * One region of private anonymous memory (the library's "direct map"); frame
- * N is the 4 KiB at base + (N << 12). The host may back it with transparent
+ * N is the 4 KiB at base + (N << 12), unless it is hidden (below). The host may back it with transparent
  * huge pages; nothing maps a frame at a second address (guest_memfd's views
  * map their file's host file, gmem_mmap.c), and a fork child gets a
  * copy-on-write copy.
@@ -26,6 +26,14 @@
  * freeing one again aborts, statistics and reconfiguration drain every
  * cache first, and an allocation reclaims every thread's cache before it
  * fails with ENOMEM.
+ *
+ * Simulated NUMA nodes: the frames are split in equal parts (node 0 first,
+ * each a multiple of 2 MiB); each node has its own free lists and no block
+ * spans two. An allocation may carry a policy (pm_pool_alloc_policy).
+ *
+ * Frames out of the direct map (pool_hidden.c): a run can be hidden from
+ * the pool's mapping (a stray access faults) while pm_pfn_to_hva() gives
+ * the simulated hardware and the trusted paths an alias of it.
  *
  * Locking: pool_lock (private to the pool's files, pool*.c) protects the
  * free lists, the frame flags and the statistics. Scrubbing happens outside

@@ -6,7 +6,8 @@
  * The library is looked for next to this binary (the build tree: build/),
  * then in the install prefix (PREFIX/bin/privmem -> PREFIX/lib/privmem/).
  * It is prepended to LD_PRELOAD; the settings go to the environment
- * (PRIVMEM_POOL_SIZE, PRIVMEM_VM_TYPES), then the command replaces this
+ * (PRIVMEM_POOL_SIZE, PRIVMEM_POOL_NODES, PRIVMEM_VM_TYPES, PRIVMEM_KVM_VERSION,
+ * PRIVMEM_TRACE), then the command replaces this
  * process (execvp), so its exit status is the command's. In sanitizer
  * builds the interposer is instrumented too and needs the sanitizer's
  * runtime loaded first: the runtime this binary runs with is put in front.
@@ -36,14 +37,19 @@ static void usage(FILE *out)
 		"2: bad options).\n"
 		"\n"
 		"options:\n"
-		"  -p, --pool-size SIZE   simulated host memory (K/M/G suffix, a multiple of\n"
+		"  -p, --pool-size SIZE   simulated host memory (K/M/G/T suffix, a multiple of\n"
 		"                         2M; default: PRIVMEM_POOL_SIZE or 4G)\n"
+		"  -n, --pool-nodes N     simulated NUMA nodes of that memory, 1..16 (the frames\n"
+		"                         split in equal parts; default: PRIVMEM_POOL_NODES or 1)\n"
 		"  -t, --vm-types LIST    VM types to offer (KVM_CAP_VM_TYPES), comma-separated:\n"
 		"                         default, sw, snp, tdx, pkvm (default is always offered;\n"
 		"                         default: all)\n"
 		"  -k, --kvm-version V    the Linux KVM uAPI to present: 6.12 (guest_memfd takes\n"
 		"                         no flags, as Linux 6.12's selftests expect) or 6.18\n"
 		"                         (default: PRIVMEM_KVM_VERSION or 6.18)\n"
+		"  -T, --trace FILE       write a Chrome / Perfetto JSON trace of what privmem\n"
+		"                         does for COMMAND to FILE when it exits\n"
+		"                         (PRIVMEM_TRACE=FILE)\n"
 		"  -h, --help             print this help and exit\n");
 }
 
@@ -157,8 +163,10 @@ int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pool-size", required_argument, NULL, 'p' },
+		{ "pool-nodes", required_argument, NULL, 'n' },
 		{ "vm-types", required_argument, NULL, 't' },
 		{ "kvm-version", required_argument, NULL, 'k' },
+		{ "trace", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -167,13 +175,22 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:k:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:n:t:k:T:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
 				return cli_bad_arg("--pool-size", optarg);
 			setenv("PRIVMEM_POOL_SIZE", optarg, 1);
 			break;
+		case 'n': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || n < 1 || n > PM_POOL_MAX_NODES)
+				return cli_bad_arg("--pool-nodes", optarg);
+			setenv("PRIVMEM_POOL_NODES", optarg, 1);
+			break;
+		}
 		case 't':
 			r = set_vm_types(optarg);
 			if (r)
@@ -184,6 +201,11 @@ int cmd_exec(int argc, char **argv)
 				return cli_bad_arg("--kvm-version", optarg);
 			setenv("PRIVMEM_KVM_VERSION", optarg, 1);
 			break;
+		case 'T':
+			if (!optarg[0])
+				return cli_bad_arg("--trace", optarg);
+			setenv("PRIVMEM_TRACE", optarg, 1);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -192,6 +214,8 @@ int cmd_exec(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cli_check_pool_env())
+		return 2;
 	if (optind == argc) {
 		fprintf(stderr, "privmem exec: no command given\n");
 		usage(stderr);

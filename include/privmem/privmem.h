@@ -36,10 +36,41 @@ ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset);
 ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset);
 void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset);
 int pm_kvm_munmap(void *addr, size_t length);
+/* madvise(2) on a range that guest_memfd mappings may cover, with what
+ * Linux does there: MADV_COLLAPSE is EINVAL (a guest_memfd mapping is
+ * never collapsed), MADV_REMOVE punches the file; everything else, and
+ * the parts of the range that are not guest_memfd mappings, goes to the
+ * kernel. */
+int pm_kvm_madvise(void *addr, size_t length, int advice);
+/* mbind(2) and get_mempolicy(2) on guest_memfd mappings, as Linux 6.19:
+ * the policy applies to the file pages the mapping covers, for their later
+ * allocations from privmem's simulated NUMA nodes (PM_POOL_MAX_NODES);
+ * get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR) gives a page's node. Linux's
+ * errno; what is not a guest_memfd mapping goes to the kernel. */
+int pm_kvm_mbind(void *addr, unsigned long len, int mode, const unsigned long *nodemask,
+		 unsigned long maxnode, unsigned int flags);
+int pm_kvm_get_mempolicy(int *mode, unsigned long *nodemask, unsigned long maxnode, void *addr,
+			 unsigned long flags);
 int pm_kvm_fstat(int handle, struct stat *st);
 
 /* The library version, e.g. "0.1.0". */
 const char *pm_version(void);
+
+/* ---- tracing ----
+ * pm_trace_start(path) records what privmem does from then on (per
+ * thread: KVM_RUN and its exits, faults with the level they mapped,
+ * conversions with their range and direction, zaps, TLB shootdowns, and
+ * the protection models' firmware calls: SEAMCALLs, RMPUPDATE / PSMASH /
+ * PVALIDATE, pKVM's hypervisor transitions), with timestamps, into a
+ * Chrome / Perfetto JSON trace written to path by pm_trace_stop() or at
+ * exit (it opens in https://ui.perfetto.dev). 0, or -1 with errno: EBUSY
+ * (a trace is being recorded already), EINVAL (no path), or open(2)'s.
+ * pm_trace_stop: 0, or -1 with EINVAL (no trace is being recorded) or EIO
+ * (the file could not be written). The environment variable
+ * PRIVMEM_TRACE=FILE starts a trace when the library is loaded. Tracing
+ * off costs each trace point one predictable branch. */
+int pm_trace_start(const char *path);
+int pm_trace_stop(void);
 
 #define PMIO 0xAF   /* the ioctl type of privmem's extensions */
 
@@ -111,6 +142,13 @@ struct pm_gmem_pin {
 
 /* The frame pool: privmem's simulated host physical memory. */
 #define PM_POOL_MAX_ORDER 18 /* 1 GiB runs */
+/* The pool's simulated NUMA nodes: the frames are split in equal parts,
+ * node 0 first (each a multiple of 2 MiB; the last takes the rest).
+ * PRIVMEM_POOL_NODES sets how many (default 1). A guest_memfd's pages come
+ * from the nodes of the policy a VMM sets with mbind() on a mapping of it
+ * (pm_kvm_mbind): for later allocations only, as Linux 6.19; the others
+ * from node 0 first (the simulated CPUs' node). */
+#define PM_POOL_MAX_NODES 16
 
 struct pm_pool_stats {
 	__u64 size;           /* bytes the pool manages */
@@ -122,20 +160,34 @@ struct pm_pool_stats {
 	__u64 alloc_failures; /* allocations refused with ENOMEM */
 	__u64 thp;            /* 1 if the host backs the pool with transparent huge pages */
 	__u64 free_blocks[PM_POOL_MAX_ORDER + 1]; /* free runs per order (4K << order) */
+	__u64 nr_nodes;       /* simulated NUMA nodes */
+	__u64 node_size[PM_POOL_MAX_NODES];   /* bytes of each node */
+	__u64 node_in_use[PM_POOL_MAX_NODES]; /* bytes handed out from each node */
 };
 
 struct pm_pool_config {
 	__u64 size;      /* bytes, a multiple of 2 MiB; 0 keeps the current size */
-	__u64 watermark; /* bytes; 0 keeps the current watermark */
+	__u64 watermark; /* bytes, at most the size; 0 keeps the current watermark
+	                  * (capped at the new size) */
+	__u64 nodes;     /* simulated NUMA nodes, 1..PM_POOL_MAX_NODES, each at least
+	                  * 2 MiB; 0 keeps the current number */
 };
 
 /* System handle: read the pool statistics. */
 #define PM_KVM_GET_POOL_STATS _IOR(PMIO, 0x10, struct pm_pool_stats)
 /* System handle: resize the pool. EBUSY while any frame is in use, EINVAL
- * for a size that is not a multiple of 2 MiB. The initial size comes from the
- * environment variable PRIVMEM_POOL_SIZE (bytes, or with a K/M/G suffix),
- * default 4 GiB; the watermark from PRIVMEM_POOL_WATERMARK, default 256 MiB. */
+ * for a size that is not a multiple of 2 MiB or a watermark above the size.
+ * The initial size comes from the environment variable PRIVMEM_POOL_SIZE
+ * (bytes, or with a K/M/G/T suffix), default 4 GiB; the watermark from
+ * PRIVMEM_POOL_WATERMARK, default 256 MiB or the size if smaller. */
 #define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
+
+/* guest_memfd handle: where the file's pages came from. */
+struct pm_gmem_file_stats {
+	__u64 pages;                          /* 4K pages allocated */
+	__u64 node_pages[PM_POOL_MAX_NODES];  /* of which on each node */
+};
+#define PM_GUEST_MEMFD_GET_STATS _IOR(PMIO, 0x32, struct pm_gmem_file_stats)
 
 /* VM handle: statistics of the VM since creation. */
 enum {
@@ -199,8 +251,10 @@ struct pm_model_stats {
 };
 #define PM_KVM_GET_MODEL_STATS _IOWR(PMIO, 0x22, struct pm_model_stats)
 /* VM handle of a TDX VM: test and tuning switches (see docs/DESIGN.md). */
-#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: mirror entries set
-                                             * with one CAS (the seed-003 race) */
+#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: a mirror entry is set
+                                             * before the module is told, not
+                                             * frozen while it is (a fault racing
+                                             * a fault of the same table fails) */
 #define PM_TDX_NO_HUGE            (1U << 1) /* private pages at 4K only (upstream) */
 struct pm_tdx_config {
 	__u32 busy_per_million;   /* OPERAND_BUSY injected into S-EPT SEAMCALLs */

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "kvm/vm.h"
 #include "lib/rcu.h"
+#include "lib/trace.h"
 #include "memslot/memslot.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
@@ -161,7 +162,10 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
 		if (pm_kvm_version() < 618)
 			return 0;       /* 6.12's guest_memfd takes no flags */
-		return ((!vm || !vm->model->gmem_no_mmap) ? GUEST_MEMFD_FLAG_MMAP : 0) |
+		/* MMAP on every VM type (upstream's "Allow mmap() on guest_memfd
+		 * for x86 VMs with private memory"): a private page still faults
+		 * in every host mapping. */
+		return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:
 		return pm_model_vm_types();
@@ -256,6 +260,7 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 	const struct kvm_memory_attributes *a = arg;
 	struct pm_inval_ticket t;
 	gfn_t start, end;
+	uint64_t t0;
 	int r;
 
 	if (a->flags)
@@ -268,8 +273,11 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 		return -EINVAL;
 	start = a->address >> PM_PAGE_SHIFT;
 	end = (a->address + a->size) >> PM_PAGE_SHIFT;
-	if (pm_attr_range_is(&vm->attrs, start, end, a->attributes))
-		return 0;
+	t0 = pm_trace_begin();
+	if (pm_attr_range_is(&vm->attrs, start, end, a->attributes)) {
+		r = 0;
+		goto out;
+	}
 
 	/* Zap the kind of mapping the range is leaving. */
 	pm_inval_begin(vm, start, end,
@@ -277,6 +285,10 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 		       PM_INVAL_CAUSE_ATTR, &t);
 	r = pm_attr_set(&vm->attrs, start, end, a->attributes);
 	pm_inval_end(vm, &t);
+out:
+	pm_trace_end(t0, PM_TRACE_CONVERT,
+		     (a->attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? "to_private" : "to_shared", a->address,
+		     a->size, a->attributes, (uint64_t)(int64_t)r);
 	return r;
 }
 

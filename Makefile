@@ -179,12 +179,17 @@ $(FUZZ_NAMES:%=$(BUILD)/obj/tests/fuzz/replay-%.o): $(BUILD)/obj/tests/fuzz/repl
 
 $(REPLAY_BINS): $(BUILD)/tests/fuzz_replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay-%.o $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	$(CC) -o $@ $(filter %.o,$^) $(STATIC) $(LDFLAGS) $(PKG_LIBS)
+
+# The interposer's fuzz target calls the interposer's open/ioctl/mmap... in
+# process: its objects are linked in (they then stand in front of libc for
+# the whole process, as under LD_PRELOAD).
+$(BUILD)/tests/fuzz_replay_interpose $(BUILD)/fuzz/fuzz_interpose: $(IPOSE_OBJS)
 
 # The libFuzzer binary (BUILD=build/fuzz SAN=fuzzer CC=clang, see `fuzz`).
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+	$(CC) -fsanitize=fuzzer -o $@ $(filter %.o,$^) $(STATIC) $(LDFLAGS) $(PKG_LIBS)
 
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile

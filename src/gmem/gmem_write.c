@@ -79,7 +79,9 @@ ssize_t pm_gmem_write(struct pm_gmem *g, const void *buf, size_t count, uint64_t
 	while (done < count) {
 		uint64_t pos = off + done;
 		struct write_chunk c = {
-			.src = (const uint8_t *)buf + done,
+			/* integer arithmetic: buf may be NULL (EFAULT, from
+			 * the copy), and NULL + 0 is undefined in C */
+			.src = (const void *)((uintptr_t)buf + done),
 			.off = pos & (PM_PAGE_SIZE - 1),
 			.n = (size_t)PM_MIN(PM_PAGE_SIZE - (pos & (PM_PAGE_SIZE - 1)), count - done),
 		};

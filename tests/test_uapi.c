@@ -434,6 +434,7 @@ static const struct ptr_row ptr_table[] = {
 	{ 2, KVM_PRE_FAULT_MEMORY, sizeof(struct kvm_pre_fault_memory), true },
 	{ 3, PM_GUEST_MEMFD_PIN, sizeof(struct pm_gmem_pin), false },
 	{ 3, PM_GUEST_MEMFD_UNPIN, sizeof(struct pm_gmem_pin), false },
+	{ 3, PM_GUEST_MEMFD_GET_STATS, sizeof(struct pm_gmem_file_stats), true },
 };
 
 /* Linux copies an ioctl's struct with copy_from_user / copy_to_user: a

@@ -428,13 +428,10 @@ static long gmem_get_file_stats(struct pm_gmem *g, unsigned long arg)
 	struct pm_gmem_file_stats fs = { 0 };
 	struct pm_gmem_stats st;
 
-	if (!arg)
-		return -EFAULT;
 	pm_gmem_get_stats(g, &st);
 	fs.pages = st.pages;
 	memcpy(fs.node_pages, st.node_pages, sizeof(fs.node_pages));
-	memcpy((void *)arg, &fs, sizeof(fs));
-	return 0;
+	return COPY_OUT(arg, fs);
 }
 
 static long gmem_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)

@@ -570,6 +570,7 @@ static void test_mbind_places_later_allocations(void **state)
 						      MPOL_F_NODE | MPOL_F_ADDR), 0);
 		assert_int_equal(node, want);
 	}
+	assert_fails(pm_kvm_get_mempolicy((int *)8, NULL, 0, f.view, MPOL_F_NODE | MPOL_F_ADDR), EFAULT);
 	assert_int_equal(pm_kvm_ioctl(f.gmem, PM_GUEST_MEMFD_GET_STATS, &fs), 0);
 	assert_int_equal(fs.pages, 4 * part);
 	pm_pool_get_stats(&ps);
@@ -667,6 +668,11 @@ static void test_mbind_errors(void **state)
 	/* get_mempolicy: a private page not allocated cannot be looked at. */
 	assert_fails(pm_kvm_get_mempolicy(&mode, NULL, 0, f.view, MPOL_F_NODE | MPOL_F_ADDR), EFAULT);
 	assert_fails(pm_kvm_get_mempolicy(&mode, NULL, 0, f.view, 8), EINVAL);
+	/* The mode and the nodes are copied out as the kernel's put_user and
+	 * copy_to_user: an address the process cannot write is EFAULT. */
+	assert_fails(pm_kvm_get_mempolicy((int *)8, &m, 65, f.view, MPOL_F_ADDR), EFAULT);
+	assert_fails(pm_kvm_get_mempolicy((int *)8, NULL, 0, f.view, MPOL_F_ADDR), EFAULT);
+	assert_fails(pm_kvm_get_mempolicy(&mode, (unsigned long *)8, 65, f.view, MPOL_F_ADDR), EFAULT);
 	vm_file_close(&f);
 }
 

@@ -345,6 +345,13 @@ static int put_nodes(unsigned long *nmask, unsigned long maxnode, uint32_t nodes
 	return process_vm_writev(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)bytes ? 0 : -EFAULT;
 }
 
+/* put_user of the mode (NULL: not wanted), before the nodes as Linux's
+ * kernel_get_mempolicy. */
+static int put_mode(int *mode, int m)
+{
+	return mode ? pm_copy_to_user(mode, &m, sizeof(m)) : 0;
+}
+
 struct node_arg {
 	unsigned int node;
 };
@@ -404,10 +411,8 @@ int pm_gmem_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode
 	i = parts[0].start;
 	if (flags & MPOL_F_NODE) {
 		r = page_node(g, i, &node);
-		if (!r && mode)
-			*mode = (int)node;
 		pm_gmem_views_put(parts, n);
-		return r;
+		return r ? r : put_mode(mode, (int)node);
 	}
 	pthread_mutex_lock(&g->mpol.lock);
 	x = mpol_find_locked(&g->mpol, i);
@@ -417,8 +422,6 @@ int pm_gmem_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode
 	}
 	pthread_mutex_unlock(&g->mpol.lock);
 	pm_gmem_views_put(parts, n);
-	r = put_nodes(nmask, maxnode, nodes);
-	if (!r && mode)
-		*mode = m;
-	return r;
+	r = put_mode(mode, m);
+	return r ? r : put_nodes(nmask, maxnode, nodes);
 }

@@ -485,7 +485,8 @@ static void fill_arg(const struct cmd *c, bool raw)
 		break;
 	}
 	default:
-		for (size_t i = 0; i < c->size && i < 64; i++)
+		/* What the kernel only writes needs no bytes. */
+		for (size_t i = 0; (c->flags & F_IN) && i < c->size && i < 64; i++)
 			b[i] = u8();
 		break;
 	}

@@ -72,6 +72,7 @@
 #include "lib/rcu.h"
 #include "models/model.h"
 #include "uapi/interpose/interpose.h"
+#include "history.h"
 
 #define PAGE      4096UL
 #define MAX_FDS   16
@@ -159,8 +160,10 @@ static const int *const e_open = ERRS(ENOENT, EACCES, EINVAL, ENOMEM, EMFILE, EN
 static const int *const e_mmap = ERRS(EINVAL, ENODEV, ENOMEM, EACCES, EPERM, EIO, EBADF, EEXIST,
 				      EOVERFLOW);
 static const int *const e_munmap = ERRS(EINVAL);
+/* EFAULT and EHWPOISON: MADV_POPULATE_* on a page the host may not map
+ * (a SIGBUS on access), as Linux's. */
 static const int *const e_madvise = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, EIO, EACCES, EBADF, EAGAIN,
-					 EPERM);
+					 EPERM, EFAULT, EHWPOISON);
 static const int *const e_falloc = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, ENOSPC, EFBIG, EIO, EINTR,
 					ENODEV, EBADF, ESPIPE, EPERM);
 static const int *const e_rw = ERRS(EINVAL, EBADF, EFAULT, ESPIPE, EACCES, ENOSPC);
@@ -1052,6 +1055,7 @@ static void setup_once(void)
 	int h;
 
 	trace = getenv("FUZZ_TRACE") != NULL;
+	history_init();
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	devdir = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	h = pm_kvm_open();
@@ -1157,6 +1161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup_once();
 	memset(&S, 0, sizeof(S));
 	S.closed_fd = -1;
+	history_add(data, size);
 	in_data = data;
 	in_len = size;
 	in_pos = 0;

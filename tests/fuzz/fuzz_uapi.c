@@ -50,6 +50,7 @@
 #include <privmem/privmem.h>
 #include "lib/common.h"
 #include "lib/rcu.h"
+#include "history.h"
 #include "uapi_ops.h"
 
 #define KIB 1024ULL
@@ -202,34 +203,6 @@ static uint8_t u8(void)
 }
 
 /* ---- invariants ---- */
-
-/* With FUZZ_HISTORY_DIR set, every input is written there (as NNNNNNNN, in
- * the order run) before it runs, and the one 16 before it removed: a
- * failure or a hang that depends on what earlier inputs left behind
- * reproduces by replaying the directory (replay.c runs it in name order). */
-#define HISTORY 16
-static const char *history_dir;
-static unsigned int history_next;
-
-static void history_add(const uint8_t *data, size_t len)
-{
-	char path[4096];
-	FILE *f;
-
-	if (!history_dir)
-		return;
-	if (history_next >= HISTORY) {
-		snprintf(path, sizeof(path), "%s/%08u", history_dir, history_next - HISTORY);
-		unlink(path);
-	}
-	snprintf(path, sizeof(path), "%s/%08u", history_dir, history_next++);
-	f = fopen(path, "wb");
-	if (f) {
-		if (fwrite(data, 1, len, f) != len)
-			perror(path);
-		fclose(f);
-	}
-}
 
 static _Noreturn __attribute__((format(printf, 1, 2))) void fz_fail(const char *fmt, ...)
 {
@@ -1659,7 +1632,7 @@ static void setup_once(void)
 	void *p;
 
 	trace = getenv("FUZZ_TRACE") != NULL;
-	history_dir = getenv("FUZZ_HISTORY_DIR");
+	history_init();
 	tdx_busy_allowed = getenv("FUZZ_TDX_BUSY") != NULL;
 	kvm = pm_kvm_open();
 	if (kvm < 0 || pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &cfg))

@@ -613,6 +613,31 @@ static void test_second_munmap_of_the_kvm_run_mapping_is_einval(void **state)
 	close_ok(sys);
 }
 
+/* The kvm_run page cannot be placed: MAP_FIXED and MAP_FIXED_NOREPLACE
+ * are EINVAL (privmem's documented difference), never a mapping at
+ * another address than the one the VMM demanded. */
+static void test_kvm_run_mapping_cannot_be_placed(void **state)
+{
+	int sys = open_sys();
+	int vm = create_vm(sys, KVM_X86_DEFAULT_VM);
+	int vcpu = create_vcpu(vm, 0);
+	size_t size = (size_t)pm_kvm_ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+	uint8_t *area = mmap(NULL, 2 * size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	assert_ptr_not_equal(area, MAP_FAILED);
+	assert_int_equal(munmap(area + size, size), 0);          /* a free address */
+	assert_mmap_fails(pm_kvm_mmap(area, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, vcpu, 0),
+			  EINVAL);
+	assert_mmap_fails(pm_kvm_mmap(area, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED_NOREPLACE,
+				      vcpu, 0), EINVAL);
+	assert_mmap_fails(pm_kvm_mmap(area + size, size, PROT_READ | PROT_WRITE,
+				      MAP_SHARED | MAP_FIXED_NOREPLACE, vcpu, 0), EINVAL);
+	munmap(area, size);
+	close_ok(vcpu);
+	close_ok(vm);
+	close_ok(sys);
+}
+
 static void test_mmap_of_system_or_vm_handle_is_enodev(void **state)
 {
 	int sys = open_sys();
@@ -1023,6 +1048,7 @@ int main(void)
 		cmocka_unit_test(test_create_vcpu_rejects_large_and_duplicate_ids),
 		cmocka_unit_test(test_vcpu_mmap_gives_one_shared_writable_kvm_run),
 		cmocka_unit_test(test_second_munmap_of_the_kvm_run_mapping_is_einval),
+		cmocka_unit_test(test_kvm_run_mapping_cannot_be_placed),
 		cmocka_unit_test(test_mmap_of_system_or_vm_handle_is_enodev),
 		cmocka_unit_test(test_enable_cap_rules),
 		cmocka_unit_test(test_enable_cap_max_vcpu_id_bounds_vcpu_ids_once),

@@ -365,8 +365,9 @@ static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot
 	struct run_map *m;
 	void *p;
 
-	/* Only the kvm_run page exists; it cannot be placed or copied. */
-	if (off != 0 || len > PM_VCPU_MMAP_SIZE || (flags & MAP_FIXED) ||
+	/* Only the kvm_run page exists; it cannot be placed (MAP_FIXED or
+	 * MAP_FIXED_NOREPLACE: never somewhere else than demanded) or copied. */
+	if (off != 0 || len > PM_VCPU_MMAP_SIZE || (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) ||
 	    (flags & MAP_TYPE) == MAP_PRIVATE) {
 		*err = -EINVAL;
 		return NULL;

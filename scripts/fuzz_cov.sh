@@ -23,7 +23,9 @@ for t in "$@"; do
 	awk '
 		$1 ~ /\.[ch]$/ && NF >= 13 {
 			f = $1; sub(/^.*src\//, "", f); n = split(f, p, "/");
-			c = (p[1] == "models" && n > 2) ? p[1] "/" p[2] : p[1];
+			c = p[1];
+			if (n > 2 && (p[1] == "models" || (p[1] "/" p[2]) == "uapi/interpose" || (p[1] "/" p[2]) == "vcpu/x86"))
+				c = p[1] "/" p[2];
 			if (c ~ /\.[ch]$/) next;
 			r[c] += $2; rm[c] += $3; l[c] += $8; lm[c] += $9; b[c] += $11; bm[c] += $12; seen[c] = 1;
 		}

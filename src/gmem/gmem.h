@@ -102,6 +102,10 @@ struct pm_vm *pm_gmem_vm(const struct pm_gmem *g);
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order);
 
+/* The same for a shared access of the guest (a gmem-only slot): no
+ * prepare hook, which only private pages get (in-place conversion, 12/46). */
+int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn, unsigned int *order);
+
 /* The same for host use (mmap views): no prepare hook, which only the
  * guest's first use runs. */
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);
@@ -161,6 +165,20 @@ long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
  * memslot's deletion): those whose frames it no longer lets the host map
  * leave the host file, their contents back in their frames. */
 void pm_gmem_host_reclaimed(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/*
+ * The file's shared/private state (gmem_attrs.c), the record of in-place
+ * conversion: pm_gmem_is_private and pm_gmem_attrs_mixed (the 2M, level
+ * 1, or 1G, level 2, block of the file around `index` holds both states)
+ * take no lock; the fault path orders them with the invalidation protocol.
+ * pm_gmem_set_attributes is KVM_SET_MEMORY_ATTRIBUTES2 (v8's checks in
+ * v8's order; 0 or -errno; a->error_offset set for -EAGAIN and -ENOMEM,
+ * the cases whose struct the caller copies back).
+ */
+bool pm_gmem_is_private(struct pm_gmem *g, uint64_t index);
+bool pm_gmem_attrs_mixed(struct pm_gmem *g, uint64_t index, int level);
+struct kvm_memory_attributes2;
+int pm_gmem_set_attributes(struct pm_gmem *g, struct kvm_memory_attributes2 *a);
 
 /* Statistics for tests and reports. */
 struct pm_gmem_stats {

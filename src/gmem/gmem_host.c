@@ -30,18 +30,26 @@
  * wait (pm_gmem_host_page says "moving": they translate again).
  *
  * Who is in H:
- *  - INIT_SHARED files (default VMs): every page, always (its frame is
- *    allocated for the index and statistics, never used). Views fill H's
- *    holes in their range when they are made (gmem_host_populate_locked),
- *    a poisoned page is a hole (HM_POISON), and a punch zeroes H in place
- *    while views exist (a host read racing it sees old or zero, never a
- *    fault) and punches it otherwise.
+ *  - files whose state decides (gmem_host_by_state: all but pKVM's): the
+ *    shared pages of the file's shared/private state (gmem_attrs.c), from
+ *    creation on; their frames are allocated for the index and the
+ *    statistics, and hold the page's contents only while it is private.
+ *    INIT_SHARED files of default VMs: every page; sw, SNP and TDX files
+ *    before in-place mode: none (views fault everywhere); in in-place mode
+ *    what KVM_SET_MEMORY_ATTRIBUTES2 made shared: a conversion to private
+ *    copies a page's contents from H back to its frame and punches it out
+ *    of H (every mapping, every process: the next host access faults), one
+ *    to shared copies the frame into H (zeroes, on models that hide
+ *    private contents). Views fill H's holes in their range when they are
+ *    made (gmem_host_populate_locked), a poisoned page is a hole
+ *    (HM_POISON), and a punch zeroes H in place while views exist (a host
+ *    read racing it sees old or zero, never a fault) and punches it
+ *    otherwise.
  *  - files of a model that decides per frame (pKVM, gmem_host_mappable):
  *    the pages the guest shares. pm_gmem_host_share copies them in after
  *    the model's transition; pm_gmem_host_unshare takes them out (punch)
  *    before the guest gets them back (unless pinned); a punch, poison or
  *    a reclaim by the model (pm_gmem_host_reclaimed) takes them out too.
- *  - everything else (sw, TDX files): nothing; views fault everywhere.
  *
  * Locks: host_lock (gmem_internal.h) around every change of H and of the
  * host map, taken before the model's locks and the index stripes. vCPUs
@@ -116,7 +124,9 @@ static int host_file_new(struct pm_gmem *g)
 		goto err_close;
 	}
 	g->host_fd = fd;
-	atomic_init(&g->host_exposed, gmem_init_shared(g));
+	/* A state file's H holds its shared pages from the start; pKVM's
+	 * only from its first view. */
+	atomic_init(&g->host_exposed, gmem_host_by_state(g));
 	return 0;
 
 err_close:
@@ -190,6 +200,11 @@ int gmem_host_reserve(struct pm_gmem *g, uint64_t start, uint64_t end)
 	return r;
 }
 
+bool gmem_host_by_state(const struct pm_gmem *g)
+{
+	return !g->vm->model->gmem_host_mappable;
+}
+
 /* ---- the guest's side ---- */
 
 uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving)
@@ -200,8 +215,11 @@ uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving)
 		*moving = false;
 	if (g->host_fd < 0 || index >= g->npages)
 		return NULL;
-	if (gmem_init_shared(g))
-		return g->host_win + (index << PM_PAGE_SHIFT);
+	/* A state file's shared page: its contents are in H (the fault path
+	 * reads the state after its invalidation snapshot, and conversions
+	 * move contents inside an invalidation). */
+	if (gmem_host_by_state(g))
+		return gmem_page_shared(g, index) ? g->host_win + (index << PM_PAGE_SHIFT) : NULL;
 	w = hm_get(&g->hmap, index);
 	if (w & HM_MOVING) {
 		if (moving)
@@ -461,24 +479,142 @@ static void host_file_zero(struct pm_gmem *g, uint64_t start, uint64_t end)
 	}
 }
 
-bool gmem_host_init_shared_page(struct pm_gmem *g, uint64_t i)
+bool gmem_host_showable(struct pm_gmem *g, uint64_t i)
 {
-	return !(hm_get(&g->hmap, i) & HM_POISON);
+	return gmem_page_shared(g, i) && !(hm_get(&g->hmap, i) & HM_POISON);
+}
+
+/* Allocates H's pages [start, end), except marked (poisoned) ones: 0, or
+ * -ENOMEM at the first failure. */
+static int host_file_fill(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		uint64_t stop = hm_next(&g->hmap, start, end, HM_NEXT_MARKED);
+
+		if (stop > start && fallocate(g->host_fd, 0, (off_t)(start << PM_PAGE_SHIFT),
+					      (off_t)((stop - start) << PM_PAGE_SHIFT)))
+			return -ENOMEM;
+		start = stop + 1;
+	}
+	return 0;
 }
 
 void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	end = PM_MIN(end, g->npages);
-	if (g->host_fd < 0 || !gmem_init_shared(g))
-		return;
-	while (start < end) {
-		uint64_t stop = hm_next(&g->hmap, start, end, HM_NEXT_MARKED);
+	uint64_t stop;
 
-		if (stop > start)
-			fallocate(g->host_fd, 0, (off_t)(start << PM_PAGE_SHIFT),
-				  (off_t)((stop - start) << PM_PAGE_SHIFT));
-		start = stop + 1;
+	end = PM_MIN(end, g->npages);
+	if (g->host_fd < 0 || !gmem_host_by_state(g))
+		return;
+	for (; start < end; start = stop)
+		if (gmem_shared_run(g, start, end, &stop))
+			(void)host_file_fill(g, start, stop);
+}
+
+/* ---- in-place conversion ---- */
+
+/* Frames for the pages of [start, end) whose contents H holds: 0 or
+ * -ENOMEM (the frames allocated so far stay, unused: harmless). */
+static int host_frames_for_data(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	off_t pos = (off_t)(start << PM_PAGE_SHIFT), stop = (off_t)(end << PM_PAGE_SHIFT);
+
+	while (pos < stop) {
+		off_t data = lseek(g->host_fd, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= stop)
+			break;
+		hole = lseek(g->host_fd, data, SEEK_HOLE);
+		if (hole < 0 || hole > stop)
+			hole = stop;
+		for (uint64_t i = (uint64_t)data >> PM_PAGE_SHIFT; i < (uint64_t)hole >> PM_PAGE_SHIFT; i++) {
+			pm_pfn_t pfn;
+
+			if (!(hm_get(&g->hmap, i) & HM_POISON) && pm_gmem_get_pfn_host(g, i, &pfn) == -ENOMEM)
+				return -ENOMEM;
+		}
+		pos = hole;
 	}
+	return 0;
+}
+
+/* Runs of up to HOST_BATCH pages of [i, end) that have frames: the first
+ * page at or after i with one, its run in *n and frames in pfns. */
+static uint64_t host_frame_run(struct pm_gmem *g, uint64_t i, uint64_t end, pm_pfn_t *pfns,
+			       uint64_t *n)
+{
+	i = gmem_next_page(g, i, end);
+	for (*n = 0; i + *n < end && *n < HOST_BATCH; (*n)++) {
+		pfns[*n] = pm_gmem_peek_pfn(g, i + *n);
+		if (pfns[*n] == PM_PFN_INVALID)
+			break;
+	}
+	return i;
+}
+
+int gmem_host_make_private_locked(struct pm_gmem *g, uint64_t start, uint64_t end,
+				  uint64_t *err_index)
+{
+	uint64_t pinned = hm_next(&g->hmap, start, end, HM_NEXT_PINNED), stop;
+	pm_pfn_t pfns[HOST_BATCH];
+	int r;
+
+	/* The host still holds a page (get_user_pages): nothing changes. */
+	if (pinned < end) {
+		*err_index = pinned;
+		return -EAGAIN;
+	}
+	if (!host_file_used(g))
+		return 0;       /* no H: the frames hold the pages either way */
+	for (uint64_t i = start; i < end; i = stop)
+		if (gmem_shared_run(g, i, end, &stop) && (r = host_frames_for_data(g, i, stop)))
+			return r;
+	/* The contents come back from H (holes read zero), then H loses the
+	 * pages in every mapping: the next host access anywhere faults. */
+	for (uint64_t i = start; i < end; i = stop) {
+		if (!gmem_shared_run(g, i, end, &stop))
+			continue;
+		for (uint64_t k = i, n; (k = host_frame_run(g, k, stop, pfns, &n)) < stop; k += n ? n : 1)
+			if (n)
+				host_copy_out(g, k, n, pfns);
+		host_file_punch(g, i, stop);
+	}
+	return 0;
+}
+
+int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	bool keep = !g->vm->model->convert_hides_private && host_file_used(g);
+	pm_pfn_t pfns[HOST_BATCH];
+	uint64_t stop;
+	int r = 0;
+
+	/* H's pages first, where frames have contents: the only step that
+	 * can fail, taken back if it does. */
+	for (uint64_t i = start; i < end && keep && !r; i = stop) {
+		if (gmem_shared_run(g, i, end, &stop))
+			continue;
+		for (uint64_t k = i, n; !r && (k = host_frame_run(g, k, stop, pfns, &n)) < stop;
+		     k += n ? n : 1)
+			r = n ? host_file_fill(g, k, k + n) : 0;
+	}
+	if (r) {
+		for (uint64_t i = start; i < end; i = stop)
+			if (!gmem_shared_run(g, i, end, &stop))
+				host_file_punch(g, i, stop);
+		return r;
+	}
+	for (uint64_t i = start; i < end; i = stop) {
+		if (gmem_shared_run(g, i, end, &stop))
+			continue;
+		/* The guest's hardware lets the frames go (the arch hook). */
+		gmem_unprepare(g, i, stop);
+		for (uint64_t k = i, n; keep && (k = host_frame_run(g, k, stop, pfns, &n)) < stop;
+		     k += n ? n : 1)
+			if (n && host_copy_in(g, k, n, pfns) < n)
+				host_file_punch(g, k, k + n);   /* not expected: H's pages exist */
+	}
+	return 0;
 }
 
 void gmem_host_punch(struct pm_gmem *g, uint64_t start, uint64_t end)
@@ -496,13 +632,11 @@ void gmem_host_punch(struct pm_gmem *g, uint64_t start, uint64_t end)
 			     !atomic_load(&g->hmap.marked)))
 		return;
 	pthread_mutex_lock(&g->host_lock);
-	zero = gmem_init_shared(g) && atomic_load(&g->nr_views);
-	if (host_file_used(g)) {
-		if (zero)
-			host_file_zero(g, start, end);
-		else
-			host_file_punch(g, start, end);
-	}
+	zero = gmem_host_by_state(g) && atomic_load(&g->nr_views);
+	if (host_file_used(g) && zero)
+		host_file_zero(g, start, end);     /* private pages are holes: left so */
+	else if (host_file_used(g))
+		host_file_punch(g, start, end);
 	/* Marks and pins go with the pages; a poisoned page of an
 	 * INIT_SHARED file that views show becomes a fresh (zero) page. */
 	for (uint64_t i = hm_next(&g->hmap, start, end, HM_NEXT_MARKED); i < end;
@@ -525,7 +659,7 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index)
 
 	pthread_mutex_lock(&g->host_lock);
 	w = hm_get(&g->hmap, index) & ~HM_HOST;
-	if (gmem_init_shared(g))
+	if (gmem_host_by_state(g))
 		w |= HM_POISON;
 	if (host_file_used(g))
 		host_file_punch(g, index, index + 1);
@@ -535,16 +669,17 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index)
 
 /* ---- pins ---- */
 
-/* May the host hold page i now (host_lock)? An INIT_SHARED page that is
- * not poisoned (allocated now if it was not: pinning faults it in), a page
- * in H, or while H is not used a frame the model lets the host map. */
+/* May the host hold page i now (host_lock)? A shared page of a state
+ * file that is not poisoned (allocated now if it was not: pinning faults
+ * it in), a page in H, or while H is not used a frame the model lets the
+ * host map. */
 static bool host_may_pin(struct pm_gmem *g, uint64_t i)
 {
 	const struct pm_model_ops *model = g->vm->model;
 	pm_pfn_t pfn;
 
-	if (gmem_init_shared(g))
-		return !(hm_get(&g->hmap, i) & HM_POISON) && !pm_gmem_get_pfn_host(g, i, &pfn);
+	if (gmem_host_by_state(g))
+		return gmem_host_showable(g, i) && !pm_gmem_get_pfn_host(g, i, &pfn);
 	if (host_file_used(g))
 		return hm_get(&g->hmap, i) & HM_HOST;
 	if (!model->gmem_host_mappable)

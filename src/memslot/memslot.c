@@ -168,6 +168,23 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
 	return slot != NULL;
 }
 
+bool pm_memslot_gfn_is_private(struct pm_vm *vm, gfn_t gfn)
+{
+	struct pm_memslot *slot;
+	struct pm_gmem *g;
+	bool private = false;
+
+	/* The file is freed only after a grace period past its release,
+	 * which clears slot->gmem first: reading its state here is safe. */
+	pm_rcu_read_lock();
+	slot = pm_memslot_lookup(vm, gfn);
+	g = slot && pm_memslot_has_gmem(slot) ? pm_rcu_dereference(slot->gmem) : NULL;
+	if (g)
+		private = pm_gmem_is_private(g, slot->gmem_pgoff + (gfn - slot->base_gfn));
+	pm_rcu_read_unlock();
+	return private;
+}
+
 /* Does [start, end) overlap a slot other than `except`? (slots_lock held.)
  * Each run of one value of the index in the range names a slot (or none);
  * the slot itself says whether it is there: a run left over by a clear that

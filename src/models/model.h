@@ -102,6 +102,10 @@ struct pm_model_ops {
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
 	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is refused (SNP, as upstream:
 	                             * shared memory is the VMM's, not guest_memfd's) */
+	bool convert_hides_private; /* in-place conversion to shared gives the host a
+	                             * zeroed page: the hardware keeps private contents
+	                             * from it (SNP: ciphertext; TDX: the page is
+	                             * cleared after its removal) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);

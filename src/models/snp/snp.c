@@ -387,6 +387,7 @@ const struct pm_model_ops pm_model_snp = {
 	.readonly_mem = false,
 	.gmem_init_shared = false,
 	.gmem_no_mmap = true,
+	.convert_hides_private = true,
 	.vm_init = snp_vm_init,
 	.vm_destroy = snp_vm_destroy,
 	.gmem_prepare = snp_gmem_prepare,

@@ -481,6 +481,7 @@ const struct pm_model_ops pm_model_tdx = {
 	.readonly_mem = false,
 	.gmem_init_shared = false,
 	.gmem_slots_only = false,
+	.convert_hides_private = true,
 	.vm_init = tdx_vm_init,
 	.vm_destroy = tdx_vm_destroy,
 	.inval_zap = tdx_inval_zap,

@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/falloc.h>
-#include <openssl/sha.h>
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
@@ -314,21 +313,6 @@ static void test_launch_update_partial_progress(void **state)
 	t_destroy(&t);
 }
 
-/* PAGE_INFO of one page, laid out here by hand (see psp.h). */
-static void page_info(uint8_t d[48], const uint8_t *page, uint8_t type, uint64_t gpa)
-{
-	uint8_t info[112] = { 0 };
-
-	memcpy(info, d, 48);
-	if (type == 1 || type == 2)
-		SHA384(page, 4096, info + 48);
-	info[96] = 0x70;
-	info[98] = type;
-	for (int i = 0; i < 8; i++)
-		info[104 + i] = (uint8_t)(gpa >> (8 * i));
-	SHA384(info, sizeof(info), d);
-}
-
 static uint8_t launch_image[3 * PAGE];
 
 static void guest_reads_launch_image(struct pm_guest *g, void *arg)
@@ -367,10 +351,10 @@ static void test_launch_digest_and_guest_view(void **state)
 	assert_int_equal(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &z, NULL), 0);
 	assert_int_equal(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_FINISH, &f, NULL), 0);
 	assert_int_equal(pm_kvm_ioctl(t.vm, PM_KVM_GET_MEASUREMENT, &m), 0);
-	page_info(want, launch_image, 1, 40 * PAGE);
-	page_info(want, launch_image + PAGE, 1, 41 * PAGE);
-	page_info(want, zero, 3, 42 * PAGE);
-	page_info(want, zero, 2, 0xFFFFFFFFF000ULL);    /* the vCPU's VMSA */
+	pm_test_snp_page_info(want, launch_image, 1, 40 * PAGE);
+	pm_test_snp_page_info(want, launch_image + PAGE, 1, 41 * PAGE);
+	pm_test_snp_page_info(want, zero, 3, 42 * PAGE);
+	pm_test_snp_page_info(want, zero, 2, 0xFFFFFFFFF000ULL);    /* the vCPU's VMSA */
 	assert_memory_equal(m.digest, want, 48);
 	assert_int_equal(t_run(&t, guest_reads_launch_image, NULL), PM_EXIT_UCALL);
 	t_destroy(&t);

@@ -37,6 +37,15 @@ struct pm_vm *pm_test_vm_of(int vm_handle);
  * Aborts if that fails. Returns vm. */
 int pm_test_gmem_page_size_flags(int vm);
 
+/* SEV-SNP's launch digest: folds the PAGE_INFO of one page (type
+ * KVM_SEV_SNP_PAGE_TYPE_*, at gpa) into d, as the firmware does. */
+void pm_test_snp_page_info(uint8_t d[48], const uint8_t *page, uint8_t type, uint64_t gpa);
+
+/* Runs this program (argv) again with PRIVMEM_GMEM_IN_PLACE=1, privmem's
+ * in-place conversion mode (read once per process), and waits for it:
+ * its exit status. Call before the parent's tests, or after them. */
+int pm_test_rerun_in_place(char **argv);
+
 /* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
  * include cmocka.h first). */
 #define assert_fails(call, err)                         \

@@ -751,6 +751,53 @@ static void test_run_snp_passes_with_launch_digest_and_no_violation(void **state
 	result_free(&r);
 }
 
+/* In-place mode (--gmem-in-place): the report says so, every scenario's
+ * checks pass, a page made private keeps what it held (no fresh zero page),
+ * and SNP's and TDX's builds (from the guest_memfd page itself) measure
+ * what the destructive mode measures. */
+static void expect_in_place_run(const char *vm_type, const char *check, const char *digest_line)
+{
+	const char *const on[] = { "run", "--gmem-in-place", "--vm-type", vm_type, "--vcpus", "2",
+				   "--mem", "64M", "--iterations", "20", NULL };
+	const char *const off[] = { "run", "--vm-type", vm_type, "--vcpus", "2", "--mem", "64M",
+				    "--iterations", "20", NULL };
+	struct result r = run_cli(on), d;
+	const char *a, *b;
+
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "in-place mode on");
+	expect_contains(&r, r.out, "result         PASS");
+	expect_contains(&r, r.out, check);
+	d = run_cli(off);
+	expect_status(&d, 0);
+	expect_contains(&d, d.out, "in-place mode off");
+	if (digest_line) {
+		a = strstr(r.out, digest_line);
+		b = strstr(d.out, digest_line);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(strcspn(a, "\n"), strcspn(b, "\n"));
+		assert_memory_equal(a, b, strcspn(a, "\n"));
+	}
+	result_free(&d);
+	result_free(&r);
+}
+
+static void test_run_in_place_sw_keeps_data_in_place(void **state)
+{
+	expect_in_place_run("sw", "private_page_keeps_shared_data", NULL);
+}
+
+static void test_run_in_place_snp_launches_from_the_page(void **state)
+{
+	expect_in_place_run("snp", "reconverted_page_keeps_shared_data", "launch digest  ");
+}
+
+static void test_run_in_place_tdx_builds_from_the_page(void **state)
+{
+	expect_in_place_run("tdx", "image_intact", "MRTD           ");
+}
+
 static void test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak(void **state)
 {
 	const char *const args[] = { "run", "--vm-type", "tdx", "--vcpus", "2", "--mem", "64M",
@@ -1147,6 +1194,11 @@ static void test_run_json_holds_every_figure_of_the_text_tdx(void **state)
 	expect_report_agrees("tdx", "64M", "--no-huge", tdx_lines);
 }
 
+static void test_run_in_place_json_holds_every_figure_of_the_text(void **state)
+{
+	expect_report_agrees("sw", "64M", "--gmem-in-place", sw_lines);
+}
+
 static void expect_usage_error(const char *const *args, const char *mention)
 {
 	struct result r = run_cli(args);
@@ -1286,6 +1338,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bench_e2e_json_has_every_section_figure_and_target),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),
 		cmocka_unit_test(test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak),
+		cmocka_unit_test(test_run_in_place_sw_keeps_data_in_place),
+		cmocka_unit_test(test_run_in_place_snp_launches_from_the_page),
+		cmocka_unit_test(test_run_in_place_tdx_builds_from_the_page),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),
 		cmocka_unit_test(test_run_convert_scenario_alone_passes),
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),
@@ -1296,6 +1351,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_pkvm),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_snp),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
+		cmocka_unit_test(test_run_in_place_json_holds_every_figure_of_the_text),
 		cmocka_unit_test(test_bad_run_arguments_exit_2_with_a_message),
 		cmocka_unit_test(test_unknown_command_exits_2),
 		cmocka_unit_test(test_run_larger_than_host_memory_is_refused_naming_the_pool_size),

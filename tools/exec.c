@@ -44,6 +44,9 @@ static void usage(FILE *out)
 		"  -k, --kvm-version V    the Linux KVM uAPI to present: 6.12 (guest_memfd takes\n"
 		"                         no flags, as Linux 6.12's selftests expect) or 6.18\n"
 		"                         (default: PRIVMEM_KVM_VERSION or 6.18)\n"
+		"  -i, --gmem-in-place    in-place conversion on guest_memfd\n"
+		"                         (KVM_SET_MEMORY_ATTRIBUTES2, module parameter\n"
+		"                         gmem_in_place_conversion; PRIVMEM_GMEM_IN_PLACE=1)\n"
 		"  -h, --help             print this help and exit\n");
 }
 
@@ -159,6 +162,7 @@ int cmd_exec(int argc, char **argv)
 		{ "pool-size", required_argument, NULL, 'p' },
 		{ "vm-types", required_argument, NULL, 't' },
 		{ "kvm-version", required_argument, NULL, 'k' },
+		{ "gmem-in-place", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -167,7 +171,7 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:k:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:t:k:ih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
@@ -183,6 +187,9 @@ int cmd_exec(int argc, char **argv)
 			if (strcmp(optarg, "6.12") && strcmp(optarg, "6.18"))
 				return cli_bad_arg("--kvm-version", optarg);
 			setenv("PRIVMEM_KVM_VERSION", optarg, 1);
+			break;
+		case 'i':
+			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
 			break;
 		case 'h':
 			usage(stdout);

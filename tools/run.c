@@ -55,7 +55,7 @@ static void run_usage(FILE *out)
 		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
-		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
+		"                   [--json-file FILE] [--stall-timeout SECONDS] [--gmem-in-place]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -81,7 +81,10 @@ static void run_usage(FILE *out)
 		"  --json            print the report as one JSON object\n"
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
-		"                    progress at all, 1..3600 (default %d)\n", VMM_MAX_VCPUS,
+		"                    progress at all, 1..3600 (default %d)\n"
+		"  --gmem-in-place   in-place conversion (PRIVMEM_GMEM_IN_PLACE=1): guest_memfd\n"
+		"                    keeps shared/private, the VMM converts with\n"
+		"                    KVM_SET_MEMORY_ATTRIBUTES2 and maps RAM through the file\n", VMM_MAX_VCPUS,
 		VMM_STALL_DEFAULT_S);
 }
 
@@ -125,6 +128,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
 		{ "json-file", required_argument, NULL, 'J' },
 		{ "stall-timeout", required_argument, NULL, 'T' },
+		{ "gmem-in-place", no_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
@@ -181,6 +185,10 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 			if (cli_parse_uint(optarg, 1, 3600, &o->stall_s))
 				return cli_bad_arg("--stall-timeout", optarg);
 			break;
+		case 'P':
+			/* Read by the library once, at its first use: before any. */
+			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
+			break;
 		case 'h':
 			run_usage(stdout);
 			exit(0);
@@ -201,8 +209,8 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 
 void run_report_header(struct report *rep, const char *more)
 {
-	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}%s",
-		    more);
+	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}, "
+		    "in-place mode {gmem_in_place}%s", more);
 }
 
 void run_report_vm(struct report *rep, struct vmm *m)
@@ -295,6 +303,18 @@ static int run_print(const struct report *rep, const struct run_cmd *cmd, FILE *
 	return r ? 1 : rep->failed;
 }
 
+/* The library's mode (PRIVMEM_GMEM_IN_PLACE, --gmem-in-place), as a
+ * VMM tells it: KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES. */
+static bool run_in_place(void)
+{
+	int sys = pm_kvm_open();
+	bool on = sys >= 0 && pm_kvm_ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+
+	if (sys >= 0)
+		pm_kvm_close(sys);
+	return on;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	FILE *json_file = NULL;
@@ -318,6 +338,7 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
+	report_str(&rep, "gmem_in_place", run_in_place() ? "on" : "off");
 	r = cmd.runner->run(&cmd.o, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);

@@ -38,12 +38,12 @@
 
 enum snp_check {
 	SK_LAUNCH_IMAGE, SK_ACCEPT_ZERO, SK_ACCEPT_READBACK, SK_BOUNCE, SK_HOST_WRITE_SEEN,
-	SK_RECONVERT_ZERO, SK_PRIVATE_READBACK, SK_NO_RMP_VIOLATION, SK_NR,
+	SK_RECONVERT_ZERO, SK_PRIVATE_READBACK, SK_NO_RMP_VIOLATION, SK_RECONVERT_KEEPS, SK_NR,
 };
 static const char *const snp_check_names[] = {
 	"launch_image_intact", "accepted_page_starts_zero", "accepted_page_readback",
 	"bounce_data_intact", "guest_sees_host_write_after_share", "reconverted_page_starts_zero",
-	"private_readback", "no_rmp_violation",
+	"private_readback", "no_rmp_violation", "reconverted_page_keeps_shared_data",
 };
 _Static_assert(sizeof(snp_check_names) / sizeof(snp_check_names[0]) == SK_NR, "a name per check");
 
@@ -58,6 +58,7 @@ struct snp_job {
 	struct { uint64_t gpa, len, seq; } req;
 	uint64_t passed[SK_NR], failed[SK_NR];
 	uint8_t *image;              /* vCPU 0: what was loaded at launch */
+	bool in_place;               /* in-place conversion: pages keep their data */
 };
 
 static void check(struct snp_job *j, enum snp_check c, bool ok)
@@ -179,7 +180,13 @@ static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *s
 	pm_guest_sync(g, SYNC_HOST_WRITE);
 	check(j, SK_HOST_WRITE_SEEN, guest_pages_hold(g, gpa, n, seq, false, 0));
 	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, gpa, n, j->io, PSC_BATCH) == 0);
-	check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
+	/* Destructive conversion gives a fresh page; in place, privmem's
+	 * page keeps what the host wrote (a real guest would read it
+	 * through its key: the firmware's business, v8's api.rst says). */
+	if (j->in_place)
+		check(j, SK_RECONVERT_KEEPS, guest_pages_hold(g, gpa, n, seq, false, C));
+	else
+		check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
 	guest_stamp(g, gpa, n, j->seed, C);
 	check(j, SK_PRIVATE_READBACK, guest_pages_hold(g, gpa, n, j->seed, false, C));
 }
@@ -257,10 +264,18 @@ static int snp_launch(struct vmm *m, uint8_t *image, uint8_t digest[48])
 	struct kvm_sev_snp_launch_finish finish = { 0 };
 	struct pm_measurement meas;
 
+	const uint8_t *src = image;
+
 	for (uint64_t i = 0; i < (IMAGE_PAGES + 2) * PAGE; i++)
 		image[i] = (uint8_t)(i * 31 + (i >> 12));
+	/* In place: the image goes into the guest_memfd pages while they are
+	 * shared, and LAUNCH_UPDATE takes it from there (uaddr 0, 22/46). */
+	if (m->in_place) {
+		memcpy(m->shared, image, IMAGE_PAGES * PAGE);
+		src = NULL;
+	}
 	if (vmm_convert(m, 0, LAUNCH_PAGES * PAGE, true) || sev(m, KVM_SEV_SNP_LAUNCH_START, &start) ||
-	    launch_update(m, 0, image, IMAGE_PAGES, KVM_SEV_SNP_PAGE_TYPE_NORMAL) ||
+	    launch_update(m, 0, src, IMAGE_PAGES, KVM_SEV_SNP_PAGE_TYPE_NORMAL) ||
 	    launch_update(m, IMAGE_PAGES, image + IMAGE_PAGES * PAGE, 1, KVM_SEV_SNP_PAGE_TYPE_SECRETS) ||
 	    launch_update(m, IMAGE_PAGES + 1, image + (IMAGE_PAGES + 1) * PAGE, 1,
 			  KVM_SEV_SNP_PAGE_TYPE_CPUID) ||
@@ -273,8 +288,8 @@ static int snp_launch(struct vmm *m, uint8_t *image, uint8_t digest[48])
 	return 0;
 }
 
-static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int seed,
-		      unsigned int iterations, uint8_t *image)
+static void jobs_init(struct snp_ctx *ctx, const struct vmm *m, uint64_t mem, int vcpus,
+		      unsigned int seed, unsigned int iterations, uint8_t *image)
 {
 	uint64_t chunk = (mem / (uint64_t)vcpus) & ~(2 * MIB - 1);
 
@@ -290,6 +305,7 @@ static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int
 		j->seed = seed * 1000003u + (unsigned int)i;
 		j->iterations = iterations ? iterations : 100;
 		j->image = image;
+		j->in_place = m->in_place;
 	}
 }
 
@@ -392,7 +408,7 @@ int run_snp(const struct run_opts *o, struct report *rep)
 	m.stall_s = o->stall_s;
 	if (snp_launch(&m, image, digest))
 		goto out_vmm;
-	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image);
+	jobs_init(ctx, &m, o->mem, o->vcpus, o->seed, o->iterations, image);
 	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];
 	m.ctx = ctx;

@@ -236,6 +236,13 @@ static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o)
 	for (unsigned int p = 0; p < IMAGE_PAGES; p++)
 		for (unsigned int i = 0; i < 4096; i++)
 			image_bytes[p][i] = (uint8_t)(i * 7 + p * 131 + o->seed);
+	/* In place: the image goes into the guest_memfd pages while they are
+	 * shared (RAM starts so), and INIT_MEM_REGION takes it from there
+	 * (source_addr 0, 23/46) once the build made RAM private. */
+	if (m->in_place) {
+		memcpy(m->shared + image, image_bytes, sizeof(image_bytes));
+		r.source_addr = 0;
+	}
 	slot = vmm_watch_enter(m);      /* a module that is always busy: no progress */
 	if (vmm_tdx_init(m, &cfg))
 		goto out;

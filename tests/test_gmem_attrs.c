@@ -44,7 +44,9 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem.h"
 #include "kvm/vm.h"
+#include "uapi/handle.h"
 #include "lib/testutil.h"
 
 #define PAGE      4096ULL
@@ -58,7 +60,7 @@
 
 /* What the guest does at the host's request (the guest code runs on the
  * thread of KVM_RUN, so plain memory carries the request). */
-enum gop { G_NONE, G_RMW, G_READ, G_WRITE, G_CONVERT, G_DONE };
+enum gop { G_NONE, G_RMW, G_READ, G_WRITE, G_CONVERT, G_SHARE, G_UNSHARE, G_DONE };
 
 struct gcmd {
 	enum gop op;
@@ -100,6 +102,12 @@ static void guest_loop(struct pm_guest *g, void *arg)
 			c->result = (uint64_t)pm_guest_hypercall(
 				g, KVM_HC_MAP_GPA_RANGE, c->gpa, c->expected,
 				c->val ? KVM_MAP_GPA_RANGE_ENCRYPTED : KVM_MAP_GPA_RANGE_DECRYPTED, 0);
+			break;
+		case G_SHARE:         /* pKVM's hypercalls: expected: pages */
+			c->result = (uint64_t)pm_guest_mem_share(g, c->gpa, c->expected);
+			break;
+		case G_UNSHARE:
+			c->result = (uint64_t)pm_guest_mem_unshare(g, c->gpa, c->expected);
 			break;
 		case G_DONE:
 			pm_guest_done(g);
@@ -196,6 +204,9 @@ static void fx_hypercall(struct fx *fx)
 	bool to_private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
 
 	fx->hypercalls++;
+	/* pKVM's share and unshare exit as a notice: done already. */
+	if (run->hypercall.nr == PM_HC_PKVM_MEM_SHARE || run->hypercall.nr == PM_HC_PKVM_MEM_UNSHARE)
+		return;
 	assert_int_equal(run->hypercall.nr, KVM_HC_MAP_GPA_RANGE);
 	run->hypercall.ret = attrs2(fx->gmem, run->hypercall.args[0] - GPA_BASE,
 				    run->hypercall.args[1] * PAGE, to_private ? PRIVATE : 0, NULL)
@@ -385,6 +396,68 @@ static void test_off_vm_attributes_decide(void **state)
 	assert_int_equal(pm_kvm_ioctl(fx.vm, KVM_SET_MEMORY_ATTRIBUTES, &a), 0);
 	assert_host_sigbus(&fx, 0);
 	assert_host_sigbus(&fx, 1);
+	fx_destroy(&fx);
+}
+
+/* pKVM (either mode): the file's state is the one record of what the
+ * host may have: the guest's MEM_SHARE makes its pages shared in the file
+ * (the view shows them, the host may pin them), MEM_UNSHARE private again
+ * (the view faults, pins are refused), and a punch of a shared page takes
+ * it from the host too. The hyp decides first, each time. */
+static bool file_private(struct fx *fx, uint64_t page)
+{
+	struct pm_file f;
+	bool priv;
+
+	assert_int_equal(pm_handle_get(fx->gmem, &f), 0);
+	priv = pm_gmem_is_private(f.obj, page);
+	pm_file_put(&f);
+	return priv;
+}
+
+static bool pin_refused(struct fx *fx, uint64_t page)
+{
+	struct pm_gmem_pin p = { .offset = page * PAGE, .size = PAGE };
+
+	if (pm_kvm_ioctl(fx->gmem, PM_GUEST_MEMFD_PIN, &p) == 0) {
+		assert_int_equal(pm_kvm_ioctl(fx->gmem, PM_GUEST_MEMFD_UNPIN, &p), 0);
+		return false;
+	}
+	assert_int_equal(errno, EFAULT);
+	return true;
+}
+
+static void test_pkvm_shares_write_the_file_state(void **state)
+{
+	struct fx fx;
+
+	fx_create_type(&fx, PM_VM_TYPE_PKVM, 4, MMAP, false);
+	guest_do(&fx, G_WRITE, gpa_of(1), 0, 0x51);
+	assert_true(file_private(&fx, 1));
+	/* Before any view: the state changes, the contents stay in the
+	 * frame; the first view brings them in. */
+	assert_int_equal(guest_do(&fx, G_SHARE, gpa_of(1), 2, 0), 2);
+	assert_false(file_private(&fx, 1));
+	assert_false(file_private(&fx, 2));
+	assert_true(file_private(&fx, 0));
+	assert_false(pin_refused(&fx, 1));
+	fx_map(&fx);
+	assert_host_reads(&fx, 1, 0x51);
+	assert_host_sigbus(&fx, 0);
+	/* With the view: an unshare takes the page from every mapping. */
+	assert_int_equal(guest_do(&fx, G_UNSHARE, gpa_of(1), 1, 0), 1);
+	assert_true(file_private(&fx, 1));
+	assert_host_sigbus(&fx, 1);
+	assert_true(pin_refused(&fx, 1));
+	assert_int_equal(guest_do(&fx, G_READ, gpa_of(1), 0, 0), 0x51);
+	/* A share again, then a punch: the page leaves the host. */
+	assert_int_equal(guest_do(&fx, G_SHARE, gpa_of(3), 1, 0), 1);
+	assert_false(file_private(&fx, 3));
+	assert_host_reads(&fx, 3, 0);
+	assert_int_equal(pm_kvm_fallocate(fx.gmem, PUNCH, 3 * PAGE, PAGE), 0);
+	assert_true(file_private(&fx, 3));
+	assert_host_sigbus(&fx, 3);
+	assert_false(file_private(&fx, 2));
 	fx_destroy(&fx);
 }
 
@@ -1352,6 +1425,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_off_set_attributes2_is_enotty),
 		cmocka_unit_test(test_off_capabilities_are_as_before),
 		cmocka_unit_test(test_off_vm_attributes_decide),
+		cmocka_unit_test(test_pkvm_shares_write_the_file_state),
 	};
 	const struct CMUnitTest on[] = {
 		cmocka_unit_test(test_uapi_numbers_and_layout),
@@ -1377,6 +1451,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_snp_launch_needs_private),
 		cmocka_unit_test(test_tdx_build_in_place),
 		cmocka_unit_test(test_conversions_race_faults_and_host_reads),
+		cmocka_unit_test(test_pkvm_shares_write_the_file_state),
 	};
 	int r;
 

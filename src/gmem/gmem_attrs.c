@@ -124,6 +124,16 @@ void gmem_attrs_set_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool
 	pm_attr_set_reserved(&g->attrs, start, end, attrs_value(g, shared), res);
 }
 
+int gmem_attrs_set(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared)
+{
+	return pm_attr_set(&g->attrs, start, end, attrs_value(g, shared));
+}
+
+bool gmem_range_private(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	return pm_attr_range_is(&g->attrs, start, end, attrs_value(g, false));
+}
+
 /* ---- KVM_SET_MEMORY_ATTRIBUTES2 ---- */
 
 /* v8's checks (kvm_gmem_set_attributes, 13/46), in its order; the ioctl's

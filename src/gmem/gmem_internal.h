@@ -71,9 +71,10 @@ struct pm_gmem_view;
  *   HM_POISON   memory failure of an INIT_SHARED page: the host file has a
  *               hole there, so that views fault
  *   HM_MOVING   the page's contents are being copied between the host
- *               file and the frame: guest accesses wait (translate again)
- *   HM_HOST     the page's contents live in the host file (pKVM: the guest
- *               shares the page); the frame is stale meanwhile
+ *               file and the frame (pKVM): guest accesses wait (translate
+ *               again)
+ * Whether the page's contents live in the host file is not here: it is
+ * the file's shared/private state (gmem_attrs.c), once H is in use.
  * Writers hold the file's host_lock; readers of a word (the vCPUs'
  * translation) take no lock: nodes are published with release stores and
  * never freed while the file lives.
@@ -81,8 +82,7 @@ struct pm_gmem_view;
 #define HM_PINS   0x1fffffffu
 #define HM_POISON (1u << 29)
 #define HM_MOVING (1u << 30)
-#define HM_HOST   (1u << 31)
-#define HM_MARKS  (HM_HOST | HM_MOVING | HM_POISON)
+#define HM_MARKS  (HM_MOVING | HM_POISON)
 
 struct gmem_hleaf {
 	_Atomic uint32_t e[GE_ENTRIES];
@@ -253,6 +253,11 @@ bool gmem_attrs_mixed(struct pm_gmem *g, uint64_t i, int level);
  * fail: res holds the store's nodes (pm_attr_reserve). */
 void gmem_attrs_set_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared,
 			   struct pm_attr_reservation *res);
+/* The same without a reservation (host_lock; pKVM's shares): 0 or
+ * -ENOMEM with nothing changed. */
+int gmem_attrs_set(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared);
+/* Every page of [start, end) is private. Lock-free. */
+bool gmem_range_private(struct pm_gmem *g, uint64_t start, uint64_t end);
 /* Reserves the nodes a set of [start, end) to `shared` needs (exact: the
  * caller keeps other writers out until it sets), or, with `any`, what any
  * one set needs: 0 or -ENOMEM. */
@@ -298,8 +303,10 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index);
 /* A view is being made (host_lock): from now on H holds every page the
  * host may map; the pages a model shares already come in now. */
 void gmem_host_expose_locked(struct pm_gmem *g);
-/* H holds the file's shared pages (every file but a model's that decides
- * per frame, pKVM's, whose rule is its own: HM_HOST). */
+/* H holds the file's shared pages from creation on, and the state is
+ * written only by conversions: every file but those of a model that
+ * decides per frame (pKVM's: its shares write the state, and H holds the
+ * shared pages from the first view on). */
 bool gmem_host_by_state(const struct pm_gmem *g);
 /* The host may map page i now: shared, not poisoned (state files). */
 bool gmem_host_showable(struct pm_gmem *g, uint64_t i);

@@ -527,6 +527,38 @@ static void test_run_pkvm_virtio_passes_and_reports_the_hyp(void **state)
 }
 
 /* A smoke run of bench share: every figure measured (none skipped), no error. */
+/* A smoke run of bench inplace, started in each mode (the other runs in a
+ * child): every figure measured, the memory of both paths read, and the
+ * in-place path's shared buffer in the host file (its pages counted). */
+static void expect_bench_inplace(const char *env)
+{
+	const char *const args[] = { "bench", "inplace", "--size", "2M", "--reps", "1", "--json", NULL };
+	static const char *const keys[] = {
+		"\"destructive_1\":{", "\"destructive_64\":{", "\"inplace_1\":{", "\"inplace_64\":{",
+		"\"memcpy\":{", "\"memset\":{", "\"destructive_1_over_inplace\":",
+		"\"inplace_64_over_memcpy\":", "\"inplace_shared_host_mib\":2,",
+		"\"destructive_shared_host_mib\":2,", "\"inplace_private_host_mib\":0,",
+		"\"destructive_private_host_mib\":0,",
+		"\"error\":null",
+	};
+	struct result r = run_cli_env(env, 0, args);
+
+	expect_status(&r, 0);
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		expect_contains(&r, r.out, keys[i]);
+	if (strstr(r.out, "\"skipped\":true")) {
+		dump(&r);
+		fail_msg("a figure was skipped");
+	}
+	result_free(&r);
+}
+
+static void test_bench_inplace_measures_both_modes(void **state)
+{
+	expect_bench_inplace(NULL);
+	expect_bench_inplace("PRIVMEM_GMEM_IN_PLACE=1");
+}
+
 static void test_bench_share_measures_every_figure(void **state)
 {
 	const char *const args[] = { "bench", "share", "--size", "2M", "--reps", "1", "--json", NULL };
@@ -1334,6 +1366,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_small_vm_passes),
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_bench_share_measures_every_figure),
+		cmocka_unit_test(test_bench_inplace_measures_both_modes),
 		cmocka_unit_test(test_bench_guest_measures_every_figure),
 		cmocka_unit_test(test_bench_e2e_json_has_every_section_figure_and_target),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),

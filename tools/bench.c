@@ -28,6 +28,9 @@
  *    (bench_e2e.c, bench_e2e_mem.c).
  *  - guest: guest machine code run by the x86 engine behind KVM_RUN,
  *    beside the same loops natively and in the engine alone (bench_guest.c).
+ *  - inplace: in-place conversion on guest_memfd beside destructive
+ *    conversion of a bounce buffer, time and memory, beside memcpy and
+ *    memset (bench_inplace.c; the other mode runs in a child process).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share, bench_lib.c their helpers.
@@ -88,6 +91,9 @@ static const struct {
 	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
 		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
 	  bench_e2e, 1, PAGE_2M },
+	{ "inplace", "in-place conversion (KVM_SET_MEMORY_ATTRIBUTES2) vs destructive of a\n"
+		     "bounce buffer through exits, time and memory, vs memcpy (SIZE: 4M)", 4 * MIB, 5,
+	  bench_inplace, 1, PAGE_2M },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

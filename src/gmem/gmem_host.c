@@ -586,26 +586,19 @@ void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 /* ---- in-place conversion ---- */
 
 /* Frames for the pages of [start, end) whose contents H holds: 0 or
- * -ENOMEM (the frames allocated so far stay, unused: harmless). */
+ * -ENOMEM (the frames allocated so far stay, unused: harmless). A page
+ * with a frame (the usual case: views and the guest's faults allocate
+ * them) costs no system call. */
 static int host_frames_for_data(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	off_t pos = (off_t)(start << PM_PAGE_SHIFT), stop = (off_t)(end << PM_PAGE_SHIFT);
+	for (uint64_t i = start; i < end; i++) {
+		off_t off = (off_t)(i << PM_PAGE_SHIFT);
+		pm_pfn_t pfn;
 
-	while (pos < stop) {
-		off_t data = lseek(g->host_fd, pos, SEEK_DATA), hole;
-
-		if (data < 0 || data >= stop)
-			break;
-		hole = lseek(g->host_fd, data, SEEK_HOLE);
-		if (hole < 0 || hole > stop)
-			hole = stop;
-		for (uint64_t i = (uint64_t)data >> PM_PAGE_SHIFT; i < (uint64_t)hole >> PM_PAGE_SHIFT; i++) {
-			pm_pfn_t pfn;
-
-			if (!(hm_get(&g->hmap, i) & HM_POISON) && pm_gmem_get_pfn_host(g, i, &pfn) == -ENOMEM)
-				return -ENOMEM;
-		}
-		pos = hole;
+		if ((hm_get(&g->hmap, i) & HM_POISON) || pm_gmem_peek_pfn(g, i) != PM_PFN_INVALID)
+			continue;
+		if (lseek(g->host_fd, off, SEEK_DATA) == off && pm_gmem_get_pfn_host(g, i, &pfn) == -ENOMEM)
+			return -ENOMEM;
 	}
 	return 0;
 }

@@ -527,6 +527,22 @@ static void test_run_pkvm_virtio_passes_and_reports_the_hyp(void **state)
 }
 
 /* A smoke run of bench share: every figure measured (none skipped), no error. */
+/* A bench run's JSON holds every key, skips no figure and has no error. */
+static void expect_bench_keys(const char *env, const char *const *args, const char *const *keys,
+			      size_t n)
+{
+	struct result r = run_cli_env(env, 0, args);
+
+	expect_status(&r, 0);
+	for (size_t i = 0; i < n; i++)
+		expect_contains(&r, r.out, keys[i]);
+	if (strstr(r.out, "\"skipped\":true")) {
+		dump(&r);
+		fail_msg("a figure was skipped");
+	}
+	result_free(&r);
+}
+
 /* A smoke run of bench inplace, started in each mode (the other runs in a
  * child): every figure measured, the memory of both paths read, and the
  * in-place path's shared buffer in the host file (its pages counted). */
@@ -541,16 +557,8 @@ static void expect_bench_inplace(const char *env)
 		"\"destructive_private_host_mib\":0,",
 		"\"error\":null",
 	};
-	struct result r = run_cli_env(env, 0, args);
 
-	expect_status(&r, 0);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		expect_contains(&r, r.out, keys[i]);
-	if (strstr(r.out, "\"skipped\":true")) {
-		dump(&r);
-		fail_msg("a figure was skipped");
-	}
-	result_free(&r);
+	expect_bench_keys(env, args, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 static void test_bench_inplace_measures_both_modes(void **state)
@@ -567,16 +575,8 @@ static void test_bench_share_measures_every_figure(void **state)
 		"\"inplace_4k_no_view\":{", "\"zeroing\":{", "\"destructive_4k_over_inplace_4k\":",
 		"\"error\":null",
 	};
-	struct result r = run_cli(args);
 
-	expect_status(&r, 0);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		expect_contains(&r, r.out, keys[i]);
-	if (strstr(r.out, "\"skipped\":true")) {
-		dump(&r);
-		fail_msg("a figure was skipped");
-	}
-	result_free(&r);
+	expect_bench_keys(NULL, args, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 /* ---- bench e2e ---- */

@@ -647,8 +647,11 @@ static void test_init_private(void **state)
 
 	fx_create(&fx, 1, MMAP);
 	test_private(&fx, 0, 0, 'A');
+	assert_true(pin_refused(&fx, 0));       /* the host may not hold it */
 	test_convert_to_shared(&fx, 0, 'A', 'B', 'C');
+	assert_false(pin_refused(&fx, 0));
 	test_convert_to_private(&fx, 0, 'C', 'E');
+	assert_true(pin_refused(&fx, 0));
 	fx_destroy(&fx);
 }
 

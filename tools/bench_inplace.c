@@ -286,16 +286,6 @@ static void ip_limits(struct result *r, struct samples *cpy, struct samples *set
 		buffer_free(b, r->size);
 }
 
-static bool ip_mode_is_in_place(void)
-{
-	int sys = pm_kvm_open();
-	bool on = sys >= 0 && pm_kvm_ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
-
-	if (sys >= 0)
-		pm_kvm_close(sys);
-	return on;
-}
-
 static void ip_report(struct result *r, struct ip_series s[IP_NR])
 {
 	static const char *const labels[IP_NR][IP_BATCHES] = {
@@ -366,7 +356,7 @@ void bench_inplace(const struct bench_opts *o, struct result *r)
 {
 	struct ip_series s[IP_NR];
 	const char *child_fd = getenv(IP_CHILD_ENV);
-	bool here = ip_mode_is_in_place();
+	bool here = vmm_gmem_in_place();
 	enum ip_path mine = here ? IP_INPLACE : IP_DESTRUCTIVE;
 
 	memset(s, 0, sizeof(s));

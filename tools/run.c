@@ -303,18 +303,6 @@ static int run_print(const struct report *rep, const struct run_cmd *cmd, FILE *
 	return r ? 1 : rep->failed;
 }
 
-/* The library's mode (PRIVMEM_GMEM_IN_PLACE, --gmem-in-place), as a
- * VMM tells it: KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES. */
-static bool run_in_place(void)
-{
-	int sys = pm_kvm_open();
-	bool on = sys >= 0 && pm_kvm_ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
-
-	if (sys >= 0)
-		pm_kvm_close(sys);
-	return on;
-}
-
 int cmd_run(int argc, char **argv)
 {
 	FILE *json_file = NULL;
@@ -338,7 +326,7 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
-	report_str(&rep, "gmem_in_place", run_in_place() ? "on" : "off");
+	report_str(&rep, "gmem_in_place", vmm_gmem_in_place() ? "on" : "off");
 	r = cmd.runner->run(&cmd.o, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);

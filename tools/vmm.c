@@ -132,6 +132,16 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	return r;
 }
 
+bool vmm_gmem_in_place(void)
+{
+	int sys = pm_kvm_open();
+	bool on = sys >= 0 && pm_kvm_ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+
+	if (sys >= 0)
+		pm_kvm_close(sys);
+	return on;
+}
+
 uint64_t vmm_host_memory(void)
 {
 	struct pm_pool_stats ps = { 0 };

@@ -104,6 +104,10 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	       uint64_t gmem_flags);
 void vmm_destroy(struct vmm *m);
 
+/* The library's mode (PRIVMEM_GMEM_IN_PLACE, --gmem-in-place) as a VMM
+ * learns it: KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on /dev/kvm. */
+bool vmm_gmem_in_place(void);
+
 /* privmem's simulated host memory (the frame pool, PRIVMEM_POOL_SIZE), in
  * bytes; 0 if it cannot be read. */
 uint64_t vmm_host_memory(void);

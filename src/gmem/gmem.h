@@ -24,10 +24,16 @@
  * page's contents are in H, the guest's accesses go there too (see
  * pm_gmem_host_page).
  *
- * Locks (order: bindings_lock, the VM's mmu_lock, host_lock, the index
- * stripes in ascending order, the pool; views being made and pins
- * allocate pages under host_lock; invalidations, the host file's updates
- * and the freeing of punched frames run with no stripe held):
+ * The shared/private state (gmem_attrs.c): an attribute store indexed by
+ * file page, the record of in-place conversion (KVM_SET_MEMORY_ATTRIBUTES2)
+ * and of what a pKVM guest shares; the host file holds exactly the shared
+ * pages.
+ *
+ * Locks (order: conv_lock, bindings_lock, the VM's mmu_lock, host_lock,
+ * the index stripes in ascending order, the pool; views being made and
+ * pins allocate pages under host_lock; invalidations, the host file's
+ * updates and the freeing of punched frames run with no stripe held):
+ *   conv_lock (mutex): one KVM_SET_MEMORY_ATTRIBUTES2 at a time.
  *   bindings_lock (big-reader lock, gmem_internal.h): the bindings list.
  *     Exclusive: bind, unbind, release. Shared: punch hole and memory
  *     failure, for their whole duration, so the set of slots they
@@ -35,8 +41,8 @@
  *     calling thread's slot of the lock.
  *   index stripes (rwlocks, each on cache lines of its own): the page
  *     index, see below.
- *   host_lock (mutex): what the host file holds, the host map (which
- *     pages are in it, pins), the file's views.
+ *   host_lock (mutex): what the host file holds, the host map (moving
+ *     pages, pins), the shared/private state, the file's views.
  *
  * Index locking. File page i lies in 2M block i >> 9; block b is locked by
  * stripe gmem_stripe_of(b): a file has one stripe per block up to 32, and

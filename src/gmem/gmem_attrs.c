@@ -165,6 +165,7 @@ static int gmem_convert(struct pm_gmem *g, uint64_t start, uint64_t end, bool to
 {
 	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
 	struct pm_attr_reservation res;
+	bool complete = false;
 	unsigned int reader;
 	size_t nt;
 	int r;
@@ -187,12 +188,12 @@ static int gmem_convert(struct pm_gmem *g, uint64_t start, uint64_t end, bool to
 
 	pthread_mutex_lock(&g->host_lock);
 	r = to_private ? gmem_host_make_private_locked(g, start, end, err_index)
-		       : gmem_host_make_shared_locked(g, start, end);
+		       : gmem_host_make_shared_locked(g, start, end, &complete);
 	if (!r) {
 		gmem_attrs_set_locked(g, start, end, !to_private, &res);
 		/* The views show the new shared pages (populated ahead, as
-		 * INIT_SHARED files' are). */
-		if (!to_private)
+		 * INIT_SHARED files' are), unless they are all in H already. */
+		if (!to_private && !complete)
 			gmem_views_populate_locked(g, start, end);
 	}
 	pthread_mutex_unlock(&g->host_lock);

@@ -647,21 +647,26 @@ int gmem_host_make_private_locked(struct pm_gmem *g, uint64_t start, uint64_t en
 	return 0;
 }
 
-int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool *complete)
 {
 	bool keep = !g->vm->model->convert_hides_private && host_file_used(g);
 	pm_pfn_t pfns[HOST_BATCH];
-	uint64_t stop;
+	uint64_t stop, moved = 0, pages = 0;
 	int r = 0;
 
-	/* H's pages first, where frames have contents: the only step that
-	 * can fail, taken back if it does. */
+	/* The frames' contents go into H first, allocating its pages: the
+	 * only step that can fail, taken back if it does (nothing else has
+	 * changed yet). */
 	for (uint64_t i = start; i < end && keep && !r; i = stop) {
 		if (gmem_shared_run(g, i, end, &stop))
 			continue;
+		pages += stop - i;
 		for (uint64_t k = i, n; !r && (k = host_frame_run(g, k, stop, pfns, &n)) < stop;
-		     k += n ? n : 1)
-			r = n ? host_file_fill(g, k, k + n) : 0;
+		     k += n ? n : 1) {
+			if (n && host_copy_in(g, k, n, pfns) < n)
+				r = -ENOMEM;
+			moved += n;
+		}
 	}
 	if (r) {
 		for (uint64_t i = start; i < end; i = stop)
@@ -669,16 +674,11 @@ int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end
 				host_file_punch(g, i, stop);
 		return r;
 	}
-	for (uint64_t i = start; i < end; i = stop) {
-		if (gmem_shared_run(g, i, end, &stop))
-			continue;
-		/* The guest's hardware lets the frames go (the arch hook). */
-		gmem_unprepare(g, i, stop);
-		for (uint64_t k = i, n; keep && (k = host_frame_run(g, k, stop, pfns, &n)) < stop;
-		     k += n ? n : 1)
-			if (n && host_copy_in(g, k, n, pfns) < n)
-				host_file_punch(g, k, k + n);   /* not expected: H's pages exist */
-	}
+	/* Then the guest's hardware lets the frames go (the arch hook). */
+	for (uint64_t i = start; i < end; i = stop)
+		if (!gmem_shared_run(g, i, end, &stop))
+			gmem_unprepare(g, i, stop);
+	*complete = keep && moved == pages;
 	return 0;
 }
 

@@ -319,13 +319,17 @@ void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end);
  * to private: -EAGAIN (*err_index: the first page the host pins), or the
  * shared pages' contents go from H back to their frames and H loses them,
  * in every mapping (-ENOMEM, nothing changed, if a frame is missing);
- * to shared: H gets a page for each private page that has a frame
- * (-ENOMEM, nothing changed, if H cannot), the frames leave the guest's
- * hardware (gmem_unprepare), and their contents go into H, unless the
- * model hides private contents from the host (then H's pages read zero). */
+ * to shared: the private pages' frames are copied into H (-ENOMEM, nothing
+ * changed, if H cannot take them), unless the model hides private contents
+ * from the host (their H pages read zero), then the frames leave the
+ * guest's hardware (gmem_unprepare); *complete: every page that went shared
+ * had a frame and is in H now (views need nothing more).
+ * The copy comes before the hook: no model both keeps contents and has a
+ * hook, and the copies are the simulation's bookkeeping, not host
+ * accesses (see gmem_host.c). */
 int gmem_host_make_private_locked(struct pm_gmem *g, uint64_t start, uint64_t end,
 				  uint64_t *err_index);
-int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end);
+int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool *complete);
 
 /* Views (gmem_mmap.c): the shared pages that views show are allocated in
  * the index and H (a host fault would allocate them; privmem has no fault

@@ -76,6 +76,8 @@ struct fx {
 	uint64_t npages;
 	struct gcmd cmd;
 	unsigned int mmio_exits, hypercalls, memory_faults;
+	bool convert_on_fault;         /* answer memory faults on the file (implicit) */
+	uint64_t last_fault_flags;
 	uint64_t last_mmio_gpa;
 };
 
@@ -225,8 +227,17 @@ static uint64_t guest_do(struct fx *fx, enum gop op, uint64_t gpa, uint64_t expe
 		int r = pm_kvm_ioctl(fx->vcpu, KVM_RUN, 0);
 
 		if (r && errno == EFAULT && fx->run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			const struct kvm_run *run = fx->run;
+
 			fx->memory_faults++;
-			fail_msg("unexpected memory fault at %#llx", (unsigned long long)fx->run->memory_fault.gpa);
+			fx->last_fault_flags = run->memory_fault.flags;
+			if (!fx->convert_on_fault)
+				fail_msg("unexpected memory fault at %#llx", (unsigned long long)run->memory_fault.gpa);
+			/* The VMM converts as the access asked, on the file. */
+			assert_int_equal(attrs2(fx->gmem, run->memory_fault.gpa - GPA_BASE, run->memory_fault.size,
+						run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE ? PRIVATE : 0,
+						NULL), 0);
+			continue;
 		}
 		assert_int_equal(r, 0);
 		switch (fx->run->exit_reason) {
@@ -1083,6 +1094,29 @@ static void test_snp_launch_needs_private(void **state)
 	fx_destroy(&fx);
 }
 
+/* Implicit conversion in in-place mode: an SNP guest's shared access (no
+ * C-bit) to a page the file says is private is KVM_EXIT_MEMORY_FAULT
+ * (flags 0); the VMM answers with KVM_SET_MEMORY_ATTRIBUTES2 and the
+ * access completes on the shared page, which the host sees. */
+static void test_snp_implicit_conversion_on_the_file(void **state)
+{
+	struct fx fx;
+
+	fx_create_type(&fx, KVM_X86_SNP_VM, 2, MMAP | INIT_SHARED, true);
+	set_private(&fx, 0, 1);
+	assert_host_sigbus(&fx, 0);
+	fx.convert_on_fault = true;
+	guest_do(&fx, G_WRITE, gpa_of(0), 0, 0x7777);
+	assert_int_equal(fx.memory_faults, 1);
+	assert_int_equal(fx.last_fault_flags, 0);
+	assert_host_reads(&fx, 0, 0x7777);
+	/* Page 1 was shared all along: no exit. */
+	guest_do(&fx, G_WRITE, gpa_of(1), 0, 0x8888);
+	assert_int_equal(fx.memory_faults, 1);
+	assert_host_reads(&fx, 1, 0x8888);
+	fx_destroy(&fx);
+}
+
 static long tdx_cmd(int fd, uint32_t id, void *data)
 {
 	struct kvm_tdx_cmd cmd = { .id = id, .data = (uint64_t)(uintptr_t)data };
@@ -1452,6 +1486,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_huge_page_partial_conversion),
 		cmocka_unit_test(test_snp_launch_in_place),
 		cmocka_unit_test(test_snp_launch_needs_private),
+		cmocka_unit_test(test_snp_implicit_conversion_on_the_file),
 		cmocka_unit_test(test_tdx_build_in_place),
 		cmocka_unit_test(test_conversions_race_faults_and_host_reads),
 		cmocka_unit_test(test_pkvm_shares_write_the_file_state),

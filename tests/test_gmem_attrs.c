@@ -842,6 +842,20 @@ static void test_elevated_refcount(void **state)
 		assert_int_equal(attrs2(fx.gmem, test_page * PAGE, PAGE, PRIVATE, &eo), -1);
 		assert_int_equal(errno, EAGAIN);
 		assert_int_equal(eo, test_page * PAGE);
+		/* error_offset goes back with copy_to_user: into a struct
+		 * the process can read but not write, EFAULT. */
+		if (test_page == 0) {
+			struct kvm_memory_attributes2 *ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE,
+								 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+			assert_true(ro != MAP_FAILED);
+			*ro = (struct kvm_memory_attributes2){ .size = n * PAGE, .attributes = PRIVATE };
+			assert_int_equal(mprotect(ro, PAGE, PROT_READ), 0);
+			errno = 0;
+			assert_int_equal(pm_kvm_ioctl(fx.gmem, KVM_SET_MEMORY_ATTRIBUTES2, ro), -1);
+			assert_int_equal(errno, EFAULT);
+			munmap(ro, PAGE);
+		}
 		/* The range from the page after: no pin there. */
 		if (test_page + 1 < n)
 			set_private(&fx, test_page + 1, n - test_page - 1);

@@ -448,8 +448,8 @@ static long gmem_set_attributes(const struct pm_file *f, unsigned long arg)
 		return -ENOTTY;
 	COPY_IN(a, arg);
 	r = pm_gmem_set_attributes(f->obj, &a);
-	if (r == -EAGAIN || r == -ENOMEM)
-		memcpy((void *)arg, &a, sizeof(a));
+	if ((r == -EAGAIN || r == -ENOMEM) && COPY_OUT(arg, a))
+		return -EFAULT;
 	return r;
 }
 

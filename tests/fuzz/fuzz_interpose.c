@@ -47,7 +47,9 @@
  *
  * Built by the fuzzing framework (make fuzz) or linked with replay.c
  * (make check replays tests/fuzz/corpus/interpose/). FUZZ_TRACE=1 prints
- * every call.
+ * every call; FUZZ_GMEM_IN_PLACE=1 runs with in-place conversion on (a
+ * process-wide mode: KVM_SET_MEMORY_ATTRIBUTES2 on guest_memfd then
+ * works); FUZZ_HISTORY_DIR keeps the last inputs (history.h).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -379,6 +381,8 @@ static const struct cmd cmds[] = {
 	{ PM_GUEST_MEMFD_PIN, K_GMEM, F_IN | F_FIRST, sizeof(struct pm_gmem_pin) },
 	{ PM_GUEST_MEMFD_UNPIN, K_GMEM, F_IN | F_FIRST, sizeof(struct pm_gmem_pin) },
 	{ PM_GUEST_MEMFD_GET_STATS, K_GMEM, F_OUT | F_FIRST, sizeof(struct pm_gmem_file_stats) },
+	/* ENOTTY before the copy unless in-place mode is on (FUZZ_GMEM_IN_PLACE) */
+	{ KVM_SET_MEMORY_ATTRIBUTES2, K_GMEM, F_IN | F_OUT | F_MAYBE, sizeof(struct kvm_memory_attributes2) },
 };
 #define NR_CMDS (sizeof(cmds) / sizeof(cmds[0]))
 
@@ -417,7 +421,8 @@ static void fill_arg(const struct cmd *c, bool raw)
 		m->guest_memfd_offset = sizes[u8() & 7] & ~0x3fffffULL;
 		break;
 	}
-	case KVM_SET_MEMORY_ATTRIBUTES: {
+	case KVM_SET_MEMORY_ATTRIBUTES:
+	case KVM_SET_MEMORY_ATTRIBUTES2: {      /* the same first four fields */
 		struct kvm_memory_attributes *a = (void *)b;
 		uint8_t o = u8();
 
@@ -1056,6 +1061,10 @@ static void setup_once(void)
 
 	trace = getenv("FUZZ_TRACE") != NULL;
 	history_init();
+	/* In-place conversion is a process-wide mode, read once: on for a
+	 * whole run when asked. */
+	if (getenv("FUZZ_GMEM_IN_PLACE"))
+		setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	devdir = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	h = pm_kvm_open();

@@ -567,6 +567,20 @@ static void s_sysfs(void)
 	fclose(f);
 	FAILS(open("/sys/module/kvm/parameters/no_such_param", O_RDONLY), ENOENT);
 	FAILS(open("/sys/module/kvm/parameters/enable_pmu", O_WRONLY), EACCES);
+	/* A read-only file, as sysfs opened for reading: no write, no growth
+	 * (the snapshot is a memfd: a 1 TiB fallocate would have taken the
+	 * host's memory), and its value stays. */
+	{
+		int fd = open("/sys/module/kvm/parameters/enable_pmu", O_RDONLY);
+
+		CHECK(fd >= 0);
+		FAILS(write(fd, "Y\n", 2), EBADF);
+		FAILS(fallocate(fd, 0, 0, 1LL << 40), EBADF);
+		FAILS(ftruncate(fd, 1 << 20), EINVAL);
+		CHECK(read(fd, buf, sizeof(buf) - 1) == 2 && !memcmp(buf, "N\n", 2));
+		close(fd);
+		memset(buf, 0, sizeof(buf));
+	}
 	CHECK(fopen("/sys/module/kvm/parameters/no_such_param", "r") == NULL && errno == ENOENT);
 	/* other sysfs files are the system's */
 	f = fopen("/sys/devices/system/cpu/possible", "r");

@@ -6,9 +6,13 @@
  * vendor modules answer, as programs pick one by the CPU they run on.
  *
  * A parameter is served as a read-only snapshot: a memfd holding the text
- * sysfs would give ("Y\n", "0\n"), positioned at 0. A parameter privmem
- * does not list is ENOENT, as for a module without it; opening one for
- * writing is EACCES (privmem's parameters cannot be changed).
+ * sysfs would give ("Y\n", "0\n"), sealed against any change of its size
+ * or contents and reopened read-only (through /proc/self/fd), so the
+ * program holds what sysfs gives for O_RDONLY: write and fallocate are
+ * EBADF, ftruncate EINVAL, and no program can grow it into the host's
+ * memory. A parameter privmem does not list is ENOENT, as for a module
+ * without it; opening one for writing is EACCES (privmem's parameters
+ * cannot be changed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -97,7 +101,7 @@ int ipose_sysfs_open(int dirfd, const char *path, int flags)
 	char abs[PATH_MAX], text[32];
 	const struct param *p;
 	size_t len;
-	int fd;
+	int fd, ro, err;
 
 	if (!strstr(path, "parameters") || !ipose_path_absolute(dirfd, path, abs, sizeof(abs)) ||
 	    !module_is_kvm(abs))
@@ -112,15 +116,22 @@ int ipose_sysfs_open(int dirfd, const char *path, int flags)
 		return -1;
 	}
 	len = (size_t)snprintf(text, sizeof(text), "%s\n", value_of(p));
-	fd = memfd_create("privmem-sysfs", (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
+	fd = memfd_create("privmem-sysfs", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -1;
-	if (LIBC(write)(fd, text, len) != (ssize_t)len || lseek(fd, 0, SEEK_SET) != 0) {
-		int err = errno;
-
-		LIBC(close)(fd);
-		errno = err ? err : EIO;
-		return -1;
-	}
-	return fd;
+	errno = 0;
+	if (LIBC(write)(fd, text, len) != (ssize_t)len ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE))
+		goto fail;
+	snprintf(abs, sizeof(abs), "/proc/self/fd/%d", fd);
+	ro = LIBC(open)(abs, O_RDONLY | (flags & O_CLOEXEC));
+	if (ro < 0)
+		goto fail;
+	LIBC(close)(fd);
+	return ro;
+fail:
+	err = errno;
+	LIBC(close)(fd);
+	errno = err ? err : EIO;
+	return -1;
 }

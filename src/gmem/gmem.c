@@ -827,13 +827,14 @@ void gmem_unprepare(struct pm_gmem *g, uint64_t start, uint64_t end)
 		unsigned int level;
 		int err;
 		_Atomic uint64_t *slot = gmem_walk(g, &lk, i, false, &level, &err);
-		uint64_t span = 1ULL << GE_LEVEL_SHIFT(level), first = PM_ALIGN_DOWN(i, span);
-		uint64_t stop, e;
+		uint64_t span, first, stop, e;
 
-		if (!slot) {
+		if (!slot) {            /* level is not set then */
 			i++;
 			continue;
 		}
+		span = 1ULL << GE_LEVEL_SHIFT(level);
+		first = PM_ALIGN_DOWN(i, span);
 		stop = PM_MIN(end, first + span);
 		e = atomic_load_explicit(slot, memory_order_acquire);
 		if (!(e & GE_POISON)) {

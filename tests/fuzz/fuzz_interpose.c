@@ -1038,6 +1038,9 @@ static void (*const ops[])(void) = {
 static void op_unmap(void) { op_munmap(false); }
 static void op_advise(void) { op_munmap(true); }
 
+/* make check replays the corpus in both modes (replay.c). */
+const char *const fuzz_replay_rerun_env = "FUZZ_GMEM_IN_PLACE=1";
+
 /* ---- set-up and teardown ---- */
 
 static uint64_t pool_in_use(void)

@@ -9,15 +9,20 @@
  * under libFuzzer; the last "replay:" line names it.
  *
  * The closing line has cmocka's form (one input, one test) so that
- * scripts/runtests.sh counts the inputs.
+ * scripts/runtests.sh counts the inputs. A target may name an environment
+ * setting (fuzz_replay_rerun_env) under which its corpus is replayed a
+ * second time, in a child process.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -93,9 +98,41 @@ static int replay_path(const char *path)
 	return done;
 }
 
+/* A target whose behaviour depends on a process-wide mode read once
+ * (fuzz_interpose: in-place conversion) names the environment setting
+ * that turns it on here: its checked-in corpus is then replayed a second
+ * time, in a child with the setting (its own "PASSED" line counts). */
+extern const char *const fuzz_replay_rerun_env __attribute__((weak));
+
+static int rerun_with_env(const char *self)
+{
+	char *argv[] = { (char *)self, NULL };
+	int status = 0;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		perror("fork");
+		return 1;
+	}
+	if (pid == 0) {
+		putenv((char *)fuzz_replay_rerun_env);
+		setenv("FUZZ_REPLAY_RERUN", "1", 1);
+		execv("/proc/self/exe", argv);
+		perror("execv");
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return 1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 int main(int argc, char **argv)
 {
 	static char *dflt[] = { NULL, FUZZ_CORPUS };
+	const char *self = argv[0];
+	bool corpus = argc < 2;
 	int total = 0;
 
 	if (argc < 2) {
@@ -114,5 +151,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("[  PASSED  ] %d test(s).\n", total);
+	if (corpus && &fuzz_replay_rerun_env && !getenv("FUZZ_REPLAY_RERUN")) {
+		printf("replay: again with %s\n", fuzz_replay_rerun_env);
+		return rerun_with_env(self);
+	}
 	return 0;
 }

@@ -169,6 +169,9 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 		return PM_EXIT_HYPERCALL_VALID_MASK;
 	case PM_CAP_GUEST_MEMFD_PAGE_SIZE:
 		return 1;
+	case KVM_CAP_ARM_RMI:
+		return vm ? vm->type == PM_VM_TYPE_REALM
+			  : !!(pm_model_vm_types() & (1 << PM_VM_TYPE_REALM));
 	default:
 		return 0;
 	}

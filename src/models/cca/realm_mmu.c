@@ -1,0 +1,371 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A realm's memory, KVM's side (locks in realm.h):
+ *  - guest_memfd page lifetime: prepare (the guest's first use) delegates
+ *    the page's granules; invalidate (frames really freed) undelegates
+ *    them, which the RMM allows only for DELEGATED granules: every DATA
+ *    granule was DATA_DESTROYed (zeroed) by the zap that came first. A
+ *    frame still DATA at that point is kept out of the pool for good
+ *    (gmem_hold, counted): the host must never get it back.
+ *  - protected faults (map_private, MMU lock shared): RTTs created down to
+ *    level 3, then DATA_CREATE_UNKNOWN per granule; a 2M guest_memfd page
+ *    over a uniformly private, RAM range is mapped as 512 granules and
+ *    folded into one 2M block (RTT_FOLD), whose returned RTT granule is
+ *    kept as a spare;
+ *  - private zaps (MMU lock exclusive): DATA_DESTROY page by page,
+ *    unfolding a block first (RTT_CREATE under it) when the zap covers
+ *    part of it, or all of it (DATA_DESTROY is per granule);
+ *  - shared faults (map_shared): KVM's direct root as on every VM, and the
+ *    same mapping in the RTT's unprotected half (RTT_MAP_UNPROTECTED);
+ *    shared zaps unmap both.
+ */
+#include <inttypes.h>
+#include "host/pool.h"
+#include "mmu/mmu.h"
+#include "models/cca/realm.h"
+
+/* ---- spare granules ---- */
+
+int realm_get_granule(struct realm_vm *r, uint64_t *addr)
+{
+	pm_pfn_t pfn = PM_PFN_INVALID;
+
+	pthread_mutex_lock(&r->spare_lock);
+	if (r->nr_spares)
+		pfn = r->spares[--r->nr_spares];
+	pthread_mutex_unlock(&r->spare_lock);
+	if (pfn == PM_PFN_INVALID) {
+		if (pm_pool_alloc(0, &pfn))
+			return -ENOMEM;
+		PM_BUG_ON(rmi_granule_delegate(pfn << PM_PAGE_SHIFT) != RMI_SUCCESS);
+		realm_count(r, REALM_STAT_DELEGATES, 1);
+	}
+	*addr = pfn << PM_PAGE_SHIFT;
+	return 0;
+}
+
+static void undelegate_free(struct realm_vm *r, pm_pfn_t pfn)
+{
+	PM_BUG_ON(rmi_granule_undelegate(pfn << PM_PAGE_SHIFT) != RMI_SUCCESS);
+	realm_count(r, REALM_STAT_UNDELEGATES, 1);
+	pm_pool_free(pfn, 0);
+}
+
+void realm_put_granule(struct realm_vm *r, uint64_t addr)
+{
+	pm_pfn_t pfn = addr >> PM_PAGE_SHIFT;
+
+	pthread_mutex_lock(&r->spare_lock);
+	if (r->nr_spares == r->cap_spares) {
+		size_t cap = PM_MAX(16, r->cap_spares * 2);
+		pm_pfn_t *a = realloc(r->spares, cap * sizeof(*a));
+
+		if (a) {
+			r->spares = a;
+			r->cap_spares = cap;
+		}
+	}
+	if (r->nr_spares < r->cap_spares) {
+		r->spares[r->nr_spares++] = pfn;
+		pfn = PM_PFN_INVALID;
+	}
+	pthread_mutex_unlock(&r->spare_lock);
+	if (pfn != PM_PFN_INVALID)     /* no room to keep it: back to the host */
+		undelegate_free(r, pfn);
+}
+
+void realm_free_spares(struct realm_vm *r)
+{
+	pthread_mutex_lock(&r->spare_lock);
+	for (size_t i = 0; i < r->nr_spares; i++)
+		undelegate_free(r, r->spares[i]);
+	r->nr_spares = 0;
+	pthread_mutex_unlock(&r->spare_lock);
+}
+
+/* ---- RTTs ---- */
+
+int realm_ensure_rtt(struct realm_vm *r, uint64_t ipa, int level)
+{
+	uint64_t rd = realm_rd(r);
+
+	for (;;) {
+		struct rmi_rtt_entry e;
+		uint64_t g, at, res;
+		int err;
+
+		PM_BUG_ON(rmi_rtt_read_entry(rd, PM_ALIGN_DOWN(ipa, rtt_entry_size(level)), level, &e));
+		if (e.walk_level >= level)
+			return 0;
+		err = realm_get_granule(r, &g);
+		if (err)
+			return err;
+		at = PM_ALIGN_DOWN(ipa, rtt_entry_size(e.walk_level));
+		res = rmi_rtt_create(rd, g, at, e.walk_level + 1);
+		if (res) {                 /* another thread made it meanwhile */
+			PM_BUG_ON(rmi_status(res) != RMI_ERROR_RTT);
+			realm_put_granule(r, g);
+			continue;
+		}
+		realm_count(r, REALM_STAT_RTT_CREATES, 1);
+		if (e.state == HIPAS_ASSIGNED)
+			realm_count(r, REALM_STAT_UNFOLDS, 1);
+	}
+}
+
+static void destroy_range(struct realm_vm *r, uint64_t ipa, uint64_t size, int level)
+{
+	uint64_t rd = realm_rd(r), top_bit = atomic_load(&r->top_bit);
+
+	for (uint64_t a = ipa; a < ipa + size; a += rtt_entry_size(level)) {
+		uint64_t out, top;
+		struct rmi_rtt_entry e;
+
+		PM_BUG_ON(rmi_rtt_read_entry(rd, a, level, &e));
+		if (e.walk_level != level)
+			continue;
+		if (e.table) {
+			destroy_range(r, a, rtt_entry_size(level), level + 1);
+			PM_BUG_ON(rmi_rtt_destroy(rd, a, level + 1, &out, &top));
+			undelegate_free(r, out >> PM_PAGE_SHIFT);
+		} else if (e.state == HIPAS_ASSIGNED && (a & top_bit)) {
+			PM_BUG_ON(rmi_rtt_unmap_unprotected(rd, a, level, &top));
+		} else {
+			PM_BUG_ON(e.state == HIPAS_ASSIGNED);  /* DATA went first */
+		}
+	}
+}
+
+void realm_destroy_rtts(struct realm_vm *r)
+{
+	uint64_t rd = realm_rd(r), top_bit = atomic_load(&r->top_bit);
+
+	/* DATA first: protected memory left behind, whose frames guest_memfd's
+	 * free kept (held): zeroed and given back to the host, never to the
+	 * pool. */
+	for (uint64_t a = 0; a < top_bit;) {
+		uint64_t data, top;
+		uint64_t res = rmi_data_destroy(rd, a, &data, &top);
+
+		if (res == RMI_SUCCESS) {
+			PM_BUG_ON(rmi_granule_undelegate(data) != RMI_SUCCESS);
+			a = top;
+		} else {
+			int l = (int)rmi_index(res);
+			struct rmi_rtt_entry e;
+
+			PM_BUG_ON(rmi_rtt_read_entry(rd, PM_ALIGN_DOWN(a, rtt_entry_size(l)), l, &e));
+			if (e.state == HIPAS_ASSIGNED && l < RTT_PAGE_LEVEL)
+				PM_BUG_ON(realm_ensure_rtt(r, a, RTT_PAGE_LEVEL));
+			else
+				a = PM_ALIGN_DOWN(a, rtt_entry_size(l)) + rtt_entry_size(l);
+		}
+	}
+	destroy_range(r, 0, 1ULL << r->cfg.ipa_bits, RTT_START_LEVEL);
+}
+
+/* ---- guest_memfd page lifetime ---- */
+
+int realm_gmem_prepare(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn, unsigned int order)
+{
+	struct realm_vm *r = to_realm(vm);
+
+	for (uint64_t i = 0; i < (1ULL << order); i++) {
+		/* Populated granules are DELEGATED or DATA already. */
+		if (rmm_granule_state(pfn + i) != GRANULE_NS)
+			continue;
+		if (rmi_granule_delegate((pfn + i) << PM_PAGE_SHIFT) != RMI_SUCCESS)
+			return -EIO;
+		realm_count(r, REALM_STAT_DELEGATES, 1);
+	}
+	return 0;
+}
+
+static atomic_uint_fast64_t gmem_undelegates;   /* all realms: frees have no VM */
+
+void realm_gmem_invalidate(pm_pfn_t start, pm_pfn_t end)
+{
+	for (pm_pfn_t p = start; p < end; p++) {
+		enum granule_state st = rmm_granule_state(p);
+
+		if (st == GRANULE_NS)
+			continue;          /* never used by the realm */
+		if (st != GRANULE_DELEGATED || rmi_granule_undelegate(p << PM_PAGE_SHIFT) != RMI_SUCCESS)
+			pm_fatal("realm: frame %#" PRIx64 " freed in granule state %d", p, st);
+		atomic_fetch_add_explicit(&gmem_undelegates, 1, memory_order_relaxed);
+	}
+}
+
+bool realm_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order)
+{
+	struct realm_vm *r = to_realm(vm);
+	bool held = false;
+
+	for (uint64_t i = 0; i < (1ULL << order) && !held; i++)
+		held = rmm_granule_state(pfn + i) == GRANULE_DATA;
+	if (held && r)
+		realm_count(r, REALM_STAT_HELD_FRAMES, 1ULL << order);
+	return held;
+}
+
+/* ---- faults ---- */
+
+int realm_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn)
+{
+	return to_realm(vm)->cfg.flags & PM_REALM_NO_HUGE ? 0 : 1;
+}
+
+static int map_granule(struct realm_vm *r, pm_pfn_t pfn, uint64_t ipa)
+{
+	uint64_t res = rmi_data_create_unknown(realm_rd(r), pfn << PM_PAGE_SHIFT, ipa);
+
+	if (res == RMI_SUCCESS) {
+		realm_count(r, REALM_STAT_FAULT_DATA, 1);
+		return 0;
+	}
+	if (res == rmi_error(RMI_ERROR_RTT, RTT_PAGE_LEVEL))
+		return -EEXIST;            /* something is assigned there */
+	return -EAGAIN;                    /* the frame or the table changed: again */
+}
+
+int realm_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
+{
+	struct realm_vm *r = to_realm(vm);
+	uint64_t ipa = f->gfn << PM_PAGE_SHIFT, base, out;
+	pm_pfn_t pfn = pm_pte_addr(pte);
+	int err;
+
+	PM_BUG_ON(level > 1);
+	base = PM_ALIGN_DOWN(ipa, rtt_entry_size(RTT_PAGE_LEVEL - level));
+	err = realm_ensure_rtt(r, base, RTT_PAGE_LEVEL);
+	if (err)
+		return err;
+	if (!level)
+		return map_granule(r, pfn, ipa);
+	/* A 2M page: its 512 granules, then one block. A granule another
+	 * fault mapped already is fine; the fold checks the whole. */
+	for (uint64_t i = 0; i < 512; i++) {
+		err = map_granule(r, pfn + i, base + (i << PM_PAGE_SHIFT));
+		if (err && err != -EEXIST)
+			return err;
+	}
+	if (rmi_rtt_fold(realm_rd(r), base, RTT_PAGE_LEVEL, &out) == RMI_SUCCESS) {
+		realm_count(r, REALM_STAT_FOLDS, 1);
+		realm_put_granule(r, out);
+	}
+	return 0;
+}
+
+int realm_map_shared(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
+{
+	struct realm_vm *r = to_realm(vm);
+	int arm_level = RTT_PAGE_LEVEL - level, err;
+	uint64_t ipa = (PM_ALIGN_DOWN(f->gfn, pm_s2_level_pages(level)) << PM_PAGE_SHIFT) |
+		       atomic_load(&r->top_bit);
+	uint64_t res, top;
+
+	if (level > 1)
+		return -EEXIST;            /* no 1G unprotected blocks: try 2M */
+	err = realm_ensure_rtt(r, ipa, arm_level);
+	if (err)
+		return err;
+	res = rmi_rtt_map_unprotected(realm_rd(r), ipa, arm_level,
+				      pte & (PM_PTE_ADDR_MASK | PM_PTE_HVA));
+	if (res)
+		return -EEXIST;            /* mapped (another fault), or a table there */
+	err = pm_s2_map(&vm->mmu->s2, f->gfn, level, pte);
+	if (err) {
+		PM_BUG_ON(rmi_rtt_unmap_unprotected(realm_rd(r), ipa, arm_level, &top));
+		return err;
+	}
+	realm_count(r, REALM_STAT_UNPROT_MAPS, 1);
+	return 0;
+}
+
+/* ---- zaps ---- */
+
+struct unprot_zap {
+	struct realm_vm *r;
+	gfn_t start, end;
+};
+
+/* A shared leaf of KVM's direct root in the zap's range: the RTT's copy
+ * goes (what the zap covers of it, unfolding a 2M block in part). */
+static int unprot_zap_visit(struct pm_walk_ctx *ctx)
+{
+	struct unprot_zap *z = ctx->arg;
+	struct realm_vm *r = z->r;
+	uint64_t top_bit = atomic_load(&r->top_bit), n = pm_s2_level_pages(ctx->level), top;
+	gfn_t first = PM_MAX(ctx->gfn, z->start), last = PM_MIN(ctx->gfn + n, z->end);
+
+	if (!pm_pte_is_leaf(ctx->old, ctx->level))
+		return 0;
+	if (first == ctx->gfn && last == ctx->gfn + n) {
+		if (!rmi_rtt_unmap_unprotected(realm_rd(r), (ctx->gfn << PM_PAGE_SHIFT) | top_bit,
+					       RTT_PAGE_LEVEL - ctx->level, &top))
+			realm_count(r, REALM_STAT_UNPROT_UNMAPS, 1);
+		return 0;
+	}
+	if (realm_ensure_rtt(r, (first << PM_PAGE_SHIFT) | top_bit, RTT_PAGE_LEVEL))
+		return 0;          /* no memory: the RTT keeps more than KVM (harmless) */
+	for (gfn_t g = first; g < last; g++)
+		if (!rmi_rtt_unmap_unprotected(realm_rd(r), (g << PM_PAGE_SHIFT) | top_bit,
+					       RTT_PAGE_LEVEL, &top))
+			realm_count(r, REALM_STAT_UNPROT_UNMAPS, 1);
+	return 0;
+}
+
+static void zap_protected(struct realm_vm *r, uint64_t ipa, uint64_t end)
+{
+	uint64_t rd = realm_rd(r);
+
+	while (ipa < end) {
+		uint64_t data, top, res = rmi_data_destroy(rd, ipa, &data, &top);
+		struct rmi_rtt_entry e;
+		int l;
+
+		if (res == RMI_SUCCESS) {
+			realm_count(r, REALM_STAT_DATA_DESTROYS, 1);
+			ipa = top;
+			continue;
+		}
+		PM_BUG_ON(rmi_status(res) != RMI_ERROR_RTT);
+		l = (int)rmi_index(res);
+		PM_BUG_ON(rmi_rtt_read_entry(rd, PM_ALIGN_DOWN(ipa, rtt_entry_size(l)), l, &e));
+		if (e.state == HIPAS_ASSIGNED && l < RTT_PAGE_LEVEL) {
+			/* A block: unfold it (a spare granule is there for it). */
+			if (realm_ensure_rtt(r, ipa, RTT_PAGE_LEVEL))
+				pm_fatal("realm: no memory to unfold a protected block");
+			continue;
+		}
+		ipa = PM_ALIGN_DOWN(ipa, rtt_entry_size(l)) + rtt_entry_size(l);
+	}
+}
+
+void realm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
+		     enum pm_inval_cause cause, void *ctx)
+{
+	struct realm_vm *r = to_realm(vm);
+	uint64_t top_bit;
+
+	if (!r) {                  /* torn down: only KVM's direct root is left */
+		pm_mmu_zap(vm, start, end, filter, cause, ctx);
+		return;
+	}
+	top_bit = atomic_load(&r->top_bit);
+	end = PM_MIN(end, top_bit >> PM_PAGE_SHIFT);
+	if (start >= end)
+		return;
+	if (filter & PM_INVAL_SHARED) {
+		struct unprot_zap z = { .r = r, .start = start, .end = end };
+		const struct pm_walker w = { .visit = unprot_zap_visit, .arg = &z, .flags = PM_WALK_LEAF };
+
+		pm_s2_walk(&vm->mmu->s2, start, end, &w);
+		pm_mmu_zap(vm, start, end, PM_INVAL_SHARED, cause, ctx);
+	}
+	if (filter & PM_INVAL_PRIVATE) {
+		pm_mmu_write_lock(vm);
+		zap_protected(r, start << PM_PAGE_SHIFT, end << PM_PAGE_SHIFT);
+		pm_mmu_write_unlock(vm);
+	}
+}

@@ -95,6 +95,20 @@ def scenario_b(algo):
     return rim
 
 
+def scenario_c(algo):
+    """KVM's build through the uAPI (tests/test_cca.c): KVM_ARM_RMI_POPULATE
+    of 0x1000 with MEASURE (the pattern page), then of 0x2000 without
+    (0xAB bytes), each RTT_INIT_RIPAS'd first as one 4K entry; one vCPU:
+    one runnable REC with pc 0 and zero registers."""
+    rim = realm_params(algo)
+    rim = ripas(algo, rim, 0x1000, 0x2000)
+    rim = data(algo, rim, 0x1000, 1, pattern_page())
+    rim = ripas(algo, rim, 0x2000, 0x3000)
+    rim = data(algo, rim, 0x2000, 0, bytes([0xAB]) * 4096)
+    rim = rec(algo, rim, 1, 0, [0] * 8)
+    return rim
+
+
 if __name__ == '__main__':
     print('rim0 sha256   ', realm_params(SHA256).hex())
     print('rim0 sha512   ', realm_params(SHA512).hex())
@@ -102,3 +116,5 @@ if __name__ == '__main__':
     print('A sha512 v1.0 ', scenario_a(SHA512).hex())
     print('A sha256 v2.0 ', scenario_a(SHA256, v1=False).hex())
     print('B sha256 v1.0 ', scenario_b(SHA256).hex())
+    print('C sha256 v1.0 ', scenario_c(SHA256).hex())
+    print('C sha512 v1.0 ', scenario_c(SHA512).hex())

@@ -223,8 +223,19 @@ static int map_granule(struct realm_vm *r, pm_pfn_t pfn, uint64_t ipa)
 		realm_count(r, REALM_STAT_FAULT_DATA, 1);
 		return 0;
 	}
-	if (res == rmi_error(RMI_ERROR_RTT, RTT_PAGE_LEVEL))
-		return -EEXIST;            /* something is assigned there */
+	if (rmi_status(res) == RMI_ERROR_RTT) {
+		int l = (int)rmi_index(res);
+		uint64_t at = PM_ALIGN_DOWN(ipa, rtt_entry_size(l));
+		struct rmi_rtt_entry e;
+
+		/* Assigned already (a racing fault's work, or a page or block
+		 * whose RIPAS is not RAM, which the walk does not see): if to
+		 * this very frame, KVM's part is done and the RMM decides the
+		 * access; else something else is there. */
+		PM_BUG_ON(rmi_rtt_read_entry(realm_rd(r), at, l, &e));
+		if (e.walk_level == l && e.state == HIPAS_ASSIGNED)
+			return e.desc + (ipa - at) == pfn << PM_PAGE_SHIFT ? 0 : -EEXIST;
+	}
 	return -EAGAIN;                    /* the frame or the table changed: again */
 }
 

@@ -8,7 +8,8 @@
  * A descriptor is one 32-bit atomic word: bit 0 the lock, bits 1-3 the
  * state, bits 8-31 the refcount. One process-wide table (struct rmm),
  * reference counted by the realm VMs; vmid_lock (a leaf) guards the VMIDs
- * in use.
+ * in use. The counters (commands by kind, faults, extensions) are the
+ * machine's: process-wide atomics that outlive the RMM.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -30,9 +31,11 @@ struct rmm {
 	struct pm_host_guard guard;
 	pthread_mutex_t vmid_lock;       /* a leaf */
 	uint64_t vmids[65536 / 64];      /* vmid_lock */
-	atomic_uint_fast64_t gpf, rim_extends, tlbis;
-	atomic_uint_fast64_t ok[RMI_NR_CMDS], failed[RMI_NR_CMDS];
 };
+
+/* The machine's counters: for the whole process, they outlive the RMM. */
+static atomic_uint_fast64_t stat_gpf, stat_rim_extends, stat_tlbis;
+static atomic_uint_fast64_t stat_ok[RMI_NR_CMDS], stat_failed[RMI_NR_CMDS];
 
 static pthread_mutex_t rmm_ref_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rmm *the_rmm;          /* rmm_ref_lock to create/destroy; immutable while used */
@@ -88,6 +91,8 @@ static void rmm_free(struct rmm *r)
 	free(r);
 }
 
+static void granule_counts(struct rmm *r, uint64_t counts[GRANULE_NR_STATES]);
+
 int rmm_get(void)
 {
 	int err = 0;
@@ -122,7 +127,7 @@ void rmm_put(void)
 		uint64_t counts[GRANULE_NR_STATES];
 
 		r = the_rmm;
-		rmm_granule_counts(counts);
+		granule_counts(r, counts);
 		if (counts[GRANULE_NS] != r->nr)
 			pm_fatal("rmm: %" PRIu64 " granules not NS when the last realm went",
 				 r->nr - counts[GRANULE_NS]);
@@ -239,13 +244,18 @@ unsigned int rmm_granule_refcount(pm_pfn_t pfn)
 	return atomic_load(gw(pfn)) >> GR_REF_SHIFT;
 }
 
+static void granule_counts(struct rmm *r, uint64_t counts[GRANULE_NR_STATES])
+{
+	memset(counts, 0, sizeof(uint64_t) * GRANULE_NR_STATES);
+	for (uint64_t p = 0; r && p < r->nr; p++)
+		counts[word_state(atomic_load_explicit(&r->g[p], memory_order_relaxed))]++;
+}
+
 void rmm_granule_counts(uint64_t counts[GRANULE_NR_STATES])
 {
-	struct rmm *r = rmm();
-
-	memset(counts, 0, sizeof(uint64_t) * GRANULE_NR_STATES);
-	for (uint64_t p = 0; p < r->nr; p++)
-		counts[word_state(atomic_load_explicit(&r->g[p], memory_order_relaxed))]++;
+	pthread_mutex_lock(&rmm_ref_lock);      /* the RMM may go meanwhile */
+	granule_counts(the_rmm, counts);
+	pthread_mutex_unlock(&rmm_ref_lock);
 }
 
 /* ---- the host's accesses ---- */
@@ -257,7 +267,7 @@ int rmm_host_access(pm_pfn_t pfn, uint64_t n, bool write)
 
 	for (pm_pfn_t p = pfn; p < end; p++) {
 		if (word_state(atomic_load_explicit(&r->g[p], memory_order_acquire)) != GRANULE_NS) {
-			atomic_fetch_add_explicit(&r->gpf, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&stat_gpf, 1, memory_order_relaxed);
 			return -EFAULT;
 		}
 	}
@@ -334,32 +344,28 @@ void rmm_vmid_release(uint16_t vmid)
 
 void rmm_count(enum rmi_cmd cmd, uint64_t result)
 {
-	struct rmm *r = rmm();
-
-	atomic_fetch_add_explicit(result == RMI_SUCCESS ? &r->ok[cmd] : &r->failed[cmd], 1,
+	atomic_fetch_add_explicit(result == RMI_SUCCESS ? &stat_ok[cmd] : &stat_failed[cmd], 1,
 				  memory_order_relaxed);
 }
 
 void rmm_count_rim(void)
 {
-	atomic_fetch_add_explicit(&rmm()->rim_extends, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&stat_rim_extends, 1, memory_order_relaxed);
 }
 
 void rmm_count_tlbi(void)
 {
-	atomic_fetch_add_explicit(&rmm()->tlbis, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&stat_tlbis, 1, memory_order_relaxed);
 }
 
 void rmm_get_stats(struct rmm_stats *st)
 {
-	struct rmm *r = rmm();
-
 	memset(st, 0, sizeof(*st));
-	st->gpf = atomic_load(&r->gpf);
-	st->rim_extends = atomic_load(&r->rim_extends);
-	st->tlbis = atomic_load(&r->tlbis);
+	st->gpf = atomic_load(&stat_gpf);
+	st->rim_extends = atomic_load(&stat_rim_extends);
+	st->tlbis = atomic_load(&stat_tlbis);
 	for (int i = 0; i < RMI_NR_CMDS; i++) {
-		st->commands[i] = atomic_load(&r->ok[i]);
-		st->failed[i] = atomic_load(&r->failed[i]);
+		st->commands[i] = atomic_load(&stat_ok[i]);
+		st->failed[i] = atomic_load(&stat_failed[i]);
 	}
 }

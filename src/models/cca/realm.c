@@ -20,6 +20,7 @@
  *    created later is EINVAL (REC_CREATE needs a NEW realm).
  *  - Measurement: PM_KVM_GET_MEASUREMENT(64) gives the RIM once active.
  */
+#include <stdio.h>
 #include <string.h>
 #include "gmem/gmem.h"
 #include "host/pool.h"
@@ -351,7 +352,9 @@ static int realm_get_stats(struct pm_vm *vm, struct pm_model_stats *st)
 
 	for (int i = 0; i < REALM_NR_STATS; i++)
 		pm_model_stats_put(st, realm_stat_names[i], atomic_load(&r->stats[i]));
-	/* The RMM's own counters are the machine's: every realm in the process. */
+	/* The RMM's granules and counters are the machine's: every realm of
+	 * the process (PM_KVM_GET_MODEL_STATS on the system handle has them
+	 * all, the RMI commands by kind too). */
 	rmm_granule_counts(counts);
 	for (int i = GRANULE_DELEGATED; i < GRANULE_NR_STATES; i++)
 		pm_model_stats_put(st, gnames[i], counts[i]);
@@ -360,6 +363,35 @@ static int realm_get_stats(struct pm_vm *vm, struct pm_model_stats *st)
 	pm_model_stats_put(st, "rim_extends", rs.rim_extends);
 	pm_model_stats_put(st, "rmm_tlbis", rs.tlbis);
 	pm_model_stats_put(st, "ipa_bits", r->cfg.ipa_bits);
+	return 0;
+}
+
+/* The machine's side, for the whole process: RMI commands by kind (those
+ * that succeeded; rmi_errors: those that did not), granule protection
+ * faults, RIM extensions, TLB invalidations, granules by state now. */
+static int realm_get_process_stats(struct pm_model_stats *st)
+{
+	static const char *const gnames[GRANULE_NR_STATES] = {
+		"granules_ns", "granules_delegated", "granules_rd", "granules_rec", "granules_data",
+		"granules_rtt",
+	};
+	uint64_t counts[GRANULE_NR_STATES], errors = 0;
+	struct rmm_stats rs;
+	char name[40];
+
+	rmm_get_stats(&rs);
+	for (int i = 0; i < RMI_NR_CMDS; i++) {
+		snprintf(name, sizeof(name), "rmi_%s", rmi_cmd_names[i]);
+		pm_model_stats_put(st, name, rs.commands[i]);
+		errors += rs.failed[i];
+	}
+	pm_model_stats_put(st, "rmi_errors", errors);
+	pm_model_stats_put(st, "gpf", rs.gpf);
+	pm_model_stats_put(st, "rim_extends", rs.rim_extends);
+	pm_model_stats_put(st, "rmm_tlbis", rs.tlbis);
+	rmm_granule_counts(counts);
+	for (int i = GRANULE_DELEGATED; i < GRANULE_NR_STATES; i++)
+		pm_model_stats_put(st, gnames[i], counts[i]);
 	return 0;
 }
 
@@ -483,5 +515,6 @@ const struct pm_model_ops pm_model_realm = {
 	.guest_call = realm_guest_call,
 	.vcpu_pre_run = realm_vcpu_pre_run,
 	.get_stats = realm_get_stats,
+	.get_process_stats = realm_get_process_stats,
 	.vm_ioctl = realm_vm_ioctl,
 };

@@ -227,12 +227,14 @@ void rmm_realm_rim(uint64_t rd, uint8_t rim[RIM_MAX_SIZE], unsigned int *algo, i
 /* ---- granule states, for the host guard, reports and the checker ---- */
 enum granule_state rmm_granule_state(pm_pfn_t pfn);
 unsigned int rmm_granule_refcount(pm_pfn_t pfn);
-/* Granules now in each state, over the pool. */
+/* Granules now in each state, over the pool (all 0 while no realm exists,
+ * the RMM with them). */
 void rmm_granule_counts(uint64_t counts[GRANULE_NR_STATES]);
 /* A host access to frames [pfn, pfn + n): 0, or -EFAULT when one is not NS
  * (a granule protection fault: counted). */
 int rmm_host_access(pm_pfn_t pfn, uint64_t n, bool write);
 
+ /* The machine's counters, since the process started (no RMM needed). */
 struct rmm_stats {
 	uint64_t gpf;                    /* granule protection faults (host accesses refused) */
 	uint64_t commands[32];           /* RMI commands that succeeded, by enum rmi_cmd */

@@ -25,6 +25,9 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
 int cmd_exec(int argc, char **argv);
+/* privmem measure (measure.c) and its subcommands (measure_*.c). */
+int cmd_measure(int argc, char **argv);
+int cmd_measure_realm(int argc, char **argv);
 
 /* "default", "sw", "snp", "tdx", "pkvm" or their numbers -> KVM VM type;
  * -EINVAL otherwise. The name of a type, or NULL. */

@@ -217,26 +217,24 @@ int realm_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn)
 
 static int map_granule(struct realm_vm *r, pm_pfn_t pfn, uint64_t ipa)
 {
-	uint64_t res = rmi_data_create_unknown(realm_rd(r), pfn << PM_PAGE_SHIFT, ipa);
+	uint64_t res = rmi_data_create_unknown(realm_rd(r), pfn << PM_PAGE_SHIFT, ipa), at;
+	struct rmi_rtt_entry e;
 
 	if (res == RMI_SUCCESS) {
 		realm_count(r, REALM_STAT_FAULT_DATA, 1);
 		return 0;
 	}
-	if (rmi_status(res) == RMI_ERROR_RTT) {
-		int l = (int)rmi_index(res);
-		uint64_t at = PM_ALIGN_DOWN(ipa, rtt_entry_size(l));
-		struct rmi_rtt_entry e;
-
-		/* Assigned already (a racing fault's work, or a page or block
-		 * whose RIPAS is not RAM, which the walk does not see): if to
-		 * this very frame, KVM's part is done and the RMM decides the
-		 * access; else something else is there. */
-		PM_BUG_ON(rmi_rtt_read_entry(realm_rd(r), at, l, &e));
-		if (e.walk_level == l && e.state == HIPAS_ASSIGNED)
-			return e.desc + (ipa - at) == pfn << PM_PAGE_SHIFT ? 0 : -EEXIST;
-	}
-	return -EAGAIN;                    /* the frame or the table changed: again */
+	/* Assigned already (a racing fault's work, or a page or block whose
+	 * RIPAS is not RAM, which the vCPU's walk does not see: the frame is
+	 * DATA then, and the command fails on it first): if to this very
+	 * frame, KVM's part is done and the RMM decides the access; if to
+	 * another, something else is there; else the table or the frame
+	 * changed meanwhile: again. */
+	PM_BUG_ON(rmi_rtt_read_entry(realm_rd(r), ipa, RTT_PAGE_LEVEL, &e));
+	at = PM_ALIGN_DOWN(ipa, rtt_entry_size(e.walk_level));
+	if (e.state == HIPAS_ASSIGNED && !e.table)
+		return e.desc + (ipa - at) == pfn << PM_PAGE_SHIFT ? 0 : -EEXIST;
+	return -EAGAIN;
 }
 
 int realm_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)

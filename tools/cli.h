@@ -29,7 +29,7 @@ int cmd_exec(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_measure_realm(int argc, char **argv);
 
-/* "default", "sw", "snp", "tdx", "pkvm" or their numbers -> KVM VM type;
+/* "default", "sw", "snp", "tdx", "pkvm", "realm" or their numbers -> KVM VM type;
  * -EINVAL otherwise. The name of a type, or NULL. */
 int cli_parse_vm_type(const char *s, unsigned long *type);
 const char *cli_vm_type_name(unsigned long type);

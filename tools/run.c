@@ -38,6 +38,7 @@ static const struct runner {
 	{ PM_VM_TYPE_PKVM, run_sw },
 	{ KVM_X86_SNP_VM, run_snp },
 	{ KVM_X86_TDX_VM, run_tdx },
+	{ PM_VM_TYPE_REALM, run_realm },
 };
 
 /* ---- options ---- */
@@ -52,7 +53,7 @@ struct run_cmd {
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm|realm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
@@ -68,7 +69,9 @@ static void run_usage(FILE *out)
 		"                    random conversions; --scenario does not apply),\n"
 		"                    tdx (a TD on the simulated TDX module: measured build,\n"
 		"                    accept, bounce buffers, conversions; its own scenario),\n"
-		"                    or pkvm (protected VM under pKVM's hypervisor: privmem type 16)\n"
+		"                    pkvm (protected VM under pKVM's hypervisor: privmem type 16),\n"
+		"                    or realm (an Arm CCA realm on the simulated RMM: measured\n"
+		"                    populate, lazy faults, RIPAS conversions; privmem type 17)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
 		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU);\n"
@@ -77,7 +80,7 @@ static void run_usage(FILE *out)
 		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
 		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs,\n"
 		"                    0..1000000 (at 1000000 no TD can be built: the run gives up)\n"
-		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
+		"  --no-huge         tdx, realm: private pages at 4K only (tdx: as upstream)\n"
 		"  --json            print the report as one JSON object\n"
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"

@@ -21,7 +21,7 @@ struct walk {
 	uint64_t nr;
 	uint64_t unprot_gfn;         /* first gfn of the unprotected half */
 	struct cca_check_result *res;
-	bool bad;
+	uint64_t valid[3];           /* valid protected leaves by size, in this realm */
 };
 
 static bool expect(struct walk *w, pm_pfn_t pfn, enum granule_state st, const char *what)
@@ -81,6 +81,8 @@ static int visit(struct pm_walk_ctx *ctx)
 	/* A leaf: assigned protected entries map DATA granules. */
 	if (!(e & ASSIGNED_BIT) || ctx->gfn >= w->unprot_gfn)
 		return 0;
+	if (e & PM_PTE_VALID)
+		w->valid[ctx->level]++;
 	for (uint64_t i = 0; i < pm_s2_level_pages(ctx->level); i++)
 		if (!expect(w, pm_pte_addr(e) + i, GRANULE_DATA, "DATA"))
 			return -1;
@@ -105,7 +107,19 @@ static bool walk_realm(struct walk *w, const struct cca_check_realm *r)
 	for (unsigned int i = 0; i < r->nr_recs; i++)
 		if (!expect(w, r->recs[i] >> PM_PAGE_SHIFT, GRANULE_REC, "REC"))
 			return false;
-	return pm_s2_walk(rtt, 0, 1ULL << (r->s2sz - PM_PAGE_SHIFT), &pw) == 0;
+	memset(w->valid, 0, sizeof(w->valid));
+	if (pm_s2_walk(rtt, 0, 1ULL << (r->s2sz - PM_PAGE_SHIFT), &pw))
+		return false;
+	for (int l = 0; l < 3; l++) {
+		if (atomic_load(&rtt->leaves[l]) != w->valid[l]) {
+			snprintf(w->res->error, sizeof(w->res->error),
+				 "RTT of RD %#lx: %lu valid leaves of level %d counted, %lu found",
+				 (unsigned long)rd, (unsigned long)atomic_load(&rtt->leaves[l]), l,
+				 (unsigned long)w->valid[l]);
+			return false;
+		}
+	}
+	return true;
 }
 
 static bool all_zero(pm_pfn_t pfn)

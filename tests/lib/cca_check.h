@@ -9,6 +9,8 @@
  *  - a table of a realm's RTT is RTT, and its refcount is the number of its
  *    live entries (tables and assigned entries);
  *  - every 4K page an assigned protected entry maps is DATA, mapped once;
+ *    the RTT's count of valid protected leaves by size (the mappings the
+ *    VM's statistics report) is what the walk finds;
  *  - each listed RD is RD with one reference per listed REC of it; each
  *    listed REC is REC;
  *  - every other granule of [first, first + n) is NS, or DELEGATED and all

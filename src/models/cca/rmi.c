@@ -248,7 +248,7 @@ static uint64_t data_create(uint64_t rd_addr, uint64_t data_addr, uint64_t ipa, 
 	pm_pfn_t rdp = granule_pfn(rd_addr), data = granule_pfn(data_addr), table;
 	_Atomic uint64_t *p;
 	struct rmm_rd *rd;
-	uint64_t r;
+	uint64_t r, old, new;
 
 	if (!unknown && ((flags != RMI_MEASURE_CONTENT && flags != RMI_NO_MEASURE_CONTENT) || !src))
 		return RMI_ERROR_INPUT;
@@ -274,8 +274,10 @@ static uint64_t data_create(uint64_t rd_addr, uint64_t data_addr, uint64_t ipa, 
 	}
 	granule_set_state(data, GRANULE_DATA);
 	p = rtt_entry(table, RTT_PAGE_LEVEL, ipa);
-	atomic_store_explicit(p, s2tte_protected(HIPAS_ASSIGNED, s2tte_ripas(atomic_load(p)), data),
-			      memory_order_release);
+	old = atomic_load(p);
+	new = s2tte_protected(HIPAS_ASSIGNED, s2tte_ripas(old), data);
+	atomic_store_explicit(p, new, memory_order_release);
+	rtt_account(rd, ipa, RTT_PAGE_LEVEL, old, new, 1);
 	granule_refcount_inc(table, 1);
 	granule_unlock(table);
 out:
@@ -328,6 +330,7 @@ static uint64_t data_destroy(uint64_t rd_addr, uint64_t ipa, uint64_t *out_data,
 	/* v1.0: RAM the realm could still see becomes DESTROYED. */
 	ripas = s2tte_ripas(e) == RIPAS_RAM ? RIPAS_DESTROYED : s2tte_ripas(e);
 	atomic_store_explicit(p, s2tte_protected(HIPAS_UNASSIGNED, ripas, 0), memory_order_release);
+	rtt_account(rd, ipa, RTT_PAGE_LEVEL, e, 0, 1);
 	granule_refcount_inc(table, -1);
 	if (e & PM_PTE_VALID)
 		rtt_tlbi(rd);         /* no vCPU may write it once it is zeroed */

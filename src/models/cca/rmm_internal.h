@@ -124,6 +124,10 @@ _Atomic uint64_t *rtt_entry(pm_pfn_t table, int level, uint64_t ipa);
  * stops early at an entry that is no table. The RD locked; returns with
  * the table holding the entry locked, and its level. */
 void rtt_walk_lock(struct rmm_rd *rd, uint64_t ipa, int level, pm_pfn_t *table, int *reached);
+/* Keeps rd->rtt.leaves (valid protected leaves by size, the vCPUs'
+ * mappings) in step with an entry of `level` at ipa going from old to new,
+ * for n entries alike. */
+void rtt_account(struct rmm_rd *rd, uint64_t ipa, int level, uint64_t old, uint64_t new, uint64_t n);
 /* The realm's broadcast TLBI. */
 void rtt_tlbi(struct rmm_rd *rd);
 

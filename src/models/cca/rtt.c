@@ -85,6 +85,20 @@ void rtt_walk_lock(struct rmm_rd *rd, uint64_t ipa, int level, pm_pfn_t *table, 
 	*reached = l;
 }
 
+static bool s2tte_valid_leaf(uint64_t e, int level)
+{
+	return (e & PM_PTE_VALID) && (level == RTT_PAGE_LEVEL || (e & PM_PTE_LEAF));
+}
+
+void rtt_account(struct rmm_rd *rd, uint64_t ipa, int level, uint64_t old, uint64_t new, uint64_t n)
+{
+	int d = (int)s2tte_valid_leaf(new, level) - (int)s2tte_valid_leaf(old, level);
+
+	if (d && !rtt_unprotected(rd, ipa) && level >= RTT_MIN_BLOCK_LEVEL)
+		atomic_fetch_add_explicit(&rd->rtt.leaves[RTT_PAGE_LEVEL - level], (uint64_t)(int64_t)d * n,
+					  memory_order_relaxed);
+}
+
 void rtt_tlbi(struct rmm_rd *rd)
 {
 	rmm_count_tlbi();
@@ -138,6 +152,8 @@ static uint64_t rtt_create(uint64_t rd_addr, uint64_t rtt_addr, uint64_t ipa, in
 	granule_set_state(rtt, GRANULE_RTT);
 	granule_refcount_inc(rtt, (int)rtt_fill_child(rtt, e, level));
 	s2tte_write(rtt_entry(table, reached, ipa), s2tte_table(rtt));
+	rtt_account(rd, ipa, reached, e, 0, 1);
+	rtt_account(rd, ipa, level, 0, e, RTT_ENTRIES);     /* the children are like e */
 	if (!s2tte_is_live(e, reached))
 		granule_refcount_inc(table, 1);
 	atomic_fetch_add_explicit(&rd->rtt.tables, 1, memory_order_relaxed);
@@ -291,6 +307,8 @@ static uint64_t rtt_fold(uint64_t rd_addr, uint64_t ipa, int level, uint64_t *ou
 		goto out_child;
 	}
 	s2tte_write(rtt_entry(parent, level - 1, ipa), block);
+	rtt_account(rd, ipa, level, block, 0, RTT_ENTRIES);
+	rtt_account(rd, ipa, level - 1, 0, block, 1);
 	if (!s2tte_is_assigned(block))
 		granule_refcount_inc(parent, -1);
 	rtt_tlbi(rd);
@@ -415,6 +433,7 @@ static uint64_t set_ripas_locked(struct rmm_rd *rd, struct rmm_rec *rec, uint64_
 			break;
 		invalidated |= s2tte_is_valid(e) && !s2tte_is_valid(n);
 		s2tte_write(p, n);
+		rtt_account(rd, addr, level, e, n, 1);
 		if (rtt_index(level, addr) == RTT_ENTRIES - 1) {
 			addr += size;
 			break;

@@ -228,6 +228,7 @@ void bench_scale(const struct bench_opts *o, struct result *r);
 void bench_share(const struct bench_opts *o, struct result *r);
 void bench_psc(const struct bench_opts *o, struct result *r);
 void bench_tdx(const struct bench_opts *o, struct result *r);
+void bench_realm(const struct bench_opts *o, struct result *r);
 void bench_guest(const struct bench_opts *o, struct result *r);
 void bench_e2e(const struct bench_opts *o, struct result *r);
 

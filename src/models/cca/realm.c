@@ -489,6 +489,7 @@ static void realm_vm_destroy(struct pm_vm *vm)
 	pthread_mutex_destroy(&r->build_lock);
 	pthread_mutex_destroy(&r->spare_lock);
 	free(r->spares);
+	free(r->limbo);
 	free(r);
 	rmm_put();
 }

@@ -12,7 +12,8 @@
  *    atomic). Taken outside every lock the fault path takes.
  *  - spare_lock (mutex, a leaf): delegated granules kept for new RTTs (one
  *    comes back from every RTT_FOLD, so unfolding a 2M block on a partial
- *    zap never needs memory).
+ *    zap needs no new memory), each first in a limbo for an RCU grace
+ *    period: a vCPU's lock-free walk may still read the table it was.
  *  - the MMU lock: faults (shared) call RTT_CREATE, DATA_CREATE_UNKNOWN,
  *    RTT_FOLD, RTT_MAP_UNPROTECTED; private zaps hold it exclusively and
  *    DATA_DESTROY (unfolding blocks first); shared zaps take no lock and
@@ -63,8 +64,11 @@ struct realm_vm {
 	unsigned int nr_recs;              /* build_lock */
 
 	pthread_mutex_t spare_lock;
-	pm_pfn_t *spares;                  /* spare_lock: delegated granules */
+	pm_pfn_t *spares;                  /* spare_lock: delegated granules to reuse */
 	size_t nr_spares, cap_spares;      /* spare_lock */
+	pm_pfn_t *limbo;                   /* spare_lock: released tables waiting for a
+	                                    * grace period before they are spares */
+	size_t nr_limbo, cap_limbo;        /* spare_lock */
 
 	atomic_uint_fast64_t stats[REALM_NR_STATS];
 };

@@ -21,15 +21,81 @@
  */
 #include <inttypes.h>
 #include "host/pool.h"
+#include "lib/rcu.h"
 #include "mmu/mmu.h"
 #include "models/cca/realm.h"
 
-/* ---- spare granules ---- */
+/* ---- spare granules ----
+ * A spare that was a table until RTT_FOLD or RTT_DESTROY released it may
+ * still be read by a vCPU's lock-free walk that began before (pgtable.c's
+ * walks run in RCU read-side sections): it waits in `limbo` and becomes a
+ * table of another range only after a grace period, as pgtable.c's own
+ * tables are freed. */
+
+static bool grow(pm_pfn_t **a, size_t *cap, size_t need)
+{
+	pm_pfn_t *n;
+	size_t c;
+
+	if (need <= *cap)
+		return true;
+	c = PM_MAX(PM_MAX(16, *cap * 2), need);
+	n = realloc(*a, c * sizeof(*n));
+	if (!n)
+		return false;
+	*a = n;
+	*cap = c;
+	return true;
+}
+
+static void undelegate_free(struct realm_vm *r, pm_pfn_t pfn)
+{
+	PM_BUG_ON(rmi_granule_undelegate(pfn << PM_PAGE_SHIFT) != RMI_SUCCESS);
+	realm_count(r, REALM_STAT_UNDELEGATES, 1);
+	pm_pool_free(pfn, 0);
+}
+
+/* The limbo's granules join the spares once a grace period has passed. */
+static void settle_limbo(struct realm_vm *r)
+{
+	pm_pfn_t *batch;
+	size_t n;
+
+	pthread_mutex_lock(&r->spare_lock);
+	batch = r->limbo;
+	n = r->nr_limbo;
+	r->limbo = NULL;
+	r->nr_limbo = r->cap_limbo = 0;
+	pthread_mutex_unlock(&r->spare_lock);
+	if (!n) {
+		free(batch);
+		return;
+	}
+	pm_synchronize_rcu();
+	pthread_mutex_lock(&r->spare_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (grow(&r->spares, &r->cap_spares, r->nr_spares + 1)) {
+			r->spares[r->nr_spares++] = batch[i];
+			batch[i] = PM_PFN_INVALID;
+		}
+	}
+	pthread_mutex_unlock(&r->spare_lock);
+	for (size_t i = 0; i < n; i++)       /* no room to keep them: back to the host */
+		if (batch[i] != PM_PFN_INVALID)
+			undelegate_free(r, batch[i]);
+	free(batch);
+}
 
 int realm_get_granule(struct realm_vm *r, uint64_t *addr)
 {
 	pm_pfn_t pfn = PM_PFN_INVALID;
+	bool limbo;
 
+	pthread_mutex_lock(&r->spare_lock);
+	limbo = !r->nr_spares && r->nr_limbo;
+	pthread_mutex_unlock(&r->spare_lock);
+	if (limbo)
+		settle_limbo(r);
 	pthread_mutex_lock(&r->spare_lock);
 	if (r->nr_spares)
 		pfn = r->spares[--r->nr_spares];
@@ -44,42 +110,31 @@ int realm_get_granule(struct realm_vm *r, uint64_t *addr)
 	return 0;
 }
 
-static void undelegate_free(struct realm_vm *r, pm_pfn_t pfn)
-{
-	PM_BUG_ON(rmi_granule_undelegate(pfn << PM_PAGE_SHIFT) != RMI_SUCCESS);
-	realm_count(r, REALM_STAT_UNDELEGATES, 1);
-	pm_pool_free(pfn, 0);
-}
-
 void realm_put_granule(struct realm_vm *r, uint64_t addr)
 {
 	pm_pfn_t pfn = addr >> PM_PAGE_SHIFT;
 
 	pthread_mutex_lock(&r->spare_lock);
-	if (r->nr_spares == r->cap_spares) {
-		size_t cap = PM_MAX(16, r->cap_spares * 2);
-		pm_pfn_t *a = realloc(r->spares, cap * sizeof(*a));
-
-		if (a) {
-			r->spares = a;
-			r->cap_spares = cap;
-		}
-	}
-	if (r->nr_spares < r->cap_spares) {
-		r->spares[r->nr_spares++] = pfn;
+	if (grow(&r->limbo, &r->cap_limbo, r->nr_limbo + 1)) {
+		r->limbo[r->nr_limbo++] = pfn;
 		pfn = PM_PFN_INVALID;
 	}
 	pthread_mutex_unlock(&r->spare_lock);
-	if (pfn != PM_PFN_INVALID)     /* no room to keep it: back to the host */
+	if (pfn != PM_PFN_INVALID) {       /* no room to keep it: back to the host, */
+		pm_synchronize_rcu();      /* once no walk can read it */
 		undelegate_free(r, pfn);
+	}
 }
 
 void realm_free_spares(struct realm_vm *r)
 {
+	pm_synchronize_rcu();
 	pthread_mutex_lock(&r->spare_lock);
 	for (size_t i = 0; i < r->nr_spares; i++)
 		undelegate_free(r, r->spares[i]);
-	r->nr_spares = 0;
+	for (size_t i = 0; i < r->nr_limbo; i++)
+		undelegate_free(r, r->limbo[i]);
+	r->nr_spares = r->nr_limbo = 0;
 	pthread_mutex_unlock(&r->spare_lock);
 }
 

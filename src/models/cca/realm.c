@@ -118,6 +118,9 @@ static int realm_config(struct realm_vm *r, const struct pm_realm_config *c)
 	if (!config_ok(c))
 		return -EINVAL;
 	pthread_mutex_lock(&r->build_lock);
+	/* No fault may use the RD while it is made again (KVM_PRE_FAULT_MEMORY
+	 * needs no build step): they hold the MMU lock for reading. */
+	pm_mmu_write_lock(r->vm);
 	if (atomic_load(&r->state) != REALM_KVM_NEW || !realm_untouched(r)) {
 		err = -EBUSY;
 		goto out;
@@ -129,7 +132,10 @@ static int realm_config(struct realm_vm *r, const struct pm_realm_config *c)
 		PM_BUG_ON(realm_create_rd(r));
 		err = -EINVAL;
 	}
+	atomic_store(&r->flags, r->cfg.flags);
+	atomic_store(&r->ipa_bits, r->cfg.ipa_bits);
 out:
+	pm_mmu_write_unlock(r->vm);
 	pthread_mutex_unlock(&r->build_lock);
 	return err;
 }
@@ -268,7 +274,9 @@ static int realm_activate(struct realm_vm *r)
 
 	pthread_mutex_lock(&vm->lock);
 	n = atomic_load(&vm->nr_vcpus);
-	for (unsigned int i = 0; i < n && !err; i++) {
+	/* From the first vCPU without a REC: an activation that ran out of
+	 * memory goes on where it stopped. */
+	for (unsigned int i = r->nr_recs; i < n && !err; i++) {
 		struct rmi_rec_params p = { .flags = RMI_REC_FLAG_RUNNABLE, .mpidr = vm->vcpus[i]->id };
 
 		err = delegate_new(r, &r->rec[i]);
@@ -362,7 +370,7 @@ static int realm_get_stats(struct pm_vm *vm, struct pm_model_stats *st)
 	pm_model_stats_put(st, "gpf", rs.gpf);
 	pm_model_stats_put(st, "rim_extends", rs.rim_extends);
 	pm_model_stats_put(st, "rmm_tlbis", rs.tlbis);
-	pm_model_stats_put(st, "ipa_bits", r->cfg.ipa_bits);
+	pm_model_stats_put(st, "ipa_bits", atomic_load(&r->ipa_bits));
 	return 0;
 }
 
@@ -437,6 +445,8 @@ static int realm_vm_init(struct pm_vm *vm)
 		goto err_free;
 	r->vm = vm;
 	r->cfg = default_config;
+	atomic_init(&r->flags, r->cfg.flags);
+	atomic_init(&r->ipa_bits, r->cfg.ipa_bits);
 	pthread_mutex_init(&r->build_lock, NULL);
 	pthread_mutex_init(&r->spare_lock, NULL);
 	err = delegate_new(r, &rd);

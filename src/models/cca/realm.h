@@ -55,7 +55,8 @@ enum realm_stat {
 struct realm_vm {
 	struct pm_vm *vm;                  /* immutable */
 	pthread_mutex_t build_lock;
-	struct pm_realm_config cfg;        /* build_lock; fixed once the RD exists */
+	struct pm_realm_config cfg;        /* build_lock; fixed once the build began */
+	atomic_uint flags, ipa_bits;       /* cfg's, for readers without build_lock */
 	_Atomic int state;                 /* enum realm_kvm_state; written under build_lock */
 	_Atomic uint64_t rd;               /* PA of the RD; set once (build_lock) */
 	uint64_t root;                     /* PA of the starting RTT (build_lock) */

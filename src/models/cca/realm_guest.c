@@ -138,7 +138,7 @@ long realm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t a0, uint64_t a1, 
 
 	switch (nr) {
 	case PM_CCA_CALL_REALM_CONFIG:
-		return (long)r->cfg.ipa_bits;
+		return (long)atomic_load(&r->ipa_bits);
 	case PM_CCA_CALL_IPA_STATE_SET:
 		return (long)rsi_ipa_state_set(v, (struct pm_realm_ipa_state *)(uintptr_t)a0);
 	case PM_CCA_CALL_IPA_STATE_GET:

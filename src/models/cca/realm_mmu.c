@@ -267,7 +267,7 @@ bool realm_gmem_hold(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order)
 
 int realm_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn)
 {
-	return to_realm(vm)->cfg.flags & PM_REALM_NO_HUGE ? 0 : 1;
+	return atomic_load_explicit(&to_realm(vm)->flags, memory_order_relaxed) & PM_REALM_NO_HUGE ? 0 : 1;
 }
 
 static int map_granule(struct realm_vm *r, pm_pfn_t pfn, uint64_t ipa)

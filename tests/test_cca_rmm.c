@@ -153,7 +153,7 @@ static int teardown(void **state)
 enum op {
 	DELEGATE, UNDELEGATE, REALM_CREATE, ACTIVATE, REALM_DESTROY, REC_CREATE, REC_DESTROY,
 	RTT_CREATE, RTT_DESTROY, RTT_FOLD, INIT_RIPAS, SET_RIPAS, RSI_SET, DATA_CREATE,
-	DATA_UNKNOWN, DATA_DESTROY, MAP_UNPROT, UNMAP_UNPROT,
+	DATA_UNKNOWN, DATA_DESTROY, MAP_UNPROT, UNMAP_UNPROT, READ_ENTRY,
 };
 
 /* REALM_CREATE's parameter variants (a[2]). */
@@ -232,6 +232,11 @@ static uint64_t run(struct world *w, const struct row *r)
 	case DATA_DESTROY: return rmi_data_destroy(a0, a1, &o1, &o2);
 	case MAP_UNPROT: return rmi_rtt_map_unprotected(a0, a1, (int)a2, a3);
 	case UNMAP_UNPROT: return rmi_rtt_unmap_unprotected(a0, a1, (int)a2, &o1);
+	case READ_ENTRY: {
+		struct rmi_rtt_entry e;
+
+		return rmi_rtt_read_entry(a0, a1, (int)a2, &e);
+	}
 	}
 	return ~0ULL;
 }
@@ -361,6 +366,22 @@ static const struct row rows[] = {
 	{ "destroy the realm with live RTTs", REALM_DESTROY, { G(RD) }, RMI_ERROR_REALM, RD, GRANULE_RD },
 	{ "destroy a REC that is no REC", REC_DESTROY, { G(D0) }, RMI_ERROR_INPUT, D0, GRANULE_DELEGATED },
 	{ "destroy the REC", REC_DESTROY, { G(REC0) }, RMI_SUCCESS, REC0, GRANULE_DELEGATED },
+	/* RTT_READ_ENTRY */
+	{ "read an entry at level 4", READ_ENTRY, { G(RD), 0, 4 }, RMI_ERROR_INPUT, NONE },
+	{ "read an unaligned entry", READ_ENTRY, { G(RD), 0x1000, 2 }, RMI_ERROR_INPUT, NONE },
+	{ "read past s2sz", READ_ENTRY, { G(RD), 1ULL << S2SZ, 1 }, RMI_ERROR_INPUT, NONE },
+	{ "read with an RTT as RD", READ_ENTRY, { G(L1), 0, 1 }, RMI_ERROR_INPUT, NONE },
+	{ "read an entry", READ_ENTRY, { G(RD), 0x1000, 3 }, RMI_SUCCESS, NONE },
+	/* the end of the realm */
+	{ "destroy protected level 2", RTT_DESTROY, { G(RD), 0, 2 }, RMI_SUCCESS, L2, GRANULE_DELEGATED },
+	{ "destroy protected level 1", RTT_DESTROY, { G(RD), 0, 1 }, RMI_SUCCESS, L1, GRANULE_DELEGATED },
+	{ "destroy unprotected level 2", RTT_DESTROY, { G(RD), UNPROT, 2 }, RMI_SUCCESS, L2B, GRANULE_DELEGATED },
+	{ "destroy with a live level 1", REALM_DESTROY, { G(RD) }, RMI_ERROR_REALM, ROOT, GRANULE_RTT },
+	{ "destroy unprotected level 1", RTT_DESTROY, { G(RD), UNPROT, 1 }, RMI_SUCCESS, L3C, GRANULE_DELEGATED },
+	{ "destroy an RTT as realm", REALM_DESTROY, { G(ROOT) }, RMI_ERROR_INPUT, ROOT, GRANULE_RTT },
+	{ "destroy the realm", REALM_DESTROY, { G(RD) }, RMI_SUCCESS, ROOT, GRANULE_DELEGATED },
+	{ "... the RD is delegated", UNDELEGATE, { G(RD) }, RMI_SUCCESS, RD, GRANULE_NS },
+	{ "destroy it again", REALM_DESTROY, { G(RD) }, RMI_ERROR_INPUT, RD, GRANULE_NS },
 };
 
 static void test_rmi_state_table(void **state)

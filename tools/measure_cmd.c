@@ -2,7 +2,7 @@
 /*
  * privmem measure: a confidential VM's launch measurement computed offline
  * from a description of its build, as the public calculators do. One
- * subcommand per architecture, each in its own file: realm
+ * subcommand per architecture: realm
  * (measure_realm.c, Arm CCA's RIM). A minimal dispatcher: `privmem measure
  * snp|tdx` come from another branch and join this table.
  */

@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
 #include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
@@ -175,10 +176,15 @@ static pm_pfn_t pfn_ok(struct pm_gmem *g, uint64_t index, unsigned int *order)
 	return pfn;
 }
 
-/* The library's (direct map) address of file page `index`. */
+/* The library's address of file page `index`'s contents (allocating the
+ * page): its frame (the direct map), or the library's mapping of the host
+ * file where the page lives there (an INIT_SHARED file's pages). */
 static uint8_t *page_hva(struct pm_gmem *g, uint64_t index)
 {
-	return pm_pfn_to_hva(pfn_ok(g, index, NULL));
+	pm_pfn_t pfn = pfn_ok(g, index, NULL);
+	uint8_t *host = pm_gmem_host_page(g, index, NULL);
+
+	return host ? host : pm_pfn_to_hva(pfn);
 }
 
 static uint8_t *map_ok(int h, size_t len, off_t off)
@@ -414,10 +420,19 @@ static void test_fstat_gives_distinct_inodes_size_blksize_and_blocks(void **stat
 	punch_ok(a, 3 * PAGE, PAGE);
 	assert_int_equal(pm_kvm_fstat(a, &sa), 0);
 	assert_int_equal(sa.st_blocks, 2 * PAGE / 512);
-	/* A 4K fallocate in a 2M-capable file allocates a whole 2M page. */
+	/* A 4K fallocate in a 2M-capable file allocates 4K; a fault in the
+	 * next 2M block allocates a whole 2M page. */
 	alloc_ok(b, 0, PAGE);
 	assert_int_equal(pm_kvm_fstat(b, &sb), 0);
-	assert_int_equal(sb.st_blocks, 2 * MIB / 512);
+	assert_int_equal(sb.st_blocks, PAGE / 512);
+	{
+		struct pm_gmem *g = gmem_ref(b);
+
+		pfn_ok(g, 2 * MIB / PAGE + 3, NULL);
+		pm_gmem_put(g);
+	}
+	assert_int_equal(pm_kvm_fstat(b, &sb), 0);
+	assert_int_equal(sb.st_blocks, (PAGE + 2 * MIB) / 512);
 
 	close_ok(a);
 	close_ok(b);
@@ -773,9 +788,9 @@ static void test_fallocate_on_vm_or_system_handle_is_enodev(void **state)
 
 /* ---- page sizes --------------------------------------------------------- */
 
-/* A 4K fallocate at `off` of a 2 GiB file with `flags` allocates one page of
- * `order`, containing it, naturally aligned. */
-static void check_page_size_for_4k_fallocate(uint64_t flags, uint64_t off, unsigned int order)
+/* The first fault on page `off` of a 2 GiB file with `flags` allocates one
+ * page of `order`, containing it, naturally aligned. */
+static void check_page_size_for_fault(uint64_t flags, uint64_t off, unsigned int order)
 {
 	int vm = vm_new(SW_VM);
 	int h = gmem_new(vm, 2 * GIB, flags);
@@ -785,19 +800,20 @@ static void check_page_size_for_4k_fallocate(uint64_t flags, uint64_t off, unsig
 	unsigned int got;
 	pm_pfn_t pfn;
 
-	alloc_ok(h, off, PAGE);
+	pfn = pfn_ok(g, off / PAGE, &got);
 	st = gmem_stats(g);
 	assert_int_equal(st.pages, 1ULL << order);
 	assert_int_equal(st.folios[0], order == PM_ORDER_4K);
 	assert_int_equal(st.folios[1], order == PM_ORDER_2M);
 	assert_int_equal(st.folios[2], order == PM_ORDER_1G);
 	assert_int_equal(pool_in_use() - before, PAGE << order);
-	pfn = pfn_ok(g, off / PAGE, &got);
 	assert_int_equal(got, order);
 	assert_true(PM_ALIGNED(pfn - (off / PAGE % (1ULL << order)), 1ULL << order));
-	/* Another page of the same huge page allocates nothing more. */
+	/* Another page of the same huge page allocates nothing more, by
+	 * fault or by fallocate. */
 	if (order) {
 		alloc_ok(h, PM_ALIGN_DOWN(off, PAGE << order), PAGE);
+		pfn_ok(g, PM_ALIGN_DOWN(off, PAGE << order) / PAGE + 1, NULL);
 		assert_int_equal(gmem_stats(g).pages, 1ULL << order);
 	}
 	pm_gmem_put(g);
@@ -806,23 +822,65 @@ static void check_page_size_for_4k_fallocate(uint64_t flags, uint64_t off, unsig
 	assert_int_equal(pool_in_use(), 0);
 }
 
-static void test_4k_fallocate_in_1g_aligned_file_gets_a_1g_page(void **state)
+static void test_fault_in_1g_aligned_file_gets_a_1g_page(void **state)
 {
-	check_page_size_for_4k_fallocate(0, 0, PM_ORDER_1G);
-	check_page_size_for_4k_fallocate(0, GIB + 12345 * PAGE, PM_ORDER_1G);
+	check_page_size_for_fault(0, 0, PM_ORDER_1G);
+	check_page_size_for_fault(0, GIB + 12345 * PAGE, PM_ORDER_1G);
 }
 
 static void test_no_1g_flag_caps_pages_at_2m(void **state)
 {
-	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_1G, 0, PM_ORDER_2M);
-	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_1G, GIB + 7 * PAGE, PM_ORDER_2M);
+	check_page_size_for_fault(PM_GUEST_MEMFD_FLAG_NO_1G, 0, PM_ORDER_2M);
+	check_page_size_for_fault(PM_GUEST_MEMFD_FLAG_NO_1G, GIB + 7 * PAGE, PM_ORDER_2M);
 }
 
 static void test_no_huge_flag_gives_4k_pages(void **state)
 {
-	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_HUGE, 0, PM_ORDER_4K);
-	check_page_size_for_4k_fallocate(PM_GUEST_MEMFD_FLAG_NO_HUGE | PM_GUEST_MEMFD_FLAG_NO_1G,
-					 3 * MIB, PM_ORDER_4K);
+	check_page_size_for_fault(PM_GUEST_MEMFD_FLAG_NO_HUGE, 0, PM_ORDER_4K);
+	check_page_size_for_fault(PM_GUEST_MEMFD_FLAG_NO_HUGE | PM_GUEST_MEMFD_FLAG_NO_1G,
+				  3 * MIB, PM_ORDER_4K);
+}
+
+/* fallocate populates what it is asked for: the largest pages whose aligned
+ * blocks lie within the range, never a huge page around a smaller range. */
+static void check_fallocate_pages(uint64_t off, uint64_t len, uint64_t n4k, uint64_t n2m,
+				  uint64_t n1g)
+{
+	int vm = vm_new(SW_VM);
+	int h = gmem_new(vm, 4 * GIB, 0);
+	struct pm_gmem *g = gmem_ref(h);
+	uint64_t before = pool_in_use();
+	struct pm_gmem_stats st;
+
+	alloc_ok(h, off, len);
+	st = gmem_stats(g);
+	assert_int_equal(st.folios[0], n4k);
+	assert_int_equal(st.folios[1], n2m);
+	assert_int_equal(st.folios[2], n1g);
+	assert_int_equal(st.pages, len / PAGE);
+	assert_int_equal(pool_in_use() - before, len);
+	/* Every page of the range is there: a fault finds it, allocating
+	 * nothing. */
+	for (uint64_t i = off / PAGE; i < (off + len) / PAGE; i += 509)
+		pfn_ok(g, i, NULL);
+	pfn_ok(g, (off + len) / PAGE - 1, NULL);
+	assert_int_equal(gmem_stats(g).pages, len / PAGE);
+	pm_gmem_put(g);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+static void test_fallocate_populates_what_it_covers(void **state)
+{
+	check_fallocate_pages(0, PAGE, 1, 0, 0);
+	check_fallocate_pages(GIB + 12345 * PAGE, PAGE, 1, 0, 0);
+	check_fallocate_pages(2 * MIB, 2 * MIB, 0, 1, 0);
+	check_fallocate_pages(GIB, GIB, 0, 0, 1);
+	/* 4K up to a 2M boundary, 2M blocks, then 4K again. */
+	check_fallocate_pages(2 * MIB - 3 * PAGE, 4 * MIB + 5 * PAGE, 5, 2, 0);
+	/* A 2M block short of a GiB, a GiB, a 4K past it. */
+	check_fallocate_pages(GIB - 2 * MIB, 2 * MIB + GIB + PAGE, 1, 1, 1);
 }
 
 static void test_3m_file_gets_a_2m_page_and_4k_pages_for_the_tail(void **state)
@@ -925,7 +983,7 @@ static void test_punch_of_a_huge_empty_file_skips_its_empty_parts(void **state)
 	for (int i = 0; i < 200; i++)
 		punch_ok(h, (uint64_t)i * PAGE, size - (uint64_t)i * PAGE);
 	/* One page near the end: the punches find it, and only it. */
-	alloc_ok(h, size - 3 * GIB, PAGE);
+	pfn_ok(g, (size - 3 * GIB) / PAGE, NULL);
 	assert_int_equal(gmem_stats(g).pages, 512 * 512);    /* a 1G page */
 	punch_ok(h, 0, size - 3 * GIB);
 	assert_int_equal(gmem_stats(g).pages, 512 * 512);
@@ -1016,7 +1074,7 @@ static void test_whole_block_punch_frees_an_emptied_node_for_a_2m_page(void **st
 	assert_int_equal(st.splits, 1);
 	assert_int_equal(st.pages, 0);
 	punch_ok(h, 0, 4 * MIB);
-	alloc_ok(h, 2 * MIB + 5 * PAGE, PAGE);
+	pfn_ok(g, (2 * MIB + 5 * PAGE) / PAGE, NULL);
 	st = gmem_stats(g);
 	assert_int_equal(st.folios[1], 1);
 	assert_int_equal(st.pages, 512);
@@ -1565,7 +1623,8 @@ static void test_concurrent_4k_allocate_and_punch_of_disjoint_ranges_leave_the_e
 
 /*
  * A 2M block of a file that allows 2M pages, as gmem.h specifies it: empty,
- * one 2M page, or a node of 4K entries (which stays when partly punched,
+ * one 2M page (an fallocate of the whole empty block), or a node of 4K
+ * entries (a smaller fallocate of it; the node stays when partly punched,
  * even empty, and goes with a punch of the whole block).
  */
 enum block_state { BLOCK_EMPTY, BLOCK_FOLIO, BLOCK_NODE };
@@ -1578,10 +1637,11 @@ struct block_model {
 
 static void block_allocate(struct block_model *b, unsigned int a, unsigned int e)
 {
-	if (b->state == BLOCK_EMPTY) {
+	if (b->state == BLOCK_EMPTY && a == 0 && e == BLOCK_PAGES) {
 		b->state = BLOCK_FOLIO;
 		memset(b->present, 1, BLOCK_PAGES);
-	} else if (b->state == BLOCK_NODE) {
+	} else if (b->state != BLOCK_FOLIO) {
+		b->state = BLOCK_NODE;
 		memset(&b->present[a], 1, e - a);
 	}
 }
@@ -1924,6 +1984,7 @@ struct same_block {
 	struct pm_gmem *g;
 	pthread_barrier_t start, done;
 	uint64_t index[CONC_THREADS];   /* written by the main thread between rounds */
+	uint64_t span;                  /* pages of the page size raced for; likewise */
 	bool stop;                      /* likewise */
 	pm_pfn_t pfn[CONC_THREADS];     /* written by thread i, read after `done` */
 	unsigned long errors[CONC_THREADS];
@@ -1948,7 +2009,11 @@ static void *same_block_thread(void *arg)
 			return NULL;
 		index = s->index[a->id];
 		if (a->id % 2) {
-			if (pm_kvm_fallocate(s->handle, KEEP, (off_t)(index * PAGE), PAGE))
+			/* The whole page raced for: a smaller fallocate
+			 * would populate 4K pages. */
+			if (pm_kvm_fallocate(s->handle, KEEP,
+					     (off_t)(PM_ALIGN_DOWN(index, s->span) * PAGE),
+					     (off_t)(s->span * PAGE)))
 				s->errors[a->id]++;
 			s->pfn[a->id] = pm_gmem_peek_pfn(s->g, index);
 		} else if (pm_gmem_get_pfn(s->g, index, index, &s->pfn[a->id], &order)) {
@@ -1964,7 +2029,7 @@ static void check_same_block_race(uint64_t size, uint64_t flags, unsigned int or
 	int vm = vm_new(SW_VM);
 	uint64_t before = pool_in_use();
 	int h = gmem_new(vm, size, flags);
-	struct same_block s = { .handle = h, .g = gmem_ref(h) };
+	struct same_block s = { .handle = h, .g = gmem_ref(h), .span = span };
 	struct same_block_arg args[CONC_THREADS];
 	pthread_t t[CONC_THREADS];
 	uint64_t seed = 5 + order;
@@ -2144,7 +2209,6 @@ static void check_split_race(uint64_t flags, unsigned int order, int rounds)
 		struct pm_gmem_stats st;
 		unsigned int got;
 
-		alloc_ok(h, 0, PAGE);
 		r.head = pfn_ok(r.g, 0, &got);
 		assert_int_equal(got, order);
 		split_pick(&r, span, &seed);
@@ -2320,6 +2384,125 @@ static void test_host_access_to_a_poisoned_shared_page_sigbuses(void **state)
 	assert_int_equal(pool_in_use() - base, PAGE);
 }
 
+/* ---- views own their addresses ------------------------------------------ */
+
+/*
+ * The library never maps anything over an address after the mmap that
+ * returned it. A view mapped with MAP_FIXED over another view replaces it
+ * (as in Linux): the replaced view is gone, its record with it, so one
+ * pm_kvm_munmap unmaps the range and a second one is EINVAL. What the VMM
+ * then maps there is its own: no later punch, allocation or mmap of the
+ * file maps guest memory over it, and the file is released at its close.
+ */
+static void test_map_fixed_over_a_view_replaces_it_and_the_vmm_keeps_the_range(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 16 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	uint8_t *a = map_ok(h, 16 * PAGE, 0), *b, *vmm, *c;
+
+	memset(a, 0x11, 16 * PAGE);
+	b = pm_kvm_mmap(a, 16 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, h, 0);
+	assert_ptr_equal(b, a);
+	assert_true(is_filled(b, 16 * PAGE, 0x11));        /* the same file pages */
+	unmap_ok(a, 16 * PAGE);
+	assert_fails(pm_kvm_munmap(a, 16 * PAGE), EINVAL); /* one mapping, unmapped once */
+
+	/* The VMM's own memory at the old address. */
+	vmm = mmap(a, 16 * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	assert_ptr_equal(vmm, a);
+	memset(vmm, 0x77, 16 * PAGE);
+	punch_ok(h, 2 * PAGE, 3 * PAGE);
+	alloc_ok(h, 0, 16 * PAGE);
+	c = map_ok(h, 16 * PAGE, 0);
+	assert_true(is_filled(vmm, 16 * PAGE, 0x77));      /* untouched by the library */
+	assert_true(is_zero(c + 2 * PAGE, 3 * PAGE));      /* the file never saw it */
+	assert_true(is_filled(c + 5 * PAGE, 11 * PAGE, 0x11));
+	assert_fails(pm_kvm_munmap(vmm, 16 * PAGE), EINVAL);
+	unmap_ok(c, 16 * PAGE);
+	assert_int_equal(munmap(vmm, 16 * PAGE), 0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);                /* no mapping record kept the file */
+}
+
+/* ---- kvm_run ------------------------------------------------------------ */
+
+static void guest_exit_twice(struct pm_guest *g, void *arg)
+{
+	pm_guest_sync(g, 0x5eed);
+}
+
+/*
+ * A view mapped with MAP_FIXED over the VMM's kvm_run mapping replaces that
+ * mapping, as in Linux: KVM's own kvm_run page is not the VMM's mapping of
+ * it, so exits are never written into guest memory, and a new mmap of the
+ * vCPU shows them.
+ */
+static void test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run(void **state)
+{
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, 4 * PAGE, SHARED | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	int vcpu = pm_kvm_ioctl(vm, KVM_CREATE_VCPU, 0);
+	struct pm_guest_entry e = { .fn = guest_exit_twice };
+	struct kvm_run *run, *again;
+	struct pm_ucall uc;
+	uint8_t *view, *other;
+
+	assert_true(vcpu >= 0);
+	run = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(run, MAP_FAILED);
+	view = pm_kvm_mmap(run, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, h, 0);
+	assert_ptr_equal(view, run);
+	assert_int_equal(pm_kvm_ioctl(vcpu, PM_KVM_SET_GUEST, &e), 0);
+	assert_int_equal(pm_kvm_ioctl(vcpu, KVM_RUN, 0), 0);
+	assert_int_equal(pm_get_ucall(vcpu, &uc), PM_UCALL_SYNC);
+	assert_int_equal(uc.args[0], 0x5eed);
+	/* The guest_memfd page holds nothing of the exit. */
+	other = map_ok(h, 4 * PAGE, 0);
+	assert_true(is_zero(other, 4 * PAGE));
+	assert_true(is_zero(view, PAGE));
+	again = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	assert_ptr_not_equal(again, MAP_FAILED);
+	assert_int_equal(again->exit_reason, PM_EXIT_UCALL);
+	unmap_ok(other, 4 * PAGE);
+	unmap_ok(view, PAGE);
+	assert_int_equal(pm_kvm_munmap(run, PAGE), 0);     /* the replaced kvm_run mapping's record */
+	assert_int_equal(pm_kvm_munmap(again, PAGE), 0);
+	close_ok(vcpu);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
+/* ---- pins --------------------------------------------------------------- */
+
+/* Pins are indexed by file page: pinning and unpinning every page of a
+ * 256 MiB file is linear (a scan per page would take tens of seconds; the
+ * alarm only catches that, it times nothing). */
+static void test_pinning_and_unpinning_256m_completes(void **state)
+{
+	const uint64_t size = 256 * MIB;
+	int vm = vm_new(DEFAULT_VM);
+	int h = gmem_new(vm, size, SHARED);
+	struct pm_gmem_pin all = { .offset = 0, .size = size };
+	struct pm_gmem_pin one = { .offset = 4095 * PAGE, .size = PAGE };
+
+	alarm(10);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &all), 0);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &one), 0);    /* pins nest */
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &all), 0);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), 0);
+	assert_fails(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), EINVAL);
+	assert_int_equal(pm_kvm_ioctl(h, PM_GUEST_MEMFD_PIN, &all), 0);
+	punch_ok(h, 0, size);                  /* drops every pin */
+	assert_fails(pm_kvm_ioctl(h, PM_GUEST_MEMFD_UNPIN, &one), EINVAL);
+	alarm(0);
+	close_ok(h);
+	close_ok(vm);
+	assert_int_equal(pool_in_use(), 0);
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 
@@ -2368,7 +2551,8 @@ int main(void)
 		cmocka_unit_test(test_fallocate_punching_past_end_succeeds),
 		cmocka_unit_test(test_punched_page_reads_zero_while_neighbours_keep_data),
 		cmocka_unit_test(test_fallocate_on_vm_or_system_handle_is_enodev),
-		cmocka_unit_test(test_4k_fallocate_in_1g_aligned_file_gets_a_1g_page),
+		cmocka_unit_test(test_fault_in_1g_aligned_file_gets_a_1g_page),
+		cmocka_unit_test(test_fallocate_populates_what_it_covers),
 		cmocka_unit_test(test_no_1g_flag_caps_pages_at_2m),
 		cmocka_unit_test(test_no_huge_flag_gives_4k_pages),
 		cmocka_unit_test(test_3m_file_gets_a_2m_page_and_4k_pages_for_the_tail),
@@ -2393,6 +2577,9 @@ int main(void)
 		cmocka_unit_test(test_concurrent_allocations_of_one_page_give_one_page),
 		cmocka_unit_test(test_punches_racing_memslot_bind_and_unbind_zap_only_the_slot),
 		cmocka_unit_test(test_punch_splitting_a_huge_page_races_allocations_and_lookups_in_it),
+		cmocka_unit_test(test_map_fixed_over_a_view_replaces_it_and_the_vmm_keeps_the_range),
+		cmocka_unit_test(test_a_view_over_the_kvm_run_mapping_never_receives_kvm_run),
+		cmocka_unit_test(test_pinning_and_unpinning_256m_completes),
 		/* Last: they leave poisoned frames allocated for good. */
 		cmocka_unit_test(test_poisoning_an_unallocated_page_is_enoent),
 		cmocka_unit_test(test_poisoned_page_gives_ehwpoison_and_its_frame_is_never_freed),

@@ -674,6 +674,32 @@ static void test_moving_a_slot_invalidates_its_old_range(void **state)
 	assert_int_equal(fx->log.ev[0].cause, PM_INVAL_CAUSE_MEMSLOT);
 }
 
+/* The slot index (a radix tree of slot ids) clears a moved slot's old range
+ * after the move; a clear that finds no memory for a split leaves the old
+ * id there, which neither a lookup nor the next slot's overlap check takes
+ * for a slot: the slot of that id no longer holds those gfns. */
+static void test_a_stale_index_run_after_a_failed_clear_is_no_slot(void **state)
+{
+	struct fx *fx = *state;
+
+	assert_int_equal(set_mem(fx->vmh, 0, 0, 0, 1024 * PAGE, UADDR), 0);
+	/* The set of the new range splits one entry (at gfn 1024); the clear
+	 * of [0, 3) would split [0, 512): that allocation fails. */
+	pm_attr_test_fail_alloc(1);
+	assert_int_equal(set_mem(fx->vmh, 0, 0, 3 * PAGE, 1024 * PAGE, UADDR), 0);
+	pm_attr_test_fail_alloc(-1);
+	assert_int_equal(pm_attr_get(&fx->vm->slot_index, 0), 1);     /* stale: slot 0's id */
+	assert_no_slot_at(fx->vm, 0);
+	assert_no_slot_at(fx->vm, 2);
+	assert_slot_spans(fx->vm, 0, 0, 3 * PAGE, 1024 * PAGE, UADDR);
+	/* The stale run does not block a new slot there, which replaces it. */
+	assert_int_equal(set_mem(fx->vmh, 1, 0, 0, 3 * PAGE, UADDR + 8 * 1024 * PAGE), 0);
+	assert_int_equal(lookup(fx->vm, 0).id, 1);
+	assert_int_equal(lookup(fx->vm, 2).id, 1);
+	assert_int_equal(lookup(fx->vm, 3).id, 0);
+	assert_fails(set_mem(fx->vmh, 2, 0, 2 * PAGE, 2 * PAGE, UADDR), EEXIST);
+}
+
 static void test_refused_requests_invalidate_nothing(void **state)
 {
 	struct fx *fx = *state;
@@ -940,6 +966,7 @@ int main(void)
 		S(test_gmem_only_recorded_for_a_guest_memfd_with_mmap),
 		D(test_gmem_only_on_the_default_vm),
 		D(test_all_32764_slots_can_be_created_and_found),
+		D(test_a_stale_index_run_after_a_failed_clear_is_no_slot),
 		S(test_lookups_racing_with_updates_see_only_real_slots),
 	};
 #undef D

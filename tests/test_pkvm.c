@@ -22,16 +22,21 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <linux/falloc.h>
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "host/host_guard.h"
+#include "gmem/gmem_internal.h"   /* pm_gmem_views_test_plain */
 #include "host/pool.h"
 #include "models/pkvm/pkvm.h"
 #include "lib/pkvm_check.h"
@@ -750,6 +755,80 @@ static void guest_share_page0(struct pm_guest *g, void *arg)
 	pm_guest_sync(g, pm_guest_read64(g, GPA));
 }
 
+/* ---- reclaim with the pool exhausted ---- */
+
+static void guest_touch_one(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 0x5eed);
+	pm_guest_sync(g, 0);
+}
+
+static atomic_bool watchdog_done;
+
+/* Aborts the test program if the test does not finish in 30 s (a hang). */
+static void *watchdog(void *arg)
+{
+	for (int ms = 0; ms < 30000 && !atomic_load(&watchdog_done); ms += 10)
+		usleep(10000);
+	if (!atomic_load(&watchdog_done)) {
+		fprintf(stderr, "%s: still running after 30 s\n", (const char *)arg);
+		abort();
+	}
+	return NULL;
+}
+
+/*
+ * A punch (and the release) with the pool exhausted still takes the page
+ * back and frees it. The guest's first page leaves the hyp's reserve below
+ * a reclaim's worst case (its donation built tables on both stage-2s), the
+ * pool then has no frame left, and the reclaim, which needs no new table,
+ * cannot fill the reserve: it waited for memory that only the punch would
+ * free. Found by the uAPI fuzzer (corpus: crash-pkvm-reclaim-exhausted-pool).
+ */
+static void test_reclaim_with_the_pool_exhausted_finishes(void **state)
+{
+	struct pm_pool_config small = { .size = 8 * MIB }, old = { 0 };
+	struct kvm_enable_cap page_size_cap = { .cap = PM_CAP_GUEST_MEMFD_PAGE_SIZE, .args = { 1 } };
+	struct kvm_create_guest_memfd cg = { .size = 16 * MIB, .flags = PM_GUEST_MEMFD_FLAG_NO_HUGE };
+	struct pm_pool_stats ps;
+	struct pm_ucall uc;
+	struct vmm m;
+	pthread_t dog;
+	int kvm = pm_kvm_open(), sw, hog;
+
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	old.size = ps.size;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &small), 0);
+	atomic_store(&watchdog_done, false);
+	assert_int_equal(pthread_create(&dog, NULL, watchdog, (void *)__func__), 0);
+
+	vmm_create(&m);
+	vmm_guest(&m, guest_touch_one, NULL);
+	assert_int_equal(vmm_run(&m, &uc), PM_UCALL_SYNC);
+	/* Every frame left goes to another VM's file, 4K at a time. */
+	sw = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	assert_true(sw >= 0);
+	assert_int_equal(pm_kvm_ioctl(sw, KVM_ENABLE_CAP, &page_size_cap), 0);    /* for NO_HUGE */
+	hog = pm_kvm_ioctl(sw, KVM_CREATE_GUEST_MEMFD, &cg);
+	assert_true(hog >= 0);
+	for (off_t off = 0; off < (off_t)cg.size; off += PAGE)
+		if (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, off, PAGE))
+			break;
+	assert_int_equal(errno, ENOMEM);
+
+	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), 0);
+	vmm_destroy(&m);
+	atomic_store(&watchdog_done, true);
+	pthread_join(dog, NULL);
+
+	assert_int_equal(pm_kvm_close(hog), 0);
+	assert_int_equal(pm_kvm_close(sw), 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	assert_int_equal(ps.in_use, 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &old), 0);
+	assert_int_equal(pm_kvm_close(kvm), 0);
+}
+
 static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 {
 	struct pm_model_stats st0, st1;
@@ -773,6 +852,336 @@ static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 	expect_sync(&m, 0);                      /* a new page */
 	assert_consistent(pkvm_model_hyp());
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* ---- copies of a view: revocation reaches every one ---- */
+
+#define CP_PAGE   5                               /* the page the guest shares */
+#define CP_GPA    (GPA + CP_PAGE * PAGE)
+#define CP_PUBLIC 0x7075626c69630a01ULL           /* what it holds while shared */
+#define CP_SECRET 0x7365637265740a02ULL           /* what it holds once private again */
+
+/* Shares CP_PAGE holding CP_PUBLIC, waits, unshares it and writes CP_SECRET. */
+static void guest_share_then_keep_a_secret(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, CP_GPA, CP_PUBLIC);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, CP_GPA, 1));
+	pm_guest_write64(g, CP_GPA, CP_SECRET);
+	pm_guest_sync(g, pm_guest_read64(g, CP_GPA));
+}
+
+/* Runs the guest to where CP_PAGE is shared (its notice and result seen). */
+static void cp_shared(struct vmm *m)
+{
+	vmm_guest(m, guest_share_then_keep_a_secret, NULL);
+	expect_share_exit(m, PM_HC_PKVM_MEM_SHARE, CP_GPA, 1);
+	expect_sync(m, 1);
+}
+
+/* ... then to where it is private again and holds the secret. */
+static void cp_secret(struct vmm *m)
+{
+	expect_share_exit(m, PM_HC_PKVM_MEM_UNSHARE, CP_GPA, 1);
+	expect_sync(m, 1);
+	expect_sync(m, CP_SECRET);
+}
+
+/* Reads the word at p byte by byte; false if any byte faulted (SIGBUS). */
+static bool probe_word(const uint8_t *p, uint64_t *word)
+{
+	uint8_t b[8];
+
+	for (int i = 0; i < 8; i++)
+		if (pm_test_sigbus((void *)(p + i), false, &b[i]))
+			return false;
+	memcpy(word, b, 8);
+	return true;
+}
+
+/*
+ * A fork child inherits the view. After the guest unshares the page and
+ * writes a secret into it, the child's copy faults there as the parent's
+ * view does: the page left the host file, which the kernel unmapped from
+ * every process, and the child's copy is registered for SIGBUS again at
+ * the fork. (Without that it would read zeros, never the secret.)
+ */
+static void test_a_fork_child_never_reads_a_page_unshared_after_the_fork(void **state)
+{
+	int go[2], result[2], status;
+	struct { bool read; uint64_t word; } seen = { 0 };
+	uint64_t word;
+	uint8_t *view;
+	struct vmm m;
+	pid_t child;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	cp_shared(&m);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, CP_PUBLIC);
+	assert_int_equal(pipe(go), 0);
+	assert_int_equal(pipe(result), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		char c;
+
+		if (read(go[0], &c, 1) == 1)
+			seen.read = probe_word(view + CP_PAGE * PAGE, &seen.word);
+		_exit(write(result[1], &seen, sizeof(seen)) == sizeof(seen) ? 0 : 1);
+	}
+	cp_secret(&m);
+	assert_int_equal(write(go[1], "x", 1), 1);
+	assert_int_equal(read(result[0], &seen, sizeof(seen)), sizeof(seen));
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_false(seen.read);
+	assert_int_not_equal(seen.word, CP_SECRET);
+	assert_false(view_readable(view, CP_PAGE));   /* and the parent's view still faults */
+	for (int i = 0; i < 2; i++) {
+		close(go[i]);
+		close(result[i]);
+	}
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/*
+ * mremap(view, 0, len, MREMAP_MAYMOVE) makes a second mapping of the same
+ * pages, which privmem never hears of. The unshare reaches it too: it
+ * reads zeros afterwards (a mapping privmem did not make is not registered
+ * for SIGBUS, and its read puts a zero page where the page was: the
+ * library's own view then reads that zero page too, until the page is
+ * shared again).
+ */
+static void test_an_mremap_copy_of_a_view_never_reads_a_page_after_its_unshare(void **state)
+{
+	uint8_t *view, *copy;
+	uint64_t word;
+	struct vmm m;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	cp_shared(&m);
+	copy = mremap(view + CP_PAGE * PAGE, 0, PAGE, MREMAP_MAYMOVE);
+	assert_ptr_not_equal(copy, MAP_FAILED);
+	assert_true(probe_word(copy, &word));
+	assert_int_equal(word, CP_PUBLIC);
+	cp_secret(&m);
+	assert_true(probe_word(copy, &word));
+	assert_int_equal(word, 0);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, 0);
+	assert_int_equal(munmap(copy, PAGE), 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* A pipe that took the shared page by vmsplice() holds what the host could
+ * read while the page was shared, never what the guest wrote after. */
+static void test_a_pipe_filled_by_vmsplice_holds_only_what_was_shared(void **state)
+{
+	struct iovec iov;
+	uint8_t buf[PAGE];
+	uint64_t word;
+	uint8_t *view;
+	struct vmm m;
+	int fds[2];
+
+	vmm_create(&m);
+	view = map_view(&m);
+	cp_shared(&m);
+	assert_int_equal(pipe(fds), 0);
+	iov = (struct iovec){ .iov_base = view + CP_PAGE * PAGE, .iov_len = PAGE };
+	assert_int_equal(vmsplice(fds[1], &iov, 1, 0), PAGE);
+	cp_secret(&m);
+	assert_int_equal(read(fds[0], buf, PAGE), PAGE);
+	memcpy(&word, buf, 8);
+	assert_int_equal(word, CP_PUBLIC);
+	/* And a private page cannot be spliced at all: the view faults. */
+	assert_fails(vmsplice(fds[1], &iov, 1, 0), EFAULT);
+	close(fds[0]);
+	close(fds[1]);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/*
+ * A file nobody has mapped keeps shared pages in their frames (no copies);
+ * the first view brings in what is shared at that moment, in place, and
+ * from then on pages come and go through the host file. Pins work either
+ * way (the model says what is shared).
+ */
+static void test_the_first_view_shows_what_was_shared_before_it(void **state)
+{
+	uint8_t *view;
+	uint64_t word;
+	struct vmm m;
+
+	vmm_create(&m);
+	cp_shared(&m);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, CP_PAGE * PAGE, PAGE), 0);
+	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, (CP_PAGE + 1) * PAGE, PAGE), EFAULT);
+	view = map_view(&m);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, CP_PUBLIC);
+	assert_false(view_readable(view, CP_PAGE + 1));
+	expect_sync(&m, (uint64_t)-EBUSY);      /* the unshare meets the pin */
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, CP_PAGE * PAGE, PAGE), 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/*
+ * Without userfaultfd (forced here) a view is a plain mapping of the host
+ * file: a page the host may not map reads zeros instead of faulting, and
+ * still never the guest's data.
+ */
+static void test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault(void **state)
+{
+	uint8_t *view;
+	uint64_t word;
+	struct vmm m;
+
+	vmm_create(&m);
+	pm_gmem_views_test_plain(true);
+	view = map_view(&m);
+	pm_gmem_views_test_plain(false);
+	cp_shared(&m);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, CP_PUBLIC);
+	assert_true(probe_word(view + (CP_PAGE + 1) * PAGE, &word));   /* private: zeros */
+	assert_int_equal(word, 0);
+	cp_secret(&m);
+	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
+	assert_int_equal(word, 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	/* A view made now faults again. */
+	view = map_view(&m);
+	assert_false(view_readable(view, CP_PAGE + 2));
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* Shares CP_PAGE, waits while the VMM deletes and re-adds the slot, then
+ * reads it. */
+static void guest_share_across_slot_deletion(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, CP_GPA, CP_PUBLIC);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA, 1));
+	pm_guest_sync(g, pm_guest_read64(g, CP_GPA));
+}
+
+/*
+ * Deleting the slot takes a shared page back for the host (host OWNED, as
+ * pKVM's reclaim of a shared page: its contents stay): the view stops
+ * showing it (only pages the guest shares are shown), and the guest that
+ * gets it back through a new slot reads what the page held, the host's
+ * write included.
+ */
+static void test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents(void **state)
+{
+	uint8_t *view;
+	struct vmm m;
+
+	vmm_create(&m);
+	view = map_view(&m);
+	vmm_guest(&m, guest_share_across_slot_deletion, NULL);
+	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, CP_GPA, 1);
+	expect_sync(&m, 1);
+	memcpy(view + CP_PAGE * PAGE, &(uint64_t){ HOST_MARK }, 8);
+	assert_int_equal(set_slot(&m, 0), 0);
+	assert_false(view_readable(view, CP_PAGE));
+	assert_int_equal(set_slot(&m, GMEM_SIZE), 0);
+	expect_sync(&m, HOST_MARK);
+	assert_consistent(pkvm_model_hyp());
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/* ---- a share pattern can never split a view ---- */
+
+#define EO_SIZE  (256 * MIB)
+#define EO_PAGES (EO_SIZE / PAGE)
+
+/* Writes every page (its number), shares every other one, one call each. */
+static void guest_share_every_other_page(struct pm_guest *g, void *arg)
+{
+	for (uint64_t p = 0; p < EO_PAGES; p++)
+		pm_guest_write64(g, GPA + p * PAGE, p);
+	for (uint64_t p = 1; p < EO_PAGES; p += 2)
+		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, GPA + p * PAGE, 1) == 1);
+	pm_guest_sync(g, 0);
+	for (uint64_t p = 1; p < EO_PAGES; p += 2)
+		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, GPA + p * PAGE, 1) == 1);
+}
+
+/* The kernel mappings (VMAs) of this process that meet [p, p + len). */
+static unsigned int vmas_in(const uint8_t *p, size_t len)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	unsigned long s, e;
+	unsigned int n = 0;
+	char line[512];
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && s < (uintptr_t)p + len && (uintptr_t)p < e)
+			n++;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A guest shares every other page of a 256 MiB file while the host has a
+ * view: the view stays one kernel mapping (a share pattern cannot make the
+ * host run out of mappings, let alone abort it), showing exactly the shared
+ * pages, in place.
+ */
+static void test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping(void **state)
+{
+	struct kvm_create_guest_memfd cg = { .size = EO_SIZE, .flags = GUEST_MEMFD_FLAG_MMAP };
+	uint64_t shares = 0, word;
+	struct vmm m;
+	uint8_t *view;
+
+	m.kvm = pm_kvm_open();
+	assert_true(m.kvm >= 0);
+	m.vm = pm_kvm_ioctl(m.kvm, KVM_CREATE_VM, PM_VM_TYPE_PKVM);
+	assert_true(m.vm >= 0);
+	m.gmem = pm_kvm_ioctl(m.vm, KVM_CREATE_GUEST_MEMFD, &cg);
+	assert_true(m.gmem >= 0);
+	assert_int_equal(set_slot(&m, EO_SIZE), 0);
+	m.vcpu = pm_kvm_ioctl(m.vm, KVM_CREATE_VCPU, 0);
+	assert_true(m.vcpu >= 0);
+	m.run = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, m.vcpu, 0);
+	assert_true(m.run != MAP_FAILED);
+	view = pm_kvm_mmap(NULL, EO_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m.gmem, 0);
+	assert_true(view != MAP_FAILED);
+	vmm_guest(&m, guest_share_every_other_page, NULL);
+	while (vmm_run_exit(&m) == KVM_EXIT_HYPERCALL)
+		shares++;
+	assert_int_equal(m.run->exit_reason, PM_EXIT_UCALL);
+	assert_int_equal(shares, EO_PAGES / 2);
+	assert_int_equal(vmas_in(view, EO_SIZE), 1);
+	/* Shared pages read in place (a fault here would kill the test),
+	 * the others fault. */
+	for (uint64_t p = 0; p < EO_PAGES; p++) {
+		if (p % 2) {
+			memcpy(&word, view + p * PAGE, 8);
+			assert_int_equal(word, p);
+		} else {
+			assert_false(view_readable(view, p));
+		}
+	}
+	while (vmm_run_exit(&m) == KVM_EXIT_HYPERCALL)
+		;
+	assert_int_equal(vmas_in(view, EO_SIZE), 1);
+	for (uint64_t p = 1; p < EO_PAGES; p += 1024)
+		assert_false(view_readable(view, p));
+	assert_int_equal(pm_kvm_munmap(view, EO_SIZE), 0);
 	vmm_destroy(&m);
 }
 
@@ -1032,6 +1441,14 @@ int main(void)
 		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),
 		cmocka_unit_test(test_process_stats_carry_the_hyp_names_and_counts),
 		cmocka_unit_test(test_punch_takes_a_shared_page_back_and_drops_its_pins),
+		cmocka_unit_test(test_a_fork_child_never_reads_a_page_unshared_after_the_fork),
+		cmocka_unit_test(test_an_mremap_copy_of_a_view_never_reads_a_page_after_its_unshare),
+		cmocka_unit_test(test_a_pipe_filled_by_vmsplice_holds_only_what_was_shared),
+		cmocka_unit_test(test_the_first_view_shows_what_was_shared_before_it),
+		cmocka_unit_test(test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault),
+		cmocka_unit_test(test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents),
+		cmocka_unit_test(test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping),
+		cmocka_unit_test(test_reclaim_with_the_pool_exhausted_finishes),
 		cmocka_unit_test(test_concurrent_sharing_keeps_every_invariant_and_every_secret),
 	};
 

@@ -1232,6 +1232,44 @@ static void test_tlb_flush_and_forget_make_entries_miss_even_across_the_epoch_wr
 	vmm_close(&m);
 }
 
+/* A 2M stage-2 leaf fills the 2M TLB: the block's other pages are served
+ * from it (each then from a 4K entry filled from it); a conversion of one of them (a zap, a shootdown) drops it, and
+ * the guest then reads the converted page's new memory. */
+static void guest_reads_two_pages_of_a_block(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, 0, 0x1111);
+	pm_guest_write64(g, 5 * PAGE, 0x5555);
+	pm_guest_sync(g, pm_guest_read64(g, 0));
+	pm_guest_sync(g, pm_guest_read64(g, 5 * PAGE));
+}
+
+static void test_2m_leaf_fills_the_huge_tlb_and_a_conversion_drops_it(void **state)
+{
+	struct vmm m;
+	struct pm_vcpu *v;
+
+	vmm_open_sw(&m);
+	v = pm_test_vm_of(m.vm)->vcpus[0];
+	vmm_set_attr(&m, 0, 2 * 1024 * 1024, true);
+	vmm_guest(&m, 0, guest_reads_two_pages_of_a_block, NULL);
+	assert_int_equal(expect_sync(&m, 0), 0x1111);
+	assert_non_null(pm_vcpu_tlb_huge_hit(v, 0));
+	assert_non_null(pm_vcpu_tlb_huge_hit(v, 9 * PAGE));          /* same 2M page */
+	assert_null(pm_vcpu_tlb_huge_hit(v, 2 * 1024 * 1024));       /* the next one */
+	/* Page 5, reached through the 2M entry, got its own 4K entry from
+	 * it; the shootdown below must end that one too. */
+	assert_non_null(pm_vcpu_tlb_hit(v, 5 * PAGE));
+	assert_ptr_equal(pm_vcpu_tlb_hit(v, 5 * PAGE)->hva, pm_vcpu_tlb_huge_hit(v, 0)->hva + 5 * PAGE);
+	/* Page 5 goes shared: the VMM's memory behind it holds 0x77. The
+	 * vCPU, outside guest mode, flushes when it enters it again (the
+	 * shootdown's protocol): the stale 2M entry is never used. */
+	memset(m.shared + 5 * PAGE, 0x77, 8);
+	vmm_set_attr(&m, 5 * PAGE, PAGE, false);
+	assert_int_equal(expect_sync(&m, 0), 0x7777777777777777ULL);
+	assert_null(pm_vcpu_tlb_huge_hit(v, 0));   /* the 2M leaf was split: 4K now */
+	vmm_close(&m);
+}
+
 /* ---- immediate_exit and signals ------------------------------------------------------ */
 
 static void test_immediate_exit_is_eintr_without_running_the_guest(void **state)
@@ -1676,6 +1714,7 @@ int main(void)
 		cmocka_unit_test(test_immediate_exit_is_eintr_without_running_the_guest),
 		cmocka_unit_test(test_pending_signal_is_eintr_with_exit_intr_until_consumed),
 		cmocka_unit_test(test_tlb_flush_and_forget_make_entries_miss_even_across_the_epoch_wrap),
+		cmocka_unit_test(test_2m_leaf_fills_the_huge_tlb_and_a_conversion_drops_it),
 		cmocka_unit_test(test_vcpus_on_several_threads_each_sum_their_region),
 		cmocka_unit_test(test_pre_fault_bad_ranges_are_einval_and_no_memslot_enoent),
 		cmocka_unit_test(test_pre_fault_maps_the_range_and_writes_back_the_end),

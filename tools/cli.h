@@ -25,7 +25,8 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
 int cmd_exec(int argc, char **argv);
-/* privmem measure (measure_cmd.c) and its subcommands (measure_realm.c). */
+/* privmem measure (measure_cmd.c): a firmware image's launch measurement;
+ * privmem measure realm (measure_realm.c): a realm's RIM from its build. */
 int cmd_measure(int argc, char **argv);
 int cmd_measure_realm(int argc, char **argv);
 

@@ -77,6 +77,7 @@ static struct pm_gmem_stripe *gmem_stripes_new(unsigned int n)
 int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gmem **out)
 {
 	struct pm_gmem *g = aligned_alloc(_Alignof(struct pm_gmem), sizeof(*g));
+	int r = -ENOMEM;
 
 	if (!g)
 		return -ENOMEM;
@@ -96,18 +97,24 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	g->flags = flags;
 	g->max_order = gmem_max_order(flags);
 	g->ino = atomic_fetch_add(&gmem_next_ino, 1);
-	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
-	pthread_mutex_init(&g->views_lock, NULL);
-	pm_vm_get(vm);
 	g->vm = vm;
+	r = gmem_host_init(g);
+	if (r)
+		goto err_free_stripes;
+	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
+	pm_vm_get(vm);
 	*out = g;
 	return 0;
 
+err_free_stripes:
+	for (unsigned int i = 0; i < g->nr_stripes; i++)
+		pthread_rwlock_destroy(&g->stripes[i].lock);
+	free(g->stripes);
 err_free_index:
 	free(g->top_used);
 	free(g->top);
 	free(g);
-	return -ENOMEM;
+	return r;
 }
 
 void pm_gmem_get(struct pm_gmem *g)
@@ -236,6 +243,9 @@ static void gmem_release(struct pm_gmem *g)
 	/* Faults that found g through a slot have failed pm_gmem_tryget or
 	 * dropped their reference; wait until none can still be looking. */
 	pm_synchronize_rcu();
+	/* After the grace period: a vCPU's translation that found the file
+	 * through a slot (pKVM's) is done with the host map and the window. */
+	gmem_host_destroy(g);
 	for (uint64_t i = 0; i < g->nr_top; i++)
 		gmem_free_entry(g, atomic_load_explicit(&g->top[i], memory_order_relaxed), 2);
 	free(g->top);
@@ -243,8 +253,6 @@ static void gmem_release(struct pm_gmem *g)
 	for (unsigned int i = 0; i < g->nr_stripes; i++)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
 	free(g->stripes);
-	free(g->pins);
-	pthread_mutex_destroy(&g->views_lock);
 	pm_brlock_destroy(&g->bindings_lock);
 	free(g);
 	pm_vm_put(vm);
@@ -472,12 +480,13 @@ static void gmem_assert_span_held(struct pm_gmem *g, const struct gmem_locked *l
 /* ---- pages ---- */
 
 /* Fills the empty entry `slot` of `level` covering page `index`: with a page
- * of the entry's size when the file and the pool allow, else with a node.
+ * of the entry's size when the caller allows that size (level <= max_level)
+ * and the file and the pool do, else with a node.
  * The stripe of index held, at least shared; all of them exclusively for a
  * 1G page. Racers insert by compare-and-exchange; a loser frees its own.
  * The slot's occupancy bit `used` is set before it (gmem_internal.h). */
 static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic uint64_t *slot,
-		     struct gmem_used used, unsigned int level, uint64_t index)
+		     struct gmem_used used, unsigned int level, unsigned int max_level, uint64_t index)
 {
 	unsigned int order = GE_LEVEL_SHIFT(level);
 	uint64_t first = PM_ALIGN_DOWN(index, 1ULL << order);
@@ -485,7 +494,7 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 	_Atomic uint64_t *node;
 	pm_pfn_t pfn;
 
-	if (level == 0 || gmem_huge_fits(g, level, first)) {
+	if (level == 0 || (level <= max_level && gmem_huge_fits(g, level, first))) {
 		int r;
 
 		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
@@ -514,11 +523,14 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 	return 0;
 }
 
-/* Finds (allocating if `alloc`) the page entry covering index: returns its
- * slot and level, or NULL with *err (-ENOMEM) / 0 when absent and !alloc.
- * The stripe of index held (shared or exclusive). */
-static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
-				   bool alloc, unsigned int *level, int *err)
+/* Finds (allocating if `alloc`, with pages of at most max_level) the page
+ * entry covering index: returns its slot and level, or NULL with *err
+ * (-ENOMEM) / 0 when absent and !alloc. The stripe of index held (shared or
+ * exclusive). */
+#define GMEM_ANY_LEVEL 2u
+static _Atomic uint64_t *gmem_walk_max(struct pm_gmem *g, const struct gmem_locked *lk,
+				       uint64_t index, bool alloc, unsigned int max_level,
+				       unsigned int *level, int *err)
 {
 	uint64_t i = index >> GE_LEVEL_SHIFT(2);
 	_Atomic uint64_t *slot = &g->top[i];
@@ -540,11 +552,32 @@ static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *
 		} else if (!alloc) {
 			return NULL;
 		} else {
-			*err = gmem_fill(g, lk, slot, used, l, index);
+			*err = gmem_fill(g, lk, slot, used, l, max_level, index);
 			if (*err)
 				return NULL;
 		}
 	}
+}
+
+static _Atomic uint64_t *gmem_walk(struct pm_gmem *g, const struct gmem_locked *lk, uint64_t index,
+				   bool alloc, unsigned int *level, int *err)
+{
+	return gmem_walk_max(g, lk, index, alloc, GMEM_ANY_LEVEL, level, err);
+}
+
+/* The largest page level whose aligned block around index lies within
+ * [start, end): an fallocate of 4K populates 4K, not the 2M around it. */
+static unsigned int gmem_level_within(uint64_t index, uint64_t start, uint64_t end)
+{
+	unsigned int l = GMEM_ANY_LEVEL;
+
+	for (; l > 0; l--) {
+		uint64_t size = 1ULL << GE_LEVEL_SHIFT(l), first = PM_ALIGN_DOWN(index, size);
+
+		if (first >= start && first + size <= end)
+			break;
+	}
+	return l;
 }
 
 pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index)
@@ -567,6 +600,33 @@ pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index)
 	}
 	gmem_unlock(g, &lk);
 	return pfn;
+}
+
+uint64_t gmem_next_page(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	const uint64_t gib = 1ULL << GE_LEVEL_SHIFT(2), block = 1ULL << GE_LEVEL_SHIFT(1);
+	uint64_t i = start;
+
+	end = PM_MIN(end, g->npages);
+	while (i < end) {
+		uint64_t block_end = PM_MIN(end, PM_ALIGN_DOWN(i, block) + block);
+		struct gmem_locked lk;
+		unsigned int level;
+		int err;
+
+		/* An empty GiB stays empty for the snapshot's purpose. */
+		if (!atomic_load_explicit(&g->top[i >> GE_LEVEL_SHIFT(2)], memory_order_acquire)) {
+			i = PM_ALIGN_DOWN(i, gib) + gib;
+			continue;
+		}
+		gmem_lock(g, &lk, i, block_end, GMEM_LOOKUP);
+		while (i < block_end && !gmem_walk(g, &lk, i, false, &level, &err))
+			i++;
+		gmem_unlock(g, &lk);
+		if (i < block_end)
+			return i;
+	}
+	return end;
 }
 
 /* Runs the model's prepare hook on the page in *slot once. The stripe of
@@ -693,15 +753,14 @@ static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 	gmem_lock(g, &lk, start, end, GMEM_ALLOC);
 	for (uint64_t i = start; i < end;) {
 		unsigned int level;
-		_Atomic uint64_t *slot = gmem_walk(g, &lk, i, true, &level, &r);
+		_Atomic uint64_t *slot = gmem_walk_max(g, &lk, i, true,
+						       gmem_level_within(i, start, end), &level, &r);
 
 		if (!slot)
 			break;
 		i = PM_ALIGN_DOWN(i, 1ULL << GE_LEVEL_SHIFT(level)) + (1ULL << GE_LEVEL_SHIFT(level));
 	}
 	gmem_unlock(g, &lk);
-	if (!r)
-		pm_gmem_views_refresh(g, start, end);
 	return r;
 }
 
@@ -910,19 +969,18 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 				     t << GE_LEVEL_SHIFT(2), start, end, &runs);
 	gmem_unlock(g, &lk);
 
-	/* Views move to the file's new pages while the old frames are still
-	 * ours: no view ever shows a frame after it is freed, and host reads
-	 * racing the punch see the old page or a new zero page, never SIGBUS. */
-	pm_gmem_views_refresh(g, start, end);
-	/* A pin racing the punch is the pinner's own race: it may stay. */
-	if (atomic_load_explicit(&g->nr_pins, memory_order_relaxed))
-		pm_gmem_pins_drop(g, start, end);
+	/* The pages leave the host file, for every mapping of it, and their
+	 * pins go (a pin racing the punch is the pinner's own race: it may
+	 * stay). No view ever showed a frame, so the frees need not wait for
+	 * anything else. */
+	gmem_host_punch(g, start, end);
 	for (size_t i = 0; i < runs.n; i++)
 		gmem_free_run(g, runs.v[i].pfn, runs.v[i].order);
 	if (runs.v != runs.inline_v)
 		free(runs.v);
-	if (runs.n)     /* pages the pool could not supply before the frees */
-		pm_gmem_views_refresh(g, start, end);
+	/* An INIT_SHARED file's views show new pages, allocated after the
+	 * frees, when the pool has them back. */
+	gmem_views_populate(g, start, end);
 	gmem_inval_end(g, tickets, nt, local);
 out_unlock:
 	gmem_bindings_read_unlock(g, reader);
@@ -961,6 +1019,9 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 
 	if (index >= g->npages)
 		return -EINVAL;
+	r = gmem_host_reserve(g, index, index + 1);
+	if (r)
+		return r;
 	/* As Linux on memory failure: every mapping of the page goes. */
 	reader = gmem_bindings_read_lock(g);
 	r = gmem_inval_begin(g, index, index + 1, PM_INVAL_ALL, local, &tickets, &nt);
@@ -981,8 +1042,8 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 	r = 0;
 out:
 	gmem_unlock(g, &lk);
-	if (!r)         /* and it leaves the host's views: later accesses SIGBUS */
-		pm_gmem_views_revoke(g, index, index + 1);
+	if (!r)         /* and it leaves the host file: views fault there */
+		gmem_host_poison(g, index);
 	gmem_inval_end(g, tickets, nt, local);
 out_bindings:
 	gmem_bindings_read_unlock(g, reader);

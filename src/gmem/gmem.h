@@ -10,16 +10,24 @@
  * period, the pages go back to the pool and the VM reference is dropped.
  *
  * Pages: a three-level index (1G, 2M, 4K entries) maps file pages to pool
- * frames. A page is allocated on first use with the largest naturally
- * aligned order (1G, 2M, 4K) that lies inside the file, is wholly
- * unpopulated and the pool can give; huge pages are split when partly
- * punched. Frames are scrubbed by the pool when freed, so punched pages
+ * frames. A page is allocated on first use (a fault) with the largest
+ * naturally aligned order (1G, 2M, 4K) that lies inside the file, is wholly
+ * unpopulated and the pool can give; fallocate allocates the largest whose
+ * aligned blocks lie inside its range too, so that a 4K fallocate costs 4K.
+ * Huge pages are split when partly punched. Frames are scrubbed by the pool when freed, so punched pages
  * read zero afterwards.
  *
- * Locks (order: bindings_lock, the VM's mmu_lock, views_lock, the index
- * stripes in ascending order, the pool; a view being filled allocates
- * pages under views_lock; invalidations, view updates and the freeing of
- * punched frames run with no stripe held):
+ * The host's side (gmem_host.c): a file made with GUEST_MEMFD_FLAG_MMAP
+ * has a host file H, which views map and which holds exactly the pages
+ * the host may map; taking a page from the host punches it out of H, so
+ * the kernel unmaps it from every mapping in every process. While a
+ * page's contents are in H, the guest's accesses go there too (see
+ * pm_gmem_host_page).
+ *
+ * Locks (order: bindings_lock, the VM's mmu_lock, host_lock, the index
+ * stripes in ascending order, the pool; views being made and pins
+ * allocate pages under host_lock; invalidations, the host file's updates
+ * and the freeing of punched frames run with no stripe held):
  *   bindings_lock (big-reader lock, gmem_internal.h): the bindings list.
  *     Exclusive: bind, unbind, release. Shared: punch hole and memory
  *     failure, for their whole duration, so the set of slots they
@@ -27,7 +35,8 @@
  *     calling thread's slot of the lock.
  *   index stripes (rwlocks, each on cache lines of its own): the page
  *     index, see below.
- *   views_lock (mutex): the list of mmap views.
+ *   host_lock (mutex): what the host file holds, the host map (which
+ *     pages are in it, pins), the file's views.
  *
  * Index locking. File page i lies in 2M block i >> 9; block b is locked by
  * stripe gmem_stripe_of(b): a file has one stripe per block up to 32, and
@@ -115,22 +124,43 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 int pm_gmem_munmap(void *addr, size_t len);
 
 /* PM_GUEST_MEMFD_PIN / _UNPIN of file pages [start, end): 0, -EFAULT (a
- * page the host cannot map now), -EINVAL (unpin: a page not pinned); all
- * or nothing. */
+ * page the host cannot map now), -EINVAL (unpin: a page not pinned),
+ * -ENOMEM; all or nothing. O(1) per page. */
 int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end);
 int pm_gmem_unpin(struct pm_gmem *g, uint64_t start, uint64_t end);
 
-/* Takes the host's access to file pages [start, end) away (a pKVM guest
- * unsharing them), up to the first page the host pins: under views_lock,
- * every view stops mapping the n pages before it (-EBUSY if n is 0), then
- * fn(arg, n) runs, returning how many pages from start it took away (or
- * -errno: none); the views map the rest again. Returns fn's result. Views
- * (which hold views_lock while they read which pages to map) can never map
- * a page fn took away. */
-long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
-			long (*fn)(void *arg, uint64_t n), void *arg);
-/* The host may map file pages [start, end) now (after a share). */
-void pm_gmem_host_remap(struct pm_gmem *g, uint64_t start, uint64_t end);
+/*
+ * Where the guest's accesses to file page `index` go: the library's own
+ * mapping of the host file when the page's contents are there (the host
+ * may map it: an INIT_SHARED file's pages, a page a pKVM guest shares),
+ * else NULL (the frame; *moving set if the contents are between the two
+ * right now: translate again). Takes no lock; the caller keeps the file
+ * alive (a reference, or an RCU read-side section on a slot's file).
+ */
+uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving);
+
+/* The model let the host have file pages [start, end) (a pKVM share):
+ * every page whose frame the model accepts (gmem_host_mappable) comes into
+ * the host file, so views show it, in place (from the file's first view
+ * on: before, nothing maps the host file and shared pages stay in their
+ * frames). A page the host file has no memory for stays out (the host
+ * faults there, as without memory). The VM's vCPUs are shot down while
+ * pages move. */
+void pm_gmem_host_share(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* The guest takes file pages [start, end) back (a pKVM unshare), up to the
+ * first page the host pins (-EBUSY if that is the first): under host_lock
+ * its pages in the host file are marked moving and the vCPUs shot down
+ * (none reaches them now), take(arg, n) runs (the model's transitions: how
+ * many pages from start it took, or -errno), and the pages it took leave
+ * the host file (every mapping of it) with their contents back in their
+ * frames before any vCPU reaches them again; the rest stay. Returns
+ * take's result. */
+long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
+			  long (*take)(void *arg, uint64_t n), void *arg);
+/* The model took pages of [start, end) back for the host on its own (a
+ * memslot's deletion): those whose frames it no longer lets the host map
+ * leave the host file, their contents back in their frames. */
+void pm_gmem_host_reclaimed(struct pm_gmem *g, uint64_t start, uint64_t end);
 
 /* Statistics for tests and reports. */
 struct pm_gmem_stats {

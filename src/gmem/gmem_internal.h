@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * guest_memfd internals shared by gmem.c (pages, bindings, lifetime) and
- * gmem_mmap.c (views). See gmem.h for ownership and locking.
+ * guest_memfd internals shared by gmem.c (pages, bindings, lifetime),
+ * gmem_hostmap.c (the per-page record of the host's access), gmem_host.c
+ * (the host file and what moves in and out of it) and gmem_mmap.c
+ * (views). See gmem.h for ownership and locking.
  */
 #ifndef PM_GMEM_INTERNAL_H
 #define PM_GMEM_INTERNAL_H
@@ -55,6 +57,61 @@ struct pm_gmem_binding {
 struct pm_gmem_view;
 
 /*
+ * The host map (gmem_hostmap.c): one 32-bit word per file page saying what
+ * the host has of it, in a sparse two-level table under a per-GiB array:
+ * a GiB's node holds 512 leaves, a leaf 512 words. Nodes are made on
+ * demand (hm_reserve) and freed with the file. Every node counts its
+ * pinned and its marked pages (HOST, MOVING or POISON), so "the next pinned page"
+ * and "every marked page of a range" skip the empty parts of the file:
+ * a pin, an unpin or a lookup costs O(1) per page, a scan the parts of the
+ * range that have something.
+ *   bits 0-28   pins (PM_GUEST_MEMFD_PIN), nested
+ *   HM_POISON   memory failure of an INIT_SHARED page: the host file has a
+ *               hole there, so that views fault
+ *   HM_MOVING   the page's contents are being copied between the host
+ *               file and the frame: guest accesses wait (translate again)
+ *   HM_HOST     the page's contents live in the host file (pKVM: the guest
+ *               shares the page); the frame is stale meanwhile
+ * Writers hold the file's host_lock; readers of a word (the vCPUs'
+ * translation) take no lock: nodes are published with release stores and
+ * never freed while the file lives.
+ */
+#define HM_PINS   0x1fffffffu
+#define HM_POISON (1u << 29)
+#define HM_MOVING (1u << 30)
+#define HM_HOST   (1u << 31)
+#define HM_MARKS  (HM_HOST | HM_MOVING | HM_POISON)
+
+struct gmem_hleaf {
+	_Atomic uint32_t e[GE_ENTRIES];
+	uint32_t pinned, marked;            /* host_lock: words with pins / with a mark */
+};
+
+struct gmem_hnode {
+	struct gmem_hleaf *_Atomic leaf[GE_ENTRIES];
+	uint32_t pinned, marked;            /* host_lock: the sums of its leaves' */
+};
+
+struct gmem_hostmap {
+	struct gmem_hnode *_Atomic *top;    /* one per GiB of file; array immutable */
+	uint64_t nr_top;                    /* immutable */
+	_Atomic uint64_t pinned, marked;    /* host_lock; read without it as hints */
+};
+
+enum hm_which { HM_NEXT_PINNED, HM_NEXT_MARKED };
+
+int hm_init(struct gmem_hostmap *m, uint64_t npages);
+void hm_destroy(struct gmem_hostmap *m);
+/* The word of page i (0 if none was ever stored); no lock. */
+uint32_t hm_get(const struct gmem_hostmap *m, uint64_t i);
+/* Makes the words of [start, end) storable: 0 or -ENOMEM. host_lock. */
+int hm_reserve(struct gmem_hostmap *m, uint64_t start, uint64_t end);
+/* Stores page i's word (reserved), keeping the counts. host_lock. */
+void hm_store(struct gmem_hostmap *m, uint64_t i, uint32_t w);
+/* The first page of [start, end) that is pinned / marked, or end. host_lock. */
+uint64_t hm_next(const struct gmem_hostmap *m, uint64_t start, uint64_t end, enum hm_which which);
+
+/*
  * Index stripes (see gmem.h, "Index locking"): file page i lies in 2M block
  * i >> 9, locked by stripe gmem_stripe_of(block). Each stripe is on cache
  * lines of its own, with the share of the file's statistics changed by
@@ -102,15 +159,26 @@ struct pm_gmem {
 	unsigned int stripe_shift;          /* 64 - log2(nr_stripes), for hashing; immutable */
 	bool stripe_hash;                   /* more blocks than stripes; immutable */
 
-	/* views_lock: the views, the pins, and every change of which pages
-	 * the host may map (pm_gmem_host_unmap). Lock order: views_lock, then
-	 * the model's hardware locks (a pKVM unshare runs under it). */
-	pthread_mutex_t views_lock;
-	struct pm_gmem_view *views;         /* views_lock */
-	atomic_uint nr_views;               /* written under views_lock; read without it */
-	struct pm_gmem_pin_rec *pins;       /* views_lock: pinned pages, nr_pins of cap_pins */
-	_Atomic size_t nr_pins;             /* views_lock; read without it as a hint */
-	size_t cap_pins;                    /* views_lock */
+	/* The host's side (gmem_host.c). host_lock: every change of what the
+	 * host file holds and of the host map (pins included), and the views.
+	 * Lock order: host_lock, then the model's hardware locks (a pKVM
+	 * unshare runs under it), then the index stripes. */
+	pthread_mutex_t host_lock;
+	int host_fd;                        /* the host file H (a memfd of the file's
+	                                     * size), or -1 without GUEST_MEMFD_FLAG_MMAP;
+	                                     * immutable */
+	uint8_t *host_win;                  /* the library's own mapping of H (guest
+	                                     * accesses to pages whose contents are in
+	                                     * H); immutable */
+	size_t host_win_len;                /* immutable */
+	atomic_bool host_exposed;           /* H holds every page the host may map:
+	                                     * from the first view on (an INIT_SHARED
+	                                     * file's: from creation); before, nothing
+	                                     * can map H and shared pages stay in their
+	                                     * frames. Set once, under host_lock */
+	struct gmem_hostmap hmap;           /* see above */
+	struct pm_gmem_view *views;         /* host_lock */
+	atomic_uint nr_views;               /* written under host_lock; read without it */
 
 	/* The bindings: a big-reader lock (lib/brlock.h), so punches on
 	 * different threads, which hold it shared, write no common line;
@@ -118,29 +186,51 @@ struct pm_gmem {
 	struct pm_brlock bindings_lock;
 };
 
-/* A pinned file page and its pin count (PM_GUEST_MEMFD_PIN). */
-struct pm_gmem_pin_rec {
-	uint64_t index;
-	unsigned int count;
-};
-
-/* Is file page `index` accessible to the host through mmap? (INIT_SHARED;
- * a model with gmem_host_mappable decides per frame, see gmem_mmap.c) */
-static inline bool pm_gmem_host_shared(const struct pm_gmem *g, uint64_t index)
+static inline bool gmem_init_shared(const struct pm_gmem *g)
 {
-	return (g->flags & GUEST_MEMFD_FLAG_INIT_SHARED) && index < g->npages;
+	return g->flags & GUEST_MEMFD_FLAG_INIT_SHARED;
 }
-
-/* Drops the pins of [start, end) (punch hole). */
-void pm_gmem_pins_drop(struct pm_gmem *g, uint64_t start, uint64_t end);
 
 /* Frame of `index` if allocated (not poisoned), else PM_PFN_INVALID;
  * allocates nothing. Takes the page's stripe, shared. */
 pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index);
+/* The first page of [start, end) the index holds, or end: a snapshot, each
+ * 2M block looked at under its stripe (shared), empty GiBs skipped. */
+uint64_t gmem_next_page(struct pm_gmem *g, uint64_t start, uint64_t end);
 
-/* Views: make [start, end) of every view SIGBUS (before frames are freed),
- * and map the current frames again (after), populating shared pages. */
-void pm_gmem_views_revoke(struct pm_gmem *g, uint64_t start, uint64_t end);
-void pm_gmem_views_refresh(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* The host's side (gmem_host.c). init: the host map, and H with the
+ * library's window on it for a file with GUEST_MEMFD_FLAG_MMAP (0 or
+ * -errno); destroy: everything in H goes, for every mapping of it. */
+int gmem_host_init(struct pm_gmem *g);
+void gmem_host_destroy(struct pm_gmem *g);
+/* Makes the host map of [start, end) storable ahead of a change that must
+ * not fail (memory failure): 0 or -ENOMEM. */
+int gmem_host_reserve(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* Pages [start, end) leave the file (punch hole, after the invalidation
+ * and the index update, before their frames are freed): their contents
+ * leave H, in every mapping of it (an INIT_SHARED file with views: H is
+ * zeroed in place, so a racing host access sees old or zero, never a
+ * fault), and their marks and pins go. */
+void gmem_host_punch(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* File page `index` was poisoned: the host loses it (a hole in H, so that
+ * views fault); its host map word was reserved. */
+void gmem_host_poison(struct pm_gmem *g, uint64_t index);
+/* A view is being made (host_lock): from now on H holds every page the
+ * host may map; the pages a model shares already come in now. */
+void gmem_host_expose_locked(struct pm_gmem *g);
+/* The host may map page i of an INIT_SHARED file now (not poisoned). */
+bool gmem_host_init_shared_page(struct pm_gmem *g, uint64_t i);
+/* Fills H's holes in [start, end) of an INIT_SHARED file, except poisoned
+ * pages (a view is about to show them); failures leave holes (faults, as a
+ * host page fault without memory). host_lock. */
+void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/* Views (gmem_mmap.c): an INIT_SHARED file's pages that views show are
+ * allocated in the index (a host fault would allocate them; privmem has
+ * no fault handler, so views populate ahead), again after a punch. */
+void gmem_views_populate(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* Tests: views made from now on are plain mappings of H (as without
+ * userfaultfd): holes read zeros instead of faulting. */
+void pm_gmem_views_test_plain(bool plain);
 
 #endif

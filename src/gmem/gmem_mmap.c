@@ -2,271 +2,268 @@
 /*
  * mmap of a guest_memfd: views of the file in the VMM's address space.
  *
- * A view is a MAP_SHARED mapping whose pages are either the pool frames of
- * host-shared file pages (mapped from the pool's memfd, in place: the guest
- * and the VMM see the same memory) or a "SIGBUS backing", a zero-length
- * memfd, so that any access faults with SIGBUS exactly where Linux's
- * guest_memfd faults: pages that are not shared, and pages at or past the
- * end of the file.
+ * A view is one MAP_SHARED mapping of the file's host file H
+ * (gmem_host.c), made once, where the caller asked or the kernel chose,
+ * and never touched by the library again: no remapping, so a view never
+ * lands on memory the library does not own, and no share pattern can
+ * split it into many kernel mappings. What it shows is what H holds: the
+ * pages the host may map; H's holes are the pages it may not.
  *
- * privmem has no page-fault handler in the host process, so shared pages are
- * populated when a view maps them (at mmap, after fallocate, and again after
- * a punch hole: they read zero, as a freshly faulted page would) rather than
- * on first touch. Before frames are freed, every view stops mapping them.
+ * SIGBUS where Linux's guest_memfd faults. A page past the end of the file
+ * is past the end of H: the kernel raises SIGBUS itself. A hole of H (a
+ * page the guest did not share, a poisoned page) would read zeros, so each
+ * view is registered with a userfaultfd in MISSING mode with
+ * UFFD_FEATURE_SIGBUS: the kernel answers a fault on a hole with SIGBUS
+ * (and a system call touching it, vmsplice or process_vm_readv, with
+ * EFAULT) and needs no handler thread. One userfaultfd serves the process;
+ * an unprivileged process without vm.unprivileged_userfaultfd gets one
+ * with UFFD_USER_MODE_ONLY (kernel accesses then fail with EFAULT just the
+ * same). Without userfaultfd at all (or with pm_gmem_views_test_plain),
+ * views are plain mappings of H: a hole reads zeros, and the first access
+ * puts a zero page there, which then every mapping of H shows until the
+ * page is next shared or punched. A userfaultfd's registrations do not
+ * follow a mapping into a fork child or an mremap duplicate (that needs
+ * fork or remap events, which block until a handler reads them): a fork
+ * child's copies of the views are registered again with a userfaultfd of
+ * the child's own (pthread_atfork), but an mremap duplicate, or a copy in
+ * a child made without fork(), reads zeros on a hole, with the same
+ * effect. Never the guest's data: that lives in the frame.
  *
- * Each view holds a reference on its file. views_lock (per file) protects a
- * file's view list and serialises remapping; all_views_lock protects the
- * process-wide list pm_kvm_munmap() searches.
+ * Records. Each view holds a reference on its file and is on its file's
+ * list (host_lock; an INIT_SHARED file populates the pages its views show)
+ * and on the process-wide list pm_kvm_munmap() searches (all_views_lock, a
+ * leaf but for the fork handlers, which take uffd_lock before it). A
+ * MAP_FIXED mmap replaces whatever it covers, as in Linux: the records of
+ * views wholly under it are dropped with their mappings.
  */
+#include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem_internal.h"
-#include "host/host_guard.h"
-#include "host/pool.h"
 #include "kvm/vm.h"
-#include "models/model.h"
 
 struct pm_gmem_view {
 	struct pm_gmem *g;          /* referenced */
 	uint8_t *addr;              /* immutable */
 	size_t len;                 /* bytes, page multiple; immutable */
 	uint64_t pgoff;             /* first file page; immutable */
-	int prot;                   /* immutable */
-	struct pm_gmem_view *next;      /* g->views_lock */
+	bool registered;            /* holes fault (userfaultfd); all_views_lock once published */
+	struct pm_gmem_view *next;      /* g->host_lock */
 	struct pm_gmem_view *all_next;  /* all_views_lock */
 };
 
 static pthread_mutex_t all_views_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pm_gmem_view *all_views;      /* all_views_lock */
 
-static pthread_once_t sigbus_once = PTHREAD_ONCE_INIT;
-static int sigbus_fd = -1;                  /* written once */
+/* ---- the process's userfaultfd ---- */
 
-static void sigbus_init(void)
+/*
+ * A userfaultfd acts on the memory of the process that made it, even in a
+ * fork child that inherited its descriptor (registering there would change
+ * the parent's mappings): views_uffd serves views_uffd_pid only, and any
+ * other process makes its own. A fork child's copies of the views lost
+ * their registration (it was the parent's); fork_child registers them
+ * again with the child's own. Lock order: uffd_lock, then all_views_lock
+ * (taken together only around fork).
+ */
+static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER;
+static int views_uffd = -1;                 /* uffd_lock */
+static pid_t views_uffd_pid;                /* uffd_lock: whom views_uffd serves */
+static atomic_bool views_plain;             /* tests: new views are not registered */
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static int uffd_open(int flags)
 {
-	sigbus_fd = memfd_create("privmem-sigbus", MFD_CLOEXEC);
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | flags);
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_SIGBUS };
+
+	if (fd < 0)
+		return -1;
+	if (ioctl(fd, UFFDIO_API, &api) || !(api.features & UFFD_FEATURE_SIGBUS)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
-/* Maps `n` pages at addr: frames from pfn on, or the SIGBUS backing. The
- * backing is mapped at the file offset of the page (it has no pages at
- * all): neighbouring SIGBUS stretches then continue each other, and the
- * kernel merges them into one mapping instead of keeping one per page. */
-static int view_map(struct pm_gmem_view *v, uint8_t *addr, uint64_t n, pm_pfn_t pfn)
+/* This process's userfaultfd, or -1 without one. uffd_lock. An inherited
+ * one is left open (closing it from a fork handler could meet an
+ * interposer's close): a descriptor per generation. */
+static int uffd_get_locked(void)
 {
-	int fd = pfn == PM_PFN_INVALID ? sigbus_fd : pm_pool_memfd();
-	off_t off = pfn == PM_PFN_INVALID ? (off_t)(v->pgoff * PM_PAGE_SIZE + (uint64_t)(addr - v->addr))
-					  : (off_t)(pfn << PM_PAGE_SHIFT);
-	void *p = mmap(addr, n << PM_PAGE_SHIFT, v->prot, MAP_SHARED | MAP_FIXED, fd, off);
+	pid_t me = getpid();
 
-	return p == MAP_FAILED ? -errno : 0;
+	if (views_uffd_pid != me) {
+		views_uffd = uffd_open(0);
+		if (views_uffd < 0)
+			views_uffd = uffd_open(UFFD_USER_MODE_ONLY);
+		views_uffd_pid = me;
+	}
+	return views_uffd;
 }
 
-/* Frame the host may map at file page `index` now, or PM_PFN_INVALID.
- * With a model that decides per frame (pKVM: the pages its guest shares),
- * the allocated pages it accepts, allocating nothing; otherwise the pages
- * of an INIT_SHARED file, populated (not prepared: that is the guest's
- * first use). Either way the hardware's guards have the last word (an SNP
- * page still assigned to the guest is refused, and the refusal counted). */
-static pm_pfn_t host_frame(struct pm_gmem *g, uint64_t index, bool write)
+void pm_gmem_views_test_plain(bool plain)
 {
-	const struct pm_model_ops *model = g->vm->model;
+	atomic_store(&views_plain, plain);
+}
+
+static int uffd_register(int fd, uint8_t *addr, size_t len)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+
+	return ioctl(fd, UFFDIO_REGISTER, &reg) ? -errno : 0;
+}
+
+/* Holes of the view fault with SIGBUS from now on: 0 and *registered,
+ * or -errno for a failure the caller reports (a kernel that cannot
+ * register shared memory leaves the view plain, as without userfaultfd). */
+static int view_register(uint8_t *addr, size_t len, bool *registered)
+{
+	int fd, r = 0;
+
+	*registered = false;
+	if (atomic_load(&views_plain))
+		return 0;
+	pthread_mutex_lock(&uffd_lock);
+	fd = uffd_get_locked();
+	if (fd >= 0) {
+		r = uffd_register(fd, addr, len);
+		*registered = !r;
+		if (r == -EINVAL)
+			r = 0;
+	}
+	pthread_mutex_unlock(&uffd_lock);
+	return r;
+}
+
+static void views_fork_prepare(void)
+{
+	pthread_mutex_lock(&uffd_lock);
+	pthread_mutex_lock(&all_views_lock);
+}
+
+static void views_fork_parent(void)
+{
+	pthread_mutex_unlock(&all_views_lock);
+	pthread_mutex_unlock(&uffd_lock);
+}
+
+/* The child's copies of registered views fault on holes again, with a
+ * userfaultfd of its own (system calls only: this is a fork handler). */
+static void views_fork_child(void)
+{
+	int fd = -1;
+
+	for (struct pm_gmem_view *v = all_views; v; v = v->all_next) {
+		if (!v->registered)
+			continue;
+		if (fd < 0)
+			fd = uffd_get_locked();
+		if (fd < 0 || uffd_register(fd, v->addr, v->len))
+			v->registered = false;
+	}
+	pthread_mutex_unlock(&all_views_lock);
+	pthread_mutex_unlock(&uffd_lock);
+}
+
+static void views_fork_init(void)
+{
+	pthread_atfork(views_fork_prepare, views_fork_parent, views_fork_child);
+}
+
+/* ---- INIT_SHARED files: what views show is populated ---- */
+
+static void view_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
 	pm_pfn_t pfn;
 
-	if (model->gmem_host_mappable) {
-		pfn = index < g->npages ? pm_gmem_peek_pfn(g, index) : PM_PFN_INVALID;
-		if (pfn != PM_PFN_INVALID && !model->gmem_host_mappable(g->vm, pfn))
-			pfn = PM_PFN_INVALID;
-	} else if (!pm_gmem_host_shared(g, index) || pm_gmem_get_pfn_host(g, index, &pfn)) {
-		pfn = PM_PFN_INVALID;   /* no memory: the page faults (SIGBUS) */
-	}
-	if (pfn != PM_PFN_INVALID && pm_host_access(pfn, 1, write))
-		pfn = PM_PFN_INVALID;
-	return pfn;
+	end = PM_MIN(end, g->npages);
+	for (uint64_t i = start; i < end; i++)
+		if (gmem_host_init_shared_page(g, i))
+			pm_gmem_get_pfn_host(g, i, &pfn);   /* no memory: the frame is missing, not the page */
+	gmem_host_populate_locked(g, start, end);
 }
 
-/* Frame a view shows at file page `index`: SIGBUS (PM_PFN_INVALID) where
- * the host may not map. */
-static pm_pfn_t view_frame(struct pm_gmem_view *v, uint64_t index)
+void gmem_views_populate(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	return host_frame(v->g, index, v->prot & PROT_WRITE);
-}
-
-/* Maps file pages [start, end) ∩ v, coalescing runs of contiguous frames. */
-static int view_fill(struct pm_gmem_view *v, uint64_t start, uint64_t end, bool revoke)
-{
-	uint64_t vend = v->pgoff + (v->len >> PM_PAGE_SHIFT);
-	uint64_t lo = PM_MAX(start, v->pgoff), hi = PM_MIN(end, vend);
-	int r = 0;
-
-	for (uint64_t i = lo; i < hi && !r;) {
-		pm_pfn_t first = revoke ? PM_PFN_INVALID : view_frame(v, i);
-		uint64_t n = 1;
-
-		while (i + n < hi) {
-			pm_pfn_t next = revoke ? PM_PFN_INVALID : view_frame(v, i + n);
-
-			if (first == PM_PFN_INVALID ? next != PM_PFN_INVALID : next != first + n)
-				break;
-			n++;
-		}
-		r = view_map(v, v->addr + ((i - v->pgoff) << PM_PAGE_SHIFT), n, first);
-		i += n;
-	}
-	return r;
-}
-
-static void views_fill_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool revoke)
-{
+	if (!gmem_init_shared(g) || !atomic_load(&g->nr_views))
+		return;
+	pthread_mutex_lock(&g->host_lock);
 	for (struct pm_gmem_view *v = g->views; v; v = v->next)
-		PM_BUG_ON(view_fill(v, start, end, revoke));   /* MAP_FIXED over our own mapping */
+		view_populate_locked(g, PM_MAX(start, v->pgoff),
+				     PM_MIN(end, v->pgoff + (v->len >> PM_PAGE_SHIFT)));
+	pthread_mutex_unlock(&g->host_lock);
 }
 
-void pm_gmem_views_revoke(struct pm_gmem *g, uint64_t start, uint64_t end)
+/* ---- records ---- */
+
+static void view_unlink(struct pm_gmem_view *v)
 {
-	if (!atomic_load(&g->nr_views))
-		return;
-	pthread_mutex_lock(&g->views_lock);
-	views_fill_locked(g, start, end, true);
-	pthread_mutex_unlock(&g->views_lock);
-}
+	struct pm_gmem *g = v->g;
 
-/* A view being created counts itself before it reads the index, so a
- * caller that changed the index and then sees no view loses nothing by
- * skipping the lock: the new view read the changed index. */
-void pm_gmem_views_refresh(struct pm_gmem *g, uint64_t start, uint64_t end)
-{
-	if (!atomic_load(&g->nr_views))
-		return;
-	pthread_mutex_lock(&g->views_lock);
-	views_fill_locked(g, start, end, false);
-	pthread_mutex_unlock(&g->views_lock);
-}
-
-/* ---- pins, and taking pages away from the host ---- */
-
-static struct pm_gmem_pin_rec *pin_find(struct pm_gmem *g, uint64_t index)
-{
-	for (size_t i = 0; i < g->nr_pins; i++)
-		if (g->pins[i].index == index)
-			return &g->pins[i];
-	return NULL;
-}
-
-/* The first pinned page of [start, end), or end. */
-static uint64_t first_pinned_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
-{
-	for (size_t i = 0; i < g->nr_pins; i++)
-		if (g->pins[i].index >= start && g->pins[i].index < end)
-			end = g->pins[i].index;
-	return end;
-}
-
-/* Room for n more records. */
-static int pins_reserve_locked(struct pm_gmem *g, size_t n)
-{
-	struct pm_gmem_pin_rec *p;
-	size_t cap = g->cap_pins ? g->cap_pins : 8;
-
-	while (cap < g->nr_pins + n)
-		cap *= 2;
-	if (cap == g->cap_pins)
-		return 0;
-	p = realloc(g->pins, cap * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	g->pins = p;
-	g->cap_pins = cap;
-	return 0;
-}
-
-int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end)
-{
-	int r = 0;
-
-	if (end > g->npages)
-		return -EFAULT;
-	pthread_mutex_lock(&g->views_lock);
-	for (uint64_t i = start; i < end && !r; i++)
-		if (host_frame(g, i, true) == PM_PFN_INVALID)
-			r = -EFAULT;
-	if (!r)
-		r = pins_reserve_locked(g, end - start);
-	for (uint64_t i = start; i < end && !r; i++) {
-		struct pm_gmem_pin_rec *p = pin_find(g, i);
-
-		if (!p) {
-			p = &g->pins[g->nr_pins++];
-			*p = (struct pm_gmem_pin_rec){ .index = i };
+	pthread_mutex_lock(&g->host_lock);
+	for (struct pm_gmem_view **pv = &g->views; *pv; pv = &(*pv)->next) {
+		if (*pv == v) {
+			*pv = v->next;
+			atomic_fetch_sub(&g->nr_views, 1);
+			break;
 		}
-		p->count++;
 	}
-	pthread_mutex_unlock(&g->views_lock);
-	return r;
+	pthread_mutex_unlock(&g->host_lock);
 }
 
-static void pin_remove_locked(struct pm_gmem *g, struct pm_gmem_pin_rec *p)
+static void view_free(struct pm_gmem_view *v)
 {
-	*p = g->pins[--g->nr_pins];
+	struct pm_gmem *g = v->g;
+
+	view_unlink(v);
+	free(v);
+	pm_gmem_put(g);
 }
 
-int pm_gmem_unpin(struct pm_gmem *g, uint64_t start, uint64_t end)
+/* Takes the records of views lying wholly in [addr, addr + len) off the
+ * process list: a MAP_FIXED mmap there has replaced their mappings. */
+static struct pm_gmem_view *views_take_under(const uint8_t *addr, size_t len)
 {
-	int r = 0;
+	struct pm_gmem_view *taken = NULL;
 
-	pthread_mutex_lock(&g->views_lock);
-	for (uint64_t i = start; i < end && !r; i++)
-		if (!pin_find(g, i))
-			r = -EINVAL;
-	for (uint64_t i = start; i < end && !r; i++) {
-		struct pm_gmem_pin_rec *p = pin_find(g, i);
+	pthread_mutex_lock(&all_views_lock);
+	for (struct pm_gmem_view **pv = &all_views; *pv;) {
+		struct pm_gmem_view *v = *pv;
 
-		if (!--p->count)
-			pin_remove_locked(g, p);
+		if (v->addr >= addr && v->addr + v->len <= addr + len) {
+			*pv = v->all_next;
+			v->all_next = taken;
+			taken = v;
+		} else {
+			pv = &v->all_next;
+		}
 	}
-	pthread_mutex_unlock(&g->views_lock);
-	return r;
+	pthread_mutex_unlock(&all_views_lock);
+	return taken;
 }
 
-void pm_gmem_pins_drop(struct pm_gmem *g, uint64_t start, uint64_t end)
+static void view_publish(struct pm_gmem_view *v)
 {
-	pthread_mutex_lock(&g->views_lock);
-	for (size_t i = 0; i < g->nr_pins;) {
-		if (g->pins[i].index >= start && g->pins[i].index < end)
-			pin_remove_locked(g, &g->pins[i]);
-		else
-			i++;
-	}
-	pthread_mutex_unlock(&g->views_lock);
+	pthread_mutex_lock(&all_views_lock);
+	v->all_next = all_views;
+	all_views = v;
+	pthread_mutex_unlock(&all_views_lock);
 }
 
-long pm_gmem_host_unmap(struct pm_gmem *g, uint64_t start, uint64_t end,
-			long (*fn)(void *arg, uint64_t n), void *arg)
-{
-	long r = -EBUSY;
-
-	pthread_mutex_lock(&g->views_lock);
-	end = first_pinned_locked(g, start, end);
-	if (end > start) {
-		views_fill_locked(g, start, end, true);
-		r = fn(arg, end - start);
-		views_fill_locked(g, start + (uint64_t)(r > 0 ? r : 0), end, false);
-	}
-	pthread_mutex_unlock(&g->views_lock);
-	return r;
-}
-
-void pm_gmem_host_remap(struct pm_gmem *g, uint64_t start, uint64_t end)
-{
-	/* The model's state changed before this fence; a view created
-	 * concurrently counts itself before it reads that state (pm_gmem_mmap). */
-	atomic_thread_fence(memory_order_seq_cst);
-	pm_gmem_views_refresh(g, start, end);
-}
+/* ---- mmap, munmap ---- */
 
 void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flags,
 		   int64_t offset, int *err)
 {
-	struct pm_gmem_view *v;
+	struct pm_gmem_view *v, *gone;
 	void *p;
 
 	if (!(g->flags & GUEST_MEMFD_FLAG_MMAP)) {
@@ -277,16 +274,22 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 		*err = -EINVAL;
 		return NULL;
 	}
-	pthread_once(&sigbus_once, sigbus_init);
 	v = pm_zalloc(sizeof(*v));
-	if (!v || sigbus_fd < 0) {
-		free(v);
+	if (!v) {
 		*err = -ENOMEM;
 		return NULL;
 	}
-	p = mmap(addr, len, prot, MAP_SHARED | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)), sigbus_fd, (off_t)offset);
+	p = mmap(addr, len, prot, MAP_SHARED | (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)),
+		 g->host_fd, (off_t)offset);
 	if (p == MAP_FAILED) {
 		*err = -errno;
+		free(v);
+		return NULL;
+	}
+	pthread_once(&fork_once, views_fork_init);
+	*err = view_register(p, len, &v->registered);
+	if (*err) {
+		munmap(p, len);
 		free(v);
 		return NULL;
 	}
@@ -294,31 +297,27 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 	v->addr = p;
 	v->len = len;
 	v->pgoff = (uint64_t)offset >> PM_PAGE_SHIFT;
-	v->prot = prot;
 	pm_gmem_get(g);
 
-	pthread_mutex_lock(&g->views_lock);
-	/* Counted before it reads the index (seq_cst): a punch that then finds
-	 * no view removed its pages before this fill read them. */
+	pthread_mutex_lock(&g->host_lock);
+	v->next = g->views;
+	g->views = v;
 	atomic_fetch_add(&g->nr_views, 1);
-	*err = view_fill(v, v->pgoff, v->pgoff + (len >> PM_PAGE_SHIFT), false);
-	if (!*err) {
-		v->next = g->views;
-		g->views = v;
-	} else {
-		atomic_fetch_sub(&g->nr_views, 1);
+	gmem_host_expose_locked(g);
+	if (gmem_init_shared(g))
+		view_populate_locked(g, v->pgoff, v->pgoff + (len >> PM_PAGE_SHIFT));
+	pthread_mutex_unlock(&g->host_lock);
+
+	if (flags & MAP_FIXED) {
+		gone = views_take_under(p, len);
+		while (gone) {
+			struct pm_gmem_view *next = gone->all_next;
+
+			view_free(gone);
+			gone = next;
+		}
 	}
-	pthread_mutex_unlock(&g->views_lock);
-	if (*err) {
-		munmap(p, len);
-		pm_gmem_put(g);
-		free(v);
-		return NULL;
-	}
-	pthread_mutex_lock(&all_views_lock);
-	v->all_next = all_views;
-	all_views = v;
-	pthread_mutex_unlock(&all_views_lock);
+	view_publish(v);
 	return p;
 }
 
@@ -341,22 +340,10 @@ static struct pm_gmem_view *views_take(void *addr, size_t len)
 int pm_gmem_munmap(void *addr, size_t len)
 {
 	struct pm_gmem_view *v = views_take(addr, len);
-	struct pm_gmem *g;
 
 	if (!v)
 		return -EINVAL;
-	g = v->g;
-	pthread_mutex_lock(&g->views_lock);
-	for (struct pm_gmem_view **pv = &g->views; *pv; pv = &(*pv)->next) {
-		if (*pv == v) {
-			*pv = v->next;
-			atomic_fetch_sub_explicit(&g->nr_views, 1, memory_order_release);
-			break;
-		}
-	}
 	munmap(v->addr, v->len);
-	pthread_mutex_unlock(&g->views_lock);
-	free(v);
-	pm_gmem_put(g);
+	view_free(v);
 	return 0;
 }

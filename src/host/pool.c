@@ -4,9 +4,10 @@
  * (interface and invariants in pool.h; the other parts are listed in
  * pool_internal.h).
  *
- * Backing: one memfd, mapped once MAP_SHARED at a 1 GiB-aligned address, so
- * that a 2M or 1G run is aligned in the library's address space as well as in
- * the file. Frame N is the 4 KiB at file offset N << 12 = base + (N << 12).
+ * Backing: one region of private anonymous memory at a 1 GiB-aligned
+ * address (pool_map_aligned says why anonymous), so that a 2M or 1G run is
+ * aligned in the library's address space and the host can back it with huge
+ * pages. Frame N is the 4 KiB at base + (N << 12).
  * The pool is created on first use, with PRIVMEM_POOL_SIZE and
  * PRIVMEM_POOL_WATERMARK, and re-created by pm_pool_configure() only while
  * nothing is allocated or in transit.
@@ -59,7 +60,7 @@ static pthread_cond_t pool_transit_cond = PTHREAD_COND_INITIALIZER;
 /* Whether this thread holds pool_lock, for the _locked assertions. */
 _Thread_local bool pool_lock_held;
 /* Protected by pool_lock. */
-struct pool pm_pool = { .memfd = -1 };
+struct pool pm_pool;
 /* Runs that ever left transit (survives re-creation); pool_lock. */
 static uint64_t pool_transits_done;
 /* The mapping for the lock-free translations; written under pool_lock. */
@@ -200,8 +201,14 @@ static void pool_read_config_locked(void)
 
 /* ---- creation and teardown ---- */
 
-/* Maps the memfd at a 1 GiB-aligned address: reserve more, map inside, trim. */
-static char *pool_map_aligned(int fd, uint64_t size)
+/* Maps the pool at a 1 GiB-aligned address: reserve more, map inside, trim. */
+/* The pool's memory: private anonymous memory (no file behind it since no
+ * guest_memfd view maps frames any more: views map their file's host file),
+ * so that the host backs it with transparent huge pages where its policy
+ * allows (shmem rarely gets them: a random guest access then paid a host
+ * TLB miss natively-mapped memory does not), and a fork child gets a
+ * copy-on-write copy that cannot write the parent's guest memory. */
+static char *pool_map_aligned(uint64_t size)
 {
 	char *res, *base;
 	uint64_t head;
@@ -211,7 +218,8 @@ static char *pool_map_aligned(int fd, uint64_t size)
 	if (res == MAP_FAILED)
 		return NULL;
 	base = (char *)PM_ALIGN_UP((uintptr_t)res, POOL_MAP_ALIGN);
-	if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+	if (mmap(base, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE |
+		 MAP_FIXED, -1, 0) == MAP_FAILED) {
 		munmap(res, size + POOL_MAP_ALIGN);
 		return NULL;
 	}
@@ -223,26 +231,22 @@ static char *pool_map_aligned(int fd, uint64_t size)
 	return base;
 }
 
-/* MADV_HUGEPAGE only matters for shmem if the host's shmem THP policy honours it. */
-static bool shmem_thp_effective(void)
+/* MADV_HUGEPAGE gives anonymous memory THP unless the host's policy is
+ * "never". */
+static bool thp_effective(void)
 {
-	static const char *const honoured[] = { "[always]", "[within_size]", "[advise]", "[force]" };
 	char buf[128] = "";
-	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
-	size_t i;
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "re");
 
 	if (!f)
 		return false;
 	if (!fgets(buf, sizeof(buf), f))
 		buf[0] = '\0';
 	fclose(f);
-	for (i = 0; i < PM_ARRAY_SIZE(honoured); i++)
-		if (strstr(buf, honoured[i]))
-			return true;
-	return false;
+	return strstr(buf, "[always]") || strstr(buf, "[madvise]");
 }
 
-static void pool_install_locked(int fd, char *base, uint64_t nr_frames,
+static void pool_install_locked(char *base, uint64_t nr_frames,
 				struct pm_frame *frames, uint64_t *populated)
 {
 	struct pool fresh = {
@@ -250,7 +254,6 @@ static void pool_install_locked(int fd, char *base, uint64_t nr_frames,
 		.config_size = pm_pool.config_size,
 		.watermark = pm_pool.watermark,
 		.live = true,
-		.memfd = fd,
 		.base = base,
 		.nr_frames = nr_frames,
 		.frames = frames,
@@ -260,7 +263,7 @@ static void pool_install_locked(int fd, char *base, uint64_t nr_frames,
 	pool_assert_locked();
 	pm_pool = fresh;
 	pm_pool.thp = madvise(base, nr_frames << PM_PAGE_SHIFT, MADV_HUGEPAGE) == 0 &&
-		   shmem_thp_effective();
+		   thp_effective();
 	pool_seed_locked();
 	atomic_store_explicit(&pool_hva_base, (uintptr_t)base, memory_order_relaxed);
 	atomic_store_explicit(&pool_hva_frames, nr_frames, memory_order_relaxed);
@@ -273,18 +276,12 @@ static int pool_create_locked(uint64_t size)
 	struct pm_frame *frames;
 	uint64_t *populated;
 	char *base;
-	int fd;
 
 	pool_assert_locked();
 	PM_BUG_ON(pm_pool.live || !pool_size_ok(size));
-	fd = memfd_create("privmem-pool", MFD_CLOEXEC);
-	if (fd < 0)
-		return -ENOMEM;
-	if (ftruncate(fd, (off_t)size))
-		goto err_close;
-	base = pool_map_aligned(fd, size);
+	base = pool_map_aligned(size);
 	if (!base)
-		goto err_close;
+		return -ENOMEM;
 	frames = mmap(NULL, frames_len, PROT_READ | PROT_WRITE,
 		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (frames == MAP_FAILED)
@@ -292,15 +289,13 @@ static int pool_create_locked(uint64_t size)
 	populated = calloc((nr_frames / CHUNK_FRAMES + 63) / 64, sizeof(uint64_t));
 	if (!populated)
 		goto err_unmap_frames;
-	pool_install_locked(fd, base, nr_frames, frames, populated);
+	pool_install_locked(base, nr_frames, frames, populated);
 	return 0;
 
 err_unmap_frames:
 	munmap(frames, frames_len);
 err_unmap_base:
 	munmap(base, size);
-err_close:
-	close(fd);
 	return -ENOMEM;
 }
 
@@ -319,9 +314,7 @@ static void pool_destroy_locked(void)
 	free(pm_pool.populated);
 	munmap(pm_pool.frames, pm_pool.nr_frames * sizeof(struct pm_frame));
 	munmap(pm_pool.base, pm_pool.nr_frames << PM_PAGE_SHIFT);
-	close(pm_pool.memfd);
 	pm_pool.live = false;
-	pm_pool.memfd = -1;
 	pm_pool.base = NULL;
 	pm_pool.frames = NULL;
 	pm_pool.populated = NULL;
@@ -448,18 +441,6 @@ pm_pfn_t pm_hva_to_pfn(const void *hva)
 }
 
 /* ---- queries and configuration ---- */
-
-int pm_pool_memfd(void)
-{
-	int ret;
-
-	pool_lock_take();
-	ret = pool_ensure_locked();
-	if (!ret)
-		ret = pm_pool.memfd;
-	pool_lock_drop();
-	return ret;
-}
 
 uint64_t pm_pool_nr_frames(void)
 {

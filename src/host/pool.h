@@ -2,9 +2,11 @@
 /*
  * The frame pool: privmem's simulated host physical memory.
  *
- * One memfd-backed region, mapped once MAP_SHARED (the library's "direct
- * map"); frame N is the 4 KiB at file offset N << 12. Being a file, a frame
- * can also be mapped at a second address (guest_memfd's mmap, in place).
+ * One region of private anonymous memory (the library's "direct map"); frame
+ * N is the 4 KiB at base + (N << 12). The host may back it with transparent
+ * huge pages; nothing maps a frame at a second address (guest_memfd's views
+ * map their file's host file, gmem_mmap.c), and a fork child gets a
+ * copy-on-write copy.
  * A buddy allocator hands out naturally aligned runs of 4K << order frames,
  * order 0..PM_POOL_MAX_ORDER (4K, 2M = order 9, 1G = order 18).
  *
@@ -50,8 +52,6 @@ void pm_pool_free(pm_pfn_t pfn, unsigned int order);
 void *pm_pfn_to_hva(pm_pfn_t pfn);
 /* Frame of a library address inside the pool, or PM_PFN_INVALID. */
 pm_pfn_t pm_hva_to_pfn(const void *hva);
-/* The pool's memfd: frame N is at offset N << 12 (for mmap aliases). */
-int pm_pool_memfd(void);
 /* Number of frames the pool manages. */
 uint64_t pm_pool_nr_frames(void);
 

@@ -19,8 +19,9 @@
  * Releasing: when a run of 2 MiB or more enters transit (freed, or a free
  * block that merging grew that large: "trim") while the free populated
  * memory exceeds the watermark, just enough of its populated 2 MiB chunks to
- * come back down to the watermark are picked, under pool_lock, to be punched
- * out of the memfd, which returns them to the OS and zeroes them. The rest
+ * come back down to the watermark are picked, under pool_lock, to be
+ * discarded (MADV_DONTNEED), which returns them to the OS: they read zero
+ * when next touched. The rest
  * of a freed run is scrubbed by pool_scrub() (memset). Releasing only the
  * excess keeps the free populated memory near the watermark instead of
  * swinging from above it to zero and paying the population again.
@@ -32,8 +33,8 @@
  *  - release: the decision (over the watermark), picking the chunks and
  *    marking them unpopulated, and taking the run off the lists are one
  *    critical section; the run goes back on the lists, and can merge or be
- *    allocated, only after the punch. Nobody can be handed memory that is
- *    about to be punched, and concurrent decisions see each other's picks.
+ *    allocated, only after the discard. Nobody can be handed memory that is
+ *    about to be discarded, and concurrent decisions see each other's picks.
  *  - population: the allocator that first takes frames from a chunk marks
  *    it populated under the lock and prefaults it after unlocking. Others
  *    may meanwhile be handed frames of that chunk and use them: prefaulting
@@ -91,13 +92,10 @@ void pool_mark_populated_locked(uint64_t pfn, unsigned int order, uint64_t *todo
 void pool_populate(uint64_t chunk, uint64_t n)
 {
 	void *addr = pm_pfn_to_hva(chunk * CHUNK_FRAMES);
-	off_t off = (off_t)(chunk * CHUNK_SIZE);
 	off_t len = (off_t)(n * CHUNK_SIZE);
 
-	if (madvise(addr, (size_t)len, MADV_POPULATE_WRITE) == 0 || errno != EINVAL)
-		return;
-	/* Kernel older than 5.14: allocate the file's pages instead. */
-	(void)fallocate(pm_pool.memfd, 0, off, len);
+	/* Kernel older than 5.14 (EINVAL): the first touch faults them in. */
+	(void)madvise(addr, (size_t)len, MADV_POPULATE_WRITE);
 }
 
 /* Without pool_lock: see "population" at the top of the file. */
@@ -188,24 +186,23 @@ static void pool_scrub_chunks(struct transit *t, uint64_t chunk, uint64_t n)
 	t->scrubbed += n * CHUNK_SIZE;
 }
 
-/* A punch that fails leaves the data: a dirty run then gets the scrub. The
+/* A discard that fails leaves the data: a dirty run then gets the scrub. The
  * chunks stay counted as unpopulated; the next allocation from them
  * prefaults them again, which is harmless. */
 static void pool_release_chunks(struct transit *t, uint64_t chunk, uint64_t n)
 {
-	off_t off = (off_t)(chunk * CHUNK_SIZE);
 	off_t len = (off_t)(n * CHUNK_SIZE);
 
 	/* Giving memory back to the OS writes it too (it comes back zero). */
 	pool_scrub_check(chunk * CHUNK_FRAMES, n * CHUNK_FRAMES);
-	if (fallocate(pm_pool.memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len) == 0)
+	if (madvise(pm_pfn_to_hva(chunk * CHUNK_FRAMES), (size_t)len, MADV_DONTNEED) == 0)
 		t->released += n * CHUNK_SIZE;
 	else if (t->dirty)
 		pool_scrub_chunks(t, chunk, n);
 }
 
 /* Without pool_lock: the run is in transit. Each stretch of chunks picked
- * for release is punched out; the rest of a dirty run is scrubbed. */
+ * for release is discarded; the rest of a dirty run is scrubbed. */
 void pool_zero(struct transit *t)
 {
 	uint64_t first = run_first_chunk(t->pfn), n = run_nr_chunks(t->pfn, t->order);
@@ -265,7 +262,7 @@ static bool pool_begin_trim_locked(struct transit *t)
 }
 
 /* t is a free block that just grew (merged): while it qualifies for a trim,
- * releases the excess, dropping pool_lock for the punch. */
+ * releases the excess, dropping pool_lock for the discard. */
 void pool_trim_locked(struct transit *t)
 {
 	pool_assert_locked();

@@ -71,12 +71,11 @@ struct pool {
 	uint64_t config_size; /* bytes */
 	uint64_t watermark;   /* bytes */
 
-	/* The live pool. base, memfd and nr_frames change only when the pool is
+	/* The live pool. base and nr_frames change only when the pool is
 	 * created or destroyed, which configure refuses while any run is
 	 * allocated or in transit: a thread holding a run may read them without
 	 * pool_lock. */
 	bool live;
-	int memfd;
 	char *base;
 	uint64_t nr_frames;
 	struct pm_frame *frames; /* nr_frames entries */

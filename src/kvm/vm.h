@@ -28,7 +28,6 @@
 #define PM_MAX_VCPUS        1024
 #define PM_MAX_VCPU_IDS     4096
 
-struct pm_memslots;
 struct pm_memslot;
 struct pm_vcpu;
 struct pm_mmu;
@@ -39,8 +38,10 @@ struct pm_vm {
 	unsigned long type;                  /* immutable */
 
 	pthread_mutex_t slots_lock;
-	struct pm_memslots *_Atomic slots;   /* RCU; replaced under slots_lock */
-	struct pm_memslot **slot_by_id;      /* slots_lock; PM_USER_MEM_SLOTS entries */
+	struct pm_attr_store slot_index;     /* gfn -> slot id + 1 (0: none); written
+	                                      * under slots_lock, read under RCU */
+	struct pm_memslot *_Atomic *slot_by_id; /* PM_USER_MEM_SLOTS entries: RCU,
+	                                      * published under slots_lock */
 	uint64_t nr_memslot_pages;           /* slots_lock */
 
 	struct pm_attr_store attrs;

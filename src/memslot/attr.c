@@ -330,6 +330,19 @@ uint64_t pm_attr_get(struct pm_attr_store *s, gfn_t gfn)
 	return e;
 }
 
+uint64_t pm_attr_get_run(struct pm_attr_store *s, gfn_t gfn, gfn_t *run_end)
+{
+	uint64_t e;
+	int level;
+
+	PM_BUG_ON(gfn >= ATTR_GFN_LIMIT);
+	pm_rcu_read_lock();
+	e = attr_walk(s, gfn, 0, &level);
+	pm_rcu_read_unlock();
+	*run_end = PM_ALIGN_DOWN(gfn, attr_span(level)) + attr_span(level);
+	return e;
+}
+
 /* Each step skips a whole value entry: O(boundaries in range × levels). */
 bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs)
 {

@@ -80,6 +80,11 @@ uint64_t pm_attr_get(struct pm_attr_store *s, gfn_t gfn);
  * Either the whole range changes or, on -ENOMEM, nothing does. */
 int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
 
+/* The value of gfn and, in *run_end, a gfn up to which (exclusive) every
+ * gfn from gfn on has it too (the end of the entry it came from: a run may
+ * continue past it). */
+uint64_t pm_attr_get_run(struct pm_attr_store *s, gfn_t gfn, gfn_t *run_end);
+
 /* True if every gfn in [start, end) has exactly attrs. */
 bool pm_attr_range_is(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * KVM_SET_USER_MEMORY_REGION(2): validation in Linux's order (so that a
- * request with several faults gets the errno Linux gives), then a
- * copy-on-update of the RCU-published slot array.
+ * request with several faults gets the errno Linux gives), then the
+ * publication of the change in the slot index (memslot.h: a radix tree from
+ * gfn to slot id, and the RCU-published slot of each id).
  */
 #include <sys/mman.h>
 #include <privmem/kvm.h>
@@ -57,32 +58,23 @@ static int memslot_check_sanity(const struct kvm_userspace_memory_region2 *mem)
 	return 0;
 }
 
-/* Index of the first slot whose base_gfn is > gfn. */
-static uint32_t memslots_upper_bound(const struct pm_memslots *ms, gfn_t gfn)
+/* The slot of id (slot_by_id), under RCU. */
+static struct pm_memslot *memslot_of_id(struct pm_vm *vm, uint64_t id)
 {
-	uint32_t lo = 0, hi = ms->nr;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-
-		if (ms->slots[mid]->base_gfn <= gfn)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return pm_rcu_dereference(vm->slot_by_id[id]);
 }
 
 struct pm_memslot *pm_memslot_lookup(struct pm_vm *vm, gfn_t gfn)
 {
-	struct pm_memslots *ms = pm_rcu_dereference(vm->slots);
-	uint32_t i = memslots_upper_bound(ms, gfn);
+	uint64_t v = pm_attr_get(&vm->slot_index, gfn);
 	struct pm_memslot *s;
 
-	if (i == 0)
+	if (!v)
 		return NULL;
-	s = ms->slots[i - 1];
-	return gfn - s->base_gfn < s->npages ? s : NULL;
+	/* The index and the slot of an id change one after the other: a slot
+	 * that does not hold gfn is one that moved or went meanwhile. */
+	s = memslot_of_id(vm, v - 1);
+	return s && gfn - s->base_gfn < s->npages ? s : NULL;
 }
 
 /* ---- the VMM's memory behind a slot ---- */
@@ -176,63 +168,62 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
 	return slot != NULL;
 }
 
-/* Does [start, end) overlap a slot other than `except`? (slots_lock held) */
-static bool memslots_overlap(const struct pm_memslots *ms, gfn_t start, gfn_t end,
+/* Does [start, end) overlap a slot other than `except`? (slots_lock held.)
+ * Each run of one value of the index in the range names a slot (or none);
+ * the slot itself says whether it is there: a run left over by a clear that
+ * found no memory names a slot elsewhere, or none. */
+static bool memslots_overlap(struct pm_vm *vm, gfn_t start, gfn_t end,
 			     const struct pm_memslot *except)
 {
-	uint32_t i = memslots_upper_bound(ms, start);
+	for (gfn_t gfn = start, run_end; gfn < end; gfn = run_end) {
+		uint64_t v = pm_attr_get_run(&vm->slot_index, gfn, &run_end);
+		const struct pm_memslot *s = v ? atomic_load_explicit(&vm->slot_by_id[v - 1],
+									memory_order_relaxed) : NULL;
 
-	/* The candidate slots are the one before start and those starting before end. */
-	for (uint32_t j = i ? i - 1 : 0; j < ms->nr && ms->slots[j]->base_gfn < end; j++) {
-		const struct pm_memslot *s = ms->slots[j];
-
-		if (s != except && pm_ranges_overlap(start, end, s->base_gfn, s->base_gfn + s->npages))
+		if (s && s != except &&
+		    pm_ranges_overlap(gfn, PM_MIN(run_end, end), s->base_gfn, s->base_gfn + s->npages))
 			return true;
 	}
 	return false;
 }
 
-/* Position of slot s in the array (it must be there). */
-static uint32_t memslots_index(const struct pm_memslots *ms, const struct pm_memslot *s)
+/* Sets [start, end) of the index to "no slot" if it is not empty. A clear
+ * that finds no memory for a split leaves the old id there: harmless, since
+ * that id's slot no longer holds those gfns (lookups check it, and so does
+ * memslots_overlap), and the next set of the range replaces it. */
+static void memslots_clear(struct pm_vm *vm, gfn_t start, gfn_t end)
 {
-	uint32_t i = memslots_upper_bound(ms, s->base_gfn);
-
-	PM_BUG_ON(i == 0 || ms->slots[i - 1] != s);
-	return i - 1;
+	if (start < end)
+		(void)pm_attr_set(&vm->slot_index, start, end, 0);
 }
 
-/* Publishes a copy of the slot array with `old` removed and `new` added
- * (either may be NULL); the previous array is freed after a grace period.
- * Bulk copies: filling all 32764 slots copies arrays, not elements. */
+/* Publishes the change of slot id from `old` to `new` (either may be NULL;
+ * both have the same id): the new range in the index first (the one step
+ * that may fail, with nothing changed), then the slot, then the old range
+ * that the new one does not cover back to "no slot". A reader between two
+ * steps finds, for each gfn, the old slot, the new one, or none, and only a
+ * slot that holds the gfn (pm_memslot_lookup): what a reader of one array
+ * replaced by another would find before or after. O(log) in the number of
+ * slots: the index's nodes along the ranges' edges. */
 static int memslots_replace(struct pm_vm *vm, struct pm_memslot *old, struct pm_memslot *new)
 {
-	struct pm_memslots *cur = atomic_load_explicit(&vm->slots, memory_order_relaxed);
-	uint32_t nr = cur->nr - (old != NULL) + (new != NULL);
-	struct pm_memslots *next = malloc(sizeof(*next) + (size_t)nr * sizeof(next->slots[0]));
-	uint32_t n = cur->nr, del = old ? memslots_index(cur, old) : n;
+	uint16_t id = (uint16_t)(new ? new->id : old->id);
+	int r;
 
-	if (!next)
-		return -ENOMEM;
-	next->generation = cur->generation + 1;
-	/* The old array without `old`... */
-	memcpy(next->slots, cur->slots, del * sizeof(cur->slots[0]));
-	if (del < n) {
-		memcpy(next->slots + del, cur->slots + del + 1, (n - del - 1) * sizeof(cur->slots[0]));
-		n--;
-	}
-	/* ...then `new` at its sorted place. */
 	if (new) {
-		next->nr = n;
-		uint32_t ins = memslots_upper_bound(next, new->base_gfn);
-
-		memmove(next->slots + ins + 1, next->slots + ins, (n - ins) * sizeof(next->slots[0]));
-		next->slots[ins] = new;
-		n++;
+		r = pm_attr_set(&vm->slot_index, new->base_gfn, new->base_gfn + new->npages,
+				(uint64_t)id + 1);
+		if (r)
+			return r;
 	}
-	PM_BUG_ON(n != nr);
-	next->nr = nr;
-	pm_rcu_assign_pointer(vm->slots, next);
-	pm_rcu_free(cur);
+	pm_rcu_assign_pointer(vm->slot_by_id[id], new);
+	if (old) {
+		gfn_t os = old->base_gfn, oe = old->base_gfn + old->npages;
+		gfn_t ns = new ? new->base_gfn : oe, ne = new ? new->base_gfn + new->npages : oe;
+
+		memslots_clear(vm, os, PM_MIN(ns, oe));
+		memslots_clear(vm, PM_MAX(ne, os), oe);
+	}
 	return 0;
 }
 
@@ -249,7 +240,6 @@ static void memslot_free(struct pm_memslot *slot)
 static int memslot_commit(struct pm_vm *vm, struct pm_memslot *old, struct pm_memslot *new,
 			  enum memslot_change change)
 {
-	uint16_t id = (uint16_t)(new ? new->id : old->id);
 	struct pm_inval_ticket t;
 	int r;
 
@@ -263,7 +253,6 @@ static int memslot_commit(struct pm_vm *vm, struct pm_memslot *old, struct pm_me
 	}
 	if (r)
 		return r;
-	vm->slot_by_id[id] = new;
 	/* Unsigned arithmetic: moves and flag changes add and remove the same. */
 	vm->nr_memslot_pages += (new ? new->npages : 0) - (old ? old->npages : 0);
 	if (old) {
@@ -329,8 +318,8 @@ static struct pm_memslot *memslot_new(const struct kvm_userspace_memory_region2 
 static int memslot_set_locked(struct pm_vm *vm, const struct kvm_userspace_memory_region2 *mem,
 			      struct pm_gmem *gmem, int gmem_err)
 {
-	struct pm_memslot *old = vm->slot_by_id[(uint16_t)mem->slot];
-	struct pm_memslots *ms = atomic_load_explicit(&vm->slots, memory_order_relaxed);
+	struct pm_memslot *old = atomic_load_explicit(&vm->slot_by_id[(uint16_t)mem->slot],
+						      memory_order_relaxed);
 	enum memslot_change change;
 	struct pm_memslot *new;
 	int r;
@@ -345,7 +334,7 @@ static int memslot_set_locked(struct pm_vm *vm, const struct kvm_userspace_memor
 	if (change == MR_DELETE)
 		return memslot_commit(vm, old, NULL, change);
 	if ((change == MR_CREATE || change == MR_MOVE) &&
-	    memslots_overlap(ms, mem->guest_phys_addr >> PM_PAGE_SHIFT,
+	    memslots_overlap(vm, mem->guest_phys_addr >> PM_PAGE_SHIFT,
 			     (mem->guest_phys_addr + mem->memory_size) >> PM_PAGE_SHIFT, old))
 		return -EEXIST;
 
@@ -386,27 +375,27 @@ int pm_memslot_set(struct pm_vm *vm, const struct kvm_userspace_memory_region2 *
 
 int pm_memslots_init(struct pm_vm *vm)
 {
-	struct pm_memslots *ms = pm_zalloc(sizeof(*ms));
-
 	vm->slot_by_id = calloc(PM_USER_MEM_SLOTS, sizeof(vm->slot_by_id[0]));
-	if (!ms || !vm->slot_by_id) {
-		free(ms);
+	if (!vm->slot_by_id)
+		return -ENOMEM;
+	if (pm_attr_init(&vm->slot_index)) {
 		free(vm->slot_by_id);
 		return -ENOMEM;
 	}
-	atomic_init(&vm->slots, ms);
 	pthread_mutex_init(&vm->slots_lock, NULL);
 	return 0;
 }
 
 void pm_memslots_destroy(struct pm_vm *vm)
 {
-	struct pm_memslots *ms = atomic_load_explicit(&vm->slots, memory_order_relaxed);
-
 	/* The VM is unreachable: no fault runs, no guest_memfd is bound. */
-	for (uint32_t i = 0; i < ms->nr; i++)
-		memslot_free(ms->slots[i]);
-	free(ms);
+	for (unsigned int i = 0; i < PM_USER_MEM_SLOTS; i++) {
+		struct pm_memslot *s = atomic_load_explicit(&vm->slot_by_id[i], memory_order_relaxed);
+
+		if (s)
+			memslot_free(s);
+	}
+	pm_attr_destroy(&vm->slot_index);
 	free(vm->slot_by_id);
 	pthread_mutex_destroy(&vm->slots_lock);
 }

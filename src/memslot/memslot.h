@@ -7,12 +7,16 @@
  * guest_memfd at gmem_pgoff (private pages; shared pages too when the slot
  * is gmem-only, i.e. its guest_memfd was created with GUEST_MEMFD_FLAG_MMAP).
  *
- * The set of slots is an immutable snapshot (struct pm_memslots: slots
- * sorted by base_gfn, looked up by binary search) published with RCU; an
- * update copies the array, publishes the copy and frees the old one after a
- * grace period. Readers (faults) never block on writers. A slot itself is
- * immutable once published, except for `gmem`, which guest_memfd's release
- * clears (RCU) while the slot lives on.
+ * The slots are found through an index (vm->slot_index): the attribute
+ * store's radix tree (attr.h), whose value for a gfn is its slot's id + 1
+ * (0: no slot), and the slot of each id (vm->slot_by_id, RCU-published).
+ * An update changes O(log n) of the index's nodes along the range's edges,
+ * never copies the set of slots (32764 slots: creating the last one costs
+ * about what creating the first does), and frees a replaced slot after a
+ * grace period. Readers (faults) take no lock and never block on writers.
+ * A slot itself is immutable once published, except for `gmem`, which
+ * guest_memfd's release clears (RCU) while the slot lives on, and its
+ * hva_checked bits.
  */
 #ifndef PM_MEMSLOT_MEMSLOT_H
 #define PM_MEMSLOT_MEMSLOT_H
@@ -37,12 +41,6 @@ struct pm_memslot {
 	                                    * the VMM's memory behind it passed
 	                                    * pm_memslot_check_hva; set once, never
 	                                    * cleared (atomic) */
-};
-
-struct pm_memslots {
-	uint64_t generation;
-	uint32_t nr;
-	struct pm_memslot *slots[];        /* nr entries, sorted by base_gfn */
 };
 
 /* KVM_SET_USER_MEMORY_REGION(2): mem already copied in (v1 zero-extended).

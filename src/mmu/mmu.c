@@ -133,27 +133,13 @@ void pm_mmu_destroy(struct pm_vm *vm)
 
 /* ---- translation (TLB fill) ---- */
 
-static int mark_visit(struct pm_walk_ctx *ctx)
-{
-	uint64_t bits = *(uint64_t *)ctx->arg;
-	uint64_t old = ctx->old;
-
-	/* Never OR into an entry a concurrent zap has just cleared. */
-	while (pm_pte_is_leaf(old, ctx->level) && (old & bits) != bits &&
-	       !atomic_compare_exchange_weak(ctx->ptep, &old, old | bits))
-		;
-	return 0;
-}
-
-/* Sets ACCESSED (and DIRTY) on the leaf covering gfn, as a hardware walk does. */
-static void mmu_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
-{
-	const struct pm_walker w = { .visit = mark_visit, .arg = &bits, .flags = PM_WALK_LEAF };
-
-	pm_s2_walk(s2, gfn, gfn + 1, &w);
-}
-
 uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access)
+{
+	return pm_mmu_translate_level(vm, gfn, write, private_access, NULL);
+}
+
+uint8_t *pm_mmu_translate_level(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access,
+				int *level_out)
 {
 	uint64_t want = PM_PTE_ACCESSED | (write ? PM_PTE_DIRTY : 0);
 	uint64_t pte;
@@ -169,10 +155,14 @@ uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bo
 	if (private_access && *private_access != !!(pte & PM_PTE_PRIVATE))
 		return NULL;
 	if ((pte & want) != want)
-		mmu_mark(s2, gfn, want);
+		pm_s2_mark(s2, gfn, want);
+	if (level_out)
+		*level_out = level;
 	off = gfn & (pm_s2_level_pages(level) - 1);
 	if (pte & PM_PTE_HVA)
 		return (uint8_t *)(uintptr_t)((pm_pte_addr(pte) + off) << PM_PAGE_SHIFT);
+	if (vm->model->guest_hva)       /* the frame's contents may live elsewhere (pKVM) */
+		return vm->model->guest_hva(vm, gfn, pte, pm_pte_addr(pte) + off);
 	return pm_pfn_to_hva(pm_pte_addr(pte) + off);
 }
 
@@ -237,23 +227,35 @@ static int fault_max_level(struct pm_vm *vm, const struct pm_slot_ref *slot,
 }
 
 /* The page from guest_memfd (private accesses, and every access to a
- * gmem-only slot). The allocation, the prepare hook and the last put of
- * the file run outside any RCU read-side section: they may block, and a
- * last put releases the file, which waits for a grace period. */
+ * gmem-only slot). A shared page whose contents live in the file's host
+ * file (an INIT_SHARED file's) is mapped there, where the VMM's views see
+ * it: an HVA leaf into the library's window on it (the retry check covers
+ * the window as it covers the frame: punch and release invalidate first).
+ * The allocation, the prepare hook and the last put of the file run
+ * outside any RCU read-side section: they may block, and a last put
+ * releases the file, which waits for a grace period. */
 static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_slot_ref *slot,
 					    struct fault_source *src)
 {
 	unsigned int order;
+	uint8_t *hva = NULL;
 	pm_pfn_t pfn;
 	int err;
 
 	if (!slot->gmem)
 		return fault_exit(f, EFAULT);
 	err = pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order);
+	if (!err && !f->private_access)
+		hva = pm_gmem_host_page(slot->gmem, slot->index, NULL);
 	pm_gmem_put(slot->gmem);
 	if (err)
 		return pm_mmu_gmem_error(f, err);
-	*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order, .writable = true };
+	if (hva)
+		*src = (struct fault_source){ .addr = (uintptr_t)hva >> PM_PAGE_SHIFT, .hva = true,
+					      .order = order, .writable = true };
+	else
+		*src = (struct fault_source){ .addr = pfn, .hva = false, .order = order,
+					      .writable = true };
 	return PM_FAULT_MAPPED;
 }
 

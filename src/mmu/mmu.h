@@ -127,11 +127,16 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f);
 enum pm_fault_result pm_mmu_gmem_error(struct pm_fault *f, int err);
 
 /* The host address of gfn's page for a read (or write), from the page
- * table; NULL if not mapped (or not writable). Sets ACCESSED (and DIRTY). */
+ * table (and, for a frame, the model's guest_hva: where the frame's
+ * contents are); NULL if not mapped (or not writable), or while the page
+ * moves (translate again). Sets ACCESSED (and DIRTY). */
 uint8_t *pm_mmu_translate(struct pm_vm *vm, gfn_t gfn, bool write);
 /* The same for an access of a known kind: NULL also when the mapping is of
  * the other kind (private vs shared); private_access NULL: any kind. */
 uint8_t *pm_mmu_translate_kind(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access);
+/* The same, with the level of the leaf that maps it in *level (if not NULL). */
+uint8_t *pm_mmu_translate_level(struct pm_vm *vm, gfn_t gfn, bool write, const bool *private_access,
+				int *level);
 
 /* The root that maps accesses of this kind. */
 static inline struct pm_s2 *pm_mmu_root(struct pm_mmu *mmu, bool private_access)

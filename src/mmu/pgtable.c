@@ -159,6 +159,13 @@ int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min)
 	return 0;
 }
 
+void pm_s2_mc_move(struct pm_s2_mc *to, struct pm_s2_mc *from)
+{
+	while (from->nr)
+		mc_push(to, mc_pop(from));
+	PM_BUG_ON(from->head != PM_PFN_INVALID);
+}
+
 void pm_s2_mc_free(struct pm_s2_mc *mc)
 {
 	while (mc->nr)
@@ -285,6 +292,25 @@ int pm_s2_walk(struct pm_s2 *s2, gfn_t start, gfn_t end, const struct pm_walker 
 	return ret;
 }
 
+/* The one-gfn descent (the hot path of translation and of a fault's
+ * install): the entry at each level with no visitor, inside the caller's
+ * RCU read-side section. Stops at the first entry that is not a table:
+ * *level is its level. */
+static s2_pte_t *s2_descend(struct pm_s2 *s2, gfn_t gfn, int stop_level, uint64_t *e, int *level)
+{
+	pm_pfn_t table = s2->root;
+
+	for (int l = PM_S2_ROOT_LEVEL;; l--) {
+		s2_pte_t *ptep = &table_ptes(table)[(gfn >> (9 * l)) & (S2_PTRS - 1)];
+
+		*e = pte_read(ptep);
+		*level = l;
+		if (l == stop_level || !pm_pte_is_table(*e, l))
+			return ptep;
+		table = pm_pte_addr(*e);
+	}
+}
+
 /* ---- init and destroy ---- */
 
 int pm_s2_init(struct pm_s2 *s2)
@@ -298,6 +324,7 @@ int pm_s2_init(struct pm_s2 *s2)
 	for (i = 0; i < 3; i++)
 		atomic_init(&s2->leaves[i], 0);
 	atomic_init(&s2->splits, 0);
+	atomic_init(&s2->detached, false);
 	return 0;
 }
 
@@ -312,7 +339,11 @@ void pm_s2_destroy(struct pm_s2 *s2)
 {
 	struct pm_walker w = { .visit = destroy_visit, .flags = PM_WALK_TABLE_POST };
 
-	pm_rcu_barrier();         /* tables detached earlier are freed first */
+	/* Tables detached earlier are freed first, so the pool has them back
+	 * when the VM is gone. Only an s2 that detached any waits: a barrier
+	 * costs liburcu's callback thread's batching delay (~10 ms). */
+	if (atomic_load(&s2->detached))
+		pm_rcu_barrier();
 	pm_s2_walk(s2, 0, S2_GFN_LIMIT, &w);
 	PM_BUG_ON(atomic_load(&s2->tables) != 1);
 	pm_pool_free(s2->root, 0);
@@ -471,6 +502,28 @@ static int s2_map_walk(struct pm_s2 *s2, gfn_t gfn, struct s2_map_req *m)
 	return pm_s2_walk(s2, first, first + pm_s2_level_pages(m->level), &w);
 }
 
+/* pm_s2_map's fast path: when the tables down to m->level exist, install
+ * the leaf with one compare-and-exchange (what map_visit would do there).
+ * -EAGAIN when a table is missing or the path is changing: the walk
+ * decides then. */
+static int s2_map_direct(struct pm_s2 *s2, gfn_t gfn, struct s2_map_req *m)
+{
+	struct pm_walk_ctx ctx = { .s2 = s2, .arg = m };
+	int ret = -EAGAIN;
+
+	pm_rcu_read_lock();
+	ctx.ptep = s2_descend(s2, gfn, m->level, &ctx.old, &ctx.level);
+	if (ctx.level == m->level) {
+		ctx.gfn = PM_ALIGN_DOWN(gfn, pm_s2_level_pages(m->level));
+		ctx.visit = PM_WALK_LEAF;
+		ret = map_install_leaf(&ctx, m);
+	} else if (!pte_empty(ctx.old)) {
+		ret = occupied_errno(ctx.old);   /* a leaf or a frozen entry above */
+	}
+	pm_rcu_read_unlock();
+	return ret;
+}
+
 static void s2_map_check(gfn_t gfn, int level, uint64_t pte)
 {
 	PM_BUG_ON(level < 0 || level >= PM_S2_ROOT_LEVEL);
@@ -485,6 +538,11 @@ int pm_s2_map_mc(struct pm_s2 *s2, gfn_t gfn, int level, uint64_t pte, struct pm
 	int ret;
 
 	s2_map_check(gfn, level, pte);
+	/* The common case, every table on the path present: one descent and
+	 * one compare-and-exchange. */
+	ret = s2_map_direct(s2, gfn, &m);
+	if (ret != -EAGAIN)
+		return ret;
 	/* Retry when a table on the path was being detached, or was detached
 	 * between two reads of its entry (the walk then ends with no install). */
 	do
@@ -728,6 +786,7 @@ static int zap_table_post(struct pm_walk_ctx *ctx)
 		table_thaw(ptes, S2_PTRS);
 		return 0;
 	}
+	atomic_store_explicit(&ctx->s2->detached, true, memory_order_relaxed);
 	pm_rcu_call(table_free_cb, (void *)(uintptr_t)pfn);
 	s2_count_table(ctx->s2, -1);
 	z->res->tables_freed++;
@@ -739,6 +798,26 @@ static int zap_visit(struct pm_walk_ctx *ctx)
 	if (ctx->visit == PM_WALK_TABLE_POST)
 		return zap_table_post(ctx);
 	return zap_leaf(ctx);
+}
+
+/* A one-page zap without the walker: the 4K leaf (or nothing) at gfn, as
+ * zap_leaf would treat it. false when a huge leaf covers gfn (it must be
+ * split: the walk does that). A one-page range covers no whole table, so
+ * no table is freed either way. */
+static bool s2_zap_one(struct pm_s2 *s2, gfn_t gfn, struct s2_zap_req *z)
+{
+	struct pm_walk_ctx ctx = { .s2 = s2, .gfn = gfn, .arg = z, .visit = PM_WALK_LEAF };
+	bool done = true;
+
+	assert_range(gfn, gfn + 1);
+	pm_rcu_read_lock();
+	ctx.ptep = s2_descend(s2, gfn, 0, &ctx.old, &ctx.level);
+	if (ctx.level == 0)
+		zap_leaf(&ctx);
+	else
+		done = !pm_pte_is_leaf(ctx.old, ctx.level);
+	pm_rcu_read_unlock();
+	return done;
 }
 
 int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
@@ -759,6 +838,8 @@ int pm_s2_zap(struct pm_s2 *s2, gfn_t start, gfn_t end, pm_s2_filter_fn filter,
 	    !atomic_load_explicit(&s2->leaves[0], memory_order_acquire) &&
 	    !atomic_load_explicit(&s2->leaves[1], memory_order_acquire) &&
 	    !atomic_load_explicit(&s2->leaves[2], memory_order_acquire))
+		return 0;
+	if (end - start == 1 && s2_zap_one(s2, start, &z))
 		return 0;
 	return pm_s2_walk(s2, start, end, &w);
 }
@@ -794,30 +875,37 @@ struct s2_lookup {
 	bool found;
 };
 
-static int lookup_visit(struct pm_walk_ctx *ctx)
+void pm_s2_mark(struct pm_s2 *s2, gfn_t gfn, uint64_t bits)
 {
-	struct s2_lookup *l = ctx->arg;
+	uint64_t old;
+	s2_pte_t *ptep;
+	int level;
 
-	if (pm_pte_is_leaf(ctx->old, ctx->level)) {
-		l->pte = ctx->old;
-		l->level = ctx->level;
-		l->found = true;
-	}
-	return 0;
+	PM_BUG_ON(bits & ~S2_AD_BITS);
+	pm_rcu_read_lock();
+	ptep = s2_descend(s2, gfn, 0, &old, &level);
+	/* Never OR into an entry a concurrent zap has just cleared. */
+	while (pm_pte_is_leaf(old, level) && (old & bits) != bits && !pte_cas(ptep, &old, old | bits))
+		;
+	pm_rcu_read_unlock();
 }
 
 bool pm_s2_lookup(struct pm_s2 *s2, gfn_t gfn, uint64_t *pte, int *level)
 {
-	struct s2_lookup l = { .found = false };
-	struct pm_walker w = { .visit = lookup_visit, .arg = &l, .flags = PM_WALK_LEAF };
+	uint64_t e;
+	int l;
+	bool found;
 
 	PM_BUG_ON(gfn >= S2_GFN_LIMIT);
-	pm_s2_walk(s2, gfn, gfn + 1, &w);
-	if (l.found && pte)
-		*pte = l.pte;
-	if (l.found && level)
-		*level = l.level;
-	return l.found;
+	pm_rcu_read_lock();
+	s2_descend(s2, gfn, 0, &e, &l);
+	pm_rcu_read_unlock();
+	found = pm_pte_is_leaf(e, l);
+	if (found && pte)
+		*pte = e;
+	if (found && level)
+		*level = l;
+	return found;
 }
 
 static int get_leaf_visit(struct pm_walk_ctx *ctx)

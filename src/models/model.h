@@ -57,9 +57,18 @@
  *    it). uapi/ reaches every model's counters through these two hooks.
  *
  * Hooks for models whose hardware decides what the host may map:
- *  - gmem_host_mappable: with it, a guest_memfd view (mmap) shows exactly
- *    the allocated pages whose frame it accepts, and allocates nothing;
- *    without it, a view shows every page of an INIT_SHARED file.
+ *  - gmem_host_mappable: with it, a guest_memfd's host file (what views
+ *    show) takes exactly the pages whose frame it accepts when the model
+ *    shares them (pm_gmem_host_share), and allocates nothing; without it,
+ *    the host file holds every page of an INIT_SHARED file;
+ *  - guest_hva: where a vCPU reaches the page a valid leaf (not an HVA
+ *    leaf) maps: pfn is the frame of gfn; the direct map of the frame,
+ *    another address holding the page's contents (pKVM: a page the guest
+ *    shares lives in guest_memfd's host file, pm_gmem_host_page), or NULL
+ *    (translate again: the page is moving). Called by every translation
+ *    in guest mode: it must take no lock a shootdown waits behind, and no
+ *    reference whose last put could invalidate. Without it: the direct
+ *    map.
  *
  * Hooks for a model whose hardware keeps its own copy of the private
  * mappings (TDX's secure EPT behind KVM's mirror root, mmu->mirror):
@@ -128,6 +137,7 @@ struct pm_model_ops {
 	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 	int (*get_process_stats)(struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
+	uint8_t *(*guest_hva)(struct pm_vm *vm, gfn_t gfn, uint64_t pte, pm_pfn_t pfn);
 	int (*map_private)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
 	int (*map_shared)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
 	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);

@@ -339,11 +339,19 @@ struct run_map {
 static pthread_mutex_t run_maps_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct run_map *run_maps;          /* run_maps_lock */
 
+/*
+ * Each mmap maps the vCPU's kvm_run page again (a duplicate of the
+ * library's shared mapping, mremap with old size 0), as each mmap of a
+ * vCPU file in Linux is a mapping of KVM's page: the VMM may unmap or
+ * replace its mapping (a MAP_FIXED mmap over it) and the library still
+ * writes its own, never whatever the VMM put there.
+ */
 static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot, int flags,
 		       int64_t off, int *err)
 {
 	struct pm_vcpu *vcpu = f->obj;
 	struct run_map *m;
+	void *p;
 
 	/* Only the kvm_run page exists; it cannot be placed or copied. */
 	if (off != 0 || len > PM_VCPU_MMAP_SIZE || (flags & MAP_FIXED) ||
@@ -356,7 +364,15 @@ static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot
 		*err = -ENOMEM;
 		return NULL;
 	}
-	m->addr = vcpu->run;
+	p = mremap(vcpu->run, 0, len, MREMAP_MAYMOVE);
+	if (p == MAP_FAILED || (prot != (PROT_READ | PROT_WRITE) && mprotect(p, len, prot))) {
+		*err = -errno;
+		if (p != MAP_FAILED)
+			munmap(p, len);
+		free(m);
+		return NULL;
+	}
+	m->addr = p;
 	m->len = len;
 	m->vm = vcpu->vm;
 	pm_vm_get(m->vm);
@@ -364,7 +380,7 @@ static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot
 	m->next = run_maps;
 	run_maps = m;
 	pthread_mutex_unlock(&run_maps_lock);
-	return vcpu->run;
+	return p;
 }
 
 static int run_munmap(void *addr, size_t len)
@@ -382,6 +398,7 @@ static int run_munmap(void *addr, size_t len)
 	pthread_mutex_unlock(&run_maps_lock);
 	if (!m)
 		return -EINVAL;
+	munmap(m->addr, m->len);
 	pm_vm_put(m->vm);
 	free(m);
 	return 0;

@@ -43,6 +43,18 @@ static void guest_memory_fault_exit(struct pm_vcpu *v, gfn_t gfn, bool private_a
 	pm_vcpu_guest_exit(v, -err, PM_STAT_EXITS_MEMORY_FAULT);
 }
 
+/* A 2M translation (a 2M stage-2 leaf; only for models without an access
+ * check, which is per 4K page): hva is gpa's page. */
+static void guest_tlb_fill_huge(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool writable)
+{
+	struct pm_tlb_entry *e = &v->tlb_huge[(gpa >> 21) & (PM_TLB_HUGE_ENTRIES - 1)];
+
+	e->tag = gpa >> 21;
+	e->epoch = v->tlb_epoch;
+	e->hva = hva - (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
+	e->writable = writable;
+}
+
 /* The TLB is tagged by gpa page, kind bits included (SNP's C-bit, TDX's
  * shared bit), so a translation of one kind never serves the other. */
 static void guest_tlb_fill(struct pm_vcpu *v, uint64_t gpa, uint8_t *hva, bool writable)
@@ -203,7 +215,8 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int si
 		model->gpa_decode(v->vm, gpa, &a.gfn, &private_access);
 	check = check && private_access && model->guest_access;
 	for (;;) {
-		uint8_t *hva = pm_mmu_translate_kind(v->vm, a.gfn, write, a.private_access);
+		int level = 0;
+		uint8_t *hva = pm_mmu_translate_level(v->vm, a.gfn, write, a.private_access, &level);
 		/* A read fill must not make the page look writable (the first
 		 * write walks again to set DIRTY). */
 		bool writable = write;
@@ -219,6 +232,8 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int si
 		}
 		if (hva && check && !guest_access_check(v, gpa, a.gfn, hva))
 			continue;
+		if (hva && level >= 1 && !model->guest_access)
+			guest_tlb_fill_huge(v, gpa, hva, writable);
 		if (hva)
 			guest_tlb_fill(v, gpa, hva, writable);
 		return hva;
@@ -236,10 +251,12 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *v, uint64_t gpa, bool write, int max
 
 void pm_vcpu_tlb_forget(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+	struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa), *h = pm_vcpu_tlb_huge_hit(v, gpa);
 
 	if (e)
 		e->epoch = 0;
+	if (h)
+		h->epoch = 0;
 	/* The engine's translations of the page go too (it keeps no index
 	 * by page: all of them). */
 	pm_x86_flush(v->x86, PM_X86_FLUSH_TLB);
@@ -255,6 +272,15 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int 
 	e = pm_vcpu_tlb_hit(v, gpa);
 	if (pm_likely(e && (e->writable || !write)))
 		return e->hva;
+	e = pm_vcpu_tlb_huge_hit(v, gpa);
+	if (e && (e->writable || !write)) {
+		uint8_t *hva = e->hva + (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
+
+		/* The page's own entry too, from the same translation (a
+		 * shootdown ends both): the next access takes one probe. */
+		guest_tlb_fill(v, gpa, hva, e->writable);
+		return hva;
+	}
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
 
@@ -343,17 +369,15 @@ void pm_guest_memset(struct pm_guest *g, uint64_t gpa, int c, size_t len)
 	guest_access(to_vcpu(g), gpa, NULL, NULL, c, len, true);
 }
 
-uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
+/* Every case but a TLB hit of an aligned read: out of line, so that the
+ * hit needs no stack frame. */
+static __attribute__((noinline)) uint64_t guest_read64_slow(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_vcpu *v = to_vcpu(g);
 	uint64_t val;
 
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
 		uint8_t *page = guest_page(v, gpa, 8, false);
 
-		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
-		 * loads acquire, stores release. Free on x86; it also gives a
-		 * device handing data to the guest its happens-before. */
 		if (page)
 			return atomic_load_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
 						    memory_order_acquire);
@@ -362,10 +386,27 @@ uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 	return val;
 }
 
-void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
+uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 {
 	struct pm_vcpu *v = to_vcpu(g);
 
+	/* The hit: guest_page's first probe, with no shootdown pending. */
+	if (pm_likely(PM_ALIGNED(gpa, 8) &&
+		      atomic_load_explicit(v->tlb_gen, memory_order_acquire) == v->tlb_seen)) {
+		const struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+
+		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
+		 * loads acquire, stores release. Free on x86; it also gives a
+		 * device handing data to the guest its happens-before. */
+		if (pm_likely(e != NULL))
+			return atomic_load_explicit((_Atomic uint64_t *)(e->hva + (gpa & (PM_PAGE_SIZE - 1))),
+						    memory_order_acquire);
+	}
+	return guest_read64_slow(v, gpa);
+}
+
+static __attribute__((noinline)) void guest_write64_slow(struct pm_vcpu *v, uint64_t gpa, uint64_t val)
+{
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
 		uint8_t *page = guest_page(v, gpa, 8, true);
 
@@ -376,6 +417,24 @@ void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
 		}
 	}
 	guest_access(v, gpa, NULL, (const uint8_t *)&val, 0, sizeof(val), true);
+}
+
+void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+
+	/* The hit, as pm_guest_read64's, of a writable translation. */
+	if (pm_likely(PM_ALIGNED(gpa, 8) &&
+		      atomic_load_explicit(v->tlb_gen, memory_order_acquire) == v->tlb_seen)) {
+		const struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+
+		if (pm_likely(e && e->writable)) {
+			atomic_store_explicit((_Atomic uint64_t *)(e->hva + (gpa & (PM_PAGE_SIZE - 1))), val,
+					      memory_order_release);
+			return;
+		}
+	}
+	guest_write64_slow(v, gpa, val);
 }
 
 bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, uint64_t desired)

@@ -23,6 +23,8 @@ void pm_vcpu_tlb_flush(struct pm_vcpu *vcpu)
 	if (++vcpu->tlb_epoch == 0) {
 		for (unsigned int i = 0; i < PM_TLB_ENTRIES; i++)
 			vcpu->tlb[i].epoch = 0;
+		for (unsigned int i = 0; i < PM_TLB_HUGE_ENTRIES; i++)
+			vcpu->tlb_huge[i].epoch = 0;
 		vcpu->tlb_epoch = 1;
 	}
 }

@@ -26,8 +26,11 @@ static struct pm_vcpu *vcpu_alloc(struct pm_vm *vm, unsigned long id)
 
 	if (!vcpu)
 		return NULL;
+	/* Shared memory: each mmap of the vCPU is a mapping of its own of
+	 * this page (uapi's vcpu_mmap), which the VMM may replace without
+	 * the library's kvm_run going anywhere. */
 	vcpu->run = mmap(NULL, PM_VCPU_MMAP_SIZE, PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+			 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (vcpu->run == MAP_FAILED) {
 		free(vcpu);
 		return NULL;

@@ -28,6 +28,7 @@ struct pm_coro;
 struct pm_x86_cpu;
 
 #define PM_TLB_ENTRIES 256       /* direct mapped, by gpa page */
+#define PM_TLB_HUGE_ENTRIES 32   /* 2M translations, direct mapped by gpa >> 21 */
 
 struct pm_tlb_entry {
 	uint64_t tag;                /* gpa >> 12 (with the model's kind bits) */
@@ -47,7 +48,8 @@ struct pm_vcpu {
 	struct pm_vm *vm;            /* owner; immutable */
 	unsigned int id;             /* KVM vCPU id; immutable */
 	unsigned int idx;            /* index in vm->vcpus; immutable */
-	struct kvm_run *run;         /* one page; shared with the VMM */
+	struct kvm_run *run;         /* one page of shared memory, the library's own
+	                              * mapping; the VMM's mmaps map it again */
 
 	pthread_mutex_t run_lock;
 	struct pm_guest_entry entry; /* run_lock */
@@ -94,6 +96,9 @@ struct pm_vcpu {
 	                              * flush moves to the next, so old entries miss
 	                              * without being touched (O(1)); never 0 */
 	struct pm_tlb_entry tlb[PM_TLB_ENTRIES];
+	struct pm_tlb_entry tlb_huge[PM_TLB_HUGE_ENTRIES]; /* tag gpa >> 21: the 2M
+	                              * stage-2 leaves of models without an access
+	                              * check, as a hardware TLB keeps large pages */
 };
 
 /* KVM_GET_VCPU_MMAP_SIZE: struct kvm_run, then the page KVM_EXIT_IO's data
@@ -104,6 +109,14 @@ static inline struct pm_tlb_entry *pm_vcpu_tlb_hit(struct pm_vcpu *v, uint64_t g
 	struct pm_tlb_entry *e = &v->tlb[(gpa >> PM_PAGE_SHIFT) & (PM_TLB_ENTRIES - 1)];
 
 	return e->tag == gpa >> PM_PAGE_SHIFT && e->epoch == v->tlb_epoch ? e : NULL;
+}
+
+/* The 2M TLB entry covering gpa, if it is valid (hva: the 2M page's base). */
+static inline struct pm_tlb_entry *pm_vcpu_tlb_huge_hit(struct pm_vcpu *v, uint64_t gpa)
+{
+	struct pm_tlb_entry *e = &v->tlb_huge[(gpa >> 21) & (PM_TLB_HUGE_ENTRIES - 1)];
+
+	return e->tag == gpa >> 21 && e->epoch == v->tlb_epoch ? e : NULL;
 }
 
 #define PM_VCPU_PIO_OFFSET 4096

@@ -189,6 +189,13 @@ const char *pkvm_transition_name(enum pkvm_transition t)
 	return transition_names[t];
 }
 
+void pkvm_hyp_reserve_add(struct pkvm_hyp *hyp, struct pm_s2_mc *mc)
+{
+	pkvm_lock_take(&hyp->host_lock);
+	pm_s2_mc_move(&hyp->reserve, mc);
+	pkvm_lock_drop(&hyp->host_lock);
+}
+
 void pkvm_hyp_get_stats(struct pkvm_hyp *hyp, struct pkvm_stats *st)
 {
 	unsigned int i;
@@ -442,6 +449,11 @@ static unsigned int prot_of_pte(uint64_t pte)
 {
 	return PKVM_PROT_R | (pte & PM_PTE_WRITE ? PKVM_PROT_W : 0) |
 	       (pte & PM_PTE_EXEC ? PKVM_PROT_X : 0);
+}
+
+enum pkvm_page_state pkvm_guest_leaf_state(uint64_t pte)
+{
+	return pm_pte_valid(pte) ? pkvm_pte_state(pte) : PKVM_NOPAGE;
 }
 
 enum pkvm_page_state pkvm_guest_state(struct pkvm_vm *vm, gfn_t gfn, struct pkvm_guest_page *page)

@@ -93,8 +93,10 @@
  *  - a protected guest's first fault on a gfn: host_donate_guest(the
  *    guest_memfd frame, gfn); a non-protected guest's: host_share_guest;
  *  - the guest's share/unshare hypercalls: guest_share_host/_unshare_host,
- *    then an exit to the VMM; before unsharing, the host revokes its own
- *    mappings of the frame (guest_memfd mmap) and refuses while pinned;
+ *    then an exit to the VMM; the host's mappings are guest_memfd's host
+ *    file, which a page enters after its share and leaves (for every
+ *    mapping) after its unshare, with no vCPU reaching it in between; an
+ *    unshare is refused while the host pins the page;
  *  - every host access to guest memory: pkvm_host_access (a -EFAULT there is
  *    the SIGBUS / -EFAULT the VMM sees);
  *  - the guest stage-2 (struct pkvm_vm's) is what vCPUs translate through;
@@ -108,6 +110,7 @@
 #include "lib/common.h"
 
 struct pkvm_hyp;
+struct pm_s2_mc;
 struct pkvm_vm;
 
 enum pkvm_page_state {
@@ -167,6 +170,9 @@ int pkvm_hyp_create(struct pkvm_hyp **out);
 void pkvm_hyp_destroy(struct pkvm_hyp *hyp);
 const char *pkvm_transition_name(enum pkvm_transition t);
 void pkvm_hyp_get_stats(struct pkvm_hyp *hyp, struct pkvm_stats *st);
+/* Gives the hyp every frame of mc for its table reserve (takes host_lock):
+ * a caller's spare frames for transitions that find the pool exhausted. */
+void pkvm_hyp_reserve_add(struct pkvm_hyp *hyp, struct pm_s2_mc *mc);
 
 /* ---- guest VMs ---- */
 
@@ -257,6 +263,9 @@ struct pkvm_guest_page {
 	uint64_t nr;         /* pages of the leaf: 1 or 512 */
 	unsigned int prot;   /* PKVM_PROT_* */
 };
+/* The guest's state in pte, a leaf of its stage-2 as a walker read it
+ * (NOPAGE if not valid). */
+enum pkvm_page_state pkvm_guest_leaf_state(uint64_t pte);
 /* The guest's state at gfn; *page (if not NULL) describes its leaf. */
 enum pkvm_page_state pkvm_guest_state(struct pkvm_vm *vm, gfn_t gfn,
 				      struct pkvm_guest_page *page);

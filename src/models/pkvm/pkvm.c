@@ -24,15 +24,29 @@
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
  *    There is no plain zap of the guest stage-2.
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
+ *  - Memory for reclaims: a transition first fills the hyp's table reserve
+ *    for the worst case (pm_s2_tables_needed), even where its commit
+ *    needs no new table, as a reclaim of a page mapped at 4K. Reclaims run
+ *    while guest_memfd frees (a punch, a release) and must not fail, so
+ *    with the pool exhausted they would wait for memory only they can give
+ *    back. The type keeps RECLAIM_SPARE frames (reclaim_spare, taken when
+ *    the hyp is created, refilled when memory allows) and hands them to the
+ *    hyp's reserve when a reclaim finds the pool empty; only a reclaim that
+ *    really splits tables with both gone waits (yields and retries).
  *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (guest_call) run the hyp's
  *    guest_share_host / guest_unshare_host page by page (a page not mapped
  *    yet is faulted in first), then exit to the VMM (privmem.h). The host
- *    maps a page only while the guest shares it: guest_memfd views show
- *    exactly the pages whose host state is SHARED_BORROWED
- *    (gmem_host_mappable). An unshare runs under the file's views_lock
- *    (pm_gmem_host_unmap): it fails with EBUSY while the host pins the
- *    page, and otherwise every view stops mapping the page before the hyp
- *    takes it away, so no view can show it afterwards.
+ *    maps a page only while the guest shares it: guest_memfd views map the
+ *    file's host file, which holds exactly the pages whose host state is
+ *    SHARED_BORROWED (gmem_host_mappable): a share copies them in
+ *    (pm_gmem_host_share), and while they are there the vCPUs reach them
+ *    there too (guest_hva), in place. An unshare runs under the file's
+ *    host_lock (pm_gmem_host_unshare): it fails with EBUSY while the host
+ *    pins the page; otherwise the vCPUs stop reaching the page, the hyp
+ *    takes it, and it leaves the host file (every mapping of it, in every
+ *    process) with its contents back in the frame before the guest can
+ *    touch it again. A memslot's deletion gives shared pages back to the
+ *    host; they leave the host file the same way (inval_zap).
  *  - Host accesses: the hyp is a host access guard (host/host_guard.h): every
  *    host path that touches a frame asks the host stage-2
  *    (pkvm_host_access); a refusal is a counted host stage-2 fault.
@@ -47,6 +61,7 @@
 #include "host/host_guard.h"
 #include "host/pool.h"
 #include "kvm/vm.h"
+#include "lib/rcu.h"
 #include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
@@ -59,6 +74,13 @@ static struct pkvm_hyp *the_hyp;     /* hyp_ref_lock; NULL without a pkvm VM */
 static unsigned int hyp_users;       /* hyp_ref_lock: live pkvm VMs */
 static struct pkvm_stats retired;    /* hyp_ref_lock: of the hyps destroyed */
 static atomic_uint_fast64_t unshare_busy; /* unshares refused for a host pin */
+
+/* Frames for the hyp's reserve when a reclaim finds the pool empty (see
+ * the top). Twice a transition's worst case. spare_lock is a leaf, taken
+ * before the hyp's host_lock; the frames are the pool's, in use. */
+#define RECLAIM_SPARE 12
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pm_s2_mc reclaim_spare = PM_S2_MC_INIT;   /* spare_lock */
 
 /* The host stage-2 as a pool guard: every host access to frames. */
 static int hyp_guard_access(void *arg, pm_pfn_t pfn, uint64_t n, bool write)
@@ -96,6 +118,18 @@ static int hyp_get(struct pkvm_hyp **out)
 				the_hyp = NULL;
 			}
 		}
+		if (!r) {
+			pthread_mutex_lock(&spare_lock);
+			r = pm_s2_mc_topup(&reclaim_spare, RECLAIM_SPARE);
+			if (r)
+				pm_s2_mc_free(&reclaim_spare);
+			pthread_mutex_unlock(&spare_lock);
+			if (r) {
+				pm_host_guard_unregister(&hyp_guard);
+				pkvm_hyp_destroy(the_hyp);
+				the_hyp = NULL;
+			}
+		}
 	}
 	if (!r) {
 		hyp_users++;
@@ -114,6 +148,9 @@ static void hyp_put(void)
 	pthread_mutex_lock(&hyp_ref_lock);
 	PM_BUG_ON(!hyp_users);
 	if (!--hyp_users) {
+		pthread_mutex_lock(&spare_lock);
+		pm_s2_mc_free(&reclaim_spare);
+		pthread_mutex_unlock(&spare_lock);
 		pm_host_guard_unregister(&hyp_guard);
 		pkvm_hyp_get_stats(the_hyp, &st);
 		stats_add(&retired, &st);
@@ -196,12 +233,37 @@ static int pkvm_vm_init(struct pm_vm *vm)
 	return 0;
 }
 
+/* Hands the spare frames to the hyp's reserve; false if there were none. */
+static bool spare_give(struct pkvm_vm *pvm)
+{
+	bool gave;
+
+	pthread_mutex_lock(&spare_lock);
+	gave = reclaim_spare.nr > 0;
+	if (gave)
+		pkvm_hyp_reserve_add(pkvm_vm_hyp(pvm), &reclaim_spare);
+	pthread_mutex_unlock(&spare_lock);
+	return gave;
+}
+
 /* The hyp needs frames for page tables to take pages back (annotations);
- * when the pool has none, wait for some rather than leave pages behind. */
+ * when the pool has none, the spare ones go to it (see the top), and only
+ * without those it waits for memory rather than leave pages behind. */
 static void reclaim_range(struct pkvm_vm *pvm, gfn_t start, gfn_t end)
 {
-	while (pkvm_vm_reclaim_range(pvm, start, end) == -ENOMEM)
-		sched_yield();
+	bool used_spare = false;
+
+	while (pkvm_vm_reclaim_range(pvm, start, end) == -ENOMEM) {
+		if (spare_give(pvm))
+			used_spare = true;
+		else
+			sched_yield();
+	}
+	if (used_spare) {               /* refill for the next one, if memory allows */
+		pthread_mutex_lock(&spare_lock);
+		(void)pm_s2_mc_topup(&reclaim_spare, RECLAIM_SPARE);
+		pthread_mutex_unlock(&spare_lock);
+	}
 }
 
 static void pkvm_vm_destroy(struct pm_vm *vm)
@@ -216,6 +278,27 @@ static void pkvm_vm_destroy(struct pm_vm *vm)
 
 /* ---- invalidation: the hyp takes the pages back ---- */
 
+/* A memslot's deletion gave the host back the pages the guest shared in
+ * [start, end) (one slot's range): their file keeps them, so they leave
+ * its host file with their contents back in their frames (a punch or a
+ * release empties the host file itself). The file is found under RCU:
+ * this runs inside an invalidation, where a last put must not happen. */
+static void host_file_reclaimed(struct pm_vm *vm, gfn_t start, gfn_t end)
+{
+	struct pm_memslot *s;
+	struct pm_gmem *g;
+
+	pm_rcu_read_lock();
+	s = pm_memslot_lookup(vm, start);
+	g = s ? pm_rcu_dereference(s->gmem) : NULL;
+	if (g) {
+		uint64_t first = s->gmem_pgoff + (start - s->base_gfn);
+
+		pm_gmem_host_reclaimed(g, first, first + (PM_MIN(end, s->base_gfn + s->npages) - start));
+	}
+	pm_rcu_read_unlock();
+}
+
 static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 			   enum pm_inval_cause cause, void *ctx)
 {
@@ -225,6 +308,8 @@ static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned in
 	if (!pvm)
 		return;
 	reclaim_range(pvm, start, end);
+	if (cause == PM_INVAL_CAUSE_MEMSLOT)
+		host_file_reclaimed(vm, start, end);
 }
 
 /* ---- the fault path ---- */
@@ -339,8 +424,8 @@ static int share_one(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn)
 	return r;
 }
 
-/* Shares n pages from gfn, all in one file run (gf); the host's views
- * map them afterwards, in one pass. Pages shared, or -errno for the first. */
+/* Shares n pages from gfn, all in one file run (gf); then they come into
+ * the host file, in one pass. Pages shared, or -errno for the first. */
 static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_t n,
 		      const struct gfn_file *gf)
 {
@@ -350,7 +435,7 @@ static long share_run(struct pm_vcpu *v, struct pkvm_vm *pvm, gfn_t gfn, uint64_
 	while (k < n && !(r = share_one(v, pvm, gfn + k)))
 		k++;
 	if (k && gf->ref.gmem)
-		pm_gmem_host_remap(gf->ref.gmem, gf->ref.index, gf->ref.index + k);
+		pm_gmem_host_share(gf->ref.gmem, gf->ref.index, gf->ref.index + k);
 	return k ? (long)k : r;
 }
 
@@ -360,8 +445,8 @@ struct unshare_ctx {
 	int err;                 /* why the run stopped early */
 };
 
-/* Under views_lock, the views no longer mapping the n pages. */
-static long unshare_locked(void *arg, uint64_t n)
+/* Under host_lock, the pages out of the vCPUs' reach: the transitions. */
+static long unshare_take(void *arg, uint64_t n)
 {
 	struct unshare_ctx *c = arg;
 	uint64_t k = 0;
@@ -371,9 +456,9 @@ static long unshare_locked(void *arg, uint64_t n)
 	return k ? (long)k : c->err;
 }
 
-/* Unshares n pages from gfn in one file run (gf): the host's mappings go
- * first, then the hyp's transitions; it stops before a page the host pins
- * (EBUSY). Pages unshared, or -errno for the first. */
+/* Unshares n pages from gfn in one file run (gf): the hyp takes them and
+ * they leave the host file; it stops before a page the host pins (EBUSY).
+ * Pages unshared, or -errno for the first. */
 static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct gfn_file *gf)
 {
 	struct unshare_ctx c = { .pvm = pvm, .gfn = gfn };
@@ -381,7 +466,7 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 
 	if (!gf->ref.gmem)
 		return -EFAULT;
-	r = pm_gmem_host_unmap(gf->ref.gmem, gf->ref.index, gf->ref.index + n, unshare_locked, &c);
+	r = pm_gmem_host_unshare(gf->ref.gmem, gf->ref.index, gf->ref.index + n, unshare_take, &c);
 	if (r == -EBUSY || (r > 0 && (uint64_t)r < n && !c.err))
 		atomic_fetch_add_explicit(&unshare_busy, 1, memory_order_relaxed);
 	return r;
@@ -426,12 +511,41 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 	return done ? (long)done : r;
 }
 
-/* guest_memfd views show the pages the guest shares with the host. */
+/* guest_memfd's host file holds the pages the guest shares with the host. */
 static bool pkvm_gmem_host_mappable(struct pm_vm *vm, pm_pfn_t pfn)
 {
 	struct pkvm_vm *pvm = vm->model_data;
 
 	return pvm && pkvm_host_state(pkvm_vm_hyp(pvm), pfn) == PKVM_PAGE_SHARED_BORROWED;
+}
+
+/*
+ * Where a vCPU reaches the page its leaf maps: a page the guest shares
+ * lives in its guest_memfd's host file while the host may map it (the
+ * hyp still accounts the frame), every other page in its frame. The file
+ * is found through the slot under RCU, without a reference: this runs in
+ * guest mode, where a last put (which invalidates, and so waits for this
+ * vCPU) must not happen; the file's release waits for a grace period
+ * before it unmaps the host file.
+ */
+static uint8_t *pkvm_guest_hva(struct pm_vm *vm, gfn_t gfn, uint64_t pte, pm_pfn_t pfn)
+{
+	struct pm_memslot *s;
+	struct pm_gmem *g;
+	uint8_t *hva = NULL;
+	bool moving = false;
+
+	if (pkvm_guest_leaf_state(pte) != PKVM_PAGE_SHARED_OWNED)
+		return pm_pfn_to_hva(pfn);
+	pm_rcu_read_lock();
+	s = pm_memslot_lookup(vm, gfn);
+	g = s ? pm_rcu_dereference(s->gmem) : NULL;
+	if (g)
+		hva = pm_gmem_host_page(g, s->gmem_pgoff + (gfn - s->base_gfn), &moving);
+	pm_rcu_read_unlock();
+	if (moving)
+		return NULL;
+	return hva ? hva : pm_pfn_to_hva(pfn);
 }
 
 const struct pm_model_ops pm_model_pkvm = {
@@ -447,5 +561,6 @@ const struct pm_model_ops pm_model_pkvm = {
 	.inval_zap = pkvm_inval_zap,
 	.guest_call = pkvm_guest_call,
 	.gmem_host_mappable = pkvm_gmem_host_mappable,
+	.guest_hva = pkvm_guest_hva,
 	.get_process_stats = pkvm_get_process_stats,
 };

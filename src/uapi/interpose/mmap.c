@@ -12,17 +12,17 @@
  * guest_memfd mapping outside the range are mapped again at the same
  * addresses and file offsets (MAP_FIXED_NOREPLACE: if another thread took
  * the hole meanwhile, that part stays unmapped), which is Linux's VMA split.
- * The rest of the range goes to libc, except kvm_run pages: privmem hands
- * out the vCPU's own page (every mmap of a vCPU returns the same address),
- * so its records count the program's mappings and the page itself is
- * never unmapped by libc. A MAP_FIXED mmap over recorded mappings unmaps
- * them the same way first, as the kernel does.
+ * The rest of the range goes to libc, except kvm_run mappings, which
+ * privmem unmaps itself (each mmap of a vCPU is a mapping of its own of
+ * the vCPU's page; each record stands for one). A MAP_FIXED mmap over
+ * recorded mappings unmaps them the same way first, as the kernel does.
  *
  * madvise: MADV_REMOVE on a guest_memfd mapping punches the file
  * (FALLOC_FL_PUNCH_HOLE, as Linux's madvise_remove) and on kvm_run is
  * EOPNOTSUPP (the vCPU file has no fallocate); other advice on kvm_run is
  * ignored (privmem's page must keep its contents); everything else goes to
- * libc (a guest_memfd mapping is a real shared mapping of privmem's pool).
+ * libc (a guest_memfd mapping is a real shared mapping of the file's host
+ * memfd).
  *
  * maps_lock (mutex) protects the list; nr_maps (atomic) lets munmap and
  * madvise of a process without KVM mappings skip it. Lock order:

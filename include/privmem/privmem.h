@@ -81,8 +81,10 @@ struct pm_realm_config {
  * [base, base + size) (private, guest_memfd-backed; every argument 4 KiB
  * aligned), setting RIPAS RAM over it first (RTT_INIT_RIPAS) and then one
  * DATA_CREATE per page, measured with KVM_ARM_RMI_POPULATE_FLAGS_MEASURE.
- * Only before the first KVM_RUN (EINVAL after); EEXIST for a page already
- * populated; partial progress is written back into base/size/source_uaddr. */
+ * Only before the first KVM_RUN (EINVAL after); EINVAL too for a page that
+ * is shared, outside a guest_memfd slot, or populated already (its RIPAS
+ * cannot be initialised twice); EFAULT for an unreadable source; partial
+ * progress is written back into base/size/source_uaddr. */
 struct kvm_arm_rmi_populate {
 	__u64 base;
 	__u64 size;

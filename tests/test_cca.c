@@ -233,6 +233,10 @@ static void test_populate_errors(void **state)
 	assert_fails(pm_kvm_ioctl(t.vm, KVM_ARM_RMI_POPULATE, &p), EINVAL);   /* unprotected */
 	p.base = MEM;
 	assert_fails(pm_kvm_ioctl(t.vm, KVM_ARM_RMI_POPULATE, &p), EINVAL);   /* no memslot */
+	p.base = 0x3000;
+	p.source_uaddr = (uintptr_t)mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_fails(pm_kvm_ioctl(t.vm, KVM_ARM_RMI_POPULATE, &p), EFAULT);   /* unreadable source */
+	munmap((void *)(uintptr_t)p.source_uaddr, PAGE);
 	populate(&t, 0x1000, pattern, 0, 0);
 	populate(&t, 0x1000, pattern, 0, EINVAL);   /* RIPAS RAM and assigned already */
 	realm_close(&t);

@@ -348,35 +348,68 @@ int realm_map_shared(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t p
 
 /* ---- zaps ---- */
 
-struct unprot_zap {
-	struct realm_vm *r;
+/* The shared leaves of KVM's direct root in a zap's range, gathered by a
+ * walk and handled after it: handling one may wait for a grace period
+ * (a spare granule to unfold a block), which must never happen inside the
+ * walk's RCU read-side section. */
+#define UNPROT_BATCH 64
+
+struct unprot_batch {
 	gfn_t start, end;
+	unsigned int n;
+	struct { gfn_t gfn; int level; } leaf[UNPROT_BATCH];
 };
 
-/* A shared leaf of KVM's direct root in the zap's range: the RTT's copy
- * goes (what the zap covers of it, unfolding a 2M block in part). */
-static int unprot_zap_visit(struct pm_walk_ctx *ctx)
+static int unprot_collect(struct pm_walk_ctx *ctx)
 {
-	struct unprot_zap *z = ctx->arg;
-	struct realm_vm *r = z->r;
-	uint64_t top_bit = atomic_load(&r->top_bit), n = pm_s2_level_pages(ctx->level), top;
-	gfn_t first = PM_MAX(ctx->gfn, z->start), last = PM_MIN(ctx->gfn + n, z->end);
+	struct unprot_batch *b = ctx->arg;
 
 	if (!pm_pte_is_leaf(ctx->old, ctx->level))
 		return 0;
-	if (first == ctx->gfn && last == ctx->gfn + n) {
-		if (!rmi_rtt_unmap_unprotected(realm_rd(r), (ctx->gfn << PM_PAGE_SHIFT) | top_bit,
-					       RTT_PAGE_LEVEL - ctx->level, &top))
+	if (b->n == UNPROT_BATCH)
+		return -ENOSPC;            /* the rest in the next batch */
+	b->leaf[b->n].gfn = ctx->gfn;
+	b->leaf[b->n++].level = ctx->level;
+	return 0;
+}
+
+/* The RTT's copy of one shared leaf goes: what the zap covers of it,
+ * unfolding a 2M block covered in part. */
+static void unprot_unmap(struct realm_vm *r, const struct unprot_batch *b, gfn_t gfn, int level)
+{
+	uint64_t top_bit = atomic_load(&r->top_bit), n = pm_s2_level_pages(level), top;
+	gfn_t first = PM_MAX(gfn, b->start), last = PM_MIN(gfn + n, b->end);
+
+	if (first == gfn && last == gfn + n) {
+		if (!rmi_rtt_unmap_unprotected(realm_rd(r), (gfn << PM_PAGE_SHIFT) | top_bit,
+					       RTT_PAGE_LEVEL - level, &top))
 			realm_count(r, REALM_STAT_UNPROT_UNMAPS, 1);
-		return 0;
+		return;
 	}
 	if (realm_ensure_rtt(r, (first << PM_PAGE_SHIFT) | top_bit, RTT_PAGE_LEVEL))
-		return 0;          /* no memory: the RTT keeps more than KVM (harmless) */
+		return;          /* no memory: the RTT keeps more than KVM (harmless) */
 	for (gfn_t g = first; g < last; g++)
 		if (!rmi_rtt_unmap_unprotected(realm_rd(r), (g << PM_PAGE_SHIFT) | top_bit,
 					       RTT_PAGE_LEVEL, &top))
 			realm_count(r, REALM_STAT_UNPROT_UNMAPS, 1);
-	return 0;
+}
+
+static void zap_unprotected(struct pm_vm *vm, struct realm_vm *r, gfn_t start, gfn_t end)
+{
+	struct unprot_batch b = { .start = start, .end = end };
+	const struct pm_walker w = { .visit = unprot_collect, .arg = &b, .flags = PM_WALK_LEAF };
+
+	for (gfn_t from = start; from < end;) {
+		int full;
+
+		b.n = 0;
+		full = pm_s2_walk(&vm->mmu->s2, from, end, &w) == -ENOSPC;
+		for (unsigned int i = 0; i < b.n; i++)
+			unprot_unmap(r, &b, b.leaf[i].gfn, b.leaf[i].level);
+		if (!full)
+			break;
+		from = b.leaf[b.n - 1].gfn + pm_s2_level_pages(b.leaf[b.n - 1].level);
+	}
 }
 
 static void zap_protected(struct realm_vm *r, uint64_t ipa, uint64_t end)
@@ -421,10 +454,7 @@ void realm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filt
 	if (start >= end)
 		return;
 	if (filter & PM_INVAL_SHARED) {
-		struct unprot_zap z = { .r = r, .start = start, .end = end };
-		const struct pm_walker w = { .visit = unprot_zap_visit, .arg = &z, .flags = PM_WALK_LEAF };
-
-		pm_s2_walk(&vm->mmu->s2, start, end, &w);
+		zap_unprotected(vm, r, start, end);
 		pm_mmu_zap(vm, start, end, PM_INVAL_SHARED, cause, ctx);
 	}
 	if (filter & PM_INVAL_PRIVATE) {

@@ -268,16 +268,22 @@ out:
 
 static int realm_activate(struct realm_vm *r)
 {
+	static _Thread_local unsigned int ids[PM_MAX_VCPUS];
 	struct pm_vm *vm = r->vm;
 	unsigned int n;
 	int err = 0;
 
+	/* The vCPUs as they are now (vm->lock is a leaf: the RECs are made
+	 * after it). */
 	pthread_mutex_lock(&vm->lock);
 	n = atomic_load(&vm->nr_vcpus);
+	for (unsigned int i = 0; i < n; i++)
+		ids[i] = vm->vcpus[i]->id;
+	pthread_mutex_unlock(&vm->lock);
 	/* From the first vCPU without a REC: an activation that ran out of
 	 * memory goes on where it stopped. */
 	for (unsigned int i = r->nr_recs; i < n && !err; i++) {
-		struct rmi_rec_params p = { .flags = RMI_REC_FLAG_RUNNABLE, .mpidr = vm->vcpus[i]->id };
+		struct rmi_rec_params p = { .flags = RMI_REC_FLAG_RUNNABLE, .mpidr = ids[i] };
 
 		err = delegate_new(r, &r->rec[i]);
 		if (!err)
@@ -285,7 +291,6 @@ static int realm_activate(struct realm_vm *r)
 		if (!err)
 			r->nr_recs++;
 	}
-	pthread_mutex_unlock(&vm->lock);
 	if (err)
 		return err;       /* the RECs made stay: the next KVM_RUN goes on */
 	PM_BUG_ON(rmi_realm_activate(realm_rd(r)) != RMI_SUCCESS);

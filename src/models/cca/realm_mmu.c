@@ -236,8 +236,6 @@ int realm_gmem_prepare(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn, unsigned int o
 	return 0;
 }
 
-static atomic_uint_fast64_t gmem_undelegates;   /* all realms: frees have no VM */
-
 void realm_gmem_invalidate(pm_pfn_t start, pm_pfn_t end)
 {
 	for (pm_pfn_t p = start; p < end; p++) {
@@ -245,9 +243,10 @@ void realm_gmem_invalidate(pm_pfn_t start, pm_pfn_t end)
 
 		if (st == GRANULE_NS)
 			continue;          /* never used by the realm */
+		/* Frees have no VM (upstream's hook neither): the RMM counts
+		 * these UNDELEGATEs with every other. */
 		if (st != GRANULE_DELEGATED || rmi_granule_undelegate(p << PM_PAGE_SHIFT) != RMI_SUCCESS)
 			pm_fatal("realm: frame %#" PRIx64 " freed in granule state %d", p, st);
-		atomic_fetch_add_explicit(&gmem_undelegates, 1, memory_order_relaxed);
 	}
 }
 

@@ -32,6 +32,8 @@ static char dir[] = "/tmp/privmem_cca_cli_XXXXXX";
 
 /* Runs `privmem ARGS` through the shell; its stdout (caller frees), and
  * its exit status in *status; stderr goes to dir/err. */
+static char *run(int *status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static char *run(int *status, const char *fmt, ...)
 {
 	char args[1024], cmd[PATH_MAX + 1200], *out = NULL;

@@ -269,26 +269,37 @@ int realm_private_max_level(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn)
 	return atomic_load_explicit(&to_realm(vm)->flags, memory_order_relaxed) & PM_REALM_NO_HUGE ? 0 : 1;
 }
 
+/* DATA_CREATE_UNKNOWN of one granule, creating the RTTs it needs when the
+ * RMM says they are missing (as the series does: the walk's level in
+ * RMI_ERROR_RTT says where). 0; -EEXIST (something else is assigned
+ * there); -EAGAIN (the frame or the table changed meanwhile: again);
+ * -ENOMEM. */
 static int map_granule(struct realm_vm *r, pm_pfn_t pfn, uint64_t ipa)
 {
-	uint64_t res = rmi_data_create_unknown(realm_rd(r), pfn << PM_PAGE_SHIFT, ipa), at;
-	struct rmi_rtt_entry e;
+	for (int tries = 0;; tries++) {
+		uint64_t res = rmi_data_create_unknown(realm_rd(r), pfn << PM_PAGE_SHIFT, ipa), at;
+		struct rmi_rtt_entry e;
+		int err;
 
-	if (res == RMI_SUCCESS) {
-		realm_count(r, REALM_STAT_FAULT_DATA, 1);
-		return 0;
+		if (res == RMI_SUCCESS) {
+			realm_count(r, REALM_STAT_FAULT_DATA, 1);
+			return 0;
+		}
+		/* Assigned already (a racing fault's work, or a page or block
+		 * whose RIPAS is not RAM, which the vCPU's walk does not see:
+		 * the frame is DATA then, and the command fails on it first):
+		 * if to this very frame, KVM's part is done and the RMM decides
+		 * the access; if to another, something else is there. */
+		PM_BUG_ON(rmi_rtt_read_entry(realm_rd(r), ipa, RTT_PAGE_LEVEL, &e));
+		at = PM_ALIGN_DOWN(ipa, rtt_entry_size(e.walk_level));
+		if (e.state == HIPAS_ASSIGNED && !e.table)
+			return e.desc + (ipa - at) == pfn << PM_PAGE_SHIFT ? 0 : -EEXIST;
+		if (e.walk_level == RTT_PAGE_LEVEL || tries)
+			return -EAGAIN;
+		err = realm_ensure_rtt(r, ipa, RTT_PAGE_LEVEL);   /* tables missing */
+		if (err)
+			return err;
 	}
-	/* Assigned already (a racing fault's work, or a page or block whose
-	 * RIPAS is not RAM, which the vCPU's walk does not see: the frame is
-	 * DATA then, and the command fails on it first): if to this very
-	 * frame, KVM's part is done and the RMM decides the access; if to
-	 * another, something else is there; else the table or the frame
-	 * changed meanwhile: again. */
-	PM_BUG_ON(rmi_rtt_read_entry(realm_rd(r), ipa, RTT_PAGE_LEVEL, &e));
-	at = PM_ALIGN_DOWN(ipa, rtt_entry_size(e.walk_level));
-	if (e.state == HIPAS_ASSIGNED && !e.table)
-		return e.desc + (ipa - at) == pfn << PM_PAGE_SHIFT ? 0 : -EEXIST;
-	return -EAGAIN;
 }
 
 int realm_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte)
@@ -299,14 +310,11 @@ int realm_map_private(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t 
 	int err;
 
 	PM_BUG_ON(level > 1);
-	base = PM_ALIGN_DOWN(ipa, rtt_entry_size(RTT_PAGE_LEVEL - level));
-	err = realm_ensure_rtt(r, base, RTT_PAGE_LEVEL);
-	if (err)
-		return err;
 	if (!level)
 		return map_granule(r, pfn, ipa);
 	/* A 2M page: its 512 granules, then one block. A granule another
 	 * fault mapped already is fine; the fold checks the whole. */
+	base = PM_ALIGN_DOWN(ipa, rtt_entry_size(RTT_PAGE_LEVEL - level));
 	for (uint64_t i = 0; i < 512; i++) {
 		err = map_granule(r, pfn + i, base + (i << PM_PAGE_SHIFT));
 		if (err && err != -EEXIST)

@@ -492,15 +492,6 @@ static void jobs_init(struct run_ctx *ctx, struct vmm *m, const struct run_opts 
 	}
 }
 
-static void progress_tick(struct vmm *m, void *arg)
-{
-	const struct timespec *t0 = arg;
-
-	fprintf(stderr, "\r  running: %.1f s, %" PRIu64 " conversions, %" PRIu64 " progress marks   ",
-		cli_elapsed(t0), (uint64_t)atomic_load(&m->conversions), (uint64_t)atomic_load(&m->progress));
-	fflush(stderr);
-}
-
 /* pKVM: what the hyp has done (PM_KVM_GET_MODEL_STATS on the system
  * handle), at the start, just before teardown and after it. */
 struct pkvm_snapshots {
@@ -661,10 +652,10 @@ int run_sw(const struct run_opts *o, struct report *rep)
 	vmm_set_guest(&m, guest_main, args);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	run_result = vmm_run_all(&m, o->progress ? progress_tick : NULL, &t0);
+	run_result = vmm_run_all(&m, o->progress ? run_progress_tick : NULL, &t0);
 	elapsed = cli_elapsed(&t0);
 	if (o->progress)
-		fprintf(stderr, "\r%70s\r", "");
+		run_progress_clear();
 	device_stop(&ctx->dev);
 
 	run_report_header(rep, "");

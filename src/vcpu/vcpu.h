@@ -211,6 +211,8 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int 
 /* For the engines that run on the vCPU's coroutine (guest.c, x86_guest.c):
  *  - pm_vcpu_guest_exit: takes an exit whose kvm_run fields are filled in
  *    (KVM_RUN returns ret; counted as exit stat); returns when re-run;
+ *  - pm_vcpu_count_exit: counts an exit of reason stat (PM_STAT_EXITS_*)
+ *    whose kvm_run is filled in, and traces it;
  *  - pm_vcpu_guest_intr_exit: a kick (KVM_EXIT_INTR, EINTR);
  *  - pm_vcpu_guest_access_page: the host address of the page holding gpa
  *    for an access of size bytes, through the vCPU TLB, the fault path and
@@ -218,6 +220,7 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int 
  *    no memory is there (MMIO);
  *  - pm_vcpu_guest_mmio: len bytes at gpa as KVM_EXIT_MMIO exits (8 at a time). */
 void pm_vcpu_guest_exit(struct pm_vcpu *vcpu, int ret, int stat);
+void pm_vcpu_count_exit(struct pm_vcpu *vcpu, int stat);
 void pm_vcpu_guest_intr_exit(struct pm_vcpu *vcpu);
 uint8_t *pm_vcpu_guest_access_page(struct pm_vcpu *vcpu, uint64_t gpa, unsigned int size, bool write);
 void pm_vcpu_guest_mmio(struct pm_vcpu *vcpu, uint64_t gpa, uint8_t *buf, size_t len, bool write);

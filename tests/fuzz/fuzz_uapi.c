@@ -163,6 +163,7 @@ struct fz_vcpu {
 	struct kvm_run *run;
 	struct fz_cmd cmd;      /* posted by the VMM while the guest is idle */
 	bool mmio;              /* an MMIO exit happened (the access reached no memory) */
+	bool c_guest;           /* PM_KVM_SET_GUEST succeeded: not the guest's machine code */
 };
 
 struct fz_map {
@@ -759,6 +760,18 @@ static void vcpu_run(struct fz_vcpu *v, unsigned int budget, unsigned int policy
 			return;
 		case KVM_EXIT_INTR:
 			break;
+		case KVM_EXIT_SHUTDOWN:
+		case KVM_EXIT_INTERNAL_ERROR:
+			/* A vCPU without a C guest runs the guest's machine
+			 * code (whatever its memory holds): the x86 engine
+			 * ends it so, for good. */
+			if (v->c_guest)
+				fz_fail("exit reason %u from a C guest", run->exit_reason);
+			if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR &&
+			    run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION)
+				fz_fail("internal error, suberror %u", run->internal.suberror);
+			v->state = VC_DEAD;
+			return;
 		default:
 			fz_fail("exit reason %u", run->exit_reason);
 		}
@@ -796,7 +809,8 @@ static int new_vcpu_record(int vi, int fd, bool with_guest)
 	S.vms[vi].refs++;
 	if (with_guest) {
 		e.arg = &S.vcpus[ci];
-		errno_ok("PM_KVM_SET_GUEST", pm_kvm_ioctl(fd, PM_KVM_SET_GUEST, &e), e_guest, false);
+		S.vcpus[ci].c_guest = errno_ok("PM_KVM_SET_GUEST", pm_kvm_ioctl(fd, PM_KVM_SET_GUEST, &e),
+					       e_guest, false) == 0;
 	}
 	S.vcpus[ci].run = pm_kvm_mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (S.vcpus[ci].run == MAP_FAILED) {

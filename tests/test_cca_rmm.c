@@ -470,6 +470,15 @@ static void test_data_contents_and_zeroing(void **state)
 	assert_int_equal(rmi_rtt_read_entry(ga(w, RD), 0x1000, 3, &e), RMI_SUCCESS);
 	assert_int_equal(e.state, HIPAS_UNASSIGNED);
 	assert_int_equal(e.ripas, RIPAS_DESTROYED);   /* v1.0: RAM -> DESTROYED */
+	/* A hole: `top` is where the next live entry may be (skip it at once). */
+	assert_int_equal(rmi_data_destroy(ga(w, RD), 0, &out, &top), RTT(3));
+	assert_int_equal(top, 0x200000);               /* the end of the level-3 table */
+	assert_int_equal(rmi_granule_delegate(ga(w, D1)), RMI_SUCCESS);
+	assert_int_equal(rmi_data_create_unknown(ga(w, RD), ga(w, D1), 0x3000), RMI_SUCCESS);
+	assert_int_equal(rmi_data_destroy(ga(w, RD), 0, &out, &top), RTT(3));
+	assert_int_equal(top, 0x3000);                 /* the next assigned page */
+	assert_int_equal(rmi_data_destroy(ga(w, RD), 0x400000, &out, &top), RTT(2));
+	assert_int_equal(top, 1ULL << 30);             /* the rest of the level-2 table */
 	check(w);
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include "host/host_guard.h"
 #include "host/pool.h"
+#include "lib/trace.h"
 #include "models/cca/rmm_internal.h"
 
 #define GR_LOCK         1u
@@ -292,9 +293,9 @@ static uint64_t granule_delegate(uint64_t addr)
 
 uint64_t rmi_granule_delegate(uint64_t addr)
 {
-	uint64_t r = granule_delegate(addr);
+	uint64_t t0 = pm_trace_begin(), r = granule_delegate(addr);
 
-	rmm_count(RMI_CMD_GRANULE_DELEGATE, r);
+	rmm_done(RMI_CMD_GRANULE_DELEGATE, t0, addr, 0, -1, r);
 	return r;
 }
 
@@ -311,9 +312,9 @@ static uint64_t granule_undelegate(uint64_t addr)
 
 uint64_t rmi_granule_undelegate(uint64_t addr)
 {
-	uint64_t r = granule_undelegate(addr);
+	uint64_t t0 = pm_trace_begin(), r = granule_undelegate(addr);
 
-	rmm_count(RMI_CMD_GRANULE_UNDELEGATE, r);
+	rmm_done(RMI_CMD_GRANULE_UNDELEGATE, t0, addr, 0, -1, r);
 	return r;
 }
 
@@ -342,10 +343,33 @@ void rmm_vmid_release(uint16_t vmid)
 	pthread_mutex_unlock(&r->vmid_lock);
 }
 
-void rmm_count(enum rmi_cmd cmd, uint64_t result)
+/* The names in traces: the specification's. */
+static const char *const rmi_trace_names[RMI_NR_CMDS] = {
+	[RMI_CMD_GRANULE_DELEGATE] = "RMI_GRANULE_DELEGATE",
+	[RMI_CMD_GRANULE_UNDELEGATE] = "RMI_GRANULE_UNDELEGATE",
+	[RMI_CMD_REALM_CREATE] = "RMI_REALM_CREATE",
+	[RMI_CMD_REALM_ACTIVATE] = "RMI_REALM_ACTIVATE",
+	[RMI_CMD_REALM_DESTROY] = "RMI_REALM_DESTROY",
+	[RMI_CMD_REC_CREATE] = "RMI_REC_CREATE",
+	[RMI_CMD_REC_DESTROY] = "RMI_REC_DESTROY",
+	[RMI_CMD_RTT_CREATE] = "RMI_RTT_CREATE",
+	[RMI_CMD_RTT_DESTROY] = "RMI_RTT_DESTROY",
+	[RMI_CMD_RTT_FOLD] = "RMI_RTT_FOLD",
+	[RMI_CMD_RTT_INIT_RIPAS] = "RMI_RTT_INIT_RIPAS",
+	[RMI_CMD_RTT_SET_RIPAS] = "RMI_RTT_SET_RIPAS",
+	[RMI_CMD_RTT_READ_ENTRY] = "RMI_RTT_READ_ENTRY",
+	[RMI_CMD_DATA_CREATE] = "RMI_DATA_CREATE",
+	[RMI_CMD_DATA_CREATE_UNKNOWN] = "RMI_DATA_CREATE_UNKNOWN",
+	[RMI_CMD_DATA_DESTROY] = "RMI_DATA_DESTROY",
+	[RMI_CMD_RTT_MAP_UNPROTECTED] = "RMI_RTT_MAP_UNPROTECTED",
+	[RMI_CMD_RTT_UNMAP_UNPROTECTED] = "RMI_RTT_UNMAP_UNPROTECTED",
+};
+
+void rmm_done(enum rmi_cmd cmd, uint64_t t0, uint64_t addr, uint64_t ipa, int level, uint64_t result)
 {
 	atomic_fetch_add_explicit(result == RMI_SUCCESS ? &stat_ok[cmd] : &stat_failed[cmd], 1,
 				  memory_order_relaxed);
+	pm_trace_end(t0, PM_TRACE_CCA, rmi_trace_names[cmd], addr, ipa, (uint64_t)(int64_t)level, result);
 }
 
 void rmm_count_rim(void)

@@ -205,15 +205,10 @@ void realm_destroy_rtts(struct realm_vm *r)
 		if (res == RMI_SUCCESS) {
 			PM_BUG_ON(rmi_granule_undelegate(data) != RMI_SUCCESS);
 			a = top;
+		} else if (top > a) {
+			a = top;
 		} else {
-			int l = (int)rmi_index(res);
-			struct rmi_rtt_entry e;
-
-			PM_BUG_ON(rmi_rtt_read_entry(rd, PM_ALIGN_DOWN(a, rtt_entry_size(l)), l, &e));
-			if (e.state == HIPAS_ASSIGNED && l < RTT_PAGE_LEVEL)
-				PM_BUG_ON(realm_ensure_rtt(r, a, RTT_PAGE_LEVEL));
-			else
-				a = PM_ALIGN_DOWN(a, rtt_entry_size(l)) + rtt_entry_size(l);
+			PM_BUG_ON(realm_ensure_rtt(r, a, RTT_PAGE_LEVEL));   /* a block */
 		}
 	}
 	destroy_range(r, 0, 1ULL << r->cfg.ipa_bits, RTT_START_LEVEL);
@@ -425,8 +420,6 @@ static void zap_protected(struct realm_vm *r, uint64_t ipa, uint64_t end)
 
 	while (ipa < end) {
 		uint64_t data, top, res = rmi_data_destroy(rd, ipa, &data, &top);
-		struct rmi_rtt_entry e;
-		int l;
 
 		if (res == RMI_SUCCESS) {
 			realm_count(r, REALM_STAT_DATA_DESTROYS, 1);
@@ -434,15 +427,14 @@ static void zap_protected(struct realm_vm *r, uint64_t ipa, uint64_t end)
 			continue;
 		}
 		PM_BUG_ON(rmi_status(res) != RMI_ERROR_RTT);
-		l = (int)rmi_index(res);
-		PM_BUG_ON(rmi_rtt_read_entry(rd, PM_ALIGN_DOWN(ipa, rtt_entry_size(l)), l, &e));
-		if (e.state == HIPAS_ASSIGNED && l < RTT_PAGE_LEVEL) {
-			/* A block: unfold it (a spare granule is there for it). */
-			if (realm_ensure_rtt(r, ipa, RTT_PAGE_LEVEL))
-				pm_fatal("realm: no memory to unfold a protected block");
+		if (top > ipa) {
+			ipa = top;             /* a hole, skipped in one step */
 			continue;
 		}
-		ipa = PM_ALIGN_DOWN(ipa, rtt_entry_size(l)) + rtt_entry_size(l);
+		/* An assigned block: unfold it (a spare granule is there for
+		 * it), then destroy page by page. */
+		if (realm_ensure_rtt(r, ipa, RTT_PAGE_LEVEL))
+			pm_fatal("realm: no memory to unfold a protected block");
 	}
 }
 

@@ -6,6 +6,7 @@
  * in address order, the checks in the specification's order, the commit.
  */
 #include <string.h>
+#include "lib/trace.h"
 #include "models/cca/rmm_internal.h"
 
 uint64_t rd_lock(uint64_t addr)
@@ -84,9 +85,9 @@ out:
 uint64_t rmi_realm_create(uint64_t rd, const struct rmi_realm_params *params, int rim_version,
 			  const struct rmm_tlbi *tlbi)
 {
-	uint64_t r = realm_create(rd, params, rim_version, tlbi);
+	uint64_t t0 = pm_trace_begin(), r = realm_create(rd, params, rim_version, tlbi);
 
-	rmm_count(RMI_CMD_REALM_CREATE, r);
+	rmm_done(RMI_CMD_REALM_CREATE, t0, rd, 0, -1, r);
 	return r;
 }
 
@@ -108,9 +109,9 @@ static uint64_t realm_activate(uint64_t rd_addr)
 
 uint64_t rmi_realm_activate(uint64_t rd)
 {
-	uint64_t r = realm_activate(rd);
+	uint64_t t0 = pm_trace_begin(), r = realm_activate(rd);
 
-	rmm_count(RMI_CMD_REALM_ACTIVATE, r);
+	rmm_done(RMI_CMD_REALM_ACTIVATE, t0, rd, 0, -1, r);
 	return r;
 }
 
@@ -143,9 +144,9 @@ static uint64_t realm_destroy(uint64_t rd_addr)
 
 uint64_t rmi_realm_destroy(uint64_t rd)
 {
-	uint64_t r = realm_destroy(rd);
+	uint64_t t0 = pm_trace_begin(), r = realm_destroy(rd);
 
-	rmm_count(RMI_CMD_REALM_DESTROY, r);
+	rmm_done(RMI_CMD_REALM_DESTROY, t0, rd, 0, -1, r);
 	return r;
 }
 
@@ -189,9 +190,9 @@ out:
 
 uint64_t rmi_rec_create(uint64_t rd, uint64_t rec, const struct rmi_rec_params *params)
 {
-	uint64_t r = rec_create(rd, rec, params);
+	uint64_t t0 = pm_trace_begin(), r = rec_create(rd, rec, params);
 
-	rmm_count(RMI_CMD_REC_CREATE, r);
+	rmm_done(RMI_CMD_REC_CREATE, t0, rec, 0, -1, r);
 	return r;
 }
 
@@ -214,9 +215,9 @@ static uint64_t rec_destroy(uint64_t rec_addr)
 
 uint64_t rmi_rec_destroy(uint64_t rec)
 {
-	uint64_t r = rec_destroy(rec);
+	uint64_t t0 = pm_trace_begin(), r = rec_destroy(rec);
 
-	rmm_count(RMI_CMD_REC_DESTROY, r);
+	rmm_done(RMI_CMD_REC_DESTROY, t0, rec, 0, -1, r);
 	return r;
 }
 
@@ -288,17 +289,17 @@ out:
 
 uint64_t rmi_data_create(uint64_t rd, uint64_t data, uint64_t ipa, const void *src, uint64_t flags)
 {
-	uint64_t r = data_create(rd, data, ipa, src, flags, false);
+	uint64_t t0 = pm_trace_begin(), r = data_create(rd, data, ipa, src, flags, false);
 
-	rmm_count(RMI_CMD_DATA_CREATE, r);
+	rmm_done(RMI_CMD_DATA_CREATE, t0, data, ipa, 3, r);
 	return r;
 }
 
 uint64_t rmi_data_create_unknown(uint64_t rd, uint64_t data, uint64_t ipa)
 {
-	uint64_t r = data_create(rd, data, ipa, NULL, 0, true);
+	uint64_t t0 = pm_trace_begin(), r = data_create(rd, data, ipa, NULL, 0, true);
 
-	rmm_count(RMI_CMD_DATA_CREATE_UNKNOWN, r);
+	rmm_done(RMI_CMD_DATA_CREATE_UNKNOWN, t0, data, ipa, 3, r);
 	return r;
 }
 
@@ -322,6 +323,9 @@ static uint64_t data_destroy(uint64_t rd_addr, uint64_t ipa, uint64_t *out_data,
 	p = rtt_entry(table, reached, ipa);
 	e = atomic_load(p);
 	if (reached != RTT_PAGE_LEVEL || !s2tte_is_assigned(e)) {
+		/* The specification's `top`: where the next live entry may be,
+		 * so the host skips a hole in one step. */
+		*out_top = rtt_nonlive_top(table, reached, ipa);
 		r = rmi_error(RMI_ERROR_RTT, reached);
 		goto out_table;
 	}
@@ -348,9 +352,9 @@ out:
 
 uint64_t rmi_data_destroy(uint64_t rd, uint64_t ipa, uint64_t *out_data, uint64_t *out_top)
 {
-	uint64_t r = data_destroy(rd, ipa, out_data, out_top);
+	uint64_t t0 = pm_trace_begin(), r = data_destroy(rd, ipa, out_data, out_top);
 
-	rmm_count(RMI_CMD_DATA_DESTROY, r);
+	rmm_done(RMI_CMD_DATA_DESTROY, t0, rd, ipa, 3, r);
 	return r;
 }
 
@@ -362,7 +366,7 @@ uint64_t rmm_rsi_ipa_state_set(uint64_t rec_addr, uint64_t base, uint64_t top, e
 	pm_pfn_t recp = granule_pfn(rec_addr);
 	struct rmm_rec *rec;
 	struct rmm_rd *rd;
-	uint64_t r = RSI_SUCCESS;
+	uint64_t t0 = pm_trace_begin(), r = RSI_SUCCESS;
 
 	PM_BUG_ON(!granule_addr_ok(rec_addr) || !granule_lock(recp, GRANULE_REC));
 	rec = rec_of(recp);
@@ -379,6 +383,7 @@ uint64_t rmm_rsi_ipa_state_set(uint64_t rec_addr, uint64_t base, uint64_t top, e
 		rec->ripas_flags = flags;
 	}
 	granule_unlock(recp);
+	pm_trace_end(t0, PM_TRACE_CCA, "RSI_IPA_STATE_SET", rec_addr, base, -1, r);
 	return r;
 }
 

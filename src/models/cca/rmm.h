@@ -198,6 +198,9 @@ uint64_t rmi_rtt_read_entry(uint64_t rd, uint64_t ipa, int level, struct rmi_rtt
  * memory the RMM may read), copied into the granule, then measured. */
 uint64_t rmi_data_create(uint64_t rd, uint64_t data, uint64_t ipa, const void *src, uint64_t flags);
 uint64_t rmi_data_create_unknown(uint64_t rd, uint64_t data, uint64_t ipa);
+/* out_top: ipa + 4K; on RMI_ERROR_RTT, the top of the non-live entries
+ * from the one the walk ended at (ipa itself when that one is live: an
+ * assigned block, which must be unfolded first). */
 uint64_t rmi_data_destroy(uint64_t rd, uint64_t ipa, uint64_t *out_data, uint64_t *out_top);
 /* desc: the output address (a PA) and privmem's PM_PTE_HVA bit when the
  * memory is the VMM's (a host virtual page, never a realm granule). */

@@ -40,7 +40,9 @@ static inline void *granule_map(pm_pfn_t pfn) { return pm_pfn_to_hva(pfn); }
 bool rmm_vmid_claim(uint16_t vmid);
 void rmm_vmid_release(uint16_t vmid);
 
-void rmm_count(enum rmi_cmd cmd, uint64_t result);
+/* A command's end: counted by result, and traced (a span from t0,
+ * pm_trace_begin's) with its first address, IPA and level (-1: none). */
+void rmm_done(enum rmi_cmd cmd, uint64_t t0, uint64_t addr, uint64_t ipa, int level, uint64_t result);
 void rmm_count_rim(void);
 void rmm_count_tlbi(void);
 
@@ -128,6 +130,9 @@ void rtt_walk_lock(struct rmm_rd *rd, uint64_t ipa, int level, pm_pfn_t *table, 
  * mappings) in step with an entry of `level` at ipa going from old to new,
  * for n entries alike. */
 void rtt_account(struct rmm_rd *rd, uint64_t ipa, int level, uint64_t old, uint64_t new, uint64_t n);
+/* The top of the run of entries that are not live from ipa's (at level)
+ * to the end of the table: ipa itself if its entry is live. */
+uint64_t rtt_nonlive_top(pm_pfn_t table, int level, uint64_t ipa);
 /* The realm's broadcast TLBI. */
 void rtt_tlbi(struct rmm_rd *rd);
 

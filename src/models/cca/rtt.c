@@ -12,6 +12,7 @@
  * checks in the specification's order of failures, then the commit.
  */
 #include <string.h>
+#include "lib/trace.h"
 #include "models/cca/rmm_internal.h"
 
 #define RTT_ENTRIES 512
@@ -61,6 +62,16 @@ static unsigned int rtt_index(int level, uint64_t ipa)
 _Atomic uint64_t *rtt_entry(pm_pfn_t table, int level, uint64_t ipa)
 {
 	return (_Atomic uint64_t *)granule_map(table) + rtt_index(level, ipa);
+}
+
+uint64_t rtt_nonlive_top(pm_pfn_t table, int level, uint64_t ipa)
+{
+	uint64_t size = rtt_entry_size(level), addr = PM_ALIGN_DOWN(ipa, size);
+
+	for (unsigned int i = rtt_index(level, addr); i < RTT_ENTRIES; i++, addr += size)
+		if (s2tte_is_live(s2tte_read(rtt_entry(table, level, addr)), level))
+			return addr <= ipa ? ipa : addr;
+	return addr;
 }
 
 void rtt_walk_lock(struct rmm_rd *rd, uint64_t ipa, int level, pm_pfn_t *table, int *reached)
@@ -169,9 +180,9 @@ out:
 
 uint64_t rmi_rtt_create(uint64_t rd, uint64_t rtt, uint64_t ipa, int level)
 {
-	uint64_t r = rtt_create(rd, rtt, ipa, level);
+	uint64_t t0 = pm_trace_begin(), r = rtt_create(rd, rtt, ipa, level);
 
-	rmm_count(RMI_CMD_RTT_CREATE, r);
+	rmm_done(RMI_CMD_RTT_CREATE, t0, rtt, ipa, level, r);
 	return r;
 }
 
@@ -251,9 +262,9 @@ out:
 
 uint64_t rmi_rtt_destroy(uint64_t rd, uint64_t ipa, int level, uint64_t *out_rtt, uint64_t *out_top)
 {
-	uint64_t r = rtt_destroy(rd, ipa, level, out_rtt, out_top);
+	uint64_t t0 = pm_trace_begin(), r = rtt_destroy(rd, ipa, level, out_rtt, out_top);
 
-	rmm_count(RMI_CMD_RTT_DESTROY, r);
+	rmm_done(RMI_CMD_RTT_DESTROY, t0, rd, ipa, level, r);
 	return r;
 }
 
@@ -324,9 +335,9 @@ out:
 
 uint64_t rmi_rtt_fold(uint64_t rd, uint64_t ipa, int level, uint64_t *out_rtt)
 {
-	uint64_t r = rtt_fold(rd, ipa, level, out_rtt);
+	uint64_t t0 = pm_trace_begin(), r = rtt_fold(rd, ipa, level, out_rtt);
 
-	rmm_count(RMI_CMD_RTT_FOLD, r);
+	rmm_done(RMI_CMD_RTT_FOLD, t0, rd, ipa, level, r);
 	return r;
 }
 
@@ -396,9 +407,9 @@ out:
 
 uint64_t rmi_rtt_init_ripas(uint64_t rd, uint64_t base, uint64_t top, uint64_t *out_top)
 {
-	uint64_t r = rtt_init_ripas(rd, base, top, out_top);
+	uint64_t t0 = pm_trace_begin(), r = rtt_init_ripas(rd, base, top, out_top);
 
-	rmm_count(RMI_CMD_RTT_INIT_RIPAS, r);
+	rmm_done(RMI_CMD_RTT_INIT_RIPAS, t0, rd, base, -1, r);
 	return r;
 }
 
@@ -478,9 +489,9 @@ static uint64_t rtt_set_ripas(uint64_t rd_addr, uint64_t rec_addr, uint64_t base
 
 uint64_t rmi_rtt_set_ripas(uint64_t rd, uint64_t rec, uint64_t base, uint64_t top, uint64_t *out_top)
 {
-	uint64_t r = rtt_set_ripas(rd, rec, base, top, out_top);
+	uint64_t t0 = pm_trace_begin(), r = rtt_set_ripas(rd, rec, base, top, out_top);
 
-	rmm_count(RMI_CMD_RTT_SET_RIPAS, r);
+	rmm_done(RMI_CMD_RTT_SET_RIPAS, t0, rec, base, -1, r);
 	return r;
 }
 
@@ -519,9 +530,9 @@ static uint64_t rtt_read_entry(uint64_t rd_addr, uint64_t ipa, int level, struct
 
 uint64_t rmi_rtt_read_entry(uint64_t rd, uint64_t ipa, int level, struct rmi_rtt_entry *out)
 {
-	uint64_t r = rtt_read_entry(rd, ipa, level, out);
+	uint64_t t0 = pm_trace_begin(), r = rtt_read_entry(rd, ipa, level, out);
 
-	rmm_count(RMI_CMD_RTT_READ_ENTRY, r);
+	rmm_done(RMI_CMD_RTT_READ_ENTRY, t0, rd, ipa, level, r);
 	return r;
 }
 
@@ -584,9 +595,9 @@ static uint64_t map_unprotected(uint64_t rd_addr, uint64_t ipa, int level, uint6
 
 uint64_t rmi_rtt_map_unprotected(uint64_t rd, uint64_t ipa, int level, uint64_t desc)
 {
-	uint64_t r = map_unprotected(rd, ipa, level, desc);
+	uint64_t t0 = pm_trace_begin(), r = map_unprotected(rd, ipa, level, desc);
 
-	rmm_count(RMI_CMD_RTT_MAP_UNPROTECTED, r);
+	rmm_done(RMI_CMD_RTT_MAP_UNPROTECTED, t0, rd, ipa, level, r);
 	return r;
 }
 
@@ -614,8 +625,8 @@ static uint64_t unmap_unprotected(uint64_t rd_addr, uint64_t ipa, int level, uin
 
 uint64_t rmi_rtt_unmap_unprotected(uint64_t rd, uint64_t ipa, int level, uint64_t *out_top)
 {
-	uint64_t r = unmap_unprotected(rd, ipa, level, out_top);
+	uint64_t t0 = pm_trace_begin(), r = unmap_unprotected(rd, ipa, level, out_top);
 
-	rmm_count(RMI_CMD_RTT_UNMAP_UNPROTECTED, r);
+	rmm_done(RMI_CMD_RTT_UNMAP_UNPROTECTED, t0, rd, ipa, level, r);
 	return r;
 }

@@ -240,6 +240,74 @@ static void test_measure_bad_descriptions_are_exit_2(void **state)
 	expect_bad("data 0 pattern.bin maybe\n", "measure or no-measure");
 }
 
+/* ---- the CLI's conventions (test_cli.c's, for this subcommand) ---- */
+
+/* What the last run() wrote on stderr (caller frees). */
+static char *last_err(void)
+{
+	char path[PATH_MAX], *err = calloc(1, 4096);
+	FILE *f;
+
+	assert_non_null(err);
+	snprintf(path, sizeof(path), "%s/err", dir);
+	f = fopen(path, "r");
+	assert_non_null(f);
+	(void)!fread(err, 1, 4095, f);
+	fclose(f);
+	return err;
+}
+
+/* Runs `privmem ARGS`, which must fail with status 2, saying nothing on
+ * stdout and starting stderr with `start`. */
+static void expect_usage_error(const char *args, const char *start)
+{
+	int status;
+	char *out = run(&status, "%s", args), *err = last_err();
+
+	if (status != 2 || out[0] || strncmp(err, start, strlen(start)))
+		fail_msg("privmem %s: status %d, stdout \"%s\", stderr \"%s\" (want 2, nothing, \"%s...\")", args,
+			 status, out, err, start);
+	free(err);
+	free(out);
+}
+
+/* -h and --help print the usage on stdout (exit 0); a bad option, a bad
+ * --rim-version, no file or one that cannot be opened are usage errors
+ * whose messages start with one program name. */
+static void test_measure_realm_follows_the_cli_conventions(void **state)
+{
+	static const char *const helps[] = { "-h", "--help" };
+	char args[PATH_MAX + 64];
+
+	for (size_t i = 0; i < 2; i++) {
+		int status;
+		char *out = run(&status, "measure realm %s", helps[i]);
+
+		assert_int_equal(status, 0);
+		assert_int_equal(strncmp(out, "usage: privmem measure realm ", 29), 0);
+		assert_non_null(strstr(out, "--rim-version"));
+		free(out);
+	}
+	expect_usage_error("measure realm --frobnicate x", "privmem measure realm: unrecognized option");
+	expect_usage_error("measure realm --rim-version", "privmem measure realm: option");
+	expect_usage_error("measure realm --rim-version 3 x", "privmem: bad --rim-version '3'");
+	expect_usage_error("measure realm --rim-version 01 x", "privmem: bad --rim-version '01'");
+	expect_usage_error("measure realm", "usage: privmem measure realm ");
+	snprintf(args, sizeof(args), "measure realm %s/a.txt %s/b.txt", dir, dir);
+	expect_usage_error(args, "usage: privmem measure realm ");
+	snprintf(args, sizeof(args), "measure realm %s/nothing.txt", dir);
+	expect_usage_error(args, "privmem measure realm: cannot open ");
+	/* measure's own help names the subcommand. */
+	{
+		int status;
+		char *out = run(&status, "measure --help");
+
+		assert_int_equal(status, 0);
+		assert_non_null(strstr(out, "privmem measure realm"));
+		free(out);
+	}
+}
+
 /* ---- the run's RIM is measure realm's for the same build ---- */
 
 static void test_run_realm_rim_equals_measure_realm(void **state)
@@ -274,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_measure_scenario_c_and_json),
 		cmocka_unit_test(test_measure_files_span_granules),
 		cmocka_unit_test(test_measure_bad_descriptions_are_exit_2),
+		cmocka_unit_test(test_measure_realm_follows_the_cli_conventions),
 		cmocka_unit_test(test_run_realm_rim_equals_measure_realm),
 	};
 

@@ -215,8 +215,10 @@ int cmd_measure(int argc, char **argv)
 
 	/* An Arm CCA realm is measured from a description of its build, not
 	 * from a firmware image: a subcommand of its own, named first. */
-	if (argc > 1 && !strcmp(argv[1], "realm"))
+	if (argc > 1 && !strcmp(argv[1], "realm")) {
+		argv[1] = (char *)"privmem measure realm";   /* getopt's messages start with it */
 		return cmd_measure_realm(argc - 1, argv + 1);
+	}
 	r = measure_parse(argc, argv, &cmd);
 	if (r)
 		return r;

@@ -360,12 +360,13 @@ static void usage(FILE *out)
 		"Computes an Arm CCA realm's initial measurement (RIM) from a description of\n"
 		"its build (FILE, or - for stdin): realm parameters, then RTT_INIT_RIPAS\n"
 		"ranges, DATA_CREATE granules and RECs in build order. The format is in\n"
-		"docs/DESIGN.md (one directive per line: hash, ipa-bits, num-bps, num-wps,\n"
+		"privmem(1) (one directive per line: hash, ipa-bits, num-bps, num-wps,\n"
 		"sve-vl, pmu-ctrs, flags, rim-version, ripas, data, zero, rec). Exit status\n"
 		"2 for a bad description or usage.\n"
 		"\n"
 		"  --json             print one JSON object\n"
-		"  --rim-version N    1: RMM v1.0's rule (default), 2: v2.0's (overrides FILE)\n");
+		"  --rim-version N    1: RMM v1.0's rule (default), 2: v2.0's (overrides FILE)\n"
+		"  -h, --help         print this help and exit\n");
 }
 
 int cmd_measure_realm(int argc, char **argv)

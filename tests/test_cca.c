@@ -26,6 +26,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
 #include "host/pool.h"
 #include "models/cca/realm.h"
 #include "lib/cca_check.h"
@@ -45,9 +46,9 @@ struct realm {
 
 static uint8_t pattern[PAGE] __attribute__((aligned(4096))), ab[PAGE] __attribute__((aligned(4096)));
 
-static void realm_open(struct realm *t, const struct pm_realm_config *cfg)
+static void realm_open_flags(struct realm *t, const struct pm_realm_config *cfg, uint64_t gmem_flags)
 {
-	struct kvm_create_guest_memfd cg = { .size = MEM };
+	struct kvm_create_guest_memfd cg = { .size = MEM, .flags = gmem_flags };
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
 				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
 	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = MEM,
@@ -73,6 +74,11 @@ static void realm_open(struct realm *t, const struct pm_realm_config *cfg)
 	assert_true(t->vcpu >= 0);
 	t->run = pm_kvm_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, t->vcpu, 0);
 	assert_true(t->run != MAP_FAILED);
+}
+
+static void realm_open(struct realm *t, const struct pm_realm_config *cfg)
+{
+	realm_open_flags(t, cfg, 0);
 }
 
 static uint64_t mstat(const struct realm *t, const char *name)
@@ -256,14 +262,19 @@ static void hex(const char *s, uint8_t *out, size_t n)
 		sscanf(s + 2 * i, "%2hhx", &out[i]);
 }
 
-static void build_scenario_c(struct realm *t, const struct pm_realm_config *cfg)
+static void build_scenario_c_flags(struct realm *t, const struct pm_realm_config *cfg, uint64_t gmem_flags)
 {
 	struct pm_ucall uc;
 
-	realm_open(t, cfg);
+	realm_open_flags(t, cfg, gmem_flags);
 	populate(t, 0x1000, pattern, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE, 0);
 	populate(t, 0x2000, ab, 0, 0);
 	assert_int_equal(run_guest(t, guest_done, NULL, &uc), PM_UCALL_DONE);
+}
+
+static void build_scenario_c(struct realm *t, const struct pm_realm_config *cfg)
+{
+	build_scenario_c_flags(t, cfg, 0);
 }
 
 static void test_rim_sha256_known_answer(void **state)
@@ -298,6 +309,67 @@ static void test_rim_sha512_known_answer(void **state)
 	assert_fails(pm_kvm_ioctl(t.vm, PM_KVM_GET_MEASUREMENT, &m), E2BIG);
 	assert_int_equal(pm_kvm_ioctl(t.vm, PM_KVM_GET_MEASUREMENT64, &m64), 0);
 	assert_memory_equal(m64.digest, want, 64);
+	realm_close(&t);
+}
+
+/* ---- guest_memfd's flags on realms ---- */
+
+static void guest_reads_populated_and_faults_one(struct pm_guest *g, void *arg)
+{
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, 0x1000) == ((uint64_t *)pattern)[0]);
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, 0x2000 + 8) == 0xababababababababULL);
+	/* RIPAS RAM by the VMM's INIT_RIPAS: a lazy fault (DATA_CREATE_UNKNOWN). */
+	pm_guest_write64(g, 0x5000, 0x77);
+	pm_guest_sync(g, pm_guest_read64(g, 0x5000) == 0x77);
+}
+
+/* NO_DIRECT_MAP on a realm: the same RIM (the RMM copies and measures
+ * through its own alias of the frames), the realm reads its pages, and
+ * the frames fault at their direct-map address. */
+static void test_no_direct_map_realm(void **state)
+{
+	struct pm_realm_ripas_range rr = { .base = 0x5000, .size = PAGE };
+	struct pm_guest_entry e = { .fn = guest_reads_populated_and_faults_one };
+	uint8_t want[48] = { 0 };
+	struct pm_measurement m;
+	struct pm_ucall uc;
+	struct realm t;
+
+	realm_open_flags(&t, NULL, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	populate(&t, 0x1000, pattern, KVM_ARM_RMI_POPULATE_FLAGS_MEASURE, 0);
+	populate(&t, 0x2000, ab, 0, 0);
+	assert_int_equal(pm_kvm_ioctl(t.vm, PM_KVM_REALM_INIT_RIPAS, &rr), 0);
+	assert_int_equal(pm_kvm_ioctl(t.vcpu, PM_KVM_SET_GUEST, &e), 0);
+	assert_int_equal(run_loop(&t, &uc), PM_UCALL_SYNC);
+	assert_int_equal(uc.args[0], 1);
+	for (uint64_t i = 1; i <= 5; i += (i == 2 ? 3 : 1)) {   /* pages 1, 2, 5 */
+		pm_pfn_t pfn = pm_gmem_peek_pfn(pm_test_gmem_of(t.gmem), i);
+
+		assert_true(pfn != PM_PFN_INVALID);
+		assert_int_equal(pm_test_read_faults(pm_pfn_to_direct(pfn)), 1);
+	}
+	assert_int_equal(run_loop(&t, &uc), PM_UCALL_DONE);
+	realm_close(&t);
+	/* Scenario C built on a NO_DIRECT_MAP file: C's known answer. */
+	build_scenario_c_flags(&t, NULL, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	hex("55ae9dbbc84030defd28b2472b3efee7b968cf1c9c255659a1f87265c8b1f1ee", want, 32);
+	assert_int_equal(pm_kvm_ioctl(t.vm, PM_KVM_GET_MEASUREMENT, &m), 0);
+	assert_memory_equal(m.digest, want, 48);
+	realm_close(&t);
+}
+
+/* guest_memfd MMAP is not offered on realms (upstream offers it on
+ * every x86 type; realms are arm64 and keep shared memory in the VMM's
+ * memory): the capability lacks it and the flag is EINVAL. */
+static void test_mmap_is_not_offered_on_realms(void **state)
+{
+	struct kvm_create_guest_memfd cg = { .size = MEM, .flags = GUEST_MEMFD_FLAG_MMAP };
+	struct realm t;
+
+	realm_open(&t, NULL);
+	assert_int_equal(pm_kvm_ioctl(t.vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS) &
+			 GUEST_MEMFD_FLAG_MMAP, 0);
+	assert_fails(pm_kvm_ioctl(t.vm, KVM_CREATE_GUEST_MEMFD, &cg), EINVAL);
 	realm_close(&t);
 }
 
@@ -487,6 +559,8 @@ int main(void)
 		cmocka_unit_test(test_populate_errors),
 		cmocka_unit_test(test_rim_sha256_known_answer),
 		cmocka_unit_test(test_rim_sha512_known_answer),
+		cmocka_unit_test(test_no_direct_map_realm),
+		cmocka_unit_test(test_mmap_is_not_offered_on_realms),
 		cmocka_unit_test(test_fault_fold_convert_split),
 		cmocka_unit_test(test_empty_ripas_access_is_an_abort_in_the_realm),
 		cmocka_unit_test(test_destroyed_ripas_access_ends_the_realm),

@@ -109,6 +109,9 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
+	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is not offered (Arm CCA realms:
+	                             * not an x86 type; a gmem-only slot's shared page would
+	                             * be a frame the RMM may hold delegated) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);

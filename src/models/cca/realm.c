@@ -515,6 +515,7 @@ const struct pm_model_ops pm_model_realm = {
 	.private_mem = true,
 	.readonly_mem = false,
 	.gmem_init_shared = false,
+	.gmem_no_mmap = true,
 	.vm_init = realm_vm_init,
 	.vm_destroy = realm_vm_destroy,
 	.gmem_prepare = realm_gmem_prepare,

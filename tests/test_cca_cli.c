@@ -334,6 +334,31 @@ static void test_run_realm_rim_equals_measure_realm(void **state)
 	free(out);
 }
 
+/* Realms have no in-place mode: --gmem-in-place is a usage error for
+ * them, and a realm run in a process whose mode is on (the environment)
+ * runs as always and says the mode is off for it. */
+static void test_run_realm_has_no_in_place_mode(void **state)
+{
+	int status;
+	char *out, *err;
+
+	out = run(&status, "run --vm-type realm --mem 16M --vcpus 1 --gmem-in-place");
+	err = last_err();
+	assert_int_equal(status, 2);
+	assert_string_equal(out, "");
+	assert_non_null(strstr(err, "privmem run: --gmem-in-place does not apply to --vm-type realm"));
+	free(err);
+	free(out);
+	assert_int_equal(setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1), 0);
+	out = run(&status, "run --vm-type realm --mem 16M --vcpus 2 --iterations 5");
+	assert_int_equal(unsetenv("PRIVMEM_GMEM_IN_PLACE"), 0);
+	if (status != 0)
+		fail_msg("run: status %d:\n%s", status, out);
+	assert_non_null(strstr(out, "in-place mode off"));
+	assert_non_null(strstr(out, "result         PASS"));
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_measure_bad_descriptions_are_exit_2),
 		cmocka_unit_test(test_measure_realm_follows_the_cli_conventions),
 		cmocka_unit_test(test_run_realm_rim_equals_measure_realm),
+		cmocka_unit_test(test_run_realm_has_no_in_place_mode),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

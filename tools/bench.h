@@ -213,6 +213,10 @@ struct bench_marks {
 	struct pm_pool_stats ps_start[BENCH_PHASES], ps_end[BENCH_PHASES];
 };
 
+/* bench_vm_run's SYNC handler, for a benchmark's own handler to pass
+ * marks on to (m->ctx must start with the struct bench_marks). */
+void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc);
+
 /* A fresh one-vCPU VM for a measurement: 0, or -1 with r->error (and
  * nothing left to destroy). */
 int bench_vm_create(struct result *r, struct vmm *m, unsigned long type, uint64_t size,
@@ -258,5 +262,6 @@ void bench_realm(const struct bench_opts *o, struct result *r);
 void bench_guest(const struct bench_opts *o, struct result *r);
 void bench_e2e(const struct bench_opts *o, struct result *r);
 void bench_nodirect(const struct bench_opts *o, struct result *r);
+void bench_inplace(const struct bench_opts *o, struct result *r);
 
 #endif

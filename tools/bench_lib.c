@@ -164,7 +164,7 @@ int bench_td_create(struct result *r, struct vmm *m, uint64_t size, uint64_t gme
 }
 
 /* The SYNC handler of marked phases (m->ctx: the struct bench_marks). */
-static void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
+void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 {
 	struct bench_marks *mk = m->ctx;
 	unsigned int phase = (unsigned int)(uc->args[0] >> 1) & 0xffff;

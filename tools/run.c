@@ -57,7 +57,7 @@ struct run_cmd {
 	const char *plot_file;      /* an SVG of the guest's memory over time */
 	/* Options given, that apply to some VM types or scenarios only. */
 	const char *scenario_opt, *busy_rate_opt;
-	bool no_huge_opt;
+	bool no_huge_opt, in_place_opt;
 };
 
 static void run_usage(FILE *out)
@@ -67,7 +67,7 @@ static void run_usage(FILE *out)
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"                   [--json-file FILE] [--trace FILE] [--plot FILE]\n"
-		"                   [--stall-timeout SECONDS] [--firmware FILE]\n"
+		"                   [--stall-timeout SECONDS] [--firmware FILE] [--gmem-in-place]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -103,6 +103,9 @@ static void run_usage(FILE *out)
 		"                    private vs shared, by address, and 4K / 2M / 1G mappings\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
 		"                    progress at all, 1..3600 (default %d)\n"
+		"  --gmem-in-place   in-place conversion (PRIVMEM_GMEM_IN_PLACE=1): guest_memfd\n"
+		"                    keeps shared/private, the VMM converts with\n"
+		"                    KVM_SET_MEMORY_ATTRIBUTES2 and maps RAM through the file\n"
 		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or\n"
 		"                    TDX sections: KVM_SEV_SNP_LAUNCH_UPDATE or\n"
 		"                    KVM_TDX_INIT_MEM_REGION; SNP vCPUs of type EPYC-v4) and\n"
@@ -142,6 +145,8 @@ static int run_check(const struct run_cmd *cmd)
 		return run_not_for("--busy-rate", o->vm_type, "tdx only");
 	if (cmd->no_huge_opt && !tdx && !realm)
 		return run_not_for("--no-huge", o->vm_type, "tdx and realm only");
+	if (cmd->in_place_opt && realm)         /* realms have no in-place mode */
+		return run_not_for("--gmem-in-place", o->vm_type, "not realms, whose guest_memfd the host cannot map");
 	if (cmd->scenario_opt && o->scenario != SC_DEFAULT) {
 		bool ok;
 
@@ -193,6 +198,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "stall-timeout", required_argument, NULL, 'T' },
 		{ "firmware", required_argument, NULL, 'F' },
 		{ "trace", required_argument, NULL, 'R' }, { "plot", required_argument, NULL, 'P' },
+		{ "gmem-in-place", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
@@ -261,6 +267,11 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		case 'P':
 			cmd->plot_file = optarg;
 			break;
+		case 'I':
+			/* Read by the library once, at its first use: before any. */
+			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
+			cmd->in_place_opt = true;
+			break;
 		case 'h':
 			run_usage(stdout);
 			exit(0);
@@ -301,8 +312,8 @@ void run_progress_clear(void)
 
 void run_report_header(struct report *rep, const char *more)
 {
-	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}%s",
-		    more);
+	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}, "
+		    "in-place mode {gmem_in_place}%s", more);
 }
 
 void run_report_vm(struct report *rep, struct vmm *m)
@@ -470,6 +481,9 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
+	/* The process's mode; realms never run in it (no in-place mode). */
+	report_str(&rep, "gmem_in_place",
+		   vmm_gmem_in_place() && cmd.o.type != PM_VM_TYPE_REALM ? "on" : "off");
 	r = run_traced(&cmd, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);

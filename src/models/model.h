@@ -109,9 +109,14 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
-	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is not offered (Arm CCA realms:
-	                             * not an x86 type; a gmem-only slot's shared page would
-	                             * be a frame the RMM may hold delegated) */
+	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is not offered, nor in-place
+	                             * conversion, which needs it (Arm CCA realms: not an
+	                             * x86 type; a gmem-only slot's shared page would be a
+	                             * frame the RMM may hold delegated) */
+	bool convert_hides_private; /* in-place conversion to shared gives the host a
+	                             * zeroed page: the hardware keeps private contents
+	                             * from it (SNP: ciphertext; TDX: the page is
+	                             * cleared after its removal) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);

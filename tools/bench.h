@@ -193,6 +193,8 @@ void discard_pass(uint8_t *buf, uint64_t size, uint64_t batch);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+/* privmem_pair over [0, size) a granule at a time: 0 or -errno. */
+int privmem_pass(struct vmm *m, uint64_t size, uint64_t gran);
 /* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
 int bench_pool_watermark(uint64_t bytes);
 

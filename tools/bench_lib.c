@@ -131,6 +131,17 @@ int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len)
 	return r;
 }
 
+int privmem_pass(struct vmm *m, uint64_t size, uint64_t gran)
+{
+	for (uint64_t off = 0; off < size; off += gran) {
+		int r = privmem_pair(m, off, gran);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* ==================================================================== */
 /* VMs and guest code                                                   */
 /* ==================================================================== */

@@ -21,7 +21,11 @@
  *    and PVALIDATE back (Linux's order; KVM merges contiguous entries into
  *    one exit);
  *  - pkvm: MEM_SHARE / MEM_UNSHARE in place (the hyp changes owners page by
- *    page, then one exit to the VMM as a notice).
+ *    page, then one exit to the VMM as a notice);
+ *  - realm: RSI_IPA_STATE_SET to RIPAS EMPTY and back to RAM (one
+ *    KVM_HC_MAP_GPA_RANGE exit each, the VMM converting as for sw; KVM
+ *    DATA_DESTROYs in the zap and commits with RTT_SET_RIPAS); shared
+ *    pages are touched through the unprotected alias (the top IPA bit).
  * The guest's view of the VM (struct conv_vm) is written by the guest's
  * conv_prepare and read by its conversions: guest code only, one vCPU.
  */
@@ -30,7 +34,7 @@
 
 #include "bench.h"
 
-enum conv_model_id { CONV_SW, CONV_TDX, CONV_SNP, CONV_PKVM, CONV_NR };
+enum conv_model_id { CONV_SW, CONV_TDX, CONV_SNP, CONV_PKVM, CONV_REALM, CONV_NR };
 
 struct conv_vm;
 

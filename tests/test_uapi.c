@@ -301,7 +301,8 @@ static void test_vcpu_mmap_size_holds_kvm_run_and_takes_no_argument(void **state
 /* Every VM type privmem offers, and the one hypercall exit it offers, as
  * KVM_CAP_VM_TYPES and KVM_CAP_EXIT_HYPERCALL report them: bit N for N. */
 #define ALL_VM_TYPES ((1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | \
-		      (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM))
+		      (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM) | \
+		      (1 << PM_VM_TYPE_REALM))
 #define MAP_GPA_EXIT (1 << KVM_HC_MAP_GPA_RANGE)
 
 struct cap_row {
@@ -397,7 +398,7 @@ static void arg_pages_map(struct arg_pages *a)
 }
 
 struct ptr_row {
-	int kind;               /* 0 system, 1 VM, 2 vCPU, 3 guest_memfd, 4 SNP VM */
+	int kind;               /* 0 system, 1 VM, 2 vCPU, 3 guest_memfd, 4 SNP VM, 5 realm */
 	unsigned long req;
 	size_t size;            /* what the kernel copies first */
 	bool writes;            /* the struct is written back */
@@ -419,6 +420,9 @@ static const struct ptr_row ptr_table[] = {
 	{ 1, PM_KVM_GET_VM_STATS, sizeof(struct pm_vm_stats), true },
 	{ 4, PM_KVM_GET_MODEL_STATS, sizeof(struct pm_model_stats), true },
 	{ 4, KVM_MEMORY_ENCRYPT_OP, sizeof(struct kvm_sev_cmd), true },
+	{ 5, PM_KVM_REALM_CONFIG, sizeof(struct pm_realm_config), false },
+	{ 5, PM_KVM_REALM_INIT_RIPAS, sizeof(struct pm_realm_ripas_range), false },
+	{ 5, KVM_ARM_RMI_POPULATE, sizeof(struct kvm_arm_rmi_populate), true },
 	{ 2, KVM_GET_REGS, sizeof(struct kvm_regs), true },
 	{ 2, KVM_SET_REGS, sizeof(struct kvm_regs), false },
 	{ 2, KVM_GET_SREGS, sizeof(struct kvm_sregs), true },
@@ -446,7 +450,8 @@ static void test_bad_argument_pointers_are_efault(void **state)
 	int sys = open_sys(), vm = create_vm(sys, KVM_X86_SW_PROTECTED_VM);
 	int snp = create_vm(sys, KVM_X86_SNP_VM), vcpu = create_vcpu(vm, 0);
 	int gmem = create_gmem(vm, 2 * 1024 * 1024, 0);
-	int h[5] = { sys, vm, vcpu, gmem, snp };
+	int realm = create_vm(sys, PM_VM_TYPE_REALM);
+	int h[6] = { sys, vm, vcpu, gmem, snp, realm };
 	struct arg_pages a;
 
 	arg_pages_map(&a);
@@ -490,6 +495,7 @@ static void test_bad_argument_pointers_are_efault(void **state)
 	close_ok(gmem);
 	close_ok(vcpu);
 	close_ok(snp);
+	close_ok(realm);
 	close_ok(vm);
 	close_ok(sys);
 }

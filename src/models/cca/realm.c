@@ -416,19 +416,23 @@ static long realm_vm_ioctl(struct pm_vm *vm, unsigned long req, unsigned long ar
 	struct pm_realm_config cfg;
 	long err;
 
-	if (!arg)
-		return -EFAULT;
+	/* The VMM's structs are copied in and out as the kernel does
+	 * (copy_from_user / copy_to_user): a bad pointer is EFAULT. */
 	switch (req) {
 	case PM_KVM_REALM_CONFIG:
-		memcpy(&cfg, (void *)arg, sizeof(cfg));
+		if (pm_copy_from_user(&cfg, (const void *)arg, sizeof(cfg)))
+			return -EFAULT;
 		return realm_config(r, &cfg);
 	case PM_KVM_REALM_INIT_RIPAS:
-		memcpy(&rr, (void *)arg, sizeof(rr));
+		if (pm_copy_from_user(&rr, (const void *)arg, sizeof(rr)))
+			return -EFAULT;
 		return realm_init_ripas_ioctl(r, &rr);
 	case KVM_ARM_RMI_POPULATE:
-		memcpy(&pop, (void *)arg, sizeof(pop));
+		if (pm_copy_from_user(&pop, (const void *)arg, sizeof(pop)))
+			return -EFAULT;
 		err = realm_populate(r, &pop);
-		memcpy((void *)arg, &pop, sizeof(pop));
+		if (pm_copy_to_user((void *)arg, &pop, sizeof(pop)))
+			return -EFAULT;
 		return err;
 	default:
 		return -ENOTTY;

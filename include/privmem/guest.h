@@ -108,6 +108,21 @@ _Noreturn void pm_guest_abort(struct pm_guest *g, const char *file, int line, co
 			pm_guest_abort((g), __FILE__, __LINE__, #cond);        \
 	} while (0)
 
+/* ---- aborts the hypervisor injects ----
+ * A hypervisor may answer an access with a data abort instead of an exit
+ * (pKVM: MMIO outside the ranges the guest granted with MMIO_GUARD). By
+ * default the abort ends the guest, as an unhandled synchronous exception
+ * would: PM_UCALL_ABORT, msg "data abort: MMIO <read|write> at 0x<gpa>
+ * refused by the hypervisor"; the guest never runs again. A guest that
+ * handles aborts itself (as a kernel's exception fixup) calls
+ * pm_guest_catch_aborts(g, true): then the access that aborts does
+ * nothing (a read yields zeros) and is recorded, and
+ * pm_guest_take_aborts returns how many were recorded since it was last
+ * called, with the address of the last one in *far (if far is not NULL;
+ * as FAR_EL1), and forgets them. */
+void pm_guest_catch_aborts(struct pm_guest *g, bool catch);
+uint64_t pm_guest_take_aborts(struct pm_guest *g, uint64_t *far);
+
 /* The KVM vCPU id this guest code runs on. */
 unsigned int pm_guest_vcpu_id(struct pm_guest *g);
 

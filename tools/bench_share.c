@@ -44,8 +44,8 @@ struct share_job {
 static void round_trip(struct pm_guest *g, const struct share_job *j, uint64_t gpa, uint64_t n)
 {
 	if (j->path == SP_INPLACE) {
-		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, gpa, n) == (long)n);
-		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, gpa, n) == (long)n);
+		PM_GUEST_ASSERT(g, pm_guest_mem_share_range(g, gpa, n) == n);
+		PM_GUEST_ASSERT(g, pm_guest_mem_unshare_range(g, gpa, n) == n);
 	} else {
 		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, false) == 0);
 		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, true) == 0);

@@ -495,20 +495,6 @@ void pm_guest_require_vm_type(struct pm_guest *g, unsigned long type, const char
 	pm_guest_abort(g, __FILE__, __LINE__, what);
 }
 
-/* pKVM's hypercalls: on another VM type the guest ends (an HVC the
- * hypervisor does not know), rather than read another model's answer. */
-long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages)
-{
-	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_share", "a pKVM");
-	return pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0);
-}
-
-long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
-{
-	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare", "a pKVM");
-	return pm_guest_model_call(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0);
-}
-
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)
 {
 	/* Every field is written; the message as an empty string when there

@@ -3,8 +3,9 @@
  * The host's abort on guest memory: SIGBUS on a registered range becomes
  * SIGSEGV (see host_abort.h for why).
  *
- * Objects: `slots`, a fixed table of ranges. A slot is free when its end
- * is 0. Writers (register, unregister) hold ranges_lock and bracket their
+ * Objects: `slots`, a fixed table of ranges, of which the handler scans
+ * the first `hiwater` (slots ever used). A slot is free when its end is 0.
+ * Writers (register, unregister) hold ranges_lock and bracket their
  * stores with the slot's seqcount (odd while they write); the signal
  * handler reads a slot's range between two equal, even seqcount loads, so
  * it never matches a range made of one registration's start and another's
@@ -46,21 +47,24 @@ static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
 /* ---- the table ---- */
 
+/* Every access to a slot is sequentially consistent (no fences, which
+ * ThreadSanitizer does not model): a reader whose two seqcount loads read
+ * the same even value read the range between them, and so before the
+ * writer's first store or after its last. */
 static void slot_write(struct abort_slot *s, uintptr_t start, uintptr_t end)
 {
-	unsigned int seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	unsigned int seq = atomic_load(&s->seq);
 
-	atomic_store_explicit(&s->seq, seq + 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	atomic_store_explicit(&s->start, start, memory_order_relaxed);
-	atomic_store_explicit(&s->end, end, memory_order_relaxed);
-	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+	atomic_store(&s->seq, seq + 1);
+	atomic_store(&s->start, start);
+	atomic_store(&s->end, end);
+	atomic_store(&s->seq, seq + 2);
 }
 
 /* Async-signal-safe: loads only. */
 static bool in_ranges(uintptr_t a)
 {
-	unsigned int n = atomic_load_explicit(&hiwater, memory_order_acquire);
+	unsigned int n = atomic_load(&hiwater);
 
 	for (unsigned int i = 0; i < n; i++) {
 		struct abort_slot *s = &slots[i];
@@ -68,11 +72,10 @@ static bool in_ranges(uintptr_t a)
 		uintptr_t start, end;
 
 		do {
-			seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-			start = atomic_load_explicit(&s->start, memory_order_relaxed);
-			end = atomic_load_explicit(&s->end, memory_order_relaxed);
-			atomic_thread_fence(memory_order_acquire);
-		} while ((seq & 1) || atomic_load_explicit(&s->seq, memory_order_relaxed) != seq);
+			seq = atomic_load(&s->seq);
+			start = atomic_load(&s->start);
+			end = atomic_load(&s->end);
+		} while ((seq & 1) || atomic_load(&s->seq) != seq);
 		if (end && a >= start && a < end)
 			return true;
 	}
@@ -186,8 +189,8 @@ int pm_host_abort_register(const void *addr, size_t len, int *id)
 		if (atomic_load_explicit(&slots[i].end, memory_order_relaxed))
 			continue;
 		slot_write(&slots[i], (uintptr_t)addr, (uintptr_t)addr + len);
-		if ((unsigned int)i >= atomic_load_explicit(&hiwater, memory_order_relaxed))
-			atomic_store_explicit(&hiwater, (unsigned int)i + 1, memory_order_release);
+		if ((unsigned int)i >= atomic_load(&hiwater))
+			atomic_store(&hiwater, (unsigned int)i + 1);
 		nr_used++;
 		*id = i;
 		break;

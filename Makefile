@@ -4,6 +4,10 @@
 #   make check        build and run every test
 #   make asan         build and run the tests under ASan + UBSan (build/asan)
 #   make tsan         build and run the tests under TSan (build/tsan)
+#   make fuzz         build the fuzz targets with clang + libFuzzer + ASan/UBSan
+#                     (build/fuzz) and run each for FUZZ_SECONDS on its corpus
+#   make fuzz-regress replay every corpus input once (make check does this too)
+#   make fuzz-cov     source-based coverage of the corpus, per component (build/cov)
 #   make install PREFIX=/usr/local
 #   make deps         install missing Debian packages (done automatically)
 #
@@ -21,14 +25,19 @@ VERSION  := 0.1.0
 
 PKGS     := liburcu-bp libcrypto
 # Zydis (the x86 decoder of src/vcpu/x86/) ships no pkg-config file in
-# Debian 12's libzydis-dev: it is linked by name.
-EXTRA_LIBS := -lZydis
+# Debian 12's libzydis-dev: it is linked by name; libm for the SSE arithmetic.
+EXTRA_LIBS := -lZydis -lm
 SAN      ?=
 
 ifeq ($(SAN),address)
   SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -DPM_ASAN=1
 else ifeq ($(SAN),thread)
   SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer -DPM_TSAN=1
+else ifeq ($(SAN),fuzzer)
+  SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+              -fno-omit-frame-pointer -DPM_ASAN=1
+else ifeq ($(SAN),coverage)
+  SANFLAGS := -fprofile-instr-generate -fcoverage-mapping
 else
   SANFLAGS :=
 endif
@@ -60,6 +69,12 @@ IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
 IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
 IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
 IPROG_BINS := $(IPROG_SRCS:tests/interpose/%.c=$(BUILD)/tests/interpose/%)
+# Fuzz targets: tests/fuzz/fuzz_NAME.c each, corpus in tests/fuzz/corpus/NAME/.
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_replay_%)
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?= -timeout=20 -rss_limit_mb=4096 -max_len=512
 
 STATIC := $(BUILD)/libprivmem.a
 SHARED := $(BUILD)/libprivmem.so
@@ -67,7 +82,7 @@ CLI    := $(BUILD)/privmem
 KVMSO  := $(BUILD)/libprivmem-kvm.so
 PCFILE := $(BUILD)/privmem.pc
 
-.PHONY: all check asan tsan install deps clean run selftests
+.PHONY: all check asan tsan install deps clean run selftests fuzz fuzz-run fuzz-regress fuzz-cov
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
 deps: $(DEPS_STAMP)
@@ -85,7 +100,7 @@ $(STATIC): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(SHARED): $(LIB_OBJS)
-	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS) -lm
+	$(CC) -shared -Wl,-soname,libprivmem.so.0 -o $@.0 $^ $(LDFLAGS) $(PKG_LIBS)
 	ln -sf libprivmem.so.0 $@
 
 # The interposer: its own objects plus the library's (position independent),
@@ -94,14 +109,19 @@ $(KVMSO): $(IPOSE_OBJS) $(LIB_OBJS)
 	$(CC) -shared -o $@ $^ $(LDFLAGS) $(PKG_LIBS) -ldl
 
 $(CLI): $(TOOL_OBJS) $(STATIC)
-	$(CC) -o $@ $(TOOL_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
+	$(CC) -o $@ $(TOOL_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) -o $@ $< $(filter $(BUILD)/obj/tools/%.o,$^) $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+	$(CC) -o $@ $< $(filter $(BUILD)/obj/tools/%.o,$^) $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
 
 # The CLI's VMM, tested in-process (tests/test_vmm.c).
 $(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o
+
+# The firmware parser and the measurements (tests/test_measure.c runs the CLI
+# too; tests/test_fuzz_firmware.c compiles them in with the fuzz target).
+$(BUILD)/tests/test_measure: $(BUILD)/obj/tools/fw_image.o $(BUILD)/obj/tools/measure.o | $(CLI)
+
 
 # Programs run under the interposer: plain C, not linked with privmem (only
 # its headers, for KVM's constants), without sanitizers (like the programs
@@ -112,6 +132,21 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
 
+# A fuzz target without libFuzzer: replay.c's main runs the target's corpus.
+# (a static pattern: a pattern rule would let make chain it to remake the .d files)
+$(FUZZ_NAMES:%=$(BUILD)/obj/tests/fuzz/replay-%.o): $(BUILD)/obj/tests/fuzz/replay-%.o: tests/fuzz/replay.c | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DFUZZ_CORPUS='"$(abspath tests/fuzz/corpus/$*)"' -MMD -MP -c $< -o $@
+
+$(REPLAY_BINS): $(BUILD)/tests/fuzz_replay_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(BUILD)/obj/tests/fuzz/replay-%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
+# The libFuzzer binary (BUILD=build/fuzz SAN=fuzzer CC=clang, see `fuzz`).
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: $(BUILD)/obj/tests/fuzz/fuzz_%.o $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) -fsanitize=fuzzer -o $@ $^ $(LDFLAGS) $(PKG_LIBS)
+
 # In-place pkg-config file: PKG_CONFIG_PATH=build pkg-config --cflags --libs privmem
 $(PCFILE): Makefile
 	@mkdir -p $(@D)
@@ -121,8 +156,8 @@ $(PCFILE): Makefile
 run: all
 	$(CLI) run
 
-check: all $(TEST_BINS)
-	@./scripts/runtests.sh $(TEST_BINS)
+check: all $(TEST_BINS) $(REPLAY_BINS)
+	@./scripts/runtests.sh $(TEST_BINS) $(REPLAY_BINS)
 
 # Linux 6.12's KVM private-memory selftests, built unmodified from Debian's
 # linux-source-6.12 (fetched and built in $(BUILD)/selftests, cached), each
@@ -135,6 +170,42 @@ asan:
 
 tsan:
 	$(MAKE) BUILD=build/tsan SAN=thread OPT=-O1 check
+
+# Fuzzing (clang and libFuzzer; scripts/deps.sh fuzz installs them). Each
+# target runs FUZZ_SECONDS on a scratch copy of its corpus (new inputs go to
+# build/fuzz/corpus/NAME, never into the checked-in corpus); a crash stops
+# make with the reproducer's path. Add the reproducer to
+# tests/fuzz/corpus/NAME/ once fixed: make check replays it from then on.
+fuzz:
+	@./scripts/deps.sh fuzz
+	$(MAKE) BUILD=build/fuzz CC=clang SAN=fuzzer OPT=-O1 fuzz-run
+
+fuzz-run: $(FUZZ_BINS)
+	@for t in $(FUZZ_NAMES); do \
+		rm -rf $(BUILD)/history-$$t; \
+		mkdir -p $(BUILD)/corpus/$$t $(BUILD)/crashes $(BUILD)/history-$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		FUZZ_HISTORY_DIR=$(BUILD)/history-$$t $(BUILD)/fuzz/fuzz_$$t $(FUZZ_FLAGS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=$(BUILD)/crashes/$$t- $(BUILD)/corpus/$$t tests/fuzz/corpus/$$t \
+			> $(BUILD)/fuzz-$$t.log 2>&1; rc=$$?; \
+		tail -n 12 $(BUILD)/fuzz-$$t.log; \
+		if [ $$rc -ne 0 ]; then \
+			echo "fuzz: $$t FAILED; reproducer:"; \
+			sed -n 's/.*Test unit written to //p' $(BUILD)/fuzz-$$t.log; \
+			echo "(inputs run before it, in order: $(BUILD)/history-$$t/)"; \
+			exit 1; \
+		fi; \
+	done
+
+fuzz-regress: $(REPLAY_BINS)
+	@./scripts/runtests.sh $(REPLAY_BINS)
+
+# Coverage of the corpus (checked-in, plus build/fuzz/corpus from `make fuzz`)
+# per component, with clang's source-based coverage.
+fuzz-cov:
+	@./scripts/deps.sh fuzz
+	$(MAKE) BUILD=build/cov CC=clang SAN=coverage OPT=-O1 $(FUZZ_NAMES:%=build/cov/tests/fuzz_replay_%)
+	@./scripts/fuzz_cov.sh build/cov $(FUZZ_NAMES)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin

@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -879,6 +880,88 @@ static void test_process_stats_carry_the_hyp_names_and_counts(void **state)
 	assert_int_equal(pm_kvm_close(kvm), 0);
 }
 
+/* ---- reclaim with the pool exhausted ---- */
+
+static void guest_touch_one(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 0x5eed);
+	pm_guest_sync(g, 0);
+}
+
+static atomic_bool watchdog_done;
+
+/* Aborts the test program if the test does not finish in 30 s (a hang). */
+static void *watchdog(void *arg)
+{
+	for (int ms = 0; ms < 30000 && !atomic_load(&watchdog_done); ms += 10)
+		usleep(10000);
+	if (!atomic_load(&watchdog_done)) {
+		fprintf(stderr, "%s: still running after 30 s\n", (const char *)arg);
+		abort();
+	}
+	return NULL;
+}
+
+/*
+ * The release of the guest_memfd (a punch, before pinning: see below) with
+ * the pool exhausted still takes the page back and frees it. The guest's first page leaves the hyp's reserve below
+ * a reclaim's worst case (its donation built tables on both stage-2s), the
+ * pool then has no frame left, and the reclaim, which needs no new table,
+ * cannot fill the reserve: it waited for memory that only the punch would
+ * free. Found by the uAPI fuzzer (corpus: crash-pkvm-reclaim-exhausted-pool),
+ * through a punch, which the guest's pin now refuses (EBUSY); the release
+ * reclaims the same way.
+ */
+static void test_reclaim_with_the_pool_exhausted_finishes(void **state)
+{
+	struct pm_pool_config small = { .size = 8 * MIB }, old = { 0 };
+	struct kvm_enable_cap page_size_cap = { .cap = PM_CAP_GUEST_MEMFD_PAGE_SIZE, .args = { 1 } };
+	struct kvm_create_guest_memfd cg = { .size = 16 * MIB, .flags = PM_GUEST_MEMFD_FLAG_NO_HUGE };
+	struct pm_pool_stats ps;
+	struct pm_ucall uc;
+	struct vmm m;
+	pthread_t dog;
+	int kvm = pm_kvm_open(), sw, hog;
+
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	old.size = ps.size;
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &small), 0);
+	atomic_store(&watchdog_done, false);
+	assert_int_equal(pthread_create(&dog, NULL, watchdog, (void *)__func__), 0);
+
+	vmm_create(&m);
+	vmm_guest(&m, guest_touch_one, NULL);
+	assert_int_equal(vmm_run(&m, &uc), PM_UCALL_SYNC);
+	/* Every frame left goes to another VM's file, 4K at a time. */
+	sw = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_SW_PROTECTED_VM);
+	assert_true(sw >= 0);
+	assert_int_equal(pm_kvm_ioctl(sw, KVM_ENABLE_CAP, &page_size_cap), 0);    /* for NO_HUGE */
+	hog = pm_kvm_ioctl(sw, KVM_CREATE_GUEST_MEMFD, &cg);
+	assert_true(hog >= 0);
+	for (off_t off = 0; off < (off_t)cg.size; off += PAGE)
+		if (pm_kvm_fallocate(hog, FALLOC_FL_KEEP_SIZE, off, PAGE))
+			break;
+	assert_int_equal(errno, ENOMEM);
+
+	/* The page is pinned (the guest holds it): the punch is refused
+	 * without reclaiming; the file's release reclaims it. */
+	assert_fails(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), EBUSY);
+	assert_int_equal(pm_kvm_close(m.gmem), 0);
+	assert_int_equal(pm_kvm_munmap(m.run, PAGE), 0);
+	assert_int_equal(pm_kvm_close(m.vcpu), 0);
+	assert_int_equal(pm_kvm_close(m.vm), 0);
+	assert_int_equal(pm_kvm_close(m.kvm), 0);
+	atomic_store(&watchdog_done, true);
+	pthread_join(dog, NULL);
+
+	assert_int_equal(pm_kvm_close(hog), 0);
+	assert_int_equal(pm_kvm_close(sw), 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_GET_POOL_STATS, &ps), 0);
+	assert_int_equal(ps.in_use, 0);
+	assert_int_equal(pm_kvm_ioctl(kvm, PM_KVM_SET_POOL_CONFIG, &old), 0);
+	assert_int_equal(pm_kvm_close(kvm), 0);
+}
+
 /* A shared page is still the guest's: a punch over it is refused (EBUSY)
  * and takes nothing, not the page, not the host's pins on it. */
 static void guest_share_page0(struct pm_guest *g, void *arg)
@@ -1514,6 +1597,7 @@ int main(void)
 		cmocka_unit_test(test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault),
 		cmocka_unit_test(test_a_shared_page_stays_shared_when_slot_deletion_is_refused),
 		cmocka_unit_test(test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping),
+		cmocka_unit_test(test_reclaim_with_the_pool_exhausted_finishes),
 		cmocka_unit_test(test_concurrent_sharing_keeps_every_invariant_and_every_secret),
 	};
 

@@ -1233,7 +1233,7 @@ static void test_tlb_flush_and_forget_make_entries_miss_even_across_the_epoch_wr
 }
 
 /* A 2M stage-2 leaf fills the 2M TLB: the block's other pages are served
- * from it; a conversion of one of them (a zap, a shootdown) drops it, and
+ * from it (each then from a 4K entry filled from it); a conversion of one of them (a zap, a shootdown) drops it, and
  * the guest then reads the converted page's new memory. */
 static void guest_reads_two_pages_of_a_block(struct pm_guest *g, void *arg)
 {
@@ -1256,6 +1256,10 @@ static void test_2m_leaf_fills_the_huge_tlb_and_a_conversion_drops_it(void **sta
 	assert_non_null(pm_vcpu_tlb_huge_hit(v, 0));
 	assert_non_null(pm_vcpu_tlb_huge_hit(v, 9 * PAGE));          /* same 2M page */
 	assert_null(pm_vcpu_tlb_huge_hit(v, 2 * 1024 * 1024));       /* the next one */
+	/* Page 5, reached through the 2M entry, got its own 4K entry from
+	 * it; the shootdown below must end that one too. */
+	assert_non_null(pm_vcpu_tlb_hit(v, 5 * PAGE));
+	assert_ptr_equal(pm_vcpu_tlb_hit(v, 5 * PAGE)->hva, pm_vcpu_tlb_huge_hit(v, 0)->hva + 5 * PAGE);
 	/* Page 5 goes shared: the VMM's memory behind it holds 0x77. The
 	 * vCPU, outside guest mode, flushes when it enters it again (the
 	 * shootdown's protocol): the stale 2M entry is never used. */

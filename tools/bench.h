@@ -162,6 +162,7 @@ void target_vs(struct result *r, const char *key, const char *text, const struct
 uint8_t *buffer_new(uint64_t size);
 void buffer_free(uint8_t *p, uint64_t size);
 void zero_pass(uint8_t *buf, uint64_t size, uint64_t gran);
+void discard_pass(uint8_t *buf, uint64_t size, uint64_t batch);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);

@@ -73,6 +73,22 @@ void zero_pass(uint8_t *buf, uint64_t size, uint64_t gran)
 	clobber(buf);
 }
 
+/* The host kernel's part of a software-protected conversion, as the VMM
+ * and guest of bench e2e make it: per batch of `batch` pages, the VMM's
+ * discard of its shared copy (madvise(MADV_DONTNEED), as QEMU does on a
+ * conversion to private) and the first touch of each page after it, which
+ * the kernel answers with a fresh zeroed page (the guest's next shared
+ * access). */
+void discard_pass(uint8_t *buf, uint64_t size, uint64_t batch)
+{
+	for (uint64_t off = 0; off < size; off += batch * PAGE_4K) {
+		madvise(buf + off, batch * PAGE_4K, MADV_DONTNEED);
+		for (uint64_t p = 0; p < batch; p++)
+			*(volatile uint64_t *)(buf + off + p * PAGE_4K) = off + p;
+	}
+	clobber(buf);
+}
+
 volatile uint64_t sink;
 
 uint64_t rng_next(uint64_t *s)

@@ -25,6 +25,8 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
 int cmd_exec(int argc, char **argv);
+/* privmem measure (measure_cmd.c): a firmware image's launch measurement. */
+int cmd_measure(int argc, char **argv);
 
 /* "default", "sw", "snp", "tdx", "pkvm" or their numbers -> KVM VM type;
  * -EINVAL otherwise. The name of a type, or NULL. */

@@ -3,8 +3,9 @@
  * privmem: run a protected VM scenario and report on it, or benchmark.
  *
  * Subcommands: run (a protected VM scenario and its report), bench
- * (benchmarks beside their references) and exec (a program written for
- * Linux KVM, run on privmem through the LD_PRELOAD interposer).
+ * (benchmarks beside their references), exec (a program written for
+ * Linux KVM, run on privmem through the LD_PRELOAD interposer) and
+ * measure (the launch measurement of a firmware image, offline).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@ static void usage(FILE *out)
 		"  run     run a protected VM scenario and report on it (privmem run --help)\n"
 		"  bench   measure conversions, faults and accesses (privmem bench --help)\n"
 		"  exec    run a KVM program on privmem (privmem exec --help)\n"
+		"  measure the SEV-SNP launch digest or TDX MRTD of a firmware image\n"
+		"          (privmem measure --help)\n"
 		"\n"
 		"options:\n"
 		"  -h, --help      print this help and exit\n"
@@ -63,6 +66,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - optind, argv + optind);
 	if (!strcmp(argv[optind], "exec"))
 		return cmd_exec(argc - optind, argv + optind);
+	if (!strcmp(argv[optind], "measure"))
+		return cmd_measure(argc - optind, argv + optind);
 	fprintf(stderr, "privmem: unknown command '%s'\n", argv[optind]);
 	usage(stderr);
 	return 2;

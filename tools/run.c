@@ -56,6 +56,7 @@ static void run_usage(FILE *out)
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
+		"                   [--firmware FILE]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -81,7 +82,13 @@ static void run_usage(FILE *out)
 		"  --json            print the report as one JSON object\n"
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
-		"                    progress at all, 1..3600 (default %d)\n", VMM_MAX_VCPUS,
+		"                    progress at all, 1..3600 (default %d)\n"
+		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or\n"
+		"                    TDX sections: KVM_SEV_SNP_LAUNCH_UPDATE or\n"
+		"                    KVM_TDX_INIT_MEM_REGION; SNP vCPUs of type EPYC-v4) and\n"
+		"                    report its measurement, which `privmem measure` computes\n"
+		"                    offline; the vCPUs run privmem's guests, not the firmware\n",
+		VMM_MAX_VCPUS,
 		VMM_STALL_DEFAULT_S);
 }
 
@@ -107,6 +114,10 @@ static int run_check(const struct run_opts *o)
 	/* Guest memory lives in the frame pool (but a default VM's). */
 	if (o->type != KVM_X86_DEFAULT_VM && vmm_check_host_memory(o->mem, "--mem"))
 		return 2;
+	if (o->firmware && o->type != KVM_X86_SNP_VM && o->type != KVM_X86_TDX_VM) {
+		fprintf(stderr, "privmem: --firmware applies to --vm-type snp and tdx only\n");
+		return 2;
+	}
 	if ((o->type == PM_VM_TYPE_PKVM) != (o->scenario == SC_VIRTIO) && o->scenario != SC_DEFAULT) {
 		fprintf(stderr, "privmem: scenario %s runs on %s\n", run_scenario_names[o->scenario],
 			o->scenario == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
@@ -125,6 +136,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "busy-rate", required_argument, NULL, 'b' }, { "no-huge", no_argument, NULL, 'n' },
 		{ "json-file", required_argument, NULL, 'J' },
 		{ "stall-timeout", required_argument, NULL, 'T' },
+		{ "firmware", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
@@ -180,6 +192,9 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		case 'T':
 			if (cli_parse_uint(optarg, 1, 3600, &o->stall_s))
 				return cli_bad_arg("--stall-timeout", optarg);
+			break;
+		case 'F':
+			o->firmware = optarg;
 			break;
 		case 'h':
 			run_usage(stdout);

@@ -36,7 +36,26 @@ struct run_opts {
 	bool no_huge;                   /* tdx: private pages at 4K only */
 	bool progress;                  /* show progress on stderr while it runs */
 	unsigned int stall_s;           /* give up after this long without progress */
+	const char *firmware;           /* snp, tdx: launch this OVMF image (NULL: the
+	                                 * runner's own small image) */
 };
+
+/* run_fw.c: the image of --firmware, loaded and checked against the VM's
+ * layout: its sections in guest RAM lie below `ram_end` (2 MiB aligned;
+ * the runner's guests work above it), the flash (the image, at 4 GiB -
+ * size) above guest RAM. The runners launch it as QEMU does; privmem's
+ * vCPUs do not execute it: the launch (and so its measurement) is what
+ * the run shows. */
+struct fw_image;
+struct run_fw {
+	uint8_t *data;                  /* the file's bytes, page aligned */
+	struct fw_image *img;
+	uint64_t ram_end;
+};
+/* 0, or the exit status (2: a bad image or one that does not fit --mem;
+ * 1: out of memory) with a message. tdx picks the metadata checked. */
+int run_fw_load(const struct run_opts *o, bool tdx, struct run_fw *fw);
+void run_fw_free(struct run_fw *fw);
 
 /* A runner: 0 when the report is complete (the run passed or failed:
  * report->failed), or the exit status when there is no report (1: the VM

@@ -6,7 +6,14 @@
  *  1. Measured launch: the VMM makes the first pages private and loads a
  *     "firmware" image (NORMAL pages), a SECRETS page, a CPUID page and ZERO
  *     pages with KVM_SEV_SNP_LAUNCH_UPDATE, then LAUNCH_FINISH; the launch
- *     digest is read with PM_KVM_GET_MEASUREMENT.
+ *     digest is read with PM_KVM_GET_MEASUREMENT. With --firmware, the
+ *     launch is QEMU's of that OVMF image instead: the image into a flash
+ *     memslot ending at 4 GiB (NORMAL pages), its SEV metadata sections in
+ *     order (ZERO, SECRETS, CPUID pages; the kernel hashes page ZERO: no
+ *     kernel), each vCPU at its reset vector (the BSP at 0xFFFFFFF0, the
+ *     APs at the SEV-ES reset block's EIP, RDX the EPYC-v4 signature), so
+ *     the digest is `privmem measure snp`'s for the same vCPU count. The
+ *     vCPUs do not execute the firmware: they run the guests below.
  *  2. Boot: each vCPU accepts its chunk of RAM as Linux guests do (PSC of
  *     up to 64 entries, 2M where a 2M block lies inside, then PVALIDATE);
  *     vCPU 0 first checks the launch image it finds in private memory.
@@ -25,6 +32,8 @@
 #include <string.h>
 #include <time.h>
 #include "cli.h"
+#include "fw_image.h"
+#include "measure.h"
 #include "run.h"
 
 #define MIB        ((uint64_t)1 << 20)
@@ -58,6 +67,7 @@ struct snp_job {
 	struct { uint64_t gpa, len, seq; } req;
 	uint64_t passed[SK_NR], failed[SK_NR];
 	uint8_t *image;              /* vCPU 0: what was loaded at launch */
+	const struct run_fw *fw;     /* --firmware (NULL: the image above) */
 };
 
 static void check(struct snp_job *j, enum snp_check c, bool ok)
@@ -117,6 +127,23 @@ static void guest_check_launch(struct pm_guest *g, struct snp_job *j)
 	}
 	for (unsigned int p = IMAGE_PAGES + 2; p < LAUNCH_PAGES; p++)
 		ok &= pm_guest_read64(g, (p * PAGE + 256) | C) == 0;
+	check(j, SK_LAUNCH_IMAGE, ok);
+}
+
+/* --firmware: the flash holds the image, the SNP_SEC_MEM pages read zero. */
+static void guest_check_firmware(struct pm_guest *g, struct snp_job *j)
+{
+	const struct fw_image *img = j->fw->img;
+	uint8_t page[PAGE];
+	bool ok = true;
+
+	for (uint64_t p = 0; p < img->size; p += PAGE) {
+		pm_guest_read(g, (img->gpa + p) | C, page, PAGE);
+		ok &= !memcmp(page, j->fw->data + p, PAGE);
+	}
+	for (unsigned int i = 0; i < img->nr_sev; i++)
+		for (uint64_t p = 0; img->sev[i].type == FW_SEV_SEC_MEM && p < img->sev[i].size; p += PAGE)
+			ok &= pm_guest_read64(g, (img->sev[i].gpa + p + 256) | C) == 0;
 	check(j, SK_LAUNCH_IMAGE, ok);
 }
 
@@ -189,7 +216,9 @@ static void snp_guest_main(struct pm_guest *g, void *arg)
 	struct snp_job *j = arg;
 	unsigned int seed = j->seed;
 
-	if (j->id == 0)
+	if (j->id == 0 && j->fw)
+		guest_check_firmware(g, j);
+	else if (j->id == 0)
 		guest_check_launch(g, j);
 	guest_accept(g, j);
 	for (unsigned int it = 0; it < j->iterations; it++) {
@@ -273,8 +302,83 @@ static int snp_launch(struct vmm *m, uint8_t *image, uint8_t digest[48])
 	return 0;
 }
 
+/* ---- the launch of --firmware, as QEMU's ---- */
+
+/* Each vCPU where QEMU puts it before LAUNCH_FINISH: the BSP at the reset
+ * vector, the APs at the reset block's EIP (CS 0xF000 with the EIP's upper
+ * half as base, IP its lower half); RDX the vCPU type's signature. */
+static int snp_set_reset_vectors(struct vmm *m, const struct fw_image *img)
+{
+	uint32_t sig = 0;
+
+	measure_vcpu_sig("EPYC-v4", &sig);
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		uint32_t eip = i ? img->ap_reset_eip : MEASURE_BSP_EIP;
+		struct kvm_sregs sregs;
+		struct kvm_regs regs;
+
+		if (pm_kvm_ioctl(m->vcpu[i], KVM_GET_SREGS, &sregs) ||
+		    pm_kvm_ioctl(m->vcpu[i], KVM_GET_REGS, &regs)) {
+			perror("privmem: KVM_GET_SREGS / KVM_GET_REGS");
+			return -1;
+		}
+		sregs.cs.selector = 0xf000;
+		sregs.cs.base = eip & 0xffff0000u;
+		regs.rip = eip & 0xffff;
+		regs.rdx = sig;
+		if (pm_kvm_ioctl(m->vcpu[i], KVM_SET_SREGS, &sregs) ||
+		    pm_kvm_ioctl(m->vcpu[i], KVM_SET_REGS, &regs)) {
+			perror("privmem: KVM_SET_SREGS / KVM_SET_REGS");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The page type of a SEV metadata section, launched without a kernel. */
+static uint8_t sev_section_page_type(uint32_t type)
+{
+	switch (type) {
+	case FW_SEV_SECRETS: return KVM_SEV_SNP_PAGE_TYPE_SECRETS;
+	case FW_SEV_CPUID: return KVM_SEV_SNP_PAGE_TYPE_CPUID;
+	default: return KVM_SEV_SNP_PAGE_TYPE_ZERO;    /* SEC_MEM, SVSM_CAA, KERNEL_HASHES */
+	}
+}
+
+static int snp_launch_firmware(struct vmm *m, const struct run_fw *fw, uint8_t digest[48])
+{
+	/* The SECRETS and CPUID pages' source: the firmware writes the
+	 * secrets; privmem's PSP checks no CPUID table (both measure as zero). */
+	static uint8_t blank[PAGE] __attribute__((aligned(PAGE)));
+	struct kvm_sev_snp_launch_start start = { .policy = 0x30000 };
+	struct kvm_sev_snp_launch_finish finish = { 0 };
+	const struct fw_image *img = fw->img;
+	struct pm_measurement meas;
+
+	if (vmm_add_flash(m, img->gpa, img->size))
+		return -1;
+	for (unsigned int i = 0; i < img->nr_sev; i++)
+		if (vmm_convert(m, img->sev[i].gpa, img->sev[i].size, true))
+			return -1;
+	if (snp_set_reset_vectors(m, img) || sev(m, KVM_SEV_SNP_LAUNCH_START, &start) ||
+	    launch_update(m, img->gpa / PAGE, fw->data, img->size / PAGE, KVM_SEV_SNP_PAGE_TYPE_NORMAL))
+		return -1;
+	for (unsigned int i = 0; i < img->nr_sev; i++) {
+		uint8_t type = sev_section_page_type(img->sev[i].type);
+
+		if (launch_update(m, img->sev[i].gpa / PAGE, type == KVM_SEV_SNP_PAGE_TYPE_ZERO ? NULL : blank,
+				  img->sev[i].size / PAGE, type))
+			return -1;
+	}
+	if (sev(m, KVM_SEV_SNP_LAUNCH_FINISH, &finish) ||
+	    pm_kvm_ioctl(m->vm, PM_KVM_GET_MEASUREMENT, &meas))
+		return -1;
+	memcpy(digest, meas.digest, 48);
+	return 0;
+}
+
 static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int seed,
-		      unsigned int iterations, uint8_t *image)
+		      unsigned int iterations, uint8_t *image, const struct run_fw *fw)
 {
 	uint64_t chunk = (mem / (uint64_t)vcpus) & ~(2 * MIB - 1);
 
@@ -284,12 +388,13 @@ static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int
 		j->id = i;
 		j->base = (uint64_t)i * chunk;
 		j->size = chunk;
-		j->acc_lo = j->base + (i == 0 ? LAUNCH_PAGES * PAGE : 0);
+		j->acc_lo = j->base + (i > 0 ? 0 : fw ? fw->ram_end : LAUNCH_PAGES * PAGE);
 		j->acc_hi = j->base + chunk - IO_LEN;
 		j->io = j->acc_hi;
 		j->seed = seed * 1000003u + (unsigned int)i;
 		j->iterations = iterations ? iterations : 100;
 		j->image = image;
+		j->fw = fw;
 	}
 }
 
@@ -321,7 +426,7 @@ static void report_snp(struct report *rep, const struct pm_model_stats *ms)
 
 /* Everything but the checks, read before the VM goes. */
 static int report_run(struct report *rep, struct vmm *m, const uint8_t digest[48], double elapsed,
-		      struct pm_model_stats *ms)
+		      struct pm_model_stats *ms, const char *firmware)
 {
 	char digest_hex[2 * 48 + 1];
 
@@ -335,6 +440,10 @@ static int report_run(struct report *rep, struct vmm *m, const uint8_t digest[48
 	run_report_vm(rep, m);
 	run_report_header(rep, "");
 	report_line(rep, "launch digest  {launch_digest}");
+	if (firmware) {
+		report_str(rep, "firmware", firmware);
+		report_line(rep, "firmware       {firmware} (launched as QEMU does; not executed)");
+	}
 	report_line(rep, "elapsed        {elapsed_s:.3} s");
 	report_line(rep, "exits          ucall {exits.ucall}, memory_fault {exits.memory_fault}, "
 		    "hypercall {exits.hypercall}");
@@ -372,6 +481,7 @@ int run_snp(const struct run_opts *o, struct report *rep)
 {
 	struct snp_ctx *ctx = calloc(1, sizeof(*ctx));
 	uint8_t *image = calloc(IMAGE_PAGES + 2, PAGE);
+	struct run_fw fw = { 0 };
 	struct pm_model_stats ms;
 	void *args[VMM_MAX_VCPUS];
 	uint8_t digest[48];
@@ -387,12 +497,25 @@ int run_snp(const struct run_opts *o, struct report *rep)
 		r = 2;
 		goto out_free;
 	}
+	if (o->firmware) {
+		r = run_fw_load(o, false, &fw);
+		if (r)
+			goto out_free;
+		r = 1;
+		if (((o->mem / (uint64_t)o->vcpus) & ~(2 * MIB - 1)) < fw.ram_end + 4 * MIB) {
+			fprintf(stderr, "privmem: --firmware: vCPU 0's share of --mem must hold the "
+				"firmware's sections (up to %llu MiB) and 4 MiB more\n",
+				(unsigned long long)(fw.ram_end / MIB));
+			r = 2;
+			goto out_free;
+		}
+	}
 	if (vmm_create(&m, KVM_X86_SNP_VM, o->mem, o->vcpus, 0))
 		goto out_vmm;
 	m.stall_s = o->stall_s;
-	if (snp_launch(&m, image, digest))
+	if (o->firmware ? snp_launch_firmware(&m, &fw, digest) : snp_launch(&m, image, digest))
 		goto out_vmm;
-	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image);
+	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image, o->firmware ? &fw : NULL);
 	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];
 	m.ctx = ctx;
@@ -401,13 +524,14 @@ int run_snp(const struct run_opts *o, struct report *rep)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	run_result = vmm_run_all(&m, NULL, NULL);
 	elapsed = cli_elapsed(&t0);
-	if (report_run(rep, &m, digest, elapsed, &ms))
+	if (report_run(rep, &m, digest, elapsed, &ms, o->firmware))
 		goto out_vmm;
 	report_checks(rep, ctx, o->vcpus, &ms, run_result ? m.abort_msg : NULL);
 	r = 0;
 out_vmm:
 	vmm_destroy(&m);
 out_free:
+	run_fw_free(&fw);
 	free(image);
 	free(ctx);
 	return r;

@@ -14,7 +14,14 @@
  *  - converts random 4K and 2M ranges to shared and back (MapGPA, then
  *    ACCEPT), checking the host sees shared writes and private pages come
  *    back zeroed;
- * vCPU 0 also checks the image it was built with. The report adds the TDX
+ * vCPU 0 also checks the image it was built with. With --firmware, the
+ * build is QEMU's of that OVMF image instead of the small image: the image
+ * in a flash memslot ending at 4 GiB, then one KVM_TDX_INIT_MEM_REGION per
+ * TDVF section in metadata order (BFV and CFV from the image, TD_HOB and
+ * TempMem zero pages; MEASURE_MEMORY_REGION where the section has
+ * MR_EXTEND; PAGE_AUG sections left out), so the MRTD is `privmem measure
+ * tdx`'s; vCPU 0 checks every section's pages, and the vCPUs work in RAM
+ * above the sections. The vCPUs do not execute the firmware. The report adds the TDX
  * figures: S-EPT entries by level, BUSY retries, demotions, leaked pages,
  * fatal events (0 expected) and the MRTD; its JSON has every counter of
  * the model, under the model's names. The run fails on a failed check, a
@@ -26,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 #include "cli.h"
+#include "fw_image.h"
 #include "run.h"
 
 #define MIB          ((uint64_t)1 << 20)
@@ -49,6 +57,7 @@ enum { SYNC_CHECK_REQUEST, SYNC_HOST_CHECK_SHARED };
 struct tdx_job {
 	uint64_t base, size;        /* the vCPU's chunk */
 	uint64_t image;             /* the image's gpa */
+	const struct run_fw *fw;    /* --firmware (NULL: the image above) */
 	unsigned int iterations, seed, idx;
 	struct { uint64_t gpa, npages, seed; } req;
 	uint64_t passed[TC_NR], failed[TC_NR];
@@ -155,6 +164,37 @@ static void guest_convert_cycle(struct pm_guest *g, struct tdx_job *j, uint64_t 
 	tcheck(j, TC_PRIVATE_READBACK, guest_has(g, gpa, npages, seed));
 }
 
+/* The content section s of the firmware was added with: its bytes in the
+ * image for BFV and CFV (zero past them), else zero. */
+static void fw_section_page(const struct run_fw *fw, const struct fw_tdx_section *s, uint64_t off,
+			    uint8_t page[PAGE])
+{
+	uint64_t left = s->raw_size > off ? s->raw_size - off : 0;
+
+	memset(page, 0, PAGE);
+	if (s->type <= FW_TDX_CFV && left)
+		memcpy(page, fw->data + s->data_offset + off, PM_MIN_U64(left, PAGE));
+}
+
+/* vCPU 0, with --firmware: every page the build added holds its content. */
+static void guest_check_firmware(struct pm_guest *g, struct tdx_job *j)
+{
+	const struct fw_image *img = j->fw->img;
+	uint8_t page[4096], want[4096];
+
+	for (unsigned int i = 0; i < img->nr_tdx; i++) {
+		const struct fw_tdx_section *s = &img->tdx[i];
+		bool ok = true;
+
+		for (uint64_t off = 0; !(s->attributes & FW_TDX_PAGE_AUG) && off < s->mem_size; off += PAGE) {
+			pm_guest_read(g, s->gpa + off, page, sizeof(page));
+			fw_section_page(j->fw, s, off, want);
+			ok &= !memcmp(page, want, sizeof(page));
+		}
+		tcheck(j, TC_IMAGE, ok);
+	}
+}
+
 static void guest_main(struct pm_guest *g, void *arg)
 {
 	struct tdx_job *j = arg;
@@ -163,7 +203,9 @@ static void guest_main(struct pm_guest *g, void *arg)
 	unsigned int s = j->seed;
 	uint8_t page[4096];
 
-	if (j->idx == 0)
+	if (j->idx == 0 && j->fw)
+		guest_check_firmware(g, j);
+	else if (j->idx == 0)
 		for (unsigned int p = 0; p < IMAGE_PAGES; p++) {
 			pm_guest_read(g, j->image + p * PAGE, page, sizeof(page));
 			tcheck(j, TC_IMAGE, !memcmp(page, image_bytes[p], sizeof(page)));
@@ -222,12 +264,53 @@ static void tdx_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 	}
 }
 
-/* The build: INIT_VM, INIT_VCPU, all RAM private, the measured image,
- * FINALIZE. 0 or -1 with a message. */
-static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o)
+/* One KVM_TDX_INIT_MEM_REGION on vCPU 0: 0 or -1 with a message. */
+static int add_region(struct vmm *m, const void *src, uint64_t gpa, uint64_t npages, bool measure)
 {
-	struct kvm_tdx_init_mem_region r = { .source_addr = (uintptr_t)image_bytes, .gpa = image,
-					     .nr_pages = IMAGE_PAGES };
+	struct kvm_tdx_init_mem_region r = { .source_addr = (uintptr_t)src, .gpa = gpa,
+					     .nr_pages = npages };
+
+	if (vmm_tdx_op(m, m->vcpu[0], KVM_TDX_INIT_MEM_REGION,
+		       measure ? KVM_TDX_MEASURE_MEMORY_REGION : 0, &r)) {
+		vmm_tdx_build_error(m, "KVM_TDX_INIT_MEM_REGION");
+		return -1;
+	}
+	return 0;
+}
+
+/* --firmware: the flash, then each TDVF section in metadata order from a
+ * page-aligned copy of its content, as QEMU's TD build. */
+static int add_firmware(struct vmm *m, const struct run_fw *fw)
+{
+	const struct fw_image *img = fw->img;
+
+	if (vmm_add_flash(m, img->gpa, img->size))
+		return -1;
+	for (unsigned int i = 0; i < img->nr_tdx; i++) {
+		const struct fw_tdx_section *s = &img->tdx[i];
+		uint8_t *buf = NULL;
+		int r;
+
+		if (s->attributes & FW_TDX_PAGE_AUG)
+			continue;
+		if (posix_memalign((void **)&buf, PAGE, s->mem_size)) {
+			fprintf(stderr, "privmem: out of memory for TDX section %u\n", i);
+			return -1;
+		}
+		for (uint64_t off = 0; off < s->mem_size; off += PAGE)
+			fw_section_page(fw, s, off, buf + off);
+		r = add_region(m, buf, s->gpa, s->mem_size / PAGE, s->attributes & FW_TDX_MR_EXTEND);
+		free(buf);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The build: INIT_VM, INIT_VCPU, all RAM private, the measured image (or
+ * the firmware), FINALIZE. 0 or -1 with a message. */
+static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o, const struct run_fw *fw)
+{
 	struct pm_tdx_config cfg = { .busy_per_million = o->busy_per_million,
 				     .flags = o->no_huge ? PM_TDX_NO_HUGE : 0 };
 
@@ -239,10 +322,8 @@ static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o)
 	slot = vmm_watch_enter(m);      /* a module that is always busy: no progress */
 	if (vmm_tdx_init(m, &cfg))
 		goto out;
-	if (vmm_tdx_op(m, m->vcpu[0], KVM_TDX_INIT_MEM_REGION, KVM_TDX_MEASURE_MEMORY_REGION, &r)) {
-		vmm_tdx_build_error(m, "KVM_TDX_INIT_MEM_REGION");
+	if (fw ? add_firmware(m, fw) : add_region(m, image_bytes, image, IMAGE_PAGES, true))
 		goto out;
-	}
 	if (vmm_tdx_op(m, m->vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
 		vmm_tdx_build_error(m, "KVM_TDX_FINALIZE_VM");
 		goto out;
@@ -253,16 +334,19 @@ out:
 	return ret;
 }
 
-static void jobs_init(struct tdx_ctx *ctx, const struct run_opts *o, uint64_t image)
+/* The vCPUs' chunks of RAM: [lo, hi) split in 2M-aligned shares. */
+static void jobs_init(struct tdx_ctx *ctx, const struct run_opts *o, uint64_t lo, uint64_t hi,
+		      uint64_t image, const struct run_fw *fw)
 {
-	uint64_t chunk = PM_ALIGN_DOWN_U64((o->mem - 2 * MIB) / (uint64_t)o->vcpus, 2 * MIB);
+	uint64_t chunk = PM_ALIGN_DOWN_U64((hi - lo) / (uint64_t)o->vcpus, 2 * MIB);
 
 	for (int i = 0; i < o->vcpus; i++) {
 		struct tdx_job *j = &ctx->jobs[i];
 
-		j->base = (uint64_t)i * chunk;
+		j->base = lo + (uint64_t)i * chunk;
 		j->size = chunk;
 		j->image = image;
+		j->fw = fw;
 		j->idx = (unsigned int)i;
 		j->seed = o->seed * 1000003u + (unsigned int)i;
 		j->iterations = o->iterations ? o->iterations : 100;
@@ -322,6 +406,8 @@ static void report_lines(struct report *rep, const struct run_opts *o)
 	report_line(rep, "leaked pages   {leaked_pages}");
 	report_line(rep, "fatal events   {fatal_events}");
 	report_line(rep, "MRTD           {mrtd}");
+	if (o->firmware)
+		report_line(rep, "firmware       {firmware} (built as QEMU does; not executed)");
 	report_line(rep, "frame pool     in use {pool.in_use:MiB.1} MiB, scrubbed {pool.scrubbed:MiB.1} MiB");
 }
 
@@ -354,6 +440,8 @@ static int report_run(struct report *rep, const struct run_opts *o, const struct
 	run_report_vm(rep, m);
 	report_tdx(rep, &ms);
 	report_str(rep, "mrtd", mrtd);
+	if (o->firmware)
+		report_str(rep, "firmware", o->firmware);
 	report_lines(rep, o);
 	run_report_checks(rep, tdx_check_names, passed, failed, TC_NR, run_result ? m->abort_msg : NULL,
 			  any_failed || run_result || vmm_model_stat(&ms, "fatal_events") ||
@@ -366,7 +454,8 @@ static int report_run(struct report *rep, const struct run_opts *o, const struct
 int run_tdx(const struct run_opts *o, struct report *rep)
 {
 	struct tdx_ctx *ctx = calloc(1, sizeof(*ctx));
-	uint64_t image = o->mem - 2 * MIB;
+	uint64_t image = o->mem - 2 * MIB, lo = 0, hi = image;
+	struct run_fw fw = { 0 };
 	void *args[VMM_MAX_VCPUS];
 	struct timespec t0;
 	struct vmm m;
@@ -375,17 +464,29 @@ int run_tdx(const struct run_opts *o, struct report *rep)
 
 	if (!ctx)
 		return 1;
-	if ((o->mem - 2 * MIB) / (uint64_t)o->vcpus < 2 * MIB) {
-		fprintf(stderr, "privmem: tdx needs 2 MiB per vCPU plus 2 MiB for the image\n");
+	if (o->firmware) {          /* no image of the runner's: RAM above the sections */
+		r = run_fw_load(o, true, &fw);
+		if (r) {
+			free(ctx);
+			return r;
+		}
+		r = 1;
+		lo = fw.ram_end;
+		hi = o->mem;
+	}
+	if (hi < lo + 2 * MIB * (uint64_t)o->vcpus) {
+		fprintf(stderr, "privmem: tdx needs 2 MiB per vCPU plus %s\n",
+			o->firmware ? "the firmware's sections in RAM" : "2 MiB for the image");
+		run_fw_free(&fw);
 		free(ctx);
 		return 2;
 	}
 	if (vmm_create(&m, KVM_X86_TDX_VM, o->mem, o->vcpus, 0))
 		goto out;
 	m.stall_s = o->stall_s;
-	if (tdx_build(&m, image, o))
+	if (tdx_build(&m, image, o, o->firmware ? &fw : NULL))
 		goto out;
-	jobs_init(ctx, o, image);
+	jobs_init(ctx, o, lo, hi, image, o->firmware ? &fw : NULL);
 	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];
 	m.ctx = ctx;
@@ -398,6 +499,7 @@ int run_tdx(const struct run_opts *o, struct report *rep)
 		r = 0;
 out:
 	vmm_destroy(&m);
+	run_fw_free(&fw);
 	free(ctx);
 	return r;
 }

@@ -93,7 +93,7 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	int r;
 
 	memset(m, 0, sizeof(*m));
-	m->gmem = m->vm = m->kvm = -1;
+	m->gmem = m->vm = m->kvm = m->flash_gmem = -1;
 	m->stall_s = VMM_STALL_DEFAULT_S;
 	pthread_mutex_init(&m->abort_lock, NULL);
 	m->type = type;
@@ -165,11 +165,45 @@ void vmm_destroy(struct vmm *m)
 		munmap(m->shared, m->mem_size);
 	if (m->gmem >= 0)
 		pm_kvm_close(m->gmem);
+	if (m->flash_shared)
+		munmap(m->flash_shared, m->flash_size);
+	if (m->flash_gmem >= 0)
+		pm_kvm_close(m->flash_gmem);
 	if (m->vm >= 0)
 		pm_kvm_close(m->vm);
 	if (m->kvm >= 0)
 		pm_kvm_close(m->kvm);
 	pthread_mutex_destroy(&m->abort_lock);
+}
+
+int vmm_add_flash(struct vmm *m, uint64_t gpa, uint64_t size)
+{
+	struct kvm_create_guest_memfd cg = { .size = size };
+	struct kvm_userspace_memory_region2 r = { .slot = 1, .guest_phys_addr = gpa,
+						  .memory_size = size, .flags = KVM_MEM_GUEST_MEMFD };
+	struct kvm_memory_attributes a = { .address = gpa, .size = size,
+					   .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+
+	if (m->flash_gmem >= 0 || gpa < m->mem_size)
+		return -EINVAL;
+	m->flash_shared = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (m->flash_shared == MAP_FAILED) {
+		m->flash_shared = NULL;
+		return fail("mmap(flash)");
+	}
+	m->flash_size = size;
+	m->flash_gpa = gpa;
+	m->flash_gmem = pm_kvm_ioctl(m->vm, KVM_CREATE_GUEST_MEMFD, &cg);
+	if (m->flash_gmem < 0)
+		return fail("KVM_CREATE_GUEST_MEMFD(flash)");
+	r.userspace_addr = (uintptr_t)m->flash_shared;
+	r.guest_memfd = (uint32_t)m->flash_gmem;
+	if (pm_kvm_ioctl(m->vm, KVM_SET_USER_MEMORY_REGION2, &r))
+		return fail("KVM_SET_USER_MEMORY_REGION2(flash)");
+	if (pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
+		return fail("KVM_SET_MEMORY_ATTRIBUTES(flash)");
+	return 0;
 }
 
 int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)

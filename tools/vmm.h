@@ -61,6 +61,11 @@ struct vmm {
 	bool private_mem;             /* the VM type has private memory */
 	uint64_t mem_size;            /* guest RAM [0, mem_size) */
 	uint8_t *shared;              /* the VMM's mapping of shared pages */
+	/* A firmware flash (vmm_add_flash): slot 1, private memory at
+	 * [flash_gpa, flash_gpa + flash_size); flash_gmem -1 without one. */
+	int flash_gmem;
+	uint8_t *flash_shared;
+	uint64_t flash_gpa, flash_size;
 	bool shared_is_view;          /* pKVM: shared is guest_memfd's mmap (in place) */
 	int nr_vcpus;
 	int vcpu[VMM_MAX_VCPUS];
@@ -113,6 +118,12 @@ void vmm_watch_stop(struct vmm *m);
 int vmm_watch_enter(struct vmm *m);
 void vmm_watch_leave(struct vmm *m, int slot);
 bool vmm_gave_up(struct vmm *m);
+
+/* A second memslot (slot 1) for a firmware flash at gpa, above guest RAM,
+ * backed by a guest_memfd of its own and made private (KVM_SET_MEMORY_
+ * ATTRIBUTES), as QEMU maps a confidential VM's flash: 0 or -errno (with a
+ * message). */
+int vmm_add_flash(struct vmm *m, uint64_t gpa, uint64_t size);
 
 /* Destructive conversion of [gpa, gpa + size): 0 or -errno. */
 int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private);

@@ -159,6 +159,13 @@ int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min)
 	return 0;
 }
 
+void pm_s2_mc_move(struct pm_s2_mc *to, struct pm_s2_mc *from)
+{
+	while (from->nr)
+		mc_push(to, mc_pop(from));
+	PM_BUG_ON(from->head != PM_PFN_INVALID);
+}
+
 void pm_s2_mc_free(struct pm_s2_mc *mc)
 {
 	while (mc->nr)
@@ -317,6 +324,7 @@ int pm_s2_init(struct pm_s2 *s2)
 	for (i = 0; i < 3; i++)
 		atomic_init(&s2->leaves[i], 0);
 	atomic_init(&s2->splits, 0);
+	atomic_init(&s2->detached, false);
 	return 0;
 }
 
@@ -331,7 +339,11 @@ void pm_s2_destroy(struct pm_s2 *s2)
 {
 	struct pm_walker w = { .visit = destroy_visit, .flags = PM_WALK_TABLE_POST };
 
-	pm_rcu_barrier();         /* tables detached earlier are freed first */
+	/* Tables detached earlier are freed first, so the pool has them back
+	 * when the VM is gone. Only an s2 that detached any waits: a barrier
+	 * costs liburcu's callback thread's batching delay (~10 ms). */
+	if (atomic_load(&s2->detached))
+		pm_rcu_barrier();
 	pm_s2_walk(s2, 0, S2_GFN_LIMIT, &w);
 	PM_BUG_ON(atomic_load(&s2->tables) != 1);
 	pm_pool_free(s2->root, 0);
@@ -774,6 +786,7 @@ static int zap_table_post(struct pm_walk_ctx *ctx)
 		table_thaw(ptes, S2_PTRS);
 		return 0;
 	}
+	atomic_store_explicit(&ctx->s2->detached, true, memory_order_relaxed);
 	pm_rcu_call(table_free_cb, (void *)(uintptr_t)pfn);
 	s2_count_table(ctx->s2, -1);
 	z->res->tables_freed++;

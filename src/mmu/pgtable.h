@@ -82,6 +82,7 @@ struct pm_s2 {
 	atomic_uint_fast64_t tables;    /* table frames in use, root included */
 	atomic_uint_fast64_t leaves[3]; /* valid leaves by level (4K, 2M, 1G) */
 	atomic_uint_fast64_t splits;    /* huge leaves split */
+	atomic_bool detached;           /* a zap queued a table's free (pm_rcu_call) */
 };
 
 int pm_s2_init(struct pm_s2 *s2);                 /* 0 or -ENOMEM */
@@ -193,6 +194,8 @@ struct pm_s2_mc {
 int pm_s2_mc_topup(struct pm_s2_mc *mc, uint64_t min);
 /* Returns every frame of the reserve to the pool. */
 void pm_s2_mc_free(struct pm_s2_mc *mc);
+/* Moves every frame of `from` into `to` (both owners' locks held). */
+void pm_s2_mc_move(struct pm_s2_mc *to, struct pm_s2_mc *from);
 /* An upper bound of the tables a change of [start, end) down to 4K may create:
  * at most one per level-(k+1) entry the range touches, for each level k < 3. */
 uint64_t pm_s2_tables_needed(gfn_t start, gfn_t end);

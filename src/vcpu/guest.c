@@ -274,8 +274,14 @@ static inline uint8_t *guest_page(struct pm_vcpu *v, uint64_t gpa, unsigned int 
 	if (pm_likely(e && (e->writable || !write)))
 		return e->hva;
 	e = pm_vcpu_tlb_huge_hit(v, gpa);
-	if (e && (e->writable || !write))
-		return e->hva + (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
+	if (e && (e->writable || !write)) {
+		uint8_t *hva = e->hva + (gpa & ((2ULL << 20) - PM_PAGE_SIZE));
+
+		/* The page's own entry too, from the same translation (a
+		 * shootdown ends both): the next access takes one probe. */
+		guest_tlb_fill(v, gpa, hva, e->writable);
+		return hva;
+	}
 	return guest_page_slow(v, gpa, size, write, true, PM_FAULT_MAX_LEVEL);
 }
 
@@ -391,17 +397,15 @@ void pm_guest_memset(struct pm_guest *g, uint64_t gpa, int c, size_t len)
 	guest_access(to_vcpu(g), gpa, NULL, NULL, c, len, true);
 }
 
-uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
+/* Every case but a TLB hit of an aligned read: out of line, so that the
+ * hit needs no stack frame. */
+static __attribute__((noinline)) uint64_t guest_read64_slow(struct pm_vcpu *v, uint64_t gpa)
 {
-	struct pm_vcpu *v = to_vcpu(g);
 	uint64_t val;
 
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
 		uint8_t *page = guest_page(v, gpa, 8, false);
 
-		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
-		 * loads acquire, stores release. Free on x86; it also gives a
-		 * device handing data to the guest its happens-before. */
 		if (page)
 			return atomic_load_explicit((_Atomic uint64_t *)(page + (gpa & (PM_PAGE_SIZE - 1))),
 						    memory_order_acquire);
@@ -410,10 +414,27 @@ uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 	return val;
 }
 
-void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
+uint64_t pm_guest_read64(struct pm_guest *g, uint64_t gpa)
 {
 	struct pm_vcpu *v = to_vcpu(g);
 
+	/* The hit: guest_page's first probe, with no shootdown pending. */
+	if (pm_likely(PM_ALIGNED(gpa, 8) &&
+		      atomic_load_explicit(v->tlb_gen, memory_order_acquire) == v->tlb_seen)) {
+		const struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+
+		/* Atomic, with x86's (TSO) ordering, which guest code assumes:
+		 * loads acquire, stores release. Free on x86; it also gives a
+		 * device handing data to the guest its happens-before. */
+		if (pm_likely(e != NULL))
+			return atomic_load_explicit((_Atomic uint64_t *)(e->hva + (gpa & (PM_PAGE_SIZE - 1))),
+						    memory_order_acquire);
+	}
+	return guest_read64_slow(v, gpa);
+}
+
+static __attribute__((noinline)) void guest_write64_slow(struct pm_vcpu *v, uint64_t gpa, uint64_t val)
+{
 	if (pm_likely(PM_ALIGNED(gpa, 8))) {
 		uint8_t *page = guest_page(v, gpa, 8, true);
 
@@ -424,6 +445,24 @@ void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
 		}
 	}
 	guest_access(v, gpa, NULL, (const uint8_t *)&val, 0, sizeof(val), true);
+}
+
+void pm_guest_write64(struct pm_guest *g, uint64_t gpa, uint64_t val)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+
+	/* The hit, as pm_guest_read64's, of a writable translation. */
+	if (pm_likely(PM_ALIGNED(gpa, 8) &&
+		      atomic_load_explicit(v->tlb_gen, memory_order_acquire) == v->tlb_seen)) {
+		const struct pm_tlb_entry *e = pm_vcpu_tlb_hit(v, gpa);
+
+		if (pm_likely(e && e->writable)) {
+			atomic_store_explicit((_Atomic uint64_t *)(e->hva + (gpa & (PM_PAGE_SIZE - 1))), val,
+					      memory_order_release);
+			return;
+		}
+	}
+	guest_write64_slow(v, gpa, val);
 }
 
 bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, uint64_t desired)

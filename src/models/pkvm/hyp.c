@@ -189,6 +189,13 @@ const char *pkvm_transition_name(enum pkvm_transition t)
 	return transition_names[t];
 }
 
+void pkvm_hyp_reserve_add(struct pkvm_hyp *hyp, struct pm_s2_mc *mc)
+{
+	pkvm_lock_take(&hyp->host_lock);
+	pm_s2_mc_move(&hyp->reserve, mc);
+	pkvm_lock_drop(&hyp->host_lock);
+}
+
 void pkvm_hyp_get_stats(struct pkvm_hyp *hyp, struct pkvm_stats *st)
 {
 	unsigned int i;

@@ -110,6 +110,7 @@
 #include "lib/common.h"
 
 struct pkvm_hyp;
+struct pm_s2_mc;
 struct pkvm_vm;
 
 enum pkvm_page_state {
@@ -169,6 +170,9 @@ int pkvm_hyp_create(struct pkvm_hyp **out);
 void pkvm_hyp_destroy(struct pkvm_hyp *hyp);
 const char *pkvm_transition_name(enum pkvm_transition t);
 void pkvm_hyp_get_stats(struct pkvm_hyp *hyp, struct pkvm_stats *st);
+/* Gives the hyp every frame of mc for its table reserve (takes host_lock):
+ * a caller's spare frames for transitions that find the pool exhausted. */
+void pkvm_hyp_reserve_add(struct pkvm_hyp *hyp, struct pm_s2_mc *mc);
 
 /* ---- guest VMs ---- */
 

@@ -24,6 +24,15 @@
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
  *    There is no plain zap of the guest stage-2.
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
+ *  - Memory for reclaims: a transition first fills the hyp's table reserve
+ *    for the worst case (pm_s2_tables_needed), even where its commit
+ *    needs no new table, as a reclaim of a page mapped at 4K. Reclaims run
+ *    while guest_memfd frees (a punch, a release) and must not fail, so
+ *    with the pool exhausted they would wait for memory only they can give
+ *    back. The type keeps RECLAIM_SPARE frames (reclaim_spare, taken when
+ *    the hyp is created, refilled when memory allows) and hands them to the
+ *    hyp's reserve when a reclaim finds the pool empty; only a reclaim that
+ *    really splits tables with both gone waits (yields and retries).
  *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (hypercalls.c,
  *    one granule each) run the hyp's guest_share_host / guest_unshare_host
  *    (a page not mapped yet is faulted in first); nothing exits to the VMM
@@ -74,6 +83,13 @@ static unsigned int hyp_users;       /* hyp_ref_lock: live pkvm VMs */
 static struct pkvm_stats retired;    /* hyp_ref_lock: of the hyps destroyed */
 static atomic_uint_fast64_t unshare_busy; /* unshares refused for a host pin */
 
+/* Frames for the hyp's reserve when a reclaim finds the pool empty (see
+ * the top). Twice a transition's worst case. spare_lock is a leaf, taken
+ * before the hyp's host_lock; the frames are the pool's, in use. */
+#define RECLAIM_SPARE 12
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pm_s2_mc reclaim_spare = PM_S2_MC_INIT;   /* spare_lock */
+
 /* The host stage-2 as a pool guard: every host access to frames. */
 static int hyp_guard_access(void *arg, pm_pfn_t pfn, uint64_t n, bool write)
 {
@@ -110,6 +126,18 @@ static int hyp_get(struct pkvm_hyp **out)
 				the_hyp = NULL;
 			}
 		}
+		if (!r) {
+			pthread_mutex_lock(&spare_lock);
+			r = pm_s2_mc_topup(&reclaim_spare, RECLAIM_SPARE);
+			if (r)
+				pm_s2_mc_free(&reclaim_spare);
+			pthread_mutex_unlock(&spare_lock);
+			if (r) {
+				pm_host_guard_unregister(&hyp_guard);
+				pkvm_hyp_destroy(the_hyp);
+				the_hyp = NULL;
+			}
+		}
 	}
 	if (!r) {
 		hyp_users++;
@@ -128,6 +156,9 @@ static void hyp_put(void)
 	pthread_mutex_lock(&hyp_ref_lock);
 	PM_BUG_ON(!hyp_users);
 	if (!--hyp_users) {
+		pthread_mutex_lock(&spare_lock);
+		pm_s2_mc_free(&reclaim_spare);
+		pthread_mutex_unlock(&spare_lock);
 		pm_host_guard_unregister(&hyp_guard);
 		pkvm_hyp_get_stats(the_hyp, &st);
 		stats_add(&retired, &st);
@@ -239,12 +270,37 @@ err_free:
 	return r;
 }
 
+/* Hands the spare frames to the hyp's reserve; false if there were none. */
+static bool spare_give(struct pkvm_vm *pvm)
+{
+	bool gave;
+
+	pthread_mutex_lock(&spare_lock);
+	gave = reclaim_spare.nr > 0;
+	if (gave)
+		pkvm_hyp_reserve_add(pkvm_vm_hyp(pvm), &reclaim_spare);
+	pthread_mutex_unlock(&spare_lock);
+	return gave;
+}
+
 /* The hyp needs frames for page tables to take pages back (annotations);
- * when the pool has none, wait for some rather than leave pages behind. */
+ * when the pool has none, the spare ones go to it (see the top), and only
+ * without those it waits for memory rather than leave pages behind. */
 static void reclaim_range(struct pkvm_vm *pvm, gfn_t start, gfn_t end)
 {
-	while (pkvm_vm_reclaim_range(pvm, start, end) == -ENOMEM)
-		sched_yield();
+	bool used_spare = false;
+
+	while (pkvm_vm_reclaim_range(pvm, start, end) == -ENOMEM) {
+		if (spare_give(pvm))
+			used_spare = true;
+		else
+			sched_yield();
+	}
+	if (used_spare) {               /* refill for the next one, if memory allows */
+		pthread_mutex_lock(&spare_lock);
+		(void)pm_s2_mc_topup(&reclaim_spare, RECLAIM_SPARE);
+		pthread_mutex_unlock(&spare_lock);
+	}
 }
 
 static void pkvm_vm_destroy(struct pm_vm *vm)

@@ -19,9 +19,11 @@
  *                 and len advanced past what was done (Linux's partial
  *                 progress); on an error at the first page it fails (a
  *                 firmware error: EIO with kvm_sev_cmd.error set).
- *  LAUNCH_FINISH  (after START, once; flags 0) each vCPU's VMSA is made and
- *                 measured (privmem's vCPUs have no register state: a VMSA
- *                 is a zero page), then the digest is final.
+ *  LAUNCH_FINISH  (after START, once; flags 0) each vCPU's VMSA is made
+ *                 from its registers as the VMM set them (KVM_SET_REGS,
+ *                 SREGS, FPU: vmsa.h, with what KVM's VMCB adds) and
+ *                 measured, the BSP first; then the digest is final. The
+ *                 vCPUs' run_lock is taken for that, inside launch_lock.
  * PM_KVM_GET_MEASUREMENT returns the digest after FINISH (EINVAL before).
  */
 #include <privmem/privmem.h>
@@ -31,6 +33,7 @@
 #include "memslot/memslot.h"
 #include "models/snp/rmp.h"
 #include "models/snp/snp.h"
+#include "models/snp/vmsa.h"
 
 #define SNP_POLICY_VALID  0x1FFFFFULL     /* ABI version, SMT, MBO, MIGRATE_MA, DEBUG, SINGLE_SOCKET */
 #define SNP_POLICY_MBO    (1ULL << 17)
@@ -176,10 +179,13 @@ static long launch_update(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 	return 0;
 }
 
-/* Makes and measures one VMSA per vCPU; on failure frees what it made. */
+/* Makes and measures one VMSA per vCPU, in vCPU order (the BSP first),
+ * each synced from the vCPU's registers (vmsa.h); on failure frees what it
+ * made. */
 static long launch_vmsas(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 {
 	unsigned int n = atomic_load(&s->vm->nr_vcpus);
+	struct snp_vmsa_state state;
 	enum psp_status st;
 
 	s->vmsa = calloc(n ? n : 1, sizeof(*s->vmsa));
@@ -190,6 +196,10 @@ static long launch_vmsas(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 
 		if (pm_pool_alloc(0, &pfn))
 			return -ENOMEM;
+		/* KVM writes the save area while the page is still the host's. */
+		snp_vmsa_from_vcpu(s->vm->vcpus[s->nr_vmsa], SNP_SEV_FEAT_SNP_ACTIVE, &state);
+		PM_BUG_ON(pm_host_access(pfn, 1, true));
+		snp_vmsa_build(pm_pfn_to_hva(pfn), &state);
 		st = psp_launch_vmsa(&s->fw, pfn);
 		if (st != PSP_SUCCESS) {
 			pm_pool_free(pfn, 0);

@@ -8,7 +8,8 @@
  *  - fw: the firmware's launch context (its own lock, psp.h);
  *  - launch_lock (mutex): serialises KVM_MEMORY_ENCRYPT_OP; protects
  *    started, finished and the VMSA frames. Order: launch_lock > guest_memfd
- *    stripe (populate) > fw.lock > RMP stripe;
+ *    stripe (populate) > fw.lock > RMP stripe, and launch_lock > a vCPU's
+ *    run_lock (LAUNCH_FINISH syncs the VMSAs from the vCPUs, vmsa.h);
  *  - stats: atomics, by enum snp_stat.
  */
 #ifndef PM_MODELS_SNP_SNP_H

@@ -606,6 +606,7 @@ static const struct {
 	{ "tlb_hit_vs_native", "tlb", "tlb_hit_privmem", "tlb_hit_native", 3.0 },
 	{ "convert_large_vs_small_vm", "scale", "convert_large_vm", "convert_small_vm", 1.3 },
 	{ "fault_above_vs_below_watermark", "scale", "fault_above_watermark", "fault_below_watermark", 1.3 },
+	{ "pool_growth_vs_kernel", "scale", "pool_growth_2m", "kernel_populate_2m", 1.3 },
 	{ "memslot_full_vs_1", "memslot", "memslot_create_full", "memslot_create_1", 4.0 },
 };
 

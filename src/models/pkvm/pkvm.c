@@ -19,10 +19,12 @@
  *  - Fault: the guest_memfd frame of the gfn is donated to the guest
  *    (host_donate_guest) under the MMU lock, after the invalidation retry
  *    check, so a punch or a memslot deletion that raced is a retry.
- *  - Invalidation (guest_memfd punch or release, memslot deletion): the hyp
- *    takes every page of the range back (host_reclaim_page_guest: a page the
+ *  - Invalidation (guest_memfd release, memslot deletion): the hyp takes
+ *    every page of the range back (host_reclaim_page_guest: a page the
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
- *    There is no plain zap of the guest stage-2.
+ *    There is no plain zap of the guest stage-2. A punch takes nothing:
+ *    the guest's pages are pinned and guest_memfd refused a punch over one
+ *    (frozen.c).
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
  *  - Memory for reclaims: a transition first fills the hyp's table reserve
  *    for the worst case (pm_s2_tables_needed), even where its commit

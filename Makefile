@@ -8,8 +8,10 @@
 #                     (build/fuzz) and run each for FUZZ_SECONDS on its corpus
 #   make fuzz-regress replay every corpus input once (make check does this too)
 #   make fuzz-cov     source-based coverage of the corpus, per component (build/cov)
-#   make install PREFIX=/usr/local
-#   make deps         install missing Debian packages (done automatically)
+#   make install PREFIX=/usr/local   library, headers, CLI, man page, pkg-config file
+#   make deps         install the Debian packages privmem needs (apt-get; sudo
+#                     when not root); every other target installs them only
+#                     when run as root, else checks and says what to run
 #
 # Sources are found by globbing: src/**/*.c is the library (except
 # src/uapi/interpose/, the LD_PRELOAD interposer libprivmem-kvm.so, whose
@@ -65,6 +67,10 @@ TLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
 TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 TEST_SRCS := $(sort $(wildcard tests/test_*.c))
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
+# C++ tests: the public headers as a C++ program sees them.
+CXX_TEST_SRCS := $(sort $(wildcard tests/test_*.cc))
+CXX_TEST_BINS := $(CXX_TEST_SRCS:tests/%.cc=$(BUILD)/tests/%)
+TEST_BINS += $(CXX_TEST_BINS)
 IPOSE_SRCS := $(sort $(wildcard src/uapi/interpose/*.c))
 IPOSE_OBJS := $(IPOSE_SRCS:%.c=$(BUILD)/obj/%.o)
 IPROG_SRCS := $(sort $(wildcard tests/interpose/*.c))
@@ -75,6 +81,10 @@ REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz_replay_%)
 FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS ?= -timeout=20 -rss_limit_mb=4096 -max_len=512
+# Examples: programs built as a user builds them (pkg-config, the shared
+# library), run by make check.
+EXAMPLE_SRCS := $(sort $(wildcard examples/*.c))
+EXAMPLE_BINS := $(EXAMPLE_SRCS:examples/%.c=$(BUILD)/examples/%)
 
 STATIC := $(BUILD)/libprivmem.a
 SHARED := $(BUILD)/libprivmem.so
@@ -85,7 +95,13 @@ PCFILE := $(BUILD)/privmem.pc
 .PHONY: all check asan tsan install deps clean run selftests fuzz fuzz-run fuzz-regress fuzz-cov
 all: $(STATIC) $(SHARED) $(CLI) $(PCFILE) $(KVMSO)
 
-deps: $(DEPS_STAMP)
+# Only `make deps` installs (asking sudo when not root); a build checks
+# and, when something is missing, says what and how to install it.
+deps:
+	@./scripts/deps.sh --install
+	@mkdir -p $(BUILD)
+	@touch $(DEPS_STAMP)
+
 $(DEPS_STAMP): scripts/deps.sh
 	@mkdir -p $(@D)
 	@./scripts/deps.sh
@@ -115,6 +131,12 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TLIB_OBJS) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $< $(filter $(BUILD)/obj/tools/%.o,$^) $(TLIB_OBJS) $(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS)
 
+# The public headers compile as C++17 without a warning (g++ by default).
+$(CXX_TEST_BINS): $(BUILD)/tests/%: tests/%.cc $(STATIC) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 -Iinclude -O1 -g -pthread -Wall -Wextra -Werror $(SANFLAGS) $< -o $@ \
+		$(STATIC) $(LDFLAGS) $(PKG_LIBS) $(TEST_LIBS) -lm
+
 # The CLI's VMM, tested in-process (tests/test_vmm.c).
 $(BUILD)/tests/test_vmm: $(BUILD)/obj/tools/vmm.o $(BUILD)/obj/tools/vmm_watch.o $(BUILD)/obj/tools/vmm_tdx.o
 
@@ -131,6 +153,23 @@ $(BUILD)/tests/interpose/%: tests/interpose/%.c include/privmem/kvm.h include/pr
 	$(CC) $(CPPFLAGS) -std=gnu11 -O1 -g -pthread $(WARN) $< -o $@ -ldl
 
 $(BUILD)/tests/test_interpose: | $(KVMSO) $(CLI) $(IPROG_BINS)
+$(BUILD)/tests/test_cli_tools: | $(KVMSO) $(CLI) $(IPROG_BINS)
+$(BUILD)/tests/test_cli: | $(CLI)
+# The documentation's test reads the sources (docs/, include/, src/, ...).
+$(BUILD)/tests/test_docs: | $(CLI)
+$(BUILD)/obj/tests/test_docs.o: CPPFLAGS += -DPM_SRCDIR='"$(CURDIR)"'
+
+# Under TSan an example links the static library: TSan reads the library's
+# suppressions (src/lib/rcu.c's, for liburcu) from the executable only.
+ifeq ($(SAN),thread)
+EXAMPLE_LIBS = $(STATIC) $(LDFLAGS) $(PKG_LIBS) -lm
+else
+EXAMPLE_LIBS = `PKG_CONFIG_PATH=$(BUILD) pkg-config --libs privmem`
+endif
+$(BUILD)/examples/%: examples/%.c $(SHARED) $(STATIC) $(PCFILE) $(wildcard include/privmem/*.h) | $(DEPS_STAMP)
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra -Werror $(SANFLAGS) $< -o $@ \
+		`PKG_CONFIG_PATH=$(BUILD) pkg-config --cflags privmem` $(EXAMPLE_LIBS)
 
 # A fuzz target without libFuzzer: replay.c's main runs the target's corpus.
 # (a static pattern: a pattern rule would let make chain it to remake the .d files)
@@ -156,8 +195,8 @@ $(PCFILE): Makefile
 run: all
 	$(CLI) run
 
-check: all $(TEST_BINS) $(REPLAY_BINS)
-	@./scripts/runtests.sh $(TEST_BINS) $(REPLAY_BINS)
+check: all $(TEST_BINS) $(REPLAY_BINS) $(EXAMPLE_BINS)
+	@./scripts/runtests.sh $(TEST_BINS) $(REPLAY_BINS) $(EXAMPLE_BINS)
 
 # Linux 6.12's KVM private-memory selftests, built unmodified from Debian's
 # linux-source-6.12 (fetched and built in $(BUILD)/selftests, cached), each
@@ -171,7 +210,8 @@ asan:
 tsan:
 	$(MAKE) BUILD=build/tsan SAN=thread OPT=-O1 check
 
-# Fuzzing (clang and libFuzzer; scripts/deps.sh fuzz installs them). Each
+# Fuzzing (clang and libFuzzer; scripts/deps.sh fuzz checks for them, and
+# installs them as root). Each
 # target runs FUZZ_SECONDS on a scratch copy of its corpus (new inputs go to
 # build/fuzz/corpus/NAME, never into the checked-in corpus); a crash stops
 # make with the reproducer's path. Add the reproducer to
@@ -208,7 +248,8 @@ fuzz-cov:
 	@./scripts/fuzz_cov.sh build/cov $(FUZZ_NAMES)
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/privmem $(DESTDIR)$(PREFIX)/bin \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/doc/privmem
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(SHARED).0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so.0
 	ln -sf libprivmem.so.0 $(DESTDIR)$(PREFIX)/lib/libprivmem.so
@@ -216,7 +257,9 @@ install: all
 	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/
 	install -d $(DESTDIR)$(PREFIX)/lib/privmem
 	install -m 755 $(KVMSO) $(DESTDIR)$(PREFIX)/lib/privmem/
-	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" "" "$(EXTRA_LIBS)" \
+	install -m 644 docs/privmem.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 LICENSE README.md docs/api.md docs/DESIGN.md $(DESTDIR)$(PREFIX)/share/doc/privmem/
+	scripts/mkpc.sh "$(PREFIX)/include" "$(PREFIX)/lib" "$(VERSION)" "$(PKGS)" rpath "$(EXTRA_LIBS)" \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/privmem.pc
 
 clean:

@@ -1,14 +1,32 @@
 #!/bin/sh
-# Installs the Debian packages privmem builds and tests with, when any is missing.
-# Called by the Makefile before every build; does nothing when all are present.
-# `deps.sh fuzz`: also clang, libFuzzer's runtime and llvm-cov/llvm-profdata
-# (make fuzz, make fuzz-cov).
+# The Debian packages privmem builds and tests with.
+#
+#   scripts/deps.sh [fuzz]            every build runs this: exits 0 when every
+#                                     package is there; otherwise installs the
+#                                     missing ones when run as root (apt-get,
+#                                     as on a fresh Debian 12 or in CI), else
+#                                     names them and the command that installs
+#                                     them and exits 1 (a build never calls sudo)
+#   scripts/deps.sh --install [fuzz]  installs the missing ones (`make deps`):
+#                                     apt-get, through sudo when not root
+#   fuzz: also clang, libFuzzer's runtime and llvm-cov/llvm-profdata (make fuzz,
+#   make fuzz-cov)
 set -eu
+
+install=0
+fuzz=0
+for arg in "$@"; do
+	case $arg in
+	--install) install=1 ;;
+	fuzz) fuzz=1 ;;
+	*) echo "usage: scripts/deps.sh [--install] [fuzz]" >&2; exit 2 ;;
+	esac
+done
 
 # pkg-config module -> Debian package providing it
 need=""
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
-command -v cc >/dev/null 2>&1 || need="$need build-essential"
+{ command -v cc >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1; } || need="$need build-essential"
 for pair in liburcu-bp:liburcu-dev cmocka:libcmocka-dev libcrypto:libssl-dev; do
 	mod=${pair%%:*}
 	pkg=${pair#*:}
@@ -18,7 +36,9 @@ for pair in liburcu-bp:liburcu-dev cmocka:libcmocka-dev libcrypto:libssl-dev; do
 done
 # Zydis (src/vcpu/x86/'s decoder) has no pkg-config file in Debian 12.
 [ -f /usr/include/Zydis/Zydis.h ] || need="$need libzydis-dev"
-if [ "${1:-}" = fuzz ]; then
+# --plot draws with gnuplot (and the tests draw).
+command -v gnuplot >/dev/null 2>&1 || need="$need gnuplot-nox"
+if [ "$fuzz" = 1 ]; then
 	command -v clang >/dev/null 2>&1 || need="$need clang"
 	ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 ||
 		need="$need libclang-rt-14-dev"
@@ -26,9 +46,13 @@ if [ "${1:-}" = fuzz ]; then
 fi
 [ -n "$need" ] || exit 0
 
-echo "privmem: installing missing Debian packages:$need" >&2
 sudo=""
 if [ "$(id -u)" != 0 ]; then
+	if [ "$install" = 0 ]; then
+		echo "privmem: missing Debian packages:$need" >&2
+		echo "privmem: run \`make deps\` to install them (it uses sudo), or: sudo apt-get install$need" >&2
+		exit 1
+	fi
 	if command -v sudo >/dev/null 2>&1; then
 		sudo=sudo
 	else
@@ -36,6 +60,8 @@ if [ "$(id -u)" != 0 ]; then
 		exit 1
 	fi
 fi
+
+echo "privmem: installing Debian packages:$need" >&2
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 # shellcheck disable=SC2086

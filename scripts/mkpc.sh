@@ -1,7 +1,7 @@
 #!/bin/sh
 # Writes privmem.pc to stdout: mkpc.sh INCLUDEDIR LIBDIR VERSION "PKG..." [rpath] ["LIBS..."]
-# With "rpath" (the in-place file in build/), programs also find the shared
-# library at run time without LD_LIBRARY_PATH.
+# With "rpath" (the in-place file in build/, and the installed one), programs
+# also find the shared library at run time without LD_LIBRARY_PATH.
 # Requires: names the pkg-config modules privmem links against, so that
 # `pkg-config --libs privmem` gives every library a program needs; LIBS are
 # the libraries without a pkg-config file (Zydis), added to Libs.

@@ -37,353 +37,8 @@
 #include <unistd.h>
 
 #include <privmem/privmem.h>
-
-#define TIMEOUT_S 120
-
-static char cli_path[PATH_MAX];
-
-struct result {
-	int status;          /* exit status, or -1 if killed / timed out */
-	char *out, *err;     /* NUL-terminated */
-	size_t out_len, err_len;
-};
-
-static void result_free(struct result *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-static void append(char **buf, size_t *len, const char *data, size_t n)
-{
-	*buf = realloc(*buf, *len + n + 1);
-	assert_non_null(*buf);
-	memcpy(*buf + *len, data, n);
-	*len += n;
-	(*buf)[*len] = '\0';
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Runs the CLI with argv (NULL-terminated, argv[0] excluded), with `env`
- * (NAME=VALUE or NULL) added to the environment; with limit_s > 0 under
- * timeout(1), which kills it after limit_s seconds (status 124 or 137). */
-static struct result run_cli_env(const char *env, int limit_s, const char *const *args)
-{
-	struct result r = { .status = -1 };
-	const char *argv[40];
-	char limit[16];
-	struct pollfd fds[2];
-	int out[2], err[2], n = 0, open_fds = 2, wstatus;
-	double deadline = now_s() + TIMEOUT_S;
-	pid_t pid;
-
-	if (limit_s > 0) {
-		snprintf(limit, sizeof(limit), "%d", limit_s);
-		argv[n++] = "timeout";
-		argv[n++] = "-k";
-		argv[n++] = "5";
-		argv[n++] = limit;
-	}
-	argv[n++] = cli_path;
-	for (int a = 0; args[a]; a++)
-		argv[n++] = args[a];
-	argv[n] = NULL;
-	append(&r.out, &r.out_len, "", 0);
-	append(&r.err, &r.err_len, "", 0);
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-	assert_int_equal(pipe2(err, O_CLOEXEC), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		dup2(out[1], STDOUT_FILENO);
-		dup2(err[1], STDERR_FILENO);
-		if (env)
-			putenv((char *)env);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	fds[0] = (struct pollfd){ .fd = out[0], .events = POLLIN };
-	fds[1] = (struct pollfd){ .fd = err[0], .events = POLLIN };
-
-	while (open_fds > 0) {
-		int left = (int)((deadline - now_s()) * 1000);
-
-		if (left <= 0 || poll(fds, 2, left) <= 0) {
-			if (left <= 0) {
-				kill(pid, SIGKILL);
-				break;
-			}
-			continue;
-		}
-		for (int i = 0; i < 2; i++) {
-			char buf[4096];
-			ssize_t got;
-
-			if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-				continue;
-			got = read(fds[i].fd, buf, sizeof(buf));
-			if (got > 0) {
-				if (i == 0)
-					append(&r.out, &r.out_len, buf, (size_t)got);
-				else
-					append(&r.err, &r.err_len, buf, (size_t)got);
-			} else if (got == 0 || errno != EINTR) {
-				close(fds[i].fd);
-				fds[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	for (int i = 0; i < 2; i++)
-		if (fds[i].fd >= 0)
-			close(fds[i].fd);
-	assert_int_equal(waitpid(pid, &wstatus, 0), pid);
-	if (WIFEXITED(wstatus))
-		r.status = WEXITSTATUS(wstatus);
-	return r;
-}
-
-static struct result run_cli(const char *const *args)
-{
-	return run_cli_env(NULL, 0, args);
-}
-
-static void dump(const struct result *r)
-{
-	print_error("exit status %d\n--- stdout ---\n%s\n--- stderr ---\n%s\n", r->status, r->out, r->err);
-}
-
-static void expect_status(const struct result *r, int status)
-{
-	if (r->status != status) {
-		dump(r);
-		fail_msg("exit status %d, want %d", r->status, status);
-	}
-}
-
-static void expect_contains(const struct result *r, const char *text, const char *needle)
-{
-	if (!strstr(text, needle)) {
-		dump(r);
-		fail_msg("output lacks \"%s\"", needle);
-	}
-}
-
-/* ---- a tiny JSON reader -------------------------------------------------- */
-
-/* A tiny JSON reader, enough for privmem's reports: a tree of values; a
- * number keeps the text it was written as (u64 counts exceed a double). */
-enum jtype { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
-
-struct jv {
-	enum jtype type;
-	char *key;              /* the member's name, in an object */
-	char *text;             /* J_NUM: as written; J_STR: the string */
-	struct jv *child, *next;
-};
-
-static void json_free(struct jv *v)
-{
-	while (v) {
-		struct jv *next = v->next;
-
-		json_free(v->child);
-		free(v->key);
-		free(v->text);
-		free(v);
-		v = next;
-	}
-}
-
-static const char *json_ws(const char *p)
-{
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-		p++;
-	return p;
-}
-
-/* A string at *p (after its quote); NULL on a syntax error. */
-static char *json_string(const char **p)
-{
-	const char *s = *p;
-	char *out = malloc(strlen(s) + 1), *o = out;
-
-	assert_non_null(out);
-	for (; *s && *s != '"'; s++) {
-		if ((unsigned char)*s < 0x20)
-			goto bad;
-		if (*s != '\\') {
-			*o++ = *s;
-			continue;
-		}
-		switch (*++s) {
-		case '"': case '\\': case '/': *o++ = *s; break;
-		case 'b': *o++ = '\b'; break;
-		case 'f': *o++ = '\f'; break;
-		case 'n': *o++ = '\n'; break;
-		case 'r': *o++ = '\r'; break;
-		case 't': *o++ = '\t'; break;
-		case 'u': {
-			unsigned int c;
-
-			if (sscanf(s + 1, "%4x", &c) != 1 || !s[1] || !s[2] || !s[3] || !s[4])
-				goto bad;
-			*o++ = c < 0x80 ? (char)c : '?';
-			s += 4;
-			break;
-		}
-		default:
-			goto bad;
-		}
-	}
-	if (*s != '"')
-		goto bad;
-	*o = '\0';
-	*p = s + 1;
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
-static struct jv *json_value(const char **p);
-
-/* The members or elements of an object or array at *p (after its bracket). */
-static bool json_members(const char **p, struct jv *parent, bool object)
-{
-	struct jv **tail = &parent->child;
-	char close = object ? '}' : ']';
-
-	*p = json_ws(*p);
-	if (**p == close) {
-		(*p)++;
-		return true;
-	}
-	for (;;) {
-		char *key = NULL;
-		struct jv *v;
-
-		if (object) {
-			if (**p != '"')
-				return false;
-			(*p)++;
-			key = json_string(p);
-			*p = json_ws(*p);
-			if (!key || **p != ':') {
-				free(key);
-				return false;
-			}
-			(*p)++;
-		}
-		v = json_value(p);
-		if (!v) {
-			free(key);
-			return false;
-		}
-		v->key = key;
-		*tail = v;
-		tail = &v->next;
-		*p = json_ws(*p);
-		if (**p == close) {
-			(*p)++;
-			return true;
-		}
-		if (**p != ',')
-			return false;
-		(*p)++;
-		*p = json_ws(*p);
-	}
-}
-
-static struct jv *json_value(const char **p)
-{
-	struct jv *v = calloc(1, sizeof(*v));
-	const char *s;
-	bool ok = true;
-
-	assert_non_null(v);
-	*p = json_ws(*p);
-	s = *p;
-	if (*s == '{' || *s == '[') {
-		v->type = *s == '{' ? J_OBJ : J_ARR;
-		*p = s + 1;
-		ok = json_members(p, v, v->type == J_OBJ);
-	} else if (*s == '"') {
-		v->type = J_STR;
-		*p = s + 1;
-		v->text = json_string(p);
-		ok = v->text != NULL;
-	} else if (!strncmp(s, "null", 4) || !strncmp(s, "true", 4) || !strncmp(s, "false", 5)) {
-		v->type = *s == 'n' ? J_NULL : *s == 't' ? J_TRUE : J_FALSE;
-		*p = s + (*s == 'f' ? 5 : 4);
-	} else {
-		const char *e = s + (*s == '-');
-
-		ok = *e >= '0' && *e <= '9';
-		while (*e >= '0' && *e <= '9')
-			e++;
-		if (*e == '.')
-			for (e++; *e >= '0' && *e <= '9'; e++)
-				;
-		if (*e == 'e' || *e == 'E') {
-			e += 1 + (e[1] == '+' || e[1] == '-');
-			for (; *e >= '0' && *e <= '9'; e++)
-				;
-		}
-		v->type = J_NUM;
-		v->text = strndup(s, (size_t)(e - s));
-		*p = e;
-	}
-	if (!ok) {
-		json_free(v);
-		return NULL;
-	}
-	return v;
-}
-
-/* The document in text, or NULL if it is not one JSON value. */
-static struct jv *json_parse(const char *text)
-{
-	const char *p = text;
-	struct jv *v = json_value(&p);
-
-	if (v && *json_ws(p)) {
-		json_free(v);
-		return NULL;
-	}
-	return v;
-}
-
-/* The value at a dotted path ("pool.in_use", "scenarios.1"), or NULL. */
-static const struct jv *json_get(const struct jv *v, const char *path)
-{
-	while (v && *path) {
-		size_t len = strcspn(path, ".");
-		const struct jv *c = v->child;
-
-		if (v->type == J_OBJ) {
-			while (c && (strlen(c->key) != len || strncmp(c->key, path, len)))
-				c = c->next;
-		} else if (v->type == J_ARR) {
-			for (unsigned long i = strtoul(path, NULL, 10); c && i; i--)
-				c = c->next;
-		} else {
-			c = NULL;
-		}
-		v = c;
-		path += len + (path[len] == '.');
-	}
-	return v;
-}
+#include "lib/cli_run.h"
+#include "lib/json.h"
 
 /* ---- tests ---------------------------------------------------------------- */
 
@@ -473,21 +128,21 @@ static void run_scenario(const char *const *extra)
 
 static void test_run_convert_scenario_alone_passes(void **state)
 {
-	const char *const extra[] = { "--scenario", "convert", NULL };
+	const char *const extra[] = { "--vm-type", "sw", "--scenario", "convert", NULL };
 
 	run_scenario(extra);
 }
 
 static void test_run_bounce_scenario_alone_passes(void **state)
 {
-	const char *const extra[] = { "--scenario", "bounce", NULL };
+	const char *const extra[] = { "--vm-type", "sw", "--scenario", "bounce", NULL };
 
 	run_scenario(extra);
 }
 
 static void test_run_accept_scenario_alone_passes(void **state)
 {
-	const char *const extra[] = { "--scenario", "accept", NULL };
+	const char *const extra[] = { "--vm-type", "sw", "--scenario", "accept", NULL };
 
 	run_scenario(extra);
 }
@@ -651,6 +306,9 @@ static void test_bench_e2e_json_has_every_section_figure_and_target(void **state
 		{ "tlb_miss_native", "tlb" }, { "convert_small_vm", "scale" }, { "convert_large_vm", "scale" },
 		{ "fault_below_watermark", "scale" }, { "fault_above_watermark", "scale" },
 		{ "memslot_create_1", "memslot" }, { "memslot_create_full", "memslot" },
+		{ "discard_1", "convert" }, { "discard_512", "convert" },
+		{ "convert_large_vm_spread", "scale" }, { "pool_growth_2m", "scale" },
+		{ "kernel_populate_2m", "scale" },
 	};
 	struct result r = run_cli(args);
 	const struct jv *v, *t;
@@ -810,7 +468,11 @@ static const struct text_line snp_lines[] = {
 	ELAPSED_LINE,
 	{ "exits          ", { "exits.ucall", "exits.memory_fault", "exits.hypercall" } },
 	{ "conversions    ", { "conversions", "pages_to_private", "pages_to_shared", "implicit_conversions" } },
+	{ "faults         ", { "faults", "fault_retries" } },
 	{ "mapped         ", { "mapped.4K", "mapped.2M", "mappings_present.4K", "mappings_present.2M", "splits" } },
+	{ "zaps           ", { "zapped" } },
+	{ "tlb shootdowns ", { "tlb_shootdowns" } },
+	POOL_ALL_LINE,
 	{ "rmp entries    ", { "snp.rmp_assigned_2m", "snp.rmp_assigned_4k", "snp.prepare_2m_entries",
 				"snp.prepare_4k_entries" } },
 	{ "psmash         ", { "snp.rmp_psmash", "snp.psmash_on_free", "snp.psmash_on_fault" } },
@@ -1069,22 +731,6 @@ static void expect_text_in_json(const char *text, const struct jv *json, const s
 	assert_int_equal(checks, 0);
 }
 
-static char *read_file(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len = 0, got;
-	char chunk[4096];
-
-	assert_non_null(f);
-	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		append(&buf, &len, chunk, got);
-	fclose(f);
-	if (!buf)
-		append(&buf, &len, "", 0);
-	return buf;
-}
-
 /* One run, its text on stdout and its JSON in a file (--json-file): the
  * JSON says what it is (schema 1, privmem's version, the vm-type) and holds
  * every figure of the text with the same value. */
@@ -1153,19 +799,6 @@ static void test_run_json_holds_every_figure_of_the_text_tdx(void **state)
 	expect_report_agrees("tdx", "64M", "--no-huge", tdx_lines);
 }
 
-static void expect_usage_error(const char *const *args, const char *mention)
-{
-	struct result r = run_cli(args);
-
-	expect_status(&r, 2);
-	if (r.err_len == 0) {
-		dump(&r);
-		fail_msg("no message on stderr");
-	}
-	expect_contains(&r, r.err, mention);
-	result_free(&r);
-}
-
 static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 {
 	const char *const vcpus0[] = { "run", "--vcpus", "0", NULL };
@@ -1175,7 +808,7 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	const char *const extra[] = { "run", "--vcpus", "2", "surplus", NULL };
 	const char *const unknown_opt[] = { "run", "--frobnicate", NULL };
 	const char *const pkvm_convert[] = { "run", "--vm-type", "pkvm", "--scenario", "convert", NULL };
-	const char *const sw_virtio[] = { "run", "--scenario", "virtio", NULL };
+	const char *const sw_virtio[] = { "run", "--vm-type", "sw", "--scenario", "virtio", NULL };
 
 	expect_usage_error(vcpus0, "--vcpus");
 	expect_usage_error(mem1k, "--mem");
@@ -1185,6 +818,260 @@ static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 	expect_usage_error(unknown_opt, "frobnicate");
 	expect_usage_error(pkvm_convert, "pkvm");
 	expect_usage_error(sw_virtio, "virtio");
+}
+
+/* ---- the CLI's conventions ------------------------------------------------ */
+
+static void test_no_arguments_is_a_usage_error_on_stderr(void **state)
+{
+	const char *const none[] = { NULL };
+	struct result r = run_cli(none);
+
+	expect_status(&r, 2);
+	expect_contains(&r, r.err, "usage: privmem");
+	if (r.out_len) {
+		dump(&r);
+		fail_msg("usage went to stdout");
+	}
+	result_free(&r);
+}
+
+/* -h and --help on every command: its usage on stdout, exit 0. */
+static void test_every_command_takes_h_and_help(void **state)
+{
+	static const char *const commands[] = { "run", "bench", "exec" };
+
+	for (size_t c = 0; c < sizeof(commands) / sizeof(commands[0]); c++) {
+		for (int form = 0; form < 2; form++) {
+			const char *const args[] = { commands[c], form ? "--help" : "-h", NULL };
+			struct result r = run_cli(args);
+			char want[64];
+
+			snprintf(want, sizeof(want), "usage: privmem %s", commands[c]);
+			expect_status(&r, 0);
+			expect_contains(&r, r.out, want);
+			result_free(&r);
+		}
+	}
+}
+
+/* Every error message starts with the program's name, once ("privmem:" or
+ * "privmem COMMAND:"), never with a command's name alone or twice. */
+static void test_errors_start_with_one_program_name(void **state)
+{
+	const char *const cases[][5] = {
+		{ "run", "--frobnicate", NULL }, { "bench", "--frobnicate", NULL },
+		{ "exec", "--frobnicate", NULL }, { "run", "--vcpus", "x", NULL }, { "bench", "nope", NULL },
+		{ "bench", NULL }, { "exec", NULL }, { "run", "--vm-type", "tdx", "-z", NULL },
+		{ "--frobnicate", NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct result r = run_cli(cases[i]);
+
+		expect_status(&r, 2);
+		if (strncmp(r.err, "privmem: ", 9) && strncmp(r.err, "privmem run: ", 13) &&
+		    strncmp(r.err, "privmem bench: ", 15) && strncmp(r.err, "privmem exec: ", 14)) {
+			dump(&r);
+			fail_msg("the message does not start with the program's name");
+		}
+		if (strstr(r.err, "privmem: privmem") || strstr(r.err, "run: run") || !strncmp(r.err, "run:", 4)) {
+			dump(&r);
+			fail_msg("the program's name is repeated or missing");
+		}
+		result_free(&r);
+	}
+}
+
+/* Negative numbers, overflow and trailing garbage are usage errors
+ * naming the option, for every numeric option of every command. */
+static void test_bad_numbers_are_usage_errors(void **state)
+{
+	static const char *const bad[] = { "-1", "-0", " 1", "+1", "1x", "2M2", "", "99999999999999999999",
+					   "18446744073709551616", "0x10" };
+	static const char *const uint_opts[][2] = {
+		{ "run", "--vcpus" }, { "run", "--seed" }, { "run", "--iterations" }, { "run", "--stall-timeout" },
+		{ "bench", "--reps" },
+	};
+	static const char *const size_opts[][2] = {
+		{ "run", "--mem" }, { "bench", "--size" }, { "exec", "--pool-size" },
+	};
+
+	for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		for (size_t o = 0; o < sizeof(uint_opts) / sizeof(uint_opts[0]); o++) {
+			const char *const args[] = { uint_opts[o][0], uint_opts[o][1], bad[b], "convert", NULL };
+			const char *const bench_args[] = { uint_opts[o][0], "convert", uint_opts[o][1], bad[b], NULL };
+
+			expect_usage_error(strcmp(uint_opts[o][0], "bench") ? args : bench_args, uint_opts[o][1]);
+		}
+		for (size_t o = 0; o < sizeof(size_opts) / sizeof(size_opts[0]); o++) {
+			const char *const args[] = { size_opts[o][0], size_opts[o][1], bad[b], NULL };
+			const char *const bench_args[] = { "bench", "convert", size_opts[o][1], bad[b], NULL };
+			const char *const exec_args[] = { "exec", size_opts[o][1], bad[b], "true", NULL };
+
+			expect_usage_error(!strcmp(size_opts[o][0], "bench") ? bench_args :
+					   !strcmp(size_opts[o][0], "exec") ? exec_args : args, size_opts[o][1]);
+		}
+		{
+			const char *const args[] = { "run", "--vm-type", "tdx", "--busy-rate", bad[b], NULL };
+
+			expect_usage_error(args, "--busy-rate");
+		}
+	}
+}
+
+/* Sizes take K, M, G and T (powers of 1024): 1T is a size (refused only
+ * because it does not fit in the simulated host memory, naming the
+ * setting), and 65536K is 64 MiB. */
+static void test_sizes_take_k_m_g_t(void **state)
+{
+	const char *const tera[] = { "run", "--vm-type", "sw", "--mem", "1T", NULL };
+	const char *const kilo[] = { "run", "--vm-type", "sw", "--mem", "65536K", "--vcpus", "1", "--iterations",
+				     "2", "--json", NULL };
+	const char *const bench_tera[] = { "bench", "convert", "--size", "1t", NULL };
+	struct result r;
+
+	expect_usage_error(tera, "PRIVMEM_POOL_SIZE");
+	expect_usage_error(bench_tera, "PRIVMEM_POOL_SIZE");
+	r = run_cli(tera);
+	if (strstr(r.err, "bad --mem")) {
+		dump(&r);
+		fail_msg("1T not taken as a size");
+	}
+	result_free(&r);
+	r = run_cli(kilo);
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "\"mem_bytes\":67108864,");
+	result_free(&r);
+}
+
+/* --vm-type takes KVM's numbers (and privmem's 16) as well as the names. */
+static void test_vm_type_takes_numbers(void **state)
+{
+	static const char *const types[][2] = {
+		{ "0", "default" }, { "1", "sw" }, { "4", "snp" }, { "5", "tdx" }, { "16", "pkvm" },
+	};
+
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		const char *const args[] = { "run", "--vm-type", types[i][0], "--vcpus", "1", "--mem", "16M",
+					     "--iterations", "2", "--json", NULL };
+		struct result r = run_cli(args);
+		char want[64];
+
+		snprintf(want, sizeof(want), "\"vm_type\":\"%s\"", types[i][1]);
+		expect_status(&r, 0);
+		expect_contains(&r, r.out, want);
+		result_free(&r);
+	}
+	{
+		const char *const args[] = { "run", "--vm-type", "3", NULL };
+
+		expect_usage_error(args, "--vm-type");
+	}
+}
+
+/* An option that does not apply to the VM type or scenario is an error,
+ * not ignored nor swapped for another scenario. */
+static void test_options_that_do_not_apply_are_errors(void **state)
+{
+	const char *const cases[][8] = {
+		{ "run", "--vm-type", "sw", "--busy-rate", "5", NULL },
+		{ "run", "--busy-rate", "5", NULL },
+		{ "run", "--vm-type", "pkvm", "--no-huge", NULL },
+		{ "run", "--vm-type", "default", "--scenario", "convert", NULL },
+		{ "run", "--vm-type", "default", "--scenario", "accept", NULL },
+		{ "run", "--vm-type", "snp", "--scenario", "bounce", NULL },
+		{ "run", "--vm-type", "tdx", "--scenario", "convert", NULL },
+		{ "run", "--vm-type", "pkvm", "--scenario", "bounce", NULL },
+	};
+	static const char *const mentions[] = { "--busy-rate", "--busy-rate", "--no-huge", "convert", "accept",
+						"bounce", "convert", "bounce" };
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_usage_error(cases[i], mentions[i]);
+}
+
+/* A watermark above the simulated host memory's size is an error, for
+ * every command, as a bad value is. */
+static void test_watermark_above_the_pool_size_is_an_error(void **state)
+{
+	const char *const run[] = { "run", NULL };
+	const char *const bench[] = { "bench", "convert", NULL };
+	const char *const exec[] = { "exec", "true", NULL };
+	const char *const *cmds[] = { run, bench, exec };
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		struct result r = run_cli_env("PRIVMEM_POOL_SIZE=64M PRIVMEM_POOL_WATERMARK=128M", 60, cmds[i]);
+
+		expect_status(&r, 2);
+		expect_contains(&r, r.err, "PRIVMEM_POOL_WATERMARK");
+		result_free(&r);
+		r = run_cli_env("PRIVMEM_POOL_SIZE=64Mx", 60, cmds[i]);
+		expect_status(&r, 2);
+		expect_contains(&r, r.err, "PRIVMEM_POOL_SIZE");
+		result_free(&r);
+	}
+}
+
+/* The default run shows every headline feature: conversions both ways,
+ * explicit (PSC exits) and implicit (KVM_EXIT_MEMORY_FAULT, each answered
+ * by a conversion), faults mapping 4K and 2M, zaps, splits, shootdowns,
+ * a measured launch, and every check passes. */
+static void test_default_run_shows_implicit_conversion(void **state)
+{
+	const char *const args[] = { "run", "--vcpus", "2", "--mem", "64M", "--iterations", "20", "--json", NULL };
+	struct result r = run_cli(args);
+	struct jv *json = NULL;
+	static const char *const positive[] = {
+		"exits.memory_fault", "exits.hypercall", "implicit_conversions", "pages_to_private",
+		"pages_to_shared", "faults", "mapped.4K", "mapped.2M", "zapped", "tlb_shootdowns",
+		"snp.psc_requests", "snp.pvalidate",
+	};
+
+	expect_status(&r, 0);
+	json = json_parse(r.out);
+	assert_non_null(json);
+	assert_string_equal(json_get(json, "vm_type")->text, "snp");
+	assert_string_equal(json_get(json, "result")->text, "PASS");
+	for (size_t i = 0; i < sizeof(positive) / sizeof(positive[0]); i++) {
+		const struct jv *v = json_get(json, positive[i]);
+
+		if (!v || v->type != J_NUM || !strtoull(v->text, NULL, 10)) {
+			dump(&r);
+			fail_msg("%s is not a positive count", positive[i]);
+		}
+	}
+	assert_string_equal(json_get(json, "implicit_conversions")->text, json_get(json, "exits.memory_fault")->text);
+	assert_int_equal(strlen(json_get(json, "launch_digest")->text), 96);
+	json_free(json);
+	result_free(&r);
+}
+
+/* On a terminal, run and bench show what they are doing on stderr:
+ * bench which benchmark, of how many. Not on a pipe. */
+static void test_progress_on_a_tty(void **state)
+{
+	const char *const bench[] = { "bench", "scale", "--size", "64M", "--reps", "2", NULL };
+	const char *const run[] = { "run", "--vm-type", "sw", "--vcpus", "2", "--mem", "64M", "--scenario",
+				    "accept", "--iterations", "2", NULL };
+	struct result r = run_cli_tty(bench);
+
+	expect_status(&r, 0);
+	expect_contains(&r, r.err, "bench scale (1 of 1)");
+	expect_contains(&r, r.err, "measurements");
+	expect_contains(&r, r.out, "== scale");
+	result_free(&r);
+	r = run_cli(bench);
+	expect_status(&r, 0);
+	if (strstr(r.err, "(1 of 1)")) {
+		dump(&r);
+		fail_msg("progress on a pipe");
+	}
+	result_free(&r);
+	r = run_cli_tty(run);
+	expect_status(&r, 0);
+	expect_contains(&r, r.err, "running:");
+	result_free(&r);
 }
 
 /* ---- runs that cannot finish end, with a message ----------------------- */
@@ -1204,7 +1091,8 @@ static void expect_ends_with(const char *env, const char *const *args, int statu
  * with the setting to change. */
 static void test_run_larger_than_host_memory_is_refused_naming_the_pool_size(void **state)
 {
-	const char *const accept[] = { "run", "--mem", "256M", "--vcpus", "1", "--scenario", "accept", NULL };
+	const char *const accept[] = { "run", "--vm-type", "sw", "--mem", "256M", "--vcpus", "1", "--scenario",
+				       "accept", NULL };
 	const char *const big[] = { "run", "--mem", "16G", "--iterations", "2", NULL };
 	const char *const tdx[] = { "run", "--vm-type", "tdx", "--mem", "128M", "--vcpus", "1", NULL };
 	const char *const dflt[] = { "run", "--vm-type", "default", "--mem", "128M", "--vcpus", "1",
@@ -1225,7 +1113,8 @@ static void test_run_larger_than_host_memory_is_refused_naming_the_pool_size(voi
  * with a message that says so and names the setting. */
 static void test_run_out_of_host_memory_stops_and_says_so(void **state)
 {
-	const char *const accept[] = { "run", "--mem", "64M", "--vcpus", "1", "--scenario", "accept", NULL };
+	const char *const accept[] = { "run", "--vm-type", "sw", "--mem", "64M", "--vcpus", "1", "--scenario",
+				       "accept", NULL };
 	const char *const snp[] = { "run", "--vm-type", "snp", "--mem", "64M", "--vcpus", "1", NULL };
 	struct result r = run_cli_env("PRIVMEM_POOL_SIZE=64M", 60, accept);
 
@@ -1304,23 +1193,22 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
 		cmocka_unit_test(test_bad_run_arguments_exit_2_with_a_message),
 		cmocka_unit_test(test_unknown_command_exits_2),
+		cmocka_unit_test(test_no_arguments_is_a_usage_error_on_stderr),
+		cmocka_unit_test(test_every_command_takes_h_and_help),
+		cmocka_unit_test(test_errors_start_with_one_program_name),
+		cmocka_unit_test(test_bad_numbers_are_usage_errors),
+		cmocka_unit_test(test_sizes_take_k_m_g_t),
+		cmocka_unit_test(test_vm_type_takes_numbers),
+		cmocka_unit_test(test_options_that_do_not_apply_are_errors),
+		cmocka_unit_test(test_watermark_above_the_pool_size_is_an_error),
+		cmocka_unit_test(test_default_run_shows_implicit_conversion),
+		cmocka_unit_test(test_progress_on_a_tty),
 		cmocka_unit_test(test_run_larger_than_host_memory_is_refused_naming_the_pool_size),
 		cmocka_unit_test(test_run_out_of_host_memory_stops_and_says_so),
 		cmocka_unit_test(test_tdx_always_busy_gives_up_after_the_stall_timeout),
 		cmocka_unit_test(test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message),
 	};
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0) {
-		perror("readlink /proc/self/exe");
+	if (cli_init())
 		return 1;
-	}
-	self[n] = '\0';
-	snprintf(cli_path, sizeof(cli_path), "%s/../privmem", dirname(self));
-	if (access(cli_path, X_OK)) {
-		fprintf(stderr, "test_cli: %s: %s\n", cli_path, strerror(errno));
-		return 1;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

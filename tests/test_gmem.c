@@ -84,7 +84,7 @@ static uint64_t pool_in_use(void)
 /* Resizes the (idle) pool. */
 static void pool_configure(uint64_t size)
 {
-	struct pm_pool_config cfg = { .size = size, .watermark = POOL_WATERMARK };
+	struct pm_pool_config cfg = { .size = size, .watermark = size < POOL_WATERMARK ? size : POOL_WATERMARK };
 
 	assert_int_equal(pm_kvm_ioctl(sys_handle, PM_KVM_SET_POOL_CONFIG, &cfg), 0);
 	assert_int_equal(pool_stats().size, size);

@@ -30,8 +30,9 @@
 #define KIB (1ULL << 10)
 #define MIB (1ULL << 20)
 #define GIB (1ULL << 30)
-/* A watermark no test exceeds: freed memory is kept populated and scrubbed. */
-#define KEEP_ALL (64 * GIB)
+/* A watermark no test exceeds: freed memory is kept populated and scrubbed
+ * (fresh_pool sets the pool's size, the largest watermark it takes). */
+#define KEEP_ALL UINT64_MAX
 
 static struct pm_pool_stats pool_stats(void)
 {
@@ -43,6 +44,8 @@ static struct pm_pool_stats pool_stats(void)
 
 static void fresh_pool(uint64_t size, uint64_t watermark)
 {
+	if (watermark == KEEP_ALL)
+		watermark = size;
 	assert_int_equal(pm_pool_configure(size, watermark), 0);
 	assert_int_equal(pool_stats().size, size);
 	assert_int_equal(pool_stats().watermark, watermark);
@@ -169,6 +172,12 @@ static void test_env_sets_initial_size_and_watermark(void **state)
 	check_env("5M", "lots", 4 * GIB, 256 * MIB);
 	check_env("0", "-1", 4 * GIB, 256 * MIB);
 	check_env("2MB", "", 4 * GIB, 256 * MIB);
+	check_env("1T", "1t", 1ULL << 40, 1ULL << 40);
+	/* A watermark above the pool's size is refused; the default is capped
+	 * at a pool smaller than it. */
+	check_env("6M", "8M", 6 * MIB, 6 * MIB);
+	check_env("64M", "", 64 * MIB, 64 * MIB);
+	check_env("1G", "2G", GIB, 256 * MIB);
 }
 
 /* ---- allocation ---- */
@@ -583,7 +592,10 @@ static void test_configure_refuses_busy_pool_and_bad_size(void **state)
 	assert_int_equal(pm_pool_configure(3 * MIB, 0), -EINVAL);
 	assert_int_equal(pm_pool_configure(8 * MIB + PM_PAGE_SIZE, 0), -EINVAL);
 	assert_int_equal(pm_pool_configure(1 * MIB, 0), -EINVAL);
+	assert_int_equal(pm_pool_configure(4 * MIB, 4 * MIB + PM_PAGE_SIZE), -EINVAL);
+	assert_int_equal(pm_pool_configure(0, 8 * MIB), -EINVAL);
 	assert_int_equal(pool_stats().size, 4 * MIB);
+	assert_int_equal(pool_stats().watermark, 2 * MIB);
 
 	/* 0 keeps a field; re-creation starts the statistics afresh. */
 	assert_int_equal(pm_pool_configure(0, 4 * MIB), 0);
@@ -594,6 +606,9 @@ static void test_configure_refuses_busy_pool_and_bad_size(void **state)
 	assert_int_equal(pool_stats().size, 8 * MIB);
 	assert_int_equal(pool_stats().watermark, 4 * MIB);
 	assert_int_equal(pm_pool_nr_frames(), 2048);
+	/* A kept watermark is capped at a smaller size. */
+	assert_int_equal(pm_pool_configure(2 * MIB, 0), 0);
+	assert_int_equal(pool_stats().watermark, 2 * MIB);
 }
 
 /* ---- misuse is caught ---- */

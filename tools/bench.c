@@ -47,7 +47,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/falloc.h>
+#include <privmem/privmem.h>
 #include "cli.h"
+#include "plot.h"
 
 #include "bench.h"
 
@@ -95,7 +97,7 @@ _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_
 static void bench_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem bench NAME [--json] [--size SIZE] [--reps N]\n"
+		"usage: privmem bench NAME [--json] [--size SIZE] [--reps N] [--plot FILE]\n"
 		"\n"
 		"Measures privmem beside its references in one run: figures (throughput and\n"
 		"per-page / per-op latency; best of N runs, median in brackets), ratios of the\n"
@@ -113,9 +115,11 @@ static void bench_usage(FILE *out)
 		"  %-8s all of the above, in this order\n"
 		"\n"
 		"options:\n"
-		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}})\n"
-		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G suffixes)\n"
+		"  --json        print one JSON object (for all: {\"benchmarks\": {NAME: ...}}),\n"
+		"                with every measurement, privmem's version and the host\n"
+		"  --size SIZE   override the benchmark's size (a multiple of 2M; K/M/G/T suffixes)\n"
 		"  --reps N      measurements per figure, 1..%d (default 3; scale 9, guest and e2e 5)\n"
+		"  --plot FILE   draw every target beside its limit to FILE (SVG, by gnuplot)\n"
 		"  -h, --help    print this help and exit\n"
 		"\n"
 		"Exit status: 0 when the measurements ran (whether or not targets are met),\n"
@@ -129,6 +133,7 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 	static const struct option opts[] = {
 		{ "json", no_argument, NULL, 'j' }, { "size", required_argument, NULL, 's' },
 		{ "reps", required_argument, NULL, 'r' }, { "help", no_argument, NULL, 'h' },
+		{ "plot", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *name = NULL;
@@ -149,6 +154,9 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 			if (cli_parse_uint(optarg, 1, BENCH_MAX_REPS, &o->reps))
 				return cli_bad_arg("--reps", optarg);
 			break;
+		case 'P':
+			o->plot_file = optarg;
+			break;
 		case 'h':
 			bench_usage(stdout);
 			exit(0);
@@ -158,13 +166,16 @@ static int bench_parse(int argc, char **argv, struct bench_opts *o)
 		}
 	}
 	if (optind >= argc) {
-		fprintf(stderr, "privmem: bench needs a NAME\n");
+		fprintf(stderr, "privmem bench: a benchmark NAME is needed\n");
 		bench_usage(stderr);
 		return 2;
 	}
 	name = argv[optind++];
 	if (optind < argc)
 		return cli_bad_arg("argument", argv[optind]);
+	o->progress = isatty(STDERR_FILENO) && !o->json;
+	if (cli_check_pool_env())
+		return 2;
 	if (!strcmp(name, "all")) {
 		o->all = true;
 		for (int b = 0; b < B_NR; b++)
@@ -226,10 +237,14 @@ double samples_median(const struct samples *s)
 	return s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
 }
 
+/* Measurements taken so far, for the progress line. */
+static atomic_uint measurements;
+
 void samples_add(struct samples *s, double secs)
 {
 	if (s->n < BENCH_MAX_REPS)
 		s->v[s->n++] = secs;
+	atomic_fetch_add_explicit(&measurements, 1, memory_order_relaxed);
 }
 
 uint64_t now_ns(void)
@@ -295,6 +310,9 @@ struct figure *figure_add(struct result *r, const char *key, const char *label, 
 	struct figure *f = &r->fig[r->nfig < MAX_FIG ? r->nfig++ : MAX_FIG - 1];
 
 	memset(f, 0, sizeof(*f));
+	f->raw = &r->raw[f - r->fig];
+	f->raw_cpu = &r->raw_cpu[f - r->fig];
+	f->raw->n = f->raw_cpu->n = 0;
 	f->section = r->nsection ? r->section[r->nsection - 1] : NULL;
 	snprintf(f->key, sizeof(f->key), "%s", key);
 	snprintf(f->label, sizeof(f->label), "%s", label);
@@ -313,6 +331,7 @@ void figure_set(struct figure *f, const struct samples *s)
 	f->skipped = false;
 	f->best = samples_best(s);
 	f->median = samples_median(s);
+	*f->raw = *s;
 }
 
 void figure_set_cpu(struct figure *f, const struct samples *cpu)
@@ -322,6 +341,7 @@ void figure_set_cpu(struct figure *f, const struct samples *cpu)
 	f->has_cpu = true;
 	f->cpu_best = samples_best(cpu);
 	f->cpu_median = samples_median(cpu);
+	*f->raw_cpu = *cpu;
 }
 
 void figure_skip(struct figure *f, const char *why)
@@ -521,10 +541,25 @@ static void json_num(double v)
 		printf("null");
 }
 
-static void result_print_json(const struct result *r)
+/* Every measurement of a figure, in the order taken (seconds). */
+static void json_samples(const struct samples *smp)
+{
+	printf("[");
+	for (unsigned int i = 0; i < smp->n; i++) {
+		printf("%s", i ? "," : "");
+		printf("%.9g", smp->v[i]);
+	}
+	printf("]");
+}
+
+static void result_print_json(const struct result *r, const struct bench_host *h)
 {
 	printf("{\"name\":\"%s\",\"title\":", r->name);
 	cli_json_string(stdout, r->title);
+	printf(",\"privmem_version\":");
+	cli_json_string(stdout, pm_version());
+	printf(",\"host\":");
+	bench_host_json(h);
 	printf(",\"size_bytes\":%" PRIu64 ",\"reps\":%u,", r->size, r->reps);
 	if (r->nsection) {
 		printf("\"sections\":[");
@@ -556,7 +591,11 @@ static void result_print_json(const struct result *r)
 		json_num(ns_per_op(f, true));
 		printf(",\"best_ops_per_s\":");
 		json_num(f->ops / f->best);
+		printf(",\"samples_s\":");
+		json_samples(f->raw);
 		if (f->has_cpu) {
+			printf(",\"cpu_samples_s\":");
+			json_samples(f->raw_cpu);
 			printf(",\"best_cpu_ns_per_op\":");
 			json_num(f->cpu_best * 1e9 / f->ops);
 			printf(",\"median_cpu_ns_per_op\":");
@@ -636,29 +675,176 @@ static void result_print_json(const struct result *r)
 }
 
 /* ==================================================================== */
+/* The host                                                             */
+/* ==================================================================== */
+
+void bench_host_read(struct bench_host *h)
+{
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	char line[256];
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->cpu, sizeof(h->cpu), "unknown");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (strncmp(line, "model name", 10) || !colon)
+			continue;
+		colon += 1 + (colon[1] == ' ');
+		colon[strcspn(colon, "\n")] = '\0';
+		snprintf(h->cpu, sizeof(h->cpu), "%s", colon);
+		break;
+	}
+	if (f)
+		fclose(f);
+	h->cores = sysconf(_SC_NPROCESSORS_ONLN);
+	if (getloadavg(h->load, 3) != 3)
+		h->load[0] = h->load[1] = h->load[2] = NAN;
+}
+
+void bench_host_json(const struct bench_host *h)
+{
+	printf("{\"cpu\":");
+	cli_json_string(stdout, h->cpu);
+	printf(",\"cores\":%ld,\"loadavg\":[", h->cores);
+	for (int i = 0; i < 3; i++) {
+		printf("%s", i ? "," : "");
+		json_num(h->load[i]);
+	}
+	printf("]}");
+}
+
+/* ==================================================================== */
+/* Progress                                                             */
+/* ==================================================================== */
+
+/* A line on stderr (a tty) every 200 ms while benchmarks run: which one,
+ * of how many, its time and the measurements taken. */
+struct bench_progress {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;                   /* lock */
+	const char *name;            /* lock: the benchmark running */
+	int index, total;            /* lock */
+	uint64_t t0;                 /* lock: when it began */
+};
+
+static void *progress_main(void *arg)
+{
+	struct bench_progress *p = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&p->lock);
+	while (!p->stop) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&p->cond, &p->lock, &ts);
+		if (p->stop || !p->name)
+			continue;
+		fprintf(stderr, "\r  bench %s (%d of %d): %.1f s, %u measurements   ", p->name, p->index,
+			p->total, secs_since(p->t0), atomic_load(&measurements));
+		fflush(stderr);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+static void progress_start(struct bench_progress *p)
+{
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->cond, NULL);
+	if (pthread_create(&p->thread, NULL, progress_main, p))
+		p->stop = true;
+}
+
+static void progress_next(struct bench_progress *p, const char *name, int index, int total)
+{
+	pthread_mutex_lock(&p->lock);
+	p->name = name;
+	p->index = index;
+	p->total = total;
+	p->t0 = now_ns();
+	atomic_store(&measurements, 0);
+	fprintf(stderr, "\r  bench %s (%d of %d): 0.0 s, 0 measurements   ", name, index, total);
+	fflush(stderr);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Clears the line: before a result is printed, and at the end. */
+static void progress_clear(struct bench_progress *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->name = NULL;
+	fprintf(stderr, "\r%78s\r", "");
+	fflush(stderr);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void progress_stop(struct bench_progress *p)
+{
+	bool running;
+
+	pthread_mutex_lock(&p->lock);
+	running = !p->stop;
+	p->stop = true;
+	pthread_cond_signal(&p->cond);
+	pthread_mutex_unlock(&p->lock);
+	if (running)
+		pthread_join(p->thread, NULL);
+	pthread_cond_destroy(&p->cond);
+	pthread_mutex_destroy(&p->lock);
+}
+
+/* ==================================================================== */
 /* The command                                                          */
 /* ==================================================================== */
 
 int cmd_bench(int argc, char **argv)
 {
+	struct bench_progress progress = { .stop = false };
+	struct bench_plot *plot = NULL;
 	struct bench_opts o;
+	struct bench_host host;
 	struct result *r;
-	int ret = bench_parse(argc, argv, &o), first = 1;
+	int ret = bench_parse(argc, argv, &o), first = 1, index = 0, total = 0;
 	int met = 0, not_met = 0, skipped = 0;
-	double load[1];
 
 	if (!ret)
 		ret = bench_check_host_memory(&o);
+	if (!ret && o.plot_file && plot_check("--plot"))
+		ret = 1;
 	if (ret)
 		return ret;
 	r = malloc(sizeof(*r));
-	if (!r) {
-		fprintf(stderr, "privmem: out of memory\n");
+	plot = o.plot_file ? bench_plot_new() : NULL;
+	if (!r || (o.plot_file && !plot)) {
+		fprintf(stderr, "privmem bench: out of memory\n");
+		free(r);
 		return 1;
 	}
-	if (o.json && o.all)
-		printf("{\"benchmarks\":{");
+	bench_host_read(&host);
+	for (int b = 0; b < B_NR; b++)
+		total += o.run[b];
+	if (o.progress)
+		progress_start(&progress);
+	if (o.json && o.all) {
+		printf("{\"privmem_version\":");
+		cli_json_string(stdout, pm_version());
+		printf(",\"host\":");
+		bench_host_json(&host);
+		printf(",\"benchmarks\":{");
+	} else if (!o.json) {
+		printf("privmem %s on %s, %ld cores, load %.2f %.2f %.2f\n\n", pm_version(), host.cpu,
+		       host.cores, host.load[0], host.load[1], host.load[2]);
+	}
 	for (int b = 0; b < B_NR; b++) {
+		double load[1];
+
 		if (!o.run[b])
 			continue;
 		memset(r, 0, sizeof(*r));
@@ -667,7 +853,11 @@ int cmd_bench(int argc, char **argv)
 		r->reps = o.reps ? o.reps : benches[b].default_reps;
 		if (getloadavg(load, 1) != 1)
 			load[0] = NAN;
+		if (o.progress)
+			progress_next(&progress, r->name, ++index, total);
 		benches[b].fn(&o, r);
+		if (o.progress)
+			progress_clear(&progress);
 		info_add(r, "loadavg_1min_at_start", "host load average (1 min) at the start", load[0], "");
 		if (r->failed)
 			ret = 1;
@@ -676,10 +866,12 @@ int cmd_bench(int argc, char **argv)
 			not_met += r->tgt[i].st == T_NOT_MET;
 			skipped += r->tgt[i].st == T_SKIPPED;
 		}
+		if (plot)
+			bench_plot_add(plot, r);
 		if (o.json) {
 			if (o.all)
 				printf("%s\"%s\":", first ? "" : ",", r->name);
-			result_print_json(r);
+			result_print_json(r, &host);
 			if (!o.all)
 				printf("\n");
 		} else {
@@ -690,11 +882,17 @@ int cmd_bench(int argc, char **argv)
 		first = 0;
 		fflush(stdout);
 	}
+	if (o.progress)
+		progress_stop(&progress);
 	if (o.json && o.all)
 		printf("},\"targets_met\":%d,\"targets_not_met\":%d,\"targets_skipped\":%d}\n", met, not_met,
 		       skipped);
 	else if (o.all)
 		printf("\nsummary: %d targets MET, %d NOT MET, %d skipped\n", met, not_met, skipped);
+	fflush(stdout);
+	if (plot && bench_plot_draw(plot, o.plot_file))
+		ret = 1;
+	bench_plot_free(plot);
 	free(r);
 	return ret;
 }

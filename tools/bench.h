@@ -29,6 +29,14 @@ struct bench_opts {
 	bool json;
 	uint64_t size;            /* 0: each benchmark's default */
 	unsigned int reps;        /* 0: each benchmark's default */
+	const char *plot_file;    /* --plot: the targets beside their limits (SVG) */
+	bool progress;            /* show progress on stderr (a tty) */
+};
+
+/* Measurements of one figure. */
+struct samples {
+	double v[BENCH_MAX_REPS];
+	unsigned int n;
 };
 
 /* One measured thing: `ops` operations (and `bytes` bytes) per measurement. */
@@ -43,6 +51,7 @@ struct figure {
 	const char *event;       /* optional second rate, e.g. "fault" */
 	double events;           /* events per measurement */
 	double best, median;     /* seconds per measurement */
+	struct samples *raw, *raw_cpu; /* every measurement (figure_set, figure_set_cpu) */
 	/* The measuring thread's CPU time (figure_set_cpu), when kept: the
 	 * steadier figure on a host whose other loads preempt it. */
 	bool has_cpu;
@@ -109,13 +118,29 @@ struct result {
 	int nnote;
 	bool failed;
 	char error[384];
+	/* The raw measurements of the figures (fig[i].raw points into them). */
+	struct samples raw[MAX_FIG], raw_cpu[MAX_FIG];
 };
 
-/* Measurements of one figure. */
-struct samples {
-	double v[BENCH_MAX_REPS];
-	unsigned int n;
+/* The machine a run measured (bench.c): the CPU's model, the cores online
+ * and the load average (1, 5, 15 min) when the run began; in every JSON
+ * result and the text's first line. */
+struct bench_host {
+	char cpu[128];
+	long cores;
+	double load[3];
 };
+void bench_host_read(struct bench_host *h);
+void bench_host_json(const struct bench_host *h);
+
+/* --plot (bench_plot.c): each result's targets are kept as it completes,
+ * then drawn beside their limits. */
+struct bench_plot;
+struct bench_plot *bench_plot_new(void);
+void bench_plot_add(struct bench_plot *p, const struct result *r);
+/* 0, or -1 with a message. */
+int bench_plot_draw(struct bench_plot *p, const char *path);
+void bench_plot_free(struct bench_plot *p);
 
 /* Samples and clocks (CLOCK_MONOTONIC). */
 double samples_best(const struct samples *s);

@@ -37,20 +37,30 @@ const char *cli_vm_type_name(unsigned long type)
 	return NULL;
 }
 
+/* Digits only from the first character: strtoull would take leading
+ * blanks, a sign (and wrap "-1" round to 2^64 - 1) or a base prefix. */
+static bool cli_starts_with_digit(const char *s)
+{
+	return *s >= '0' && *s <= '9';
+}
+
 int cli_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
 	unsigned int shift = 0;
 
+	if (!cli_starts_with_digit(s))
+		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || end == s)
+	if (errno)
 		return -EINVAL;
 	switch (*end) {
 	case 'k': case 'K': shift = 10; end++; break;
 	case 'm': case 'M': shift = 20; end++; break;
 	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
 	default: break;
 	}
 	if (*end || v > (UINT64_MAX >> shift))
@@ -62,13 +72,38 @@ int cli_parse_size(const char *s, uint64_t *out)
 int cli_parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out)
 {
 	char *end;
-	unsigned long v;
+	unsigned long long v;
 
+	if (!cli_starts_with_digit(s))
+		return -EINVAL;
 	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v < min || v > max)
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
 		return -EINVAL;
 	*out = (unsigned int)v;
+	return 0;
+}
+
+int cli_check_pool_env(void)
+{
+	const char *size_s = getenv("PRIVMEM_POOL_SIZE"), *wm_s = getenv("PRIVMEM_POOL_WATERMARK");
+	uint64_t size = 4ULL << 30, wm = 0;
+
+	if (size_s && (cli_parse_size(size_s, &size) || !size || size % (2ULL << 20))) {
+		fprintf(stderr, "privmem: bad PRIVMEM_POOL_SIZE=%s (bytes with an optional K/M/G/T "
+			"suffix, a positive multiple of 2M)\n", size_s);
+		return 2;
+	}
+	if (wm_s && cli_parse_size(wm_s, &wm)) {
+		fprintf(stderr, "privmem: bad PRIVMEM_POOL_WATERMARK=%s (bytes with an optional "
+			"K/M/G/T suffix)\n", wm_s);
+		return 2;
+	}
+	if (wm > size) {
+		fprintf(stderr, "privmem: PRIVMEM_POOL_WATERMARK=%s is more than the pool's size "
+			"(PRIVMEM_POOL_SIZE=%s)\n", wm_s, size_s ? size_s : "4G, the default");
+		return 2;
+	}
 	return 0;
 }
 

@@ -11,9 +11,17 @@
 #define PM_MIN_U64(a, b) ((uint64_t)(a) < (uint64_t)(b) ? (uint64_t)(a) : (uint64_t)(b))
 #define PM_ALIGN_DOWN_U64(x, a) ((uint64_t)(x) & ~((uint64_t)(a) - 1))
 
-/* "512M", "2G", "4096" -> bytes (K/M/G suffixes, powers of 1024). */
+/* "512M", "2G", "4096" -> bytes (K/M/G/T suffixes, powers of 1024); and
+ * an unsigned decimal in [min, max]. Digits only (no sign, no blank), no
+ * trailing garbage, no overflow: -EINVAL otherwise. */
 int cli_parse_size(const char *s, uint64_t *out);
 int cli_parse_uint(const char *s, unsigned int min, unsigned int max, unsigned int *out);
+/* The simulated host memory's settings in the environment,
+ * PRIVMEM_POOL_SIZE and PRIVMEM_POOL_WATERMARK, as the CLI takes numbers:
+ * a bad value, or a watermark above the pool's size, is an error (a
+ * message naming the variable, and 2); the library would warn and go on
+ * with its default. */
+int cli_check_pool_env(void);
 /* Prints "privmem: bad OPTION 'VALUE'" and returns 2 (usage error). */
 int cli_bad_arg(const char *opt, const char *val);
 double cli_elapsed(const struct timespec *t0);

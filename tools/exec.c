@@ -6,7 +6,8 @@
  * The library is looked for next to this binary (the build tree: build/),
  * then in the install prefix (PREFIX/bin/privmem -> PREFIX/lib/privmem/).
  * It is prepended to LD_PRELOAD; the settings go to the environment
- * (PRIVMEM_POOL_SIZE, PRIVMEM_VM_TYPES), then the command replaces this
+ * (PRIVMEM_POOL_SIZE, PRIVMEM_VM_TYPES, PRIVMEM_KVM_VERSION, PRIVMEM_TRACE),
+ * then the command replaces this
  * process (execvp), so its exit status is the command's. In sanitizer
  * builds the interposer is instrumented too and needs the sanitizer's
  * runtime loaded first: the runtime this binary runs with is put in front.
@@ -36,7 +37,7 @@ static void usage(FILE *out)
 		"2: bad options).\n"
 		"\n"
 		"options:\n"
-		"  -p, --pool-size SIZE   simulated host memory (K/M/G suffix, a multiple of\n"
+		"  -p, --pool-size SIZE   simulated host memory (K/M/G/T suffix, a multiple of\n"
 		"                         2M; default: PRIVMEM_POOL_SIZE or 4G)\n"
 		"  -t, --vm-types LIST    VM types to offer (KVM_CAP_VM_TYPES), comma-separated:\n"
 		"                         default, sw, snp, tdx, pkvm (default is always offered;\n"
@@ -44,6 +45,9 @@ static void usage(FILE *out)
 		"  -k, --kvm-version V    the Linux KVM uAPI to present: 6.12 (guest_memfd takes\n"
 		"                         no flags, as Linux 6.12's selftests expect) or 6.18\n"
 		"                         (default: PRIVMEM_KVM_VERSION or 6.18)\n"
+		"  -T, --trace FILE       write a Chrome / Perfetto JSON trace of what privmem\n"
+		"                         does for COMMAND to FILE when it exits\n"
+		"                         (PRIVMEM_TRACE=FILE)\n"
 		"  -h, --help             print this help and exit\n");
 }
 
@@ -159,6 +163,7 @@ int cmd_exec(int argc, char **argv)
 		{ "pool-size", required_argument, NULL, 'p' },
 		{ "vm-types", required_argument, NULL, 't' },
 		{ "kvm-version", required_argument, NULL, 'k' },
+		{ "trace", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -167,7 +172,7 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:k:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:t:k:T:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
@@ -184,6 +189,11 @@ int cmd_exec(int argc, char **argv)
 				return cli_bad_arg("--kvm-version", optarg);
 			setenv("PRIVMEM_KVM_VERSION", optarg, 1);
 			break;
+		case 'T':
+			if (!optarg[0])
+				return cli_bad_arg("--trace", optarg);
+			setenv("PRIVMEM_TRACE", optarg, 1);
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -192,6 +202,8 @@ int cmd_exec(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cli_check_pool_env())
+		return 2;
 	if (optind == argc) {
 		fprintf(stderr, "privmem exec: no command given\n");
 		usage(stderr);

@@ -30,9 +30,22 @@ static void usage(FILE *out)
 		"\n"
 		"options:\n"
 		"  -h, --help      print this help and exit\n"
-		"  -V, --version   print the version and exit\n",
+		"  -V, --version   print the version and exit\n"
+		"\n"
+		"man privmem for the whole manual.\n",
 		pm_version());
 }
+
+static const struct {
+	const char *name;
+	const char *prog;            /* argv[0] for it: getopt's messages start with it */
+	int (*fn)(int argc, char **argv);
+} commands[] = {
+	{ "run", "privmem run", cmd_run },
+	{ "bench", "privmem bench", cmd_bench },
+	{ "exec", "privmem exec", cmd_exec },
+	{ "measure", "privmem measure", cmd_measure },
+};
 
 int main(int argc, char **argv)
 {
@@ -43,6 +56,7 @@ int main(int argc, char **argv)
 	};
 	int c;
 
+	argv[0] = (char *)"privmem";
 	while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
@@ -57,17 +71,15 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind == argc) {
-		usage(stdout);
-		return 0;
+		usage(stderr);          /* a command is needed: a usage error */
+		return 2;
 	}
-	if (!strcmp(argv[optind], "run"))
-		return cmd_run(argc - optind, argv + optind);
-	if (!strcmp(argv[optind], "bench"))
-		return cmd_bench(argc - optind, argv + optind);
-	if (!strcmp(argv[optind], "exec"))
-		return cmd_exec(argc - optind, argv + optind);
-	if (!strcmp(argv[optind], "measure"))
-		return cmd_measure(argc - optind, argv + optind);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(argv[optind], commands[i].name)) {
+			argv[optind] = (char *)commands[i].prog;
+			return commands[i].fn(argc - optind, argv + optind);
+		}
+	}
 	fprintf(stderr, "privmem: unknown command '%s'\n", argv[optind]);
 	usage(stderr);
 	return 2;

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 #include "cli.h"
+#include "memlog.h"
+#include "plot.h"
 #include "run.h"
 
 /* The JSON layout's version: 1 is the layout of the reports privmem
@@ -28,6 +30,9 @@
 #define RUN_REPORT_SCHEMA 1
 
 #define MIB ((uint64_t)1 << 20)
+
+/* The VM type `privmem run` runs without --vm-type. */
+#define RUN_DEFAULT_VM_TYPE "snp"
 
 static const struct runner {
 	unsigned long type;          /* --vm-type (cli_parse_vm_type) */
@@ -47,47 +52,61 @@ struct run_cmd {
 	const struct runner *runner;
 	bool json;                  /* the report on stdout as JSON */
 	const char *json_file;      /* and/or as JSON in this file */
+	const char *trace_file;     /* a Perfetto trace of the run (pm_trace_start) */
+	const char *plot_file;      /* an SVG of the guest's memory over time */
+	/* Options given, that apply to some VM types or scenarios only. */
+	const char *scenario_opt, *busy_rate_opt;
+	bool no_huge_opt;
 };
 
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type sw|default|snp|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type snp|sw|default|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
-		"                   [--json-file FILE] [--stall-timeout SECONDS]\n"
-		"                   [--firmware FILE]\n"
+		"                   [--json-file FILE] [--trace FILE] [--plot FILE]\n"
+		"                   [--stall-timeout SECONDS] [--firmware FILE]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
 		"check. Exit status 1 if any check failed or the run gave up, 2 for bad\n"
 		"usage (including a --mem larger than privmem's simulated host memory,\n"
-		"PRIVMEM_POOL_SIZE, default 4G).\n"
+		"PRIVMEM_POOL_SIZE, default 4G, and an option the VM type does not take).\n"
 		"\n"
-		"  --vm-type TYPE    sw (software-protected, default), default (no private memory),\n"
-		"                    snp (SEV-SNP: measured launch, 2M PSC boot, bounce I/O,\n"
-		"                    random conversions; --scenario does not apply),\n"
+		"  --vm-type TYPE    snp (SEV-SNP, the default: measured launch, boot acceptance\n"
+		"                    by PSC and by implicit conversion, bounce I/O, random\n"
+		"                    conversions), sw (software-protected: the scenarios below),\n"
+		"                    default (no private memory: bounce only),\n"
 		"                    tdx (a TD on the simulated TDX module: measured build,\n"
-		"                    accept, bounce buffers, conversions; its own scenario),\n"
-		"                    or pkvm (protected VM under pKVM's hypervisor: privmem type 16)\n"
-		"  --mem SIZE        guest RAM, e.g. 512M or 2G (default 512M; multiple of 2M per vCPU)\n"
+		"                    accept, bounce buffers, conversions), or pkvm (protected VM\n"
+		"                    under pKVM's hypervisor: virtio only); or their numbers\n"
+		"                    (4, 1, 0, 5, 16)\n"
+		"  --mem SIZE        guest RAM, e.g. 512M or 2G (K/M/G/T; default 512M; at least\n"
+		"                    2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
-		"  --scenario NAME   convert, bounce, accept, or default (all of them, one per vCPU);\n"
-		"                    virtio (in-place sharing for device I/O) is pkvm's scenario\n"
+		"  --scenario NAME   sw: convert, bounce, accept, or default (all of them, one per\n"
+		"                    vCPU); default: bounce; pkvm: virtio (in-place sharing for\n"
+		"                    device I/O); snp and tdx have one scenario of their own\n"
 		"  --seed N          seed for the random choices (default 1)\n"
-		"  --iterations N    conversions / requests per vCPU (default 200 / 100)\n"
+		"  --iterations N    conversions / requests per vCPU, 1..1000000 (default 200 / 100)\n"
 		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs,\n"
 		"                    0..1000000 (at 1000000 no TD can be built: the run gives up)\n"
 		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
 		"  --json            print the report as one JSON object\n"
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
+		"  --trace FILE      write a Chrome / Perfetto JSON trace of the run to FILE\n"
+		"                    (open it in https://ui.perfetto.dev)\n"
+		"  --plot FILE       draw the guest's memory over time to FILE (SVG, by gnuplot):\n"
+		"                    private vs shared, by address, and 4K / 2M / 1G mappings\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
 		"                    progress at all, 1..3600 (default %d)\n"
 		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or\n"
 		"                    TDX sections: KVM_SEV_SNP_LAUNCH_UPDATE or\n"
 		"                    KVM_TDX_INIT_MEM_REGION; SNP vCPUs of type EPYC-v4) and\n"
 		"                    report its measurement, which `privmem measure` computes\n"
-		"                    offline; the vCPUs run privmem's guests, not the firmware\n",
+		"                    offline; the vCPUs run privmem's guests, not the firmware\n"
+		"  -h, --help        print this help and exit\n",
 		VMM_MAX_VCPUS,
 		VMM_STALL_DEFAULT_S);
 }
@@ -104,25 +123,59 @@ static const struct runner *runner_of(const char *vm_type)
 	return NULL;
 }
 
-/* Options that are not the runner's own business. */
-static int run_check(const struct run_opts *o)
+/* An option given for a VM type or scenario that does not take it. */
+static int run_not_for(const char *opt, const char *vm_type, const char *takes)
 {
+	fprintf(stderr, "privmem run: %s does not apply to --vm-type %s (%s)\n", opt, vm_type, takes);
+	return 2;
+}
+
+/* Options that apply to some VM types only, and what every runner needs. */
+static int run_check(const struct run_cmd *cmd)
+{
+	const struct run_opts *o = &cmd->o;
+	bool tdx = o->type == KVM_X86_TDX_VM;
+
+	if (cmd->busy_rate_opt && !tdx)
+		return run_not_for("--busy-rate", o->vm_type, "tdx only");
+	if (cmd->no_huge_opt && !tdx)
+		return run_not_for("--no-huge", o->vm_type, "tdx only");
+	if (cmd->scenario_opt && o->scenario != SC_DEFAULT) {
+		bool ok;
+
+		switch (o->type) {
+		case KVM_X86_SW_PROTECTED_VM:
+			ok = o->scenario != SC_VIRTIO;
+			break;
+		case KVM_X86_DEFAULT_VM:
+			ok = o->scenario == SC_BOUNCE;     /* no private memory to convert */
+			break;
+		case PM_VM_TYPE_PKVM:
+			ok = o->scenario == SC_VIRTIO;
+			break;
+		default:
+			ok = false;                        /* snp and tdx: one scenario of their own */
+			break;
+		}
+		if (!ok) {
+			char what[64];
+
+			snprintf(what, sizeof(what), "--scenario %s", cmd->scenario_opt);
+			return run_not_for(what, o->vm_type,
+					   o->type == KVM_X86_SW_PROTECTED_VM ? "convert, bounce, accept" :
+					   o->type == KVM_X86_DEFAULT_VM ? "bounce only" :
+					   o->type == PM_VM_TYPE_PKVM ? "virtio only" : "its own scenario only");
+		}
+	}
 	if ((o->mem / (uint64_t)o->vcpus) < 2 * MIB) {
-		fprintf(stderr, "privmem: --mem must give each vCPU at least 2 MiB\n");
+		fprintf(stderr, "privmem run: --mem must give each vCPU at least 2 MiB\n");
 		return 2;
 	}
 	/* Guest memory lives in the frame pool (but a default VM's). */
 	if (o->type != KVM_X86_DEFAULT_VM && vmm_check_host_memory(o->mem, "--mem"))
 		return 2;
-	if (o->firmware && o->type != KVM_X86_SNP_VM && o->type != KVM_X86_TDX_VM) {
-		fprintf(stderr, "privmem: --firmware applies to --vm-type snp and tdx only\n");
-		return 2;
-	}
-	if ((o->type == PM_VM_TYPE_PKVM) != (o->scenario == SC_VIRTIO) && o->scenario != SC_DEFAULT) {
-		fprintf(stderr, "privmem: scenario %s runs on %s\n", run_scenario_names[o->scenario],
-			o->scenario == SC_VIRTIO ? "--vm-type pkvm only" : "sw and default VMs, not pkvm");
-		return 2;
-	}
+	if (o->firmware && o->type != KVM_X86_SNP_VM && o->type != KVM_X86_TDX_VM)
+		return run_not_for("--firmware", o->vm_type, "snp and tdx only");
 	return 0;
 }
 
@@ -137,16 +190,17 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "json-file", required_argument, NULL, 'J' },
 		{ "stall-timeout", required_argument, NULL, 'T' },
 		{ "firmware", required_argument, NULL, 'F' },
+		{ "trace", required_argument, NULL, 'R' }, { "plot", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
 	int c;
 
-	*cmd = (struct run_cmd){ .runner = runner_of("sw") };
+	*cmd = (struct run_cmd){ .runner = runner_of(RUN_DEFAULT_VM_TYPE) };
 	*o = (struct run_opts){ .mem = 512 * MIB, .vcpus = 4, .scenario = SC_DEFAULT, .seed = 1,
 				.stall_s = VMM_STALL_DEFAULT_S };
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
 			cmd->runner = runner_of(optarg);
@@ -167,6 +221,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 					break;
 			if (o->scenario == SC_NR && strcmp(optarg, "default"))
 				return cli_bad_arg("--scenario", optarg);
+			cmd->scenario_opt = optarg;
 			break;
 		case 'S':
 			if (cli_parse_uint(optarg, 0, UINT32_MAX, &o->seed))
@@ -185,9 +240,11 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		case 'b':
 			if (cli_parse_uint(optarg, 0, 1000000, &o->busy_per_million))
 				return cli_bad_arg("--busy-rate", optarg);
+			cmd->busy_rate_opt = optarg;
 			break;
 		case 'n':
 			o->no_huge = true;
+			cmd->no_huge_opt = true;
 			break;
 		case 'T':
 			if (cli_parse_uint(optarg, 1, 3600, &o->stall_s))
@@ -195,6 +252,12 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 			break;
 		case 'F':
 			o->firmware = optarg;
+			break;
+		case 'R':
+			cmd->trace_file = optarg;
+			break;
+		case 'P':
+			cmd->plot_file = optarg;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -209,7 +272,27 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 	o->vm_type = cli_vm_type_name(cmd->runner->type);
 	o->type = cmd->runner->type;
 	o->progress = isatty(STDERR_FILENO) && !cmd->json;
-	return run_check(o);
+	if (cli_check_pool_env())
+		return 2;
+	return run_check(cmd);
+}
+
+/* ---- progress ---- */
+
+void run_progress_tick(struct vmm *m, void *arg)
+{
+	const struct timespec *t0 = arg;
+
+	fprintf(stderr, "\r  running: %.1f s, %" PRIu64 " conversions (%" PRIu64 " implicit), %" PRIu64
+		" progress marks   ", cli_elapsed(t0), (uint64_t)atomic_load(&m->conversions),
+		(uint64_t)atomic_load(&m->implicit_conversions), (uint64_t)atomic_load(&m->progress));
+	fflush(stderr);
+}
+
+void run_progress_clear(void)
+{
+	fprintf(stderr, "\r%78s\r", "");
+	fflush(stderr);
 }
 
 /* ---- the sections every report has ---- */
@@ -310,6 +393,56 @@ static int run_print(const struct report *rep, const struct run_cmd *cmd, FILE *
 	return r ? 1 : rep->failed;
 }
 
+/* --plot: the sampler follows the VM the runner creates. */
+static void plot_vm_created(struct vmm *m, void *arg)
+{
+	if (!memlog_attach(arg, m))
+		m->observer_ctx = arg;
+}
+
+static void plot_vm_destroying(struct vmm *m, void *arg)
+{
+	memlog_detach(arg);
+}
+
+/* The run between the trace's or the plot's start and end: the runner's
+ * status, or 1 when one of them failed (with a message). */
+static int run_traced(struct run_cmd *cmd, struct report *rep)
+{
+	struct vmm_observer obs = { plot_vm_created, plot_vm_destroying, NULL };
+	struct memlog *log = NULL;
+	char title[128];
+	int r;
+
+	if (cmd->plot_file) {
+		log = memlog_new();
+		if (!log) {
+			fprintf(stderr, "privmem run: out of memory\n");
+			return 1;
+		}
+		obs.arg = log;
+		vmm_set_observer(&obs);
+	}
+	if (cmd->trace_file && pm_trace_start(cmd->trace_file)) {
+		fprintf(stderr, "privmem run: --trace %s: %s\n", cmd->trace_file, strerror(errno));
+		r = 1;
+		goto out;
+	}
+	r = cmd->runner->run(&cmd->o, rep);
+	if (cmd->trace_file && pm_trace_stop()) {
+		fprintf(stderr, "privmem run: --trace %s: %s\n", cmd->trace_file, strerror(errno));
+		r = r ? r : 1;
+	}
+	snprintf(title, sizeof(title), "privmem run --vm-type %s: %llu MiB, %d vCPUs", cmd->o.vm_type,
+		 (unsigned long long)(cmd->o.mem >> 20), cmd->o.vcpus);
+	if (!r && log && memlog_plot(log, cmd->plot_file, title))
+		r = 1;
+out:
+	vmm_set_observer(NULL);
+	memlog_free(log);
+	return r;
+}
+
 int cmd_run(int argc, char **argv)
 {
 	FILE *json_file = NULL;
@@ -319,10 +452,12 @@ int cmd_run(int argc, char **argv)
 
 	if (r)
 		return r;
+	if (cmd.plot_file && plot_check("--plot"))
+		return 1;
 	if (cmd.json_file) {
 		json_file = fopen(cmd.json_file, "w");
 		if (!json_file) {
-			fprintf(stderr, "privmem: %s: %s\n", cmd.json_file, strerror(errno));
+			fprintf(stderr, "privmem run: %s: %s\n", cmd.json_file, strerror(errno));
 			return 1;
 		}
 	}
@@ -333,12 +468,12 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
-	r = cmd.runner->run(&cmd.o, &rep);
+	r = run_traced(&cmd, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);
 	report_free(&rep);
 	if (json_file && fclose(json_file) && !r) {
-		fprintf(stderr, "privmem: %s: %s\n", cmd.json_file, strerror(errno));
+		fprintf(stderr, "privmem run: %s: %s\n", cmd.json_file, strerror(errno));
 		r = 1;
 	}
 	return r;

@@ -66,6 +66,12 @@ int run_sw(const struct run_opts *o, struct report *rep);
 int run_snp(const struct run_opts *o, struct report *rep);
 int run_tdx(const struct run_opts *o, struct report *rep);
 
+/* The progress line on stderr (o->progress: a tty) while the vCPUs run:
+ * vmm_run_all's tick, its argument the struct timespec the run began at;
+ * and clearing it when they are done. */
+void run_progress_tick(struct vmm *m, void *t0);
+void run_progress_clear(void);
+
 /* The first line: "privmem run: vm-type T, M MiB, N vCPUs, seed S" and
  * then `more` (a template; the rows it names are the runner's). The rows
  * it shows (schema, version, vm_type, mem_bytes, vcpus, seed) are run.c's. */

@@ -15,16 +15,26 @@
  *     the digest is `privmem measure snp`'s for the same vCPU count. The
  *     vCPUs do not execute the firmware: they run the guests below.
  *  2. Boot: each vCPU accepts its chunk of RAM as Linux guests do (PSC of
- *     up to 64 entries, 2M where a 2M block lies inside, then PVALIDATE);
- *     vCPU 0 first checks the launch image it finds in private memory.
+ *     up to 64 entries, 2M where a 2M block lies inside, then PVALIDATE),
+ *     but for its last part (an eighth, at most 1 MiB), which it accepts by
+ *     implicit conversion: it PVALIDATEs each page with the C-bit set
+ *     without asking first; the access faults on a shared page, KVM exits
+ *     with KVM_EXIT_MEMORY_FAULT (PRIVATE), the VMM converts the page and
+ *     the instruction completes. vCPU 0 first checks the launch image it
+ *     finds in private memory.
  *  3. Work: bounce-buffer I/O (the VMM, as a device, fills a shared buffer;
  *     the guest copies it into private memory) and random conversions (a
- *     range goes shared, the host writes it, it comes back private) with
- *     data checks at every step.
+ *     range goes shared, the host writes it, it comes back private), each
+ *     way by PSC or, one time in two, implicitly (to shared: the guest
+ *     rescinds the pages' validation and its first shared access faults,
+ *     a KVM_EXIT_MEMORY_FAULT the VMM answers by converting), with data
+ *     checks at every step.
  * The report adds the SNP figures: RMP entries by size (the 2M entries that
  * survive the run), PSMASHes, PSC requests, entries and exits, PVALIDATEs,
  * RMP violations (a check: must be 0) and the launch digest; its JSON has
- * every counter of the model, under the model's names, in "snp".
+ * every counter of the model, under the model's names, in "snp". This is
+ * the VM type `privmem run` runs by default: it shows every headline
+ * feature, the private fault path's implicit conversions included.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -147,11 +157,31 @@ static void guest_check_firmware(struct pm_guest *g, struct snp_job *j)
 	check(j, SK_LAUNCH_IMAGE, ok);
 }
 
+/* Implicit conversion to private, page by page: PVALIDATE of the private
+ * GPA faults on a shared page; KVM exits (KVM_EXIT_MEMORY_FAULT, PRIVATE),
+ * the VMM converts the page, and the instruction completes. */
+static void guest_implicit_private(struct pm_guest *g, uint64_t gpa, uint64_t npages)
+{
+	for (uint64_t p = 0; p < npages; p++)
+		PM_GUEST_ASSERT(g, pm_guest_snp_pvalidate(g, (gpa + p * PAGE) | C, false, true) == 0);
+}
+
+/* And to shared: the guest rescinds each page's validation, then its first
+ * shared access faults on the private page, and the VMM converts it. */
+static void guest_implicit_shared(struct pm_guest *g, uint64_t gpa, uint64_t npages)
+{
+	for (uint64_t p = 0; p < npages; p++) {
+		PM_GUEST_ASSERT(g, pm_guest_snp_pvalidate(g, (gpa + p * PAGE) | C, false, false) == 0);
+		pm_guest_write64(g, gpa + p * PAGE, 0);
+	}
+}
+
 static void guest_accept(struct pm_guest *g, struct snp_job *j)
 {
-	uint64_t n = (j->acc_hi - j->acc_lo) / PAGE;
+	uint64_t n = (j->acc_hi - j->acc_lo) / PAGE, implicit = PM_MIN_U64(n / 8, MIB / PAGE);
 
-	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, j->acc_lo, n, j->io, PSC_BATCH) == 0);
+	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, j->acc_lo, n - implicit, j->io, PSC_BATCH) == 0);
+	guest_implicit_private(g, j->acc_hi - implicit * PAGE, implicit);
 	check(j, SK_ACCEPT_ZERO, guest_pages_hold(g, j->acc_lo, n, 0, true, C));
 	guest_stamp(g, j->acc_lo, n, j->seed, C);
 	check(j, SK_ACCEPT_READBACK, guest_pages_hold(g, j->acc_lo, n, j->seed, false, C));
@@ -199,13 +229,19 @@ static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *s
 	uint64_t gpa, n;
 
 	guest_pick(j, seed, &gpa, &n);
-	PM_GUEST_ASSERT(g, pm_guest_snp_make_shared(g, gpa, n, j->io, PSC_BATCH) == 0);
+	if (rnd(seed) & 1)
+		guest_implicit_shared(g, gpa, n);
+	else
+		PM_GUEST_ASSERT(g, pm_guest_snp_make_shared(g, gpa, n, j->io, PSC_BATCH) == 0);
 	j->req.gpa = gpa;
 	j->req.len = n * PAGE;
 	j->req.seq = seq;
 	pm_guest_sync(g, SYNC_HOST_WRITE);
 	check(j, SK_HOST_WRITE_SEEN, guest_pages_hold(g, gpa, n, seq, false, 0));
-	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, gpa, n, j->io, PSC_BATCH) == 0);
+	if (rnd(seed) & 1)
+		guest_implicit_private(g, gpa, n);
+	else
+		PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, gpa, n, j->io, PSC_BATCH) == 0);
 	check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
 	guest_stamp(g, gpa, n, j->seed, C);
 	check(j, SK_PRIVATE_READBACK, guest_pages_hold(g, gpa, n, j->seed, false, C));
@@ -449,8 +485,13 @@ static int report_run(struct report *rep, struct vmm *m, const uint8_t digest[48
 		    "hypercall {exits.hypercall}");
 	report_line(rep, "conversions    {conversions} (pages to private {pages_to_private}, "
 		    "to shared {pages_to_shared}, implicit {implicit_conversions})");
+	report_line(rep, "faults         {faults} (retried {fault_retries})");
 	report_line(rep, "mapped         4K {mapped.4K}, 2M {mapped.2M}  (present at the end: "
 		    "4K {mappings_present.4K}, 2M {mappings_present.2M}), huge mappings split {splits}");
+	report_line(rep, "zaps           {zapped} mappings removed");
+	report_line(rep, "tlb shootdowns {tlb_shootdowns}");
+	report_line(rep, "frame pool     in use {pool.in_use:MiB.1} MiB, populated {pool.populated:MiB.1} MiB, "
+		    "scrubbed {pool.scrubbed:MiB.1} MiB, released {pool.released:MiB.1} MiB");
 	report_snp(rep, ms);
 	return 0;
 }
@@ -522,8 +563,10 @@ int run_snp(const struct run_opts *o, struct report *rep)
 	m.sync = snp_sync;
 	vmm_set_guest(&m, snp_guest_main, args);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	run_result = vmm_run_all(&m, NULL, NULL);
+	run_result = vmm_run_all(&m, o->progress ? run_progress_tick : NULL, &t0);
 	elapsed = cli_elapsed(&t0);
+	if (o->progress)
+		run_progress_clear();
 	if (report_run(rep, &m, digest, elapsed, &ms, o->firmware))
 		goto out_vmm;
 	report_checks(rep, ctx, o->vcpus, &ms, run_result ? m.abort_msg : NULL);

@@ -236,6 +236,14 @@ static uint8_t virtio_byte(uint64_t seq, uint64_t i)
 	return (uint8_t)(seq * 131 + i * 7 + (i >> 12));
 }
 
+/* pKVM's shares never exit, so the VMM's map of private pages (its memory
+ * plot) cannot follow them from exits: the guest, this program too, tells
+ * it what it shared, as a driver tells its device. */
+static void guest_tells_vmm(struct job *j, uint64_t gpa, uint64_t len, bool private)
+{
+	vmm_mark_private(j->m, gpa, len, private);
+}
+
 static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq, uint8_t *buf)
 {
 	uint64_t ring = j->base, data = j->base + VIRTIO_BUF_OFF, priv = j->base + VIRTIO_PRIV_OFF;
@@ -246,12 +254,14 @@ static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq
 		buf[i] = virtio_byte(seq, i);
 	pm_guest_write(g, data, buf, len);              /* private until shared */
 	PM_GUEST_ASSERT(g, pm_guest_mem_share_range(g, data, npages) == npages);
+	guest_tells_vmm(j, data, len, false);
 	pm_guest_write64(g, ring + BOUNCE_HDR_LEN, len);
 	pm_guest_write64(g, ring + BOUNCE_HDR_SEQ, seq);
 	pm_guest_write64(g, DOORBELL_GPA, seq);         /* kick the device */
 	while (pm_guest_read64(g, ring + BOUNCE_HDR_STATUS) != seq)
 		sched_yield();                          /* the device runs on the host */
 	PM_GUEST_ASSERT(g, pm_guest_mem_unshare_range(g, data, npages) == npages);
+	guest_tells_vmm(j, data, len, true);
 	pm_guest_read(g, data, buf, len);               /* private again, in place */
 	for (uint64_t i = 0; i < len && ok; i++) {
 		uint8_t want = virtio_byte(seq, i) ^ 0xff;
@@ -290,6 +300,7 @@ static void guest_virtio_main(struct pm_guest *g, struct job *j)
 	guest_virtio_guard(g, j);
 	pm_guest_write64(g, j->base + BOUNCE_HDR_STATUS, 0);
 	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, j->base) == PM_SMCCC_RET_SUCCESS);   /* the ring */
+	guest_tells_vmm(j, j->base, 4096, false);
 	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
 		guest_virtio_request(g, j, seq, buf);
 		if (seq % 16 == 0) {
@@ -299,6 +310,7 @@ static void guest_virtio_main(struct pm_guest *g, struct job *j)
 		}
 	}
 	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, j->base) == PM_SMCCC_RET_SUCCESS);
+	guest_tells_vmm(j, j->base, 4096, true);
 	free(buf);
 }
 
@@ -515,15 +527,6 @@ static void jobs_init(struct run_ctx *ctx, struct vmm *m, const struct run_opts 
 	}
 }
 
-static void progress_tick(struct vmm *m, void *arg)
-{
-	const struct timespec *t0 = arg;
-
-	fprintf(stderr, "\r  running: %.1f s, %" PRIu64 " conversions, %" PRIu64 " progress marks   ",
-		cli_elapsed(t0), (uint64_t)atomic_load(&m->conversions), (uint64_t)atomic_load(&m->progress));
-	fflush(stderr);
-}
-
 /* pKVM: what the hyp has done (PM_KVM_GET_MODEL_STATS on the system
  * handle), at the start, just before teardown and after it. */
 struct pkvm_snapshots {
@@ -709,10 +712,10 @@ int run_sw(const struct run_opts *o, struct report *rep)
 	vmm_set_guest(&m, guest_main, args);
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	run_result = vmm_run_all(&m, o->progress ? progress_tick : NULL, &t0);
+	run_result = vmm_run_all(&m, o->progress ? run_progress_tick : NULL, &t0);
 	elapsed = cli_elapsed(&t0);
 	if (o->progress)
-		fprintf(stderr, "\r%70s\r", "");
+		run_progress_clear();
 	device_stop(&ctx->dev);
 	if (pkvm) {
 		pkvm_snapshot(&pk, &pk.run_end);

@@ -493,8 +493,10 @@ int run_tdx(const struct run_opts *o, struct report *rep)
 	m.sync = tdx_sync;
 	vmm_set_guest(&m, guest_main, args);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	run_result = vmm_run_all(&m, NULL, NULL);
+	run_result = vmm_run_all(&m, o->progress ? run_progress_tick : NULL, &t0);
 	elapsed = cli_elapsed(&t0);
+	if (o->progress)
+		run_progress_clear();
 	if (!report_run(rep, o, ctx, &m, elapsed, run_result))
 		r = 0;
 out:

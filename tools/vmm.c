@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <linux/falloc.h>
+#include "cli.h"
 #include "vmm.h"
 
 static int fail(const char *what)
@@ -83,6 +84,35 @@ static int vmm_add_memory(struct vmm *m, uint64_t gmem_flags)
 	return 0;
 }
 
+static const struct vmm_observer *observer;
+
+void vmm_set_observer(const struct vmm_observer *obs)
+{
+	observer = obs;
+}
+
+void vmm_mark_private(struct vmm *m, uint64_t gpa, uint64_t size, bool private)
+{
+	uint64_t first = gpa >> 12, end = PM_MIN_U64((gpa + size) >> 12, m->mem_size >> 12);
+
+	if (!m->private_map)
+		return;
+	for (uint64_t p = first; p < end;) {
+		uint64_t bits = 64 - (p & 63), mask;
+		uint64_t n = PM_MIN_U64(bits, end - p), old;
+
+		mask = (n == 64 ? ~0ULL : ((1ULL << n) - 1)) << (p & 63);
+		old = private ? atomic_fetch_or(&m->private_map[p >> 6], mask)
+			      : atomic_fetch_and(&m->private_map[p >> 6], ~mask);
+		n = (uint64_t)__builtin_popcountll(private ? ~old & mask : old & mask);
+		if (private)
+			atomic_fetch_add(&m->private_pages, n);
+		else
+			atomic_fetch_sub(&m->private_pages, n);
+		p += PM_MIN_U64(bits, end - p);
+	}
+}
+
 int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpus,
 	       uint64_t gmem_flags)
 {
@@ -114,13 +144,22 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 		return fail("KVM_ENABLE_CAP(EXIT_HYPERCALL)");
 	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &page_size))
 		return fail("KVM_ENABLE_CAP(PM_CAP_GUEST_MEMFD_PAGE_SIZE)");
+	m->private_map = calloc((mem_size >> 12) / 64 + 1, sizeof(m->private_map[0]));
+	if (!m->private_map)
+		return fail("the VMM's map of private pages");
 	r = vmm_add_memory(m, gmem_flags);
+	/* A pKVM guest owns all its memory until it shares some. */
+	if (!r && type == PM_VM_TYPE_PKVM)
+		vmm_mark_private(m, 0, mem_size, true);
 	if (!r)
 		r = vmm_add_vcpus(m, nr_vcpus);
 	if (!r) {
 		r = vmm_watch_start(m);
 		if (r)
 			fprintf(stderr, "privmem: the watchdog thread: %s\n", strerror(-r));
+	}
+	if (!r && observer && observer->created) {
+		observer->created(m, observer->arg);
 	}
 	return r;
 }
@@ -154,6 +193,8 @@ int vmm_check_host_memory(uint64_t bytes, const char *what)
 
 void vmm_destroy(struct vmm *m)
 {
+	if (m->observer_ctx && observer && observer->destroying)
+		observer->destroying(m, observer->arg);
 	vmm_watch_stop(m);              /* it reads the VM's statistics */
 	for (int i = 0; i < m->nr_vcpus; i++) {
 		pm_kvm_munmap(m->run[i], 4096);
@@ -173,6 +214,8 @@ void vmm_destroy(struct vmm *m)
 		pm_kvm_close(m->vm);
 	if (m->kvm >= 0)
 		pm_kvm_close(m->kvm);
+	free(m->private_map);
+	m->private_map = NULL;
 	pthread_mutex_destroy(&m->abort_lock);
 }
 
@@ -224,6 +267,7 @@ int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)
 				    (off_t)gpa, (off_t)size)) {
 		return -errno;
 	}
+	vmm_mark_private(m, gpa, size, to_private);
 	atomic_fetch_add(to_private ? &m->to_private_pages : &m->to_shared_pages, size >> 12);
 	atomic_fetch_add(&m->conversions, 1);
 	return 0;
@@ -414,6 +458,8 @@ int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx
 		t[i] = (struct vcpu_thread){ .m = m, .i = i };
 		pthread_create(&tid[i], NULL, vcpu_thread_main, &t[i]);
 	}
+	if (tick)
+		tick(m, ctx);                   /* at once, then every 200 ms */
 	while (tick && !vcpus_done(t, m->nr_vcpus)) {
 		struct timespec ts = { 0, 200 * 1000 * 1000 };
 

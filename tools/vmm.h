@@ -74,6 +74,11 @@ struct vmm {
 	vmm_sync_fn sync;
 	void *ctx;                    /* for the callbacks */
 
+	/* Which pages the VMM made private (a bit per 4K page, atomics): what
+	 * it asked of the VM (conversions, pKVM's shares) and so knows. */
+	_Atomic uint64_t *private_map;
+	atomic_uint_fast64_t private_pages;
+
 	/* Counters (atomics: several vCPU threads update them). */
 	atomic_uint_fast64_t to_private_pages, to_shared_pages;
 	atomic_uint_fast64_t conversions;
@@ -88,7 +93,22 @@ struct vmm {
 	unsigned int stall_s;
 	atomic_bool stalled;             /* the watchdog kicked the VM's threads */
 	struct vmm_watch watch;
+	void *observer_ctx;              /* the observer's, while the VM lives */
 };
+
+/* An observer of every VM vmm_create sets up (privmem run --plot): created
+ * once it has its memory and vCPUs, destroying when vmm_destroy begins. */
+struct vmm_observer {
+	void (*created)(struct vmm *m, void *arg);
+	void (*destroying)(struct vmm *m, void *arg);
+	void *arg;
+};
+/* Sets (or with NULL clears) the observer; before any VM is created. */
+void vmm_set_observer(const struct vmm_observer *obs);
+
+/* Records that [gpa, gpa + size) is now private (or shared): private_map
+ * and private_pages. */
+void vmm_mark_private(struct vmm *m, uint64_t gpa, uint64_t size, bool private);
 
 /* Creates the VM; gmem_flags are extra guest_memfd flags (e.g. 4K only).
  * Blocks VMM_KICK_SIGNAL in the calling thread (the threads it starts
@@ -133,7 +153,8 @@ int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void
 
 /* Runs every vCPU on its own thread until its guest is done; 0 if all
  * finished with DONE, -1 if any aborted or KVM_RUN failed. The calling
- * thread calls tick(m, ctx) about every 200 ms meanwhile (if not NULL). */
+ * thread calls tick(m, ctx) at once and then about every 200 ms meanwhile
+ * (if not NULL). */
 int vmm_run_all(struct vmm *m, void (*tick)(struct vmm *m, void *ctx), void *ctx);
 
 /* TDX (vmm_tdx.c): KVM_MEMORY_ENCRYPT_OP with a kvm_tdx_cmd on fd (m's VM

@@ -63,6 +63,8 @@ int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg)
 			what = "KVM_TDX_INIT_VCPU";
 	if (!what && pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
 		what = "KVM_SET_MEMORY_ATTRIBUTES";
+	if (!what)
+		vmm_mark_private(m, 0, m->mem_size, true);
 	if (what)
 		vmm_tdx_build_error(m, what);
 	return what ? -1 : 0;

@@ -30,6 +30,13 @@
 extern "C" {
 #endif
 
+/* A function that never returns, in C11 and in C++. */
+#ifdef __cplusplus
+#define PM_NORETURN [[noreturn]]
+#else
+#define PM_NORETURN _Noreturn
+#endif
+
 struct pm_guest;   /* the vCPU as guest code sees it */
 
 struct pm_guest_entry {
@@ -84,9 +91,9 @@ long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t 
 /* Exits to the VMM with PM_UCALL_SYNC and args[0] = arg; returns when re-run. */
 void pm_guest_sync(struct pm_guest *g, uint64_t arg);
 /* Exits with PM_UCALL_DONE; the guest never runs again. */
-_Noreturn void pm_guest_done(struct pm_guest *g);
+PM_NORETURN void pm_guest_done(struct pm_guest *g);
 /* Exits with PM_UCALL_ABORT and "file:line: what"; the guest never runs again. */
-_Noreturn void pm_guest_abort(struct pm_guest *g, const char *file, int line, const char *what);
+PM_NORETURN void pm_guest_abort(struct pm_guest *g, const char *file, int line, const char *what);
 
 #define PM_GUEST_ASSERT(g, cond)                                               \
 	do {                                                                   \
@@ -106,7 +113,7 @@ _Noreturn void pm_guest_abort(struct pm_guest *g, const char *file, int line, co
  * pm_guest_take_aborts returns how many were recorded since it was last
  * called, with the address of the last one in *far (if far is not NULL;
  * as FAR_EL1), and forgets them. */
-void pm_guest_catch_aborts(struct pm_guest *g, bool catch);
+void pm_guest_catch_aborts(struct pm_guest *g, bool on);
 uint64_t pm_guest_take_aborts(struct pm_guest *g, uint64_t *far);
 
 /* The KVM vCPU id this guest code runs on. */

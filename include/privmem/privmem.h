@@ -41,6 +41,22 @@ int pm_kvm_fstat(int handle, struct stat *st);
 /* The library version, e.g. "0.1.0". */
 const char *pm_version(void);
 
+/* ---- tracing ----
+ * pm_trace_start(path) records what privmem does from then on (per
+ * thread: KVM_RUN and its exits, faults with the level they mapped,
+ * conversions with their range and direction, zaps, TLB shootdowns, and
+ * the protection models' firmware calls: SEAMCALLs, RMPUPDATE / PSMASH /
+ * PVALIDATE, pKVM's hypervisor transitions), with timestamps, into a
+ * Chrome / Perfetto JSON trace written to path by pm_trace_stop() or at
+ * exit (it opens in https://ui.perfetto.dev). 0, or -1 with errno: EBUSY
+ * (a trace is being recorded already), EINVAL (no path), or open(2)'s.
+ * pm_trace_stop: 0, or -1 with EINVAL (no trace is being recorded) or EIO
+ * (the file could not be written). The environment variable
+ * PRIVMEM_TRACE=FILE starts a trace when the library is loaded. Tracing
+ * off costs each trace point one predictable branch. */
+int pm_trace_start(const char *path);
+int pm_trace_stop(void);
+
 #define PMIO 0xAF   /* the ioctl type of privmem's extensions */
 
 /* ---- extension: VM types ----
@@ -149,15 +165,17 @@ struct pm_pool_stats {
 
 struct pm_pool_config {
 	__u64 size;      /* bytes, a multiple of 2 MiB; 0 keeps the current size */
-	__u64 watermark; /* bytes; 0 keeps the current watermark */
+	__u64 watermark; /* bytes, at most the size; 0 keeps the current watermark
+	                  * (capped at the new size) */
 };
 
 /* System handle: read the pool statistics. */
 #define PM_KVM_GET_POOL_STATS _IOR(PMIO, 0x10, struct pm_pool_stats)
 /* System handle: resize the pool. EBUSY while any frame is in use, EINVAL
- * for a size that is not a multiple of 2 MiB. The initial size comes from the
- * environment variable PRIVMEM_POOL_SIZE (bytes, or with a K/M/G suffix),
- * default 4 GiB; the watermark from PRIVMEM_POOL_WATERMARK, default 256 MiB. */
+ * for a size that is not a multiple of 2 MiB or a watermark above the size.
+ * The initial size comes from the environment variable PRIVMEM_POOL_SIZE
+ * (bytes, or with a K/M/G/T suffix), default 4 GiB; the watermark from
+ * PRIVMEM_POOL_WATERMARK, default 256 MiB or the size if smaller. */
 #define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
 
 /* VM handle: statistics of the VM since creation. */
@@ -222,8 +240,10 @@ struct pm_model_stats {
 };
 #define PM_KVM_GET_MODEL_STATS _IOWR(PMIO, 0x22, struct pm_model_stats)
 /* VM handle of a TDX VM: test and tuning switches (see docs/DESIGN.md). */
-#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: mirror entries set
-                                             * with one CAS (the seed-003 race) */
+#define PM_TDX_NO_FROZEN_PROTOCOL (1U << 0) /* tests only: a mirror entry is set
+                                             * before the module is told, not
+                                             * frozen while it is (a fault racing
+                                             * a fault of the same table fails) */
 #define PM_TDX_NO_HUGE            (1U << 1) /* private pages at 4K only (upstream) */
 struct pm_tdx_config {
 	__u32 busy_per_million;   /* OPERAND_BUSY injected into S-EPT SEAMCALLs */

@@ -151,7 +151,7 @@ static bool pool_size_ok(uint64_t size)
 	return size && PM_ALIGNED(size, CHUNK_SIZE) && size <= POOL_MAX_SIZE;
 }
 
-/* Parses "<digits>[K|M|G]" (binary multiples). */
+/* Parses "<digits>[K|M|G|T]" (binary multiples). */
 static bool parse_bytes(const char *s, uint64_t *out)
 {
 	unsigned int shift = 0;
@@ -168,6 +168,7 @@ static bool parse_bytes(const char *s, uint64_t *out)
 	case 'K': case 'k': shift = 10; end++; break;
 	case 'M': case 'm': shift = 20; end++; break;
 	case 'G': case 'g': shift = 30; end++; break;
+	case 'T': case 't': shift = 40; end++; break;
 	}
 	if (*end != '\0' || v > (UINT64_MAX >> shift))
 		return false;
@@ -184,18 +185,29 @@ static uint64_t env_bytes(const char *name, uint64_t dflt, bool is_size)
 		return dflt;
 	if (parse_bytes(s, &v) && (!is_size || pool_size_ok(v)))
 		return v;
-	fprintf(stderr, "privmem: ignoring %s=\"%s\" (want bytes%s, optionally with a K/M/G suffix); using %" PRIu64 "\n",
+	fprintf(stderr, "privmem: ignoring %s=\"%s\" (want bytes%s, optionally with a K/M/G/T suffix); using %" PRIu64 "\n",
 		name, s, is_size ? ", a positive multiple of 2 MiB" : "", dflt);
 	return dflt;
 }
 
 static void pool_read_config_locked(void)
 {
+	uint64_t dflt;
+
 	pool_assert_locked();
 	if (pm_pool.config_read)
 		return;
 	pm_pool.config_size = env_bytes("PRIVMEM_POOL_SIZE", POOL_DEFAULT_SIZE, true);
-	pm_pool.watermark = env_bytes("PRIVMEM_POOL_WATERMARK", POOL_DEFAULT_WATERMARK, false);
+	/* The default is capped at a small pool's size; a watermark set above
+	 * the pool's size is as wrong as any other bad value. */
+	dflt = PM_MIN(POOL_DEFAULT_WATERMARK, pm_pool.config_size);
+	pm_pool.watermark = env_bytes("PRIVMEM_POOL_WATERMARK", dflt, false);
+	if (pm_pool.watermark > pm_pool.config_size) {
+		fprintf(stderr, "privmem: ignoring PRIVMEM_POOL_WATERMARK=\"%s\" (more than the pool's "
+			"size, %" PRIu64 " bytes); using %" PRIu64 "\n", getenv("PRIVMEM_POOL_WATERMARK"),
+			pm_pool.config_size, dflt);
+		pm_pool.watermark = dflt;
+	}
 	pm_pool.config_read = true;
 }
 
@@ -458,7 +470,7 @@ static int pool_reconfigure_locked(uint64_t size, uint64_t watermark)
 	int ret;
 
 	pool_assert_locked();
-	if (!size || !PM_ALIGNED(size, CHUNK_SIZE))
+	if (!size || !PM_ALIGNED(size, CHUNK_SIZE) || watermark > size)
 		return -EINVAL;
 	if (size > POOL_MAX_SIZE)
 		return -ENOMEM;
@@ -484,8 +496,10 @@ int pm_pool_configure(uint64_t size, uint64_t watermark)
 	pool_caches_lock_all();
 	pool_lock_take();
 	pool_read_config_locked();
-	ret = pool_reconfigure_locked(size ? size : pm_pool.config_size,
-				      watermark ? watermark : pm_pool.watermark);
+	size = size ? size : pm_pool.config_size;
+	/* A watermark kept from before is capped at the new size; one given
+	 * above it is EINVAL. */
+	ret = pool_reconfigure_locked(size, watermark ? watermark : PM_MIN(pm_pool.watermark, size));
 	pool_lock_drop();
 	pool_caches_unlock_all();
 	return ret;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include "kvm/vm.h"
 #include "lib/rcu.h"
+#include "lib/trace.h"
 #include "memslot/memslot.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
@@ -256,6 +257,7 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 	const struct kvm_memory_attributes *a = arg;
 	struct pm_inval_ticket t;
 	gfn_t start, end;
+	uint64_t t0;
 	int r;
 
 	if (a->flags)
@@ -268,8 +270,11 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 		return -EINVAL;
 	start = a->address >> PM_PAGE_SHIFT;
 	end = (a->address + a->size) >> PM_PAGE_SHIFT;
-	if (pm_attr_range_is(&vm->attrs, start, end, a->attributes))
-		return 0;
+	t0 = pm_trace_begin();
+	if (pm_attr_range_is(&vm->attrs, start, end, a->attributes)) {
+		r = 0;
+		goto out;
+	}
 
 	/* Zap the kind of mapping the range is leaving. */
 	pm_inval_begin(vm, start, end,
@@ -277,6 +282,10 @@ int pm_vm_set_memory_attributes(struct pm_vm *vm, const void *arg)
 		       PM_INVAL_CAUSE_ATTR, &t);
 	r = pm_attr_set(&vm->attrs, start, end, a->attributes);
 	pm_inval_end(vm, &t);
+out:
+	pm_trace_end(t0, PM_TRACE_CONVERT,
+		     (a->attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE) ? "to_private" : "to_shared", a->address,
+		     a->size, a->attributes, (uint64_t)(int64_t)r);
 	return r;
 }
 

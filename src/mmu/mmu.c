@@ -9,6 +9,7 @@
 #include "host/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
+#include "lib/trace.h"
 #include "memslot/memslot.h"
 #include "mmu/mmu.h"
 #include "vcpu/vcpu.h"
@@ -19,12 +20,13 @@ void pm_mmu_tlb_shootdown(struct pm_vm *vm)
 {
 	struct pm_mmu *mmu = vm->mmu;
 	unsigned int n = atomic_load_explicit(&vm->nr_vcpus, memory_order_acquire);
-	uint64_t gen;
+	uint64_t gen, t0;
 
 	/* No vCPU, no TLB: one created later flushes when it first enters
 	 * guest mode (its generation differs from the VM's). */
 	if (!n)
 		return;
+	t0 = pm_trace_begin();
 	gen = atomic_fetch_add(&mmu->tlb_gen, 1) + 1;
 	atomic_fetch_add_explicit(&mmu->shootdowns, 1, memory_order_relaxed);
 	for (unsigned int i = 0; i < n; i++) {
@@ -34,6 +36,7 @@ void pm_mmu_tlb_shootdown(struct pm_vm *vm)
 		while (atomic_load(&v->in_guest) && atomic_load(&v->tlb_ack) < gen)
 			sched_yield();
 	}
+	pm_trace_end(t0, PM_TRACE_SHOOTDOWN, "tlb_shootdown", gen, n, 0, 0);
 }
 
 struct zap_arg {
@@ -78,11 +81,13 @@ void pm_mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 	struct pm_mmu *mmu = vm->mmu;
 	struct pm_s2_zap_result res = { 0 };
 	struct zap_arg z = { .mmu = mmu, .filter = filter };
+	uint64_t t0;
 
 	start = PM_MIN(start, 1ULL << PM_S2_GFN_BITS);
 	end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS);
 	if (start >= end)
 		return;
+	t0 = pm_trace_begin();
 	/* Cannot fail: without a frame to split a huge leaf it removes it
 	 * whole. On a table with nothing but its root (no vCPU has faulted
 	 * anything in, as KVM has no root before a vCPU runs) it does not
@@ -102,6 +107,8 @@ void pm_mmu_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 	} else if (atomic_load(&mmu->zaps_in_flight)) {
 		pm_mmu_tlb_shootdown(vm);
 	}
+	pm_trace_end(t0, PM_TRACE_ZAP, "zap", start << PM_PAGE_SHIFT, (end - start) << PM_PAGE_SHIFT,
+		     res.zapped, res.split);
 }
 
 int pm_mmu_init(struct pm_vm *vm)
@@ -400,15 +407,40 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 	return r;
 }
 
+/* A trace's names of the outcomes. */
+static const char *const fault_result_names[] = {
+	[PM_FAULT_MAPPED] = "mapped", [PM_FAULT_RETRY] = "retry", [PM_FAULT_EXIT] = "exit",
+	[PM_FAULT_MMIO] = "mmio", [PM_FAULT_ERROR] = "error",
+};
+
+static enum pm_fault_result mmu_fault_counted(struct pm_vm *vm, struct pm_fault *f, bool *counted);
+
 enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 {
-	struct pm_mmu *mmu = vm->mmu;
 	enum pm_fault_result r;
+	bool counted = false;
+	uint64_t t0;
 
 	PM_BUG_ON(f->max_level < 0 || f->max_level > PM_FAULT_MAX_LEVEL);
 	if (f->gfn >> PM_S2_GFN_BITS)
 		return f->private_access ? fault_exit(f, EFAULT) : PM_FAULT_MMIO;
-	atomic_fetch_add_explicit(&mmu->faults, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&vm->mmu->faults, 1, memory_order_relaxed);
+	t0 = pm_trace_begin();
+	r = mmu_fault_counted(vm, f, &counted);
+	/* level: what this fault mapped and counted in mapped[], else -1. */
+	pm_trace_end(t0, PM_TRACE_FAULT, "fault", f->gfn << PM_PAGE_SHIFT,
+		     counted ? (uint64_t)f->level : (uint64_t)-1, PM_TRACE_STR(fault_result_names[r]),
+		     f->private_access);
+	return r;
+}
+
+/* The attempts of a fault counted in faults; *counted when it mapped a
+ * leaf of its own (counted in mapped[f->level]). */
+static enum pm_fault_result mmu_fault_counted(struct pm_vm *vm, struct pm_fault *f, bool *counted)
+{
+	struct pm_mmu *mmu = vm->mmu;
+	enum pm_fault_result r;
+
 	f->hva = NULL;
 	for (unsigned int attempt = 0;; attempt++) {
 		r = vm->model->mmu_fault ? vm->model->mmu_fault(vm, f) : fault_once(vm, f);
@@ -431,8 +463,10 @@ enum pm_fault_result pm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 		}
 		sched_yield();
 	}
-	if (r == PM_FAULT_MAPPED)
+	if (r == PM_FAULT_MAPPED) {
 		atomic_fetch_add_explicit(&mmu->mapped[f->level], 1, memory_order_relaxed);
+		*counted = true;
+	}
 	return r;
 }
 

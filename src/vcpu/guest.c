@@ -14,6 +14,7 @@
 #include <privmem/privmem.h>
 #include "host/pool.h"
 #include "kvm/vm.h"
+#include "lib/trace.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
@@ -24,11 +25,43 @@ static inline struct pm_vcpu *to_vcpu(struct pm_guest *g)
 	return (struct pm_vcpu *)g;
 }
 
+/* The exits by counted reason, as traces name them. */
+static const char *const exit_names[PM_STAT_NR_EXITS] = {
+	[PM_STAT_EXITS_UCALL] = "ucall", [PM_STAT_EXITS_MEMORY_FAULT] = "memory_fault",
+	[PM_STAT_EXITS_HYPERCALL] = "hypercall", [PM_STAT_EXITS_MMIO] = "mmio",
+	[PM_STAT_EXITS_INTR] = "intr", [PM_STAT_EXITS_SYSTEM_EVENT] = "system_event",
+	[PM_STAT_EXITS_ERROR] = "error", [PM_STAT_EXITS_IO] = "io", [PM_STAT_EXITS_HLT] = "hlt",
+	[PM_STAT_EXITS_SHUTDOWN] = "shutdown",
+};
+
+/* What the exit is about: a gpa, the hypercall, the port or the ucall. */
+static uint64_t exit_detail(const struct pm_vcpu *v, int stat)
+{
+	const struct kvm_run *run = v->run;
+
+	switch (stat) {
+	case PM_STAT_EXITS_MEMORY_FAULT: return run->memory_fault.gpa;
+	case PM_STAT_EXITS_MMIO: return run->mmio.phys_addr;
+	case PM_STAT_EXITS_HYPERCALL: return run->hypercall.nr;
+	case PM_STAT_EXITS_IO: return run->io.port;
+	case PM_STAT_EXITS_UCALL: return v->ucall.cmd;
+	default: return 0;
+	}
+}
+
+void pm_vcpu_count_exit(struct pm_vcpu *v, int stat)
+{
+	atomic_fetch_add_explicit(&v->exits[stat], 1, memory_order_relaxed);
+	if (pm_tracing())
+		pm_trace_instant(PM_TRACE_EXIT, exit_names[stat] ? exit_names[stat] : "exit", v->id,
+				 v->run->exit_reason, exit_detail(v, stat), 0);
+}
+
 /* Takes an exit: kvm_run is filled in; KVM_RUN returns `ret`. */
 void pm_vcpu_guest_exit(struct pm_vcpu *v, int ret, int stat)
 {
 	v->exit_ret = ret;
-	atomic_fetch_add_explicit(&v->exits[stat], 1, memory_order_relaxed);
+	pm_vcpu_count_exit(v, stat);
 	pm_coro_yield(v->coro);
 }
 
@@ -548,7 +581,7 @@ static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const cha
 		v->ucall.msg[0] = '\0';
 	v->run->exit_reason = PM_EXIT_UCALL;
 	v->exit_ret = 0;
-	atomic_fetch_add_explicit(&v->exits[PM_STAT_EXITS_UCALL], 1, memory_order_relaxed);
+	pm_vcpu_count_exit(v, PM_STAT_EXITS_UCALL);
 }
 
 void pm_guest_sync(struct pm_guest *g, uint64_t arg)
@@ -582,9 +615,9 @@ void pm_guest_abort(struct pm_guest *g, const char *file, int line, const char *
 	guest_end(to_vcpu(g), PM_UCALL_ABORT, msg);
 }
 
-void pm_guest_catch_aborts(struct pm_guest *g, bool catch)
+void pm_guest_catch_aborts(struct pm_guest *g, bool on)
 {
-	to_vcpu(g)->catch_aborts = catch;
+	to_vcpu(g)->catch_aborts = on;
 }
 
 uint64_t pm_guest_take_aborts(struct pm_guest *g, uint64_t *far)

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <privmem/guest.h>
 #include "kvm/vm.h"
+#include "lib/trace.h"
 #include "mmu/mmu.h"
 #include "vcpu/coro.h"
 #include "vcpu/vcpu.h"
@@ -134,7 +135,7 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	if (kicked) {
 		vcpu->event_pending = true;
 		run->exit_reason = KVM_EXIT_INTR;
-		atomic_fetch_add_explicit(&vcpu->exits[PM_STAT_EXITS_INTR], 1, memory_order_relaxed);
+		pm_vcpu_count_exit(vcpu, PM_STAT_EXITS_INTR);
 		return -EINTR;
 	}
 	if (vcpu->finished && vcpu->fatal_event) {   /* report the fatal event again */
@@ -173,13 +174,27 @@ static int vcpu_run_locked(struct pm_vcpu *vcpu)
 	return vcpu->exit_ret;
 }
 
+/* A trace shows KVM_RUN on the track of the thread that called it,
+ * named after the vCPU it last ran. */
+static void vcpu_trace_thread(struct pm_vcpu *vcpu)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "vCPU %u", vcpu->id);
+	pm_trace_record_thread_name(name);
+}
+
 int pm_vcpu_run(struct pm_vcpu *vcpu)
 {
+	uint64_t t0 = pm_trace_begin();
 	int r;
 
+	if (t0)
+		vcpu_trace_thread(vcpu);
 	pthread_mutex_lock(&vcpu->run_lock);
 	r = vcpu_run_locked(vcpu);
 	pthread_mutex_unlock(&vcpu->run_lock);
+	pm_trace_end(t0, PM_TRACE_RUN, "KVM_RUN", vcpu->id, vcpu->run->exit_reason, (uint64_t)(int64_t)r, 0);
 	return r;
 }
 

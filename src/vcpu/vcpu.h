@@ -215,6 +215,8 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int 
 /* For the engines that run on the vCPU's coroutine (guest.c, x86_guest.c):
  *  - pm_vcpu_guest_exit: takes an exit whose kvm_run fields are filled in
  *    (KVM_RUN returns ret; counted as exit stat); returns when re-run;
+ *  - pm_vcpu_count_exit: counts an exit of reason stat (PM_STAT_EXITS_*)
+ *    whose kvm_run is filled in, and traces it;
  *  - pm_vcpu_guest_intr_exit: a kick (KVM_EXIT_INTR, EINTR);
  *  - pm_vcpu_guest_access_page: the host address of the page holding gpa
  *    for an access of size bytes, through the vCPU TLB, the fault path and
@@ -225,6 +227,7 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int 
  *    is injected (the guest ends, or a C guest that catches aborts records
  *    it, its read yielding zeros). */
 void pm_vcpu_guest_exit(struct pm_vcpu *vcpu, int ret, int stat);
+void pm_vcpu_count_exit(struct pm_vcpu *vcpu, int stat);
 void pm_vcpu_guest_intr_exit(struct pm_vcpu *vcpu);
 /* KVM_RUN fails with -err (ENOMEM, EIO) and no exit to describe; the
  * guest goes on when the vCPU runs again (a model call retries). */

@@ -22,6 +22,7 @@
 #include "models/pkvm/hyp_internal.h"
 
 #include "host/pool.h"
+#include "lib/trace.h"
 
 #define GFN_LIMIT (1ULL << PM_S2_GFN_BITS)
 
@@ -682,6 +683,7 @@ static void op_unlock(const struct transition *t, struct op *op)
 static int do_transition(enum pkvm_transition kind, struct op *op)
 {
 	const struct transition *t = &transitions[kind];
+	uint64_t t0 = pm_trace_begin();
 	const check_fn *check;
 	int ret = t->validate(op);
 
@@ -695,6 +697,8 @@ static int do_transition(enum pkvm_transition kind, struct op *op)
 	}
 	atomic_fetch_add_explicit(ret ? &op->hyp->stats.refused[kind] : &op->hyp->stats.done[kind],
 				  1, memory_order_relaxed);
+	pm_trace_end(t0, PM_TRACE_PKVM, pkvm_transition_name(kind), op->pfn, op->gfn, op->nr,
+		     (uint64_t)(int64_t)ret);
 	return ret;
 }
 

@@ -7,12 +7,14 @@
  * on in the hardware's order of failures, then commit. Entries are written
  * with release and read with acquire; PSMASH writes the 511 new 4K entries
  * before it turns the head into a 4K entry, so a lock-free reader that
- * finds no 2M head finds the split entries complete.
+ * finds no 2M head finds the split entries complete. RMPUPDATE, PSMASH and
+ * PVALIDATE are traced (lib/trace.h) with their result.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include "host/host_guard.h"
 #include "host/pool.h"
+#include "lib/trace.h"
 #include "models/snp/rmp.h"
 
 #define RMP_LOCKS 256            /* stripes, by 2M region */
@@ -251,6 +253,7 @@ static enum rmp_result update_check_locked(struct rmp *r, pm_pfn_t pfn, const st
 
 enum rmp_result rmp_update(pm_pfn_t pfn, const struct rmp_state *st)
 {
+	uint64_t t0 = pm_trace_begin();
 	struct rmp *r = rmp();
 	enum rmp_result res = update_check_operands(r, pfn, st);
 	uint64_t old, new = make_entry(st);
@@ -268,12 +271,24 @@ enum rmp_result rmp_update(pm_pfn_t pfn, const struct rmp_state *st)
 	}
 	atomic_fetch_add_explicit(res == RMP_OK ? &r->updates : &r->update_fails, 1,
 				  memory_order_relaxed);
+	pm_trace_end(t0, PM_TRACE_SNP, "RMPUPDATE", pfn, st->gpa, st->size_2m, res);
 	return res;
 }
 
 /* ---- PSMASH ---- */
 
+static enum rmp_result psmash(pm_pfn_t pfn);
+
 enum rmp_result rmp_psmash(pm_pfn_t pfn)
+{
+	uint64_t t0 = pm_trace_begin();
+	enum rmp_result res = psmash(pfn);
+
+	pm_trace_end(t0, PM_TRACE_SNP, "PSMASH", pfn, 0, 1, res);
+	return res;
+}
+
+static enum rmp_result psmash(pm_pfn_t pfn)
 {
 	struct rmp *r = rmp();
 	enum rmp_result res = RMP_OK;
@@ -315,8 +330,21 @@ static enum pvalidate_result pvalidate_check_locked(struct rmp *r, pm_pfn_t pfn,
 	return PVALIDATE_OK;
 }
 
+static enum pvalidate_result pvalidate(pm_pfn_t pfn, unsigned int asid, uint64_t gpa, bool size_2m,
+				       bool validate);
+
 enum pvalidate_result rmp_pvalidate(pm_pfn_t pfn, unsigned int asid, uint64_t gpa, bool size_2m,
 				    bool validate)
+{
+	uint64_t t0 = pm_trace_begin();
+	enum pvalidate_result res = pvalidate(pfn, asid, gpa, size_2m, validate);
+
+	pm_trace_end(t0, PM_TRACE_SNP, "PVALIDATE", pfn, gpa, size_2m, res);
+	return res;
+}
+
+static enum pvalidate_result pvalidate(pm_pfn_t pfn, unsigned int asid, uint64_t gpa, bool size_2m,
+				       bool validate)
 {
 	struct rmp *r = rmp();
 	enum pvalidate_result res;

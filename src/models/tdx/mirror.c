@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include "host/host_guard.h"
 #include "host/pool.h"
+#include "lib/trace.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"
 
@@ -293,7 +294,7 @@ static int demote_change(void *arg, const struct pm_s2_change *c)
  * (or leaked, hook_remove); blocked and not split (DEMOTE failed, after a
  * retry on OPERAND_BUSY), the 2M page can be neither used nor freed: leaked,
  * with its status. */
-static void mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
+static bool mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
 {
 	struct mirror_demotion d = { .t = t };
 	const struct pm_s2_hook hook = { .change = demote_change, .arg = &d };
@@ -302,7 +303,7 @@ static void mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
 	if (!pm_s2_split_hooked(ctx, &hook)) {
 		atomic_fetch_add_explicit(&t->demotions, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&t->vm->mmu->splits, 1, memory_order_relaxed);
-		return;
+		return true;
 	}
 	PM_BUG_ON(!pm_s2_clear_leaf(ctx));   /* nothing else changes the mirror now */
 	if (d.blocked) {
@@ -311,6 +312,7 @@ static void mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
 	} else {
 		hook_remove(t, ctx->gfn, ctx->level, pfn);
 	}
+	return false;
 }
 
 /* ---- private zaps ---- */
@@ -318,6 +320,7 @@ static void mirror_demote(struct tdx_vm *t, struct pm_walk_ctx *ctx)
 struct mirror_zap {
 	struct tdx_vm *t;
 	gfn_t start, end;
+	uint64_t zapped, split;      /* counted in the MMU's zapped and splits */
 };
 
 static int mirror_zap_visit(struct pm_walk_ctx *ctx)
@@ -330,11 +333,12 @@ static int mirror_zap_visit(struct pm_walk_ctx *ctx)
 	if (!pm_pte_is_leaf(ctx->old, ctx->level))
 		return 0;
 	if (ctx->gfn < z->start || ctx->gfn + n > z->end) {
-		mirror_demote(z->t, ctx);
+		z->split += mirror_demote(z->t, ctx);
 		return 0;
 	}
 	PM_BUG_ON(!pm_s2_clear_leaf(ctx));
 	atomic_fetch_add_explicit(&z->t->vm->mmu->zapped, 1, memory_order_relaxed);
+	z->zapped++;
 	hook_remove(z->t, ctx->gfn, ctx->level, pm_pte_addr(ctx->old));
 	return 0;
 }
@@ -346,6 +350,7 @@ void tdx_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter
 	struct mirror_zap z = { .t = t, .start = start,
 				.end = PM_MIN(end, 1ULL << PM_S2_GFN_BITS) };
 	const struct pm_walker w = { .visit = mirror_zap_visit, .arg = &z, .flags = PM_WALK_LEAF };
+	uint64_t t0;
 
 	if (filter & PM_INVAL_SHARED)
 		pm_mmu_zap(vm, start, end, PM_INVAL_SHARED, cause, ctx);
@@ -353,7 +358,10 @@ void tdx_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter
 	 * never built: no private mapping. */
 	if (!(filter & PM_INVAL_PRIVATE) || !t || !tdx_td(t) || z.start >= z.end)
 		return;
+	t0 = pm_trace_begin();
 	pm_mmu_write_lock(vm);
 	pm_s2_walk(&t->mirror, z.start, z.end, &w);
 	pm_mmu_write_unlock(vm);
+	pm_trace_end(t0, PM_TRACE_ZAP, "zap", z.start << PM_PAGE_SHIFT, (z.end - z.start) << PM_PAGE_SHIFT,
+		     z.zapped, z.split);
 }

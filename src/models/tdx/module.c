@@ -5,11 +5,14 @@
  * Each SEAMCALL that changes an entry has the same shape: optional busy
  * injection, argument checks, the walk to the entry (EPT_WALK_FAILED), the
  * entry's lock (OPERAND_BUSY), its state checks, then the commit, which
- * stores the new value and so releases the lock.
+ * stores the new value and so releases the lock. The calls KVM and the
+ * guest make (module.h's) are thin wrappers, at the end, that trace each
+ * call with its status (lib/trace.h) around the call's body.
  */
 #include <openssl/evp.h>
 #include "host/host_guard.h"
 #include "host/pool.h"
+#include "lib/trace.h"
 #include "models/tdx/module.h"
 
 #define SEPT_PTRS        512
@@ -356,7 +359,7 @@ static bool tracking_done(struct tdx_td *td, uint64_t blocked)
 
 /* ---- SEAMCALLs: the S-EPT ---- */
 
-uint64_t tdh_mem_sept_add(struct tdx_td *td, uint64_t gpa, int level)
+static uint64_t sept_add(struct tdx_td *td, uint64_t gpa, int level)
 {
 	_Atomic uint64_t *p;
 	struct sept_node *child;
@@ -381,7 +384,7 @@ uint64_t tdh_mem_sept_add(struct tdx_td *td, uint64_t gpa, int level)
 	return TDX_SUCCESS;
 }
 
-uint64_t tdh_mem_page_add(struct tdx_td *td, uint64_t gpa, pm_pfn_t pfn, const void *src)
+static uint64_t page_add(struct tdx_td *td, uint64_t gpa, pm_pfn_t pfn, const void *src)
 {
 	_Atomic uint64_t *p;
 	uint64_t e, err;
@@ -413,7 +416,7 @@ out:
 	return err;
 }
 
-uint64_t tdh_mem_page_aug(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t pfn)
+static uint64_t page_aug(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t pfn)
 {
 	_Atomic uint64_t *p;
 	uint64_t e, err;
@@ -440,7 +443,7 @@ uint64_t tdh_mem_page_aug(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t p
 	return TDX_SUCCESS;
 }
 
-uint64_t tdh_mem_range_block(struct tdx_td *td, uint64_t gpa, int level)
+static uint64_t range_block(struct tdx_td *td, uint64_t gpa, int level)
 {
 	struct sept_node *node;
 	_Atomic uint64_t *p;
@@ -459,7 +462,7 @@ uint64_t tdh_mem_range_block(struct tdx_td *td, uint64_t gpa, int level)
 	return TDX_SUCCESS;
 }
 
-uint64_t tdh_mem_track(struct tdx_td *td)
+static uint64_t track(struct tdx_td *td)
 {
 	atomic_fetch_add(&td->epoch, 1);
 	return TDX_SUCCESS;
@@ -487,7 +490,7 @@ static uint64_t blocked_begin(struct tdx_td *td, uint64_t gpa, int level, int ma
 	return TDX_SUCCESS;
 }
 
-uint64_t tdh_mem_page_remove(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t *pfn)
+static uint64_t page_remove(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t *pfn)
 {
 	_Atomic uint64_t *p;
 	uint64_t e, err;
@@ -504,7 +507,7 @@ uint64_t tdh_mem_page_remove(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_
 	return TDX_SUCCESS;
 }
 
-uint64_t tdh_mem_page_demote(struct tdx_td *td, uint64_t gpa, int level)
+static uint64_t page_demote(struct tdx_td *td, uint64_t gpa, int level)
 {
 	struct sept_node *child;
 	_Atomic uint64_t *p;
@@ -534,7 +537,7 @@ uint64_t tdh_mem_page_demote(struct tdx_td *td, uint64_t gpa, int level)
 
 /* ---- SEAMCALLs: measurement ---- */
 
-uint64_t tdh_mr_extend(struct tdx_td *td, uint64_t gpa)
+static uint64_t mr_extend(struct tdx_td *td, uint64_t gpa)
 {
 	struct sept_node *node;
 	unsigned int idx;
@@ -561,7 +564,7 @@ out:
 	return err;
 }
 
-uint64_t tdh_mr_finalize(struct tdx_td *td)
+static uint64_t mr_finalize(struct tdx_td *td)
 {
 	uint64_t err = TDX_OP_STATE_INCORRECT;
 	unsigned int len = 0;
@@ -618,7 +621,7 @@ static bool sept_leaf(struct tdx_td *td, uint64_t gpa, uint64_t *e, int *level,
 	return false;
 }
 
-uint64_t tdg_mem_page_accept(struct tdx_td *td, uint64_t gpa, int level)
+static uint64_t page_accept(struct tdx_td *td, uint64_t gpa, int level)
 {
 	_Atomic uint64_t *p;
 	uint64_t e;
@@ -652,6 +655,85 @@ uint64_t tdg_mem_page_accept(struct tdx_td *td, uint64_t gpa, int level)
 	atomic_fetch_sub_explicit(&td->pending, 1, memory_order_relaxed);
 	entry_commit(p, e_leaf(E_MAPPED, e_pfn(e)));
 	return TDX_SUCCESS;
+}
+
+/* ---- the calls as KVM and the guest make them: traced ---- */
+
+/* A trace's event for each call, with its status. */
+static uint64_t traced(uint64_t t0, const char *name, uint64_t gpa, int level, uint64_t status)
+{
+	pm_trace_end(t0, PM_TRACE_TDX, name, gpa, (uint64_t)(int64_t)level, status, 0);
+	return status;
+}
+
+uint64_t tdh_mem_sept_add(struct tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.SEPT.ADD", gpa, level, sept_add(td, gpa, level));
+}
+
+uint64_t tdh_mem_page_add(struct tdx_td *td, uint64_t gpa, pm_pfn_t pfn, const void *src)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.PAGE.ADD", gpa, 0, page_add(td, gpa, pfn, src));
+}
+
+uint64_t tdh_mem_page_aug(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t pfn)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.PAGE.AUG", gpa, level, page_aug(td, gpa, level, pfn));
+}
+
+uint64_t tdh_mem_range_block(struct tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.RANGE.BLOCK", gpa, level, range_block(td, gpa, level));
+}
+
+uint64_t tdh_mem_track(struct tdx_td *td)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.TRACK", 0, 0, track(td));
+}
+
+uint64_t tdh_mem_page_remove(struct tdx_td *td, uint64_t gpa, int level, pm_pfn_t *pfn)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.PAGE.REMOVE", gpa, level, page_remove(td, gpa, level, pfn));
+}
+
+uint64_t tdh_mem_page_demote(struct tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MEM.PAGE.DEMOTE", gpa, level, page_demote(td, gpa, level));
+}
+
+uint64_t tdh_mr_extend(struct tdx_td *td, uint64_t gpa)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MR.EXTEND", gpa, 0, mr_extend(td, gpa));
+}
+
+uint64_t tdh_mr_finalize(struct tdx_td *td)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDH.MR.FINALIZE", 0, 0, mr_finalize(td));
+}
+
+uint64_t tdg_mem_page_accept(struct tdx_td *td, uint64_t gpa, int level)
+{
+	uint64_t t0 = pm_trace_begin();
+
+	return traced(t0, "TDG.MEM.PAGE.ACCEPT", gpa, level, page_accept(td, gpa, level));
 }
 
 enum tdx_gpa_state tdx_module_guest_lookup(struct tdx_td *td, uint64_t gpa, pm_pfn_t *pfn)

@@ -289,8 +289,9 @@ static void check_flag_bits(unsigned long type, uint64_t expected_mask)
 
 static void test_create_rejects_every_flag_bit_outside_the_reported_mask(void **state)
 {
-	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED);
-	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP);
+	check_flag_bits(DEFAULT_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED |
+				    GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	check_flag_bits(SW_VM, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
 }
 
 static void test_page_size_flags_are_einval_until_the_vm_enables_them(void **state)
@@ -442,12 +443,17 @@ static void test_fstat_gives_distinct_inodes_size_blksize_and_blocks(void **stat
 
 /* ---- read/write, bad handles ------------------------------------------ */
 
+/* A file without GUEST_MEMFD_FLAG_MMAP can be neither read nor written;
+ * one with it can be written (test_gmem_flags.c), never read. */
 static void test_read_write_pread_pwrite_are_einval(void **state)
 {
 	int vm = vm_new(DEFAULT_VM);
-	int h = gmem_new(vm, 4 * PAGE, SHARED);
+	int h = gmem_new(vm, 4 * PAGE, 0), s = gmem_new(vm, 4 * PAGE, SHARED);
 	char buf[64] = { 0 };
 
+	assert_fails(pm_kvm_read(s, buf, sizeof(buf)), EINVAL);
+	assert_fails(pm_kvm_pread(s, buf, sizeof(buf), 0), EINVAL);
+	close_ok(s);
 	alloc_ok(h, 0, 4 * PAGE);
 	assert_fails(pm_kvm_read(h, buf, sizeof(buf)), EINVAL);
 	assert_fails(pm_kvm_write(h, buf, sizeof(buf)), EINVAL);

@@ -39,6 +39,7 @@
 
 static char build_dir[PATH_MAX];     /* build/ (this binary is build/tests/x) */
 static char cli[PATH_MAX + 16], prog[PATH_MAX + 32], kvmso[PATH_MAX + 32];
+static char gmemprog[PATH_MAX + 32];
 
 struct result {
 	int status;          /* exit status, or -1 if killed / timed out */
@@ -133,6 +134,17 @@ static void scenario(const char *name)
 	free(r.out);
 }
 
+/* A scenario of gmemprog (guest_memfd of 2025-2026) under `privmem exec`,
+ * with extra environment. */
+static void gmem_scenario(const char *name, const char *const *env)
+{
+	const char *argv[] = { cli, "exec", "--pool-size", POOL, "--", gmemprog, name, NULL };
+	struct result r = run(argv, env);
+
+	expect(&r, 0, "ok\n");
+	free(r.out);
+}
+
 /* ---- tests ---- */
 
 static void test_dev_kvm_api_version_check_extension_and_open_flags(void **state)
@@ -148,6 +160,33 @@ static void test_vm_guest_memfd_memslot_and_errno_of_each_kind(void **state)
 static void test_guest_memfd_mmap_punch_madvise_remove_and_partial_munmap(void **state)
 {
 	scenario("gmem-mmap");
+}
+
+static void test_guest_memfd_madv_collapse_einval_madv_hugepage_ok(void **state)
+{
+	gmem_scenario("madvise", NULL);
+}
+
+static void test_guest_memfd_write_and_pwrite_populate_it(void **state)
+{
+	gmem_scenario("write", NULL);
+}
+
+static void test_guest_memfd_mbind_and_get_mempolicy_through_syscall(void **state)
+{
+	static const char *const env[] = { "PRIVMEM_POOL_NODES=4", NULL };
+	const char *opt[] = { cli, "exec", "--pool-size", POOL, "--pool-nodes", "4", "--", gmemprog,
+			      "mbind", NULL };
+	const char *bad[] = { cli, "exec", "--pool-nodes", "17", "--", gmemprog, "mbind", NULL };
+	struct result r;
+
+	gmem_scenario("mbind", env);
+	r = run(opt, NULL);
+	expect(&r, 0, "ok\n");
+	free(r.out);
+	r = run(bad, NULL);
+	expect(&r, 2, "--pool-nodes");
+	free(r.out);
 }
 
 static void test_dup_dup2_dup3_f_dupfd_share_one_handle(void **state)
@@ -317,6 +356,9 @@ int main(void)
 		cmocka_unit_test(test_dev_kvm_api_version_check_extension_and_open_flags),
 		cmocka_unit_test(test_vm_guest_memfd_memslot_and_errno_of_each_kind),
 		cmocka_unit_test(test_guest_memfd_mmap_punch_madvise_remove_and_partial_munmap),
+		cmocka_unit_test(test_guest_memfd_madv_collapse_einval_madv_hugepage_ok),
+		cmocka_unit_test(test_guest_memfd_write_and_pwrite_populate_it),
+		cmocka_unit_test(test_guest_memfd_mbind_and_get_mempolicy_through_syscall),
 		cmocka_unit_test(test_dup_dup2_dup3_f_dupfd_share_one_handle),
 		cmocka_unit_test(test_close_while_another_thread_is_in_kvm_run),
 		cmocka_unit_test(test_threads_creating_and_closing_descriptors),
@@ -340,5 +382,6 @@ int main(void)
 	snprintf(cli, sizeof(cli), "%s/privmem", build_dir);
 	snprintf(prog, sizeof(prog), "%s/tests/interpose/kvmprog", build_dir);
 	snprintf(kvmso, sizeof(kvmso), "%s/libprivmem-kvm.so", build_dir);
+	snprintf(gmemprog, sizeof(gmemprog), "%s/tests/interpose/gmemprog", build_dir);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

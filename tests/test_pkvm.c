@@ -638,6 +638,44 @@ static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void 
 	vmm_destroy(&m);
 }
 
+/* Shares pages 2-3, then reports what the host wrote into each (after a
+ * sync for each write). */
+static void guest_shares_for_write(struct pm_guest *g, void *arg)
+{
+	const uint64_t s = GPA + 2 * PAGE;
+
+	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
+		pm_guest_write64(g, gpa, pattern(gpa, 5));
+	pm_guest_sync(g, pm_guest_mem_share_range(g, s, 2));    /* a granule per call, no exit */
+	pm_guest_sync(g, pm_guest_read64(g, s + 8) == HOST_MARK);
+	pm_guest_sync(g, pm_guest_read64(g, s + PAGE + 16) == HOST_MARK);
+	pm_guest_sync(g, pm_guest_read64(g, GPA + 5 * PAGE) == pattern(GPA + 5 * PAGE, 5));
+}
+
+/* pwrite on a pKVM guest's file: a shared page takes the bytes (in its
+ * frame before any view, through the host file after), a page the guest
+ * keeps is EACCES and keeps its data. */
+static void test_pwrite_reaches_shared_pages_only(void **state)
+{
+	const uint64_t mark = HOST_MARK;
+	struct vmm m;
+	uint8_t *view;
+
+	vmm_create(&m);
+	vmm_guest(&m, guest_shares_for_write, NULL);
+	expect_sync(&m, 2);                                                       /* both shared */
+	assert_int_equal(pm_kvm_pwrite(m.gmem, &mark, 8, 2 * PAGE + 8), 8);       /* the frame */
+	assert_fails(pm_kvm_pwrite(m.gmem, &mark, 8, 5 * PAGE), EACCES);
+	expect_sync(&m, 1);
+	view = map_view(&m);
+	assert_int_equal(pm_kvm_pwrite(m.gmem, &mark, 8, 3 * PAGE + 16), 8);      /* the host file */
+	assert_memory_equal(view + 3 * PAGE + 16, &mark, 8);
+	expect_sync(&m, 1);
+	expect_sync(&m, 1);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
 /* Shares page 0, then tries to unshare it until that works, reporting
  * each result; the VMM pins and unpins in between. */
 static void guest_unshare_pinned(struct pm_guest *g, void *arg)
@@ -1583,6 +1621,7 @@ int main(void)
 		cmocka_unit_test(test_punch_over_pages_the_guest_holds_is_ebusy_and_takes_nothing),
 		cmocka_unit_test(test_vm_destruction_poisons_every_guest_page),
 		cmocka_unit_test(test_share_is_in_place_and_unshare_takes_the_host_mapping_away),
+		cmocka_unit_test(test_pwrite_reaches_shared_pages_only),
 		cmocka_unit_test(test_unshare_fails_cleanly_while_the_host_pins_the_page),
 		cmocka_unit_test(test_a_batch_unshare_stops_before_a_pinned_page),
 		cmocka_unit_test(test_share_and_unshare_refusals_are_exact_and_change_nothing),

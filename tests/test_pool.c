@@ -1132,6 +1132,48 @@ static void test_concurrent_cached_alloc_free_with_stats_and_reconfigure(void **
 	assert_true(is_zero(pm_pfn_to_hva(0), 64 * MIB));
 }
 
+/* Simulated NUMA nodes: each node's frames are a range of their own, no
+ * block spans two nodes, and an allocation's policy picks the node. */
+static void test_nodes_split_the_pool_and_policies_pick_them(void **state)
+{
+	const uint64_t node_frames = 4 * MIB / PM_PAGE_SIZE;
+	struct pm_node_policy bind1 = { .allowed = 1U << 1 }, pref1 = { .preferred = 1U << 1 };
+	pm_pfn_t a, b, c;
+	struct pm_pool_stats st;
+
+	assert_int_equal(pm_pool_configure_nodes(8 * MIB, 0, 2), 0);
+	assert_int_equal(pm_pool_nr_nodes(), 2);
+	st = pool_stats();
+	assert_int_equal(st.nr_nodes, 2);
+	assert_int_equal(st.node_size[0], 4 * MIB);
+	assert_int_equal(st.node_size[1], 4 * MIB);
+	/* Two 4M blocks, not one 8M block: the nodes never merge. */
+	assert_int_equal(st.free_blocks[10], 2);
+	assert_int_equal(st.free_blocks[11], 0);
+	assert_int_equal(pm_pool_alloc_policy(PM_ORDER_2M, &bind1, &a), 0);
+	assert_int_equal(pm_pool_alloc_policy(PM_ORDER_2M, &bind1, &b), 0);
+	assert_true(a >= node_frames && b >= node_frames && a != b);
+	assert_int_equal(pm_pool_node_of(a), 1);
+	assert_int_equal(pm_pool_alloc_policy(0, &bind1, &c), -ENOMEM);   /* node 1 is full */
+	assert_int_equal(pm_pool_alloc_policy(0, &pref1, &c), 0);         /* preferred: falls back */
+	assert_true(c < node_frames);
+	assert_int_equal(pm_pool_node_of(c), 0);
+	st = pool_stats();
+	assert_int_equal(st.node_in_use[0], PM_PAGE_SIZE);
+	assert_int_equal(st.node_in_use[1], 4 * MIB);
+	pm_pool_free(a, PM_ORDER_2M);
+	pm_pool_free(b, PM_ORDER_2M);
+	pm_pool_free(c, 0);
+	st = pool_stats();
+	assert_int_equal(st.node_in_use[0] + st.node_in_use[1], 0);
+	assert_int_equal(st.free_blocks[10], 2);
+	/* Nodes that do not fit (2 MiB each at least) or too many: EINVAL. */
+	assert_int_equal(pm_pool_configure_nodes(4 * MIB, 0, 3), -EINVAL);
+	assert_int_equal(pm_pool_configure_nodes(64 * MIB, 0, PM_POOL_MAX_NODES + 1), -EINVAL);
+	assert_int_equal(pm_pool_configure_nodes(8 * MIB, 0, 1), 0);
+	assert_int_equal(pool_stats().free_blocks[11], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1161,5 +1203,9 @@ int main(void)
 		cmocka_unit_test(test_host_guards_see_every_scrub_and_a_refused_scrub_is_fatal),
 	};
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest nodes[] = {
+		cmocka_unit_test(test_nodes_split_the_pool_and_policies_pick_them),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL) | cmocka_run_group_tests_name("nodes", nodes, NULL, NULL);
 }

@@ -24,6 +24,7 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
 #include "host/pool.h"
 #include "models/snp/rmp.h"
 #include "lib/testutil.h"
@@ -885,21 +886,96 @@ static void test_other_types_have_no_snp_ioctls(void **state)
 	pm_kvm_close(kvm);
 }
 
-static void test_vm_type_offered_without_gmem_mmap(void **state)
+static void test_vm_type_offers_gmem_mmap_but_not_init_shared(void **state)
 {
-	int kvm = pm_kvm_open(), vm;
+	int kvm = pm_kvm_open(), vm, fd;
 	struct kvm_create_guest_memfd cg = { .size = MEM, .flags = GUEST_MEMFD_FLAG_MMAP };
 
 	assert_true(pm_kvm_ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_VM_TYPES) & (1 << KVM_X86_SNP_VM));
 	vm = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_SNP_VM);
 	assert_true(vm >= 0);
-	/* Shared memory is the VMM's: no mmap-able (or shared) guest_memfd. */
-	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS), 0);
+	/* Upstream's "Allow mmap() on guest_memfd for x86 VMs with private
+	 * memory": MMAP is listed; pages never start shared. */
+	assert_true(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS) &
+		    GUEST_MEMFD_FLAG_MMAP);
+	assert_false(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS) &
+		     GUEST_MEMFD_FLAG_INIT_SHARED);
+	fd = pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cg);
+	assert_true(fd >= 0);
+	pm_kvm_close(fd);
+	cg.flags |= GUEST_MEMFD_FLAG_INIT_SHARED;
 	assert_fails(pm_kvm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &cg), EINVAL);
 	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES),
 			 KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	pm_kvm_close(vm);
 	pm_kvm_close(kvm);
+}
+
+#define MMAP_PRIV   (100 * PAGE)
+#define MMAP_SHARED (101 * PAGE)
+#define MMAP_SECRET 0x5ec2e7c0ffee0001ULL
+
+static void guest_private_and_shared_pages_in_gmem(struct pm_guest *g, void *arg)
+{
+	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, MMAP_PRIV, 1, DESC, 1) == 0);
+	pm_guest_write64(g, MMAP_PRIV | C, MMAP_SECRET);
+	/* A shared page of a gmem-only slot comes from the file too. */
+	pm_guest_write64(g, MMAP_SHARED, 0x5a5a);
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, MMAP_PRIV | C) == MMAP_SECRET);
+	PM_GUEST_ASSERT(g, pm_guest_read64(g, MMAP_SHARED) == 0x5a5a);
+}
+
+/* An SNP VM's guest_memfd mapped by the VMM: its private page faults in
+ * the mapping (and the RMP refuses the host its frame), its shared page
+ * serves the guest from a frame the RMP leaves to the hypervisor. */
+static void test_mmap_private_page_faults_shared_page_works(void **state)
+{
+	struct pm_gmem *gm;
+	pm_pfn_t priv, shared;
+	uint8_t *view;
+	struct t t;
+
+	/* 4K pages: prepare hands the guest a whole guest_memfd page, and a 2M
+	 * one would take the shared page into the private RMP entry too (the
+	 * per-page state of in-place conversion is what separates them). */
+	t_create(&t, GUEST_MEMFD_FLAG_MMAP | PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(t_run(&t, guest_private_and_shared_pages_in_gmem, NULL), PM_EXIT_UCALL);
+	view = pm_kvm_mmap(NULL, MEM, PROT_READ | PROT_WRITE, MAP_SHARED, t.gmem, 0);
+	assert_true(view != MAP_FAILED);
+	assert_true(pm_test_sigbus(view + MMAP_PRIV, false, NULL));
+	assert_true(pm_test_sigbus(view + MMAP_PRIV, true, NULL));
+	/* No INIT_SHARED: the host sees no page of the file. */
+	assert_true(pm_test_sigbus(view + MMAP_SHARED, false, NULL));
+	/* The shared write went to the file, not the VMM's memory. */
+	assert_int_equal(*(uint64_t *)(t.shared + MMAP_SHARED), 0);
+	gm = pm_test_gmem_of(t.gmem);
+	priv = pm_gmem_peek_pfn(gm, MMAP_PRIV / PAGE);
+	shared = pm_gmem_peek_pfn(gm, MMAP_SHARED / PAGE);
+	assert_true(priv != PM_PFN_INVALID && shared != PM_PFN_INVALID);
+	assert_true(rmp_is_assigned(rmp_effective(priv)));
+	assert_false(rmp_is_assigned(rmp_effective(shared)));
+	assert_int_equal(*(uint64_t *)pm_pfn_to_hva(shared), 0x5a5a);
+	assert_int_equal(pm_kvm_munmap(view, MEM), 0);
+	t_destroy(&t);
+}
+
+/* NO_DIRECT_MAP on an SNP VM: the private page's frame faults at its
+ * direct-map address; the firmware's and the RMP's paths (PVALIDATE finds
+ * the frame from the vCPU's translation) still work through the alias. */
+static void test_no_direct_map_private_page(void **state)
+{
+	pm_pfn_t priv;
+	struct t t;
+
+	t_create(&t, GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
+		 PM_GUEST_MEMFD_FLAG_NO_HUGE);
+	assert_int_equal(t_run(&t, guest_private_and_shared_pages_in_gmem, NULL), PM_EXIT_UCALL);
+	priv = pm_gmem_peek_pfn(pm_test_gmem_of(t.gmem), MMAP_PRIV / PAGE);
+	assert_true(rmp_is_assigned(rmp_effective(priv)));
+	assert_int_equal(pm_test_read_faults(pm_pfn_to_direct(priv)), 1);
+	assert_true(pm_pfn_to_hva(priv) != pm_pfn_to_direct(priv));
+	assert_int_equal(model_stat(&t, "unvalidated_access"), 0);
+	t_destroy(&t);
 }
 
 static int teardown_all(void **state)
@@ -913,7 +989,9 @@ static int teardown_all(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vm_type_offered_without_gmem_mmap),
+		cmocka_unit_test(test_vm_type_offers_gmem_mmap_but_not_init_shared),
+		cmocka_unit_test(test_mmap_private_page_faults_shared_page_works),
+		cmocka_unit_test(test_no_direct_map_private_page),
 		cmocka_unit_test(test_launch_start_errors),
 		cmocka_unit_test(test_launch_update_errors),
 		cmocka_unit_test(test_launch_update_partial_progress),

@@ -27,6 +27,8 @@
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
+#include "gmem/gmem_internal.h"   /* pm_gmem_peek_pfn */
+#include "host/pool.h"
 #include "models/tdx/tdx.h"
 #include "uapi/handle.h"
 #include "lib/testutil.h"
@@ -85,9 +87,9 @@ static int set_attr(struct vmm *m, uint64_t gpa, uint64_t size, bool private_mem
 	return pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a);
 }
 
-static void vmm_create(struct vmm *m, unsigned int gpa_bits)
+static void vmm_create_flags(struct vmm *m, unsigned int gpa_bits, uint64_t gmem_flags)
 {
-	struct kvm_create_guest_memfd cg = { .size = MEM_SIZE };
+	struct kvm_create_guest_memfd cg = { .size = MEM_SIZE, .flags = gmem_flags };
 	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_HYPERCALL,
 				      .args = { 1ULL << KVM_HC_MAP_GPA_RANGE } };
 	union init_vm_buf b;
@@ -118,6 +120,11 @@ static void vmm_create(struct vmm *m, unsigned int gpa_bits)
 		assert_int_equal(tdx_cmd(m->vm, KVM_TDX_INIT_VM, 0, &b, NULL), 0);
 		assert_int_equal(tdx_cmd(m->vcpu, KVM_TDX_INIT_VCPU, 0, NULL, NULL), 0);
 	}
+}
+
+static void vmm_create(struct vmm *m, unsigned int gpa_bits)
+{
+	vmm_create_flags(m, gpa_bits, 0);
 }
 
 static void vmm_destroy(struct vmm *m)
@@ -486,6 +493,28 @@ static void test_accept_4k_then_use(void **state)
 	vmm_destroy(&m);
 }
 
+/* NO_DIRECT_MAP on a TD: accepted pages' frames fault at their direct-map
+ * address; the TDX module (AUG, the guest's accesses) reaches them. */
+static void test_no_direct_map_accepted_pages(void **state)
+{
+	struct acc_args a = { .gpa = GPA + 3 * PAGE, .size = 5 * PAGE };
+	struct vmm m;
+
+	vmm_create_flags(&m, 48, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	vmm_finalize(&m);
+	vmm_guest(&m, guest_accepts_and_uses, &a);
+	assert_int_equal(vmm_sync(&m), 10);
+	for (uint64_t i = 3; i < 8; i++) {
+		struct pm_gmem *g = pm_test_gmem_of(m.gmem);
+		pm_pfn_t pfn = pm_gmem_peek_pfn(g, i);
+
+		assert_true(pfn != PM_PFN_INVALID);
+		assert_int_equal(pm_test_read_faults(pm_pfn_to_direct(pfn)), 1);
+	}
+	assert_int_equal(vmm_sync(&m), 1);
+	vmm_destroy(&m);
+}
+
 static void accept_2m(bool huge)
 {
 	struct acc_args a = { .gpa = GPA, .size = 2 * MIB };
@@ -683,6 +712,49 @@ static void shared_bit_case(unsigned int gpa_bits, uint64_t bit)
 	vmm_sync(&m);
 	assert_int_equal(m.memory_faults, 1);       /* shared access to a private gfn */
 	assert_int_equal(*(uint64_t *)(m.shared + 3 * PAGE), 0x3333);
+	vmm_destroy(&m);
+}
+
+#define MMAP_SECRET 0x5ec2e7c0ffee0002ULL
+
+static void guest_private_and_shared_pages_in_gmem(struct pm_guest *g, void *arg)
+{
+	uint64_t bit = pm_guest_tdx_shared_bit(g);
+
+	PM_GUEST_ASSERT(g, pm_guest_tdx_accept(g, GPA + 3 * PAGE, PM_TDX_LEVEL_4K) == PM_TDX_SUCCESS);
+	pm_guest_write64(g, GPA + 3 * PAGE, MMAP_SECRET);
+	/* A shared page: an implicit conversion, then the page comes from
+	 * the file (a gmem-only slot). */
+	pm_guest_write64(g, (GPA + 700 * PAGE) | bit, 0x4444);
+	pm_guest_sync(g, pm_guest_read64(g, GPA + 3 * PAGE) == MMAP_SECRET &&
+			 pm_guest_read64(g, (GPA + 700 * PAGE) | bit) == 0x4444);
+}
+
+/* A TD's guest_memfd mapped by the VMM (MMAP on every x86 type): the
+ * private page faults in the mapping, the shared page works for the guest. */
+static void test_mmap_private_page_faults_shared_page_works(void **state)
+{
+	int kvm = pm_kvm_open(), vm = pm_kvm_ioctl(kvm, KVM_CREATE_VM, KVM_X86_TDX_VM);
+	uint8_t *view;
+	struct vmm m;
+
+	assert_int_equal(pm_kvm_ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS) &
+			 (GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED), GUEST_MEMFD_FLAG_MMAP);
+	pm_kvm_close(vm);
+	pm_kvm_close(kvm);
+	vmm_create_flags(&m, 48, GUEST_MEMFD_FLAG_MMAP);
+	vmm_finalize(&m);
+	vmm_guest(&m, guest_private_and_shared_pages_in_gmem, NULL);
+	assert_int_equal(vmm_sync(&m), 1);
+	assert_int_equal(m.memory_faults, 1);
+	view = pm_kvm_mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m.gmem, 0);
+	assert_true(view != MAP_FAILED);
+	assert_true(pm_test_sigbus(view + 3 * PAGE, false, NULL));
+	assert_true(pm_test_sigbus(view + 3 * PAGE, true, NULL));
+	assert_true(pm_test_sigbus(view + 700 * PAGE, false, NULL));
+	/* The shared write went to the file, not the VMM's memory. */
+	assert_int_equal(*(uint64_t *)(m.shared + 700 * PAGE), 0);
+	assert_int_equal(pm_kvm_munmap(view, MEM_SIZE), 0);
 	vmm_destroy(&m);
 }
 
@@ -1394,6 +1466,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_init_vm_errors_and_the_shared_bit),
+		T(test_mmap_private_page_faults_shared_page_works),
+		T(test_no_direct_map_accepted_pages),
 		T(test_measured_build_and_its_errors),
 		T(test_build_retried_after_busy_reports_no_hw_error),
 		T(test_build_from_an_unmapped_source_is_efault),

@@ -28,6 +28,8 @@
  *    (bench_e2e.c, bench_e2e_mem.c).
  *  - guest: guest machine code run by the x86 engine behind KVM_RUN,
  *    beside the same loops natively and in the engine alone (bench_guest.c).
+ *  - nodirect: conversions on a guest_memfd with NO_DIRECT_MAP beside the
+ *    same without it (bench_nodirect.c).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share, bench_lib.c their helpers.
@@ -90,6 +92,9 @@ static const struct {
 	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
 		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
 	  bench_e2e, 1, PAGE_2M },
+	{ "nodirect", "conversion pairs on a guest_memfd with NO_DIRECT_MAP beside the\n"
+		      "same without it, 4K and 2M granules (SIZE converted: 64M)", 64 * MIB, 3,
+	  bench_nodirect, 1, 0 },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

@@ -256,5 +256,6 @@ void bench_psc(const struct bench_opts *o, struct result *r);
 void bench_tdx(const struct bench_opts *o, struct result *r);
 void bench_guest(const struct bench_opts *o, struct result *r);
 void bench_e2e(const struct bench_opts *o, struct result *r);
+void bench_nodirect(const struct bench_opts *o, struct result *r);
 
 #endif

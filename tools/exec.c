@@ -6,8 +6,8 @@
  * The library is looked for next to this binary (the build tree: build/),
  * then in the install prefix (PREFIX/bin/privmem -> PREFIX/lib/privmem/).
  * It is prepended to LD_PRELOAD; the settings go to the environment
- * (PRIVMEM_POOL_SIZE, PRIVMEM_VM_TYPES, PRIVMEM_KVM_VERSION, PRIVMEM_TRACE),
- * then the command replaces this
+ * (PRIVMEM_POOL_SIZE, PRIVMEM_POOL_NODES, PRIVMEM_VM_TYPES, PRIVMEM_KVM_VERSION,
+ * PRIVMEM_TRACE), then the command replaces this
  * process (execvp), so its exit status is the command's. In sanitizer
  * builds the interposer is instrumented too and needs the sanitizer's
  * runtime loaded first: the runtime this binary runs with is put in front.
@@ -39,6 +39,8 @@ static void usage(FILE *out)
 		"options:\n"
 		"  -p, --pool-size SIZE   simulated host memory (K/M/G/T suffix, a multiple of\n"
 		"                         2M; default: PRIVMEM_POOL_SIZE or 4G)\n"
+		"  -n, --pool-nodes N     simulated NUMA nodes of that memory, 1..16 (the frames\n"
+		"                         split in equal parts; default: PRIVMEM_POOL_NODES or 1)\n"
 		"  -t, --vm-types LIST    VM types to offer (KVM_CAP_VM_TYPES), comma-separated:\n"
 		"                         default, sw, snp, tdx, pkvm (default is always offered;\n"
 		"                         default: all)\n"
@@ -161,6 +163,7 @@ int cmd_exec(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "pool-size", required_argument, NULL, 'p' },
+		{ "pool-nodes", required_argument, NULL, 'n' },
 		{ "vm-types", required_argument, NULL, 't' },
 		{ "kvm-version", required_argument, NULL, 'k' },
 		{ "trace", required_argument, NULL, 'T' },
@@ -172,13 +175,22 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:t:k:T:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:n:t:k:T:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
 				return cli_bad_arg("--pool-size", optarg);
 			setenv("PRIVMEM_POOL_SIZE", optarg, 1);
 			break;
+		case 'n': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (!*optarg || *end || n < 1 || n > PM_POOL_MAX_NODES)
+				return cli_bad_arg("--pool-nodes", optarg);
+			setenv("PRIVMEM_POOL_NODES", optarg, 1);
+			break;
+		}
 		case 't':
 			r = set_vm_types(optarg);
 			if (r)

@@ -105,6 +105,9 @@ struct kvm_memory_attributes {
 /* ---- guest_memfd ---- */
 #define GUEST_MEMFD_FLAG_MMAP        (1ULL << 0)
 #define GUEST_MEMFD_FLAG_INIT_SHARED (1ULL << 1)
+/* The posted series "guest_memfd: Direct Map Removal" (not merged): the
+ * file's folios leave the kernel's direct map. */
+#define GUEST_MEMFD_FLAG_NO_DIRECT_MAP (1ULL << 2)
 
 struct kvm_create_guest_memfd {
 	__u64 size;

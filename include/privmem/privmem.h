@@ -36,6 +36,21 @@ ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset);
 ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset);
 void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset);
 int pm_kvm_munmap(void *addr, size_t length);
+/* madvise(2) on a range that guest_memfd mappings may cover, with what
+ * Linux does there: MADV_COLLAPSE is EINVAL (a guest_memfd mapping is
+ * never collapsed), MADV_REMOVE punches the file; everything else, and
+ * the parts of the range that are not guest_memfd mappings, goes to the
+ * kernel. */
+int pm_kvm_madvise(void *addr, size_t length, int advice);
+/* mbind(2) and get_mempolicy(2) on guest_memfd mappings, as Linux 6.19:
+ * the policy applies to the file pages the mapping covers, for their later
+ * allocations from privmem's simulated NUMA nodes (PM_POOL_MAX_NODES);
+ * get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR) gives a page's node. Linux's
+ * errno; what is not a guest_memfd mapping goes to the kernel. */
+int pm_kvm_mbind(void *addr, unsigned long len, int mode, const unsigned long *nodemask,
+		 unsigned long maxnode, unsigned int flags);
+int pm_kvm_get_mempolicy(int *mode, unsigned long *nodemask, unsigned long maxnode, void *addr,
+			 unsigned long flags);
 int pm_kvm_fstat(int handle, struct stat *st);
 
 /* The library version, e.g. "0.1.0". */
@@ -150,6 +165,13 @@ struct pm_gmem_pin {
 
 /* The frame pool: privmem's simulated host physical memory. */
 #define PM_POOL_MAX_ORDER 18 /* 1 GiB runs */
+/* The pool's simulated NUMA nodes: the frames are split in equal parts,
+ * node 0 first (each a multiple of 2 MiB; the last takes the rest).
+ * PRIVMEM_POOL_NODES sets how many (default 1). A guest_memfd's pages come
+ * from the nodes of the policy a VMM sets with mbind() on a mapping of it
+ * (pm_kvm_mbind): for later allocations only, as Linux 6.19; the others
+ * from node 0 first (the simulated CPUs' node). */
+#define PM_POOL_MAX_NODES 16
 
 struct pm_pool_stats {
 	__u64 size;           /* bytes the pool manages */
@@ -161,12 +183,17 @@ struct pm_pool_stats {
 	__u64 alloc_failures; /* allocations refused with ENOMEM */
 	__u64 thp;            /* 1 if the host backs the pool with transparent huge pages */
 	__u64 free_blocks[PM_POOL_MAX_ORDER + 1]; /* free runs per order (4K << order) */
+	__u64 nr_nodes;       /* simulated NUMA nodes */
+	__u64 node_size[PM_POOL_MAX_NODES];   /* bytes of each node */
+	__u64 node_in_use[PM_POOL_MAX_NODES]; /* bytes handed out from each node */
 };
 
 struct pm_pool_config {
 	__u64 size;      /* bytes, a multiple of 2 MiB; 0 keeps the current size */
 	__u64 watermark; /* bytes, at most the size; 0 keeps the current watermark
 	                  * (capped at the new size) */
+	__u64 nodes;     /* simulated NUMA nodes, 1..PM_POOL_MAX_NODES, each at least
+	                  * 2 MiB; 0 keeps the current number */
 };
 
 /* System handle: read the pool statistics. */
@@ -177,6 +204,13 @@ struct pm_pool_config {
  * (bytes, or with a K/M/G/T suffix), default 4 GiB; the watermark from
  * PRIVMEM_POOL_WATERMARK, default 256 MiB or the size if smaller. */
 #define PM_KVM_SET_POOL_CONFIG _IOW(PMIO, 0x11, struct pm_pool_config)
+
+/* guest_memfd handle: where the file's pages came from. */
+struct pm_gmem_file_stats {
+	__u64 pages;                          /* 4K pages allocated */
+	__u64 node_pages[PM_POOL_MAX_NODES];  /* of which on each node */
+};
+#define PM_GUEST_MEMFD_GET_STATS _IOR(PMIO, 0x32, struct pm_gmem_file_stats)
 
 /* VM handle: statistics of the VM since creation. */
 enum {

@@ -102,6 +102,8 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	if (r)
 		goto err_free_stripes;
 	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
+	pthread_mutex_init(&g->pos_lock, NULL);
+	gmem_mpol_init(g);
 	pm_vm_get(vm);
 	*out = g;
 	return 0;
@@ -133,6 +135,30 @@ bool pm_gmem_tryget(struct pm_gmem *g)
 	return false;
 }
 
+/* The pool's frames for a file, from the nodes its NUMA policy at `first`
+ * says (gmem_numa.c): out of the direct map for a file made with
+ * GUEST_MEMFD_FLAG_NO_DIRECT_MAP (pm_pool_hide), from the moment they are
+ * allocated, before any index entry publishes them, until they are freed. */
+static int gmem_alloc_frames(struct pm_gmem *g, uint64_t first, unsigned int order, pm_pfn_t *pfn)
+{
+	struct pm_node_policy pol;
+	int r = pm_pool_alloc_policy(order, gmem_mpol_for(g, first, order, &pol), pfn);
+
+	if (r || !(g->flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP))
+		return r;
+	r = pm_pool_hide(*pfn, order);
+	if (r)
+		pm_pool_free(*pfn, order);
+	return r;
+}
+
+static void gmem_free_frames(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
+{
+	if (g->flags & GUEST_MEMFD_FLAG_NO_DIRECT_MAP)
+		pm_pool_reveal(pfn, order);
+	pm_pool_free(pfn, order);
+}
+
 /* Returns a run of frames to the pool, after the model took it back. The
  * run is out of the index (and out of the statistics) already. */
 static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
@@ -145,7 +171,7 @@ static void gmem_free_run(struct pm_gmem *g, pm_pfn_t pfn, unsigned int order)
 		return;
 	if (m->gmem_invalidate)
 		m->gmem_invalidate(pfn, pfn + (1ULL << order));
-	pm_pool_free(pfn, order);
+	gmem_free_frames(g, pfn, order);
 }
 
 /* ---- occupancy bits (gmem_internal.h) ---- */
@@ -254,6 +280,8 @@ static void gmem_release(struct pm_gmem *g)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
 	free(g->stripes);
 	pm_brlock_destroy(&g->bindings_lock);
+	pthread_mutex_destroy(&g->pos_lock);
+	gmem_mpol_destroy(g);
 	free(g);
 	pm_vm_put(vm);
 }
@@ -498,16 +526,18 @@ static int gmem_fill(struct pm_gmem *g, const struct gmem_locked *lk, _Atomic ui
 		int r;
 
 		PM_BUG_ON(level == 2 && !gmem_holds_all(g, lk));
-		r = pm_pool_alloc(order, &pfn);
+		r = gmem_alloc_frames(g, first, order, &pfn);
 		if (r == 0) {
 			gmem_used_mark(used);
 			if (atomic_compare_exchange_strong(slot, &expected, ge_make_folio(pfn, 0))) {
 				struct pm_gmem_stripe *st = gmem_stripe_at(g, first);
 
 				atomic_fetch_add_explicit(&st->pages, 1ULL << order, memory_order_relaxed);
+				atomic_fetch_add_explicit(&st->node_pages[pm_pool_node_of(pfn)], 1ULL << order,
+							  memory_order_relaxed);
 				atomic_fetch_add_explicit(&st->folios[level], 1, memory_order_relaxed);
 			} else {
-				pm_pool_free(pfn, order);  /* lost the race: use the winner's */
+				gmem_free_frames(g, pfn, order);  /* lost the race: use the winner's */
 			}
 			return 0;
 		}
@@ -706,12 +736,40 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 	return gmem_with_page(g, index, get_pfn_page, &a);
 }
 
+int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn,
+			   unsigned int *order)
+{
+	struct get_pfn_arg a = { .index = index, .pfn = pfn, .order = order };
+
+	return gmem_with_page(g, index, get_pfn_page, &a);
+}
+
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn)
 {
 	unsigned int order;
 	struct get_pfn_arg a = { .index = index, .pfn = pfn, .order = &order };
 
 	return gmem_with_page(g, index, get_pfn_page, &a);
+}
+
+struct frame_arg {
+	int (*fn)(void *arg, pm_pfn_t pfn);
+	void *arg;
+};
+
+static int frame_page(struct pm_gmem *g, const struct gmem_page *pg, void *arg)
+{
+	struct frame_arg *a = arg;
+
+	return a->fn(a->arg, pg->pfn);
+}
+
+int gmem_with_frame(struct pm_gmem *g, uint64_t index, int (*fn)(void *arg, pm_pfn_t pfn),
+		    void *arg)
+{
+	struct frame_arg a = { .fn = fn, .arg = arg };
+
+	return gmem_with_page(g, index, frame_page, &a);
 }
 
 struct populate_arg {
@@ -850,6 +908,8 @@ static int gmem_remove_folio(struct pm_gmem *g, const struct gmem_locked *lk,
 	atomic_store_explicit(slot, 0, memory_order_relaxed);
 	gmem_used_clear(used);
 	atomic_fetch_sub_explicit(&st->pages, 1ULL << GE_LEVEL_SHIFT(level), memory_order_relaxed);
+	atomic_fetch_sub_explicit(&st->node_pages[pm_pool_node_of(ge_pfn(e))], 1ULL << GE_LEVEL_SHIFT(level),
+				  memory_order_relaxed);
 	atomic_fetch_sub_explicit(&st->folios[level], 1, memory_order_relaxed);
 	return 0;
 }
@@ -1084,6 +1144,8 @@ void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st)
 			st->folios[o] += atomic_load_explicit(&s->folios[o], memory_order_relaxed);
 		st->splits += atomic_load_explicit(&s->splits, memory_order_relaxed);
 		st->poisoned += atomic_load_explicit(&s->poisoned, memory_order_relaxed);
+		for (int n = 0; n < PM_POOL_MAX_NODES; n++)
+			st->node_pages[n] += atomic_load_explicit(&s->node_pages[n], memory_order_relaxed);
 	}
 }
 

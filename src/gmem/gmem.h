@@ -38,6 +38,10 @@
  *     index, see below.
  *   host_lock (mutex): what the host file holds, the host map (which
  *     pages are in it, pins), the file's views.
+ *   pos_lock (mutex, gmem_write.c): write()'s file position, taken before
+ *     everything else.
+ *   mpol.lock (mutex, a leaf, gmem_numa.c): the file's NUMA policy ranges,
+ *     read by allocations under their stripe.
  *
  * Index locking. File page i lies in 2M block i >> 9; block b is locked by
  * stripe gmem_stripe_of(b): a file has one stripe per block up to 32, and
@@ -71,6 +75,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <privmem/privmem.h>
 #include "lib/common.h"
 
 struct pm_vm;
@@ -103,6 +108,11 @@ struct pm_vm *pm_gmem_vm(const struct pm_gmem *g);
 int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order);
 
+/* The same for a shared access of the guest (a gmem-only slot): no prepare
+ * hook, which hands a page to the guest as private (SNP's RMPUPDATE); the
+ * page's first private use runs it. */
+int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn,
+			   unsigned int *order);
 /* The same for host use (mmap views): no prepare hook, which only the
  * guest's first use runs. */
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);
@@ -123,6 +133,37 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 		   int64_t offset, int *err);
 /* Unmaps the view starting exactly at addr; -EINVAL if there is none. */
 int pm_gmem_munmap(void *addr, size_t len);
+
+/* The parts of [lo, hi) that views of guest_memfds map, in address order,
+ * each with a reference on its file: what a call on an address range
+ * (madvise, mbind) applies to a file. 0 or -ENOMEM. */
+struct pm_gmem_view_part {
+	struct pm_gmem *g;          /* referenced */
+	uint8_t *lo, *hi;           /* the addresses */
+	uint64_t start, end;        /* the file pages they map */
+	int prot;                   /* the view's */
+};
+int pm_gmem_views_in(const uint8_t *lo, const uint8_t *hi, struct pm_gmem_view_part **parts,
+		     size_t *n);
+void pm_gmem_views_put(struct pm_gmem_view_part *parts, size_t n);
+
+/* write() / pwrite() of a guest_memfd (gmem_write.c): bytes written, or
+ * -ENOSPC (at or past the end), -EACCES (a page the host may not access),
+ * -EFAULT (the source), -ENOMEM; short after progress. write_at_pos uses
+ * and advances the file's position. */
+ssize_t pm_gmem_write(struct pm_gmem *g, const void *buf, size_t count, uint64_t off);
+ssize_t pm_gmem_write_at_pos(struct pm_gmem *g, const void *buf, size_t count);
+
+/* mbind / get_mempolicy on a range that views may map (gmem_numa.c):
+ * Linux's arguments and errno; parts no view maps go to the kernel.
+ * get_mempolicy answers (*handled) only for MPOL_F_ADDR on a view. */
+int pm_gmem_mbind(void *addr, unsigned long len, unsigned long mode, const unsigned long *nmask,
+		  unsigned long maxnode, unsigned int flags);
+int pm_gmem_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+			  unsigned long flags, bool *handled);
+
+/* madvise on a range that views of guest_memfds may map (gmem_madvise.c). */
+int pm_gmem_madvise(void *addr, size_t len, int advice);
 
 /* PM_GUEST_MEMFD_PIN / _UNPIN of file pages [start, end): 0, -EFAULT (a
  * page the host cannot map now), -EINVAL (unpin: a page not pinned),
@@ -169,6 +210,7 @@ struct pm_gmem_stats {
 	uint64_t folios[3];     /* allocated huge pages by size: 4K, 2M, 1G */
 	uint64_t splits;        /* huge pages split by punch hole */
 	uint64_t poisoned;      /* pages lost to memory failure */
+	uint64_t node_pages[PM_POOL_MAX_NODES]; /* pages by the node of their frames */
 };
 void pm_gmem_get_stats(struct pm_gmem *g, struct pm_gmem_stats *st);
 

@@ -535,10 +535,8 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index)
 
 /* ---- pins ---- */
 
-/* May the host hold page i now (host_lock)? An INIT_SHARED page that is
- * not poisoned (allocated now if it was not: pinning faults it in), a page
- * in H, or while H is not used a frame the model lets the host map. */
-static bool host_may_pin(struct pm_gmem *g, uint64_t i)
+/* Pinning faults an INIT_SHARED page in, as writing one populates it. */
+bool gmem_host_may_access_locked(struct pm_gmem *g, uint64_t i)
 {
 	const struct pm_model_ops *model = g->vm->model;
 	pm_pfn_t pfn;
@@ -564,7 +562,7 @@ int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end)
 	for (uint64_t i = start; i < end && !r; i++) {
 		uint32_t w = hm_get(&g->hmap, i);
 
-		if (!host_may_pin(g, i))
+		if (!gmem_host_may_access_locked(g, i))
 			r = -EFAULT;
 		else if ((w & HM_PINS) == HM_PINS)
 			r = -ENOMEM;        /* as get_user_pages on a count at its limit */

@@ -55,6 +55,8 @@ struct pm_gmem_binding {
 };
 
 struct pm_gmem_view;
+struct gmem_mpol_range;
+struct pm_node_policy;
 
 /*
  * The host map (gmem_hostmap.c): one 32-bit word per file page saying what
@@ -132,6 +134,7 @@ struct pm_gmem_stripe {
 	atomic_uint_fast64_t folios[3];     /* pages of order 0/9/18 in the index */
 	atomic_uint_fast64_t splits;        /* huge pages split */
 	atomic_uint_fast64_t poisoned;      /* pages marked POISON */
+	atomic_uint_fast64_t node_pages[PM_POOL_MAX_NODES]; /* pages by the node of their frames */
 };
 
 struct pm_gmem {
@@ -184,6 +187,22 @@ struct pm_gmem {
 	 * different threads, which hold it shared, write no common line;
 	 * bind, unbind and release take it for writing. */
 	struct pm_brlock bindings_lock;
+
+	/* NUMA memory policy (gmem_numa.c): sorted, disjoint ranges of file
+	 * pages with their policy, under mpol.lock; nr_ranges lets an
+	 * allocation of a file without any skip the lock. */
+	struct gmem_mpol {
+		pthread_mutex_t lock;
+		struct gmem_mpol_range *v;  /* lock */
+		size_t n, cap;              /* lock */
+		atomic_uint nr_ranges;      /* n, written under lock */
+	} mpol;
+
+	/* write()'s file position (f_pos: a guest_memfd has one open file
+	 * description, its handle), under pos_lock, which serialises
+	 * write() calls as Linux's f_pos_lock does. */
+	pthread_mutex_t pos_lock;
+	uint64_t pos;                       /* pos_lock */
 };
 
 static inline bool gmem_init_shared(const struct pm_gmem *g)
@@ -197,6 +216,25 @@ pm_pfn_t pm_gmem_peek_pfn(struct pm_gmem *g, uint64_t index);
 /* The first page of [start, end) the index holds, or end: a snapshot, each
  * 2M block looked at under its stripe (shared), empty GiBs skipped. */
 uint64_t gmem_next_page(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/* The file's NUMA policy (gmem_numa.c): set up and freed with the file;
+ * the pool policy for an allocation of order `order` at file page `first`
+ * (filled in *p), or NULL for the pool's default. */
+void gmem_mpol_init(struct pm_gmem *g);
+void gmem_mpol_destroy(struct pm_gmem *g);
+const struct pm_node_policy *gmem_mpol_for(struct pm_gmem *g, uint64_t first, unsigned int order,
+					   struct pm_node_policy *p);
+
+/* Runs fn(arg, pfn) on the frame of file page `index` (allocated if
+ * needed), with the page's stripe held shared: a punch cannot free the
+ * frame meanwhile. fn's result, -EINVAL past the end, -ENOMEM,
+ * -EHWPOISON. */
+int gmem_with_frame(struct pm_gmem *g, uint64_t index, int (*fn)(void *arg, pm_pfn_t pfn),
+		    void *arg);
+/* May the host access page i now (host_lock held)? An INIT_SHARED page
+ * that is not poisoned (allocated now if it was not), a page in H, or
+ * while H is not used a frame the model lets the host map. */
+bool gmem_host_may_access_locked(struct pm_gmem *g, uint64_t i);
 
 /* The host's side (gmem_host.c). init: the host map, and H with the
  * library's window on it for a file with GUEST_MEMFD_FLAG_MMAP (0 or

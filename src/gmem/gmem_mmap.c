@@ -55,6 +55,7 @@ struct pm_gmem_view {
 	uint8_t *addr;              /* immutable */
 	size_t len;                 /* bytes, page multiple; immutable */
 	uint64_t pgoff;             /* first file page; immutable */
+	int prot;                   /* immutable */
 	bool registered;            /* holes fault (userfaultfd); all_views_lock once published */
 	int abort_id;               /* its range in host_abort.h (SIGSEGV), or -1; immutable
 	                             * until the view goes */
@@ -323,6 +324,7 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 	v->addr = p;
 	v->len = len;
 	v->pgoff = (uint64_t)offset >> PM_PAGE_SHIFT;
+	v->prot = prot;
 	*err = view_abort_register(g, v);
 	if (*err) {
 		munmap(p, len);
@@ -379,4 +381,56 @@ int pm_gmem_munmap(void *addr, size_t len)
 	munmap(v->addr, v->len);
 	view_free(v);
 	return 0;
+}
+
+/* ---- calls on address ranges (madvise, mbind) ---- */
+
+static int cmp_part(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)((const struct pm_gmem_view_part *)a)->lo;
+	uintptr_t y = (uintptr_t)((const struct pm_gmem_view_part *)b)->lo;
+
+	return x < y ? -1 : x > y;
+}
+
+int pm_gmem_views_in(const uint8_t *lo, const uint8_t *hi, struct pm_gmem_view_part **out,
+		     size_t *n)
+{
+	struct pm_gmem_view_part *parts = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	pthread_mutex_lock(&all_views_lock);
+	for (struct pm_gmem_view *v = all_views; v; v = v->all_next)
+		cap += v->addr < hi && lo < v->addr + v->len;
+	if (cap && !(parts = calloc(cap, sizeof(*parts)))) {
+		pthread_mutex_unlock(&all_views_lock);
+		return -ENOMEM;
+	}
+	for (struct pm_gmem_view *v = all_views; v && cap; v = v->all_next) {
+		const uint8_t *a = PM_MAX(lo, (const uint8_t *)v->addr);
+		const uint8_t *b = PM_MIN(hi, (const uint8_t *)v->addr + v->len);
+
+		if (a >= b)
+			continue;
+		parts[*n] = (struct pm_gmem_view_part){
+			.g = v->g, .lo = (uint8_t *)a, .hi = (uint8_t *)b, .prot = v->prot,
+			.start = v->pgoff + (uint64_t)(a - v->addr) / PM_PAGE_SIZE,
+		};
+		parts[*n].end = parts[*n].start + (uint64_t)(b - a) / PM_PAGE_SIZE;
+		pm_gmem_get(v->g);
+		(*n)++;
+	}
+	pthread_mutex_unlock(&all_views_lock);
+	if (*n > 1)
+		qsort(parts, *n, sizeof(*parts), cmp_part);
+	*out = parts;
+	return 0;
+}
+
+void pm_gmem_views_put(struct pm_gmem_view_part *parts, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		pm_gmem_put(parts[i].g);
+	free(parts);
 }

@@ -190,6 +190,25 @@ static uint64_t env_bytes(const char *name, uint64_t dflt, bool is_size)
 	return dflt;
 }
 
+/* PRIVMEM_POOL_NODES: 1..PM_POOL_MAX_NODES (a pool too small for them is
+ * created with as many 2 MiB nodes as fit). */
+static unsigned int env_nodes(void)
+{
+	const char *s = getenv("PRIVMEM_POOL_NODES");
+	char *end;
+	unsigned long v;
+
+	if (!s)
+		return 1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!errno && *s && !*end && v >= 1 && v <= PM_POOL_MAX_NODES)
+		return (unsigned int)v;
+	fprintf(stderr, "privmem: ignoring PRIVMEM_POOL_NODES=\"%s\" (want 1..%d); using 1\n", s,
+		PM_POOL_MAX_NODES);
+	return 1;
+}
+
 static void pool_read_config_locked(void)
 {
 	uint64_t dflt;
@@ -208,6 +227,7 @@ static void pool_read_config_locked(void)
 			pm_pool.config_size, dflt);
 		pm_pool.watermark = dflt;
 	}
+	pm_pool.config_nodes = env_nodes();
 	pm_pool.config_read = true;
 }
 
@@ -261,9 +281,13 @@ static bool thp_effective(void)
 static void pool_install_locked(char *base, uint64_t nr_frames,
 				struct pm_frame *frames, uint64_t *populated)
 {
+	unsigned int nodes = PM_MAX(1U, PM_MIN(pm_pool.config_nodes, (unsigned int)(nr_frames / CHUNK_FRAMES)));
 	struct pool fresh = {
 		.config_read = pm_pool.config_read,
 		.config_size = pm_pool.config_size,
+		.config_nodes = pm_pool.config_nodes,
+		.nr_nodes = nodes,
+		.node_frames = PM_ALIGN_DOWN(nr_frames / nodes, CHUNK_FRAMES),
 		.watermark = pm_pool.watermark,
 		.live = true,
 		.base = base,
@@ -321,6 +345,7 @@ static void pool_destroy_locked(void)
 {
 	pool_assert_locked();
 	PM_BUG_ON(!pm_pool.live || pool_busy_locked());
+	pool_hidden_destroy_locked();
 	atomic_store_explicit(&pool_hva_frames, 0, memory_order_relaxed);
 	atomic_store_explicit(&pool_hva_base, 0, memory_order_relaxed);
 	free(pm_pool.populated);
@@ -347,12 +372,13 @@ int pool_ensure_locked(void)
 
 /* Waits for the transits pending now (not for later ones: that could starve)
  * before declaring the pool exhausted. */
-static int pool_alloc_block_locked(unsigned int order, uint64_t *pfn)
+static int pool_alloc_block_locked(unsigned int order, const struct pm_node_policy *p,
+				   uint64_t *pfn)
 {
 	uint64_t start = pool_transits_done, pending = pm_pool.nr_transit;
 
 	pool_assert_locked();
-	while (!pool_take_block_locked(order, pfn)) {
+	while (!pool_take_block_policy_locked(order, p, pfn)) {
 		if (pool_transits_done - start >= pending)
 			return -ENOMEM;
 		pool_lock_wait_transit();
@@ -373,7 +399,8 @@ static int pool_hand_out(uint64_t head, unsigned int order, const uint64_t *todo
 
 /* The lists had no block: flush every cache and wait for the transits
  * pending, then take one. ENOMEM here means the pool is exhausted. */
-int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
+static int pool_alloc_reclaim_policy(unsigned int order, const struct pm_node_policy *p,
+				     pm_pfn_t *pfn)
 {
 	uint64_t todo[(RUN_MAX_CHUNKS + 63) / 64] = { 0 };
 	uint64_t head;
@@ -384,7 +411,7 @@ int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
 	ret = pool_ensure_locked();
 	if (!ret) {
 		pool_drain_caches_locked();
-		ret = pool_alloc_block_locked(order, &head);
+		ret = pool_alloc_block_locked(order, p, &head);
 	}
 	if (ret)
 		pm_pool.alloc_failures++;
@@ -397,21 +424,56 @@ int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
 	return pool_hand_out(head, order, todo, pfn);
 }
 
+int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn)
+{
+	return pool_alloc_reclaim_policy(order, NULL, pfn);
+}
+
 /* The shared path: from the lists, under pool_lock. */
-int pool_alloc_run(unsigned int order, pm_pfn_t *pfn)
+static int pool_alloc_run_policy(unsigned int order, const struct pm_node_policy *p, pm_pfn_t *pfn)
 {
 	uint64_t todo[(RUN_MAX_CHUNKS + 63) / 64] = { 0 };
 	uint64_t head;
 	bool ok;
 
 	pool_lock_take();
-	ok = !pool_ensure_locked() && pool_take_block_locked(order, &head);
+	ok = !pool_ensure_locked() && pool_take_block_policy_locked(order, p, &head);
 	if (ok)
 		pool_commit_alloc_locked(head, order, todo);
 	pool_lock_drop();
 	if (!ok)
-		return pool_alloc_reclaim(order, pfn);
+		return pool_alloc_reclaim_policy(order, p, pfn);
 	return pool_hand_out(head, order, todo, pfn);
+}
+
+int pool_alloc_run(unsigned int order, pm_pfn_t *pfn)
+{
+	return pool_alloc_run_policy(order, NULL, pfn);
+}
+
+int pm_pool_alloc_policy(unsigned int order, const struct pm_node_policy *p, pm_pfn_t *pfn)
+{
+	PM_BUG_ON(order > PM_POOL_MAX_ORDER);
+	if (!p)
+		return pm_pool_alloc(order, pfn);
+	return pool_alloc_run_policy(order, p, pfn);
+}
+
+/* Immutable while the frame is allocated (the pool cannot be re-created). */
+unsigned int pm_pool_node_of(pm_pfn_t pfn)
+{
+	return pool_node_of(pfn);
+}
+
+unsigned int pm_pool_nr_nodes(void)
+{
+	unsigned int n;
+
+	pool_lock_take();
+	(void)pool_ensure_locked();
+	n = pm_pool.live ? pm_pool.nr_nodes : 1;
+	pool_lock_drop();
+	return n;
 }
 
 /* The shared path: transit, zeroing, merging, trimming. */
@@ -431,12 +493,19 @@ void pool_free_run(uint64_t pfn, unsigned int order)
 
 /* ---- translation ---- */
 
-void *pm_pfn_to_hva(pm_pfn_t pfn)
+void *pm_pfn_to_direct(pm_pfn_t pfn)
 {
 	uintptr_t base = atomic_load_explicit(&pool_hva_base, memory_order_relaxed);
 
 	PM_BUG_ON(pfn >= atomic_load_explicit(&pool_hva_frames, memory_order_relaxed));
 	return (void *)(base + (uintptr_t)(pfn << PM_PAGE_SHIFT));
+}
+
+void *pm_pfn_to_hva(pm_pfn_t pfn)
+{
+	if (__builtin_expect(pool_hidden_frames() != 0, 0) && pool_frame_hidden(pfn))
+		return pool_hidden_hva(pfn);
+	return pm_pfn_to_direct(pfn);
 }
 
 /* Racing a re-creation may pair an old base with a new size; only addresses
@@ -448,7 +517,7 @@ pm_pfn_t pm_hva_to_pfn(const void *hva)
 	uintptr_t a = (uintptr_t)hva;
 
 	if (!base || a < base || (a - base) >> PM_PAGE_SHIFT >= nr)
-		return PM_PFN_INVALID;
+		return pool_hidden_frames() ? pool_hidden_pfn(a) : PM_PFN_INVALID;
 	return (a - base) >> PM_PAGE_SHIFT;
 }
 
@@ -465,12 +534,15 @@ uint64_t pm_pool_nr_frames(void)
 	return nr;
 }
 
-static int pool_reconfigure_locked(uint64_t size, uint64_t watermark)
+static int pool_reconfigure_locked(uint64_t size, uint64_t watermark, unsigned int nodes)
 {
+	unsigned int old_nodes = pm_pool.config_nodes;
 	int ret;
 
 	pool_assert_locked();
 	if (!size || !PM_ALIGNED(size, CHUNK_SIZE) || watermark > size)
+		return -EINVAL;
+	if (!nodes || nodes > PM_POOL_MAX_NODES)
 		return -EINVAL;
 	if (size > POOL_MAX_SIZE)
 		return -ENOMEM;
@@ -481,9 +553,12 @@ static int pool_reconfigure_locked(uint64_t size, uint64_t watermark)
 	if (pm_pool.live)
 		pool_destroy_locked();
 	/* On failure the old configuration stays, to be re-created lazily. */
+	pm_pool.config_nodes = nodes;
 	ret = pool_create_locked(size);
-	if (ret)
+	if (ret) {
+		pm_pool.config_nodes = old_nodes;
 		return ret;
+	}
 	pm_pool.config_size = size;
 	pm_pool.watermark = watermark;
 	return 0;
@@ -491,15 +566,27 @@ static int pool_reconfigure_locked(uint64_t size, uint64_t watermark)
 
 int pm_pool_configure(uint64_t size, uint64_t watermark)
 {
+	return pm_pool_configure_nodes(size, watermark, 0);
+}
+
+int pm_pool_configure_nodes(uint64_t size, uint64_t watermark, unsigned int nodes)
+{
 	int ret;
 
+	if (nodes > PM_POOL_MAX_NODES)
+		return -EINVAL;
 	pool_caches_lock_all();
 	pool_lock_take();
 	pool_read_config_locked();
 	size = size ? size : pm_pool.config_size;
-	/* A watermark kept from before is capped at the new size; one given
+	/* Nodes asked for must fit (2 MiB each); kept ones shrink to fit. A
+	 * watermark kept from before is capped at the new size; one given
 	 * above it is EINVAL. */
-	ret = pool_reconfigure_locked(size, watermark ? watermark : PM_MIN(pm_pool.watermark, size));
+	if (nodes && nodes > size / CHUNK_SIZE)
+		ret = -EINVAL;
+	else
+		ret = pool_reconfigure_locked(size, watermark ? watermark : PM_MIN(pm_pool.watermark, size),
+					      nodes ? nodes : pm_pool.config_nodes);
 	pool_lock_drop();
 	pool_caches_unlock_all();
 	return ret;
@@ -519,6 +606,11 @@ static void pool_fill_stats_locked(struct pm_pool_stats *st)
 	st->thp = pm_pool.thp;
 	for (o = 0; o <= PM_POOL_MAX_ORDER; o++)
 		st->free_blocks[o] = pm_pool.nr_free[o];
+	st->nr_nodes = pm_pool.nr_nodes;
+	for (unsigned int n = 0; n < pm_pool.nr_nodes; n++) {
+		st->node_size[n] = (pool_node_end(n) - pool_node_start(n)) << PM_PAGE_SHIFT;
+		st->node_in_use[n] = pm_pool.node_allocated[n] << PM_PAGE_SHIFT;
+	}
 }
 
 void pm_pool_get_stats(struct pm_pool_stats *st)

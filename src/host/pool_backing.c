@@ -91,7 +91,7 @@ void pool_mark_populated_locked(uint64_t pfn, unsigned int order, uint64_t *todo
  * prefault is an optimisation, not a guarantee. */
 void pool_populate(uint64_t chunk, uint64_t n)
 {
-	void *addr = pm_pfn_to_hva(chunk * CHUNK_FRAMES);
+	void *addr = pm_pfn_to_direct(chunk * CHUNK_FRAMES);
 	off_t len = (off_t)(n * CHUNK_SIZE);
 
 	/* Kernel older than 5.14 (EINVAL): the first touch faults them in. */
@@ -163,6 +163,7 @@ void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t)
 	pool_check_allocated_locked(pfn, order);
 	n = 1ULL << order;
 	pm_pool.nr_allocated -= n;
+	pm_pool.node_allocated[pool_node_of(pfn)] -= n;
 	*t = (struct transit){ .pfn = pfn, .order = order, .dirty = true };
 	if (order >= CHUNK_ORDER)
 		pool_pick_release_locked(t);
@@ -174,7 +175,7 @@ void pool_begin_free_locked(uint64_t pfn, unsigned int order, struct transit *t)
 static void pool_scrub(uint64_t pfn, unsigned int order)
 {
 	pool_scrub_check(pfn, 1ULL << order);
-	memset(pm_pfn_to_hva(pfn), 0, PM_PAGE_SIZE << order);
+	memset(pm_pfn_to_direct(pfn), 0, PM_PAGE_SIZE << order);
 }
 
 static void pool_scrub_chunks(struct transit *t, uint64_t chunk, uint64_t n)
@@ -195,7 +196,7 @@ static void pool_release_chunks(struct transit *t, uint64_t chunk, uint64_t n)
 
 	/* Giving memory back to the OS writes it too (it comes back zero). */
 	pool_scrub_check(chunk * CHUNK_FRAMES, n * CHUNK_FRAMES);
-	if (madvise(pm_pfn_to_hva(chunk * CHUNK_FRAMES), (size_t)len, MADV_DONTNEED) == 0)
+	if (madvise(pm_pfn_to_direct(chunk * CHUNK_FRAMES), (size_t)len, MADV_DONTNEED) == 0)
 		t->released += n * CHUNK_SIZE;
 	else if (t->dirty)
 		pool_scrub_chunks(t, chunk, n);

@@ -23,7 +23,8 @@
 static void pool_free_list_add_locked(uint64_t pfn, unsigned int order)
 {
 	struct pm_frame *f = &pm_pool.frames[pfn];
-	uint32_t next = pm_pool.free_list[order];
+	uint32_t *list = &pm_pool.free_list[pool_node_of(pfn)][order];
+	uint32_t next = *list;
 
 	pool_assert_locked();
 	PM_BUG_ON(frame_state(f) != FRAME_PLAIN);
@@ -32,7 +33,7 @@ static void pool_free_list_add_locked(uint64_t pfn, unsigned int order)
 	f->next = next;
 	if (next != FRAME_NIL)
 		pm_pool.frames[next].prev = (uint32_t)pfn;
-	pm_pool.free_list[order] = (uint32_t)pfn;
+	*list = (uint32_t)pfn;
 	pm_pool.nr_free[order]++;
 }
 
@@ -47,7 +48,7 @@ void pool_free_list_del_locked(uint64_t pfn)
 	if (f->prev != FRAME_NIL)
 		pm_pool.frames[f->prev].next = f->next;
 	else
-		pm_pool.free_list[order] = f->next;
+		pm_pool.free_list[pool_node_of(pfn)][order] = f->next;
 	if (f->next != FRAME_NIL)
 		pm_pool.frames[f->next].prev = f->prev;
 	pm_pool.nr_free[order]--;
@@ -64,35 +65,42 @@ static unsigned int largest_block_at(uint64_t pfn, uint64_t room)
 	return order;
 }
 
+/* Each node's frames on its own lists, in the largest blocks its range
+ * allows. */
 void pool_seed_locked(void)
 {
-	uint64_t pfn = 0;
-	unsigned int order;
+	unsigned int order, n;
 
 	pool_assert_locked();
-	for (order = 0; order <= PM_POOL_MAX_ORDER; order++)
-		pm_pool.free_list[order] = FRAME_NIL;
-	while (pfn < pm_pool.nr_frames) {
-		order = largest_block_at(pfn, pm_pool.nr_frames - pfn);
-		pool_free_list_add_locked(pfn, order);
-		pfn += 1ULL << order;
+	for (n = 0; n < PM_POOL_MAX_NODES; n++)
+		for (order = 0; order <= PM_POOL_MAX_ORDER; order++)
+			pm_pool.free_list[n][order] = FRAME_NIL;
+	for (n = 0; n < pm_pool.nr_nodes; n++) {
+		uint64_t pfn = pool_node_start(n), end = pool_node_end(n);
+
+		while (pfn < end) {
+			order = largest_block_at(pfn, end - pfn);
+			pool_free_list_add_locked(pfn, order);
+			pfn += 1ULL << order;
+		}
 	}
 }
 
 /* ---- allocation ---- */
 
-/* Takes the smallest free block of at least `order` and splits off the excess. */
-bool pool_take_block_locked(unsigned int order, uint64_t *pfn)
+/* Takes node n's smallest free block of at least `order` and splits off
+ * the excess. */
+static bool pool_take_block_node_locked(unsigned int n, unsigned int order, uint64_t *pfn)
 {
 	unsigned int o = order;
 	uint64_t head;
 
 	pool_assert_locked();
-	while (o <= PM_POOL_MAX_ORDER && pm_pool.free_list[o] == FRAME_NIL)
+	while (o <= PM_POOL_MAX_ORDER && pm_pool.free_list[n][o] == FRAME_NIL)
 		o++;
 	if (o > PM_POOL_MAX_ORDER)
 		return false;
-	head = pm_pool.free_list[o];
+	head = pm_pool.free_list[n][o];
 	pool_free_list_del_locked(head);
 	while (o > order) {
 		o--;
@@ -102,11 +110,33 @@ bool pool_take_block_locked(unsigned int order, uint64_t *pfn)
 	return true;
 }
 
+/* The preferred node first, then the allowed ones in ascending order. */
+bool pool_take_block_policy_locked(unsigned int order, const struct pm_node_policy *p,
+				   uint64_t *pfn)
+{
+	uint32_t allowed = p && p->allowed ? p->allowed : ~0U;
+	uint32_t first = p ? p->preferred & allowed : 0;
+
+	for (unsigned int n = 0; n < pm_pool.nr_nodes; n++)
+		if ((first >> n & 1) && pool_take_block_node_locked(n, order, pfn))
+			return true;
+	for (unsigned int n = 0; n < pm_pool.nr_nodes; n++)
+		if (!(first >> n & 1) && (allowed >> n & 1) && pool_take_block_node_locked(n, order, pfn))
+			return true;
+	return false;
+}
+
+bool pool_take_block_locked(unsigned int order, uint64_t *pfn)
+{
+	return pool_take_block_policy_locked(order, NULL, pfn);
+}
+
 /* The block at head leaves the lists for a caller (or a cache). */
 void pool_commit_alloc_locked(uint64_t head, unsigned int order, uint64_t *todo)
 {
 	pool_assert_locked();
 	pm_pool.nr_allocated += 1ULL << order;
+	pm_pool.node_allocated[pool_node_of(head)] += 1ULL << order;
 	pool_mark_populated_locked(head, order, todo);
 }
 
@@ -159,7 +189,8 @@ void pool_merge_locked(uint64_t *pfn, unsigned int *order)
 	pool_assert_locked();
 	for (; o < PM_POOL_MAX_ORDER; o++) {
 		buddy = head ^ (1ULL << o);
-		if (buddy >= pm_pool.nr_frames || !frame_is_free_block(&pm_pool.frames[buddy], o))
+		if (buddy >= pm_pool.nr_frames || !frame_is_free_block(&pm_pool.frames[buddy], o) ||
+		    pool_node_of(buddy) != pool_node_of(head))
 			break;
 		pool_free_list_del_locked(buddy);
 		head = PM_MIN(head, buddy);

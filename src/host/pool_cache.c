@@ -144,6 +144,7 @@ static void pool_uncache_locked(uint64_t pfn)
 	PM_BUG_ON(!pm_pool.nr_allocated);
 	frame_set(f, FRAME_PLAIN, 0);
 	pm_pool.nr_allocated--;
+	pm_pool.node_allocated[pool_node_of(pfn)]--;
 	pool_merge_locked(&t.pfn, &t.order);
 	pool_trim_locked(&t);
 }
@@ -366,7 +367,7 @@ static void pool_cache_free(struct pool_cache *c, uint64_t pfn)
 	pool_scrub_check(pfn, 1);
 	pool_cache_lock(c);
 	pool_cache_claim(pfn);
-	memset(pm_pfn_to_hva(pfn), 0, PM_PAGE_SIZE);
+	memset(pm_pfn_to_direct(pfn), 0, PM_PAGE_SIZE);
 	c->scrubbed += PM_PAGE_SIZE;
 	if (c->nr == CACHE_MAX) {
 		pool_lock_take();

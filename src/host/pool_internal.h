@@ -82,7 +82,14 @@ struct pool {
 	uint64_t *populated;     /* bitmap, one bit per 2 MiB chunk */
 	bool thp;
 
-	uint32_t free_list[PM_POOL_MAX_ORDER + 1]; /* first block, or FRAME_NIL */
+	/* Simulated NUMA nodes: node n is frames [n * node_frames, ...), the
+	 * last up to nr_frames. Immutable while the pool lives, like base. */
+	unsigned int nr_nodes;
+	uint64_t node_frames;    /* a multiple of CHUNK_FRAMES */
+	unsigned int config_nodes; /* what the next pool is created with */
+	/* One set of free lists per node: no block spans two nodes. */
+	uint32_t free_list[PM_POOL_MAX_NODES][PM_POOL_MAX_ORDER + 1]; /* first block, or FRAME_NIL */
+	uint64_t node_allocated[PM_POOL_MAX_NODES]; /* nr_allocated's share of each node */
 	uint64_t nr_free[PM_POOL_MAX_ORDER + 1];   /* blocks on each list */
 	uint64_t nr_populated; /* chunks whose bit is set */
 	uint64_t nr_allocated; /* frames handed out, or cached (off the lists, not in transit) */
@@ -115,6 +122,28 @@ extern _Thread_local bool pool_lock_held;
 extern _Atomic uint64_t pool_hva_frames;
 
 #define pool_assert_locked() PM_BUG_ON(!pool_lock_held)
+
+/* The node of a frame (the pool lives, the frame is in it). */
+static inline unsigned int pool_node_of(uint64_t pfn)
+{
+	uint64_t n;
+
+	if (pm_pool.nr_nodes <= 1)
+		return 0;
+	n = pfn / pm_pool.node_frames;
+	return n < pm_pool.nr_nodes ? (unsigned int)n : pm_pool.nr_nodes - 1;
+}
+
+/* First frame and end of node n. */
+static inline uint64_t pool_node_start(unsigned int n)
+{
+	return n * pm_pool.node_frames;
+}
+
+static inline uint64_t pool_node_end(unsigned int n)
+{
+	return n + 1 == pm_pool.nr_nodes ? pm_pool.nr_frames : (n + 1) * pm_pool.node_frames;
+}
 
 /* ---- small helpers ---- */
 
@@ -195,11 +224,26 @@ int pool_alloc_reclaim(unsigned int order, pm_pfn_t *pfn);
 int pool_alloc_run(unsigned int order, pm_pfn_t *pfn);
 void pool_free_run(uint64_t pfn, unsigned int order);
 
+/* ---- pool_hidden.c: frames out of the direct map ---- */
+
+/* Whether frame pfn is hidden (only while pool_hidden_frames() != 0). */
+bool pool_frame_hidden(uint64_t pfn);
+uint64_t pool_hidden_frames(void);
+/* A hidden frame's address in the alias; the frame of an alias address,
+ * or PM_PFN_INVALID. */
+void *pool_hidden_hva(uint64_t pfn);
+uint64_t pool_hidden_pfn(uintptr_t a);
+/* The pool goes: nothing may be hidden. */
+void pool_hidden_destroy_locked(void);
+
 /* ---- pool_buddy.c: free lists, splitting, merging ---- */
 
 void pool_seed_locked(void);
 void pool_free_list_del_locked(uint64_t pfn);
 bool pool_take_block_locked(unsigned int order, uint64_t *pfn);
+/* The same within a node policy (NULL: any node, node 0 first). */
+bool pool_take_block_policy_locked(unsigned int order, const struct pm_node_policy *p,
+				   uint64_t *pfn);
 void pool_commit_alloc_locked(uint64_t head, unsigned int order, uint64_t *todo);
 uint64_t pool_block_containing(uint64_t pfn);
 void pool_check_allocated_locked(uint64_t pfn, unsigned int order);

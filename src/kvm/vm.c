@@ -162,7 +162,10 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
 		if (pm_kvm_version() < 618)
 			return 0;       /* 6.12's guest_memfd takes no flags */
-		return ((!vm || !vm->model->gmem_no_mmap) ? GUEST_MEMFD_FLAG_MMAP : 0) |
+		/* MMAP on every VM type (upstream's "Allow mmap() on guest_memfd
+		 * for x86 VMs with private memory"): a private page still faults
+		 * in every host mapping. */
+		return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:
 		return pm_model_vm_types();

@@ -251,7 +251,10 @@ static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_
 
 	if (!slot->gmem)
 		return fault_exit(f, EFAULT);
-	err = pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order);
+	/* A shared access (gmem-only slots) does not prepare the page: on SNP
+	 * that would make it the guest's private page in the RMP. */
+	err = f->private_access ? pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order)
+				: pm_gmem_get_pfn_shared(slot->gmem, slot->index, &pfn, &order);
 	if (!err && !f->private_access)
 		hva = pm_gmem_host_page(slot->gmem, slot->index, NULL);
 	pm_gmem_put(slot->gmem);

@@ -119,8 +119,6 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
-	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is refused (SNP, as upstream:
-	                             * shared memory is the VMM's, not guest_memfd's) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);

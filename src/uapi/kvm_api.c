@@ -8,7 +8,9 @@
  */
 #include <stdarg.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem.h"
@@ -100,7 +102,7 @@ static long sys_ioctl(const struct pm_file *f, unsigned long req, unsigned long 
 		return 0;
 	case PM_KVM_SET_POOL_CONFIG:
 		COPY_IN(cfg, arg);
-		return pm_pool_configure(cfg.size, cfg.watermark);
+		return pm_pool_configure_nodes(cfg.size, cfg.watermark, (unsigned int)PM_MIN(cfg.nodes, 1000));
 	case PM_KVM_GET_MODEL_STATS:
 		return sys_get_model_stats(arg);
 	case KVM_GET_SUPPORTED_CPUID:
@@ -408,6 +410,20 @@ static int gmem_fallocate(const struct pm_file *f, int mode, int64_t off, int64_
 	return pm_gmem_fallocate(f->obj, mode, off, len);
 }
 
+static long gmem_get_file_stats(struct pm_gmem *g, unsigned long arg)
+{
+	struct pm_gmem_file_stats fs = { 0 };
+	struct pm_gmem_stats st;
+
+	if (!arg)
+		return -EFAULT;
+	pm_gmem_get_stats(g, &st);
+	fs.pages = st.pages;
+	memcpy(fs.node_pages, st.node_pages, sizeof(fs.node_pages));
+	memcpy((void *)arg, &fs, sizeof(fs));
+	return 0;
+}
+
 static long gmem_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
 	struct pm_gmem_pin pin;
@@ -424,6 +440,8 @@ static long gmem_ioctl(const struct pm_file *f, unsigned long req, unsigned long
 			return req == PM_GUEST_MEMFD_PIN ? -EFAULT : -EINVAL;
 		return (req == PM_GUEST_MEMFD_PIN ? pm_gmem_pin : pm_gmem_unpin)
 			(f->obj, pin.offset >> PM_PAGE_SHIFT, (pin.offset + pin.size) >> PM_PAGE_SHIFT);
+	case PM_GUEST_MEMFD_GET_STATS:
+		return gmem_get_file_stats(f->obj, arg);
 	default:
 		return -ENOTTY;
 	}
@@ -510,7 +528,8 @@ int pm_kvm_fallocate(int handle, int mode, off_t offset, off_t len)
 	return (int)pm_ret(r);
 }
 
-/* No privmem file can be read or written (guest_memfd refuses both). */
+/* No privmem file can be read (guest_memfd refuses it); only a
+ * guest_memfd can be written (gmem_write.c), the others refuse. */
 static ssize_t rw_refused(int handle)
 {
 	struct pm_file f;
@@ -522,8 +541,29 @@ static ssize_t rw_refused(int handle)
 	return pm_ret(-EINVAL);
 }
 
+/* offset < 0: write() at the file's position. */
+static ssize_t gmem_write(int handle, const void *buf, size_t count, off_t offset)
+{
+	struct pm_file f;
+	long r = pm_handle_get(handle, &f);
+
+	if (r)
+		return pm_ret(r);
+	if (f.kind != PM_HANDLE_GMEM)
+		r = -EINVAL;
+	else if (offset < 0)
+		r = pm_gmem_write_at_pos(f.obj, buf, count);
+	else
+		r = pm_gmem_write(f.obj, buf, count, (uint64_t)offset);
+	pm_file_put(&f);
+	return pm_ret(r);
+}
+
 ssize_t pm_kvm_read(int handle, void *buf, size_t count) { return rw_refused(handle); }
-ssize_t pm_kvm_write(int handle, const void *buf, size_t count) { return rw_refused(handle); }
+ssize_t pm_kvm_write(int handle, const void *buf, size_t count)
+{
+	return gmem_write(handle, buf, count, -1);
+}
 
 /* pread64/pwrite64 refuse a negative offset before looking at the fd. */
 ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset)
@@ -533,7 +573,7 @@ ssize_t pm_kvm_pread(int handle, void *buf, size_t count, off_t offset)
 
 ssize_t pm_kvm_pwrite(int handle, const void *buf, size_t count, off_t offset)
 {
-	return offset < 0 ? pm_ret(-EINVAL) : rw_refused(handle);
+	return offset < 0 ? pm_ret(-EINVAL) : gmem_write(handle, buf, count, offset);
 }
 
 void *pm_kvm_mmap(void *addr, size_t length, int prot, int flags, int handle, off_t offset)
@@ -577,6 +617,29 @@ int pm_kvm_munmap(void *addr, size_t length)
 	if (pm_gmem_munmap(addr, len) == 0)
 		return 0;
 	return (int)pm_ret(run_munmap(addr, len));
+}
+
+int pm_kvm_madvise(void *addr, size_t length, int advice)
+{
+	return (int)pm_ret(pm_gmem_madvise(addr, length, advice));
+}
+
+int pm_kvm_mbind(void *addr, unsigned long len, int mode, const unsigned long *nodemask,
+		 unsigned long maxnode, unsigned int flags)
+{
+	return (int)pm_ret(pm_gmem_mbind(addr, len, (unsigned long)(unsigned int)mode, nodemask,
+					 maxnode, flags));
+}
+
+int pm_kvm_get_mempolicy(int *mode, unsigned long *nodemask, unsigned long maxnode, void *addr,
+			 unsigned long flags)
+{
+	bool handled;
+	int r = pm_gmem_get_mempolicy(mode, nodemask, maxnode, addr, flags, &handled);
+
+	if (!r && !handled && syscall(SYS_get_mempolicy, mode, nodemask, maxnode, addr, flags))
+		r = -errno;
+	return (int)pm_ret(r);
 }
 
 int pm_kvm_fstat(int handle, struct stat *st)

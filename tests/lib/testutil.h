@@ -26,6 +26,11 @@ bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
  * SIGBUS there goes to whatever handles it, privmem's included). */
 bool pm_test_sigsegv(void *addr, bool write, uint8_t *val);
 
+/* Reads the byte at addr in a forked child, with handlers for SIGSEGV and
+ * SIGBUS (which ASan honours): 1 if the read faulted, 0 if it completed,
+ * -1 if the child could not tell. */
+int pm_test_read_faults(const void *addr);
+
 /* Runs fn(arg) in a forked child with stderr silenced; true if the child
  * died of SIGABRT (a PM_BUG_ON), false otherwise. */
 bool pm_test_aborts(void (*fn)(void *), void *arg);
@@ -34,6 +39,10 @@ bool pm_test_aborts(void (*fn)(void *), void *arg);
  * aborts for anything else. */
 struct pm_vm;
 struct pm_vm *pm_test_vm_of(int vm_handle);
+
+/* The guest_memfd behind a guest_memfd handle (white box, as above). */
+struct pm_gmem;
+struct pm_gmem *pm_test_gmem_of(int gmem_handle);
 
 /* Enables privmem's guest_memfd page-size flags (PM_GUEST_MEMFD_FLAG_NO_1G,
  * _NO_HUGE) on a VM handle: KVM_ENABLE_CAP(PM_CAP_GUEST_MEMFD_PAGE_SIZE).

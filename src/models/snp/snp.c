@@ -386,7 +386,6 @@ const struct pm_model_ops pm_model_snp = {
 	.private_mem = true,
 	.readonly_mem = false,
 	.gmem_init_shared = false,
-	.gmem_no_mmap = true,
 	.vm_init = snp_vm_init,
 	.vm_destroy = snp_vm_destroy,
 	.gmem_prepare = snp_gmem_prepare,

@@ -14,7 +14,9 @@
  *    named privmem-kvm:KIND:MODE that this library created, so numbers never
  *    collide with the program's own files and poll/close by number work.
  *  - mapping records (mmap.c): the ranges pm_kvm_mmap returned, for munmap
- *    and madvise.
+ *    and madvise; mbind and get_mempolicy (numa.c) go to privmem while any
+ *    exists; syscall() (syscall.c) sends SYS_madvise, SYS_mbind and
+ *    SYS_get_mempolicy to those, every other number to libc.
  *
  * Locks (all leaves with respect to privmem's own locks, which are only
  * taken inside pm_kvm_* calls made with none of these held, except that
@@ -148,5 +150,17 @@ int ipose_sysfs_open(int dirfd, const char *path, int flags);
  * the caller. */
 void ipose_maps_unmap_range(void *addr, size_t len);
 bool ipose_maps_any(void);
+
+/* ---- NUMA policy (numa.c) ----
+ * mbind and get_mempolicy (libnuma's names and prototypes; also reached
+ * from syscall()). */
+long ipose_mbind(void *addr, unsigned long len, int mode, const unsigned long *nmask,
+		 unsigned long maxnode, unsigned int flags);
+long ipose_get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+			 unsigned long flags);
+long mbind(void *addr, unsigned long len, int mode, const unsigned long *nmask,
+	   unsigned long maxnode, unsigned int flags);
+long get_mempolicy(int *mode, unsigned long *nmask, unsigned long maxnode, void *addr,
+		   unsigned long flags);
 
 #endif

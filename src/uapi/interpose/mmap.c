@@ -20,9 +20,11 @@
  * madvise: MADV_REMOVE on a guest_memfd mapping punches the file
  * (FALLOC_FL_PUNCH_HOLE, as Linux's madvise_remove) and on kvm_run is
  * EOPNOTSUPP (the vCPU file has no fallocate); other advice on kvm_run is
- * ignored (privmem's page must keep its contents); everything else goes to
- * libc (a guest_memfd mapping is a real shared mapping of the file's host
- * memfd).
+ * ignored (privmem's page must keep its contents); other advice on a
+ * guest_memfd mapping goes to pm_kvm_madvise (MADV_COLLAPSE is EINVAL
+ * there, as Linux's guest_memfd; the rest reaches the kernel on the
+ * mapping, a real shared mapping of the file's host memfd); everything
+ * else goes to libc.
  *
  * maps_lock (mutex) protects the list; nr_maps (atomic) lets munmap and
  * madvise of a process without KVM mappings skip it. Lock order:
@@ -151,7 +153,8 @@ static void map_release(struct ipose_map *m, uintptr_t s, uintptr_t e)
 }
 
 /* Spans of a list of records that libc must not be given: kvm_run pages
- * (privmem's memory), and with `all` every record (MADV_REMOVE), sorted. */
+ * (privmem's memory), with `gmem` the live guest_memfd mappings too
+ * (privmem's madvise), and with `all` every record (MADV_REMOVE), sorted. */
 struct span {
 	uintptr_t s, e;
 };
@@ -163,17 +166,22 @@ static int cmp_span(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static size_t kept_spans(const struct ipose_map *list, bool all, struct span **out)
+static bool span_kept(const struct ipose_map *m, bool all, bool gmem)
+{
+	return all || m->f->kind == IPOSE_VCPU || (gmem && m->f->kind == IPOSE_GMEM && !m->f->dead);
+}
+
+static size_t kept_spans(const struct ipose_map *list, bool all, bool gmem, struct span **out)
 {
 	size_t n = 0;
 	struct span *a;
 
 	for (const struct ipose_map *m = list; m; m = m->next)
-		n += all || m->f->kind == IPOSE_VCPU;
+		n += span_kept(m, all, gmem);
 	a = n ? malloc(n * sizeof(*a)) : NULL;
 	n = 0;
 	for (const struct ipose_map *m = list; m && a; m = m->next)
-		if (all || m->f->kind == IPOSE_VCPU)
+		if (span_kept(m, all, gmem))
 			a[n++] = (struct span){ (uintptr_t)m->addr, (uintptr_t)m->addr + m->len };
 	if (n)
 		qsort(a, n, sizeof(*a), cmp_span);
@@ -290,7 +298,7 @@ int munmap(void *addr, size_t len)
 	taken = maps_take(s, e);
 	if (!taken)
 		return LIBC(munmap)(addr, len);
-	n = kept_spans(taken, false, &kept);
+	n = kept_spans(taken, false, false, &kept);
 	while (taken) {
 		struct ipose_map *next = taken->next;
 
@@ -321,6 +329,16 @@ static int map_remove(struct ipose_map *m, uintptr_t s, uintptr_t e)
 	}
 	return IPOSE_CALL(pm_kvm_fallocate(m->f->handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					   m->off + (off_t)(lo - (uintptr_t)m->addr), (off_t)(hi - lo)));
+}
+
+/* Other advice on one live guest_memfd mapping, over [s, e) ∩ m. */
+static int map_advise(struct ipose_map *m, uintptr_t s, uintptr_t e, int advice)
+{
+	uintptr_t lo = PM_MAX(s, (uintptr_t)m->addr), hi = PM_MIN(e, (uintptr_t)m->addr + m->len);
+
+	if (m->f->kind != IPOSE_GMEM || m->f->dead)
+		return 0;
+	return IPOSE_CALL(pm_kvm_madvise((void *)lo, hi - lo, advice));
 }
 
 int madvise(void *addr, size_t len, int advice)
@@ -355,8 +373,10 @@ int madvise(void *addr, size_t len, int advice)
 		snap[i].next = i + 1 < n ? &snap[i + 1] : NULL;
 		if (advice == MADV_REMOVE && map_remove(&snap[i], s, e))
 			r = -1;
+		else if (advice != MADV_REMOVE && map_advise(&snap[i], s, e, advice))
+			r = -1;
 	}
-	nkept = kept_spans(snap, advice == MADV_REMOVE, &kept);
+	nkept = kept_spans(snap, advice == MADV_REMOVE, true, &kept);
 	if (for_each_gap(s, e, kept, nkept, libc_madvise, advice))
 		r = -1;
 	for (size_t i = 0; i < n; i++)

@@ -456,19 +456,26 @@ static void test_closing_the_guest_memfd_takes_the_guest_pages_back_poisoned(voi
 
 /*
  * A page the guest holds is pinned: a punch over one fails with EBUSY and
- * takes nothing (the guest reads its data back); the pages it never
- * touched punch as before.
+ * takes nothing (the guest reads its data back), whether it comes from
+ * fallocate or from madvise(MADV_REMOVE) on a view (a punch too); the
+ * pages it never touched punch as before.
  */
 static void test_punch_over_pages_the_guest_holds_is_ebusy_and_takes_nothing(void **state)
 {
 	uint64_t refused = model_count("punch_pinned_refusals");
 	struct written w;
+	uint8_t *view;
 
 	written_start(&w, 11, 11);
 	assert_fails(pm_kvm_fallocate(w.m.gmem, PUNCH, 0, NPAGES * PAGE), EBUSY);
 	assert_fails(pm_kvm_fallocate(w.m.gmem, PUNCH, (NPAGES - 1) * PAGE, 2 * PAGE), EBUSY);
 	assert_int_equal(pm_kvm_fallocate(w.m.gmem, PUNCH, NPAGES * PAGE, GMEM_SIZE - NPAGES * PAGE), 0);
-	assert_int_equal(model_count("punch_pinned_refusals") - refused, 2);
+	view = pm_kvm_mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, w.m.gmem, 0);
+	assert_true(view != MAP_FAILED);
+	assert_fails(pm_kvm_madvise(view + PAGE, PAGE, MADV_REMOVE), EBUSY);
+	assert_int_equal(pm_kvm_madvise(view + NPAGES * PAGE, PAGE, MADV_REMOVE), 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	assert_int_equal(model_count("punch_pinned_refusals") - refused, 3);
 	assert_int_equal(hyp_stats(w.hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST],
 			 w.before.done[PKVM_HOST_RECLAIM_PAGE_GUEST]);
 	for (unsigned int i = 0; i < NPAGES; i++)

@@ -182,6 +182,46 @@ static void test_run_pkvm_virtio_passes_and_reports_the_hyp(void **state)
 }
 
 /* A smoke run of bench share: every figure measured (none skipped), no error. */
+/* A bench run's JSON holds every key, skips no figure and has no error. */
+static void expect_bench_keys(const char *env, const char *const *args, const char *const *keys,
+			      size_t n)
+{
+	struct result r = run_cli_env(env, 0, args);
+
+	expect_status(&r, 0);
+	for (size_t i = 0; i < n; i++)
+		expect_contains(&r, r.out, keys[i]);
+	if (strstr(r.out, "\"skipped\":true")) {
+		dump(&r);
+		fail_msg("a figure was skipped");
+	}
+	result_free(&r);
+}
+
+/* A smoke run of bench inplace, started in each mode (the other runs in a
+ * child): every figure measured, the memory of both paths read, and the
+ * in-place path's shared buffer in the host file (its pages counted). */
+static void expect_bench_inplace(const char *env)
+{
+	const char *const args[] = { "bench", "inplace", "--size", "2M", "--reps", "1", "--json", NULL };
+	static const char *const keys[] = {
+		"\"destructive_1\":{", "\"destructive_64\":{", "\"inplace_1\":{", "\"inplace_64\":{",
+		"\"memcpy\":{", "\"memset\":{", "\"destructive_1_over_inplace\":",
+		"\"inplace_64_over_memcpy\":", "\"inplace_shared_host_mib\":2,",
+		"\"destructive_shared_host_mib\":2,", "\"inplace_private_host_mib\":0,",
+		"\"destructive_private_host_mib\":0,",
+		"\"error\":null",
+	};
+
+	expect_bench_keys(env, args, keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+static void test_bench_inplace_measures_both_modes(void **state)
+{
+	expect_bench_inplace(NULL);
+	expect_bench_inplace("PRIVMEM_GMEM_IN_PLACE=1");
+}
+
 static void test_bench_share_measures_every_figure(void **state)
 {
 	const char *const args[] = { "bench", "share", "--size", "2M", "--reps", "1", "--json", NULL };
@@ -190,16 +230,8 @@ static void test_bench_share_measures_every_figure(void **state)
 		"\"inplace_4k_no_view\":{", "\"zeroing\":{", "\"destructive_4k_over_inplace_4k\":",
 		"\"error\":null",
 	};
-	struct result r = run_cli(args);
 
-	expect_status(&r, 0);
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		expect_contains(&r, r.out, keys[i]);
-	if (strstr(r.out, "\"skipped\":true")) {
-		dump(&r);
-		fail_msg("a figure was skipped");
-	}
-	result_free(&r);
+	expect_bench_keys(NULL, args, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
 /* ---- bench e2e ---- */
@@ -410,6 +442,53 @@ static void test_run_snp_passes_with_launch_digest_and_no_violation(void **state
 	expect_contains(&r, r.out, "rmp violations 0,");
 	expect_contains(&r, r.out, "no_rmp_violation                              1 passed, 0 failed");
 	result_free(&r);
+}
+
+/* In-place mode (--gmem-in-place): the report says so, every scenario's
+ * checks pass, a page made private keeps what it held (no fresh zero page),
+ * and SNP's and TDX's builds (from the guest_memfd page itself) measure
+ * what the destructive mode measures. */
+static void expect_in_place_run(const char *vm_type, const char *check, const char *digest_line)
+{
+	const char *const on[] = { "run", "--gmem-in-place", "--vm-type", vm_type, "--vcpus", "2",
+				   "--mem", "64M", "--iterations", "20", NULL };
+	const char *const off[] = { "run", "--vm-type", vm_type, "--vcpus", "2", "--mem", "64M",
+				    "--iterations", "20", NULL };
+	struct result r = run_cli(on), d;
+	const char *a, *b;
+
+	expect_status(&r, 0);
+	expect_contains(&r, r.out, "in-place mode on");
+	expect_contains(&r, r.out, "result         PASS");
+	expect_contains(&r, r.out, check);
+	d = run_cli(off);
+	expect_status(&d, 0);
+	expect_contains(&d, d.out, "in-place mode off");
+	if (digest_line) {
+		a = strstr(r.out, digest_line);
+		b = strstr(d.out, digest_line);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(strcspn(a, "\n"), strcspn(b, "\n"));
+		assert_memory_equal(a, b, strcspn(a, "\n"));
+	}
+	result_free(&d);
+	result_free(&r);
+}
+
+static void test_run_in_place_sw_keeps_data_in_place(void **state)
+{
+	expect_in_place_run("sw", "private_page_keeps_shared_data", NULL);
+}
+
+static void test_run_in_place_snp_launches_from_the_page(void **state)
+{
+	expect_in_place_run("snp", "reconverted_page_keeps_shared_data", "launch digest  ");
+}
+
+static void test_run_in_place_tdx_builds_from_the_page(void **state)
+{
+	expect_in_place_run("tdx", "image_intact", "MRTD           ");
 }
 
 static void test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak(void **state)
@@ -799,6 +878,11 @@ static void test_run_json_holds_every_figure_of_the_text_tdx(void **state)
 	expect_report_agrees("tdx", "64M", "--no-huge", tdx_lines);
 }
 
+static void test_run_in_place_json_holds_every_figure_of_the_text(void **state)
+{
+	expect_report_agrees("sw", "64M", "--gmem-in-place", sw_lines);
+}
+
 static void test_bad_run_arguments_exit_2_with_a_message(void **state)
 {
 	const char *const vcpus0[] = { "run", "--vcpus", "0", NULL };
@@ -1177,10 +1261,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_small_vm_passes),
 		cmocka_unit_test(test_run_pkvm_virtio_passes_and_reports_the_hyp),
 		cmocka_unit_test(test_bench_share_measures_every_figure),
+		cmocka_unit_test(test_bench_inplace_measures_both_modes),
 		cmocka_unit_test(test_bench_guest_measures_every_figure),
 		cmocka_unit_test(test_bench_e2e_json_has_every_section_figure_and_target),
 		cmocka_unit_test(test_run_snp_passes_with_launch_digest_and_no_violation),
 		cmocka_unit_test(test_run_tdx_passes_with_mrtd_and_no_fatal_event_or_leak),
+		cmocka_unit_test(test_run_in_place_sw_keeps_data_in_place),
+		cmocka_unit_test(test_run_in_place_snp_launches_from_the_page),
+		cmocka_unit_test(test_run_in_place_tdx_builds_from_the_page),
 		cmocka_unit_test(test_run_json_is_one_object_line_with_result_and_keys),
 		cmocka_unit_test(test_run_convert_scenario_alone_passes),
 		cmocka_unit_test(test_run_bounce_scenario_alone_passes),
@@ -1191,6 +1279,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_pkvm),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_snp),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
+		cmocka_unit_test(test_run_in_place_json_holds_every_figure_of_the_text),
 		cmocka_unit_test(test_bad_run_arguments_exit_2_with_a_message),
 		cmocka_unit_test(test_unknown_command_exits_2),
 		cmocka_unit_test(test_no_arguments_is_a_usage_error_on_stderr),

@@ -278,6 +278,23 @@ static void test_exec_kvm_version_612_presents_6_12s_guest_memfd(void **state)
 	free(r.out);
 }
 
+/* `--gmem-in-place` turns privmem's in-place mode on for the program;
+ * without it the same program finds no KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES. */
+static void test_exec_gmem_in_place_presents_in_place_conversion(void **state)
+{
+	static const char *const env[] = { "EXPECT_POOL=67108864", NULL };
+	const char *on[] = { cli, "exec", "--pool-size", POOL, "--gmem-in-place", "--", prog, "inplace",
+			     NULL };
+	const char *off[] = { cli, "exec", "--pool-size", POOL, "--", prog, "inplace", NULL };
+	struct result r = run(on, env);
+
+	expect(&r, 0, "ok\n");
+	free(r.out);
+	r = run(off, env);
+	expect(&r, 1, "KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES");
+	free(r.out);
+}
+
 static void test_exec_options_errors_and_exit_status(void **state)
 {
 	const char *help[] = { cli, "exec", "-h", NULL };
@@ -367,6 +384,7 @@ int main(void)
 		cmocka_unit_test(test_foreign_descriptors_go_to_libc_untouched),
 		cmocka_unit_test(test_sysfs_parameters_follow_the_offered_vm_types),
 		cmocka_unit_test(test_exec_vm_types_option_sets_kvm_cap_vm_types),
+		cmocka_unit_test(test_exec_gmem_in_place_presents_in_place_conversion),
 		cmocka_unit_test(test_exec_options_errors_and_exit_status),
 		cmocka_unit_test(test_exec_kvm_version_612_presents_6_12s_guest_memfd),
 		cmocka_unit_test(test_plain_ld_preload_serves_dev_kvm),

@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <linux/falloc.h>
-#include <openssl/sha.h>
 
 #include <privmem/guest.h>
 #include <privmem/privmem.h>
@@ -315,21 +314,6 @@ static void test_launch_update_partial_progress(void **state)
 	t_destroy(&t);
 }
 
-/* PAGE_INFO of one page, laid out here by hand (see psp.h). */
-static void page_info(uint8_t d[48], const uint8_t *page, uint8_t type, uint64_t gpa)
-{
-	uint8_t info[112] = { 0 };
-
-	memcpy(info, d, 48);
-	if (type == 1 || type == 2)
-		SHA384(page, 4096, info + 48);
-	info[96] = 0x70;
-	info[98] = type;
-	for (int i = 0; i < 8; i++)
-		info[104 + i] = (uint8_t)(gpa >> (8 * i));
-	SHA384(info, sizeof(info), d);
-}
-
 static uint8_t launch_image[3 * PAGE];
 
 static void guest_reads_launch_image(struct pm_guest *g, void *arg)
@@ -344,52 +328,6 @@ static void guest_reads_launch_image(struct pm_guest *g, void *arg)
 	pm_guest_read(g, (42 * PAGE) | C, buf, PAGE);   /* ZERO */
 	for (int i = 0; i < 64; i++)
 		PM_GUEST_ASSERT(g, buf[i * 64] == 0);
-}
-
-static void put_le(uint8_t *p, uint64_t v, int bytes)
-{
-	for (int i = 0; i < bytes; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_seg(uint8_t *p, uint16_t sel, uint16_t attrib, uint32_t limit, uint64_t base)
-{
-	put_le(p, sel, 2);
-	put_le(p + 2, attrib, 2);
-	put_le(p + 4, limit, 4);
-	put_le(p + 8, base, 8);
-}
-
-/* The VMSA KVM makes at LAUNCH_FINISH from a vCPU that the VMM left at
- * reset but for RIP, CS and RDX, laid out by hand at the save area's
- * offsets (AMD APM; Linux's struct sev_es_save_area): the real-mode
- * segments, EFER.SVME, CR4.MCE, CR0.ET (KVM clears CD and NW), DR6, DR7,
- * RFLAGS, G_PAT, XCR0, MXCSR and FCW at their reset values, SEV_FEATURES
- * = SNP active. */
-static void reset_vmsa(uint8_t page[PAGE], uint16_t cs_sel, uint64_t cs_base, uint64_t rip,
-		       uint64_t rdx)
-{
-	memset(page, 0, PAGE);
-	for (int s = 0; s < 6; s++)                  /* ES, CS, SS, DS, FS, GS */
-		put_seg(page + 16 * s, 0, 0x93, 0xffff, 0);
-	put_seg(page + 0x10, cs_sel, 0x9b, 0xffff, cs_base);
-	put_seg(page + 0x60, 0, 0, 0xffff, 0);       /* GDTR */
-	put_seg(page + 0x70, 0, 0x82, 0xffff, 0);    /* LDTR */
-	put_seg(page + 0x80, 0, 0, 0xffff, 0);       /* IDTR */
-	put_seg(page + 0x90, 0, 0x8b, 0xffff, 0);    /* TR */
-	put_le(page + 0xd0, 0x1000, 8);
-	put_le(page + 0x148, 0x40, 8);
-	put_le(page + 0x158, 0x10, 8);
-	put_le(page + 0x160, 0x400, 8);
-	put_le(page + 0x168, 0xffff0ff0, 8);
-	put_le(page + 0x170, 2, 8);
-	put_le(page + 0x178, rip, 8);
-	put_le(page + 0x268, 0x0007040600070406ULL, 8);
-	put_le(page + 0x310, rdx, 8);
-	put_le(page + 0x3b0, 1, 8);
-	put_le(page + 0x3e8, 1, 8);
-	put_le(page + 0x408, 0x1f80, 4);
-	put_le(page + 0x410, 0x37f, 2);
 }
 
 static void test_launch_digest_and_guest_view(void **state)
@@ -424,11 +362,11 @@ static void test_launch_digest_and_guest_view(void **state)
 	assert_int_equal(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_UPDATE, &z, NULL), 0);
 	assert_int_equal(sev_cmd(&t, KVM_SEV_SNP_LAUNCH_FINISH, &f, NULL), 0);
 	assert_int_equal(pm_kvm_ioctl(t.vm, PM_KVM_GET_MEASUREMENT, &m), 0);
-	page_info(want, launch_image, 1, 40 * PAGE);
-	page_info(want, launch_image + PAGE, 1, 41 * PAGE);
-	page_info(want, zero, 3, 42 * PAGE);
-	reset_vmsa(vmsa, 0xf000, 0x800000, 0xb004, 0x00800f12);
-	page_info(want, vmsa, 2, 0xFFFFFFFFF000ULL);    /* the vCPU's VMSA */
+	pm_test_snp_page_info(want, launch_image, 1, 40 * PAGE);
+	pm_test_snp_page_info(want, launch_image + PAGE, 1, 41 * PAGE);
+	pm_test_snp_page_info(want, zero, 3, 42 * PAGE);
+	pm_test_snp_reset_vmsa(vmsa, 0xf000, 0x800000, 0xb004, 0x00800f12);
+	pm_test_snp_page_info(want, vmsa, 2, 0xFFFFFFFFF000ULL);    /* the vCPU's VMSA */
 	assert_memory_equal(m.digest, want, 48);
 	assert_int_equal(t_run(&t, guest_reads_launch_image, NULL), PM_EXIT_UCALL);
 	t_destroy(&t);

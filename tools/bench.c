@@ -30,6 +30,9 @@
  *    beside the same loops natively and in the engine alone (bench_guest.c).
  *  - nodirect: conversions on a guest_memfd with NO_DIRECT_MAP beside the
  *    same without it (bench_nodirect.c).
+ *  - inplace: in-place conversion on guest_memfd beside destructive
+ *    conversion of a bounce buffer, time and memory, beside memcpy and
+ *    memset (bench_inplace.c; the other mode runs in a child process).
  *
  * Each benchmark lives in a bench_*.c file and has one line in the table
  * below; bench.h is the framework they share, bench_lib.c their helpers.
@@ -95,6 +98,9 @@ static const struct {
 	{ "nodirect", "conversion pairs on a guest_memfd with NO_DIRECT_MAP beside the\n"
 		      "same without it, 4K and 2M granules (SIZE converted: 64M)", 64 * MIB, 3,
 	  bench_nodirect, 1, 0 },
+	{ "inplace", "in-place conversion (KVM_SET_MEMORY_ATTRIBUTES2) vs destructive of a\n"
+		     "bounce buffer through exits, time and memory, vs memcpy (SIZE: 4M)", 4 * MIB, 5,
+	  bench_inplace, 1, PAGE_2M },
 };
 #define B_NR ((int)(sizeof(benches) / sizeof(benches[0])))
 _Static_assert(sizeof(benches) / sizeof(benches[0]) <= BENCH_MAX, "struct bench_opts.run is too small");

@@ -191,6 +191,8 @@ void discard_pass(uint8_t *buf, uint64_t size, uint64_t batch);
 uint64_t rng_next(uint64_t *s);
 int set_attrs(struct vmm *m, uint64_t gpa, uint64_t len, bool priv);
 int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len);
+/* privmem_pair over [0, size) a granule at a time: 0 or -errno. */
+int privmem_pass(struct vmm *m, uint64_t size, uint64_t gran);
 /* Sets the pool's watermark (0: back to what it was); 0 or -errno. */
 int bench_pool_watermark(uint64_t bytes);
 
@@ -212,6 +214,10 @@ struct bench_marks {
 	struct pm_vm_stats vs_start[BENCH_PHASES], vs_end[BENCH_PHASES];   /* the last one */
 	struct pm_pool_stats ps_start[BENCH_PHASES], ps_end[BENCH_PHASES];
 };
+
+/* bench_vm_run's SYNC handler, for a benchmark's own handler to pass
+ * marks on to (m->ctx must start with the struct bench_marks). */
+void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc);
 
 /* A fresh one-vCPU VM for a measurement: 0, or -1 with r->error (and
  * nothing left to destroy). */
@@ -257,5 +263,6 @@ void bench_tdx(const struct bench_opts *o, struct result *r);
 void bench_guest(const struct bench_opts *o, struct result *r);
 void bench_e2e(const struct bench_opts *o, struct result *r);
 void bench_nodirect(const struct bench_opts *o, struct result *r);
+void bench_inplace(const struct bench_opts *o, struct result *r);
 
 #endif

@@ -131,6 +131,17 @@ int privmem_pair(struct vmm *m, uint64_t gpa, uint64_t len)
 	return r;
 }
 
+int privmem_pass(struct vmm *m, uint64_t size, uint64_t gran)
+{
+	for (uint64_t off = 0; off < size; off += gran) {
+		int r = privmem_pair(m, off, gran);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 /* ==================================================================== */
 /* VMs and guest code                                                   */
 /* ==================================================================== */
@@ -164,7 +175,7 @@ int bench_td_create(struct result *r, struct vmm *m, uint64_t size, uint64_t gme
 }
 
 /* The SYNC handler of marked phases (m->ctx: the struct bench_marks). */
-static void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
+void bench_mark_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 {
 	struct bench_marks *mk = m->ctx;
 	unsigned int phase = (unsigned int)(uc->args[0] >> 1) & 0xffff;

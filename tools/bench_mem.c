@@ -121,17 +121,6 @@ static int kref_pass(struct kref *k, uint64_t size, uint64_t gran)
 	return 0;
 }
 
-static int privmem_pass(struct vmm *m, uint64_t size, uint64_t gran)
-{
-	for (uint64_t off = 0; off < size; off += gran) {
-		int r = privmem_pair(m, off, gran);
-
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
 /* The steps of privmem's 4K pair, timed one by one over [0, size) (the same
  * operations vmm_convert and privmem_pair make, with a clock read between
  * them): mean ns per step into ns[], 0 or -errno. */

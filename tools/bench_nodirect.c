@@ -15,17 +15,6 @@
 #include <string.h>
 #include "bench.h"
 
-static int pairs_pass(struct vmm *m, uint64_t size, uint64_t gran)
-{
-	for (uint64_t off = 0; off < size; off += gran) {
-		int r = privmem_pair(m, off, gran);
-
-		if (r)
-			return r;
-	}
-	return 0;
-}
-
 /* One figure: the pairs of `gran` over SIZE on a VM whose file has `flags`. */
 static void measure(struct result *r, struct figure *f, uint64_t gran, uint64_t flags)
 {
@@ -36,7 +25,7 @@ static void measure(struct result *r, struct figure *f, uint64_t gran, uint64_t 
 		return;
 	for (unsigned int rep = 0; rep < r->reps && !r->failed; rep++) {
 		uint64_t t0 = now_ns();
-		int e = pairs_pass(&m, r->size, gran);
+		int e = privmem_pass(&m, r->size, gran);
 
 		if (e) {
 			result_fail(r, "conversion: %s", strerror(-e));

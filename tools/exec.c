@@ -50,6 +50,9 @@ static void usage(FILE *out)
 		"  -T, --trace FILE       write a Chrome / Perfetto JSON trace of what privmem\n"
 		"                         does for COMMAND to FILE when it exits\n"
 		"                         (PRIVMEM_TRACE=FILE)\n"
+		"  -i, --gmem-in-place    in-place conversion on guest_memfd\n"
+		"                         (KVM_SET_MEMORY_ATTRIBUTES2, module parameter\n"
+		"                         gmem_in_place_conversion; PRIVMEM_GMEM_IN_PLACE=1)\n"
 		"  -h, --help             print this help and exit\n");
 }
 
@@ -167,6 +170,7 @@ int cmd_exec(int argc, char **argv)
 		{ "vm-types", required_argument, NULL, 't' },
 		{ "kvm-version", required_argument, NULL, 'k' },
 		{ "trace", required_argument, NULL, 'T' },
+		{ "gmem-in-place", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -175,7 +179,7 @@ int cmd_exec(int argc, char **argv)
 	int c, r;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+p:n:t:k:T:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+p:n:t:k:T:ih", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (cli_parse_size(optarg, &size) || !size || size % (2ULL << 20))
@@ -205,6 +209,9 @@ int cmd_exec(int argc, char **argv)
 			if (!optarg[0])
 				return cli_bad_arg("--trace", optarg);
 			setenv("PRIVMEM_TRACE", optarg, 1);
+			break;
+		case 'i':
+			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
 			break;
 		case 'h':
 			usage(stdout);

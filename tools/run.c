@@ -66,7 +66,7 @@ static void run_usage(FILE *out)
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"                   [--json-file FILE] [--trace FILE] [--plot FILE]\n"
-		"                   [--stall-timeout SECONDS] [--firmware FILE]\n"
+		"                   [--stall-timeout SECONDS] [--firmware FILE] [--gmem-in-place]\n"
 		"\n"
 		"Runs a protected VM scenario and reports exits, conversions, faults and\n"
 		"mappings by level, TLB shootdowns, frame-pool use, time and every data\n"
@@ -101,6 +101,9 @@ static void run_usage(FILE *out)
 		"                    private vs shared, by address, and 4K / 2M / 1G mappings\n"
 		"  --stall-timeout S give up (exit 1) after S seconds in which the VM makes no\n"
 		"                    progress at all, 1..3600 (default %d)\n"
+		"  --gmem-in-place   in-place conversion (PRIVMEM_GMEM_IN_PLACE=1): guest_memfd\n"
+		"                    keeps shared/private, the VMM converts with\n"
+		"                    KVM_SET_MEMORY_ATTRIBUTES2 and maps RAM through the file\n"
 		"  --firmware FILE   snp, tdx: launch this OVMF image as QEMU does (its SEV or\n"
 		"                    TDX sections: KVM_SEV_SNP_LAUNCH_UPDATE or\n"
 		"                    KVM_TDX_INIT_MEM_REGION; SNP vCPUs of type EPYC-v4) and\n"
@@ -191,6 +194,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		{ "stall-timeout", required_argument, NULL, 'T' },
 		{ "firmware", required_argument, NULL, 'F' },
 		{ "trace", required_argument, NULL, 'R' }, { "plot", required_argument, NULL, 'P' },
+		{ "gmem-in-place", no_argument, NULL, 'I' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct run_opts *o = &cmd->o;
@@ -259,6 +263,10 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		case 'P':
 			cmd->plot_file = optarg;
 			break;
+		case 'I':
+			/* Read by the library once, at its first use: before any. */
+			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
+			break;
 		case 'h':
 			run_usage(stdout);
 			exit(0);
@@ -299,8 +307,8 @@ void run_progress_clear(void)
 
 void run_report_header(struct report *rep, const char *more)
 {
-	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}%s",
-		    more);
+	report_line(rep, "privmem run: vm-type {vm_type}, {mem_bytes:MiB} MiB, {vcpus} vCPUs, seed {seed}, "
+		    "in-place mode {gmem_in_place}%s", more);
 }
 
 void run_report_vm(struct report *rep, struct vmm *m)
@@ -468,6 +476,7 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
+	report_str(&rep, "gmem_in_place", vmm_gmem_in_place() ? "on" : "off");
 	r = run_traced(&cmd, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);

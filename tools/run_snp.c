@@ -57,12 +57,12 @@
 
 enum snp_check {
 	SK_LAUNCH_IMAGE, SK_ACCEPT_ZERO, SK_ACCEPT_READBACK, SK_BOUNCE, SK_HOST_WRITE_SEEN,
-	SK_RECONVERT_ZERO, SK_PRIVATE_READBACK, SK_NO_RMP_VIOLATION, SK_NR,
+	SK_RECONVERT_ZERO, SK_PRIVATE_READBACK, SK_NO_RMP_VIOLATION, SK_RECONVERT_KEEPS, SK_NR,
 };
 static const char *const snp_check_names[] = {
 	"launch_image_intact", "accepted_page_starts_zero", "accepted_page_readback",
 	"bounce_data_intact", "guest_sees_host_write_after_share", "reconverted_page_starts_zero",
-	"private_readback", "no_rmp_violation",
+	"private_readback", "no_rmp_violation", "reconverted_page_keeps_shared_data",
 };
 _Static_assert(sizeof(snp_check_names) / sizeof(snp_check_names[0]) == SK_NR, "a name per check");
 
@@ -78,6 +78,7 @@ struct snp_job {
 	uint64_t passed[SK_NR], failed[SK_NR];
 	uint8_t *image;              /* vCPU 0: what was loaded at launch */
 	const struct run_fw *fw;     /* --firmware (NULL: the image above) */
+	bool in_place;               /* in-place conversion: pages keep their data */
 };
 
 static void check(struct snp_job *j, enum snp_check c, bool ok)
@@ -242,7 +243,13 @@ static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *s
 		guest_implicit_private(g, gpa, n);
 	else
 		PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, gpa, n, j->io, PSC_BATCH) == 0);
-	check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
+	/* Destructive conversion gives a fresh page; in place, privmem's
+	 * page keeps what the host wrote (a real guest would read it
+	 * through its key: the firmware's business, v8's api.rst says). */
+	if (j->in_place)
+		check(j, SK_RECONVERT_KEEPS, guest_pages_hold(g, gpa, n, seq, false, C));
+	else
+		check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
 	guest_stamp(g, gpa, n, j->seed, C);
 	check(j, SK_PRIVATE_READBACK, guest_pages_hold(g, gpa, n, j->seed, false, C));
 }
@@ -322,10 +329,18 @@ static int snp_launch(struct vmm *m, uint8_t *image, uint8_t digest[48])
 	struct kvm_sev_snp_launch_finish finish = { 0 };
 	struct pm_measurement meas;
 
+	const uint8_t *src = image;
+
 	for (uint64_t i = 0; i < (IMAGE_PAGES + 2) * PAGE; i++)
 		image[i] = (uint8_t)(i * 31 + (i >> 12));
+	/* In place: the image goes into the guest_memfd pages while they are
+	 * shared, and LAUNCH_UPDATE takes it from there (uaddr 0, 22/46). */
+	if (m->in_place) {
+		memcpy(m->shared, image, IMAGE_PAGES * PAGE);
+		src = NULL;
+	}
 	if (vmm_convert(m, 0, LAUNCH_PAGES * PAGE, true) || sev(m, KVM_SEV_SNP_LAUNCH_START, &start) ||
-	    launch_update(m, 0, image, IMAGE_PAGES, KVM_SEV_SNP_PAGE_TYPE_NORMAL) ||
+	    launch_update(m, 0, src, IMAGE_PAGES, KVM_SEV_SNP_PAGE_TYPE_NORMAL) ||
 	    launch_update(m, IMAGE_PAGES, image + IMAGE_PAGES * PAGE, 1, KVM_SEV_SNP_PAGE_TYPE_SECRETS) ||
 	    launch_update(m, IMAGE_PAGES + 1, image + (IMAGE_PAGES + 1) * PAGE, 1,
 			  KVM_SEV_SNP_PAGE_TYPE_CPUID) ||
@@ -413,8 +428,9 @@ static int snp_launch_firmware(struct vmm *m, const struct run_fw *fw, uint8_t d
 	return 0;
 }
 
-static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int seed,
-		      unsigned int iterations, uint8_t *image, const struct run_fw *fw)
+static void jobs_init(struct snp_ctx *ctx, const struct vmm *m, uint64_t mem, int vcpus,
+		      unsigned int seed, unsigned int iterations, uint8_t *image,
+		      const struct run_fw *fw)
 {
 	uint64_t chunk = (mem / (uint64_t)vcpus) & ~(2 * MIB - 1);
 
@@ -431,6 +447,7 @@ static void jobs_init(struct snp_ctx *ctx, uint64_t mem, int vcpus, unsigned int
 		j->iterations = iterations ? iterations : 100;
 		j->image = image;
 		j->fw = fw;
+		j->in_place = m->in_place;
 	}
 }
 
@@ -556,7 +573,7 @@ int run_snp(const struct run_opts *o, struct report *rep)
 	m.stall_s = o->stall_s;
 	if (o->firmware ? snp_launch_firmware(&m, &fw, digest) : snp_launch(&m, image, digest))
 		goto out_vmm;
-	jobs_init(ctx, o->mem, o->vcpus, o->seed, o->iterations, image, o->firmware ? &fw : NULL);
+	jobs_init(ctx, &m, o->mem, o->vcpus, o->seed, o->iterations, image, o->firmware ? &fw : NULL);
 	for (int i = 0; i < o->vcpus; i++)
 		args[i] = &ctx->jobs[i];
 	m.ctx = ctx;

@@ -7,8 +7,10 @@
  * Scenarios (one per vCPU; the default mixes them):
  *  - convert: the vCPU converts regions of its chunk back and forth in 4K
  *    and 2M patterns, checking data at every step (the host sees shared
- *    writes, private pages start zeroed, private data never reaches the
- *    host, host writes reach the guest after a page is shared again);
+ *    writes, private pages start zeroed, or in in-place mode keep what was
+ *    shared, private data never reaches the host, whose reads of private
+ *    pages fail in in-place mode, host writes reach the guest after a page
+ *    is shared again);
  *  - bounce: a virtio-like device thread in the VMM fills a shared bounce
  *    buffer on request (doorbell: an MMIO write); the guest copies the data
  *    into private memory and checks it;
@@ -44,7 +46,7 @@ enum check {
 	CK_HOST_SEES_SHARED, CK_PRIVATE_STARTS_ZERO, CK_PRIVATE_READBACK, CK_HOST_NEVER_SEES_PRIVATE,
 	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK,
 	CK_DEVICE_SEES_REQUEST, CK_GUEST_KEEPS_RESPONSE, CK_HOST_LOSES_UNSHARED, CK_HOST_CANNOT_MAP_PRIVATE,
-	CK_NO_HOST_S2_FAULT, CK_MMIO_OUTSIDE_GUARD_ABORTS, CK_NR,
+	CK_NO_HOST_S2_FAULT, CK_MMIO_OUTSIDE_GUARD_ABORTS, CK_PRIVATE_KEEPS_DATA, CK_NR,
 };
 static const char *const check_names[] = {
 	"host_sees_shared_write", "private_page_starts_zero", "private_readback",
@@ -52,7 +54,7 @@ static const char *const check_names[] = {
 	"accepted_page_starts_zero", "accepted_page_readback",
 	"device_reads_request_in_place", "guest_keeps_response_after_unshare",
 	"host_cannot_map_after_unshare", "host_cannot_map_private", "no_host_stage2_fault",
-	"mmio_outside_guard_aborts",
+	"mmio_outside_guard_aborts", "private_page_keeps_shared_data",
 };
 _Static_assert(sizeof(check_names) / sizeof(check_names[0]) == CK_NR, "a name per check");
 
@@ -148,7 +150,12 @@ static void guest_convert_cycle(struct pm_guest *g, struct job *j, uint64_t gpa,
 	guest_stamp(g, gpa, npages, seed);
 	guest_sync(g, j, SYNC_HOST_CHECK_SHARED, gpa, npages, seed);
 	PM_GUEST_ASSERT(g, guest_convert(g, gpa, npages, true) == 0);
-	check(j, CK_PRIVATE_STARTS_ZERO, guest_has(g, gpa, npages, 0, true));
+	/* Destructive conversion gives a fresh page; in place the page keeps
+	 * what it held (the guest's to clear, if it wants). */
+	if (j->m->in_place)
+		check(j, CK_PRIVATE_KEEPS_DATA, guest_has(g, gpa, npages, seed, false));
+	else
+		check(j, CK_PRIVATE_STARTS_ZERO, guest_has(g, gpa, npages, 0, true));
 	guest_stamp(g, gpa, npages, seed + 1);
 	check(j, CK_PRIVATE_READBACK, guest_has(g, gpa, npages, seed + 1, false));
 	guest_sync(g, j, SYNC_HOST_CHECK_NOT_PRIVATE, gpa, npages, seed + 1);
@@ -336,15 +343,17 @@ static void guest_main(struct pm_guest *g, void *arg)
 
 /* ---- VMM side ---- */
 
+/* Does the host see the pattern (or, `absent`, never see it) in each
+ * page? Read as a system call reads: a page the host may not map (in
+ * place, a private one: SIGBUS for a plain read) sees nothing. */
 static bool host_has(struct vmm *m, uint64_t gpa, uint64_t npages, uint64_t seed, bool absent)
 {
 	for (uint64_t p = 0; p < npages; p++) {
 		uint64_t a = gpa + (p << 12), w0, w1;
+		bool seen = !vmm_host_read(m, a, &w0, 8) && !vmm_host_read(m, a + 4088, &w1, 8);
 
-		memcpy(&w0, m->shared + a, 8);
-		memcpy(&w1, m->shared + a + 4088, 8);
-		if (absent ? (w0 == pattern(a, seed) || w1 == (pattern(a, seed) ^ 1))
-			   : (w0 != pattern(a, seed) || w1 != (pattern(a, seed) ^ 1)))
+		if (absent ? seen && (w0 == pattern(a, seed) || w1 == (pattern(a, seed) ^ 1))
+			   : !seen || w0 != pattern(a, seed) || w1 != (pattern(a, seed) ^ 1))
 			return false;
 	}
 	return true;

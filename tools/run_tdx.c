@@ -314,15 +314,23 @@ static int tdx_build(struct vmm *m, uint64_t image, const struct run_opts *o, co
 	struct pm_tdx_config cfg = { .busy_per_million = o->busy_per_million,
 				     .flags = o->no_huge ? PM_TDX_NO_HUGE : 0 };
 
+	const void *src = image_bytes;
 	int slot, ret = -1;
 
 	for (unsigned int p = 0; p < IMAGE_PAGES; p++)
 		for (unsigned int i = 0; i < 4096; i++)
 			image_bytes[p][i] = (uint8_t)(i * 7 + p * 131 + o->seed);
+	/* In place: the image goes into the guest_memfd pages while they are
+	 * shared (RAM starts so), and INIT_MEM_REGION takes it from there
+	 * (source_addr 0, 23/46) once the build made RAM private. */
+	if (m->in_place) {
+		memcpy(m->shared + image, image_bytes, sizeof(image_bytes));
+		src = NULL;
+	}
 	slot = vmm_watch_enter(m);      /* a module that is always busy: no progress */
 	if (vmm_tdx_init(m, &cfg))
 		goto out;
-	if (fw ? add_firmware(m, fw) : add_region(m, image_bytes, image, IMAGE_PAGES, true))
+	if (fw ? add_firmware(m, fw) : add_region(m, src, image, IMAGE_PAGES, true))
 		goto out;
 	if (vmm_tdx_op(m, m->vm, KVM_TDX_FINALIZE_VM, 0, NULL)) {
 		vmm_tdx_build_error(m, "KVM_TDX_FINALIZE_VM");

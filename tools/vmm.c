@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 #include <linux/falloc.h>
 #include "cli.h"
 #include "vmm.h"
@@ -34,9 +36,10 @@ static int vmm_add_vcpus(struct vmm *m, int nr_vcpus)
 	return 0;
 }
 
-/* pKVM: all guest memory in a guest_memfd, and the VMM's view of it is the
- * file's mmap, which shows the pages the guest shares (in place). */
-static int vmm_add_pkvm_memory(struct vmm *m, uint64_t gmem_flags)
+/* pKVM and in-place mode: all guest memory in a guest_memfd, and the
+ * VMM's view of it is the file's mmap, which shows the pages the host may
+ * have (pKVM: those its guest shares; in-place mode: the shared ones). */
+static int vmm_add_view_memory(struct vmm *m, uint64_t gmem_flags)
 {
 	struct kvm_create_guest_memfd cg = { .size = m->mem_size,
 					     .flags = gmem_flags | GUEST_MEMFD_FLAG_MMAP };
@@ -64,7 +67,9 @@ static int vmm_add_memory(struct vmm *m, uint64_t gmem_flags)
 	struct kvm_userspace_memory_region2 r = { .slot = 0, .memory_size = m->mem_size };
 
 	if (m->type == PM_VM_TYPE_PKVM)
-		return vmm_add_pkvm_memory(m, gmem_flags);
+		return vmm_add_view_memory(m, gmem_flags);
+	if (m->in_place)
+		return vmm_add_view_memory(m, gmem_flags | GUEST_MEMFD_FLAG_INIT_SHARED);
 	m->shared = mmap(NULL, m->mem_size, PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (m->shared == MAP_FAILED) {
@@ -136,8 +141,10 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	m->vm = pm_kvm_ioctl(m->kvm, KVM_CREATE_VM, type);
 	if (m->vm < 0)
 		return fail("KVM_CREATE_VM");
-	m->private_mem = pm_kvm_ioctl(m->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES) &
-			 KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	m->in_place = pm_kvm_ioctl(m->vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) &
+		      KVM_MEMORY_ATTRIBUTE_PRIVATE;
+	m->private_mem = m->in_place || (pm_kvm_ioctl(m->vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES) &
+					 KVM_MEMORY_ATTRIBUTE_PRIVATE);
 	if ((m->private_mem || type == PM_VM_TYPE_PKVM) && vmm_check_host_memory(mem_size, "guest memory"))
 		return -ENOMEM;
 	if (pm_kvm_ioctl(m->vm, KVM_ENABLE_CAP, &cap))
@@ -162,6 +169,16 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 		observer->created(m, observer->arg);
 	}
 	return r;
+}
+
+bool vmm_gmem_in_place(void)
+{
+	int sys = pm_kvm_open();
+	bool on = sys >= 0 && pm_kvm_ioctl(sys, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) > 0;
+
+	if (sys >= 0)
+		pm_kvm_close(sys);
+	return on;
 }
 
 uint64_t vmm_host_memory(void)
@@ -244,24 +261,48 @@ int vmm_add_flash(struct vmm *m, uint64_t gpa, uint64_t size)
 	r.guest_memfd = (uint32_t)m->flash_gmem;
 	if (pm_kvm_ioctl(m->vm, KVM_SET_USER_MEMORY_REGION2, &r))
 		return fail("KVM_SET_USER_MEMORY_REGION2(flash)");
-	if (pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
+	/* In-place mode: the file starts private and the VM-wide call
+	 * takes no PRIVATE. */
+	if (!m->in_place && pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
 		return fail("KVM_SET_MEMORY_ATTRIBUTES(flash)");
 	return 0;
 }
 
-int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)
+int vmm_set_private(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)
 {
-	struct kvm_memory_attributes a = {
-		.address = gpa, .size = size,
-		.attributes = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0,
-	};
+	uint64_t attrs = to_private ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	struct kvm_memory_attributes a = { .address = gpa, .size = size, .attributes = attrs };
+	/* RAM is the file from offset 0: the offset is the gpa. */
+	struct kvm_memory_attributes2 a2 = { .offset = gpa, .size = size, .attributes = attrs };
 
 	if (gpa + size > m->mem_size || gpa + size < gpa)
 		return -EINVAL;
-	if (pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
+	if (pm_kvm_ioctl(m->in_place ? m->gmem : m->vm,
+			 m->in_place ? KVM_SET_MEMORY_ATTRIBUTES2 : KVM_SET_MEMORY_ATTRIBUTES,
+			 m->in_place ? (void *)&a2 : (void *)&a))
 		return -errno;
-	/* Discard the copy the range left, as QEMU does. */
-	if (to_private) {
+	return 0;
+}
+
+int vmm_host_read(struct vmm *m, uint64_t gpa, void *buf, size_t len)
+{
+	struct iovec local = { .iov_base = buf, .iov_len = len };
+	struct iovec remote = { .iov_base = m->shared + gpa, .iov_len = len };
+
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len ? 0 : -EFAULT;
+}
+
+int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private)
+{
+	int r = vmm_set_private(m, gpa, size, to_private);
+
+	if (r)
+		return r;
+	/* Discard the copy the range left, as QEMU does; in place there is
+	 * one copy, which stays. */
+	if (m->in_place) {
+		/* nothing */
+	} else if (to_private) {
 		madvise(m->shared + gpa, size, MADV_DONTNEED);
 	} else if (pm_kvm_fallocate(m->gmem, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 				    (off_t)gpa, (off_t)size)) {

@@ -14,6 +14,14 @@
  * vmm_watch.c) no progress at all for stall_s seconds. A
  * pKVM VM (PM_VM_TYPE_PKVM) has all its RAM in the guest_memfd, and
  * `shared` is the file's mmap: the pages its guest shares, in place.
+ *
+ * In privmem's in-place mode (PRIVMEM_GMEM_IN_PLACE, `--gmem-in-place`;
+ * the VM reports KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), a VM with private
+ * memory has all its RAM in a guest_memfd made with GUEST_MEMFD_FLAG_MMAP
+ * and INIT_SHARED (all shared at first, as the VM attributes start), its
+ * `shared` is the file's mmap, and a conversion is KVM_SET_MEMORY_ATTRIBUTES2
+ * on the file: nothing to discard, the data stays in place (vmm_convert
+ * picks the call of the mode).
  */
 #ifndef PM_TOOLS_VMM_H
 #define PM_TOOLS_VMM_H
@@ -66,7 +74,9 @@ struct vmm {
 	int flash_gmem;
 	uint8_t *flash_shared;
 	uint64_t flash_gpa, flash_size;
-	bool shared_is_view;          /* pKVM: shared is guest_memfd's mmap (in place) */
+	bool shared_is_view;          /* pKVM, in-place mode: shared is guest_memfd's
+	                               * mmap (in place) */
+	bool in_place;                /* conversions: KVM_SET_MEMORY_ATTRIBUTES2 on gmem */
 	int nr_vcpus;
 	int vcpu[VMM_MAX_VCPUS];
 	struct kvm_run *run[VMM_MAX_VCPUS];
@@ -119,6 +129,10 @@ int vmm_create(struct vmm *m, unsigned long type, uint64_t mem_size, int nr_vcpu
 	       uint64_t gmem_flags);
 void vmm_destroy(struct vmm *m);
 
+/* The library's mode (PRIVMEM_GMEM_IN_PLACE, --gmem-in-place) as a VMM
+ * learns it: KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES on /dev/kvm. */
+bool vmm_gmem_in_place(void);
+
 /* privmem's simulated host memory (the frame pool, PRIVMEM_POOL_SIZE), in
  * bytes; 0 if it cannot be read. */
 uint64_t vmm_host_memory(void);
@@ -145,8 +159,18 @@ bool vmm_gave_up(struct vmm *m);
  * message). */
 int vmm_add_flash(struct vmm *m, uint64_t gpa, uint64_t size);
 
-/* Destructive conversion of [gpa, gpa + size): 0 or -errno. */
+/* Conversion of [gpa, gpa + size) as the VMM answers a guest: in-place
+ * mode's KVM_SET_MEMORY_ATTRIBUTES2 on the guest_memfd, or else
+ * KVM_SET_MEMORY_ATTRIBUTES and a discard of the other copy (destructive);
+ * counted. 0 or -errno. */
 int vmm_convert(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private);
+/* The attribute change alone, in the mode's call, not counted (a build
+ * making its RAM private): 0 or -errno. */
+int vmm_set_private(struct vmm *m, uint64_t gpa, uint64_t size, bool to_private);
+/* Reads len bytes of shared guest memory at gpa as a system call would
+ * (process_vm_readv): 0, or -EFAULT where the host may not map the page
+ * (in-place mode's private pages: where a plain read gets SIGBUS). */
+int vmm_host_read(struct vmm *m, uint64_t gpa, void *buf, size_t len);
 
 /* Sets guest code on every vCPU: fn(g, args[i]). */
 int vmm_set_guest(struct vmm *m, void (*fn)(struct pm_guest *g, void *arg), void **args);

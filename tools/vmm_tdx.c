@@ -46,9 +46,8 @@ int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg)
 		struct kvm_tdx_init_vm vm;
 		uint8_t bytes[sizeof(struct kvm_tdx_init_vm) + sizeof(struct kvm_cpuid_entry2)];
 	} init = { .bytes = { 0 } };
-	struct kvm_memory_attributes a = { .size = m->mem_size,
-					   .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
 	const char *what = NULL;
+	int r;
 
 	/* One CPUID leaf: 0x80000008, 48 guest physical address bits. */
 	init.vm.cpuid.nent = 1;
@@ -61,8 +60,10 @@ int vmm_tdx_init(struct vmm *m, const struct pm_tdx_config *cfg)
 	for (int i = 0; !what && i < m->nr_vcpus; i++)
 		if (vmm_tdx_op(m, m->vcpu[i], KVM_TDX_INIT_VCPU, 0, NULL))
 			what = "KVM_TDX_INIT_VCPU";
-	if (!what && pm_kvm_ioctl(m->vm, KVM_SET_MEMORY_ATTRIBUTES, &a))
-		what = "KVM_SET_MEMORY_ATTRIBUTES";
+	if (!what && (r = vmm_set_private(m, 0, m->mem_size, true))) {
+		errno = -r;
+		what = m->in_place ? "KVM_SET_MEMORY_ATTRIBUTES2" : "KVM_SET_MEMORY_ATTRIBUTES";
+	}
 	if (!what)
 		vmm_mark_private(m, 0, m->mem_size, true);
 	if (what)

@@ -38,6 +38,14 @@
 #define KVM_SET_MEMORY_ATTRIBUTES _IOW(KVMIO, 0xd2, struct kvm_memory_attributes)
 #define KVM_CREATE_GUEST_MEMFD    _IOWR(KVMIO, 0xd4, struct kvm_create_guest_memfd)
 
+/* ---- guest_memfd ioctls ---- */
+/* In-place conversion (series "guest_memfd: In-place conversion support",
+ * v8, 13/46): issued on a guest_memfd, not on the VM (ENOTTY there). Same
+ * minor number as KVM_SET_MEMORY_ATTRIBUTES; the direction and the size
+ * (128 bytes) keep the two numbers apart. Available when
+ * KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES is not 0. */
+#define KVM_SET_MEMORY_ATTRIBUTES2 _IOWR(KVMIO, 0xd2, struct kvm_memory_attributes2)
+
 /* ---- vCPU ioctls ---- */
 #define KVM_RUN                   _IO(KVMIO, 0x80)
 #define KVM_PRE_FAULT_MEMORY      _IOWR(KVMIO, 0xd5, struct kvm_pre_fault_memory)
@@ -58,6 +66,9 @@
 #define KVM_CAP_VM_TYPES             235
 #define KVM_CAP_PRE_FAULT_MEMORY     236
 #define KVM_CAP_GUEST_MEMFD_FLAGS    244
+/* The attributes KVM_SET_MEMORY_ATTRIBUTES2 takes (v8 of the in-place
+ * conversion series, 17/46; the number follows the tree it is applied to). */
+#define KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES 250
 
 /* ---- VM types (x86) ---- */
 #define KVM_X86_DEFAULT_VM       0
@@ -101,6 +112,43 @@ struct kvm_memory_attributes {
 	__u64 attributes;
 	__u64 flags;
 };
+
+/* KVM_SET_MEMORY_ATTRIBUTES2 (v8 13/46, 14/46): the first four fields as
+ * struct kvm_memory_attributes; `offset` is a byte offset in the
+ * guest_memfd; flags and reserved must be 0. error_offset is written back
+ * only when the conversion fails after the checks (EAGAIN: the first page
+ * still referenced by the host; ENOMEM: the start). */
+struct kvm_memory_attributes2 {
+	/* in */
+	union {
+		__u64 address;
+		__u64 offset;
+	};
+	__u64 size;
+	__u64 attributes;
+	__u64 flags;
+	/* out */
+	__u64 error_offset;
+	__u64 reserved[11];
+};
+
+#ifndef __cplusplus
+#define PM_KVM_ASSERT_LAYOUT(c, msg) _Static_assert(c, msg)
+#else
+#define PM_KVM_ASSERT_LAYOUT(c, msg) static_assert(c, msg)
+#endif
+PM_KVM_ASSERT_LAYOUT(sizeof(struct kvm_memory_attributes2) == 128, "kvm_memory_attributes2 is 128 bytes");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, offset) ==
+		     __builtin_offsetof(struct kvm_memory_attributes, address), "offset @0");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, size) ==
+		     __builtin_offsetof(struct kvm_memory_attributes, size), "size @8");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, attributes) ==
+		     __builtin_offsetof(struct kvm_memory_attributes, attributes), "attributes @16");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, flags) ==
+		     __builtin_offsetof(struct kvm_memory_attributes, flags), "flags @24");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, error_offset) == 32,
+		     "error_offset @32");
+PM_KVM_ASSERT_LAYOUT(__builtin_offsetof(struct kvm_memory_attributes2, reserved) == 40, "reserved @40");
 
 /* ---- guest_memfd ---- */
 #define GUEST_MEMFD_FLAG_MMAP        (1ULL << 0)

@@ -147,11 +147,22 @@ int pm_trace_stop(void);
  * EINVAL, KVM_CAP_GUEST_MEMFD_FLAGS and KVM_CAP_GUEST_MEMFD_MMAP are 0, and
  * so mmap of a guest_memfd is ENODEV). */
 
+/* ---- in-place conversion ----
+ * KVM's read-only module parameter gmem_in_place_conversion (v8 of the
+ * series "guest_memfd: In-place conversion support") is the environment
+ * variable PRIVMEM_GMEM_IN_PLACE here: 1 (or y, Y) turns it on, read once at
+ * the library's first use. On: guest_memfd keeps the shared/private state
+ * of VMs with private memory (KVM_SET_MEMORY_ATTRIBUTES2 on the file,
+ * KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES; KVM_CAP_MEMORY_ATTRIBUTES reads 0).
+ * Off (the default): the VM's attributes, as before. */
+
 /* ---- extension: guest_memfd pins ----
  * The host holding pages of a guest_memfd, as get_user_pages would for DMA:
- * only pages the host can map now (INIT_SHARED files, or pages a pKVM guest
- * shared), else EFAULT, with nothing pinned. While a page is pinned a pKVM
- * guest cannot unshare it (its unshare fails with EBUSY). Pins nest; a
+ * only pages the host can map now (shared pages: INIT_SHARED files', pages
+ * made shared in place, pages a pKVM guest shared), else EFAULT, with
+ * nothing pinned. While a page is pinned a pKVM guest cannot unshare it
+ * (its unshare fails with EBUSY) and KVM_SET_MEMORY_ATTRIBUTES2 cannot make
+ * it private (EAGAIN, error_offset: the page). Pins nest; a
  * punch hole drops the pins of the pages it removes; unpinning a page that
  * is not pinned is EINVAL. offset and size: page multiples (EINVAL). */
 struct pm_gmem_pin {

@@ -14,29 +14,6 @@
 
 static atomic_uint_fast64_t gmem_next_ino = 1000;
 
-/* ---- the bindings lock (a big-reader lock: lib/brlock.h) ---- */
-
-/* Shared; returns the slot to give back to gmem_bindings_read_unlock(). */
-static unsigned int gmem_bindings_read_lock(struct pm_gmem *g)
-{
-	return pm_brlock_read_lock(&g->bindings_lock);
-}
-
-static void gmem_bindings_read_unlock(struct pm_gmem *g, unsigned int slot)
-{
-	pm_brlock_read_unlock(&g->bindings_lock, slot);
-}
-
-static void gmem_bindings_write_lock(struct pm_gmem *g)
-{
-	pm_brlock_write_lock(&g->bindings_lock);
-}
-
-static void gmem_bindings_write_unlock(struct pm_gmem *g)
-{
-	pm_brlock_write_unlock(&g->bindings_lock);
-}
-
 /* ---- lifetime ---- */
 
 static unsigned int gmem_max_order(uint64_t flags)
@@ -98,9 +75,12 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	g->max_order = gmem_max_order(flags);
 	g->ino = atomic_fetch_add(&gmem_next_ino, 1);
 	g->vm = vm;
-	r = gmem_host_init(g);
+	r = gmem_attrs_init(g);
 	if (r)
 		goto err_free_stripes;
+	r = gmem_host_init(g);
+	if (r)
+		goto err_attrs;
 	PM_BUG_ON(pm_brlock_init(&g->bindings_lock) != 0);
 	pthread_mutex_init(&g->pos_lock, NULL);
 	gmem_mpol_init(g);
@@ -108,6 +88,8 @@ int pm_gmem_create(struct pm_vm *vm, uint64_t size, uint64_t flags, struct pm_gm
 	*out = g;
 	return 0;
 
+err_attrs:
+	gmem_attrs_destroy(g);
 err_free_stripes:
 	for (unsigned int i = 0; i < g->nr_stripes; i++)
 		pthread_rwlock_destroy(&g->stripes[i].lock);
@@ -272,6 +254,7 @@ static void gmem_release(struct pm_gmem *g)
 	/* After the grace period: a vCPU's translation that found the file
 	 * through a slot (pKVM's) is done with the host map and the window. */
 	gmem_host_destroy(g);
+	gmem_attrs_destroy(g);
 	for (uint64_t i = 0; i < g->nr_top; i++)
 		gmem_free_entry(g, atomic_load_explicit(&g->top[i], memory_order_relaxed), 2);
 	free(g->top);
@@ -326,7 +309,9 @@ int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, u
 	b->next = g->bindings;
 	g->bindings = b;
 	slot->gmem_pgoff = start;
-	slot->gmem_only = g->flags & GUEST_MEMFD_FLAG_MMAP;
+	/* In-place mode: every guest_memfd slot takes shared pages from the
+	 * file too (the later snapshot of the series). */
+	slot->gmem_only = (g->flags & GUEST_MEMFD_FLAG_MMAP) || vm->in_place;
 	atomic_store_explicit(&slot->gmem, g, memory_order_release);
 	gmem_bindings_write_unlock(g);
 	return 0;
@@ -660,7 +645,10 @@ uint64_t gmem_next_page(struct pm_gmem *g, uint64_t start, uint64_t end)
 }
 
 /* Runs the model's prepare hook on the page in *slot once. The stripe of
- * index held (shared): the entry stays a page while the flag is or-ed in. */
+ * index held (shared): the entry stays a page while the flag is or-ed in.
+ * In-place mode prepares only private pages (12/46): a huge page whose
+ * range is not all private is prepared a 4K page at a time, each private
+ * fault again (the model skips what it has prepared), and keeps no flag. */
 static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 			unsigned int level, uint64_t index, gfn_t gfn)
 {
@@ -670,6 +658,8 @@ static int gmem_prepare(struct pm_gmem *g, _Atomic uint64_t *slot, uint64_t e,
 
 	if ((e & GE_PREPARED) || !m->gmem_prepare)
 		return 0;
+	if (level > 0 && g->in_place && gmem_attrs_mixed(g, index, (int)level))
+		return m->gmem_prepare(g->vm, ge_pfn(e) + off, gfn, 0);
 	r = m->gmem_prepare(g->vm, ge_pfn(e), gfn - off, GE_LEVEL_SHIFT(level));
 	if (!r)
 		atomic_fetch_or_explicit(slot, GE_PREPARED, memory_order_release);
@@ -822,6 +812,42 @@ static int gmem_allocate(struct pm_gmem *g, uint64_t start, uint64_t end)
 	return r;
 }
 
+/* ---- pages made shared (in-place conversion) ---- */
+
+void gmem_unprepare(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	const struct pm_model_ops *m = g->vm->model;
+	struct gmem_locked lk;
+
+	end = PM_MIN(end, g->npages);
+	if (start >= end || !m->gmem_invalidate)
+		return;
+	gmem_lock(g, &lk, start, end, GMEM_LOOKUP);
+	for (uint64_t i = start; i < end;) {
+		unsigned int level;
+		int err;
+		_Atomic uint64_t *slot = gmem_walk(g, &lk, i, false, &level, &err);
+		uint64_t span = 1ULL << GE_LEVEL_SHIFT(level), first = PM_ALIGN_DOWN(i, span);
+		uint64_t stop, e;
+
+		if (!slot) {
+			i++;
+			continue;
+		}
+		stop = PM_MIN(end, first + span);
+		e = atomic_load_explicit(slot, memory_order_acquire);
+		if (!(e & GE_POISON)) {
+			/* The whole page must be prepared again for its next
+			 * private use; the pages that go shared go back to
+			 * the host (the model skips frames it never took). */
+			atomic_fetch_and_explicit(slot, ~GE_PREPARED, memory_order_release);
+			m->gmem_invalidate(ge_pfn(e) + (i - first), ge_pfn(e) + (stop - first));
+		}
+		i = stop;
+	}
+	gmem_unlock(g, &lk);
+}
+
 /* ---- punch hole ---- */
 
 /* Runs of frames taken out of the index, freed once the stripes are
@@ -963,12 +989,9 @@ static int gmem_punch_entry(struct pm_gmem *g, const struct gmem_locked *lk, _At
 	return r;
 }
 
-/* Invalidates the gfns of every binding overlapping [start, end) (filter 0:
- * private mappings, or all of them on gmem-only slots); the tickets go in
- * `local` when they fit (the usual one or two slots). bindings_lock held. */
-#define GMEM_TICKETS_INLINE 4
-static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end, unsigned int filter,
-			    struct pm_inval_ticket *local, struct pm_inval_ticket **tickets, size_t *n)
+int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end, unsigned int filter,
+		     enum pm_inval_cause cause, struct pm_inval_ticket *local,
+		     struct pm_inval_ticket **tickets, size_t *n)
 {
 	size_t cap = 0;
 
@@ -986,13 +1009,13 @@ static int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end, uns
 			continue;
 		pm_inval_begin(g->vm, s->base_gfn + (lo - b->start), s->base_gfn + (hi - b->start),
 			       filter ? filter : (s->gmem_only ? PM_INVAL_ALL : PM_INVAL_PRIVATE),
-			       PM_INVAL_CAUSE_PUNCH, &(*tickets)[(*n)++]);
+			       cause, &(*tickets)[(*n)++]);
 	}
 	return 0;
 }
 
-static void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, size_t n,
-			   struct pm_inval_ticket *local)
+void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, size_t n,
+		    struct pm_inval_ticket *local)
 {
 	for (size_t i = 0; i < n; i++)
 		pm_inval_end(g->vm, &tickets[i]);
@@ -1034,7 +1057,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	if (start >= end)
 		return 0;
 	reader = gmem_bindings_read_lock(g);
-	r = gmem_inval_begin(g, start, end, 0, local, &tickets, &nt);
+	r = gmem_inval_begin(g, start, end, 0, PM_INVAL_CAUSE_PUNCH, local, &tickets, &nt);
 	if (r)
 		goto out_unlock;
 	if (gmem_range_pinned(g, start, end)) {
@@ -1106,7 +1129,8 @@ int pm_gmem_poison(struct pm_gmem *g, uint64_t index)
 		return r;
 	/* As Linux on memory failure: every mapping of the page goes. */
 	reader = gmem_bindings_read_lock(g);
-	r = gmem_inval_begin(g, index, index + 1, PM_INVAL_ALL, local, &tickets, &nt);
+	r = gmem_inval_begin(g, index, index + 1, PM_INVAL_ALL, PM_INVAL_CAUSE_PUNCH, local, &tickets,
+			     &nt);
 	if (r)
 		goto out_bindings;
 	gmem_lock(g, &lk, index, index + 1, GMEM_REMOVE);

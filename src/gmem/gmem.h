@@ -25,10 +25,16 @@
  * page's contents are in H, the guest's accesses go there too (see
  * pm_gmem_host_page).
  *
- * Locks (order: bindings_lock, the VM's mmu_lock, host_lock, the index
- * stripes in ascending order, the pool; views being made and pins
- * allocate pages under host_lock; invalidations, the host file's updates
- * and the freeing of punched frames run with no stripe held):
+ * The shared/private state (gmem_attrs.c): an attribute store indexed by
+ * file page, the record of in-place conversion (KVM_SET_MEMORY_ATTRIBUTES2)
+ * and of what a pKVM guest shares; the host file holds exactly the shared
+ * pages.
+ *
+ * Locks (order: conv_lock, bindings_lock, the VM's mmu_lock, host_lock,
+ * the index stripes in ascending order, the pool; views being made and
+ * pins allocate pages under host_lock; invalidations, the host file's
+ * updates and the freeing of punched frames run with no stripe held):
+ *   conv_lock (mutex): one KVM_SET_MEMORY_ATTRIBUTES2 at a time.
  *   bindings_lock (big-reader lock, gmem_internal.h): the bindings list.
  *     Exclusive: bind, unbind, release. Shared: punch hole and memory
  *     failure, for their whole duration, so the set of slots they
@@ -37,7 +43,7 @@
  *   index stripes (rwlocks, each on cache lines of its own): the page
  *     index, see below.
  *   host_lock (mutex): what the host file holds, the host map (which
- *     pages are in it, pins), the file's views.
+ *     pages are in it, pins), the shared/private state, the file's views.
  *   pos_lock (mutex, gmem_write.c): write()'s file position, taken before
  *     everything else.
  *   mpol.lock (mutex, a leaf, gmem_numa.c): the file's NUMA policy ranges,
@@ -109,10 +115,11 @@ int pm_gmem_get_pfn(struct pm_gmem *g, uint64_t index, gfn_t gfn, pm_pfn_t *pfn,
 		    unsigned int *order);
 
 /* The same for a shared access of the guest (a gmem-only slot): no prepare
- * hook, which hands a page to the guest as private (SNP's RMPUPDATE); the
- * page's first private use runs it. */
+ * hook, which hands a page to the guest as private (SNP's RMPUPDATE) and
+ * which only private pages get (in-place conversion, 12/46). */
 int pm_gmem_get_pfn_shared(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn,
 			   unsigned int *order);
+
 /* The same for host use (mmap views): no prepare hook, which only the
  * guest's first use runs. */
 int pm_gmem_get_pfn_host(struct pm_gmem *g, uint64_t index, pm_pfn_t *pfn);
@@ -203,6 +210,20 @@ long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
  * memslot's deletion): those whose frames it no longer lets the host map
  * leave the host file, their contents back in their frames. */
 void pm_gmem_host_reclaimed(struct pm_gmem *g, uint64_t start, uint64_t end);
+
+/*
+ * The file's shared/private state (gmem_attrs.c), the record of in-place
+ * conversion: pm_gmem_is_private and pm_gmem_attrs_mixed (the 2M, level
+ * 1, or 1G, level 2, block of the file around `index` holds both states)
+ * take no lock; the fault path orders them with the invalidation protocol.
+ * pm_gmem_set_attributes is KVM_SET_MEMORY_ATTRIBUTES2 (v8's checks in
+ * v8's order; 0 or -errno; a->error_offset set for -EAGAIN and -ENOMEM,
+ * the cases whose struct the caller copies back).
+ */
+bool pm_gmem_is_private(struct pm_gmem *g, uint64_t index);
+bool pm_gmem_attrs_mixed(struct pm_gmem *g, uint64_t index, int level);
+struct kvm_memory_attributes2;
+int pm_gmem_set_attributes(struct pm_gmem *g, struct kvm_memory_attributes2 *a);
 
 /* Statistics for tests and reports. */
 struct pm_gmem_stats {

@@ -17,8 +17,8 @@
  * punch is H's old page (a pipe that vmsplice'd it, a get_user_pages
  * reference): what the host could read anyway while the page was shared.
  *
- * One page, two places. While its contents are in H (HM_HOST in the host
- * map) the page's frame is stale, and guest accesses must reach H too, or
+ * One page, two places. While its contents are in H (the page is shared,
+ * in the file's state, and H in use) the page's frame is stale, and guest accesses must reach H too, or
  * guest and host would not share it in place: the vCPUs translate such a
  * page to the library's own mapping of H, the window (host_win), through
  * pm_gmem_host_page (pKVM's translation hook; the fault path for the
@@ -30,18 +30,26 @@
  * wait (pm_gmem_host_page says "moving": they translate again).
  *
  * Who is in H:
- *  - INIT_SHARED files (default VMs): every page, always (its frame is
- *    allocated for the index and statistics, never used). Views fill H's
- *    holes in their range when they are made (gmem_host_populate_locked),
- *    a poisoned page is a hole (HM_POISON), and a punch zeroes H in place
- *    while views exist (a host read racing it sees old or zero, never a
- *    fault) and punches it otherwise.
+ *  - files whose state decides (gmem_host_by_state: all but pKVM's): the
+ *    shared pages of the file's shared/private state (gmem_attrs.c), from
+ *    creation on; their frames are allocated for the index and the
+ *    statistics, and hold the page's contents only while it is private.
+ *    INIT_SHARED files of default VMs: every page; sw, SNP and TDX files
+ *    before in-place mode: none (views fault everywhere); in in-place mode
+ *    what KVM_SET_MEMORY_ATTRIBUTES2 made shared: a conversion to private
+ *    copies a page's contents from H back to its frame and punches it out
+ *    of H (every mapping, every process: the next host access faults), one
+ *    to shared copies the frame into H (zeroes, on models that hide
+ *    private contents). Views fill H's holes in their range when they are
+ *    made (gmem_host_populate_locked), a poisoned page is a hole
+ *    (HM_POISON), and a punch zeroes H in place while views exist (a host
+ *    read racing it sees old or zero, never a fault) and punches it
+ *    otherwise.
  *  - files of a model that decides per frame (pKVM, gmem_host_mappable):
  *    the pages the guest shares. pm_gmem_host_share copies them in after
  *    the model's transition; pm_gmem_host_unshare takes them out (punch)
  *    before the guest gets them back (unless pinned); a punch, poison or
  *    a reclaim by the model (pm_gmem_host_reclaimed) takes them out too.
- *  - everything else (sw, TDX files): nothing; views fault everywhere.
  *
  * Locks: host_lock (gmem_internal.h) around every change of H and of the
  * host map, taken before the model's locks and the index stripes. vCPUs
@@ -49,6 +57,7 @@
  * flush): no vCPU in guest mode ever waits for host_lock.
  */
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -116,7 +125,9 @@ static int host_file_new(struct pm_gmem *g)
 		goto err_close;
 	}
 	g->host_fd = fd;
-	atomic_init(&g->host_exposed, gmem_init_shared(g));
+	/* A state file's H holds its shared pages from the start; pKVM's
+	 * only from its first view. */
+	atomic_init(&g->host_exposed, gmem_host_by_state(g));
 	return 0;
 
 err_close:
@@ -168,6 +179,13 @@ static bool host_file_used(struct pm_gmem *g)
 	return g->host_fd >= 0 && host_exposed(g);
 }
 
+/* Page i's contents are in H: a shared page of a file whose H is in use
+ * (state files: from creation; pKVM: from its first view). Lock-free. */
+static bool host_holds(struct pm_gmem *g, uint64_t i)
+{
+	return host_file_used(g) && gmem_page_shared(g, i);
+}
+
 /* The release: whatever any mapping of H still shows goes. */
 void gmem_host_destroy(struct pm_gmem *g)
 {
@@ -190,6 +208,11 @@ int gmem_host_reserve(struct pm_gmem *g, uint64_t start, uint64_t end)
 	return r;
 }
 
+bool gmem_host_by_state(const struct pm_gmem *g)
+{
+	return !g->vm->model->gmem_host_mappable;
+}
+
 /* ---- the guest's side ---- */
 
 uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving)
@@ -200,15 +223,35 @@ uint8_t *pm_gmem_host_page(struct pm_gmem *g, uint64_t index, bool *moving)
 		*moving = false;
 	if (g->host_fd < 0 || index >= g->npages)
 		return NULL;
-	if (gmem_init_shared(g))
-		return g->host_win + (index << PM_PAGE_SHIFT);
+	/* A page moving between its frame and H (pKVM): translate again. */
 	w = hm_get(&g->hmap, index);
 	if (w & HM_MOVING) {
 		if (moving)
 			*moving = true;
 		return NULL;
 	}
-	return w & HM_HOST ? g->host_win + (index << PM_PAGE_SHIFT) : NULL;
+	/* A shared page's contents are in H (state files: the fault path
+	 * reads the state after its invalidation snapshot, and conversions
+	 * move contents inside an invalidation; pKVM: shares and unshares
+	 * move them with the page marked moving). */
+	return host_holds(g, index) ? g->host_win + (index << PM_PAGE_SHIFT) : NULL;
+}
+
+/* ---- pKVM: the state, written by shares, unshares and reclaims ---- */
+
+/* Sets the state of [a, b) (host_lock): making pages the host's may fail
+ * (no memory: they stay the guest's alone, as a host fault that finds no
+ * memory), taking them from the host must not, and waits for memory. */
+static bool host_state_set_locked(struct pm_gmem *g, uint64_t a, uint64_t b, bool shared)
+{
+	if (a >= b)
+		return true;
+	while (gmem_attrs_set(g, a, b, shared)) {
+		if (shared)
+			return false;
+		sched_yield();
+	}
+	return true;
 }
 
 /* ---- copies between frames and H ---- */
@@ -265,7 +308,8 @@ static uint64_t host_moving_run(struct pm_gmem *g, uint64_t i, uint64_t end, pm_
 			break;
 		pfns[n] = pm_gmem_peek_pfn(g, i + n);
 		if (pfns[n] == PM_PFN_INVALID) {
-			hm_store(&g->hmap, i + n, w & ~(HM_MOVING | HM_HOST));
+			hm_store(&g->hmap, i + n, w & ~HM_MOVING);
+			host_state_set_locked(g, i + n, i + n + 1, false);
 			break;
 		}
 		n++;
@@ -274,8 +318,9 @@ static uint64_t host_moving_run(struct pm_gmem *g, uint64_t i, uint64_t end, pm_
 }
 
 /* The moving pages of [start, end) come in: their frames' contents into H,
- * then they are the host's (HM_HOST). A page H has no memory for stays
- * out: the host faults on it, as on a page it could not fault in. */
+ * then they are the host's (the state says shared). A page H, or the
+ * state, has no memory for stays out (private): the host faults on it,
+ * as on a page it could not fault in. */
 static void host_move_in(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	pm_pfn_t pfns[HOST_BATCH];
@@ -288,19 +333,21 @@ static void host_move_in(struct pm_gmem *g, uint64_t start, uint64_t end)
 			continue;
 		}
 		done = host_copy_in(g, i, n, pfns);
-		if (done < n)
+		if (done && !host_state_set_locked(g, i, i + done, true))
+			done = 0;
+		if (done < n) {
 			host_file_punch(g, i + done, i + n);
-		for (uint64_t k = 0; k < n; k++) {
-			uint32_t w = hm_get(&g->hmap, i + k) & ~HM_MOVING;
-
-			hm_store(&g->hmap, i + k, k < done ? w | HM_HOST : w);
+			host_state_set_locked(g, i + done, i + n, false);
 		}
+		for (uint64_t k = 0; k < n; k++)
+			hm_store(&g->hmap, i + k, hm_get(&g->hmap, i + k) & ~HM_MOVING);
 		i = hm_next(&g->hmap, i + n, end, HM_NEXT_MARKED);
 	}
 }
 
 /* The moving pages of [start, end) go out: those below `taken` back to
- * their frames and out of H (every mapping), the others stay in H. */
+ * their frames and out of H (every mapping), and [start, taken) is the
+ * guest's alone again (private); the others stay in H. */
 static void host_move_out(struct pm_gmem *g, uint64_t start, uint64_t end, uint64_t taken)
 {
 	pm_pfn_t pfns[HOST_BATCH];
@@ -313,42 +360,63 @@ static void host_move_out(struct pm_gmem *g, uint64_t start, uint64_t end, uint6
 		i = hm_next(&g->hmap, i + (n ? n : 1), taken, HM_NEXT_MARKED);
 	}
 	host_file_punch(g, start, taken);
+	host_state_set_locked(g, start, taken, false);
 	for (uint64_t i = hm_next(&g->hmap, start, end, HM_NEXT_MARKED); i < end;
 	     i = hm_next(&g->hmap, i + 1, end, HM_NEXT_MARKED)) {
 		uint32_t w = hm_get(&g->hmap, i);
 
 		if (w & HM_MOVING)
-			hm_store(&g->hmap, i, i < taken ? w & ~(HM_MOVING | HM_HOST) : w & ~HM_MOVING);
+			hm_store(&g->hmap, i, w & ~HM_MOVING);
 	}
 }
 
 /* ---- pages moving between the guest and the host (pKVM) ---- */
 
-/* Every page of [start, end) whose frame the model lets the host map and
- * that is not in H yet comes in. host_lock. */
+/* Page i's frame is one the model lets the host map (host_lock: every
+ * unshare holds it around the model's transitions, so a page the guest
+ * took back is refused). */
+static bool host_frame_mappable(struct pm_gmem *g, uint64_t i)
+{
+	pm_pfn_t pfn = pm_gmem_peek_pfn(g, i);
+
+	return pfn != PM_PFN_INVALID && g->vm->model->gmem_host_mappable(g->vm, pfn);
+}
+
+/* Marks page i moving (its contents are about to enter H): false if the
+ * host map has no memory for it (the host never sees the page, as a host
+ * fault that finds no memory). */
+static bool host_mark_moving(struct pm_gmem *g, uint64_t i)
+{
+	if (hm_reserve(&g->hmap, i, i + 1))
+		return false;
+	hm_store(&g->hmap, i, hm_get(&g->hmap, i) | HM_MOVING);
+	return true;
+}
+
+/* The pages of [start, end) the model let the host have (a share) become
+ * shared; once a view exposed H their contents move in. host_lock. */
 static void host_share_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	const struct pm_model_ops *model = g->vm->model;
-	bool any = false;
+	bool exposed = host_file_used(g), any = false;
+	uint64_t run = end, run_end = end;   /* unexposed: pages to make shared */
 
 	for (uint64_t i = gmem_next_page(g, start, end); i < end; i = gmem_next_page(g, i + 1, end)) {
-		uint32_t w = hm_get(&g->hmap, i);
-		pm_pfn_t pfn;
-
-		if (w & HM_HOST)
+		if (gmem_page_shared(g, i) || !host_frame_mappable(g, i))
 			continue;
-		/* Asked under host_lock, which every unshare holds around the
-		 * model's transitions: a page the guest took back is refused. */
-		pfn = pm_gmem_peek_pfn(g, i);
-		if (pfn == PM_PFN_INVALID || !model->gmem_host_mappable(g->vm, pfn))
+		if (exposed) {
+			any |= host_mark_moving(g, i);
 			continue;
-		/* No memory for the host map: the host never sees the page,
-		 * as a host fault that finds no memory. */
-		if (hm_reserve(&g->hmap, i, i + 1))
-			continue;
-		hm_store(&g->hmap, i, w | HM_MOVING);
-		any = true;
+		}
+		/* Nothing maps H yet: the state alone (the frame keeps the
+		 * contents until the first view), a run at a time. */
+		if (i != run_end) {
+			host_state_set_locked(g, run, run_end, true);
+			run = i;
+		}
+		run_end = i + 1;
 	}
+	if (!exposed)
+		host_state_set_locked(g, run, run_end, true);
 	if (any) {
 		pm_mmu_tlb_shootdown(g->vm);   /* no vCPU still uses a frame being copied */
 		host_move_in(g, start, end);
@@ -358,12 +426,33 @@ static void host_share_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 void pm_gmem_host_share(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	end = PM_MIN(end, g->npages);
-	if (g->host_fd < 0 || !g->vm->model->gmem_host_mappable || start >= end)
+	if (!g->vm->model->gmem_host_mappable || start >= end)
 		return;
 	pthread_mutex_lock(&g->host_lock);
-	if (host_exposed(g))
-		host_share_locked(g, start, end);
+	host_share_locked(g, start, end);
 	pthread_mutex_unlock(&g->host_lock);
+}
+
+/* The first view: H takes the contents of every page the state says is
+ * the host's (still in its frame). host_lock. */
+static void host_sweep_in_locked(struct pm_gmem *g)
+{
+	uint64_t stop;
+	bool any = false;
+
+	for (uint64_t a = 0; a < g->npages; a = stop) {
+		if (!gmem_shared_run(g, a, g->npages, &stop))
+			continue;
+		for (uint64_t i = gmem_next_page(g, a, stop); i < stop; i = gmem_next_page(g, i + 1, stop))
+			if (!host_frame_mappable(g, i) || !host_mark_moving(g, i))
+				host_state_set_locked(g, i, i + 1, false);
+			else
+				any = true;
+	}
+	if (any) {
+		pm_mmu_tlb_shootdown(g->vm);
+		host_move_in(g, 0, g->npages);
+	}
 }
 
 void gmem_host_expose_locked(struct pm_gmem *g)
@@ -372,7 +461,7 @@ void gmem_host_expose_locked(struct pm_gmem *g)
 		return;
 	atomic_store_explicit(&g->host_exposed, true, memory_order_relaxed);
 	if (g->vm->model->gmem_host_mappable)
-		host_share_locked(g, 0, g->npages);
+		host_sweep_in_locked(g);
 }
 
 long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
@@ -385,24 +474,26 @@ long pm_gmem_host_unshare(struct pm_gmem *g, uint64_t start, uint64_t end,
 	end = hm_next(&g->hmap, start, end, HM_NEXT_PINNED);
 	if (end == start)
 		goto out;
-	for (uint64_t i = hm_next(&g->hmap, start, end, HM_NEXT_MARKED); i < end;
-	     i = hm_next(&g->hmap, i + 1, end, HM_NEXT_MARKED)) {
-		uint32_t w = hm_get(&g->hmap, i);
-
-		if (w & HM_HOST) {
-			hm_store(&g->hmap, i, w | HM_MOVING);
-			any = true;
-		}
+	for (uint64_t i = start, stop; host_file_used(g) && i < end; i = stop) {
+		if (!gmem_shared_run(g, i, end, &stop))
+			continue;
+		/* The reservation was made with the pin check: a page the host
+		 * map holds no word for is not in H either. */
+		for (uint64_t k = i; k < stop; k++)
+			any |= host_mark_moving(g, k);
 	}
 	/* From here until host_move_out no vCPU reaches the pages: the
 	 * guest cannot write a secret where the host still sees the page. */
 	if (any)
 		pm_mmu_tlb_shootdown(g->vm);
 	r = take(arg, end - start);
-	if (any)
+	if (any) {
 		host_move_out(g, start, end, r > 0 ? start + (uint64_t)r : start);
-	else if (r > 0 && host_file_used(g))
-		host_file_punch(g, start, start + (uint64_t)r);   /* whatever a stranger left */
+	} else if (r > 0) {
+		if (host_file_used(g))
+			host_file_punch(g, start, start + (uint64_t)r);   /* whatever a stranger left */
+		host_state_set_locked(g, start, start + (uint64_t)r, false);
+	}
 out:
 	pthread_mutex_unlock(&g->host_lock);
 	return r;
@@ -410,32 +501,31 @@ out:
 
 void pm_gmem_host_reclaimed(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	const struct pm_model_ops *model = g->vm->model;
+	uint64_t stop;
 
 	end = PM_MIN(end, g->npages);
 	/* Always under the lock: a share that saw the page still shared may
-	 * be marking it right now (host_lock orders the two). */
-	if (g->host_fd < 0)
-		return;
+	 * be recording it right now (host_lock orders the two). */
 	pthread_mutex_lock(&g->host_lock);
-	for (uint64_t i = hm_next(&g->hmap, start, end, HM_NEXT_MARKED); i < end;
-	     i = hm_next(&g->hmap, i + 1, end, HM_NEXT_MARKED)) {
-		uint32_t w = hm_get(&g->hmap, i);
-		pm_pfn_t pfn;
+	for (uint64_t a = start; a < end; a = stop) {
+		if (!gmem_shared_run(g, a, end, &stop))
+			continue;
+		for (uint64_t i = a; i < stop; i++) {
+			pm_pfn_t pfn = pm_gmem_peek_pfn(g, i);
 
-		if (!(w & HM_HOST))
-			continue;
-		pfn = pm_gmem_peek_pfn(g, i);
-		if (pfn != PM_PFN_INVALID && model->gmem_host_mappable &&
-		    model->gmem_host_mappable(g->vm, pfn))
-			continue;
-		/* The guest lost its mapping in the reclaim (its TLBs were
-		 * shot down): the contents go back to the frame, which keeps
-		 * them for whoever gets the page next. */
-		if (pfn != PM_PFN_INVALID)
-			host_copy_out(g, i, 1, &pfn);
-		host_file_punch(g, i, i + 1);
-		hm_store(&g->hmap, i, w & ~HM_HOST);
+			if (pfn != PM_PFN_INVALID && g->vm->model->gmem_host_mappable &&
+			    g->vm->model->gmem_host_mappable(g->vm, pfn))
+				continue;
+			/* The guest lost its mapping in the reclaim (its TLBs
+			 * were shot down): the contents go back to the frame,
+			 * which keeps them for whoever gets the page next. */
+			if (host_holds(g, i)) {
+				if (pfn != PM_PFN_INVALID)
+					host_copy_out(g, i, 1, &pfn);
+				host_file_punch(g, i, i + 1);
+			}
+			host_state_set_locked(g, i, i + 1, false);
+		}
 	}
 	pthread_mutex_unlock(&g->host_lock);
 }
@@ -461,24 +551,135 @@ static void host_file_zero(struct pm_gmem *g, uint64_t start, uint64_t end)
 	}
 }
 
-bool gmem_host_init_shared_page(struct pm_gmem *g, uint64_t i)
+bool gmem_host_showable(struct pm_gmem *g, uint64_t i)
 {
-	return !(hm_get(&g->hmap, i) & HM_POISON);
+	return gmem_page_shared(g, i) && !(hm_get(&g->hmap, i) & HM_POISON);
+}
+
+/* Allocates H's pages [start, end), except marked (poisoned) ones: 0, or
+ * -ENOMEM at the first failure. */
+static int host_file_fill(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	while (start < end) {
+		uint64_t stop = hm_next(&g->hmap, start, end, HM_NEXT_MARKED);
+
+		if (stop > start && fallocate(g->host_fd, 0, (off_t)(start << PM_PAGE_SHIFT),
+					      (off_t)((stop - start) << PM_PAGE_SHIFT)))
+			return -ENOMEM;
+		start = stop + 1;
+	}
+	return 0;
 }
 
 void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	end = PM_MIN(end, g->npages);
-	if (g->host_fd < 0 || !gmem_init_shared(g))
-		return;
-	while (start < end) {
-		uint64_t stop = hm_next(&g->hmap, start, end, HM_NEXT_MARKED);
+	uint64_t stop;
 
-		if (stop > start)
-			fallocate(g->host_fd, 0, (off_t)(start << PM_PAGE_SHIFT),
-				  (off_t)((stop - start) << PM_PAGE_SHIFT));
-		start = stop + 1;
+	end = PM_MIN(end, g->npages);
+	if (g->host_fd < 0 || !gmem_host_by_state(g))
+		return;
+	for (; start < end; start = stop)
+		if (gmem_shared_run(g, start, end, &stop))
+			(void)host_file_fill(g, start, stop);
+}
+
+/* ---- in-place conversion ---- */
+
+/* Frames for the pages of [start, end) whose contents H holds: 0 or
+ * -ENOMEM (the frames allocated so far stay, unused: harmless). A page
+ * with a frame (the usual case: views and the guest's faults allocate
+ * them) costs no system call. */
+static int host_frames_for_data(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	for (uint64_t i = start; i < end; i++) {
+		off_t off = (off_t)(i << PM_PAGE_SHIFT);
+		pm_pfn_t pfn;
+
+		if ((hm_get(&g->hmap, i) & HM_POISON) || pm_gmem_peek_pfn(g, i) != PM_PFN_INVALID)
+			continue;
+		if (lseek(g->host_fd, off, SEEK_DATA) == off && pm_gmem_get_pfn_host(g, i, &pfn) == -ENOMEM)
+			return -ENOMEM;
 	}
+	return 0;
+}
+
+/* Runs of up to HOST_BATCH pages of [i, end) that have frames: the first
+ * page at or after i with one, its run in *n and frames in pfns. */
+static uint64_t host_frame_run(struct pm_gmem *g, uint64_t i, uint64_t end, pm_pfn_t *pfns,
+			       uint64_t *n)
+{
+	i = gmem_next_page(g, i, end);
+	for (*n = 0; i + *n < end && *n < HOST_BATCH; (*n)++) {
+		pfns[*n] = pm_gmem_peek_pfn(g, i + *n);
+		if (pfns[*n] == PM_PFN_INVALID)
+			break;
+	}
+	return i;
+}
+
+int gmem_host_make_private_locked(struct pm_gmem *g, uint64_t start, uint64_t end,
+				  uint64_t *err_index)
+{
+	uint64_t pinned = hm_next(&g->hmap, start, end, HM_NEXT_PINNED), stop;
+	pm_pfn_t pfns[HOST_BATCH];
+	int r;
+
+	/* The host still holds a page (get_user_pages): nothing changes. */
+	if (pinned < end) {
+		*err_index = pinned;
+		return -EAGAIN;
+	}
+	if (!host_file_used(g))
+		return 0;       /* no H: the frames hold the pages either way */
+	for (uint64_t i = start; i < end; i = stop)
+		if (gmem_shared_run(g, i, end, &stop) && (r = host_frames_for_data(g, i, stop)))
+			return r;
+	/* The contents come back from H (holes read zero), then H loses the
+	 * pages in every mapping: the next host access anywhere faults. */
+	for (uint64_t i = start; i < end; i = stop) {
+		if (!gmem_shared_run(g, i, end, &stop))
+			continue;
+		for (uint64_t k = i, n; (k = host_frame_run(g, k, stop, pfns, &n)) < stop; k += n ? n : 1)
+			if (n)
+				host_copy_out(g, k, n, pfns);
+		host_file_punch(g, i, stop);
+	}
+	return 0;
+}
+
+int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool *complete)
+{
+	bool keep = !g->vm->model->convert_hides_private && host_file_used(g);
+	pm_pfn_t pfns[HOST_BATCH];
+	uint64_t stop, moved = 0, pages = 0;
+	int r = 0;
+
+	/* The frames' contents go into H first, allocating its pages: the
+	 * only step that can fail, taken back if it does (nothing else has
+	 * changed yet). */
+	for (uint64_t i = start; i < end && keep && !r; i = stop) {
+		if (gmem_shared_run(g, i, end, &stop))
+			continue;
+		pages += stop - i;
+		for (uint64_t k = i, n; !r && (k = host_frame_run(g, k, stop, pfns, &n)) < stop;
+		     k += n ? n : 1) {
+			if (n && host_copy_in(g, k, n, pfns) < n)
+				r = -ENOMEM;
+			moved += n;
+		}
+	}
+	if (r) {
+		for (uint64_t i = start; i < end; i = stop)
+			if (!gmem_shared_run(g, i, end, &stop))
+				host_file_punch(g, i, stop);
+		return r;
+	}
+	/* Then the guest's hardware lets the frames go (the arch hook). */
+	for (uint64_t i = start; i < end; i = stop)
+		if (!gmem_shared_run(g, i, end, &stop))
+			gmem_unprepare(g, i, stop);
+	*complete = keep && moved == pages;
+	return 0;
 }
 
 void gmem_host_punch(struct pm_gmem *g, uint64_t start, uint64_t end)
@@ -493,16 +694,19 @@ void gmem_host_punch(struct pm_gmem *g, uint64_t start, uint64_t end)
 	 * sweep's look at the page (under its stripe) came after our removal,
 	 * or the store would happen before the load through that stripe. */
 	if (start >= end || (!host_file_used(g) && !atomic_load(&g->hmap.pinned) &&
-			     !atomic_load(&g->hmap.marked)))
+			     !atomic_load(&g->hmap.marked) &&
+			     (gmem_host_by_state(g) || gmem_range_private(g, start, end))))
 		return;
 	pthread_mutex_lock(&g->host_lock);
-	zero = gmem_init_shared(g) && atomic_load(&g->nr_views);
-	if (host_file_used(g)) {
-		if (zero)
-			host_file_zero(g, start, end);
-		else
-			host_file_punch(g, start, end);
-	}
+	zero = gmem_host_by_state(g) && atomic_load(&g->nr_views);
+	if (host_file_used(g) && zero)
+		host_file_zero(g, start, end);     /* private pages are holes: left so */
+	else if (host_file_used(g))
+		host_file_punch(g, start, end);
+	/* A state file keeps its pages' state (v8, 36/46); pKVM's pages the
+	 * guest shared leave the file, and the host with them. */
+	if (!gmem_host_by_state(g))
+		host_state_set_locked(g, start, end, false);
 	/* Marks and pins go with the pages; a poisoned page of an
 	 * INIT_SHARED file that views show becomes a fresh (zero) page. */
 	for (uint64_t i = hm_next(&g->hmap, start, end, HM_NEXT_MARKED); i < end;
@@ -524,9 +728,11 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index)
 	uint32_t w;
 
 	pthread_mutex_lock(&g->host_lock);
-	w = hm_get(&g->hmap, index) & ~HM_HOST;
-	if (gmem_init_shared(g))
+	w = hm_get(&g->hmap, index);
+	if (gmem_host_by_state(g))
 		w |= HM_POISON;
+	else
+		host_state_set_locked(g, index, index + 1, false);
 	if (host_file_used(g))
 		host_file_punch(g, index, index + 1);
 	hm_store(&g->hmap, index, w);
@@ -535,20 +741,17 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index)
 
 /* ---- pins ---- */
 
-/* Pinning faults an INIT_SHARED page in, as writing one populates it. */
+/* May the host hold page i now (host_lock)? A shared page: of a state
+ * file, not poisoned (allocated now if it was not: pinning and write()
+ * fault it in, as writing an INIT_SHARED page populates it); of pKVM's,
+ * one whose frame the hyp lets the host map. */
 bool gmem_host_may_access_locked(struct pm_gmem *g, uint64_t i)
 {
-	const struct pm_model_ops *model = g->vm->model;
 	pm_pfn_t pfn;
 
-	if (gmem_init_shared(g))
-		return !(hm_get(&g->hmap, i) & HM_POISON) && !pm_gmem_get_pfn_host(g, i, &pfn);
-	if (host_file_used(g))
-		return hm_get(&g->hmap, i) & HM_HOST;
-	if (!model->gmem_host_mappable)
-		return false;
-	pfn = pm_gmem_peek_pfn(g, i);
-	return pfn != PM_PFN_INVALID && model->gmem_host_mappable(g->vm, pfn);
+	if (gmem_host_by_state(g))
+		return gmem_host_showable(g, i) && !pm_gmem_get_pfn_host(g, i, &pfn);
+	return gmem_page_shared(g, i) && host_frame_mappable(g, i);
 }
 
 int pm_gmem_pin(struct pm_gmem *g, uint64_t start, uint64_t end)

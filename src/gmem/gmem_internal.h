@@ -11,6 +11,8 @@
 #include <privmem/kvm.h>
 #include "gmem/gmem.h"
 #include "lib/brlock.h"
+#include "memslot/attr.h"
+#include "memslot/invalidate.h"
 
 /*
  * Index entries (64-bit atomics), three levels: level 2 entries cover 1G of
@@ -71,9 +73,10 @@ struct pm_node_policy;
  *   HM_POISON   memory failure of an INIT_SHARED page: the host file has a
  *               hole there, so that views fault
  *   HM_MOVING   the page's contents are being copied between the host
- *               file and the frame: guest accesses wait (translate again)
- *   HM_HOST     the page's contents live in the host file (pKVM: the guest
- *               shares the page); the frame is stale meanwhile
+ *               file and the frame (pKVM): guest accesses wait (translate
+ *               again)
+ * Whether the page's contents live in the host file is not here: it is
+ * the file's shared/private state (gmem_attrs.c), once H is in use.
  * Writers hold the file's host_lock; readers of a word (the vCPUs'
  * translation) take no lock: nodes are published with release stores and
  * never freed while the file lives.
@@ -81,8 +84,7 @@ struct pm_node_policy;
 #define HM_PINS   0x1fffffffu
 #define HM_POISON (1u << 29)
 #define HM_MOVING (1u << 30)
-#define HM_HOST   (1u << 31)
-#define HM_MARKS  (HM_HOST | HM_MOVING | HM_POISON)
+#define HM_MARKS  (HM_MOVING | HM_POISON)
 
 struct gmem_hleaf {
 	_Atomic uint32_t e[GE_ENTRIES];
@@ -203,7 +205,90 @@ struct pm_gmem {
 	 * write() calls as Linux's f_pos_lock does. */
 	pthread_mutex_t pos_lock;
 	uint64_t pos;                       /* pos_lock */
+
+	/* The shared/private state of every page (gmem_attrs.c): the
+	 * attribute store (memslot/attr.h) indexed by file page, holding
+	 * each page's attributes XOR attrs_default, so that pages never
+	 * converted need no entry (a missing entry is the file's initial
+	 * state, the later snapshot's kvm_gmem_get_default_attributes).
+	 * Written under host_lock only (conversions, pKVM's shares); read
+	 * without a lock (RCU), ordered by the invalidation protocol. */
+	struct pm_attr_store attrs;
+	uint64_t attrs_default;             /* KVM_MEMORY_ATTRIBUTE_PRIVATE unless
+	                                     * INIT_SHARED; immutable */
+	bool in_place;                      /* the VM's vm->in_place; immutable */
+	/* KVM_SET_MEMORY_ATTRIBUTES2 on this file, one at a time (the
+	 * mapping's invalidate lock of the series): outside bindings_lock. */
+	pthread_mutex_t conv_lock;
 };
+
+/* ---- the bindings lock (a big-reader lock: lib/brlock.h) ---- */
+
+/* Shared; returns the slot to give back to gmem_bindings_read_unlock(). */
+static inline unsigned int gmem_bindings_read_lock(struct pm_gmem *g)
+{
+	return pm_brlock_read_lock(&g->bindings_lock);
+}
+
+static inline void gmem_bindings_read_unlock(struct pm_gmem *g, unsigned int slot)
+{
+	pm_brlock_read_unlock(&g->bindings_lock, slot);
+}
+
+static inline void gmem_bindings_write_lock(struct pm_gmem *g)
+{
+	pm_brlock_write_lock(&g->bindings_lock);
+}
+
+static inline void gmem_bindings_write_unlock(struct pm_gmem *g)
+{
+	pm_brlock_write_unlock(&g->bindings_lock);
+}
+
+/* Invalidates the gfns of every binding overlapping file pages [start,
+ * end) for `cause` (filter 0: private mappings, or all of them on
+ * gmem-only slots); the tickets go in `local` when they fit (the usual one
+ * or two slots). bindings_lock held. 0 or -ENOMEM (nothing begun). */
+#define GMEM_TICKETS_INLINE 4
+int gmem_inval_begin(struct pm_gmem *g, uint64_t start, uint64_t end, unsigned int filter,
+		     enum pm_inval_cause cause, struct pm_inval_ticket *local,
+		     struct pm_inval_ticket **tickets, size_t *n);
+void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, size_t n,
+		    struct pm_inval_ticket *local);
+
+/* ---- the shared/private state (gmem_attrs.c) ---- */
+
+int gmem_attrs_init(struct pm_gmem *g);
+void gmem_attrs_destroy(struct pm_gmem *g);
+/* Page i is shared (the host may have it). Lock-free. */
+bool gmem_page_shared(struct pm_gmem *g, uint64_t i);
+/* The state of page i and, in *run_end, a page up to which (exclusive,
+ * at most end) every page has it too. Lock-free. */
+bool gmem_shared_run(struct pm_gmem *g, uint64_t i, uint64_t end, uint64_t *run_end);
+/* The 2M (level 1) or 1G (level 2) block of the file around page i holds
+ * both states. Lock-free. */
+bool gmem_attrs_mixed(struct pm_gmem *g, uint64_t i, int level);
+/* Pages [start, end) become shared (or private). host_lock held; cannot
+ * fail: res holds the store's nodes (pm_attr_reserve). */
+void gmem_attrs_set_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared,
+			   struct pm_attr_reservation *res);
+/* The same without a reservation (host_lock; pKVM's shares): 0 or
+ * -ENOMEM with nothing changed. */
+int gmem_attrs_set(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared);
+/* Every page of [start, end) is private. Lock-free. */
+bool gmem_range_private(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* Reserves the nodes a set of [start, end) to `shared` needs (exact: the
+ * caller keeps other writers out until it sets), or, with `any`, what any
+ * one set needs: 0 or -ENOMEM. */
+int gmem_attrs_reserve(struct pm_gmem *g, uint64_t start, uint64_t end, bool shared, bool any,
+		       struct pm_attr_reservation *res);
+void gmem_attrs_unreserve(struct pm_gmem *g, struct pm_attr_reservation *res);
+
+/* Pages [start, end) that go shared leave the guest's hardware: their
+ * prepared marks go (the next private use prepares again) and the model's
+ * invalidate hook takes back the frames (SNP: RMP back to the hypervisor;
+ * the arch hook of 15/46). Takes the range's stripes, shared. */
+void gmem_unprepare(struct pm_gmem *g, uint64_t start, uint64_t end);
 
 static inline bool gmem_init_shared(const struct pm_gmem *g)
 {
@@ -256,17 +341,40 @@ void gmem_host_poison(struct pm_gmem *g, uint64_t index);
 /* A view is being made (host_lock): from now on H holds every page the
  * host may map; the pages a model shares already come in now. */
 void gmem_host_expose_locked(struct pm_gmem *g);
-/* The host may map page i of an INIT_SHARED file now (not poisoned). */
-bool gmem_host_init_shared_page(struct pm_gmem *g, uint64_t i);
-/* Fills H's holes in [start, end) of an INIT_SHARED file, except poisoned
- * pages (a view is about to show them); failures leave holes (faults, as a
- * host page fault without memory). host_lock. */
+/* H holds the file's shared pages from creation on, and the state is
+ * written only by conversions: every file but those of a model that
+ * decides per frame (pKVM's: its shares write the state, and H holds the
+ * shared pages from the first view on). */
+bool gmem_host_by_state(const struct pm_gmem *g);
+/* The host may map page i now: shared, not poisoned (state files). */
+bool gmem_host_showable(struct pm_gmem *g, uint64_t i);
+/* Fills H's holes in [start, end) where the host may map pages (a view is
+ * about to show them); failures leave holes (faults, as a host page fault
+ * without memory). host_lock. */
 void gmem_host_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end);
+/* In-place conversion, host_lock held, inside the conversion's
+ * invalidation (no vCPU maps the range):
+ * to private: -EAGAIN (*err_index: the first page the host pins), or the
+ * shared pages' contents go from H back to their frames and H loses them,
+ * in every mapping (-ENOMEM, nothing changed, if a frame is missing);
+ * to shared: the private pages' frames are copied into H (-ENOMEM, nothing
+ * changed, if H cannot take them), unless the model hides private contents
+ * from the host (their H pages read zero), then the frames leave the
+ * guest's hardware (gmem_unprepare); *complete: every page that went shared
+ * had a frame and is in H now (views need nothing more).
+ * The copy comes before the hook: no model both keeps contents and has a
+ * hook, and the copies are the simulation's bookkeeping, not host
+ * accesses (see gmem_host.c). */
+int gmem_host_make_private_locked(struct pm_gmem *g, uint64_t start, uint64_t end,
+				  uint64_t *err_index);
+int gmem_host_make_shared_locked(struct pm_gmem *g, uint64_t start, uint64_t end, bool *complete);
 
-/* Views (gmem_mmap.c): an INIT_SHARED file's pages that views show are
- * allocated in the index (a host fault would allocate them; privmem has
- * no fault handler, so views populate ahead), again after a punch. */
+/* Views (gmem_mmap.c): the shared pages that views show are allocated in
+ * the index and H (a host fault would allocate them; privmem has no fault
+ * handler, so views populate ahead), again after a punch or a conversion
+ * to shared. The _locked variant: host_lock held. */
 void gmem_views_populate(struct pm_gmem *g, uint64_t start, uint64_t end);
+void gmem_views_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end);
 /* Tests: views made from now on are plain mappings of H (as without
  * userfaultfd): holes read zeros instead of faulting. */
 void pm_gmem_views_test_plain(bool plain);

@@ -33,7 +33,7 @@
  * with host/host_abort.h, which answers those faults with SIGSEGV.
  *
  * Records. Each view holds a reference on its file and is on its file's
- * list (host_lock; an INIT_SHARED file populates the pages its views show)
+ * list (host_lock; a state file populates the shared pages its views show)
  * and on the process-wide list pm_kvm_munmap() searches (all_views_lock, a
  * leaf but for the fork handlers, which take uffd_lock before it). A
  * MAP_FIXED mmap replaces whatever it covers, as in Linux: the records of
@@ -185,27 +185,39 @@ static void views_fork_init(void)
 	pthread_atfork(views_fork_prepare, views_fork_parent, views_fork_child);
 }
 
-/* ---- INIT_SHARED files: what views show is populated ---- */
+/* ---- state files: the shared pages views show are populated ---- */
 
 static void view_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
+	uint64_t stop;
 	pm_pfn_t pfn;
 
 	end = PM_MIN(end, g->npages);
-	for (uint64_t i = start; i < end; i++)
-		if (gmem_host_init_shared_page(g, i))
-			pm_gmem_get_pfn_host(g, i, &pfn);   /* no memory: the frame is missing, not the page */
+	for (uint64_t i = start; i < end; i = stop) {
+		if (!gmem_shared_run(g, i, end, &stop))
+			continue;
+		for (uint64_t k = i; k < stop; k++)
+			if (gmem_host_showable(g, k))
+				pm_gmem_get_pfn_host(g, k, &pfn);   /* no memory: the frame is missing, not the page */
+	}
 	gmem_host_populate_locked(g, start, end);
+}
+
+void gmem_views_populate_locked(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	if (!gmem_host_by_state(g) || !atomic_load(&g->nr_views))
+		return;
+	for (struct pm_gmem_view *v = g->views; v; v = v->next)
+		view_populate_locked(g, PM_MAX(start, v->pgoff),
+				     PM_MIN(end, v->pgoff + (v->len >> PM_PAGE_SHIFT)));
 }
 
 void gmem_views_populate(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
-	if (!gmem_init_shared(g) || !atomic_load(&g->nr_views))
+	if (!gmem_host_by_state(g) || !atomic_load(&g->nr_views))
 		return;
 	pthread_mutex_lock(&g->host_lock);
-	for (struct pm_gmem_view *v = g->views; v; v = v->next)
-		view_populate_locked(g, PM_MAX(start, v->pgoff),
-				     PM_MIN(end, v->pgoff + (v->len >> PM_PAGE_SHIFT)));
+	gmem_views_populate_locked(g, start, end);
 	pthread_mutex_unlock(&g->host_lock);
 }
 
@@ -338,7 +350,7 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 	g->views = v;
 	atomic_fetch_add(&g->nr_views, 1);
 	gmem_host_expose_locked(g);
-	if (gmem_init_shared(g))
+	if (gmem_host_by_state(g))
 		view_populate_locked(g, v->pgoff, v->pgoff + (len >> PM_PAGE_SHIFT));
 	pthread_mutex_unlock(&g->host_lock);
 

@@ -34,6 +34,7 @@ int pm_vm_create(unsigned long type, struct pm_vm **out)
 	pm_ref_init(&vm->refs, 1);
 	vm->model = model;
 	vm->type = type;
+	vm->in_place = model->private_mem && pm_gmem_in_place_conversion();
 	pthread_mutex_init(&vm->lock, NULL);
 	r = pm_memslots_init(vm);
 	if (r)
@@ -121,6 +122,21 @@ int pm_kvm_version(void)
 	return v;
 }
 
+bool pm_gmem_in_place_conversion(void)
+{
+	/* 0: not read yet, 1: off, 2: on. */
+	static atomic_int mode;
+	int v = atomic_load_explicit(&mode, memory_order_relaxed);
+
+	if (!v) {
+		const char *e = getenv("PRIVMEM_GMEM_IN_PLACE");
+
+		v = e && (!strcmp(e, "1") || !strcmp(e, "y") || !strcmp(e, "Y")) ? 2 : 1;
+		atomic_store_explicit(&mode, v, memory_order_relaxed);
+	}
+	return v == 2;
+}
+
 #define PM_GMEM_PAGE_SIZE_FLAGS (PM_GUEST_MEMFD_FLAG_NO_1G | PM_GUEST_MEMFD_FLAG_NO_HUGE)
 
 uint64_t pm_vm_gmem_valid_flags(struct pm_vm *vm)
@@ -158,13 +174,26 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_NR_MEMSLOTS:
 		return PM_USER_MEM_SLOTS;
 	case KVM_CAP_MEMORY_ATTRIBUTES:
-		return vm ? (long)pm_vm_supported_attrs(vm) : (long)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+		/* In-place mode: no VM takes PRIVATE (guest_memfd keeps it). */
+		if (!vm)
+			return pm_gmem_in_place_conversion() ? 0 : (long)KVM_MEMORY_ATTRIBUTE_PRIVATE;
+		return (long)pm_vm_supported_attrs(vm);
+	case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
+		/* v8's rule: 0 unless in-place mode is on and the VM has
+		 * private memory (the system handle: "has" is true). */
+		if (!pm_gmem_in_place_conversion() || (vm && !vm->model->private_mem))
+			return 0;
+		return KVM_MEMORY_ATTRIBUTE_PRIVATE;
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
 		if (pm_kvm_version() < 618)
 			return 0;       /* 6.12's guest_memfd takes no flags */
 		/* MMAP on every VM type (upstream's "Allow mmap() on guest_memfd
 		 * for x86 VMs with private memory"): a private page still faults
-		 * in every host mapping. */
+		 * in every host mapping. In-place mode: a VM with private memory
+		 * also starts shared (kvm_arch_supports_gmem_init_shared, 25/46). */
+		if (vm && vm->in_place)
+			return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
+			       GUEST_MEMFD_FLAG_INIT_SHARED;
 		return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:

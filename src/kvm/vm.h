@@ -36,6 +36,10 @@ struct pm_vm {
 	pm_refcount_t refs;
 	const struct pm_model_ops *model;    /* immutable */
 	unsigned long type;                  /* immutable */
+	bool in_place;                       /* immutable: in-place conversion
+	                                      * (pm_gmem_in_place_conversion) and
+	                                      * private memory: guest_memfd keeps the
+	                                      * shared/private state (gmem_attrs.c) */
 
 	pthread_mutex_t slots_lock;
 	struct pm_attr_store slot_index;     /* gfn -> slot id + 1 (0: none); written
@@ -79,6 +83,18 @@ void pm_vm_put(struct pm_vm *vm);
 int pm_kvm_version(void);
 #define PM_KVM_VERSION_LATEST 618
 
+/*
+ * In-place conversion (series "guest_memfd: In-place conversion support",
+ * v8), KVM's read-only module parameter gmem_in_place_conversion: chosen
+ * once per process, from PRIVMEM_GMEM_IN_PLACE (1/y/Y: on; read at the
+ * library's first use, never again; `privmem exec|run --gmem-in-place`
+ * set it). Off: privmem behaves as before it (VM attributes). On: every
+ * VM with private memory takes private-ness from its guest_memfds
+ * (KVM_SET_MEMORY_ATTRIBUTES2 on the file), KVM_CAP_MEMORY_ATTRIBUTES is
+ * 0 and INIT_SHARED is allowed on SW_PROTECTED, SNP and TDX VMs.
+ */
+bool pm_gmem_in_place_conversion(void);
+
 /* The guest_memfd creation flags a VM accepts now: KVM's
  * (KVM_CAP_GUEST_MEMFD_FLAGS) and privmem's page-size flags once enabled. */
 uint64_t pm_vm_gmem_valid_flags(struct pm_vm *vm);
@@ -110,14 +126,21 @@ static inline bool pm_vm_is_bugged(struct pm_vm *vm)
 	return atomic_load_explicit(&vm->bugged, memory_order_relaxed);
 }
 
-/* Attributes this VM supports (KVM_MEMORY_ATTRIBUTE_*). */
+/* Attributes KVM_SET_MEMORY_ATTRIBUTES takes on this VM (KVM_MEMORY_
+ * ATTRIBUTE_*): none in in-place mode, where guest_memfd keeps them. */
 static inline uint64_t pm_vm_supported_attrs(const struct pm_vm *vm)
 {
-	return vm->model->private_mem ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
+	return vm->model->private_mem && !vm->in_place ? KVM_MEMORY_ATTRIBUTE_PRIVATE : 0;
 }
 
+/* Is gfn private? The VM's attribute, or in in-place mode the state of
+ * the page in its slot's guest_memfd (no slot, or no guest_memfd: shared).
+ * Lock-free; callers order it with the invalidation protocol. */
+bool pm_memslot_gfn_is_private(struct pm_vm *vm, gfn_t gfn);
 static inline bool pm_vm_gfn_is_private(struct pm_vm *vm, gfn_t gfn)
 {
+	if (vm->in_place)
+		return pm_memslot_gfn_is_private(vm, gfn);
 	return pm_attr_get(&vm->attrs, gfn) & KVM_MEMORY_ATTRIBUTE_PRIVATE;
 }
 

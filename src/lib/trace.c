@@ -110,6 +110,26 @@ uint64_t pm_trace_clock(void)
 
 /* ---- output (out_lock held) ---- */
 
+/* Writes the buffer out; a failed write marks the output broken. */
+static void out_drain_locked(void)
+{
+	const char *p = out_buf;
+
+	while (out_len && !out_error) {
+		ssize_t w = write(out_fd, p, out_len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			out_error = true;
+			break;
+		}
+		p += w;
+		out_len -= (size_t)w;
+	}
+	out_len = 0;
+}
+
 static void out_write_locked(const char *s, size_t n)
 {
 	while (n && !out_error) {
@@ -119,23 +139,8 @@ static void out_write_locked(const char *s, size_t n)
 		out_len += c;
 		s += c;
 		n -= c;
-		if (out_len == TRACE_OUT_BYTES) {
-			const char *p = out_buf;
-
-			while (out_len) {
-				ssize_t w = write(out_fd, p, out_len);
-
-				if (w < 0 && errno == EINTR)
-					continue;
-				if (w <= 0) {
-					out_error = true;
-					break;
-				}
-				p += w;
-				out_len -= (size_t)w;
-			}
-			out_len = 0;
-		}
+		if (out_len == TRACE_OUT_BYTES)
+			out_drain_locked();
 	}
 }
 
@@ -417,18 +422,7 @@ int pm_trace_stop(void)
 			  "\"events\":%" PRIu64 ",\"dropped\":%" PRIu64 "}}\n", pm_version(),
 			  nr_events, (uint64_t)atomic_load(&nr_dropped));
 	/* The last partial buffer: out_write_locked writes only full ones. */
-	for (const char *p = out_buf; out_len && !out_error;) {
-		ssize_t w = write(out_fd, p, out_len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			out_error = true;
-			break;
-		}
-		p += w;
-		out_len -= (size_t)w;
-	}
+	out_drain_locked();
 	if (out_error)
 		err = EIO;
 	if (close(out_fd) && !err)

@@ -61,6 +61,7 @@
 #define ATTR_ENTRY_NODE    (1ULL << 63)
 /* Splits per set: one per level below the root, on each boundary path. */
 #define ATTR_MAX_SPLITS    (2 * ATTR_ROOT_LEVEL)
+_Static_assert(ATTR_MAX_SPLITS == PM_ATTR_MAX_NODES, "attr.h's bound is the walk's");
 
 struct pm_attr_node {
 	/* Written only by the writer holding store->lock; read under RCU. */
@@ -806,6 +807,81 @@ out_unlock:
 	/* Retired nodes become reusable without holding up other writers. */
 	pm_recycler_maintain(&s->recycler);
 	return err;
+}
+
+/* ---- set with a reservation -------------------------------------------- */
+
+int pm_attr_reach(struct pm_attr_store *s, gfn_t end)
+{
+	int err;
+
+	PM_BUG_ON(end > ATTR_GFN_LIMIT);
+	attr_lock_all(s);
+	err = attr_grow_root(s, end);
+	attr_unlock_all(s);
+	return err;
+}
+
+int pm_attr_reserve(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs,
+		    struct pm_attr_reservation *res)
+{
+	struct attr_set_op op = { .store = s, .start = start, .end = end, .attrs = attrs };
+	uintptr_t w;
+	int err = 0, needed = ATTR_MAX_SPLITS;
+
+	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT);
+	res->nr = 0;
+	if (attrs != PM_ATTR_ANY_SET) {
+		PM_BUG_ON(attrs >= ATTR_VALUE_LIMIT);
+		attr_lock_all(s);
+		err = attr_grow_root(s, end);
+		w = atomic_load_explicit(&s->root, memory_order_relaxed);
+		if (!err)
+			needed = attr_count_node(&op, attr_root_node(w), attr_root_level(w), 0);
+		attr_unlock_all(s);
+		if (err)
+			return err;
+	}
+	err = attr_prealloc(&op, needed);
+	if (err)
+		return err;
+	memcpy(res->node, op.spare, sizeof(op.spare[0]) * (size_t)op.nr_spare);
+	res->nr = op.nr_spare;
+	return 0;
+}
+
+void pm_attr_unreserve(struct pm_attr_store *s, struct pm_attr_reservation *res)
+{
+	while (res->nr > 0)
+		attr_node_free_unpublished(s, res->node[--res->nr]);
+}
+
+void pm_attr_set_reserved(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs,
+			  struct pm_attr_reservation *res)
+{
+	struct attr_set_op op = { .store = s, .start = start, .end = end, .attrs = attrs };
+	uintptr_t w;
+	int needed;
+
+	PM_BUG_ON(start >= end || end > ATTR_GFN_LIMIT || attrs >= ATTR_VALUE_LIMIT);
+	if (!attr_set_in_leaf(s, start, end, attrs)) {
+		attr_lock_all(s);
+		w = atomic_load_explicit(&s->root, memory_order_relaxed);
+		/* The reservation's promise: the root covers the range, and the
+		 * nodes the set needs are reserved. */
+		PM_BUG_ON(end > attr_span(attr_root_level(w) + 1));
+		needed = attr_count_node(&op, attr_root_node(w), attr_root_level(w), 0);
+		PM_BUG_ON(needed > res->nr);
+		memcpy(op.spare, res->node + res->nr - needed, sizeof(op.spare[0]) * (size_t)needed);
+		op.nr_spare = needed;
+		res->nr -= needed;
+		attr_set_node(&op, attr_root_node(w), attr_root_level(w), 0);
+		PM_BUG_ON(op.used != op.nr_spare);
+		attr_stale_trim(s, PM_ATTR_STALE);
+		attr_unlock_all(s);
+	}
+	pm_attr_unreserve(s, res);
+	pm_recycler_maintain(&s->recycler);
 }
 
 void pm_attr_compact(struct pm_attr_store *s)

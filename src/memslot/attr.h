@@ -80,6 +80,35 @@ uint64_t pm_attr_get(struct pm_attr_store *s, gfn_t gfn);
  * Either the whole range changes or, on -ENOMEM, nothing does. */
 int pm_attr_set(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs);
 
+/*
+ * A set that cannot fail, for callers that must know before they change
+ * anything else (guest_memfd's conversions and pKVM's unshares commit the
+ * state last, after irreversible steps): pm_attr_reserve takes the nodes a
+ * set of [start, end) to attrs will need (or every node any set could
+ * need, PM_ATTR_MAX_NODES, with attrs == PM_ATTR_ANY_SET), -ENOMEM with
+ * nothing held; pm_attr_set_reserved makes a set with them and gives the
+ * rest back; pm_attr_unreserve gives them all back. An exact reservation
+ * stays right only while no other set runs on the store between the two
+ * calls (the caller's lock); a PM_ATTR_ANY_SET one for any one set within
+ * the root's span (pm_attr_reach). The store's locks are not held between
+ * the calls.
+ */
+#define PM_ATTR_MAX_NODES (2 * (PM_ATTR_LEVELS - 1))
+#define PM_ATTR_ANY_SET   (~0ULL)
+struct pm_attr_node;
+struct pm_attr_reservation {
+	struct pm_attr_node *node[PM_ATTR_MAX_NODES];
+	int nr;
+};
+int pm_attr_reserve(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs,
+		    struct pm_attr_reservation *res);
+void pm_attr_set_reserved(struct pm_attr_store *s, gfn_t start, gfn_t end, uint64_t attrs,
+			  struct pm_attr_reservation *res);
+void pm_attr_unreserve(struct pm_attr_store *s, struct pm_attr_reservation *res);
+/* Raises the root to cover [0, end) now, so that no later set within it
+ * needs to (sets with a reservation never raise it): 0 or -ENOMEM. */
+int pm_attr_reach(struct pm_attr_store *s, gfn_t end);
+
 /* The value of gfn and, in *run_end, a gfn up to which (exclusive) every
  * gfn from gfn on has it too (the end of the entry it came from: a run may
  * continue past it). */

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <privmem/kvm.h>
 #include "gmem/gmem.h"
+#include "host/pool.h"
 #include "kvm/vm.h"
 #include "lib/rcu.h"
 #include "memslot/memslot.h"
@@ -166,6 +167,41 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
 	}
 	pm_rcu_read_unlock();
 	return slot != NULL;
+}
+
+int pm_memslot_read_gmem_page(struct pm_vm *vm, gfn_t gfn, void *buf)
+{
+	struct pm_slot_ref ref;
+	pm_pfn_t pfn;
+	int r;
+
+	if (!pm_memslot_get(vm, gfn, true, &ref) || !ref.gmem) {
+		if (ref.gmem)
+			pm_gmem_put(ref.gmem);
+		return -EINVAL;
+	}
+	r = pm_gmem_get_pfn_host(ref.gmem, ref.index, &pfn);
+	if (!r)
+		memcpy(buf, pm_pfn_to_hva(pfn), PM_PAGE_SIZE);
+	pm_gmem_put(ref.gmem);
+	return r;
+}
+
+bool pm_memslot_gfn_is_private(struct pm_vm *vm, gfn_t gfn)
+{
+	struct pm_memslot *slot;
+	struct pm_gmem *g;
+	bool private = false;
+
+	/* The file is freed only after a grace period past its release,
+	 * which clears slot->gmem first: reading its state here is safe. */
+	pm_rcu_read_lock();
+	slot = pm_memslot_lookup(vm, gfn);
+	g = slot && pm_memslot_has_gmem(slot) ? pm_rcu_dereference(slot->gmem) : NULL;
+	if (g)
+		private = pm_gmem_is_private(g, slot->gmem_pgoff + (gfn - slot->base_gfn));
+	pm_rcu_read_unlock();
+	return private;
 }
 
 /* Does [start, end) overlap a slot other than `except`? (slots_lock held.)

@@ -99,6 +99,12 @@ bool pm_memslot_get(struct pm_vm *vm, gfn_t gfn, bool private_page, struct pm_sl
 int pm_memslot_check_hva(struct pm_vm *vm, const struct pm_slot_ref *ref, gfn_t gfn,
 			 int *max_level);
 
+/* In-place launch data (KVM_SEV_SNP_LAUNCH_UPDATE's uaddr, KVM_TDX_INIT_
+ * MEM_REGION's source_addr 0 in in-place mode, 22/46 and 23/46): copies
+ * the guest_memfd page behind gfn (allocated if it was not: it reads zero
+ * then) into buf. 0, -EINVAL (no guest_memfd slot), -ENOMEM, -EHWPOISON. */
+int pm_memslot_read_gmem_page(struct pm_vm *vm, gfn_t gfn, void *buf);
+
 /* Deletes every slot (VM destruction). */
 void pm_memslots_destroy(struct pm_vm *vm);
 

@@ -226,7 +226,10 @@ static int fault_max_level(struct pm_vm *vm, const struct pm_slot_ref *slot,
 			continue;
 		if (!PM_ALIGNED(backing, n))
 			continue;
-		if (pm_attr_mixed(&vm->attrs, f->gfn, level))
+		/* In-place mode: the file's state, over the file's block that
+		 * the gfn's block maps (aligned alike, as just checked). */
+		if (vm->in_place ? slot->gmem && pm_gmem_attrs_mixed(slot->gmem, slot->index, level)
+				 : pm_attr_mixed(&vm->attrs, f->gfn, level))
 			continue;
 		return level;
 	}
@@ -237,10 +240,9 @@ static int fault_max_level(struct pm_vm *vm, const struct pm_slot_ref *slot,
  * gmem-only slot). A shared page whose contents live in the file's host
  * file (an INIT_SHARED file's) is mapped there, where the VMM's views see
  * it: an HVA leaf into the library's window on it (the retry check covers
- * the window as it covers the frame: punch and release invalidate first).
- * The allocation, the prepare hook and the last put of the file run
- * outside any RCU read-side section: they may block, and a last put
- * releases the file, which waits for a grace period. */
+ * the window as it covers the frame: punch, release and conversions
+ * invalidate first). The allocation and the prepare hook run outside any
+ * RCU read-side section: they may block. The caller puts the file. */
 static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_slot_ref *slot,
 					    struct fault_source *src)
 {
@@ -251,13 +253,13 @@ static enum pm_fault_result fault_gmem_page(struct pm_fault *f, const struct pm_
 
 	if (!slot->gmem)
 		return fault_exit(f, EFAULT);
-	/* A shared access (gmem-only slots) does not prepare the page: on SNP
-	 * that would make it the guest's private page in the RMP. */
-	err = f->private_access ? pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order)
-				: pm_gmem_get_pfn_shared(slot->gmem, slot->index, &pfn, &order);
+	/* Only private pages are prepared for the guest's hardware. */
+	if (f->private_access)
+		err = pm_gmem_get_pfn(slot->gmem, slot->index, f->gfn, &pfn, &order);
+	else
+		err = pm_gmem_get_pfn_shared(slot->gmem, slot->index, &pfn, &order);
 	if (!err && !f->private_access)
 		hva = pm_gmem_host_page(slot->gmem, slot->index, NULL);
-	pm_gmem_put(slot->gmem);
 	if (err)
 		return pm_mmu_gmem_error(f, err);
 	if (hva)
@@ -293,32 +295,55 @@ static enum pm_fault_result fault_hva_page(struct pm_vm *vm, struct pm_fault *f,
 	return PM_FAULT_MAPPED;
 }
 
-/* Looks the page up: the first half of a fault, before the race check. */
+/* The access's kind against the page's state, read after the fault's
+ * invalidation snapshot: a mismatch is the implicit conversion request
+ * (KVM_EXIT_MEMORY_FAULT); kinds taken from the state always match. */
+static enum pm_fault_result fault_check_kind(struct pm_fault *f, bool attr_private)
+{
+	if (f->kind_from_attr)
+		f->private_access = attr_private;
+	return f->private_access != attr_private ? fault_exit(f, EFAULT) : PM_FAULT_MAPPED;
+}
+
+/* Looks the page up: the first half of a fault, before the race check. In
+ * in-place mode the page's state comes from the slot's guest_memfd, read
+ * here (no slot, or one without guest_memfd: shared). */
 static enum pm_fault_result fault_lookup(struct pm_vm *vm, struct pm_fault *f,
 					 struct fault_source *src, int *level)
 {
 	struct pm_slot_ref slot;
 	enum pm_fault_result r;
 
-	if (!pm_memslot_get(vm, f->gfn, f->private_access, &slot))
+	if (!pm_memslot_get(vm, f->gfn, f->private_access, &slot)) {
+		if (vm->in_place && fault_check_kind(f, false) != PM_FAULT_MAPPED)
+			return PM_FAULT_EXIT;
 		return f->private_access ? fault_exit(f, EFAULT) : PM_FAULT_MMIO;
-	if (f->private_access && !(slot.flags & KVM_MEM_GUEST_MEMFD))
-		return fault_exit(f, EFAULT);
-	if (f->private_access || slot.gmem_only) {
-		r = fault_gmem_page(f, &slot, src);
-		if (r != PM_FAULT_MAPPED)
-			return r;
-	} else {
-		r = fault_hva_page(vm, f, &slot, src);
-		if (r != PM_FAULT_MAPPED)
-			return r;
 	}
-	if (pm_fault_is_write(f) && !src->writable)
-		return PM_FAULT_MMIO;   /* a write to a read-only slot */
+	if (vm->in_place) {
+		r = fault_check_kind(f, slot.gmem && pm_gmem_is_private(slot.gmem, slot.index));
+		if (r != PM_FAULT_MAPPED)
+			goto out;
+	}
+	if (f->private_access && !(slot.flags & KVM_MEM_GUEST_MEMFD))
+		r = fault_exit(f, EFAULT);
+	else if (f->private_access || slot.gmem_only)
+		r = fault_gmem_page(f, &slot, src);
+	else
+		r = fault_hva_page(vm, f, &slot, src);
+	if (r != PM_FAULT_MAPPED)
+		goto out;
+	if (pm_fault_is_write(f) && !src->writable) {
+		r = PM_FAULT_MMIO;      /* a write to a read-only slot */
+		goto out;
+	}
 	*level = fault_max_level(vm, &slot, f, src);
 	if (!src->hva && f->private_access && vm->model->private_max_level)
 		*level = PM_MIN(*level, vm->model->private_max_level(vm, src->addr, f->gfn));
-	return PM_FAULT_MAPPED;
+out:
+	/* The last put may release the file: outside any read-side section. */
+	if (slot.gmem)
+		pm_gmem_put(slot.gmem);
+	return r;
 }
 
 static uint64_t fault_pte(const struct fault_source *src, const struct pm_fault *f, int level)
@@ -383,12 +408,8 @@ static enum pm_fault_result fault_once(struct pm_vm *vm, struct pm_fault *f)
 	enum pm_fault_result r;
 	int level = 0;
 
-	bool attr_private = pm_vm_gfn_is_private(vm, f->gfn);
-
-	if (f->kind_from_attr)
-		f->private_access = attr_private;
-	if (f->private_access != attr_private)
-		return fault_exit(f, EFAULT);   /* implicit conversion request */
+	if (!vm->in_place && fault_check_kind(f, pm_vm_gfn_is_private(vm, f->gfn)) != PM_FAULT_MAPPED)
+		return PM_FAULT_EXIT;
 	r = fault_lookup(vm, f, &src, &level);
 	if (r != PM_FAULT_MAPPED)
 		return r;

@@ -119,6 +119,10 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
+	bool convert_hides_private; /* in-place conversion to shared gives the host a
+	                             * zeroed page: the hardware keeps private contents
+	                             * from it (SNP: ciphertext; TDX: the page is
+	                             * cleared after its removal) */
 
 	int (*vm_init)(struct pm_vm *vm);
 	void (*vm_destroy)(struct pm_vm *vm);

@@ -424,12 +424,32 @@ static long gmem_get_file_stats(struct pm_gmem *g, unsigned long arg)
 	return 0;
 }
 
+/* KVM_SET_MEMORY_ATTRIBUTES2: ENOTTY unless in-place mode is on (as
+ * kvm_gmem_ioctl when gmem_in_place_conversion is off), EFAULT for the
+ * argument, then the file's checks; the struct goes back (error_offset)
+ * only when the conversion failed after them (EAGAIN, ENOMEM). */
+static long gmem_set_attributes(const struct pm_file *f, unsigned long arg)
+{
+	struct kvm_memory_attributes2 a;
+	long r;
+
+	if (!pm_gmem_in_place_conversion())
+		return -ENOTTY;
+	COPY_IN(a, arg);
+	r = pm_gmem_set_attributes(f->obj, &a);
+	if (r == -EAGAIN || r == -ENOMEM)
+		memcpy((void *)arg, &a, sizeof(a));
+	return r;
+}
+
 static long gmem_ioctl(const struct pm_file *f, unsigned long req, unsigned long arg)
 {
 	struct pm_gmem_pin pin;
 	uint64_t npages = pm_gmem_size(f->obj) >> PM_PAGE_SHIFT;
 
 	switch (req) {
+	case KVM_SET_MEMORY_ATTRIBUTES2:
+		return gmem_set_attributes(f, arg);
 	case PM_GUEST_MEMFD_PIN:
 	case PM_GUEST_MEMFD_UNPIN:
 		COPY_IN(pin, arg);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -601,13 +602,50 @@ static void s_kvm612(void)
 	close(kvm);
 }
 
+/* Under --gmem-in-place: in-place conversion on guest_memfd, as a VMM
+ * written for it sees it (v8): the capability, the per-VM attributes gone,
+ * KVM_SET_MEMORY_ATTRIBUTES2 on the file (not the VM), and a page made
+ * private lost to the program's mapping (a system call's read fails where
+ * a plain read would get SIGBUS); back to shared, its data is there. */
+static void s_inplace(void)
+{
+	int kvm = open_kvm(), vm, g;
+	struct kvm_create_guest_memfd cg = { .size = 2 * PAGE,
+					     .flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED };
+	struct kvm_memory_attributes2 a = { .offset = 0, .size = PAGE,
+					    .attributes = KVM_MEMORY_ATTRIBUTE_PRIVATE };
+	uint64_t v = 0;
+	struct iovec local = { .iov_base = &v, .iov_len = sizeof(v) }, remote;
+	volatile uint64_t *p;
+
+	CHECK(ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES) ==
+	      KVM_MEMORY_ATTRIBUTE_PRIVATE);
+	vm = create_vm(kvm, KVM_X86_SW_PROTECTED_VM);
+	CHECK(ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_MEMORY_ATTRIBUTES) == 0);
+	g = create_gmem(vm, cg.size, cg.flags);
+	p = mmap(NULL, cg.size, PROT_READ | PROT_WRITE, MAP_SHARED, g, 0);
+	CHECK(p != MAP_FAILED);
+	p[0] = 0x1234;
+	FAILS(ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES2, &a), ENOTTY);
+	CHECK(ioctl(g, KVM_SET_MEMORY_ATTRIBUTES2, &a) == 0);
+	remote = (struct iovec){ .iov_base = (void *)p, .iov_len = sizeof(v) };
+	FAILS(process_vm_readv(getpid(), &local, 1, &remote, 1, 0), EFAULT);
+	a.attributes = 0;
+	CHECK(ioctl(g, KVM_SET_MEMORY_ATTRIBUTES2, &a) == 0);
+	CHECK(p[0] == 0x1234);
+	munmap((void *)p, cg.size);
+	close(g);
+	close(vm);
+	close(kvm);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*fn)(void); } scenarios[] = {
 		{ "api", s_api }, { "vm", s_vm }, { "gmem-mmap", s_gmem_mmap }, { "dup", s_dup },
 		{ "close-during-run", s_close_during_run }, { "threads", s_threads },
 		{ "fork", s_fork }, { "exec", s_exec }, { "foreign", s_foreign }, { "sysfs", s_sysfs },
-		{ "kvm612", s_kvm612 },
+		{ "kvm612", s_kvm612 }, { "inplace", s_inplace },
 	};
 
 	setvbuf(stdout, NULL, _IONBF, 0);

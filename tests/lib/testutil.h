@@ -49,6 +49,19 @@ struct pm_gmem *pm_test_gmem_of(int gmem_handle);
  * Aborts if that fails. Returns vm. */
 int pm_test_gmem_page_size_flags(int vm);
 
+/* SEV-SNP's launch digest: folds the PAGE_INFO of one page (type
+ * KVM_SEV_SNP_PAGE_TYPE_*, at gpa) into d, as the firmware does. */
+void pm_test_snp_page_info(uint8_t d[48], const uint8_t *page, uint8_t type, uint64_t gpa);
+/* The VMSA KVM makes at LAUNCH_FINISH for a vCPU at reset but for CS, RIP
+ * and RDX, laid out by hand (the AMD APM's save area), for digests. */
+void pm_test_snp_reset_vmsa(uint8_t page[4096], uint16_t cs_sel, uint64_t cs_base, uint64_t rip,
+			    uint64_t rdx);
+
+/* Runs this program (argv) again with PRIVMEM_GMEM_IN_PLACE=1, privmem's
+ * in-place conversion mode (read once per process), and waits for it:
+ * its exit status. Call before the parent's tests, or after them. */
+int pm_test_rerun_in_place(char **argv);
+
 /* `call` fails as a system call does: -1 and errno `err` (cmocka asserts;
  * include cmocka.h first). */
 #define assert_fails(call, err)                         \

@@ -122,6 +122,11 @@ static struct pm_gmem *launch_slot(struct pm_vm *vm, gfn_t gfn, uint64_t *npages
 	return ref.gmem;
 }
 
+static bool launch_in_place(const struct snp_vm *s, const struct kvm_sev_snp_launch_update *p)
+{
+	return s->vm->in_place && !p->uaddr;
+}
+
 /* Pages done, or -errno if none was. */
 static long launch_populate(struct snp_vm *s, const struct kvm_sev_snp_launch_update *p,
 			    uint64_t npages, uint32_t *fw_error)
@@ -141,9 +146,11 @@ static long launch_populate(struct snp_vm *s, const struct kvm_sev_snp_launch_up
 			r = -EINVAL;
 			break;
 		}
-		a.src = p->type == KVM_SEV_SNP_PAGE_TYPE_ZERO ? NULL
+		/* In-place mode: uaddr 0 means the data is the guest_memfd
+		 * page's own (22/46), written by the VMM while it was shared. */
+		a.src = p->type == KVM_SEV_SNP_PAGE_TYPE_ZERO || launch_in_place(s, p) ? NULL
 			: (const uint8_t *)(uintptr_t)(p->uaddr + done * PM_PAGE_SIZE);
-		if (a.src == NULL && p->type != KVM_SEV_SNP_PAGE_TYPE_ZERO) {
+		if (a.src == NULL && p->type != KVM_SEV_SNP_PAGE_TYPE_ZERO && !launch_in_place(s, p)) {
 			r = -EFAULT;
 			break;
 		}
@@ -173,7 +180,7 @@ static long launch_update(struct snp_vm *s, struct kvm_sev_cmd *cmd)
 		return n;
 	p.gfn_start += (uint64_t)n;
 	p.len -= (uint64_t)n << PM_PAGE_SHIFT;
-	if (p.type != KVM_SEV_SNP_PAGE_TYPE_ZERO)
+	if (p.type != KVM_SEV_SNP_PAGE_TYPE_ZERO && !launch_in_place(s, &p))
 		p.uaddr += (uint64_t)n << PM_PAGE_SHIFT;
 	memcpy((void *)(uintptr_t)cmd->data, &p, sizeof(p));
 	return 0;

@@ -386,6 +386,7 @@ const struct pm_model_ops pm_model_snp = {
 	.private_mem = true,
 	.readonly_mem = false,
 	.gmem_init_shared = false,
+	.convert_hides_private = true,
 	.vm_init = snp_vm_init,
 	.vm_destroy = snp_vm_destroy,
 	.gmem_prepare = snp_gmem_prepare,

@@ -47,6 +47,7 @@
  * demotion and leaks; tdx_guest.c the guest's TDCALLs.
  */
 #include <privmem/kvm.h>
+#include "memslot/memslot.h"
 #include "mmu/mmu.h"
 #include "models/tdx/tdx.h"
 #include "vcpu/vcpu.h"
@@ -213,9 +214,15 @@ static int populate_page(struct tdx_vm *t, uint64_t gpa, const void *src, bool m
 	if (pm_mmu_translate_kind(vm, f.gfn, false, &mapped))
 		return -EEXIST;
 	/* The source as KVM's get_user_pages would take it: EFAULT where the
-	 * VMM has nothing readable. */
-	if (pm_copy_from_user(page, src, PM_PAGE_SIZE))
-		return -EFAULT;
+	 * VMM has nothing readable. In-place mode takes source 0 as the
+	 * guest_memfd page itself (23/46): what the VMM wrote there while it
+	 * was shared. */
+	if (!src && vm->in_place)
+		r = pm_memslot_read_gmem_page(vm, f.gfn, page);
+	else
+		r = pm_copy_from_user(page, src, PM_PAGE_SIZE) ? -EFAULT : 0;
+	if (r)
+		return r;
 	f.private_access = true;
 	f.max_level = 0;         /* PAGE.ADD is 4K */
 	f.model_arg = &pop;
@@ -269,7 +276,8 @@ static int tdx_init_mem_region(struct pm_vcpu *vcpu, struct kvm_tdx_cmd *cmd)
 				  cmd->flags & KVM_TDX_MEASURE_MEMORY_REGION, &cmd->hw_error);
 		if (r)
 			break;
-		reg.source_addr += PM_PAGE_SIZE;
+		if (reg.source_addr || !vcpu->vm->in_place)
+			reg.source_addr += PM_PAGE_SIZE;
 		reg.gpa += PM_PAGE_SIZE;
 		reg.nr_pages--;
 	}
@@ -481,6 +489,7 @@ const struct pm_model_ops pm_model_tdx = {
 	.readonly_mem = false,
 	.gmem_init_shared = false,
 	.gmem_slots_only = false,
+	.convert_hides_private = true,
 	.vm_init = tdx_vm_init,
 	.vm_destroy = tdx_vm_destroy,
 	.inval_zap = tdx_inval_zap,

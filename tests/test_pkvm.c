@@ -1505,12 +1505,17 @@ static void *c_reader_main(void *arg)
 	return NULL;
 }
 
+/* Punches while the vCPUs run, and after they stop until one punch was
+ * refused (at most 4096 more tries): a loaded host may not schedule this
+ * thread before the vCPUs are done, and the guest, alive, still holds the
+ * pages it wrote then. */
 static void *c_puncher_main(void *arg)
 {
 	struct c_world *w = arg;
 	uint64_t rng = 12345;
+	unsigned int after = 0;
 
-	while (!atomic_load(&w->stop)) {
+	while (!atomic_load(&w->stop) || (!atomic_load(&w->punches_refused) && after++ < 4096)) {
 		uint64_t p = C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE);
 
 		if (!pm_kvm_fallocate(w->m.gmem, PUNCH, (off_t)(p * PAGE), PAGE))

@@ -289,6 +289,10 @@ static const struct {
 	{ "pkvm_8_vs_sw", "convert", "convert_pkvm_8", "convert_sw_8", 2.0 },
 	{ "pkvm_64_vs_sw", "convert", "convert_pkvm_64", "convert_sw_64", 2.0 },
 	{ "pkvm_512_vs_sw", "convert", "convert_pkvm_512", "convert_sw_512", 2.0 },
+	{ "realm_1_vs_sw", "convert", "convert_realm_1", "convert_sw_1", 2.0 },
+	{ "realm_8_vs_sw", "convert", "convert_realm_8", "convert_sw_8", 2.0 },
+	{ "realm_64_vs_sw", "convert", "convert_realm_64", "convert_sw_64", 2.0 },
+	{ "realm_512_vs_sw", "convert", "convert_realm_512", "convert_sw_512", 2.0 },
 	{ "tlb_miss_vs_native", "tlb", "tlb_miss_privmem", "tlb_miss_native", 5.0 },
 	{ "tlb_hit_vs_native", "tlb", "tlb_hit_privmem", "tlb_hit_native", 3.0 },
 	{ "convert_large_vs_small_vm", "scale", "convert_large_vm", "convert_small_vm", 1.3 },
@@ -330,7 +334,7 @@ static void test_bench_e2e_json_has_every_section_figure_and_target(void **state
 	const char *const args[] = { "bench", "e2e", "--size", "2M", "--reps", "1", "--json", NULL };
 	const char *const help[] = { "bench", "--help", NULL };
 	static const char *const sections[] = { "exit", "convert", "tlb", "scale", "memslot" };
-	static const char *const models[] = { "sw", "tdx", "snp", "pkvm" };
+	static const char *const models[] = { "sw", "tdx", "snp", "pkvm", "realm" };
 	static const char *const batches[] = { "1", "8", "64", "512" };
 	static const char *const others[][2] = {
 		{ "coro_switch", "exit" }, { "exit_empty", "exit" }, { "memset_4k", "convert" },
@@ -364,7 +368,7 @@ static void test_bench_e2e_json_has_every_section_figure_and_target(void **state
 		assert_string_equal(t->text, sections[n]);
 	}
 	assert_int_equal(n, 5);
-	for (size_t m = 0; m < 4; m++) {
+	for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
 		for (size_t b = 0; b < 4; b++) {
 			snprintf(path, sizeof(path), "figures.convert_%s_%s.section", models[m], batches[b]);
 			assert_string_equal(json_text(&r, json, path), "convert");
@@ -576,6 +580,27 @@ static const struct text_line tdx_lines[] = {
 	{ "fatal events   ", { "fatal_events" } },
 	{ "MRTD           ", { "mrtd" } },
 	{ "frame pool     ", { "pool.in_use/MiB", "pool.scrubbed/MiB" } },
+	{ NULL, { NULL } },
+};
+static const struct text_line realm_lines[] = {
+	HEADER_LINE,
+	{ "rim            ", { "rim" } },
+	ELAPSED_LINE,
+	{ "exits          ", { "exits.ucall", "exits.memory_fault", "exits.hypercall" } },
+	{ "conversions    ", { "conversions", "pages_to_private", "pages_to_shared", "implicit_conversions" } },
+	{ "mapped         ", { "mapped.4K", "mapped.2M", "mappings_present.4K", "mappings_present.2M" } },
+	{ "rmi calls      ", { "rmm.rmi_granule_delegate", "rmm.rmi_granule_undelegate", "rmm.rmi_realm_create",
+				"rmm.rmi_realm_activate", "rmm.rmi_rec_create" } },
+	{ "               rtt create ", { "rmm.rmi_rtt_create", "rmm.rmi_rtt_fold", "rmm.rmi_rtt_init_ripas",
+					  "rmm.rmi_rtt_set_ripas", "rmm.rmi_rtt_read_entry" } },
+	{ "               data create ", { "rmm.rmi_data_create", "rmm.rmi_data_create_unknown",
+					   "rmm.rmi_data_destroy", "rmm.rmi_rtt_map_unprotected",
+					   "rmm.rmi_rtt_unmap_unprotected", "rmm.rmi_errors" } },
+	{ "granules       ", { "realm.granules_data", "realm.granules_rtt", "realm.granules_delegated",
+				"realm.granules_rec", "realm.granules_rd" } },
+	{ "ripas changes  ", { "realm.ripas_change_exits", "realm.ripas_change_pages",
+				"realm.ripas_change_rejected", "realm.folds", "realm.unfolds" } },
+	{ "gpf            ", { "realm.gpf", "rmm.rim_extends", "rmm.rmm_tlbis" } },
 	{ NULL, { NULL } },
 };
 
@@ -800,7 +825,7 @@ static void expect_text_in_json(const char *text, const struct jv *json, const s
 			fail_msg("the text lacks its \"%s\" line", lines[i].label);
 	assert_int_equal(results, 1);
 	v = report_value(&(struct report_check){ .line = "(vCPUs)", .json = json }, "vcpus");
-	if (lines != snp_lines && lines != tdx_lines)
+	if (lines != snp_lines && lines != tdx_lines && lines != realm_lines)
 		assert_int_equal(vcpus, (int)strtol(v->text, NULL, 10));
 	/* The checks the text lists are all the JSON has. */
 	v = json_get(json, "checks");
@@ -876,6 +901,12 @@ static void test_run_json_holds_every_figure_of_the_text_tdx(void **state)
 {
 	expect_report_agrees("tdx", "64M", NULL, tdx_lines);
 	expect_report_agrees("tdx", "64M", "--no-huge", tdx_lines);
+}
+
+static void test_run_json_holds_every_figure_of_the_text_realm(void **state)
+{
+	expect_report_agrees("realm", "64M", NULL, realm_lines);
+	expect_report_agrees("realm", "64M", "--no-huge", realm_lines);
 }
 
 static void test_run_in_place_json_holds_every_figure_of_the_text(void **state)
@@ -1215,7 +1246,7 @@ static void test_run_out_of_host_memory_stops_and_says_so(void **state)
  * that fits but runs the pool dry fails (exit 1) saying so. */
 static void test_bench_larger_than_host_memory_is_refused_or_fails_with_a_message(void **state)
 {
-	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "guest", "e2e" };
+	static const char *const names[] = { "fault", "access", "psc", "tdx", "scale", "guest", "e2e", "realm" };
 	const char *const fault[] = { "bench", "fault", "--size", "64M", "--reps", "1", NULL };
 	struct result r;
 
@@ -1277,6 +1308,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_sw),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_default),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_pkvm),
+		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_realm),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_snp),
 		cmocka_unit_test(test_run_json_holds_every_figure_of_the_text_tdx),
 		cmocka_unit_test(test_run_in_place_json_holds_every_figure_of_the_text),

@@ -24,6 +24,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
+
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -213,6 +215,45 @@ static void test_trace_of_a_pkvm_run_has_its_transitions(void **state)
 	free(path);
 }
 
+/* A realm's run: every RMI command traced, as the RMM counts them (the
+ * successes by command in the report's "rmm", the failures in all). */
+static void test_trace_of_a_realm_run_has_its_rmi_commands(void **state)
+{
+	static const char *const cmds[] = {
+		"granule_delegate", "granule_undelegate", "realm_create", "realm_activate", "realm_destroy",
+		"rec_create", "rec_destroy", "rtt_create", "rtt_destroy", "rtt_fold", "rtt_init_ripas",
+		"rtt_set_ripas", "rtt_read_entry", "data_create", "data_create_unknown", "data_destroy",
+		"rtt_map_unprotected", "rtt_unmap_unprotected",
+	};
+	char *path = tmp_path(".json");
+	const char *const args[] = { "run", "--vm-type", "realm", "--vcpus", "2", "--mem", "16M", "--iterations",
+				     "20", "--json", "--trace", path, NULL };
+	struct trace t;
+	struct jv *json = traced_run(NULL, args, path, &t);
+	double until = trace_last_end(&t, "KVM_RUN");
+	uint64_t calls = 0, ok = 0;
+	char name[64], key[64];
+
+	expect_vm_counts(&t, json);
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		snprintf(name, sizeof(name), "RMI_%s", cmds[c]);
+		for (char *p = name; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		snprintf(key, sizeof(key), "rmm.rmi_%s", cmds[c]);
+		expect_count(trace_count(&t, "cca", name, "result", "\"0x0\"", until), json_u64(json, key), name);
+		calls += trace_count(&t, "cca", name, NULL, NULL, until);
+		ok += json_u64(json, key);
+	}
+	expect_count(calls - ok, json_u64(json, "rmm.rmi_errors"), "failed RMI commands");
+	expect_count(trace_count(&t, "cca", "RSI_IPA_STATE_SET", NULL, NULL, until),
+		     json_u64(json, "realm.ripas_change_exits"), "RSI_IPA_STATE_SET");
+	assert_true(json_u64(json, "rmm.rmi_data_create_unknown") > 0);
+	trace_free(&t);
+	json_free(json);
+	unlink(path);
+	free(path);
+}
+
 /* PRIVMEM_TRACE=FILE: the library traces from its start and writes the
  * file when the program exits; privmem exec --trace sets it for a program
  * run on privmem. */
@@ -295,7 +336,7 @@ static void expect_svg_naming(const char *path, const char *const *series)
 static void test_run_plot_draws_memory_over_time(void **state)
 {
 	static const char *const series[] = { "private", "shared", "4K", "2M", "1G", NULL };
-	static const char *const types[] = { "snp", "sw", "pkvm" };
+	static const char *const types[] = { "snp", "sw", "pkvm", "realm" };
 
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
 		char *path = tmp_path(".svg");
@@ -423,6 +464,7 @@ int main(void)
 		cmocka_unit_test(test_trace_of_an_snp_run_has_its_rmp_instructions),
 		cmocka_unit_test(test_trace_of_a_tdx_run_has_its_seamcalls),
 		cmocka_unit_test(test_trace_of_a_pkvm_run_has_its_transitions),
+		cmocka_unit_test(test_trace_of_a_realm_run_has_its_rmi_commands),
 		cmocka_unit_test(test_trace_from_the_environment_and_exec),
 		cmocka_unit_test(test_trace_to_a_bad_path_fails_before_running),
 		cmocka_unit_test(test_run_plot_draws_memory_over_time),

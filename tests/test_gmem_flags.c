@@ -48,6 +48,7 @@ static const struct type_flags expected_flags[] = {
 	{ KVM_X86_SNP_VM, GUEST_MEMFD_FLAG_MMAP | NDM },
 	{ KVM_X86_TDX_VM, GUEST_MEMFD_FLAG_MMAP | NDM },
 	{ PM_VM_TYPE_PKVM, GUEST_MEMFD_FLAG_MMAP | NDM },
+	{ PM_VM_TYPE_REALM, NDM },   /* arm64, not x86: no MMAP (model.h) */
 };
 
 static int gmem_create(int vm, uint64_t size, uint64_t flags)

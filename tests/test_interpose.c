@@ -246,7 +246,7 @@ static void test_exec_vm_types_option_sets_kvm_cap_vm_types(void **state)
 
 	snprintf(want, sizeof(want), "vm_types 0x%x\n",
 		 (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM) |
-		 (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM));
+		 (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM) | (1 << PM_VM_TYPE_REALM));
 	expect(&all, 0, want);
 	snprintf(want, sizeof(want), "vm_types 0x%x\n",
 		 (1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | (1 << KVM_X86_SNP_VM));

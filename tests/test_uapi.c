@@ -301,7 +301,8 @@ static void test_vcpu_mmap_size_holds_kvm_run_and_takes_no_argument(void **state
 /* Every VM type privmem offers, and the one hypercall exit it offers, as
  * KVM_CAP_VM_TYPES and KVM_CAP_EXIT_HYPERCALL report them: bit N for N. */
 #define ALL_VM_TYPES ((1 << KVM_X86_DEFAULT_VM) | (1 << KVM_X86_SW_PROTECTED_VM) | \
-		      (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM))
+		      (1 << KVM_X86_SNP_VM) | (1 << KVM_X86_TDX_VM) | (1 << PM_VM_TYPE_PKVM) | \
+		      (1 << PM_VM_TYPE_REALM))
 #define MAP_GPA_EXIT (1 << KVM_HC_MAP_GPA_RANGE)
 
 struct cap_row {

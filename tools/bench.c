@@ -21,8 +21,9 @@
  *  - scale: conversions of disjoint ranges by 1 and 2 VMM threads.
  *  - share: pKVM's in-place sharing beside destructive conversion and
  *    memset (bench_share.c).
- *  - psc, tdx: SEV-SNP's page state changes, TDX's acceptance and
- *    conversions (bench_psc.c, bench_tdx.c).
+ *  - psc, tdx, realm: SEV-SNP's page state changes, TDX's acceptance and
+ *    conversions, an Arm CCA realm's faults and conversions (bench_psc.c,
+ *    bench_tdx.c, bench_realm.c).
  *  - e2e: conversions end to end through real exits on every model, and
  *    the limits the core is to meet, each measured in the same run
  *    (bench_e2e.c, bench_e2e_mem.c).
@@ -92,7 +93,10 @@ static const struct {
 	{ "guest", "guest machine code (x86 engine) in a VM: register, load/store and memset\n"
 		   "loops, vs native and the engine alone (SIZE: memset, 64M; 5 runs)", 64 * MIB, 5,
 	  bench_guest, 1, 16 * MIB },
-	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm,\n"
+	{ "realm", "Arm CCA realm: first-touch faults at 4K and 2M on the simulated RMM vs\n"
+		   "memset, and conversions beside every model (SIZE: realm RAM touched, 256M)",
+	  256 * MIB, 3, bench_realm, 1, 0 },
+	{ "e2e", "conversions end to end through real exits on sw, tdx, snp, pkvm, realm,\n"
 		 "each beside its limit: exit, convert, tlb, scale, memslot (SIZE: 64M)", 64 * MIB, 5,
 	  bench_e2e, 1, PAGE_2M },
 	{ "nodirect", "conversion pairs on a guest_memfd with NO_DIRECT_MAP beside the\n"

@@ -10,7 +10,7 @@
  *    switches every exit makes); an MMIO write with no device behind it,
  *    for information;
  *  - convert: the round trip at 1, 8, 64 and 512 pages per exit on sw,
- *    tdx, snp and pkvm, in ns per page, beside memset of each 4K page of a
+ *    tdx, snp, pkvm and realm, in ns per page, beside memset of each 4K page of a
  *    buffer of the region's size;
  *  - tlb, scale, memslot: bench_e2e_mem.c.
  * The figures are privmem as it is: nothing here tunes it.
@@ -109,11 +109,29 @@ static long pkvm_to_private(struct pm_guest *g, const struct conv_vm *cv, uint64
 	return pm_guest_mem_unshare_range(g, gpa, n) != n;
 }
 
+static void realm_prepare(struct pm_guest *g, struct conv_vm *cv)
+{
+	cv->shared_bit = 1ULL << (pm_guest_realm_ipa_width(g) - 1);
+	PM_GUEST_ASSERT(g, pm_guest_realm_set_ripas(g, 0, cv->size, PM_RIPAS_RAM) == 0);
+	touch_pages(g, 0, cv->size >> 12, 1);
+}
+
+static long realm_to_shared(struct pm_guest *g, const struct conv_vm *cv, uint64_t gpa, uint64_t n)
+{
+	return (long)pm_guest_realm_set_ripas(g, gpa, gpa + (n << 12), PM_RIPAS_EMPTY);
+}
+
+static long realm_to_private(struct pm_guest *g, const struct conv_vm *cv, uint64_t gpa, uint64_t n)
+{
+	return (long)pm_guest_realm_set_ripas(g, gpa, gpa + (n << 12), PM_RIPAS_RAM);
+}
+
 const struct conv_model conv_models[CONV_NR] = {
 	[CONV_SW] = { "sw", KVM_X86_SW_PROTECTED_VM, sw_prepare, sw_to_shared, sw_to_private, 1 },
 	[CONV_TDX] = { "tdx", KVM_X86_TDX_VM, tdx_prepare, tdx_to_shared, tdx_to_private, 1 },
 	[CONV_SNP] = { "snp", KVM_X86_SNP_VM, snp_prepare, snp_to_shared, snp_to_private, 1 },
 	[CONV_PKVM] = { "pkvm", PM_VM_TYPE_PKVM, pkvm_prepare, pkvm_to_shared, pkvm_to_private, 0 },
+	[CONV_REALM] = { "realm", PM_VM_TYPE_REALM, realm_prepare, realm_to_shared, realm_to_private, 1 },
 };
 
 int conv_vm_create(struct result *r, struct vmm *m, const struct conv_model *model, uint64_t size,

@@ -23,7 +23,11 @@
  *    one exit);
  *  - pkvm: MEM_SHARE / MEM_UNSHARE in place, one hypercall per page (the
  *    hyp changes the owner and returns to the guest: no exit, as upstream;
- *    "n pages per exit" reads "n pages per batch" there).
+ *    "n pages per exit" reads "n pages per batch" there);
+ *  - realm: RSI_IPA_STATE_SET to RIPAS EMPTY and back to RAM (one
+ *    KVM_HC_MAP_GPA_RANGE exit each, the VMM converting as for sw; KVM
+ *    DATA_DESTROYs in the zap and commits with RTT_SET_RIPAS); shared
+ *    pages are touched through the unprotected alias (the top IPA bit).
  * The guest's view of the VM (struct conv_vm) is written by the guest's
  * conv_prepare and read by its conversions: guest code only, one vCPU.
  */
@@ -32,7 +36,7 @@
 
 #include "bench.h"
 
-enum conv_model_id { CONV_SW, CONV_TDX, CONV_SNP, CONV_PKVM, CONV_NR };
+enum conv_model_id { CONV_SW, CONV_TDX, CONV_SNP, CONV_PKVM, CONV_REALM, CONV_NR };
 
 struct conv_vm;
 

@@ -13,6 +13,7 @@ static const struct { const char *name; unsigned long type; } cli_vm_types[] = {
 	{ "snp", KVM_X86_SNP_VM },
 	{ "tdx", KVM_X86_TDX_VM },
 	{ "pkvm", PM_VM_TYPE_PKVM },
+	{ "realm", PM_VM_TYPE_REALM },
 };
 
 int cli_parse_vm_type(const char *s, unsigned long *type)

@@ -33,10 +33,12 @@ int cmd_run(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 /* privmem exec (exec.c): a command run on privmem through libprivmem-kvm.so. */
 int cmd_exec(int argc, char **argv);
-/* privmem measure (measure_cmd.c): a firmware image's launch measurement. */
+/* privmem measure (measure_cmd.c): a firmware image's launch measurement;
+ * privmem measure realm (measure_realm.c): a realm's RIM from its build. */
 int cmd_measure(int argc, char **argv);
+int cmd_measure_realm(int argc, char **argv);
 
-/* "default", "sw", "snp", "tdx", "pkvm" or their numbers -> KVM VM type;
+/* "default", "sw", "snp", "tdx", "pkvm", "realm" or their numbers -> KVM VM type;
  * -EINVAL otherwise. The name of a type, or NULL. */
 int cli_parse_vm_type(const char *s, unsigned long *type);
 const char *cli_vm_type_name(unsigned long type);

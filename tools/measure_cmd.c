@@ -4,7 +4,9 @@
  * firmware image will have, computed offline (measure.h), printed as one
  * line of hex. Exit status 0, 2 for bad usage or a bad input (a missing,
  * truncated or malformed image, a firmware without what the measurement
- * needs), 1 when the host fails (out of memory).
+ * needs), 1 when the host fails (out of memory). `privmem measure realm`
+ * (measure_realm.c), an Arm CCA realm's RIM from a description of its
+ * build, is a subcommand of its own.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -31,6 +33,7 @@ static void measure_usage(FILE *out)
 		"                           --vcpu-sig SIG] [--guest-features X] [--kernel FILE\n"
 		"                           [--initrd FILE] [--append CMDLINE]] [--verbose]\n"
 		"       privmem measure tdx --firmware FILE [--add-then-extend] [--verbose]\n"
+		"       privmem measure realm [--json] [--rim-version 1|2] FILE  (its --help)\n"
 		"\n"
 		"Prints, as hex, the launch measurement of a VM booted from an OVMF image the\n"
 		"way QEMU and KVM launch it: the SEV-SNP launch digest (as the PSP computes it\n"
@@ -208,8 +211,15 @@ int cmd_measure(int argc, char **argv)
 	struct measure_cmd cmd;
 	struct fw_image img;
 	size_t size = 0;
-	int r = measure_parse(argc, argv, &cmd);
+	int r;
 
+	/* An Arm CCA realm is measured from a description of its build, not
+	 * from a firmware image: a subcommand of its own, named first. */
+	if (argc > 1 && !strcmp(argv[1], "realm")) {
+		argv[1] = (char *)"privmem measure realm";   /* getopt's messages start with it */
+		return cmd_measure_realm(argc - 1, argv + 1);
+	}
+	r = measure_parse(argc, argv, &cmd);
 	if (r)
 		return r;
 	if (cmd.kernel) {

@@ -5,7 +5,8 @@
  * Subcommands: run (a protected VM scenario and its report), bench
  * (benchmarks beside their references), exec (a program written for
  * Linux KVM, run on privmem through the LD_PRELOAD interposer) and
- * measure (the launch measurement of a firmware image, offline).
+ * measure (the launch measurement of a firmware image, or a realm's RIM,
+ * offline).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -25,8 +26,8 @@ static void usage(FILE *out)
 		"  run     run a protected VM scenario and report on it (privmem run --help)\n"
 		"  bench   measure conversions, faults and accesses (privmem bench --help)\n"
 		"  exec    run a KVM program on privmem (privmem exec --help)\n"
-		"  measure the SEV-SNP launch digest or TDX MRTD of a firmware image\n"
-		"          (privmem measure --help)\n"
+		"  measure the SEV-SNP launch digest or TDX MRTD of a firmware image, or an\n"
+		"          Arm CCA realm's RIM (privmem measure --help)\n"
 		"\n"
 		"options:\n"
 		"  -h, --help      print this help and exit\n"

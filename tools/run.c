@@ -43,6 +43,7 @@ static const struct runner {
 	{ PM_VM_TYPE_PKVM, run_sw },
 	{ KVM_X86_SNP_VM, run_snp },
 	{ KVM_X86_TDX_VM, run_tdx },
+	{ PM_VM_TYPE_REALM, run_realm },
 };
 
 /* ---- options ---- */
@@ -56,13 +57,13 @@ struct run_cmd {
 	const char *plot_file;      /* an SVG of the guest's memory over time */
 	/* Options given, that apply to some VM types or scenarios only. */
 	const char *scenario_opt, *busy_rate_opt;
-	bool no_huge_opt;
+	bool no_huge_opt, in_place_opt;
 };
 
 static void run_usage(FILE *out)
 {
 	fprintf(out,
-		"usage: privmem run [--vm-type snp|sw|default|tdx|pkvm] [--mem SIZE] [--vcpus N]\n"
+		"usage: privmem run [--vm-type snp|sw|default|tdx|pkvm|realm] [--mem SIZE] [--vcpus N]\n"
 		"                   [--scenario convert|bounce|accept|virtio|default] [--seed N]\n"
 		"                   [--iterations N] [--busy-rate N] [--no-huge] [--json]\n"
 		"                   [--json-file FILE] [--trace FILE] [--plot FILE]\n"
@@ -79,20 +80,21 @@ static void run_usage(FILE *out)
 		"                    conversions), sw (software-protected: the scenarios below),\n"
 		"                    default (no private memory: bounce only),\n"
 		"                    tdx (a TD on the simulated TDX module: measured build,\n"
-		"                    accept, bounce buffers, conversions), or pkvm (protected VM\n"
-		"                    under pKVM's hypervisor: virtio only); or their numbers\n"
-		"                    (4, 1, 0, 5, 16)\n"
+		"                    accept, bounce buffers, conversions), pkvm (protected VM\n"
+		"                    under pKVM's hypervisor: virtio only), or realm (an Arm CCA\n"
+		"                    realm on the simulated RMM: measured populate, lazy faults,\n"
+		"                    RIPAS conversions); or their numbers (4, 1, 0, 5, 16, 17)\n"
 		"  --mem SIZE        guest RAM, e.g. 512M or 2G (K/M/G/T; default 512M; at least\n"
 		"                    2M per vCPU)\n"
 		"  --vcpus N         vCPUs, 1..%d (default 4)\n"
 		"  --scenario NAME   sw: convert, bounce, accept, or default (all of them, one per\n"
 		"                    vCPU); default: bounce; pkvm: virtio (in-place sharing for\n"
-		"                    device I/O); snp and tdx have one scenario of their own\n"
+		"                    device I/O); snp, tdx and realm have one scenario of their own\n"
 		"  --seed N          seed for the random choices (default 1)\n"
 		"  --iterations N    conversions / requests per vCPU, 1..1000000 (default 200 / 100)\n"
 		"  --busy-rate N     tdx: OPERAND_BUSY injected per million S-EPT SEAMCALLs,\n"
 		"                    0..1000000 (at 1000000 no TD can be built: the run gives up)\n"
-		"  --no-huge         tdx: private pages at 4K only (as upstream)\n"
+		"  --no-huge         tdx, realm: private pages at 4K only (tdx: as upstream)\n"
 		"  --json            print the report as one JSON object\n"
 		"  --json-file FILE  also write the report as one JSON object to FILE\n"
 		"  --trace FILE      write a Chrome / Perfetto JSON trace of the run to FILE\n"
@@ -137,12 +139,14 @@ static int run_not_for(const char *opt, const char *vm_type, const char *takes)
 static int run_check(const struct run_cmd *cmd)
 {
 	const struct run_opts *o = &cmd->o;
-	bool tdx = o->type == KVM_X86_TDX_VM;
+	bool tdx = o->type == KVM_X86_TDX_VM, realm = o->type == PM_VM_TYPE_REALM;
 
 	if (cmd->busy_rate_opt && !tdx)
 		return run_not_for("--busy-rate", o->vm_type, "tdx only");
-	if (cmd->no_huge_opt && !tdx)
-		return run_not_for("--no-huge", o->vm_type, "tdx only");
+	if (cmd->no_huge_opt && !tdx && !realm)
+		return run_not_for("--no-huge", o->vm_type, "tdx and realm only");
+	if (cmd->in_place_opt && realm)         /* realms have no in-place mode */
+		return run_not_for("--gmem-in-place", o->vm_type, "not realms, whose guest_memfd the host cannot map");
 	if (cmd->scenario_opt && o->scenario != SC_DEFAULT) {
 		bool ok;
 
@@ -157,7 +161,7 @@ static int run_check(const struct run_cmd *cmd)
 			ok = o->scenario == SC_VIRTIO;
 			break;
 		default:
-			ok = false;                        /* snp and tdx: one scenario of their own */
+			ok = false;                        /* snp, tdx, realm: one scenario of their own */
 			break;
 		}
 		if (!ok) {
@@ -266,6 +270,7 @@ static int run_parse(int argc, char **argv, struct run_cmd *cmd)
 		case 'I':
 			/* Read by the library once, at its first use: before any. */
 			setenv("PRIVMEM_GMEM_IN_PLACE", "1", 1);
+			cmd->in_place_opt = true;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -476,7 +481,9 @@ int cmd_run(int argc, char **argv)
 	report_u64(&rep, "mem_bytes", cmd.o.mem);
 	report_u64(&rep, "vcpus", (uint64_t)cmd.o.vcpus);
 	report_u64(&rep, "seed", cmd.o.seed);
-	report_str(&rep, "gmem_in_place", vmm_gmem_in_place() ? "on" : "off");
+	/* The process's mode; realms never run in it (no in-place mode). */
+	report_str(&rep, "gmem_in_place",
+		   vmm_gmem_in_place() && cmd.o.type != PM_VM_TYPE_REALM ? "on" : "off");
 	r = run_traced(&cmd, &rep);
 	if (!r)
 		r = run_print(&rep, &cmd, json_file);

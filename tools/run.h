@@ -10,7 +10,7 @@
  *
  * Runners: run_sw.c (software-protected, default and pKVM VMs: the
  * convert, bounce, accept and virtio scenarios), run_snp.c (SEV-SNP),
- * run_tdx.c (TDX).
+ * run_tdx.c (TDX), run_realm.c (Arm CCA realms).
  */
 #ifndef PM_TOOLS_RUN_H
 #define PM_TOOLS_RUN_H
@@ -33,7 +33,7 @@ struct run_opts {
 	unsigned int seed;
 	unsigned int iterations;        /* per vCPU; 0: the runner's default */
 	unsigned int busy_per_million;  /* tdx: OPERAND_BUSY injected by the module */
-	bool no_huge;                   /* tdx: private pages at 4K only */
+	bool no_huge;                   /* tdx, realm: private pages at 4K only */
 	bool progress;                  /* show progress on stderr while it runs */
 	unsigned int stall_s;           /* give up after this long without progress */
 	const char *firmware;           /* snp, tdx: launch this OVMF image (NULL: the
@@ -65,6 +65,7 @@ typedef int (*run_fn)(const struct run_opts *o, struct report *rep);
 int run_sw(const struct run_opts *o, struct report *rep);
 int run_snp(const struct run_opts *o, struct report *rep);
 int run_tdx(const struct run_opts *o, struct report *rep);
+int run_realm(const struct run_opts *o, struct report *rep);
 
 /* The progress line on stderr (o->progress: a tty) while the vCPUs run:
  * vmm_run_all's tick, its argument the struct timespec the run began at;

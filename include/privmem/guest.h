@@ -275,6 +275,57 @@ uint64_t pm_guest_tdx_accept_range(struct pm_guest *g, uint64_t gpa, uint64_t si
  * the VMM did not enable or refused (*next: the chunk refused). */
 uint64_t pm_guest_tdx_map_gpa(struct pm_guest *g, uint64_t gpa, uint64_t size, uint64_t *next);
 
+/* ---- Arm CCA realms (PM_VM_TYPE_REALM) ----
+ * Protected IPAs have the top IPA bit clear, unprotected (shared) ones set:
+ * the bit is 1 << (pm_guest_realm_ipa_width(g) - 1). A protected IPA's
+ * RIPAS decides what an access does: RAM works (KVM maps the page on
+ * first use); EMPTY is a synchronous external abort taken by the realm,
+ * which a C guest cannot handle: the guest ends (PM_UCALL_ABORT, "...
+ * synchronous external abort ..."); DESTROYED means the realm cannot
+ * continue (KVM_EXIT_SYSTEM_EVENT, KVM_SYSTEM_EVENT_CRASH, data[0] the
+ * IPA; the guest never runs again). The RSI calls below are model calls
+ * with privmem's numbers; on another VM type they end the guest
+ * (PM_UCALL_ABORT). */
+enum pm_cca_call {
+	PM_CCA_CALL_REALM_CONFIG  = 0x7c000001,   /* RSI_REALM_CONFIG: the IPA width */
+	PM_CCA_CALL_IPA_STATE_SET = 0x7c000002,   /* RSI_IPA_STATE_SET: a0 = struct
+	                                           * pm_realm_ipa_state * (in/out) */
+	PM_CCA_CALL_IPA_STATE_GET = 0x7c000003,   /* RSI_IPA_STATE_GET: a0 = ipa; the RIPAS */
+};
+#define PM_RSI_SUCCESS             0ULL
+#define PM_RSI_ERROR_INPUT         1ULL
+#define PM_RSI_ACCEPT              0ULL     /* the host made the change */
+#define PM_RSI_REJECT              1ULL     /* the host refused it */
+#define PM_RIPAS_EMPTY             0
+#define PM_RIPAS_RAM               1
+#define PM_RIPAS_DESTROYED         2
+#define PM_RSI_NO_CHANGE_DESTROYED 0U
+#define PM_RSI_CHANGE_DESTROYED    1U
+
+/* RSI_IPA_STATE_SET: asks to change the RIPAS of [base, top) (protected,
+ * 4K aligned) to ripas (EMPTY or RAM); flags says whether DESTROYED
+ * entries may change. The REC exits to KVM (RMI_EXIT_RIPAS_CHANGE), which
+ * asks the VMM with a KVM_HC_MAP_GPA_RANGE exit (ENCRYPTED for RAM,
+ * DECRYPTED for EMPTY, the whole range) and, if it agrees, makes the
+ * change with RMI_RTT_SET_RIPAS. Out: new_base (where the change stopped:
+ * top when done) and response (ACCEPT or REJECT). */
+struct pm_realm_ipa_state {
+	uint64_t base, top;
+	uint32_t ripas, flags;
+	uint64_t new_base, response;
+};
+/* The realm's IPA width (RSI_REALM_CONFIG's ipa_width). */
+uint64_t pm_guest_realm_ipa_width(struct pm_guest *g);
+/* RSI_IPA_STATE_SET: PM_RSI_SUCCESS or PM_RSI_ERROR_INPUT. */
+uint64_t pm_guest_realm_ipa_state_set(struct pm_guest *g, struct pm_realm_ipa_state *req);
+/* RSI_IPA_STATE_GET: the RIPAS of the page at ipa (PM_RIPAS_*). */
+int pm_guest_realm_ipa_state_get(struct pm_guest *g, uint64_t ipa);
+/* As Linux's realm guests convert memory: RSI_IPA_STATE_SET over [base,
+ * top) until done, going on from new_base (to EMPTY with
+ * CHANGE_DESTROYED, to RAM without). 0, PM_RSI_ERROR_INPUT, or
+ * (1ULL << 63) | new_base when the host rejects it or it stops. */
+uint64_t pm_guest_realm_set_ripas(struct pm_guest *g, uint64_t base, uint64_t top, int ripas);
+
 #ifdef __cplusplus
 }
 #endif

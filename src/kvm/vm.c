@@ -34,7 +34,9 @@ int pm_vm_create(unsigned long type, struct pm_vm **out)
 	pm_ref_init(&vm->refs, 1);
 	vm->model = model;
 	vm->type = type;
-	vm->in_place = model->private_mem && pm_gmem_in_place_conversion();
+	/* A model without guest_memfd mmap (realms) has no in-place mode:
+	 * the host could not map the pages it shares. */
+	vm->in_place = model->private_mem && !model->gmem_no_mmap && pm_gmem_in_place_conversion();
 	pthread_mutex_init(&vm->lock, NULL);
 	r = pm_memslots_init(vm);
 	if (r)
@@ -181,7 +183,7 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 	case KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES:
 		/* v8's rule: 0 unless in-place mode is on and the VM has
 		 * private memory (the system handle: "has" is true). */
-		if (!pm_gmem_in_place_conversion() || (vm && !vm->model->private_mem))
+		if (!pm_gmem_in_place_conversion() || (vm && !vm->in_place))
 			return 0;
 		return KVM_MEMORY_ATTRIBUTE_PRIVATE;
 	case KVM_CAP_GUEST_MEMFD_FLAGS:
@@ -190,11 +192,13 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 		/* MMAP on every VM type (upstream's "Allow mmap() on guest_memfd
 		 * for x86 VMs with private memory"): a private page still faults
 		 * in every host mapping. In-place mode: a VM with private memory
-		 * also starts shared (kvm_arch_supports_gmem_init_shared, 25/46). */
+		 * also starts shared (kvm_arch_supports_gmem_init_shared, 25/46).
+		 * Realms (arm64) excepted: model.h's gmem_no_mmap. */
 		if (vm && vm->in_place)
 			return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
 			       GUEST_MEMFD_FLAG_INIT_SHARED;
-		return GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
+		return ((!vm || !vm->model->gmem_no_mmap) ? GUEST_MEMFD_FLAG_MMAP : 0) |
+		       GUEST_MEMFD_FLAG_NO_DIRECT_MAP |
 		       ((!vm || vm->model->gmem_init_shared) ? GUEST_MEMFD_FLAG_INIT_SHARED : 0);
 	case KVM_CAP_VM_TYPES:
 		return pm_model_vm_types();
@@ -202,6 +206,9 @@ long pm_check_extension(struct pm_vm *vm, unsigned long cap)
 		return PM_EXIT_HYPERCALL_VALID_MASK;
 	case PM_CAP_GUEST_MEMFD_PAGE_SIZE:
 		return 1;
+	case KVM_CAP_ARM_RMI:
+		return vm ? vm->type == PM_VM_TYPE_REALM
+			  : !!(pm_model_vm_types() & (1 << PM_VM_TYPE_REALM));
 	default:
 		return 0;
 	}

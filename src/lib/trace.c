@@ -96,6 +96,7 @@ static const struct trace_cat {
 	[PM_TRACE_TDX] = { "tdx", { { "gpa", 'x' }, { "level", 'd' }, { "status", 'x' } } },
 	[PM_TRACE_SNP] = { "snp", { { "pfn", 'x' }, { "gpa", 'x' }, { "size_2m", 'u' }, { "result", 'u' } } },
 	[PM_TRACE_PKVM] = { "pkvm", { { "pfn", 'x' }, { "gfn", 'x' }, { "pages", 'u' }, { "ret", 'd' } } },
+	[PM_TRACE_CCA] = { "cca", { { "addr", 'x' }, { "ipa", 'x' }, { "level", 'd' }, { "result", 'x' } } },
 };
 
 uint64_t pm_trace_clock(void)

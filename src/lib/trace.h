@@ -39,6 +39,8 @@ enum pm_trace_cat {
 	PM_TRACE_TDX,        /* a SEAMCALL or TDCALL (its name): gpa, level, status */
 	PM_TRACE_SNP,        /* "RMPUPDATE", "PSMASH", "PVALIDATE": pfn, gpa, size_2m, result */
 	PM_TRACE_PKVM,       /* a hyp transition (its name): pfn, gfn, pages, ret */
+	PM_TRACE_CCA,        /* an RMI command or RSI call of CCA's RMM (its name): addr (its
+	                      * first address: the granule or the RD), ipa, level, result */
 	PM_TRACE_NR_CATS,
 };
 

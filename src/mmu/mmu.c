@@ -364,6 +364,8 @@ static int fault_map(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t p
 {
 	if (f->private_access && vm->model->map_private)
 		return vm->model->map_private(vm, f, level, pte);
+	if (!f->private_access && vm->model->map_shared)
+		return vm->model->map_shared(vm, f, level, pte);
 	return pm_s2_map(&vm->mmu->s2, f->gfn, level, pte);
 }
 

@@ -23,6 +23,7 @@ static const struct pm_model_ops *const pm_models[] = {
 	&pm_model_pkvm,
 	&pm_model_snp,
 	&pm_model_tdx,
+	&pm_model_realm,
 };
 
 static pthread_once_t offer_once = PTHREAD_ONCE_INIT;

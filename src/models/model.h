@@ -27,8 +27,9 @@
  *    gfn's attribute (software-protected and default VMs);
  *  - mem_enc_op / vcpu_mem_enc_op serve KVM_MEMORY_ENCRYPT_OP on the VM /
  *    vCPU handle (arg is the user pointer; ENOTTY without the hook);
- *  - get_measurement serves PM_KVM_GET_MEASUREMENT (the launch digest or
- *    the MRTD; ENOTTY without the hook).
+ *  - get_measurement serves PM_KVM_GET_MEASUREMENT and _MEASUREMENT64 (the
+ *    launch digest, the MRTD, a realm's RIM) into size bytes, zero-padded;
+ *    -E2BIG when the measurement is longer (ENOTTY without the hook).
  *
  * Hooks for models whose hardware checks private accesses beyond the
  * stage-2 (SNP's RMP, TDX's pending pages):
@@ -40,6 +41,10 @@
  *    again) or _FATAL (a guest-fatal event: SNP's access to an unvalidated
  *    page, TDX's to a pending one; the guest is stopped with
  *    KVM_EXIT_SYSTEM_EVENT of type *event, data[0] the gpa);
+ *  - guest_pre_fault runs, in guest context, before the stage-2 fault of a
+ *    private access that found no translation: hardware that decides such
+ *    an access itself, without the host (CCA's RMM: RIPAS EMPTY is an
+ *    exception to the realm, DESTROYED ends it), ends the guest there;
  *  - guest_call serves pm_guest_model_call(): the model's own guest
  *    instructions and exits (PVALIDATE, the GHCB protocol, TDG.MEM.PAGE.
  *    ACCEPT, pKVM's hypercalls), run on the vCPU in guest context (it may
@@ -72,6 +77,10 @@
  *    the retry check; f->model_arg is the model's): 0, -EEXIST (something
  *    is there: a smaller level may be free), -EAGAIN (a concurrent update
  *    is in flight: retry the fault), -ENOMEM, -EIO (the VM is bugged);
+ *  - map_shared installs a shared leaf in place of pm_s2_map, under the
+ *    same lock and contract as map_private: for hardware whose own tables
+ *    map shared memory too (CCA's RTT_MAP_UNPROTECTED), which must hear of
+ *    every shared mapping the MMU installs;
  *  - vm_ioctl serves privmem's extension ioctls of the model (PMIO) on the
  *    VM handle (TDX: its test and tuning switches);
  *  - vcpu_pre_run may refuse KVM_RUN (-errno) before the VM can run;
@@ -119,6 +128,10 @@ struct pm_model_ops {
 	bool readonly_mem;          /* KVM_MEM_READONLY is supported */
 	bool gmem_init_shared;      /* GUEST_MEMFD_FLAG_INIT_SHARED is supported */
 	bool gmem_slots_only;       /* every memslot must have KVM_MEM_GUEST_MEMFD */
+	bool gmem_no_mmap;          /* GUEST_MEMFD_FLAG_MMAP is not offered, nor in-place
+	                             * conversion, which needs it (Arm CCA realms: not an
+	                             * x86 type; a gmem-only slot's shared page would be a
+	                             * frame the RMM may hold delegated) */
 	bool convert_hides_private; /* in-place conversion to shared gives the host a
 	                             * zeroed page: the hardware keeps private contents
 	                             * from it (SNP: ciphertext; TDX: the page is
@@ -140,16 +153,18 @@ struct pm_model_ops {
 	void (*gpa_decode)(struct pm_vm *vm, uint64_t gpa, gfn_t *gfn, bool *private_access);
 	long (*mem_enc_op)(struct pm_vm *vm, unsigned long arg);
 	long (*vcpu_mem_enc_op)(struct pm_vcpu *vcpu, unsigned long arg);
-	int (*get_measurement)(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
+	int (*get_measurement)(struct pm_vm *vm, uint8_t *digest, size_t size);
 
 	int (*private_max_level)(struct pm_vm *vm, pm_pfn_t pfn, gfn_t gfn);
 	int (*guest_access)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn, pm_pfn_t pfn, uint32_t *event);
+	void (*guest_pre_fault)(struct pm_vcpu *vcpu, uint64_t gpa, gfn_t gfn);
 	long (*guest_call)(struct pm_vcpu *vcpu, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
 	int (*get_stats)(struct pm_vm *vm, struct pm_model_stats *st);
 	int (*get_process_stats)(struct pm_model_stats *st);
 	bool (*gmem_host_mappable)(struct pm_vm *vm, pm_pfn_t pfn);
 	uint8_t *(*guest_hva)(struct pm_vm *vm, gfn_t gfn, uint64_t pte, pm_pfn_t pfn);
 	int (*map_private)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
+	int (*map_shared)(struct pm_vm *vm, struct pm_fault *f, int level, uint64_t pte);
 	int (*vcpu_pre_run)(struct pm_vcpu *vcpu);
 	void (*vcpu_enter)(struct pm_vcpu *vcpu);
 	void (*vcpu_exit)(struct pm_vcpu *vcpu);
@@ -177,5 +192,6 @@ extern const struct pm_model_ops pm_model_sw;
 extern const struct pm_model_ops pm_model_pkvm;
 extern const struct pm_model_ops pm_model_snp;
 extern const struct pm_model_ops pm_model_tdx;
+extern const struct pm_model_ops pm_model_realm;
 
 #endif

@@ -195,18 +195,19 @@ static long vm_create_guest_memfd(struct pm_vm *vm, unsigned long arg)
 	return r;
 }
 
-static long vm_get_measurement(struct pm_vm *vm, unsigned long arg)
+/* PM_KVM_GET_MEASUREMENT (size 48) and _MEASUREMENT64 (64). */
+static long vm_get_measurement(struct pm_vm *vm, unsigned long arg, size_t size)
 {
-	struct pm_measurement m;
+	uint8_t m[sizeof(struct pm_measurement64)] = { 0 };
 	int r;
 
 	if (!vm->model->get_measurement)
 		return -ENOTTY;
 	if (!arg)
 		return -EFAULT;
-	r = vm->model->get_measurement(vm, m.digest);
+	r = vm->model->get_measurement(vm, m, size);
 	if (!r)
-		memcpy((void *)arg, &m, sizeof(m));
+		memcpy((void *)arg, m, size);
 	return r;
 }
 
@@ -244,7 +245,9 @@ static long vm_ioctl(const struct pm_file *f, unsigned long req, unsigned long a
 	case KVM_MEMORY_ENCRYPT_OP:
 		return vm->model->mem_enc_op ? vm->model->mem_enc_op(vm, arg) : -ENOTTY;
 	case PM_KVM_GET_MEASUREMENT:
-		return vm_get_measurement(vm, arg);
+		return vm_get_measurement(vm, arg, sizeof(struct pm_measurement));
+	case PM_KVM_GET_MEASUREMENT64:
+		return vm_get_measurement(vm, arg, sizeof(struct pm_measurement64));
 	case KVM_CREATE_IRQCHIP:
 	case KVM_SET_TSS_ADDR:
 	case KVM_SET_IDENTITY_MAP_ADDR:

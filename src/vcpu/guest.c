@@ -260,6 +260,10 @@ static uint8_t *guest_page_slow(struct pm_vcpu *v, uint64_t gpa, unsigned int si
 		bool writable = write;
 
 		if (!hva) {
+			/* Hardware that answers this access without the host
+			 * (a realm's RIPAS) may end the guest here. */
+			if (check && model->guest_pre_fault)
+				model->guest_pre_fault(v, gpa, a.gfn);
 			hva = guest_fault(v, &a, &writable);
 			if (hva == GUEST_FAULT_LOOKUP)
 				continue;

@@ -271,7 +271,8 @@ long snp_mem_enc_op(struct pm_vm *vm, unsigned long arg)
 	return r;
 }
 
-int snp_get_measurement(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE])
+/* digest: at least PM_MEASUREMENT_SIZE bytes (zeroed past them). */
+int snp_get_measurement(struct pm_vm *vm, uint8_t *digest, size_t size)
 {
 	return psp_get_digest(&to_snp(vm)->fw, digest) == PSP_SUCCESS ? 0 : -EINVAL;
 }

@@ -63,7 +63,7 @@ static inline void snp_count(struct snp_vm *s, enum snp_stat st, uint64_t n)
 
 /* launch.c: KVM_MEMORY_ENCRYPT_OP and PM_KVM_GET_MEASUREMENT. */
 long snp_mem_enc_op(struct pm_vm *vm, unsigned long arg);
-int snp_get_measurement(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE]);
+int snp_get_measurement(struct pm_vm *vm, uint8_t *digest, size_t size);
 void snp_launch_teardown(struct snp_vm *s);
 
 /* psc.c: the GHCB page state change (descriptor at desc_gpa, shared) and

@@ -357,7 +357,8 @@ static long tdx_vcpu_mem_enc_op(struct pm_vcpu *vcpu, unsigned long arg)
 	return r;
 }
 
-static int tdx_get_measurement(struct pm_vm *vm, uint8_t digest[PM_MEASUREMENT_SIZE])
+/* digest: at least PM_MEASUREMENT_SIZE bytes (zeroed past them). */
+static int tdx_get_measurement(struct pm_vm *vm, uint8_t *digest, size_t size)
 {
 	struct tdx_td *td = tdx_td(to_tdx(vm));
 

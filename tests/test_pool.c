@@ -172,7 +172,12 @@ static void test_env_sets_initial_size_and_watermark(void **state)
 	check_env("5M", "lots", 4 * GIB, 256 * MIB);
 	check_env("0", "-1", 4 * GIB, 256 * MIB);
 	check_env("2MB", "", 4 * GIB, 256 * MIB);
+#ifndef PM_TSAN
+	/* Not under TSan: its fixed layout leaves a 1 TiB reservation to
+	 * chance (the pool then has size 0); the T suffix is checked in the
+	 * other builds. */
 	check_env("1T", "1t", 1ULL << 40, 1ULL << 40);
+#endif
 	/* A watermark above the pool's size is refused; the default is capped
 	 * at a pool smaller than it. */
 	check_env("6M", "8M", 6 * MIB, 6 * MIB);

@@ -4,9 +4,12 @@
  * creation and destruction of VM type 16 with its hyp; what the type
  * accepts (guest_memfd memslots only, no memory attributes); a guest
  * writing and reading its private memory, which the host cannot reach (host
- * stage-2 fault, SIGBUS through guest_memfd mmap); memslot deletion, punch
- * hole and VM teardown taking the pages back through the hyp (poisoned:
- * zeroed, and counted).
+ * stage-2 fault, SIGSEGV through guest_memfd mmap); pages the guest holds
+ * pinned against punches and memslots frozen once the VM ran; memslot
+ * deletion before the first run, the file's release and VM teardown taking
+ * the pages back through the hyp (poisoned: zeroed, and counted); sharing
+ * in place through MEM_SHARE / MEM_UNSHARE, one granule per hypercall and
+ * no exit. (test_pkvm_iface.c has the rest of the guest interface.)
  *
  * The hyp is looked at through its check-state queries (hyp.h); a guest
  * page's frame is found from the host stage-2 annotations (who owns each
@@ -296,8 +299,9 @@ static void test_guest_private_memory_is_kept_and_unreachable_by_the_host(void *
 	assert_int_equal(hyp_stats(hyp).host_s2_faults - after.host_s2_faults, 2);
 	view = pm_kvm_mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m.gmem, 0);
 	assert_true(view != MAP_FAILED);
-	assert_true(pm_test_sigbus(view + 3 * PAGE, false, &byte));
-	assert_true(pm_test_sigbus(view + 3 * PAGE, true, &byte));
+	assert_true(pm_test_sigsegv(view + 3 * PAGE, false, &byte));
+	assert_true(pm_test_sigsegv(view + 3 * PAGE, true, &byte));
+	assert_int_equal(byte, 0);              /* nothing was read */
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 
 	/* The guest reads back what it wrote. */
@@ -338,44 +342,145 @@ static void assert_all_poisoned(struct written *w)
 		assert_int_equal(pkvm_host_state(w->hyp, w->pfn[i]), PKVM_PAGE_OWNED);
 }
 
-/* The guest runs again and reads zeroes in place of what it wrote. */
-static void assert_guest_reads_zero(struct written *w)
+/* The guest runs again and reads back what it wrote (expect_seed ==
+ * seed): nothing was taken from it. */
+static void assert_guest_reads_back(struct written *w)
 {
 	struct pm_ucall uc;
 
+	assert_int_equal(w->a.expect_seed, w->a.seed);
 	assert_int_equal(vmm_run(&w->m, &uc), PM_UCALL_SYNC);
 	assert_int_equal(uc.args[0], WORDS);
 }
 
-static void test_memslot_deletion_reclaims_and_poisons_guest_pages(void **state)
-{
-	struct written w;
+/* The guest's counters of the model (PM_KVM_GET_MODEL_STATS on the
+ * system handle) by name; defined with the sharing tests below. */
+static uint64_t model_count(const char *name);
 
-	written_start(&w, 9, 0);
-	assert_int_equal(set_slot(&w.m, 0), 0);   /* delete */
-	assert_all_poisoned(&w);
-	for (unsigned int i = 0; i < NPAGES; i++) {
-		/* guest_memfd still holds the frame: the hyp zeroed it. */
-		assert_true(pkvm_page_poisoned(w.hyp, w.pfn[i]));
-		assert_true(frame_is_zero(w.pfn[i]));
-		assert_int_equal(pkvm_host_access(w.hyp, w.pfn[i], false), 0);
-	}
-	/* The slot again: the guest gets its pages back, zeroed. */
-	assert_int_equal(set_slot(&w.m, GMEM_SIZE), 0);
-	assert_guest_reads_zero(&w);
+static int add_slot(struct vmm *m, uint32_t slot, uint64_t gpa, uint64_t size, int gmem)
+{
+	struct kvm_userspace_memory_region2 r = {
+		.slot = slot, .flags = KVM_MEM_GUEST_MEMFD, .guest_phys_addr = gpa,
+		.memory_size = size, .guest_memfd = (uint32_t)gmem,
+	};
+
+	return pm_kvm_ioctl(m->vm, KVM_SET_USER_MEMORY_REGION2, &r);
+}
+
+/*
+ * Once the VM has run, every memslot change fails with EPERM (after KVM's
+ * own checks: a bad request keeps its own errno, and a guest_memfd slot,
+ * which KVM lets only be deleted, is EINVAL to anything else) and changes
+ * nothing: the guest keeps its pages and data.
+ */
+static void test_memslots_are_frozen_once_the_vm_has_run(void **state)
+{
+	struct kvm_create_guest_memfd cg = { .size = PAGE };
+	uint64_t refused = model_count("memslot_frozen_refusals");
+	struct written w;
+	int gmem2;
+
+	written_start(&w, 9, 9);
+	gmem2 = pm_kvm_ioctl(w.m.vm, KVM_CREATE_GUEST_MEMFD, &cg);
+	assert_true(gmem2 >= 0);
+	assert_fails(set_slot(&w.m, 0), EPERM);                                /* delete */
+	assert_fails(add_slot(&w.m, 1, 2 * GPA, PAGE, gmem2), EPERM);          /* create */
+	assert_fails(add_slot(&w.m, 1, 2 * GPA, PAGE + 1, gmem2), EINVAL);     /* KVM's check first */
+	assert_fails(add_slot(&w.m, 1, GPA, PAGE, gmem2), EEXIST);             /* overlap first */
+	assert_fails(set_slot(&w.m, GMEM_SIZE), EINVAL);                       /* immutable, KVM says first */
+	assert_int_equal(model_count("memslot_frozen_refusals") - refused, 2);
+	assert_int_equal(pm_kvm_close(gmem2), 0);
+	assert_int_equal(frames_owned_by(w.hyp, w.id), NPAGES);
+	assert_int_equal(hyp_stats(w.hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST],
+			 w.before.done[PKVM_HOST_RECLAIM_PAGE_GUEST]);
+	assert_guest_reads_back(&w);
 	vmm_destroy(&w.m);
 }
 
-static void test_punch_hole_reclaims_through_the_hyp(void **state)
+/* KVM_PRE_FAULT_MEMORY of the first NPAGES pages (no KVM_RUN). */
+static void pre_fault(struct vmm *m)
+{
+	struct kvm_pre_fault_memory range = { .gpa = GPA, .size = NPAGES * PAGE };
+
+	assert_int_equal(pm_kvm_ioctl(m->vcpu, KVM_PRE_FAULT_MEMORY, &range), 0);
+	assert_int_equal(range.size, 0);
+}
+
+/*
+ * Before the first run the memslots may change: deleting one takes back
+ * what the guest was given (pre-faulted pages: donated, then poisoned and
+ * zeroed by the reclaim), and the slot can come back. Those pages are
+ * pinned already (a punch is refused), as upstream pins at the fault.
+ */
+static void test_before_the_first_run_slot_deletion_reclaims_and_poisons(void **state)
+{
+	struct pkvm_stats before;
+	struct pkvm_hyp *hyp;
+	unsigned int id;
+	struct vmm m;
+
+	vmm_create(&m);
+	hyp = pkvm_model_hyp();
+	pre_fault(&m);
+	id = owner_of_gfn(hyp, GPA / PAGE);
+	assert_int_not_equal(id, PKVM_MAX_VMS);
+	assert_int_equal(frames_owned_by(hyp, id), NPAGES);
+	assert_fails(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), EBUSY);
+	before = hyp_stats(hyp);
+	assert_int_equal(set_slot(&m, 0), 0);
+	assert_int_equal(hyp_stats(hyp).pages_poisoned - before.pages_poisoned, NPAGES);
+	assert_int_equal(frames_owned_by(hyp, id), 0);
+	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, GMEM_SIZE), 0);  /* nothing pinned now */
+	assert_int_equal(set_slot(&m, GMEM_SIZE), 0);
+	vmm_destroy(&m);
+}
+
+/*
+ * The file's release (its last close while the VM lives) cannot be
+ * refused: the hyp takes the guest's pages back, poisoned and zeroed.
+ */
+static void test_closing_the_guest_memfd_takes_the_guest_pages_back_poisoned(void **state)
 {
 	struct written w;
 
-	written_start(&w, 11, 0);
-	assert_int_equal(pm_kvm_fallocate(w.m.gmem, PUNCH, 0, NPAGES * PAGE), 0);
-	assert_int_equal(hyp_stats(w.hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST] -
-			 w.before.done[PKVM_HOST_RECLAIM_PAGE_GUEST], NPAGES);
+	written_start(&w, 10, 10);
+	assert_int_equal(pm_kvm_close(w.m.gmem), 0);
 	assert_all_poisoned(&w);
-	assert_guest_reads_zero(&w);            /* new pages: zero */
+	for (unsigned int i = 0; i < NPAGES; i++)
+		assert_true(frame_is_zero(w.pfn[i]));
+	assert_int_equal(pm_kvm_munmap(w.m.run, PAGE), 0);
+	assert_int_equal(pm_kvm_close(w.m.vcpu), 0);
+	assert_int_equal(pm_kvm_close(w.m.vm), 0);
+	assert_int_equal(pm_kvm_close(w.m.kvm), 0);
+}
+
+/*
+ * A page the guest holds is pinned: a punch over one fails with EBUSY and
+ * takes nothing (the guest reads its data back), whether it comes from
+ * fallocate or from madvise(MADV_REMOVE) on a view (a punch too); the
+ * pages it never touched punch as before.
+ */
+static void test_punch_over_pages_the_guest_holds_is_ebusy_and_takes_nothing(void **state)
+{
+	uint64_t refused = model_count("punch_pinned_refusals");
+	struct written w;
+	uint8_t *view;
+
+	written_start(&w, 11, 11);
+	assert_fails(pm_kvm_fallocate(w.m.gmem, PUNCH, 0, NPAGES * PAGE), EBUSY);
+	assert_fails(pm_kvm_fallocate(w.m.gmem, PUNCH, (NPAGES - 1) * PAGE, 2 * PAGE), EBUSY);
+	assert_int_equal(pm_kvm_fallocate(w.m.gmem, PUNCH, NPAGES * PAGE, GMEM_SIZE - NPAGES * PAGE), 0);
+	view = pm_kvm_mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, w.m.gmem, 0);
+	assert_true(view != MAP_FAILED);
+	assert_fails(pm_kvm_madvise(view + PAGE, PAGE, MADV_REMOVE), EBUSY);
+	assert_int_equal(pm_kvm_madvise(view + NPAGES * PAGE, PAGE, MADV_REMOVE), 0);
+	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
+	assert_int_equal(model_count("punch_pinned_refusals") - refused, 3);
+	assert_int_equal(hyp_stats(w.hyp).done[PKVM_HOST_RECLAIM_PAGE_GUEST],
+			 w.before.done[PKVM_HOST_RECLAIM_PAGE_GUEST]);
+	for (unsigned int i = 0; i < NPAGES; i++)
+		assert_int_equal(guest_frame(w.hyp, w.id, GPA / PAGE + i), w.pfn[i]);
+	assert_guest_reads_back(&w);
 	vmm_destroy(&w.m);
 }
 
@@ -409,15 +514,6 @@ static uint32_t vmm_run_exit(struct vmm *m)
 	return m->run->exit_reason;
 }
 
-/* The next exit is the share / unshare notice for [gpa, gpa + n pages). */
-static void expect_share_exit(struct vmm *m, uint64_t nr, uint64_t gpa, uint64_t n)
-{
-	assert_int_equal(vmm_run_exit(m), KVM_EXIT_HYPERCALL);
-	assert_int_equal(m->run->hypercall.nr, nr);
-	assert_int_equal(m->run->hypercall.args[0], gpa);
-	assert_int_equal(m->run->hypercall.args[1], n);
-}
-
 /* The next exit is a SYNC with argument `want` (a result the guest reports). */
 static void expect_sync(struct vmm *m, uint64_t want)
 {
@@ -425,6 +521,15 @@ static void expect_sync(struct vmm *m, uint64_t want)
 
 	assert_int_equal(vmm_run(m, &uc), PM_UCALL_SYNC);
 	assert_int_equal((int64_t)uc.args[0], (int64_t)want);
+}
+
+/* The VM's exits of one reason, every vCPU's (PM_KVM_GET_VM_STATS). */
+static uint64_t vmm_exits(struct vmm *m, int reason)
+{
+	struct pm_vm_stats st;
+
+	assert_int_equal(pm_kvm_ioctl(m->vm, PM_KVM_GET_VM_STATS, &st), 0);
+	return st.exits[reason];
 }
 
 /* The hyp's counters: PM_KVM_GET_MODEL_STATS on the system handle. */
@@ -451,6 +556,17 @@ static uint64_t count(const struct pm_model_stats *st, const char *name)
 	return 0;
 }
 
+static uint64_t model_count(const char *name)
+{
+	int kvm = pm_kvm_open();
+	struct pm_model_stats st;
+
+	assert_true(kvm >= 0);
+	st = pkvm_stats_of(kvm);
+	assert_int_equal(pm_kvm_close(kvm), 0);
+	return count(&st, name);
+}
+
 static uint8_t *map_view(struct vmm *m)
 {
 	uint8_t *view = pm_kvm_mmap(NULL, GMEM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m->gmem, 0);
@@ -459,11 +575,12 @@ static uint8_t *map_view(struct vmm *m)
 	return view;
 }
 
+/* A page the host may not map faults with SIGSEGV (pKVM's abort). */
 static bool view_readable(uint8_t *view, uint64_t page)
 {
 	uint8_t byte;
 
-	return !pm_test_sigbus(view + page * PAGE, false, &byte);
+	return !pm_test_sigsegv(view + page * PAGE, false, &byte);
 }
 
 #define HOST_MARK 0x484f53544d41524bULL   /* what the host writes into a shared page */
@@ -478,9 +595,9 @@ static void guest_share_in_place(struct pm_guest *g, void *arg)
 
 	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
 		pm_guest_write64(g, gpa, pattern(gpa, seed));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, s, 2));
+	pm_guest_sync(g, pm_guest_mem_share_range(g, s, 2));
 	pm_guest_sync(g, pm_guest_read64(g, s) == HOST_MARK);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, s, 2));
+	pm_guest_sync(g, pm_guest_mem_unshare_range(g, s, 2));
 	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
 		good += pm_guest_read64(g, gpa) == (gpa == s ? HOST_MARK : pattern(gpa, seed));
 	pm_guest_sync(g, good);
@@ -500,7 +617,7 @@ static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void 
 	st0 = pkvm_stats(&m);
 	view = map_view(&m);
 	vmm_guest(&m, guest_share_in_place, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA + 2 * PAGE, 2);
+	expect_sync(&m, 2);                      /* no exit before: the hyp answered */
 	id = owner_of_gfn(hyp, GPA / PAGE);
 	/* In place: the view shows the guest's own frames, with its data. */
 	for (uint64_t p = 0; p < NPAGES; p++)
@@ -509,9 +626,8 @@ static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void 
 	assert_memory_equal(view + 3 * PAGE + 8, (uint64_t[]){ pattern(GPA + 3 * PAGE + 8, 21) }, 8);
 	assert_int_equal(pkvm_guest_state(hyp->vms[id], GPA / PAGE + 2, NULL), PKVM_PAGE_SHARED_OWNED);
 	memcpy(view + 2 * PAGE, &(uint64_t){ HOST_MARK }, 8);
-	expect_sync(&m, 2);
 	expect_sync(&m, 1);                      /* the guest saw the host's write */
-	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA + 2 * PAGE, 2);
+	expect_sync(&m, 2);
 	/* Gone from the host before the guest got the pages back. */
 	for (uint64_t p = 0; p < NPAGES; p++)
 		assert_false(view_readable(view, p));
@@ -519,12 +635,12 @@ static void test_share_is_in_place_and_unshare_takes_the_host_mapping_away(void 
 	assert_int_not_equal(pfn2, PM_PFN_INVALID);
 	assert_int_equal(pkvm_host_state(hyp, pfn2), PKVM_NOPAGE);
 	assert_int_equal(pkvm_guest_state(hyp->vms[id], GPA / PAGE + 2, NULL), PKVM_PAGE_OWNED);
-	expect_sync(&m, 2);
 	expect_sync(&m, WORDS);                  /* nothing lost either way */
 	st1 = pkvm_stats(&m);
 	assert_int_equal(count(&st1, "guest_share_host") - count(&st0, "guest_share_host"), 2);
 	assert_int_equal(count(&st1, "guest_unshare_host") - count(&st0, "guest_unshare_host"), 2);
 	assert_int_equal(count(&st1, "host_s2_faults"), count(&st0, "host_s2_faults"));
+	assert_int_equal(vmm_exits(&m, PM_STAT_EXITS_HYPERCALL), 0);
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 	vmm_destroy(&m);
 }
@@ -537,7 +653,7 @@ static void guest_shares_for_write(struct pm_guest *g, void *arg)
 
 	for (uint64_t gpa = GPA; gpa < GPA + NPAGES * PAGE; gpa += 8)
 		pm_guest_write64(g, gpa, pattern(gpa, 5));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, s, 2));
+	pm_guest_sync(g, pm_guest_mem_share_range(g, s, 2));    /* a granule per call, no exit */
 	pm_guest_sync(g, pm_guest_read64(g, s + 8) == HOST_MARK);
 	pm_guest_sync(g, pm_guest_read64(g, s + PAGE + 16) == HOST_MARK);
 	pm_guest_sync(g, pm_guest_read64(g, GPA + 5 * PAGE) == pattern(GPA + 5 * PAGE, 5));
@@ -554,8 +670,7 @@ static void test_pwrite_reaches_shared_pages_only(void **state)
 
 	vmm_create(&m);
 	vmm_guest(&m, guest_shares_for_write, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA + 2 * PAGE, 2);
-	expect_sync(&m, 2);
+	expect_sync(&m, 2);                                                       /* both shared */
 	assert_int_equal(pm_kvm_pwrite(m.gmem, &mark, 8, 2 * PAGE + 8), 8);       /* the frame */
 	assert_fails(pm_kvm_pwrite(m.gmem, &mark, 8, 5 * PAGE), EACCES);
 	expect_sync(&m, 1);
@@ -573,9 +688,9 @@ static void test_pwrite_reaches_shared_pages_only(void **state)
 static void guest_unshare_pinned(struct pm_guest *g, void *arg)
 {
 	pm_guest_write64(g, GPA, 0x1234);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 1));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA));
 	pm_guest_sync(g, pm_guest_read64(g, GPA));
 }
 
@@ -597,40 +712,40 @@ static void test_unshare_fails_cleanly_while_the_host_pins_the_page(void **state
 	st0 = pkvm_stats(&m);
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), EFAULT);   /* not shared yet */
 	vmm_guest(&m, guest_unshare_pinned, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
-	expect_sync(&m, 1);
+	expect_sync(&m, PM_SMCCC_RET_SUCCESS);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);   /* pins nest */
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, 2 * PAGE), EFAULT); /* all or nothing */
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 1, PAGE), EINVAL);
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_PIN, GMEM_SIZE, PAGE), EFAULT);
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, PAGE, PAGE), EINVAL); /* not pinned */
-	expect_sync(&m, (uint64_t)-EBUSY);      /* no exit: nothing changed hands */
+	expect_sync(&m, (uint64_t)PM_SMCCC_RET_INVALID_PARAMETER);   /* the pin is why: */
 	assert_true(view_readable(view, 0));
 	st1 = pkvm_stats(&m);
 	assert_int_equal(count(&st1, "unshare_busy") - count(&st0, "unshare_busy"), 1);
+	assert_int_equal(count(&st1, "guest_unshare_host_refused"), count(&st0, "guest_unshare_host_refused"));
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
 	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA, 1);
+	expect_sync(&m, PM_SMCCC_RET_SUCCESS);
 	assert_false(view_readable(view, 0));
-	expect_sync(&m, 1);
 	expect_sync(&m, 0x1234);
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 	vmm_destroy(&m);
 }
 
-/* Shares pages 0-3, then unshares 0-3 and 1-3, reporting each result. */
+/* Shares pages 0-3, then unshares 0-3 and 1-3, reporting each result
+ * (granules done, from the first). */
 static void guest_unshare_stops_at_pin(struct pm_guest *g, void *arg)
 {
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 4));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 4));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA + PAGE, 3));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA + PAGE, 3));
+	pm_guest_sync(g, pm_guest_mem_share_range(g, GPA, 4));
+	pm_guest_sync(g, pm_guest_mem_unshare_range(g, GPA, 4));
+	pm_guest_sync(g, pm_guest_mem_unshare_range(g, GPA + PAGE, 3));
+	pm_guest_sync(g, pm_guest_mem_unshare_range(g, GPA + PAGE, 3));
 }
 
-/* A batch stops before the first pinned page: the pages before it change
- * hands (one exit for them), the rest stay shared and mapped. */
+/* A loop of unshares stops at the first pinned page: the pages before it
+ * change hands, the rest stay shared and mapped. */
 static void test_a_batch_unshare_stops_before_a_pinned_page(void **state)
 {
 	struct vmm m;
@@ -639,16 +754,13 @@ static void test_a_batch_unshare_stops_before_a_pinned_page(void **state)
 	vmm_create(&m);
 	view = map_view(&m);
 	vmm_guest(&m, guest_unshare_stops_at_pin, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 4);
 	expect_sync(&m, 4);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, PAGE, PAGE), 0);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA, 1);
 	expect_sync(&m, 1);
 	for (uint64_t p = 0; p < 4; p++)
 		assert_int_equal(view_readable(view, p), p > 0);
-	expect_sync(&m, (uint64_t)-EBUSY);
+	expect_sync(&m, 0);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, PAGE, PAGE), 0);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_UNSHARE, GPA + PAGE, 3);
 	expect_sync(&m, 3);
 	for (uint64_t p = 0; p < 4; p++)
 		assert_false(view_readable(view, p));
@@ -657,43 +769,59 @@ static void test_a_batch_unshare_stops_before_a_pinned_page(void **state)
 	vmm_destroy(&m);
 }
 
-/* Every refusal the guest can meet, each reported by a SYNC. */
+/* Every refusal the guest can meet, each reported by a SYNC: X0 of the
+ * HVC (pm_guest_model_call is the raw call, with X1-X3). */
 static void guest_share_errors(struct pm_guest *g, void *arg)
 {
 	pm_guest_write64(g, GPA, 1);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + 8, 1));          /* unaligned */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 0));              /* no page */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, 0, 1));                /* not memory */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA, 1));            /* not shared */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE, 1));       /* untouched: ok */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE, 1));       /* twice */
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 3));              /* stops at page 1 */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + 8));                     /* unaligned */
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, GPA, 1, 0)); /* X2 */
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, GPA, 0, 1)); /* X3 */
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, PM_HC_PKVM_MEM_UNSHARE, GPA, 0, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, 0));                            /* not memory */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, GPA));                        /* not shared */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE));                   /* untouched: ok */
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA + PAGE));                   /* twice */
+	pm_guest_sync(g, pm_guest_mem_share_range(g, GPA, 3));                           /* stops at page 1 */
 	pm_guest_sync(g, pm_guest_read64(g, GPA + PAGE));
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, 0xC6000005, GPA, 0, 0));      /* Android's RELINQUISH */
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, 0xC6000008, 0, 0, 0));        /* unknown */
+	pm_guest_sync(g, (uint64_t)pm_guest_model_call(g, 0x7d000006, GPA, 0, 0));      /* not an SMCCC call */
 	pm_guest_sync(g, (uint64_t)pm_guest_hypercall(g, PM_HC_PKVM_MEM_SHARE + 7, 0, 0, 0, 0));
 }
 
+/* Each refusal is INVALID_PARAMETER and changes nothing; the reason shows
+ * in the hyp's counters: two shares and one unshare refused by the hyp
+ * (state), the others refused before it (arguments, not memory). The
+ * untouched page's share is refused once too (no leaf: ENOENT), then
+ * faulted in and shared. */
 static void test_share_and_unshare_refusals_are_exact_and_change_nothing(void **state)
 {
+	const uint64_t inval = (uint64_t)PM_SMCCC_RET_INVALID_PARAMETER;
 	struct pm_model_stats st0, st1;
 	struct vmm m;
 
 	vmm_create(&m);
 	st0 = pkvm_stats(&m);
 	vmm_guest(&m, guest_share_errors, NULL);
-	expect_sync(&m, (uint64_t)-EINVAL);
-	expect_sync(&m, (uint64_t)-EINVAL);
-	expect_sync(&m, (uint64_t)-EFAULT);
-	expect_sync(&m, (uint64_t)-EPERM);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA + PAGE, 1);
-	expect_sync(&m, 1);
-	expect_sync(&m, (uint64_t)-EPERM);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
-	expect_sync(&m, 1);
+	for (int i = 0; i < 6; i++)
+		expect_sync(&m, inval);
+	expect_sync(&m, PM_SMCCC_RET_SUCCESS);
+	expect_sync(&m, inval);
+	expect_sync(&m, 1);                      /* page 0 shared, page 1 refused */
 	expect_sync(&m, 0);                      /* the untouched page read zero */
+	expect_sync(&m, (uint64_t)PM_SMCCC_RET_NOT_SUPPORTED);
+	expect_sync(&m, (uint64_t)PM_SMCCC_RET_NOT_SUPPORTED);
+	expect_sync(&m, (uint64_t)-KVM_ENOSYS);
 	expect_sync(&m, (uint64_t)-KVM_ENOSYS);
 	st1 = pkvm_stats(&m);
 	assert_int_equal(count(&st1, "guest_share_host") - count(&st0, "guest_share_host"), 2);
+	assert_int_equal(count(&st1, "guest_share_host_refused") - count(&st0, "guest_share_host_refused"), 3);
+	assert_int_equal(count(&st1, "guest_unshare_host_refused") - count(&st0, "guest_unshare_host_refused"),
+			 1);
+	assert_int_equal(count(&st1, "guest_unshare_host"), count(&st0, "guest_unshare_host"));
 	assert_int_equal(count(&st1, "host_s2_faults"), count(&st0, "host_s2_faults"));
+	assert_int_equal(vmm_exits(&m, PM_STAT_EXITS_HYPERCALL), 0);
 	assert_consistent(pkvm_model_hyp());
 	vmm_destroy(&m);
 }
@@ -758,7 +886,7 @@ static void test_process_stats_carry_the_hyp_names_and_counts(void **state)
 	pkvm_hyp_get_stats(w.hyp, &live);
 	st = pkvm_stats_of(kvm);
 	assert_int_equal(st.vm_type, PM_VM_TYPE_PKVM);
-	assert_int_equal(st.nr, 2 * n + 3);
+	assert_int_equal(st.nr, 2 * n + 3 + 6);
 	assert_int_equal(retired.nr, st.nr);
 	for (int t = 0; t < n; t++) {
 		assert_string_equal(st.v[t].name, pkvm_transition_name(t));
@@ -773,6 +901,18 @@ static void test_process_stats_carry_the_hyp_names_and_counts(void **state)
 	assert_int_equal(st.v[2 * n + 1].value, retired.v[2 * n + 1].value + live.pages_poisoned);
 	assert_string_equal(st.v[2 * n + 2].name, "unshare_busy");
 	assert_int_equal(st.v[2 * n + 2].value, retired.v[2 * n + 2].value);
+	/* Then the guest interface's, process-wide (nothing here used it). */
+	{
+		static const char *const iface[] = {
+			"hyp_meminfo_calls", "mmio_guard_grants", "mmio_guard_refusals", "mmio_aborts",
+			"memslot_frozen_refusals", "punch_pinned_refusals",
+		};
+
+		for (int i = 0; i < 6; i++) {
+			assert_string_equal(st.v[2 * n + 3 + i].name, iface[i]);
+			assert_int_equal(st.v[2 * n + 3 + i].value, retired.v[2 * n + 3 + i].value);
+		}
+	}
 	/* The guest's pages were donated to it one by one. */
 	assert_int_equal(live.done[PKVM_HOST_DONATE_GUEST], NPAGES);
 
@@ -783,15 +923,6 @@ static void test_process_stats_carry_the_hyp_names_and_counts(void **state)
 	assert_fails(pm_kvm_ioctl(w.m.vm, PM_KVM_GET_MODEL_STATS, &st), ENOTTY);
 	vmm_destroy(&w.m);
 	assert_int_equal(pm_kvm_close(kvm), 0);
-}
-
-/* A punch takes a shared page back (not poisoned: the guest had shared it)
- * and drops the host's pins on it. */
-static void guest_share_page0(struct pm_guest *g, void *arg)
-{
-	pm_guest_write64(g, GPA, 5);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA, 1));
-	pm_guest_sync(g, pm_guest_read64(g, GPA));
 }
 
 /* ---- reclaim with the pool exhausted ---- */
@@ -817,12 +948,14 @@ static void *watchdog(void *arg)
 }
 
 /*
- * A punch (and the release) with the pool exhausted still takes the page
- * back and frees it. The guest's first page leaves the hyp's reserve below
+ * The release of the guest_memfd (a punch, before pinning: see below) with
+ * the pool exhausted still takes the page back and frees it. The guest's first page leaves the hyp's reserve below
  * a reclaim's worst case (its donation built tables on both stage-2s), the
  * pool then has no frame left, and the reclaim, which needs no new table,
  * cannot fill the reserve: it waited for memory that only the punch would
- * free. Found by the uAPI fuzzer (corpus: crash-pkvm-reclaim-exhausted-pool).
+ * free. Found by the uAPI fuzzer (corpus: crash-pkvm-reclaim-exhausted-pool),
+ * through a punch, which the guest's pin now refuses (EBUSY); the release
+ * reclaims the same way.
  */
 static void test_reclaim_with_the_pool_exhausted_finishes(void **state)
 {
@@ -855,8 +988,14 @@ static void test_reclaim_with_the_pool_exhausted_finishes(void **state)
 			break;
 	assert_int_equal(errno, ENOMEM);
 
-	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), 0);
-	vmm_destroy(&m);
+	/* The page is pinned (the guest holds it): the punch is refused
+	 * without reclaiming; the file's release reclaims it. */
+	assert_fails(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), EBUSY);
+	assert_int_equal(pm_kvm_close(m.gmem), 0);
+	assert_int_equal(pm_kvm_munmap(m.run, PAGE), 0);
+	assert_int_equal(pm_kvm_close(m.vcpu), 0);
+	assert_int_equal(pm_kvm_close(m.vm), 0);
+	assert_int_equal(pm_kvm_close(m.kvm), 0);
 	atomic_store(&watchdog_done, true);
 	pthread_join(dog, NULL);
 
@@ -868,7 +1007,16 @@ static void test_reclaim_with_the_pool_exhausted_finishes(void **state)
 	assert_int_equal(pm_kvm_close(kvm), 0);
 }
 
-static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
+/* A shared page is still the guest's: a punch over it is refused (EBUSY)
+ * and takes nothing, not the page, not the host's pins on it. */
+static void guest_share_page0(struct pm_guest *g, void *arg)
+{
+	pm_guest_write64(g, GPA, 5);
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, GPA));
+	pm_guest_sync(g, pm_guest_read64(g, GPA));
+}
+
+static void test_a_punch_over_a_shared_page_is_refused_and_keeps_its_pins(void **state)
 {
 	struct pm_model_stats st0, st1;
 	struct vmm m;
@@ -877,18 +1025,17 @@ static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 	vmm_create(&m);
 	view = map_view(&m);
 	vmm_guest(&m, guest_share_page0, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, GPA, 1);
-	expect_sync(&m, 1);
+	expect_sync(&m, PM_SMCCC_RET_SUCCESS);
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_PIN, 0, PAGE), 0);
 	st0 = pkvm_stats(&m);
-	assert_int_equal(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), 0);
+	assert_fails(pm_kvm_fallocate(m.gmem, PUNCH, 0, PAGE), EBUSY);
 	st1 = pkvm_stats(&m);
-	assert_int_equal(count(&st1, "host_reclaim_page_guest") -
-			 count(&st0, "host_reclaim_page_guest"), 1);
-	assert_int_equal(count(&st1, "pages_poisoned"), count(&st0, "pages_poisoned"));
-	assert_fails(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), EINVAL);
-	assert_false(view_readable(view, 0));
-	expect_sync(&m, 0);                      /* a new page */
+	assert_int_equal(count(&st1, "host_reclaim_page_guest"), count(&st0, "host_reclaim_page_guest"));
+	assert_int_equal(count(&st1, "punch_pinned_refusals") - count(&st0, "punch_pinned_refusals"), 1);
+	assert_true(view_readable(view, 0));
+	assert_memory_equal(view, (uint64_t[]){ 5 }, 8);
+	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, 0, PAGE), 0);
+	expect_sync(&m, 5);                      /* the same page */
 	assert_consistent(pkvm_model_hyp());
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 	vmm_destroy(&m);
@@ -905,35 +1052,34 @@ static void test_punch_takes_a_shared_page_back_and_drops_its_pins(void **state)
 static void guest_share_then_keep_a_secret(struct pm_guest *g, void *arg)
 {
 	pm_guest_write64(g, CP_GPA, CP_PUBLIC);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA, 1));
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, CP_GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_unshare(g, CP_GPA));
 	pm_guest_write64(g, CP_GPA, CP_SECRET);
 	pm_guest_sync(g, pm_guest_read64(g, CP_GPA));
 }
 
-/* Runs the guest to where CP_PAGE is shared (its notice and result seen). */
+/* Runs the guest to where CP_PAGE is shared (its result seen). */
 static void cp_shared(struct vmm *m)
 {
 	vmm_guest(m, guest_share_then_keep_a_secret, NULL);
-	expect_share_exit(m, PM_HC_PKVM_MEM_SHARE, CP_GPA, 1);
-	expect_sync(m, 1);
+	expect_sync(m, PM_SMCCC_RET_SUCCESS);
 }
 
 /* ... then to where it is private again and holds the secret. */
 static void cp_secret(struct vmm *m)
 {
-	expect_share_exit(m, PM_HC_PKVM_MEM_UNSHARE, CP_GPA, 1);
-	expect_sync(m, 1);
+	expect_sync(m, PM_SMCCC_RET_SUCCESS);
 	expect_sync(m, CP_SECRET);
 }
 
-/* Reads the word at p byte by byte; false if any byte faulted (SIGBUS). */
+/* Reads the word at p byte by byte; false if any byte faulted (SIGSEGV,
+ * pKVM's abort). */
 static bool probe_word(const uint8_t *p, uint64_t *word)
 {
 	uint8_t b[8];
 
 	for (int i = 0; i < 8; i++)
-		if (pm_test_sigbus((void *)(p + i), false, &b[i]))
+		if (pm_test_sigsegv((void *)(p + i), false, &b[i]))
 			return false;
 	memcpy(word, b, 8);
 	return true;
@@ -943,8 +1089,9 @@ static bool probe_word(const uint8_t *p, uint64_t *word)
  * A fork child inherits the view. After the guest unshares the page and
  * writes a secret into it, the child's copy faults there as the parent's
  * view does: the page left the host file, which the kernel unmapped from
- * every process, and the child's copy is registered for SIGBUS again at
- * the fork. (Without that it would read zeros, never the secret.)
+ * every process, and the child's copy is registered for faults again at
+ * the fork (SIGSEGV: the child inherits privmem's SIGBUS handler). (Without
+ * that it would read zeros, never the secret.)
  */
 static void test_a_fork_child_never_reads_a_page_unshared_after_the_fork(void **state)
 {
@@ -1067,7 +1214,7 @@ static void test_the_first_view_shows_what_was_shared_before_it(void **state)
 	assert_true(probe_word(view + CP_PAGE * PAGE, &word));
 	assert_int_equal(word, CP_PUBLIC);
 	assert_false(view_readable(view, CP_PAGE + 1));
-	expect_sync(&m, (uint64_t)-EBUSY);      /* the unshare meets the pin */
+	expect_sync(&m, (uint64_t)PM_SMCCC_RET_INVALID_PARAMETER);   /* the unshare meets the pin */
 	assert_int_equal(gmem_pin(&m, PM_GUEST_MEMFD_UNPIN, CP_PAGE * PAGE, PAGE), 0);
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
 	vmm_destroy(&m);
@@ -1104,23 +1251,21 @@ static void test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault(voi
 	vmm_destroy(&m);
 }
 
-/* Shares CP_PAGE, waits while the VMM deletes and re-adds the slot, then
+/* Shares CP_PAGE, waits while the VMM tries to delete the slot, then
  * reads it. */
 static void guest_share_across_slot_deletion(struct pm_guest *g, void *arg)
 {
 	pm_guest_write64(g, CP_GPA, CP_PUBLIC);
-	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA, 1));
+	pm_guest_sync(g, (uint64_t)pm_guest_mem_share(g, CP_GPA));
 	pm_guest_sync(g, pm_guest_read64(g, CP_GPA));
 }
 
 /*
- * Deleting the slot takes a shared page back for the host (host OWNED, as
- * pKVM's reclaim of a shared page: its contents stay): the view stops
- * showing it (only pages the guest shares are shown), and the guest that
- * gets it back through a new slot reads what the page held, the host's
- * write included.
+ * The slot of a page the guest shares cannot be deleted once the VM ran
+ * (EPERM): the page stays shared, in place, the view keeps showing it, and
+ * the guest reads the host's write.
  */
-static void test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents(void **state)
+static void test_a_shared_page_stays_shared_when_slot_deletion_is_refused(void **state)
 {
 	uint8_t *view;
 	struct vmm m;
@@ -1128,12 +1273,10 @@ static void test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents(vo
 	vmm_create(&m);
 	view = map_view(&m);
 	vmm_guest(&m, guest_share_across_slot_deletion, NULL);
-	expect_share_exit(&m, PM_HC_PKVM_MEM_SHARE, CP_GPA, 1);
-	expect_sync(&m, 1);
+	expect_sync(&m, PM_SMCCC_RET_SUCCESS);
 	memcpy(view + CP_PAGE * PAGE, &(uint64_t){ HOST_MARK }, 8);
-	assert_int_equal(set_slot(&m, 0), 0);
-	assert_false(view_readable(view, CP_PAGE));
-	assert_int_equal(set_slot(&m, GMEM_SIZE), 0);
+	assert_fails(set_slot(&m, 0), EPERM);
+	assert_true(view_readable(view, CP_PAGE));
 	expect_sync(&m, HOST_MARK);
 	assert_consistent(pkvm_model_hyp());
 	assert_int_equal(pm_kvm_munmap(view, GMEM_SIZE), 0);
@@ -1151,10 +1294,10 @@ static void guest_share_every_other_page(struct pm_guest *g, void *arg)
 	for (uint64_t p = 0; p < EO_PAGES; p++)
 		pm_guest_write64(g, GPA + p * PAGE, p);
 	for (uint64_t p = 1; p < EO_PAGES; p += 2)
-		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, GPA + p * PAGE, 1) == 1);
+		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, GPA + p * PAGE) == PM_SMCCC_RET_SUCCESS);
 	pm_guest_sync(g, 0);
 	for (uint64_t p = 1; p < EO_PAGES; p += 2)
-		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, GPA + p * PAGE, 1) == 1);
+		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, GPA + p * PAGE) == PM_SMCCC_RET_SUCCESS);
 }
 
 /* The kernel mappings (VMAs) of this process that meet [p, p + len). */
@@ -1182,7 +1325,7 @@ static unsigned int vmas_in(const uint8_t *p, size_t len)
 static void test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping(void **state)
 {
 	struct kvm_create_guest_memfd cg = { .size = EO_SIZE, .flags = GUEST_MEMFD_FLAG_MMAP };
-	uint64_t shares = 0, word;
+	uint64_t shares = model_count("guest_share_host"), word;
 	struct vmm m;
 	uint8_t *view;
 
@@ -1200,10 +1343,8 @@ static void test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping
 	view = pm_kvm_mmap(NULL, EO_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, m.gmem, 0);
 	assert_true(view != MAP_FAILED);
 	vmm_guest(&m, guest_share_every_other_page, NULL);
-	while (vmm_run_exit(&m) == KVM_EXIT_HYPERCALL)
-		shares++;
-	assert_int_equal(m.run->exit_reason, PM_EXIT_UCALL);
-	assert_int_equal(shares, EO_PAGES / 2);
+	expect_sync(&m, 0);                     /* one hypercall a page, no exit */
+	assert_int_equal(model_count("guest_share_host") - shares, EO_PAGES / 2);
 	assert_int_equal(vmas_in(view, EO_SIZE), 1);
 	/* Shared pages read in place (a fault here would kill the test),
 	 * the others fault. */
@@ -1215,8 +1356,9 @@ static void test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping
 			assert_false(view_readable(view, p));
 		}
 	}
-	while (vmm_run_exit(&m) == KVM_EXIT_HYPERCALL)
-		;
+	assert_int_equal(vmm_run_exit(&m), PM_EXIT_UCALL);
+	assert_int_equal(pm_get_ucall(m.vcpu, NULL), PM_UCALL_DONE);
+	assert_int_equal(vmm_exits(&m, PM_STAT_EXITS_HYPERCALL), 0);
 	assert_int_equal(vmas_in(view, EO_SIZE), 1);
 	for (uint64_t p = 1; p < EO_PAGES; p += 1024)
 		assert_false(view_readable(view, p));
@@ -1229,7 +1371,8 @@ static void test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping
 #define C_VCPUS      4
 #define C_SLOT_PAGES (GMEM_SIZE / PAGE)       /* 512 */
 #define C_OWN_PAGES  64                        /* per vCPU: pages it shares and unshares */
-#define C_PUNCH_BASE (C_VCPUS * C_OWN_PAGES)   /* pages only written, and punched by the host */
+#define C_PUNCH_BASE (C_VCPUS * C_OWN_PAGES)   /* pages only written, which the host tries to
+                                                * punch: it may until the guest touches one */
 #define PUBLIC(gpa)  (0x5055424cULL << 32 | ((gpa) >> 12))   /* what a shared page holds */
 #define SECRET(gpa)  (0x53454352ULL << 32 | ((gpa) >> 12))   /* what a private page holds */
 
@@ -1253,7 +1396,7 @@ struct c_world {
 	uint8_t *view;
 	struct c_vcpu v[C_VCPUS];
 	atomic_bool stop;
-	atomic_uint_fast64_t secrets_seen, public_seen, violations, checks, pins, punches;
+	atomic_uint_fast64_t secrets_seen, public_seen, violations, checks, pins, punches, punches_refused;
 };
 
 static uint64_t xorshift(uint64_t *s)
@@ -1265,7 +1408,10 @@ static uint64_t xorshift(uint64_t *s)
 }
 
 /* A vCPU's own pages are private holding SECRET, or shared holding PUBLIC;
- * it flips random ones, and writes random pages of the punched range. */
+ * it flips random ones, and writes random pages of the punched range and
+ * reads each back: a page it touched is pinned, so no punch may take it
+ * between the write and the read. An unshare refused is the host's pin
+ * (the reader's): counted, and checked against unshare_busy. */
 static void guest_flip_pages(struct pm_guest *g, void *arg)
 {
 	struct c_vcpu *c = arg;
@@ -1278,18 +1424,20 @@ static void guest_flip_pages(struct pm_guest *g, void *arg)
 		uint64_t p = xorshift(&rng) % C_OWN_PAGES, gpa = base + p * PAGE;
 		long r;
 
+		uint64_t w;
+
 		if (!shared[p]) {
 			PM_GUEST_ASSERT(g, pm_guest_read64(g, gpa) == SECRET(gpa));
 			pm_guest_write64(g, gpa, PUBLIC(gpa));
-			r = pm_guest_mem_share(g, gpa, 1);
-			PM_GUEST_ASSERT(g, r == 1);
+			r = pm_guest_mem_share(g, gpa);
+			PM_GUEST_ASSERT(g, r == PM_SMCCC_RET_SUCCESS);
 			shared[p] = true;
 			c->shares++;
 		} else {
 			PM_GUEST_ASSERT(g, pm_guest_read64(g, gpa) == PUBLIC(gpa));
-			r = pm_guest_mem_unshare(g, gpa, 1);
-			PM_GUEST_ASSERT(g, r == 1 || r == -EBUSY);
-			if (r == 1) {
+			r = pm_guest_mem_unshare(g, gpa);
+			PM_GUEST_ASSERT(g, r == PM_SMCCC_RET_SUCCESS || r == PM_SMCCC_RET_INVALID_PARAMETER);
+			if (r == PM_SMCCC_RET_SUCCESS) {
 				pm_guest_write64(g, gpa, SECRET(gpa));
 				shared[p] = false;
 				c->unshares++;
@@ -1297,8 +1445,9 @@ static void guest_flip_pages(struct pm_guest *g, void *arg)
 				c->busy++;
 			}
 		}
-		pm_guest_write64(g, GPA + (C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE)) * PAGE,
-				 i);
+		w = GPA + (C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE)) * PAGE + 8 * c->idx;
+		pm_guest_write64(g, w, i);
+		PM_GUEST_ASSERT(g, pm_guest_read64(g, w) == i);
 	}
 }
 
@@ -1313,9 +1462,7 @@ static void *c_vcpu_main(void *arg)
 			c->failed = true;
 			break;
 		}
-		if (c->run->exit_reason == KVM_EXIT_HYPERCALL)
-			continue;
-		if (c->run->exit_reason != PM_EXIT_UCALL) {
+		if (c->run->exit_reason != PM_EXIT_UCALL) {      /* no hypercall exits */
 			c->failed = true;
 			break;
 		}
@@ -1343,7 +1490,7 @@ static void *c_reader_main(void *arg)
 		bool fault = false;
 
 		for (int i = 0; i < 8 && !fault; i++)
-			fault = pm_test_sigbus(w->view + p * PAGE + i, false, &b[i]);
+			fault = pm_test_sigsegv(w->view + p * PAGE + i, false, &b[i]);
 		if (!fault) {
 			memcpy(&val, b, 8);
 			atomic_fetch_add(val == PUBLIC(gpa) ? &w->public_seen : &w->secrets_seen, 1);
@@ -1358,17 +1505,25 @@ static void *c_reader_main(void *arg)
 	return NULL;
 }
 
+/* Punches while the vCPUs run, and after they stop until one punch was
+ * refused (at most 4096 more tries): a loaded host may not schedule this
+ * thread before the vCPUs are done, and the guest, alive, still holds the
+ * pages it wrote then. */
 static void *c_puncher_main(void *arg)
 {
 	struct c_world *w = arg;
 	uint64_t rng = 12345;
+	unsigned int after = 0;
 
-	while (!atomic_load(&w->stop)) {
+	while (!atomic_load(&w->stop) || (!atomic_load(&w->punches_refused) && after++ < 4096)) {
 		uint64_t p = C_PUNCH_BASE + xorshift(&rng) % (C_SLOT_PAGES - C_PUNCH_BASE);
 
-		if (pm_kvm_fallocate(w->m.gmem, PUNCH, (off_t)(p * PAGE), PAGE))
+		if (!pm_kvm_fallocate(w->m.gmem, PUNCH, (off_t)(p * PAGE), PAGE))
+			atomic_fetch_add(&w->punches, 1);
+		else if (errno == EBUSY)
+			atomic_fetch_add(&w->punches_refused, 1);     /* the guest holds it */
+		else
 			atomic_fetch_add(&w->violations, 1);
-		atomic_fetch_add(&w->punches, 1);
 		sched_yield();
 	}
 	return NULL;
@@ -1395,7 +1550,7 @@ static void test_concurrent_sharing_keeps_every_invariant_and_every_secret(void 
 {
 	static struct c_world w;
 	pthread_t vt[C_VCPUS], reader, puncher, checker;
-	uint64_t shares = 0, unshares = 0, busy = 0;
+	uint64_t shares = 0, unshares = 0, busy = 0, busy0 = model_count("unshare_busy");
 	unsigned long steps = C_STEPS;
 	const char *env = getenv("PKVM_SHARE_STEPS");
 
@@ -1436,9 +1591,12 @@ static void test_concurrent_sharing_keeps_every_invariant_and_every_secret(void 
 	}
 	fprintf(stderr, "concurrent sharing: %lu steps per vCPU; %" PRIu64 " shares, %" PRIu64
 		" unshares, %" PRIu64 " refused as pinned; host: %" PRIu64 " public reads, %" PRIu64
-		" pins, %" PRIu64 " punches; %" PRIu64 " checker runs\n", steps, shares, unshares, busy,
-		(uint64_t)w.public_seen, (uint64_t)w.pins, (uint64_t)w.punches, (uint64_t)w.checks);
+		" pins, %" PRIu64 " punches, %" PRIu64 " refused; %" PRIu64 " checker runs\n", steps, shares,
+		unshares, busy, (uint64_t)w.public_seen, (uint64_t)w.pins, (uint64_t)w.punches,
+		(uint64_t)w.punches_refused, (uint64_t)w.checks);
 	assert_int_equal(shares + unshares + busy, C_VCPUS * steps);
+	assert_int_equal(model_count("unshare_busy") - busy0, busy);   /* every refusal was a pin */
+	assert_true(atomic_load(&w.punches_refused) > 0);
 	assert_int_equal(atomic_load(&w.secrets_seen), 0);
 	assert_int_equal(atomic_load(&w.violations), 0);
 	assert_true(atomic_load(&w.checks) > 0);
@@ -1469,8 +1627,10 @@ int main(void)
 		cmocka_unit_test(test_vm_type_16_creates_and_destroys_its_hyp_vm),
 		cmocka_unit_test(test_pkvm_accepts_guest_memfd_slots_only_and_no_attributes),
 		cmocka_unit_test(test_guest_private_memory_is_kept_and_unreachable_by_the_host),
-		cmocka_unit_test(test_memslot_deletion_reclaims_and_poisons_guest_pages),
-		cmocka_unit_test(test_punch_hole_reclaims_through_the_hyp),
+		cmocka_unit_test(test_memslots_are_frozen_once_the_vm_has_run),
+		cmocka_unit_test(test_before_the_first_run_slot_deletion_reclaims_and_poisons),
+		cmocka_unit_test(test_closing_the_guest_memfd_takes_the_guest_pages_back_poisoned),
+		cmocka_unit_test(test_punch_over_pages_the_guest_holds_is_ebusy_and_takes_nothing),
 		cmocka_unit_test(test_vm_destruction_poisons_every_guest_page),
 		cmocka_unit_test(test_share_is_in_place_and_unshare_takes_the_host_mapping_away),
 		cmocka_unit_test(test_pwrite_reaches_shared_pages_only),
@@ -1480,13 +1640,13 @@ int main(void)
 		cmocka_unit_test(test_host_accesses_are_checked_by_the_host_stage2),
 		cmocka_unit_test(test_statistics_outlive_the_vm_and_its_hyp),
 		cmocka_unit_test(test_process_stats_carry_the_hyp_names_and_counts),
-		cmocka_unit_test(test_punch_takes_a_shared_page_back_and_drops_its_pins),
+		cmocka_unit_test(test_a_punch_over_a_shared_page_is_refused_and_keeps_its_pins),
 		cmocka_unit_test(test_a_fork_child_never_reads_a_page_unshared_after_the_fork),
 		cmocka_unit_test(test_an_mremap_copy_of_a_view_never_reads_a_page_after_its_unshare),
 		cmocka_unit_test(test_a_pipe_filled_by_vmsplice_holds_only_what_was_shared),
 		cmocka_unit_test(test_the_first_view_shows_what_was_shared_before_it),
 		cmocka_unit_test(test_a_view_without_userfaultfd_reads_zeros_where_it_would_fault),
-		cmocka_unit_test(test_a_shared_page_taken_back_by_slot_deletion_keeps_its_contents),
+		cmocka_unit_test(test_a_shared_page_stays_shared_when_slot_deletion_is_refused),
 		cmocka_unit_test(test_sharing_every_other_page_of_256m_under_a_view_keeps_one_mapping),
 		cmocka_unit_test(test_reclaim_with_the_pool_exhausted_finishes),
 		cmocka_unit_test(test_concurrent_sharing_keeps_every_invariant_and_every_secret),

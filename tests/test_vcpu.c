@@ -1654,8 +1654,12 @@ static void call_snp_psc(struct pm_guest *g) { (void)pm_guest_snp_psc(g, PAGE); 
 static void call_snp_psc_msr(struct pm_guest *g) { (void)pm_guest_snp_psc_msr(g, 0, PM_SNP_PSC_OP_PRIVATE); }
 static void call_snp_make_private(struct pm_guest *g) { (void)pm_guest_snp_make_private(g, 0, 1, PAGE, 0); }
 static void call_snp_make_shared(struct pm_guest *g) { (void)pm_guest_snp_make_shared(g, 0, 1, PAGE, 0); }
-static void call_mem_share(struct pm_guest *g) { (void)pm_guest_mem_share(g, 0, 1); }
-static void call_mem_unshare(struct pm_guest *g) { (void)pm_guest_mem_unshare(g, 0, 1); }
+static void call_mem_share(struct pm_guest *g) { (void)pm_guest_mem_share(g, 0); }
+static void call_mem_unshare(struct pm_guest *g) { (void)pm_guest_mem_unshare(g, 0); }
+static void call_hyp_meminfo(struct pm_guest *g) { (void)pm_guest_hyp_meminfo(g); }
+static void call_mmio_guard(struct pm_guest *g) { (void)pm_guest_mmio_guard(g, 0); }
+static void call_mem_share_range(struct pm_guest *g) { (void)pm_guest_mem_share_range(g, 0, 1); }
+static void call_mem_unshare_range(struct pm_guest *g) { (void)pm_guest_mem_unshare_range(g, 0, 1); }
 
 static const struct model_call {
 	void (*call)(struct pm_guest *g);
@@ -1673,6 +1677,10 @@ static const struct model_call {
 	{ call_snp_make_shared, KVM_X86_SNP_VM, "pm_guest_snp_make_shared: not an SEV-SNP VM" },
 	{ call_mem_share, PM_VM_TYPE_PKVM, "pm_guest_mem_share: not a pKVM VM" },
 	{ call_mem_unshare, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare: not a pKVM VM" },
+	{ call_hyp_meminfo, PM_VM_TYPE_PKVM, "pm_guest_hyp_meminfo: not a pKVM VM" },
+	{ call_mmio_guard, PM_VM_TYPE_PKVM, "pm_guest_mmio_guard: not a pKVM VM" },
+	{ call_mem_share_range, PM_VM_TYPE_PKVM, "pm_guest_mem_share_range: not a pKVM VM" },
+	{ call_mem_unshare_range, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare_range: not a pKVM VM" },
 };
 
 static void guest_model_call_then_sync(struct pm_guest *g, void *arg)
@@ -1709,8 +1717,8 @@ static void test_model_specific_guest_calls_on_other_vm_types_abort_the_guest(vo
 			vmm_close(&m);
 		}
 	}
-	/* 11 calls, each on the 4 types that are not its own. */
-	assert_int_equal(aborts, 11 * 4);
+	/* 15 calls, each on the 4 types that are not its own. */
+	assert_int_equal(aborts, 15 * 4);
 }
 
 int main(void)

@@ -6,8 +6,9 @@
  *
  * A conversion round trip of n pages, one definition for every model
  * (conv_round_trip): the guest asks private -> shared for the n pages (one
- * exit, the model's way), touches each page (an 8-byte write and a read
- * back), asks shared -> private (one exit) and touches each page again.
+ * exit, the model's way; none on pkvm), touches each page (an 8-byte write
+ * and a read back), asks shared -> private (one exit; none on pkvm) and
+ * touches each page again.
  * The models' ways (conv_models[]):
  *  - sw: KVM_HC_MAP_GPA_RANGE, answered by the VMM with
  *    KVM_SET_MEMORY_ATTRIBUTES and a punch of the private copy (to shared)
@@ -20,8 +21,9 @@
  *  - snp: PVALIDATE to rescind and a PSC request to shared, a PSC request
  *    and PVALIDATE back (Linux's order; KVM merges contiguous entries into
  *    one exit);
- *  - pkvm: MEM_SHARE / MEM_UNSHARE in place (the hyp changes owners page by
- *    page, then one exit to the VMM as a notice);
+ *  - pkvm: MEM_SHARE / MEM_UNSHARE in place, one hypercall per page (the
+ *    hyp changes the owner and returns to the guest: no exit, as upstream;
+ *    "n pages per exit" reads "n pages per batch" there);
  *  - realm: RSI_IPA_STATE_SET to RIPAS EMPTY and back to RAM (one
  *    KVM_HC_MAP_GPA_RANGE exit each, the VMM converting as for sw; KVM
  *    DATA_DESTROYs in the zap and commits with RTT_SET_RIPAS); shared
@@ -47,6 +49,7 @@ struct conv_model {
 	void (*prepare)(struct pm_guest *g, struct conv_vm *cv);
 	long (*to_shared)(struct pm_guest *g, const struct conv_vm *cv, uint64_t gpa, uint64_t n);
 	long (*to_private)(struct pm_guest *g, const struct conv_vm *cv, uint64_t gpa, uint64_t n);
+	unsigned int exits;       /* hypercall exits per batch and direction (1; pkvm 0) */
 };
 
 extern const struct conv_model conv_models[CONV_NR];

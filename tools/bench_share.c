@@ -9,10 +9,12 @@
  * private access faults in a new, zeroed one). Both are measured the same
  * way: one vCPU takes its pages private -> shared -> private and then reads
  * one word of each, so that each path pays what it needs before the guest
- * can use the page again; single pages (one hypercall per page and
- * direction) and 2M batches (one per 512 pages and direction).
- *  - in place (pKVM): MEM_SHARE, MEM_UNSHARE, each with its exit to the VMM
- *    (a notice), the read hits the vCPU's TLB;
+ * can use the page again; single pages (one call per page and direction)
+ * and 2M batches (one per 512 pages and direction on sw; on pKVM, whose
+ * hypercalls take one granule each, as upstream's, 512 hypercalls in a
+ * row).
+ *  - in place (pKVM): MEM_SHARE, MEM_UNSHARE, answered by the hyp without
+ *    an exit to the VMM; the read hits the vCPU's TLB;
  *  - destructive (sw): KVM_HC_MAP_GPA_RANGE to shared (the VMM sets the
  *    attribute and punches the private page out), back to private (the
  *    attribute; the VMM drops its shared copy), and the read faults in a
@@ -44,8 +46,8 @@ struct share_job {
 static void round_trip(struct pm_guest *g, const struct share_job *j, uint64_t gpa, uint64_t n)
 {
 	if (j->path == SP_INPLACE) {
-		PM_GUEST_ASSERT(g, pm_guest_mem_share(g, gpa, n) == (long)n);
-		PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, gpa, n) == (long)n);
+		PM_GUEST_ASSERT(g, pm_guest_mem_share_range(g, gpa, n) == n);
+		PM_GUEST_ASSERT(g, pm_guest_mem_unshare_range(g, gpa, n) == n);
 	} else {
 		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, false) == 0);
 		PM_GUEST_ASSERT(g, guest_map_gpa_range(g, gpa, n, true) == 0);
@@ -102,8 +104,8 @@ void bench_share(const struct bench_opts *o, struct result *r)
 		uint64_t batch;
 		bool no_view;
 	} runs[] = {
-		{ "inplace_4k", "in place (pKVM), one page per call", SP_INPLACE, 1, false },
-		{ "inplace_2m", "in place (pKVM), 512 pages per call", SP_INPLACE, 512, false },
+		{ "inplace_4k", "in place (pKVM), one page per batch", SP_INPLACE, 1, false },
+		{ "inplace_2m", "in place (pKVM), 512 pages per batch", SP_INPLACE, 512, false },
 		{ "destructive_4k", "destructive (sw), one page per call", SP_DESTRUCTIVE, 1, false },
 		{ "destructive_2m", "destructive (sw), 512 pages per call", SP_DESTRUCTIVE, 512, false },
 		{ "inplace_4k_no_view", "info: in place, single, VMM maps nothing", SP_INPLACE, 1, true },
@@ -156,8 +158,8 @@ void bench_share(const struct bench_opts *o, struct result *r)
 		"before timing; a round trip is private -> shared -> private of each page, then one "
 		"8-byte read of it; the time is the KVM_RUN between two SYNC exits, taken by the VMM",
 	     r->size / MIB);
-	note(r, "in place: MEM_SHARE + MEM_UNSHARE hypercalls (the hyp changes owners, one exit to the "
-		"VMM each as a notice), contents kept; destructive: KVM_HC_MAP_GPA_RANGE both ways, the "
+	note(r, "in place: MEM_SHARE + MEM_UNSHARE hypercalls, one per page (the hyp changes owners, "
+		"no exit), contents kept; destructive: KVM_HC_MAP_GPA_RANGE both ways, the "
 		"VMM sets the attribute and punches the private page (to shared) or drops its shared "
 		"copy (to private), and the read faults in a new zeroed page");
 	note(r, "zeroing: one memset of a pre-faulted anonymous buffer of the same size, the least a "

@@ -16,9 +16,11 @@
  *    into private memory and checks it;
  *  - accept: the vCPU converts its whole chunk to private in 2M batches and
  *    touches every page, as a booting guest accepts memory;
- *  - virtio (pKVM VMs, where it is the only scenario): the guest writes a
- *    request into its own buffer pages and shares them in place (MEM_SHARE),
- *    rings the doorbell; the device thread reads the request through the
+ *  - virtio (pKVM VMs, where it is the only scenario): the guest grants
+ *    the device's doorbell granule with MMIO_GUARD (after which MMIO
+ *    elsewhere aborts: it checks that once, catching the abort), writes a
+ *    request into its own buffer pages and shares them in place (MEM_SHARE,
+ *    a granule per call), rings the doorbell; the device thread reads the request through the
  *    VMM's guest_memfd view, pins the pages as DMA would, writes its
  *    response in place and unpins; the guest unshares the buffer (in place,
  *    no copy) and checks the response, and the VMM checks it can no longer
@@ -44,7 +46,7 @@ enum check {
 	CK_HOST_SEES_SHARED, CK_PRIVATE_STARTS_ZERO, CK_PRIVATE_READBACK, CK_HOST_NEVER_SEES_PRIVATE,
 	CK_GUEST_SEES_HOST_WRITE, CK_BOUNCE_DATA, CK_ACCEPT_ZERO, CK_ACCEPT_READBACK,
 	CK_DEVICE_SEES_REQUEST, CK_GUEST_KEEPS_RESPONSE, CK_HOST_LOSES_UNSHARED, CK_HOST_CANNOT_MAP_PRIVATE,
-	CK_NO_HOST_S2_FAULT, CK_PRIVATE_KEEPS_DATA, CK_NR,
+	CK_NO_HOST_S2_FAULT, CK_MMIO_OUTSIDE_GUARD_ABORTS, CK_PRIVATE_KEEPS_DATA, CK_NR,
 };
 static const char *const check_names[] = {
 	"host_sees_shared_write", "private_page_starts_zero", "private_readback",
@@ -52,7 +54,7 @@ static const char *const check_names[] = {
 	"accepted_page_starts_zero", "accepted_page_readback",
 	"device_reads_request_in_place", "guest_keeps_response_after_unshare",
 	"host_cannot_map_after_unshare", "host_cannot_map_private", "no_host_stage2_fault",
-	"private_page_keeps_shared_data",
+	"mmio_outside_guard_aborts", "private_page_keeps_shared_data",
 };
 _Static_assert(sizeof(check_names) / sizeof(check_names[0]) == CK_NR, "a name per check");
 
@@ -63,6 +65,7 @@ _Static_assert(sizeof(check_names) / sizeof(check_names[0]) == CK_NR, "a name pe
 #define BOUNCE_HDR_STATUS 24
 #define BOUNCE_DATA_MAX   (256 * 1024)
 #define DOORBELL_GPA      (1ULL << 40)   /* outside every memslot: MMIO */
+#define UNGUARDED_GPA     (DOORBELL_GPA + 4096) /* pKVM: MMIO the guest never grants */
 
 /* Requests from guest code to the VMM at a SYNC (the guest is suspended). */
 enum sync_cmd { SYNC_PROGRESS, SYNC_HOST_CHECK_SHARED, SYNC_HOST_CHECK_NOT_PRIVATE, SYNC_HOST_WRITE,
@@ -240,6 +243,14 @@ static uint8_t virtio_byte(uint64_t seq, uint64_t i)
 	return (uint8_t)(seq * 131 + i * 7 + (i >> 12));
 }
 
+/* pKVM's shares never exit, so the VMM's map of private pages (its memory
+ * plot) cannot follow them from exits: the guest, this program too, tells
+ * it what it shared, as a driver tells its device. */
+static void guest_tells_vmm(struct job *j, uint64_t gpa, uint64_t len, bool private)
+{
+	vmm_mark_private(j->m, gpa, len, private);
+}
+
 static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq, uint8_t *buf)
 {
 	uint64_t ring = j->base, data = j->base + VIRTIO_BUF_OFF, priv = j->base + VIRTIO_PRIV_OFF;
@@ -249,13 +260,15 @@ static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq
 	for (uint64_t i = 0; i < len; i++)
 		buf[i] = virtio_byte(seq, i);
 	pm_guest_write(g, data, buf, len);              /* private until shared */
-	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, data, npages) == (long)npages);
+	PM_GUEST_ASSERT(g, pm_guest_mem_share_range(g, data, npages) == npages);
+	guest_tells_vmm(j, data, len, false);
 	pm_guest_write64(g, ring + BOUNCE_HDR_LEN, len);
 	pm_guest_write64(g, ring + BOUNCE_HDR_SEQ, seq);
 	pm_guest_write64(g, DOORBELL_GPA, seq);         /* kick the device */
 	while (pm_guest_read64(g, ring + BOUNCE_HDR_STATUS) != seq)
 		sched_yield();                          /* the device runs on the host */
-	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, data, npages) == (long)npages);
+	PM_GUEST_ASSERT(g, pm_guest_mem_unshare_range(g, data, npages) == npages);
+	guest_tells_vmm(j, data, len, true);
 	pm_guest_read(g, data, buf, len);               /* private again, in place */
 	for (uint64_t i = 0; i < len && ok; i++) {
 		uint8_t want = virtio_byte(seq, i) ^ 0xff;
@@ -270,13 +283,31 @@ static void guest_virtio_request(struct pm_guest *g, struct job *j, uint64_t seq
 	      pm_guest_read64(g, priv + (seq % VIRTIO_PRIV_PAGES) * 4096) == *(uint64_t *)buf);
 }
 
+/* The device window is the doorbell's granule, granted with MMIO_GUARD
+ * (every vCPU grants it: a second grant is fine). From then on MMIO
+ * anywhere else aborts, and never reaches the VMM: a write one granule
+ * further must be recorded as an abort at its address. */
+static void guest_virtio_guard(struct pm_guest *g, struct job *j)
+{
+	uint64_t far = 0;
+
+	PM_GUEST_ASSERT(g, pm_guest_hyp_meminfo(g) == PM_PKVM_GRANULE);
+	PM_GUEST_ASSERT(g, pm_guest_mmio_guard(g, DOORBELL_GPA) == PM_SMCCC_RET_SUCCESS);
+	pm_guest_catch_aborts(g, true);
+	pm_guest_write64(g, UNGUARDED_GPA, 1);
+	check(j, CK_MMIO_OUTSIDE_GUARD_ABORTS, pm_guest_take_aborts(g, &far) == 1 && far == UNGUARDED_GPA);
+	pm_guest_catch_aborts(g, false);
+}
+
 static void guest_virtio_main(struct pm_guest *g, struct job *j)
 {
 	uint8_t *buf = malloc(VIRTIO_BUF_PAGES * 4096);
 
 	PM_GUEST_ASSERT(g, buf != NULL);
+	guest_virtio_guard(g, j);
 	pm_guest_write64(g, j->base + BOUNCE_HDR_STATUS, 0);
-	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, j->base, 1) == 1);     /* the ring */
+	PM_GUEST_ASSERT(g, pm_guest_mem_share(g, j->base) == PM_SMCCC_RET_SUCCESS);   /* the ring */
+	guest_tells_vmm(j, j->base, 4096, false);
 	for (unsigned int seq = 1; seq <= j->iterations; seq++) {
 		guest_virtio_request(g, j, seq, buf);
 		if (seq % 16 == 0) {
@@ -285,7 +316,8 @@ static void guest_virtio_main(struct pm_guest *g, struct job *j)
 			guest_sync(g, j, SYNC_PROGRESS, 0, 0, 0);
 		}
 	}
-	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, j->base, 1) == 1);
+	PM_GUEST_ASSERT(g, pm_guest_mem_unshare(g, j->base) == PM_SMCCC_RET_SUCCESS);
+	guest_tells_vmm(j, j->base, 4096, true);
 	free(buf);
 }
 
@@ -382,6 +414,8 @@ static void device_mmio(struct vmm *m, int vcpu, struct kvm_run *run)
 {
 	struct device *d = &((struct run_ctx *)m->ctx)->dev;
 
+	if (run->mmio.phys_addr == UNGUARDED_GPA)   /* pKVM: the guard lets none through */
+		check(&((struct run_ctx *)m->ctx)->jobs[vcpu], CK_MMIO_OUTSIDE_GUARD_ABORTS, false);
 	if (!run->mmio.is_write || run->mmio.phys_addr != DOORBELL_GPA)
 		return;                       /* reads of unknown MMIO return zero */
 	pthread_mutex_lock(&d->lock);
@@ -589,6 +623,12 @@ static void report_pkvm(struct report *rep, const struct pkvm_snapshots *pk)
 	report_u64(rep, "pages_poisoned_at_teardown", vmm_model_stat(&pk->end, "pages_poisoned") -
 						      vmm_model_stat(&pk->run_end, "pages_poisoned"));
 	report_u64(rep, "unshares_refused_pinned", pk_delta(pk, "unshare_busy"));
+	report_u64(rep, "hyp_meminfo_calls", pk_delta(pk, "hyp_meminfo_calls"));
+	report_u64(rep, "mmio_guard_grants", pk_delta(pk, "mmio_guard_grants"));
+	report_u64(rep, "mmio_guard_refusals", pk_delta(pk, "mmio_guard_refusals"));
+	report_u64(rep, "mmio_aborts", pk_delta(pk, "mmio_aborts"));
+	report_u64(rep, "memslot_frozen_refusals", pk_delta(pk, "memslot_frozen_refusals"));
+	report_u64(rep, "punch_pinned_refusals", pk_delta(pk, "punch_pinned_refusals"));
 	report_top(rep);
 
 	report_line(rep, "pkvm hyp       transitions (refused):");
@@ -609,6 +649,25 @@ static void report_pkvm(struct report *rep, const struct pkvm_snapshots *pk)
 	report_line(rep, "               host stage-2 faults {pkvm.host_stage2_faults}, pages poisoned at "
 		    "teardown {pkvm.pages_poisoned_at_teardown}, unshares refused while pinned "
 		    "{pkvm.unshares_refused_pinned}");
+	report_line(rep, "pkvm guest     HYP_MEMINFO {pkvm.hyp_meminfo_calls}; the device window by MMIO_GUARD: "
+		    "grants {pkvm.mmio_guard_grants} (refused {pkvm.mmio_guard_refusals}), MMIO aborted "
+		    "outside it {pkvm.mmio_aborts}");
+	report_line(rep, "pkvm memory    memslot changes refused (frozen) {pkvm.memslot_frozen_refusals}, "
+		    "punches refused (pinned) {pkvm.punch_pinned_refusals}");
+}
+
+/* pKVM's shares and unshares never exit: the VM's conversion figures are
+ * the hyp's, one page per call. */
+static void pkvm_count_conversions(struct vmm *m, const struct pkvm_snapshots *pk)
+{
+	uint64_t shared = vmm_model_stat(&pk->run_end, "guest_share_host") -
+			  vmm_model_stat(&pk->start, "guest_share_host");
+	uint64_t unshared = vmm_model_stat(&pk->run_end, "guest_unshare_host") -
+			    vmm_model_stat(&pk->start, "guest_unshare_host");
+
+	atomic_store(&m->to_shared_pages, shared);
+	atomic_store(&m->to_private_pages, unshared);
+	atomic_store(&m->conversions, shared + unshared);
 }
 
 static void report_checks(struct report *rep, const struct run_opts *o, const struct run_ctx *ctx,
@@ -667,14 +726,16 @@ int run_sw(const struct run_opts *o, struct report *rep)
 	if (o->progress)
 		run_progress_clear();
 	device_stop(&ctx->dev);
+	if (pkvm) {
+		pkvm_snapshot(&pk, &pk.run_end);
+		pkvm_count_conversions(&m, &pk);
+	}
 
 	run_report_header(rep, "");
 	report_jobs(rep, o, ctx);
 	report_real(rep, "elapsed_s", elapsed);
 	run_report_vm(rep, &m);
 	report_vm_lines(rep);
-	if (pkvm)
-		pkvm_snapshot(&pk, &pk.run_end);
 	vmm_destroy(&m);                /* pKVM: teardown poisons what the guest owned */
 	if (pkvm) {
 		pkvm_snapshot(&pk, &pk.end);

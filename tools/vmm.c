@@ -333,18 +333,10 @@ static void vmm_record_abort(struct vmm *m, int i, const char *msg)
 	pthread_mutex_unlock(&m->abort_lock);
 }
 
+/* KVM_HC_MAP_GPA_RANGE (a pKVM guest's MEM_SHARE and MEM_UNSHARE never
+ * exit: its hypervisor handles them). */
 static void vmm_hypercall(struct vmm *m, struct kvm_run *run)
 {
-	if (run->hypercall.nr == PM_HC_PKVM_MEM_SHARE || run->hypercall.nr == PM_HC_PKVM_MEM_UNSHARE) {
-		/* A notice: the pages changed hands in place already. */
-		bool share = run->hypercall.nr == PM_HC_PKVM_MEM_SHARE;
-
-		vmm_mark_private(m, run->hypercall.args[0], run->hypercall.args[1] << 12, !share);
-		atomic_fetch_add(share ? &m->to_shared_pages : &m->to_private_pages,
-				 run->hypercall.args[1]);
-		atomic_fetch_add(&m->conversions, 1);
-		return;
-	}
 	uint64_t gpa = run->hypercall.args[0], npages = run->hypercall.args[1];
 	bool to_private = run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED;
 	int r = run->hypercall.nr == KVM_HC_MAP_GPA_RANGE && npages < (1ULL << 40)

@@ -85,23 +85,9 @@ bool pm_guest_cmpxchg64(struct pm_guest *g, uint64_t gpa, uint64_t *expected, ui
 long pm_guest_hypercall(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1,
 			uint64_t a2, uint64_t a3);
 /* A guest instruction or call of the VM type's own (SNP: PVALIDATE, the
- * GHCB page-state-change protocol, see the SNP helpers below): returns its
- * result; -KVM_ENOSYS on types without any. */
+ * GHCB page-state-change protocol; pKVM: an HVC; see the helpers below):
+ * returns its result; -KVM_ENOSYS on types without any. */
 long pm_guest_model_call(struct pm_guest *g, uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2);
-/* pKVM guests (PM_VM_TYPE_PKVM): share / unshare npages pages from gpa
- * with the host, in place (the pages keep their contents; the guest keeps
- * using them either way). Page by page through the hyp; a page the guest
- * has not touched yet is faulted in first. Then one exit to the VMM
- * (PM_HC_PKVM_MEM_SHARE / _UNSHARE, see privmem.h) for the pages that
- * changed hands (pm_guest_model_call). Returns how many did, from the first: npages, or fewer
- * when a page was refused; -errno when the first page was refused:
- * EINVAL (gpa not page aligned, npages 0), EFAULT (not guest memory),
- * EPERM (not in a state for it: sharing a page shared already, unsharing
- * one that is not shared), EBUSY (unshare: the host pins the page),
- * EHWPOISON (the host took the page back). On other VM types the guest
- * ends (PM_UCALL_ABORT, "pm_guest_mem_share: not a pKVM VM ..."). */
-long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages);
-long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages);
 /* Exits to the VMM with PM_UCALL_SYNC and args[0] = arg; returns when re-run. */
 void pm_guest_sync(struct pm_guest *g, uint64_t arg);
 /* Exits with PM_UCALL_DONE; the guest never runs again. */
@@ -115,8 +101,64 @@ PM_NORETURN void pm_guest_abort(struct pm_guest *g, const char *file, int line, 
 			pm_guest_abort((g), __FILE__, __LINE__, #cond);        \
 	} while (0)
 
+/* ---- aborts the hypervisor injects ----
+ * A hypervisor may answer an access with a data abort instead of an exit
+ * (pKVM: MMIO outside the ranges the guest granted with MMIO_GUARD). By
+ * default the abort ends the guest, as an unhandled synchronous exception
+ * would: PM_UCALL_ABORT, msg "data abort: MMIO <read|write> at 0x<gpa>
+ * refused by the hypervisor"; the guest never runs again. A guest that
+ * handles aborts itself (as a kernel's exception fixup) calls
+ * pm_guest_catch_aborts(g, true): then the access that aborts does
+ * nothing (a read yields zeros) and is recorded, and
+ * pm_guest_take_aborts returns how many were recorded since it was last
+ * called, with the address of the last one in *far (if far is not NULL;
+ * as FAR_EL1), and forgets them. */
+void pm_guest_catch_aborts(struct pm_guest *g, bool on);
+uint64_t pm_guest_take_aborts(struct pm_guest *g, uint64_t *far);
+
 /* The KVM vCPU id this guest code runs on. */
 unsigned int pm_guest_vcpu_id(struct pm_guest *g);
+
+/* ---- pKVM protected guests (PM_VM_TYPE_PKVM) ----
+ * The hypercalls of upstream's Documentation/virt/kvm/arm/hypercalls.rst
+ * (SMCCC 1.1, HVC64): pm_guest_model_call(g, function id (PM_HC_PKVM_*,
+ * privmem.h), X1, X2, X3) is the HVC and returns X0. Each call works on
+ * one granule, PM_PKVM_GRANULE bytes (HYP_MEMINFO's answer); arguments
+ * the documentation reserves must be 0. None of them exits to the VMM.
+ * X0 is one of: */
+#define PM_SMCCC_RET_SUCCESS            0L
+#define PM_SMCCC_RET_NOT_SUPPORTED      (-1L)   /* a function id the hypervisor does not know */
+#define PM_SMCCC_RET_INVALID_PARAMETER  (-3L)   /* any refusal */
+#define PM_PKVM_GRANULE                 4096L
+
+/* HYP_MEMINFO: the memory protection granule in bytes (4096). */
+long pm_guest_hyp_meminfo(struct pm_guest *g);
+/* MEM_SHARE: share the granule at ipa with the host, in place (it keeps
+ * its contents, and the guest keeps using it); a page the guest has not
+ * touched yet is faulted in first. SUCCESS, or INVALID_PARAMETER: ipa not
+ * granule aligned, not guest memory, or the page not the guest's own
+ * private page (shared already, or taken back by the host: poisoned). */
+long pm_guest_mem_share(struct pm_guest *g, uint64_t ipa);
+/* MEM_UNSHARE: the granule at ipa is the guest's alone again; it is gone
+ * from every host mapping before the call returns, contents kept.
+ * SUCCESS, or INVALID_PARAMETER: not aligned, not memory, not shared, or
+ * pinned by the host (PM_GUEST_MEMFD_PIN, as DMA would). */
+long pm_guest_mem_unshare(struct pm_guest *g, uint64_t ipa);
+/* MMIO_GUARD: the granule at ipa is MMIO the guest wants the host to
+ * emulate. Once the guest has made a grant, an MMIO access (no memory
+ * there) exits to the VMM (KVM_EXIT_MMIO) only inside a granted granule;
+ * anywhere else it aborts (see pm_guest_catch_aborts). Before the first
+ * grant every MMIO access exits. SUCCESS (granting twice is fine; grants
+ * are never revoked), or INVALID_PARAMETER: not aligned, beyond the
+ * 48-bit IPA space, or memory (inside a memslot). */
+long pm_guest_mmio_guard(struct pm_guest *g, uint64_t ipa);
+/* MEM_SHARE / MEM_UNSHARE of npages granules from gpa, one call each,
+ * stopping at the first refused (as a Linux guest's set_memory_decrypted
+ * does): how many succeeded, from the first. */
+uint64_t pm_guest_mem_share_range(struct pm_guest *g, uint64_t gpa, uint64_t npages);
+uint64_t pm_guest_mem_unshare_range(struct pm_guest *g, uint64_t gpa, uint64_t npages);
+/* These pKVM calls end the guest (PM_UCALL_ABORT, "<call>: not a pKVM VM
+ * ...") on any other VM type. */
 
 /* ---- AMD SEV-SNP guests (VM type KVM_X86_SNP_VM) ----
  * Private memory is addressed with the C-bit set, shared memory without.

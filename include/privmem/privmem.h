@@ -75,8 +75,11 @@ int pm_trace_stop(void);
 #define PMIO 0xAF   /* the ioctl type of privmem's extensions */
 
 /* ---- extension: VM types ----
- * PM_VM_TYPE_PKVM: a pKVM-style protected VM (Arm's protected KVM page
- * ownership model). KVM on x86 has no such type; the number is privmem's. */
+ * PM_VM_TYPE_PKVM: a pKVM protected VM (Arm's protected KVM page ownership
+ * model). Upstream asks for it with KVM_VM_TYPE_ARM_PROTECTED, bit 31 of
+ * arm64's machine type (beside the IPA size in bits 0-7); x86's KVM_CREATE_VM
+ * takes a type number, and the number is privmem's: 16 (bit 4 of
+ * KVM_CAP_VM_TYPES). */
 #define PM_VM_TYPE_PKVM 16
 
 /* PM_VM_TYPE_REALM: an Arm CCA realm (the simulated RMM's granules, RTTs
@@ -134,17 +137,34 @@ struct pm_realm_ripas_range {
 };
 #define PM_KVM_REALM_INIT_RIPAS _IOW(PMIO, 0x28, struct pm_realm_ripas_range)
 
-/* pKVM guests share and unshare memory with the host by hypercall (Arm's
- * SMCCC vendor-hypervisor calls MEM_SHARE and MEM_UNSHARE; the guest side is
- * pm_guest_mem_share / pm_guest_mem_unshare in privmem/guest.h). The hyp
- * changes the pages' owners in place, then the vCPU exits to the VMM with
- * KVM_EXIT_HYPERCALL: hypercall.nr is the call, args[0] the gpa, args[1]
- * the number of pages that changed hands (at least 1: a call that changed
- * nothing does not exit). The exit is a notice: after a share the VMM may
- * map the pages through guest_memfd's mmap; after an unshare they are gone
- * from every mapping already. hypercall.ret is ignored. */
+/* pKVM guests call the hypervisor with the SMCCC vendor-hypervisor calls
+ * of upstream's Documentation/virt/kvm/arm/hypercalls.rst (the guest side
+ * is in privmem/guest.h): HYP_MEMINFO, MEM_SHARE, MEM_UNSHARE, MMIO_GUARD,
+ * one granule (4 KiB) per call, and KVM's FEATURES call that lists them. The hypervisor handles them all: none
+ * exits to the VMM, as upstream. The VMM sees their effects: a page the
+ * guest shares appears in guest_memfd's views (mmap), one it unshares is
+ * gone from every mapping before the call returns, and once the guest has
+ * granted MMIO ranges an MMIO access exits (KVM_EXIT_MMIO) only inside
+ * them. (privmem before this interface exited with KVM_EXIT_HYPERCALL
+ * after each share and unshare; it no longer does.) */
+#define PM_HC_PKVM_FEATURES    0x86000000ULL   /* discovery: X0 = PM_PKVM_FEATURES */
+#define PM_HC_PKVM_HYP_MEMINFO 0xC6000002ULL
 #define PM_HC_PKVM_MEM_SHARE   0xC6000003ULL
 #define PM_HC_PKVM_MEM_UNSHARE 0xC6000004ULL
+#define PM_HC_PKVM_MMIO_GUARD  0xC6000007ULL
+/* FEATURES' bitmap: bit n for function number n offered (0, 2, 3, 4, 7). */
+#define PM_PKVM_FEATURES       0x9dULL
+
+/* A protected VM (upstream pKVM, merged about 7.1; see docs/DESIGN.md):
+ *  - its memslots are frozen once it has run (a vCPU's first KVM_RUN):
+ *    KVM_SET_USER_MEMORY_REGION(2) that would create, delete, move or
+ *    change a slot fails with EPERM;
+ *  - a page its guest holds (touched, shared or not) is pinned until the
+ *    VM is destroyed: fallocate(PUNCH_HOLE) over one fails with EBUSY and
+ *    punches nothing;
+ *  - a host access through a guest_memfd mapping to a page the host may
+ *    not map gets SIGSEGV (an abort injected by the hypervisor), where
+ *    the other VM types get SIGBUS. */
 
 /* What pKVM's hypervisor has done in this process (every pkvm VM, live or
  * destroyed) is read with PM_KVM_GET_MODEL_STATS on the system handle,
@@ -153,7 +173,10 @@ struct pm_realm_ripas_range {
  * named after the transition, and the number refused (an error returned),
  * named <transition>_refused; then host_s2_faults (host accesses refused by
  * the host stage-2), pages_poisoned (pages reclaimed while a guest owned
- * them) and unshare_busy (guest unshares refused: the host pinned the page). */
+ * them) and unshare_busy (guest unshares refused: the host pinned the page);
+ * then the guest interface's: hyp_meminfo_calls, mmio_guard_grants,
+ * mmio_guard_refusals, mmio_aborts (MMIO accesses answered with an abort),
+ * memslot_frozen_refusals and punch_pinned_refusals. */
 
 /* ---- extension: guest_memfd creation flags ----
  * guest_memfd hands out the largest naturally aligned page (1G, 2M, 4K) that

@@ -1024,6 +1024,23 @@ void gmem_inval_end(struct pm_gmem *g, struct pm_inval_ticket *tickets, size_t n
 		free(tickets);
 }
 
+/* Does the VM pin a page of [start, end) through one of the file's
+ * bindings (pKVM: the pages its guest holds)? Inside the punch's
+ * invalidation, so no fault maps one meanwhile. bindings_lock held. */
+static bool gmem_range_pinned(struct pm_gmem *g, uint64_t start, uint64_t end)
+{
+	bool (*pinned)(struct pm_vm *, gfn_t, gfn_t) = g->vm->model->gmem_pinned;
+
+	for (struct pm_gmem_binding *b = g->bindings; b && pinned; b = b->next) {
+		struct pm_memslot *s = b->slot;
+		uint64_t lo = PM_MAX(start, b->start), hi = PM_MIN(end, b->end);
+
+		if (lo < hi && pinned(g->vm, s->base_gfn + (lo - b->start), s->base_gfn + (hi - b->start)))
+			return true;
+	}
+	return false;
+}
+
 static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 {
 	struct pm_inval_ticket local[GMEM_TICKETS_INLINE], *tickets;
@@ -1044,6 +1061,10 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	r = gmem_inval_begin(g, start, end, 0, PM_INVAL_CAUSE_PUNCH, local, &tickets, &nt);
 	if (r)
 		goto out_unlock;
+	if (gmem_range_pinned(g, start, end)) {
+		r = -EBUSY;
+		goto out_end;
+	}
 
 	gmem_lock(g, &lk, start, end, GMEM_REMOVE);
 	t1 = ((end - 1) >> GE_LEVEL_SHIFT(2)) + 1;
@@ -1065,6 +1086,7 @@ static int gmem_punch_hole(struct pm_gmem *g, uint64_t start, uint64_t end)
 	/* An INIT_SHARED file's views show new pages, allocated after the
 	 * frees, when the pool has them back. */
 	gmem_views_populate(g, start, end);
+out_end:
 	gmem_inval_end(g, tickets, nt, local);
 out_unlock:
 	gmem_bindings_read_unlock(g, reader);

@@ -15,7 +15,8 @@
  * unpopulated and the pool can give; fallocate allocates the largest whose
  * aligned blocks lie inside its range too, so that a 4K fallocate costs 4K.
  * Huge pages are split when partly punched. Frames are scrubbed by the pool when freed, so punched pages
- * read zero afterwards.
+ * read zero afterwards. A punch over a page the VM pins (pm_model_ops.
+ * gmem_pinned: a pKVM guest's pages) fails with EBUSY and punches nothing.
  *
  * The host's side (gmem_host.c): a file made with GUEST_MEMFD_FLAG_MMAP
  * has a host file H, which views map and which holds exactly the pages
@@ -99,7 +100,7 @@ int pm_gmem_bind(struct pm_gmem *g, struct pm_vm *vm, struct pm_memslot *slot, u
 void pm_gmem_unbind(struct pm_memslot *slot);
 
 /* guest_memfd's fallocate: called after vfs_fallocate()'s checks
- * (uapi/vfs.h) passed. */
+ * (uapi/vfs.h) passed. A punch over a page the VM pins is EBUSY. */
 int pm_gmem_fallocate(struct pm_gmem *g, int mode, int64_t offset, int64_t len);
 void pm_gmem_fstat(struct pm_gmem *g, struct stat *st);
 uint64_t pm_gmem_flags(const struct pm_gmem *g);

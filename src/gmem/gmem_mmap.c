@@ -27,7 +27,10 @@
  * child's copies of the views are registered again with a userfaultfd of
  * the child's own (pthread_atfork), but an mremap duplicate, or a copy in
  * a child made without fork(), reads zeros on a hole, with the same
- * effect. Never the guest's data: that lives in the frame.
+ * effect. Never the guest's data: that lives in the frame. A view of a
+ * file whose model injects an abort there instead (pKVM's protected VMs,
+ * pm_model_ops.host_fault_sigsegv) registers the part of it inside the file
+ * with host/host_abort.h, which answers those faults with SIGSEGV.
  *
  * Records. Each view holds a reference on its file and is on its file's
  * list (host_lock; a state file populates the shared pages its views show)
@@ -44,6 +47,7 @@
 #include <linux/userfaultfd.h>
 #include <privmem/privmem.h>
 #include "gmem/gmem_internal.h"
+#include "host/host_abort.h"
 #include "kvm/vm.h"
 
 struct pm_gmem_view {
@@ -53,6 +57,8 @@ struct pm_gmem_view {
 	uint64_t pgoff;             /* first file page; immutable */
 	int prot;                   /* immutable */
 	bool registered;            /* holes fault (userfaultfd); all_views_lock once published */
+	int abort_id;               /* its range in host_abort.h (SIGSEGV), or -1; immutable
+	                             * until the view goes */
 	struct pm_gmem_view *next;      /* g->host_lock */
 	struct pm_gmem_view *all_next;  /* all_views_lock */
 };
@@ -232,10 +238,30 @@ static void view_unlink(struct pm_gmem_view *v)
 	pthread_mutex_unlock(&g->host_lock);
 }
 
+/* The model injects an abort where the view would fault (pKVM): SIGSEGV
+ * on the pages of the file the view maps (past its end stays SIGBUS). */
+static int view_abort_register(struct pm_gmem *g, struct pm_gmem_view *v)
+{
+	uint64_t pages = v->len >> PM_PAGE_SHIFT;
+
+	v->abort_id = -1;
+	if (!g->vm->model->host_fault_sigsegv || v->pgoff >= g->npages)
+		return 0;
+	pages = PM_MIN(pages, g->npages - v->pgoff);
+	return pm_host_abort_register(v->addr, pages << PM_PAGE_SHIFT, &v->abort_id);
+}
+
+static void view_abort_unregister(struct pm_gmem_view *v)
+{
+	pm_host_abort_unregister(v->abort_id);
+	v->abort_id = -1;
+}
+
 static void view_free(struct pm_gmem_view *v)
 {
 	struct pm_gmem *g = v->g;
 
+	view_abort_unregister(v);
 	view_unlink(v);
 	free(v);
 	pm_gmem_put(g);
@@ -311,6 +337,12 @@ void *pm_gmem_mmap(struct pm_gmem *g, void *addr, size_t len, int prot, int flag
 	v->len = len;
 	v->pgoff = (uint64_t)offset >> PM_PAGE_SHIFT;
 	v->prot = prot;
+	*err = view_abort_register(g, v);
+	if (*err) {
+		munmap(p, len);
+		free(v);
+		return NULL;
+	}
 	pm_gmem_get(g);
 
 	pthread_mutex_lock(&g->host_lock);
@@ -357,6 +389,7 @@ int pm_gmem_munmap(void *addr, size_t len)
 
 	if (!v)
 		return -EINVAL;
+	view_abort_unregister(v);
 	munmap(v->addr, v->len);
 	view_free(v);
 	return 0;

@@ -279,6 +279,13 @@ static int memslot_commit(struct pm_vm *vm, struct pm_memslot *old, struct pm_me
 	struct pm_inval_ticket t;
 	int r;
 
+	/* The model's say, after every check of the request, as KVM's
+	 * kvm_arch_prepare_memory_region (pKVM: frozen once the VM ran). */
+	if (vm->model->prepare_memory_region) {
+		r = vm->model->prepare_memory_region(vm);
+		if (r)
+			return r;
+	}
 	if (change == MR_DELETE || change == MR_MOVE) {
 		pm_inval_begin(vm, old->base_gfn, old->base_gfn + old->npages, PM_INVAL_ALL,
 			       PM_INVAL_CAUSE_MEMSLOT, &t);

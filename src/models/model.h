@@ -90,6 +90,25 @@
  *  - gmem_hold: guest_memfd is about to free a run of frames the hardware
  *    may still hold (a removal that failed): true leaks it on purpose, it
  *    is never freed.
+ *
+ * Hooks for a model whose guests' memory the host may not take back or
+ * reach (pKVM's protected VMs: memslots frozen once the VM has run, guest
+ * pages pinned, MMIO only where the guest allows it):
+ *  - prepare_memory_region: KVM_SET_USER_MEMORY_REGION(2) is about to
+ *    change a slot (create, delete, move, flags), every check of the
+ *    request passed, under slots_lock (KVM's kvm_arch_prepare_memory_
+ *    region): -errno refuses it with nothing changed;
+ *  - gmem_pinned: does the VM pin a page of gfns [start, end), which a
+ *    guest_memfd punch would take? Asked inside the punch's invalidation
+ *    (no fault maps a page of the range meanwhile); true fails the punch
+ *    with EBUSY, nothing punched;
+ *  - mmio_allowed: may this MMIO access (no memslot at gpa, len bytes)
+ *    exit to the VMM? false answers it with a data abort injected into
+ *    the guest (guest.h, pm_guest_catch_aborts). Called in guest mode: it
+ *    must not wait for a shootdown;
+ *  - host_fault_sigsegv: a host access through a guest_memfd view to a
+ *    page the host may not map gets SIGSEGV (an abort the hardware
+ *    injects), not SIGBUS (host/host_abort.h).
  */
 #ifndef PM_MODELS_MODEL_H
 #define PM_MODELS_MODEL_H
@@ -152,6 +171,10 @@ struct pm_model_ops {
 	bool (*gmem_hold)(struct pm_vm *vm, pm_pfn_t pfn, unsigned int order);
 	/* privmem's extension ioctls for this model (PMIO) on the VM handle. */
 	long (*vm_ioctl)(struct pm_vm *vm, unsigned long req, unsigned long arg);
+	int (*prepare_memory_region)(struct pm_vm *vm);
+	bool (*gmem_pinned)(struct pm_vm *vm, gfn_t start, gfn_t end);
+	bool (*mmio_allowed)(struct pm_vcpu *vcpu, uint64_t gpa, unsigned int len);
+	bool host_fault_sigsegv;
 };
 
 enum { PM_GUEST_ACCESS_OK, PM_GUEST_ACCESS_RETRY, PM_GUEST_ACCESS_FATAL };

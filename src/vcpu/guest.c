@@ -108,6 +108,11 @@ static void guest_error_exit(struct pm_vcpu *v, int err)
 	pm_vcpu_guest_exit(v, -err, PM_STAT_EXITS_ERROR);
 }
 
+void pm_vcpu_guest_error_exit(struct pm_vcpu *v, int err)
+{
+	guest_error_exit(v, err);
+}
+
 /* A signal (the VMM's kick) interrupted the vCPU: KVM_EXIT_INTR, EINTR. */
 void pm_vcpu_guest_intr_exit(struct pm_vcpu *v)
 {
@@ -322,11 +327,38 @@ uint8_t *pm_vcpu_guest_access_page(struct pm_vcpu *v, uint64_t gpa, unsigned int
 	return guest_page(v, gpa, size, write);
 }
 
-/* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes. */
+static _Noreturn void guest_end(struct pm_vcpu *v, uint64_t cmd, const char *msg);
+
+/* The hypervisor answers an access with a data abort (pKVM: MMIO outside
+ * what the guest granted). An unhandled synchronous exception ends the
+ * guest; a C guest that catches aborts finds it recorded instead. */
+static void guest_data_abort(struct pm_vcpu *v, uint64_t gpa, bool write)
+{
+	char msg[sizeof(v->ucall.msg)];
+
+	if (v->entry.fn && v->catch_aborts) {
+		v->aborts++;
+		v->abort_far = gpa;
+		return;
+	}
+	snprintf(msg, sizeof(msg), "data abort: MMIO %s at 0x%llx refused by the hypervisor",
+		 write ? "write" : "read", (unsigned long long)gpa);
+	guest_end(v, PM_UCALL_ABORT, msg);
+}
+
+/* An access to a gpa no memslot maps: KVM_EXIT_MMIO in chunks of 8 bytes,
+ * if the model lets it exit. */
 void pm_vcpu_guest_mmio(struct pm_vcpu *v, uint64_t gpa, uint8_t *buf, size_t len, bool write)
 {
 	struct kvm_run *run = v->run;
 
+	if (pm_unlikely(v->vm->model->mmio_allowed != NULL) &&
+	    !v->vm->model->mmio_allowed(v, gpa, (unsigned int)len)) {
+		guest_data_abort(v, gpa, write);
+		if (!write)
+			memset(buf, 0, len);
+		return;
+	}
 	while (len) {
 		size_t n = PM_MIN(len, sizeof(run->mmio.data));
 		/* The VMM's answer lands here, whatever it left in run->mmio.len
@@ -539,20 +571,6 @@ void pm_guest_require_vm_type(struct pm_guest *g, unsigned long type, const char
 	pm_guest_abort(g, __FILE__, __LINE__, what);
 }
 
-/* pKVM's hypercalls: on another VM type the guest ends (an HVC the
- * hypervisor does not know), rather than read another model's answer. */
-long pm_guest_mem_share(struct pm_guest *g, uint64_t gpa, uint64_t npages)
-{
-	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_share", "a pKVM");
-	return pm_guest_model_call(g, PM_HC_PKVM_MEM_SHARE, gpa, npages, 0);
-}
-
-long pm_guest_mem_unshare(struct pm_guest *g, uint64_t gpa, uint64_t npages)
-{
-	pm_guest_require_vm_type(g, PM_VM_TYPE_PKVM, "pm_guest_mem_unshare", "a pKVM");
-	return pm_guest_model_call(g, PM_HC_PKVM_MEM_UNSHARE, gpa, npages, 0);
-}
-
 static void guest_ucall(struct pm_vcpu *v, uint64_t cmd, uint64_t arg, const char *msg)
 {
 	/* Every field is written; the message as an empty string when there
@@ -599,6 +617,22 @@ void pm_guest_abort(struct pm_guest *g, const char *file, int line, const char *
 
 	snprintf(msg, sizeof(msg), "%s:%d: %s", file, line, what);
 	guest_end(to_vcpu(g), PM_UCALL_ABORT, msg);
+}
+
+void pm_guest_catch_aborts(struct pm_guest *g, bool on)
+{
+	to_vcpu(g)->catch_aborts = on;
+}
+
+uint64_t pm_guest_take_aborts(struct pm_guest *g, uint64_t *far)
+{
+	struct pm_vcpu *v = to_vcpu(g);
+	uint64_t n = v->aborts;
+
+	if (far)
+		*far = v->abort_far;
+	v->aborts = 0;
+	return n;
 }
 
 unsigned int pm_guest_vcpu_id(struct pm_guest *g)

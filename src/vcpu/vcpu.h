@@ -66,6 +66,10 @@ struct pm_vcpu {
 	bool event_pending;          /* run_lock: KVM_RUN was interrupted (immediate_exit
 	                              * or a signal: the VMM kicked the vCPU) since the
 	                              * guest last looked (pm_vcpu_guest_take_event) */
+	bool catch_aborts;           /* run_lock: the C guest takes injected aborts
+	                              * itself (pm_guest_catch_aborts) */
+	uint64_t aborts;             /* run_lock: aborts caught since it last looked */
+	uint64_t abort_far;          /* run_lock: the address of the last one */
 	atomic_uint_fast64_t exits[PM_STAT_NR_EXITS]; /* by PM_STAT_EXITS_*; read without run_lock */
 
 	/* The x86 engine (x86_guest.c): the vCPU's architectural state, which
@@ -218,10 +222,16 @@ uint8_t *pm_vcpu_guest_page(struct pm_vcpu *vcpu, uint64_t gpa, bool write, int 
  *    for an access of size bytes, through the vCPU TLB, the fault path and
  *    the model's access check, taking exits until it can answer; NULL when
  *    no memory is there (MMIO);
- *  - pm_vcpu_guest_mmio: len bytes at gpa as KVM_EXIT_MMIO exits (8 at a time). */
+ *  - pm_vcpu_guest_mmio: len bytes at gpa as KVM_EXIT_MMIO exits (8 at a time),
+ *    unless the model refuses the access (mmio_allowed): then a data abort
+ *    is injected (the guest ends, or a C guest that catches aborts records
+ *    it, its read yielding zeros). */
 void pm_vcpu_guest_exit(struct pm_vcpu *vcpu, int ret, int stat);
 void pm_vcpu_count_exit(struct pm_vcpu *vcpu, int stat);
 void pm_vcpu_guest_intr_exit(struct pm_vcpu *vcpu);
+/* KVM_RUN fails with -err (ENOMEM, EIO) and no exit to describe; the
+ * guest goes on when the vCPU runs again (a model call retries). */
+void pm_vcpu_guest_error_exit(struct pm_vcpu *vcpu, int err);
 uint8_t *pm_vcpu_guest_access_page(struct pm_vcpu *vcpu, uint64_t gpa, unsigned int size, bool write);
 void pm_vcpu_guest_mmio(struct pm_vcpu *vcpu, uint64_t gpa, uint8_t *buf, size_t len, bool write);
 void pm_vcpu_tlb_forget(struct pm_vcpu *vcpu, uint64_t gpa);

@@ -222,9 +222,11 @@ static _Noreturn __attribute__((format(printf, 1, 2))) void fz_fail(const char *
 static const int *const e_create_vm = ERRS(EINVAL, ENOMEM, EMFILE);
 static const int *const e_close = ERRS(EBADF);
 static const int *const e_create_gmem = ERRS(EINVAL, ENOMEM, EMFILE, EIO);
-static const int *const e_slot = ERRS(EINVAL, EEXIST, EBADF, ENOMEM, EIO);
+static const int *const e_slot = ERRS(EINVAL, EEXIST, EBADF, ENOMEM, EIO,
+				      EPERM);            /* pKVM: frozen once the VM ran */
 static const int *const e_attr = ERRS(EINVAL, ENOMEM, EIO, EAGAIN, EINTR);
-static const int *const e_falloc = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, ENOSPC, EFBIG, EIO, EINTR);
+static const int *const e_falloc = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, ENOSPC, EFBIG, EIO, EINTR,
+					EBUSY);          /* pKVM: a page the guest holds */
 static const int *const e_vcpu = ERRS(EINVAL, EEXIST, ENOMEM, EMFILE, EIO);
 static const int *const e_run = ERRS(EFAULT, EHWPOISON, EINVAL, EINTR, ENOMEM, EIO, ENOEXEC);
 static const int *const e_pre_fault = ERRS(EINVAL, ENOENT, EFAULT, EHWPOISON, ENOMEM, EIO, EINTR,
@@ -512,11 +514,20 @@ static void guest_exec(struct pm_guest *g, struct fz_vcpu *v, const struct fz_cm
 		break;
 	case FZ_G_SHARE:
 		if (vm->type == PM_VM_TYPE_PKVM)
-			pm_guest_mem_share(g, gpas[i] + (c->c & 1), np);
+			pm_guest_mem_share_range(g, gpas[i] + (c->c & 1), np);
 		break;
 	case FZ_G_UNSHARE:
-		if (vm->type == PM_VM_TYPE_PKVM)
-			pm_guest_mem_unshare(g, gpas[i] + (c->c & 1), np);
+		if (vm->type != PM_VM_TYPE_PKVM)
+			break;
+		if (c->c & 2) {         /* any of pKVM's calls, reserved arguments too */
+			static const uint64_t ids[4] = { PM_HC_PKVM_HYP_MEMINFO, PM_HC_PKVM_MEM_SHARE,
+							 PM_HC_PKVM_MMIO_GUARD, PM_HC_PKVM_FEATURES };
+
+			pm_guest_model_call(g, ids[c->b & 3], gpas[i] + (c->c & 1), (c->b >> 2) & 1, 0);
+			drop_all(vm);
+		} else {
+			pm_guest_mem_unshare_range(g, gpas[i] + (c->c & 1), np);
+		}
 		break;
 	case FZ_G_PVALIDATE:
 		if (vm->type == KVM_X86_SNP_VM)
@@ -715,8 +726,7 @@ static void vcpu_run(struct fz_vcpu *v, unsigned int budget, unsigned int policy
 				     vm_convert(v->vm, gpa, np * PAGE,
 						run->hypercall.args[2] & KVM_MAP_GPA_RANGE_ENCRYPTED, policy);
 				run->hypercall.ret = ok ? 0 : (uint64_t)-KVM_EINVAL;
-			} else if (run->hypercall.nr != PM_HC_PKVM_MEM_SHARE &&
-				   run->hypercall.nr != PM_HC_PKVM_MEM_UNSHARE) {
+			} else {         /* pKVM's calls never exit: its hyp answers them */
 				fz_fail("hypercall exit %#llx", (unsigned long long)run->hypercall.nr);
 			}
 			break;

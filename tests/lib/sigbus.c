@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * SIGBUS probing for tests (see testutil.h): sigaction around one access,
- * and siglongjmp out of the handler when the access faults.
+ * SIGBUS and SIGSEGV probing for tests (see testutil.h): sigaction around
+ * one access, and siglongjmp out of the handler when the access faults.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -54,7 +54,7 @@ PROBE_NO_TSAN static void probe_access(volatile uint8_t *p, bool write, uint8_t 
 	}
 }
 
-bool pm_test_sigbus(void *addr, bool write, uint8_t *val)
+static bool probe(int sig, void *addr, bool write, uint8_t *val)
 {
 	volatile uint8_t *p = addr;
 	struct sigaction sa, old;
@@ -64,7 +64,7 @@ bool pm_test_sigbus(void *addr, bool write, uint8_t *val)
 	sa.sa_sigaction = probe_handler;
 	sa.sa_flags = SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGBUS, &sa, &old))
+	if (sigaction(sig, &sa, &old))
 		return false;
 	probe_fault_addr = NULL;
 	if (sigsetjmp(probe_env, 1) == 0) {
@@ -75,11 +75,21 @@ bool pm_test_sigbus(void *addr, bool write, uint8_t *val)
 	} else {
 		faulted = true;
 	}
-	sigaction(SIGBUS, &old, NULL);
+	sigaction(sig, &old, NULL);
 	if (faulted && probe_fault_addr != addr) {
-		fprintf(stderr, "pm_test_sigbus: SIGBUS at %p while probing %p\n",
+		fprintf(stderr, "pm_test_sigbus: %s at %p while probing %p\n", strsignal(sig),
 			probe_fault_addr, addr);
 		abort();
 	}
 	return faulted;
+}
+
+bool pm_test_sigbus(void *addr, bool write, uint8_t *val)
+{
+	return probe(SIGBUS, addr, write, val);
+}
+
+bool pm_test_sigsegv(void *addr, bool write, uint8_t *val)
+{
+	return probe(SIGSEGV, addr, write, val);
 }

@@ -22,6 +22,9 @@
  * TSan does not check the access itself: a probe may race remaps on purpose.
  */
 bool pm_test_sigbus(void *addr, bool write, uint8_t *val);
+/* The same for SIGSEGV (a pKVM view's answer; SIGBUS is left alone, so a
+ * SIGBUS there goes to whatever handles it, privmem's included). */
+bool pm_test_sigsegv(void *addr, bool write, uint8_t *val);
 
 /* Reads the byte at addr in a forked child, with handlers for SIGSEGV and
  * SIGBUS (which ASan honours): 1 if the read faulted, 0 if it completed,

@@ -93,12 +93,13 @@
  *  - a protected guest's first fault on a gfn: host_donate_guest(the
  *    guest_memfd frame, gfn); a non-protected guest's: host_share_guest;
  *  - the guest's share/unshare hypercalls: guest_share_host/_unshare_host,
- *    then an exit to the VMM; the host's mappings are guest_memfd's host
- *    file, which a page enters after its share and leaves (for every
+ *    answered without an exit to the VMM; the host's mappings are
+ *    guest_memfd's host file, which a page enters after its share and
+ *    leaves (for every
  *    mapping) after its unshare, with no vCPU reaching it in between; an
  *    unshare is refused while the host pins the page;
  *  - every host access to guest memory: pkvm_host_access (a -EFAULT there is
- *    the SIGBUS / -EFAULT the VMM sees);
+ *    the SIGSEGV / -EFAULT the VMM sees);
  *  - the guest stage-2 (struct pkvm_vm's) is what vCPUs translate through;
  *    removals call cfg.tlb_flush so that no vCPU TLB keeps a stale entry;
  *  - VM destruction: pkvm_vm_teardown, then the frames go back to

@@ -19,10 +19,12 @@
  *  - Fault: the guest_memfd frame of the gfn is donated to the guest
  *    (host_donate_guest) under the MMU lock, after the invalidation retry
  *    check, so a punch or a memslot deletion that raced is a retry.
- *  - Invalidation (guest_memfd punch or release, memslot deletion): the hyp
- *    takes every page of the range back (host_reclaim_page_guest: a page the
+ *  - Invalidation (guest_memfd release, memslot deletion): the hyp takes
+ *    every page of the range back (host_reclaim_page_guest: a page the
  *    guest owned is poisoned, zeroed) before guest_memfd frees or reuses it.
- *    There is no plain zap of the guest stage-2.
+ *    There is no plain zap of the guest stage-2. A punch takes nothing:
+ *    the guest's pages are pinned and guest_memfd refused a punch over one
+ *    (frozen.c).
  *  - Destruction: pkvm_vm_teardown reclaims whatever is left.
  *  - Memory for reclaims: a transition first fills the hyp's table reserve
  *    for the worst case (pm_s2_tables_needed), even where its commit
@@ -33,9 +35,10 @@
  *    the hyp is created, refilled when memory allows) and hands them to the
  *    hyp's reserve when a reclaim finds the pool empty; only a reclaim that
  *    really splits tables with both gone waits (yields and retries).
- *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (guest_call) run the hyp's
- *    guest_share_host / guest_unshare_host page by page (a page not mapped
- *    yet is faulted in first), then exit to the VMM (privmem.h). The host
+ *  - Sharing: the guest's MEM_SHARE / MEM_UNSHARE hypercalls (hypercalls.c,
+ *    one granule each) run the hyp's guest_share_host / guest_unshare_host
+ *    (a page not mapped yet is faulted in first); nothing exits to the VMM
+ *    (upstream's hypervisor handles them). The host
  *    maps a page only while the guest shares it: guest_memfd views map the
  *    file's host file, which holds exactly the pages whose host state is
  *    SHARED_BORROWED (gmem_host_mappable): a share copies them in
@@ -53,7 +56,13 @@
  *  - Statistics (PM_KVM_GET_MODEL_STATS on the system handle, named by the
  *    hyp): the live hyp's, plus those of the hyps destroyed before it
  *    (retired), so a report can read what a VM's teardown did after the VM
- *    is gone.
+ *    is gone; then the guest interface's (pkvm_internal.h).
+ *  - The rest of upstream's protected-VM interface (about 7.1) has files of
+ *    its own: the guest's hypercalls (hypercalls.c, pkvm_guest.c), the
+ *    MMIO guard (mmio_guard.c), frozen memslots and pinned pages
+ *    (frozen.c); a host fault on guest memory through a view is SIGSEGV
+ *    (host_fault_sigsegv). The VM's state is struct pkvm_guest
+ *    (pkvm_internal.h), vm->model_data.
  */
 #include <sched.h>
 #include <privmem/privmem.h>
@@ -65,6 +74,7 @@
 #include "memslot/memslot.h"
 #include "models/pkvm/hyp.h"
 #include "models/pkvm/pkvm.h"
+#include "models/pkvm/pkvm_internal.h"
 #include "vcpu/vcpu.h"
 
 /* ---- the process-wide hyp ---- */
@@ -184,9 +194,11 @@ static int pkvm_get_process_stats(struct pm_model_stats *out)
 	pm_model_stats_put(out, "host_s2_faults", sum.host_s2_faults);
 	pm_model_stats_put(out, "pages_poisoned", sum.pages_poisoned);
 	pm_model_stats_put(out, "unshare_busy", atomic_load_explicit(&unshare_busy, memory_order_relaxed));
+	pkvm_iface_stats_put(out);
 	return 0;
 }
-_Static_assert(2 * PKVM_NR_TRANSITIONS + 3 <= PM_MODEL_STATS_MAX, "the hyp's counters fit");
+_Static_assert(2 * PKVM_NR_TRANSITIONS + 3 + PKVM_IFACE_NR_STATS <= PM_MODEL_STATS_MAX,
+	       "the hyp's counters and the guest interface's fit");
 
 struct pkvm_hyp *pkvm_model_hyp(void)
 {
@@ -200,11 +212,31 @@ struct pkvm_hyp *pkvm_model_hyp(void)
 
 struct pkvm_vm *pkvm_model_vm(struct pm_vm *vm)
 {
+	struct pkvm_guest *pg = vm->model_data;
+
 	PM_BUG_ON(vm->model != &pm_model_pkvm);
-	return vm->model_data;
+	return pg ? pg->pvm : NULL;
 }
 
 /* ---- VM lifetime ---- */
+
+int pkvm_guest_new(struct pkvm_guest **out)
+{
+	struct pkvm_guest *pg = pm_zalloc(sizeof(*pg));
+
+	if (!pg)
+		return -ENOMEM;
+	atomic_init(&pg->ran, false);
+	pkvm_mmio_guard_init(&pg->guard);
+	*out = pg;
+	return 0;
+}
+
+void pkvm_guest_free(struct pkvm_guest *pg)
+{
+	pkvm_mmio_guard_destroy(&pg->guard);
+	free(pg);
+}
 
 /* Called by the hyp, locks held, after it removed guest mappings. */
 static void pkvm_tlb_flush(void *arg, gfn_t start, gfn_t end)
@@ -217,20 +249,27 @@ static int pkvm_vm_init(struct pm_vm *vm)
 	struct pkvm_vm_config cfg = {
 		.protected = true, .tlb_flush = pkvm_tlb_flush, .arg = vm, .s2 = &vm->mmu->s2,
 	};
+	struct pkvm_guest *pg;
 	struct pkvm_hyp *hyp;
-	struct pkvm_vm *pvm;
 	int r;
 
-	r = hyp_get(&hyp);
+	r = pkvm_guest_new(&pg);
 	if (r)
 		return r;
-	r = pkvm_vm_create(hyp, &cfg, &pvm);
-	if (r) {
-		hyp_put();
-		return r;
-	}
-	vm->model_data = pvm;
+	r = hyp_get(&hyp);
+	if (r)
+		goto err_free;
+	r = pkvm_vm_create(hyp, &cfg, &pg->pvm);
+	if (r)
+		goto err_put;
+	vm->model_data = pg;
 	return 0;
+
+err_put:
+	hyp_put();
+err_free:
+	pkvm_guest_free(pg);
+	return r;
 }
 
 /* Hands the spare frames to the hyp's reserve; false if there were none. */
@@ -268,11 +307,12 @@ static void reclaim_range(struct pkvm_vm *pvm, gfn_t start, gfn_t end)
 
 static void pkvm_vm_destroy(struct pm_vm *vm)
 {
-	struct pkvm_vm *pvm = vm->model_data;
+	struct pkvm_guest *pg = vm->model_data;
 
-	reclaim_range(pvm, 0, 1ULL << PM_S2_GFN_BITS);
-	PM_BUG_ON(pkvm_vm_teardown(pvm));
+	reclaim_range(pg->pvm, 0, 1ULL << PM_S2_GFN_BITS);
+	PM_BUG_ON(pkvm_vm_teardown(pg->pvm));
 	vm->model_data = NULL;
+	pkvm_guest_free(pg);
 	hyp_put();
 }
 
@@ -302,10 +342,12 @@ static void host_file_reclaimed(struct pm_vm *vm, gfn_t start, gfn_t end)
 static void pkvm_inval_zap(struct pm_vm *vm, gfn_t start, gfn_t end, unsigned int filter,
 			   enum pm_inval_cause cause, void *ctx)
 {
-	struct pkvm_vm *pvm = vm->model_data;
+	struct pkvm_vm *pvm = pkvm_model_vm(vm);
 
-	/* Memslots deleted while the VM is destroyed: torn down already. */
-	if (!pvm)
+	/* Memslots deleted while the VM is destroyed: torn down already.
+	 * A punch takes nothing: every page the guest holds is pinned, and
+	 * guest_memfd refused a punch over one (pkvm_gmem_pinned). */
+	if (!pvm || cause == PM_INVAL_CAUSE_PUNCH)
 		return;
 	reclaim_range(pvm, start, end);
 	if (cause == PM_INVAL_CAUSE_MEMSLOT)
@@ -369,7 +411,7 @@ static enum pm_fault_result donate_refused(struct pkvm_vm *pvm, struct pm_fault 
 
 static enum pm_fault_result pkvm_mmu_fault(struct pm_vm *vm, struct pm_fault *f)
 {
-	struct pkvm_vm *pvm = vm->model_data;
+	struct pkvm_vm *pvm = pkvm_model_vm(vm);
 	uint64_t snap = pm_inval_snapshot(vm);
 	enum pm_fault_result r;
 	bool raced = false;
@@ -472,20 +514,17 @@ static long unshare_run(struct pkvm_vm *pvm, gfn_t gfn, uint64_t n, const struct
 	return r;
 }
 
-/* MEM_SHARE / MEM_UNSHARE. The guest's HVC leaves guest mode: the hyp's
- * transitions take locks under which other threads shoot down this vCPU's
- * TLB, which they could not while it stayed in guest mode. */
-static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64_t n, uint64_t a2)
+/* The work of MEM_SHARE / MEM_UNSHARE (hypercalls.c). The guest's HVC
+ * leaves guest mode: the hyp's transitions take locks under which other
+ * threads shoot down this vCPU's TLB, which they could not while it stayed
+ * in guest mode. */
+long pkvm_guest_share(struct pm_vcpu *v, bool share, uint64_t gpa, uint64_t n)
 {
-	struct pkvm_vm *pvm = v->vm->model_data;
-	bool share = nr == PM_HC_PKVM_MEM_SHARE;
+	struct pkvm_vm *pvm = pkvm_model_vm(v->vm);
 	uint64_t done = 0;
 	long r = 0;
 
-	if (!share && nr != PM_HC_PKVM_MEM_UNSHARE)
-		return -KVM_ENOSYS;
-	if (!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !n || (gpa >> PM_PAGE_SHIFT) + n < n)
-		return -EINVAL;
+	PM_BUG_ON(!PM_ALIGNED(gpa, PM_PAGE_SIZE) || !n || (gpa >> PM_PAGE_SHIFT) + n < n);
 	pm_vcpu_exit_guest_mode(v);
 	/* Run by run of one guest_memfd, each page through the hyp. */
 	while (done < n) {
@@ -505,8 +544,6 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 		if ((uint64_t)r < run)
 			break;
 	}
-	if (done)
-		pm_vcpu_exit_hypercall(v, nr, gpa, done, 0);
 	pm_vcpu_enter_guest_mode(v);
 	return done ? (long)done : r;
 }
@@ -514,7 +551,7 @@ static long pkvm_guest_call(struct pm_vcpu *v, uint64_t nr, uint64_t gpa, uint64
 /* guest_memfd's host file holds the pages the guest shares with the host. */
 static bool pkvm_gmem_host_mappable(struct pm_vm *vm, pm_pfn_t pfn)
 {
-	struct pkvm_vm *pvm = vm->model_data;
+	struct pkvm_vm *pvm = pkvm_model_vm(vm);
 
 	return pvm && pkvm_host_state(pkvm_vm_hyp(pvm), pfn) == PKVM_PAGE_SHARED_BORROWED;
 }
@@ -559,8 +596,13 @@ const struct pm_model_ops pm_model_pkvm = {
 	.vm_destroy = pkvm_vm_destroy,
 	.mmu_fault = pkvm_mmu_fault,
 	.inval_zap = pkvm_inval_zap,
-	.guest_call = pkvm_guest_call,
+	.guest_call = pkvm_hvc,
 	.gmem_host_mappable = pkvm_gmem_host_mappable,
 	.guest_hva = pkvm_guest_hva,
 	.get_process_stats = pkvm_get_process_stats,
+	.vcpu_pre_run = pkvm_vcpu_pre_run,
+	.prepare_memory_region = pkvm_prepare_memory_region,
+	.gmem_pinned = pkvm_gmem_pinned,
+	.mmio_allowed = pkvm_mmio_allowed,
+	.host_fault_sigsegv = true,
 };

@@ -165,9 +165,11 @@ static const int *const e_munmap = ERRS(EINVAL);
 /* EFAULT and EHWPOISON: MADV_POPULATE_* on a page the host may not map
  * (a SIGBUS on access), as Linux's. */
 static const int *const e_madvise = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, EIO, EACCES, EBADF, EAGAIN,
-					 EPERM, EFAULT, EHWPOISON);
+					 EPERM, EFAULT, EHWPOISON, EBUSY);
+/* EBUSY: a punch over pinned pages (PM_GUEST_MEMFD_PIN, a pKVM guest's),
+ * fallocate's or MADV_REMOVE's. */
 static const int *const e_falloc = ERRS(EINVAL, EOPNOTSUPP, ENOMEM, ENOSPC, EFBIG, EIO, EINTR,
-					ENODEV, EBADF, ESPIPE, EPERM);
+					ENODEV, EBADF, ESPIPE, EPERM, EBUSY);
 static const int *const e_rw = ERRS(EINVAL, EBADF, EFAULT, ESPIPE, EACCES, ENOSPC);
 static const int *const e_close = ERRS(EBADF);
 static const int *const e_dup = ERRS(EBADF, EINVAL, EMFILE, EBUSY);

@@ -619,6 +619,57 @@ static void test_second_munmap_of_the_kvm_run_mapping_is_einval(void **state)
 	close_ok(sys);
 }
 
+/* munmap of part of a kvm_run mapping, as of part of a VMA: the rest stays
+ * mapped and is the vCPU's page still, each part can go on its own, and
+ * the last part gives the VM's reference back. */
+static void test_partial_munmap_of_kvm_run_keeps_the_rest(void **state)
+{
+	int sys = open_sys();
+	int vm = create_vm(sys, KVM_X86_DEFAULT_VM);
+	int vcpu = create_vcpu(vm, 0);
+	size_t size = (size_t)pm_kvm_ioctl(sys, KVM_GET_VCPU_MMAP_SIZE, 0);
+	uint8_t *a = pm_kvm_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	uint8_t *b = pm_kvm_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+	struct pm_file f;
+	struct pm_vm *v;
+
+	assert_true(size == 2 * PAGE);
+	assert_ptr_not_equal(a, MAP_FAILED);
+	assert_ptr_not_equal(b, MAP_FAILED);
+	assert_int_equal(pm_handle_get(vcpu, &f), 0);
+	v = ((struct pm_vcpu *)f.obj)->vm;
+	pm_file_put(&f);
+	/* a loses its second page, b its first. */
+	assert_int_equal(pm_kvm_munmap(a + PAGE, PAGE), 0);
+	assert_int_equal(pm_kvm_munmap(b, PAGE), 0);
+	/* What is left is still the vCPU's pages: a write through one part
+	 * of b's second page shows in a fresh mapping, a's first page in b's
+	 * sibling mapping. */
+	((struct kvm_run *)a)->immediate_exit = 1;
+	b[PAGE + 8] = 0x5a;
+	{
+		uint8_t *c = pm_kvm_mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+
+		assert_ptr_not_equal(c, MAP_FAILED);
+		assert_int_equal(((struct kvm_run *)c)->immediate_exit, 1);
+		assert_int_equal(c[PAGE + 8], 0x5a);
+		assert_int_equal(pm_kvm_munmap(c, size), 0);
+	}
+	/* The parts gone are gone; the whole of the old ranges is not a
+	 * mapping any more. */
+	assert_fails(pm_kvm_munmap(a + PAGE, PAGE), EINVAL);
+	assert_fails(pm_kvm_munmap(b, PAGE), EINVAL);
+	assert_fails(pm_kvm_munmap(a, size), EINVAL);
+	close_ok(vcpu);
+	close_ok(vm);
+	/* Each part holds the VM. */
+	assert_int_equal(pm_ref_read(&v->refs), 2);
+	assert_int_equal(pm_kvm_munmap(a, PAGE), 0);
+	assert_int_equal(pm_ref_read(&v->refs), 1);
+	assert_int_equal(pm_kvm_munmap(b + PAGE, PAGE), 0);   /* last reference: VM destroyed */
+	close_ok(sys);
+}
+
 /* The kvm_run page cannot be placed: MAP_FIXED and MAP_FIXED_NOREPLACE
  * are EINVAL (privmem's documented difference), never a mapping at
  * another address than the one the VMM demanded. */
@@ -1054,6 +1105,7 @@ int main(void)
 		cmocka_unit_test(test_create_vcpu_rejects_large_and_duplicate_ids),
 		cmocka_unit_test(test_vcpu_mmap_gives_one_shared_writable_kvm_run),
 		cmocka_unit_test(test_second_munmap_of_the_kvm_run_mapping_is_einval),
+		cmocka_unit_test(test_partial_munmap_of_kvm_run_keeps_the_rest),
 		cmocka_unit_test(test_kvm_run_mapping_cannot_be_placed),
 		cmocka_unit_test(test_mmap_of_system_or_vm_handle_is_enodev),
 		cmocka_unit_test(test_enable_cap_rules),

@@ -399,24 +399,62 @@ static void *vcpu_mmap(const struct pm_file *f, void *addr, size_t len, int prot
 	return p;
 }
 
+/*
+ * Unmaps [addr, addr + len) of one kvm_run mapping, as munmap of part of
+ * a VMA: the parts outside the range stay mapped (and keep their record,
+ * split in two if the range is inside; each record holds a VM reference).
+ * A range not inside one mapping is EINVAL.
+ */
 static int run_munmap(void *addr, size_t len)
 {
-	struct run_map *m = NULL;
+	uintptr_t s = (uintptr_t)addr, e = s + len;
+	struct run_map *m = NULL, **link = NULL, *tail;
 
+	tail = pm_zalloc(sizeof(*tail));        /* for a range in the middle */
+	if (!tail)
+		return -ENOMEM;
 	pthread_mutex_lock(&run_maps_lock);
 	for (struct run_map **pm = &run_maps; *pm; pm = &(*pm)->next) {
-		if ((*pm)->addr == addr && (*pm)->len == len) {
+		uintptr_t ms = (uintptr_t)(*pm)->addr;
+
+		if (ms <= s && e <= ms + (*pm)->len) {
 			m = *pm;
-			*pm = m->next;
+			link = pm;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&run_maps_lock);
-	if (!m)
+	if (m) {
+		uintptr_t ms = (uintptr_t)m->addr, me = ms + m->len;
+
+		if (ms < s && e < me) {
+			*tail = (struct run_map){ .addr = (void *)e, .len = me - e, .vm = m->vm,
+						  .next = m->next };
+			pm_vm_get(m->vm);
+			m->next = tail;
+			tail = NULL;
+		}
+		if (ms < s) {
+			m->len = s - ms;
+			m = NULL;               /* the head stays */
+		} else if (e < me) {
+			m->addr = (void *)e;
+			m->len = me - e;
+			m = NULL;               /* the tail stays */
+		} else {
+			*link = m->next;
+		}
+		pthread_mutex_unlock(&run_maps_lock);
+		munmap(addr, len);
+	} else {
+		pthread_mutex_unlock(&run_maps_lock);
+		free(tail);
 		return -EINVAL;
-	munmap(m->addr, m->len);
-	pm_vm_put(m->vm);
-	free(m);
+	}
+	free(tail);
+	if (m) {
+		pm_vm_put(m->vm);
+		free(m);
+	}
 	return 0;
 }
 

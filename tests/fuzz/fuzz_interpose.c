@@ -642,14 +642,6 @@ static void op_munmap(bool advise)
 
 	if (!m->addr)
 		return;
-	/* Known bug, not fixed yet: the interposer's munmap of part of a
-	 * kvm_run mapping unmaps all of it (the rest is mapped again with
-	 * MAP_FIXED_NOREPLACE, which a vCPU refuses), where Linux keeps the
-	 * rest; a later munmap of that rest, as Linux allows, can then hit
-	 * the library's own kvm_run page of another vCPU placed there. So
-	 * vCPU mappings are only unmapped whole here. */
-	if (m->kind == K_VCPU && !advise)
-		b &= ~3;
 	switch (b & 3) {
 	case 0: p = m->addr; len = m->len; break;
 	case 1: p = m->addr; len = PAGE; break;

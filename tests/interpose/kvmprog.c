@@ -207,6 +207,21 @@ static void s_vm(void)
 	FAILS(mmap(NULL, 4096, PROT_READ, MAP_SHARED, vcpu, 4096), EINVAL);
 	CHECK(run->exit_reason == 0);
 	CHECK(munmap(run, 4096) == 0);
+	/* munmap of part of a vCPU mapping keeps the rest, as Linux splits
+	 * the VMA; the rest is the vCPU's page still and goes on its own. */
+	{
+		struct kvm_run *r2 = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+		struct kvm_run *r3 = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
+
+		CHECK(r2 != MAP_FAILED && r3 != MAP_FAILED);
+		CHECK(munmap((char *)r2 + 4096, 4096) == 0);
+		r3->immediate_exit = 1;
+		CHECK(r2->immediate_exit == 1);
+		r3->immediate_exit = 0;
+		CHECK(munmap((char *)r2 + 4096, 4096) == 0);     /* nothing there: 0, as Linux */
+		CHECK(munmap(r2, 2 * 4096) == 0);
+		CHECK(munmap(r3, 4096) == 0);
+	}
 	FAILS(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, kvm, 0), ENODEV);
 	close(vcpu);
 	close(g2);

@@ -8,10 +8,12 @@
  * mapping exists, even after the last descriptor is closed.
  *
  * munmap of a range that meets recorded mappings: each one met is given
- * back with pm_kvm_munmap (whole, as privmem unmaps); the parts of a
+ * back with pm_kvm_munmap (a guest_memfd mapping whole, as privmem unmaps
+ * it; a kvm_run mapping only where the range meets it); the parts of a
  * guest_memfd mapping outside the range are mapped again at the same
  * addresses and file offsets (MAP_FIXED_NOREPLACE: if another thread took
- * the hole meanwhile, that part stays unmapped), which is Linux's VMA split.
+ * the hole meanwhile, that part stays unmapped), and those of a kvm_run
+ * mapping stay as they are, each with a record: Linux's VMA split.
  * The rest of the range goes to libc, except kvm_run mappings, which
  * privmem unmaps itself (each mmap of a vCPU is a mapping of its own of
  * the vCPU's page; each record stands for one). A MAP_FIXED mmap over
@@ -107,8 +109,9 @@ static struct ipose_map *maps_take(uintptr_t s, uintptr_t e)
 	return taken;
 }
 
-/* Maps [addr, addr+len) of m's file again, at m's offset for addr. */
-static void map_again(const struct ipose_map *m, uint8_t *addr, size_t len)
+/* Records [addr, addr+len) of m, which stays mapped (`remap`: maps it
+ * again first, at m's file offset for addr). */
+static void map_keep(const struct ipose_map *m, uint8_t *addr, size_t len, bool remap)
 {
 	struct ipose_map *n;
 	off_t off = m->off + (off_t)(addr - m->addr);
@@ -119,13 +122,16 @@ static void map_again(const struct ipose_map *m, uint8_t *addr, size_t len)
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return;
-	p = IPOSE_CALL(pm_kvm_mmap(addr, len, m->prot, (m->flags & ~MAP_FIXED) | MAP_FIXED_NOREPLACE,
-				   m->f->handle, off));
-	if (p != addr) {
-		if (p != MAP_FAILED)
-			IPOSE_CALL(pm_kvm_munmap(p, len));
-		free(n);
-		return;
+	if (remap) {
+		p = IPOSE_CALL(pm_kvm_mmap(addr, len, m->prot,
+					   (m->flags & ~MAP_FIXED) | MAP_FIXED_NOREPLACE,
+					   m->f->handle, off));
+		if (p != addr) {
+			if (p != MAP_FAILED)
+				IPOSE_CALL(pm_kvm_munmap(p, len));
+			free(n);
+			return;
+		}
 	}
 	*n = (struct ipose_map){ .addr = addr, .len = len, .off = off, .prot = m->prot,
 				 .flags = m->flags, .f = m->f };
@@ -133,20 +139,25 @@ static void map_again(const struct ipose_map *m, uint8_t *addr, size_t len)
 	map_add(n);
 }
 
-/* Gives back one taken record: the part in [s, e) goes, the rest stays. */
+/* Gives back one taken record: the part in [s, e) goes, the rest stays. A
+ * guest_memfd mapping is unmapped whole and its ends mapped again; a
+ * kvm_run mapping loses only the part (privmem unmaps part of it, as
+ * Linux splits the VMA), its ends keep records of their own. */
 static void map_release(struct ipose_map *m, uintptr_t s, uintptr_t e)
 {
 	uintptr_t ms = (uintptr_t)m->addr, me = ms + m->len;
+	uintptr_t lo = PM_MAX(s, ms), hi = PM_MIN(e, me);
+	bool vcpu = m->f->kind == IPOSE_VCPU;
 
 	if (!m->f->dead)
-		IPOSE_CALL(pm_kvm_munmap(m->addr, m->len));
-	else if (m->f->kind != IPOSE_VCPU)
+		IPOSE_CALL(vcpu ? pm_kvm_munmap((void *)lo, hi - lo) : pm_kvm_munmap(m->addr, m->len));
+	else if (!vcpu)
 		LIBC(munmap)(m->addr, m->len);
-	if (m->f->kind == IPOSE_GMEM) {
+	if (m->f->kind == IPOSE_GMEM || vcpu) {
 		if (ms < s)
-			map_again(m, m->addr, s - ms);
+			map_keep(m, m->addr, s - ms, !vcpu);
 		if (e < me)
-			map_again(m, (uint8_t *)e, me - e);
+			map_keep(m, (uint8_t *)e, me - e, !vcpu);
 	}
 	ipose_file_put(m->f);
 	free(m);

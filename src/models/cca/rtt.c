@@ -218,6 +218,23 @@ static void rtt_release_child(struct rmm_rd *rd, pm_pfn_t child)
 	atomic_fetch_sub_explicit(&rd->rtt.tables, 1, memory_order_relaxed);
 }
 
+/* RTT_DESTROY's and RTT_FOLD's start: the RD locked, the IPA checked, the
+ * table at `level` under ipa and its parent locked. RMI_SUCCESS with the
+ * three locked, or the error with none. */
+static uint64_t rtt_lock_rd_child(uint64_t rd_addr, uint64_t ipa, int level, struct rmm_rd **rd,
+				  pm_pfn_t *parent, pm_pfn_t *child)
+{
+	uint64_t r = rd_lock(rd_addr);
+
+	if (r)
+		return r;
+	*rd = rd_of(granule_pfn(rd_addr));
+	r = rtt_ipa_ok(*rd, ipa) ? rtt_lock_child(*rd, ipa, level, parent, child) : RMI_ERROR_INPUT;
+	if (r)
+		granule_unlock(granule_pfn(rd_addr));
+	return r;
+}
+
 static uint64_t rtt_destroy(uint64_t rd_addr, uint64_t ipa, int level, uint64_t *out_rtt,
 			    uint64_t *out_top)
 {
@@ -228,20 +245,12 @@ static uint64_t rtt_destroy(uint64_t rd_addr, uint64_t ipa, int level, uint64_t 
 	if (level <= RTT_START_LEVEL || level > RTT_PAGE_LEVEL ||
 	    !PM_ALIGNED(ipa, rtt_entry_size(level - 1)))
 		return RMI_ERROR_INPUT;
-	r = rd_lock(rd_addr);
+	r = rtt_lock_rd_child(rd_addr, ipa, level, &rd, &parent, &child);
 	if (r)
 		return r;
-	rd = rd_of(rdp);
-	if (!rtt_ipa_ok(rd, ipa)) {
-		r = RMI_ERROR_INPUT;
-		goto out;
-	}
-	r = rtt_lock_child(rd, ipa, level, &parent, &child);
-	if (r)
-		goto out;
 	if (granule_refcount_locked(child)) {
 		r = rmi_error(RMI_ERROR_RTT, level);      /* live entries below */
-		goto out_child;
+		goto out;
 	}
 	/* v1.0: what the realm knew of the RIPAS below is gone. */
 	s2tte_write(rtt_entry(parent, level - 1, ipa),
@@ -252,10 +261,9 @@ static uint64_t rtt_destroy(uint64_t rd_addr, uint64_t ipa, int level, uint64_t 
 	rtt_release_child(rd, child);
 	*out_rtt = granule_addr(child);
 	*out_top = ipa + rtt_entry_size(level - 1);
-out_child:
+out:
 	granule_unlock(child);
 	granule_unlock(parent);
-out:
 	granule_unlock(rdp);
 	return r;
 }
@@ -302,20 +310,12 @@ static uint64_t rtt_fold(uint64_t rd_addr, uint64_t ipa, int level, uint64_t *ou
 	if (level <= RTT_MIN_BLOCK_LEVEL || level > RTT_PAGE_LEVEL ||
 	    !PM_ALIGNED(ipa, rtt_entry_size(level - 1)))
 		return RMI_ERROR_INPUT;
-	r = rd_lock(rd_addr);
+	r = rtt_lock_rd_child(rd_addr, ipa, level, &rd, &parent, &child);
 	if (r)
 		return r;
-	rd = rd_of(rdp);
-	if (!rtt_ipa_ok(rd, ipa)) {
-		r = RMI_ERROR_INPUT;
-		goto out;
-	}
-	r = rtt_lock_child(rd, ipa, level, &parent, &child);
-	if (r)
-		goto out;
 	if (!rtt_fold_value(child, level, &block)) {
 		r = rmi_error(RMI_ERROR_RTT, level);
-		goto out_child;
+		goto out;
 	}
 	s2tte_write(rtt_entry(parent, level - 1, ipa), block);
 	rtt_account(rd, ipa, level, block, 0, RTT_ENTRIES);
@@ -325,10 +325,9 @@ static uint64_t rtt_fold(uint64_t rd_addr, uint64_t ipa, int level, uint64_t *ou
 	rtt_tlbi(rd);
 	rtt_release_child(rd, child);
 	*out_rtt = granule_addr(child);
-out_child:
+out:
 	granule_unlock(child);
 	granule_unlock(parent);
-out:
 	granule_unlock(rdp);
 	return r;
 }

@@ -90,4 +90,14 @@ void run_report_vm(struct report *rep, struct vmm *m);
 void run_report_checks(struct report *rep, const char *const *names, const uint64_t *passed,
 		       const uint64_t *failed, int n, const char *guest_failure, bool fail);
 
+/* Guest data of the SNP and realm scenarios (run_pages.c): the 8-byte
+ * value of address a under seed (never 0); pages [gpa, gpa + n pages)
+ * stamped or checked at their first and last 8 bytes, each address ORed
+ * with `alias` (the C-bit or the unprotected IPA bit) while the value is
+ * of the address without it; `zero`: the pages must read 0. */
+uint64_t run_pattern(uint64_t a, uint64_t seed);
+void run_guest_stamp(struct pm_guest *g, uint64_t gpa, uint64_t n, uint64_t seed, uint64_t alias);
+bool run_guest_pages_hold(struct pm_guest *g, uint64_t gpa, uint64_t n, uint64_t seed, bool zero,
+			  uint64_t alias);
+
 #endif

@@ -68,35 +68,7 @@ static void check(struct realm_job *j, enum realm_check c, bool ok)
 		j->failed[c]++;
 }
 
-static uint64_t pattern(uint64_t a, uint64_t seed)
-{
-	return ((a >> 3) * 0x9E3779B97F4A7C15ULL ^ seed * 0xC2B2AE3D27D4EB4FULL) | 1;
-}
-
 /* ---- guest side ---- */
-
-static bool pages_hold(struct pm_guest *g, uint64_t gpa, uint64_t n, uint64_t seed, bool zero,
-		       uint64_t alias)
-{
-	for (uint64_t p = 0; p < n; p++) {
-		uint64_t a = gpa + p * PAGE;
-
-		if (pm_guest_read64(g, a | alias) != (zero ? 0 : pattern(a, seed)) ||
-		    pm_guest_read64(g, (a + PAGE - 8) | alias) != (zero ? 0 : pattern(a + PAGE - 8, seed)))
-			return false;
-	}
-	return true;
-}
-
-static void stamp(struct pm_guest *g, uint64_t gpa, uint64_t n, uint64_t seed, uint64_t alias)
-{
-	for (uint64_t p = 0; p < n; p++) {
-		uint64_t a = gpa + p * PAGE;
-
-		pm_guest_write64(g, a | alias, pattern(a, seed));
-		pm_guest_write64(g, (a + PAGE - 8) | alias, pattern(a + PAGE - 8, seed));
-	}
-}
 
 static void guest_check_image(struct pm_guest *g, struct realm_job *j)
 {
@@ -129,16 +101,16 @@ static void guest_convert(struct pm_guest *g, struct realm_job *j, unsigned int 
 
 	pick(j, seed, &gpa, &n);
 	PM_GUEST_ASSERT(g, pm_guest_realm_set_ripas(g, gpa, gpa + n * PAGE, PM_RIPAS_EMPTY) == 0);
-	stamp(g, gpa, n, seq, TOP_BIT);                 /* through the unprotected alias */
+	run_guest_stamp(g, gpa, n, seq, TOP_BIT);                 /* through the unprotected alias */
 	j->req.gpa = gpa;
 	j->req.len = n * PAGE;
 	j->req.seq = seq;
 	pm_guest_sync(g, SYNC_HOST);                    /* the host checks, then writes */
-	check(j, RK_GUEST_SEES_HOST, pages_hold(g, gpa, n, seq + 1, false, TOP_BIT));
+	check(j, RK_GUEST_SEES_HOST, run_guest_pages_hold(g, gpa, n, seq + 1, false, TOP_BIT));
 	PM_GUEST_ASSERT(g, pm_guest_realm_set_ripas(g, gpa, gpa + n * PAGE, PM_RIPAS_RAM) == 0);
-	check(j, RK_RECONVERT_ZERO, pages_hold(g, gpa, n, 0, true, 0));
-	stamp(g, gpa, n, j->seed, 0);
-	check(j, RK_PRIVATE_READBACK, pages_hold(g, gpa, n, j->seed, false, 0));
+	check(j, RK_RECONVERT_ZERO, run_guest_pages_hold(g, gpa, n, 0, true, 0));
+	run_guest_stamp(g, gpa, n, j->seed, 0);
+	check(j, RK_PRIVATE_READBACK, run_guest_pages_hold(g, gpa, n, j->seed, false, 0));
 }
 
 static void realm_guest_main(struct pm_guest *g, void *arg)
@@ -150,9 +122,9 @@ static void realm_guest_main(struct pm_guest *g, void *arg)
 	PM_GUEST_ASSERT(g, pm_guest_realm_ipa_width(g) == IPA_BITS);
 	if (j->id == 0)
 		guest_check_image(g, j);
-	check(j, RK_FAULT_ZERO, pages_hold(g, j->lo, n, 0, true, 0));
-	stamp(g, j->lo, n, j->seed, 0);
-	check(j, RK_FAULT_READBACK, pages_hold(g, j->lo, n, j->seed, false, 0));
+	check(j, RK_FAULT_ZERO, run_guest_pages_hold(g, j->lo, n, 0, true, 0));
+	run_guest_stamp(g, j->lo, n, j->seed, 0);
+	check(j, RK_FAULT_READBACK, run_guest_pages_hold(g, j->lo, n, j->seed, false, 0));
 	for (unsigned int it = 0; it < j->iterations; it++)
 		guest_convert(g, j, &seed, 2 * it + 100);
 }
@@ -173,9 +145,9 @@ static void realm_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 		uint64_t a = j->req.gpa + p * PAGE, *w = (uint64_t *)(m->shared + a);
 		uint64_t *last = (uint64_t *)(m->shared + a + PAGE - 8);
 
-		ok &= *w == pattern(a, j->req.seq) && *last == pattern(a + PAGE - 8, j->req.seq);
-		*w = pattern(a, j->req.seq + 1);
-		*last = pattern(a + PAGE - 8, j->req.seq + 1);
+		ok &= *w == run_pattern(a, j->req.seq) && *last == run_pattern(a + PAGE - 8, j->req.seq);
+		*w = run_pattern(a, j->req.seq + 1);
+		*last = run_pattern(a + PAGE - 8, j->req.seq + 1);
 	}
 	check(j, RK_HOST_SEES_SHARED, ok);
 }

@@ -89,40 +89,12 @@ static void check(struct snp_job *j, enum snp_check c, bool ok)
 		j->failed[c]++;
 }
 
-static uint64_t pattern(uint64_t a, uint64_t seed)
-{
-	return ((a >> 3) * 0x9E3779B97F4A7C15ULL ^ seed * 0xC2B2AE3D27D4EB4FULL) | 1;
-}
-
 static uint32_t rnd(unsigned int *seed)
 {
 	return (uint32_t)rand_r(seed);
 }
 
 /* ---- guest side ---- */
-
-static bool guest_pages_hold(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed,
-			     bool zero, uint64_t kind)
-{
-	for (uint64_t p = 0; p < npages; p++) {
-		uint64_t a = gpa + p * PAGE;
-
-		if (pm_guest_read64(g, a | kind) != (zero ? 0 : pattern(a, seed)) ||
-		    pm_guest_read64(g, (a + PAGE - 8) | kind) != (zero ? 0 : pattern(a + PAGE - 8, seed)))
-			return false;
-	}
-	return true;
-}
-
-static void guest_stamp(struct pm_guest *g, uint64_t gpa, uint64_t npages, uint64_t seed, uint64_t kind)
-{
-	for (uint64_t p = 0; p < npages; p++) {
-		uint64_t a = gpa + p * PAGE;
-
-		pm_guest_write64(g, a | kind, pattern(a, seed));
-		pm_guest_write64(g, (a + PAGE - 8) | kind, pattern(a + PAGE - 8, seed));
-	}
-}
 
 static void guest_check_launch(struct pm_guest *g, struct snp_job *j)
 {
@@ -183,9 +155,9 @@ static void guest_accept(struct pm_guest *g, struct snp_job *j)
 
 	PM_GUEST_ASSERT(g, pm_guest_snp_make_private(g, j->acc_lo, n - implicit, j->io, PSC_BATCH) == 0);
 	guest_implicit_private(g, j->acc_hi - implicit * PAGE, implicit);
-	check(j, SK_ACCEPT_ZERO, guest_pages_hold(g, j->acc_lo, n, 0, true, C));
-	guest_stamp(g, j->acc_lo, n, j->seed, C);
-	check(j, SK_ACCEPT_READBACK, guest_pages_hold(g, j->acc_lo, n, j->seed, false, C));
+	check(j, SK_ACCEPT_ZERO, run_guest_pages_hold(g, j->acc_lo, n, 0, true, C));
+	run_guest_stamp(g, j->acc_lo, n, j->seed, C);
+	check(j, SK_ACCEPT_READBACK, run_guest_pages_hold(g, j->acc_lo, n, j->seed, false, C));
 }
 
 /* A random range of the accepted part: 1-16 pages, or a 2M block. */
@@ -220,9 +192,9 @@ static void guest_bounce(struct pm_guest *g, struct snp_job *j, unsigned int *se
 		pm_guest_write(g, (gpa + off) | C, buf, c);           /* private */
 	}
 	for (dst = 0; dst < len; dst += 8)
-		ok &= pm_guest_read64(g, (gpa + dst) | C) == pattern(dst, seq);
+		ok &= pm_guest_read64(g, (gpa + dst) | C) == run_pattern(dst, seq);
 	check(j, SK_BOUNCE, ok);
-	guest_stamp(g, gpa, n, j->seed, C);          /* restore what the checks expect */
+	run_guest_stamp(g, gpa, n, j->seed, C);          /* restore what the checks expect */
 }
 
 static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *seed, uint64_t seq)
@@ -238,7 +210,7 @@ static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *s
 	j->req.len = n * PAGE;
 	j->req.seq = seq;
 	pm_guest_sync(g, SYNC_HOST_WRITE);
-	check(j, SK_HOST_WRITE_SEEN, guest_pages_hold(g, gpa, n, seq, false, 0));
+	check(j, SK_HOST_WRITE_SEEN, run_guest_pages_hold(g, gpa, n, seq, false, 0));
 	if (rnd(seed) & 1)
 		guest_implicit_private(g, gpa, n);
 	else
@@ -247,11 +219,11 @@ static void guest_convert(struct pm_guest *g, struct snp_job *j, unsigned int *s
 	 * page keeps what the host wrote (a real guest would read it
 	 * through its key: the firmware's business, v8's api.rst says). */
 	if (j->in_place)
-		check(j, SK_RECONVERT_KEEPS, guest_pages_hold(g, gpa, n, seq, false, C));
+		check(j, SK_RECONVERT_KEEPS, run_guest_pages_hold(g, gpa, n, seq, false, C));
 	else
-		check(j, SK_RECONVERT_ZERO, guest_pages_hold(g, gpa, n, 0, true, C));
-	guest_stamp(g, gpa, n, j->seed, C);
-	check(j, SK_PRIVATE_READBACK, guest_pages_hold(g, gpa, n, j->seed, false, C));
+		check(j, SK_RECONVERT_ZERO, run_guest_pages_hold(g, gpa, n, 0, true, C));
+	run_guest_stamp(g, gpa, n, j->seed, C);
+	check(j, SK_PRIVATE_READBACK, run_guest_pages_hold(g, gpa, n, j->seed, false, C));
 }
 
 static void snp_guest_main(struct pm_guest *g, void *arg)
@@ -287,13 +259,13 @@ static void snp_sync(struct vmm *m, int vcpu, const struct pm_ucall *uc)
 		uint64_t *d = (uint64_t *)(m->shared + j->io + 2 * PAGE);
 
 		for (uint64_t off = 0; off < j->req.len; off += 8)
-			d[off / 8] = pattern(off, j->req.seq);
+			d[off / 8] = run_pattern(off, j->req.seq);
 	} else if (uc->args[0] == SYNC_HOST_WRITE) {
 		for (uint64_t p = 0; p < j->req.len / PAGE; p++) {
 			uint64_t a = j->req.gpa + p * PAGE;
 
-			*(uint64_t *)(m->shared + a) = pattern(a, j->req.seq);
-			*(uint64_t *)(m->shared + a + PAGE - 8) = pattern(a + PAGE - 8, j->req.seq);
+			*(uint64_t *)(m->shared + a) = run_pattern(a, j->req.seq);
+			*(uint64_t *)(m->shared + a + PAGE - 8) = run_pattern(a + PAGE - 8, j->req.seq);
 		}
 	}
 }

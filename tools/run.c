@@ -358,8 +358,10 @@ void run_report_vm(struct report *rep, struct vmm *m)
 }
 
 void run_report_checks(struct report *rep, const char *const *names, const uint64_t *passed,
-		       const uint64_t *failed, int n, const char *guest_failure, bool fail)
+		       const uint64_t *failed, int n, const char *guest_failure, bool other_failure)
 {
+	bool fail;
+
 	uint64_t total_passed = 0, total_failed = 0;
 	bool any = false;
 
@@ -379,6 +381,7 @@ void run_report_checks(struct report *rep, const char *const *names, const uint6
 	report_top(rep);
 	if (!any)
 		report_empty(rep, "checks");
+	fail = total_failed || guest_failure || other_failure;
 	report_str(rep, "guest_failure", guest_failure);
 	report_str(rep, "result", fail ? "FAIL" : "PASS");
 	report_u64(rep, "checks_passed", total_passed);

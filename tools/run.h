@@ -85,10 +85,11 @@ void run_report_header(struct report *rep, const char *more);
 void run_report_vm(struct report *rep, struct vmm *m);
 
 /* The end of every report: the checks that ran (names[c], passed[c] and
- * failed[c] for c < n), the guest's failure (NULL: none), the result (FAIL
- * if `fail`, which also sets rep->failed). */
+ * failed[c] for c < n), the guest's failure (NULL: none), the result: FAIL
+ * (and rep->failed) if a check failed, the guest failed, or
+ * `other_failure` (what the runner found beyond its checks). */
 void run_report_checks(struct report *rep, const char *const *names, const uint64_t *passed,
-		       const uint64_t *failed, int n, const char *guest_failure, bool fail);
+		       const uint64_t *failed, int n, const char *guest_failure, bool other_failure);
 
 /* Guest data of the SNP and realm scenarios (run_pages.c): the 8-byte
  * value of address a under seed (never 0); pages [gpa, gpa + n pages)
